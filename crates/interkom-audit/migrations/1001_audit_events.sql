@@ -1,0 +1,35 @@
+-- The audit trail: insert-only, hash-chained. Portable SQL (SQLite and PostgreSQL).
+-- `seq` is assigned by the writer under the lock on audit_head, so it is gap-free.
+CREATE TABLE audit_events (
+    seq            BIGINT PRIMARY KEY,
+    ts             TEXT   NOT NULL,
+    tenant         TEXT,
+    tenant_path    TEXT,
+    actor_subject  TEXT,
+    actor_tenant   TEXT,
+    actor_client   TEXT,
+    action         TEXT   NOT NULL,
+    target         TEXT,
+    outcome        TEXT   NOT NULL,
+    reason         TEXT,
+    correlation_id TEXT,
+    source         TEXT,
+    details        TEXT   NOT NULL,
+    prev_hash      TEXT   NOT NULL,
+    hash           TEXT   NOT NULL
+);
+CREATE INDEX audit_events_ts ON audit_events (ts);
+CREATE INDEX audit_events_action ON audit_events (action, seq);
+CREATE INDEX audit_events_actor ON audit_events (actor_subject, seq);
+CREATE INDEX audit_events_client ON audit_events (actor_client, seq);
+CREATE INDEX audit_events_correlation ON audit_events (correlation_id);
+
+-- One row: the head of the chain. Writers lock it (UPDATE) before appending,
+-- which serialises appends from several nodes on one PostgreSQL.
+CREATE TABLE audit_head (
+    id   BIGINT PRIMARY KEY,
+    seq  BIGINT NOT NULL,
+    hash TEXT   NOT NULL
+);
+INSERT INTO audit_head (id, seq, hash)
+VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');

@@ -1,0 +1,181 @@
+//! The audit event and its closed vocabulary.
+
+use serde::{Deserialize, Serialize};
+
+/// What happened. The set is closed so that security staff can filter on it;
+/// the string form is what is stored and hashed and must never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Login,
+    LoginFailed,
+    TokenIssued,
+    TokenRefreshed,
+    RefreshReuseDetected,
+    CodeReplayDetected,
+    TokenRevoked,
+    Logout,
+    DecisionDenied,
+    DecisionPermittedSehrHoch,
+    AdminChange,
+    AuditRead,
+    AuditExport,
+    KeyRotated,
+}
+
+impl Action {
+    pub const ALL: &'static [Action] = &[
+        Action::Login,
+        Action::LoginFailed,
+        Action::TokenIssued,
+        Action::TokenRefreshed,
+        Action::RefreshReuseDetected,
+        Action::CodeReplayDetected,
+        Action::TokenRevoked,
+        Action::Logout,
+        Action::DecisionDenied,
+        Action::DecisionPermittedSehrHoch,
+        Action::AdminChange,
+        Action::AuditRead,
+        Action::AuditExport,
+        Action::KeyRotated,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Login => "login",
+            Action::LoginFailed => "login_failed",
+            Action::TokenIssued => "token_issued",
+            Action::TokenRefreshed => "token_refreshed",
+            Action::RefreshReuseDetected => "refresh_reuse_detected",
+            Action::CodeReplayDetected => "code_replay_detected",
+            Action::TokenRevoked => "token_revoked",
+            Action::Logout => "logout",
+            Action::DecisionDenied => "decision_denied",
+            Action::DecisionPermittedSehrHoch => "decision_permitted_sehr_hoch",
+            Action::AdminChange => "admin_change",
+            Action::AuditRead => "audit_read",
+            Action::AuditExport => "audit_export",
+            Action::KeyRotated => "key_rotated",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Action> {
+        Action::ALL.iter().copied().find(|a| a.as_str() == s)
+    }
+}
+
+/// How it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    Failure,
+    Denied,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Denied => "denied",
+        }
+    }
+}
+
+/// An event as a caller hands it to [`crate::AuditLog::append`]. Sequence
+/// number, timestamp and hashes are assigned by the store.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEvent {
+    pub tenant: Option<String>,
+    pub tenant_path: Option<String>,
+    pub actor_subject: Option<String>,
+    pub actor_tenant: Option<String>,
+    pub actor_client: Option<String>,
+    pub action: Action,
+    pub target: Option<String>,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub correlation_id: Option<String>,
+    pub source: Option<String>,
+    pub details: serde_json::Value,
+}
+
+impl AuditEvent {
+    pub fn new(action: Action, outcome: Outcome) -> Self {
+        AuditEvent {
+            tenant: None,
+            tenant_path: None,
+            actor_subject: None,
+            actor_tenant: None,
+            actor_client: None,
+            action,
+            target: None,
+            outcome,
+            reason: None,
+            correlation_id: None,
+            source: None,
+            details: serde_json::Value::Object(Default::default()),
+        }
+    }
+    pub fn tenant(mut self, id: impl Into<String>, path: impl Into<String>) -> Self {
+        self.tenant = Some(id.into());
+        self.tenant_path = Some(path.into());
+        self
+    }
+    pub fn subject(mut self, subject: impl Into<String>, home_tenant: Option<String>) -> Self {
+        self.actor_subject = Some(subject.into());
+        self.actor_tenant = home_tenant;
+        self
+    }
+    pub fn client(mut self, client: impl Into<String>) -> Self {
+        self.actor_client = Some(client.into());
+        self
+    }
+    pub fn target(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+    pub fn correlation(mut self, id: Option<String>) -> Self {
+        self.correlation_id = id;
+        self
+    }
+    pub fn source(mut self, source: Option<String>) -> Self {
+        self.source = source;
+        self
+    }
+    pub fn details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+/// An event as stored: with sequence number, timestamp and chain hashes.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub ts: String,
+    pub tenant: Option<String>,
+    pub tenant_path: Option<String>,
+    pub actor_subject: Option<String>,
+    pub actor_tenant: Option<String>,
+    pub actor_client: Option<String>,
+    pub action: String,
+    pub target: Option<String>,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub correlation_id: Option<String>,
+    pub source: Option<String>,
+    /// The details object, exactly as hashed (JSON text).
+    pub details: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+pub(crate) const COLUMNS: &str = "seq, ts, tenant, tenant_path, actor_subject, actor_tenant, \
+     actor_client, action, target, outcome, reason, correlation_id, source, details, prev_hash, hash";

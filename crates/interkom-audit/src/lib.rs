@@ -1,0 +1,48 @@
+//! The shared audit-log store of interkom.
+//!
+//! Every security-relevant event of the gateway, the policy engine and the
+//! admin API is appended here, to one insert-only table in the same database
+//! as everything else. Each event carries the SHA-256 hash of its canonical
+//! encoding chained to the previous event's hash, so a modified, deleted,
+//! inserted or reordered event is found by [`verify`].
+//!
+//! # Layout
+//! - [`event`]: the event type, its closed set of actions and outcomes.
+//! - [`chain`]: the canonical encoding and the hash chain.
+//! - [`writer`]: [`AuditLog`], the durable appender with group commit: many
+//!   concurrent callers are committed in one transaction, and each caller
+//!   continues only after its event is committed.
+//! - [`query`]: filtered, cursor-paginated reads, newest first.
+//! - [`verify`](mod@verify): recomputes the chain over a range.
+
+pub mod chain;
+pub mod event;
+pub mod query;
+pub mod verify;
+pub mod writer;
+
+pub use event::{Action, AuditEvent, Outcome, StoredEvent};
+pub use query::{query, AuditQuery};
+pub use verify::{verify, VerifyReport};
+pub use writer::{AuditConfig, AuditLog};
+
+use sqlx::AnyPool;
+
+/// Errors of the audit store.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit store database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("audit writer has stopped")]
+    WriterStopped,
+    #[error("audit event could not be encoded: {0}")]
+    Encoding(#[from] serde_json::Error),
+}
+
+/// Applies this crate's migrations (its own version range; other crates'
+/// migrations in the same table are left alone).
+pub async fn migrate(pool: &AnyPool) -> Result<(), sqlx::migrate::MigrateError> {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await
+}

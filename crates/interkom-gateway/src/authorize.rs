@@ -1,0 +1,552 @@
+//! The authorization endpoint and the login form.
+//!
+//! Order of checks (RFC 6749 §4.1.2.1, RFC 9700 §4.1): the client and its
+//! exact redirect URI first; while either is unverified, errors are shown as
+//! a page and nobody is redirected. After that, errors go back to the
+//! client's redirect URI with `state` and `iss` (RFC 9207).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use interkom_audit::{Action, AuditEvent, Outcome};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::accounts::{self, Session, SESSION_COOKIE};
+use crate::clients::{Client, GrantType, SUPPORTED_SCOPES};
+use crate::crypto::{ct_eq, random_token};
+use crate::i18n::Lang;
+use crate::params::Params;
+use crate::web::{self, Meta};
+use crate::{Gateway, GatewayError};
+
+/// Levels of assurance, lowest first.
+pub(crate) const ACR_LOW: &str = "urn:interkom:loa:low";
+pub(crate) const ACR_VALUES: [&str; 3] = [ACR_LOW, "urn:interkom:loa:substantial", "urn:interkom:loa:high"];
+
+pub(crate) fn acr_rank(acr: &str) -> Option<usize> {
+    ACR_VALUES.iter().position(|a| *a == acr)
+}
+
+const BROWSER_COOKIE: &str = "interkom_browser";
+
+/// A validated authorization request, kept while the user logs in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct AuthRequest {
+    pub(crate) client_id: String,
+    pub(crate) redirect_uri: String,
+    pub(crate) scope: Vec<String>,
+    pub(crate) state: Option<String>,
+    pub(crate) nonce: Option<String>,
+    pub(crate) code_challenge: Option<String>,
+    pub(crate) prompt_none: bool,
+    pub(crate) prompt_login: bool,
+    pub(crate) max_age: Option<i64>,
+    pub(crate) login_hint: Option<String>,
+    /// Lowest rank among the requested, known `acr_values`.
+    pub(crate) min_acr: Option<usize>,
+    pub(crate) ui_locales: Option<String>,
+}
+
+enum Fail {
+    /// Shown as a page: the redirect URI is not (yet) trusted.
+    Page(StatusCode, fn(&crate::i18n::Texts) -> &'static str, Option<String>),
+    /// Sent back to the verified redirect URI.
+    Redirect {
+        redirect_uri: String,
+        state: Option<String>,
+        error: &'static str,
+        description: String,
+    },
+    Internal(GatewayError),
+}
+
+impl From<GatewayError> for Fail {
+    fn from(e: GatewayError) -> Self {
+        Fail::Internal(e)
+    }
+}
+
+fn fail_response(gw: &Gateway, lang: Lang, f: Fail) -> Response {
+    match f {
+        Fail::Page(status, msg, code) => web::error_page(gw, lang, status, msg(lang.texts()), code.as_deref()),
+        Fail::Redirect {
+            redirect_uri,
+            state,
+            error,
+            description,
+        } => error_redirect(gw, &redirect_uri, state.as_deref(), error, &description),
+        Fail::Internal(e) => internal(gw, lang, e),
+    }
+}
+
+pub(crate) fn internal(gw: &Gateway, lang: Lang, e: GatewayError) -> Response {
+    tracing::error!(error = %e, "authorization failed internally");
+    web::error_page(
+        gw,
+        lang,
+        StatusCode::SERVICE_UNAVAILABLE,
+        lang.texts().unavailable,
+        None,
+    )
+}
+
+/// Appends parameters to a verified redirect URI (keeping its own query).
+fn with_params(redirect_uri: &str, params: &[(&str, Option<&str>)]) -> String {
+    match Url::parse(redirect_uri) {
+        Ok(mut u) => {
+            {
+                let mut q = u.query_pairs_mut();
+                for (k, v) in params {
+                    if let Some(v) = v {
+                        q.append_pair(k, v);
+                    }
+                }
+            }
+            u.to_string()
+        }
+        Err(_) => redirect_uri.to_owned(),
+    }
+}
+
+fn error_redirect(gw: &Gateway, redirect_uri: &str, state: Option<&str>, error: &str, description: &str) -> Response {
+    web::see_other(&with_params(
+        redirect_uri,
+        &[
+            ("error", Some(error)),
+            ("error_description", Some(description)),
+            ("state", state),
+            ("iss", Some(gw.cfg.issuer_str())),
+        ],
+    ))
+}
+
+pub(crate) async fn authorize_get(
+    State(gw): State<Gateway>,
+    meta: Meta,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    authorize(gw, meta, headers, query.unwrap_or_default().as_bytes()).await
+}
+
+pub(crate) async fn authorize_post(State(gw): State<Gateway>, meta: Meta, headers: HeaderMap, body: Bytes) -> Response {
+    authorize(gw, meta, headers, &body).await
+}
+
+async fn authorize(gw: Gateway, meta: Meta, headers: HeaderMap, raw: &[u8]) -> Response {
+    let params = Params::parse(raw).ok();
+    let ui = params
+        .as_ref()
+        .and_then(|p| p.get("ui_locales").ok().flatten().map(str::to_owned));
+    let lang = Lang::negotiate(ui.as_deref(), meta.accept_language.as_deref());
+    let Some(params) = params else {
+        return web::error_page(&gw, lang, StatusCode::BAD_REQUEST, lang.texts().bad_request, None);
+    };
+    let (client, req) = match validate(&gw, &params).await {
+        Ok(v) => v,
+        Err(f) => return fail_response(&gw, lang, f),
+    };
+    match proceed(&gw, &meta, &headers, lang, &client, req).await {
+        Ok(r) => r,
+        Err(f) => fail_response(&gw, lang, f),
+    }
+}
+
+async fn validate(gw: &Gateway, p: &Params) -> Result<(Arc<Client>, AuthRequest), Fail> {
+    let page = |m: fn(&crate::i18n::Texts) -> &'static str, code: &str| {
+        Fail::Page(StatusCode::BAD_REQUEST, m, Some(code.to_owned()))
+    };
+    let client_id = p
+        .get("client_id")
+        .map_err(|_| page(|t| t.bad_request, "invalid_request: client_id repeated"))?
+        .ok_or_else(|| page(|t| t.bad_client, "invalid_request: client_id missing"))?;
+    let client = gw
+        .client(client_id)
+        .await?
+        .ok_or_else(|| page(|t| t.bad_client, "invalid_client"))?;
+    let redirect_uri = p
+        .get("redirect_uri")
+        .map_err(|_| page(|t| t.bad_redirect, "invalid_request: redirect_uri repeated"))?
+        .ok_or_else(|| page(|t| t.bad_redirect, "invalid_request: redirect_uri missing"))?;
+    // Exact string comparison, as registered (RFC 9700 §4.1.3).
+    if !client.redirect_uris.iter().any(|r| r == redirect_uri) {
+        return Err(page(|t| t.bad_redirect, "invalid_request: redirect_uri not registered"));
+    }
+    let state = p.get("state").ok().flatten().map(str::to_owned);
+    let fail = |error: &'static str, description: &str| Fail::Redirect {
+        redirect_uri: redirect_uri.to_owned(),
+        state: state.clone(),
+        error,
+        description: description.to_owned(),
+    };
+    let get = |name: &str| p.get(name).map_err(|e| fail("invalid_request", &e.description));
+    if p.pairs().iter().filter(|(k, _)| k == "state").count() > 1 {
+        return Err(fail("invalid_request", "parameter `state` repeated"));
+    }
+    if get("request")?.is_some() {
+        return Err(fail("request_not_supported", "request objects are not supported"));
+    }
+    if get("request_uri")?.is_some() {
+        return Err(fail("request_uri_not_supported", "request_uri is not supported"));
+    }
+    match get("response_type")? {
+        None => return Err(fail("invalid_request", "response_type is missing")),
+        Some("code") => {}
+        Some(_) => return Err(fail("unsupported_response_type", "only response_type=code is supported")),
+    }
+    if let Some(mode) = get("response_mode")? {
+        if mode != "query" {
+            return Err(fail("invalid_request", "only response_mode=query is supported"));
+        }
+    }
+    if !client.allows(GrantType::AuthorizationCode) {
+        return Err(fail("unauthorized_client", "the client may not use the authorization code grant"));
+    }
+    let scope: Vec<String> = get("scope")?
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if let Some(s) = scope
+        .iter()
+        .find(|s| !SUPPORTED_SCOPES.contains(&s.as_str()) || !client.scopes.contains(s))
+    {
+        return Err(fail("invalid_scope", &format!("scope `{s}` is not available to this client")));
+    }
+    let code_challenge = get("code_challenge")?;
+    let method = get("code_challenge_method")?;
+    match (code_challenge, method) {
+        (Some(c), Some("S256")) => {
+            if c.len() != 43 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(fail("invalid_request", "code_challenge must be a base64url SHA-256 value"));
+            }
+        }
+        (Some(_), None) | (Some(_), Some("plain")) => {
+            return Err(fail("invalid_request", "code_challenge_method must be S256 (plain is not allowed)"))
+        }
+        (_, Some(_)) => return Err(fail("invalid_request", "unsupported or unused code_challenge_method")),
+        (None, None) => {
+            if client.is_public() {
+                return Err(fail("invalid_request", "PKCE (code_challenge with S256) is required for public clients"));
+            }
+        }
+    }
+    let mut prompt_none = false;
+    let mut prompt_login = false;
+    if let Some(prompt) = get("prompt")? {
+        for v in prompt.split(' ').filter(|v| !v.is_empty()) {
+            match v {
+                "none" => prompt_none = true,
+                "login" | "select_account" => prompt_login = true,
+                // First-party clients need no consent screen.
+                "consent" => {}
+                _ => return Err(fail("invalid_request", &format!("unsupported prompt value `{v}`"))),
+            }
+        }
+        if prompt_none && prompt.split(' ').filter(|v| !v.is_empty()).count() > 1 {
+            return Err(fail("invalid_request", "prompt=none cannot be combined with other values"));
+        }
+    }
+    let max_age = match get("max_age")? {
+        None => None,
+        Some(v) => Some(
+            v.parse::<i64>()
+                .ok()
+                .filter(|v| *v >= 0)
+                .ok_or_else(|| fail("invalid_request", "max_age must be a non-negative integer"))?,
+        ),
+    };
+    let min_acr = get("acr_values")?.and_then(|v| v.split(' ').filter_map(acr_rank).min());
+    let nonce = get("nonce")?.map(str::to_owned);
+    if nonce.as_ref().is_some_and(|n| n.len() > 512) || state.as_ref().is_some_and(|s| s.len() > 2048) {
+        return Err(fail("invalid_request", "state or nonce too long"));
+    }
+    let req = AuthRequest {
+        client_id: client.id.clone(),
+        redirect_uri: redirect_uri.to_owned(),
+        scope,
+        state: state.clone(),
+        nonce,
+        code_challenge: code_challenge.map(str::to_owned),
+        prompt_none,
+        prompt_login,
+        max_age,
+        login_hint: get("login_hint")?.map(|h| h.chars().take(128).collect()),
+        min_acr,
+        ui_locales: get("ui_locales")?.map(str::to_owned),
+    };
+    Ok((client, req))
+}
+
+/// Decides between single sign-on, the login form and an error.
+async fn proceed(
+    gw: &Gateway,
+    meta: &Meta,
+    headers: &HeaderMap,
+    lang: Lang,
+    client: &Client,
+    req: AuthRequest,
+) -> Result<Response, Fail> {
+    let now = gw.clock.now();
+    let session = match web::cookie(headers, SESSION_COOKIE) {
+        Some(h) => accounts::session_by_handle(&gw.pool, &gw.master, &h, now).await?,
+        None => None,
+    };
+    let redirect_fail = |error: &'static str, description: &str| Fail::Redirect {
+        redirect_uri: req.redirect_uri.clone(),
+        state: req.state.clone(),
+        error,
+        description: description.to_owned(),
+    };
+    // A password alone reaches `low`; higher levels come with second factors
+    // and upstream IdPs.
+    let reachable = 0;
+    let session_ok = session.as_ref().is_some_and(|s| {
+        !req.prompt_login
+            && req.max_age.is_none_or(|m| now - s.auth_time <= m)
+            && acr_rank(&s.acr).unwrap_or(0) >= req.min_acr.unwrap_or(0)
+    });
+    if session_ok {
+        if let Some(s) = session {
+            return complete(gw, &req, &s).await.map_err(Fail::Internal);
+        }
+    }
+    if req.min_acr.is_some_and(|r| r > reachable) {
+        return Err(redirect_fail(
+            "unmet_authentication_requirements",
+            "the requested level of assurance cannot be reached",
+        ));
+    }
+    if req.prompt_none {
+        return Err(redirect_fail("login_required", "the user must log in"));
+    }
+    // Show the login form, bound to this browser.
+    let browser = web::cookie(headers, BROWSER_COOKIE)
+        .filter(|b| b.len() == 43)
+        .unwrap_or_else(|| random_token(32));
+    let id = random_token(24);
+    sqlx::query("INSERT INTO login_requests (id, csrf_hash, params, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(&id)
+        .bind(gw.master.keyed_hash(&browser))
+        .bind(serde_json::to_string(&req).map_err(GatewayError::from)?)
+        .bind(now + gw.cfg.login_request_ttl)
+        .execute(&gw.pool)
+        .await
+        .map_err(GatewayError::from)?;
+    let _ = meta;
+    let mut res = login_page(gw, lang, StatusCode::OK, client, &id, &browser, req.login_hint.as_deref(), None);
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        web::set_cookie(gw, BROWSER_COOKIE, &browser, gw.cfg.login_request_ttl),
+    );
+    Ok(res)
+}
+
+fn csrf_token(gw: &Gateway, browser: &str, login_request: &str) -> String {
+    gw.master.keyed_hash(&format!("csrf|{browser}|{login_request}"))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn login_page(
+    gw: &Gateway,
+    lang: Lang,
+    status: StatusCode,
+    client: &Client,
+    login_request: &str,
+    browser: &str,
+    username: Option<&str>,
+    error: Option<&str>,
+) -> Response {
+    web::page(
+        gw,
+        status,
+        "login.html",
+        minijinja::context! {
+            lang => lang.code(),
+            base => gw.cfg.base_path(),
+            t => minijinja::Value::from_serialize(lang.texts()),
+            client_name => &client.name,
+            login_request => login_request,
+            csrf_token => csrf_token(gw, browser, login_request),
+            username => username.unwrap_or(""),
+            error => error,
+        },
+    )
+}
+
+/// Issues the authorization code and sends the browser back to the client.
+async fn complete(gw: &Gateway, req: &AuthRequest, s: &Session) -> Result<Response, GatewayError> {
+    let now = gw.clock.now();
+    let code = random_token(32);
+    sqlx::query(
+        "INSERT INTO auth_codes (code_hash, client_id, redirect_uri, user_id, sid, scope, nonce, code_challenge, \
+         auth_time, acr, amr, family_id, expires_at, used_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL)",
+    )
+    .bind(gw.master.keyed_hash(&code))
+    .bind(&req.client_id)
+    .bind(&req.redirect_uri)
+    .bind(&s.user_id)
+    .bind(&s.sid)
+    .bind(req.scope.join(" "))
+    .bind(&req.nonce)
+    .bind(&req.code_challenge)
+    .bind(s.auth_time)
+    .bind(&s.acr)
+    .bind(&s.amr)
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(now + gw.cfg.code_ttl)
+    .execute(&gw.pool)
+    .await?;
+    Ok(web::see_other(&with_params(
+        &req.redirect_uri,
+        &[
+            ("code", Some(&code)),
+            ("state", req.state.as_deref()),
+            ("iss", Some(gw.cfg.issuer_str())),
+        ],
+    )))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    login_request: Option<String>,
+    csrf_token: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+/// `POST /login`: checks the CSRF binding, then the password.
+pub(crate) async fn login(State(gw): State<Gateway>, meta: Meta, headers: HeaderMap, body: Bytes) -> Response {
+    let lang = Lang::negotiate(None, meta.accept_language.as_deref());
+    let bad = |status, m: fn(&crate::i18n::Texts) -> &'static str| {
+        web::error_page(&gw, lang, status, m(lang.texts()), None)
+    };
+    let Ok(form) = serde_urlencoded::from_bytes::<LoginForm>(&body) else {
+        return bad(StatusCode::BAD_REQUEST, |t| t.bad_request);
+    };
+    let (Some(lr), Some(csrf)) = (form.login_request, form.csrf_token) else {
+        return bad(StatusCode::BAD_REQUEST, |t| t.expired);
+    };
+    let now = gw.clock.now();
+    let row: Option<(String, String, i64)> =
+        match sqlx::query_as("SELECT csrf_hash, params, expires_at FROM login_requests WHERE id = $1")
+            .bind(&lr)
+            .fetch_optional(&gw.pool)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return internal(&gw, lang, e.into()),
+        };
+    let Some((browser_hash, params, expires_at)) = row.filter(|r| r.2 > now) else {
+        return bad(StatusCode::BAD_REQUEST, |t| t.expired);
+    };
+    let _ = expires_at;
+    // CSRF: the form's token must be derived from this browser's cookie and
+    // this login request, and the request must belong to this browser.
+    let browser = web::cookie(&headers, BROWSER_COOKIE).unwrap_or_default();
+    if browser.is_empty()
+        || !ct_eq(&gw.master.keyed_hash(&browser), &browser_hash)
+        || !ct_eq(&csrf_token(&gw, &browser, &lr), &csrf)
+    {
+        return bad(StatusCode::FORBIDDEN, |t| t.expired);
+    }
+    let Ok(req) = serde_json::from_str::<AuthRequest>(&params) else {
+        return bad(StatusCode::BAD_REQUEST, |t| t.expired);
+    };
+    let lang = Lang::negotiate(req.ui_locales.as_deref(), meta.accept_language.as_deref());
+    let client = match gw.client(&req.client_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return bad(StatusCode::BAD_REQUEST, |t| t.bad_client),
+        Err(e) => return internal(&gw, lang, e),
+    };
+    let username = form.username.unwrap_or_default();
+    let password = form.password.unwrap_or_default();
+    let user = if username.is_empty() || username.len() > 128 {
+        None
+    } else {
+        match accounts::user_by_username(&gw.pool, &username).await {
+            Ok(u) => u,
+            Err(e) => return internal(&gw, lang, e),
+        }
+    };
+    let user = user.filter(|u| u.disabled == 0);
+    let ok = gw
+        .hasher
+        .verify(user.as_ref().and_then(|u| u.password_hash.clone()), password)
+        .await;
+    let user = match (ok, user) {
+        (true, Some(u)) => u,
+        (_, user) => {
+            let mut ev = AuditEvent::new(Action::LoginFailed, Outcome::Failure)
+                .client(&client.id)
+                .reason("invalid_credentials")
+                .correlation(meta.request_id.clone())
+                .source(meta.source.clone())
+                .details(serde_json::json!({ "username": username }));
+            if let Some(u) = &user {
+                ev = ev.subject(&u.id, Some(u.tenant.clone()));
+                if let Some(t) = gw.tenants.get(&u.tenant) {
+                    ev = ev.tenant(&t.id, t.path_string());
+                }
+            }
+            if let Err(e) = gw.audit.append(ev).await {
+                return internal(&gw, lang, e.into());
+            }
+            return login_page(
+                &gw,
+                lang,
+                StatusCode::UNAUTHORIZED,
+                &client,
+                &lr,
+                &browser,
+                Some(&username),
+                Some(lang.texts().login_failed),
+            );
+        }
+    };
+    match finish_login(&gw, &meta, &lr, &req, &client, &user).await {
+        Ok(r) => r,
+        Err(e) => internal(&gw, lang, e),
+    }
+}
+
+async fn finish_login(
+    gw: &Gateway,
+    meta: &Meta,
+    lr: &str,
+    req: &AuthRequest,
+    client: &Client,
+    user: &accounts::User,
+) -> Result<Response, GatewayError> {
+    // Single use: a second submission of the same form finds nothing.
+    let deleted = sqlx::query("DELETE FROM login_requests WHERE id = $1")
+        .bind(lr)
+        .execute(&gw.pool)
+        .await?
+        .rows_affected();
+    if deleted == 0 {
+        return Err(GatewayError::Invalid("login request used twice".into()));
+    }
+    // A new session on every login (no session fixation).
+    let (handle, session) = accounts::create_session(gw, &user.id, ACR_LOW, &["pwd"]).await?;
+    let mut ev = AuditEvent::new(Action::Login, Outcome::Success)
+        .subject(&user.id, Some(user.tenant.clone()))
+        .client(&client.id)
+        .correlation(meta.request_id.clone())
+        .source(meta.source.clone())
+        .details(serde_json::json!({ "acr": ACR_LOW, "amr": ["pwd"], "sid": session.sid }));
+    if let Some(t) = gw.tenants.get(&user.tenant) {
+        ev = ev.tenant(&t.id, t.path_string());
+    }
+    gw.audit.append(ev).await?;
+    let mut res = complete(gw, req, &session).await?;
+    let h = res.headers_mut();
+    h.append(header::SET_COOKIE, web::set_cookie(gw, SESSION_COOKIE, &handle, gw.cfg.session_ttl));
+    Ok(res.into_response())
+}

@@ -1,0 +1,423 @@
+//! Registered Fachverfahren (OAuth clients) and client authentication at the
+//! token, introspection and revocation endpoints.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use axum::http::HeaderMap;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use url::Url;
+
+use crate::crypto::{ct_eq, random_token};
+use crate::keys::Alg;
+use crate::params::Params;
+use crate::{Gateway, GatewayError, OAuthError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::ClientCredentials => "client_credentials",
+        }
+    }
+    pub fn parse(s: &str) -> Option<GrantType> {
+        [
+            GrantType::AuthorizationCode,
+            GrantType::RefreshToken,
+            GrantType::ClientCredentials,
+        ]
+        .into_iter()
+        .find(|g| g.as_str() == s)
+    }
+}
+
+/// `token_endpoint_auth_method` (OIDC Dynamic Client Registration names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// A secret, sent by HTTP Basic or in the form body.
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+    /// A public client (PKCE required).
+    None,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::None => "none",
+        }
+    }
+    pub fn parse(s: &str) -> Option<AuthMethod> {
+        [
+            AuthMethod::ClientSecretBasic,
+            AuthMethod::ClientSecretPost,
+            AuthMethod::PrivateKeyJwt,
+            AuthMethod::None,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
+    }
+    fn uses_secret(self) -> bool {
+        matches!(self, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
+    }
+}
+
+/// A registered client.
+#[derive(Debug, Clone, Serialize)]
+pub struct Client {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    pub scopes: Vec<String>,
+    pub auth_method: AuthMethod,
+    #[serde(skip)]
+    pub(crate) secret_hash: Option<String>,
+    pub jwks: Option<Value>,
+    pub id_token_alg: Alg,
+    pub first_party: bool,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.auth_method == AuthMethod::None
+    }
+    pub fn allows(&self, g: GrantType) -> bool {
+        self.grant_types.contains(&g)
+    }
+}
+
+/// What an administrator registers.
+#[derive(Debug, Clone)]
+pub struct ClientSpec {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    pub scopes: Vec<String>,
+    pub auth_method: AuthMethod,
+    /// For secret methods: the secret to store (hashed); generated when None.
+    pub secret: Option<String>,
+    pub jwks: Option<Value>,
+    pub id_token_alg: Alg,
+}
+
+/// Scopes interkom knows.
+pub const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "email", "roles", "offline_access"];
+
+fn valid_client_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+/// Redirect URIs must be absolute, without fragment; http only on loopback
+/// (RFC 9700 §2.1, RFC 8252 §7.3).
+pub(crate) fn check_redirect_uri(uri: &str) -> Result<(), String> {
+    let u = Url::parse(uri).map_err(|_| format!("`{uri}` is not an absolute URL"))?;
+    if u.fragment().is_some() {
+        return Err(format!("`{uri}` must not contain a fragment"));
+    }
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" => match u.host_str() {
+            Some("localhost" | "127.0.0.1" | "[::1]") => Ok(()),
+            _ => Err(format!("`{uri}`: http is allowed only for loopback addresses")),
+        },
+        s if s.contains('.') => Ok(()),
+        _ => Err(format!("`{uri}`: scheme must be https, loopback http or a private-use scheme")),
+    }
+}
+
+impl Gateway {
+    /// Registers a client (first-party: registered by an administrator, so
+    /// no consent screen). Returns the generated secret, if one was made.
+    pub async fn register_client(&self, spec: ClientSpec) -> Result<Option<String>, GatewayError> {
+        let bad = |m: String| Err(GatewayError::Invalid(m));
+        if !valid_client_id(&spec.id) {
+            return bad("client id: letters, digits and . - _, at most 128 characters".into());
+        }
+        if self.tenants.get(&spec.tenant).is_none() {
+            return bad(format!("unknown tenant `{}`", spec.tenant));
+        }
+        if spec.grant_types.is_empty() {
+            return bad("at least one grant type is needed".into());
+        }
+        if spec.grant_types.contains(&GrantType::AuthorizationCode) && spec.redirect_uris.is_empty() {
+            return bad("the authorization_code grant needs a redirect URI".into());
+        }
+        for uri in spec.redirect_uris.iter().chain(&spec.post_logout_redirect_uris) {
+            check_redirect_uri(uri).map_err(GatewayError::Invalid)?;
+        }
+        if let Some(s) = spec.scopes.iter().find(|s| !SUPPORTED_SCOPES.contains(&s.as_str())) {
+            return bad(format!("unknown scope `{s}`"));
+        }
+        if spec.auth_method == AuthMethod::None && spec.grant_types.contains(&GrantType::ClientCredentials) {
+            return bad("a public client cannot use client_credentials".into());
+        }
+        if spec.auth_method == AuthMethod::PrivateKeyJwt {
+            let ok = spec
+                .jwks
+                .as_ref()
+                .and_then(|j| j.get("keys"))
+                .and_then(Value::as_array)
+                .is_some_and(|k| !k.is_empty());
+            if !ok {
+                return bad("private_key_jwt needs a JWKS with at least one key".into());
+            }
+        }
+        let mut generated = None;
+        let secret_hash = if spec.auth_method.uses_secret() {
+            let secret = match spec.secret {
+                Some(s) if s.len() >= 32 => s,
+                Some(_) => return bad("a client secret must have at least 32 characters".into()),
+                None => {
+                    // 32 random bytes: 256 bits of entropy.
+                    let s = random_token(32);
+                    generated = Some(s.clone());
+                    s
+                }
+            };
+            Some(self.master.keyed_hash(&secret))
+        } else {
+            None
+        };
+        let res = sqlx::query(
+            "INSERT INTO clients (id, tenant, name, redirect_uris, post_logout_redirect_uris, grant_types, \
+             scopes, auth_method, secret_hash, jwks, id_token_alg, first_party, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12)",
+        )
+        .bind(&spec.id)
+        .bind(&spec.tenant)
+        .bind(&spec.name)
+        .bind(serde_json::to_string(&spec.redirect_uris)?)
+        .bind(serde_json::to_string(&spec.post_logout_redirect_uris)?)
+        .bind(serde_json::to_string(&spec.grant_types)?)
+        .bind(serde_json::to_string(&spec.scopes)?)
+        .bind(spec.auth_method.as_str())
+        .bind(secret_hash)
+        .bind(spec.jwks.as_ref().map(Value::to_string))
+        .bind(spec.id_token_alg.as_str())
+        .bind(self.clock.now())
+        .execute(&self.pool)
+        .await;
+        match res {
+            Ok(_) => Ok(generated),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                bad(format!("client `{}` exists already", spec.id))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Looks a client up (through the node's short-lived cache).
+    pub async fn client(&self, id: &str) -> Result<Option<Arc<Client>>, GatewayError> {
+        let now = self.clock.now();
+        if let Some(c) = self.clients.get(id, now) {
+            return Ok(Some(c));
+        }
+        let row: Option<ClientRow> = sqlx::query_as(
+            "SELECT id, tenant, name, redirect_uris, post_logout_redirect_uris, grant_types, scopes, \
+             auth_method, secret_hash, jwks, id_token_alg, first_party FROM clients WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let client = Arc::new(row.into_client()?);
+        self.clients.put(client.clone(), now);
+        Ok(Some(client))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ClientRow {
+    id: String,
+    tenant: String,
+    name: String,
+    redirect_uris: String,
+    post_logout_redirect_uris: String,
+    grant_types: String,
+    scopes: String,
+    auth_method: String,
+    secret_hash: Option<String>,
+    jwks: Option<String>,
+    id_token_alg: String,
+    first_party: i64,
+}
+
+impl ClientRow {
+    fn into_client(self) -> Result<Client, GatewayError> {
+        Ok(Client {
+            redirect_uris: serde_json::from_str(&self.redirect_uris)?,
+            post_logout_redirect_uris: serde_json::from_str(&self.post_logout_redirect_uris)?,
+            grant_types: serde_json::from_str(&self.grant_types)?,
+            scopes: serde_json::from_str(&self.scopes)?,
+            auth_method: AuthMethod::parse(&self.auth_method)
+                .ok_or_else(|| GatewayError::Invalid("stored auth method".into()))?,
+            jwks: self.jwks.as_deref().map(serde_json::from_str).transpose()?,
+            id_token_alg: Alg::parse(&self.id_token_alg)
+                .ok_or_else(|| GatewayError::Invalid("stored id token alg".into()))?,
+            first_party: self.first_party != 0,
+            secret_hash: self.secret_hash,
+            id: self.id,
+            tenant: self.tenant,
+            name: self.name,
+        })
+    }
+}
+
+/// Clients cached per node for a few seconds: the client_credentials path
+/// then needs no database read.
+pub(crate) struct ClientCache {
+    ttl: i64,
+    map: RwLock<HashMap<String, (Arc<Client>, i64)>>,
+}
+
+impl ClientCache {
+    pub(crate) fn new(ttl: i64) -> ClientCache {
+        ClientCache {
+            ttl,
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+    fn get(&self, id: &str, now: i64) -> Option<Arc<Client>> {
+        let map = self.map.read().ok()?;
+        map.get(id).filter(|(_, at)| now - at < self.ttl).map(|(c, _)| c.clone())
+    }
+    fn put(&self, c: Arc<Client>, now: i64) {
+        if let Ok(mut map) = self.map.write() {
+            if map.len() > 100_000 {
+                map.clear();
+            }
+            map.insert(c.id.clone(), (c, now));
+        }
+    }
+}
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Authenticates the client of a token-endpoint-style request. Public clients
+/// identify themselves with `client_id` only, and only where `allow_public`.
+pub(crate) async fn authenticate(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    params: &Params,
+    allow_public: bool,
+) -> Result<Arc<Client>, OAuthError> {
+    let basic = match headers.get(axum::http::header::AUTHORIZATION) {
+        Some(v) => {
+            let v = v.to_str().map_err(|_| OAuthError::invalid_client("malformed Authorization header"))?;
+            match v.split_once(' ') {
+                Some((scheme, cred)) if scheme.eq_ignore_ascii_case("basic") => Some(parse_basic(cred.trim())?),
+                _ => return Err(OAuthError::invalid_client("unsupported Authorization scheme")),
+            }
+        }
+        None => None,
+    };
+    let post_id = params.get("client_id")?;
+    let post_secret = params.get("client_secret")?;
+    let assertion_type = params.get("client_assertion_type")?;
+    let assertion = params.get("client_assertion")?;
+
+    let methods = basic.is_some() as u8 + post_secret.is_some() as u8 + assertion.is_some() as u8;
+    if methods > 1 {
+        return Err(OAuthError::invalid_request("use exactly one client authentication method"));
+    }
+
+    if let Some((id, secret)) = basic {
+        if post_id.is_some_and(|p| p != id) {
+            return Err(OAuthError::invalid_request("client_id does not match the Authorization header"));
+        }
+        return check_secret(gw, &id, &secret).await;
+    }
+    if let Some(secret) = post_secret {
+        let id = post_id.ok_or_else(|| OAuthError::invalid_request("client_id is missing"))?;
+        return check_secret(gw, id, secret).await;
+    }
+    if let Some(assertion) = assertion {
+        if assertion_type != Some(JWT_BEARER) {
+            return Err(OAuthError::invalid_client("unsupported client_assertion_type"));
+        }
+        return crate::token::verify_client_assertion(gw, assertion, post_id).await;
+    }
+    let id = post_id.ok_or_else(|| OAuthError::invalid_client("client authentication is missing"))?;
+    let client = gw
+        .client(id)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_client("client authentication failed"))?;
+    if !client.is_public() || !allow_public {
+        return Err(OAuthError::invalid_client("client authentication failed"));
+    }
+    Ok(client)
+}
+
+fn parse_basic(cred: &str) -> Result<(String, String), OAuthError> {
+    let bad = || OAuthError::invalid_client("malformed Basic credentials");
+    let raw = STANDARD.decode(cred).map_err(|_| bad())?;
+    let raw = String::from_utf8(raw).map_err(|_| bad())?;
+    let (id, secret) = raw.split_once(':').ok_or_else(bad)?;
+    // RFC 6749 §2.3.1: both are form-urlencoded before Basic encoding.
+    let dec = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    Ok((dec(id).ok_or_else(bad)?, dec(secret).ok_or_else(bad)?))
+}
+
+async fn check_secret(gw: &Gateway, id: &str, secret: &str) -> Result<Arc<Client>, OAuthError> {
+    let fail = || OAuthError::invalid_client("client authentication failed");
+    let client = gw.client(id).await?.ok_or_else(fail)?;
+    let stored = client.secret_hash.as_deref().ok_or_else(fail)?;
+    if !client.auth_method.uses_secret() || !ct_eq(&gw.master.keyed_hash(secret), stored) {
+        return Err(fail());
+    }
+    Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uri_rules() {
+        assert!(check_redirect_uri("https://fv.example/cb").is_ok());
+        assert!(check_redirect_uri("http://127.0.0.1:9000/cb").is_ok());
+        assert!(check_redirect_uri("http://fv.example/cb").is_err());
+        assert!(check_redirect_uri("https://fv.example/cb#x").is_err());
+        assert!(check_redirect_uri("/relative").is_err());
+        assert!(check_redirect_uri("javascript:alert(1)").is_err());
+        assert!(check_redirect_uri("de.landkreis.app:/cb").is_ok());
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let cred = STANDARD.encode("my%3Aclient:s%2Bcret");
+        assert_eq!(parse_basic(&cred).unwrap(), ("my:client".into(), "s+cret".into()));
+        assert!(parse_basic("!!!").is_err());
+    }
+}

@@ -1,0 +1,131 @@
+//! The gateway's typed configuration (validated; the binary builds it from
+//! the configuration file and the environment).
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::keys::Alg;
+
+/// argon2id parameters for local passwords. Never below OWASP's minimum
+/// (m = 19 MiB, t = 2, p = 1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Argon2Config {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// Hashes computed at once (each takes `memory_kib`); 0 = number of cores.
+    #[serde(default)]
+    pub max_concurrent: usize,
+}
+
+impl Default for Argon2Config {
+    fn default() -> Self {
+        Argon2Config {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+            max_concurrent: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The issuer, byte for byte as it appears in tokens (no trailing slash).
+    pub issuer: Url,
+    /// Seconds.
+    pub code_ttl: i64,
+    pub access_token_ttl: i64,
+    pub id_token_ttl: i64,
+    pub refresh_token_ttl: i64,
+    pub session_ttl: i64,
+    pub login_request_ttl: i64,
+    /// How long a new key is published before it signs.
+    pub key_publish_lead: i64,
+    /// How often a node reloads the keys from the database.
+    pub key_reload_interval: i64,
+    /// How long a node trusts its cached copy of a client.
+    pub client_cache_ttl: i64,
+    pub access_token_alg: Alg,
+    pub argon2: Argon2Config,
+}
+
+impl GatewayConfig {
+    pub fn new(issuer: Url) -> GatewayConfig {
+        GatewayConfig {
+            issuer,
+            code_ttl: 60,
+            access_token_ttl: 300,
+            id_token_ttl: 300,
+            refresh_token_ttl: 8 * 3600,
+            session_ttl: 8 * 3600,
+            login_request_ttl: 15 * 60,
+            key_publish_lead: 600,
+            key_reload_interval: 30,
+            client_cache_ttl: 5,
+            access_token_alg: Alg::ES256,
+            argon2: Argon2Config::default(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let mut errs = Vec::new();
+        if !matches!(self.issuer.scheme(), "https" | "http") {
+            errs.push("issuer must be an http(s) URL".to_owned());
+        }
+        if self.issuer.query().is_some() || self.issuer.fragment().is_some() {
+            errs.push("issuer must not have a query or fragment".to_owned());
+        }
+        if self.issuer.as_str().ends_with('/') && self.issuer.path() != "/" {
+            errs.push("issuer must not end with '/'".to_owned());
+        }
+        if self.access_token_alg == Alg::RS256 {
+            errs.push("access tokens are signed with ES256 or EdDSA".to_owned());
+        }
+        let a = &self.argon2;
+        if a.memory_kib < 19 * 1024 || a.iterations < 2 || a.parallelism < 1 {
+            errs.push("argon2 parameters must be at least m=19456 KiB, t=2, p=1 (OWASP)".to_owned());
+        }
+        for (name, v) in [
+            ("code_ttl", self.code_ttl),
+            ("access_token_ttl", self.access_token_ttl),
+            ("id_token_ttl", self.id_token_ttl),
+            ("refresh_token_ttl", self.refresh_token_ttl),
+            ("session_ttl", self.session_ttl),
+            ("login_request_ttl", self.login_request_ttl),
+        ] {
+            if v <= 0 {
+                errs.push(format!("{name} must be positive"));
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs.join("; "))
+        }
+    }
+
+    /// The issuer as a string without a trailing slash.
+    pub fn issuer_str(&self) -> &str {
+        self.issuer.as_str().trim_end_matches('/')
+    }
+
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{}", self.issuer_str(), path)
+    }
+
+    /// Path prefix of the issuer ("" at the root) for links in pages.
+    pub fn base_path(&self) -> &str {
+        self.issuer.path().trim_end_matches('/')
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.issuer.scheme() == "https"
+    }
+
+    pub(crate) fn max_signed_token_ttl(&self) -> i64 {
+        self.access_token_ttl.max(self.id_token_ttl)
+    }
+}

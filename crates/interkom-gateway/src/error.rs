@@ -1,0 +1,113 @@
+//! Errors of the gateway and their protocol forms: RFC 6749 error JSON for
+//! the endpoints clients call, an HTML page for the browser. Internal causes
+//! are logged once and never sent to the caller.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Internal failures of the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("audit: {0}")]
+    Audit(#[from] interkom_audit::AuditError),
+    #[error("policy: {0}")]
+    Policy(#[from] interkom_policy::PolicyError),
+    #[error("crypto: {0}")]
+    Crypto(&'static str),
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("template: {0}")]
+    Template(#[from] minijinja::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// An OAuth 2.0 error response (RFC 6749 §5.2, RFC 6750 §3).
+#[derive(Debug)]
+pub struct OAuthError {
+    pub status: StatusCode,
+    pub error: &'static str,
+    pub description: String,
+    /// `WWW-Authenticate` challenge for 401 responses.
+    pub challenge: Option<String>,
+}
+
+impl OAuthError {
+    pub fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        OAuthError {
+            status,
+            error,
+            description: description.into(),
+            challenge: None,
+        }
+    }
+    pub fn invalid_request(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
+    }
+    pub fn invalid_grant(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", d)
+    }
+    pub fn invalid_scope(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_scope", d)
+    }
+    pub fn unauthorized_client(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", d)
+    }
+    pub fn unsupported_grant_type(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", d)
+    }
+    /// 401 with a Basic challenge (RFC 6749 §5.2).
+    pub fn invalid_client(d: impl Into<String>) -> Self {
+        OAuthError {
+            challenge: Some("Basic realm=\"interkom\"".into()),
+            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_client", d)
+        }
+    }
+    /// 401 for a bad bearer token (RFC 6750 §3.1).
+    pub fn invalid_token(d: impl Into<String>) -> Self {
+        let d = d.into();
+        OAuthError {
+            challenge: Some(format!(
+                "Bearer realm=\"interkom\", error=\"invalid_token\", error_description=\"{}\"",
+                d.replace('"', "'")
+            )),
+            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_token", d)
+        }
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.error, "error_description": self.description });
+        let mut res = (self.status, axum::Json(body)).into_response();
+        let h = res.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if let Some(c) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            h.insert(header::WWW_AUTHENTICATE, c);
+        }
+        res
+    }
+}
+
+impl From<GatewayError> for OAuthError {
+    fn from(e: GatewayError) -> Self {
+        match e {
+            GatewayError::Audit(e) => {
+                tracing::error!(error = %e, "audit store unavailable; refusing to continue");
+                OAuthError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "the service is temporarily unavailable",
+                )
+            }
+            e => {
+                tracing::error!(error = %e, "internal error");
+                OAuthError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
+            }
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! Signing keys: generated here, stored encrypted in the database, parsed
+//! once and kept in memory, rotated with overlap.
+//!
+//! Rotation publishes a new key in the JWKS `publish_lead` before it signs
+//! anything, and keeps the old key published until every token it signed
+//! has expired. Each node reloads the key set from the database periodically,
+//! so a rotation on one node (or by the CLI) reaches all.
+
+use std::sync::{Arc, RwLock};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ring::rand::SystemRandom;
+use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sqlx::AnyPool;
+
+use crate::crypto::MasterKey;
+use crate::GatewayError;
+
+/// JWS algorithms interkom signs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Alg {
+    RS256,
+    ES256,
+    EdDSA,
+}
+
+impl Alg {
+    pub const ALL: [Alg; 3] = [Alg::RS256, Alg::ES256, Alg::EdDSA];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alg::RS256 => "RS256",
+            Alg::ES256 => "ES256",
+            Alg::EdDSA => "EdDSA",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Alg> {
+        Alg::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+enum Pair {
+    Rsa(RsaKeyPair),
+    Ec(EcdsaKeyPair),
+    Ed(Ed25519KeyPair),
+}
+
+/// A parsed key pair with its publication window.
+pub(crate) struct SigningKey {
+    pub(crate) kid: String,
+    pub(crate) alg: Alg,
+    pair: Pair,
+    public_jwk: Value,
+    /// Signs from this time on (published before it).
+    sign_from: i64,
+    /// Unpublished from this time on.
+    retire_at: Option<i64>,
+    created_at: i64,
+}
+
+impl SigningKey {
+    pub(crate) fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, GatewayError> {
+        let rng = SystemRandom::new();
+        let sig = match &self.pair {
+            Pair::Rsa(k) => {
+                let mut sig = vec![0u8; k.public().modulus_len()];
+                k.sign(&signature::RSA_PKCS1_SHA256, &rng, msg, &mut sig)
+                    .map_err(|_| GatewayError::Crypto("RSA signing failed"))?;
+                sig
+            }
+            Pair::Ec(k) => k
+                .sign(&rng, msg)
+                .map_err(|_| GatewayError::Crypto("ECDSA signing failed"))?
+                .as_ref()
+                .to_vec(),
+            Pair::Ed(k) => k.sign(msg).as_ref().to_vec(),
+        };
+        Ok(sig)
+    }
+
+    /// Verifies a signature made with this key (the public half).
+    pub(crate) fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+        match &self.pair {
+            Pair::Rsa(k) => {
+                let pk = k.public();
+                signature::UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, pk.as_ref())
+                    .verify(msg, sig)
+                    .is_ok()
+            }
+            Pair::Ec(k) => signature::UnparsedPublicKey::new(
+                &signature::ECDSA_P256_SHA256_FIXED,
+                k.public_key().as_ref(),
+            )
+            .verify(msg, sig)
+            .is_ok(),
+            Pair::Ed(k) => signature::UnparsedPublicKey::new(&signature::ED25519, k.public_key().as_ref())
+                .verify(msg, sig)
+                .is_ok(),
+        }
+    }
+}
+
+fn b64(b: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+fn parse_pair(alg: Alg, der: &[u8]) -> Result<Pair, GatewayError> {
+    let bad = |_| GatewayError::Crypto("stored key does not parse");
+    Ok(match alg {
+        Alg::RS256 => Pair::Rsa(RsaKeyPair::from_pkcs8(der).map_err(bad)?),
+        Alg::ES256 => Pair::Ec(
+            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der, &SystemRandom::new())
+                .map_err(bad)?,
+        ),
+        Alg::EdDSA => Pair::Ed(Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(bad)?),
+    })
+}
+
+/// Generates a key pair: PKCS#8 DER and its public JWK.
+fn generate(alg: Alg, kid: &str) -> Result<(Vec<u8>, Value), GatewayError> {
+    let rng = SystemRandom::new();
+    let der = match alg {
+        Alg::RS256 => {
+            use rsa::pkcs8::EncodePrivateKey;
+            let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
+                .map_err(|_| GatewayError::Crypto("RSA key generation failed"))?;
+            key.to_pkcs8_der()
+                .map_err(|_| GatewayError::Crypto("RSA key encoding failed"))?
+                .as_bytes()
+                .to_vec()
+        }
+        Alg::ES256 => EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| GatewayError::Crypto("EC key generation failed"))?
+            .as_ref()
+            .to_vec(),
+        Alg::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|_| GatewayError::Crypto("Ed25519 key generation failed"))?
+            .as_ref()
+            .to_vec(),
+    };
+    let jwk = match parse_pair(alg, &der)? {
+        Pair::Rsa(k) => {
+            let pk = signature::RsaPublicKeyComponents::<Vec<u8>>::from(k.public());
+            json!({
+                "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+                "n": b64(&pk.n),
+                "e": b64(&pk.e),
+            })
+        }
+        Pair::Ec(k) => {
+            let p = k.public_key().as_ref();
+            json!({
+                "kty": "EC", "use": "sig", "alg": "ES256", "kid": kid, "crv": "P-256",
+                "x": b64(&p[1..33]), "y": b64(&p[33..65]),
+            })
+        }
+        Pair::Ed(k) => json!({
+            "kty": "OKP", "use": "sig", "alg": "EdDSA", "kid": kid, "crv": "Ed25519",
+            "x": b64(k.public_key().as_ref()),
+        }),
+    };
+    Ok((der, jwk))
+}
+
+/// The keys known to this node at one moment.
+#[derive(Default)]
+pub(crate) struct KeySet {
+    keys: Vec<Arc<SigningKey>>,
+    loaded_at: i64,
+}
+
+impl KeySet {
+    /// The key that signs for `alg` now: the newest whose signing time came.
+    pub(crate) fn signing(&self, alg: Alg, now: i64) -> Option<&Arc<SigningKey>> {
+        self.keys
+            .iter()
+            .filter(|k| k.alg == alg && k.sign_from <= now && k.retire_at.is_none_or(|r| r > now))
+            .max_by_key(|k| (k.sign_from, k.created_at))
+    }
+
+    pub(crate) fn by_kid(&self, kid: &str, now: i64) -> Option<&Arc<SigningKey>> {
+        self.keys
+            .iter()
+            .find(|k| k.kid == kid && k.retire_at.is_none_or(|r| r > now))
+    }
+
+    pub(crate) fn jwks(&self, now: i64) -> Value {
+        let keys: Vec<&Value> = self
+            .keys
+            .iter()
+            .filter(|k| k.retire_at.is_none_or(|r| r > now))
+            .map(|k| &k.public_jwk)
+            .collect();
+        json!({ "keys": keys })
+    }
+}
+
+/// Summary of a stored key, for the CLI and the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub alg: String,
+    pub created_at: i64,
+    pub sign_from: i64,
+    pub retire_at: Option<i64>,
+}
+
+/// The node's view of the keys, reloaded from the database.
+pub(crate) struct KeyStore {
+    pool: AnyPool,
+    master: MasterKey,
+    set: RwLock<Arc<KeySet>>,
+    reload_every: i64,
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl KeyStore {
+    pub(crate) fn new(pool: AnyPool, master: MasterKey, reload_every: i64) -> KeyStore {
+        KeyStore {
+            pool,
+            master,
+            set: RwLock::new(Arc::new(KeySet::default())),
+            reload_every,
+            reloading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn current(&self) -> Arc<KeySet> {
+        match self.set.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// The current set, reloaded first when it is older than the reload
+    /// interval (one node's rotation reaches the others this way).
+    pub(crate) async fn fresh(&self, now: i64) -> Result<Arc<KeySet>, GatewayError> {
+        let cur = self.current();
+        if now - cur.loaded_at < self.reload_every {
+            return Ok(cur);
+        }
+        let Ok(_guard) = self.reloading.try_lock() else {
+            return Ok(cur);
+        };
+        self.reload(now).await
+    }
+
+    pub(crate) async fn reload(&self, now: i64) -> Result<Arc<KeySet>, GatewayError> {
+        let rows: Vec<(String, String, String, String, i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT kid, alg, private_enc, public_jwk, created_at, sign_from, retire_at FROM signing_keys",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut keys = Vec::with_capacity(rows.len());
+        for (kid, alg, enc, jwk, created_at, sign_from, retire_at) in rows {
+            if retire_at.is_some_and(|r| r <= now) {
+                continue;
+            }
+            let alg = Alg::parse(&alg).ok_or(GatewayError::Crypto("stored key has an unknown alg"))?;
+            let der = self
+                .master
+                .decrypt(&enc, &kid)
+                .map_err(|_| GatewayError::Crypto("stored key does not decrypt: wrong key-encryption key?"))?;
+            keys.push(Arc::new(SigningKey {
+                pair: parse_pair(alg, &der)?,
+                public_jwk: serde_json::from_str(&jwk)?,
+                kid,
+                alg,
+                sign_from,
+                retire_at,
+                created_at,
+            }));
+        }
+        let set = Arc::new(KeySet { keys, loaded_at: now });
+        match self.set.write() {
+            Ok(mut g) => *g = set.clone(),
+            Err(p) => *p.into_inner() = set.clone(),
+        }
+        Ok(set)
+    }
+
+    /// Creates a first key for every algorithm that has none.
+    pub(crate) async fn ensure(&self, now: i64) -> Result<(), GatewayError> {
+        let set = self.reload(now).await?;
+        for alg in Alg::ALL {
+            if set.signing(alg, now).is_none() && !set.keys.iter().any(|k| k.alg == alg) {
+                self.insert(alg, now, now).await?;
+            }
+        }
+        self.reload(now).await?;
+        Ok(())
+    }
+
+    async fn insert(&self, alg: Alg, now: i64, sign_from: i64) -> Result<String, GatewayError> {
+        let kid = format!("{}-{}", alg.as_str().to_ascii_lowercase(), crate::crypto::random_token(9));
+        let (der, jwk) = tokio::task::spawn_blocking({
+            let kid = kid.clone();
+            move || generate(alg, &kid)
+        })
+        .await
+        .map_err(|_| GatewayError::Crypto("key generation task failed"))??;
+        let enc = self
+            .master
+            .encrypt(&der, &kid)
+            .map_err(|_| GatewayError::Crypto("key encryption failed"))?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_enc, public_jwk, created_at, sign_from, retire_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+        )
+        .bind(&kid)
+        .bind(alg.as_str())
+        .bind(enc)
+        .bind(jwk.to_string())
+        .bind(now)
+        .bind(sign_from)
+        .execute(&self.pool)
+        .await?;
+        Ok(kid)
+    }
+
+    /// Rotates every algorithm's key: the new key is published now and signs
+    /// from `now + publish_lead`; the keys it replaces stay published until
+    /// `max_token_ttl` after that.
+    pub(crate) async fn rotate(
+        &self,
+        now: i64,
+        publish_lead: i64,
+        max_token_ttl: i64,
+    ) -> Result<Vec<String>, GatewayError> {
+        let sign_from = now + publish_lead;
+        let mut kids = Vec::new();
+        for alg in Alg::ALL {
+            sqlx::query("UPDATE signing_keys SET retire_at = $1 WHERE alg = $2 AND retire_at IS NULL")
+                .bind(sign_from + max_token_ttl)
+                .bind(alg.as_str())
+                .execute(&self.pool)
+                .await?;
+            kids.push(self.insert(alg, now, sign_from).await?);
+        }
+        self.reload(now).await?;
+        Ok(kids)
+    }
+
+    pub(crate) async fn list(&self) -> Result<Vec<KeyInfo>, GatewayError> {
+        let rows: Vec<(String, String, i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT kid, alg, created_at, sign_from, retire_at FROM signing_keys ORDER BY created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(kid, alg, created_at, sign_from, retire_at)| KeyInfo {
+                kid,
+                alg,
+                created_at,
+                sign_from,
+                retire_at,
+            })
+            .collect())
+    }
+}

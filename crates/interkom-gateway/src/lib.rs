@@ -1,0 +1,172 @@
+//! The OpenID Provider of interkom.
+//!
+//! Every Fachverfahren delegates login here over OpenID Connect. Nodes keep
+//! no state of their own: keys, clients, sessions, codes and refresh tokens
+//! live in the database, so any number of nodes serve one issuer.
+//!
+//! # Layout
+//! - [`config`]: the gateway's typed configuration.
+//! - [`keys`] and `jws`: signing keys (encrypted at rest, rotated with
+//!   overlap) and compact JWS signing and verification.
+//! - [`clients`]: registered Fachverfahren and client authentication.
+//! - [`accounts`]: local accounts (argon2id), sessions.
+//! - `authorize`: the authorization endpoint and the login form.
+//! - `token`: the token endpoint (authorization code, refresh, client
+//!   credentials) and what it issues.
+//! - `endpoints`: discovery, JWKS, userinfo, introspection, revocation.
+//! - `logout`: RP-initiated logout.
+//! - [`error`]: internal errors and their protocol forms.
+
+pub mod accounts;
+mod authorize;
+pub mod clients;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+mod endpoints;
+pub mod error;
+mod i18n;
+mod jws;
+pub mod keys;
+mod logout;
+mod params;
+mod token;
+mod web;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use interkom_audit::AuditLog;
+use interkom_policy::TenantTree;
+use sqlx::AnyPool;
+
+pub use clock::Clock;
+pub use config::{Argon2Config, GatewayConfig};
+pub use crypto::MasterKey;
+pub use error::{GatewayError, OAuthError};
+pub use keys::{Alg, KeyInfo};
+
+/// The gateway: shared state of every OIDC endpoint. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway(Arc<Inner>);
+
+/// The gateway's state behind [`Gateway`]; its fields are private.
+pub struct Inner {
+    pub(crate) cfg: GatewayConfig,
+    pub(crate) pool: AnyPool,
+    pub(crate) audit: AuditLog,
+    pub(crate) keys: keys::KeyStore,
+    pub(crate) master: MasterKey,
+    pub(crate) tenants: Arc<TenantTree>,
+    pub(crate) clock: Clock,
+    pub(crate) hasher: accounts::PasswordHasher,
+    pub(crate) templates: minijinja::Environment<'static>,
+    pub(crate) clients: clients::ClientCache,
+}
+
+impl std::ops::Deref for Gateway {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// Applies this crate's migrations.
+pub async fn migrate(pool: &AnyPool) -> Result<(), sqlx::migrate::MigrateError> {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await
+}
+
+impl Gateway {
+    /// Builds the gateway and makes sure a signing key exists for every
+    /// algorithm (the first start of a fresh installation creates them).
+    pub async fn new(
+        cfg: GatewayConfig,
+        pool: AnyPool,
+        audit: AuditLog,
+        master: MasterKey,
+        tenants: Arc<TenantTree>,
+        clock: Clock,
+    ) -> Result<Gateway, GatewayError> {
+        cfg.validate().map_err(GatewayError::Invalid)?;
+        let keys = keys::KeyStore::new(pool.clone(), master.clone(), cfg.key_reload_interval);
+        keys.ensure(clock.now()).await?;
+        let hasher = accounts::PasswordHasher::new(&cfg.argon2)?;
+        let templates = web::templates()?;
+        Ok(Gateway(Arc::new(Inner {
+            clients: clients::ClientCache::new(cfg.client_cache_ttl),
+            cfg,
+            pool,
+            audit,
+            keys,
+            master,
+            tenants,
+            clock,
+            hasher,
+            templates,
+        })))
+    }
+
+    /// The OIDC routes, relative to the issuer's path.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/.well-known/openid-configuration", get(endpoints::discovery))
+            .route("/jwks", get(endpoints::jwks))
+            .route("/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
+            .route("/login", post(authorize::login))
+            .route("/token", post(token::token))
+            .route("/userinfo", get(endpoints::userinfo).post(endpoints::userinfo))
+            .route("/introspect", post(endpoints::introspect))
+            .route("/revoke", post(endpoints::revoke))
+            .route("/logout", get(logout::logout_get).post(logout::logout_post))
+            .route("/assets/interkom.css", get(web::stylesheet))
+            .with_state(self.clone())
+    }
+
+    pub fn config(&self) -> &GatewayConfig {
+        &self.cfg
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Rotates the signing keys (see [`keys`]).
+    pub async fn rotate_keys(&self) -> Result<Vec<String>, GatewayError> {
+        let now = self.clock.now();
+        let kids = self
+            .keys
+            .rotate(now, self.cfg.key_publish_lead, self.cfg.max_signed_token_ttl())
+            .await?;
+        self.audit
+            .append(
+                interkom_audit::AuditEvent::new(
+                    interkom_audit::Action::KeyRotated,
+                    interkom_audit::Outcome::Success,
+                )
+                .details(serde_json::json!({ "new_kids": kids })),
+            )
+            .await?;
+        Ok(kids)
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<KeyInfo>, GatewayError> {
+        self.keys.list().await
+    }
+
+    /// Deletes expired codes, login requests, sessions and replay records.
+    pub async fn purge_expired(&self) -> Result<u64, GatewayError> {
+        let now = self.clock.now();
+        let mut n = 0;
+        for table in ["auth_codes", "login_requests", "sessions", "revoked_tokens", "client_assertions"] {
+            n += sqlx::query(&format!("DELETE FROM {table} WHERE expires_at < $1"))
+                .bind(now - 3600)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,543 @@
+//! The token endpoint and what it issues.
+//!
+//! Access tokens are JWTs per RFC 9068 (ES256 or EdDSA) so a Fachverfahren's
+//! API can validate them offline; ID tokens are RS256 unless the client
+//! registered another algorithm. Refresh tokens are opaque, stored as keyed
+//! hashes, rotated on every use; everything issued from one authorization
+//! code forms a family that is revoked as a whole on code replay or
+//! refresh-token reuse.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use interkom_audit::{Action, AuditEvent, Outcome};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::accounts;
+use crate::clients::{self, AuthMethod, Client, GrantType, SUPPORTED_SCOPES};
+use crate::crypto::random_token;
+use crate::params::{self, Params};
+use crate::web::Meta;
+use crate::{jws, Gateway, GatewayError, OAuthError};
+
+pub(crate) async fn token(State(gw): State<Gateway>, meta: Meta, headers: HeaderMap, body: Bytes) -> Response {
+    match handle(&gw, &meta, &headers, &body).await {
+        Ok(v) => {
+            let mut res = axum::Json(v).into_response();
+            let h = res.headers_mut();
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            res
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(gw: &Gateway, meta: &Meta, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
+    let p = params::form(headers, body)?;
+    let grant_type = p
+        .get("grant_type")?
+        .ok_or_else(|| OAuthError::invalid_request("grant_type is missing"))?;
+    let grant = GrantType::parse(grant_type).ok_or_else(|| {
+        OAuthError::unsupported_grant_type(format!("grant_type `{grant_type}` is not supported"))
+    })?;
+    let client = clients::authenticate(gw, headers, &p, true).await?;
+    if !client.allows(grant) {
+        return Err(OAuthError::unauthorized_client(format!(
+            "the client may not use the {} grant",
+            grant.as_str()
+        )));
+    }
+    match grant {
+        GrantType::AuthorizationCode => authorization_code(gw, meta, &client, &p).await,
+        GrantType::RefreshToken => refresh(gw, meta, &client, &p).await,
+        GrantType::ClientCredentials => client_credentials(gw, meta, &client, &p).await,
+    }
+}
+
+/// What a user token is issued for.
+struct Grant {
+    user_id: String,
+    sid: String,
+    scope: Vec<String>,
+    nonce: Option<String>,
+    auth_time: i64,
+    acr: String,
+    amr: Vec<String>,
+    family_id: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct CodeRow {
+    client_id: String,
+    redirect_uri: String,
+    user_id: String,
+    sid: String,
+    scope: String,
+    nonce: Option<String>,
+    code_challenge: Option<String>,
+    auth_time: i64,
+    acr: String,
+    amr: String,
+    family_id: String,
+    expires_at: i64,
+    used_at: Option<i64>,
+}
+
+fn valid_verifier(v: &str) -> bool {
+    (43..=128).contains(&v.len())
+        && v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+async fn authorization_code(gw: &Gateway, meta: &Meta, client: &Client, p: &Params) -> Result<Value, OAuthError> {
+    let code = p.get("code")?.ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
+    let redirect_uri = p
+        .get("redirect_uri")?
+        .ok_or_else(|| OAuthError::invalid_request("redirect_uri is missing"))?;
+    let verifier = p.get("code_verifier")?;
+    let now = gw.clock.now();
+    let code_hash = gw.master.keyed_hash(code);
+    let row: Option<CodeRow> = sqlx::query_as(
+        "SELECT client_id, redirect_uri, user_id, sid, scope, nonce, code_challenge, auth_time, acr, amr, \
+         family_id, expires_at, used_at FROM auth_codes WHERE code_hash = $1",
+    )
+    .bind(&code_hash)
+    .fetch_optional(&gw.pool)
+    .await
+    .map_err(GatewayError::from)?;
+    let row = row.ok_or_else(|| OAuthError::invalid_grant("the code is invalid"))?;
+    // Single use: the first redemption marks it; any later one is a replay.
+    let consumed = sqlx::query("UPDATE auth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL")
+        .bind(now)
+        .bind(&code_hash)
+        .execute(&gw.pool)
+        .await
+        .map_err(GatewayError::from)?
+        .rows_affected();
+    if consumed == 0 || row.used_at.is_some() {
+        revoke_family(gw, &row.family_id).await?;
+        gw.audit
+            .append(
+                AuditEvent::new(Action::CodeReplayDetected, Outcome::Denied)
+                    .subject(&row.user_id, None)
+                    .client(&client.id)
+                    .reason("authorization code redeemed twice; its tokens are revoked")
+                    .correlation(meta.request_id.clone())
+                    .source(meta.source.clone())
+                    .details(json!({ "family": row.family_id })),
+            )
+            .await
+            .map_err(GatewayError::from)?;
+        return Err(OAuthError::invalid_grant("the code has been used already"));
+    }
+    if row.client_id != client.id {
+        return Err(OAuthError::invalid_grant("the code was issued to another client"));
+    }
+    if row.redirect_uri != redirect_uri {
+        return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
+    }
+    if row.expires_at <= now {
+        return Err(OAuthError::invalid_grant("the code has expired"));
+    }
+    match (&row.code_challenge, verifier) {
+        (Some(challenge), Some(v)) => {
+            let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(v.as_bytes()));
+            if !valid_verifier(v) || !crate::crypto::ct_eq(&computed, challenge) {
+                return Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge"));
+            }
+        }
+        (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is missing")),
+        // A verifier for a code issued without a challenge: PKCE downgrade.
+        (None, Some(_)) => return Err(OAuthError::invalid_grant("no code_challenge was sent for this code")),
+        (None, None) => {
+            if client.auth_method == AuthMethod::None {
+                return Err(OAuthError::invalid_grant("PKCE is required"));
+            }
+        }
+    }
+    sqlx::query("INSERT INTO token_families (id, client_id, user_id, sid, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, NULL)")
+        .bind(&row.family_id)
+        .bind(&client.id)
+        .bind(&row.user_id)
+        .bind(&row.sid)
+        .bind(now)
+        .execute(&gw.pool)
+        .await
+        .map_err(GatewayError::from)?;
+    let grant = Grant {
+        user_id: row.user_id,
+        sid: row.sid,
+        scope: row.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        nonce: row.nonce,
+        auth_time: row.auth_time,
+        acr: row.acr,
+        amr: serde_json::from_str(&row.amr).unwrap_or_default(),
+        family_id: row.family_id,
+    };
+    issue_user_tokens(gw, meta, client, grant, Action::TokenIssued).await
+}
+
+#[derive(sqlx::FromRow)]
+struct RefreshRow {
+    family_id: String,
+    client_id: String,
+    user_id: String,
+    sid: String,
+    scope: String,
+    auth_time: i64,
+    acr: String,
+    amr: String,
+    expires_at: i64,
+    used_at: Option<i64>,
+}
+
+async fn refresh(gw: &Gateway, meta: &Meta, client: &Client, p: &Params) -> Result<Value, OAuthError> {
+    let token = p
+        .get("refresh_token")?
+        .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
+    let now = gw.clock.now();
+    let hash = gw.master.keyed_hash(token);
+    let row: Option<RefreshRow> = sqlx::query_as(
+        "SELECT family_id, client_id, user_id, sid, scope, auth_time, acr, amr, expires_at, used_at \
+         FROM refresh_tokens WHERE token_hash = $1",
+    )
+    .bind(&hash)
+    .fetch_optional(&gw.pool)
+    .await
+    .map_err(GatewayError::from)?;
+    let invalid = || OAuthError::invalid_grant("the refresh token is invalid");
+    let row = row.ok_or_else(invalid)?;
+    if row.client_id != client.id {
+        return Err(invalid());
+    }
+    let consumed = if row.used_at.is_none() {
+        sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
+            .bind(now)
+            .bind(&hash)
+            .execute(&gw.pool)
+            .await
+            .map_err(GatewayError::from)?
+            .rows_affected()
+    } else {
+        0
+    };
+    if consumed == 0 {
+        // Reuse of a rotated token: someone else holds a copy. Revoke all.
+        revoke_family(gw, &row.family_id).await?;
+        gw.audit
+            .append(
+                AuditEvent::new(Action::RefreshReuseDetected, Outcome::Denied)
+                    .subject(&row.user_id, None)
+                    .client(&client.id)
+                    .reason("a rotated refresh token was used again; the token family is revoked")
+                    .correlation(meta.request_id.clone())
+                    .source(meta.source.clone())
+                    .details(json!({ "family": row.family_id })),
+            )
+            .await
+            .map_err(GatewayError::from)?;
+        return Err(invalid());
+    }
+    let revoked: Option<Option<i64>> = sqlx::query_scalar("SELECT revoked_at FROM token_families WHERE id = $1")
+        .bind(&row.family_id)
+        .fetch_optional(&gw.pool)
+        .await
+        .map_err(GatewayError::from)?;
+    if !matches!(revoked, Some(None)) || row.expires_at <= now {
+        return Err(invalid());
+    }
+    let granted: Vec<String> = row.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    let scope = match p.get("scope")? {
+        None => granted,
+        Some(s) => {
+            let asked: Vec<String> = s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            if let Some(x) = asked.iter().find(|a| !granted.contains(a)) {
+                return Err(OAuthError::invalid_scope(format!("scope `{x}` was not granted")));
+            }
+            asked
+        }
+    };
+    let grant = Grant {
+        user_id: row.user_id,
+        sid: row.sid,
+        scope,
+        nonce: None,
+        auth_time: row.auth_time,
+        acr: row.acr,
+        amr: serde_json::from_str(&row.amr).unwrap_or_default(),
+        family_id: row.family_id,
+    };
+    issue_user_tokens(gw, meta, client, grant, Action::TokenRefreshed).await
+}
+
+pub(crate) async fn revoke_family(gw: &Gateway, family_id: &str) -> Result<(), GatewayError> {
+    let now = gw.clock.now();
+    sqlx::query("UPDATE token_families SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(family_id)
+        .execute(&gw.pool)
+        .await?;
+    Ok(())
+}
+
+async fn issue_user_tokens(
+    gw: &Gateway,
+    meta: &Meta,
+    client: &Client,
+    g: Grant,
+    action: Action,
+) -> Result<Value, OAuthError> {
+    let now = gw.clock.now();
+    let user = accounts::user_by_id(&gw.pool, &g.user_id)
+        .await?
+        .filter(|u| u.disabled == 0)
+        .ok_or_else(|| OAuthError::invalid_grant("the account is not active"))?;
+    let tenant = gw
+        .tenants
+        .get(&user.tenant)
+        .ok_or_else(|| GatewayError::Invalid(format!("user's tenant `{}` is unknown", user.tenant)))?;
+    let roles = interkom_policy::roles::roles_in(&gw.pool, &user.id, &user.tenant)
+        .await
+        .map_err(GatewayError::from)?;
+    let keys = gw.keys.fresh(now).await?;
+    let scope = g.scope.join(" ");
+
+    let at_key = keys
+        .signing(gw.cfg.access_token_alg, now)
+        .ok_or(GatewayError::Crypto("no access-token signing key"))?;
+    let access_claims = json!({
+        "iss": gw.cfg.issuer_str(),
+        "sub": user.id,
+        "aud": client.id,
+        "client_id": client.id,
+        "exp": now + gw.cfg.access_token_ttl,
+        "iat": now,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "scope": scope,
+        "auth_time": g.auth_time,
+        "acr": g.acr,
+        "sid": g.sid,
+        "gid": g.family_id,
+        "tenant": tenant.id,
+        "tenant_path": tenant.path,
+        "level": tenant.level.as_str(),
+        "roles": roles,
+    });
+    let access_token = jws::sign(at_key, "at+jwt", &access_claims)?;
+
+    let mut out = json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": gw.cfg.access_token_ttl,
+        "scope": scope,
+    });
+    if g.scope.iter().any(|s| s == "openid") {
+        let id_key = keys
+            .signing(client.id_token_alg, now)
+            .ok_or(GatewayError::Crypto("no ID-token signing key"))?;
+        let mut claims = json!({
+            "iss": gw.cfg.issuer_str(),
+            "sub": user.id,
+            "aud": client.id,
+            "azp": client.id,
+            "exp": now + gw.cfg.id_token_ttl,
+            "iat": now,
+            "auth_time": g.auth_time,
+            "acr": g.acr,
+            "amr": g.amr,
+            "sid": g.sid,
+            "tenant": tenant.id,
+            "tenant_path": tenant.path,
+            "level": tenant.level.as_str(),
+            "roles": roles,
+        });
+        if let Some(n) = &g.nonce {
+            claims["nonce"] = json!(n);
+        }
+        add_profile_claims(&mut claims, &g.scope, &user);
+        out["id_token"] = json!(jws::sign(id_key, "JWT", &claims)?);
+    }
+    if client.allows(GrantType::RefreshToken) {
+        let rt = random_token(32);
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, sid, scope, auth_time, acr, amr, \
+             expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)",
+        )
+        .bind(gw.master.keyed_hash(&rt))
+        .bind(&g.family_id)
+        .bind(&client.id)
+        .bind(&user.id)
+        .bind(&g.sid)
+        .bind(&scope)
+        .bind(g.auth_time)
+        .bind(&g.acr)
+        .bind(serde_json::to_string(&g.amr).map_err(GatewayError::from)?)
+        .bind(now + gw.cfg.refresh_token_ttl)
+        .execute(&gw.pool)
+        .await
+        .map_err(GatewayError::from)?;
+        out["refresh_token"] = json!(rt);
+    }
+    // The response waits for the durable audit event.
+    gw.audit
+        .append(
+            AuditEvent::new(action, Outcome::Success)
+                .tenant(&tenant.id, tenant.path_string())
+                .subject(&user.id, Some(user.tenant.clone()))
+                .client(&client.id)
+                .correlation(meta.request_id.clone())
+                .source(meta.source.clone())
+                .details(json!({ "scope": scope, "family": g.family_id, "jti": access_claims["jti"] })),
+        )
+        .await
+        .map_err(GatewayError::from)?;
+    Ok(out)
+}
+
+pub(crate) fn add_profile_claims(claims: &mut Value, scope: &[String], user: &accounts::User) {
+    if scope.iter().any(|s| s == "profile") {
+        claims["preferred_username"] = json!(user.username);
+        if let Some(n) = &user.name {
+            claims["name"] = json!(n);
+        }
+    }
+    if scope.iter().any(|s| s == "email") {
+        if let Some(e) = &user.email {
+            claims["email"] = json!(e);
+            claims["email_verified"] = json!(false);
+        }
+    }
+}
+
+async fn client_credentials(gw: &Gateway, meta: &Meta, client: &Client, p: &Params) -> Result<Value, OAuthError> {
+    let now = gw.clock.now();
+    let scope: Vec<&str> = match p.get("scope")? {
+        Some(s) => s.split(' ').filter(|s| !s.is_empty()).collect(),
+        None => Vec::new(),
+    };
+    if let Some(s) = scope.iter().find(|s| {
+        matches!(**s, "openid" | "offline_access")
+            || !SUPPORTED_SCOPES.contains(s)
+            || !client.scopes.iter().any(|c| c == *s)
+    }) {
+        return Err(OAuthError::invalid_scope(format!("scope `{s}` is not available for client_credentials")));
+    }
+    let scope = scope.join(" ");
+    let tenant = gw.tenants.get(&client.tenant);
+    let keys = gw.keys.fresh(now).await?;
+    let key = keys
+        .signing(gw.cfg.access_token_alg, now)
+        .ok_or(GatewayError::Crypto("no access-token signing key"))?;
+    let jti = uuid::Uuid::new_v4().to_string();
+    let claims = json!({
+        "iss": gw.cfg.issuer_str(),
+        "sub": client.id,
+        "aud": client.id,
+        "client_id": client.id,
+        "exp": now + gw.cfg.access_token_ttl,
+        "iat": now,
+        "jti": jti,
+        "scope": scope,
+        "tenant": client.tenant,
+        "tenant_path": tenant.map(|t| t.path.clone()),
+        "level": tenant.map(|t| t.level.as_str()),
+    });
+    let access_token = jws::sign(key, "at+jwt", &claims)?;
+    let mut ev = AuditEvent::new(Action::TokenIssued, Outcome::Success)
+        .client(&client.id)
+        .subject(&client.id, Some(client.tenant.clone()))
+        .correlation(meta.request_id.clone())
+        .source(meta.source.clone())
+        .details(json!({ "grant_type": "client_credentials", "scope": scope, "jti": jti }));
+    if let Some(t) = tenant {
+        ev = ev.tenant(&t.id, t.path_string());
+    }
+    gw.audit.append(ev).await.map_err(GatewayError::from)?;
+    Ok(json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": gw.cfg.access_token_ttl,
+        "scope": scope,
+    }))
+}
+
+/// `private_key_jwt` (RFC 7523 §3, OIDC Core §9): signed by a key of the
+/// client's registered JWKS, `iss` = `sub` = client id, `aud` the issuer or
+/// the token endpoint, unexpired, and a `jti` never seen before.
+pub(crate) async fn verify_client_assertion(
+    gw: &Gateway,
+    assertion: &str,
+    client_id_param: Option<&str>,
+) -> Result<Arc<Client>, OAuthError> {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+    let fail = |why: &str| OAuthError::invalid_client(format!("client assertion rejected: {why}"));
+    let header = jsonwebtoken::decode_header(assertion).map_err(|_| fail("malformed or unsupported alg"))?;
+    if !matches!(
+        header.alg,
+        Algorithm::RS256 | Algorithm::PS256 | Algorithm::ES256 | Algorithm::EdDSA
+    ) {
+        return Err(fail("alg must be asymmetric"));
+    }
+    // Read `sub` unverified only to find the client whose keys to use.
+    let unverified: Value = assertion
+        .split('.')
+        .nth(1)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| fail("malformed"))?;
+    let sub = unverified.get("sub").and_then(Value::as_str).ok_or_else(|| fail("sub missing"))?;
+    if client_id_param.is_some_and(|c| c != sub) {
+        return Err(fail("client_id does not match sub"));
+    }
+    let client = gw.client(sub).await?.ok_or_else(|| fail("unknown client"))?;
+    if client.auth_method != AuthMethod::PrivateKeyJwt {
+        return Err(fail("client is not registered for private_key_jwt"));
+    }
+    let keys = client
+        .jwks
+        .as_ref()
+        .and_then(|j| serde_json::from_value::<jsonwebtoken::jwk::JwkSet>(j.clone()).ok())
+        .ok_or_else(|| fail("client has no usable JWKS"))?;
+    let jwk = match &header.kid {
+        Some(kid) => keys.find(kid),
+        None if keys.keys.len() == 1 => keys.keys.first(),
+        None => None,
+    }
+    .ok_or_else(|| fail("no matching key"))?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|_| fail("unusable key"))?;
+    let mut v = Validation::new(header.alg);
+    v.set_audience(&[gw.cfg.issuer_str().to_owned(), gw.cfg.endpoint("/token")]);
+    v.set_issuer(&[sub]);
+    v.sub = Some(sub.to_owned());
+    v.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+    v.leeway = 5;
+    v.validate_exp = false;
+    let data = jsonwebtoken::decode::<Value>(assertion, &key, &v).map_err(|_| fail("invalid signature or claims"))?;
+    let now = gw.clock.now();
+    let exp = data.claims.get("exp").and_then(Value::as_i64).ok_or_else(|| fail("exp missing"))?;
+    if exp + 5 < now {
+        return Err(fail("expired"));
+    }
+    if exp > now + 600 {
+        return Err(fail("lifetime too long"));
+    }
+    let jti = data.claims.get("jti").and_then(Value::as_str).ok_or_else(|| fail("jti missing"))?;
+    let inserted = sqlx::query("INSERT INTO client_assertions (id, expires_at) VALUES ($1, $2)")
+        .bind(format!("{}|{}", client.id, jti))
+        .bind(exp + 60)
+        .execute(&gw.pool)
+        .await;
+    match inserted {
+        Ok(_) => Ok(client),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(fail("jti replayed")),
+        Err(e) => Err(GatewayError::from(e).into()),
+    }
+}

@@ -1,0 +1,39 @@
+//! Roles held by a subject in a tenant.
+
+use sqlx::AnyPool;
+
+use crate::PolicyError;
+
+/// Assigns `role` in `tenant` to `subject` (idempotent).
+pub async fn assign(pool: &AnyPool, subject: &str, tenant: &str, role: &str) -> Result<(), PolicyError> {
+    sqlx::query(
+        "INSERT INTO role_assignments (subject, tenant, role) VALUES ($1, $2, $3) \
+         ON CONFLICT (subject, tenant, role) DO NOTHING",
+    )
+    .bind(subject)
+    .bind(tenant)
+    .bind(role)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The roles `subject` holds in `tenant`, sorted.
+pub async fn roles_in(pool: &AnyPool, subject: &str, tenant: &str) -> Result<Vec<String>, PolicyError> {
+    Ok(sqlx::query_scalar(
+        "SELECT role FROM role_assignments WHERE subject = $1 AND tenant = $2 ORDER BY role",
+    )
+    .bind(subject)
+    .bind(tenant)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// A role name: letters, digits, '-', '_' and '.', at most 64 characters.
+pub fn valid_role(role: &str) -> bool {
+    !role.is_empty()
+        && role.len() <= 64
+        && role
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}

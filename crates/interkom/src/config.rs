@@ -1,0 +1,270 @@
+//! Configuration in two layers: the file form (TOML, overridable by
+//! `INTERKOM_*` environment variables, unknown keys rejected) and the typed
+//! configuration the server runs with.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use interkom_gateway::{Alg, Argon2Config, GatewayConfig, MasterKey};
+use interkom_policy::TenantSpec;
+use serde::Deserialize;
+use url::Url;
+
+/// Top-level keys that environment variables may set (`INTERKOM_<KEY>`,
+/// nested keys with `__`, e.g. `INTERKOM_TOKENS__ACCESS_TOKEN_TTL`).
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "issuer",
+    "database_url",
+    "key_encryption_key",
+    "key_encryption_key_file",
+    "log",
+    "tokens",
+    "password",
+    "demo",
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8080`.
+    pub listen: String,
+    /// The public issuer URL, e.g. `https://login.landkreis.example`.
+    pub issuer: String,
+    /// `sqlite://data/interkom.db` or `postgres://user@host/db`.
+    pub database_url: String,
+    /// The key-encryption key (32 bytes, base64). Takes precedence over the file.
+    #[serde(default)]
+    pub key_encryption_key: Option<String>,
+    /// A file holding the key-encryption key; created on first start if missing.
+    #[serde(default)]
+    pub key_encryption_key_file: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `interkom=debug,info`.
+    #[serde(default = "default_log")]
+    pub log: String,
+    #[serde(default)]
+    pub tokens: TokensConfig,
+    #[serde(default)]
+    pub password: Argon2Config,
+    /// The administrative tree.
+    #[serde(default)]
+    pub tenants: Vec<TenantSpec>,
+    #[serde(default)]
+    pub demo: DemoConfig,
+}
+
+fn default_log() -> String {
+    "info".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    pub code_ttl: i64,
+    pub access_token_ttl: i64,
+    pub id_token_ttl: i64,
+    pub refresh_token_ttl: i64,
+    pub session_ttl: i64,
+    pub login_request_ttl: i64,
+    pub key_publish_lead: i64,
+    pub key_reload_interval: i64,
+    pub client_cache_ttl: i64,
+    pub access_token_alg: String,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        let d = GatewayConfig::new(Url::parse("http://localhost").unwrap_or_else(|_| unreachable!()));
+        TokensConfig {
+            code_ttl: d.code_ttl,
+            access_token_ttl: d.access_token_ttl,
+            id_token_ttl: d.id_token_ttl,
+            refresh_token_ttl: d.refresh_token_ttl,
+            session_ttl: d.session_ttl,
+            login_request_ttl: d.login_request_ttl,
+            key_publish_lead: d.key_publish_lead,
+            key_reload_interval: d.key_reload_interval,
+            client_cache_ttl: d.client_cache_ttl,
+            access_token_alg: "ES256".into(),
+        }
+    }
+}
+
+/// Demo accounts and clients, created on start when enabled and missing.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub users: Vec<DemoUser>,
+    #[serde(default)]
+    pub clients: Vec<DemoClient>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoUser {
+    pub tenant: String,
+    pub username: String,
+    pub password: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoClient {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    pub auth_method: String,
+    pub secret: Option<String>,
+}
+
+pub fn default_scopes() -> Vec<String> {
+    ["openid", "profile", "email", "roles"].map(String::from).to_vec()
+}
+
+/// The typed configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub master_key: MasterKey,
+    pub log: String,
+    pub gateway: GatewayConfig,
+    pub tenants: Vec<TenantSpec>,
+    pub demo: DemoConfig,
+}
+
+impl FileConfig {
+    /// Reads the TOML file and applies the environment on top.
+    pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
+        if !path.exists() {
+            bail!("configuration file {} not found (set INTERKOM_CONFIG)", path.display());
+        }
+        let env = Env::prefixed("INTERKOM_")
+            .split("__")
+            .filter(|k| ENV_KEYS.iter().any(|e| k.as_str().split('.').next() == Some(*e)));
+        Figment::new()
+            .merge(Toml::file(path))
+            .merge(env)
+            .extract()
+            .with_context(|| format!("configuration {}", path.display()))
+    }
+
+    /// Validates everything at once and reports every problem.
+    pub fn validate(self) -> anyhow::Result<Config> {
+        let mut errs: Vec<String> = Vec::new();
+        let listen = self
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|_| errs.push(format!("listen: `{}` is not host:port", self.listen)))
+            .ok();
+        let issuer = Url::parse(&self.issuer)
+            .map_err(|_| errs.push(format!("issuer: `{}` is not a URL", self.issuer)))
+            .ok();
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres:")) {
+            errs.push("database_url must start with sqlite: or postgres:".into());
+        }
+        let t = &self.tokens;
+        let alg = Alg::parse(&t.access_token_alg);
+        if alg.is_none() {
+            errs.push(format!("tokens.access_token_alg: `{}` (ES256 or EdDSA)", t.access_token_alg));
+        }
+        let master = match (&self.key_encryption_key, &self.key_encryption_key_file) {
+            (Some(k), _) => MasterKey::from_base64(k)
+                .ok_or_else(|| errs.push("key_encryption_key must be 32 bytes, base64".into()))
+                .ok(),
+            (None, Some(f)) => match load_or_create_key(f) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    errs.push(format!("key_encryption_key_file: {e:#}"));
+                    None
+                }
+            },
+            (None, None) => {
+                errs.push("set key_encryption_key or key_encryption_key_file".into());
+                None
+            }
+        };
+        if let Err(e) = interkom_policy::TenantTree::from_specs(&self.tenants) {
+            errs.push(format!("tenants: {e}"));
+        }
+        let gateway = issuer.map(|issuer| {
+            let mut g = GatewayConfig::new(Url::parse(issuer.as_str().trim_end_matches('/')).unwrap_or(issuer));
+            g.code_ttl = t.code_ttl;
+            g.access_token_ttl = t.access_token_ttl;
+            g.id_token_ttl = t.id_token_ttl;
+            g.refresh_token_ttl = t.refresh_token_ttl;
+            g.session_ttl = t.session_ttl;
+            g.login_request_ttl = t.login_request_ttl;
+            g.key_publish_lead = t.key_publish_lead;
+            g.key_reload_interval = t.key_reload_interval;
+            g.client_cache_ttl = t.client_cache_ttl;
+            g.access_token_alg = alg.unwrap_or(Alg::ES256);
+            g.argon2 = self.password.clone();
+            g
+        });
+        if let Some(Err(e)) = gateway.as_ref().map(GatewayConfig::validate) {
+            errs.push(e);
+        }
+        match (listen, gateway, master) {
+            (Some(listen), Some(gateway), Some(master_key)) if errs.is_empty() => Ok(Config {
+                listen,
+                database_url: self.database_url,
+                master_key,
+                log: self.log,
+                gateway,
+                tenants: self.tenants,
+                demo: self.demo,
+            }),
+            _ => bail!("invalid configuration:\n  - {}", errs.join("\n  - ")),
+        }
+    }
+}
+
+fn load_or_create_key(path: &Path) -> anyhow::Result<MasterKey> {
+    if path.exists() {
+        let s = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        return MasterKey::from_base64(&s).context("the file must hold 32 bytes, base64");
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let key = MasterKey::generate();
+    write_private(path, &key.to_base64())?;
+    Ok(key)
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(content.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    std::fs::write(path, content)?;
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! The database: SQLite (embedded default, WAL) or PostgreSQL, through one
+//! pool type. SQL is written once, portable between the two.
+
+use std::str::FromStr;
+
+use anyhow::Context;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::AnyPool;
+
+pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
+    sqlx::any::install_default_drivers();
+    let is_sqlite = url.starts_with("sqlite:");
+    let url = if is_sqlite {
+        sqlite_url(url)?
+    } else {
+        url.to_owned()
+    };
+    let opts = AnyConnectOptions::from_str(&url).context("database_url")?;
+    // SQLite has one writer; more connections only add lock contention.
+    let max = if is_sqlite { 8 } else { 16 };
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .min_connections(1)
+        .connect_with(opts)
+        .await
+        .with_context(|| format!("connecting to {}", redact(&url)))
+}
+
+/// Creates the file's directory and asks for WAL, create-if-missing and a
+/// busy timeout unless the URL says otherwise.
+fn sqlite_url(url: &str) -> anyhow::Result<String> {
+    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = rest.split('?').next().unwrap_or("");
+    if path != ":memory:" && !path.is_empty() {
+        if let Some(dir) = std::path::Path::new(path).parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+        }
+    }
+    let mut u = url.to_owned();
+    if !u.contains("mode=") {
+        u.push(if u.contains('?') { '&' } else { '?' });
+        u.push_str("mode=rwc");
+    }
+    Ok(u)
+}
+
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Applies every crate's migrations, tenants first (others refer to them).
+pub async fn migrate(pool: &AnyPool) -> anyhow::Result<()> {
+    interkom_policy::migrate(pool).await.context("policy migrations")?;
+    interkom_audit::migrate(pool).await.context("audit migrations")?;
+    interkom_gateway::migrate(pool).await.context("gateway migrations")?;
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! The `interkom` binary's library: configuration, the database pool and
+//! migrations, and the composition of the routers.
+//!
+//! # Layout
+//! - [`config`]: the file form and the validated [`Config`].
+//! - [`db`]: connecting to SQLite or PostgreSQL and migrating.
+//! - [`App`]: one node — pool, audit writer, gateway — and its router;
+//!   [`serve`] runs it on a bound listener until a shutdown future resolves,
+//!   so tests start real nodes on ephemeral ports.
+
+pub mod config;
+pub mod db;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::http::{header, HeaderName};
+use axum::routing::get;
+use axum::Router;
+use interkom_audit::{AuditConfig, AuditLog};
+use interkom_gateway::clients::{AuthMethod, ClientSpec, GrantType};
+use interkom_gateway::{Alg, Clock, Gateway};
+use interkom_policy::TenantTree;
+use sqlx::AnyPool;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use config::{Config, FileConfig};
+
+/// One interkom node.
+#[derive(Clone)]
+pub struct App {
+    pub config: Config,
+    pub pool: AnyPool,
+    pub audit: AuditLog,
+    pub gateway: Gateway,
+    pub tenants: Arc<TenantTree>,
+}
+
+impl App {
+    /// Connects, migrates, stores the configured tenant tree, starts the
+    /// audit writer, loads or creates the signing keys and seeds the demo.
+    pub async fn open(config: Config, clock: Clock) -> anyhow::Result<App> {
+        let pool = db::connect(&config.database_url).await?;
+        db::migrate(&pool).await?;
+        let configured = TenantTree::from_specs(&config.tenants)?;
+        configured.store(&pool).await?;
+        let tenants = Arc::new(TenantTree::load(&pool).await?);
+        let audit = AuditLog::start(pool.clone(), AuditConfig::default());
+        let gateway = Gateway::new(
+            config.gateway.clone(),
+            pool.clone(),
+            audit.clone(),
+            config.master_key.clone(),
+            tenants.clone(),
+            clock,
+        )
+        .await?;
+        let app = App {
+            config,
+            pool,
+            audit,
+            gateway,
+            tenants,
+        };
+        if app.config.demo.enabled {
+            app.seed_demo().await?;
+        }
+        Ok(app)
+    }
+
+    async fn seed_demo(&self) -> anyhow::Result<()> {
+        for u in &self.config.demo.users {
+            if self.gateway.find_user(&u.username).await?.is_none() {
+                self.gateway
+                    .add_user(interkom_gateway::accounts::NewUser {
+                        tenant: u.tenant.clone(),
+                        username: u.username.clone(),
+                        password: u.password.clone(),
+                        name: u.name.clone(),
+                        email: u.email.clone(),
+                        roles: u.roles.clone(),
+                    })
+                    .await
+                    .with_context(|| format!("demo user {}", u.username))?;
+            }
+        }
+        for c in &self.config.demo.clients {
+            if self.gateway.client(&c.id).await?.is_some() {
+                continue;
+            }
+            let grant_types = c
+                .grant_types
+                .iter()
+                .map(|g| GrantType::parse(g).with_context(|| format!("demo client {}: grant {g}", c.id)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let auth_method = AuthMethod::parse(&c.auth_method)
+                .with_context(|| format!("demo client {}: auth_method {}", c.id, c.auth_method))?;
+            self.gateway
+                .register_client(ClientSpec {
+                    id: c.id.clone(),
+                    tenant: c.tenant.clone(),
+                    name: c.name.clone(),
+                    redirect_uris: c.redirect_uris.clone(),
+                    post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+                    grant_types,
+                    scopes: c.scopes.clone(),
+                    auth_method,
+                    secret: c.secret.clone(),
+                    jwks: None,
+                    id_token_alg: Alg::RS256,
+                })
+                .await
+                .with_context(|| format!("demo client {}", c.id))?;
+        }
+        Ok(())
+    }
+
+    /// The whole HTTP surface of a node.
+    pub fn router(&self) -> Router {
+        let gateway = self.gateway.router();
+        let base = self.config.gateway.base_path().to_owned();
+        let oidc = if base.is_empty() {
+            gateway
+        } else {
+            Router::new().nest(&base, gateway)
+        };
+        let pool = self.pool.clone();
+        oidc.nest("/admin/v1", interkom_admin::router())
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/readyz",
+                get(move || {
+                    let pool = pool.clone();
+                    async move {
+                        match sqlx::query("SELECT 1").execute(&pool).await {
+                            Ok(_) => (axum::http::StatusCode::OK, "ready"),
+                            Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+                        }
+                    }
+                }),
+            )
+            .layer(RequestBodyLimitLayer::new(64 * 1024))
+            .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+            .layer(TraceLayer::new_for_http())
+            .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+            .layer(PropagateRequestIdLayer::new(HeaderName::from_static("x-request-id")))
+            .layer(SetRequestIdLayer::new(
+                HeaderName::from_static("x-request-id"),
+                MakeRequestUuid,
+            ))
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    app: &App,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let router = app.router();
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

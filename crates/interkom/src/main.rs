@@ -1,0 +1,301 @@
+//! `interkom`: identity and access broker for German local government.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use interkom::{App, FileConfig};
+use interkom_gateway::clients::{AuthMethod, ClientSpec, GrantType};
+use interkom_gateway::{Alg, Clock};
+
+#[derive(Parser)]
+#[command(name = "interkom", version, about = "Identity and access broker for the Kreis, Samtgemeinden and Gemeinden")]
+struct Cli {
+    /// Configuration file (TOML); every key can be overridden by INTERKOM_<KEY>.
+    #[arg(long, global = true, env = "INTERKOM_CONFIG", default_value = "config/interkom.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (migrates the database first).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Check the configuration and report every problem.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// The administrative tree.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Local accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Registered Fachverfahren (OAuth clients).
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    Check,
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// List all tenants in tree order.
+    List,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a local account; the password is read from standard input.
+    Add(UserAdd),
+}
+
+#[derive(Args)]
+struct UserAdd {
+    #[arg(long)]
+    tenant: String,
+    #[arg(long)]
+    username: String,
+    /// Read the password from standard input (first line).
+    #[arg(long, required = true)]
+    password_stdin: bool,
+    /// Role in the home tenant (repeatable).
+    #[arg(long = "role")]
+    roles: Vec<String>,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    email: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a client. Confidential clients get a generated secret
+    /// (printed once) unless --secret-stdin gives one.
+    Add(ClientAdd),
+}
+
+#[derive(Args)]
+struct ClientAdd {
+    #[arg(long)]
+    id: String,
+    #[arg(long)]
+    tenant: String,
+    /// Display name on the login page (defaults to the id).
+    #[arg(long)]
+    name: Option<String>,
+    /// Redirect URI, matched exactly (repeatable).
+    #[arg(long = "redirect-uri")]
+    redirect_uris: Vec<String>,
+    /// A public client (no secret; PKCE required).
+    #[arg(long, conflicts_with_all = ["secret_stdin", "jwks_file"])]
+    public: bool,
+    /// Read the client secret from standard input instead of generating one.
+    #[arg(long)]
+    secret_stdin: bool,
+    /// Authenticate with private_key_jwt; the client's public keys (JWKS).
+    #[arg(long, conflicts_with = "secret_stdin")]
+    jwks_file: Option<PathBuf>,
+    /// authorization_code, refresh_token or client_credentials (repeatable;
+    /// default: authorization_code and refresh_token).
+    #[arg(long = "grant")]
+    grants: Vec<String>,
+    /// Scope the client may request (repeatable; default: openid profile email roles).
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    /// ID token signing algorithm: RS256 (default), ES256 or EdDSA.
+    #[arg(long, default_value = "RS256")]
+    id_token_alg: String,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Publish new signing keys; they sign after the publication lead, and
+    /// the old keys stay published until their tokens have expired.
+    Rotate,
+    /// List the stored keys.
+    List,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain; exits non-zero naming the first bad event.
+    Verify {
+        #[arg(long)]
+        from: Option<i64>,
+        #[arg(long)]
+        to: Option<i64>,
+    },
+}
+
+fn read_stdin_line() -> anyhow::Result<String> {
+    let mut s = String::new();
+    std::io::stdin().read_to_string(&mut s)?;
+    let line = s.lines().next().unwrap_or("").to_owned();
+    if line.is_empty() {
+        bail!("nothing on standard input");
+    }
+    Ok(line)
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<std::process::ExitCode> {
+    let cli = Cli::parse();
+    let config = FileConfig::load(&cli.config)?.validate()?;
+    if let Command::Config { command: ConfigCommand::Check } = cli.command {
+        println!("configuration ok: {} tenants, issuer {}", config.tenants.len(), config.gateway.issuer_str());
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into());
+    let serving = matches!(cli.command, Command::Serve);
+    tracing_subscriber::fmt()
+        .with_env_filter(if serving { filter } else { "warn".into() })
+        .with_writer(std::io::stderr)
+        .init();
+
+    let started = std::time::Instant::now();
+    let app = App::open(config, Clock::default()).await?;
+    match cli.command {
+        Command::Serve => {
+            let listener = tokio::net::TcpListener::bind(app.config.listen)
+                .await
+                .with_context(|| format!("binding {}", app.config.listen))?;
+            tracing::info!(
+                listen = %listener.local_addr()?,
+                issuer = app.config.gateway.issuer_str(),
+                ready_ms = started.elapsed().as_millis() as u64,
+                "interkom ready"
+            );
+            interkom::serve(&app, listener, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        }
+        Command::Migrate => println!("migrations applied"),
+        Command::Config { .. } => {}
+        Command::Tenant { command: TenantCommand::List } => {
+            for t in app.tenants.iter() {
+                let indent = "  ".repeat(t.path.len() - 1);
+                println!("{indent}{}\t{}\t{}", t.id, t.level.as_str(), t.name);
+            }
+        }
+        Command::User { command: UserCommand::Add(a) } => {
+            let password = read_stdin_line()?;
+            let id = app
+                .gateway
+                .add_user(interkom_gateway::accounts::NewUser {
+                    tenant: a.tenant,
+                    username: a.username.clone(),
+                    password,
+                    name: a.name,
+                    email: a.email,
+                    roles: a.roles,
+                })
+                .await?;
+            println!("user {} created, subject {id}", a.username);
+        }
+        Command::Client { command: ClientCommand::Add(a) } => {
+            let grant_types = if a.grants.is_empty() {
+                vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+            } else {
+                a.grants
+                    .iter()
+                    .map(|g| GrantType::parse(g).with_context(|| format!("unknown grant `{g}`")))
+                    .collect::<anyhow::Result<_>>()?
+            };
+            let (auth_method, secret, jwks) = if a.public {
+                (AuthMethod::None, None, None)
+            } else if let Some(f) = &a.jwks_file {
+                let jwks = serde_json::from_str(&std::fs::read_to_string(f)?).context("JWKS file")?;
+                (AuthMethod::PrivateKeyJwt, None, Some(jwks))
+            } else {
+                let secret = if a.secret_stdin { Some(read_stdin_line()?) } else { None };
+                (AuthMethod::ClientSecretBasic, secret, None)
+            };
+            let generated = app
+                .gateway
+                .register_client(ClientSpec {
+                    name: a.name.unwrap_or_else(|| a.id.clone()),
+                    id: a.id.clone(),
+                    tenant: a.tenant,
+                    redirect_uris: a.redirect_uris,
+                    post_logout_redirect_uris: a.post_logout_redirect_uris,
+                    grant_types,
+                    scopes: if a.scopes.is_empty() { interkom::config::default_scopes() } else { a.scopes },
+                    auth_method,
+                    secret,
+                    jwks,
+                    id_token_alg: Alg::parse(&a.id_token_alg).context("--id-token-alg: RS256, ES256 or EdDSA")?,
+                })
+                .await?;
+            println!("client {} registered", a.id);
+            if let Some(s) = generated {
+                println!("client_secret: {s}");
+                println!("(shown once; interkom stores only a keyed hash)");
+            }
+        }
+        Command::Keys { command: KeysCommand::Rotate } => {
+            let kids = app.gateway.rotate_keys().await?;
+            println!("new keys published: {}", kids.join(", "));
+            println!("they sign from {} s on", app.config.gateway.key_publish_lead);
+        }
+        Command::Keys { command: KeysCommand::List } => {
+            for k in app.gateway.list_keys().await? {
+                println!(
+                    "{}\t{}\tsigns from {}\tretires {}",
+                    k.kid,
+                    k.alg,
+                    k.sign_from,
+                    k.retire_at.map(|r| r.to_string()).unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+        Command::Audit { command: AuditCommand::Verify { from, to } } => {
+            let report = interkom_audit::verify(&app.pool, from, to).await?;
+            match report.first_bad {
+                None => println!("audit chain ok: {} events verified", report.checked),
+                Some((seq, why)) => {
+                    eprintln!("audit chain broken at seq {seq}: {why}");
+                    return Ok(std::process::ExitCode::from(2));
+                }
+            }
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
