@@ -1,1 +1,14 @@
+//! End-to-end tests: real interkom nodes on ephemeral ports, on SQLite or
+//! PostgreSQL (`INTERKOM_TEST_DB=sqlite|postgres`), driven over HTTP by the
+//! `openidconnect` crate as relying party and by a cookie-keeping HTTP
+//! client as the user's browser. The CLI tests run the real binary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+mod audit;
+mod cli;
+mod common;
+mod errors;
+mod flows;
+mod keys;
+mod tokens;

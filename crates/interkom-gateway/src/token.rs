@@ -218,6 +218,19 @@ async fn refresh(gw: &Gateway, meta: &Meta, client: &Client, p: &Params) -> Resu
     if row.client_id != client.id {
         return Err(invalid());
     }
+    // Everything that can be checked without consuming the token is checked
+    // first: a request refused for its scope must not burn the token.
+    let granted: Vec<String> = row.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    let scope = match p.get("scope")? {
+        None => granted,
+        Some(s) => {
+            let asked: Vec<String> = s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            if let Some(x) = asked.iter().find(|a| !granted.contains(a)) {
+                return Err(OAuthError::invalid_scope(format!("scope `{x}` was not granted")));
+            }
+            asked
+        }
+    };
     let consumed = if row.used_at.is_none() {
         sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
             .bind(now)
@@ -254,17 +267,6 @@ async fn refresh(gw: &Gateway, meta: &Meta, client: &Client, p: &Params) -> Resu
     if !matches!(revoked, Some(None)) || row.expires_at <= now {
         return Err(invalid());
     }
-    let granted: Vec<String> = row.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
-    let scope = match p.get("scope")? {
-        None => granted,
-        Some(s) => {
-            let asked: Vec<String> = s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
-            if let Some(x) = asked.iter().find(|a| !granted.contains(a)) {
-                return Err(OAuthError::invalid_scope(format!("scope `{x}` was not granted")));
-            }
-            asked
-        }
-    };
     let grant = Grant {
         user_id: row.user_id,
         sid: row.sid,

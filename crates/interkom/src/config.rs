@@ -158,7 +158,10 @@ impl FileConfig {
         }
         let env = Env::prefixed("INTERKOM_")
             .split("__")
-            .filter(|k| ENV_KEYS.iter().any(|e| k.as_str().split('.').next() == Some(*e)));
+            .filter(|k| {
+                let top = k.as_str().split('.').next().unwrap_or("");
+                ENV_KEYS.iter().any(|e| e.eq_ignore_ascii_case(top))
+            });
         Figment::new()
             .merge(Toml::file(path))
             .merge(env)

@@ -1,0 +1,369 @@
+//! The harness: start a node, act as a browser, act as a relying party.
+
+use std::collections::HashMap;
+
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use interkom::{App, FileConfig};
+use interkom_gateway::Clock;
+use openidconnect::core::{CoreClient, CoreProviderMetadata};
+use openidconnect::{ClientId, ClientSecret, IssuerUrl, RedirectUrl};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub const PORTAL: &str = "serviceportal";
+pub const PORTAL_SECRET: &str = "serviceportal-demo-secret-0123456789abcdef";
+pub const PORTAL_REDIRECT: &str = "http://localhost:9000/callback";
+pub const PORTAL_LOGOUT: &str = "http://localhost:9000/";
+pub const EWO: &str = "ewo-elbtalaue";
+pub const EWO_REDIRECT: &str = "http://localhost:9001/callback";
+pub const KFZ: &str = "kfz-backend";
+pub const KFZ_SECRET: &str = "kfz-backend-demo-secret-0123456789abcdefgh";
+pub const ADMIN_USER: &str = "kreis.admin";
+pub const ADMIN_PASSWORD: &str = "Kreis-Demo-2026!";
+pub const CLERK_USER: &str = "jan.meyer";
+pub const CLERK_PASSWORD: &str = "Hitzacker-Demo-2026!";
+
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Which database the suite runs on.
+pub fn backend() -> &'static str {
+    match std::env::var("INTERKOM_TEST_DB").as_deref() {
+        Ok("postgres") => "postgres",
+        _ => "sqlite",
+    }
+}
+
+/// A fresh, empty database URL for one test.
+pub async fn fresh_database() -> String {
+    let name = format!("ik_{}", uuid::Uuid::new_v4().simple());
+    if backend() == "postgres" {
+        let base = std::env::var("INTERKOM_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&format!("{base}/postgres")).await.expect("PostgreSQL reachable");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.unwrap();
+        pool.close().await;
+        format!("{base}/{name}")
+    } else {
+        let dir = std::env::temp_dir().join("interkom-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        format!("sqlite://{}/{name}.db", dir.display())
+    }
+}
+
+pub struct TestServer {
+    pub issuer: String,
+    pub app: App,
+    pub clock: Clock,
+    pub database_url: String,
+    pub kek: String,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+pub fn base_config() -> FileConfig {
+    FileConfig::load(&repo_root().join("config/interkom.toml")).unwrap()
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a node on the demo configuration with a fresh database;
+    /// `tweak` may change the configuration first.
+    pub async fn start_with(tweak: impl FnOnce(&mut FileConfig)) -> TestServer {
+        let url = fresh_database().await;
+        Self::start_on(url, None, tweak).await
+    }
+
+    /// Starts a node on an existing database (another node's, say).
+    pub async fn start_on(database_url: String, kek: Option<String>, tweak: impl FnOnce(&mut FileConfig)) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let issuer = format!("http://{addr}");
+        let kek = kek.unwrap_or_else(|| interkom_gateway::MasterKey::generate().to_base64());
+        let mut fc = base_config();
+        fc.listen = addr.to_string();
+        fc.issuer = issuer.clone();
+        fc.database_url = database_url.clone();
+        fc.key_encryption_key = Some(kek.clone());
+        fc.key_encryption_key_file = None;
+        fc.log = "warn".into();
+        tweak(&mut fc);
+        let config = fc.validate().unwrap();
+        let clock = Clock::default();
+        let app = App::open(config, clock.clone()).await.unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let serving = app.clone();
+        tokio::spawn(async move {
+            interkom::serve(&serving, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestServer {
+            issuer,
+            app,
+            clock,
+            database_url,
+            kek,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.issuer, path)
+    }
+
+    /// The relying party's HTTP client: no redirects followed (SSRF, and
+    /// the tests look at every redirect themselves).
+    pub fn http() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    pub async fn metadata(&self) -> CoreProviderMetadata {
+        CoreProviderMetadata::discover_async(IssuerUrl::new(self.issuer.clone()).unwrap(), &Self::http())
+            .await
+            .unwrap()
+    }
+
+    /// An `openidconnect` client for a registered client of this node.
+    pub async fn rp(
+        &self,
+        client_id: &str,
+        secret: Option<&str>,
+        redirect: &str,
+    ) -> openidconnect::core::CoreClient<
+        openidconnect::EndpointSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointMaybeSet,
+        openidconnect::EndpointMaybeSet,
+    > {
+        CoreClient::from_provider_metadata(
+            self.metadata().await,
+            ClientId::new(client_id.into()),
+            secret.map(|s| ClientSecret::new(s.into())),
+        )
+        .set_redirect_uri(RedirectUrl::new(redirect.into()).unwrap())
+    }
+
+    /// Audit events with this action, newest first.
+    pub async fn audit(&self, action: &str) -> Vec<interkom_audit::StoredEvent> {
+        interkom_audit::query(
+            &self.app.pool,
+            &interkom_audit::AuditQuery {
+                action: Some(action.into()),
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    pub async fn post_form(&self, path: &str, auth: Option<(&str, &str)>, form: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = Self::http().post(self.url(path)).form(form);
+        if let Some((id, secret)) = auth {
+            req = req.basic_auth(id, Some(secret));
+        }
+        req.send().await.unwrap()
+    }
+}
+
+/// The user's browser: keeps cookies, follows no redirects.
+pub struct Browser {
+    pub http: reqwest::Client,
+    pub accept_language: Option<&'static str>,
+}
+
+/// What the login page carries.
+pub struct LoginForm {
+    pub action: String,
+    pub fields: HashMap<String, String>,
+    pub html: String,
+}
+
+impl Browser {
+    pub fn new() -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .cookie_store(true)
+                .build()
+                .unwrap(),
+            accept_language: None,
+        }
+    }
+
+    pub async fn get(&self, url: &str) -> reqwest::Response {
+        let mut r = self.http.get(url);
+        if let Some(l) = self.accept_language {
+            r = r.header("accept-language", l);
+        }
+        r.send().await.unwrap()
+    }
+
+    /// Opens the authorization URL and expects the login form.
+    pub async fn open_login(&self, server: &TestServer, url: &str) -> LoginForm {
+        let res = self.get(url).await;
+        assert_eq!(res.status(), 200, "expected the login page");
+        let html = res.text().await.unwrap();
+        parse_form(server, &html)
+    }
+
+    pub async fn submit(&self, form: &LoginForm, username: &str, password: &str) -> reqwest::Response {
+        let mut fields = form.fields.clone();
+        fields.insert("username".into(), username.into());
+        fields.insert("password".into(), password.into());
+        self.http.post(&form.action).form(&fields).send().await.unwrap()
+    }
+
+    /// Logs in through the form; returns the redirect's query parameters.
+    pub async fn login(&self, server: &TestServer, auth_url: &str, user: &str, password: &str) -> HashMap<String, String> {
+        let form = self.open_login(server, auth_url).await;
+        let res = self.submit(&form, user, password).await;
+        assert_eq!(res.status(), 303, "login must answer 303 See Other");
+        redirect_params(&res)
+    }
+}
+
+pub fn parse_form(server: &TestServer, html: &str) -> LoginForm {
+    let action = attr_after(html, "<form", "action").expect("form action");
+    let mut fields = HashMap::new();
+    let mut rest = html;
+    while let Some(i) = rest.find("<input") {
+        let tag_end = rest[i..].find('>').unwrap() + i;
+        let tag = &rest[i..tag_end];
+        if tag.contains("type=\"hidden\"") {
+            let name = attr_after(tag, "<input", "name").unwrap();
+            let value = attr_after(tag, "<input", "value").unwrap_or_default();
+            fields.insert(name, value);
+        }
+        rest = &rest[tag_end..];
+    }
+    LoginForm {
+        action: if action.starts_with("http") { action } else { server.url(&action) },
+        fields,
+        html: html.to_owned(),
+    }
+}
+
+fn attr_after(html: &str, tag: &str, attr: &str) -> Option<String> {
+    let start = html.find(tag)?;
+    let key = format!("{attr}=\"");
+    let i = html[start..].find(&key)? + start + key.len();
+    let j = html[i..].find('"')? + i;
+    Some(html[i..j].replace("&amp;", "&").replace("&#x2f;", "/").replace("&#x3d;", "="))
+}
+
+pub fn location(res: &reqwest::Response) -> Option<String> {
+    res.headers().get("location").map(|v| v.to_str().unwrap().to_owned())
+}
+
+pub fn redirect_params(res: &reqwest::Response) -> HashMap<String, String> {
+    let loc = location(res).expect("a Location header");
+    url::Url::parse(&loc).unwrap().query_pairs().into_owned().collect()
+}
+
+/// The unverified payload of a JWT (for claims the RP library does not type).
+pub fn jwt_payload(jwt: &str) -> Value {
+    let p = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap()
+}
+
+pub fn jwt_header(jwt: &str) -> Value {
+    let p = jwt.split('.').next().unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap()
+}
+
+/// A PKCE pair (verifier, S256 challenge) built by hand for raw requests.
+pub fn pkce() -> (String, String) {
+    use sha2::Digest;
+    let verifier = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+/// A raw authorization URL.
+pub fn authorize_url(server: &TestServer, params: &[(&str, &str)]) -> String {
+    let mut u = url::Url::parse(&server.url("/authorize")).unwrap();
+    u.query_pairs_mut().extend_pairs(params);
+    u.to_string()
+}
+
+/// Logs `user` in for the confidential portal client with raw requests and
+/// exchanges the code; returns the token response.
+pub async fn portal_tokens(server: &TestServer, browser: &Browser, user: &str, password: &str) -> Value {
+    let (verifier, challenge) = pkce();
+    let url = authorize_url(
+        server,
+        &[
+            ("response_type", "code"),
+            ("client_id", PORTAL),
+            ("redirect_uri", PORTAL_REDIRECT),
+            ("scope", "openid profile email"),
+            ("state", "s1"),
+            ("nonce", "n1"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    let q = browser.login(server, &url, user, password).await;
+    let res = server
+        .post_form(
+            "/token",
+            Some((PORTAL, PORTAL_SECRET)),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &q["code"]),
+                ("redirect_uri", PORTAL_REDIRECT),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+pub async fn cc_token(server: &TestServer) -> String {
+    let res = server
+        .post_form("/token", Some((KFZ, KFZ_SECRET)), &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    v["access_token"].as_str().unwrap().to_owned()
+}
+
+pub async fn introspect(server: &TestServer, token: &str) -> Value {
+    let res = server.post_form("/introspect", Some((KFZ, KFZ_SECRET)), &[("token", token)]).await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+/// Asserts an OAuth error JSON with this status and code.
+pub async fn expect_oauth_error(res: reqwest::Response, status: u16, error: &str) -> Value {
+    assert_eq!(res.status().as_u16(), status, "status for {error}");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"], error, "error code: {v}");
+    v
+}
+
