@@ -25,21 +25,32 @@ async fn gateway_events_form_a_verifiable_chain() {
     for t in tasks {
         t.await.unwrap();
     }
-    let report = interkom_audit::verify(&s.app.pool, None, None).await.unwrap();
+    let report = interkom_audit::verify(&s.app.pool, None, None)
+        .await
+        .unwrap();
     assert!(report.ok(), "{report:?}");
     assert_eq!(report.checked, 52, "login + token + 50 client_credentials");
     let login = &s.audit("login").await[0];
     assert_eq!(login.tenant.as_deref(), Some("lk-luechow-dannenberg"));
-    assert_eq!(login.tenant_path.as_deref(), Some("/lk-luechow-dannenberg/"));
+    assert_eq!(
+        login.tenant_path.as_deref(),
+        Some("/lk-luechow-dannenberg/")
+    );
     assert!(login.correlation_id.is_some(), "request id recorded");
-    assert_eq!(login.source.as_deref(), Some("127.0.0.0/24"), "source pseudonymised");
+    assert_eq!(
+        login.source.as_deref(),
+        Some("127.0.0.0/24"),
+        "source pseudonymised"
+    );
 
     // Any change behind the store's back is found, at the right place.
     sqlx::query("UPDATE audit_events SET reason = 'edited' WHERE seq = 7")
         .execute(&s.app.pool)
         .await
         .unwrap();
-    let report = interkom_audit::verify(&s.app.pool, None, None).await.unwrap();
+    let report = interkom_audit::verify(&s.app.pool, None, None)
+        .await
+        .unwrap();
     assert_eq!(report.first_bad.unwrap().0, 7);
 }
 
@@ -49,12 +60,34 @@ async fn deleted_and_truncated_events_are_detected() {
     for _ in 0..5 {
         cc_token(&s).await;
     }
-    sqlx::query("DELETE FROM audit_events WHERE seq = 3").execute(&s.app.pool).await.unwrap();
-    assert_eq!(interkom_audit::verify(&s.app.pool, None, None).await.unwrap().first_bad.unwrap().0, 3);
+    sqlx::query("DELETE FROM audit_events WHERE seq = 3")
+        .execute(&s.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        interkom_audit::verify(&s.app.pool, None, None)
+            .await
+            .unwrap()
+            .first_bad
+            .unwrap()
+            .0,
+        3
+    );
     let s = TestServer::start().await;
     for _ in 0..5 {
         cc_token(&s).await;
     }
-    sqlx::query("DELETE FROM audit_events WHERE seq = 5").execute(&s.app.pool).await.unwrap();
-    assert_eq!(interkom_audit::verify(&s.app.pool, None, None).await.unwrap().first_bad.unwrap().0, 5);
+    sqlx::query("DELETE FROM audit_events WHERE seq = 5")
+        .execute(&s.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        interkom_audit::verify(&s.app.pool, None, None)
+            .await
+            .unwrap()
+            .first_bad
+            .unwrap()
+            .0,
+        5
+    );
 }

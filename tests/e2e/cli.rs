@@ -46,7 +46,9 @@ async fn cli_manages_tenants_users_clients_keys_and_audit() {
     };
     let (code, out, _) = cli.run(&["--help"], None);
     assert_eq!(code, 0);
-    for cmd in ["serve", "migrate", "tenant", "user", "client", "keys", "audit"] {
+    for cmd in [
+        "serve", "migrate", "tenant", "user", "client", "keys", "audit",
+    ] {
         assert!(out.contains(cmd), "--help lists {cmd}");
     }
     let (code, _, err) = cli.run(&["migrate"], None);
@@ -54,24 +56,54 @@ async fn cli_manages_tenants_users_clients_keys_and_audit() {
     let (code, out, _) = cli.run(&["tenant", "list"], None);
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 31, "the whole demo county");
-    assert!(out.lines().next().unwrap().starts_with("lk-luechow-dannenberg\tkreis"));
+    assert!(out
+        .lines()
+        .next()
+        .unwrap()
+        .starts_with("lk-luechow-dannenberg\tkreis"));
     assert!(out.contains("    hitzacker-elbe\tgemeinde\tHitzacker (Elbe), Stadt"));
 
     let (code, out, err) = cli.run(
-        &["user", "add", "--tenant", "gorleben", "--username", "eva.koch", "--password-stdin", "--role", "sachbearbeitung"],
+        &[
+            "user",
+            "add",
+            "--tenant",
+            "gorleben",
+            "--username",
+            "eva.koch",
+            "--password-stdin",
+            "--role",
+            "sachbearbeitung",
+        ],
         Some("Gorleben-Test-2026!\n"),
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("user eva.koch created"));
     // Unknown tenant and duplicate user are clear errors.
     let (code, _, err) = cli.run(
-        &["user", "add", "--tenant", "atlantis", "--username", "x.y", "--password-stdin"],
+        &[
+            "user",
+            "add",
+            "--tenant",
+            "atlantis",
+            "--username",
+            "x.y",
+            "--password-stdin",
+        ],
         Some("Password-123456\n"),
     );
     assert_ne!(code, 0);
     assert!(err.contains("unknown tenant"), "{err}");
     let (code, _, err) = cli.run(
-        &["user", "add", "--tenant", "gorleben", "--username", "eva.koch", "--password-stdin"],
+        &[
+            "user",
+            "add",
+            "--tenant",
+            "gorleben",
+            "--username",
+            "eva.koch",
+            "--password-stdin",
+        ],
         Some("Password-123456\n"),
     );
     assert_ne!(code, 0);
@@ -79,9 +111,22 @@ async fn cli_manages_tenants_users_clients_keys_and_audit() {
 
     let (code, out, err) = cli.run(
         &[
-            "client", "add", "--id", "bauantrag", "--tenant", "lk-luechow-dannenberg", "--name", "Bauantrag",
-            "--redirect-uri", "http://127.0.0.1:9300/cb", "--grant", "authorization_code", "--grant", "refresh_token",
-            "--post-logout-redirect-uri", "http://127.0.0.1:9300/",
+            "client",
+            "add",
+            "--id",
+            "bauantrag",
+            "--tenant",
+            "lk-luechow-dannenberg",
+            "--name",
+            "Bauantrag",
+            "--redirect-uri",
+            "http://127.0.0.1:9300/cb",
+            "--grant",
+            "authorization_code",
+            "--grant",
+            "refresh_token",
+            "--post-logout-redirect-uri",
+            "http://127.0.0.1:9300/",
         ],
         None,
     );
@@ -93,24 +138,58 @@ async fn cli_manages_tenants_users_clients_keys_and_audit() {
         .to_owned();
     assert!(secret.len() >= 43, "256 bits of entropy");
     let (code, _, err) = cli.run(
-        &["client", "add", "--id", "spa", "--tenant", "gorleben", "--public", "--redirect-uri", "http://127.0.0.1:9301/cb"],
+        &[
+            "client",
+            "add",
+            "--id",
+            "spa",
+            "--tenant",
+            "gorleben",
+            "--public",
+            "--redirect-uri",
+            "http://127.0.0.1:9301/cb",
+        ],
         None,
     );
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = cli.run(
-        &["client", "add", "--id", "machine", "--tenant", "gorleben", "--secret-stdin", "--grant", "client_credentials", "--scope", "roles"],
+        &[
+            "client",
+            "add",
+            "--id",
+            "machine",
+            "--tenant",
+            "gorleben",
+            "--secret-stdin",
+            "--grant",
+            "client_credentials",
+            "--scope",
+            "roles",
+        ],
         Some("machine-secret-from-stdin-0123456789abcdef\n"),
     );
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = cli.run(
-        &["client", "add", "--id", "bad", "--tenant", "gorleben", "--redirect-uri", "http://example.org/cb"],
+        &[
+            "client",
+            "add",
+            "--id",
+            "bad",
+            "--tenant",
+            "gorleben",
+            "--redirect-uri",
+            "http://example.org/cb",
+        ],
         None,
     );
     assert_ne!(code, 0);
     assert!(err.contains("loopback"), "{err}");
 
     // A server on the same database: the CLI's user and clients work.
-    let s = TestServer::start_on(cli.database_url.clone(), Some(cli.kek.clone()), |c| c.demo.enabled = false).await;
+    let s = TestServer::start_on(cli.database_url.clone(), Some(cli.kek.clone()), |c| {
+        c.demo.enabled = false
+    })
+    .await;
     let (verifier, challenge) = pkce();
     let url = authorize_url(
         &s,
@@ -123,7 +202,9 @@ async fn cli_manages_tenants_users_clients_keys_and_audit() {
             ("code_challenge_method", "S256"),
         ],
     );
-    let q = Browser::new().login(&s, &url, "eva.koch", "Gorleben-Test-2026!").await;
+    let q = Browser::new()
+        .login(&s, &url, "eva.koch", "Gorleben-Test-2026!")
+        .await;
     let res = s
         .post_form(
             "/token",
@@ -155,8 +236,19 @@ async fn cli_manages_tenants_users_clients_keys_and_audit() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("new keys published"));
     s.clock.advance(31);
-    let jwks: serde_json::Value = TestServer::http().get(s.url("/jwks")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(jwks["keys"].as_array().unwrap().len(), 6, "old and new key of each algorithm");
+    let jwks: serde_json::Value = TestServer::http()
+        .get(s.url("/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        jwks["keys"].as_array().unwrap().len(),
+        6,
+        "old and new key of each algorithm"
+    );
     let (code, out, _) = cli.run(&["keys", "list"], None);
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 6);

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use interkom::{App, FileConfig};
@@ -44,8 +43,13 @@ pub async fn fresh_database() -> String {
         let base = std::env::var("INTERKOM_TEST_PG")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
         sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect(&format!("{base}/postgres")).await.expect("PostgreSQL reachable");
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.unwrap();
+        let pool = sqlx::AnyPool::connect(&format!("{base}/postgres"))
+            .await
+            .expect("PostgreSQL reachable");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&pool)
+            .await
+            .unwrap();
         pool.close().await;
         format!("{base}/{name}")
     } else {
@@ -89,7 +93,11 @@ impl TestServer {
     }
 
     /// Starts a node on an existing database (another node's, say).
-    pub async fn start_on(database_url: String, kek: Option<String>, tweak: impl FnOnce(&mut FileConfig)) -> TestServer {
+    pub async fn start_on(
+        database_url: String,
+        kek: Option<String>,
+        tweak: impl FnOnce(&mut FileConfig),
+    ) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let issuer = format!("http://{addr}");
@@ -138,9 +146,12 @@ impl TestServer {
     }
 
     pub async fn metadata(&self) -> CoreProviderMetadata {
-        CoreProviderMetadata::discover_async(IssuerUrl::new(self.issuer.clone()).unwrap(), &Self::http())
-            .await
-            .unwrap()
+        CoreProviderMetadata::discover_async(
+            IssuerUrl::new(self.issuer.clone()).unwrap(),
+            &Self::http(),
+        )
+        .await
+        .unwrap()
     }
 
     /// An `openidconnect` client for a registered client of this node.
@@ -179,7 +190,12 @@ impl TestServer {
         .unwrap()
     }
 
-    pub async fn post_form(&self, path: &str, auth: Option<(&str, &str)>, form: &[(&str, &str)]) -> reqwest::Response {
+    pub async fn post_form(
+        &self,
+        path: &str,
+        auth: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
         let mut req = Self::http().post(self.url(path)).form(form);
         if let Some((id, secret)) = auth {
             req = req.basic_auth(id, Some(secret));
@@ -229,15 +245,31 @@ impl Browser {
         parse_form(server, &html)
     }
 
-    pub async fn submit(&self, form: &LoginForm, username: &str, password: &str) -> reqwest::Response {
+    pub async fn submit(
+        &self,
+        form: &LoginForm,
+        username: &str,
+        password: &str,
+    ) -> reqwest::Response {
         let mut fields = form.fields.clone();
         fields.insert("username".into(), username.into());
         fields.insert("password".into(), password.into());
-        self.http.post(&form.action).form(&fields).send().await.unwrap()
+        self.http
+            .post(&form.action)
+            .form(&fields)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Logs in through the form; returns the redirect's query parameters.
-    pub async fn login(&self, server: &TestServer, auth_url: &str, user: &str, password: &str) -> HashMap<String, String> {
+    pub async fn login(
+        &self,
+        server: &TestServer,
+        auth_url: &str,
+        user: &str,
+        password: &str,
+    ) -> HashMap<String, String> {
         let form = self.open_login(server, auth_url).await;
         let res = self.submit(&form, user, password).await;
         assert_eq!(res.status(), 303, "login must answer 303 See Other");
@@ -260,7 +292,11 @@ pub fn parse_form(server: &TestServer, html: &str) -> LoginForm {
         rest = &rest[tag_end..];
     }
     LoginForm {
-        action: if action.starts_with("http") { action } else { server.url(&action) },
+        action: if action.starts_with("http") {
+            action
+        } else {
+            server.url(&action)
+        },
         fields,
         html: html.to_owned(),
     }
@@ -271,16 +307,27 @@ fn attr_after(html: &str, tag: &str, attr: &str) -> Option<String> {
     let key = format!("{attr}=\"");
     let i = html[start..].find(&key)? + start + key.len();
     let j = html[i..].find('"')? + i;
-    Some(html[i..j].replace("&amp;", "&").replace("&#x2f;", "/").replace("&#x3d;", "="))
+    Some(
+        html[i..j]
+            .replace("&amp;", "&")
+            .replace("&#x2f;", "/")
+            .replace("&#x3d;", "="),
+    )
 }
 
 pub fn location(res: &reqwest::Response) -> Option<String> {
-    res.headers().get("location").map(|v| v.to_str().unwrap().to_owned())
+    res.headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned())
 }
 
 pub fn redirect_params(res: &reqwest::Response) -> HashMap<String, String> {
     let loc = location(res).expect("a Location header");
-    url::Url::parse(&loc).unwrap().query_pairs().into_owned().collect()
+    url::Url::parse(&loc)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
 }
 
 /// The unverified payload of a JWT (for claims the RP library does not type).
@@ -297,7 +344,11 @@ pub fn jwt_header(jwt: &str) -> Value {
 /// A PKCE pair (verifier, S256 challenge) built by hand for raw requests.
 pub fn pkce() -> (String, String) {
     use sha2::Digest;
-    let verifier = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let verifier = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
     let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
     (verifier, challenge)
 }
@@ -311,7 +362,12 @@ pub fn authorize_url(server: &TestServer, params: &[(&str, &str)]) -> String {
 
 /// Logs `user` in for the confidential portal client with raw requests and
 /// exchanges the code; returns the token response.
-pub async fn portal_tokens(server: &TestServer, browser: &Browser, user: &str, password: &str) -> Value {
+pub async fn portal_tokens(
+    server: &TestServer,
+    browser: &Browser,
+    user: &str,
+    password: &str,
+) -> Value {
     let (verifier, challenge) = pkce();
     let url = authorize_url(
         server,
@@ -345,7 +401,11 @@ pub async fn portal_tokens(server: &TestServer, browser: &Browser, user: &str, p
 
 pub async fn cc_token(server: &TestServer) -> String {
     let res = server
-        .post_form("/token", Some((KFZ, KFZ_SECRET)), &[("grant_type", "client_credentials")])
+        .post_form(
+            "/token",
+            Some((KFZ, KFZ_SECRET)),
+            &[("grant_type", "client_credentials")],
+        )
         .await;
     assert_eq!(res.status(), 200);
     let v: Value = res.json().await.unwrap();
@@ -353,7 +413,9 @@ pub async fn cc_token(server: &TestServer) -> String {
 }
 
 pub async fn introspect(server: &TestServer, token: &str) -> Value {
-    let res = server.post_form("/introspect", Some((KFZ, KFZ_SECRET)), &[("token", token)]).await;
+    let res = server
+        .post_form("/introspect", Some((KFZ, KFZ_SECRET)), &[("token", token)])
+        .await;
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
 }
@@ -366,4 +428,3 @@ pub async fn expect_oauth_error(res: reqwest::Response, status: u16, error: &str
     assert_eq!(v["error"], error, "error code: {v}");
     v
 }
-

@@ -19,13 +19,20 @@ fn base<'a>(client: &'a str, redirect: &'a str) -> Vec<(&'a str, &'a str)> {
 async fn expect_page(res: reqwest::Response, status: u16) -> String {
     assert_eq!(res.status().as_u16(), status);
     assert!(location(&res).is_none(), "no redirect to an unverified URI");
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     res.text().await.unwrap()
 }
 
 /// Expects an error redirect to the registered URI with state and iss.
 fn expect_redirect_error(s: &TestServer, res: &reqwest::Response, redirect: &str, error: &str) {
-    assert_eq!(res.status(), 303, "error for {error} goes back to the client");
+    assert_eq!(
+        res.status(),
+        303,
+        "error for {error} goes back to the client"
+    );
     let loc = location(res).unwrap();
     assert!(loc.starts_with(redirect), "{loc}");
     let q = redirect_params(res);
@@ -39,7 +46,12 @@ fn expect_redirect_error(s: &TestServer, res: &reqwest::Response, redirect: &str
 async fn unverified_client_or_redirect_uri_gets_an_error_page() {
     let s = TestServer::start().await;
     let b = Browser::new();
-    expect_page(b.get(&authorize_url(&s, &base("no-such-client", PORTAL_REDIRECT))).await, 400).await;
+    expect_page(
+        b.get(&authorize_url(&s, &base("no-such-client", PORTAL_REDIRECT)))
+            .await,
+        400,
+    )
+    .await;
     let mut p = base(PORTAL, PORTAL_REDIRECT);
     p.retain(|(k, _)| *k != "client_id");
     expect_page(b.get(&authorize_url(&s, &p)).await, 400).await;
@@ -75,18 +87,84 @@ async fn authorization_request_errors_go_back_to_the_client() {
     let cases: Vec<(Vec<(&str, &str)>, &str, &str, &str)> = vec![
         // Public client without PKCE.
         (vec![], EWO, EWO_REDIRECT, "invalid_request"),
-        (vec![("code_challenge", &challenge), ("code_challenge_method", "plain")], EWO, EWO_REDIRECT, "invalid_request"),
-        (vec![("code_challenge", &challenge)], EWO, EWO_REDIRECT, "invalid_request"),
-        (vec![("code_challenge", "short"), ("code_challenge_method", "S256")], EWO, EWO_REDIRECT, "invalid_request"),
-        (vec![("code_challenge_method", "S256")], PORTAL, PORTAL_REDIRECT, "invalid_request"),
-        (vec![("scope", "openid admin")], PORTAL, PORTAL_REDIRECT, "invalid_scope"),
-        (vec![("prompt", "none login")], PORTAL, PORTAL_REDIRECT, "invalid_request"),
-        (vec![("prompt", "bogus")], PORTAL, PORTAL_REDIRECT, "invalid_request"),
-        (vec![("max_age", "-1")], PORTAL, PORTAL_REDIRECT, "invalid_request"),
-        (vec![("request", "eyJ.x.y")], PORTAL, PORTAL_REDIRECT, "request_not_supported"),
-        (vec![("request_uri", "https://x/r")], PORTAL, PORTAL_REDIRECT, "request_uri_not_supported"),
-        (vec![("response_mode", "fragment")], PORTAL, PORTAL_REDIRECT, "invalid_request"),
-        (vec![("nonce", "a"), ("nonce", "b")], PORTAL, PORTAL_REDIRECT, "invalid_request"),
+        (
+            vec![
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "plain"),
+            ],
+            EWO,
+            EWO_REDIRECT,
+            "invalid_request",
+        ),
+        (
+            vec![("code_challenge", &challenge)],
+            EWO,
+            EWO_REDIRECT,
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("code_challenge", "short"),
+                ("code_challenge_method", "S256"),
+            ],
+            EWO,
+            EWO_REDIRECT,
+            "invalid_request",
+        ),
+        (
+            vec![("code_challenge_method", "S256")],
+            PORTAL,
+            PORTAL_REDIRECT,
+            "invalid_request",
+        ),
+        (
+            vec![("scope", "openid admin")],
+            PORTAL,
+            PORTAL_REDIRECT,
+            "invalid_scope",
+        ),
+        (
+            vec![("prompt", "none login")],
+            PORTAL,
+            PORTAL_REDIRECT,
+            "invalid_request",
+        ),
+        (
+            vec![("prompt", "bogus")],
+            PORTAL,
+            PORTAL_REDIRECT,
+            "invalid_request",
+        ),
+        (
+            vec![("max_age", "-1")],
+            PORTAL,
+            PORTAL_REDIRECT,
+            "invalid_request",
+        ),
+        (
+            vec![("request", "eyJ.x.y")],
+            PORTAL,
+            PORTAL_REDIRECT,
+            "request_not_supported",
+        ),
+        (
+            vec![("request_uri", "https://x/r")],
+            PORTAL,
+            PORTAL_REDIRECT,
+            "request_uri_not_supported",
+        ),
+        (
+            vec![("response_mode", "fragment")],
+            PORTAL,
+            PORTAL_REDIRECT,
+            "invalid_request",
+        ),
+        (
+            vec![("nonce", "a"), ("nonce", "b")],
+            PORTAL,
+            PORTAL_REDIRECT,
+            "invalid_request",
+        ),
     ];
     for (extra, client, redirect, error) in cases {
         let mut p = base(client, redirect);
@@ -100,11 +178,21 @@ async fn authorization_request_errors_go_back_to_the_client() {
     for rt in ["token", "id_token", "code token"] {
         let mut p = base(PORTAL, PORTAL_REDIRECT);
         p[0] = ("response_type", rt);
-        expect_redirect_error(&s, &b.get(&authorize_url(&s, &p)).await, PORTAL_REDIRECT, "unsupported_response_type");
+        expect_redirect_error(
+            &s,
+            &b.get(&authorize_url(&s, &p)).await,
+            PORTAL_REDIRECT,
+            "unsupported_response_type",
+        );
     }
     let mut p = base(PORTAL, PORTAL_REDIRECT);
     p.remove(0);
-    expect_redirect_error(&s, &b.get(&authorize_url(&s, &p)).await, PORTAL_REDIRECT, "invalid_request");
+    expect_redirect_error(
+        &s,
+        &b.get(&authorize_url(&s, &p)).await,
+        PORTAL_REDIRECT,
+        "invalid_request",
+    );
 }
 
 #[tokio::test]
@@ -127,15 +215,30 @@ async fn client_without_the_code_grant_is_unauthorized() {
         })
         .await
         .unwrap();
-    let res = Browser::new().get(&authorize_url(&s, &base("batch-job", "http://127.0.0.1:9200/cb"))).await;
+    let res = Browser::new()
+        .get(&authorize_url(
+            &s,
+            &base("batch-job", "http://127.0.0.1:9200/cb"),
+        ))
+        .await;
     expect_redirect_error(&s, &res, "http://127.0.0.1:9200/cb", "unauthorized_client");
     // The portal may not use client_credentials.
     let res = s
-        .post_form("/token", Some((PORTAL, PORTAL_SECRET)), &[("grant_type", "client_credentials")])
+        .post_form(
+            "/token",
+            Some((PORTAL, PORTAL_SECRET)),
+            &[("grant_type", "client_credentials")],
+        )
         .await;
     expect_oauth_error(res, 400, "unauthorized_client").await;
     // Nor may a public client.
-    let res = s.post_form("/token", None, &[("grant_type", "client_credentials"), ("client_id", EWO)]).await;
+    let res = s
+        .post_form(
+            "/token",
+            None,
+            &[("grant_type", "client_credentials"), ("client_id", EWO)],
+        )
+        .await;
     expect_oauth_error(res, 400, "unauthorized_client").await;
 }
 
@@ -145,11 +248,17 @@ async fn portal_code(s: &TestServer) -> (String, String) {
     let mut p = base(PORTAL, PORTAL_REDIRECT);
     p.push(("code_challenge", &challenge));
     p.push(("code_challenge_method", "S256"));
-    let q = Browser::new().login(s, &authorize_url(s, &p), ADMIN_USER, ADMIN_PASSWORD).await;
+    let q = Browser::new()
+        .login(s, &authorize_url(s, &p), ADMIN_USER, ADMIN_PASSWORD)
+        .await;
     (q["code"].clone(), verifier)
 }
 
-async fn redeem(s: &TestServer, auth: Option<(&str, &str)>, extra: &[(&str, &str)]) -> reqwest::Response {
+async fn redeem(
+    s: &TestServer,
+    auth: Option<(&str, &str)>,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
     let mut form = vec![("grant_type", "authorization_code")];
     form.extend_from_slice(extra);
     s.post_form("/token", auth, &form).await
@@ -159,19 +268,32 @@ async fn redeem(s: &TestServer, auth: Option<(&str, &str)>, extra: &[(&str, &str
 async fn code_replay_revokes_what_was_issued_from_it() {
     let s = TestServer::start().await;
     let (code, verifier) = portal_code(&s).await;
-    let args = [("code", code.as_str()), ("redirect_uri", PORTAL_REDIRECT), ("code_verifier", verifier.as_str())];
+    let args = [
+        ("code", code.as_str()),
+        ("redirect_uri", PORTAL_REDIRECT),
+        ("code_verifier", verifier.as_str()),
+    ];
     let res = redeem(&s, Some((PORTAL, PORTAL_SECRET)), &args).await;
     assert_eq!(res.status(), 200);
     let t: Value = res.json().await.unwrap();
-    assert_eq!(introspect(&s, t["access_token"].as_str().unwrap()).await["active"], true);
+    assert_eq!(
+        introspect(&s, t["access_token"].as_str().unwrap()).await["active"],
+        true
+    );
     let res = redeem(&s, Some((PORTAL, PORTAL_SECRET)), &args).await;
     expect_oauth_error(res, 400, "invalid_grant").await;
-    assert_eq!(introspect(&s, t["access_token"].as_str().unwrap()).await["active"], false);
+    assert_eq!(
+        introspect(&s, t["access_token"].as_str().unwrap()).await["active"],
+        false
+    );
     let res = s
         .post_form(
             "/token",
             Some((PORTAL, PORTAL_SECRET)),
-            &[("grant_type", "refresh_token"), ("refresh_token", t["refresh_token"].as_str().unwrap())],
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", t["refresh_token"].as_str().unwrap()),
+            ],
         )
         .await;
     expect_oauth_error(res, 400, "invalid_grant").await;
@@ -186,7 +308,11 @@ async fn code_is_bound_to_client_redirect_uri_and_verifier() {
     let res = redeem(
         &s,
         Some((KFZ, KFZ_SECRET)),
-        &[("code", &code), ("redirect_uri", PORTAL_REDIRECT), ("code_verifier", &verifier)],
+        &[
+            ("code", &code),
+            ("redirect_uri", PORTAL_REDIRECT),
+            ("code_verifier", &verifier),
+        ],
     )
     .await;
     // kfz-backend may not use the code grant at all; a public client that may:
@@ -194,7 +320,12 @@ async fn code_is_bound_to_client_redirect_uri_and_verifier() {
     let res = redeem(
         &s,
         None,
-        &[("client_id", EWO), ("code", &code), ("redirect_uri", EWO_REDIRECT), ("code_verifier", &verifier)],
+        &[
+            ("client_id", EWO),
+            ("code", &code),
+            ("redirect_uri", EWO_REDIRECT),
+            ("code_verifier", &verifier),
+        ],
     )
     .await;
     expect_oauth_error(res, 400, "invalid_grant").await;
@@ -203,7 +334,11 @@ async fn code_is_bound_to_client_redirect_uri_and_verifier() {
     let res = redeem(
         &s,
         Some((PORTAL, PORTAL_SECRET)),
-        &[("code", &code), ("redirect_uri", "http://localhost:9000/other"), ("code_verifier", &verifier)],
+        &[
+            ("code", &code),
+            ("redirect_uri", "http://localhost:9000/other"),
+            ("code_verifier", &verifier),
+        ],
     )
     .await;
     expect_oauth_error(res, 400, "invalid_grant").await;
@@ -214,24 +349,48 @@ async fn code_is_bound_to_client_redirect_uri_and_verifier() {
         if let Some(v) = &v {
             a.push(("code_verifier", v));
         }
-        expect_oauth_error(redeem(&s, Some((PORTAL, PORTAL_SECRET)), &a).await, 400, "invalid_grant").await;
+        expect_oauth_error(
+            redeem(&s, Some((PORTAL, PORTAL_SECRET)), &a).await,
+            400,
+            "invalid_grant",
+        )
+        .await;
     }
     // A verifier for a code issued without a challenge (PKCE downgrade).
     let q = Browser::new()
-        .login(&s, &authorize_url(&s, &base(PORTAL, PORTAL_REDIRECT)), ADMIN_USER, ADMIN_PASSWORD)
+        .login(
+            &s,
+            &authorize_url(&s, &base(PORTAL, PORTAL_REDIRECT)),
+            ADMIN_USER,
+            ADMIN_PASSWORD,
+        )
         .await;
     let (v, _) = pkce();
     let res = redeem(
         &s,
         Some((PORTAL, PORTAL_SECRET)),
-        &[("code", &q["code"]), ("redirect_uri", PORTAL_REDIRECT), ("code_verifier", &v)],
+        &[
+            ("code", &q["code"]),
+            ("redirect_uri", PORTAL_REDIRECT),
+            ("code_verifier", &v),
+        ],
     )
     .await;
     expect_oauth_error(res, 400, "invalid_grant").await;
     // Unknown code; missing code.
-    let res = redeem(&s, Some((PORTAL, PORTAL_SECRET)), &[("code", "nope"), ("redirect_uri", PORTAL_REDIRECT)]).await;
+    let res = redeem(
+        &s,
+        Some((PORTAL, PORTAL_SECRET)),
+        &[("code", "nope"), ("redirect_uri", PORTAL_REDIRECT)],
+    )
+    .await;
     expect_oauth_error(res, 400, "invalid_grant").await;
-    let res = redeem(&s, Some((PORTAL, PORTAL_SECRET)), &[("redirect_uri", PORTAL_REDIRECT)]).await;
+    let res = redeem(
+        &s,
+        Some((PORTAL, PORTAL_SECRET)),
+        &[("redirect_uri", PORTAL_REDIRECT)],
+    )
+    .await;
     expect_oauth_error(res, 400, "invalid_request").await;
 }
 
@@ -243,7 +402,11 @@ async fn expired_code_is_refused() {
     let res = redeem(
         &s,
         Some((PORTAL, PORTAL_SECRET)),
-        &[("code", &code), ("redirect_uri", PORTAL_REDIRECT), ("code_verifier", &verifier)],
+        &[
+            ("code", &code),
+            ("redirect_uri", PORTAL_REDIRECT),
+            ("code_verifier", &verifier),
+        ],
     )
     .await;
     expect_oauth_error(res, 400, "invalid_grant").await;
@@ -253,25 +416,60 @@ async fn expired_code_is_refused() {
 async fn token_endpoint_client_authentication_and_request_errors() {
     let s = TestServer::start().await;
     let cc = [("grant_type", "client_credentials")];
-    for auth in [(KFZ, "wrong-secret"), ("no-such-client", KFZ_SECRET), (KFZ, "")] {
+    for auth in [
+        (KFZ, "wrong-secret"),
+        ("no-such-client", KFZ_SECRET),
+        (KFZ, ""),
+    ] {
         let res = s.post_form("/token", Some(auth), &cc).await;
-        assert!(res.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+        assert!(res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic"));
         expect_oauth_error(res, 401, "invalid_client").await;
     }
     // client_secret_post works, and a wrong one fails the same way.
     let res = s
-        .post_form("/token", None, &[("grant_type", "client_credentials"), ("client_id", KFZ), ("client_secret", KFZ_SECRET)])
+        .post_form(
+            "/token",
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", KFZ),
+                ("client_secret", KFZ_SECRET),
+            ],
+        )
         .await;
     assert_eq!(res.status(), 200);
     let res = s
-        .post_form("/token", None, &[("grant_type", "client_credentials"), ("client_id", KFZ), ("client_secret", "nope")])
+        .post_form(
+            "/token",
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", KFZ),
+                ("client_secret", "nope"),
+            ],
+        )
         .await;
     expect_oauth_error(res, 401, "invalid_client").await;
     // No authentication at all.
-    expect_oauth_error(s.post_form("/token", None, &cc).await, 401, "invalid_client").await;
+    expect_oauth_error(
+        s.post_form("/token", None, &cc).await,
+        401,
+        "invalid_client",
+    )
+    .await;
     // Two methods at once.
     let res = s
-        .post_form("/token", Some((KFZ, KFZ_SECRET)), &[("grant_type", "client_credentials"), ("client_secret", KFZ_SECRET)])
+        .post_form(
+            "/token",
+            Some((KFZ, KFZ_SECRET)),
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_secret", KFZ_SECRET),
+            ],
+        )
         .await;
     expect_oauth_error(res, 400, "invalid_request").await;
     // Malformed Basic header.
@@ -285,19 +483,40 @@ async fn token_endpoint_client_authentication_and_request_errors() {
     expect_oauth_error(res, 401, "invalid_client").await;
     // Grant types.
     let res = s
-        .post_form("/token", Some((PORTAL, PORTAL_SECRET)), &[("grant_type", "password"), ("username", "a"), ("password", "b")])
+        .post_form(
+            "/token",
+            Some((PORTAL, PORTAL_SECRET)),
+            &[
+                ("grant_type", "password"),
+                ("username", "a"),
+                ("password", "b"),
+            ],
+        )
         .await;
     expect_oauth_error(res, 400, "unsupported_grant_type").await;
-    let res = s.post_form("/token", Some((KFZ, KFZ_SECRET)), &[("scope", "roles")]).await;
+    let res = s
+        .post_form("/token", Some((KFZ, KFZ_SECRET)), &[("scope", "roles")])
+        .await;
     expect_oauth_error(res, 400, "invalid_request").await;
     let res = s
-        .post_form("/token", Some((KFZ, KFZ_SECRET)), &[("grant_type", "client_credentials"), ("grant_type", "client_credentials")])
+        .post_form(
+            "/token",
+            Some((KFZ, KFZ_SECRET)),
+            &[
+                ("grant_type", "client_credentials"),
+                ("grant_type", "client_credentials"),
+            ],
+        )
         .await;
     expect_oauth_error(res, 400, "invalid_request").await;
     // Scopes the client may not have.
     for scope in ["openid", "admin", "profile"] {
         let res = s
-            .post_form("/token", Some((KFZ, KFZ_SECRET)), &[("grant_type", "client_credentials"), ("scope", scope)])
+            .post_form(
+                "/token",
+                Some((KFZ, KFZ_SECRET)),
+                &[("grant_type", "client_credentials"), ("scope", scope)],
+            )
             .await;
         expect_oauth_error(res, 400, "invalid_scope").await;
     }
@@ -314,9 +533,13 @@ async fn token_endpoint_client_authentication_and_request_errors() {
     let at = cc_token(&s).await;
     let res = s.post_form("/introspect", None, &[("token", &at)]).await;
     expect_oauth_error(res, 401, "invalid_client").await;
-    let res = s.post_form("/introspect", None, &[("token", &at), ("client_id", EWO)]).await;
+    let res = s
+        .post_form("/introspect", None, &[("token", &at), ("client_id", EWO)])
+        .await;
     expect_oauth_error(res, 401, "invalid_client").await;
-    let res = s.post_form("/revoke", Some((KFZ, "wrong")), &[("token", &at)]).await;
+    let res = s
+        .post_form("/revoke", Some((KFZ, "wrong")), &[("token", &at)])
+        .await;
     expect_oauth_error(res, 401, "invalid_client").await;
     let res = s.post_form("/revoke", Some((KFZ, KFZ_SECRET)), &[]).await;
     expect_oauth_error(res, 400, "invalid_request").await;
@@ -326,7 +549,9 @@ async fn token_endpoint_client_authentication_and_request_errors() {
 async fn login_form_without_valid_csrf_binding_creates_no_session() {
     let s = TestServer::start().await;
     let b = Browser::new();
-    let form = b.open_login(&s, &authorize_url(&s, &base(PORTAL, PORTAL_REDIRECT))).await;
+    let form = b
+        .open_login(&s, &authorize_url(&s, &base(PORTAL, PORTAL_REDIRECT)))
+        .await;
     let no_session = |res: &reqwest::Response| {
         res.headers()
             .get_all("set-cookie")
@@ -358,7 +583,13 @@ async fn login_form_without_valid_csrf_binding_creates_no_session() {
     let res = b.submit(&form, ADMIN_USER, ADMIN_PASSWORD).await;
     assert_eq!(res.status(), 303);
     assert!(!no_session(&res));
-    let cookie = res.headers().get_all("set-cookie").iter().map(|c| c.to_str().unwrap().to_owned()).collect::<Vec<_>>().join("\n");
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n");
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
     assert_eq!(res.headers()["referrer-policy"], "no-referrer");
 }
@@ -370,7 +601,15 @@ async fn garbage_never_causes_a_server_error() {
     let s = TestServer::start().await;
     let http = TestServer::http();
     let mut rng = rand::rngs::StdRng::seed_from_u64(9700);
-    let endpoints = ["/authorize", "/login", "/token", "/introspect", "/revoke", "/userinfo", "/logout"];
+    let endpoints = [
+        "/authorize",
+        "/login",
+        "/token",
+        "/introspect",
+        "/revoke",
+        "/userinfo",
+        "/logout",
+    ];
     for round in 0..40 {
         let len = rng.gen_range(0..300);
         let body: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
@@ -379,8 +618,18 @@ async fn garbage_never_causes_a_server_error() {
             .collect();
         for ep in endpoints {
             let url = format!("{}?{}", s.url(ep), query);
-            let ct = if round % 2 == 0 { "application/x-www-form-urlencoded" } else { "text/plain" };
-            let res = http.post(&url).header("content-type", ct).body(body.clone()).send().await.unwrap();
+            let ct = if round % 2 == 0 {
+                "application/x-www-form-urlencoded"
+            } else {
+                "text/plain"
+            };
+            let res = http
+                .post(&url)
+                .header("content-type", ct)
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
             assert!(res.status().as_u16() < 500, "POST {ep} → {}", res.status());
             let res = http.get(&url).send().await.unwrap();
             assert!(res.status().as_u16() < 500, "GET {ep} → {}", res.status());
@@ -397,6 +646,8 @@ async fn garbage_never_causes_a_server_error() {
     assert_eq!(res.status(), 413);
     // Huge parameter values still get an OAuth error.
     let big = "x".repeat(60_000);
-    let res = s.post_form("/token", Some((KFZ, KFZ_SECRET)), &[("grant_type", &big)]).await;
+    let res = s
+        .post_form("/token", Some((KFZ, KFZ_SECRET)), &[("grant_type", &big)])
+        .await;
     expect_oauth_error(res, 400, "unsupported_grant_type").await;
 }

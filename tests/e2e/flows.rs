@@ -1,10 +1,12 @@
 //! The authorization-code flow with PKCE, single sign-on, prompt and
 //! max_age, logout, driven by the `openidconnect` crate as relying party.
 
-use openidconnect::core::{CoreAuthenticationFlow, CoreGenderClaim, CoreIdTokenClaims, CoreJwsSigningAlgorithm};
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreGenderClaim, CoreIdTokenClaims, CoreJwsSigningAlgorithm,
+};
 use openidconnect::{
-    AuthenticationContextClass, AuthorizationCode, CsrfToken, Nonce, OAuth2TokenResponse, PkceCodeChallenge, Scope,
-    TokenResponse,
+    AuthenticationContextClass, AuthorizationCode, CsrfToken, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, Scope, TokenResponse,
 };
 use serde_json::Value;
 
@@ -34,14 +36,31 @@ async fn discovery_describes_every_endpoint() {
     ] {
         assert_eq!(raw[k], s.url(path), "{k}");
     }
-    assert_eq!(raw["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(
+        raw["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
     assert_eq!(raw["response_types_supported"], serde_json::json!(["code"]));
-    let algs = raw["id_token_signing_alg_values_supported"].as_array().unwrap();
+    let algs = raw["id_token_signing_alg_values_supported"]
+        .as_array()
+        .unwrap();
     assert!(algs.contains(&"RS256".into()));
     assert_eq!(raw["authorization_response_iss_parameter_supported"], true);
     // Every key in the JWKS is usable by the RP library.
-    let jwks: Value = TestServer::http().get(s.url("/jwks")).send().await.unwrap().json().await.unwrap();
-    let kinds: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["alg"].as_str().unwrap()).collect();
+    let jwks: Value = TestServer::http()
+        .get(s.url("/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["alg"].as_str().unwrap())
+        .collect();
     for alg in ["RS256", "ES256", "EdDSA"] {
         assert!(kinds.contains(&alg), "{alg} key published");
     }
@@ -54,15 +73,24 @@ async fn code_flow_with_pkce_issues_verified_tokens() {
     let rp = s.rp(PORTAL, Some(PORTAL_SECRET), PORTAL_REDIRECT).await;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, state, nonce) = rp
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
         .add_scope(Scope::new("profile".into()))
         .add_scope(Scope::new("email".into()))
         .set_pkce_challenge(challenge)
         .url();
     let browser = Browser::new();
-    let q = browser.login(&s, url.as_str(), ADMIN_USER, ADMIN_PASSWORD).await;
+    let q = browser
+        .login(&s, url.as_str(), ADMIN_USER, ADMIN_PASSWORD)
+        .await;
     assert_eq!(q["state"], *state.secret());
-    assert_eq!(q["iss"], s.issuer, "RFC 9207 iss in the authorization response");
+    assert_eq!(
+        q["iss"], s.issuer,
+        "RFC 9207 iss in the authorization response"
+    );
     let http = TestServer::http();
     let tokens = rp
         .exchange_code(AuthorizationCode::new(q["code"].clone()))
@@ -75,7 +103,9 @@ async fn code_flow_with_pkce_issues_verified_tokens() {
     let claims: &CoreIdTokenClaims = id_token.claims(&rp.id_token_verifier(), &nonce).unwrap();
     assert_eq!(
         claims.auth_context_ref(),
-        Some(&AuthenticationContextClass::new("urn:interkom:loa:low".into()))
+        Some(&AuthenticationContextClass::new(
+            "urn:interkom:loa:low".into()
+        ))
     );
     assert!(claims.auth_time().is_some());
     assert_eq!(claims.auth_method_refs().unwrap()[0].as_str(), "pwd");
@@ -83,9 +113,15 @@ async fn code_flow_with_pkce_issues_verified_tokens() {
     // interkom's own claims, after the library verified the signature.
     let raw = jwt_payload(&id_token.to_string());
     assert_eq!(raw["tenant"], "lk-luechow-dannenberg");
-    assert_eq!(raw["tenant_path"], serde_json::json!(["lk-luechow-dannenberg"]));
+    assert_eq!(
+        raw["tenant_path"],
+        serde_json::json!(["lk-luechow-dannenberg"])
+    );
     assert_eq!(raw["level"], "kreis");
-    assert_eq!(raw["roles"], serde_json::json!(["admin", "kommunalaufsicht"]));
+    assert_eq!(
+        raw["roles"],
+        serde_json::json!(["admin", "kommunalaufsicht"])
+    );
     assert!(raw["sid"].is_string());
     assert_eq!(jwt_header(&id_token.to_string())["alg"], "RS256");
     // The access token is an RFC 9068 JWT, ES256.
@@ -98,17 +134,35 @@ async fn code_flow_with_pkce_issues_verified_tokens() {
     assert_eq!(p["iss"], s.issuer);
     assert_eq!(p["sub"], raw["sub"]);
     assert!(p["jti"].is_string() && p["exp"].is_i64());
-    assert!(tokens.refresh_token().is_some(), "refresh token for a client allowed that grant");
+    assert!(
+        tokens.refresh_token().is_some(),
+        "refresh token for a client allowed that grant"
+    );
     // Validates offline against the JWKS.
-    let jwks: jsonwebtoken::jwk::JwkSet =
-        TestServer::http().get(s.url("/jwks")).send().await.unwrap().json().await.unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet = TestServer::http()
+        .get(s.url("/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let jwk = jwks.find(h["kid"].as_str().unwrap()).unwrap();
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
     v.set_audience(&[PORTAL]);
     v.set_issuer(&[&s.issuer]);
-    jsonwebtoken::decode::<Value>(at, &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(), &v).unwrap();
+    jsonwebtoken::decode::<Value>(at, &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(), &v)
+        .unwrap();
     // userinfo with the access token.
-    let ui: Value = http.get(s.url("/userinfo")).bearer_auth(at).send().await.unwrap().json().await.unwrap();
+    let ui: Value = http
+        .get(s.url("/userinfo"))
+        .bearer_auth(at)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ui["sub"], raw["sub"]);
     assert_eq!(ui["email"], "k.albers@luechow-dannenberg.example");
     assert_eq!(ui["tenant"], "lk-luechow-dannenberg");
@@ -129,7 +183,11 @@ async fn session_gives_single_sign_on_to_the_next_client() {
     let rp = s.rp(EWO, None, EWO_REDIRECT).await;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, _state, nonce) = rp
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
         .set_pkce_challenge(challenge)
         .url();
     let res = browser.get(url.as_str()).await;
@@ -147,7 +205,10 @@ async fn session_gives_single_sign_on_to_the_next_client() {
     let raw = jwt_payload(&id.to_string());
     assert_eq!(raw["sid"], sid);
     assert_eq!(raw["tenant"], "hitzacker-elbe");
-    assert_eq!(raw["tenant_path"], serde_json::json!(["lk-luechow-dannenberg", "sg-elbtalaue", "hitzacker-elbe"]));
+    assert_eq!(
+        raw["tenant_path"],
+        serde_json::json!(["lk-luechow-dannenberg", "sg-elbtalaue", "hitzacker-elbe"])
+    );
     assert_eq!(raw["level"], "gemeinde");
 }
 
@@ -186,16 +247,26 @@ async fn prompt_and_max_age_control_reauthentication() {
     s.clock.advance(120);
     let res = browser.get(&portal_auth(&s, &[("max_age", "60")])).await;
     assert_eq!(res.status(), 200, "max_age exceeded: log in again");
-    let res = browser.get(&portal_auth(&s, &[("max_age", "60"), ("prompt", "none")])).await;
+    let res = browser
+        .get(&portal_auth(&s, &[("max_age", "60"), ("prompt", "none")]))
+        .await;
     assert_eq!(redirect_params(&res)["error"], "login_required");
     // A level of assurance that a password cannot reach.
     let res = browser
-        .get(&portal_auth(&s, &[("acr_values", "urn:interkom:loa:substantial")]))
+        .get(&portal_auth(
+            &s,
+            &[("acr_values", "urn:interkom:loa:substantial")],
+        ))
         .await;
-    assert_eq!(redirect_params(&res)["error"], "unmet_authentication_requirements");
+    assert_eq!(
+        redirect_params(&res)["error"],
+        "unmet_authentication_requirements"
+    );
     // login_hint fills in the username.
     let fresh = Browser::new();
-    let form = fresh.open_login(&s, &portal_auth(&s, &[("login_hint", "anna.schulz")])).await;
+    let form = fresh
+        .open_login(&s, &portal_auth(&s, &[("login_hint", "anna.schulz")]))
+        .await;
     assert!(form.html.contains("value=\"anna.schulz\""));
 }
 
@@ -206,13 +277,20 @@ async fn wrong_password_shows_the_form_again_and_is_audited() {
     let form = browser.open_login(&s, &portal_auth(&s, &[])).await;
     let res = browser.submit(&form, ADMIN_USER, "wrong-password").await;
     assert_eq!(res.status(), 401);
-    assert!(res.headers().get("set-cookie").is_none_or(|c| !c.to_str().unwrap().contains("interkom_session=")));
+    assert!(res
+        .headers()
+        .get("set-cookie")
+        .is_none_or(|c| !c.to_str().unwrap().contains("interkom_session=")));
     let html = res.text().await.unwrap();
     assert!(html.contains("Benutzername oder Passwort ist falsch"));
     // Unknown user: the very same message.
     let res = browser.submit(&form, "nobody.here", "wrong-password").await;
     assert_eq!(res.status(), 401);
-    assert!(res.text().await.unwrap().contains("Benutzername oder Passwort ist falsch"));
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("Benutzername oder Passwort ist falsch"));
     let failed = s.audit("login_failed").await;
     assert_eq!(failed.len(), 2);
     assert!(failed.iter().all(|e| e.outcome == "failure"));
@@ -230,7 +308,10 @@ async fn login_page_speaks_german_or_english_and_refuses_framing() {
     let de = Browser::new();
     let res = de.get(&portal_auth(&s, &[])).await;
     let h = res.headers().clone();
-    assert!(h["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(h["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
     assert_eq!(h["x-frame-options"], "DENY");
     assert_eq!(h["referrer-policy"], "no-referrer");
     assert_eq!(h["cache-control"], "no-store");
@@ -238,7 +319,11 @@ async fn login_page_speaks_german_or_english_and_refuses_framing() {
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
     let html = res.text().await.unwrap();
     assert!(html.contains("<html lang=\"de\">") && html.contains("Anmelden"));
-    assert!(html.contains("name=\"username\"") && html.contains("name=\"password\"") && html.contains("type=\"submit\""));
+    assert!(
+        html.contains("name=\"username\"")
+            && html.contains("name=\"password\"")
+            && html.contains("type=\"submit\"")
+    );
     let mut en = Browser::new();
     en.accept_language = Some("en-GB,en;q=0.9,de;q=0.5");
     let html = en.get(&portal_auth(&s, &[])).await.text().await.unwrap();
@@ -266,15 +351,25 @@ async fn id_token_algorithm_follows_the_client_registration() {
         .await
         .unwrap();
     let rp = s
-        .rp("ratsinfo", Some("ratsinfo-secret-0123456789abcdefghijklmnop"), "http://127.0.0.1:9100/cb")
+        .rp(
+            "ratsinfo",
+            Some("ratsinfo-secret-0123456789abcdefghijklmnop"),
+            "http://127.0.0.1:9100/cb",
+        )
         .await
         .set_auth_type(openidconnect::AuthType::RequestBody);
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, _, nonce) = rp
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
         .set_pkce_challenge(challenge)
         .url();
-    let q = Browser::new().login(&s, url.as_str(), CLERK_USER, CLERK_PASSWORD).await;
+    let q = Browser::new()
+        .login(&s, url.as_str(), CLERK_USER, CLERK_PASSWORD)
+        .await;
     let tokens = rp
         .exchange_code(AuthorizationCode::new(q["code"].clone()))
         .unwrap()
@@ -282,7 +377,10 @@ async fn id_token_algorithm_follows_the_client_registration() {
         .request_async(&TestServer::http())
         .await
         .unwrap();
-    assert!(tokens.refresh_token().is_none(), "no refresh_token grant, no refresh token");
+    assert!(
+        tokens.refresh_token().is_none(),
+        "no refresh_token grant, no refresh token"
+    );
     let id = tokens.id_token().unwrap();
     assert_eq!(jwt_header(&id.to_string())["alg"], "ES256");
     let verifier = rp
@@ -314,7 +412,10 @@ async fn logout_ends_the_session_and_redirects_only_where_registered() {
         .append_pair("state", "bye");
     let res = browser.get(u.as_str()).await;
     assert_eq!(res.status(), 303);
-    assert_eq!(location(&res).unwrap(), format!("{PORTAL_LOGOUT}?state=bye"));
+    assert_eq!(
+        location(&res).unwrap(),
+        format!("{PORTAL_LOGOUT}?state=bye")
+    );
     // The session is gone, and so is the refresh token issued under it.
     let res = browser.get(&portal_auth(&s, &[("prompt", "none")])).await;
     assert_eq!(redirect_params(&res)["error"], "login_required");
@@ -322,7 +423,10 @@ async fn logout_ends_the_session_and_redirects_only_where_registered() {
         .post_form(
             "/token",
             Some((PORTAL, PORTAL_SECRET)),
-            &[("grant_type", "refresh_token"), ("refresh_token", t["refresh_token"].as_str().unwrap())],
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", t["refresh_token"].as_str().unwrap()),
+            ],
         )
         .await;
     expect_oauth_error(res, 400, "invalid_grant").await;
@@ -349,10 +453,19 @@ async fn logout_without_hint_asks_for_confirmation() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let res = browser.get(&portal_auth(&s, &[("prompt", "none")])).await;
-    assert!(redirect_params(&res).contains_key("code"), "still logged in");
+    assert!(
+        redirect_params(&res).contains_key("code"),
+        "still logged in"
+    );
     let mut fields = form.fields.clone();
     fields.insert("confirm".into(), "yes".into());
-    let res = browser.http.post(s.url("/logout")).form(&fields).send().await.unwrap();
+    let res = browser
+        .http
+        .post(s.url("/logout"))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains("Sie sind abgemeldet"));
     let res = browser.get(&portal_auth(&s, &[("prompt", "none")])).await;

@@ -6,7 +6,14 @@ use serde_json::Value;
 use crate::common::*;
 
 async fn kids(s: &TestServer, alg: &str) -> Vec<String> {
-    let jwks: Value = TestServer::http().get(s.url("/jwks")).send().await.unwrap().json().await.unwrap();
+    let jwks: Value = TestServer::http()
+        .get(s.url("/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     jwks["keys"]
         .as_array()
         .unwrap()
@@ -59,11 +66,22 @@ async fn a_second_node_on_the_same_database_serves_the_same_issuer() {
     // Node two: same database, key-encryption key and issuer; its own port
     // (behind a load balancer both would answer for the issuer).
     let issuer = s.issuer.clone();
-    let n2 = TestServer::start_on(s.database_url.clone(), Some(s.kek.clone()), |c| c.issuer = issuer).await;
+    let n2 = TestServer::start_on(s.database_url.clone(), Some(s.kek.clone()), |c| {
+        c.issuer = issuer
+    })
+    .await;
     let at = t["access_token"].as_str().unwrap();
-    assert_eq!(introspect(&n2, at).await["active"], true, "node two validates node one's token");
+    assert_eq!(
+        introspect(&n2, at).await["active"],
+        true,
+        "node two validates node one's token"
+    );
     let own = cc_token(&n2).await;
-    assert_eq!(jwt_header(&own)["kid"], jwt_header(&cc_token(&s).await)["kid"], "shared keys");
+    assert_eq!(
+        jwt_header(&own)["kid"],
+        jwt_header(&cc_token(&s).await)["kid"],
+        "shared keys"
+    );
     assert_eq!(introspect(&s, &own).await["active"], true);
     // A node with another issuer does not accept them.
     let n3 = TestServer::start_on(s.database_url.clone(), Some(s.kek.clone()), |_| {}).await;
@@ -73,11 +91,16 @@ async fn a_second_node_on_the_same_database_serves_the_same_issuer() {
         .post_form(
             "/token",
             Some((PORTAL, PORTAL_SECRET)),
-            &[("grant_type", "refresh_token"), ("refresh_token", t["refresh_token"].as_str().unwrap())],
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", t["refresh_token"].as_str().unwrap()),
+            ],
         )
         .await;
     assert_eq!(res.status(), 200);
     // Both nodes append to one audit chain.
-    let report = interkom_audit::verify(&s.app.pool, None, None).await.unwrap();
+    let report = interkom_audit::verify(&s.app.pool, None, None)
+        .await
+        .unwrap();
     assert!(report.ok(), "{report:?}");
 }

@@ -35,11 +35,17 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_string(&self).unwrap_or_default();
-        (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response()
     }
 }
 
 /// The admin routes, to be nested under `/admin/v1`.
 pub fn router() -> Router {
-    Router::new().fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such admin resource") })
+    Router::new()
+        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such admin resource") })
 }

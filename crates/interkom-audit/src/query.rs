@@ -21,7 +21,10 @@ pub struct AuditQuery {
 }
 
 pub async fn query(pool: &AnyPool, q: &AuditQuery) -> Result<Vec<StoredEvent>, AuditError> {
-    let mut sql = format!("SELECT {} FROM audit_events WHERE 1 = 1", crate::event::COLUMNS);
+    let mut sql = format!(
+        "SELECT {} FROM audit_events WHERE 1 = 1",
+        crate::event::COLUMNS
+    );
     let mut binds: Vec<String> = Vec::new();
     let mut add = |sql: &mut String, cond: &str, v: &str| {
         binds.push(v.to_owned());
@@ -44,13 +47,20 @@ pub async fn query(pool: &AnyPool, q: &AuditQuery) -> Result<Vec<StoredEvent>, A
     }
     if let Some(v) = &q.tenant_subtree {
         // Tenant paths are "/kreis/sg/gemeinde/"; a subtree is a prefix.
-        add(&mut sql, "tenant_path LIKE", &format!("%/{}/%", v.replace(['%', '_'], "")));
+        add(
+            &mut sql,
+            "tenant_path LIKE",
+            &format!("%/{}/%", v.replace(['%', '_'], "")),
+        );
     }
     let mut query_sql = sql;
     if let Some(seq) = q.before_seq {
         query_sql.push_str(&format!(" AND seq < {seq}"));
     }
-    query_sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", q.limit.clamp(1, 1000)));
+    query_sql.push_str(&format!(
+        " ORDER BY seq DESC LIMIT {}",
+        q.limit.clamp(1, 1000)
+    ));
     let mut query = sqlx::query_as::<_, StoredEvent>(&query_sql);
     for b in &binds {
         query = query.bind(b);

@@ -24,14 +24,21 @@ const PAGE: i64 = 5000;
 
 /// Verifies events `from..=to` (all when `None`). Detects modified, deleted,
 /// inserted and reordered events, and a truncated tail (against the head).
-pub async fn verify(pool: &AnyPool, from: Option<i64>, to: Option<i64>) -> Result<VerifyReport, AuditError> {
+pub async fn verify(
+    pool: &AnyPool,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Result<VerifyReport, AuditError> {
     let (head_seq, head_hash): (i64, String) =
         sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
             .fetch_one(pool)
             .await?;
     let from = from.unwrap_or(1).max(1);
     let to = to.unwrap_or(head_seq).min(head_seq);
-    let mut report = VerifyReport { checked: 0, first_bad: None };
+    let mut report = VerifyReport {
+        checked: 0,
+        first_bad: None,
+    };
 
     // The hash the first checked event must chain to.
     let mut prev: String = if from == 1 {
@@ -55,7 +62,11 @@ pub async fn verify(pool: &AnyPool, from: Option<i64>, to: Option<i64>) -> Resul
             "SELECT {} FROM audit_events WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT {PAGE}",
             crate::event::COLUMNS
         );
-        let rows: Vec<StoredEvent> = sqlx::query_as(&sql).bind(expected).bind(to).fetch_all(pool).await?;
+        let rows: Vec<StoredEvent> = sqlx::query_as(&sql)
+            .bind(expected)
+            .bind(to)
+            .fetch_all(pool)
+            .await?;
         if rows.is_empty() {
             report.first_bad = Some((expected, "event missing".into()));
             return Ok(report);
@@ -84,10 +95,11 @@ pub async fn verify(pool: &AnyPool, from: Option<i64>, to: Option<i64>) -> Resul
         return Ok(report);
     }
     // Events beyond the head were inserted behind the writer's back.
-    let beyond: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM audit_events WHERE seq > $1")
-        .bind(head_seq)
-        .fetch_one(pool)
-        .await?;
+    let beyond: Option<i64> =
+        sqlx::query_scalar("SELECT MIN(seq) FROM audit_events WHERE seq > $1")
+            .bind(head_seq)
+            .fetch_one(pool)
+            .await?;
     if let Some(seq) = beyond {
         report.first_bad = Some((seq, "event beyond the chain head".into()));
     }

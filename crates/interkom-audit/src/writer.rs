@@ -183,7 +183,10 @@ async fn write_batch(pool: &AnyPool, batch: &[Pending]) -> Result<i64, AuditErro
     }
 
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut sql = format!("INSERT INTO audit_events ({}) VALUES ", crate::event::COLUMNS);
+        let mut sql = format!(
+            "INSERT INTO audit_events ({}) VALUES ",
+            crate::event::COLUMNS
+        );
         for r in 0..chunk.len() {
             if r > 0 {
                 sql.push(',');

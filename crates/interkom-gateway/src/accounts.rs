@@ -28,8 +28,14 @@ impl PasswordHasher {
     pub(crate) fn new(cfg: &Argon2Config) -> Result<PasswordHasher, GatewayError> {
         let params = Params::new(cfg.memory_kib, cfg.iterations, cfg.parallelism, None)
             .map_err(|e| GatewayError::Invalid(format!("argon2 parameters: {e}")))?;
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        let max = if cfg.max_concurrent == 0 { cores } else { cfg.max_concurrent };
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let max = if cfg.max_concurrent == 0 {
+            cores
+        } else {
+            cfg.max_concurrent
+        };
         let dummy_hash = hash_with(&params, "interkom-dummy-password")?;
         Ok(PasswordHasher {
             params,
@@ -39,7 +45,11 @@ impl PasswordHasher {
     }
 
     pub(crate) async fn hash(&self, password: String) -> Result<String, GatewayError> {
-        let _permit = self.permits.acquire().await.map_err(|_| GatewayError::Crypto("hasher closed"))?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| GatewayError::Crypto("hasher closed"))?;
         let params = self.params.clone();
         tokio::task::spawn_blocking(move || hash_with(&params, &password))
             .await
@@ -49,12 +59,18 @@ impl PasswordHasher {
     /// True only when `stored` exists and matches. Runs a full verification
     /// either way.
     pub(crate) async fn verify(&self, stored: Option<String>, password: String) -> bool {
-        let Ok(_permit) = self.permits.acquire().await else { return false };
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy_hash.clone());
         let ok = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash)
-                .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+                .map(|h| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &h)
+                        .is_ok()
+                })
                 .unwrap_or(false)
         })
         .await
@@ -86,18 +102,25 @@ pub struct User {
 
 const USER_COLUMNS: &str = "id, tenant, username, password_hash, name, email, disabled";
 
-pub(crate) async fn user_by_username(pool: &AnyPool, username: &str) -> Result<Option<User>, GatewayError> {
-    Ok(sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1"))
-        .bind(username)
-        .fetch_optional(pool)
-        .await?)
+pub(crate) async fn user_by_username(
+    pool: &AnyPool,
+    username: &str,
+) -> Result<Option<User>, GatewayError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE username = $1"
+    ))
+    .bind(username)
+    .fetch_optional(pool)
+    .await?)
 }
 
 pub(crate) async fn user_by_id(pool: &AnyPool, id: &str) -> Result<Option<User>, GatewayError> {
-    Ok(sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?)
+    Ok(
+        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?,
+    )
 }
 
 /// A new local account.
@@ -114,7 +137,8 @@ pub struct NewUser {
 fn valid_username(u: &str) -> bool {
     !u.is_empty()
         && u.len() <= 128
-        && u.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'))
+        && u.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'))
 }
 
 impl Gateway {
@@ -122,7 +146,10 @@ impl Gateway {
     /// its subject id.
     pub async fn add_user(&self, u: NewUser) -> Result<String, GatewayError> {
         if self.tenants.get(&u.tenant).is_none() {
-            return Err(GatewayError::Invalid(format!("unknown tenant `{}`", u.tenant)));
+            return Err(GatewayError::Invalid(format!(
+                "unknown tenant `{}`",
+                u.tenant
+            )));
         }
         if !valid_username(&u.username) {
             return Err(GatewayError::Invalid(
@@ -130,13 +157,22 @@ impl Gateway {
             ));
         }
         if u.password.chars().count() < 8 {
-            return Err(GatewayError::Invalid("password must have at least 8 characters".into()));
+            return Err(GatewayError::Invalid(
+                "password must have at least 8 characters".into(),
+            ));
         }
-        if let Some(r) = u.roles.iter().find(|r| !interkom_policy::roles::valid_role(r)) {
+        if let Some(r) = u
+            .roles
+            .iter()
+            .find(|r| !interkom_policy::roles::valid_role(r))
+        {
             return Err(GatewayError::Invalid(format!("invalid role name `{r}`")));
         }
         if user_by_username(&self.pool, &u.username).await?.is_some() {
-            return Err(GatewayError::Invalid(format!("username `{}` is taken", u.username)));
+            return Err(GatewayError::Invalid(format!(
+                "username `{}` is taken",
+                u.username
+            )));
         }
         let hash = self.hasher.hash(u.password).await?;
         let id = uuid::Uuid::new_v4().to_string();

@@ -25,7 +25,11 @@ use crate::{Gateway, GatewayError};
 
 /// Levels of assurance, lowest first.
 pub(crate) const ACR_LOW: &str = "urn:interkom:loa:low";
-pub(crate) const ACR_VALUES: [&str; 3] = [ACR_LOW, "urn:interkom:loa:substantial", "urn:interkom:loa:high"];
+pub(crate) const ACR_VALUES: [&str; 3] = [
+    ACR_LOW,
+    "urn:interkom:loa:substantial",
+    "urn:interkom:loa:high",
+];
 
 pub(crate) fn acr_rank(acr: &str) -> Option<usize> {
     ACR_VALUES.iter().position(|a| *a == acr)
@@ -53,7 +57,11 @@ pub(crate) struct AuthRequest {
 
 enum Fail {
     /// Shown as a page: the redirect URI is not (yet) trusted.
-    Page(StatusCode, fn(&crate::i18n::Texts) -> &'static str, Option<String>),
+    Page(
+        StatusCode,
+        fn(&crate::i18n::Texts) -> &'static str,
+        Option<String>,
+    ),
     /// Sent back to the verified redirect URI.
     Redirect {
         redirect_uri: String,
@@ -72,7 +80,9 @@ impl From<GatewayError> for Fail {
 
 fn fail_response(gw: &Gateway, lang: Lang, f: Fail) -> Response {
     match f {
-        Fail::Page(status, msg, code) => web::error_page(gw, lang, status, msg(lang.texts()), code.as_deref()),
+        Fail::Page(status, msg, code) => {
+            web::error_page(gw, lang, status, msg(lang.texts()), code.as_deref())
+        }
         Fail::Redirect {
             redirect_uri,
             state,
@@ -112,7 +122,13 @@ fn with_params(redirect_uri: &str, params: &[(&str, Option<&str>)]) -> String {
     }
 }
 
-fn error_redirect(gw: &Gateway, redirect_uri: &str, state: Option<&str>, error: &str, description: &str) -> Response {
+fn error_redirect(
+    gw: &Gateway,
+    redirect_uri: &str,
+    state: Option<&str>,
+    error: &str,
+    description: &str,
+) -> Response {
     web::see_other(&with_params(
         redirect_uri,
         &[
@@ -133,7 +149,12 @@ pub(crate) async fn authorize_get(
     authorize(gw, meta, headers, query.unwrap_or_default().as_bytes()).await
 }
 
-pub(crate) async fn authorize_post(State(gw): State<Gateway>, meta: Meta, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn authorize_post(
+    State(gw): State<Gateway>,
+    meta: Meta,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     authorize(gw, meta, headers, &body).await
 }
 
@@ -144,7 +165,13 @@ async fn authorize(gw: Gateway, meta: Meta, headers: HeaderMap, raw: &[u8]) -> R
         .and_then(|p| p.get("ui_locales").ok().flatten().map(str::to_owned));
     let lang = Lang::negotiate(ui.as_deref(), meta.accept_language.as_deref());
     let Some(params) = params else {
-        return web::error_page(&gw, lang, StatusCode::BAD_REQUEST, lang.texts().bad_request, None);
+        return web::error_page(
+            &gw,
+            lang,
+            StatusCode::BAD_REQUEST,
+            lang.texts().bad_request,
+            None,
+        );
     };
     let (client, req) = match validate(&gw, &params).await {
         Ok(v) => v,
@@ -174,7 +201,10 @@ async fn validate(gw: &Gateway, p: &Params) -> Result<(Arc<Client>, AuthRequest)
         .ok_or_else(|| page(|t| t.bad_redirect, "invalid_request: redirect_uri missing"))?;
     // Exact string comparison, as registered (RFC 9700 §4.1.3).
     if !client.redirect_uris.iter().any(|r| r == redirect_uri) {
-        return Err(page(|t| t.bad_redirect, "invalid_request: redirect_uri not registered"));
+        return Err(page(
+            |t| t.bad_redirect,
+            "invalid_request: redirect_uri not registered",
+        ));
     }
     let state = p.get("state").ok().flatten().map(str::to_owned);
     let fail = |error: &'static str, description: &str| Fail::Redirect {
@@ -183,28 +213,48 @@ async fn validate(gw: &Gateway, p: &Params) -> Result<(Arc<Client>, AuthRequest)
         error,
         description: description.to_owned(),
     };
-    let get = |name: &str| p.get(name).map_err(|e| fail("invalid_request", &e.description));
+    let get = |name: &str| {
+        p.get(name)
+            .map_err(|e| fail("invalid_request", &e.description))
+    };
     if p.pairs().iter().filter(|(k, _)| k == "state").count() > 1 {
         return Err(fail("invalid_request", "parameter `state` repeated"));
     }
     if get("request")?.is_some() {
-        return Err(fail("request_not_supported", "request objects are not supported"));
+        return Err(fail(
+            "request_not_supported",
+            "request objects are not supported",
+        ));
     }
     if get("request_uri")?.is_some() {
-        return Err(fail("request_uri_not_supported", "request_uri is not supported"));
+        return Err(fail(
+            "request_uri_not_supported",
+            "request_uri is not supported",
+        ));
     }
     match get("response_type")? {
         None => return Err(fail("invalid_request", "response_type is missing")),
         Some("code") => {}
-        Some(_) => return Err(fail("unsupported_response_type", "only response_type=code is supported")),
+        Some(_) => {
+            return Err(fail(
+                "unsupported_response_type",
+                "only response_type=code is supported",
+            ))
+        }
     }
     if let Some(mode) = get("response_mode")? {
         if mode != "query" {
-            return Err(fail("invalid_request", "only response_mode=query is supported"));
+            return Err(fail(
+                "invalid_request",
+                "only response_mode=query is supported",
+            ));
         }
     }
     if !client.allows(GrantType::AuthorizationCode) {
-        return Err(fail("unauthorized_client", "the client may not use the authorization code grant"));
+        return Err(fail(
+            "unauthorized_client",
+            "the client may not use the authorization code grant",
+        ));
     }
     let scope: Vec<String> = get("scope")?
         .unwrap_or("")
@@ -216,23 +266,44 @@ async fn validate(gw: &Gateway, p: &Params) -> Result<(Arc<Client>, AuthRequest)
         .iter()
         .find(|s| !SUPPORTED_SCOPES.contains(&s.as_str()) || !client.scopes.contains(s))
     {
-        return Err(fail("invalid_scope", &format!("scope `{s}` is not available to this client")));
+        return Err(fail(
+            "invalid_scope",
+            &format!("scope `{s}` is not available to this client"),
+        ));
     }
     let code_challenge = get("code_challenge")?;
     let method = get("code_challenge_method")?;
     match (code_challenge, method) {
         (Some(c), Some("S256")) => {
-            if c.len() != 43 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                return Err(fail("invalid_request", "code_challenge must be a base64url SHA-256 value"));
+            if c.len() != 43
+                || !c
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(fail(
+                    "invalid_request",
+                    "code_challenge must be a base64url SHA-256 value",
+                ));
             }
         }
         (Some(_), None) | (Some(_), Some("plain")) => {
-            return Err(fail("invalid_request", "code_challenge_method must be S256 (plain is not allowed)"))
+            return Err(fail(
+                "invalid_request",
+                "code_challenge_method must be S256 (plain is not allowed)",
+            ))
         }
-        (_, Some(_)) => return Err(fail("invalid_request", "unsupported or unused code_challenge_method")),
+        (_, Some(_)) => {
+            return Err(fail(
+                "invalid_request",
+                "unsupported or unused code_challenge_method",
+            ))
+        }
         (None, None) => {
             if client.is_public() {
-                return Err(fail("invalid_request", "PKCE (code_challenge with S256) is required for public clients"));
+                return Err(fail(
+                    "invalid_request",
+                    "PKCE (code_challenge with S256) is required for public clients",
+                ));
             }
         }
     }
@@ -245,25 +316,33 @@ async fn validate(gw: &Gateway, p: &Params) -> Result<(Arc<Client>, AuthRequest)
                 "login" | "select_account" => prompt_login = true,
                 // First-party clients need no consent screen.
                 "consent" => {}
-                _ => return Err(fail("invalid_request", &format!("unsupported prompt value `{v}`"))),
+                _ => {
+                    return Err(fail(
+                        "invalid_request",
+                        &format!("unsupported prompt value `{v}`"),
+                    ))
+                }
             }
         }
         if prompt_none && prompt.split(' ').filter(|v| !v.is_empty()).count() > 1 {
-            return Err(fail("invalid_request", "prompt=none cannot be combined with other values"));
+            return Err(fail(
+                "invalid_request",
+                "prompt=none cannot be combined with other values",
+            ));
         }
     }
-    let max_age = match get("max_age")? {
-        None => None,
-        Some(v) => Some(
-            v.parse::<i64>()
-                .ok()
-                .filter(|v| *v >= 0)
-                .ok_or_else(|| fail("invalid_request", "max_age must be a non-negative integer"))?,
-        ),
-    };
+    let max_age =
+        match get("max_age")? {
+            None => None,
+            Some(v) => Some(v.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
+                fail("invalid_request", "max_age must be a non-negative integer")
+            })?),
+        };
     let min_acr = get("acr_values")?.and_then(|v| v.split(' ').filter_map(acr_rank).min());
     let nonce = get("nonce")?.map(str::to_owned);
-    if nonce.as_ref().is_some_and(|n| n.len() > 512) || state.as_ref().is_some_and(|s| s.len() > 2048) {
+    if nonce.as_ref().is_some_and(|n| n.len() > 512)
+        || state.as_ref().is_some_and(|s| s.len() > 2048)
+    {
         return Err(fail("invalid_request", "state or nonce too long"));
     }
     let req = AuthRequest {
@@ -330,16 +409,27 @@ async fn proceed(
         .filter(|b| b.len() == 43)
         .unwrap_or_else(|| random_token(32));
     let id = random_token(24);
-    sqlx::query("INSERT INTO login_requests (id, csrf_hash, params, expires_at) VALUES ($1, $2, $3, $4)")
-        .bind(&id)
-        .bind(gw.master.keyed_hash(&browser))
-        .bind(serde_json::to_string(&req).map_err(GatewayError::from)?)
-        .bind(now + gw.cfg.login_request_ttl)
-        .execute(&gw.pool)
-        .await
-        .map_err(GatewayError::from)?;
+    sqlx::query(
+        "INSERT INTO login_requests (id, csrf_hash, params, expires_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&id)
+    .bind(gw.master.keyed_hash(&browser))
+    .bind(serde_json::to_string(&req).map_err(GatewayError::from)?)
+    .bind(now + gw.cfg.login_request_ttl)
+    .execute(&gw.pool)
+    .await
+    .map_err(GatewayError::from)?;
     let _ = meta;
-    let mut res = login_page(gw, lang, StatusCode::OK, client, &id, &browser, req.login_hint.as_deref(), None);
+    let mut res = login_page(
+        gw,
+        lang,
+        StatusCode::OK,
+        client,
+        &id,
+        &browser,
+        req.login_hint.as_deref(),
+        None,
+    );
     res.headers_mut().append(
         header::SET_COOKIE,
         web::set_cookie(gw, BROWSER_COOKIE, &browser, gw.cfg.login_request_ttl),
@@ -348,7 +438,8 @@ async fn proceed(
 }
 
 fn csrf_token(gw: &Gateway, browser: &str, login_request: &str) -> String {
-    gw.master.keyed_hash(&format!("csrf|{browser}|{login_request}"))
+    gw.master
+        .keyed_hash(&format!("csrf|{browser}|{login_request}"))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -422,7 +513,12 @@ struct LoginForm {
 }
 
 /// `POST /login`: checks the CSRF binding, then the password.
-pub(crate) async fn login(State(gw): State<Gateway>, meta: Meta, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn login(
+    State(gw): State<Gateway>,
+    meta: Meta,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let lang = Lang::negotiate(None, meta.accept_language.as_deref());
     let bad = |status, m: fn(&crate::i18n::Texts) -> &'static str| {
         web::error_page(&gw, lang, status, m(lang.texts()), None)
@@ -434,15 +530,16 @@ pub(crate) async fn login(State(gw): State<Gateway>, meta: Meta, headers: Header
         return bad(StatusCode::BAD_REQUEST, |t| t.expired);
     };
     let now = gw.clock.now();
-    let row: Option<(String, String, i64)> =
-        match sqlx::query_as("SELECT csrf_hash, params, expires_at FROM login_requests WHERE id = $1")
-            .bind(&lr)
-            .fetch_optional(&gw.pool)
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => return internal(&gw, lang, e.into()),
-        };
+    let row: Option<(String, String, i64)> = match sqlx::query_as(
+        "SELECT csrf_hash, params, expires_at FROM login_requests WHERE id = $1",
+    )
+    .bind(&lr)
+    .fetch_optional(&gw.pool)
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => return internal(&gw, lang, e.into()),
+    };
     let Some((browser_hash, params, expires_at)) = row.filter(|r| r.2 > now) else {
         return bad(StatusCode::BAD_REQUEST, |t| t.expired);
     };
@@ -478,7 +575,10 @@ pub(crate) async fn login(State(gw): State<Gateway>, meta: Meta, headers: Header
     let user = user.filter(|u| u.disabled == 0);
     let ok = gw
         .hasher
-        .verify(user.as_ref().and_then(|u| u.password_hash.clone()), password)
+        .verify(
+            user.as_ref().and_then(|u| u.password_hash.clone()),
+            password,
+        )
         .await;
     let user = match (ok, user) {
         (true, Some(u)) => u,
@@ -547,6 +647,9 @@ async fn finish_login(
     gw.audit.append(ev).await?;
     let mut res = complete(gw, req, &session).await?;
     let h = res.headers_mut();
-    h.append(header::SET_COOKIE, web::set_cookie(gw, SESSION_COOKIE, &handle, gw.cfg.session_ttl));
+    h.append(
+        header::SET_COOKIE,
+        web::set_cookie(gw, SESSION_COOKIE, &handle, gw.cfg.session_ttl),
+    );
     Ok(res.into_response())
 }

@@ -75,7 +75,10 @@ impl AuthMethod {
         .find(|m| m.as_str() == s)
     }
     fn uses_secret(self) -> bool {
-        matches!(self, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
+        matches!(
+            self,
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+        )
     }
 }
 
@@ -145,10 +148,14 @@ pub(crate) fn check_redirect_uri(uri: &str) -> Result<(), String> {
         "https" => Ok(()),
         "http" => match u.host_str() {
             Some("localhost" | "127.0.0.1" | "[::1]") => Ok(()),
-            _ => Err(format!("`{uri}`: http is allowed only for loopback addresses")),
+            _ => Err(format!(
+                "`{uri}`: http is allowed only for loopback addresses"
+            )),
         },
         s if s.contains('.') => Ok(()),
-        _ => Err(format!("`{uri}`: scheme must be https, loopback http or a private-use scheme")),
+        _ => Err(format!(
+            "`{uri}`: scheme must be https, loopback http or a private-use scheme"
+        )),
     }
 }
 
@@ -166,16 +173,27 @@ impl Gateway {
         if spec.grant_types.is_empty() {
             return bad("at least one grant type is needed".into());
         }
-        if spec.grant_types.contains(&GrantType::AuthorizationCode) && spec.redirect_uris.is_empty() {
+        if spec.grant_types.contains(&GrantType::AuthorizationCode) && spec.redirect_uris.is_empty()
+        {
             return bad("the authorization_code grant needs a redirect URI".into());
         }
-        for uri in spec.redirect_uris.iter().chain(&spec.post_logout_redirect_uris) {
+        for uri in spec
+            .redirect_uris
+            .iter()
+            .chain(&spec.post_logout_redirect_uris)
+        {
             check_redirect_uri(uri).map_err(GatewayError::Invalid)?;
         }
-        if let Some(s) = spec.scopes.iter().find(|s| !SUPPORTED_SCOPES.contains(&s.as_str())) {
+        if let Some(s) = spec
+            .scopes
+            .iter()
+            .find(|s| !SUPPORTED_SCOPES.contains(&s.as_str()))
+        {
             return bad(format!("unknown scope `{s}`"));
         }
-        if spec.auth_method == AuthMethod::None && spec.grant_types.contains(&GrantType::ClientCredentials) {
+        if spec.auth_method == AuthMethod::None
+            && spec.grant_types.contains(&GrantType::ClientCredentials)
+        {
             return bad("a public client cannot use client_credentials".into());
         }
         if spec.auth_method == AuthMethod::PrivateKeyJwt {
@@ -306,7 +324,9 @@ impl ClientCache {
     }
     fn get(&self, id: &str, now: i64) -> Option<Arc<Client>> {
         let map = self.map.read().ok()?;
-        map.get(id).filter(|(_, at)| now - at < self.ttl).map(|(c, _)| c.clone())
+        map.get(id)
+            .filter(|(_, at)| now - at < self.ttl)
+            .map(|(c, _)| c.clone())
     }
     fn put(&self, c: Arc<Client>, now: i64) {
         if let Ok(mut map) = self.map.write() {
@@ -330,10 +350,18 @@ pub(crate) async fn authenticate(
 ) -> Result<Arc<Client>, OAuthError> {
     let basic = match headers.get(axum::http::header::AUTHORIZATION) {
         Some(v) => {
-            let v = v.to_str().map_err(|_| OAuthError::invalid_client("malformed Authorization header"))?;
+            let v = v
+                .to_str()
+                .map_err(|_| OAuthError::invalid_client("malformed Authorization header"))?;
             match v.split_once(' ') {
-                Some((scheme, cred)) if scheme.eq_ignore_ascii_case("basic") => Some(parse_basic(cred.trim())?),
-                _ => return Err(OAuthError::invalid_client("unsupported Authorization scheme")),
+                Some((scheme, cred)) if scheme.eq_ignore_ascii_case("basic") => {
+                    Some(parse_basic(cred.trim())?)
+                }
+                _ => {
+                    return Err(OAuthError::invalid_client(
+                        "unsupported Authorization scheme",
+                    ))
+                }
             }
         }
         None => None,
@@ -345,12 +373,16 @@ pub(crate) async fn authenticate(
 
     let methods = basic.is_some() as u8 + post_secret.is_some() as u8 + assertion.is_some() as u8;
     if methods > 1 {
-        return Err(OAuthError::invalid_request("use exactly one client authentication method"));
+        return Err(OAuthError::invalid_request(
+            "use exactly one client authentication method",
+        ));
     }
 
     if let Some((id, secret)) = basic {
         if post_id.is_some_and(|p| p != id) {
-            return Err(OAuthError::invalid_request("client_id does not match the Authorization header"));
+            return Err(OAuthError::invalid_request(
+                "client_id does not match the Authorization header",
+            ));
         }
         return check_secret(gw, &id, &secret).await;
     }
@@ -360,11 +392,14 @@ pub(crate) async fn authenticate(
     }
     if let Some(assertion) = assertion {
         if assertion_type != Some(JWT_BEARER) {
-            return Err(OAuthError::invalid_client("unsupported client_assertion_type"));
+            return Err(OAuthError::invalid_client(
+                "unsupported client_assertion_type",
+            ));
         }
         return crate::token::verify_client_assertion(gw, assertion, post_id).await;
     }
-    let id = post_id.ok_or_else(|| OAuthError::invalid_client("client authentication is missing"))?;
+    let id =
+        post_id.ok_or_else(|| OAuthError::invalid_client("client authentication is missing"))?;
     let client = gw
         .client(id)
         .await?
@@ -417,7 +452,10 @@ mod tests {
     #[test]
     fn basic_credentials_are_form_decoded() {
         let cred = STANDARD.encode("my%3Aclient:s%2Bcret");
-        assert_eq!(parse_basic(&cred).unwrap(), ("my:client".into(), "s+cret".into()));
+        assert_eq!(
+            parse_basic(&cred).unwrap(),
+            ("my:client".into(), "s+cret".into())
+        );
         assert!(parse_basic("!!!").is_err());
     }
 }

@@ -86,7 +86,9 @@ impl GatewayConfig {
         }
         let a = &self.argon2;
         if a.memory_kib < 19 * 1024 || a.iterations < 2 || a.parallelism < 1 {
-            errs.push("argon2 parameters must be at least m=19456 KiB, t=2, p=1 (OWASP)".to_owned());
+            errs.push(
+                "argon2 parameters must be at least m=19456 KiB, t=2, p=1 (OWASP)".to_owned(),
+            );
         }
         for (name, v) in [
             ("code_ttl", self.code_ttl),

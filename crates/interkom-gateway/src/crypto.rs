@@ -77,7 +77,11 @@ impl MasterKey {
     }
 
     /// AES-256-GCM with a random nonce; `aad` binds the ciphertext to its row.
-    pub(crate) fn encrypt(&self, plaintext: &[u8], aad: &str) -> Result<String, ring::error::Unspecified> {
+    pub(crate) fn encrypt(
+        &self,
+        plaintext: &[u8],
+        aad: &str,
+    ) -> Result<String, ring::error::Unspecified> {
         let key = aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_256_GCM, &self.kek)?);
         let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
@@ -92,9 +96,15 @@ impl MasterKey {
         Ok(URL_SAFE_NO_PAD.encode(out))
     }
 
-    pub(crate) fn decrypt(&self, ciphertext: &str, aad: &str) -> Result<Vec<u8>, ring::error::Unspecified> {
+    pub(crate) fn decrypt(
+        &self,
+        ciphertext: &str,
+        aad: &str,
+    ) -> Result<Vec<u8>, ring::error::Unspecified> {
         let key = aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_256_GCM, &self.kek)?);
-        let data = URL_SAFE_NO_PAD.decode(ciphertext).map_err(|_| ring::error::Unspecified)?;
+        let data = URL_SAFE_NO_PAD
+            .decode(ciphertext)
+            .map_err(|_| ring::error::Unspecified)?;
         if data.len() < 12 {
             return Err(ring::error::Unspecified);
         }

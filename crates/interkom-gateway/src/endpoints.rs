@@ -51,8 +51,10 @@ pub(crate) async fn discovery(State(gw): State<Gateway>) -> Response {
         "backchannel_logout_supported": false,
     });
     let mut res = axum::Json(doc).into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     res
 }
 
@@ -63,8 +65,10 @@ pub(crate) async fn jwks(State(gw): State<Gateway>) -> Response {
             let mut res = axum::Json(keys.jwks(now)).into_response();
             // Short: a rotation must reach relying parties within the
             // publication lead.
-            res.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+            res.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=60"),
+            );
             res
         }
         Err(e) => OAuthError::from(e).into_response(),
@@ -73,31 +77,39 @@ pub(crate) async fn jwks(State(gw): State<Gateway>) -> Response {
 
 /// Validates one of interkom's access tokens: signature by a published key,
 /// issuer, expiry, and that neither it nor its family was revoked.
-pub(crate) async fn access_token_claims(gw: &Gateway, token: &str) -> Result<Option<Value>, GatewayError> {
+pub(crate) async fn access_token_claims(
+    gw: &Gateway,
+    token: &str,
+) -> Result<Option<Value>, GatewayError> {
     let now = gw.clock.now();
     let keys = gw.keys.fresh(now).await?;
     let Ok(claims) = jws::verify(&keys, token, "at+jwt", now) else {
         return Ok(None);
     };
     if claims.get("iss").and_then(Value::as_str) != Some(gw.cfg.issuer_str())
-        || !claims.get("exp").and_then(Value::as_i64).is_some_and(|e| e > now)
+        || claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .is_none_or(|e| e <= now)
     {
         return Ok(None);
     }
     if let Some(jti) = claims.get("jti").and_then(Value::as_str) {
-        let revoked: Option<i64> = sqlx::query_scalar("SELECT expires_at FROM revoked_tokens WHERE jti = $1")
-            .bind(jti)
-            .fetch_optional(&gw.pool)
-            .await?;
+        let revoked: Option<i64> =
+            sqlx::query_scalar("SELECT expires_at FROM revoked_tokens WHERE jti = $1")
+                .bind(jti)
+                .fetch_optional(&gw.pool)
+                .await?;
         if revoked.is_some() {
             return Ok(None);
         }
     }
     if let Some(gid) = claims.get("gid").and_then(Value::as_str) {
-        let revoked: Option<Option<i64>> = sqlx::query_scalar("SELECT revoked_at FROM token_families WHERE id = $1")
-            .bind(gid)
-            .fetch_optional(&gw.pool)
-            .await?;
+        let revoked: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT revoked_at FROM token_families WHERE id = $1")
+                .bind(gid)
+                .fetch_optional(&gw.pool)
+                .await?;
         if !matches!(revoked, Some(None)) {
             return Ok(None);
         }
@@ -107,9 +119,13 @@ pub(crate) async fn access_token_claims(gw: &Gateway, token: &str) -> Result<Opt
 
 fn bearer(headers: &HeaderMap, p: Option<&Params>) -> Result<String, OAuthError> {
     if let Some(v) = headers.get(header::AUTHORIZATION) {
-        let v = v.to_str().map_err(|_| OAuthError::invalid_token("malformed Authorization header"))?;
+        let v = v
+            .to_str()
+            .map_err(|_| OAuthError::invalid_token("malformed Authorization header"))?;
         return match v.split_once(' ') {
-            Some((s, t)) if s.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => Ok(t.trim().to_owned()),
+            Some((s, t)) if s.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => {
+                Ok(t.trim().to_owned())
+            }
             _ => Err(OAuthError::invalid_token("a Bearer token is required")),
         };
     }
@@ -122,9 +138,17 @@ fn bearer(headers: &HeaderMap, p: Option<&Params>) -> Result<String, OAuthError>
     Err(e)
 }
 
-pub(crate) async fn userinfo(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn userinfo(
+    State(gw): State<Gateway>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let res: Result<Value, OAuthError> = async {
-        let form = if body.is_empty() { None } else { Some(params::form(&headers, &body)?) };
+        let form = if body.is_empty() {
+            None
+        } else {
+            Some(params::form(&headers, &body)?)
+        };
         let token = bearer(&headers, form.as_ref())?;
         let claims = access_token_claims(&gw, &token)
             .await?
@@ -142,7 +166,9 @@ pub(crate) async fn userinfo(State(gw): State<Gateway>, headers: HeaderMap, body
                 "insufficient_scope",
                 "the access token lacks the openid scope",
             );
-            e.challenge = Some("Bearer realm=\"interkom\", error=\"insufficient_scope\", scope=\"openid\"".into());
+            e.challenge = Some(
+                "Bearer realm=\"interkom\", error=\"insufficient_scope\", scope=\"openid\"".into(),
+            );
             return Err(e);
         }
         let sub = claims.get("sub").and_then(Value::as_str).unwrap_or("");
@@ -164,14 +190,29 @@ pub(crate) async fn userinfo(State(gw): State<Gateway>, headers: HeaderMap, body
     match res {
         Ok(v) => {
             let mut r = axum::Json(v).into_response();
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
         Err(e) => e.into_response(),
     }
 }
 
-pub(crate) async fn introspect(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+#[derive(sqlx::FromRow)]
+struct RefreshView {
+    client_id: String,
+    user_id: String,
+    scope: String,
+    expires_at: i64,
+    used_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+pub(crate) async fn introspect(
+    State(gw): State<Gateway>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let res: Result<Value, OAuthError> = async {
         let p = params::form(&headers, &body)?;
         // Only authenticated clients may introspect (RFC 7662 §2.1).
@@ -184,8 +225,8 @@ pub(crate) async fn introspect(State(gw): State<Gateway>, headers: HeaderMap, bo
         }
         // A refresh token, shown only to the client it was issued to.
         let now = gw.clock.now();
-        let row: Option<(String, String, String, String, i64, Option<i64>, Option<i64>)> = sqlx::query_as(
-            "SELECT r.client_id, r.user_id, r.scope, r.family_id, r.expires_at, r.used_at, f.revoked_at \
+        let row: Option<RefreshView> = sqlx::query_as(
+            "SELECT r.client_id, r.user_id, r.scope, r.expires_at, r.used_at, f.revoked_at \
              FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id WHERE r.token_hash = $1",
         )
         .bind(gw.master.keyed_hash(token))
@@ -193,12 +234,12 @@ pub(crate) async fn introspect(State(gw): State<Gateway>, headers: HeaderMap, bo
         .await
         .map_err(GatewayError::from)?;
         match row {
-            Some((cid, sub, scope, _, exp, None, None)) if cid == client.id && exp > now => Ok(json!({
+            Some(r) if r.client_id == client.id && r.expires_at > now && r.used_at.is_none() && r.revoked_at.is_none() => Ok(json!({
                 "active": true,
-                "client_id": cid,
-                "sub": sub,
-                "scope": scope,
-                "exp": exp,
+                "client_id": r.client_id,
+                "sub": r.user_id,
+                "scope": r.scope,
+                "exp": r.expires_at,
                 "iss": gw.cfg.issuer_str(),
                 "token_type": "refresh_token",
             })),
@@ -209,14 +250,20 @@ pub(crate) async fn introspect(State(gw): State<Gateway>, headers: HeaderMap, bo
     match res {
         Ok(v) => {
             let mut r = axum::Json(v).into_response();
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
         Err(e) => e.into_response(),
     }
 }
 
-pub(crate) async fn revoke(State(gw): State<Gateway>, meta: Meta, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn revoke(
+    State(gw): State<Gateway>,
+    meta: Meta,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let res: Result<(), OAuthError> = async {
         let p = params::form(&headers, &body)?;
         let client = clients::authenticate(&gw, &headers, &p, true).await?;
@@ -269,7 +316,8 @@ pub(crate) async fn revoke(State(gw): State<Gateway>, meta: Meta, headers: Heade
     match res {
         Ok(()) => {
             let mut r = ().into_response();
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
         Err(e) => e.into_response(),

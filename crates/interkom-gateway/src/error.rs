@@ -106,7 +106,11 @@ impl From<GatewayError> for OAuthError {
             }
             e => {
                 tracing::error!(error = %e, "internal error");
-                OAuthError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
+                OAuthError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "internal error",
+                )
             }
         }
     }

@@ -20,7 +20,13 @@ impl Lang {
     /// `ui_locales` wins (first supported tag), then the highest-weighted
     /// supported language of `Accept-Language`; German otherwise.
     pub(crate) fn negotiate(ui_locales: Option<&str>, accept_language: Option<&str>) -> Lang {
-        let tag = |t: &str| match t.trim().split(['-', '_']).next().map(str::to_ascii_lowercase).as_deref() {
+        let tag = |t: &str| match t
+            .trim()
+            .split(['-', '_'])
+            .next()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("de") => Some(Lang::De),
             Some("en") => Some(Lang::En),
             _ => None,
@@ -31,7 +37,9 @@ impl Lang {
         let mut best: Option<(f32, Lang)> = None;
         for part in accept_language.unwrap_or("").split(',') {
             let mut it = part.split(';');
-            let Some(lang) = it.next().and_then(tag) else { continue };
+            let Some(lang) = it.next().and_then(tag) else {
+                continue;
+            };
             let q = it
                 .find_map(|p| p.trim().strip_prefix("q="))
                 .and_then(|q| q.parse::<f32>().ok())
@@ -117,7 +125,10 @@ mod tests {
     fn negotiation() {
         assert_eq!(Lang::negotiate(None, None), Lang::De);
         assert_eq!(Lang::negotiate(None, Some("en-US,en;q=0.9")), Lang::En);
-        assert_eq!(Lang::negotiate(None, Some("fr, en;q=0.5, de;q=0.8")), Lang::De);
+        assert_eq!(
+            Lang::negotiate(None, Some("fr, en;q=0.5, de;q=0.8")),
+            Lang::De
+        );
         assert_eq!(Lang::negotiate(Some("en"), Some("de")), Lang::En);
         assert_eq!(Lang::negotiate(Some("fr"), Some("xx")), Lang::De);
     }

@@ -18,7 +18,11 @@ struct Header<'a> {
 }
 
 /// Signs `claims` as a compact JWS with `typ` (`JWT`, `at+jwt`, …).
-pub(crate) fn sign(key: &SigningKey, typ: &str, claims: &impl Serialize) -> Result<String, GatewayError> {
+pub(crate) fn sign(
+    key: &SigningKey,
+    typ: &str,
+    claims: &impl Serialize,
+) -> Result<String, GatewayError> {
     let header = serde_json::to_vec(&Header {
         alg: key.alg.as_str(),
         typ,
@@ -49,7 +53,9 @@ pub(crate) enum Rejection {
 /// checked by the caller, which knows the clock and the token kind.
 pub(crate) fn verify(keys: &KeySet, token: &str, typ: &str, now: i64) -> Result<Value, Rejection> {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(Rejection::Malformed);
     };
     let header: Value = URL_SAFE_NO_PAD
@@ -57,7 +63,10 @@ pub(crate) fn verify(keys: &KeySet, token: &str, typ: &str, now: i64) -> Result<
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or(Rejection::Malformed)?;
-    let kid = header.get("kid").and_then(Value::as_str).ok_or(Rejection::UnknownKey)?;
+    let kid = header
+        .get("kid")
+        .and_then(Value::as_str)
+        .ok_or(Rejection::UnknownKey)?;
     let key = keys.by_kid(kid, now).ok_or(Rejection::UnknownKey)?;
     if header.get("alg").and_then(Value::as_str) != Some(key.alg.as_str()) {
         return Err(Rejection::WrongAlg);
@@ -69,7 +78,9 @@ pub(crate) fn verify(keys: &KeySet, token: &str, typ: &str, now: i64) -> Result<
     {
         return Err(Rejection::WrongType);
     }
-    let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| Rejection::Malformed)?;
+    let sig = URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| Rejection::Malformed)?;
     let signed_len = h.len() + 1 + p.len();
     if !key.verify(&token.as_bytes()[..signed_len], &sig) {
         return Err(Rejection::BadSignature);

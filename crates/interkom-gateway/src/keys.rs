@@ -85,9 +85,12 @@ impl SigningKey {
         match &self.pair {
             Pair::Rsa(k) => {
                 let pk = k.public();
-                signature::UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, pk.as_ref())
-                    .verify(msg, sig)
-                    .is_ok()
+                signature::UnparsedPublicKey::new(
+                    &signature::RSA_PKCS1_2048_8192_SHA256,
+                    pk.as_ref(),
+                )
+                .verify(msg, sig)
+                .is_ok()
             }
             Pair::Ec(k) => signature::UnparsedPublicKey::new(
                 &signature::ECDSA_P256_SHA256_FIXED,
@@ -95,9 +98,11 @@ impl SigningKey {
             )
             .verify(msg, sig)
             .is_ok(),
-            Pair::Ed(k) => signature::UnparsedPublicKey::new(&signature::ED25519, k.public_key().as_ref())
-                .verify(msg, sig)
-                .is_ok(),
+            Pair::Ed(k) => {
+                signature::UnparsedPublicKey::new(&signature::ED25519, k.public_key().as_ref())
+                    .verify(msg, sig)
+                    .is_ok()
+            }
         }
     }
 }
@@ -111,8 +116,12 @@ fn parse_pair(alg: Alg, der: &[u8]) -> Result<Pair, GatewayError> {
     Ok(match alg {
         Alg::RS256 => Pair::Rsa(RsaKeyPair::from_pkcs8(der).map_err(bad)?),
         Alg::ES256 => Pair::Ec(
-            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der, &SystemRandom::new())
-                .map_err(bad)?,
+            EcdsaKeyPair::from_pkcs8(
+                &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                der,
+                &SystemRandom::new(),
+            )
+            .map_err(bad)?,
         ),
         Alg::EdDSA => Pair::Ed(Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(bad)?),
     })
@@ -131,10 +140,12 @@ fn generate(alg: Alg, kid: &str) -> Result<(Vec<u8>, Value), GatewayError> {
                 .as_bytes()
                 .to_vec()
         }
-        Alg::ES256 => EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-            .map_err(|_| GatewayError::Crypto("EC key generation failed"))?
-            .as_ref()
-            .to_vec(),
+        Alg::ES256 => {
+            EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|_| GatewayError::Crypto("EC key generation failed"))?
+                .as_ref()
+                .to_vec()
+        }
         Alg::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng)
             .map_err(|_| GatewayError::Crypto("Ed25519 key generation failed"))?
             .as_ref()
@@ -207,6 +218,17 @@ pub struct KeyInfo {
     pub retire_at: Option<i64>,
 }
 
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    kid: String,
+    alg: String,
+    private_enc: String,
+    public_jwk: String,
+    created_at: i64,
+    sign_from: i64,
+    retire_at: Option<i64>,
+}
+
 /// The node's view of the keys, reloaded from the database.
 pub(crate) struct KeyStore {
     pool: AnyPool,
@@ -248,21 +270,30 @@ impl KeyStore {
     }
 
     pub(crate) async fn reload(&self, now: i64) -> Result<Arc<KeySet>, GatewayError> {
-        let rows: Vec<(String, String, String, String, i64, i64, Option<i64>)> = sqlx::query_as(
+        let rows: Vec<KeyRow> = sqlx::query_as(
             "SELECT kid, alg, private_enc, public_jwk, created_at, sign_from, retire_at FROM signing_keys",
         )
         .fetch_all(&self.pool)
         .await?;
         let mut keys = Vec::with_capacity(rows.len());
-        for (kid, alg, enc, jwk, created_at, sign_from, retire_at) in rows {
+        for KeyRow {
+            kid,
+            alg,
+            private_enc: enc,
+            public_jwk: jwk,
+            created_at,
+            sign_from,
+            retire_at,
+        } in rows
+        {
             if retire_at.is_some_and(|r| r <= now) {
                 continue;
             }
-            let alg = Alg::parse(&alg).ok_or(GatewayError::Crypto("stored key has an unknown alg"))?;
-            let der = self
-                .master
-                .decrypt(&enc, &kid)
-                .map_err(|_| GatewayError::Crypto("stored key does not decrypt: wrong key-encryption key?"))?;
+            let alg =
+                Alg::parse(&alg).ok_or(GatewayError::Crypto("stored key has an unknown alg"))?;
+            let der = self.master.decrypt(&enc, &kid).map_err(|_| {
+                GatewayError::Crypto("stored key does not decrypt: wrong key-encryption key?")
+            })?;
             keys.push(Arc::new(SigningKey {
                 pair: parse_pair(alg, &der)?,
                 public_jwk: serde_json::from_str(&jwk)?,
@@ -273,7 +304,10 @@ impl KeyStore {
                 created_at,
             }));
         }
-        let set = Arc::new(KeySet { keys, loaded_at: now });
+        let set = Arc::new(KeySet {
+            keys,
+            loaded_at: now,
+        });
         match self.set.write() {
             Ok(mut g) => *g = set.clone(),
             Err(p) => *p.into_inner() = set.clone(),
@@ -294,7 +328,11 @@ impl KeyStore {
     }
 
     async fn insert(&self, alg: Alg, now: i64, sign_from: i64) -> Result<String, GatewayError> {
-        let kid = format!("{}-{}", alg.as_str().to_ascii_lowercase(), crate::crypto::random_token(9));
+        let kid = format!(
+            "{}-{}",
+            alg.as_str().to_ascii_lowercase(),
+            crate::crypto::random_token(9)
+        );
         let (der, jwk) = tokio::task::spawn_blocking({
             let kid = kid.clone();
             move || generate(alg, &kid)
@@ -332,11 +370,13 @@ impl KeyStore {
         let sign_from = now + publish_lead;
         let mut kids = Vec::new();
         for alg in Alg::ALL {
-            sqlx::query("UPDATE signing_keys SET retire_at = $1 WHERE alg = $2 AND retire_at IS NULL")
-                .bind(sign_from + max_token_ttl)
-                .bind(alg.as_str())
-                .execute(&self.pool)
-                .await?;
+            sqlx::query(
+                "UPDATE signing_keys SET retire_at = $1 WHERE alg = $2 AND retire_at IS NULL",
+            )
+            .bind(sign_from + max_token_ttl)
+            .bind(alg.as_str())
+            .execute(&self.pool)
+            .await?;
             kids.push(self.insert(alg, now, sign_from).await?);
         }
         self.reload(now).await?;
@@ -359,5 +399,52 @@ impl KeyStore {
                 retire_at,
             })
             .collect())
+    }
+}
+
+/// A standalone key with its signer and verifier, outside any key store:
+/// for benchmarks and tools that need interkom's exact signing path.
+pub struct Signer {
+    set: KeySet,
+}
+
+impl Signer {
+    pub fn generate(alg: Alg) -> Result<Signer, GatewayError> {
+        let kid = format!("{}-standalone", alg.as_str().to_ascii_lowercase());
+        let (der, public_jwk) = generate(alg, &kid)?;
+        let key = SigningKey {
+            pair: parse_pair(alg, &der)?,
+            public_jwk,
+            kid,
+            alg,
+            sign_from: 0,
+            retire_at: None,
+            created_at: 0,
+        };
+        Ok(Signer {
+            set: KeySet {
+                keys: vec![Arc::new(key)],
+                loaded_at: 0,
+            },
+        })
+    }
+
+    /// Signs `claims` as a compact JWS of type `typ`.
+    pub fn sign(&self, typ: &str, claims: &Value) -> Result<String, GatewayError> {
+        let key = self
+            .set
+            .keys
+            .first()
+            .ok_or(GatewayError::Crypto("no key"))?;
+        crate::jws::sign(key, typ, claims)
+    }
+
+    /// Verifies a token made by [`Signer::sign`]; returns its claims.
+    pub fn verify(&self, token: &str, typ: &str) -> Option<Value> {
+        crate::jws::verify(&self.set, token, typ, 0).ok()
+    }
+
+    pub fn public_jwk(&self) -> Option<&Value> {
+        self.set.keys.first().map(|k| &k.public_jwk)
     }
 }

@@ -45,7 +45,7 @@ pub use clock::Clock;
 pub use config::{Argon2Config, GatewayConfig};
 pub use crypto::MasterKey;
 pub use error::{GatewayError, OAuthError};
-pub use keys::{Alg, KeyInfo};
+pub use keys::{Alg, KeyInfo, Signer};
 
 /// The gateway: shared state of every OIDC endpoint. Cheap to clone.
 #[derive(Clone)]
@@ -112,12 +112,21 @@ impl Gateway {
     /// The OIDC routes, relative to the issuer's path.
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/.well-known/openid-configuration", get(endpoints::discovery))
+            .route(
+                "/.well-known/openid-configuration",
+                get(endpoints::discovery),
+            )
             .route("/jwks", get(endpoints::jwks))
-            .route("/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
+            .route(
+                "/authorize",
+                get(authorize::authorize_get).post(authorize::authorize_post),
+            )
             .route("/login", post(authorize::login))
             .route("/token", post(token::token))
-            .route("/userinfo", get(endpoints::userinfo).post(endpoints::userinfo))
+            .route(
+                "/userinfo",
+                get(endpoints::userinfo).post(endpoints::userinfo),
+            )
             .route("/introspect", post(endpoints::introspect))
             .route("/revoke", post(endpoints::revoke))
             .route("/logout", get(logout::logout_get).post(logout::logout_post))
@@ -138,7 +147,11 @@ impl Gateway {
         let now = self.clock.now();
         let kids = self
             .keys
-            .rotate(now, self.cfg.key_publish_lead, self.cfg.max_signed_token_ttl())
+            .rotate(
+                now,
+                self.cfg.key_publish_lead,
+                self.cfg.max_signed_token_ttl(),
+            )
             .await?;
         self.audit
             .append(
@@ -160,7 +173,13 @@ impl Gateway {
     pub async fn purge_expired(&self) -> Result<u64, GatewayError> {
         let now = self.clock.now();
         let mut n = 0;
-        for table in ["auth_codes", "login_requests", "sessions", "revoked_tokens", "client_assertions"] {
+        for table in [
+            "auth_codes",
+            "login_requests",
+            "sessions",
+            "revoked_tokens",
+            "client_assertions",
+        ] {
             n += sqlx::query(&format!("DELETE FROM {table} WHERE expires_at < $1"))
                 .bind(now - 3600)
                 .execute(&self.pool)

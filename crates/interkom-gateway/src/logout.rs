@@ -28,18 +28,52 @@ pub(crate) async fn logout_get(
     logout(gw, meta, headers, q.unwrap_or_default().as_bytes(), false).await
 }
 
-pub(crate) async fn logout_post(State(gw): State<Gateway>, meta: Meta, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn logout_post(
+    State(gw): State<Gateway>,
+    meta: Meta,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     logout(gw, meta, headers, &body, true).await
 }
 
-const PASSED_ON: [&str; 5] = ["id_token_hint", "client_id", "post_logout_redirect_uri", "state", "ui_locales"];
+const PASSED_ON: [&str; 5] = [
+    "id_token_hint",
+    "client_id",
+    "post_logout_redirect_uri",
+    "state",
+    "ui_locales",
+];
 
-async fn logout(gw: Gateway, meta: Meta, headers: HeaderMap, raw: &[u8], is_post: bool) -> Response {
+async fn logout(
+    gw: Gateway,
+    meta: Meta,
+    headers: HeaderMap,
+    raw: &[u8],
+    is_post: bool,
+) -> Response {
     let p = Params::parse(raw).ok();
-    let get = |n: &str| p.as_ref().and_then(|p| p.get(n).ok().flatten()).map(str::to_owned);
-    let lang = Lang::negotiate(get("ui_locales").as_deref(), meta.accept_language.as_deref());
-    let bad = |msg: &str| web::error_page(&gw, lang, StatusCode::BAD_REQUEST, lang.texts().bad_request, Some(msg));
-    let Some(p) = p.as_ref() else { return bad("invalid_request") };
+    let get = |n: &str| {
+        p.as_ref()
+            .and_then(|p| p.get(n).ok().flatten())
+            .map(str::to_owned)
+    };
+    let lang = Lang::negotiate(
+        get("ui_locales").as_deref(),
+        meta.accept_language.as_deref(),
+    );
+    let bad = |msg: &str| {
+        web::error_page(
+            &gw,
+            lang,
+            StatusCode::BAD_REQUEST,
+            lang.texts().bad_request,
+            Some(msg),
+        )
+    };
+    let Some(p) = p.as_ref() else {
+        return bad("invalid_request");
+    };
     if PASSED_ON.iter().any(|n| p.get(n).is_err()) {
         return bad("invalid_request: repeated parameter");
     }
@@ -50,7 +84,9 @@ async fn logout(gw: Gateway, meta: Meta, headers: HeaderMap, raw: &[u8], is_post
     let hint: Option<Value> = match get("id_token_hint") {
         Some(t) => match gw.keys.fresh(now).await {
             Ok(keys) => match jws::verify(&keys, &t, "JWT", now) {
-                Ok(c) if c.get("iss").and_then(Value::as_str) == Some(gw.cfg.issuer_str()) => Some(c),
+                Ok(c) if c.get("iss").and_then(Value::as_str) == Some(gw.cfg.issuer_str()) => {
+                    Some(c)
+                }
                 _ => return bad("invalid_request: id_token_hint is not valid"),
             },
             Err(e) => return crate::authorize::internal(&gw, lang, e),
@@ -63,21 +99,25 @@ async fn logout(gw: Gateway, meta: Meta, headers: HeaderMap, raw: &[u8], is_post
         _ => None,
     });
     let client_id = match (get("client_id"), hint_aud) {
-        (Some(c), Some(a)) if c != a => return bad("invalid_request: client_id does not match id_token_hint"),
+        (Some(c), Some(a)) if c != a => {
+            return bad("invalid_request: client_id does not match id_token_hint")
+        }
         (c, a) => c.or(a),
     };
     let redirect = match get("post_logout_redirect_uri") {
         None => None,
         Some(uri) => {
             let Some(cid) = &client_id else {
-                return bad("invalid_request: post_logout_redirect_uri needs client_id or id_token_hint");
+                return bad(
+                    "invalid_request: post_logout_redirect_uri needs client_id or id_token_hint",
+                );
             };
             let client = match gw.client(cid).await {
                 Ok(Some(c)) => c,
                 Ok(None) => return bad("invalid_client"),
                 Err(e) => return crate::authorize::internal(&gw, lang, e),
             };
-            if !client.post_logout_redirect_uris.iter().any(|r| *r == uri) {
+            if !client.post_logout_redirect_uris.contains(&uri) {
                 return bad("invalid_request: post_logout_redirect_uri is not registered");
             }
             Some(uri)
@@ -99,7 +139,9 @@ async fn logout(gw: Gateway, meta: Meta, headers: HeaderMap, raw: &[u8], is_post
                 || c.get("sub").and_then(Value::as_str) == Some(s.user_id.as_str())
         });
         let csrf = gw.master.keyed_hash(&format!("logout|{h}"));
-        let confirmed = is_post && get("confirm").as_deref() == Some("yes") && get("csrf_token").is_some_and(|t| ct_eq(&t, &csrf));
+        let confirmed = is_post
+            && get("confirm").as_deref() == Some("yes")
+            && get("csrf_token").is_some_and(|t| ct_eq(&t, &csrf));
         if !hint_matches && !confirmed {
             let hidden: Vec<(String, String)> = PASSED_ON
                 .iter()
@@ -122,7 +164,10 @@ async fn logout(gw: Gateway, meta: Meta, headers: HeaderMap, raw: &[u8], is_post
         if let Err(e) = accounts::end_session(&gw, &s.sid).await {
             return crate::authorize::internal(&gw, lang, e);
         }
-        let user = accounts::user_by_id(&gw.pool, &s.user_id).await.ok().flatten();
+        let user = accounts::user_by_id(&gw.pool, &s.user_id)
+            .await
+            .ok()
+            .flatten();
         let mut ev = AuditEvent::new(Action::Logout, Outcome::Success)
             .subject(&s.user_id, user.as_ref().map(|u| u.tenant.clone()))
             .correlation(meta.request_id.clone())
@@ -164,7 +209,9 @@ async fn logout(gw: Gateway, meta: Meta, headers: HeaderMap, raw: &[u8], is_post
             },
         ),
     };
-    res.headers_mut()
-        .append(header::SET_COOKIE, web::set_cookie(&gw, SESSION_COOKIE, "", 0));
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        web::set_cookie(&gw, SESSION_COOKIE, "", 0),
+    );
     res
 }

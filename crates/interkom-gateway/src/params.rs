@@ -20,7 +20,9 @@ impl Params {
         for (k, v) in &self.0 {
             if k == name {
                 if found.is_some() {
-                    return Err(OAuthError::invalid_request(format!("parameter `{name}` repeated")));
+                    return Err(OAuthError::invalid_request(format!(
+                        "parameter `{name}` repeated"
+                    )));
                 }
                 found = Some(v.as_str());
             }

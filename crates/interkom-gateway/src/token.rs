@@ -26,7 +26,12 @@ use crate::params::{self, Params};
 use crate::web::Meta;
 use crate::{jws, Gateway, GatewayError, OAuthError};
 
-pub(crate) async fn token(State(gw): State<Gateway>, meta: Meta, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn token(
+    State(gw): State<Gateway>,
+    meta: Meta,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     match handle(&gw, &meta, &headers, &body).await {
         Ok(v) => {
             let mut res = axum::Json(v).into_response();
@@ -39,7 +44,12 @@ pub(crate) async fn token(State(gw): State<Gateway>, meta: Meta, headers: Header
     }
 }
 
-async fn handle(gw: &Gateway, meta: &Meta, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
+async fn handle(
+    gw: &Gateway,
+    meta: &Meta,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, OAuthError> {
     let p = params::form(headers, body)?;
     let grant_type = p
         .get("grant_type")?
@@ -92,13 +102,19 @@ struct CodeRow {
 
 fn valid_verifier(v: &str) -> bool {
     (43..=128).contains(&v.len())
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
-async fn authorization_code(gw: &Gateway, meta: &Meta, client: &Client, p: &Params) -> Result<Value, OAuthError> {
-    let code = p.get("code")?.ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
+async fn authorization_code(
+    gw: &Gateway,
+    meta: &Meta,
+    client: &Client,
+    p: &Params,
+) -> Result<Value, OAuthError> {
+    let code = p
+        .get("code")?
+        .ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
     let redirect_uri = p
         .get("redirect_uri")?
         .ok_or_else(|| OAuthError::invalid_request("redirect_uri is missing"))?;
@@ -115,13 +131,14 @@ async fn authorization_code(gw: &Gateway, meta: &Meta, client: &Client, p: &Para
     .map_err(GatewayError::from)?;
     let row = row.ok_or_else(|| OAuthError::invalid_grant("the code is invalid"))?;
     // Single use: the first redemption marks it; any later one is a replay.
-    let consumed = sqlx::query("UPDATE auth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL")
-        .bind(now)
-        .bind(&code_hash)
-        .execute(&gw.pool)
-        .await
-        .map_err(GatewayError::from)?
-        .rows_affected();
+    let consumed =
+        sqlx::query("UPDATE auth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL")
+            .bind(now)
+            .bind(&code_hash)
+            .execute(&gw.pool)
+            .await
+            .map_err(GatewayError::from)?
+            .rows_affected();
     if consumed == 0 || row.used_at.is_some() {
         revoke_family(gw, &row.family_id).await?;
         gw.audit
@@ -139,10 +156,14 @@ async fn authorization_code(gw: &Gateway, meta: &Meta, client: &Client, p: &Para
         return Err(OAuthError::invalid_grant("the code has been used already"));
     }
     if row.client_id != client.id {
-        return Err(OAuthError::invalid_grant("the code was issued to another client"));
+        return Err(OAuthError::invalid_grant(
+            "the code was issued to another client",
+        ));
     }
     if row.redirect_uri != redirect_uri {
-        return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
     }
     if row.expires_at <= now {
         return Err(OAuthError::invalid_grant("the code has expired"));
@@ -151,12 +172,18 @@ async fn authorization_code(gw: &Gateway, meta: &Meta, client: &Client, p: &Para
         (Some(challenge), Some(v)) => {
             let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(v.as_bytes()));
             if !valid_verifier(v) || !crate::crypto::ct_eq(&computed, challenge) {
-                return Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge"));
+                return Err(OAuthError::invalid_grant(
+                    "code_verifier does not match the code_challenge",
+                ));
             }
         }
         (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is missing")),
         // A verifier for a code issued without a challenge: PKCE downgrade.
-        (None, Some(_)) => return Err(OAuthError::invalid_grant("no code_challenge was sent for this code")),
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_grant(
+                "no code_challenge was sent for this code",
+            ))
+        }
         (None, None) => {
             if client.auth_method == AuthMethod::None {
                 return Err(OAuthError::invalid_grant("PKCE is required"));
@@ -175,7 +202,12 @@ async fn authorization_code(gw: &Gateway, meta: &Meta, client: &Client, p: &Para
     let grant = Grant {
         user_id: row.user_id,
         sid: row.sid,
-        scope: row.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        scope: row
+            .scope
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
         nonce: row.nonce,
         auth_time: row.auth_time,
         acr: row.acr,
@@ -199,7 +231,12 @@ struct RefreshRow {
     used_at: Option<i64>,
 }
 
-async fn refresh(gw: &Gateway, meta: &Meta, client: &Client, p: &Params) -> Result<Value, OAuthError> {
+async fn refresh(
+    gw: &Gateway,
+    meta: &Meta,
+    client: &Client,
+    p: &Params,
+) -> Result<Value, OAuthError> {
     let token = p
         .get("refresh_token")?
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
@@ -220,25 +257,38 @@ async fn refresh(gw: &Gateway, meta: &Meta, client: &Client, p: &Params) -> Resu
     }
     // Everything that can be checked without consuming the token is checked
     // first: a request refused for its scope must not burn the token.
-    let granted: Vec<String> = row.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    let granted: Vec<String> = row
+        .scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
     let scope = match p.get("scope")? {
         None => granted,
         Some(s) => {
-            let asked: Vec<String> = s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            let asked: Vec<String> = s
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
             if let Some(x) = asked.iter().find(|a| !granted.contains(a)) {
-                return Err(OAuthError::invalid_scope(format!("scope `{x}` was not granted")));
+                return Err(OAuthError::invalid_scope(format!(
+                    "scope `{x}` was not granted"
+                )));
             }
             asked
         }
     };
     let consumed = if row.used_at.is_none() {
-        sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
-            .bind(now)
-            .bind(&hash)
-            .execute(&gw.pool)
-            .await
-            .map_err(GatewayError::from)?
-            .rows_affected()
+        sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(&hash)
+        .execute(&gw.pool)
+        .await
+        .map_err(GatewayError::from)?
+        .rows_affected()
     } else {
         0
     };
@@ -259,11 +309,12 @@ async fn refresh(gw: &Gateway, meta: &Meta, client: &Client, p: &Params) -> Resu
             .map_err(GatewayError::from)?;
         return Err(invalid());
     }
-    let revoked: Option<Option<i64>> = sqlx::query_scalar("SELECT revoked_at FROM token_families WHERE id = $1")
-        .bind(&row.family_id)
-        .fetch_optional(&gw.pool)
-        .await
-        .map_err(GatewayError::from)?;
+    let revoked: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT revoked_at FROM token_families WHERE id = $1")
+            .bind(&row.family_id)
+            .fetch_optional(&gw.pool)
+            .await
+            .map_err(GatewayError::from)?;
     if !matches!(revoked, Some(None)) || row.expires_at <= now {
         return Err(invalid());
     }
@@ -302,10 +353,9 @@ async fn issue_user_tokens(
         .await?
         .filter(|u| u.disabled == 0)
         .ok_or_else(|| OAuthError::invalid_grant("the account is not active"))?;
-    let tenant = gw
-        .tenants
-        .get(&user.tenant)
-        .ok_or_else(|| GatewayError::Invalid(format!("user's tenant `{}` is unknown", user.tenant)))?;
+    let tenant = gw.tenants.get(&user.tenant).ok_or_else(|| {
+        GatewayError::Invalid(format!("user's tenant `{}` is unknown", user.tenant))
+    })?;
     let roles = interkom_policy::roles::roles_in(&gw.pool, &user.id, &user.tenant)
         .await
         .map_err(GatewayError::from)?;
@@ -397,7 +447,9 @@ async fn issue_user_tokens(
                 .client(&client.id)
                 .correlation(meta.request_id.clone())
                 .source(meta.source.clone())
-                .details(json!({ "scope": scope, "family": g.family_id, "jti": access_claims["jti"] })),
+                .details(
+                    json!({ "scope": scope, "family": g.family_id, "jti": access_claims["jti"] }),
+                ),
         )
         .await
         .map_err(GatewayError::from)?;
@@ -419,7 +471,12 @@ pub(crate) fn add_profile_claims(claims: &mut Value, scope: &[String], user: &ac
     }
 }
 
-async fn client_credentials(gw: &Gateway, meta: &Meta, client: &Client, p: &Params) -> Result<Value, OAuthError> {
+async fn client_credentials(
+    gw: &Gateway,
+    meta: &Meta,
+    client: &Client,
+    p: &Params,
+) -> Result<Value, OAuthError> {
     let now = gw.clock.now();
     let scope: Vec<&str> = match p.get("scope")? {
         Some(s) => s.split(' ').filter(|s| !s.is_empty()).collect(),
@@ -430,7 +487,9 @@ async fn client_credentials(gw: &Gateway, meta: &Meta, client: &Client, p: &Para
             || !SUPPORTED_SCOPES.contains(s)
             || !client.scopes.iter().any(|c| c == *s)
     }) {
-        return Err(OAuthError::invalid_scope(format!("scope `{s}` is not available for client_credentials")));
+        return Err(OAuthError::invalid_scope(format!(
+            "scope `{s}` is not available for client_credentials"
+        )));
     }
     let scope = scope.join(" ");
     let tenant = gw.tenants.get(&client.tenant);
@@ -481,7 +540,8 @@ pub(crate) async fn verify_client_assertion(
 ) -> Result<Arc<Client>, OAuthError> {
     use jsonwebtoken::{Algorithm, DecodingKey, Validation};
     let fail = |why: &str| OAuthError::invalid_client(format!("client assertion rejected: {why}"));
-    let header = jsonwebtoken::decode_header(assertion).map_err(|_| fail("malformed or unsupported alg"))?;
+    let header =
+        jsonwebtoken::decode_header(assertion).map_err(|_| fail("malformed or unsupported alg"))?;
     if !matches!(
         header.alg,
         Algorithm::RS256 | Algorithm::PS256 | Algorithm::ES256 | Algorithm::EdDSA
@@ -495,11 +555,17 @@ pub(crate) async fn verify_client_assertion(
         .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or_else(|| fail("malformed"))?;
-    let sub = unverified.get("sub").and_then(Value::as_str).ok_or_else(|| fail("sub missing"))?;
+    let sub = unverified
+        .get("sub")
+        .and_then(Value::as_str)
+        .ok_or_else(|| fail("sub missing"))?;
     if client_id_param.is_some_and(|c| c != sub) {
         return Err(fail("client_id does not match sub"));
     }
-    let client = gw.client(sub).await?.ok_or_else(|| fail("unknown client"))?;
+    let client = gw
+        .client(sub)
+        .await?
+        .ok_or_else(|| fail("unknown client"))?;
     if client.auth_method != AuthMethod::PrivateKeyJwt {
         return Err(fail("client is not registered for private_key_jwt"));
     }
@@ -522,16 +588,25 @@ pub(crate) async fn verify_client_assertion(
     v.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
     v.leeway = 5;
     v.validate_exp = false;
-    let data = jsonwebtoken::decode::<Value>(assertion, &key, &v).map_err(|_| fail("invalid signature or claims"))?;
+    let data = jsonwebtoken::decode::<Value>(assertion, &key, &v)
+        .map_err(|_| fail("invalid signature or claims"))?;
     let now = gw.clock.now();
-    let exp = data.claims.get("exp").and_then(Value::as_i64).ok_or_else(|| fail("exp missing"))?;
+    let exp = data
+        .claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| fail("exp missing"))?;
     if exp + 5 < now {
         return Err(fail("expired"));
     }
     if exp > now + 600 {
         return Err(fail("lifetime too long"));
     }
-    let jti = data.claims.get("jti").and_then(Value::as_str).ok_or_else(|| fail("jti missing"))?;
+    let jti = data
+        .claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .ok_or_else(|| fail("jti missing"))?;
     let inserted = sqlx::query("INSERT INTO client_assertions (id, expires_at) VALUES ($1, $2)")
         .bind(format!("{}|{}", client.id, jti))
         .bind(exp + 60)

@@ -52,13 +52,20 @@ pub(crate) fn secure_headers(h: &mut HeaderMap) {
 }
 
 /// An HTML page.
-pub(crate) fn page(gw: &Gateway, status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
-    let html = gw
-        .templates
-        .get_template(name)
-        .and_then(|t| t.render(ctx));
+pub(crate) fn page(
+    gw: &Gateway,
+    status: StatusCode,
+    name: &str,
+    ctx: minijinja::Value,
+) -> Response {
+    let html = gw.templates.get_template(name).and_then(|t| t.render(ctx));
     let mut res = match html {
-        Ok(html) => (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
+        Ok(html) => (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            html,
+        )
+            .into_response(),
         Err(e) => {
             tracing::error!(error = %e, template = name, "page could not be rendered");
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
@@ -78,7 +85,13 @@ struct ErrorCtx<'a> {
 }
 
 /// The error page for requests that cannot be answered with a redirect.
-pub(crate) fn error_page(gw: &Gateway, lang: Lang, status: StatusCode, message: &str, code: Option<&str>) -> Response {
+pub(crate) fn error_page(
+    gw: &Gateway,
+    lang: Lang,
+    status: StatusCode,
+    message: &str,
+    code: Option<&str>,
+) -> Response {
     page(
         gw,
         status,
@@ -121,8 +134,13 @@ pub(crate) fn set_cookie(gw: &Gateway, name: &str, value: &str, max_age: i64) ->
         "" => "/",
         p => p,
     };
-    let secure = if gw.cfg.secure_cookies() { "; Secure" } else { "" };
-    let v = format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}");
+    let secure = if gw.cfg.secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    };
+    let v =
+        format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}");
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
 }
 
@@ -141,7 +159,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Meta {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| pseudonymise(c.0.ip()));
-        let h = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let h = |n: &str| {
+            parts
+                .headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         Ok(Meta {
             source,
             request_id: h("x-request-id"),

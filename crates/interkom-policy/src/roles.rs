@@ -5,7 +5,12 @@ use sqlx::AnyPool;
 use crate::PolicyError;
 
 /// Assigns `role` in `tenant` to `subject` (idempotent).
-pub async fn assign(pool: &AnyPool, subject: &str, tenant: &str, role: &str) -> Result<(), PolicyError> {
+pub async fn assign(
+    pool: &AnyPool,
+    subject: &str,
+    tenant: &str,
+    role: &str,
+) -> Result<(), PolicyError> {
     sqlx::query(
         "INSERT INTO role_assignments (subject, tenant, role) VALUES ($1, $2, $3) \
          ON CONFLICT (subject, tenant, role) DO NOTHING",
@@ -19,7 +24,11 @@ pub async fn assign(pool: &AnyPool, subject: &str, tenant: &str, role: &str) -> 
 }
 
 /// The roles `subject` holds in `tenant`, sorted.
-pub async fn roles_in(pool: &AnyPool, subject: &str, tenant: &str) -> Result<Vec<String>, PolicyError> {
+pub async fn roles_in(
+    pool: &AnyPool,
+    subject: &str,
+    tenant: &str,
+) -> Result<Vec<String>, PolicyError> {
     Ok(sqlx::query_scalar(
         "SELECT role FROM role_assignments WHERE subject = $1 AND tenant = $2 ORDER BY role",
     )

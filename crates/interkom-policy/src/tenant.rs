@@ -105,7 +105,10 @@ impl TenantTree {
                 )));
             }
             if specs_by_id.insert(s.id.clone(), s).is_some() {
-                return Err(PolicyError::InvalidTree(format!("tenant id `{}` appears twice", s.id)));
+                return Err(PolicyError::InvalidTree(format!(
+                    "tenant id `{}` appears twice",
+                    s.id
+                )));
             }
         }
         let mut tree = TenantTree::default();
@@ -114,7 +117,10 @@ impl TenantTree {
                 (None, None) => {}
                 (Some(p), Some(want)) => {
                     let parent = specs_by_id.get(p).ok_or_else(|| {
-                        PolicyError::InvalidTree(format!("parent `{p}` of `{}` does not exist", s.id))
+                        PolicyError::InvalidTree(format!(
+                            "parent `{p}` of `{}` does not exist",
+                            s.id
+                        ))
                     })?;
                     if parent.level != want {
                         return Err(PolicyError::InvalidTree(format!(
@@ -126,7 +132,10 @@ impl TenantTree {
                     }
                 }
                 (None, Some(_)) => {
-                    return Err(PolicyError::InvalidTree(format!("`{}` needs a parent", s.id)))
+                    return Err(PolicyError::InvalidTree(format!(
+                        "`{}` needs a parent",
+                        s.id
+                    )))
                 }
                 (Some(_), None) => {
                     return Err(PolicyError::InvalidTree(format!(
@@ -163,7 +172,11 @@ impl TenantTree {
 
     /// Tenants in tree order (parents before children).
     pub fn iter(&self) -> impl Iterator<Item = &Tenant> {
-        let mut v: Vec<&Tenant> = self.order.iter().filter_map(|id| self.by_id.get(id)).collect();
+        let mut v: Vec<&Tenant> = self
+            .order
+            .iter()
+            .filter_map(|id| self.by_id.get(id))
+            .collect();
         v.sort_by(|a, b| a.path.cmp(&b.path));
         v.into_iter()
     }
@@ -187,7 +200,12 @@ impl TenantTree {
             .map(|(id, name, level, parent)| {
                 let level = Level::parse(&level)
                     .ok_or_else(|| PolicyError::InvalidTree(format!("stored level `{level}`")))?;
-                Ok(TenantSpec { id, name, level, parent })
+                Ok(TenantSpec {
+                    id,
+                    name,
+                    level,
+                    parent,
+                })
             })
             .collect::<Result<Vec<_>, PolicyError>>()?;
         TenantTree::from_specs(&specs)

@@ -77,7 +77,8 @@ pub struct TokensConfig {
 
 impl Default for TokensConfig {
     fn default() -> Self {
-        let d = GatewayConfig::new(Url::parse("http://localhost").unwrap_or_else(|_| unreachable!()));
+        let d =
+            GatewayConfig::new(Url::parse("http://localhost").unwrap_or_else(|_| unreachable!()));
         TokensConfig {
             code_ttl: d.code_ttl,
             access_token_ttl: d.access_token_ttl,
@@ -135,7 +136,9 @@ pub struct DemoClient {
 }
 
 pub fn default_scopes() -> Vec<String> {
-    ["openid", "profile", "email", "roles"].map(String::from).to_vec()
+    ["openid", "profile", "email", "roles"]
+        .map(String::from)
+        .to_vec()
 }
 
 /// The typed configuration the server runs with.
@@ -154,14 +157,15 @@ impl FileConfig {
     /// Reads the TOML file and applies the environment on top.
     pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
         if !path.exists() {
-            bail!("configuration file {} not found (set INTERKOM_CONFIG)", path.display());
+            bail!(
+                "configuration file {} not found (set INTERKOM_CONFIG)",
+                path.display()
+            );
         }
-        let env = Env::prefixed("INTERKOM_")
-            .split("__")
-            .filter(|k| {
-                let top = k.as_str().split('.').next().unwrap_or("");
-                ENV_KEYS.iter().any(|e| e.eq_ignore_ascii_case(top))
-            });
+        let env = Env::prefixed("INTERKOM_").split("__").filter(|k| {
+            let top = k.as_str().split('.').next().unwrap_or("");
+            ENV_KEYS.iter().any(|e| e.eq_ignore_ascii_case(top))
+        });
         Figment::new()
             .merge(Toml::file(path))
             .merge(env)
@@ -180,13 +184,17 @@ impl FileConfig {
         let issuer = Url::parse(&self.issuer)
             .map_err(|_| errs.push(format!("issuer: `{}` is not a URL", self.issuer)))
             .ok();
-        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres:")) {
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres:"))
+        {
             errs.push("database_url must start with sqlite: or postgres:".into());
         }
         let t = &self.tokens;
         let alg = Alg::parse(&t.access_token_alg);
         if alg.is_none() {
-            errs.push(format!("tokens.access_token_alg: `{}` (ES256 or EdDSA)", t.access_token_alg));
+            errs.push(format!(
+                "tokens.access_token_alg: `{}` (ES256 or EdDSA)",
+                t.access_token_alg
+            ));
         }
         let master = match (&self.key_encryption_key, &self.key_encryption_key_file) {
             (Some(k), _) => MasterKey::from_base64(k)
@@ -208,7 +216,9 @@ impl FileConfig {
             errs.push(format!("tenants: {e}"));
         }
         let gateway = issuer.map(|issuer| {
-            let mut g = GatewayConfig::new(Url::parse(issuer.as_str().trim_end_matches('/')).unwrap_or(issuer));
+            let mut g = GatewayConfig::new(
+                Url::parse(issuer.as_str().trim_end_matches('/')).unwrap_or(issuer),
+            );
             g.code_ttl = t.code_ttl;
             g.access_token_ttl = t.access_token_ttl;
             g.id_token_ttl = t.id_token_ttl;
@@ -242,7 +252,8 @@ impl FileConfig {
 
 fn load_or_create_key(path: &Path) -> anyhow::Result<MasterKey> {
     if path.exists() {
-        let s = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let s =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         return MasterKey::from_base64(&s).context("the file must hold 32 bytes, base64");
     }
     if let Some(dir) = path.parent() {

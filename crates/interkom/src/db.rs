@@ -29,12 +29,15 @@ pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
 /// Creates the file's directory and asks for WAL, create-if-missing and a
 /// busy timeout unless the URL says otherwise.
 fn sqlite_url(url: &str) -> anyhow::Result<String> {
-    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
     let path = rest.split('?').next().unwrap_or("");
     if path != ":memory:" && !path.is_empty() {
         if let Some(dir) = std::path::Path::new(path).parent() {
             if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
             }
         }
     }
@@ -58,8 +61,14 @@ fn redact(url: &str) -> String {
 
 /// Applies every crate's migrations, tenants first (others refer to them).
 pub async fn migrate(pool: &AnyPool) -> anyhow::Result<()> {
-    interkom_policy::migrate(pool).await.context("policy migrations")?;
-    interkom_audit::migrate(pool).await.context("audit migrations")?;
-    interkom_gateway::migrate(pool).await.context("gateway migrations")?;
+    interkom_policy::migrate(pool)
+        .await
+        .context("policy migrations")?;
+    interkom_audit::migrate(pool)
+        .await
+        .context("audit migrations")?;
+    interkom_gateway::migrate(pool)
+        .await
+        .context("gateway migrations")?;
     Ok(())
 }

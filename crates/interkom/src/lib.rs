@@ -98,7 +98,9 @@ impl App {
             let grant_types = c
                 .grant_types
                 .iter()
-                .map(|g| GrantType::parse(g).with_context(|| format!("demo client {}: grant {g}", c.id)))
+                .map(|g| {
+                    GrantType::parse(g).with_context(|| format!("demo client {}: grant {g}", c.id))
+                })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let auth_method = AuthMethod::parse(&c.auth_method)
                 .with_context(|| format!("demo client {}: auth_method {}", c.id, c.auth_method))?;
@@ -141,16 +143,27 @@ impl App {
                     async move {
                         match sqlx::query("SELECT 1").execute(&pool).await {
                             Ok(_) => (axum::http::StatusCode::OK, "ready"),
-                            Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+                            Err(_) => (
+                                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                                "database unavailable",
+                            ),
                         }
                     }
                 }),
             )
             .layer(RequestBodyLimitLayer::new(64 * 1024))
-            .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+            .layer(TimeoutLayer::with_status_code(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                Duration::from_secs(30),
+            ))
             .layer(TraceLayer::new_for_http())
-            .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
-            .layer(PropagateRequestIdLayer::new(HeaderName::from_static("x-request-id")))
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                header::COOKIE,
+            ]))
+            .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
+                "x-request-id",
+            )))
             .layer(SetRequestIdLayer::new(
                 HeaderName::from_static("x-request-id"),
                 MakeRequestUuid,
@@ -165,8 +178,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let router = app.router();
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     Ok(())
 }

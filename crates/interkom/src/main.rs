@@ -10,10 +10,19 @@ use interkom_gateway::clients::{AuthMethod, ClientSpec, GrantType};
 use interkom_gateway::{Alg, Clock};
 
 #[derive(Parser)]
-#[command(name = "interkom", version, about = "Identity and access broker for the Kreis, Samtgemeinden and Gemeinden")]
+#[command(
+    name = "interkom",
+    version,
+    about = "Identity and access broker for the Kreis, Samtgemeinden and Gemeinden"
+)]
 struct Cli {
     /// Configuration file (TOML); every key can be overridden by INTERKOM_<KEY>.
-    #[arg(long, global = true, env = "INTERKOM_CONFIG", default_value = "config/interkom.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "INTERKOM_CONFIG",
+        default_value = "config/interkom.toml"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -154,6 +163,31 @@ enum AuditCommand {
     },
 }
 
+/// Ctrl-C or SIGTERM (what systemd and Kubernetes send) end the server
+/// gracefully: open requests finish, no new ones are accepted.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}
+
 fn read_stdin_line() -> anyhow::Result<String> {
     let mut s = String::new();
     std::io::stdin().read_to_string(&mut s)?;
@@ -178,11 +212,19 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     let config = FileConfig::load(&cli.config)?.validate()?;
-    if let Command::Config { command: ConfigCommand::Check } = cli.command {
-        println!("configuration ok: {} tenants, issuer {}", config.tenants.len(), config.gateway.issuer_str());
+    if let Command::Config {
+        command: ConfigCommand::Check,
+    } = cli.command
+    {
+        println!(
+            "configuration ok: {} tenants, issuer {}",
+            config.tenants.len(),
+            config.gateway.issuer_str()
+        );
         return Ok(std::process::ExitCode::SUCCESS);
     }
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into());
     let serving = matches!(cli.command, Command::Serve);
     tracing_subscriber::fmt()
         .with_env_filter(if serving { filter } else { "warn".into() })
@@ -202,20 +244,21 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
                 ready_ms = started.elapsed().as_millis() as u64,
                 "interkom ready"
             );
-            interkom::serve(&app, listener, async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
+            interkom::serve(&app, listener, shutdown_signal()).await?;
         }
         Command::Migrate => println!("migrations applied"),
         Command::Config { .. } => {}
-        Command::Tenant { command: TenantCommand::List } => {
+        Command::Tenant {
+            command: TenantCommand::List,
+        } => {
             for t in app.tenants.iter() {
                 let indent = "  ".repeat(t.path.len() - 1);
                 println!("{indent}{}\t{}\t{}", t.id, t.level.as_str(), t.name);
             }
         }
-        Command::User { command: UserCommand::Add(a) } => {
+        Command::User {
+            command: UserCommand::Add(a),
+        } => {
             let password = read_stdin_line()?;
             let id = app
                 .gateway
@@ -230,7 +273,9 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
                 .await?;
             println!("user {} created, subject {id}", a.username);
         }
-        Command::Client { command: ClientCommand::Add(a) } => {
+        Command::Client {
+            command: ClientCommand::Add(a),
+        } => {
             let grant_types = if a.grants.is_empty() {
                 vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
             } else {
@@ -242,10 +287,15 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
             let (auth_method, secret, jwks) = if a.public {
                 (AuthMethod::None, None, None)
             } else if let Some(f) = &a.jwks_file {
-                let jwks = serde_json::from_str(&std::fs::read_to_string(f)?).context("JWKS file")?;
+                let jwks =
+                    serde_json::from_str(&std::fs::read_to_string(f)?).context("JWKS file")?;
                 (AuthMethod::PrivateKeyJwt, None, Some(jwks))
             } else {
-                let secret = if a.secret_stdin { Some(read_stdin_line()?) } else { None };
+                let secret = if a.secret_stdin {
+                    Some(read_stdin_line()?)
+                } else {
+                    None
+                };
                 (AuthMethod::ClientSecretBasic, secret, None)
             };
             let generated = app
@@ -257,11 +307,16 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
                     redirect_uris: a.redirect_uris,
                     post_logout_redirect_uris: a.post_logout_redirect_uris,
                     grant_types,
-                    scopes: if a.scopes.is_empty() { interkom::config::default_scopes() } else { a.scopes },
+                    scopes: if a.scopes.is_empty() {
+                        interkom::config::default_scopes()
+                    } else {
+                        a.scopes
+                    },
                     auth_method,
                     secret,
                     jwks,
-                    id_token_alg: Alg::parse(&a.id_token_alg).context("--id-token-alg: RS256, ES256 or EdDSA")?,
+                    id_token_alg: Alg::parse(&a.id_token_alg)
+                        .context("--id-token-alg: RS256, ES256 or EdDSA")?,
                 })
                 .await?;
             println!("client {} registered", a.id);
@@ -270,23 +325,34 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
                 println!("(shown once; interkom stores only a keyed hash)");
             }
         }
-        Command::Keys { command: KeysCommand::Rotate } => {
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => {
             let kids = app.gateway.rotate_keys().await?;
             println!("new keys published: {}", kids.join(", "));
-            println!("they sign from {} s on", app.config.gateway.key_publish_lead);
+            println!(
+                "they sign from {} s on",
+                app.config.gateway.key_publish_lead
+            );
         }
-        Command::Keys { command: KeysCommand::List } => {
+        Command::Keys {
+            command: KeysCommand::List,
+        } => {
             for k in app.gateway.list_keys().await? {
                 println!(
                     "{}\t{}\tsigns from {}\tretires {}",
                     k.kid,
                     k.alg,
                     k.sign_from,
-                    k.retire_at.map(|r| r.to_string()).unwrap_or_else(|| "-".into())
+                    k.retire_at
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| "-".into())
                 );
             }
         }
-        Command::Audit { command: AuditCommand::Verify { from, to } } => {
+        Command::Audit {
+            command: AuditCommand::Verify { from, to },
+        } => {
             let report = interkom_audit::verify(&app.pool, from, to).await?;
             match report.first_bad {
                 None => println!("audit chain ok: {} events verified", report.checked),
