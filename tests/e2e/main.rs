@@ -3,7 +3,12 @@
 //! `openidconnect` crate as relying party and by a cookie-keeping HTTP
 //! client as the user's browser. The CLI tests run the real binary.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity, unreachable_pub)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::type_complexity,
+    unreachable_pub
+)]
 
 mod audit;
 mod cli;

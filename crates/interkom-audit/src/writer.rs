@@ -7,9 +7,12 @@
 //! per batch, not per event. Several processes on one PostgreSQL serialise on
 //! the row lock of `audit_head`.
 
+use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::AnyPool;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{AnyPool, ConnectOptions, Connection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::chain::Canonical;
@@ -53,7 +56,8 @@ impl AuditLog {
     /// Starts the writer task on the current runtime.
     pub fn start(pool: AnyPool, config: AuditConfig) -> AuditLog {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
-        tokio::spawn(run_writer(pool.clone(), rx, config.max_batch.max(1)));
+        let url = pool.connect_options().database_url.to_string();
+        tokio::spawn(run_writer(url, rx, config.max_batch.max(1)));
         AuditLog { tx, pool }
     }
 
@@ -77,7 +81,38 @@ impl AuditLog {
     }
 }
 
-async fn run_writer(pool: AnyPool, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
+/// The writer's own connection, of the native driver: it is the only
+/// writer of this node, needs no pool, and skips the `Any` driver's argument
+/// conversions on the hottest write path.
+enum WriterConn {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+impl WriterConn {
+    async fn open(url: &str) -> Result<WriterConn, sqlx::Error> {
+        if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)?
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full);
+            Ok(WriterConn::Sqlite(opts.connect().await?))
+        } else {
+            Ok(WriterConn::Postgres(
+                PgConnectOptions::from_str(url)?.connect().await?,
+            ))
+        }
+    }
+
+    async fn write(&mut self, batch: &[Pending]) -> Result<i64, AuditError> {
+        match self {
+            WriterConn::Sqlite(c) => write_sqlite(c, batch).await,
+            WriterConn::Postgres(c) => write_postgres(c, batch).await,
+        }
+    }
+}
+
+async fn run_writer(url: String, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
+    let mut conn: Option<WriterConn> = None;
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -89,12 +124,20 @@ async fn run_writer(pool: AnyPool, mut rx: mpsc::Receiver<Pending>, max_batch: u
         }
         let mut attempt = 0;
         let result = loop {
-            match write_batch(&pool, &batch).await {
+            let res = match conn.as_mut() {
+                Some(c) => c.write(&batch).await,
+                None => match WriterConn::open(&url).await {
+                    Ok(c) => conn.insert(c).write(&batch).await,
+                    Err(e) => Err(e.into()),
+                },
+            };
+            match res {
                 Ok(first_seq) => break Ok(first_seq),
-                // Another node holds the chain head, or SQLite is busy: retry
-                // a few times before failing the callers.
+                // Another node holds the chain head, SQLite is busy, or the
+                // connection broke: reconnect and retry before failing.
                 Err(e) if attempt < 5 => {
                     attempt += 1;
+                    conn = None;
                     tracing::warn!(error = %e, attempt, "audit batch failed, retrying");
                     tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
                 }
@@ -108,6 +151,7 @@ async fn run_writer(pool: AnyPool, mut rx: mpsc::Receiver<Pending>, max_batch: u
                 }
             }
             Err(e) => {
+                conn = None;
                 tracing::error!(error = %e, events = batch.len(), "audit batch could not be committed");
                 for p in batch.drain(..) {
                     let _ = p.ack.send(Err("audit store unavailable".into()));
@@ -125,19 +169,12 @@ fn now_ts() -> String {
     now.format(&fmt).unwrap_or_default()
 }
 
-/// Writes the batch in one transaction; returns the first sequence number.
-async fn write_batch(pool: &AnyPool, batch: &[Pending]) -> Result<i64, AuditError> {
-    let mut tx = pool.begin().await?;
-    // Taking the write lock first: a row lock on PostgreSQL, the database
-    // write lock on SQLite. Every writer of every node goes through it.
-    sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
-        .execute(&mut *tx)
-        .await?;
-    let (head_seq, head_hash): (i64, String) =
-        sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?;
-
+/// Chains the batch onto the head: sequence numbers, timestamp, hashes.
+fn chain(
+    head_seq: i64,
+    head_hash: String,
+    batch: &[Pending],
+) -> Result<Vec<StoredEvent>, AuditError> {
     let ts = now_ts();
     let mut rows = Vec::with_capacity(batch.len());
     let mut prev = head_hash;
@@ -181,55 +218,95 @@ async fn write_batch(pool: &AnyPool, batch: &[Pending]) -> Result<i64, AuditErro
             hash,
         });
     }
+    Ok(rows)
+}
 
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut sql = format!(
-            "INSERT INTO audit_events ({}) VALUES ",
-            crate::event::COLUMNS
-        );
-        for r in 0..chunk.len() {
-            if r > 0 {
+/// A multi-row INSERT for `n` events. SQLite resolves a numbered parameter
+/// (`$7`) by scanning the statement's parameter names, which makes a
+/// 1,600-parameter statement quadratic; there `?` binds by position.
+/// PostgreSQL needs `$n`.
+fn insert_sql(n: usize, numbered: bool) -> String {
+    let mut sql = format!(
+        "INSERT INTO audit_events ({}) VALUES ",
+        crate::event::COLUMNS
+    );
+    for r in 0..n {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..16 {
+            if c > 0 {
                 sql.push(',');
             }
-            sql.push('(');
-            for c in 0..16 {
-                if c > 0 {
-                    sql.push(',');
-                }
+            if numbered {
                 sql.push_str(&format!("${}", r * 16 + c + 1));
+            } else {
+                sql.push('?');
             }
-            sql.push(')');
         }
-        let mut q = sqlx::query(&sql);
-        for e in chunk {
-            q = q
-                .bind(e.seq)
-                .bind(&e.ts)
-                .bind(&e.tenant)
-                .bind(&e.tenant_path)
-                .bind(&e.actor_subject)
-                .bind(&e.actor_tenant)
-                .bind(&e.actor_client)
-                .bind(&e.action)
-                .bind(&e.target)
-                .bind(&e.outcome)
-                .bind(&e.reason)
-                .bind(&e.correlation_id)
-                .bind(&e.source)
-                .bind(&e.details)
-                .bind(&e.prev_hash)
-                .bind(&e.hash);
-        }
-        q.execute(&mut *tx).await?;
+        sql.push(')');
     }
-    let last = rows.last().map(|r| (r.seq, r.hash.clone()));
-    if let Some((seq, hash)) = last {
-        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-            .bind(seq)
-            .bind(hash)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(head_seq + 1)
+    sql
 }
+
+/// One transaction per batch; returns the first sequence number. The same
+/// code for both drivers, which differ only in their types.
+macro_rules! write_batch {
+    ($name:ident, $conn:ty, $numbered:expr) => {
+        async fn $name(conn: &mut $conn, batch: &[Pending]) -> Result<i64, AuditError> {
+            let mut tx = conn.begin().await?;
+            // Taking the write lock first: a row lock on PostgreSQL, the
+            // database write lock on SQLite. Every writer of every node goes
+            // through it, so the chain has one order.
+            sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+                .execute(&mut *tx)
+                .await?;
+            let (head_seq, head_hash): (i64, String) =
+                sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let rows = chain(head_seq, head_hash, batch)?;
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let sql = insert_sql(chunk.len(), $numbered);
+                let mut q = sqlx::query(&sql);
+                for e in chunk {
+                    q = q
+                        .bind(e.seq)
+                        .bind(&e.ts)
+                        .bind(&e.tenant)
+                        .bind(&e.tenant_path)
+                        .bind(&e.actor_subject)
+                        .bind(&e.actor_tenant)
+                        .bind(&e.actor_client)
+                        .bind(&e.action)
+                        .bind(&e.target)
+                        .bind(&e.outcome)
+                        .bind(&e.reason)
+                        .bind(&e.correlation_id)
+                        .bind(&e.source)
+                        .bind(&e.details)
+                        .bind(&e.prev_hash)
+                        .bind(&e.hash);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            if let Some(last) = rows.last() {
+                sqlx::query(if $numbered {
+                    "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1"
+                } else {
+                    "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"
+                })
+                .bind(last.seq)
+                .bind(&last.hash)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(head_seq + 1)
+        }
+    };
+}
+
+write_batch!(write_sqlite, SqliteConnection, false);
+write_batch!(write_postgres, PgConnection, true);

@@ -228,9 +228,11 @@ pub(crate) async fn session_by_handle(
     Ok(s.filter(|s| s.expires_at > now))
 }
 
-/// Creates a session; returns (cookie handle, session).
+/// Creates a session on `conn` (the caller's transaction); returns
+/// (cookie handle, session).
 pub(crate) async fn create_session(
     gw: &Gateway,
+    conn: &mut sqlx::AnyConnection,
     user_id: &str,
     acr: &str,
     amr: &[&str],
@@ -257,7 +259,7 @@ pub(crate) async fn create_session(
     .bind(&session.amr)
     .bind(now)
     .bind(session.expires_at)
-    .execute(&gw.pool)
+    .execute(conn)
     .await?;
     Ok((handle, session))
 }

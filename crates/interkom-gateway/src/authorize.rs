@@ -392,7 +392,9 @@ async fn proceed(
     });
     if session_ok {
         if let Some(s) = session {
-            return complete(gw, &req, &s).await.map_err(Fail::Internal);
+            let mut conn = gw.pool.acquire().await.map_err(GatewayError::from)?;
+            let code = issue_code(gw, &mut conn, &req, &s).await?;
+            return Ok(code_redirect(gw, &req, &code));
         }
     }
     if req.min_acr.is_some_and(|r| r > reachable) {
@@ -470,8 +472,14 @@ fn login_page(
     )
 }
 
-/// Issues the authorization code and sends the browser back to the client.
-async fn complete(gw: &Gateway, req: &AuthRequest, s: &Session) -> Result<Response, GatewayError> {
+/// Stores a new authorization code for the session (on the caller's
+/// connection or transaction) and returns it.
+async fn issue_code(
+    gw: &Gateway,
+    conn: &mut sqlx::AnyConnection,
+    req: &AuthRequest,
+    s: &Session,
+) -> Result<String, GatewayError> {
     let now = gw.clock.now();
     let code = random_token(32);
     sqlx::query(
@@ -492,16 +500,21 @@ async fn complete(gw: &Gateway, req: &AuthRequest, s: &Session) -> Result<Respon
     .bind(&s.amr)
     .bind(uuid::Uuid::new_v4().to_string())
     .bind(now + gw.cfg.code_ttl)
-    .execute(&gw.pool)
+    .execute(conn)
     .await?;
-    Ok(web::see_other(&with_params(
+    Ok(code)
+}
+
+/// Sends the browser back to the client with the code, `state` and `iss`.
+fn code_redirect(gw: &Gateway, req: &AuthRequest, code: &str) -> Response {
+    web::see_other(&with_params(
         &req.redirect_uri,
         &[
-            ("code", Some(&code)),
+            ("code", Some(code)),
             ("state", req.state.as_deref()),
             ("iss", Some(gw.cfg.issuer_str())),
         ],
-    )))
+    ))
 }
 
 #[derive(Deserialize)]
@@ -624,17 +637,23 @@ async fn finish_login(
     client: &Client,
     user: &accounts::User,
 ) -> Result<Response, GatewayError> {
+    // One transaction: the login request is used up, the session and the
+    // code are created, or nothing happens.
+    let mut tx = gw.pool.begin().await?;
     // Single use: a second submission of the same form finds nothing.
     let deleted = sqlx::query("DELETE FROM login_requests WHERE id = $1")
         .bind(lr)
-        .execute(&gw.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
     if deleted == 0 {
         return Err(GatewayError::Invalid("login request used twice".into()));
     }
     // A new session on every login (no session fixation).
-    let (handle, session) = accounts::create_session(gw, &user.id, ACR_LOW, &["pwd"]).await?;
+    let (handle, session) =
+        accounts::create_session(gw, &mut tx, &user.id, ACR_LOW, &["pwd"]).await?;
+    let code = issue_code(gw, &mut tx, req, &session).await?;
+    tx.commit().await?;
     let mut ev = AuditEvent::new(Action::Login, Outcome::Success)
         .subject(&user.id, Some(user.tenant.clone()))
         .client(&client.id)
@@ -645,7 +664,7 @@ async fn finish_login(
         ev = ev.tenant(&t.id, t.path_string());
     }
     gw.audit.append(ev).await?;
-    let mut res = complete(gw, req, &session).await?;
+    let mut res = code_redirect(gw, req, &code);
     let h = res.headers_mut();
     h.append(
         header::SET_COOKIE,

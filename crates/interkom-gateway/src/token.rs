@@ -130,30 +130,8 @@ async fn authorization_code(
     .await
     .map_err(GatewayError::from)?;
     let row = row.ok_or_else(|| OAuthError::invalid_grant("the code is invalid"))?;
-    // Single use: the first redemption marks it; any later one is a replay.
-    let consumed =
-        sqlx::query("UPDATE auth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL")
-            .bind(now)
-            .bind(&code_hash)
-            .execute(&gw.pool)
-            .await
-            .map_err(GatewayError::from)?
-            .rows_affected();
-    if consumed == 0 || row.used_at.is_some() {
-        revoke_family(gw, &row.family_id).await?;
-        gw.audit
-            .append(
-                AuditEvent::new(Action::CodeReplayDetected, Outcome::Denied)
-                    .subject(&row.user_id, None)
-                    .client(&client.id)
-                    .reason("authorization code redeemed twice; its tokens are revoked")
-                    .correlation(meta.request_id.clone())
-                    .source(meta.source.clone())
-                    .details(json!({ "family": row.family_id })),
-            )
-            .await
-            .map_err(GatewayError::from)?;
-        return Err(OAuthError::invalid_grant("the code has been used already"));
+    if row.used_at.is_some() {
+        return Err(code_replayed(gw, meta, client, &row).await);
     }
     if row.client_id != client.id {
         return Err(OAuthError::invalid_grant(
@@ -190,31 +168,74 @@ async fn authorization_code(
             }
         }
     }
-    sqlx::query("INSERT INTO token_families (id, client_id, user_id, sid, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, NULL)")
-        .bind(&row.family_id)
-        .bind(&client.id)
-        .bind(&row.user_id)
-        .bind(&row.sid)
-        .bind(now)
-        .execute(&gw.pool)
-        .await
-        .map_err(GatewayError::from)?;
     let grant = Grant {
-        user_id: row.user_id,
-        sid: row.sid,
+        user_id: row.user_id.clone(),
+        sid: row.sid.clone(),
         scope: row
             .scope
             .split(' ')
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect(),
-        nonce: row.nonce,
+        nonce: row.nonce.clone(),
         auth_time: row.auth_time,
-        acr: row.acr,
+        acr: row.acr.clone(),
         amr: serde_json::from_str(&row.amr).unwrap_or_default(),
-        family_id: row.family_id,
+        family_id: row.family_id.clone(),
     };
-    issue_user_tokens(gw, meta, client, grant, Action::TokenIssued).await
+    let issue = prepare_user_tokens(gw, meta, client, &grant, Action::TokenIssued).await?;
+    // One transaction: the code is used up exactly once, and the family and
+    // refresh token exist exactly when it is.
+    let mut tx = gw.pool.begin().await.map_err(GatewayError::from)?;
+    let consumed =
+        sqlx::query("UPDATE auth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL")
+            .bind(now)
+            .bind(&code_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(GatewayError::from)?
+            .rows_affected();
+    if consumed == 0 {
+        drop(tx);
+        return Err(code_replayed(gw, meta, client, &row).await);
+    }
+    sqlx::query(
+        "INSERT INTO token_families (id, client_id, user_id, sid, created_at, revoked_at) \
+         VALUES ($1, $2, $3, $4, $5, NULL)",
+    )
+    .bind(&row.family_id)
+    .bind(&client.id)
+    .bind(&row.user_id)
+    .bind(&row.sid)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(GatewayError::from)?;
+    finish(gw, tx, issue).await
+}
+
+/// A second redemption of a code: whatever was issued from it is revoked.
+async fn code_replayed(gw: &Gateway, meta: &Meta, client: &Client, row: &CodeRow) -> OAuthError {
+    let res = async {
+        revoke_family(gw, &row.family_id).await?;
+        gw.audit
+            .append(
+                AuditEvent::new(Action::CodeReplayDetected, Outcome::Denied)
+                    .subject(&row.user_id, None)
+                    .client(&client.id)
+                    .reason("authorization code redeemed twice; its tokens are revoked")
+                    .correlation(meta.request_id.clone())
+                    .source(meta.source.clone())
+                    .details(json!({ "family": row.family_id })),
+            )
+            .await?;
+        Ok::<(), GatewayError>(())
+    }
+    .await;
+    match res {
+        Ok(()) => OAuthError::invalid_grant("the code has been used already"),
+        Err(e) => e.into(),
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -279,35 +300,8 @@ async fn refresh(
             asked
         }
     };
-    let consumed = if row.used_at.is_none() {
-        sqlx::query(
-            "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
-        )
-        .bind(now)
-        .bind(&hash)
-        .execute(&gw.pool)
-        .await
-        .map_err(GatewayError::from)?
-        .rows_affected()
-    } else {
-        0
-    };
-    if consumed == 0 {
-        // Reuse of a rotated token: someone else holds a copy. Revoke all.
-        revoke_family(gw, &row.family_id).await?;
-        gw.audit
-            .append(
-                AuditEvent::new(Action::RefreshReuseDetected, Outcome::Denied)
-                    .subject(&row.user_id, None)
-                    .client(&client.id)
-                    .reason("a rotated refresh token was used again; the token family is revoked")
-                    .correlation(meta.request_id.clone())
-                    .source(meta.source.clone())
-                    .details(json!({ "family": row.family_id })),
-            )
-            .await
-            .map_err(GatewayError::from)?;
-        return Err(invalid());
+    if row.used_at.is_some() {
+        return Err(refresh_reused(gw, meta, client, &row).await);
     }
     let revoked: Option<Option<i64>> =
         sqlx::query_scalar("SELECT revoked_at FROM token_families WHERE id = $1")
@@ -319,16 +313,62 @@ async fn refresh(
         return Err(invalid());
     }
     let grant = Grant {
-        user_id: row.user_id,
-        sid: row.sid,
+        user_id: row.user_id.clone(),
+        sid: row.sid.clone(),
         scope,
         nonce: None,
         auth_time: row.auth_time,
-        acr: row.acr,
+        acr: row.acr.clone(),
         amr: serde_json::from_str(&row.amr).unwrap_or_default(),
-        family_id: row.family_id,
+        family_id: row.family_id.clone(),
     };
-    issue_user_tokens(gw, meta, client, grant, Action::TokenRefreshed).await
+    let issue = prepare_user_tokens(gw, meta, client, &grant, Action::TokenRefreshed).await?;
+    // One transaction: the old token is used up and its successor exists.
+    let mut tx = gw.pool.begin().await.map_err(GatewayError::from)?;
+    let consumed = sqlx::query(
+        "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
+    )
+    .bind(now)
+    .bind(&hash)
+    .execute(&mut *tx)
+    .await
+    .map_err(GatewayError::from)?
+    .rows_affected();
+    if consumed == 0 {
+        drop(tx);
+        return Err(refresh_reused(gw, meta, client, &row).await);
+    }
+    finish(gw, tx, issue).await
+}
+
+/// Reuse of a rotated refresh token: someone else holds a copy. The whole
+/// family is revoked.
+async fn refresh_reused(
+    gw: &Gateway,
+    meta: &Meta,
+    client: &Client,
+    row: &RefreshRow,
+) -> OAuthError {
+    let res = async {
+        revoke_family(gw, &row.family_id).await?;
+        gw.audit
+            .append(
+                AuditEvent::new(Action::RefreshReuseDetected, Outcome::Denied)
+                    .subject(&row.user_id, None)
+                    .client(&client.id)
+                    .reason("a rotated refresh token was used again; the token family is revoked")
+                    .correlation(meta.request_id.clone())
+                    .source(meta.source.clone())
+                    .details(json!({ "family": row.family_id })),
+            )
+            .await?;
+        Ok::<(), GatewayError>(())
+    }
+    .await;
+    match res {
+        Ok(()) => OAuthError::invalid_grant("the refresh token is invalid"),
+        Err(e) => e.into(),
+    }
 }
 
 pub(crate) async fn revoke_family(gw: &Gateway, family_id: &str) -> Result<(), GatewayError> {
@@ -341,13 +381,70 @@ pub(crate) async fn revoke_family(gw: &Gateway, family_id: &str) -> Result<(), G
     Ok(())
 }
 
-async fn issue_user_tokens(
+/// Tokens signed and ready, with what must be stored and audited before
+/// they are handed out.
+struct Issue {
+    body: Value,
+    refresh: Option<NewRefresh>,
+    audit: AuditEvent,
+}
+
+struct NewRefresh {
+    hash: String,
+    family_id: String,
+    client_id: String,
+    user_id: String,
+    sid: String,
+    scope: String,
+    auth_time: i64,
+    acr: String,
+    amr: String,
+    expires_at: i64,
+}
+
+/// Commits the caller's transaction with the new refresh token in it, then
+/// the audit event; only then is the response released.
+async fn finish(
+    gw: &Gateway,
+    mut tx: sqlx::Transaction<'_, sqlx::Any>,
+    issue: Issue,
+) -> Result<Value, OAuthError> {
+    if let Some(r) = &issue.refresh {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, sid, scope, auth_time, acr, amr, \
+             expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)",
+        )
+        .bind(&r.hash)
+        .bind(&r.family_id)
+        .bind(&r.client_id)
+        .bind(&r.user_id)
+        .bind(&r.sid)
+        .bind(&r.scope)
+        .bind(r.auth_time)
+        .bind(&r.acr)
+        .bind(&r.amr)
+        .bind(r.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(GatewayError::from)?;
+    }
+    tx.commit().await.map_err(GatewayError::from)?;
+    gw.audit
+        .append(issue.audit)
+        .await
+        .map_err(GatewayError::from)?;
+    Ok(issue.body)
+}
+
+/// Reads the account, its tenant and roles, and signs the tokens. Writes
+/// nothing: the caller stores within its transaction.
+async fn prepare_user_tokens(
     gw: &Gateway,
     meta: &Meta,
     client: &Client,
-    g: Grant,
+    g: &Grant,
     action: Action,
-) -> Result<Value, OAuthError> {
+) -> Result<Issue, OAuthError> {
     let now = gw.clock.now();
     let user = accounts::user_by_id(&gw.pool, &g.user_id)
         .await?
@@ -417,43 +514,37 @@ async fn issue_user_tokens(
         add_profile_claims(&mut claims, &g.scope, &user);
         out["id_token"] = json!(jws::sign(id_key, "JWT", &claims)?);
     }
-    if client.allows(GrantType::RefreshToken) {
+    let refresh = if client.allows(GrantType::RefreshToken) {
         let rt = random_token(32);
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, sid, scope, auth_time, acr, amr, \
-             expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)",
-        )
-        .bind(gw.master.keyed_hash(&rt))
-        .bind(&g.family_id)
-        .bind(&client.id)
-        .bind(&user.id)
-        .bind(&g.sid)
-        .bind(&scope)
-        .bind(g.auth_time)
-        .bind(&g.acr)
-        .bind(serde_json::to_string(&g.amr).map_err(GatewayError::from)?)
-        .bind(now + gw.cfg.refresh_token_ttl)
-        .execute(&gw.pool)
-        .await
-        .map_err(GatewayError::from)?;
+        let new = NewRefresh {
+            hash: gw.master.keyed_hash(&rt),
+            family_id: g.family_id.clone(),
+            client_id: client.id.clone(),
+            user_id: user.id.clone(),
+            sid: g.sid.clone(),
+            scope: scope.clone(),
+            auth_time: g.auth_time,
+            acr: g.acr.clone(),
+            amr: serde_json::to_string(&g.amr).map_err(GatewayError::from)?,
+            expires_at: now + gw.cfg.refresh_token_ttl,
+        };
         out["refresh_token"] = json!(rt);
-    }
-    // The response waits for the durable audit event.
-    gw.audit
-        .append(
-            AuditEvent::new(action, Outcome::Success)
-                .tenant(&tenant.id, tenant.path_string())
-                .subject(&user.id, Some(user.tenant.clone()))
-                .client(&client.id)
-                .correlation(meta.request_id.clone())
-                .source(meta.source.clone())
-                .details(
-                    json!({ "scope": scope, "family": g.family_id, "jti": access_claims["jti"] }),
-                ),
-        )
-        .await
-        .map_err(GatewayError::from)?;
-    Ok(out)
+        Some(new)
+    } else {
+        None
+    };
+    let audit = AuditEvent::new(action, Outcome::Success)
+        .tenant(&tenant.id, tenant.path_string())
+        .subject(&user.id, Some(user.tenant.clone()))
+        .client(&client.id)
+        .correlation(meta.request_id.clone())
+        .source(meta.source.clone())
+        .details(json!({ "scope": scope, "family": g.family_id, "jti": access_claims["jti"] }));
+    Ok(Issue {
+        body: out,
+        refresh,
+        audit,
+    })
 }
 
 pub(crate) fn add_profile_claims(claims: &mut Value, scope: &[String], user: &accounts::User) {

@@ -18,12 +18,20 @@ pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
     let opts = AnyConnectOptions::from_str(&url).context("database_url")?;
     // SQLite has one writer; more connections only add lock contention.
     let max = if is_sqlite { 8 } else { 16 };
-    AnyPoolOptions::new()
+    let pool = AnyPoolOptions::new()
         .max_connections(max)
         .min_connections(1)
         .connect_with(opts)
         .await
-        .with_context(|| format!("connecting to {}", redact(&url)))
+        .with_context(|| format!("connecting to {}", redact(&url)))?;
+    if is_sqlite {
+        // WAL: readers never block the writer and a commit is one append
+        // (persistent: set once, it stays with the database file).
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&pool)
+            .await?;
+    }
+    Ok(pool)
 }
 
 /// Creates the file's directory and asks for WAL, create-if-missing and a

@@ -9,6 +9,12 @@ use interkom::{App, FileConfig};
 use interkom_gateway::clients::{AuthMethod, ClientSpec, GrantType};
 use interkom_gateway::{Alg, Clock};
 
+// mimalloc: less CPU per request than glibc's allocator under many small
+// allocations, and argon2id's 19 MiB blocks go back to the system instead of
+// lingering in per-thread arenas.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "interkom",
