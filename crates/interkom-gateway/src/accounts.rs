@@ -7,21 +7,28 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use serde::Serialize;
 use sqlx::AnyPool;
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use crate::config::Argon2Config;
 use crate::crypto::{random_token, MasterKey};
 use crate::{Gateway, GatewayError};
 
+/// argon2id on a small pool of dedicated threads, each keeping its 19 MiB
+/// working memory between hashes: no allocation, zeroing or page faults per
+/// login, memory bounded at threads × m, and the async runtime's workers
+/// never block on a hash.
 pub(crate) struct PasswordHasher {
     params: Params,
-    permits: Arc<Semaphore>,
-    /// Verified against when the user does not exist.
-    dummy_hash: String,
+    jobs: std::sync::mpsc::SyncSender<Job>,
+}
+
+enum Job {
+    Hash(String, oneshot::Sender<Option<String>>),
+    Verify(String, String, oneshot::Sender<bool>),
 }
 
 impl PasswordHasher {
@@ -31,60 +38,174 @@ impl PasswordHasher {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
-        let max = if cfg.max_concurrent == 0 {
+        let threads = if cfg.max_concurrent == 0 {
             cores
         } else {
             cfg.max_concurrent
         };
-        let dummy_hash = hash_with(&params, "interkom-dummy-password")?;
-        Ok(PasswordHasher {
-            params,
-            permits: Arc::new(Semaphore::new(max)),
-            dummy_hash,
-        })
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(1024);
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            let params = params.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || worker(&rx, &params))
+                .map_err(|_| GatewayError::Crypto("cannot start password threads"))?;
+        }
+        Ok(PasswordHasher { params, jobs })
     }
 
     pub(crate) async fn hash(&self, password: String) -> Result<String, GatewayError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| GatewayError::Crypto("hasher closed"))?;
-        let params = self.params.clone();
-        tokio::task::spawn_blocking(move || hash_with(&params, &password))
-            .await
-            .map_err(|_| GatewayError::Crypto("hash task failed"))?
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Hash(password, tx))?;
+        rx.await
+            .ok()
+            .flatten()
+            .ok_or(GatewayError::Crypto("password hashing failed"))
     }
 
     /// True only when `stored` exists and matches. Runs a full verification
     /// either way.
     pub(crate) async fn verify(&self, stored: Option<String>, password: String) -> bool {
-        let Ok(_permit) = self.permits.acquire().await else {
-            return false;
-        };
         let known = stored.is_some();
-        let hash = stored.unwrap_or_else(|| self.dummy_hash.clone());
-        let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
-                .map(|h| {
-                    Argon2::default()
-                        .verify_password(password.as_bytes(), &h)
-                        .is_ok()
-                })
-                .unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
-        ok && known
+        let hash = stored.unwrap_or_else(|| self.unmatchable_hash());
+        let (tx, rx) = oneshot::channel();
+        if self.send(Job::Verify(hash, password, tx)).is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false) && known
+    }
+
+    fn send(&self, job: Job) -> Result<(), GatewayError> {
+        // The queue is deep; a full queue means a login storm, and waiting
+        // for room briefly on this thread is the back-pressure we want.
+        self.jobs
+            .send(job)
+            .map_err(|_| GatewayError::Crypto("password threads stopped"))
+    }
+
+    /// A hash with the configured parameters that no password matches
+    /// (random salt and output): verifying against it costs exactly what a
+    /// real verification costs, and nothing is computed ahead of time.
+    fn unmatchable_hash(&self) -> String {
+        use base64::engine::general_purpose::STANDARD_NO_PAD;
+        use base64::Engine;
+        use rand::RngCore;
+        let mut salt = [0u8; 16];
+        let mut out = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut salt);
+        rand::rngs::OsRng.fill_bytes(&mut out);
+        format!(
+            "$argon2id$v=19$m={},t={},p={}${}${}",
+            self.params.m_cost(),
+            self.params.t_cost(),
+            self.params.p_cost(),
+            STANDARD_NO_PAD.encode(salt),
+            STANDARD_NO_PAD.encode(out)
+        )
     }
 }
 
-fn hash_with(params: &Params, password: &str) -> Result<String, GatewayError> {
+fn worker(rx: &std::sync::Mutex<std::sync::mpsc::Receiver<Job>>, params: &Params) {
+    let mut memory: Vec<Block> = Vec::new();
+    loop {
+        let job = match rx.lock() {
+            Ok(r) => r.recv(),
+            Err(_) => return,
+        };
+        match job {
+            Ok(Job::Hash(password, reply)) => {
+                let _ = reply.send(hash_with(params, &password, &mut memory));
+            }
+            Ok(Job::Verify(hash, password, reply)) => {
+                let _ = reply.send(verify_with(&hash, &password, &mut memory));
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Runs argon2 into `memory`, growing it when the parameters need more.
+fn raw_hash(
+    alg: Algorithm,
+    version: Version,
+    params: Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+    memory: &mut Vec<Block>,
+) -> bool {
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    Argon2::new(alg, version, params)
+        .hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+        .is_ok()
+}
+
+fn hash_with(params: &Params, password: &str, memory: &mut Vec<Block>) -> Option<String> {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|_| GatewayError::Crypto("password hashing failed"))
+    let mut salt_bytes = [0u8; 64];
+    let salt_raw = salt.as_salt().decode_b64(&mut salt_bytes).ok()?;
+    let mut out = [0u8; 32];
+    if !raw_hash(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        params.clone(),
+        password.as_bytes(),
+        salt_raw,
+        &mut out,
+        memory,
+    ) {
+        return None;
+    }
+    let output = argon2::password_hash::Output::new(&out).ok()?;
+    Some(format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        salt.as_str(),
+        output
+    ))
+}
+
+/// Verifies `password` against a PHC string, with the parameters stored in
+/// it (hashes made under older parameters keep working).
+fn verify_with(hash: &str, password: &str, memory: &mut Vec<Block>) -> bool {
+    let Ok(phc) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let Ok(alg) = Algorithm::try_from(phc.algorithm) else {
+        return false;
+    };
+    let version = phc
+        .version
+        .and_then(|v| Version::try_from(v).ok())
+        .unwrap_or(Version::V0x13);
+    let (Ok(params), Some(salt), Some(expected)) = (Params::try_from(&phc), phc.salt, phc.hash)
+    else {
+        return false;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt_raw) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    raw_hash(
+        alg,
+        version,
+        params,
+        password.as_bytes(),
+        salt_raw,
+        &mut out,
+        memory,
+    ) && bool::from(subtle::ConstantTimeEq::ct_eq(
+        out.as_slice(),
+        expected.as_bytes(),
+    ))
 }
 
 /// A local account.
@@ -278,4 +399,42 @@ pub(crate) async fn end_session(gw: &Gateway, sid: &str) -> Result<(), GatewayEr
         .await?;
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hashes_verify_and_unknown_users_never_match() {
+        let h = PasswordHasher::new(&Argon2Config::default()).unwrap();
+        let stored = h.hash("Richtig-2026!".into()).await.unwrap();
+        assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(h.verify(Some(stored.clone()), "Richtig-2026!".into()).await);
+        assert!(!h.verify(Some(stored.clone()), "falsch".into()).await);
+        // Interoperable with the argon2 crate's own PHC handling, both ways.
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let phc = PasswordHash::new(&stored).unwrap();
+        assert!(Argon2::default()
+            .verify_password(b"Richtig-2026!", &phc)
+            .is_ok());
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let theirs = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(19456, 2, 1, None).unwrap(),
+        )
+        .hash_password(b"Anders-2026!", &salt)
+        .unwrap()
+        .to_string();
+        assert!(h.verify(Some(theirs.clone()), "Anders-2026!".into()).await);
+        assert!(!h.verify(Some(theirs), "anders-2026!".into()).await);
+        assert!(!h.verify(Some("$argon2id$garbage".into()), "x".into()).await);
+        // The stand-in for an unknown user parses with the same parameters
+        // (so it costs a full verification) and matches nothing.
+        let dummy = h.unmatchable_hash();
+        assert!(PasswordHash::new(&dummy).is_ok());
+        assert!(dummy.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(!h.verify(None, "Richtig-2026!".into()).await);
+    }
 }
