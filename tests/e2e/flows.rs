@@ -268,6 +268,15 @@ async fn prompt_and_max_age_control_reauthentication() {
         .open_login(&s, &portal_auth(&s, &[("login_hint", "anna.schulz")]))
         .await;
     assert!(form.html.contains("value=\"anna.schulz\""));
+    // ... escaped: a hint cannot inject markup.
+    let form = fresh
+        .open_login(
+            &s,
+            &portal_auth(&s, &[("login_hint", "\"><script>alert(1)</script>")]),
+        )
+        .await;
+    assert!(!form.html.contains("<script>alert(1)"));
+    assert!(form.html.contains("&lt;script&gt;"));
 }
 
 #[tokio::test]

@@ -177,7 +177,7 @@ async fn authorize(gw: Gateway, meta: Meta, headers: HeaderMap, raw: &[u8]) -> R
         Ok(v) => v,
         Err(f) => return fail_response(&gw, lang, f),
     };
-    match proceed(&gw, &meta, &headers, lang, &client, req).await {
+    match proceed(&gw, &headers, lang, &client, req).await {
         Ok(r) => r,
         Err(f) => fail_response(&gw, lang, f),
     }
@@ -365,7 +365,6 @@ async fn validate(gw: &Gateway, p: &Params) -> Result<(Arc<Client>, AuthRequest)
 /// Decides between single sign-on, the login form and an error.
 async fn proceed(
     gw: &Gateway,
-    meta: &Meta,
     headers: &HeaderMap,
     lang: Lang,
     client: &Client,
@@ -421,7 +420,6 @@ async fn proceed(
     .execute(&gw.pool)
     .await
     .map_err(GatewayError::from)?;
-    let _ = meta;
     let mut res = login_page(
         gw,
         lang,

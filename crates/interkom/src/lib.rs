@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::http::{header, HeaderName};
+use axum::http::{header, HeaderName, HeaderValue};
 use axum::routing::get;
 use axum::Router;
 use interkom_audit::{AuditConfig, AuditLog};
@@ -30,6 +30,7 @@ use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -153,6 +154,10 @@ impl App {
                     }
                 }),
             )
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
             .layer(RequestBodyLimitLayer::new(64 * 1024))
             .layer(TimeoutLayer::with_status_code(
                 axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -173,6 +178,14 @@ impl App {
     }
 }
 
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Request ids are UUIDv7: time-ordered, so the audit trail's index on the
 /// correlation id grows at its end instead of touching a random page per
 /// event.
@@ -187,13 +200,26 @@ impl MakeRequestId for TimeOrderedRequestId {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves.
+/// Serves `app` on `listener` until `shutdown` resolves. While serving, the
+/// node deletes expired codes, login requests, sessions and replay records
+/// every ten minutes.
 pub async fn serve(
     app: &App,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let router = app.router();
+    let gateway = app.gateway.clone();
+    let purger = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            if let Err(e) = gateway.purge_expired().await {
+                tracing::warn!(error = %e, "purging expired records failed");
+            }
+        }
+    });
+    let _stop_purger = AbortOnDrop(purger);
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
