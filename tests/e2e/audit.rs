@@ -91,3 +91,100 @@ async fn deleted_and_truncated_events_are_detected() {
         5
     );
 }
+
+#[tokio::test]
+async fn pruned_events_keep_the_chain_verifiable() {
+    let s = TestServer::start().await;
+    portal_tokens(&s, &Browser::new(), ADMIN_USER, ADMIN_PASSWORD).await;
+    cc_token(&s).await;
+    // Nothing is older than a day yet.
+    assert_eq!(
+        interkom_audit::prune_older_than(&s.app.pool, 1)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        interkom_audit::prune_older_than(&s.app.pool, 0)
+            .await
+            .unwrap(),
+        3
+    );
+    let login = &s.audit("login").await[0];
+    assert!(login.actor_subject.is_none() && login.source.is_none());
+    assert_eq!(login.details, "{}");
+    assert!(login.pruned_at.is_some());
+    assert_eq!(
+        login.tenant.as_deref(),
+        Some("lk-luechow-dannenberg"),
+        "organisational fields stay"
+    );
+    let report = interkom_audit::verify(&s.app.pool, None, None)
+        .await
+        .unwrap();
+    assert!(report.ok(), "{report:?}");
+    // Writing into a pruned event is tampering all the same.
+    sqlx::query("UPDATE audit_events SET source = '10.0.0.0/24' WHERE seq = 2")
+        .execute(&s.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        interkom_audit::verify(&s.app.pool, None, None)
+            .await
+            .unwrap()
+            .first_bad
+            .unwrap()
+            .0,
+        2
+    );
+}
+
+#[tokio::test]
+async fn personal_fields_are_covered_by_the_chain() {
+    let s = TestServer::start().await;
+    portal_tokens(&s, &Browser::new(), ADMIN_USER, ADMIN_PASSWORD).await;
+    for (column, value) in [
+        ("details", "{\"x\":1}"),
+        ("actor_subject", "x"),
+        ("source", "10.1.1.0/24"),
+    ] {
+        let before: String = sqlx::query_scalar(&format!(
+            "SELECT COALESCE({column}, '') FROM audit_events WHERE seq = 1"
+        ))
+        .fetch_one(&s.app.pool)
+        .await
+        .unwrap();
+        sqlx::query(&format!(
+            "UPDATE audit_events SET {column} = $1 WHERE seq = 1"
+        ))
+        .bind(value)
+        .execute(&s.app.pool)
+        .await
+        .unwrap();
+        let report = interkom_audit::verify(&s.app.pool, None, None)
+            .await
+            .unwrap();
+        assert_eq!(report.first_bad.unwrap().0, 1, "{column}");
+        sqlx::query(&format!(
+            "UPDATE audit_events SET {column} = $1 WHERE seq = 1"
+        ))
+        .bind(before)
+        .execute(&s.app.pool)
+        .await
+        .unwrap();
+    }
+    // A forged digest that matches forged content breaks the chain instead.
+    sqlx::query("UPDATE audit_events SET personal_digest = 'ff' WHERE seq = 2")
+        .execute(&s.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        interkom_audit::verify(&s.app.pool, None, None)
+            .await
+            .unwrap()
+            .first_bad
+            .unwrap()
+            .0,
+        2
+    );
+}

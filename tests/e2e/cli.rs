@@ -257,7 +257,13 @@ async fn cli_manages_tenants_users_clients_keys_and_audit() {
     let (code, out, err) = cli.run(&["audit", "verify"], None);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("audit chain ok"));
-    sqlx::query("UPDATE audit_events SET actor_subject = 'someone-else' WHERE seq = 2")
+    // Retention: personal data erased, the chain still verifies.
+    let (code, out, err) = cli.run(&["audit", "prune", "--older-than", "0"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("erased"), "{out}");
+    let (code, _, err) = cli.run(&["audit", "verify"], None);
+    assert_eq!(code, 0, "{err}");
+    sqlx::query("UPDATE audit_events SET actor_tenant = 'someone-else' WHERE seq = 2")
         .execute(&s.app.pool)
         .await
         .unwrap();

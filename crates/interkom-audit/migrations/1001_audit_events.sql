@@ -1,5 +1,9 @@
 -- The audit trail: insert-only, hash-chained. Portable SQL (SQLite and PostgreSQL).
 -- `seq` is assigned by the writer under the lock on audit_head, so it is gap-free.
+-- The chain hash covers `personal_digest`, the SHA-256 of the personal fields
+-- (actor_subject, target, reason, source, details), not the fields
+-- themselves: retention may erase them (`pruned_at`) and the chain still
+-- verifies.
 CREATE TABLE audit_events (
     seq            BIGINT PRIMARY KEY,
     ts             TEXT   NOT NULL,
@@ -15,6 +19,8 @@ CREATE TABLE audit_events (
     correlation_id TEXT,
     source         TEXT,
     details        TEXT   NOT NULL,
+    personal_digest TEXT  NOT NULL,
+    pruned_at      TEXT,
     prev_hash      TEXT   NOT NULL,
     hash           TEXT   NOT NULL
 );

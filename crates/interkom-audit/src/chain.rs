@@ -2,7 +2,9 @@
 //!
 //! The canonical encoding is a JSON array of the event's fields in a fixed
 //! order, with `details` as the exact stored text, so the hash does not
-//! depend on how a JSON library orders object keys.
+//! depend on how a JSON library orders object keys. The personal fields
+//! enter through their own digest, so that retention can erase them and
+//! keep the chain verifiable.
 
 use sha2::{Digest, Sha256};
 
@@ -29,31 +31,44 @@ pub struct Canonical<'a> {
 }
 
 impl Canonical<'_> {
-    pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
+    /// `hex(SHA-256([actor_subject, target, reason, source, details]))`.
+    pub fn personal_digest(&self) -> Result<String, serde_json::Error> {
+        let enc = serde_json::to_vec(&(
+            self.actor_subject,
+            self.target,
+            self.reason,
+            self.source,
+            self.details,
+        ))?;
+        Ok(hex::encode(Sha256::digest(enc)))
+    }
+
+    /// The encoding the chain hash covers, given the personal digest.
+    pub fn encode(&self, personal_digest: &str) -> Result<Vec<u8>, serde_json::Error> {
         serde_json::to_vec(&(
             self.seq,
             self.ts,
             self.tenant,
             self.tenant_path,
-            self.actor_subject,
             self.actor_tenant,
             self.actor_client,
             self.action,
-            self.target,
             self.outcome,
-            self.reason,
             self.correlation_id,
-            self.source,
-            self.details,
+            personal_digest,
         ))
     }
 
-    /// `hex(SHA-256(prev_hash || "\n" || canonical encoding))`.
-    pub fn chain_hash(&self, prev_hash: &str) -> Result<String, serde_json::Error> {
+    /// `hex(SHA-256(prev_hash || "\n" || encoding))`.
+    pub fn chain_hash(
+        &self,
+        prev_hash: &str,
+        personal_digest: &str,
+    ) -> Result<String, serde_json::Error> {
         let mut h = Sha256::new();
         h.update(prev_hash.as_bytes());
         h.update(b"\n");
-        h.update(self.encode()?);
+        h.update(self.encode(personal_digest)?);
         Ok(hex::encode(h.finalize()))
     }
 }

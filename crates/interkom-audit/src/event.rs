@@ -173,9 +173,17 @@ pub struct StoredEvent {
     pub source: Option<String>,
     /// The details object, exactly as hashed (JSON text).
     pub details: String,
+    /// SHA-256 over the personal fields; what the chain hash covers of them.
+    pub personal_digest: String,
+    /// When retention erased the personal fields.
+    pub pruned_at: Option<String>,
     pub prev_hash: String,
     pub hash: String,
 }
 
 pub(crate) const COLUMNS: &str = "seq, ts, tenant, tenant_path, actor_subject, actor_tenant, \
-     actor_client, action, target, outcome, reason, correlation_id, source, details, prev_hash, hash";
+     actor_client, action, target, outcome, reason, correlation_id, source, details, personal_digest, \
+     pruned_at, prev_hash, hash";
+
+/// Number of columns in [`COLUMNS`].
+pub(crate) const COLUMN_COUNT: usize = 18;

@@ -14,14 +14,17 @@
 //!   continues only after its event is committed.
 //! - [`query`]: filtered, cursor-paginated reads, newest first.
 //! - [`verify`](mod@verify): recomputes the chain over a range.
+//! - [`prune`]: retention; erases personal fields, keeps the chain.
 
 pub mod chain;
 pub mod event;
+pub mod prune;
 pub mod query;
 pub mod verify;
 pub mod writer;
 
 pub use event::{Action, AuditEvent, Outcome, StoredEvent};
+pub use prune::prune_older_than;
 pub use query::{query, AuditQuery};
 pub use verify::{verify, VerifyReport};
 pub use writer::{AuditConfig, AuditLog};

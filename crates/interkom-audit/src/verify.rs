@@ -80,7 +80,20 @@ pub async fn verify(
                 report.first_bad = Some((row.seq, "does not chain to the previous event".into()));
                 return Ok(report);
             }
-            let hash = Canonical::from(row).chain_hash(&prev)?;
+            let canonical = Canonical::from(row);
+            if row.pruned_at.is_none() {
+                if canonical.personal_digest()? != row.personal_digest {
+                    report.first_bad =
+                        Some((row.seq, "personal fields do not match their digest".into()));
+                    return Ok(report);
+                }
+            } else if !crate::prune::is_erased(row) {
+                // A pruned event only ever has its personal fields erased;
+                // anything else there was written afterwards.
+                report.first_bad = Some((row.seq, "pruned event carries personal data".into()));
+                return Ok(report);
+            }
+            let hash = canonical.chain_hash(&prev, &row.personal_digest)?;
             if hash != row.hash {
                 report.first_bad = Some((row.seq, "content does not match its hash".into()));
                 return Ok(report);

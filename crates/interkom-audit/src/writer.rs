@@ -48,7 +48,7 @@ pub struct AuditLog {
     pool: AnyPool,
 }
 
-/// Rows per INSERT statement: 16 parameters each stays far below the bind
+/// Rows per INSERT statement: 18 parameters each stays far below the bind
 /// limits of SQLite (32766) and PostgreSQL (65535).
 const ROWS_PER_STATEMENT: usize = 100;
 
@@ -198,7 +198,8 @@ fn chain(
             source: e.source.as_deref(),
             details: &details,
         };
-        let hash = canonical.chain_hash(&prev)?;
+        let personal_digest = canonical.personal_digest()?;
+        let hash = canonical.chain_hash(&prev, &personal_digest)?;
         rows.push(StoredEvent {
             seq,
             ts: ts.clone(),
@@ -214,6 +215,8 @@ fn chain(
             correlation_id: e.correlation_id.clone(),
             source: e.source.clone(),
             details,
+            personal_digest,
+            pruned_at: None,
             prev_hash: std::mem::replace(&mut prev, hash.clone()),
             hash,
         });
@@ -235,12 +238,12 @@ fn insert_sql(n: usize, numbered: bool) -> String {
             sql.push(',');
         }
         sql.push('(');
-        for c in 0..16 {
+        for c in 0..crate::event::COLUMN_COUNT {
             if c > 0 {
                 sql.push(',');
             }
             if numbered {
-                sql.push_str(&format!("${}", r * 16 + c + 1));
+                sql.push_str(&format!("${}", r * crate::event::COLUMN_COUNT + c + 1));
             } else {
                 sql.push('?');
             }
@@ -286,6 +289,8 @@ macro_rules! write_batch {
                         .bind(&e.correlation_id)
                         .bind(&e.source)
                         .bind(&e.details)
+                        .bind(&e.personal_digest)
+                        .bind(&e.pruned_at)
                         .bind(&e.prev_hash)
                         .bind(&e.hash);
                 }

@@ -167,6 +167,12 @@ enum AuditCommand {
         #[arg(long)]
         to: Option<i64>,
     },
+    /// Erase the personal data (subject, target, reason, source, details) of
+    /// events older than DAYS; the chain stays verifiable.
+    Prune {
+        #[arg(long, value_name = "DAYS")]
+        older_than: u32,
+    },
 }
 
 /// Ctrl-C or SIGTERM (what systemd and Kubernetes send) end the server
@@ -355,6 +361,12 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
                         .unwrap_or_else(|| "-".into())
                 );
             }
+        }
+        Command::Audit {
+            command: AuditCommand::Prune { older_than },
+        } => {
+            let n = interkom_audit::prune_older_than(&app.pool, older_than).await?;
+            println!("personal data of {n} events older than {older_than} days erased");
         }
         Command::Audit {
             command: AuditCommand::Verify { from, to },
