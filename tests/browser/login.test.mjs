@@ -1,0 +1,345 @@
+// Browser end-to-end test: openid-client, a certified OpenID Connect relying
+// party library, drives a real headless Chromium through interkom's login
+// form. The Rust end-to-end tests (tests/e2e) speak HTTP directly; this one
+// checks what a browser actually does with the pages, cookies and redirects.
+//
+// Environment: INTERKOM_BIN (the binary), CHROMIUM_PATH (default
+// /usr/bin/chromium), INTERKOM_BROWSER_DATABASE_URL (a prepared database;
+// default a fresh SQLite file). `./run` sets them up.
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as oidc from 'openid-client';
+import { chromium } from 'playwright-core';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const BIN = process.env.INTERKOM_BIN ?? path.join(ROOT, 'target/debug/interkom');
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+const USER = 'jan.meyer';
+const PASSWORD = 'Hitzacker-Demo-2026!';
+const PORTAL = {
+  id: 'serviceportal',
+  secret: 'serviceportal-demo-secret-0123456789abcdef',
+  redirect: 'http://localhost:9000/callback',
+  postLogout: 'http://localhost:9000/',
+};
+const EWO = { id: 'ewo-elbtalaue', redirect: 'http://localhost:9001/callback' };
+
+// Test-only: the issuer is plain http on loopback.
+const insecure = { execute: [oidc.allowInsecureRequests] };
+
+/** A free TCP port: bind port 0, read it, let it go. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts interkom and resolves once /healthz answers 200. */
+async function startServer(issuer, port, databaseUrl, dir) {
+  const log = [];
+  const proc = spawn(BIN, ['serve'], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      INTERKOM_CONFIG: path.join(ROOT, 'config/interkom.toml'),
+      INTERKOM_DATABASE_URL: databaseUrl,
+      INTERKOM_KEY_ENCRYPTION_KEY_FILE: path.join(dir, 'kek'),
+      INTERKOM_LISTEN: `127.0.0.1:${port}`,
+      INTERKOM_ISSUER: issuer,
+      INTERKOM_LOG: 'warn',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  // Kept for the report if something fails; not echoed on success.
+  proc.stdout.on('data', (d) => log.push(d.toString()));
+  proc.stderr.on('data', (d) => log.push(d.toString()));
+  let exited = null;
+  proc.once('exit', (code, signal) => { exited = { code, signal }; });
+
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (exited) {
+      throw new Error(`interkom exited during start (${JSON.stringify(exited)}):\n${log.join('')}`);
+    }
+    try {
+      const res = await fetch(`${issuer}/healthz`);
+      if (res.status === 200) return { proc, log };
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  proc.kill('SIGKILL');
+  throw new Error(`interkom did not become healthy within 30 s:\n${log.join('')}`);
+}
+
+/** SIGTERM, then SIGKILL if it does not stop within 10 s. */
+async function stopServer(proc) {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const gone = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGTERM');
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+  await gone;
+  clearTimeout(timer);
+}
+
+/** A fresh authorization request with PKCE (S256), state and nonce. */
+async function authRequest(config, redirectUri, extra = {}) {
+  const codeVerifier = oidc.randomPKCECodeVerifier();
+  const state = oidc.randomState();
+  const nonce = oidc.randomNonce();
+  const url = oidc.buildAuthorizationUrl(config, {
+    redirect_uri: redirectUri,
+    scope: 'openid profile email',
+    code_challenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
+    code_challenge_method: 'S256',
+    state,
+    nonce,
+    ...extra,
+  });
+  return { url, codeVerifier, state, nonce };
+}
+
+/** The checks openid-client applies to the callback of `req`. */
+const checksFor = (req) => ({
+  pkceCodeVerifier: req.codeVerifier,
+  expectedState: req.state,
+  expectedNonce: req.nonce,
+  idTokenExpected: true,
+});
+
+/**
+ * Runs `action` (a navigation or a click) and returns the URL the browser
+ * ends up on, which must start with `prefix`, a relying party's address.
+ */
+async function landOn(page, prefix, action) {
+  await Promise.all([page.waitForURL((u) => u.href.startsWith(prefix)), action()]);
+  return new URL(page.url());
+}
+
+/**
+ * A new page on which the relying parties' addresses (localhost:9000 and
+ * :9001, where nothing listens) answer with a small page of their own, so
+ * the browser completes the redirect like a real one would.
+ *
+ * This uses Chromium's Fetch domain directly: Playwright's page.route does
+ * not see the targets of redirects, and letting the connection fail leaves
+ * the page on Chromium's error page, which made page.close() hang at times.
+ */
+async function openPage(ctx) {
+  const page = await ctx.newPage();
+  const cdp = await ctx.newCDPSession(page);
+  const body = Buffer.from('<!doctype html><title>Relying party</title><p>callback reached</p>').toString('base64');
+  cdp.on('Fetch.requestPaused', (e) => {
+    cdp.send('Fetch.fulfillRequest', {
+      requestId: e.requestId,
+      responseCode: 200,
+      responseHeaders: [{ name: 'Content-Type', value: 'text/html; charset=utf-8' }],
+      body,
+    }).catch(() => {}); // e.g. a favicon request after the page was closed
+  });
+  await cdp.send('Fetch.enable', { patterns: [{ urlPattern: 'http://localhost:900*' }] });
+  return page;
+}
+
+describe('interkom login in headless Chromium, driven by openid-client', { timeout: 120_000 }, () => {
+  let dir;
+  let server;
+  let issuer;
+  let browser;
+  let context; // the German browser: carries the single sign-on session
+  let portal; // openid-client Configuration for the confidential client
+  let ewo; // ... and for the public client
+  let defined = 0;
+  let passed = 0;
+
+  // The steps run in order: later ones use the first login's tokens and
+  // its browser session. Unless all pass, the server's log is printed.
+  const step = (name, fn) => {
+    defined += 1;
+    it(name, { timeout: 30_000 }, async () => {
+      await fn();
+      passed += 1;
+    });
+  };
+
+  before(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'interkom-browser-'));
+    const port = await freePort();
+    issuer = `http://127.0.0.1:${port}`;
+    const db = process.env.INTERKOM_BROWSER_DATABASE_URL ?? `sqlite://${path.join(dir, 'db.sqlite')}`;
+    server = await startServer(issuer, port, db, dir);
+
+    portal = await oidc.discovery(new URL(issuer), PORTAL.id, PORTAL.secret, undefined, insecure);
+    ewo = await oidc.discovery(new URL(issuer), EWO.id, undefined, oidc.None(), insecure);
+
+    // Playwright gives each launch its own throwaway profile (user-data) dir.
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      ],
+    });
+    context = await newContext('de-DE', 'de-DE,de;q=0.9');
+  });
+
+  after(async () => {
+    await browser?.close().catch(() => {});
+    if (server) await stopServer(server.proc);
+    if (passed < defined && server) console.error(`--- interkom log ---\n${server.log.join('')}`);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A fresh browser context (no cookies) speaking the given language. */
+  async function newContext(locale, acceptLanguage) {
+    const ctx = await browser.newContext({ locale, extraHTTPHeaders: { 'Accept-Language': acceptLanguage } });
+    // Below the step timeout, so a stuck page fails with Playwright's message.
+    ctx.setDefaultTimeout(10_000);
+    return ctx;
+  }
+
+  let first; // the serviceportal login: request and tokens
+
+  /** The first step's result; the steps that build on it fail clearly without it. */
+  const login = () => {
+    assert.ok(first, 'the login step did not succeed');
+    return first;
+  };
+
+  step('German login form, security headers, password login to the callback', async () => {
+    const req = await authRequest(portal, PORTAL.redirect);
+    const page = await openPage(context);
+    const res = await page.goto(req.url.href);
+    assert.equal(res.status(), 200);
+
+    // German by default, and the form must not be framed (clickjacking).
+    assert.equal(await page.locator('html').getAttribute('lang'), 'de');
+    await page.getByRole('heading', { name: 'Anmelden' }).waitFor();
+    const headers = res.headers();
+    assert.equal(headers['x-frame-options'], 'DENY');
+    assert.match(headers['content-security-policy'] ?? '', /frame-ancestors 'none'/);
+
+    await page.fill('input[name="username"]', USER);
+    await page.fill('input[name="password"]', PASSWORD);
+    const callback = await landOn(page, PORTAL.redirect, () => page.click('button[type="submit"]'));
+    // RFC 9207: the response names its issuer.
+    assert.equal(callback.searchParams.get('iss'), issuer);
+
+    // openid-client checks state and iss here, sends the PKCE verifier, and
+    // validates the ID token (signature, iss, aud, exp, nonce).
+    const tokens = await oidc.authorizationCodeGrant(portal, callback, checksFor(req));
+    const claims = tokens.claims();
+    assert.ok(claims.sub, 'sub');
+    assert.equal(claims.acr, 'urn:interkom:loa:low');
+    assert.equal(claims.tenant, 'hitzacker-elbe');
+    assert.ok(claims.roles?.includes('sachbearbeitung'), `roles: ${JSON.stringify(claims.roles)}`);
+    assert.ok(tokens.refresh_token, 'refresh token');
+    first = { req, tokens, claims };
+    await page.close();
+  });
+
+  step('userinfo, introspection and refresh with the issued tokens', async () => {
+    const { tokens, claims } = login();
+    // fetchUserInfo insists on the expected subject.
+    const info = await oidc.fetchUserInfo(portal, tokens.access_token, claims.sub);
+    assert.equal(info.sub, claims.sub);
+
+    const intro = await oidc.tokenIntrospection(portal, tokens.access_token);
+    assert.equal(intro.active, true);
+    assert.equal(intro.sub, claims.sub);
+
+    // Refresh tokens rotate on every use.
+    const refreshed = await oidc.refreshTokenGrant(portal, tokens.refresh_token);
+    assert.ok(refreshed.access_token, 'new access token');
+    assert.ok(refreshed.refresh_token, 'new refresh token');
+    assert.notEqual(refreshed.refresh_token, tokens.refresh_token);
+  });
+
+  step('single sign-on: the public client gets a code without the login form', async () => {
+    const req = await authRequest(ewo, EWO.redirect);
+    const page = await openPage(context);
+    let loginForm = false;
+    page.on('response', (r) => {
+      const html = r.headers()['content-type']?.startsWith('text/html');
+      if (r.url().startsWith(issuer) && r.status() === 200 && html) loginForm = true;
+    });
+    const callback = await landOn(page, EWO.redirect, () => page.goto(req.url.href));
+    assert.equal(loginForm, false, 'the login form was shown despite a session');
+
+    const tokens = await oidc.authorizationCodeGrant(ewo, callback, checksFor(req));
+    assert.equal(tokens.claims().sub, login().claims.sub);
+    await page.close();
+  });
+
+  step('a wrong password shows the German error and does not redirect', async () => {
+    // A fresh context: no session, so the form is shown.
+    const ctx = await newContext('de-DE', 'de-DE,de;q=0.9');
+    try {
+      const req = await authRequest(portal, PORTAL.redirect);
+      const page = await openPage(ctx);
+      const toRp = [];
+      page.on('request', (r) => { if (r.url().startsWith('http://localhost:900')) toRp.push(r.url()); });
+      await page.goto(req.url.href);
+      await page.fill('input[name="username"]', USER);
+      await page.fill('input[name="password"]', 'Falsches-Passwort-1!');
+      await page.click('button[type="submit"]');
+
+      await page.getByText('Benutzername oder Passwort ist falsch.').waitFor();
+      assert.ok(page.url().startsWith(issuer), `still on interkom, not ${page.url()}`);
+      assert.deepEqual(toRp, []);
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  step('RP-initiated logout ends the session; prompt=none then says login_required', async () => {
+    const page = await openPage(context);
+    const logoutUrl = oidc.buildEndSessionUrl(portal, {
+      id_token_hint: login().tokens.id_token,
+      post_logout_redirect_uri: PORTAL.postLogout,
+      state: 'bye',
+    });
+    const back = await landOn(page, PORTAL.postLogout, () => page.goto(logoutUrl.href));
+    assert.equal(back.href, 'http://localhost:9000/?state=bye');
+
+    // Without a session, prompt=none must answer with an error, not a form.
+    const req = await authRequest(portal, PORTAL.redirect, { prompt: 'none' });
+    const callback = await landOn(page, PORTAL.redirect, () => page.goto(req.url.href));
+    assert.equal(callback.searchParams.get('error'), 'login_required');
+    assert.equal(callback.searchParams.get('state'), req.state);
+    // openid-client reports it as the authorization server's error.
+    await assert.rejects(
+      oidc.authorizationCodeGrant(portal, callback, checksFor(req)),
+      (e) => e.error === 'login_required',
+    );
+    await page.close();
+  });
+
+  step('an English browser gets the English form', async () => {
+    const ctx = await newContext('en-GB', 'en-GB,en;q=0.9');
+    try {
+      const req = await authRequest(portal, PORTAL.redirect);
+      const page = await openPage(ctx);
+      await page.goto(req.url.href);
+      assert.equal(await page.locator('html').getAttribute('lang'), 'en');
+      await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+    } finally {
+      await ctx.close();
+    }
+  });
+});
