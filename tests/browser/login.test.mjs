@@ -57,6 +57,7 @@ async function startServer(issuer, port, databaseUrl, dir) {
       INTERKOM_CONFIG: path.join(ROOT, 'config/interkom.toml'),
       INTERKOM_DATABASE_URL: databaseUrl,
       INTERKOM_KEY_ENCRYPTION_KEY_FILE: path.join(dir, 'kek'),
+      INTERKOM_AUDIT__CHECKPOINT_KEY_FILE: path.join(dir, 'audit-checkpoint.key'),
       INTERKOM_LISTEN: `127.0.0.1:${port}`,
       INTERKOM_ISSUER: issuer,
       INTERKOM_LOG: 'warn',

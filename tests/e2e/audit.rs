@@ -188,3 +188,124 @@ async fn personal_fields_are_covered_by_the_chain() {
         2
     );
 }
+
+/// A node that signs a checkpoint every 10 events.
+async fn checkpointing_server() -> TestServer {
+    TestServer::start_with(|c| c.audit.checkpoint_every_events = 10).await
+}
+
+fn public_key() -> Vec<u8> {
+    interkom_audit::CheckpointKey::from_base64(&checkpoint_key())
+        .unwrap()
+        .public_key()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn signed_checkpoints_detect_a_rewritten_or_truncated_chain() {
+    let s = checkpointing_server().await;
+    for _ in 0..25 {
+        cc_token(&s).await;
+    }
+    let keys = [public_key()];
+    let report = interkom_audit::verify_with_keys(&s.app.pool, None, None, &keys)
+        .await
+        .unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.checked, 25);
+    assert!(report.checkpoints >= 2, "{report:?}");
+    let cps = interkom_audit::checkpoint::list(&s.app.pool, 0, i64::MAX)
+        .await
+        .unwrap();
+    // Another key did not sign them.
+    let other = interkom_audit::CheckpointKey::from_pkcs8(
+        &interkom_audit::CheckpointKey::generate_pkcs8().unwrap(),
+    )
+    .unwrap()
+    .public_key()
+    .to_vec();
+    let report = interkom_audit::verify_with_keys(&s.app.pool, None, None, &[other])
+        .await
+        .unwrap();
+    assert_eq!(report.first_bad.unwrap().0, cps[0].seq);
+
+    // Cutting off the tail and moving the head back keeps the chain
+    // consistent, but a signed checkpoint names an event that is gone.
+    let last = cps.last().unwrap().seq;
+    let (seq, hash): (i64, String) =
+        sqlx::query_as("SELECT seq, hash FROM audit_events WHERE seq = $1")
+            .bind(last - 3)
+            .fetch_one(&s.app.pool)
+            .await
+            .unwrap();
+    sqlx::query("DELETE FROM audit_events WHERE seq > $1")
+        .bind(seq)
+        .execute(&s.app.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(seq)
+        .bind(hash)
+        .execute(&s.app.pool)
+        .await
+        .unwrap();
+    let report = interkom_audit::verify_with_keys(&s.app.pool, None, None, &keys)
+        .await
+        .unwrap();
+    assert_eq!(report.first_bad.unwrap().0, seq + 1);
+}
+
+#[tokio::test]
+async fn a_recomputed_chain_does_not_match_its_signed_checkpoints() {
+    use interkom_audit::chain::Canonical;
+    let s = checkpointing_server().await;
+    for _ in 0..15 {
+        cc_token(&s).await;
+    }
+    let first_cp = interkom_audit::checkpoint::list(&s.app.pool, 0, i64::MAX)
+        .await
+        .unwrap()[0]
+        .seq;
+    // Rewrite event 2 and recompute every hash after it, as someone with
+    // write access to the database (but not the signing key) would.
+    sqlx::query("UPDATE audit_events SET actor_client = 'forged' WHERE seq = 2")
+        .execute(&s.app.pool)
+        .await
+        .unwrap();
+    let rows = interkom_audit::query(
+        &s.app.pool,
+        &interkom_audit::AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut rows: Vec<_> = rows.into_iter().rev().collect();
+    let mut prev = rows[0].hash.clone();
+    for row in rows.iter_mut().skip(1) {
+        let c = Canonical::from(&*row);
+        let hash = c.chain_hash(&prev, &c.personal_digest().unwrap()).unwrap();
+        sqlx::query("UPDATE audit_events SET prev_hash = $1, hash = $2 WHERE seq = $3")
+            .bind(&prev)
+            .bind(&hash)
+            .bind(row.seq)
+            .execute(&s.app.pool)
+            .await
+            .unwrap();
+        prev = hash;
+    }
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(&prev)
+        .execute(&s.app.pool)
+        .await
+        .unwrap();
+    // Every hash fits its predecessor again; the first signed checkpoint
+    // after the forged event names a hash the chain no longer has.
+    let report = interkom_audit::verify_with_keys(&s.app.pool, None, None, &[public_key()])
+        .await
+        .unwrap();
+    let (seq, why) = report.first_bad.unwrap();
+    assert_eq!(seq, first_cp, "{why}");
+    assert!(why.contains("checkpoint"), "{why}");
+}

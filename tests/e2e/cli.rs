@@ -18,6 +18,7 @@ impl Cli {
             .env("INTERKOM_CONFIG", repo_root().join("config/interkom.toml"))
             .env("INTERKOM_DATABASE_URL", &self.database_url)
             .env("INTERKOM_KEY_ENCRYPTION_KEY", &self.kek)
+            .env("INTERKOM_AUDIT__CHECKPOINT_KEY", checkpoint_key())
             .env("INTERKOM_DEMO__ENABLED", "false")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -257,6 +258,12 @@ async fn cli_manages_tenants_users_clients_keys_and_audit() {
     let (code, out, err) = cli.run(&["audit", "verify"], None);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("audit chain ok"));
+    let (code, out, err) = cli.run(&["audit", "checkpoint", "export"], None);
+    assert_eq!(code, 0, "{err}");
+    for line in out.lines() {
+        let cp: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(cp["signature"].is_string() && cp["public_key"].is_string());
+    }
     // Retention: personal data erased, the chain still verifies.
     let (code, out, err) = cli.run(&["audit", "prune", "--older-than", "0"], None);
     assert_eq!(code, 0, "{err}");

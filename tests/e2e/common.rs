@@ -76,6 +76,15 @@ impl Drop for TestServer {
     }
 }
 
+/// The checkpoint key every test node signs with (PKCS#8, base64url).
+pub fn checkpoint_key() -> String {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        URL_SAFE_NO_PAD.encode(interkom_audit::CheckpointKey::generate_pkcs8().unwrap())
+    })
+    .clone()
+}
+
 pub fn base_config() -> FileConfig {
     FileConfig::load(&repo_root().join("config/interkom.toml")).unwrap()
 }
@@ -108,6 +117,8 @@ impl TestServer {
         fc.database_url = database_url.clone();
         fc.key_encryption_key = Some(kek.clone());
         fc.key_encryption_key_file = None;
+        fc.audit.checkpoint_key = Some(checkpoint_key());
+        fc.audit.checkpoint_key_file = None;
         fc.log = "warn".into();
         tweak(&mut fc);
         let config = fc.validate().unwrap();

@@ -13,20 +13,24 @@
 //!   concurrent callers are committed in one transaction, and each caller
 //!   continues only after its event is committed.
 //! - [`query`]: filtered, cursor-paginated reads, newest first.
-//! - [`verify`](mod@verify): recomputes the chain over a range.
+//! - [`checkpoint`]: Ed25519-signed checkpoints of the chain head.
+//! - [`verify`](mod@verify): recomputes the chain and checks the
+//!   checkpoints over a range.
 //! - [`prune`]: retention; erases personal fields, keeps the chain.
 
 pub mod chain;
+pub mod checkpoint;
 pub mod event;
 pub mod prune;
 pub mod query;
 pub mod verify;
 pub mod writer;
 
+pub use checkpoint::{Checkpoint, CheckpointKey};
 pub use event::{Action, AuditEvent, Outcome, StoredEvent};
 pub use prune::prune_older_than;
 pub use query::{query, AuditQuery};
-pub use verify::{verify, VerifyReport};
+pub use verify::{verify, verify_with_keys, VerifyReport};
 pub use writer::{AuditConfig, AuditLog};
 
 use sqlx::AnyPool;
@@ -40,6 +44,8 @@ pub enum AuditError {
     WriterStopped,
     #[error("audit event could not be encoded: {0}")]
     Encoding(#[from] serde_json::Error),
+    #[error("audit checkpoint key: {0}")]
+    Key(&'static str),
 }
 
 /// Applies this crate's migrations (its own version range; other crates'

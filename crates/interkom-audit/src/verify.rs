@@ -10,6 +10,8 @@ use crate::{AuditError, StoredEvent};
 pub struct VerifyReport {
     /// Events checked.
     pub checked: u64,
+    /// Signed checkpoints checked.
+    pub checkpoints: u64,
     /// The first bad sequence number and what is wrong with it.
     pub first_bad: Option<(i64, String)>,
 }
@@ -22,12 +24,26 @@ impl VerifyReport {
 
 const PAGE: i64 = 5000;
 
-/// Verifies events `from..=to` (all when `None`). Detects modified, deleted,
-/// inserted and reordered events, and a truncated tail (against the head).
+/// Verifies the chain over `from..=to` (all when `None`), without checking
+/// checkpoint signatures; see [`verify_with_keys`].
 pub async fn verify(
     pool: &AnyPool,
     from: Option<i64>,
     to: Option<i64>,
+) -> Result<VerifyReport, AuditError> {
+    verify_with_keys(pool, from, to, &[]).await
+}
+
+/// Verifies events `from..=to` (all when `None`). Detects modified, deleted,
+/// inserted and reordered events, and a truncated tail (against the head and
+/// against the signed checkpoints). Each checkpoint in the range must match
+/// the event it names and carry a signature by one of `public_keys` (raw
+/// Ed25519; when empty, signatures are not checked).
+pub async fn verify_with_keys(
+    pool: &AnyPool,
+    from: Option<i64>,
+    to: Option<i64>,
+    public_keys: &[Vec<u8>],
 ) -> Result<VerifyReport, AuditError> {
     let (head_seq, head_hash): (i64, String) =
         sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
@@ -37,8 +53,22 @@ pub async fn verify(
     let to = to.unwrap_or(head_seq).min(head_seq);
     let mut report = VerifyReport {
         checked: 0,
+        checkpoints: 0,
         first_bad: None,
     };
+    // A checkpoint beyond the head: events were cut off the end.
+    let newest_cp: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints")
+        .fetch_one(pool)
+        .await?;
+    if let Some(cp) = newest_cp.filter(|cp| *cp > head_seq) {
+        report.first_bad = Some((
+            head_seq + 1,
+            format!("chain truncated: a signed checkpoint covers seq {cp}"),
+        ));
+        return Ok(report);
+    }
+    let checkpoints = crate::checkpoint::list(pool, from, to).await?;
+    let mut next_cp = checkpoints.iter().peekable();
 
     // The hash the first checked event must chain to.
     let mut prev: String = if from == 1 {
@@ -97,6 +127,18 @@ pub async fn verify(
             if hash != row.hash {
                 report.first_bad = Some((row.seq, "content does not match its hash".into()));
                 return Ok(report);
+            }
+            while let Some(cp) = next_cp.next_if(|cp| cp.seq <= row.seq) {
+                if cp.seq != row.seq || cp.hash != row.hash {
+                    report.first_bad =
+                        Some((cp.seq, "event differs from its signed checkpoint".into()));
+                    return Ok(report);
+                }
+                if !public_keys.is_empty() && !public_keys.iter().any(|k| cp.verify(k)) {
+                    report.first_bad = Some((cp.seq, "checkpoint signature invalid".into()));
+                    return Ok(report);
+                }
+                report.checkpoints += 1;
             }
             prev = hash;
             expected += 1;

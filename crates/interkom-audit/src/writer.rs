@@ -8,7 +8,8 @@
 //! the row lock of `audit_head`.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
@@ -16,6 +17,7 @@ use sqlx::{AnyPool, ConnectOptions, Connection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::chain::Canonical;
+use crate::checkpoint::CheckpointKey;
 use crate::{AuditError, AuditEvent, StoredEvent};
 
 /// Tuning of the writer.
@@ -25,6 +27,12 @@ pub struct AuditConfig {
     pub max_batch: usize,
     /// Capacity of the queue in front of the writer; appends wait when full.
     pub queue: usize,
+    /// Signs checkpoints; none are written without it.
+    pub checkpoint_key: Option<Arc<CheckpointKey>>,
+    /// A checkpoint after this many events …
+    pub checkpoint_every_events: i64,
+    /// … or after this long, whichever comes first.
+    pub checkpoint_every: Duration,
 }
 
 impl Default for AuditConfig {
@@ -32,7 +40,29 @@ impl Default for AuditConfig {
         AuditConfig {
             max_batch: 1000,
             queue: 16_384,
+            checkpoint_key: None,
+            checkpoint_every_events: 1000,
+            checkpoint_every: Duration::from_secs(60),
         }
+    }
+}
+
+/// When the next checkpoint is due.
+struct Checkpoints {
+    key: Option<Arc<CheckpointKey>>,
+    every_events: i64,
+    every: Duration,
+    /// Sequence number of the newest checkpoint, once read from the store.
+    last_seq: Option<i64>,
+    last_at: Instant,
+    /// The chain head this writer last committed.
+    head: i64,
+}
+
+impl Checkpoints {
+    fn due(&self, head: i64, last_seq: i64) -> bool {
+        head > last_seq
+            && (head - last_seq >= self.every_events || self.last_at.elapsed() >= self.every)
     }
 }
 
@@ -57,7 +87,15 @@ impl AuditLog {
     pub fn start(pool: AnyPool, config: AuditConfig) -> AuditLog {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let url = pool.connect_options().database_url.to_string();
-        tokio::spawn(run_writer(url, rx, config.max_batch.max(1)));
+        let checkpoints = Checkpoints {
+            key: config.checkpoint_key.clone(),
+            every_events: config.checkpoint_every_events.max(1),
+            every: config.checkpoint_every,
+            last_seq: None,
+            last_at: Instant::now(),
+            head: 0,
+        };
+        tokio::spawn(run_writer(url, rx, config.max_batch.max(1), checkpoints));
         AuditLog { tx, pool }
     }
 
@@ -103,18 +141,51 @@ impl WriterConn {
         }
     }
 
-    async fn write(&mut self, batch: &[Pending]) -> Result<i64, AuditError> {
+    async fn write(&mut self, batch: &[Pending], cps: &mut Checkpoints) -> Result<i64, AuditError> {
         match self {
-            WriterConn::Sqlite(c) => write_sqlite(c, batch).await,
-            WriterConn::Postgres(c) => write_postgres(c, batch).await,
+            WriterConn::Sqlite(c) => write_sqlite(c, batch, cps).await,
+            WriterConn::Postgres(c) => write_postgres(c, batch, cps).await,
+        }
+    }
+
+    async fn checkpoint(&mut self, cps: &mut Checkpoints) -> Result<(), AuditError> {
+        match self {
+            WriterConn::Sqlite(c) => checkpoint_sqlite(c, cps).await,
+            WriterConn::Postgres(c) => checkpoint_postgres(c, cps).await,
         }
     }
 }
 
-async fn run_writer(url: String, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
+async fn run_writer(
+    url: String,
+    mut rx: mpsc::Receiver<Pending>,
+    max_batch: usize,
+    mut cps: Checkpoints,
+) {
     let mut conn: Option<WriterConn> = None;
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.recv().await {
+    // Time-based checkpoints also when no event arrives.
+    let mut ticker = tokio::time::interval(cps.every.max(Duration::from_millis(100)) / 2);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            p = rx.recv() => match p {
+                Some(p) => p,
+                None => break,
+            },
+            _ = ticker.tick() => {
+                let due = cps.key.is_some() && cps.last_seq.is_some_and(|l| cps.due(cps.head, l));
+                if due {
+                    if let Some(c) = conn.as_mut() {
+                        if let Err(e) = c.checkpoint(&mut cps).await {
+                            tracing::warn!(error = %e, "audit checkpoint failed");
+                            conn = None;
+                        }
+                    }
+                }
+                continue;
+            }
+        };
         batch.push(first);
         while batch.len() < max_batch {
             match rx.try_recv() {
@@ -125,9 +196,9 @@ async fn run_writer(url: String, mut rx: mpsc::Receiver<Pending>, max_batch: usi
         let mut attempt = 0;
         let result = loop {
             let res = match conn.as_mut() {
-                Some(c) => c.write(&batch).await,
+                Some(c) => c.write(&batch, &mut cps).await,
                 None => match WriterConn::open(&url).await {
-                    Ok(c) => conn.insert(c).write(&batch).await,
+                    Ok(c) => conn.insert(c).write(&batch, &mut cps).await,
                     Err(e) => Err(e.into()),
                 },
             };
@@ -256,8 +327,12 @@ fn insert_sql(n: usize, numbered: bool) -> String {
 /// One transaction per batch; returns the first sequence number. The same
 /// code for both drivers, which differ only in their types.
 macro_rules! write_batch {
-    ($name:ident, $conn:ty, $numbered:expr) => {
-        async fn $name(conn: &mut $conn, batch: &[Pending]) -> Result<i64, AuditError> {
+    ($name:ident, $cp_name:ident, $conn:ty, $numbered:expr) => {
+        async fn $name(
+            conn: &mut $conn,
+            batch: &[Pending],
+            cps: &mut Checkpoints,
+        ) -> Result<i64, AuditError> {
             let mut tx = conn.begin().await?;
             // Taking the write lock first: a row lock on PostgreSQL, the
             // database write lock on SQLite. Every writer of every node goes
@@ -296,6 +371,7 @@ macro_rules! write_batch {
                 }
                 q.execute(&mut *tx).await?;
             }
+            let mut signed = None;
             if let Some(last) = rows.last() {
                 sqlx::query(if $numbered {
                     "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1"
@@ -306,12 +382,114 @@ macro_rules! write_batch {
                 .bind(&last.hash)
                 .execute(&mut *tx)
                 .await?;
+                if let Some(key) = cps.key.clone() {
+                    let last_cp = match cps.last_seq {
+                        Some(l) => l,
+                        None => sqlx::query_scalar::<_, Option<i64>>(
+                            "SELECT MAX(seq) FROM audit_checkpoints",
+                        )
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .unwrap_or(0),
+                    };
+                    cps.last_seq = Some(last_cp);
+                    if cps.due(last.seq, last_cp) {
+                        let cp = key.sign(last.seq, &last.ts, &last.hash);
+                        insert_checkpoint!(&mut *tx, &cp, $numbered);
+                        signed = Some(cp.seq);
+                    }
+                }
             }
             tx.commit().await?;
+            if let Some(last) = rows.last() {
+                cps.head = last.seq;
+            }
+            if let Some(seq) = signed {
+                cps.last_seq = Some(seq);
+                cps.last_at = Instant::now();
+            }
             Ok(head_seq + 1)
+        }
+
+        /// A checkpoint of the current head, when time says so.
+        async fn $cp_name(conn: &mut $conn, cps: &mut Checkpoints) -> Result<(), AuditError> {
+            let Some(key) = cps.key.clone() else {
+                return Ok(());
+            };
+            let (seq, hash): (i64, String) =
+                sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if seq == 0 || cps.last_seq.is_some_and(|l| l >= seq) {
+                return Ok(());
+            }
+            let ts: String = sqlx::query_scalar(if $numbered {
+                "SELECT ts FROM audit_events WHERE seq = $1"
+            } else {
+                "SELECT ts FROM audit_events WHERE seq = ?"
+            })
+            .bind(seq)
+            .fetch_one(&mut *conn)
+            .await?;
+            let cp = key.sign(seq, &ts, &hash);
+            insert_checkpoint!(&mut *conn, &cp, $numbered);
+            cps.head = cps.head.max(seq);
+            cps.last_seq = Some(seq);
+            cps.last_at = Instant::now();
+            Ok(())
         }
     };
 }
 
-write_batch!(write_sqlite, SqliteConnection, false);
-write_batch!(write_postgres, PgConnection, true);
+/// Several nodes may sign the same head: the first one stays.
+macro_rules! insert_checkpoint {
+    ($exec:expr, $cp:expr, $numbered:expr) => {
+        sqlx::query(if $numbered {
+            "INSERT INTO audit_checkpoints (seq, ts, hash, key_id, signature) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (seq) DO NOTHING"
+        } else {
+            "INSERT INTO audit_checkpoints (seq, ts, hash, key_id, signature) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (seq) DO NOTHING"
+        })
+        .bind($cp.seq)
+        .bind(&$cp.ts)
+        .bind(&$cp.hash)
+        .bind(&$cp.key_id)
+        .bind(&$cp.signature)
+        .execute($exec)
+        .await?;
+    };
+}
+
+write_batch!(write_sqlite, checkpoint_sqlite, SqliteConnection, false);
+write_batch!(write_postgres, checkpoint_postgres, PgConnection, true);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_fall_due_by_count_or_time() {
+        let mut c = Checkpoints {
+            key: None,
+            every_events: 10,
+            every: Duration::from_secs(3600),
+            last_seq: Some(0),
+            last_at: Instant::now(),
+            head: 0,
+        };
+        assert!(!c.due(9, 0));
+        assert!(c.due(10, 0));
+        assert!(!c.due(10, 10), "nothing new since the last checkpoint");
+        c.every = Duration::ZERO;
+        assert!(c.due(11, 10), "time has come with one new event");
+        assert!(!c.due(10, 10));
+    }
+
+    #[test]
+    fn insert_placeholders_follow_the_driver() {
+        assert!(insert_sql(2, false).ends_with("(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+        let pg = insert_sql(2, true);
+        assert!(pg.contains("($1,") && pg.ends_with("$36)"));
+    }
+}

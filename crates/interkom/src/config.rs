@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
+use interkom_audit::CheckpointKey;
 use interkom_gateway::{Alg, Argon2Config, GatewayConfig, MasterKey};
 use interkom_policy::TenantSpec;
 use serde::Deserialize;
@@ -24,6 +25,7 @@ const ENV_KEYS: &[&str] = &[
     "log",
     "tokens",
     "password",
+    "audit",
     "demo",
 ];
 
@@ -49,6 +51,8 @@ pub struct FileConfig {
     pub tokens: TokensConfig,
     #[serde(default)]
     pub password: Argon2Config,
+    #[serde(default)]
+    pub audit: AuditFileConfig,
     /// The administrative tree.
     #[serde(default)]
     pub tenants: Vec<TenantSpec>,
@@ -90,6 +94,35 @@ impl Default for TokensConfig {
             key_reload_interval: d.key_reload_interval,
             client_cache_ttl: d.client_cache_ttl,
             access_token_alg: "ES256".into(),
+        }
+    }
+}
+
+/// The audit store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditFileConfig {
+    /// The Ed25519 key that signs checkpoints (PKCS#8, base64url); takes
+    /// precedence over the file.
+    pub checkpoint_key: Option<String>,
+    /// A file holding that key; created on first start if missing.
+    pub checkpoint_key_file: Option<PathBuf>,
+    /// A checkpoint after this many events …
+    pub checkpoint_every_events: i64,
+    /// … or after this many seconds, whichever comes first.
+    pub checkpoint_every_seconds: u64,
+    /// Most events committed in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for AuditFileConfig {
+    fn default() -> Self {
+        AuditFileConfig {
+            checkpoint_key: None,
+            checkpoint_key_file: None,
+            checkpoint_every_events: 1000,
+            checkpoint_every_seconds: 60,
+            max_batch: 1000,
         }
     }
 }
@@ -149,6 +182,7 @@ pub struct Config {
     pub master_key: MasterKey,
     pub log: String,
     pub gateway: GatewayConfig,
+    pub audit: interkom_audit::AuditConfig,
     pub tenants: Vec<TenantSpec>,
     pub demo: DemoConfig,
 }
@@ -212,6 +246,30 @@ impl FileConfig {
                 None
             }
         };
+        let a = &self.audit;
+        let checkpoint_key = match (&a.checkpoint_key, &a.checkpoint_key_file) {
+            (Some(k), _) => CheckpointKey::from_base64(k)
+                .map_err(|e| errs.push(format!("audit.checkpoint_key: {e}")))
+                .ok(),
+            (None, Some(f)) => match load_or_create_checkpoint_key(f) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    errs.push(format!("audit.checkpoint_key_file: {e:#}"));
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        if a.checkpoint_every_events < 1 || a.checkpoint_every_seconds < 1 {
+            errs.push("audit: checkpoint intervals must be at least 1".into());
+        }
+        let audit = interkom_audit::AuditConfig {
+            max_batch: a.max_batch.max(1),
+            checkpoint_key: checkpoint_key.map(std::sync::Arc::new),
+            checkpoint_every_events: a.checkpoint_every_events,
+            checkpoint_every: std::time::Duration::from_secs(a.checkpoint_every_seconds),
+            ..Default::default()
+        };
         if let Err(e) = interkom_policy::TenantTree::from_specs(&self.tenants) {
             errs.push(format!("tenants: {e}"));
         }
@@ -242,12 +300,31 @@ impl FileConfig {
                 master_key,
                 log: self.log,
                 gateway,
+                audit,
                 tenants: self.tenants,
                 demo: self.demo,
             }),
             _ => bail!("invalid configuration:\n  - {}", errs.join("\n  - ")),
         }
     }
+}
+
+fn load_or_create_checkpoint_key(path: &Path) -> anyhow::Result<CheckpointKey> {
+    use base64::Engine;
+    if path.exists() {
+        let s =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        return Ok(CheckpointKey::from_base64(&s)?);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let der = CheckpointKey::generate_pkcs8()?;
+    write_private(
+        path,
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&der),
+    )?;
+    Ok(CheckpointKey::from_pkcs8(&der)?)
 }
 
 fn load_or_create_key(path: &Path) -> anyhow::Result<MasterKey> {

@@ -20,7 +20,7 @@ use anyhow::Context;
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::routing::get;
 use axum::Router;
-use interkom_audit::{AuditConfig, AuditLog};
+use interkom_audit::AuditLog;
 use interkom_gateway::clients::{AuthMethod, ClientSpec, GrantType};
 use interkom_gateway::{Alg, Clock, Gateway};
 use interkom_policy::TenantTree;
@@ -55,7 +55,7 @@ impl App {
         let configured = TenantTree::from_specs(&config.tenants)?;
         configured.store(&pool).await?;
         let tenants = Arc::new(TenantTree::load(&pool).await?);
-        let audit = AuditLog::start(pool.clone(), AuditConfig::default());
+        let audit = AuditLog::start(pool.clone(), config.audit.clone());
         let gateway = Gateway::new(
             config.gateway.clone(),
             pool.clone(),

@@ -73,6 +73,13 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum CheckpointCommand {
+    /// Print every signed checkpoint as a JSON line, with the public key, for
+    /// keeping outside the database.
+    Export,
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     Check,
 }
@@ -166,6 +173,11 @@ enum AuditCommand {
         from: Option<i64>,
         #[arg(long)]
         to: Option<i64>,
+    },
+    /// Signed checkpoints of the chain.
+    Checkpoint {
+        #[command(subcommand)]
+        command: CheckpointCommand,
     },
     /// Erase the personal data (subject, target, reason, source, details) of
     /// events older than DAYS; the chain stays verifiable.
@@ -369,11 +381,39 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
             println!("personal data of {n} events older than {older_than} days erased");
         }
         Command::Audit {
+            command:
+                AuditCommand::Checkpoint {
+                    command: CheckpointCommand::Export,
+                },
+        } => {
+            let key = app
+                .config
+                .audit
+                .checkpoint_key
+                .as_ref()
+                .map(|k| k.public_key_base64());
+            for cp in interkom_audit::checkpoint::list(&app.pool, 0, i64::MAX).await? {
+                let mut line = serde_json::to_value(&cp)?;
+                line["public_key"] = serde_json::json!(key);
+                println!("{line}");
+            }
+        }
+        Command::Audit {
             command: AuditCommand::Verify { from, to },
         } => {
-            let report = interkom_audit::verify(&app.pool, from, to).await?;
+            let keys: Vec<Vec<u8>> = app
+                .config
+                .audit
+                .checkpoint_key
+                .iter()
+                .map(|k| k.public_key().to_vec())
+                .collect();
+            let report = interkom_audit::verify_with_keys(&app.pool, from, to, &keys).await?;
             match report.first_bad {
-                None => println!("audit chain ok: {} events verified", report.checked),
+                None => println!(
+                    "audit chain ok: {} events and {} signed checkpoints verified",
+                    report.checked, report.checkpoints
+                ),
                 Some((seq, why)) => {
                     eprintln!("audit chain broken at seq {seq}: {why}");
                     return Ok(std::process::ExitCode::from(2));
