@@ -10,6 +10,7 @@
     unreachable_pub
 )]
 
+mod admin_audit;
 mod audit;
 mod cli;
 mod common;

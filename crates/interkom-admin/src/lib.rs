@@ -1,14 +1,29 @@
 //! The admin REST API of interkom under `/admin/v1`.
 //!
-//! This crate holds the API's error format, RFC 9457 problem+json, and its
-//! router. The resources (tenants, users, clients, resources, policies,
-//! grants, approvals, keys, audit) are added by the admin API's own work;
-//! until then every path under `/admin/v1` answers a problem+json 404.
+//! Callers authenticate with a bearer access token issued by interkom's own
+//! gateway; what they may do is decided from their role assignments in the
+//! administrative tree. Errors are RFC 9457 problem+json.
+//!
+//! # Layout
+//! - [`Problem`]: the error format.
+//! - `auth`: the bearer token and who the caller is.
+//! - `audit`: search, export, verification status and checkpoints of the
+//!   audit trail, for security staff within their subtree.
 
-use axum::http::{header, StatusCode};
+mod audit;
+mod auth;
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
+use interkom_audit::AuditLog;
+use interkom_gateway::Gateway;
+use interkom_policy::TenantTree;
 use serde::Serialize;
+use sqlx::AnyPool;
 
 /// An RFC 9457 problem detail.
 #[derive(Debug, Clone, Serialize)]
@@ -29,23 +44,73 @@ impl Problem {
             detail: detail.into(),
         }
     }
+    pub fn bad_request(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::BAD_REQUEST, detail)
+    }
+    pub fn forbidden(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::FORBIDDEN, detail)
+    }
+    pub fn internal() -> Problem {
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
 }
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_string(&self).unwrap_or_default();
-        (
+        let mut res = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body,
         )
-            .into_response()
+            .into_response();
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"interkom-admin\""),
+            );
+        }
+        res
+    }
+}
+
+/// What the admin API works with.
+#[derive(Clone)]
+pub struct AdminState(Arc<Inner>);
+
+struct Inner {
+    gateway: Gateway,
+    audit: AuditLog,
+    pool: AnyPool,
+    tenants: Arc<TenantTree>,
+}
+
+impl AdminState {
+    pub fn new(
+        gateway: Gateway,
+        audit: AuditLog,
+        pool: AnyPool,
+        tenants: Arc<TenantTree>,
+    ) -> AdminState {
+        AdminState(Arc::new(Inner {
+            gateway,
+            audit,
+            pool,
+            tenants,
+        }))
     }
 }
 
 /// The admin routes, to be nested under `/admin/v1`.
-pub fn router() -> Router {
+pub fn router(state: AdminState) -> Router {
     Router::new()
+        .route("/audit/events", get(audit::events))
+        .route("/audit/export", get(audit::export))
+        .route("/audit/verify", get(audit::verify))
+        .route("/audit/checkpoints", get(audit::checkpoints))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such admin resource") })
+        .with_state(state)
 }

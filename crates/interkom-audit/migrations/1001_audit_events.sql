@@ -29,6 +29,7 @@ CREATE INDEX audit_events_action ON audit_events (action, seq);
 CREATE INDEX audit_events_actor ON audit_events (actor_subject, seq);
 CREATE INDEX audit_events_client ON audit_events (actor_client, seq);
 CREATE INDEX audit_events_correlation ON audit_events (correlation_id);
+CREATE INDEX audit_events_tenant ON audit_events (tenant_path, seq);
 
 -- One row: the head of the chain. Writers lock it (UPDATE) before appending,
 -- which serialises appends from several nodes on one PostgreSQL.

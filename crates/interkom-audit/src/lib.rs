@@ -13,6 +13,7 @@
 //!   concurrent callers are committed in one transaction, and each caller
 //!   continues only after its event is committed.
 //! - [`query`]: filtered, cursor-paginated reads, newest first.
+//! - [`export`]: streamed JSON Lines and CSV.
 //! - [`checkpoint`]: Ed25519-signed checkpoints of the chain head.
 //! - [`verify`](mod@verify): recomputes the chain and checks the
 //!   checkpoints over a range.
@@ -21,6 +22,7 @@
 pub mod chain;
 pub mod checkpoint;
 pub mod event;
+pub mod export;
 pub mod prune;
 pub mod query;
 pub mod verify;
@@ -29,7 +31,7 @@ pub mod writer;
 pub use checkpoint::{Checkpoint, CheckpointKey};
 pub use event::{Action, AuditEvent, Outcome, StoredEvent};
 pub use prune::prune_older_than;
-pub use query::{query, AuditQuery};
+pub use query::{normalize_ts, query, AuditQuery};
 pub use verify::{verify, verify_with_keys, VerifyReport};
 pub use writer::{AuditConfig, AuditLog};
 

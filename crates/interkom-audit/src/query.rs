@@ -1,5 +1,6 @@
 //! Filtered reads of the audit trail, newest first, with a stable cursor
-//! (the sequence number of the last event seen).
+//! (the sequence number of the last event seen: events appended meanwhile
+//! have larger numbers and never shift a page).
 
 use sqlx::AnyPool;
 
@@ -13,13 +14,21 @@ pub struct AuditQuery {
     pub actor_client: Option<String>,
     pub outcome: Option<String>,
     pub correlation_id: Option<String>,
-    /// Only events in this tenant or below it (by tenant path prefix).
-    pub tenant_subtree: Option<String>,
+    /// Only events in a tenant subtree: the subtree root's stored path
+    /// (`/kreis/samtgemeinde/`); matched as a prefix range, so an index on
+    /// the path serves it.
+    pub tenant_path_prefix: Option<String>,
+    /// Only events at or after this time (RFC 3339, UTC, as stored).
+    pub from_ts: Option<String>,
+    /// Only events before this time.
+    pub to_ts: Option<String>,
     /// Cursor: only events with a smaller sequence number.
     pub before_seq: Option<i64>,
+    /// Page size, 1..=1000.
     pub limit: i64,
 }
 
+/// One page of events, newest first.
 pub async fn query(pool: &AnyPool, q: &AuditQuery) -> Result<Vec<StoredEvent>, AuditError> {
     let mut sql = format!(
         "SELECT {} FROM audit_events WHERE 1 = 1",
@@ -45,25 +54,38 @@ pub async fn query(pool: &AnyPool, q: &AuditQuery) -> Result<Vec<StoredEvent>, A
     if let Some(v) = &q.correlation_id {
         add(&mut sql, "correlation_id =", v);
     }
-    if let Some(v) = &q.tenant_subtree {
-        // Tenant paths are "/kreis/sg/gemeinde/"; a subtree is a prefix.
-        add(
-            &mut sql,
-            "tenant_path LIKE",
-            &format!("%/{}/%", v.replace(['%', '_'], "")),
-        );
+    if let Some(prefix) = &q.tenant_path_prefix {
+        // Paths end in '/'; every path below starts with the prefix and
+        // sorts before the prefix with its last '/' raised to '0'.
+        let upper = format!("{}0", prefix.trim_end_matches('/'));
+        add(&mut sql, "tenant_path >=", prefix);
+        add(&mut sql, "tenant_path <", &upper);
     }
-    let mut query_sql = sql;
+    if let Some(v) = &q.from_ts {
+        add(&mut sql, "ts >=", v);
+    }
+    if let Some(v) = &q.to_ts {
+        add(&mut sql, "ts <", v);
+    }
     if let Some(seq) = q.before_seq {
-        query_sql.push_str(&format!(" AND seq < {seq}"));
+        sql.push_str(&format!(" AND seq < {seq}"));
     }
-    query_sql.push_str(&format!(
+    sql.push_str(&format!(
         " ORDER BY seq DESC LIMIT {}",
         q.limit.clamp(1, 1000)
     ));
-    let mut query = sqlx::query_as::<_, StoredEvent>(&query_sql);
+    let mut query = sqlx::query_as::<_, StoredEvent>(&sql);
     for b in &binds {
         query = query.bind(b);
     }
     Ok(query.fetch_all(pool).await?)
+}
+
+/// Parses a filter timestamp (RFC 3339, any offset) into the stored form.
+pub fn normalize_ts(s: &str) -> Option<String> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    t.to_offset(time::UtcOffset::UTC).format(&fmt).ok()
 }

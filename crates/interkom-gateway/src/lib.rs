@@ -165,6 +165,23 @@ impl Gateway {
         Ok(kids)
     }
 
+    /// Validates one of interkom's access tokens (signature, issuer, expiry,
+    /// revocation) and returns its claims; `None` when it is not valid.
+    pub async fn validate_access_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<serde_json::Value>, GatewayError> {
+        endpoints::access_token_claims(self, token).await
+    }
+
+    pub fn tenants(&self) -> &TenantTree {
+        &self.tenants
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
     pub async fn list_keys(&self) -> Result<Vec<KeyInfo>, GatewayError> {
         self.keys.list().await
     }

@@ -4,6 +4,25 @@ use sqlx::AnyPool;
 
 use crate::PolicyError;
 
+/// The role of security staff (ISB, Revision, Datenschutz): reads the audit
+/// trail of its tenant's subtree.
+pub const SECURITY_STAFF: &str = "security_staff";
+
+/// The tenants in which `subject` holds `role`.
+pub async fn tenants_with_role(
+    pool: &AnyPool,
+    subject: &str,
+    role: &str,
+) -> Result<Vec<String>, PolicyError> {
+    Ok(sqlx::query_scalar(
+        "SELECT tenant FROM role_assignments WHERE subject = $1 AND role = $2 ORDER BY tenant",
+    )
+    .bind(subject)
+    .bind(role)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// Assigns `role` in `tenant` to `subject` (idempotent).
 pub async fn assign(
     pool: &AnyPool,

@@ -137,7 +137,13 @@ impl App {
             Router::new().nest(&base, gateway)
         };
         let pool = self.pool.clone();
-        oidc.nest("/admin/v1", interkom_admin::router())
+        let admin = interkom_admin::AdminState::new(
+            self.gateway.clone(),
+            self.audit.clone(),
+            self.pool.clone(),
+            self.tenants.clone(),
+        );
+        oidc.nest("/admin/v1", interkom_admin::router(admin))
             .route("/healthz", get(|| async { "ok" }))
             .route(
                 "/readyz",

@@ -1,0 +1,317 @@
+//! The audit trail for security staff: search, export, verification status,
+//! checkpoints. A caller with the security-staff role in tenant T reads the
+//! events of T's subtree; every read and export is itself audited.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use interkom_audit::export::{Exporter, Format};
+use interkom_audit::{Action, AuditEvent, AuditQuery, Outcome};
+use interkom_policy::roles::{tenants_with_role, SECURITY_STAFF};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::Caller;
+use crate::{AdminState, Problem};
+
+/// Filters, as query parameters. Unknown parameters are refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Filter {
+    /// Tenant id: its subtree (default: the caller's security-staff tenant).
+    tenant: Option<String>,
+    /// RFC 3339 time range, `from` inclusive, `to` exclusive.
+    from: Option<String>,
+    to: Option<String>,
+    actor: Option<String>,
+    action: Option<String>,
+    outcome: Option<String>,
+    client: Option<String>,
+    correlation_id: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Page size, 1..=1000 (default 100).
+    limit: Option<String>,
+    /// Export only: `jsonl` or `csv`.
+    format: Option<String>,
+}
+
+fn parse_filter(raw: Option<String>) -> Result<Filter, Problem> {
+    serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+        .map_err(|e| Problem::bad_request(format!("invalid query: {e}")))
+}
+
+/// Checks the filter and the caller's right to read it; returns the query.
+async fn authorize(state: &AdminState, caller: &Caller, f: &Filter) -> Result<AuditQuery, Problem> {
+    let s = &state.0;
+    let mut q = AuditQuery {
+        limit: 100,
+        ..Default::default()
+    };
+    if let Some(a) = &f.action {
+        if Action::parse(a).is_none() {
+            return Err(Problem::bad_request(format!("unknown action `{a}`")));
+        }
+        q.action = Some(a.clone());
+    }
+    if let Some(o) = &f.outcome {
+        if !matches!(o.as_str(), "success" | "failure" | "denied") {
+            return Err(Problem::bad_request(
+                "outcome must be success, failure or denied",
+            ));
+        }
+        q.outcome = Some(o.clone());
+    }
+    let ts = |v: &Option<String>, name: &str| -> Result<Option<String>, Problem> {
+        v.as_deref()
+            .map(|t| {
+                interkom_audit::normalize_ts(t).ok_or_else(|| {
+                    Problem::bad_request(format!("`{name}` must be an RFC 3339 time"))
+                })
+            })
+            .transpose()
+    };
+    q.from_ts = ts(&f.from, "from")?;
+    q.to_ts = ts(&f.to, "to")?;
+    if let Some(c) = &f.cursor {
+        q.before_seq = Some(
+            c.parse::<i64>()
+                .ok()
+                .filter(|c| *c > 0)
+                .ok_or_else(|| Problem::bad_request("`cursor` must be a positive integer"))?,
+        );
+    }
+    if let Some(l) = &f.limit {
+        q.limit = l
+            .parse::<i64>()
+            .ok()
+            .filter(|l| (1..=1000).contains(l))
+            .ok_or_else(|| Problem::bad_request("`limit` must be between 1 and 1000"))?;
+    }
+    q.actor_subject = f.actor.clone();
+    q.actor_client = f.client.clone();
+    q.correlation_id = f.correlation_id.clone();
+
+    // The subtree: the requested tenant must lie within (or be) a tenant in
+    // which the caller is security staff.
+    let granted = tenants_with_role(&s.pool, &caller.subject, SECURITY_STAFF)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "role lookup failed");
+            Problem::internal()
+        })?;
+    let requested = match (&f.tenant, granted.as_slice()) {
+        (Some(t), _) => t.clone(),
+        (None, [only]) => only.clone(),
+        (None, []) => {
+            return Err(denied(state, caller, f, "the caller is not security staff").await)
+        }
+        (None, _) => {
+            return Err(Problem::bad_request(
+                "several tenants are possible: name one with `tenant`",
+            ))
+        }
+    };
+    let tenant = s
+        .tenants
+        .get(&requested)
+        .ok_or_else(|| Problem::bad_request(format!("unknown tenant `{requested}`")))?;
+    if !granted.iter().any(|g| tenant.path.contains(g)) {
+        return Err(denied(state, caller, f, "outside the caller's subtree").await);
+    }
+    q.tenant_path_prefix = Some(tenant.path_string());
+    Ok(q)
+}
+
+/// A refused read: audited, then 403.
+async fn denied(state: &AdminState, caller: &Caller, f: &Filter, why: &str) -> Problem {
+    let ev = base_event(caller, Action::AuditRead, Outcome::Denied)
+        .reason(why)
+        .details(json!({ "tenant": f.tenant }));
+    if let Err(e) = state.0.audit.append(ev).await {
+        tracing::error!(error = %e, "audit store unavailable");
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the audit store is unavailable",
+        );
+    }
+    Problem::forbidden(format!("reading this audit trail is not allowed: {why}"))
+}
+
+fn base_event(caller: &Caller, action: Action, outcome: Outcome) -> AuditEvent {
+    let mut ev = AuditEvent::new(action, outcome)
+        .subject(&caller.subject, caller.tenant.clone())
+        .correlation(caller.request_id.clone());
+    if let Some(c) = &caller.client {
+        ev = ev.client(c);
+    }
+    ev
+}
+
+fn describe(q: &AuditQuery) -> serde_json::Value {
+    json!({
+        "tenant_path": q.tenant_path_prefix, "from": q.from_ts, "to": q.to_ts, "actor": q.actor_subject,
+        "action": q.action, "outcome": q.outcome, "client": q.actor_client,
+        "correlation_id": q.correlation_id, "cursor": q.before_seq,
+    })
+}
+
+/// `GET /admin/v1/audit/events`: one page, newest first.
+pub(crate) async fn events(
+    State(state): State<AdminState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let res: Result<Response, Problem> = async {
+        let f = parse_filter(raw)?;
+        if f.format.is_some() {
+            return Err(Problem::bad_request("`format` belongs to /audit/export"));
+        }
+        let q = authorize(&state, &caller, &f).await?;
+        let page = interkom_audit::query(&state.0.pool, &q)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "audit query failed");
+                Problem::internal()
+            })?;
+        // Reading is audited before the data leaves.
+        let ev = base_event(&caller, Action::AuditRead, Outcome::Success)
+            .details(json!({ "filter": describe(&q), "events": page.len() }));
+        state.0.audit.append(ev).await.map_err(|_| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the audit store is unavailable",
+            )
+        })?;
+        let next = (page.len() as i64 == q.limit)
+            .then(|| page.last().map(|e| e.seq.to_string()))
+            .flatten();
+        let mut r = Json(json!({ "events": page, "next_cursor": next })).into_response();
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(r)
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /admin/v1/audit/export?format=jsonl|csv`: the whole filtered trail,
+/// streamed.
+pub(crate) async fn export(
+    State(state): State<AdminState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let res: Result<Response, Problem> = async {
+        let f = parse_filter(raw)?;
+        let format = Format::parse(f.format.as_deref().unwrap_or("jsonl"))
+            .ok_or_else(|| Problem::bad_request("`format` must be jsonl or csv"))?;
+        if f.cursor.is_some() || f.limit.is_some() {
+            return Err(Problem::bad_request("an export has no cursor or limit"));
+        }
+        let q = authorize(&state, &caller, &f).await?;
+        let ev = base_event(&caller, Action::AuditExport, Outcome::Success).details(
+            json!({ "filter": describe(&q), "format": f.format.as_deref().unwrap_or("jsonl") }),
+        );
+        state.0.audit.append(ev).await.map_err(|_| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the audit store is unavailable",
+            )
+        })?;
+        let exporter = Some(Exporter::new(state.0.pool.clone(), q, format));
+        let stream = futures_util::stream::unfold(exporter, |ex| async move {
+            let mut ex = ex?;
+            match ex.next_chunk().await {
+                Ok(Some(chunk)) => {
+                    Some((Ok::<Bytes, std::io::Error>(Bytes::from(chunk)), Some(ex)))
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::error!(error = %e, "audit export failed midway");
+                    Some((Err(std::io::Error::other("audit export failed")), None))
+                }
+            }
+        });
+        let ext = if format == Format::Csv {
+            "csv"
+        } else {
+            "jsonl"
+        };
+        let mut r = Body::from_stream(stream).into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Ok(v) =
+            HeaderValue::from_str(&format!("attachment; filename=\"interkom-audit.{ext}\""))
+        {
+            h.insert(header::CONTENT_DISPOSITION, v);
+        }
+        Ok(r)
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /admin/v1/audit/verify`: recomputes the chain (any security staff).
+pub(crate) async fn verify(State(state): State<AdminState>, caller: Caller) -> Response {
+    let res: Result<Response, Problem> = async {
+        let granted = tenants_with_role(&state.0.pool, &caller.subject, SECURITY_STAFF)
+            .await
+            .map_err(|_| Problem::internal())?;
+        if granted.is_empty() {
+            return Err(denied(
+                &state,
+                &caller,
+                &Filter::default(),
+                "the caller is not security staff",
+            )
+            .await);
+        }
+        let report = interkom_audit::verify(&state.0.pool, None, None)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "audit verification failed");
+                Problem::internal()
+            })?;
+        Ok(Json(json!({
+            "ok": report.ok(),
+            "checked": report.checked,
+            "checkpoints": report.checkpoints,
+            "first_bad_seq": report.first_bad.as_ref().map(|b| b.0),
+            "reason": report.first_bad.as_ref().map(|b| b.1.clone()),
+        }))
+        .into_response())
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /admin/v1/audit/checkpoints`: the signed checkpoints.
+pub(crate) async fn checkpoints(State(state): State<AdminState>, caller: Caller) -> Response {
+    let res: Result<Response, Problem> = async {
+        let granted = tenants_with_role(&state.0.pool, &caller.subject, SECURITY_STAFF)
+            .await
+            .map_err(|_| Problem::internal())?;
+        if granted.is_empty() {
+            return Err(denied(
+                &state,
+                &caller,
+                &Filter::default(),
+                "the caller is not security staff",
+            )
+            .await);
+        }
+        let cps = interkom_audit::checkpoint::list(&state.0.pool, 0, i64::MAX)
+            .await
+            .map_err(|_| Problem::internal())?;
+        Ok(Json(json!({ "checkpoints": cps })).into_response())
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}

@@ -1,0 +1,59 @@
+//! Who is calling: a bearer access token issued by interkom's gateway.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use serde_json::Value;
+
+use crate::{AdminState, Problem};
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub(crate) subject: String,
+    pub(crate) tenant: Option<String>,
+    pub(crate) client: Option<String>,
+    pub(crate) request_id: Option<String>,
+}
+
+impl FromRequestParts<AdminState> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AdminState,
+    ) -> Result<Self, Self::Rejection> {
+        let unauthorized = |d: &str| Problem::new(StatusCode::UNAUTHORIZED, d);
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("a bearer access token is required"))?
+            .to_str()
+            .map_err(|_| unauthorized("malformed Authorization header"))?;
+        let token = match value.split_once(' ') {
+            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
+            _ => return Err(unauthorized("a bearer access token is required")),
+        };
+        let claims = state
+            .0
+            .gateway
+            .validate_access_token(token)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "token validation failed");
+                Problem::internal()
+            })?
+            .ok_or_else(|| unauthorized("the access token is invalid or expired"))?;
+        let s = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
+        Ok(Caller {
+            subject: s("sub").ok_or_else(|| unauthorized("the access token has no subject"))?,
+            tenant: s("tenant"),
+            client: s("client_id"),
+            request_id: parts
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        })
+    }
+}
