@@ -309,3 +309,52 @@ async fn a_recomputed_chain_does_not_match_its_signed_checkpoints() {
     assert_eq!(seq, first_cp, "{why}");
     assert!(why.contains("checkpoint"), "{why}");
 }
+
+#[tokio::test]
+async fn source_addresses_can_be_recorded_as_keyed_hashes() {
+    let s = TestServer::start_with(|c| {
+        c.audit.source_pseudonymisation = interkom_gateway::SourcePseudonymisation::KeyedHash
+    })
+    .await;
+    cc_token(&s).await;
+    cc_token(&s).await;
+    let events = s.audit("token_issued").await;
+    let src = events[0].source.clone().unwrap();
+    assert!(src.starts_with("h:") && !src.contains("127."), "{src}");
+    assert_eq!(
+        events[1].source.as_deref(),
+        Some(src.as_str()),
+        "the same source, the same pseudonym"
+    );
+}
+
+#[tokio::test]
+async fn without_a_durable_audit_event_no_token_is_issued() {
+    let s = TestServer::start().await;
+    cc_token(&s).await;
+    // The audit table becomes unwritable behind the server's back.
+    sqlx::query("ALTER TABLE audit_events RENAME TO audit_events_gone")
+        .execute(&s.app.pool)
+        .await
+        .unwrap();
+    let res = s
+        .post_form(
+            "/token",
+            Some((KFZ, KFZ_SECRET)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    let v = expect_oauth_error(res, 503, "temporarily_unavailable").await;
+    assert!(v.get("access_token").is_none());
+    // Once the store is back, so is the service, and the chain is whole.
+    sqlx::query("ALTER TABLE audit_events_gone RENAME TO audit_events")
+        .execute(&s.app.pool)
+        .await
+        .unwrap();
+    cc_token(&s).await;
+    let report = interkom_audit::verify(&s.app.pool, None, None)
+        .await
+        .unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.checked, 2);
+}

@@ -31,6 +31,16 @@ impl Default for Argon2Config {
     }
 }
 
+/// How source addresses enter the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourcePseudonymisation {
+    /// IPv4 /24, IPv6 /48.
+    Truncate,
+    /// HMAC-SHA-256 under a key derived from the key-encryption key.
+    KeyedHash,
+}
+
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     /// The issuer, byte for byte as it appears in tokens (no trailing slash).
@@ -50,6 +60,7 @@ pub struct GatewayConfig {
     pub client_cache_ttl: i64,
     pub access_token_alg: Alg,
     pub argon2: Argon2Config,
+    pub source_pseudonymisation: SourcePseudonymisation,
 }
 
 impl GatewayConfig {
@@ -67,6 +78,7 @@ impl GatewayConfig {
             client_cache_ttl: 5,
             access_token_alg: Alg::ES256,
             argon2: Argon2Config::default(),
+            source_pseudonymisation: SourcePseudonymisation::Truncate,
         }
     }
 

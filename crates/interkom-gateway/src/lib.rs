@@ -42,7 +42,7 @@ use interkom_policy::TenantTree;
 use sqlx::AnyPool;
 
 pub use clock::Clock;
-pub use config::{Argon2Config, GatewayConfig};
+pub use config::{Argon2Config, GatewayConfig, SourcePseudonymisation};
 pub use crypto::MasterKey;
 pub use error::{GatewayError, OAuthError};
 pub use keys::{Alg, KeyInfo, Signer};

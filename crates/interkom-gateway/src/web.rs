@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use minijinja::Environment;
 use serde::Serialize;
 
+use crate::config::SourcePseudonymisation;
 use crate::i18n::{Lang, Texts};
 use crate::{Gateway, GatewayError};
 
@@ -152,13 +153,15 @@ pub(crate) struct Meta {
     pub(crate) accept_language: Option<String>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Meta {
+impl FromRequestParts<Gateway> for Meta {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let source = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| pseudonymise(c.0.ip()));
+    async fn from_request_parts(parts: &mut Parts, gw: &Gateway) -> Result<Self, Self::Rejection> {
+        let source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| {
+            match gw.cfg.source_pseudonymisation {
+                SourcePseudonymisation::Truncate => truncate(c.0.ip()),
+                SourcePseudonymisation::KeyedHash => keyed(gw, c.0.ip()),
+            }
+        });
         let h = |n: &str| {
             parts
                 .headers
@@ -174,9 +177,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Meta {
     }
 }
 
-/// Source addresses enter the audit trail truncated (IPv4 /24, IPv6 /48):
-/// enough to see a pattern, not enough to name a person.
-fn pseudonymise(ip: std::net::IpAddr) -> String {
+/// A keyed hash of the address: equal addresses stay recognisable as equal
+/// (to follow one source), and without the server's key nobody can tell
+/// which address it was.
+fn keyed(gw: &Gateway, ip: std::net::IpAddr) -> String {
+    let h = gw.master.keyed_hash(&format!("source|{ip}"));
+    format!("h:{}", &h[..22.min(h.len())])
+}
+
+/// Truncated (IPv4 /24, IPv6 /48): enough to see a pattern, not enough to
+/// name a person.
+fn truncate(ip: std::net::IpAddr) -> String {
     match ip {
         std::net::IpAddr::V4(v4) => {
             let o = v4.octets();

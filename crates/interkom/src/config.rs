@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use interkom_audit::CheckpointKey;
-use interkom_gateway::{Alg, Argon2Config, GatewayConfig, MasterKey};
+use interkom_gateway::{Alg, Argon2Config, GatewayConfig, MasterKey, SourcePseudonymisation};
 use interkom_policy::TenantSpec;
 use serde::Deserialize;
 use url::Url;
@@ -113,6 +113,9 @@ pub struct AuditFileConfig {
     pub checkpoint_every_seconds: u64,
     /// Most events committed in one transaction.
     pub max_batch: usize,
+    /// How source addresses are recorded: `truncate` (IPv4 /24, IPv6 /48)
+    /// or `keyed_hash`.
+    pub source_pseudonymisation: SourcePseudonymisation,
 }
 
 impl Default for AuditFileConfig {
@@ -123,6 +126,7 @@ impl Default for AuditFileConfig {
             checkpoint_every_events: 1000,
             checkpoint_every_seconds: 60,
             max_batch: 1000,
+            source_pseudonymisation: SourcePseudonymisation::Truncate,
         }
     }
 }
@@ -288,6 +292,7 @@ impl FileConfig {
             g.client_cache_ttl = t.client_cache_ttl;
             g.access_token_alg = alg.unwrap_or(Alg::ES256);
             g.argon2 = self.password.clone();
+            g.source_pseudonymisation = self.audit.source_pseudonymisation;
             g
         });
         if let Some(Err(e)) = gateway.as_ref().map(GatewayConfig::validate) {
