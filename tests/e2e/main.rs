@@ -14,6 +14,7 @@ mod admin_audit;
 mod audit;
 mod cli;
 mod common;
+mod crash;
 mod errors;
 mod flows;
 mod keys;

@@ -81,7 +81,8 @@ impl App {
     async fn seed_demo(&self) -> anyhow::Result<()> {
         for u in &self.config.demo.users {
             if self.gateway.find_user(&u.username).await?.is_none() {
-                self.gateway
+                let created = self
+                    .gateway
                     .add_user(interkom_gateway::accounts::NewUser {
                         tenant: u.tenant.clone(),
                         username: u.username.clone(),
@@ -90,8 +91,15 @@ impl App {
                         email: u.email.clone(),
                         roles: u.roles.clone(),
                     })
-                    .await
-                    .with_context(|| format!("demo user {}", u.username))?;
+                    .await;
+                // Another node may have created it a moment ago.
+                if let Err(e) = created {
+                    if self.gateway.find_user(&u.username).await?.is_none() {
+                        return Err(
+                            anyhow::Error::new(e).context(format!("demo user {}", u.username))
+                        );
+                    }
+                }
             }
         }
         for c in &self.config.demo.clients {
@@ -107,7 +115,8 @@ impl App {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let auth_method = AuthMethod::parse(&c.auth_method)
                 .with_context(|| format!("demo client {}: auth_method {}", c.id, c.auth_method))?;
-            self.gateway
+            let registered = self
+                .gateway
                 .register_client(ClientSpec {
                     id: c.id.clone(),
                     tenant: c.tenant.clone(),
@@ -121,8 +130,12 @@ impl App {
                     jwks: None,
                     id_token_alg: Alg::RS256,
                 })
-                .await
-                .with_context(|| format!("demo client {}", c.id))?;
+                .await;
+            if let Err(e) = registered {
+                if self.gateway.client(&c.id).await?.is_none() {
+                    return Err(anyhow::Error::new(e).context(format!("demo client {}", c.id)));
+                }
+            }
         }
         Ok(())
     }
