@@ -173,6 +173,16 @@ async fn personal_fields_are_covered_by_the_chain() {
         .await
         .unwrap();
     }
+    // The level columns that serve subtree queries must match the path.
+    sqlx::query("UPDATE audit_events SET path_kreis = 'elsewhere' WHERE seq = 1")
+        .execute(&s.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(interkom_audit::verify(&s.app.pool, None, None).await.unwrap().first_bad.unwrap().0, 1);
+    sqlx::query("UPDATE audit_events SET path_kreis = 'lk-luechow-dannenberg' WHERE seq = 1")
+        .execute(&s.app.pool)
+        .await
+        .unwrap();
     // A forged digest that matches forged content breaks the chain instead.
     sqlx::query("UPDATE audit_events SET personal_digest = 'ff' WHERE seq = 2")
         .execute(&s.app.pool)

@@ -9,6 +9,12 @@ CREATE TABLE audit_events (
     ts             TEXT   NOT NULL,
     tenant         TEXT,
     tenant_path    TEXT,
+    -- The tenant path split by level (derived from tenant_path, checked by
+    -- verify): a subtree query is an equality on one of them, so an index
+    -- on (level column, seq) answers "the newest events below T" directly.
+    path_kreis        TEXT,
+    path_samtgemeinde TEXT,
+    path_gemeinde     TEXT,
     actor_subject  TEXT,
     actor_tenant   TEXT,
     actor_client   TEXT,
@@ -29,7 +35,9 @@ CREATE INDEX audit_events_action ON audit_events (action, seq);
 CREATE INDEX audit_events_actor ON audit_events (actor_subject, seq);
 CREATE INDEX audit_events_client ON audit_events (actor_client, seq);
 CREATE INDEX audit_events_correlation ON audit_events (correlation_id);
-CREATE INDEX audit_events_tenant ON audit_events (tenant_path, seq);
+CREATE INDEX audit_events_kreis ON audit_events (path_kreis, seq);
+CREATE INDEX audit_events_samtgemeinde ON audit_events (path_samtgemeinde, seq);
+CREATE INDEX audit_events_gemeinde ON audit_events (path_gemeinde, seq);
 
 -- One row: the head of the chain. Writers lock it (UPDATE) before appending,
 -- which serialises appends from several nodes on one PostgreSQL.

@@ -162,6 +162,10 @@ pub struct StoredEvent {
     pub ts: String,
     pub tenant: Option<String>,
     pub tenant_path: Option<String>,
+    /// `tenant_path` split by level (derived; see [`split_path`]).
+    pub path_kreis: Option<String>,
+    pub path_samtgemeinde: Option<String>,
+    pub path_gemeinde: Option<String>,
     pub actor_subject: Option<String>,
     pub actor_tenant: Option<String>,
     pub actor_client: Option<String>,
@@ -181,9 +185,21 @@ pub struct StoredEvent {
     pub hash: String,
 }
 
-pub(crate) const COLUMNS: &str = "seq, ts, tenant, tenant_path, actor_subject, actor_tenant, \
-     actor_client, action, target, outcome, reason, correlation_id, source, details, personal_digest, \
-     pruned_at, prev_hash, hash";
+pub(crate) const COLUMNS: &str = "seq, ts, tenant, tenant_path, path_kreis, path_samtgemeinde, \
+     path_gemeinde, actor_subject, actor_tenant, actor_client, action, target, outcome, reason, \
+     correlation_id, source, details, personal_digest, pruned_at, prev_hash, hash";
 
 /// Number of columns in [`COLUMNS`].
-pub(crate) const COLUMN_COUNT: usize = 18;
+pub(crate) const COLUMN_COUNT: usize = 21;
+
+/// Splits a stored tenant path (`/kreis/samtgemeinde/gemeinde/`) into its
+/// levels.
+pub fn split_path(path: Option<&str>) -> [Option<String>; 3] {
+    let mut out: [Option<String>; 3] = [None, None, None];
+    if let Some(p) = path {
+        for (i, part) in p.split('/').filter(|s| !s.is_empty()).take(3).enumerate() {
+            out[i] = Some(part.to_owned());
+        }
+    }
+    out
+}

@@ -15,8 +15,7 @@ pub struct AuditQuery {
     pub outcome: Option<String>,
     pub correlation_id: Option<String>,
     /// Only events in a tenant subtree: the subtree root's stored path
-    /// (`/kreis/samtgemeinde/`); matched as a prefix range, so an index on
-    /// the path serves it.
+    /// (`/kreis/samtgemeinde/`); answered by the level column of its depth.
     pub tenant_path_prefix: Option<String>,
     /// Only events at or after this time (RFC 3339, UTC, as stored).
     pub from_ts: Option<String>,
@@ -55,11 +54,14 @@ pub async fn query(pool: &AnyPool, q: &AuditQuery) -> Result<Vec<StoredEvent>, A
         add(&mut sql, "correlation_id =", v);
     }
     if let Some(prefix) = &q.tenant_path_prefix {
-        // Paths end in '/'; every path below starts with the prefix and
-        // sorts before the prefix with its last '/' raised to '0'.
-        let upper = format!("{}0", prefix.trim_end_matches('/'));
-        add(&mut sql, "tenant_path >=", prefix);
-        add(&mut sql, "tenant_path <", &upper);
+        let levels = crate::event::split_path(Some(prefix));
+        let (column, id) = match levels {
+            [_, _, Some(g)] => ("path_gemeinde =", g),
+            [_, Some(sg), None] => ("path_samtgemeinde =", sg),
+            [Some(k), None, None] => ("path_kreis =", k),
+            _ => return Ok(Vec::new()),
+        };
+        add(&mut sql, column, &id);
     }
     if let Some(v) = &q.from_ts {
         add(&mut sql, "ts >=", v);

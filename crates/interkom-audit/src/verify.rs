@@ -110,6 +110,17 @@ pub async fn verify_with_keys(
                 report.first_bad = Some((row.seq, "does not chain to the previous event".into()));
                 return Ok(report);
             }
+            if crate::event::split_path(row.tenant_path.as_deref())
+                != [
+                    row.path_kreis.clone(),
+                    row.path_samtgemeinde.clone(),
+                    row.path_gemeinde.clone(),
+                ]
+            {
+                report.first_bad =
+                    Some((row.seq, "level columns do not match the tenant path".into()));
+                return Ok(report);
+            }
             let canonical = Canonical::from(row);
             if row.pruned_at.is_none() {
                 if canonical.personal_digest()? != row.personal_digest {

@@ -78,7 +78,7 @@ pub struct AuditLog {
     pool: AnyPool,
 }
 
-/// Rows per INSERT statement: 18 parameters each stays far below the bind
+/// Rows per INSERT statement: 21 parameters each stays far below the bind
 /// limits of SQLite (32766) and PostgreSQL (65535).
 const ROWS_PER_STATEMENT: usize = 100;
 
@@ -271,11 +271,16 @@ fn chain(
         };
         let personal_digest = canonical.personal_digest()?;
         let hash = canonical.chain_hash(&prev, &personal_digest)?;
+        let [path_kreis, path_samtgemeinde, path_gemeinde] =
+            crate::event::split_path(e.tenant_path.as_deref());
         rows.push(StoredEvent {
             seq,
             ts: ts.clone(),
             tenant: e.tenant.clone(),
             tenant_path: e.tenant_path.clone(),
+            path_kreis,
+            path_samtgemeinde,
+            path_gemeinde,
             actor_subject: e.actor_subject.clone(),
             actor_tenant: e.actor_tenant.clone(),
             actor_client: e.actor_client.clone(),
@@ -354,6 +359,9 @@ macro_rules! write_batch {
                         .bind(&e.ts)
                         .bind(&e.tenant)
                         .bind(&e.tenant_path)
+                        .bind(&e.path_kreis)
+                        .bind(&e.path_samtgemeinde)
+                        .bind(&e.path_gemeinde)
                         .bind(&e.actor_subject)
                         .bind(&e.actor_tenant)
                         .bind(&e.actor_client)
@@ -488,8 +496,8 @@ mod tests {
 
     #[test]
     fn insert_placeholders_follow_the_driver() {
-        assert!(insert_sql(2, false).ends_with("(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+        assert!(insert_sql(2, false).ends_with("(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
         let pg = insert_sql(2, true);
-        assert!(pg.contains("($1,") && pg.ends_with("$36)"));
+        assert!(pg.contains("($1,") && pg.ends_with("$42)"));
     }
 }
