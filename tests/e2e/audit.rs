@@ -178,7 +178,15 @@ async fn personal_fields_are_covered_by_the_chain() {
         .execute(&s.app.pool)
         .await
         .unwrap();
-    assert_eq!(interkom_audit::verify(&s.app.pool, None, None).await.unwrap().first_bad.unwrap().0, 1);
+    assert_eq!(
+        interkom_audit::verify(&s.app.pool, None, None)
+            .await
+            .unwrap()
+            .first_bad
+            .unwrap()
+            .0,
+        1
+    );
     sqlx::query("UPDATE audit_events SET path_kreis = 'lk-luechow-dannenberg' WHERE seq = 1")
         .execute(&s.app.pool)
         .await
@@ -367,4 +375,64 @@ async fn without_a_durable_audit_event_no_token_is_issued() {
         .unwrap();
     assert!(report.ok(), "{report:?}");
     assert_eq!(report.checked, 2);
+}
+
+/// Reads newline- or frame-separated messages until `want` seqs were seen.
+async fn read_seqs(stream: &mut tokio::net::TcpStream, want: &[i64]) -> Vec<i64> {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !want.iter().all(|w| seen.contains(w)) {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .expect("SIEM got the events in time")
+            .unwrap();
+        assert!(n > 0, "forwarder closed the connection");
+        buf.push_str(std::str::from_utf8(&chunk[..n]).unwrap());
+        while let Some(i) = buf.find('\n') {
+            let line: String = buf.drain(..=i).collect();
+            let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+            seen.push(v["seq"].as_i64().unwrap());
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn the_siem_gets_every_event_and_catches_up_after_an_outage() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let s = TestServer::start_with(|c| {
+        c.audit.forward = Some(interkom::config::ForwardFileConfig {
+            target: addr.to_string(),
+            format: interkom_audit::forward::ForwardFormat::JsonLines,
+            hostname: "test".into(),
+            max_backoff_seconds: 1,
+            poll_ms: 20,
+        })
+    })
+    .await;
+    let (mut siem, _) = listener.accept().await.unwrap();
+    for _ in 0..3 {
+        cc_token(&s).await;
+    }
+    let seen = read_seqs(&mut siem, &[1, 2, 3]).await;
+    assert_eq!(&seen[..3], &[1, 2, 3], "in order");
+    // The SIEM goes down: grants go on, undelayed.
+    drop(siem);
+    drop(listener);
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        cc_token(&s).await;
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    // Back up on the same address: the forwarder reconnects and catches up.
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let (mut siem, _) = tokio::time::timeout(std::time::Duration::from_secs(10), listener.accept())
+        .await
+        .expect("the forwarder reconnects")
+        .unwrap();
+    read_seqs(&mut siem, &[4, 5, 6]).await;
 }

@@ -14,6 +14,8 @@
 //!   continues only after its event is committed.
 //! - [`query`]: filtered, cursor-paginated reads, newest first.
 //! - [`export`]: streamed JSON Lines and CSV.
+//! - [`forward`]: delivery to a SIEM (syslog or JSON lines over TCP),
+//!   decoupled from appends, catching up after outages.
 //! - [`checkpoint`]: Ed25519-signed checkpoints of the chain head.
 //! - [`verify`](mod@verify): recomputes the chain and checks the
 //!   checkpoints over a range.
@@ -23,6 +25,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod event;
 pub mod export;
+pub mod forward;
 pub mod prune;
 pub mod query;
 pub mod verify;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
+use interkom_audit::forward::ForwardFormat;
 use interkom_audit::CheckpointKey;
 use interkom_gateway::{Alg, Argon2Config, GatewayConfig, MasterKey, SourcePseudonymisation};
 use interkom_policy::TenantSpec;
@@ -116,6 +117,36 @@ pub struct AuditFileConfig {
     /// How source addresses are recorded: `truncate` (IPv4 /24, IPv6 /48)
     /// or `keyed_hash`.
     pub source_pseudonymisation: SourcePseudonymisation,
+    /// Forwarding to a SIEM; off when absent.
+    pub forward: Option<ForwardFileConfig>,
+}
+
+/// `[audit.forward]`: where and how the trail goes to a SIEM.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardFileConfig {
+    /// `host:port` of the SIEM's TCP input.
+    pub target: String,
+    /// `syslog` (RFC 5424, octet counting) or `json_lines`.
+    #[serde(default = "default_forward_format")]
+    pub format: ForwardFormat,
+    /// HOSTNAME in syslog messages.
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_seconds: u64,
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+}
+
+fn default_forward_format() -> ForwardFormat {
+    ForwardFormat::Syslog
+}
+fn default_max_backoff() -> u64 {
+    30
+}
+fn default_poll_ms() -> u64 {
+    500
 }
 
 impl Default for AuditFileConfig {
@@ -127,6 +158,7 @@ impl Default for AuditFileConfig {
             checkpoint_every_seconds: 60,
             max_batch: 1000,
             source_pseudonymisation: SourcePseudonymisation::Truncate,
+            forward: None,
         }
     }
 }
@@ -187,6 +219,7 @@ pub struct Config {
     pub log: String,
     pub gateway: GatewayConfig,
     pub audit: interkom_audit::AuditConfig,
+    pub forward: Option<interkom_audit::forward::ForwardConfig>,
     pub tenants: Vec<TenantSpec>,
     pub demo: DemoConfig,
 }
@@ -306,6 +339,17 @@ impl FileConfig {
                 log: self.log,
                 gateway,
                 audit,
+                forward: self
+                    .audit
+                    .forward
+                    .map(|f| interkom_audit::forward::ForwardConfig {
+                        target: f.target,
+                        format: f.format,
+                        name: "siem".into(),
+                        hostname: f.hostname,
+                        max_backoff: std::time::Duration::from_secs(f.max_backoff_seconds.max(1)),
+                        poll: std::time::Duration::from_millis(f.poll_ms.max(10)),
+                    }),
                 tenants: self.tenants,
                 demo: self.demo,
             }),

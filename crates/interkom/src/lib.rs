@@ -239,6 +239,11 @@ pub async fn serve(
         }
     });
     let _stop_purger = AbortOnDrop(purger);
+    let _stop_forwarder = app
+        .config
+        .forward
+        .clone()
+        .map(|f| AbortOnDrop(interkom_audit::forward::start(app.pool.clone(), f)));
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
