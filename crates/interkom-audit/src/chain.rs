@@ -1,10 +1,10 @@
 //! The canonical encoding of an event and the hash chain over it.
 //!
-//! The canonical encoding is a JSON array of the event's fields in a fixed
-//! order, with `details` as the exact stored text, so the hash does not
-//! depend on how a JSON library orders object keys. The personal fields
-//! enter through their own digest, so that retention can erase them and
-//! keep the chain verifiable.
+//! The canonical encoding feeds the event's fields in a fixed order into
+//! SHA-256, each as a presence byte, a length and its bytes (`details` as
+//! the exact stored text), so the hash depends on no serialiser's choices.
+//! The personal fields enter through their own digest, so that retention can
+//! erase them and keep the chain verifiable.
 
 use sha2::{Digest, Sha256};
 
@@ -30,46 +30,57 @@ pub struct Canonical<'a> {
     pub details: &'a str,
 }
 
+/// Feeds one field into the hash: a presence byte, a big-endian length and
+/// the bytes. Unambiguous (no field can run into the next), allocation-free.
+fn field(h: &mut Sha256, v: Option<&str>) {
+    match v {
+        None => h.update([0u8]),
+        Some(v) => {
+            h.update([1u8]);
+            h.update((v.len() as u64).to_be_bytes());
+            h.update(v.as_bytes());
+        }
+    }
+}
+
 impl Canonical<'_> {
-    /// `hex(SHA-256([actor_subject, target, reason, source, details]))`.
-    pub fn personal_digest(&self) -> Result<String, serde_json::Error> {
-        let enc = serde_json::to_vec(&(
+    /// `hex(SHA-256(actor_subject, target, reason, source, details))`.
+    pub fn personal_digest(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"interkom-audit/personal/v1");
+        for v in [
             self.actor_subject,
             self.target,
             self.reason,
             self.source,
-            self.details,
-        ))?;
-        Ok(hex::encode(Sha256::digest(enc)))
+            Some(self.details),
+        ] {
+            field(&mut h, v);
+        }
+        hex::encode(h.finalize())
     }
 
-    /// The encoding the chain hash covers, given the personal digest.
-    pub fn encode(&self, personal_digest: &str) -> Result<Vec<u8>, serde_json::Error> {
-        serde_json::to_vec(&(
-            self.seq,
-            self.ts,
+    /// `hex(SHA-256(prev_hash, seq, ts, tenant, tenant_path, actor_tenant,
+    /// actor_client, action, outcome, correlation_id, personal_digest))`.
+    pub fn chain_hash(&self, prev_hash: &str, personal_digest: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(b"interkom-audit/event/v1");
+        field(&mut h, Some(prev_hash));
+        h.update(self.seq.to_be_bytes());
+        for v in [
+            Some(self.ts),
             self.tenant,
             self.tenant_path,
             self.actor_tenant,
             self.actor_client,
-            self.action,
-            self.outcome,
+            Some(self.action),
+            Some(self.outcome),
             self.correlation_id,
-            personal_digest,
-        ))
-    }
-
-    /// `hex(SHA-256(prev_hash || "\n" || encoding))`.
-    pub fn chain_hash(
-        &self,
-        prev_hash: &str,
-        personal_digest: &str,
-    ) -> Result<String, serde_json::Error> {
-        let mut h = Sha256::new();
-        h.update(prev_hash.as_bytes());
-        h.update(b"\n");
-        h.update(self.encode(personal_digest)?);
-        Ok(hex::encode(h.finalize()))
+            Some(personal_digest),
+        ] {
+            field(&mut h, v);
+        }
+        hex::encode(h.finalize())
     }
 }
 

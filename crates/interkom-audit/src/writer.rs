@@ -269,8 +269,8 @@ fn chain(
             source: e.source.as_deref(),
             details: &details,
         };
-        let personal_digest = canonical.personal_digest()?;
-        let hash = canonical.chain_hash(&prev, &personal_digest)?;
+        let personal_digest = canonical.personal_digest();
+        let hash = canonical.chain_hash(&prev, &personal_digest);
         let [path_kreis, path_samtgemeinde, path_gemeinde] =
             crate::event::split_path(e.tenant_path.as_deref());
         rows.push(StoredEvent {
