@@ -102,16 +102,18 @@ impl ScanConn {
     }
 }
 
-/// Events `from..=to`, at most one page, in order.
+/// Events `from..=to`, at most one page, in order. The page is a closed
+/// range of the primary key (not `LIMIT`), so every planner walks the index.
 async fn fetch(
     mut conn: ScanConn,
     from: i64,
     to: i64,
 ) -> Result<(ScanConn, Vec<StoredEvent>), AuditError> {
+    let to = to.min(from.saturating_add(PAGE - 1));
     let rows = match &mut conn {
         ScanConn::Sqlite(c) => {
             let sql = format!(
-                "SELECT {} FROM audit_events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT {PAGE}",
+                "SELECT {} FROM audit_events WHERE seq >= ? AND seq <= ? ORDER BY seq",
                 crate::event::COLUMNS
             );
             sqlx::query_as(&sql)
@@ -122,7 +124,7 @@ async fn fetch(
         }
         ScanConn::Postgres(c) => {
             let sql = format!(
-                "SELECT {} FROM audit_events WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT {PAGE}",
+                "SELECT {} FROM audit_events WHERE seq >= $1 AND seq <= $2 ORDER BY seq",
                 crate::event::COLUMNS
             );
             sqlx::query_as(&sql)
