@@ -436,3 +436,67 @@ async fn the_siem_gets_every_event_and_catches_up_after_an_outage() {
         .unwrap();
     read_seqs(&mut siem, &[4, 5, 6]).await;
 }
+
+#[tokio::test]
+async fn time_never_runs_backwards_and_time_ranges_are_exact() {
+    let s = TestServer::start().await;
+    for _ in 0..12 {
+        cc_token(&s).await;
+    }
+    let mut all = interkom_audit::query(
+        &s.app.pool,
+        &interkom_audit::AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    all.reverse();
+    assert!(
+        all.windows(2).all(|w| w[0].ts <= w[1].ts),
+        "ts is monotonic along seq"
+    );
+    let (from, to) = (all[3].ts.clone(), all[8].ts.clone());
+    let expected: Vec<i64> = all
+        .iter()
+        .filter(|e| e.ts >= from && e.ts < to)
+        .map(|e| e.seq)
+        .rev()
+        .collect();
+    let got: Vec<i64> = interkom_audit::query(
+        &s.app.pool,
+        &interkom_audit::AuditQuery {
+            from_ts: Some(from.clone()),
+            to_ts: Some(to.clone()),
+            limit: 1000,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|e| e.seq)
+    .collect();
+    assert_eq!(got, expected);
+    assert!(!got.is_empty());
+    // Empty ranges, and ranges beyond the trail.
+    for (f, t) in [
+        (to.clone(), from.clone()),
+        (
+            "2999-01-01T00:00:00.000000Z".into(),
+            "3000-01-01T00:00:00.000000Z".into(),
+        ),
+    ] {
+        let q = interkom_audit::AuditQuery {
+            from_ts: Some(f),
+            to_ts: Some(t),
+            limit: 10,
+            ..Default::default()
+        };
+        assert!(interkom_audit::query(&s.app.pool, &q)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}

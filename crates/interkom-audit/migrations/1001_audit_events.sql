@@ -1,5 +1,7 @@
 -- The audit trail: insert-only, hash-chained. Portable SQL (SQLite and PostgreSQL).
--- `seq` is assigned by the writer under the lock on audit_head, so it is gap-free.
+-- `seq` is assigned by the writer under the lock on audit_head, so it is gap-free;
+-- `ts` never decreases along `seq` (the writer takes the later of its clock and
+-- the head's time), so a time range is a range of sequence numbers.
 -- The chain hash covers `personal_digest`, the SHA-256 of the personal fields
 -- (actor_subject, target, reason, source, details), not the fields
 -- themselves: retention may erase them (`pruned_at`) and the chain still
@@ -30,7 +32,7 @@ CREATE TABLE audit_events (
     prev_hash      TEXT   NOT NULL,
     hash           TEXT   NOT NULL
 );
-CREATE INDEX audit_events_ts ON audit_events (ts);
+CREATE INDEX audit_events_ts ON audit_events (ts, seq);
 CREATE INDEX audit_events_action ON audit_events (action, seq);
 CREATE INDEX audit_events_actor ON audit_events (actor_subject, seq);
 CREATE INDEX audit_events_client ON audit_events (actor_client, seq);
@@ -44,7 +46,8 @@ CREATE INDEX audit_events_gemeinde ON audit_events (path_gemeinde, seq);
 CREATE TABLE audit_head (
     id   BIGINT PRIMARY KEY,
     seq  BIGINT NOT NULL,
-    hash TEXT   NOT NULL
+    hash TEXT   NOT NULL,
+    ts   TEXT   NOT NULL
 );
-INSERT INTO audit_head (id, seq, hash)
-VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+INSERT INTO audit_head (id, seq, hash, ts)
+VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000', '');

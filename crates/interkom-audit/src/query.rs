@@ -63,10 +63,34 @@ pub async fn query(pool: &AnyPool, q: &AuditQuery) -> Result<Vec<StoredEvent>, A
         };
         add(&mut sql, column, &id);
     }
+    // Time never decreases along the chain, so a time range is a range of
+    // sequence numbers: its bounds come from the index on `ts`, and the
+    // scan then walks the primary key (an index on `ts` alone cannot give
+    // "newest first" without sorting the whole range).
     if let Some(v) = &q.from_ts {
+        let lower: Option<i64> = sqlx::query_scalar(
+            "SELECT seq FROM audit_events WHERE ts >= $1 ORDER BY ts, seq LIMIT 1",
+        )
+        .bind(v)
+        .fetch_optional(pool)
+        .await?;
+        match lower {
+            Some(l) => sql.push_str(&format!(" AND seq >= {l}")),
+            None => return Ok(Vec::new()),
+        }
         add(&mut sql, "ts >=", v);
     }
     if let Some(v) = &q.to_ts {
+        let upper: Option<i64> = sqlx::query_scalar(
+            "SELECT seq FROM audit_events WHERE ts < $1 ORDER BY ts DESC, seq DESC LIMIT 1",
+        )
+        .bind(v)
+        .fetch_optional(pool)
+        .await?;
+        match upper {
+            Some(u) => sql.push_str(&format!(" AND seq <= {u}")),
+            None => return Ok(Vec::new()),
+        }
         add(&mut sql, "ts <", v);
     }
     if let Some(seq) = q.before_seq {

@@ -244,9 +244,12 @@ fn now_ts() -> String {
 fn chain(
     head_seq: i64,
     head_hash: String,
+    head_ts: &str,
     batch: &[Pending],
 ) -> Result<Vec<StoredEvent>, AuditError> {
-    let ts = now_ts();
+    // Never earlier than the head: another node's clock may run ahead of
+    // ours, and time must not go backwards along the chain.
+    let ts = now_ts().max(head_ts.to_owned());
     let mut rows = Vec::with_capacity(batch.len());
     let mut prev = head_hash;
     for (i, p) in batch.iter().enumerate() {
@@ -345,11 +348,11 @@ macro_rules! write_batch {
             sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
                 .execute(&mut *tx)
                 .await?;
-            let (head_seq, head_hash): (i64, String) =
-                sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+            let (head_seq, head_hash, head_ts): (i64, String, String) =
+                sqlx::query_as("SELECT seq, hash, ts FROM audit_head WHERE id = 1")
                     .fetch_one(&mut *tx)
                     .await?;
-            let rows = chain(head_seq, head_hash, batch)?;
+            let rows = chain(head_seq, head_hash, &head_ts, batch)?;
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                 let sql = insert_sql(chunk.len(), $numbered);
                 let mut q = sqlx::query(&sql);
@@ -382,12 +385,13 @@ macro_rules! write_batch {
             let mut signed = None;
             if let Some(last) = rows.last() {
                 sqlx::query(if $numbered {
-                    "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1"
+                    "UPDATE audit_head SET seq = $1, hash = $2, ts = $3 WHERE id = 1"
                 } else {
-                    "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"
+                    "UPDATE audit_head SET seq = ?, hash = ?, ts = ? WHERE id = 1"
                 })
                 .bind(last.seq)
                 .bind(&last.hash)
+                .bind(&last.ts)
                 .execute(&mut *tx)
                 .await?;
                 if let Some(key) = cps.key.clone() {
