@@ -3,7 +3,6 @@
 use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{AnyPool, ConnectOptions};
 
 use crate::chain::{Canonical, GENESIS};
@@ -75,23 +74,39 @@ fn check_rows(rows: &[StoredEvent]) -> Vec<Option<&'static str>> {
     })
 }
 
-/// The scan's own connection, of the native driver (decoding through the
-/// `Any` driver costs more than hashing).
+/// The scan's own connection. On SQLite a plain synchronous connection on a
+/// blocking thread: sqlx hands every row from its worker thread to the async
+/// task, which costs more than hashing the row.
 enum ScanConn {
-    Sqlite(SqliteConnection),
+    Sqlite(rusqlite::Connection),
     Postgres(PgConnection),
     Taken,
+}
+
+/// The file of a `sqlite:` URL.
+fn sqlite_path(url: &str) -> &str {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    rest.split('?').next().unwrap_or(rest)
 }
 
 impl ScanConn {
     async fn open(url: &str) -> Result<ScanConn, AuditError> {
         Ok(if url.starts_with("sqlite:") {
-            ScanConn::Sqlite(
-                SqliteConnectOptions::from_str(url)?
-                    .read_only(true)
-                    .connect()
-                    .await?,
-            )
+            let path = sqlite_path(url).to_owned();
+            let conn = tokio::task::spawn_blocking(move || {
+                rusqlite::Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+            })
+            .await
+            .map_err(|_| AuditError::WriterStopped)?
+            .map_err(|e| AuditError::Database(sqlx::Error::Protocol(e.to_string())))?;
+            ScanConn::Sqlite(conn)
         } else {
             ScanConn::Postgres(PgConnectOptions::from_str(url)?.connect().await?)
         })
@@ -110,28 +125,29 @@ async fn fetch(
     to: i64,
 ) -> Result<(ScanConn, Vec<StoredEvent>), AuditError> {
     let to = to.min(from.saturating_add(PAGE - 1));
-    let rows = match &mut conn {
+    let rows = match conn.take() {
         ScanConn::Sqlite(c) => {
-            let sql = format!(
-                "SELECT {} FROM audit_events WHERE seq >= ? AND seq <= ? ORDER BY seq",
-                crate::event::COLUMNS
-            );
-            sqlx::query_as(&sql)
-                .bind(from)
-                .bind(to)
-                .fetch_all(c)
-                .await?
+            let (c, rows) = tokio::task::spawn_blocking(move || {
+                let rows = sqlite_page(&c, from, to);
+                (c, rows)
+            })
+            .await
+            .map_err(|_| AuditError::WriterStopped)?;
+            conn = ScanConn::Sqlite(c);
+            rows.map_err(|e| AuditError::Database(sqlx::Error::Protocol(e.to_string())))?
         }
-        ScanConn::Postgres(c) => {
+        ScanConn::Postgres(mut c) => {
             let sql = format!(
                 "SELECT {} FROM audit_events WHERE seq >= $1 AND seq <= $2 ORDER BY seq",
                 crate::event::COLUMNS
             );
-            sqlx::query_as(&sql)
+            let rows = sqlx::query_as(&sql)
                 .bind(from)
                 .bind(to)
-                .fetch_all(c)
-                .await?
+                .fetch_all(&mut c)
+                .await?;
+            conn = ScanConn::Postgres(c);
+            rows
         }
         ScanConn::Taken => Vec::new(),
     };
@@ -272,4 +288,39 @@ pub async fn verify_with_keys(
         report.first_bad = Some((seq, "event beyond the chain head".into()));
     }
     Ok(report)
+}
+
+/// One page through rusqlite, columns in the order of [`crate::event::COLUMNS`].
+fn sqlite_page(c: &rusqlite::Connection, from: i64, to: i64) -> rusqlite::Result<Vec<StoredEvent>> {
+    let sql = format!(
+        "SELECT {} FROM audit_events WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
+        crate::event::COLUMNS
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map([from, to], |r| {
+        Ok(StoredEvent {
+            seq: r.get(0)?,
+            ts: r.get(1)?,
+            tenant: r.get(2)?,
+            tenant_path: r.get(3)?,
+            path_kreis: r.get(4)?,
+            path_samtgemeinde: r.get(5)?,
+            path_gemeinde: r.get(6)?,
+            actor_subject: r.get(7)?,
+            actor_tenant: r.get(8)?,
+            actor_client: r.get(9)?,
+            action: r.get(10)?,
+            target: r.get(11)?,
+            outcome: r.get(12)?,
+            reason: r.get(13)?,
+            correlation_id: r.get(14)?,
+            source: r.get(15)?,
+            details: r.get(16)?,
+            personal_digest: r.get(17)?,
+            pruned_at: r.get(18)?,
+            prev_hash: r.get(19)?,
+            hash: r.get(20)?,
+        })
+    })?;
+    rows.collect()
 }
