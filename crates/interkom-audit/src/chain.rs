@@ -43,9 +43,20 @@ fn field(h: &mut Sha256, v: Option<&str>) {
     }
 }
 
+/// Lower-case hex of a SHA-256 digest, without the per-character
+/// iteration of a general encoder (verification runs this twice per event).
+fn hex32(d: &[u8]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (i, b) in d.iter().take(32).enumerate() {
+        out[2 * i] = DIGITS[(b >> 4) as usize];
+        out[2 * i + 1] = DIGITS[(b & 0x0f) as usize];
+    }
+    out
+}
+
 impl Canonical<'_> {
-    /// `hex(SHA-256(actor_subject, target, reason, source, details))`.
-    pub fn personal_digest(&self) -> String {
+    fn personal_raw(&self) -> [u8; 64] {
         let mut h = Sha256::new();
         h.update(b"interkom-audit/personal/v1");
         for v in [
@@ -57,12 +68,31 @@ impl Canonical<'_> {
         ] {
             field(&mut h, v);
         }
-        hex::encode(h.finalize())
+        hex32(&h.finalize())
+    }
+
+    /// `hex(SHA-256(actor_subject, target, reason, source, details))`.
+    pub fn personal_digest(&self) -> String {
+        String::from_utf8_lossy(&self.personal_raw()).into_owned()
+    }
+
+    /// Whether `stored` is this event's personal digest (no allocation).
+    pub fn personal_digest_is(&self, stored: &str) -> bool {
+        self.personal_raw().as_slice() == stored.as_bytes()
+    }
+
+    /// Whether `stored` is this event's chain hash (no allocation).
+    pub fn chain_hash_is(&self, prev_hash: &str, personal_digest: &str, stored: &str) -> bool {
+        self.chain_raw(prev_hash, personal_digest).as_slice() == stored.as_bytes()
     }
 
     /// `hex(SHA-256(prev_hash, seq, ts, tenant, tenant_path, actor_tenant,
     /// actor_client, action, outcome, correlation_id, personal_digest))`.
     pub fn chain_hash(&self, prev_hash: &str, personal_digest: &str) -> String {
+        String::from_utf8_lossy(&self.chain_raw(prev_hash, personal_digest)).into_owned()
+    }
+
+    fn chain_raw(&self, prev_hash: &str, personal_digest: &str) -> [u8; 64] {
         let mut h = Sha256::new();
         h.update(b"interkom-audit/event/v1");
         field(&mut h, Some(prev_hash));
@@ -80,7 +110,7 @@ impl Canonical<'_> {
         ] {
             field(&mut h, v);
         }
-        hex::encode(h.finalize())
+        hex32(&h.finalize())
     }
 }
 
