@@ -3,10 +3,10 @@
 
 use sqlx::AnyPool;
 
-use crate::{AuditError, StoredEvent};
+use crate::AuditError;
 
 /// What an erased event's details read.
-const ERASED_DETAILS: &str = "{}";
+pub(crate) const ERASED_DETAILS: &str = "{}";
 
 /// Erases actor subject, target, reason, source and details of every event
 /// older than `days` days; returns how many were pruned.
@@ -29,13 +29,4 @@ pub async fn prune_older_than(pool: &AnyPool, days: u32) -> Result<u64, AuditErr
     .execute(pool)
     .await?;
     Ok(res.rows_affected())
-}
-
-/// True when the personal fields hold nothing.
-pub(crate) fn is_erased(e: &StoredEvent) -> bool {
-    e.actor_subject.is_none()
-        && e.target.is_none()
-        && e.reason.is_none()
-        && e.source.is_none()
-        && e.details == ERASED_DETAILS
 }

@@ -27,36 +27,283 @@ impl VerifyReport {
 
 const PAGE: i64 = 20_000;
 
-/// What is wrong with one event on its own (its hash is computed from the
-/// predecessor hash it names; whether that is right is checked in order).
-fn check_row(row: &StoredEvent) -> Option<&'static str> {
-    if crate::event::split_path(row.tenant_path.as_deref())
-        != [
-            row.path_kreis.clone(),
-            row.path_samtgemeinde.clone(),
-            row.path_gemeinde.clone(),
-        ]
-    {
-        return Some("level columns do not match the tenant path");
-    }
-    let canonical = Canonical::from(row);
-    if row.pruned_at.is_none() {
-        if !canonical.personal_digest_is(&row.personal_digest) {
-            return Some("personal fields do not match their digest");
-        }
-    } else if !crate::prune::is_erased(row) {
-        // A pruned event only ever has its personal fields erased; anything
-        // else there was written afterwards.
-        return Some("pruned event carries personal data");
-    }
-    if !canonical.chain_hash_is(&row.prev_hash, &row.personal_digest, &row.hash) {
-        return Some("content does not match its hash");
-    }
-    None
+/// An event's columns, borrowed (from a `StoredEvent` or straight from a
+/// SQLite row).
+struct View<'a> {
+    seq: i64,
+    ts: &'a str,
+    tenant: Option<&'a str>,
+    tenant_path: Option<&'a str>,
+    levels: [Option<&'a str>; 3],
+    actor_subject: Option<&'a str>,
+    actor_tenant: Option<&'a str>,
+    actor_client: Option<&'a str>,
+    action: &'a str,
+    target: Option<&'a str>,
+    outcome: &'a str,
+    reason: Option<&'a str>,
+    correlation_id: Option<&'a str>,
+    source: Option<&'a str>,
+    details: &'a str,
+    personal_digest: &'a str,
+    pruned: bool,
+    prev_hash: &'a str,
+    hash: &'a str,
 }
 
-/// [`check_row`] for a page, on all cores.
-fn check_rows(rows: &[StoredEvent]) -> Vec<Option<&'static str>> {
+impl<'a> View<'a> {
+    fn of(e: &'a StoredEvent) -> View<'a> {
+        View {
+            seq: e.seq,
+            ts: &e.ts,
+            tenant: e.tenant.as_deref(),
+            tenant_path: e.tenant_path.as_deref(),
+            levels: [
+                e.path_kreis.as_deref(),
+                e.path_samtgemeinde.as_deref(),
+                e.path_gemeinde.as_deref(),
+            ],
+            actor_subject: e.actor_subject.as_deref(),
+            actor_tenant: e.actor_tenant.as_deref(),
+            actor_client: e.actor_client.as_deref(),
+            action: &e.action,
+            target: e.target.as_deref(),
+            outcome: &e.outcome,
+            reason: e.reason.as_deref(),
+            correlation_id: e.correlation_id.as_deref(),
+            source: e.source.as_deref(),
+            details: &e.details,
+            personal_digest: &e.personal_digest,
+            pruned: e.pruned_at.is_some(),
+            prev_hash: &e.prev_hash,
+            hash: &e.hash,
+        }
+    }
+
+    fn canonical(&self) -> Canonical<'a> {
+        Canonical {
+            seq: self.seq,
+            ts: self.ts,
+            tenant: self.tenant,
+            tenant_path: self.tenant_path,
+            actor_subject: self.actor_subject,
+            actor_tenant: self.actor_tenant,
+            actor_client: self.actor_client,
+            action: self.action,
+            target: self.target,
+            outcome: self.outcome,
+            reason: self.reason,
+            correlation_id: self.correlation_id,
+            source: self.source,
+            details: self.details,
+        }
+    }
+
+    /// What is wrong with this event on its own (its hash is computed from
+    /// the predecessor hash it names; whether that is right is checked in
+    /// order).
+    fn problem(&self) -> Option<&'static str> {
+        let mut parts = self
+            .tenant_path
+            .unwrap_or("")
+            .split('/')
+            .filter(|p| !p.is_empty());
+        let derived = [parts.next(), parts.next(), parts.next()];
+        if derived != self.levels {
+            return Some("level columns do not match the tenant path");
+        }
+        let canonical = self.canonical();
+        if !self.pruned {
+            if !canonical.personal_digest_is(self.personal_digest) {
+                return Some("personal fields do not match their digest");
+            }
+        } else if !(self.actor_subject.is_none()
+            && self.target.is_none()
+            && self.reason.is_none()
+            && self.source.is_none()
+            && self.details == crate::prune::ERASED_DETAILS)
+        {
+            // A pruned event only ever has its personal fields erased;
+            // anything else there was written afterwards.
+            return Some("pruned event carries personal data");
+        }
+        if !canonical.chain_hash_is(self.prev_hash, self.personal_digest, self.hash) {
+            return Some("content does not match its hash");
+        }
+        None
+    }
+
+    fn link(&self) -> Link {
+        Link {
+            seq: self.seq,
+            prev: hex_array(self.prev_hash),
+            hash: hex_array(self.hash),
+            problem: self.problem(),
+        }
+    }
+}
+
+/// A hash as stored: 64 hex digits (anything else cannot match one).
+fn hex_array(s: &str) -> [u8; 64] {
+    let mut a = [0u8; 64];
+    if s.len() == 64 {
+        a.copy_from_slice(s.as_bytes());
+    }
+    a
+}
+
+/// One checked event: what the in-order pass needs of it.
+struct Link {
+    seq: i64,
+    prev: [u8; 64],
+    hash: [u8; 64],
+    problem: Option<&'static str>,
+}
+
+/// The in-order pass: contiguity, links between neighbours, checkpoints.
+struct InOrder {
+    expected: i64,
+    prev: [u8; 64],
+    checkpoints: Vec<crate::checkpoint::Checkpoint>,
+    next_cp: usize,
+    keys: Vec<Vec<u8>>,
+    report: VerifyReport,
+}
+
+impl InOrder {
+    /// False once something is wrong (recorded in the report).
+    fn accept(&mut self, l: &Link) -> bool {
+        let bad = |r: &mut VerifyReport, seq: i64, why: &str| {
+            r.first_bad = Some((seq, why.to_owned()));
+            false
+        };
+        if l.seq != self.expected {
+            return bad(&mut self.report, self.expected, "event missing");
+        }
+        if l.prev != self.prev {
+            return bad(
+                &mut self.report,
+                l.seq,
+                "does not chain to the previous event",
+            );
+        }
+        if let Some(why) = l.problem {
+            return bad(&mut self.report, l.seq, why);
+        }
+        while let Some(cp) = self
+            .checkpoints
+            .get(self.next_cp)
+            .filter(|cp| cp.seq <= l.seq)
+        {
+            if cp.seq != l.seq || cp.hash.as_bytes() != l.hash.as_slice() {
+                let seq = cp.seq;
+                return bad(
+                    &mut self.report,
+                    seq,
+                    "event differs from its signed checkpoint",
+                );
+            }
+            if !self.keys.is_empty() && !self.keys.iter().any(|k| cp.verify(k)) {
+                let seq = cp.seq;
+                return bad(&mut self.report, seq, "checkpoint signature invalid");
+            }
+            self.report.checkpoints += 1;
+            self.next_cp += 1;
+        }
+        self.prev = l.hash;
+        self.expected += 1;
+        self.report.checked += 1;
+        true
+    }
+}
+
+/// Checks pages of a SQLite store on two connections at once, hashing the
+/// borrowed columns of each row where they lie (no per-column allocation).
+fn scan_sqlite(path: &str, to: i64, mut order: InOrder) -> Result<InOrder, AuditError> {
+    let open = || {
+        rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+    };
+    let err = |e: rusqlite::Error| AuditError::Database(sqlx::Error::Protocol(e.to_string()));
+    let mut conns = [open().map_err(err)?, open().map_err(err)?];
+    let mut next = order.expected;
+    while next <= to {
+        let ranges: Vec<(i64, i64)> = (0..2)
+            .map(|k| {
+                let a = next + k * PAGE;
+                (a, (a + PAGE - 1).min(to))
+            })
+            .filter(|(a, _)| *a <= to)
+            .collect();
+        let pages: Vec<rusqlite::Result<Vec<Link>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = ranges
+                .iter()
+                .zip(conns.iter_mut())
+                .map(|((a, b), c)| s.spawn(move || sqlite_links(c, *a, *b)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(rusqlite::Error::InvalidQuery))
+                })
+                .collect()
+        });
+        for page in pages {
+            for l in &page.map_err(err)? {
+                if !order.accept(l) {
+                    return Ok(order);
+                }
+            }
+        }
+        next = ranges.last().map(|r| r.1 + 1).unwrap_or(to + 1);
+    }
+    Ok(order)
+}
+
+fn sqlite_links(c: &rusqlite::Connection, from: i64, to: i64) -> rusqlite::Result<Vec<Link>> {
+    let sql = format!(
+        "SELECT {} FROM audit_events WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
+        crate::event::COLUMNS
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    let mut rows = stmt.query([from, to])?;
+    let mut out = Vec::with_capacity((to - from + 1).clamp(0, PAGE) as usize);
+    while let Some(r) = rows.next()? {
+        let s = |i: usize| -> rusqlite::Result<&str> { r.get_ref(i)?.as_str().map_err(Into::into) };
+        let o = |i: usize| -> rusqlite::Result<Option<&str>> {
+            r.get_ref(i)?.as_str_or_null().map_err(Into::into)
+        };
+        let v = View {
+            seq: r.get(0)?,
+            ts: s(1)?,
+            tenant: o(2)?,
+            tenant_path: o(3)?,
+            levels: [o(4)?, o(5)?, o(6)?],
+            actor_subject: o(7)?,
+            actor_tenant: o(8)?,
+            actor_client: o(9)?,
+            action: s(10)?,
+            target: o(11)?,
+            outcome: s(12)?,
+            reason: o(13)?,
+            correlation_id: o(14)?,
+            source: o(15)?,
+            details: s(16)?,
+            personal_digest: s(17)?,
+            pruned: o(18)?.is_some(),
+            prev_hash: s(19)?,
+            hash: s(20)?,
+        };
+        out.push(v.link());
+    }
+    Ok(out)
+}
+
+/// Checks a page of rows on all cores.
+fn check_rows(rows: &[StoredEvent]) -> Vec<Link> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -65,22 +312,13 @@ fn check_rows(rows: &[StoredEvent]) -> Vec<Option<&'static str>> {
     std::thread::scope(|s| {
         let parts: Vec<_> = rows
             .chunks(chunk)
-            .map(|c| s.spawn(move || c.iter().map(check_row).collect::<Vec<_>>()))
+            .map(|c| s.spawn(move || c.iter().map(|r| View::of(r).link()).collect::<Vec<_>>()))
             .collect();
         parts
             .into_iter()
             .flat_map(|h| h.join().unwrap_or_default())
             .collect()
     })
-}
-
-/// The scan's own connection. On SQLite a plain synchronous connection on a
-/// blocking thread: sqlx hands every row from its worker thread to the async
-/// task, which costs more than hashing the row.
-enum ScanConn {
-    Sqlite(rusqlite::Connection),
-    Postgres(PgConnection),
-    Taken,
 }
 
 /// The file of a `sqlite:` URL.
@@ -92,66 +330,53 @@ fn sqlite_path(url: &str) -> &str {
     rest.split('?').next().unwrap_or(rest)
 }
 
-impl ScanConn {
-    async fn open(url: &str) -> Result<ScanConn, AuditError> {
-        Ok(if url.starts_with("sqlite:") {
-            let path = sqlite_path(url).to_owned();
-            let conn = tokio::task::spawn_blocking(move || {
-                rusqlite::Connection::open_with_flags(
-                    path,
-                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-            })
-            .await
-            .map_err(|_| AuditError::WriterStopped)?
-            .map_err(|e| AuditError::Database(sqlx::Error::Protocol(e.to_string())))?;
-            ScanConn::Sqlite(conn)
-        } else {
-            ScanConn::Postgres(PgConnectOptions::from_str(url)?.connect().await?)
-        })
-    }
-
-    fn take(&mut self) -> ScanConn {
-        std::mem::replace(self, ScanConn::Taken)
-    }
-}
-
 /// Events `from..=to`, at most one page, in order. The page is a closed
 /// range of the primary key (not `LIMIT`), so every planner walks the index.
-async fn fetch(
-    mut conn: ScanConn,
+async fn pg_page(
+    mut conn: PgConnection,
     from: i64,
     to: i64,
-) -> Result<(ScanConn, Vec<StoredEvent>), AuditError> {
+) -> Result<(PgConnection, Vec<StoredEvent>), AuditError> {
     let to = to.min(from.saturating_add(PAGE - 1));
-    let rows = match conn.take() {
-        ScanConn::Sqlite(c) => {
-            let (c, rows) = tokio::task::spawn_blocking(move || {
-                let rows = sqlite_page(&c, from, to);
-                (c, rows)
-            })
+    let sql = format!(
+        "SELECT {} FROM audit_events WHERE seq >= $1 AND seq <= $2 ORDER BY seq",
+        crate::event::COLUMNS
+    );
+    let rows = sqlx::query_as(&sql)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut conn)
+        .await?;
+    Ok((conn, rows))
+}
+
+/// PostgreSQL: the next page is fetched while the current one is checked
+/// on all cores.
+async fn scan_postgres(url: &str, to: i64, mut order: InOrder) -> Result<InOrder, AuditError> {
+    let conn = PgConnectOptions::from_str(url)?.connect().await?;
+    let mut pending =
+        (order.expected <= to).then(|| tokio::spawn(pg_page(conn, order.expected, to)));
+    while let Some(job) = pending.take() {
+        let (conn, rows) = job.await.map_err(|_| AuditError::WriterStopped)??;
+        let Some(last) = rows.last().map(|r| r.seq) else {
+            break;
+        };
+        let page_end = to
+            .min(rows[0].seq.max(order.expected).saturating_add(PAGE - 1))
+            .max(last);
+        if page_end < to {
+            pending = Some(tokio::spawn(pg_page(conn, page_end + 1, to)));
+        }
+        let links = tokio::task::spawn_blocking(move || check_rows(&rows))
             .await
             .map_err(|_| AuditError::WriterStopped)?;
-            conn = ScanConn::Sqlite(c);
-            rows.map_err(|e| AuditError::Database(sqlx::Error::Protocol(e.to_string())))?
+        for l in &links {
+            if !order.accept(l) {
+                return Ok(order);
+            }
         }
-        ScanConn::Postgres(mut c) => {
-            let sql = format!(
-                "SELECT {} FROM audit_events WHERE seq >= $1 AND seq <= $2 ORDER BY seq",
-                crate::event::COLUMNS
-            );
-            let rows = sqlx::query_as(&sql)
-                .bind(from)
-                .bind(to)
-                .fetch_all(&mut c)
-                .await?;
-            conn = ScanConn::Postgres(c);
-            rows
-        }
-        ScanConn::Taken => Vec::new(),
-    };
-    Ok((conn, rows))
+    }
+    Ok(order)
 }
 
 /// Verifies the chain over `from..=to` (all when `None`), without checking
@@ -198,10 +423,9 @@ pub async fn verify_with_keys(
         return Ok(report);
     }
     let checkpoints = crate::checkpoint::list(pool, from, to).await?;
-    let mut next_cp = checkpoints.iter().peekable();
 
     // The hash the first checked event must chain to.
-    let mut prev: String = if from == 1 {
+    let prev: String = if from == 1 {
         GENESIS.to_owned()
     } else {
         match sqlx::query_scalar::<_, String>("SELECT hash FROM audit_events WHERE seq = $1")
@@ -216,64 +440,31 @@ pub async fn verify_with_keys(
             }
         }
     };
+    let mut order = InOrder {
+        expected: from,
+        prev: hex_array(&prev),
+        checkpoints,
+        next_cp: 0,
+        keys: public_keys.to_vec(),
+        report,
+    };
     let url = pool.connect_options().database_url.to_string();
-    let mut conn = ScanConn::open(&url).await?;
-    let mut expected = from;
-    // Fetching the next page overlaps with hashing the current one, and the
-    // hashing of a page is spread over the cores: each event's own hash can
-    // be checked independently (it names its predecessor's hash); only the
-    // links between neighbours are checked in order.
-    let mut pending = Some(tokio::spawn(fetch(conn.take(), expected, to)));
-    while let Some(job) = pending.take() {
-        let (c, rows) = job.await.map_err(|_| AuditError::WriterStopped)??;
-        conn = c;
-        if rows.is_empty() {
-            if expected <= to {
-                report.first_bad = Some((expected, "event missing".into()));
-                return Ok(report);
-            }
-            break;
-        }
-        let next_from = rows.last().map(|r| r.seq + 1).unwrap_or(expected);
-        if next_from <= to {
-            pending = Some(tokio::spawn(fetch(conn.take(), next_from, to)));
-        }
-        let (rows, local) = tokio::task::spawn_blocking(move || {
-            let local = check_rows(&rows);
-            (rows, local)
-        })
-        .await
-        .map_err(|_| AuditError::WriterStopped)?;
-        for (row, problem) in rows.iter().zip(local) {
-            if row.seq != expected {
-                report.first_bad = Some((expected, "event missing".into()));
-                return Ok(report);
-            }
-            if row.prev_hash != prev {
-                report.first_bad = Some((row.seq, "does not chain to the previous event".into()));
-                return Ok(report);
-            }
-            if let Some(why) = problem {
-                report.first_bad = Some((row.seq, why.into()));
-                return Ok(report);
-            }
-            while let Some(cp) = next_cp.next_if(|cp| cp.seq <= row.seq) {
-                if cp.seq != row.seq || cp.hash != row.hash {
-                    report.first_bad =
-                        Some((cp.seq, "event differs from its signed checkpoint".into()));
-                    return Ok(report);
-                }
-                if !public_keys.is_empty() && !public_keys.iter().any(|k| cp.verify(k)) {
-                    report.first_bad = Some((cp.seq, "checkpoint signature invalid".into()));
-                    return Ok(report);
-                }
-                report.checkpoints += 1;
-            }
-            prev.clone_from(&row.hash);
-            expected += 1;
-            report.checked += 1;
-        }
+    if url.starts_with("sqlite:") {
+        let path = sqlite_path(&url).to_owned();
+        order = tokio::task::spawn_blocking(move || scan_sqlite(&path, to, order))
+            .await
+            .map_err(|_| AuditError::WriterStopped)??;
+    } else {
+        order = scan_postgres(&url, to, order).await?;
     }
+    if order.report.first_bad.is_none() && order.expected <= to {
+        order.report.first_bad = Some((order.expected, "event missing".into()));
+    }
+    let mut report = order.report;
+    if report.first_bad.is_some() {
+        return Ok(report);
+    }
+    let prev = String::from_utf8_lossy(&order.prev).into_owned();
     if to == head_seq && head_seq > 0 && prev != head_hash {
         report.first_bad = Some((head_seq, "chain head does not match the last event".into()));
         return Ok(report);
@@ -288,39 +479,4 @@ pub async fn verify_with_keys(
         report.first_bad = Some((seq, "event beyond the chain head".into()));
     }
     Ok(report)
-}
-
-/// One page through rusqlite, columns in the order of [`crate::event::COLUMNS`].
-fn sqlite_page(c: &rusqlite::Connection, from: i64, to: i64) -> rusqlite::Result<Vec<StoredEvent>> {
-    let sql = format!(
-        "SELECT {} FROM audit_events WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
-        crate::event::COLUMNS
-    );
-    let mut stmt = c.prepare_cached(&sql)?;
-    let rows = stmt.query_map([from, to], |r| {
-        Ok(StoredEvent {
-            seq: r.get(0)?,
-            ts: r.get(1)?,
-            tenant: r.get(2)?,
-            tenant_path: r.get(3)?,
-            path_kreis: r.get(4)?,
-            path_samtgemeinde: r.get(5)?,
-            path_gemeinde: r.get(6)?,
-            actor_subject: r.get(7)?,
-            actor_tenant: r.get(8)?,
-            actor_client: r.get(9)?,
-            action: r.get(10)?,
-            target: r.get(11)?,
-            outcome: r.get(12)?,
-            reason: r.get(13)?,
-            correlation_id: r.get(14)?,
-            source: r.get(15)?,
-            details: r.get(16)?,
-            personal_digest: r.get(17)?,
-            pruned_at: r.get(18)?,
-            prev_hash: r.get(19)?,
-            hash: r.get(20)?,
-        })
-    })?;
-    rows.collect()
 }
