@@ -258,21 +258,28 @@ pub(crate) async fn export(
     res.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// Any security staff, whatever their tenant (verification and
+/// checkpoints concern the whole chain).
+async fn require_security_staff(state: &AdminState, caller: &Caller) -> Result<(), Problem> {
+    let granted = tenants_with_role(&state.0.pool, &caller.subject, SECURITY_STAFF)
+        .await
+        .map_err(|_| Problem::internal())?;
+    if granted.is_empty() {
+        return Err(denied(
+            state,
+            caller,
+            &Filter::default(),
+            "the caller is not security staff",
+        )
+        .await);
+    }
+    Ok(())
+}
+
 /// `GET /admin/v1/audit/verify`: recomputes the chain (any security staff).
 pub(crate) async fn verify(State(state): State<AdminState>, caller: Caller) -> Response {
     let res: Result<Response, Problem> = async {
-        let granted = tenants_with_role(&state.0.pool, &caller.subject, SECURITY_STAFF)
-            .await
-            .map_err(|_| Problem::internal())?;
-        if granted.is_empty() {
-            return Err(denied(
-                &state,
-                &caller,
-                &Filter::default(),
-                "the caller is not security staff",
-            )
-            .await);
-        }
+        require_security_staff(&state, &caller).await?;
         let report = interkom_audit::verify(&state.0.pool, None, None)
             .await
             .map_err(|e| {
@@ -295,18 +302,7 @@ pub(crate) async fn verify(State(state): State<AdminState>, caller: Caller) -> R
 /// `GET /admin/v1/audit/checkpoints`: the signed checkpoints.
 pub(crate) async fn checkpoints(State(state): State<AdminState>, caller: Caller) -> Response {
     let res: Result<Response, Problem> = async {
-        let granted = tenants_with_role(&state.0.pool, &caller.subject, SECURITY_STAFF)
-            .await
-            .map_err(|_| Problem::internal())?;
-        if granted.is_empty() {
-            return Err(denied(
-                &state,
-                &caller,
-                &Filter::default(),
-                "the caller is not security staff",
-            )
-            .await);
-        }
+        require_security_staff(&state, &caller).await?;
         let cps = interkom_audit::checkpoint::list(&state.0.pool, 0, i64::MAX)
             .await
             .map_err(|_| Problem::internal())?;

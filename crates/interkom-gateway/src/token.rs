@@ -216,24 +216,49 @@ async fn authorization_code(
 
 /// A second redemption of a code: whatever was issued from it is revoked.
 async fn code_replayed(gw: &Gateway, meta: &Meta, client: &Client, row: &CodeRow) -> OAuthError {
+    let breach = Breach {
+        action: Action::CodeReplayDetected,
+        reason: "authorization code redeemed twice; its tokens are revoked",
+        answer: "the code has been used already",
+    };
+    family_compromised(gw, meta, client, &row.user_id, &row.family_id, breach).await
+}
+
+/// How a compromised token family is recorded and answered.
+struct Breach {
+    action: Action,
+    reason: &'static str,
+    answer: &'static str,
+}
+
+/// Someone else holds a copy of a code or refresh token: the whole family
+/// is revoked, the event audited, and the caller gets `invalid_grant`.
+async fn family_compromised(
+    gw: &Gateway,
+    meta: &Meta,
+    client: &Client,
+    user_id: &str,
+    family_id: &str,
+    breach: Breach,
+) -> OAuthError {
     let res = async {
-        revoke_family(gw, &row.family_id).await?;
+        revoke_family(gw, family_id).await?;
         gw.audit
             .append(
-                AuditEvent::new(Action::CodeReplayDetected, Outcome::Denied)
-                    .subject(&row.user_id, None)
+                AuditEvent::new(breach.action, Outcome::Denied)
+                    .subject(user_id, None)
                     .client(&client.id)
-                    .reason("authorization code redeemed twice; its tokens are revoked")
+                    .reason(breach.reason)
                     .correlation(meta.request_id.clone())
                     .source(meta.source.clone())
-                    .details(json!({ "family": row.family_id })),
+                    .details(json!({ "family": family_id })),
             )
             .await?;
         Ok::<(), GatewayError>(())
     }
     .await;
     match res {
-        Ok(()) => OAuthError::invalid_grant("the code has been used already"),
+        Ok(()) => OAuthError::invalid_grant(breach.answer),
         Err(e) => e.into(),
     }
 }
@@ -349,26 +374,12 @@ async fn refresh_reused(
     client: &Client,
     row: &RefreshRow,
 ) -> OAuthError {
-    let res = async {
-        revoke_family(gw, &row.family_id).await?;
-        gw.audit
-            .append(
-                AuditEvent::new(Action::RefreshReuseDetected, Outcome::Denied)
-                    .subject(&row.user_id, None)
-                    .client(&client.id)
-                    .reason("a rotated refresh token was used again; the token family is revoked")
-                    .correlation(meta.request_id.clone())
-                    .source(meta.source.clone())
-                    .details(json!({ "family": row.family_id })),
-            )
-            .await?;
-        Ok::<(), GatewayError>(())
-    }
-    .await;
-    match res {
-        Ok(()) => OAuthError::invalid_grant("the refresh token is invalid"),
-        Err(e) => e.into(),
-    }
+    let breach = Breach {
+        action: Action::RefreshReuseDetected,
+        reason: "a rotated refresh token was used again; the token family is revoked",
+        answer: "the refresh token is invalid",
+    };
+    family_compromised(gw, meta, client, &row.user_id, &row.family_id, breach).await
 }
 
 pub(crate) async fn revoke_family(gw: &Gateway, family_id: &str) -> Result<(), GatewayError> {
