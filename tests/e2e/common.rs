@@ -410,6 +410,20 @@ pub async fn portal_tokens(
     res.json().await.unwrap()
 }
 
+/// A refresh-token grant by the portal client.
+pub async fn portal_refresh(server: &TestServer, refresh_token: &str) -> reqwest::Response {
+    server
+        .post_form(
+            "/token",
+            Some((PORTAL, PORTAL_SECRET)),
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
+}
+
 pub async fn cc_token(server: &TestServer) -> String {
     let res = server
         .post_form(

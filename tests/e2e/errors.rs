@@ -286,16 +286,7 @@ async fn code_replay_revokes_what_was_issued_from_it() {
         introspect(&s, t["access_token"].as_str().unwrap()).await["active"],
         false
     );
-    let res = s
-        .post_form(
-            "/token",
-            Some((PORTAL, PORTAL_SECRET)),
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", t["refresh_token"].as_str().unwrap()),
-            ],
-        )
-        .await;
+    let res = portal_refresh(&s, t["refresh_token"].as_str().unwrap()).await;
     expect_oauth_error(res, 400, "invalid_grant").await;
     assert_eq!(s.audit("code_replay_detected").await.len(), 1);
 }

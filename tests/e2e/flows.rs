@@ -428,16 +428,7 @@ async fn logout_ends_the_session_and_redirects_only_where_registered() {
     // The session is gone, and so is the refresh token issued under it.
     let res = browser.get(&portal_auth(&s, &[("prompt", "none")])).await;
     assert_eq!(redirect_params(&res)["error"], "login_required");
-    let res = s
-        .post_form(
-            "/token",
-            Some((PORTAL, PORTAL_SECRET)),
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", t["refresh_token"].as_str().unwrap()),
-            ],
-        )
-        .await;
+    let res = portal_refresh(&s, t["refresh_token"].as_str().unwrap()).await;
     expect_oauth_error(res, 400, "invalid_grant").await;
     assert_eq!(s.audit("logout").await.len(), 1);
 }

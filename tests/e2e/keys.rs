@@ -87,16 +87,7 @@ async fn a_second_node_on_the_same_database_serves_the_same_issuer() {
     let n3 = TestServer::start_on(s.database_url.clone(), Some(s.kek.clone()), |_| {}).await;
     assert_eq!(introspect(&n3, at).await["active"], false);
     // The refresh token issued by node one works at node two.
-    let res = n2
-        .post_form(
-            "/token",
-            Some((PORTAL, PORTAL_SECRET)),
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", t["refresh_token"].as_str().unwrap()),
-            ],
-        )
-        .await;
+    let res = portal_refresh(&n2, t["refresh_token"].as_str().unwrap()).await;
     assert_eq!(res.status(), 200);
     // Both nodes append to one audit chain.
     let report = interkom_audit::verify(&s.app.pool, None, None)

@@ -52,27 +52,9 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
         .await;
     expect_oauth_error(res, 400, "invalid_scope").await;
     // rt1 again: reuse. invalid_grant, and the whole family is revoked.
-    let res = s
-        .post_form(
-            "/token",
-            Some((PORTAL, PORTAL_SECRET)),
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", rt1.secret()),
-            ],
-        )
-        .await;
+    let res = portal_refresh(&s, rt1.secret()).await;
     expect_oauth_error(res, 400, "invalid_grant").await;
-    let res = s
-        .post_form(
-            "/token",
-            Some((PORTAL, PORTAL_SECRET)),
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", rt3.secret()),
-            ],
-        )
-        .await;
+    let res = portal_refresh(&s, rt3.secret()).await;
     expect_oauth_error(res, 400, "invalid_grant").await;
     assert_eq!(
         introspect(&s, r3.access_token().secret()).await["active"],
@@ -102,13 +84,7 @@ async fn refresh_token_of_one_client_is_useless_to_another() {
         .await;
     expect_oauth_error(res, 400, "invalid_grant").await;
     // ... and it still works for its own client.
-    let res = s
-        .post_form(
-            "/token",
-            Some((PORTAL, PORTAL_SECRET)),
-            &[("grant_type", "refresh_token"), ("refresh_token", rt)],
-        )
-        .await;
+    let res = portal_refresh(&s, rt).await;
     assert_eq!(res.status(), 200);
 }
 
@@ -225,13 +201,7 @@ async fn revoking_a_refresh_token_revokes_its_family() {
         )
         .await;
     assert_eq!(res.status(), 200);
-    let res = s
-        .post_form(
-            "/token",
-            Some((PORTAL, PORTAL_SECRET)),
-            &[("grant_type", "refresh_token"), ("refresh_token", rt)],
-        )
-        .await;
+    let res = portal_refresh(&s, rt).await;
     expect_oauth_error(res, 400, "invalid_grant").await;
     assert_eq!(introspect(&s, at).await["active"], false);
 }

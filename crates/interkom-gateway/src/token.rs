@@ -187,15 +187,7 @@ async fn authorization_code(
     // One transaction: the code is used up exactly once, and the family and
     // refresh token exist exactly when it is.
     let mut tx = gw.pool.begin().await.map_err(GatewayError::from)?;
-    let consumed =
-        sqlx::query("UPDATE auth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL")
-            .bind(now)
-            .bind(&code_hash)
-            .execute(&mut *tx)
-            .await
-            .map_err(GatewayError::from)?
-            .rows_affected();
-    if consumed == 0 {
+    if !use_up(&mut tx, Single::Code, &code_hash, now).await? {
         drop(tx);
         return Err(code_replayed(gw, meta, client, &row).await);
     }
@@ -350,16 +342,7 @@ async fn refresh(
     let issue = prepare_user_tokens(gw, meta, client, &grant, Action::TokenRefreshed).await?;
     // One transaction: the old token is used up and its successor exists.
     let mut tx = gw.pool.begin().await.map_err(GatewayError::from)?;
-    let consumed = sqlx::query(
-        "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
-    )
-    .bind(now)
-    .bind(&hash)
-    .execute(&mut *tx)
-    .await
-    .map_err(GatewayError::from)?
-    .rows_affected();
-    if consumed == 0 {
+    if !use_up(&mut tx, Single::RefreshToken, &hash, now).await? {
         drop(tx);
         return Err(refresh_reused(gw, meta, client, &row).await);
     }
@@ -380,6 +363,38 @@ async fn refresh_reused(
         answer: "the refresh token is invalid",
     };
     family_compromised(gw, meta, client, &row.user_id, &row.family_id, breach).await
+}
+
+/// What can be redeemed once.
+enum Single {
+    Code,
+    RefreshToken,
+}
+
+/// Marks a code or refresh token used, in the caller's transaction; false
+/// when it was used already (a replay). The conditional UPDATE is atomic on
+/// both databases, so of two concurrent redemptions exactly one wins.
+async fn use_up(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    what: Single,
+    hash: &str,
+    now: i64,
+) -> Result<bool, GatewayError> {
+    let sql = match what {
+        Single::Code => {
+            "UPDATE auth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL"
+        }
+        Single::RefreshToken => {
+            "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL"
+        }
+    };
+    let n = sqlx::query(sql)
+        .bind(now)
+        .bind(hash)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
 }
 
 pub(crate) async fn revoke_family(gw: &Gateway, family_id: &str) -> Result<(), GatewayError> {
