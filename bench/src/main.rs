@@ -19,6 +19,11 @@
 //! - `refresh`: `POST /token` with `grant_type=refresh_token`, always with the
 //!   newest token (they rotate; reusing one revokes the family). Every
 //!   connection logs in once before the clock starts.
+//! - `authzen`: `POST /access/v1/evaluation` (AuthZEN), one decision that
+//!   the demo policy permits (a clerk reading the council information system
+//!   of her own Gemeinde), with a client-credentials token fetched up front.
+//! - `authzen_batch`: `POST /access/v1/evaluations` with 10 such decisions
+//!   (subject, action and context given once); one sample is one batch.
 //! - `login`: the whole browser login — `GET /authorize`, `POST /login` (an
 //!   argon2id check), `POST /token` with the code and PKCE verifier. Nothing
 //!   is carried between iterations, so each one checks the password.
@@ -117,6 +122,9 @@ enum Scenario {
     Introspect,
     Refresh,
     Login,
+    Authzen,
+    #[value(name = "authzen_batch")]
+    AuthzenBatch,
 }
 
 impl Scenario {
@@ -126,6 +134,8 @@ impl Scenario {
             Scenario::Introspect => "introspect",
             Scenario::Refresh => "refresh",
             Scenario::Login => "login",
+            Scenario::Authzen => "authzen",
+            Scenario::AuthzenBatch => "authzen_batch",
         }
     }
 }
@@ -159,6 +169,8 @@ struct Target {
     host: HeaderValue,
     token: Uri,
     introspect: Uri,
+    evaluation: Uri,
+    evaluations: Uri,
     login: Uri,
     /// `/authorize?…` without the per-iteration state, nonce and challenge.
     authorize: String,
@@ -189,6 +201,8 @@ impl Target {
             host,
             token: uri("/token")?,
             introspect: uri("/introspect")?,
+            evaluation: uri("/access/v1/evaluation")?,
+            evaluations: uri("/access/v1/evaluations")?,
             login: uri("/login")?,
             authorize: format!(
                 "{base}/authorize?response_type=code&client_id={}&redirect_uri={}\
@@ -510,6 +524,9 @@ struct Ctx {
     scenario: Scenario,
     /// `token=…` for the introspect scenario.
     introspect_body: Bytes,
+    /// `Bearer …` and the JSON body for the AuthZEN scenarios.
+    pdp_auth: Option<HeaderValue>,
+    pdp_body: Bytes,
     /// Measured iterations started so far, against `max_requests`.
     started: AtomicU64,
     max_requests: u64,
@@ -601,6 +618,26 @@ impl Worker {
                 Err(Failure::answer("refresh", parts.status, &body))
             }
             Scenario::Login => login(&mut self.conn, t).await.map(drop),
+            Scenario::Authzen | Scenario::AuthzenBatch => {
+                let uri = if ctx.scenario == Scenario::Authzen {
+                    &t.evaluation
+                } else {
+                    &t.evaluations
+                };
+                let mut req = t.post(uri, ctx.pdp_auth.as_ref(), ctx.pdp_body.clone());
+                req.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                let (parts, body) = self.conn.exchange("evaluation", req).await?;
+                if parts.status == StatusCode::OK
+                    && contains(&body, br#""decision":true"#)
+                    && !contains(&body, br#""decision":false"#)
+                {
+                    return Ok(());
+                }
+                Err(Failure::answer("evaluation", parts.status, &body))
+            }
         }
     }
 }
@@ -704,10 +741,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     } else {
         Bytes::new()
     };
+    let (pdp_auth, pdp_body) = if matches!(scenario, Scenario::Authzen | Scenario::AuthzenBatch) {
+        let token = tokio::time::timeout(SETUP_LIMIT, fetch_access_token(&target))
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "no access token for the PDP within {} s",
+                    SETUP_LIMIT.as_secs()
+                )
+            })??;
+        let auth_time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let common = format!(
+            r#""subject":{{"type":"user","id":"jan.meyer"}},"action":{{"name":"read"}},"context":{{"acr":"urn:interkom:loa:low","amr":["pwd"],"auth_time":{auth_time}}}"#
+        );
+        let resource = r#"{"type":"resource","id":"ratsinfo-hitzacker"}"#;
+        let body = if scenario == Scenario::Authzen {
+            format!("{{{common},\"resource\":{resource}}}")
+        } else {
+            let items = vec![format!("{{\"resource\":{resource}}}"); 10].join(",");
+            format!("{{{common},\"evaluations\":[{items}]}}")
+        };
+        (
+            Some(HeaderValue::from_str(&format!("Bearer {token}"))?),
+            Bytes::from(body),
+        )
+    } else {
+        (None, Bytes::new())
+    };
     let ctx = Arc::new(Ctx {
         target,
         scenario,
         introspect_body,
+        pdp_auth,
+        pdp_body,
         started: AtomicU64::new(0),
         max_requests: cli.max_requests,
         reported: AtomicBool::new(false),

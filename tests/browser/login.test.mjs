@@ -30,7 +30,7 @@ const PORTAL = {
   redirect: 'http://localhost:9000/callback',
   postLogout: 'http://localhost:9000/',
 };
-const EWO = { id: 'ewo-elbtalaue', redirect: 'http://localhost:9001/callback' };
+const RATSINFO = { id: 'ratsinfo-hitzacker', redirect: 'http://localhost:9002/callback' };
 
 // Test-only: the issuer is plain http on loopback.
 const insecure = { execute: [oidc.allowInsecureRequests] };
@@ -133,7 +133,7 @@ async function landOn(page, prefix, action) {
 
 /**
  * A new page on which the relying parties' addresses (localhost:9000 and
- * :9001, where nothing listens) answer with a small page of their own, so
+ * :9002, where nothing listens) answer with a small page of their own, so
  * the browser completes the redirect like a real one would.
  *
  * This uses Chromium's Fetch domain directly: Playwright's page.route does
@@ -163,7 +163,7 @@ describe('interkom login in headless Chromium, driven by openid-client', { timeo
   let browser;
   let context; // the German browser: carries the single sign-on session
   let portal; // openid-client Configuration for the confidential client
-  let ewo; // ... and for the public client
+  let ratsinfo; // ... and for the public client
   let defined = 0;
   let passed = 0;
 
@@ -185,7 +185,7 @@ describe('interkom login in headless Chromium, driven by openid-client', { timeo
     server = await startServer(issuer, port, db, dir);
 
     portal = await oidc.discovery(new URL(issuer), PORTAL.id, PORTAL.secret, undefined, insecure);
-    ewo = await oidc.discovery(new URL(issuer), EWO.id, undefined, oidc.None(), insecure);
+    ratsinfo = await oidc.discovery(new URL(issuer), RATSINFO.id, undefined, oidc.None(), insecure);
 
     // Playwright gives each launch its own throwaway profile (user-data) dir.
     browser = await chromium.launch({
@@ -272,17 +272,17 @@ describe('interkom login in headless Chromium, driven by openid-client', { timeo
   });
 
   step('single sign-on: the public client gets a code without the login form', async () => {
-    const req = await authRequest(ewo, EWO.redirect);
+    const req = await authRequest(ratsinfo, RATSINFO.redirect);
     const page = await openPage(context);
     let loginForm = false;
     page.on('response', (r) => {
       const html = r.headers()['content-type']?.startsWith('text/html');
       if (r.url().startsWith(issuer) && r.status() === 200 && html) loginForm = true;
     });
-    const callback = await landOn(page, EWO.redirect, () => page.goto(req.url.href));
+    const callback = await landOn(page, RATSINFO.redirect, () => page.goto(req.url.href));
     assert.equal(loginForm, false, 'the login form was shown despite a session');
 
-    const tokens = await oidc.authorizationCodeGrant(ewo, callback, checksFor(req));
+    const tokens = await oidc.authorizationCodeGrant(ratsinfo, callback, checksFor(req));
     assert.equal(tokens.claims().sub, login().claims.sub);
     await page.close();
   });

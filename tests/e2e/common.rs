@@ -15,8 +15,8 @@ pub const PORTAL: &str = "serviceportal";
 pub const PORTAL_SECRET: &str = "serviceportal-demo-secret-0123456789abcdef";
 pub const PORTAL_REDIRECT: &str = "http://localhost:9000/callback";
 pub const PORTAL_LOGOUT: &str = "http://localhost:9000/";
-pub const EWO: &str = "ewo-elbtalaue";
-pub const EWO_REDIRECT: &str = "http://localhost:9001/callback";
+pub const RATSINFO: &str = "ratsinfo-hitzacker";
+pub const RATSINFO_REDIRECT: &str = "http://localhost:9002/callback";
 pub const KFZ: &str = "kfz-backend";
 pub const KFZ_SECRET: &str = "kfz-backend-demo-secret-0123456789abcdefgh";
 pub const ADMIN_USER: &str = "kreis.admin";
@@ -120,6 +120,7 @@ impl TestServer {
         fc.audit.checkpoint_key = Some(checkpoint_key());
         fc.audit.checkpoint_key_file = None;
         fc.log = "warn".into();
+        fc.policy_dir = repo_root().join("policies");
         tweak(&mut fc);
         let config = fc.validate().unwrap();
         let clock = Clock::default();

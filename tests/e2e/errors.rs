@@ -65,7 +65,7 @@ async fn unverified_client_or_redirect_uri_gets_an_error_page() {
         "http://localhost:9000/callback/more",
         "http://localhost:9000/callback?x=1",
         "http://localhost:9000/callback#frag",
-        "http://localhost:9001/callback",
+        "http://localhost:9002/callback",
         "https://evil.example/callback",
     ] {
         let html = expect_page(b.get(&authorize_url(&s, &base(PORTAL, bad))).await, 400).await;
@@ -73,7 +73,7 @@ async fn unverified_client_or_redirect_uri_gets_an_error_page() {
     }
     // Repeated client_id: a page as well.
     let mut p = base(PORTAL, PORTAL_REDIRECT);
-    p.push(("client_id", EWO));
+    p.push(("client_id", RATSINFO));
     expect_page(b.get(&authorize_url(&s, &p)).await, 400).await;
     // A malformed query string.
     expect_page(b.get(&s.url("/authorize?%ZZ=%%%")).await, 400).await;
@@ -86,20 +86,20 @@ async fn authorization_request_errors_go_back_to_the_client() {
     let (_, challenge) = pkce();
     let cases: Vec<(Vec<(&str, &str)>, &str, &str, &str)> = vec![
         // Public client without PKCE.
-        (vec![], EWO, EWO_REDIRECT, "invalid_request"),
+        (vec![], RATSINFO, RATSINFO_REDIRECT, "invalid_request"),
         (
             vec![
                 ("code_challenge", &challenge),
                 ("code_challenge_method", "plain"),
             ],
-            EWO,
-            EWO_REDIRECT,
+            RATSINFO,
+            RATSINFO_REDIRECT,
             "invalid_request",
         ),
         (
             vec![("code_challenge", &challenge)],
-            EWO,
-            EWO_REDIRECT,
+            RATSINFO,
+            RATSINFO_REDIRECT,
             "invalid_request",
         ),
         (
@@ -107,8 +107,8 @@ async fn authorization_request_errors_go_back_to_the_client() {
                 ("code_challenge", "short"),
                 ("code_challenge_method", "S256"),
             ],
-            EWO,
-            EWO_REDIRECT,
+            RATSINFO,
+            RATSINFO_REDIRECT,
             "invalid_request",
         ),
         (
@@ -236,7 +236,10 @@ async fn client_without_the_code_grant_is_unauthorized() {
         .post_form(
             "/token",
             None,
-            &[("grant_type", "client_credentials"), ("client_id", EWO)],
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", RATSINFO),
+            ],
         )
         .await;
     expect_oauth_error(res, 400, "unauthorized_client").await;
@@ -312,9 +315,9 @@ async fn code_is_bound_to_client_redirect_uri_and_verifier() {
         &s,
         None,
         &[
-            ("client_id", EWO),
+            ("client_id", RATSINFO),
             ("code", &code),
-            ("redirect_uri", EWO_REDIRECT),
+            ("redirect_uri", RATSINFO_REDIRECT),
             ("code_verifier", &verifier),
         ],
     )
@@ -525,7 +528,11 @@ async fn token_endpoint_client_authentication_and_request_errors() {
     let res = s.post_form("/introspect", None, &[("token", &at)]).await;
     expect_oauth_error(res, 401, "invalid_client").await;
     let res = s
-        .post_form("/introspect", None, &[("token", &at), ("client_id", EWO)])
+        .post_form(
+            "/introspect",
+            None,
+            &[("token", &at), ("client_id", RATSINFO)],
+        )
         .await;
     expect_oauth_error(res, 401, "invalid_client").await;
     let res = s

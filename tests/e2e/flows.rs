@@ -118,10 +118,10 @@ async fn code_flow_with_pkce_issues_verified_tokens() {
         serde_json::json!(["lk-luechow-dannenberg"])
     );
     assert_eq!(raw["level"], "kreis");
-    assert_eq!(
-        raw["roles"],
-        serde_json::json!(["admin", "kommunalaufsicht"])
-    );
+    // The roles the policy gives for this client's resource: the portal is
+    // open to everyone in the county by a grant, none of the user's roles
+    // concerns it (tests/e2e/policy.rs covers roles that do).
+    assert_eq!(raw["roles"], serde_json::json!([]));
     assert!(raw["sid"].is_string());
     assert_eq!(jwt_header(&id_token.to_string())["alg"], "RS256");
     // The access token is an RFC 9068 JWT, ES256.
@@ -180,7 +180,7 @@ async fn session_gives_single_sign_on_to_the_next_client() {
     let first = portal_tokens(&s, &browser, CLERK_USER, CLERK_PASSWORD).await;
     let sid = jwt_payload(first["id_token"].as_str().unwrap())["sid"].clone();
     // A public client (PKCE) in the same browser: no login form.
-    let rp = s.rp(EWO, None, EWO_REDIRECT).await;
+    let rp = s.rp(RATSINFO, None, RATSINFO_REDIRECT).await;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, _state, nonce) = rp
         .authorize_url(

@@ -12,10 +12,12 @@
 
 mod admin_audit;
 mod audit;
+mod authzen;
 mod cli;
 mod common;
 mod crash;
 mod errors;
 mod flows;
 mod keys;
+mod policy;
 mod tokens;

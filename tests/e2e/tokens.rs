@@ -78,7 +78,7 @@ async fn refresh_token_of_one_client_is_useless_to_another() {
             &[
                 ("grant_type", "refresh_token"),
                 ("refresh_token", rt),
-                ("client_id", EWO),
+                ("client_id", RATSINFO),
             ],
         )
         .await;

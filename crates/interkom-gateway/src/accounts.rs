@@ -313,6 +313,9 @@ impl Gateway {
         for role in &u.roles {
             interkom_policy::roles::assign(&self.pool, &id, &u.tenant, role).await?;
         }
+        // The policy knows subjects by their accounts: every node reloads.
+        interkom_policy::store::touch(&self.pool).await?;
+        self.policy.reload().await?;
         Ok(id)
     }
 

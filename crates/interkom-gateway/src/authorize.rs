@@ -15,6 +15,7 @@ use interkom_audit::{Action, AuditEvent, Outcome};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::access::{self, Verdict};
 use crate::accounts::{self, Session, SESSION_COOKIE};
 use crate::clients::{Client, GrantType, SUPPORTED_SCOPES};
 use crate::crypto::{ct_eq, random_token};
@@ -36,6 +37,10 @@ pub(crate) fn acr_rank(acr: &str) -> Option<usize> {
 }
 
 const BROWSER_COOKIE: &str = "interkom_browser";
+
+const ACCESS_DENIED: &str = "the access policy does not permit this user to use this service";
+const UNREACHABLE: &str =
+    "this service's protection need requires a level of assurance no available login method reaches";
 
 /// A validated authorization request, kept while the user logs in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -177,7 +182,7 @@ async fn authorize(gw: Gateway, meta: Meta, headers: HeaderMap, raw: &[u8]) -> R
         Ok(v) => v,
         Err(f) => return fail_response(&gw, lang, f),
     };
-    match proceed(&gw, &headers, lang, &client, req).await {
+    match proceed(&gw, &meta, &headers, lang, &client, req).await {
         Ok(r) => r,
         Err(f) => fail_response(&gw, lang, f),
     }
@@ -365,6 +370,7 @@ async fn validate(gw: &Gateway, p: &Params) -> Result<(Arc<Client>, AuthRequest)
 /// Decides between single sign-on, the login form and an error.
 async fn proceed(
     gw: &Gateway,
+    meta: &Meta,
     headers: &HeaderMap,
     lang: Lang,
     client: &Client,
@@ -391,9 +397,41 @@ async fn proceed(
     });
     if session_ok {
         if let Some(s) = session {
-            let mut conn = gw.pool.acquire().await.map_err(GatewayError::from)?;
-            let code = issue_code(gw, &mut conn, &req, &s).await?;
-            return Ok(code_redirect(gw, &req, &code));
+            // Single sign-on still asks the policy: this client may need more
+            // than the session offers.
+            let amr: Vec<String> = serde_json::from_str(&s.amr).unwrap_or_default();
+            let (verdict, _) = access::check(
+                gw,
+                Some(meta),
+                &req.client_id,
+                &s.user_id,
+                &s.acr,
+                &amr,
+                s.auth_time,
+            )
+            .await?;
+            match verdict {
+                Verdict::Allow => {
+                    let mut conn = gw.pool.acquire().await.map_err(GatewayError::from)?;
+                    let code = issue_code(gw, &mut conn, &req, &s).await?;
+                    return Ok(code_redirect(gw, &req, &code));
+                }
+                Verdict::Deny => return Err(redirect_fail("access_denied", ACCESS_DENIED)),
+                Verdict::Unreachable => {
+                    return Err(redirect_fail(
+                        "unmet_authentication_requirements",
+                        UNREACHABLE,
+                    ))
+                }
+                Verdict::Reauthenticate if req.prompt_none => {
+                    return Err(redirect_fail(
+                        "unmet_authentication_requirements",
+                        "the login is too old for this service and prompt=none forbids a new one",
+                    ))
+                }
+                // Step-up: the login form again, for a fresh authentication.
+                Verdict::Reauthenticate => {}
+            }
         }
     }
     if req.min_acr.is_some_and(|r| r > reachable) {
@@ -635,6 +673,19 @@ async fn finish_login(
     client: &Client,
     user: &accounts::User,
 ) -> Result<Response, GatewayError> {
+    // The policy first: a user who may not use this service gets a session
+    // (the password was right) but no code.
+    let pwd = ["pwd".to_owned()];
+    let (verdict, _) = access::check(
+        gw,
+        Some(meta),
+        &client.id,
+        &user.id,
+        ACR_LOW,
+        &pwd,
+        gw.clock.now(),
+    )
+    .await?;
     // One transaction: the login request is used up, the session and the
     // code are created, or nothing happens.
     let mut tx = gw.pool.begin().await?;
@@ -650,7 +701,10 @@ async fn finish_login(
     // A new session on every login (no session fixation).
     let (handle, session) =
         accounts::create_session(gw, &mut tx, &user.id, ACR_LOW, &["pwd"]).await?;
-    let code = issue_code(gw, &mut tx, req, &session).await?;
+    let code = match verdict {
+        Verdict::Allow => Some(issue_code(gw, &mut tx, req, &session).await?),
+        _ => None,
+    };
     tx.commit().await?;
     let mut ev = AuditEvent::new(Action::Login, Outcome::Success)
         .subject(&user.id, Some(user.tenant.clone()))
@@ -662,7 +716,23 @@ async fn finish_login(
         ev = ev.tenant(&t.id, t.path_string());
     }
     gw.audit.append(ev).await?;
-    let mut res = code_redirect(gw, req, &code);
+    let mut res = match (code, verdict) {
+        (Some(code), _) => code_redirect(gw, req, &code),
+        (None, Verdict::Deny) => error_redirect(
+            gw,
+            &req.redirect_uri,
+            req.state.as_deref(),
+            "access_denied",
+            ACCESS_DENIED,
+        ),
+        (None, _) => error_redirect(
+            gw,
+            &req.redirect_uri,
+            req.state.as_deref(),
+            "unmet_authentication_requirements",
+            UNREACHABLE,
+        ),
+    };
     let h = res.headers_mut();
     h.append(
         header::SET_COOKIE,

@@ -17,6 +17,7 @@
 //! - `logout`: RP-initiated logout.
 //! - [`error`]: internal errors and their protocol forms.
 
+mod access;
 pub mod accounts;
 mod authorize;
 pub mod clients;
@@ -63,6 +64,7 @@ pub struct Inner {
     pub(crate) hasher: accounts::PasswordHasher,
     pub(crate) templates: minijinja::Environment<'static>,
     pub(crate) clients: clients::ClientCache,
+    pub(crate) policy: Arc<interkom_policy::PolicyEngine>,
 }
 
 impl std::ops::Deref for Gateway {
@@ -88,6 +90,7 @@ impl Gateway {
         audit: AuditLog,
         master: MasterKey,
         tenants: Arc<TenantTree>,
+        policy: Arc<interkom_policy::PolicyEngine>,
         clock: Clock,
     ) -> Result<Gateway, GatewayError> {
         cfg.validate().map_err(GatewayError::Invalid)?;
@@ -106,7 +109,13 @@ impl Gateway {
             clock,
             hasher,
             templates,
+            policy,
         })))
+    }
+
+    /// The policy engine the gateway enforces at login.
+    pub fn policy(&self) -> &Arc<interkom_policy::PolicyEngine> {
+        &self.policy
     }
 
     /// The OIDC routes, relative to the issuer's path.

@@ -479,9 +479,41 @@ async fn prepare_user_tokens(
     let tenant = gw.tenants.get(&user.tenant).ok_or_else(|| {
         GatewayError::Invalid(format!("user's tenant `{}` is unknown", user.tenant))
     })?;
-    let roles = interkom_policy::roles::roles_in(&gw.pool, &user.id, &user.tenant)
-        .await
-        .map_err(GatewayError::from)?;
+    // Every code exchange and refresh asks the policy again: a withdrawn
+    // permission or a login grown too old ends the token family's use.
+    let (verdict, reasons) = crate::access::check(
+        gw,
+        Some(meta),
+        &client.id,
+        &user.id,
+        &g.acr,
+        &g.amr,
+        g.auth_time,
+    )
+    .await?;
+    match verdict {
+        crate::access::Verdict::Allow => {}
+        crate::access::Verdict::Deny => {
+            return Err(OAuthError::invalid_grant(
+                "the access policy no longer permits this user to use this service",
+            ))
+        }
+        _ => {
+            tracing::debug!(?reasons, "step-up needed at the token endpoint");
+            return Err(OAuthError::invalid_grant(
+                "the authentication no longer meets this service's protection need; log in again",
+            ));
+        }
+    }
+    // The roles the policy gives the user for this client's resource; for a
+    // client that is no resource, the roles held in the home tenant.
+    let snap = gw.policy.snapshot();
+    let roles = match snap.resource_for_client(&client.id) {
+        Some(r) => snap.roles_for(&user.id, &r.id),
+        None => interkom_policy::roles::roles_in(&gw.pool, &user.id, &user.tenant)
+            .await
+            .map_err(GatewayError::from)?,
+    };
     let keys = gw.keys.fresh(now).await?;
     let scope = g.scope.join(" ");
 

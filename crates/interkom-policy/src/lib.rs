@@ -1,14 +1,33 @@
-//! Tenants, levels and roles of interkom: the administrative tree every
-//! decision is made against.
+//! The policy engine of interkom: tenants, levels, roles, resources with
+//! protection needs, grants, and `decide()` with reasons; the AuthZEN PDP.
 //!
 //! # Layout
-//! - [`tenant`]: the tree (Kreis → Samtgemeinde/Stadt → Gemeinde), loaded from
-//!   configuration and kept in the database.
+//! - [`tenant`]: the tree (Kreis → Samtgemeinde/Stadt → Gemeinde).
 //! - [`roles`]: roles held by a subject in a tenant.
+//! - [`loa`]: levels of assurance, protection needs and their mapping.
+//! - [`policyset`]: the versioned files of `policies/`.
+//! - [`store`]: the live policy in the database.
+//! - [`engine`]: the compiled snapshot and `decide()`.
+//! - [`live`]: the engine of a node: reload, watch, what-if.
+//! - [`oracle`]: casbin's enforcer over the same lines, the reference.
+//! - [`authzen`]: the AuthZEN Authorization API routes.
 
+pub mod authzen;
+pub mod engine;
+pub mod live;
+pub mod loa;
+pub mod oracle;
+pub mod policyset;
 pub mod roles;
+pub mod store;
 pub mod tenant;
 
+pub use engine::{
+    AuthContext, Decision, Effect, Problem, Reason, ResourceRef, Severity, Snapshot, SubjectRef,
+};
+pub use live::{Change, Flip, PolicyEngine};
+pub use loa::{Loa, Protection, ProtectionNeed};
+pub use policyset::{PolicySet, ResourceSpec, RuleLine};
 pub use tenant::{Level, Tenant, TenantSpec, TenantTree};
 
 use sqlx::AnyPool;
@@ -22,6 +41,8 @@ pub enum PolicyError {
     UnknownTenant(String),
     #[error("invalid tenant tree: {0}")]
     InvalidTree(String),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Applies this crate's migrations.

@@ -39,7 +39,7 @@ pub async fn assign(
     .bind(role)
     .execute(pool)
     .await?;
-    Ok(())
+    crate::store::touch(pool).await
 }
 
 /// The roles `subject` holds in `tenant`, sorted.

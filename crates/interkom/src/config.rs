@@ -28,6 +28,7 @@ const ENV_KEYS: &[&str] = &[
     "password",
     "audit",
     "demo",
+    "policy_dir",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +60,14 @@ pub struct FileConfig {
     pub tenants: Vec<TenantSpec>,
     #[serde(default)]
     pub demo: DemoConfig,
+    /// The policy directory: casbin model, baseline policy, protection-need
+    /// mapping (INTERKOM_POLICY_DIR).
+    #[serde(default = "default_policy_dir")]
+    pub policy_dir: PathBuf,
+}
+
+fn default_policy_dir() -> PathBuf {
+    PathBuf::from("policies")
 }
 
 fn default_log() -> String {
@@ -222,6 +231,7 @@ pub struct Config {
     pub forward: Option<interkom_audit::forward::ForwardConfig>,
     pub tenants: Vec<TenantSpec>,
     pub demo: DemoConfig,
+    pub policy: interkom_policy::PolicySet,
 }
 
 impl FileConfig {
@@ -310,6 +320,13 @@ impl FileConfig {
         if let Err(e) = interkom_policy::TenantTree::from_specs(&self.tenants) {
             errs.push(format!("tenants: {e}"));
         }
+        let policy = interkom_policy::PolicySet::load(&self.policy_dir)
+            .map_err(|es| {
+                for e in es {
+                    errs.push(format!("policy_dir: {e}"));
+                }
+            })
+            .ok();
         let gateway = issuer.map(|issuer| {
             let mut g = GatewayConfig::new(
                 Url::parse(issuer.as_str().trim_end_matches('/')).unwrap_or(issuer),
@@ -331,28 +348,33 @@ impl FileConfig {
         if let Some(Err(e)) = gateway.as_ref().map(GatewayConfig::validate) {
             errs.push(e);
         }
-        match (listen, gateway, master) {
-            (Some(listen), Some(gateway), Some(master_key)) if errs.is_empty() => Ok(Config {
-                listen,
-                database_url: self.database_url,
-                master_key,
-                log: self.log,
-                gateway,
-                audit,
-                forward: self
-                    .audit
-                    .forward
-                    .map(|f| interkom_audit::forward::ForwardConfig {
-                        target: f.target,
-                        format: f.format,
-                        name: "siem".into(),
-                        hostname: f.hostname,
-                        max_backoff: std::time::Duration::from_secs(f.max_backoff_seconds.max(1)),
-                        poll: std::time::Duration::from_millis(f.poll_ms.max(10)),
-                    }),
-                tenants: self.tenants,
-                demo: self.demo,
-            }),
+        match (listen, gateway, master, policy) {
+            (Some(listen), Some(gateway), Some(master_key), Some(policy)) if errs.is_empty() => {
+                Ok(Config {
+                    listen,
+                    database_url: self.database_url,
+                    master_key,
+                    log: self.log,
+                    gateway,
+                    audit,
+                    forward: self
+                        .audit
+                        .forward
+                        .map(|f| interkom_audit::forward::ForwardConfig {
+                            target: f.target,
+                            format: f.format,
+                            name: "siem".into(),
+                            hostname: f.hostname,
+                            max_backoff: std::time::Duration::from_secs(
+                                f.max_backoff_seconds.max(1),
+                            ),
+                            poll: std::time::Duration::from_millis(f.poll_ms.max(10)),
+                        }),
+                    tenants: self.tenants,
+                    demo: self.demo,
+                    policy,
+                })
+            }
             _ => bail!("invalid configuration:\n  - {}", errs.join("\n  - ")),
         }
     }

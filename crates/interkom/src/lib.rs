@@ -23,7 +23,7 @@ use axum::Router;
 use interkom_audit::AuditLog;
 use interkom_gateway::clients::{AuthMethod, ClientSpec, GrantType};
 use interkom_gateway::{Alg, Clock, Gateway};
-use interkom_policy::TenantTree;
+use interkom_policy::{PolicyEngine, Severity, TenantTree};
 use sqlx::AnyPool;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
@@ -44,6 +44,7 @@ pub struct App {
     pub audit: AuditLog,
     pub gateway: Gateway,
     pub tenants: Arc<TenantTree>,
+    pub policy: Arc<PolicyEngine>,
 }
 
 impl App {
@@ -56,12 +57,16 @@ impl App {
         configured.store(&pool).await?;
         let tenants = Arc::new(TenantTree::load(&pool).await?);
         let audit = AuditLog::start(pool.clone(), config.audit.clone());
+        let policy = PolicyEngine::start(pool.clone(), config.policy.clone(), clock.now())
+            .await
+            .context("policy")?;
         let gateway = Gateway::new(
             config.gateway.clone(),
             pool.clone(),
             audit.clone(),
             config.master_key.clone(),
             tenants.clone(),
+            policy.clone(),
             clock,
         )
         .await?;
@@ -71,9 +76,18 @@ impl App {
             audit,
             gateway,
             tenants,
+            policy,
         };
         if app.config.demo.enabled {
             app.seed_demo().await?;
+        }
+        for p in app.policy.problems().iter() {
+            match p.severity {
+                Severity::Error => {
+                    tracing::error!(at = %p.subject, "policy: {} (left out)", p.message)
+                }
+                Severity::Warning => tracing::warn!(at = %p.subject, "policy: {}", p.message),
+            }
         }
         Ok(app)
     }
@@ -142,7 +156,38 @@ impl App {
 
     /// The whole HTTP surface of a node.
     pub fn router(&self) -> Router {
-        let gateway = self.gateway.router();
+        let gw = self.gateway.clone();
+        let authenticate: interkom_policy::authzen::Authenticate =
+            Arc::new(move |token: String| {
+                let gw = gw.clone();
+                Box::pin(async move {
+                    let claims = gw
+                        .validate_access_token(&token)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok(claims.and_then(|c| {
+                        c.get("client_id")
+                            .and_then(serde_json::Value::as_str)
+                            .map(|id| interkom_policy::authzen::PdpCaller {
+                                client_id: id.to_owned(),
+                            })
+                    }))
+                })
+            });
+        let clock = self.gateway.clock().clone();
+        let pdp = interkom_policy::authzen::router(interkom_policy::authzen::PdpState {
+            engine: self.policy.clone(),
+            audit: self.audit.clone(),
+            authenticate,
+            issuer: self.config.gateway.issuer_str().to_owned(),
+            now: Arc::new(move || clock.now()),
+        });
+        // The PDP sits beside the OpenID Provider, under the issuer's path.
+        let gateway = self
+            .gateway
+            .router()
+            .layer(RequestBodyLimitLayer::new(64 * 1024))
+            .merge(pdp);
         let base = self.config.gateway.base_path().to_owned();
         let oidc = if base.is_empty() {
             gateway
@@ -156,44 +201,46 @@ impl App {
             self.pool.clone(),
             self.tenants.clone(),
         );
-        oidc.nest("/admin/v1", interkom_admin::router(admin))
-            .route("/healthz", get(|| async { "ok" }))
-            .route(
-                "/readyz",
-                get(move || {
-                    let pool = pool.clone();
-                    async move {
-                        match sqlx::query("SELECT 1").execute(&pool).await {
-                            Ok(_) => (axum::http::StatusCode::OK, "ready"),
-                            Err(_) => (
-                                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                                "database unavailable",
-                            ),
-                        }
+        oidc.nest(
+            "/admin/v1",
+            interkom_admin::router(admin).layer(RequestBodyLimitLayer::new(64 * 1024)),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let pool = pool.clone();
+                async move {
+                    match sqlx::query("SELECT 1").execute(&pool).await {
+                        Ok(_) => (axum::http::StatusCode::OK, "ready"),
+                        Err(_) => (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "database unavailable",
+                        ),
                     }
-                }),
-            )
-            .layer(SetResponseHeaderLayer::if_not_present(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ))
-            .layer(RequestBodyLimitLayer::new(64 * 1024))
-            .layer(TimeoutLayer::with_status_code(
-                axum::http::StatusCode::REQUEST_TIMEOUT,
-                Duration::from_secs(30),
-            ))
-            .layer(TraceLayer::new_for_http())
-            .layer(SetSensitiveRequestHeadersLayer::new([
-                header::AUTHORIZATION,
-                header::COOKIE,
-            ]))
-            .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
-                "x-request-id",
-            )))
-            .layer(SetRequestIdLayer::new(
-                HeaderName::from_static("x-request-id"),
-                TimeOrderedRequestId,
-            ))
+                }
+            }),
+        )
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]))
+        .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
+            "x-request-id",
+        )))
+        .layer(SetRequestIdLayer::new(
+            HeaderName::from_static("x-request-id"),
+            TimeOrderedRequestId,
+        ))
     }
 }
 
@@ -239,6 +286,8 @@ pub async fn serve(
         }
     });
     let _stop_purger = AbortOnDrop(purger);
+    // A policy change on another node reaches this one within a second.
+    let _stop_watch = AbortOnDrop(app.policy.spawn_watch(Duration::from_secs(1)));
     let _stop_forwarder = app
         .config
         .forward

@@ -70,6 +70,56 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The access policy (the policy directory and the live policy).
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Check the policy directory together with the live policy: syntax,
+    /// unknown tenants, roles and resources, expired grants, lines that can
+    /// never match, contradictions. Exits non-zero if anything is found.
+    Check,
+    /// Decide one question and print the decision with its reasons.
+    Explain(Explain),
+    /// List the decisions a proposed change would flip.
+    WhatIf(WhatIf),
+}
+
+#[derive(Args)]
+struct Explain {
+    /// Username or subject id.
+    #[arg(long)]
+    subject: String,
+    #[arg(long)]
+    action: String,
+    /// Resource id (or, with --resource-type, any id of that type).
+    #[arg(long)]
+    resource: String,
+    #[arg(long)]
+    resource_type: Option<String>,
+    /// The level of assurance of the login (acr).
+    #[arg(long, default_value = "urn:interkom:loa:low")]
+    acr: String,
+    /// Seconds since the login.
+    #[arg(long, default_value_t = 0)]
+    auth_age: i64,
+    /// Authentication methods (amr), e.g. pwd,otp.
+    #[arg(long, value_delimiter = ',', default_value = "pwd")]
+    amr: Vec<String>,
+}
+
+#[derive(Args)]
+struct WhatIf {
+    /// A line to add, in casbin CSV form (repeatable).
+    #[arg(long)]
+    add: Vec<String>,
+    /// A line to remove (repeatable).
+    #[arg(long)]
+    remove: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -247,6 +297,9 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
         );
         return Ok(std::process::ExitCode::SUCCESS);
     }
+    if let Command::Policy { command } = cli.command {
+        return policy_command(config, command).await;
+    }
     let filter =
         tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into());
     let serving = matches!(cli.command, Command::Serve);
@@ -271,7 +324,7 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
             interkom::serve(&app, listener, shutdown_signal()).await?;
         }
         Command::Migrate => println!("migrations applied"),
-        Command::Config { .. } => {}
+        Command::Config { .. } | Command::Policy { .. } => {}
         Command::Tenant {
             command: TenantCommand::List,
         } => {
@@ -422,4 +475,133 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `interkom policy …`: works on the policy directory as it would be
+/// imported, without importing it (a check must not change the live policy).
+async fn policy_command(
+    config: interkom::Config,
+    command: PolicyCommand,
+) -> anyhow::Result<std::process::ExitCode> {
+    use interkom_policy::{store, Severity, Snapshot, TenantTree};
+    let pool = interkom::db::connect(&config.database_url).await?;
+    interkom::db::migrate(&pool).await?;
+    let tree = TenantTree::from_specs(&config.tenants)?;
+    let now = Clock::default().now();
+    let set = config.policy.clone();
+    let live = store::load_with_baseline(&pool, &set, now).await?;
+    let (snap, problems) = Snapshot::compile(&tree, &set, &live);
+    match command {
+        PolicyCommand::Check => {
+            let mut exit = std::process::ExitCode::SUCCESS;
+            for p in &problems {
+                let sev = match p.severity {
+                    Severity::Error => "error",
+                    Severity::Warning => "warning",
+                };
+                println!("{sev}: {}: {}", p.subject, p.message);
+                exit = std::process::ExitCode::from(1);
+            }
+            for r in &live.resources {
+                if let Some(c) = &r.client {
+                    if sqlx::query_scalar::<_, String>("SELECT id FROM clients WHERE id = $1")
+                        .bind(c)
+                        .fetch_optional(&pool)
+                        .await?
+                        .is_none()
+                        && !config.demo.clients.iter().any(|d| &d.id == c)
+                    {
+                        println!("warning: resource {}: client `{c}` is not registered", r.id);
+                        exit = std::process::ExitCode::from(1);
+                    }
+                }
+            }
+            if exit == std::process::ExitCode::SUCCESS {
+                println!("policy ok: {} (baseline {})", snap.counts(), set.version);
+            }
+            Ok(exit)
+        }
+        PolicyCommand::Explain(e) => {
+            let amr: Vec<&str> = e.amr.iter().map(String::as_str).collect();
+            let ctx = interkom_policy::AuthContext::from_claims(
+                Some(&e.acr),
+                &amr,
+                Some(now - e.auth_age),
+                now,
+            );
+            let resource = interkom_policy::ResourceRef {
+                id: &e.resource,
+                kind: e.resource_type.as_deref(),
+                properties: None,
+            };
+            let d = snap.decide(
+                interkom_policy::SubjectRef::User(&e.subject),
+                &e.action,
+                resource,
+                &ctx,
+            );
+            let effect = match d.effect {
+                interkom_policy::Effect::Allow => "allow".to_owned(),
+                interkom_policy::Effect::Deny => "deny".to_owned(),
+                interkom_policy::Effect::StepUp {
+                    required_acr,
+                    max_age,
+                } => format!(
+                    "step_up (acr {}, max age {})",
+                    required_acr.map(|a| a.acr()).unwrap_or("any"),
+                    max_age
+                        .map(|m| format!("{m} s"))
+                        .unwrap_or_else(|| "any".into())
+                ),
+            };
+            println!("decision: {effect}");
+            if let Some(n) = d.need {
+                println!("protection need: {}", n.as_str());
+            }
+            for r in &d.reasons {
+                let v = snap.describe(r);
+                println!("  - {}", v["message"].as_str().unwrap_or(""));
+            }
+            // The same lines through casbin's own enforcer.
+            let oracle = interkom_policy::oracle::CasbinOracle::new(&set.model_text, &snap).await?;
+            let requests = snap.casbin_requests(&e.subject, &e.action, resource);
+            println!(
+                "casbin enforcer on the policy lines: {}",
+                if oracle.lines_allow(&requests)? {
+                    "allow"
+                } else {
+                    "no allow"
+                }
+            );
+            Ok(if d.allowed() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::from(2)
+            })
+        }
+        PolicyCommand::WhatIf(w) => {
+            let parse = |l: &String| {
+                interkom_policy::RuleLine::parse(l).map_err(|e| anyhow::anyhow!("`{l}`: {e}"))
+            };
+            let change = interkom_policy::Change {
+                add: w.add.iter().map(parse).collect::<anyhow::Result<_>>()?,
+                remove: w.remove.iter().map(parse).collect::<anyhow::Result<_>>()?,
+            };
+            let flips = interkom_policy::live::what_if(&tree, &set, &live, &change, now);
+            if flips.is_empty() {
+                println!("no decision changes");
+            }
+            for f in flips {
+                println!(
+                    "{}\t{}\t{}\t{} -> {}",
+                    f.subject,
+                    f.action,
+                    f.resource,
+                    if f.before { "allow" } else { "deny" },
+                    if f.after { "allow" } else { "deny" }
+                );
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
 }

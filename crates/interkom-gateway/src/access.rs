@@ -1,0 +1,146 @@
+//! Enforcement at login: before a code or token is issued for a client that
+//! is a registered resource, the policy engine decides whether the user may
+//! use it (action `login`) with the authentication at hand.
+
+use interkom_audit::{Action, AuditEvent, Outcome};
+use interkom_policy::{AuthContext, Decision, Effect, Loa, ResourceRef, Snapshot, SubjectRef};
+use serde_json::{json, Value};
+
+use crate::web::Meta;
+use crate::{Gateway, GatewayError};
+
+/// The action a login to a Fachverfahren is decided for.
+pub(crate) const LOGIN: &str = "login";
+
+/// What the gateway does with a decision.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Issue the code or token.
+    Allow,
+    /// `access_denied` to the client.
+    Deny,
+    /// A fresh password login satisfies it (only the authentication's age
+    /// was too great).
+    Reauthenticate,
+    /// No method this installation offers reaches the requirement:
+    /// `unmet_authentication_requirements`.
+    Unreachable,
+}
+
+/// The strongest level a local login reaches today: a password.
+const REACHABLE: Loa = Loa::Low;
+
+/// Decides, and audits the decision if the policy says so.
+pub(crate) async fn check(
+    gw: &Gateway,
+    meta: Option<&Meta>,
+    client_id: &str,
+    user_id: &str,
+    acr: &str,
+    amr: &[String],
+    auth_time: i64,
+) -> Result<(Verdict, Vec<String>), GatewayError> {
+    let snap = gw.policy.snapshot();
+    let Some(resource) = snap.resource_for_client(client_id) else {
+        return Ok((Verdict::Allow, Vec::new()));
+    };
+    let amr: Vec<&str> = amr.iter().map(String::as_str).collect();
+    let ctx = AuthContext::from_claims(Some(acr), &amr, Some(auth_time), gw.clock.now());
+    let d = snap.decide(
+        SubjectRef::User(user_id),
+        LOGIN,
+        ResourceRef::id(&resource.id),
+        &ctx,
+    );
+    let verdict = match d.effect {
+        Effect::Allow => Verdict::Allow,
+        Effect::Deny => Verdict::Deny,
+        Effect::StepUp { .. } => {
+            let only_age = d.reasons.iter().all(|r| {
+                !matches!(
+                    r,
+                    interkom_policy::Reason::AcrTooLow { .. }
+                        | interkom_policy::Reason::SecondFactorMissing
+                )
+            });
+            let req = match d.effect {
+                Effect::StepUp { required_acr, .. } => required_acr,
+                _ => None,
+            };
+            if only_age && req.is_none_or(|r| r <= REACHABLE) {
+                Verdict::Reauthenticate
+            } else {
+                Verdict::Unreachable
+            }
+        }
+    };
+    if d.audit {
+        audit(gw, meta, client_id, user_id, &resource.id, &snap, &d).await?;
+    }
+    Ok((verdict, reason_messages(&snap, &d)))
+}
+
+fn reason_messages(snap: &Snapshot, d: &Decision) -> Vec<String> {
+    d.reasons
+        .iter()
+        .filter_map(|r| {
+            snap.describe(r)
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+async fn audit(
+    gw: &Gateway,
+    meta: Option<&Meta>,
+    client_id: &str,
+    user_id: &str,
+    resource: &str,
+    snap: &Snapshot,
+    d: &Decision,
+) -> Result<(), GatewayError> {
+    let (action, outcome) = match d.effect {
+        Effect::Deny => (Action::DecisionDenied, Outcome::Denied),
+        Effect::StepUp { .. } => (Action::DecisionStepUp, Outcome::Denied),
+        Effect::Allow if d.need == Some(interkom_policy::ProtectionNeed::SehrHoch) => {
+            (Action::DecisionPermittedSehrHoch, Outcome::Success)
+        }
+        Effect::Allow => (Action::DecisionPermitted, Outcome::Success),
+    };
+    let reasons: Vec<Value> = d.reasons.iter().map(|r| snap.describe(r)).collect();
+    let code = reasons
+        .first()
+        .and_then(|r| r.get("code"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let mut ev = AuditEvent::new(action, outcome)
+        .client(client_id)
+        .target(resource)
+        .reason(code)
+        .details(json!({
+            "via": "login",
+            "action": LOGIN,
+            "resource": resource,
+            "reasons": reasons,
+            "policy_version": snap.version,
+        }));
+    if let Some(m) = meta {
+        ev = ev
+            .correlation(m.request_id.clone())
+            .source(m.source.clone());
+    }
+    let home = crate::accounts::user_by_id(&gw.pool, user_id)
+        .await?
+        .map(|u| u.tenant);
+    ev = ev.subject(user_id, home);
+    if let Some(owner) = snap.resource(resource).and_then(|r| r.owner.clone()) {
+        if let Some(path) = snap.tenant_path(&owner) {
+            ev = ev.tenant(owner, path);
+        }
+    }
+    gw.audit.append(ev).await?;
+    Ok(())
+}

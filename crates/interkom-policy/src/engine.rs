@@ -1,0 +1,1305 @@
+//! The compiled policy and `decide()`.
+//!
+//! The casbin model (`policies/model.conf`) defines what a policy line means;
+//! casbin's own enforcer evaluates every line for every request, which is
+//! too slow for a Land with 200,000 lines. The engine therefore compiles the
+//! lines into hash indexes keyed by (subject, object), works out the reaches
+//! of the rule of the levels from the tenant tree, and answers in
+//! microseconds. `crates/interkom-policy/tests/oracle.rs` checks its answers
+//! against casbin's enforcer on the same lines.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::BuildHasherDefault;
+
+use rustc_hash::FxHasher;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::loa::{Loa, Protection, ProtectionNeed, Requirement, SECOND_FACTOR_AMR};
+use crate::policyset::{PolicySet, ResourceSpec, RuleLine};
+use crate::store::{Grant, LiveData};
+use crate::tenant::{Level, TenantTree};
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+type FxSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
+
+/// The symbol of `*`.
+const ANY: u32 = 0;
+/// A symbol no line uses (an action or object the policy never names).
+const NONE: u32 = u32::MAX;
+
+/// How the tenant in which a role is held relates to the resource's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reach {
+    Own,
+    Subtree,
+    Members,
+    Global,
+    Direct,
+}
+
+impl Reach {
+    const ALL: [Reach; 5] = [
+        Reach::Own,
+        Reach::Subtree,
+        Reach::Members,
+        Reach::Global,
+        Reach::Direct,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reach::Own => "own",
+            Reach::Subtree => "subtree",
+            Reach::Members => "members",
+            Reach::Global => "global",
+            Reach::Direct => "direct",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    fn parse(s: &str) -> Option<u8> {
+        if s == "*" {
+            return Some(0xff);
+        }
+        Reach::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .map(Reach::bit)
+    }
+
+    fn lowest(mask: u8) -> Reach {
+        Reach::ALL
+            .into_iter()
+            .find(|r| mask & r.bit() != 0)
+            .unwrap_or(Reach::Direct)
+    }
+}
+
+/// A subject attribute a condition may compare with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SubjectAttr {
+    Id,
+    Username,
+    Email,
+    Tenant,
+}
+
+/// `resource.<property> == subject.<attribute>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cond {
+    property: Box<str>,
+    attr: SubjectAttr,
+}
+
+/// Parses a line's condition: `true`, or `resource.<p> == subject.<a>`.
+pub(crate) fn parse_cond(s: &str) -> Result<Option<Cond>, String> {
+    if s == "true" {
+        return Ok(None);
+    }
+    let bad = || {
+        format!("condition `{s}`: use `true` or `resource.<property> == subject.<id|username|email|tenant>`")
+    };
+    let (l, r) = s.split_once("==").ok_or_else(bad)?;
+    let property = l.trim().strip_prefix("resource.").ok_or_else(bad)?;
+    if property.is_empty()
+        || !property
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(bad());
+    }
+    let attr = match r.trim().strip_prefix("subject.").ok_or_else(bad)? {
+        "id" => SubjectAttr::Id,
+        "username" => SubjectAttr::Username,
+        "email" => SubjectAttr::Email,
+        "tenant" => SubjectAttr::Tenant,
+        _ => return Err(bad()),
+    };
+    Ok(Some(Cond {
+        property: property.into(),
+        attr,
+    }))
+}
+
+#[derive(Debug, Clone)]
+struct CLine {
+    /// Index into `Snapshot::rules`.
+    rule: u32,
+    act: u32,
+    reach: u8,
+    allow: bool,
+    cond: Option<Cond>,
+}
+
+#[derive(Debug, Clone)]
+struct TNode {
+    parent: Option<u32>,
+    level: Level,
+}
+
+#[derive(Debug, Clone)]
+struct Subj {
+    id: Box<str>,
+    username: Option<Box<str>>,
+    email: Option<Box<str>>,
+    home: Option<u32>,
+    /// (role symbol, tenant where held; `None`: held in no tenant).
+    roles: Vec<(u32, Option<u32>)>,
+    /// Symbols of `user:<id>` / `user:<username>` where lines name them.
+    direct: Vec<u32>,
+}
+
+#[derive(Debug, Clone)]
+struct Res {
+    spec: ResourceSpec,
+    sym: u32,
+    kind: u32,
+    owner: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+struct CGrant {
+    grant: Grant,
+    resource: u32,
+    /// Action symbols; empty: any.
+    actions: Vec<u32>,
+    approved: bool,
+}
+
+/// The subject of a request.
+#[derive(Debug, Clone, Copy)]
+pub enum SubjectRef<'a> {
+    /// A user (account id or username, or a subject of the policy set).
+    User(&'a str),
+    /// A client acting for itself.
+    Client(&'a str),
+}
+
+/// The resource of a request: a registered id, or a type and id with
+/// properties (AuthZEN).
+#[derive(Debug, Clone, Copy)]
+pub struct ResourceRef<'a> {
+    pub id: &'a str,
+    pub kind: Option<&'a str>,
+    pub properties: Option<&'a serde_json::Map<String, Value>>,
+}
+
+impl<'a> ResourceRef<'a> {
+    pub fn id(id: &'a str) -> ResourceRef<'a> {
+        ResourceRef {
+            id,
+            kind: None,
+            properties: None,
+        }
+    }
+}
+
+/// How the subject authenticated, and when the question is asked.
+#[derive(Debug, Clone, Default)]
+pub struct AuthContext {
+    pub acr: Option<Loa>,
+    pub auth_time: Option<i64>,
+    pub second_factor: bool,
+    pub now: i64,
+}
+
+impl AuthContext {
+    /// From token claims: `acr`, `amr`, `auth_time`.
+    pub fn from_claims(
+        acr: Option<&str>,
+        amr: &[&str],
+        auth_time: Option<i64>,
+        now: i64,
+    ) -> AuthContext {
+        AuthContext {
+            acr: acr.and_then(Loa::from_acr),
+            auth_time,
+            second_factor: amr.iter().any(|m| SECOND_FACTOR_AMR.contains(m)),
+            now,
+        }
+    }
+}
+
+/// The effect of a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum Effect {
+    Allow,
+    Deny,
+    /// Allowed once the subject authenticates again, at least at
+    /// `required_acr` and within `max_age` seconds.
+    StepUp {
+        required_acr: Option<Loa>,
+        max_age: Option<i64>,
+    },
+}
+
+/// Why a decision came out as it did (indices into the snapshot; see
+/// [`Snapshot::describe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// A line permitted: role (symbol; ANY for `*`, NONE for a direct line)
+    /// held in tenant, through reach.
+    Permit {
+        rule: u32,
+        role: u32,
+        tenant: Option<u32>,
+        reach: Reach,
+    },
+    /// A deny line matched (rule 6).
+    Forbid {
+        rule: u32,
+        role: u32,
+        tenant: Option<u32>,
+        reach: Reach,
+    },
+    /// A valid grant permitted (rule 4).
+    Grant {
+        grant: u32,
+    },
+    GrantExpired {
+        grant: u32,
+    },
+    GrantNotYetValid {
+        grant: u32,
+    },
+    GrantRevoked {
+        grant: u32,
+    },
+    GrantAwaitsApproval {
+        grant: u32,
+    },
+    /// No line or grant permits (rule 1).
+    NoPermit,
+    UnknownSubject,
+    UnknownResource,
+    AcrTooLow {
+        have: Option<Loa>,
+        need: Loa,
+    },
+    AuthTooOld {
+        age: Option<i64>,
+        max: i64,
+    },
+    SecondFactorMissing,
+}
+
+/// The answer of the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub effect: Effect,
+    pub reasons: Vec<Reason>,
+    /// The resource's overall protection need, if it is known.
+    pub need: Option<ProtectionNeed>,
+    /// Whether this decision must be written to the audit store.
+    pub audit: bool,
+}
+
+impl Decision {
+    pub fn allowed(&self) -> bool {
+        self.effect == Effect::Allow
+    }
+
+    fn deny(reason: Reason) -> Decision {
+        Decision {
+            effect: Effect::Deny,
+            reasons: vec![reason],
+            need: None,
+            audit: true,
+        }
+    }
+}
+
+/// A problem found while compiling the policy (`interkom policy check`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub severity: Severity,
+    /// Where: `line p, …`, `resource x`, `grant y`, `subject z`.
+    pub subject: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+/// One compiled version of the policy. Immutable; the engine swaps in a new
+/// one on every change.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub version: i64,
+    pub baseline: String,
+    syms: FxMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+    rules: Vec<RuleLine>,
+    lines: FxMap<(u32, u32), Vec<CLine>>,
+    tasks: FxSet<(u32, u32)>,
+    tenant_ids: FxMap<Box<str>, u32>,
+    tenants: Vec<TNode>,
+    tenant_names: Vec<Box<str>>,
+    supervisory: FxSet<u32>,
+    subject_index: FxMap<Box<str>, u32>,
+    subjects: Vec<Subj>,
+    resource_index: FxMap<Box<str>, u32>,
+    client_index: FxMap<Box<str>, u32>,
+    resources: Vec<Res>,
+    grants: Vec<CGrant>,
+    grants_by_user: FxMap<u32, Vec<u32>>,
+    grants_by_role: FxMap<(u32, u32), Vec<u32>>,
+    grants_by_subtree: FxMap<u32, Vec<u32>>,
+    requirements: [Option<Requirement>; 3],
+    default_need: Option<ProtectionNeed>,
+}
+
+fn need_idx(n: ProtectionNeed) -> usize {
+    match n {
+        ProtectionNeed::Normal => 0,
+        ProtectionNeed::Hoch => 1,
+        ProtectionNeed::SehrHoch => 2,
+    }
+}
+
+impl Snapshot {
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.syms.get(s) {
+            return i;
+        }
+        let i = u32::try_from(self.names.len()).unwrap_or(NONE - 1);
+        self.names.push(s.into());
+        self.syms.insert(s.into(), i);
+        i
+    }
+
+    fn sym(&self, s: &str) -> u32 {
+        self.syms.get(s).copied().unwrap_or(NONE)
+    }
+
+    fn name(&self, sym: u32) -> &str {
+        self.names.get(sym as usize).map(|s| &**s).unwrap_or("")
+    }
+
+    /// Compiles the live policy. Lines, resources and grants with errors are
+    /// left out (and reported): a decision never rests on a malformed entry.
+    pub fn compile(
+        tree: &TenantTree,
+        set: &PolicySet,
+        live: &LiveData,
+    ) -> (Snapshot, Vec<Problem>) {
+        let mut s = Snapshot {
+            version: live.version,
+            baseline: set.version.clone(),
+            default_need: set.protection.default_need,
+            ..Snapshot::default()
+        };
+        let mut problems = Vec::new();
+        let mut problem = |sev: Severity, subject: String, message: String| {
+            problems.push(Problem {
+                severity: sev,
+                subject,
+                message,
+            })
+        };
+        s.intern("*");
+        for n in ProtectionNeed::ALL {
+            s.requirements[need_idx(n)] = Some(set.protection.requirement(n));
+        }
+
+        // The tree.
+        for t in tree.iter() {
+            let i = s.tenants.len() as u32;
+            s.tenant_ids.insert(t.id.as_str().into(), i);
+            s.tenant_names.push(t.id.as_str().into());
+            s.tenants.push(TNode {
+                parent: None,
+                level: t.level,
+            });
+        }
+        for t in tree.iter() {
+            let i = s.tenant_ids[t.id.as_str()];
+            s.tenants[i as usize].parent = t
+                .parent
+                .as_deref()
+                .and_then(|p| s.tenant_ids.get(p).copied());
+        }
+
+        // Roles.
+        for (name, def) in &set.roles {
+            let r = s.intern(name);
+            if def.supervisory {
+                s.supervisory.insert(r);
+            }
+        }
+        let known_role = |r: &str| set.roles.contains_key(r);
+
+        // Resources.
+        for r in &live.resources {
+            let owner = match &r.owner {
+                Some(o) => match s.tenant_ids.get(o.as_str()) {
+                    Some(&t) => Some(t),
+                    None => {
+                        problem(
+                            Severity::Error,
+                            format!("resource {}", r.id),
+                            format!("owner `{o}` is not a tenant"),
+                        );
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let sym = s.intern(&r.id);
+            let kind = s.intern(&r.kind);
+            let idx = s.resources.len() as u32;
+            if let Some(c) = &r.client {
+                if s.client_index.insert(c.as_str().into(), idx).is_some() {
+                    problem(
+                        Severity::Error,
+                        format!("resource {}", r.id),
+                        format!("client `{c}` belongs to two resources"),
+                    );
+                }
+            }
+            s.resource_index.insert(r.id.as_str().into(), idx);
+            s.resources.push(Res {
+                spec: r.clone(),
+                sym,
+                kind,
+                owner,
+            });
+        }
+        let kinds: FxSet<u32> = s.resources.iter().map(|r| r.kind).collect();
+
+        // Subjects: accounts, then those of the policy set.
+        let mut user_ids: FxMap<&str, usize> = FxMap::default();
+        for (id, username, tenant, email) in &live.users {
+            let home = s.tenant_ids.get(tenant.as_str()).copied();
+            user_ids.insert(id.as_str(), s.subjects.len());
+            s.subjects.push(Subj {
+                id: id.as_str().into(),
+                username: Some(username.as_str().into()),
+                email: email.as_deref().map(Into::into),
+                home,
+                roles: Vec::new(),
+                direct: Vec::new(),
+            });
+        }
+        for (subject, tenant, role) in &live.assignments {
+            let Some(&i) = user_ids.get(subject.as_str()) else {
+                continue;
+            };
+            let t = s.tenant_ids.get(tenant.as_str()).copied();
+            let r = s.intern(role);
+            s.subjects[i].roles.push((r, t));
+        }
+        for sp in &set.subjects {
+            let home = match &sp.tenant {
+                Some(t) => match s.tenant_ids.get(t.as_str()) {
+                    Some(&t) => Some(t),
+                    None => {
+                        problem(
+                            Severity::Error,
+                            format!("subject {}", sp.id),
+                            format!("tenant `{t}` is not a tenant"),
+                        );
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let mut roles = Vec::new();
+            for r in &sp.roles {
+                if !known_role(r) {
+                    problem(
+                        Severity::Error,
+                        format!("subject {}", sp.id),
+                        format!("role `{r}` is not in roles.toml"),
+                    );
+                }
+                roles.push((s.intern(r), home));
+            }
+            s.subjects.push(Subj {
+                id: sp.id.as_str().into(),
+                username: None,
+                email: sp.email.as_deref().map(Into::into),
+                home,
+                roles,
+                direct: Vec::new(),
+            });
+        }
+        for (i, subj) in s.subjects.iter().enumerate() {
+            s.subject_index.insert(subj.id.clone(), i as u32);
+        }
+        for (i, subj) in s.subjects.iter().enumerate() {
+            if let Some(u) = &subj.username {
+                s.subject_index.entry(u.clone()).or_insert(i as u32);
+            }
+        }
+
+        // Tasks first: the lines below are checked against them.
+        for line in live.rules.iter().filter(|l| l.ptype == "g") {
+            let at = || format!("line {}", line.to_csv());
+            let (sg, kind) = (&line.values[0], &line.values[1]);
+            match s.tenant_ids.get(sg.as_str()).copied() {
+                Some(t) if s.tenants[t as usize].level == Level::Samtgemeinde => {
+                    let k = s.intern(kind);
+                    s.tasks.insert((t, k));
+                }
+                Some(_) => problem(Severity::Error, at(), format!("`{sg}` is not a Samtgemeinde: only Samtgemeinden perform tasks for member Gemeinden")),
+                None => problem(Severity::Error, at(), format!("`{sg}` is not a tenant")),
+            }
+        }
+        let task_kinds: FxSet<u32> = s.tasks.iter().map(|&(_, k)| k).collect();
+
+        // Lines.
+        let mut seen: FxMap<(u32, u32, u32, u8, u32), bool> = FxMap::default();
+        for line in live.rules.iter().filter(|l| l.ptype == "p") {
+            let at = || format!("line {}", line.to_csv());
+            let v = &line.values;
+            let (sub, obj, act, reach, eft, cond) = (&v[0], &v[1], &v[2], &v[3], &v[4], &v[5]);
+            let allow = match eft.as_str() {
+                "allow" => true,
+                "deny" => false,
+                _ => {
+                    problem(
+                        Severity::Error,
+                        at(),
+                        format!("effect `{eft}`: allow or deny"),
+                    );
+                    continue;
+                }
+            };
+            let Some(reach_mask) = Reach::parse(reach) else {
+                problem(
+                    Severity::Error,
+                    at(),
+                    format!("reach `{reach}`: own, subtree, members, global, direct or *"),
+                );
+                continue;
+            };
+            let cond = match parse_cond(cond) {
+                Ok(c) => c,
+                Err(m) => {
+                    problem(Severity::Error, at(), m);
+                    continue;
+                }
+            };
+            let direct = sub.starts_with("user:") || sub.starts_with("client:");
+            if direct {
+                if sub.starts_with("user:") && !s.subject_index.contains_key(&sub[5..]) {
+                    problem(
+                        Severity::Warning,
+                        at(),
+                        format!("`{sub}` is no known subject"),
+                    );
+                }
+                if reach_mask & Reach::Direct.bit() == 0 {
+                    problem(Severity::Warning, at(), "a line naming a subject applies with reach `direct` (or *); this one never matches".into());
+                }
+            } else if sub != "*" && !known_role(sub) {
+                problem(
+                    Severity::Error,
+                    at(),
+                    format!("role `{sub}` is not in roles.toml"),
+                );
+                continue;
+            }
+            if !direct && sub != "*" && reach == "subtree" && !s.supervisory.contains(&s.sym(sub)) {
+                problem(Severity::Warning, at(), format!("role `{sub}` is not supervisory: it never reaches a subtree (rule 3); this line never matches"));
+            }
+            let obj_kind = match s.resource_index.get(obj.as_str()) {
+                Some(&r) => s.resources[r as usize].kind,
+                None => s.sym(obj),
+            };
+            if reach == "members" && obj != "*" && !task_kinds.contains(&obj_kind) {
+                problem(Severity::Warning, at(), format!("no Samtgemeinde performs `{obj}` for its members (no `g` line): this line never matches"));
+            }
+            if obj != "*"
+                && !s.resources.is_empty()
+                && !s.resource_index.contains_key(obj.as_str())
+                && !kinds.contains(&s.sym(obj))
+            {
+                problem(
+                    Severity::Warning,
+                    at(),
+                    format!("`{obj}` is neither a resource nor a kind of one"),
+                );
+            }
+            let sub_sym = s.intern(sub);
+            let obj_sym = s.intern(obj);
+            let act_sym = s.intern(act);
+            let cond_sym = s.intern(&v[5]);
+            if let Some(&other) = seen.get(&(sub_sym, obj_sym, act_sym, reach_mask, cond_sym)) {
+                if other != allow {
+                    problem(Severity::Warning, at(), "an allow and a deny for the same subject, object, action and reach: the deny overrides (rule 6), the allow never applies".into());
+                }
+            }
+            seen.insert((sub_sym, obj_sym, act_sym, reach_mask, cond_sym), allow);
+            let rule = s.rules.len() as u32;
+            s.rules.push(line.clone());
+            s.lines.entry((sub_sym, obj_sym)).or_default().push(CLine {
+                rule,
+                act: act_sym,
+                reach: reach_mask,
+                allow,
+                cond,
+            });
+        }
+        // Direct symbols of the subjects.
+        for i in 0..s.subjects.len() {
+            let mut direct = Vec::new();
+            let id = format!("user:{}", s.subjects[i].id);
+            if let Some(&d) = s.syms.get(id.as_str()) {
+                direct.push(d);
+            }
+            if let Some(u) = s.subjects[i].username.clone() {
+                if let Some(&d) = s.syms.get(format!("user:{u}").as_str()) {
+                    direct.push(d);
+                }
+            }
+            s.subjects[i].direct = direct;
+        }
+
+        // Grants.
+        for g in &live.grants {
+            let at = format!("grant {}", g.id);
+            let Some(&resource) = s.resource_index.get(g.resource.as_str()) else {
+                problem(
+                    Severity::Error,
+                    at,
+                    format!("resource `{}` does not exist", g.resource),
+                );
+                continue;
+            };
+            let need = s.resources[resource as usize].spec.protection.overall();
+            let approved =
+                g.approved_at.is_some() && g.approver.as_deref().is_some_and(|a| a != g.grantor);
+            if need == ProtectionNeed::SehrHoch && !approved && g.revoked_at.is_none() {
+                problem(
+                    Severity::Warning,
+                    at.clone(),
+                    "grant to a sehr_hoch resource awaits approval by a second administrator"
+                        .into(),
+                );
+            }
+            if g.expires_at <= live_now() && g.revoked_at.is_none() {
+                problem(Severity::Warning, at.clone(), "expired".into());
+            }
+            let actions = if g.actions.iter().any(|a| a == "*") {
+                Vec::new()
+            } else {
+                g.actions.iter().map(|a| s.intern(a)).collect()
+            };
+            let gi = s.grants.len() as u32;
+            if let Some(user) = g.grantee.strip_prefix("user:") {
+                match s.subject_index.get(user) {
+                    Some(&u) => s.grants_by_user.entry(u).or_default().push(gi),
+                    None => {
+                        problem(
+                            Severity::Error,
+                            at,
+                            format!("grantee `{user}` is no known subject"),
+                        );
+                        continue;
+                    }
+                }
+            } else if let Some((role, tenant)) = g.grantee.split_once('@') {
+                let Some(&t) = s.tenant_ids.get(tenant) else {
+                    problem(
+                        Severity::Error,
+                        at,
+                        format!("grantee tenant `{tenant}` is not a tenant"),
+                    );
+                    continue;
+                };
+                if role == "*" {
+                    s.grants_by_subtree.entry(t).or_default().push(gi);
+                } else {
+                    if !known_role(role) {
+                        problem(
+                            Severity::Error,
+                            at,
+                            format!("role `{role}` is not in roles.toml"),
+                        );
+                        continue;
+                    }
+                    let r = s.intern(role);
+                    s.grants_by_role.entry((r, t)).or_default().push(gi);
+                }
+            } else {
+                problem(
+                    Severity::Error,
+                    at,
+                    format!(
+                        "grantee `{}`: use user:<name>, <role>@<tenant> or *@<tenant>",
+                        g.grantee
+                    ),
+                );
+                continue;
+            }
+            s.grants.push(CGrant {
+                grant: g.clone(),
+                resource,
+                actions,
+                approved,
+            });
+        }
+        (s, problems)
+    }
+
+    /// Is `a` the tenant `b` or above it?
+    fn at_or_above(&self, a: u32, b: u32) -> bool {
+        let mut cur = Some(b);
+        while let Some(c) = cur {
+            if c == a {
+                return true;
+            }
+            cur = self.tenants[c as usize].parent;
+        }
+        false
+    }
+
+    /// The reaches of a role held in `via` (None: in no tenant) towards a
+    /// resource owned by `owner` of kind `kind` (rules 2 and 3).
+    fn reach(&self, role: u32, via: Option<u32>, owner: Option<u32>, kind: u32) -> u8 {
+        let (Some(v), Some(o)) = (via, owner) else {
+            return Reach::Global.bit();
+        };
+        let mut m = 0;
+        if v == o {
+            m |= Reach::Own.bit();
+        }
+        if self.supervisory.contains(&role) && self.at_or_above(v, o) {
+            m |= Reach::Subtree.bit();
+        }
+        if self.tenants[o as usize].parent == Some(v)
+            && self.tenants[v as usize].level == Level::Samtgemeinde
+            && self.tasks.contains(&(v, kind))
+        {
+            m |= Reach::Members.bit();
+        }
+        m
+    }
+
+    fn subject_attr<'s>(&'s self, subj: &'s Subj, attr: SubjectAttr) -> Option<&'s str> {
+        match attr {
+            SubjectAttr::Id => Some(&subj.id),
+            SubjectAttr::Username => subj.username.as_deref(),
+            SubjectAttr::Email => subj.email.as_deref(),
+            SubjectAttr::Tenant => subj.home.map(|t| &*self.tenant_names[t as usize]),
+        }
+    }
+
+    fn cond_ok(&self, cond: &Option<Cond>, subj: Option<&Subj>, res: &ResourceRef<'_>) -> bool {
+        let Some(c) = cond else {
+            return true;
+        };
+        let (Some(subj), Some(props)) = (subj, res.properties) else {
+            return false;
+        };
+        match (
+            props.get(&*c.property).and_then(Value::as_str),
+            self.subject_attr(subj, c.attr),
+        ) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// The resource a client's logins are governed by.
+    pub fn resource_for_client(&self, client_id: &str) -> Option<&ResourceSpec> {
+        self.client_index
+            .get(client_id)
+            .map(|&i| &self.resources[i as usize].spec)
+    }
+
+    pub fn resource(&self, id: &str) -> Option<&ResourceSpec> {
+        self.resource_index
+            .get(id)
+            .map(|&i| &self.resources[i as usize].spec)
+    }
+
+    /// The stored path of a tenant: `/kreis/sg/gemeinde/`.
+    pub fn tenant_path(&self, id: &str) -> Option<String> {
+        let mut cur = self.tenant_ids.get(id).copied();
+        let mut parts = Vec::new();
+        while let Some(t) = cur {
+            parts.push(&*self.tenant_names[t as usize]);
+            cur = self.tenants[t as usize].parent;
+        }
+        if parts.is_empty() {
+            return None;
+        }
+        parts.reverse();
+        Some(format!("/{}/", parts.join("/")))
+    }
+
+    /// Whether the subject (account id, username or policy-set subject) is known.
+    pub fn knows_subject(&self, id: &str) -> bool {
+        self.subject_index.contains_key(id)
+    }
+
+    /// Decides whether `subject` may do `action` on `resource`.
+    pub fn decide(
+        &self,
+        subject: SubjectRef<'_>,
+        action: &str,
+        resource: ResourceRef<'_>,
+        ctx: &AuthContext,
+    ) -> Decision {
+        // The resource: registered, or (if the policy set allows) by type.
+        let (res_sym, kind, owner, protection) = match self.resource_index.get(resource.id) {
+            Some(&i) => {
+                let r = &self.resources[i as usize];
+                (r.sym, r.kind, r.owner, r.spec.protection)
+            }
+            None => match (resource.kind, self.default_need) {
+                (Some(k), Some(n)) => (
+                    self.sym(resource.id),
+                    self.sym(k),
+                    None,
+                    Protection { c: n, i: n, a: n },
+                ),
+                _ => return Decision::deny(Reason::UnknownResource),
+            },
+        };
+        let act = self.sym(action);
+        let need = protection.overall();
+        let mut permits: Vec<Reason> = Vec::new();
+        let mut forbids: Vec<Reason> = Vec::new();
+        let objs = [res_sym, kind, ANY];
+        let objs = if res_sym == kind {
+            &objs[1..]
+        } else {
+            &objs[..]
+        };
+        let subj = match subject {
+            SubjectRef::User(id) => match self.subject_index.get(id) {
+                Some(&i) => Some(&self.subjects[i as usize]),
+                None => return Decision::deny(Reason::UnknownSubject),
+            },
+            SubjectRef::Client(_) => None,
+        };
+
+        let scan = |sub: u32,
+                    role: u32,
+                    tenant: Option<u32>,
+                    reach: u8,
+                    permits: &mut Vec<Reason>,
+                    forbids: &mut Vec<Reason>| {
+            for &obj in objs {
+                if obj == NONE {
+                    continue;
+                }
+                let Some(lines) = self.lines.get(&(sub, obj)) else {
+                    continue;
+                };
+                for l in lines {
+                    if (l.act == ANY || l.act == act)
+                        && l.reach & reach != 0
+                        && self.cond_ok(&l.cond, subj, &resource)
+                    {
+                        let reason_reach = Reach::lowest(l.reach & reach);
+                        if l.allow {
+                            permits.push(Reason::Permit {
+                                rule: l.rule,
+                                role,
+                                tenant,
+                                reach: reason_reach,
+                            });
+                        } else {
+                            forbids.push(Reason::Forbid {
+                                rule: l.rule,
+                                role,
+                                tenant,
+                                reach: reason_reach,
+                            });
+                        }
+                    }
+                }
+            }
+        };
+
+        let mut grant_notes: Vec<Reason> = Vec::new();
+        if let Some(subj) = subj {
+            {
+                for &(role, via) in &subj.roles {
+                    let reach = self.reach(role, via, owner, kind);
+                    if reach != 0 {
+                        scan(role, role, via, reach, &mut permits, &mut forbids);
+                    }
+                }
+                // `*`: any subject, from its home tenant.
+                let reach = self.reach(NONE, subj.home, owner, kind);
+                if reach != 0 {
+                    scan(ANY, ANY, subj.home, reach, &mut permits, &mut forbids);
+                }
+                for &d in &subj.direct {
+                    scan(
+                        d,
+                        NONE,
+                        None,
+                        Reach::Direct.bit(),
+                        &mut permits,
+                        &mut forbids,
+                    );
+                }
+                // Grants (rule 4).
+                if self.resource_index.contains_key(resource.id) {
+                    let res_idx = self.resource_index[resource.id];
+                    let mut check = |gi: u32| {
+                        let g = &self.grants[gi as usize];
+                        if g.resource != res_idx
+                            || !(g.actions.is_empty() || g.actions.contains(&act))
+                        {
+                            return;
+                        }
+                        let note = if g.grant.revoked_at.is_some() {
+                            Reason::GrantRevoked { grant: gi }
+                        } else if g.grant.expires_at <= ctx.now {
+                            Reason::GrantExpired { grant: gi }
+                        } else if g.grant.not_before.is_some_and(|nb| nb > ctx.now) {
+                            Reason::GrantNotYetValid { grant: gi }
+                        } else if need == ProtectionNeed::SehrHoch && !g.approved {
+                            Reason::GrantAwaitsApproval { grant: gi }
+                        } else {
+                            permits.push(Reason::Grant { grant: gi });
+                            return;
+                        };
+                        grant_notes.push(note);
+                    };
+                    let si = self.subject_index[&*subj.id];
+                    if let Some(v) = self.grants_by_user.get(&si) {
+                        v.iter().for_each(|&g| check(g));
+                    }
+                    for &(role, via) in &subj.roles {
+                        if let Some(v) = via.and_then(|t| self.grants_by_role.get(&(role, t))) {
+                            v.iter().for_each(|&g| check(g));
+                        }
+                    }
+                    let mut cur = subj.home;
+                    while let Some(t) = cur {
+                        if let Some(v) = self.grants_by_subtree.get(&t) {
+                            v.iter().for_each(|&g| check(g));
+                        }
+                        cur = self.tenants[t as usize].parent;
+                    }
+                }
+            }
+        } else if let SubjectRef::Client(id) = subject {
+            let d = self.sym(&format!("client:{id}"));
+            if d != NONE {
+                scan(
+                    d,
+                    NONE,
+                    None,
+                    Reach::Direct.bit(),
+                    &mut permits,
+                    &mut forbids,
+                );
+            }
+        }
+
+        if !forbids.is_empty() {
+            return Decision {
+                effect: Effect::Deny,
+                reasons: forbids,
+                need: Some(need),
+                audit: true,
+            };
+        }
+        if permits.is_empty() {
+            let mut reasons = vec![Reason::NoPermit];
+            reasons.extend(grant_notes);
+            return Decision {
+                effect: Effect::Deny,
+                reasons,
+                need: Some(need),
+                audit: true,
+            };
+        }
+        // Rule 5: the protection need's requirements.
+        let req = self.requirements[need_idx(need)].unwrap_or(Requirement {
+            acr: Some(Loa::High),
+            max_age: Some(0),
+            second_factor: true,
+            audit_permits: true,
+        });
+        let mut unmet = false;
+        if let Some(min) = req.acr {
+            if ctx.acr.is_none_or(|a| a < min) {
+                permits.push(Reason::AcrTooLow {
+                    have: ctx.acr,
+                    need: min,
+                });
+                unmet = true;
+            }
+        }
+        if let Some(max) = req.max_age {
+            let age = ctx.auth_time.map(|t| ctx.now - t);
+            if age.is_none_or(|a| a > max) {
+                permits.push(Reason::AuthTooOld { age, max });
+                unmet = true;
+            }
+        }
+        if req.second_factor && !ctx.second_factor {
+            permits.push(Reason::SecondFactorMissing);
+            unmet = true;
+        }
+        let effect = if unmet {
+            Effect::StepUp {
+                required_acr: req.acr,
+                max_age: req.max_age,
+            }
+        } else {
+            Effect::Allow
+        };
+        Decision {
+            effect,
+            reasons: permits,
+            need: Some(need),
+            audit: unmet || req.audit_permits || need == ProtectionNeed::SehrHoch,
+        }
+    }
+
+    /// The roles through which `subject` may do anything on `resource`: what
+    /// a token for the resource's client carries.
+    pub fn roles_for(&self, subject: &str, resource: &str) -> Vec<String> {
+        let Some(&si) = self.subject_index.get(subject) else {
+            return Vec::new();
+        };
+        let Some(&ri) = self.resource_index.get(resource) else {
+            return Vec::new();
+        };
+        let subj = &self.subjects[si as usize];
+        let r = &self.resources[ri as usize];
+        let mut out = BTreeSet::new();
+        for &(role, via) in &subj.roles {
+            let reach = self.reach(role, via, r.owner, r.kind);
+            if reach == 0 {
+                continue;
+            }
+            let permits = [r.sym, r.kind, ANY].iter().any(|&obj| {
+                self.lines
+                    .get(&(role, obj))
+                    .is_some_and(|ls| ls.iter().any(|l| l.allow && l.reach & reach != 0))
+            });
+            if permits {
+                out.insert(self.name(role).to_owned());
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// A reason in words, with the data behind it (for AuthZEN contexts,
+    /// `policy explain` and audit events).
+    pub fn describe(&self, r: &Reason) -> Value {
+        let tenant = |t: Option<u32>| t.map(|t| self.tenant_names[t as usize].to_string());
+        let role_name = |role: u32| match role {
+            NONE => None,
+            r => Some(self.name(r).to_owned()),
+        };
+        let grant = |g: u32| &self.grants[g as usize].grant;
+        match *r {
+            Reason::Permit {
+                rule,
+                role,
+                tenant: t,
+                reach,
+            }
+            | Reason::Forbid {
+                rule,
+                role,
+                tenant: t,
+                reach,
+            } => {
+                let permit = matches!(r, Reason::Permit { .. });
+                let line = self.rules[rule as usize].to_csv();
+                let via = match (role_name(role), tenant(t)) {
+                    (Some(role), Some(t)) => format!("role `{role}` in `{t}`"),
+                    (Some(role), None) => format!("role `{role}`"),
+                    (None, _) => "the subject itself".to_owned(),
+                };
+                json!({
+                    "code": if permit { "rule_permits" } else { "rule_denies" },
+                    "message": format!("{} by `{line}` through {via} (reach {})",
+                        if permit { "permitted" } else { "denied" }, reach.as_str()),
+                    "rule": line,
+                    "role": role_name(role),
+                    "tenant": tenant(t),
+                    "reach": reach.as_str(),
+                })
+            }
+            Reason::Grant { grant: g } => {
+                let g = grant(g);
+                json!({
+                    "code": "grant_permits",
+                    "message": format!("permitted by grant `{}` ({}), granted by {}{}, valid until {}",
+                        g.id, g.purpose, g.grantor,
+                        g.approver.as_deref().map(|a| format!(", approved by {a}")).unwrap_or_default(),
+                        rfc3339(g.expires_at)),
+                    "grant": g.id, "purpose": g.purpose, "grantor": g.grantor, "approver": g.approver,
+                    "expires_at": rfc3339(g.expires_at),
+                })
+            }
+            Reason::GrantExpired { grant: g } => {
+                json!({"code": "grant_expired", "grant": grant(g).id,
+                "message": format!("grant `{}` expired at {}", grant(g).id, rfc3339(grant(g).expires_at))})
+            }
+            Reason::GrantNotYetValid { grant: g } => {
+                json!({"code": "grant_not_yet_valid", "grant": grant(g).id,
+                "message": format!("grant `{}` is not valid yet", grant(g).id)})
+            }
+            Reason::GrantRevoked { grant: g } => {
+                json!({"code": "grant_revoked", "grant": grant(g).id,
+                "message": format!("grant `{}` was revoked", grant(g).id)})
+            }
+            Reason::GrantAwaitsApproval { grant: g } => {
+                json!({"code": "grant_awaits_approval", "grant": grant(g).id,
+                "message": format!("grant `{}` to a sehr_hoch resource awaits approval by a second administrator", grant(g).id)})
+            }
+            Reason::NoPermit => json!({"code": "no_permit",
+                "message": "no policy line and no grant permits this (default deny)"}),
+            Reason::UnknownSubject => {
+                json!({"code": "unknown_subject", "message": "the subject is not known"})
+            }
+            Reason::UnknownResource => {
+                json!({"code": "unknown_resource", "message": "the resource is not registered"})
+            }
+            Reason::AcrTooLow { have, need } => json!({"code": "acr_too_low",
+                "message": format!("the protection need requires {}, the authentication has {}", need.acr(),
+                    have.map(|h| h.acr()).unwrap_or("no level of assurance")),
+                "required_acr": need.acr(), "acr": have.map(Loa::acr)}),
+            Reason::AuthTooOld { age, max } => json!({"code": "auth_too_old",
+                "message": match age {
+                    Some(a) => format!("the authentication is {a} s old, at most {max} s are allowed"),
+                    None => format!("the authentication time is unknown, at most {max} s are allowed"),
+                },
+                "max_age": max, "age": age}),
+            Reason::SecondFactorMissing => json!({"code": "second_factor_missing",
+                "message": "the protection need requires a second factor"}),
+        }
+    }
+
+    /// The casbin requests the engine evaluated for a decision, for checking
+    /// it against casbin's enforcer (tests, `policy explain`): one per role
+    /// held and reach, as `[sub, obj, kind, act, reach, via, attrs]`.
+    pub fn casbin_requests(
+        &self,
+        subject: &str,
+        action: &str,
+        resource: ResourceRef<'_>,
+    ) -> Vec<[String; 7]> {
+        let mut out = Vec::new();
+        let Some(&si) = self.subject_index.get(subject) else {
+            return out;
+        };
+        let subj = &self.subjects[si as usize];
+        let (obj, kind, owner) = match self.resource_index.get(resource.id) {
+            Some(&i) => {
+                let r = &self.resources[i as usize];
+                (r.spec.id.clone(), r.spec.kind.clone(), r.owner)
+            }
+            None => (
+                resource.id.to_owned(),
+                resource.kind.unwrap_or("").to_owned(),
+                None,
+            ),
+        };
+        let kind_sym = self.sym(&kind);
+        // What conditions may compare: the resource's properties and the
+        // subject's attributes, as `key=value` lines.
+        let mut attrs = String::new();
+        if let Some(p) = resource.properties {
+            for (k, v) in p {
+                if let Some(v) = v.as_str() {
+                    attrs.push_str(&format!("resource.{k}={v}\n"));
+                }
+            }
+        }
+        for (name, a) in [
+            ("id", SubjectAttr::Id),
+            ("username", SubjectAttr::Username),
+            ("email", SubjectAttr::Email),
+            ("tenant", SubjectAttr::Tenant),
+        ] {
+            if let Some(v) = self.subject_attr(subj, a) {
+                attrs.push_str(&format!("subject.{name}={v}\n"));
+            }
+        }
+        let mut push = |sub: &str, reach: u8, via: Option<u32>| {
+            for r in Reach::ALL {
+                if reach & r.bit() != 0 {
+                    out.push([
+                        sub.to_owned(),
+                        obj.clone(),
+                        kind.clone(),
+                        action.to_owned(),
+                        r.as_str().to_owned(),
+                        via.map(|t| self.tenant_names[t as usize].to_string())
+                            .unwrap_or_default(),
+                        attrs.clone(),
+                    ]);
+                }
+            }
+        };
+        for &(role, via) in &subj.roles {
+            push(self.name(role), self.reach(role, via, owner, kind_sym), via);
+        }
+        push("*", self.reach(NONE, subj.home, owner, kind_sym), subj.home);
+        for &d in &subj.direct {
+            push(self.name(d), Reach::Direct.bit(), None);
+        }
+        out
+    }
+
+    /// The policy lines (`p` and `g`) as compiled, in casbin's form.
+    pub fn rule_lines(&self) -> impl Iterator<Item = &RuleLine> {
+        self.rules.iter()
+    }
+
+    /// The tasks (`g` lines) as compiled.
+    pub fn task_lines(&self) -> Vec<RuleLine> {
+        let mut v: Vec<RuleLine> = self
+            .tasks
+            .iter()
+            .map(|&(t, k)| RuleLine::new("g", &[&self.tenant_names[t as usize], self.name(k)]))
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn counts(&self) -> Value {
+        json!({
+            "lines": self.rules.len() + self.tasks.len(),
+            "resources": self.resources.len(),
+            "grants": self.grants.len(),
+            "subjects": self.subjects.len(),
+            "tenants": self.tenants.len(),
+        })
+    }
+}
+
+fn live_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn rfc3339(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
+}

@@ -1,0 +1,248 @@
+//! The engine as the rest of interkom uses it: the current snapshot, swapped
+//! atomically on every change, and the watch that keeps several nodes in
+//! step through the database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use sqlx::AnyPool;
+
+use crate::engine::{AuthContext, Problem, ResourceRef, Snapshot, SubjectRef};
+use crate::loa::Loa;
+use crate::policyset::{PolicySet, RuleLine};
+use crate::store::{self, LiveData};
+use crate::tenant::TenantTree;
+use crate::PolicyError;
+
+/// The policy engine of one node.
+pub struct PolicyEngine {
+    pool: AnyPool,
+    set: PolicySet,
+    current: ArcSwap<Snapshot>,
+    problems: ArcSwap<Vec<Problem>>,
+    reload: tokio::sync::Mutex<()>,
+}
+
+/// A decision the what-if of a change would flip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Flip {
+    pub subject: String,
+    pub action: String,
+    pub resource: String,
+    pub before: bool,
+    pub after: bool,
+}
+
+/// A proposed change of the live policy.
+#[derive(Debug, Clone, Default)]
+pub struct Change {
+    pub add: Vec<RuleLine>,
+    pub remove: Vec<RuleLine>,
+}
+
+impl PolicyEngine {
+    /// Imports the policy set's baseline if it changed, and compiles.
+    pub async fn start(
+        pool: AnyPool,
+        set: PolicySet,
+        now: i64,
+    ) -> Result<Arc<PolicyEngine>, PolicyError> {
+        store::import_baseline(&pool, &set, now).await?;
+        let engine = Arc::new(PolicyEngine {
+            pool,
+            set,
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            problems: ArcSwap::from_pointee(Vec::new()),
+            reload: tokio::sync::Mutex::new(()),
+        });
+        engine.reload().await?;
+        Ok(engine)
+    }
+
+    pub fn policy_set(&self) -> &PolicySet {
+        &self.set
+    }
+
+    /// The snapshot to decide against. Cheap; hold it for one request.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// The problems found when the current snapshot was compiled.
+    pub fn problems(&self) -> Arc<Vec<Problem>> {
+        self.problems.load_full()
+    }
+
+    /// Recompiles from the database (after a change on this node, or when
+    /// the watch sees another node's).
+    pub async fn reload(&self) -> Result<(), PolicyError> {
+        let _guard = self.reload.lock().await;
+        let tree = TenantTree::load(&self.pool).await?;
+        let live = store::load(&self.pool).await?;
+        let set = self.set.clone();
+        let (snap, problems) =
+            tokio::task::spawn_blocking(move || Snapshot::compile(&tree, &set, &live))
+                .await
+                .map_err(|e| PolicyError::Invalid(format!("policy compilation failed: {e}")))?;
+        tracing::debug!(version = snap.version, "policy compiled");
+        self.current.store(Arc::new(snap));
+        self.problems.store(Arc::new(problems));
+        Ok(())
+    }
+
+    /// Reloads if the stored version moved.
+    pub async fn reload_if_changed(&self) -> Result<bool, PolicyError> {
+        let v = store::version(&self.pool).await?;
+        if v != self.current.load().version {
+            self.reload().await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Polls the stored version every `every` and reloads on change: a
+    /// change on one node reaches all within that interval.
+    pub fn spawn_watch(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let engine = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = engine.reload_if_changed().await {
+                    tracing::warn!(error = %e, "policy reload failed; keeping the current policy");
+                }
+            }
+        })
+    }
+
+    /// The decisions a change would flip, among the subjects, actions and
+    /// resources it touches. Compared by rules alone (as if the subject had
+    /// the strongest, freshest login), so only access itself is compared.
+    pub async fn what_if(&self, change: &Change, now: i64) -> Result<Vec<Flip>, PolicyError> {
+        let tree = TenantTree::load(&self.pool).await?;
+        let live = store::load(&self.pool).await?;
+        let set = self.set.clone();
+        let change = change.clone();
+        tokio::task::spawn_blocking(move || what_if(&tree, &set, &live, &change, now))
+            .await
+            .map_err(|e| PolicyError::Invalid(format!("what-if failed: {e}")))
+    }
+}
+
+/// The decisions `change` would flip on `live` (see [`PolicyEngine::what_if`]).
+pub fn what_if(
+    tree: &TenantTree,
+    set: &PolicySet,
+    live: &LiveData,
+    change: &Change,
+    now: i64,
+) -> Vec<Flip> {
+    let mut after = live.clone();
+    after.rules.retain(|r| !change.remove.contains(r));
+    for a in &change.add {
+        if !after.rules.contains(a) {
+            after.rules.push(a.clone());
+        }
+    }
+    let (before_s, _) = Snapshot::compile(tree, set, live);
+    let (after_s, _) = Snapshot::compile(tree, set, &after);
+    flips(&before_s, &after_s, live, set, change, now)
+}
+
+fn flips(
+    before: &Snapshot,
+    after: &Snapshot,
+    live: &LiveData,
+    set: &PolicySet,
+    change: &Change,
+    now: i64,
+) -> Vec<Flip> {
+    let ctx = AuthContext {
+        acr: Some(Loa::High),
+        auth_time: Some(now),
+        second_factor: true,
+        now,
+    };
+    let touched: Vec<&RuleLine> = change
+        .add
+        .iter()
+        .chain(&change.remove)
+        .filter(|l| l.ptype == "p")
+        .collect();
+    let all_actions = || {
+        let mut a: Vec<String> = live
+            .rules
+            .iter()
+            .chain(change.add.iter())
+            .filter(|l| l.ptype == "p" && l.values[2] != "*")
+            .map(|l| l.values[2].clone())
+            .collect();
+        a.push("login".into());
+        a.sort();
+        a.dedup();
+        a
+    };
+    let mut actions: Vec<String> = Vec::new();
+    for l in &touched {
+        if l.values[2] == "*" {
+            actions = all_actions();
+            break;
+        }
+        actions.push(l.values[2].clone());
+    }
+    let g_touched = change
+        .add
+        .iter()
+        .chain(&change.remove)
+        .any(|l| l.ptype == "g");
+    if g_touched {
+        actions = all_actions();
+    }
+    actions.sort();
+    actions.dedup();
+    let objs: Vec<&str> = touched.iter().map(|l| l.values[1].as_str()).collect();
+    let resources: Vec<&str> = live
+        .resources
+        .iter()
+        .filter(|r| g_touched || objs.iter().any(|o| *o == "*" || *o == r.id || *o == r.kind))
+        .map(|r| r.id.as_str())
+        .collect();
+    let subjects: Vec<&str> = live
+        .users
+        .iter()
+        .map(|u| u.0.as_str())
+        .chain(set.subjects.iter().map(|s| s.id.as_str()))
+        .collect();
+    let mut out = Vec::new();
+    for s in &subjects {
+        for r in &resources {
+            for a in &actions {
+                let b = before
+                    .decide(SubjectRef::User(s), a, ResourceRef::id(r), &ctx)
+                    .allowed();
+                let n = after
+                    .decide(SubjectRef::User(s), a, ResourceRef::id(r), &ctx)
+                    .allowed();
+                if b != n {
+                    let name = live
+                        .users
+                        .iter()
+                        .find(|u| u.0 == *s)
+                        .map(|u| u.1.clone())
+                        .unwrap_or_else(|| (*s).to_owned());
+                    out.push(Flip {
+                        subject: name,
+                        action: a.clone(),
+                        resource: (*r).to_owned(),
+                        before: b,
+                        after: n,
+                    });
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,645 @@
+//! The rule of the levels over the demo county: every clause as a table of
+//! scenarios, asked through the AuthZEN endpoint of a real node (and checked
+//! against the engine in process), then enforced at login.
+
+use interkom_gateway::accounts::NewUser;
+use interkom_policy::store::{self, Grant};
+use interkom_policy::RuleLine;
+use openidconnect::core::CoreAuthenticationFlow;
+use openidconnect::{
+    AuthorizationCode, CsrfToken, Nonce, OAuth2TokenResponse, PkceCodeChallenge, TokenResponse,
+};
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const HIGH: &str = "urn:interkom:loa:high";
+const SUBSTANTIAL: &str = "urn:interkom:loa:substantial";
+const LOW: &str = "urn:interkom:loa:low";
+
+/// Users beyond the demo's, each with one purpose in the table.
+async fn add_users(s: &TestServer) {
+    for (username, tenant, roles) in [
+        ("gartow.melde", "sg-gartow", &["meldebehoerde"][..]),
+        ("hitzacker.kaemmerei", "hitzacker-elbe", &["kaemmerei"][..]),
+        ("elbtalaue.kaemmerei", "sg-elbtalaue", &["kaemmerei"][..]),
+        (
+            "dannenberg.clerk",
+            "dannenberg-elbe",
+            &["sachbearbeitung"][..],
+        ),
+        (
+            "kreis.clerk",
+            "lk-luechow-dannenberg",
+            &["sachbearbeitung"][..],
+        ),
+        (
+            "kreis.sozial",
+            "lk-luechow-dannenberg",
+            &["sozialamt", "kommunalaufsicht"][..],
+        ),
+    ] {
+        s.app
+            .gateway
+            .add_user(NewUser {
+                tenant: tenant.into(),
+                username: username.into(),
+                password: "Test-Passwort-2026!".into(),
+                name: None,
+                email: None,
+                roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            })
+            .await
+            .unwrap();
+    }
+}
+
+/// Asks the PDP (client credentials of the Kfz backend).
+async fn pdp(s: &TestServer, path: &str, body: &Value) -> (u16, Value) {
+    let token = cc_token(s).await;
+    let res = TestServer::http()
+        .post(s.url(path))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// The strongest, freshest login: only the rules decide.
+fn strong(s: &TestServer) -> Value {
+    json!({ "acr": HIGH, "amr": ["pwd", "hwk"], "auth_time": s.clock.now() })
+}
+
+fn item(subject: &str, action: &str, resource: &str, context: Value) -> Value {
+    json!({
+        "subject": { "type": "user", "id": subject },
+        "action": { "name": action },
+        "resource": { "type": "resource", "id": resource },
+        "context": context,
+    })
+}
+
+/// Runs `(subject, action, resource, context, expected effect, reason code)`
+/// as one batch and compares; also against the engine in process.
+async fn check_table(s: &TestServer, table: &[(&str, &str, &str, Value, &str, &str)]) {
+    let items: Vec<Value> = table
+        .iter()
+        .map(|(su, a, r, c, _, _)| item(su, a, r, c.clone()))
+        .collect();
+    let (status, body) = pdp(
+        s,
+        "/access/v1/evaluations",
+        &json!({ "evaluations": items }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let results = body["evaluations"].as_array().unwrap();
+    assert_eq!(results.len(), table.len());
+    let snap = s.app.policy.snapshot();
+    for ((su, a, r, c, effect, code), got) in table.iter().zip(results) {
+        let what = format!("{su} {a} {r}: {got}");
+        assert_eq!(got["context"]["effect"], *effect, "{what}");
+        assert_eq!(got["decision"], *effect == "allow", "{what}");
+        let codes: Vec<&str> = got["context"]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["code"].as_str().unwrap())
+            .collect();
+        assert!(codes.contains(code), "{what}: expected reason {code}");
+        // The same question in process gives the same effect.
+        let amr: Vec<&str> = c["amr"]
+            .as_array()
+            .map(|a| a.iter().map(|m| m.as_str().unwrap()).collect())
+            .unwrap_or_default();
+        let ctx = interkom_policy::AuthContext::from_claims(
+            c["acr"].as_str(),
+            &amr,
+            c["auth_time"].as_i64(),
+            s.clock.now(),
+        );
+        let d = snap.decide(
+            interkom_policy::SubjectRef::User(su),
+            a,
+            interkom_policy::ResourceRef::id(r),
+            &ctx,
+        );
+        assert_eq!(d.allowed(), *effect == "allow", "in process: {what}");
+    }
+}
+
+#[tokio::test]
+async fn the_rule_of_the_levels_clause_by_clause() {
+    let s = TestServer::start().await;
+    add_users(&s).await;
+    let st = strong(&s);
+    #[rustfmt::skip]
+    let table: Vec<(&str, &str, &str, Value, &str, &str)> = vec![
+        // 1. Default deny: unknown subject, resource or action; nothing permits.
+        ("nobody", "read", "ratsinfo-hitzacker", st.clone(), "deny", "unknown_subject"),
+        ("jan.meyer", "read", "no-such-resource", st.clone(), "deny", "unknown_resource"),
+        ("jan.meyer", "shred", "haushalt-hitzacker-elbe", st.clone(), "deny", "no_permit"),
+        // 2. A role acts in its own tenant, with exactly its permissions.
+        ("jan.meyer", "read", "ratsinfo-hitzacker", st.clone(), "allow", "rule_permits"),
+        ("jan.meyer", "read", "haushalt-hitzacker-elbe", st.clone(), "allow", "rule_permits"),
+        ("jan.meyer", "write", "haushalt-hitzacker-elbe", st.clone(), "deny", "no_permit"),
+        ("hitzacker.kaemmerei", "write", "haushalt-hitzacker-elbe", st.clone(), "allow", "rule_permits"),
+        ("anna.schulz", "read", "ewo-elbtalaue", st.clone(), "allow", "rule_permits"),
+        // 3a. Only supervisory roles reach down ...
+        ("kreis.admin", "read", "haushalt-hitzacker-elbe", st.clone(), "allow", "rule_permits"),
+        ("kreis.admin", "read", "haushalt-sg-elbtalaue", st.clone(), "allow", "rule_permits"),
+        ("kreis.admin", "read", "ratsinfo-gorleben", st.clone(), "allow", "rule_permits"),
+        ("kreis.admin", "write", "haushalt-hitzacker-elbe", st.clone(), "deny", "no_permit"),
+        // ... a non-supervisory role does not, at any level.
+        ("kreis.clerk", "read", "ratsinfo-hitzacker", st.clone(), "deny", "no_permit"),
+        ("elbtalaue.kaemmerei", "read", "haushalt-hitzacker-elbe", st.clone(), "deny", "no_permit"),
+        // 3b. A Samtgemeinde reaches its members for the tasks it performs
+        // for them, not a neighbouring Samtgemeinde's Gemeinden.
+        ("anna.schulz", "read", "meldedaten-hitzacker-elbe", st.clone(), "allow", "rule_permits"),
+        ("gartow.melde", "read", "meldedaten-gorleben", st.clone(), "allow", "rule_permits"),
+        ("anna.schulz", "read", "meldedaten-gorleben", st.clone(), "deny", "no_permit"),
+        ("gartow.melde", "read", "meldedaten-hitzacker-elbe", st.clone(), "deny", "no_permit"),
+        ("gartow.melde", "read", "ewo-elbtalaue", st.clone(), "deny", "no_permit"),
+        // 4. Upward and sideways only by a grant.
+        ("jan.meyer", "read", "ewo-elbtalaue", st.clone(), "deny", "no_permit"),
+        ("dannenberg.clerk", "read", "ratsinfo-hitzacker", st.clone(), "deny", "no_permit"),
+        ("jan.meyer", "read", "gewerbe-elbtalaue", st.clone(), "allow", "grant_permits"),
+        ("jan.meyer", "write", "gewerbe-elbtalaue", st.clone(), "deny", "no_permit"),
+        ("dannenberg.clerk", "read", "gewerbe-elbtalaue", st.clone(), "deny", "no_permit"),
+        ("gartow.melde", "login", "serviceportal", st.clone(), "allow", "grant_permits"),
+        // 6. An explicit deny overrides every allow.
+        ("kreis.sozial", "read", "sozialhilfe", st.clone(), "deny", "rule_denies"),
+        ("kreis.admin", "read", "sozialhilfe", st.clone(), "deny", "rule_denies"),
+    ];
+    check_table(&s, &table).await;
+}
+
+#[tokio::test]
+async fn grants_need_validity_expiry_and_for_sehr_hoch_a_second_approver() {
+    let s = TestServer::start().await;
+    add_users(&s).await;
+    let now = s.clock.now();
+    let st = strong(&s);
+    let grant = |id: &str, grantee: &str, resource: &str, expires_at: i64| Grant {
+        id: id.into(),
+        grantee: grantee.into(),
+        resource: resource.into(),
+        actions: vec!["read".into()],
+        purpose: "Amtshilfe".into(),
+        not_before: None,
+        expires_at,
+        grantor: "anna.schulz".into(),
+        approver: None,
+        approved_at: None,
+        revoked_at: None,
+    };
+    let pool = &s.app.pool;
+    store::add_grant(
+        pool,
+        &grant(
+            "expired",
+            "user:dannenberg.clerk",
+            "ratsinfo-hitzacker",
+            now - 1,
+        ),
+        "test",
+        now,
+    )
+    .await
+    .unwrap();
+    store::add_grant(
+        pool,
+        &grant("future", "user:jan.meyer", "ratsinfo-gorleben", now + 86400),
+        "test",
+        now,
+    )
+    .await
+    .unwrap();
+    store::add_grant(
+        pool,
+        &grant(
+            "by-role",
+            "sachbearbeitung@dannenberg-elbe",
+            "ratsinfo-gorleben",
+            now + 86400,
+        ),
+        "test",
+        now,
+    )
+    .await
+    .unwrap();
+    store::add_grant(
+        pool,
+        &grant(
+            "sehr-hoch",
+            "user:dannenberg.clerk",
+            "meldedaten-hitzacker-elbe",
+            now + 86400,
+        ),
+        "test",
+        now,
+    )
+    .await
+    .unwrap();
+    // A grant to the Kommunalaufsicht cannot beat the deny line.
+    let mut soz = grant("sozial", "user:kreis.admin", "sozialhilfe", now + 86400);
+    soz.approver = Some("ines.brandt".into());
+    soz.approved_at = Some(now);
+    store::add_grant(pool, &soz, "test", now).await.unwrap();
+    s.app.policy.reload().await.unwrap();
+    #[rustfmt::skip]
+    check_table(&s, &[
+        ("dannenberg.clerk", "read", "ratsinfo-hitzacker", st.clone(), "deny", "grant_expired"),
+        ("jan.meyer", "read", "ratsinfo-gorleben", st.clone(), "allow", "grant_permits"),
+        ("dannenberg.clerk", "read", "ratsinfo-gorleben", st.clone(), "allow", "grant_permits"),
+        ("dannenberg.clerk", "read", "meldedaten-hitzacker-elbe", st.clone(), "deny", "grant_awaits_approval"),
+        ("kreis.admin", "read", "sozialhilfe", st.clone(), "deny", "rule_denies"),
+    ]).await;
+    // Four eyes: the grantor cannot approve; someone else can.
+    let err = store::approve_grant(pool, "sehr-hoch", "anna.schulz", now)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("must not be its grantor"), "{err}");
+    let mut self_approved = grant(
+        "self",
+        "user:jan.meyer",
+        "meldedaten-hitzacker-elbe",
+        now + 86400,
+    );
+    self_approved.approver = Some("anna.schulz".into());
+    assert!(store::add_grant(pool, &self_approved, "test", now)
+        .await
+        .is_err());
+    store::approve_grant(pool, "sehr-hoch", "kreis.admin", now)
+        .await
+        .unwrap();
+    store::revoke_grant(pool, "by-role", now).await.unwrap();
+    s.app.policy.reload().await.unwrap();
+    #[rustfmt::skip]
+    check_table(&s, &[
+        ("dannenberg.clerk", "read", "meldedaten-hitzacker-elbe", st.clone(), "allow", "grant_permits"),
+        ("dannenberg.clerk", "read", "ratsinfo-gorleben", st.clone(), "deny", "grant_revoked"),
+    ]).await;
+    // Time runs out.
+    s.clock.advance(86400);
+    let st = strong(&s);
+    check_table(
+        &s,
+        &[(
+            "jan.meyer",
+            "read",
+            "ratsinfo-gorleben",
+            st,
+            "deny",
+            "grant_expired",
+        )],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_protection_need_sets_assurance_age_and_second_factor() {
+    let s = TestServer::start().await;
+    let now = s.clock.now();
+    let ctx = |acr: &str, amr: &[&str], age: i64| json!({ "acr": acr, "amr": amr, "auth_time": now - age });
+    #[rustfmt::skip]
+    let table = vec![
+        // normal: low suffices, for 12 hours.
+        ("jan.meyer", "read", "ratsinfo-hitzacker", ctx(LOW, &["pwd"], 0), "allow", "rule_permits"),
+        ("jan.meyer", "read", "ratsinfo-hitzacker", ctx(LOW, &["pwd"], 43_201), "step_up", "auth_too_old"),
+        ("jan.meyer", "read", "ratsinfo-hitzacker", json!({}), "step_up", "acr_too_low"),
+        // hoch: substantial with a second factor, for an hour.
+        ("jan.meyer", "read", "gewerbe-elbtalaue", ctx(LOW, &["pwd"], 0), "step_up", "acr_too_low"),
+        ("jan.meyer", "read", "gewerbe-elbtalaue", ctx(SUBSTANTIAL, &["pwd"], 0), "step_up", "second_factor_missing"),
+        ("jan.meyer", "read", "gewerbe-elbtalaue", ctx(SUBSTANTIAL, &["pwd", "otp"], 0), "allow", "grant_permits"),
+        ("jan.meyer", "read", "gewerbe-elbtalaue", ctx(SUBSTANTIAL, &["pwd", "otp"], 3_601), "step_up", "auth_too_old"),
+        // sehr_hoch: high, within 15 minutes.
+        ("anna.schulz", "read", "meldedaten-hitzacker-elbe", ctx(SUBSTANTIAL, &["pwd", "otp"], 0), "step_up", "acr_too_low"),
+        ("anna.schulz", "read", "meldedaten-hitzacker-elbe", ctx(HIGH, &["pwd", "hwk"], 600), "allow", "rule_permits"),
+        ("anna.schulz", "read", "meldedaten-hitzacker-elbe", ctx(HIGH, &["pwd", "hwk"], 901), "step_up", "auth_too_old"),
+        // A weak login never turns a deny into a step-up: no hint of access.
+        ("jan.meyer", "read", "meldedaten-hitzacker-elbe", ctx(LOW, &["pwd"], 0), "deny", "no_permit"),
+    ];
+    check_table(&s, &table).await;
+    // The step-up tells the Fachverfahren what to ask for.
+    let (_, body) = pdp(
+        &s,
+        "/access/v1/evaluation",
+        &item(
+            "anna.schulz",
+            "read",
+            "meldedaten-hitzacker-elbe",
+            ctx(LOW, &["pwd"], 0),
+        ),
+    )
+    .await;
+    assert_eq!(body["decision"], false);
+    assert_eq!(body["context"]["step_up"]["acr_values"], HIGH);
+    assert_eq!(body["context"]["step_up"]["max_age"], 900);
+    assert_eq!(body["context"]["protection_need"], "sehr_hoch");
+    // Audited: every deny, every step-up, and permits on sehr_hoch only.
+    let denied = s.audit("decision_denied").await;
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0].actor_subject.as_deref(), Some("jan.meyer"));
+    assert_eq!(denied[0].actor_client.as_deref(), Some(KFZ));
+    assert_eq!(
+        denied[0].target.as_deref(),
+        Some("meldedaten-hitzacker-elbe")
+    );
+    assert_eq!(denied[0].tenant.as_deref(), Some("hitzacker-elbe"));
+    assert_eq!(s.audit("decision_step_up").await.len(), 8);
+    assert_eq!(s.audit("decision_permitted_sehr_hoch").await.len(), 1);
+    assert!(s.audit("decision_permitted").await.is_empty());
+}
+
+/// The public Ratsinformationssystem client with PKCE, through the
+/// `openidconnect` library; returns the redirect's query parameters.
+async fn ratsinfo_login(
+    s: &TestServer,
+    browser: &Browser,
+    user: Option<(&str, &str)>,
+    extra: &[(&str, &str)],
+) -> (
+    std::collections::HashMap<String, String>,
+    openidconnect::PkceCodeVerifier,
+    Nonce,
+) {
+    let rp = s.rp(RATSINFO, None, RATSINFO_REDIRECT).await;
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut req = rp
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .set_pkce_challenge(challenge);
+    for (k, v) in extra {
+        req = req.add_extra_param(*k, *v);
+    }
+    let (url, state, nonce) = req.url();
+    let res = match user {
+        Some((u, p)) => {
+            let form = browser.open_login(s, url.as_str()).await;
+            browser.submit(&form, u, p).await
+        }
+        None => browser.get(url.as_str()).await,
+    };
+    assert_eq!(res.status(), 303);
+    let q = redirect_params(&res);
+    assert_eq!(
+        q["state"],
+        *state.secret(),
+        "state comes back on success and error"
+    );
+    assert_eq!(q["iss"], s.issuer);
+    (q, verifier, nonce)
+}
+
+#[tokio::test]
+async fn login_is_enforced_with_roles_for_the_client_deny_and_unmet_assurance() {
+    let s = TestServer::start().await;
+    add_users(&s).await;
+    let rp = s.rp(RATSINFO, None, RATSINFO_REDIRECT).await;
+
+    // Own tenant: a code, and the roles the policy gives for this client.
+    let browser = Browser::new();
+    let (q, verifier, nonce) =
+        ratsinfo_login(&s, &browser, Some((CLERK_USER, CLERK_PASSWORD)), &[]).await;
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(q["code"].clone()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&TestServer::http())
+        .await
+        .unwrap();
+    let id = tokens.id_token().unwrap();
+    id.claims(&rp.id_token_verifier(), &nonce).unwrap();
+    assert_eq!(
+        jwt_payload(&id.to_string())["roles"],
+        json!(["sachbearbeitung"])
+    );
+
+    // The Kommunalaufsicht reaches down: only that role is in the token.
+    let browser = Browser::new();
+    let (q, verifier, _) =
+        ratsinfo_login(&s, &browser, Some((ADMIN_USER, ADMIN_PASSWORD)), &[]).await;
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(q["code"].clone()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&TestServer::http())
+        .await
+        .unwrap();
+    assert_eq!(
+        jwt_payload(&tokens.id_token().unwrap().to_string())["roles"],
+        json!(["kommunalaufsicht"])
+    );
+
+    // Sideways: access_denied to the client, audited, no code.
+    let browser = Browser::new();
+    let (q, _, _) = ratsinfo_login(
+        &s,
+        &browser,
+        Some(("dannenberg.clerk", "Test-Passwort-2026!")),
+        &[],
+    )
+    .await;
+    assert_eq!(q["error"], "access_denied");
+    assert!(!q.contains_key("code"));
+    let denied = s.audit("decision_denied").await;
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0].actor_client.as_deref(), Some(RATSINFO));
+    assert_eq!(denied[0].target.as_deref(), Some("ratsinfo-hitzacker"));
+    assert_eq!(denied[0].reason.as_deref(), Some("no_permit"));
+    // ... the password was right: the session gives single sign-on where
+    // the policy allows (the portal, by the county-wide grant).
+    let res = browser
+        .get(&authorize_url(
+            &s,
+            &[
+                ("response_type", "code"),
+                ("client_id", PORTAL),
+                ("redirect_uri", PORTAL_REDIRECT),
+                ("scope", "openid"),
+                ("prompt", "none"),
+            ],
+        ))
+        .await;
+    assert!(redirect_params(&res).contains_key("code"));
+    // ... and SSO to the denied client is still denied.
+    let (q, _, _) = ratsinfo_login(&s, &browser, None, &[("prompt", "none")]).await;
+    assert_eq!(q["error"], "access_denied");
+
+    // sehr_hoch needs `high`, which no login here reaches.
+    let browser = Browser::new();
+    let (challenge, _verifier) = PkceCodeChallenge::new_random_sha256();
+    let url = authorize_url(
+        &s,
+        &[
+            ("response_type", "code"),
+            ("client_id", "ewo-elbtalaue"),
+            ("redirect_uri", "http://localhost:9001/callback"),
+            ("scope", "openid"),
+            ("state", "e1"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    let form = browser.open_login(&s, &url).await;
+    let res = browser
+        .submit(&form, "anna.schulz", "Elbtalaue-Demo-2026!")
+        .await;
+    let q = redirect_params(&res);
+    assert_eq!(q["error"], "unmet_authentication_requirements");
+    assert_eq!(q["state"], "e1");
+    let step_up = s.audit("decision_step_up").await;
+    assert_eq!(step_up.len(), 1);
+    assert_eq!(step_up[0].reason.as_deref(), Some("rule_permits"));
+    assert_eq!(step_up[0].tenant.as_deref(), Some("sg-elbtalaue"));
+}
+
+#[tokio::test]
+async fn an_old_login_steps_up_and_a_withdrawn_permission_stops_refresh() {
+    let s = TestServer::start_with(|fc| fc.tokens.session_ttl = 86_400).await;
+    let rp = s.rp(RATSINFO, None, RATSINFO_REDIRECT).await;
+    let browser = Browser::new();
+    let (q, verifier, _) =
+        ratsinfo_login(&s, &browser, Some((CLERK_USER, CLERK_PASSWORD)), &[]).await;
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(q["code"].clone()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&TestServer::http())
+        .await
+        .unwrap();
+    let first_auth = jwt_payload(&tokens.id_token().unwrap().to_string())["auth_time"]
+        .as_i64()
+        .unwrap();
+    let refresh = tokens.refresh_token().unwrap().secret().clone();
+
+    // A deny line for this user takes effect at once: refresh is refused.
+    let deny =
+        RuleLine::parse("p, user:jan.meyer, ratsinfo-hitzacker, *, direct, deny, true").unwrap();
+    assert!(store::add_rule(&s.app.pool, &deny, "test", s.clock.now())
+        .await
+        .unwrap());
+    s.app.policy.reload().await.unwrap();
+    let refresh_req = |rt: String| {
+        let s = &s;
+        async move {
+            s.post_form(
+                "/token",
+                None,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", &rt),
+                    ("client_id", RATSINFO),
+                ],
+            )
+            .await
+        }
+    };
+    let v = expect_oauth_error(refresh_req(refresh.clone()).await, 400, "invalid_grant").await;
+    assert!(v["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("no longer permits"));
+    // Withdrawn deny: the same refresh token works (it was not used up).
+    assert!(store::remove_rule(&s.app.pool, &deny).await.unwrap());
+    s.app.policy.reload().await.unwrap();
+    assert_eq!(refresh_req(refresh).await.status(), 200);
+
+    // 13 hours later the session lives on, but `normal` allows 12: with
+    // prompt=none the client learns it, otherwise the user logs in again.
+    s.clock.advance(13 * 3600);
+    let (q, _, _) = ratsinfo_login(&s, &browser, None, &[("prompt", "none")]).await;
+    assert_eq!(q["error"], "unmet_authentication_requirements");
+    let (q, verifier, _) =
+        ratsinfo_login(&s, &browser, Some((CLERK_USER, CLERK_PASSWORD)), &[]).await;
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(q["code"].clone()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&TestServer::http())
+        .await
+        .unwrap();
+    let second_auth = jwt_payload(&tokens.id_token().unwrap().to_string())["auth_time"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        second_auth >= first_auth + 13 * 3600,
+        "a fresh authentication"
+    );
+}
+
+#[tokio::test]
+async fn a_change_on_one_node_reaches_another_within_a_second_or_two() {
+    let a = TestServer::start().await;
+    let b = TestServer::start_on(a.database_url.clone(), Some(a.kek.clone()), |_| {}).await;
+    let q = item("jan.meyer", "read", "ratsinfo-hitzacker", strong(&b));
+    let (_, before) = pdp(&b, "/access/v1/evaluation", &q).await;
+    assert_eq!(before["decision"], true);
+    // Changed through node A's database; node B was not told.
+    let deny =
+        RuleLine::parse("p, user:jan.meyer, ratsinfo-hitzacker, read, direct, deny, true").unwrap();
+    store::add_rule(&a.app.pool, &deny, "test", a.clock.now())
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let (_, now) = pdp(&b, "/access/v1/evaluation", &q).await;
+        if now["decision"] == false {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "node B still allows"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn what_if_lists_the_decisions_a_change_would_flip() {
+    let s = TestServer::start().await;
+    add_users(&s).await;
+    let change = interkom_policy::Change {
+        add: vec![
+            RuleLine::parse("p, kaemmerei, haushalt, read, members, allow, true").unwrap(),
+            RuleLine::parse("g, sg-elbtalaue, haushalt").unwrap(),
+        ],
+        remove: vec![
+            RuleLine::parse("p, kommunalaufsicht, haushalt, read, subtree, allow, true").unwrap(),
+        ],
+    };
+    let flips = s.app.policy.what_if(&change, s.clock.now()).await.unwrap();
+    let has = |who: &str, res: &str, after: bool| {
+        flips.iter().any(|f| {
+            f.subject == who && f.resource == res && f.action == "read" && f.after == after
+        })
+    };
+    assert!(
+        has("elbtalaue.kaemmerei", "haushalt-hitzacker-elbe", true),
+        "{flips:?}"
+    );
+    assert!(
+        has("kreis.admin", "haushalt-hitzacker-elbe", false),
+        "{flips:?}"
+    );
+    assert!(has("kreis.sozial", "haushalt-lk", false), "{flips:?}");
+    // Nothing unrelated flips, and nothing was applied.
+    assert!(
+        flips.iter().all(|f| f.resource.starts_with("haushalt-")),
+        "{flips:?}"
+    );
+    let (_, v) = pdp(
+        &s,
+        "/access/v1/evaluation",
+        &item("kreis.admin", "read", "haushalt-hitzacker-elbe", strong(&s)),
+    )
+    .await;
+    assert_eq!(v["decision"], true);
+}
