@@ -643,3 +643,85 @@ async fn what_if_lists_the_decisions_a_change_would_flip() {
     .await;
     assert_eq!(v["decision"], true);
 }
+
+#[tokio::test]
+async fn objects_of_a_known_kind_are_judged_by_the_tenant_that_owns_them() {
+    let s = TestServer::start().await;
+    add_users(&s).await;
+    let st = strong(&s);
+    let ask = |subject: &str, kind: &str, owner: &str, ctx: &Value| {
+        json!({
+            "subject": { "type": "user", "id": subject },
+            "action": { "name": "read" },
+            "resource": { "type": kind, "id": "person-4711", "properties": { "owner": owner } },
+            "context": ctx,
+        })
+    };
+    let cases = [
+        // A resident's record in Gorleben (Samtgemeinde Gartow).
+        (
+            ask("gartow.melde", "einwohnermeldewesen", "gorleben", &st),
+            "allow",
+            "rule_permits",
+        ),
+        (
+            ask("anna.schulz", "einwohnermeldewesen", "gorleben", &st),
+            "deny",
+            "no_permit",
+        ),
+        (
+            ask("anna.schulz", "einwohnermeldewesen", "hitzacker-elbe", &st),
+            "allow",
+            "rule_permits",
+        ),
+        (
+            ask("jan.meyer", "einwohnermeldewesen", "hitzacker-elbe", &st),
+            "deny",
+            "no_permit",
+        ),
+        // Classified like the registered resources of its kind: sehr_hoch.
+        (
+            ask(
+                "anna.schulz",
+                "einwohnermeldewesen",
+                "hitzacker-elbe",
+                &json!({ "acr": LOW, "amr": ["pwd"], "auth_time": s.clock.now() }),
+            ),
+            "step_up",
+            "acr_too_low",
+        ),
+        (
+            ask("anna.schulz", "einwohnermeldewesen", "atlantis", &st),
+            "deny",
+            "unknown_resource",
+        ),
+        (
+            ask("anna.schulz", "friedhof", "hitzacker-elbe", &st),
+            "deny",
+            "unknown_resource",
+        ),
+    ];
+    for (body, effect, code) in cases {
+        let (status, v) = pdp(&s, "/access/v1/evaluation", &body).await;
+        assert_eq!(status, 200);
+        assert_eq!(v["context"]["effect"], effect, "{body}: {v}");
+        let codes = v["context"]["reasons"].as_array().unwrap();
+        assert!(
+            codes.iter().any(|r| r["code"] == code),
+            "{code}: {body}: {v}"
+        );
+    }
+    // The login's assurance may come as the subject's properties.
+    let (_, v) = pdp(
+        &s,
+        "/access/v1/evaluation",
+        &json!({
+            "subject": { "type": "user", "id": "jan.meyer",
+                         "properties": { "acr": LOW, "amr": ["pwd"], "auth_time": s.clock.now() } },
+            "action": { "name": "read" },
+            "resource": { "type": "resource", "id": "ratsinfo-hitzacker" },
+        }),
+    )
+    .await;
+    assert_eq!(v["decision"], true, "{v}");
+}

@@ -81,18 +81,25 @@ pub(crate) async fn access_token_claims(
     token: &str,
 ) -> Result<Option<Value>, GatewayError> {
     let now = gw.clock.now();
-    let keys = gw.keys.fresh(now).await?;
-    let Ok(claims) = jws::verify(&keys, token, "at+jwt", now) else {
-        return Ok(None);
+    let claims = match gw.verified.get(token, now) {
+        Some(c) => c,
+        None => {
+            let keys = gw.keys.fresh(now).await?;
+            let Ok(claims) = jws::verify(&keys, token, "at+jwt", now) else {
+                return Ok(None);
+            };
+            let exp = claims.get("exp").and_then(Value::as_i64);
+            if claims.get("iss").and_then(Value::as_str) != Some(gw.cfg.issuer_str())
+                || exp.is_none_or(|e| e <= now)
+            {
+                return Ok(None);
+            }
+            let claims = std::sync::Arc::new(claims);
+            gw.verified
+                .put(token, claims.clone(), exp.unwrap_or(now), now);
+            claims
+        }
     };
-    if claims.get("iss").and_then(Value::as_str) != Some(gw.cfg.issuer_str())
-        || claims
-            .get("exp")
-            .and_then(Value::as_i64)
-            .is_none_or(|e| e <= now)
-    {
-        return Ok(None);
-    }
     if let Some(jti) = claims.get("jti").and_then(Value::as_str) {
         let revoked: Option<i64> =
             sqlx::query_scalar("SELECT expires_at FROM revoked_tokens WHERE jti = $1")
@@ -113,7 +120,7 @@ pub(crate) async fn access_token_claims(
             return Ok(None);
         }
     }
-    Ok(Some(claims))
+    Ok(Some(Value::clone(&claims)))
 }
 
 fn bearer(headers: &HeaderMap, p: Option<&Params>) -> Result<String, OAuthError> {

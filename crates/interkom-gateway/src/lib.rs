@@ -32,6 +32,7 @@ pub mod keys;
 mod logout;
 mod params;
 mod token;
+mod verified;
 mod web;
 
 use std::sync::Arc;
@@ -65,6 +66,7 @@ pub struct Inner {
     pub(crate) templates: minijinja::Environment<'static>,
     pub(crate) clients: clients::ClientCache,
     pub(crate) policy: Arc<interkom_policy::PolicyEngine>,
+    pub(crate) verified: verified::VerifiedTokens,
 }
 
 impl std::ops::Deref for Gateway {
@@ -110,6 +112,7 @@ impl Gateway {
             hasher,
             templates,
             policy,
+            verified: verified::VerifiedTokens::default(),
         })))
     }
 

@@ -190,9 +190,21 @@ fn parse_eval(
         "resource",
         at,
     )?;
-    properties(subject, "subject", at)?;
+    let subject_props = properties(subject, "subject", at)?;
     properties(action, "action", at)?;
-    let ctx = match context {
+    // The login's assurance: from `context`, else from the subject's
+    // properties (where some PEPs put what the ID token said).
+    let context = match (context, subject_props) {
+        (None | Some(Value::Null), Some(p))
+            if ["acr", "amr", "auth_time"]
+                .iter()
+                .any(|k| p.contains_key(*k)) =>
+        {
+            Some(Value::Object(p))
+        }
+        (c, _) => c.cloned(),
+    };
+    let ctx = match context.as_ref() {
         None | Some(Value::Null) => AuthContext {
             now,
             ..AuthContext::default()

@@ -356,6 +356,8 @@ pub struct Snapshot {
     grants_by_role: FxMap<(u32, u32), Vec<u32>>,
     grants_by_subtree: FxMap<u32, Vec<u32>>,
     requirements: [Option<Requirement>; 3],
+    /// Per kind, the highest classification among its registered resources.
+    kind_protection: FxMap<u32, Protection>,
     default_need: Option<ProtectionNeed>,
 }
 
@@ -476,6 +478,17 @@ impl Snapshot {
             });
         }
         let kinds: FxSet<u32> = s.resources.iter().map(|r| r.kind).collect();
+        for r in &s.resources {
+            let p = r.spec.protection;
+            s.kind_protection
+                .entry(r.kind)
+                .and_modify(|k| {
+                    k.c = k.c.max(p.c);
+                    k.i = k.i.max(p.i);
+                    k.a = k.a.max(p.a);
+                })
+                .or_insert(p);
+        }
 
         // Subjects: accounts, then those of the policy set.
         let mut user_ids: FxMap<&str, usize> = FxMap::default();
@@ -813,6 +826,29 @@ impl Snapshot {
         }
     }
 
+    /// A resource's symbol, kind, owner and protection: a registered one;
+    /// or an object of a known kind (`resource.type`) owned by the tenant in
+    /// `properties.owner`, classified like the registered resources of its
+    /// kind; or, where the policy set gives a default need, any object of
+    /// no tenant. `None`: unknown.
+    fn resolve(&self, r: &ResourceRef<'_>) -> Option<(u32, u32, Option<u32>, Protection)> {
+        if let Some(&i) = self.resource_index.get(r.id) {
+            let res = &self.resources[i as usize];
+            return Some((res.sym, res.kind, res.owner, res.spec.protection));
+        }
+        let kind = self.sym(r.kind?);
+        let owner = match r.properties.and_then(|p| p.get("owner")) {
+            None => None,
+            Some(Value::String(t)) => Some(*self.tenant_ids.get(t.as_str())?),
+            Some(_) => return None,
+        };
+        if let (Some(p), Some(_)) = (self.kind_protection.get(&kind), owner) {
+            return Some((self.sym(r.id), kind, owner, *p));
+        }
+        let n = self.default_need?;
+        Some((self.sym(r.id), kind, owner, Protection { c: n, i: n, a: n }))
+    }
+
     /// The resource a client's logins are governed by.
     pub fn resource_for_client(&self, client_id: &str) -> Option<&ResourceSpec> {
         self.client_index
@@ -855,20 +891,8 @@ impl Snapshot {
         ctx: &AuthContext,
     ) -> Decision {
         // The resource: registered, or (if the policy set allows) by type.
-        let (res_sym, kind, owner, protection) = match self.resource_index.get(resource.id) {
-            Some(&i) => {
-                let r = &self.resources[i as usize];
-                (r.sym, r.kind, r.owner, r.spec.protection)
-            }
-            None => match (resource.kind, self.default_need) {
-                (Some(k), Some(n)) => (
-                    self.sym(resource.id),
-                    self.sym(k),
-                    None,
-                    Protection { c: n, i: n, a: n },
-                ),
-                _ => return Decision::deny(Reason::UnknownResource),
-            },
+        let Some((res_sym, kind, owner, protection)) = self.resolve(&resource) else {
+            return Decision::deny(Reason::UnknownResource);
         };
         let act = self.sym(action);
         let need = protection.overall();
@@ -1202,18 +1226,14 @@ impl Snapshot {
             return out;
         };
         let subj = &self.subjects[si as usize];
-        let (obj, kind, owner) = match self.resource_index.get(resource.id) {
-            Some(&i) => {
-                let r = &self.resources[i as usize];
-                (r.spec.id.clone(), r.spec.kind.clone(), r.owner)
-            }
-            None => (
-                resource.id.to_owned(),
-                resource.kind.unwrap_or("").to_owned(),
-                None,
-            ),
+        let Some((_, kind_sym, owner, _)) = self.resolve(&resource) else {
+            return out;
         };
-        let kind_sym = self.sym(&kind);
+        let obj = resource.id.to_owned();
+        let kind = match self.resource_index.get(resource.id) {
+            Some(&i) => self.resources[i as usize].spec.kind.clone(),
+            None => resource.kind.unwrap_or("").to_owned(),
+        };
         // What conditions may compare: the resource's properties and the
         // subject's attributes, as `key=value` lines.
         let mut attrs = String::new();
