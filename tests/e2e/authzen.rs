@@ -5,6 +5,13 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
 async fn post(s: &TestServer, path: &str, token: Option<&str>, body: &str) -> (u16, String, Value) {
     let mut req = TestServer::http()
         .post(s.url(path))
@@ -28,7 +35,7 @@ fn ask(subject: &str, action: &str, resource: &str) -> Value {
         "subject": { "type": "user", "id": subject },
         "action": { "name": action },
         "resource": { "type": "resource", "id": resource },
-        "context": { "acr": "urn:interkom:loa:low", "amr": ["pwd"], "auth_time": 4_102_444_800i64 },
+        "context": { "acr": "urn:interkom:loa:low", "amr": ["pwd"], "auth_time": unix_now() },
     })
 }
 
@@ -79,6 +86,17 @@ async fn callers_need_a_valid_access_token() {
         .to_str()
         .unwrap()
         .starts_with("Bearer"));
+    // A user's access token is no client's: 403.
+    let tokens = portal_tokens(&s, &Browser::new(), CLERK_USER, CLERK_PASSWORD).await;
+    let (status, ct, v) = post(
+        &s,
+        "/access/v1/evaluation",
+        tokens["access_token"].as_str(),
+        &body,
+    )
+    .await;
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(ct, "application/problem+json");
     // A revoked token is refused too.
     let token = cc_token(&s).await;
     let (status, _, _) = post(&s, "/access/v1/evaluation", Some(&token), &body).await;
@@ -105,6 +123,8 @@ async fn malformed_requests_get_400_with_a_clear_message() {
         ("/access/v1/evaluation", json!({"subject": {"type": "user", "id": "jan"}, "action": {"name": "read"}, "resource": {"type": "r", "id": "x", "properties": 3}}).to_string(), "`resource.properties` must be an object"),
         ("/access/v1/evaluation", json!({"subject": {"type": "user", "id": "jan"}, "action": {"name": "read"}, "resource": {"type": "r", "id": "x"}, "context": {"auth_time": "yesterday"}}).to_string(), "`context.auth_time` must be an integer"),
         ("/access/v1/evaluation", json!({"subject": {"type": "user", "id": "jan"}, "action": {"name": "read"}, "resource": {"type": "r", "id": long}}).to_string(), "too long"),
+        ("/access/v1/evaluation", json!({"subject": {"type": "user", "id": "jan"}, "action": {"name": "read"}, "resource": {"type": "r", "id": "x"}, "context": {"auth_time": 4_102_444_800i64}}).to_string(), "lies in the future"),
+        ("/access/v1/evaluation", json!({"subject": {"type": "user", "id": "jan"}, "action": {"name": "read"}, "resource": {"type": "r", "id": "x"}, "context": {"auth_time": i64::MIN}}).to_string(), "before 1970"),
         ("/access/v1/evaluations", json!({"evaluations": {}}).to_string(), "`evaluations` must be an array"),
         ("/access/v1/evaluations", json!({"subject": {"type": "user", "id": "jan"}, "evaluations": [{"action": {"name": "read"}}]}).to_string(), "evaluations[0]: `resource` is required"),
         ("/access/v1/evaluations", json!({"evaluations": [ask("a", "b", "c"), 5]}).to_string(), "evaluations[1] must be an object"),

@@ -181,6 +181,18 @@ async fn the_rule_of_the_levels_clause_by_clause() {
 async fn grants_need_validity_expiry_and_for_sehr_hoch_a_second_approver() {
     let s = TestServer::start().await;
     add_users(&s).await;
+    s.app
+        .gateway
+        .add_user(NewUser {
+            tenant: "sg-elbtalaue".into(),
+            username: "sg.aufsicht".into(),
+            password: "Test-Passwort-2026!".into(),
+            name: None,
+            email: None,
+            roles: vec!["kommunalaufsicht".into()],
+        })
+        .await
+        .unwrap();
     let now = s.clock.now();
     let st = strong(&s);
     let grant = |id: &str, grantee: &str, resource: &str, expires_at: i64| Grant {
@@ -197,93 +209,144 @@ async fn grants_need_validity_expiry_and_for_sehr_hoch_a_second_approver() {
         revoked_at: None,
     };
     let pool = &s.app.pool;
-    store::add_grant(
-        pool,
-        &grant(
-            "expired",
-            "user:dannenberg.clerk",
-            "ratsinfo-hitzacker",
-            now - 1,
-        ),
-        "test",
-        now,
-    )
+    let add = |g: Grant| async move { store::add_grant(pool, &g, "test", now).await };
+    add(grant(
+        "soon-expired",
+        "user:dannenberg.clerk",
+        "ratsinfo-hitzacker",
+        now + 3600,
+    ))
     .await
     .unwrap();
-    store::add_grant(
-        pool,
-        &grant("future", "user:jan.meyer", "ratsinfo-gorleben", now + 86400),
-        "test",
-        now,
-    )
+    add(grant(
+        "user",
+        "user:jan.meyer",
+        "ratsinfo-gorleben",
+        now + 86400,
+    ))
     .await
     .unwrap();
-    store::add_grant(
-        pool,
-        &grant(
-            "by-role",
-            "sachbearbeitung@dannenberg-elbe",
-            "ratsinfo-gorleben",
-            now + 86400,
-        ),
-        "test",
-        now,
-    )
+    add(grant(
+        "by-role",
+        "sachbearbeitung@dannenberg-elbe",
+        "ratsinfo-gorleben",
+        now + 86400,
+    ))
     .await
     .unwrap();
-    store::add_grant(
-        pool,
-        &grant(
-            "sehr-hoch",
-            "user:dannenberg.clerk",
-            "meldedaten-hitzacker-elbe",
-            now + 86400,
-        ),
-        "test",
-        now,
-    )
+    add(grant(
+        "sehr-hoch",
+        "user:dannenberg.clerk",
+        "meldedaten-hitzacker-elbe",
+        now + 86400,
+    ))
     .await
     .unwrap();
-    // A grant to the Kommunalaufsicht cannot beat the deny line.
-    let mut soz = grant("sozial", "user:kreis.admin", "sozialhilfe", now + 86400);
-    soz.approver = Some("ines.brandt".into());
-    soz.approved_at = Some(now);
-    store::add_grant(pool, &soz, "test", now).await.unwrap();
-    s.app.policy.reload().await.unwrap();
-    #[rustfmt::skip]
-    check_table(&s, &[
-        ("dannenberg.clerk", "read", "ratsinfo-hitzacker", st.clone(), "deny", "grant_expired"),
-        ("jan.meyer", "read", "ratsinfo-gorleben", st.clone(), "allow", "grant_permits"),
-        ("dannenberg.clerk", "read", "ratsinfo-gorleben", st.clone(), "allow", "grant_permits"),
-        ("dannenberg.clerk", "read", "meldedaten-hitzacker-elbe", st.clone(), "deny", "grant_awaits_approval"),
-        ("kreis.admin", "read", "sozialhilfe", st.clone(), "deny", "rule_denies"),
-    ]).await;
-    // Four eyes: the grantor cannot approve; someone else can.
-    let err = store::approve_grant(pool, "sehr-hoch", "anna.schulz", now)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("must not be its grantor"), "{err}");
-    let mut self_approved = grant(
-        "self",
+    let mut later = grant(
+        "later",
+        "user:hitzacker.kaemmerei",
+        "ratsinfo-gorleben",
+        now + 86400,
+    );
+    later.not_before = Some(now + 3600);
+    add(later).await.unwrap();
+    // Approval cannot be smuggled in with the grant: it is stored unapproved.
+    let mut smuggled = grant(
+        "smuggled",
         "user:jan.meyer",
         "meldedaten-hitzacker-elbe",
         now + 86400,
     );
-    self_approved.approver = Some("anna.schulz".into());
-    assert!(store::add_grant(pool, &self_approved, "test", now)
+    smuggled.approver = Some("kreis.admin".into());
+    smuggled.approved_at = Some(now);
+    add(smuggled).await.unwrap();
+    // No action, or already expired: refused.
+    let mut none = grant("none", "user:jan.meyer", "ratsinfo-gorleben", now + 86400);
+    none.actions.clear();
+    assert!(add(none).await.is_err());
+    assert!(add(grant(
+        "past",
+        "user:jan.meyer",
+        "ratsinfo-gorleben",
+        now - 1
+    ))
+    .await
+    .is_err());
+    // Grants to the Kommunalaufsicht, approved, cannot beat the deny line:
+    // neither at the Kreis (own reach) nor from a Samtgemeinde (no reach).
+    add(grant(
+        "sozial-kreis",
+        "user:kreis.admin",
+        "sozialhilfe",
+        now + 86400,
+    ))
+    .await
+    .unwrap();
+    add(grant(
+        "sozial-sg",
+        "user:sg.aufsicht",
+        "sozialhilfe",
+        now + 86400,
+    ))
+    .await
+    .unwrap();
+    store::approve_grant(pool, "sozial-kreis", "ines.brandt", now)
+        .await
+        .unwrap();
+    store::approve_grant(pool, "sozial-sg", "ines.brandt", now)
+        .await
+        .unwrap();
+    s.app.policy.reload().await.unwrap();
+    #[rustfmt::skip]
+    check_table(&s, &[
+        ("dannenberg.clerk", "read", "ratsinfo-hitzacker", st.clone(), "allow", "grant_permits"),
+        ("dannenberg.clerk", "write", "ratsinfo-hitzacker", st.clone(), "deny", "no_permit"),
+        ("jan.meyer", "read", "ratsinfo-gorleben", st.clone(), "allow", "grant_permits"),
+        ("dannenberg.clerk", "read", "ratsinfo-gorleben", st.clone(), "allow", "grant_permits"),
+        ("hitzacker.kaemmerei", "read", "ratsinfo-gorleben", st.clone(), "deny", "grant_not_yet_valid"),
+        ("dannenberg.clerk", "read", "meldedaten-hitzacker-elbe", st.clone(), "deny", "grant_awaits_approval"),
+        ("jan.meyer", "read", "meldedaten-hitzacker-elbe", st.clone(), "deny", "grant_awaits_approval"),
+        ("kreis.admin", "read", "sozialhilfe", st.clone(), "deny", "rule_denies"),
+        ("sg.aufsicht", "read", "sozialhilfe", st.clone(), "deny", "rule_denies"),
+    ]).await;
+    // Four eyes: the grantor cannot approve, not under another name either.
+    let err = store::approve_grant(pool, "sehr-hoch", "anna.schulz", now)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("must not be its grantor"), "{err}");
+    let anna_id = s
+        .app
+        .gateway
+        .find_user("anna.schulz")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert!(store::approve_grant(pool, "sehr-hoch", &anna_id, now)
         .await
         .is_err());
     store::approve_grant(pool, "sehr-hoch", "kreis.admin", now)
         .await
         .unwrap();
     store::revoke_grant(pool, "by-role", now).await.unwrap();
+    // A revoked grant cannot be approved.
+    assert!(store::approve_grant(pool, "by-role", "kreis.admin", now)
+        .await
+        .is_err());
     s.app.policy.reload().await.unwrap();
     #[rustfmt::skip]
     check_table(&s, &[
         ("dannenberg.clerk", "read", "meldedaten-hitzacker-elbe", st.clone(), "allow", "grant_permits"),
         ("dannenberg.clerk", "read", "ratsinfo-gorleben", st.clone(), "deny", "grant_revoked"),
     ]).await;
-    // Time runs out.
+    // Time passes: one grant begins, the others run out.
+    s.clock.advance(3700);
+    let st = strong(&s);
+    #[rustfmt::skip]
+    check_table(&s, &[
+        ("hitzacker.kaemmerei", "read", "ratsinfo-gorleben", st.clone(), "allow", "grant_permits"),
+        ("dannenberg.clerk", "read", "ratsinfo-hitzacker", st.clone(), "deny", "grant_expired"),
+    ]).await;
     s.clock.advance(86400);
     let st = strong(&s);
     check_table(
@@ -497,7 +560,7 @@ async fn login_is_enforced_with_roles_for_the_client_deny_and_unmet_assurance() 
     assert_eq!(q["state"], "e1");
     let step_up = s.audit("decision_step_up").await;
     assert_eq!(step_up.len(), 1);
-    assert_eq!(step_up[0].reason.as_deref(), Some("rule_permits"));
+    assert_eq!(step_up[0].reason.as_deref(), Some("acr_too_low"));
     assert_eq!(step_up[0].tenant.as_deref(), Some("sg-elbtalaue"));
 }
 

@@ -110,12 +110,11 @@ async fn audit(
         Effect::Allow => (Action::DecisionPermitted, Outcome::Success),
     };
     let reasons: Vec<Value> = d.reasons.iter().map(|r| snap.describe(r)).collect();
-    let code = reasons
-        .first()
-        .and_then(|r| r.get("code"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+    let code = d
+        .main_reason()
+        .map(|r| snap.describe(r))
+        .and_then(|r| r.get("code").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_default();
     let mut ev = AuditEvent::new(action, outcome)
         .client(client_id)
         .target(resource)

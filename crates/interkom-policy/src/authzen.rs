@@ -31,6 +31,9 @@ use crate::live::PolicyEngine;
 #[derive(Debug, Clone)]
 pub struct PdpCaller {
     pub client_id: String,
+    /// Whether the token is a client's own (client credentials), not a
+    /// user's: only clients may ask the PDP.
+    pub client_credentials: bool,
 }
 
 /// Validates a bearer token: `Ok(None)` if it is not valid.
@@ -113,7 +116,11 @@ async fn caller(s: &PdpState, headers: &HeaderMap) -> Result<PdpCaller, Response
         _ => return Err(unauthorized("a bearer access token is required")),
     };
     match (s.authenticate)(token).await {
-        Ok(Some(c)) => Ok(c),
+        Ok(Some(c)) if c.client_credentials => Ok(c),
+        Ok(Some(_)) => Err(problem(
+            StatusCode::FORBIDDEN,
+            "the PDP answers clients (a client-credentials access token), not users",
+        )),
         Ok(None) => Err(unauthorized("the access token is invalid or expired")),
         Err(e) => {
             tracing::error!(error = %e, "token validation failed");
@@ -228,9 +235,19 @@ fn parse_eval(
             };
             let auth_time = match c.get("auth_time") {
                 None | Some(Value::Null) => None,
-                Some(v) => Some(v.as_i64().ok_or_else(|| {
-                    format!("{at}`context.auth_time` must be an integer (seconds since the epoch)")
-                })?),
+                Some(v) => {
+                    let t = v.as_i64().ok_or_else(|| {
+                        format!(
+                            "{at}`context.auth_time` must be an integer (seconds since the epoch)"
+                        )
+                    })?;
+                    if t > now.saturating_add(60) || t < 0 {
+                        return Err(format!(
+                            "{at}`context.auth_time` lies in the future or before 1970"
+                        ));
+                    }
+                    Some(t)
+                }
             };
             AuthContext::from_claims(acr, &amr, auth_time, now)
         }
@@ -335,12 +352,11 @@ async fn audit(
         Effect::Allow => (Action::DecisionPermitted, Outcome::Success),
     };
     let codes: Vec<Value> = d.reasons.iter().map(|r| snap.describe(r)).collect();
-    let reason = codes
-        .first()
-        .and_then(|c| c.get("code"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+    let reason = d
+        .main_reason()
+        .map(|r| snap.describe(r))
+        .and_then(|c| c.get("code").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_default();
     let mut ev = AuditEvent::new(action, outcome)
         .client(&caller.client_id)
         .target(&e.resource_id)
@@ -357,10 +373,14 @@ async fn audit(
     if e.subject_type != "client" {
         ev = ev.subject(&e.subject_id, None);
     }
-    if let Some(r) = snap.resource(&e.resource_id) {
-        if let Some(owner) = &r.owner {
-            ev = ev.tenant(owner, snap.tenant_path(owner).unwrap_or_default());
-        }
+    let resource = ResourceRef {
+        id: &e.resource_id,
+        kind: Some(&e.resource_type),
+        properties: e.properties.as_ref(),
+    };
+    if let Some(owner) = snap.owner_of(&resource) {
+        let path = snap.tenant_path(&owner).unwrap_or_default();
+        ev = ev.tenant(owner, path);
     }
     s.audit.append(ev).await.map(|_| ()).map_err(|err| {
         tracing::error!(error = %err, "audit append failed");
@@ -511,7 +531,7 @@ async fn evaluations(
                 format!("evaluations[{i}] must be an object"),
             );
         };
-        let pick = |k: &str| it.get(k).or_else(|| m.get(k));
+        let pick = |k: &str| it.get(k).filter(|v| !v.is_null()).or_else(|| m.get(k));
         match parse_eval(
             pick("subject"),
             pick("action"),

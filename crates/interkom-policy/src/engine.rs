@@ -37,15 +37,19 @@ pub enum Reach {
     Members,
     Global,
     Direct,
+    /// No relation at all: only deny lines for any reach (`*`) apply, so a
+    /// deny holds even where access comes through a grant.
+    None,
 }
 
 impl Reach {
-    const ALL: [Reach; 5] = [
+    const ALL: [Reach; 6] = [
         Reach::Own,
         Reach::Subtree,
         Reach::Members,
         Reach::Global,
         Reach::Direct,
+        Reach::None,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +59,7 @@ impl Reach {
             Reach::Members => "members",
             Reach::Global => "global",
             Reach::Direct => "direct",
+            Reach::None => "none",
         }
     }
 
@@ -66,8 +71,11 @@ impl Reach {
         if s == "*" {
             return Some(0xff);
         }
+        // `none` is the engine's, never a line's: an allow for unrelated
+        // tenants would be sideways access without a grant.
         Reach::ALL
             .into_iter()
+            .filter(|r| *r != Reach::None)
             .find(|r| r.as_str() == s)
             .map(Reach::bit)
     }
@@ -166,8 +174,9 @@ struct Res {
 struct CGrant {
     grant: Grant,
     resource: u32,
-    /// Action symbols; empty: any.
+    /// Action symbols, unless `any_action` (the grant says `*`).
     actions: Vec<u32>,
+    any_action: bool,
     approved: bool,
 }
 
@@ -303,6 +312,22 @@ pub struct Decision {
 impl Decision {
     pub fn allowed(&self) -> bool {
         self.effect == Effect::Allow
+    }
+
+    /// The reason an audit event names: for a step-up the unmet
+    /// requirement, otherwise the first reason.
+    pub fn main_reason(&self) -> Option<&Reason> {
+        match self.effect {
+            Effect::StepUp { .. } => self.reasons.iter().find(|r| {
+                matches!(
+                    r,
+                    Reason::AcrTooLow { .. }
+                        | Reason::AuthTooOld { .. }
+                        | Reason::SecondFactorMissing
+                )
+            }),
+            _ => self.reasons.first(),
+        }
     }
 
     fn deny(reason: Reason) -> Decision {
@@ -508,11 +533,29 @@ impl Snapshot {
             let Some(&i) = user_ids.get(subject.as_str()) else {
                 continue;
             };
-            let t = s.tenant_ids.get(tenant.as_str()).copied();
+            // A role in a tenant the tree does not know reaches nothing.
+            let Some(&t) = s.tenant_ids.get(tenant.as_str()) else {
+                problem(
+                    Severity::Error,
+                    format!("subject {subject}"),
+                    format!("role `{role}` is held in `{tenant}`, which is not a tenant"),
+                );
+                continue;
+            };
             let r = s.intern(role);
-            s.subjects[i].roles.push((r, t));
+            s.subjects[i].roles.push((r, Some(t)));
         }
         for sp in &set.subjects {
+            if user_ids.contains_key(sp.id.as_str())
+                || set.subjects.iter().filter(|o| o.id == sp.id).count() > 1
+            {
+                problem(
+                    Severity::Error,
+                    format!("subject {}", sp.id),
+                    "the id is not unique among accounts and policy-set subjects".into(),
+                );
+                continue;
+            }
             let home = match &sp.tenant {
                 Some(t) => match s.tenant_ids.get(t.as_str()) {
                     Some(&t) => Some(t),
@@ -705,11 +748,12 @@ impl Snapshot {
             if g.expires_at <= live_now() && g.revoked_at.is_none() {
                 problem(Severity::Warning, at.clone(), "expired".into());
             }
-            let actions = if g.actions.iter().any(|a| a == "*") {
-                Vec::new()
-            } else {
-                g.actions.iter().map(|a| s.intern(a)).collect()
-            };
+            if g.actions.is_empty() {
+                problem(Severity::Error, at, "a grant names no action".into());
+                continue;
+            }
+            let any_action = g.actions.iter().any(|a| a == "*");
+            let actions = g.actions.iter().map(|a| s.intern(a)).collect();
             let gi = s.grants.len() as u32;
             if let Some(user) = g.grantee.strip_prefix("user:") {
                 match s.subject_index.get(user) {
@@ -761,6 +805,7 @@ impl Snapshot {
                 grant: g.clone(),
                 resource,
                 actions,
+                any_action,
                 approved,
             });
         }
@@ -782,8 +827,12 @@ impl Snapshot {
     /// The reaches of a role held in `via` (None: in no tenant) towards a
     /// resource owned by `owner` of kind `kind` (rules 2 and 3).
     fn reach(&self, role: u32, via: Option<u32>, owner: Option<u32>, kind: u32) -> u8 {
-        let (Some(v), Some(o)) = (via, owner) else {
-            return Reach::Global.bit();
+        let (v, o) = match (via, owner) {
+            (Some(v), Some(o)) => (v, o),
+            // A policy set without a tree: role and resource of no tenant.
+            (None, None) => return Reach::Global.bit(),
+            // One side in the tree, the other not: no relation.
+            _ => return Reach::None.bit(),
         };
         let mut m = 0;
         if v == o {
@@ -798,6 +847,9 @@ impl Snapshot {
         {
             m |= Reach::Members.bit();
         }
+        if m == 0 {
+            m = Reach::None.bit();
+        }
         m
     }
 
@@ -810,20 +862,27 @@ impl Snapshot {
         }
     }
 
-    fn cond_ok(&self, cond: &Option<Cond>, subj: Option<&Subj>, res: &ResourceRef<'_>) -> bool {
+    /// Whether a line's condition holds; `None` when it cannot be decided
+    /// (an attribute is missing or empty): an allow then does not apply, a
+    /// deny does.
+    fn cond_holds(
+        &self,
+        cond: &Option<Cond>,
+        subj: Option<&Subj>,
+        res: &ResourceRef<'_>,
+    ) -> Option<bool> {
         let Some(c) = cond else {
-            return true;
+            return Some(true);
         };
-        let (Some(subj), Some(props)) = (subj, res.properties) else {
-            return false;
-        };
-        match (
-            props.get(&*c.property).and_then(Value::as_str),
-            self.subject_attr(subj, c.attr),
-        ) {
-            (Some(a), Some(b)) => a == b,
-            _ => false,
-        }
+        let a = res
+            .properties
+            .and_then(|p| p.get(&*c.property))
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())?;
+        let b = subj
+            .and_then(|s| self.subject_attr(s, c.attr))
+            .filter(|v| !v.is_empty())?;
+        Some(a == b)
     }
 
     /// A resource's symbol, kind, owner and protection: a registered one;
@@ -831,10 +890,20 @@ impl Snapshot {
     /// `properties.owner`, classified like the registered resources of its
     /// kind; or, where the policy set gives a default need, any object of
     /// no tenant. `None`: unknown.
-    fn resolve(&self, r: &ResourceRef<'_>) -> Option<(u32, u32, Option<u32>, Protection)> {
+    /// A registered resource is named by its id with the type `resource`
+    /// or its kind (another type is an object of that type, whatever its
+    /// id). An unregistered object matches lines by its kind only, never by
+    /// its id, which the caller may have chosen freely.
+    #[allow(clippy::type_complexity)]
+    fn resolve(
+        &self,
+        r: &ResourceRef<'_>,
+    ) -> Option<(u32, u32, Option<u32>, Protection, Option<u32>)> {
         if let Some(&i) = self.resource_index.get(r.id) {
             let res = &self.resources[i as usize];
-            return Some((res.sym, res.kind, res.owner, res.spec.protection));
+            if r.kind.is_none_or(|k| k == "resource" || k == res.spec.kind) {
+                return Some((res.sym, res.kind, res.owner, res.spec.protection, Some(i)));
+            }
         }
         let kind = self.sym(r.kind?);
         let owner = match r.properties.and_then(|p| p.get("owner")) {
@@ -843,10 +912,16 @@ impl Snapshot {
             Some(_) => return None,
         };
         if let (Some(p), Some(_)) = (self.kind_protection.get(&kind), owner) {
-            return Some((self.sym(r.id), kind, owner, *p));
+            return Some((NONE, kind, owner, *p, None));
         }
         let n = self.default_need?;
-        Some((self.sym(r.id), kind, owner, Protection { c: n, i: n, a: n }))
+        Some((NONE, kind, owner, Protection { c: n, i: n, a: n }, None))
+    }
+
+    /// The tenant owning the resource a request names, if any.
+    pub fn owner_of(&self, r: &ResourceRef<'_>) -> Option<String> {
+        let (_, _, owner, _, _) = self.resolve(r)?;
+        owner.map(|t| self.tenant_names[t as usize].to_string())
     }
 
     /// The resource a client's logins are governed by.
@@ -891,7 +966,7 @@ impl Snapshot {
         ctx: &AuthContext,
     ) -> Decision {
         // The resource: registered, or (if the policy set allows) by type.
-        let Some((res_sym, kind, owner, protection)) = self.resolve(&resource) else {
+        let Some((res_sym, kind, owner, protection, registered)) = self.resolve(&resource) else {
             return Decision::deny(Reason::UnknownResource);
         };
         let act = self.sym(action);
@@ -904,12 +979,12 @@ impl Snapshot {
         } else {
             &objs[..]
         };
-        let subj = match subject {
+        let (subj, si) = match subject {
             SubjectRef::User(id) => match self.subject_index.get(id) {
-                Some(&i) => Some(&self.subjects[i as usize]),
+                Some(&i) => (Some(&self.subjects[i as usize]), i),
                 None => return Decision::deny(Reason::UnknownSubject),
             },
-            SubjectRef::Client(_) => None,
+            SubjectRef::Client(_) => (None, NONE),
         };
 
         let scan = |sub: u32,
@@ -926,11 +1001,15 @@ impl Snapshot {
                     continue;
                 };
                 for l in lines {
-                    if (l.act == ANY || l.act == act)
-                        && l.reach & reach != 0
-                        && self.cond_ok(&l.cond, subj, &resource)
-                    {
+                    if (l.act == ANY || l.act == act) && l.reach & reach != 0 {
                         let reason_reach = Reach::lowest(l.reach & reach);
+                        let holds = self.cond_holds(&l.cond, subj, &resource);
+                        if l.allow && (holds != Some(true) || reason_reach == Reach::None) {
+                            continue;
+                        }
+                        if !l.allow && holds == Some(false) {
+                            continue;
+                        }
                         if l.allow {
                             permits.push(Reason::Permit {
                                 rule: l.rule,
@@ -956,15 +1035,11 @@ impl Snapshot {
             {
                 for &(role, via) in &subj.roles {
                     let reach = self.reach(role, via, owner, kind);
-                    if reach != 0 {
-                        scan(role, role, via, reach, &mut permits, &mut forbids);
-                    }
+                    scan(role, role, via, reach, &mut permits, &mut forbids);
                 }
                 // `*`: any subject, from its home tenant.
                 let reach = self.reach(NONE, subj.home, owner, kind);
-                if reach != 0 {
-                    scan(ANY, ANY, subj.home, reach, &mut permits, &mut forbids);
-                }
+                scan(ANY, ANY, subj.home, reach, &mut permits, &mut forbids);
                 for &d in &subj.direct {
                     scan(
                         d,
@@ -976,13 +1051,10 @@ impl Snapshot {
                     );
                 }
                 // Grants (rule 4).
-                if self.resource_index.contains_key(resource.id) {
-                    let res_idx = self.resource_index[resource.id];
+                if let Some(res_idx) = registered {
                     let mut check = |gi: u32| {
                         let g = &self.grants[gi as usize];
-                        if g.resource != res_idx
-                            || !(g.actions.is_empty() || g.actions.contains(&act))
-                        {
+                        if g.resource != res_idx || !(g.any_action || g.actions.contains(&act)) {
                             return;
                         }
                         let note = if g.grant.revoked_at.is_some() {
@@ -999,7 +1071,6 @@ impl Snapshot {
                         };
                         grant_notes.push(note);
                     };
-                    let si = self.subject_index[&*subj.id];
                     if let Some(v) = self.grants_by_user.get(&si) {
                         v.iter().for_each(|&g| check(g));
                     }
@@ -1067,7 +1138,12 @@ impl Snapshot {
             }
         }
         if let Some(max) = req.max_age {
-            let age = ctx.auth_time.map(|t| ctx.now - t);
+            // A login "from the future" (beyond a minute of clock skew)
+            // is no login time at all.
+            let age = ctx
+                .auth_time
+                .filter(|t| *t <= ctx.now.saturating_add(60))
+                .map(|t| ctx.now.saturating_sub(t).max(0));
             if age.is_none_or(|a| a > max) {
                 permits.push(Reason::AuthTooOld { age, max });
                 unmet = true;
@@ -1107,15 +1183,19 @@ impl Snapshot {
         let mut out = BTreeSet::new();
         for &(role, via) in &subj.roles {
             let reach = self.reach(role, via, r.owner, r.kind);
-            if reach == 0 {
-                continue;
-            }
-            let permits = [r.sym, r.kind, ANY].iter().any(|&obj| {
-                self.lines
-                    .get(&(role, obj))
-                    .is_some_and(|ls| ls.iter().any(|l| l.allow && l.reach & reach != 0))
-            });
-            if permits {
+            let lines = || {
+                [r.sym, r.kind, ANY]
+                    .into_iter()
+                    .filter_map(|obj| self.lines.get(&(role, obj)))
+                    .flatten()
+                    .filter(|l| l.reach & reach != 0)
+            };
+            // An unconditional permit through a real relation, and no deny
+            // of every action for the role.
+            let permits = lines()
+                .any(|l| l.allow && l.cond.is_none() && reach & !Reach::None.bit() & l.reach != 0);
+            let denied = lines().any(|l| !l.allow && l.act == ANY && l.cond.is_none());
+            if permits && !denied {
                 out.insert(self.name(role).to_owned());
             }
         }
@@ -1226,20 +1306,23 @@ impl Snapshot {
             return out;
         };
         let subj = &self.subjects[si as usize];
-        let Some((_, kind_sym, owner, _)) = self.resolve(&resource) else {
+        let Some((_, kind_sym, owner, _, registered)) = self.resolve(&resource) else {
             return out;
         };
-        let obj = resource.id.to_owned();
-        let kind = match self.resource_index.get(resource.id) {
-            Some(&i) => self.resources[i as usize].spec.kind.clone(),
-            None => resource.kind.unwrap_or("").to_owned(),
+        // An unregistered object has no id lines can name: "" matches none.
+        let (obj, kind) = match registered {
+            Some(i) => {
+                let spec = &self.resources[i as usize].spec;
+                (spec.id.clone(), spec.kind.clone())
+            }
+            None => (String::new(), resource.kind.unwrap_or("").to_owned()),
         };
         // What conditions may compare: the resource's properties and the
         // subject's attributes, as `key=value` lines.
         let mut attrs = String::new();
         if let Some(p) = resource.properties {
             for (k, v) in p {
-                if let Some(v) = v.as_str() {
+                if let Some(v) = v.as_str().filter(|v| !v.is_empty()) {
                     attrs.push_str(&format!("resource.{k}={v}\n"));
                 }
             }
@@ -1250,7 +1333,7 @@ impl Snapshot {
             ("email", SubjectAttr::Email),
             ("tenant", SubjectAttr::Tenant),
         ] {
-            if let Some(v) = self.subject_attr(subj, a) {
+            if let Some(v) = self.subject_attr(subj, a).filter(|v| !v.is_empty()) {
                 attrs.push_str(&format!("subject.{name}={v}\n"));
             }
         }

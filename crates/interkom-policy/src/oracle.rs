@@ -9,16 +9,18 @@ use casbin::{
 use crate::engine::Snapshot;
 use crate::PolicyError;
 
-/// `cond(p.cond, r.attrs)`: `true`, or `resource.<p> == subject.<a>` over
-/// the request's `key=value` lines.
-fn cond(c: Dynamic, attrs: Dynamic) -> Dynamic {
+/// `cond(p.cond, r.attrs, p.eft)`: `true`, or `resource.<p> == subject.<a>`
+/// over the request's `key=value` lines. A condition that cannot be decided
+/// (an attribute missing) holds for a deny and not for an allow.
+fn cond(c: Dynamic, attrs: Dynamic, eft: Dynamic) -> Dynamic {
     let c = c.into_string().unwrap_or_default();
     let attrs = attrs.into_string().unwrap_or_default();
+    let deny = eft.into_string().unwrap_or_default() == "deny";
     if c == "true" {
         return true.into();
     }
     let Some((l, r)) = c.split_once("==") else {
-        return false.into();
+        return deny.into();
     };
     let get = |k: &str| {
         attrs
@@ -27,7 +29,7 @@ fn cond(c: Dynamic, attrs: Dynamic) -> Dynamic {
     };
     match (get(l.trim()), get(r.trim())) {
         (Some(a), Some(b)) => (a == b).into(),
-        _ => false.into(),
+        _ => deny.into(),
     }
 }
 
@@ -61,7 +63,7 @@ impl CasbinOracle {
             let mut e = Enforcer::new(model, MemoryAdapter::default())
                 .await
                 .map_err(err)?;
-            e.add_function("cond", OperatorFunction::Arg2(cond));
+            e.add_function("cond", OperatorFunction::Arg3(cond));
             if !p.is_empty() {
                 e.add_policies(p.clone()).await.map_err(err)?;
             }

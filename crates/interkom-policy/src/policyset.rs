@@ -186,6 +186,9 @@ pub struct FileError {
 /// The casbin tokens the engine compiles; `model.conf` must declare them.
 pub(crate) const REQUEST_TOKENS: &str = "sub, obj, kind, act, reach, via, attrs";
 pub(crate) const POLICY_TOKENS: &str = "sub, obj, act, reach, eft, cond";
+/// The matcher the engine compiles; `model.conf` must say exactly this (the
+/// casbin reference enforcer reads it from the file).
+pub(crate) const MATCHER: &str = "r.sub == p.sub && (p.obj == r.obj || p.obj == r.kind || p.obj == \"*\") && (p.act == r.act || p.act == \"*\") && (p.reach == r.reach || (p.reach == \"*\" && (r.reach != \"none\" || p.eft == \"deny\"))) && (r.reach != \"members\" || g(r.via, r.kind)) && cond(p.cond, r.attrs, p.eft)";
 
 impl PolicySet {
     /// Reads and parses every file; returns all problems found, not just the
@@ -303,7 +306,7 @@ impl PolicySet {
                     "{version}+{}+{}+{}",
                     protection.version,
                     roles.version,
-                    content_digest(&resources, &grants)
+                    content_digest(&lines, &resources, &grants)
                 );
                 Ok(PolicySet {
                     dir: dir.to_owned(),
@@ -322,9 +325,13 @@ impl PolicySet {
     }
 }
 
-/// A short digest of the baseline resources and grants: editing them
+/// A short digest of the baseline lines, resources and grants: editing them
 /// re-imports the baseline even if nobody bumped a version line.
-fn content_digest(resources: &[ResourceSpec], grants: &[GrantFileSpec]) -> String {
+fn content_digest(
+    lines: &[RuleLine],
+    resources: &[ResourceSpec],
+    grants: &[GrantFileSpec],
+) -> String {
     // FNV-1a: stable across releases (std's hasher is not); a collision
     // only costs a re-import.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -335,6 +342,9 @@ fn content_digest(resources: &[ResourceSpec], grants: &[GrantFileSpec]) -> Strin
         }
         h ^= 0xff;
     };
+    for l in lines {
+        feed(&l.to_csv());
+    }
     for r in resources {
         feed(&r.id);
         feed(&r.kind);
@@ -371,6 +381,7 @@ fn check_model_shape(text: &str) -> Result<(), String> {
     let mut r = None;
     let mut p = None;
     let mut e = None;
+    let mut m = None;
     for line in text.lines() {
         let l = line.trim();
         if l.starts_with('#') || l.is_empty() {
@@ -388,6 +399,7 @@ fn check_model_shape(text: &str) -> Result<(), String> {
             ("[request_definition]", "r") => r = Some(v.to_owned()),
             ("[policy_definition]", "p") => p = Some(v.to_owned()),
             ("[policy_effect]", "e") => e = Some(v.to_owned()),
+            ("[matchers]", "m") => m = Some(v.to_owned()),
             _ => {}
         }
     }
@@ -396,6 +408,11 @@ fn check_model_shape(text: &str) -> Result<(), String> {
     }
     if p.as_deref() != Some(POLICY_TOKENS) {
         return Err(format!("policy_definition must be `p = {POLICY_TOKENS}`"));
+    }
+    if m.as_deref() != Some(MATCHER) {
+        return Err(format!(
+            "the matcher must be `m = {MATCHER}`: the engine implements exactly this one"
+        ));
     }
     if e.as_deref() != Some("some(where (p.eft == allow)) && !some(where (p.eft == deny))") {
         return Err("policy_effect must be deny-overrides: `some(where (p.eft == allow)) && !some(where (p.eft == deny))`".into());

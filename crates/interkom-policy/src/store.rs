@@ -73,6 +73,15 @@ fn rfc3339(s: &str) -> Result<i64, String> {
 /// A grant of `grants.toml` as stored (a grant written with its approver
 /// counts as approved when imported).
 pub fn grant_from_file(g: &GrantFileSpec, now: i64) -> Result<Grant, String> {
+    if g.actions.is_empty() {
+        return Err(format!("grant `{}` names no action", g.id));
+    }
+    if g.approver.as_deref() == Some(g.grantor.as_str()) {
+        return Err(format!(
+            "grant `{}`: the approver must not be the grantor",
+            g.id
+        ));
+    }
     Ok(Grant {
         id: g.id.clone(),
         grantee: g.grantee.clone(),
@@ -127,6 +136,15 @@ pub async fn import_baseline(
         tx.commit().await?;
         return Ok(false);
     }
+    // What happened to baseline grants since: revocations (and approvals of
+    // grants the file leaves unapproved) survive a re-import.
+    type Kept = (String, Option<String>, Option<i64>, Option<i64>);
+    let kept: Vec<Kept> = sqlx::query_as(
+        "SELECT id, approver, approved_at, revoked_at FROM grants \
+         WHERE source = 'baseline' AND (revoked_at IS NOT NULL OR approved_at IS NOT NULL)",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     for table in ["policy_rules", "resources", "grants"] {
         sqlx::query(&format!("DELETE FROM {table} WHERE source = 'baseline'"))
             .execute(&mut *tx)
@@ -139,7 +157,15 @@ pub async fn import_baseline(
         upsert_resource(&mut tx, r, "baseline", now).await?;
     }
     for g in &set.grants {
-        let grant = grant_from_file(g, now).map_err(PolicyError::Invalid)?;
+        let mut grant = grant_from_file(g, now).map_err(PolicyError::Invalid)?;
+        if let Some((_, approver, approved_at, revoked_at)) = kept.iter().find(|k| k.0 == grant.id)
+        {
+            grant.revoked_at = *revoked_at;
+            if grant.approver.is_none() {
+                grant.approver = approver.clone();
+                grant.approved_at = *approved_at;
+            }
+        }
         insert_grant(&mut tx, &grant, "baseline", now).await?;
     }
     sqlx::query("UPDATE policy_state SET version = version + 1, baseline = $1 WHERE id = 1")
@@ -298,26 +324,39 @@ pub async fn put_resource(
     Ok(())
 }
 
-/// Records a grant (not yet approved unless `approver` is set).
+/// Records a grant, unapproved: approval is [`approve_grant`]'s alone, by
+/// someone other than the grantor (four-eyes principle).
 pub async fn add_grant(
     pool: &AnyPool,
     g: &Grant,
     source: &str,
     now: i64,
 ) -> Result<(), PolicyError> {
-    if g.approver.as_deref().is_some_and(|a| a == g.grantor) {
+    if g.actions.is_empty() || g.actions.iter().any(|a| a.is_empty() || a.contains(' ')) {
         return Err(PolicyError::Invalid(
-            "the approver of a grant must not be its grantor".into(),
+            "a grant names one or more actions (or `*`)".into(),
         ));
     }
+    if g.expires_at <= now {
+        return Err(PolicyError::Invalid(
+            "a grant must expire in the future".into(),
+        ));
+    }
+    let g = Grant {
+        approver: None,
+        approved_at: None,
+        revoked_at: None,
+        ..g.clone()
+    };
     let mut tx = pool.begin().await?;
-    insert_grant(&mut tx, g, source, now).await?;
+    insert_grant(&mut tx, &g, source, now).await?;
     bump(&mut tx).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// Approves a grant (four-eyes: the approver must not be the grantor).
+/// Approves a grant (four-eyes: the approver must not be the grantor, under
+/// any of their names); a revoked or expired grant cannot be approved.
 pub async fn approve_grant(
     pool: &AnyPool,
     id: &str,
@@ -325,14 +364,20 @@ pub async fn approve_grant(
     now: i64,
 ) -> Result<(), PolicyError> {
     let mut tx = pool.begin().await?;
-    let grantor: Option<String> = sqlx::query_scalar("SELECT grantor FROM grants WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(grantor) = grantor else {
+    let row: Option<(String, i64, Option<i64>)> =
+        sqlx::query_as("SELECT grantor, expires_at, revoked_at FROM grants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((grantor, expires_at, revoked_at)) = row else {
         return Err(PolicyError::Invalid(format!("no grant `{id}`")));
     };
-    if grantor == approver {
+    if revoked_at.is_some() || expires_at <= now {
+        return Err(PolicyError::Invalid(format!(
+            "grant `{id}` is revoked or expired"
+        )));
+    }
+    if canonical_subject(&mut tx, &grantor).await? == canonical_subject(&mut tx, approver).await? {
         return Err(PolicyError::Invalid(
             "the approver of a grant must not be its grantor".into(),
         ));
@@ -346,6 +391,17 @@ pub async fn approve_grant(
     bump(&mut tx).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// One person under two names (account id and username) is one person.
+async fn canonical_subject(conn: &mut AnyConnection, name: &str) -> Result<String, sqlx::Error> {
+    Ok(
+        sqlx::query_scalar::<_, String>("SELECT id FROM users WHERE id = $1 OR username = $1")
+            .bind(name)
+            .fetch_optional(conn)
+            .await?
+            .unwrap_or_else(|| name.to_owned()),
+    )
 }
 
 /// Revokes a grant at once.

@@ -73,6 +73,9 @@ fn subjects(set: &PolicySet) -> LiveData {
     live
 }
 
+/// When the questions are asked.
+const NOW: i64 = 1_000_000;
+
 fn strong(now: i64) -> AuthContext {
     AuthContext {
         acr: Some(Loa::High),
@@ -84,7 +87,7 @@ fn strong(now: i64) -> AuthContext {
 
 /// Whether the lines (not grants) permit, as the engine decided.
 fn engine_lines_allow(snap: &Snapshot, subject: &str, action: &str, res: ResourceRef<'_>) -> bool {
-    let d = snap.decide(SubjectRef::User(subject), action, res, &strong(1_000_000));
+    let d = snap.decide(SubjectRef::User(subject), action, res, &strong(NOW));
     d.reasons.iter().any(|r| matches!(r, Reason::Permit { .. }))
         && !d.reasons.iter().any(|r| matches!(r, Reason::Forbid { .. }))
 }
@@ -105,7 +108,7 @@ fn justified(
         SubjectRef::User(subject),
         action,
         ResourceRef::id(resource),
-        &strong(1_000_000),
+        &strong(NOW),
     );
     if !d.allowed() {
         return;
@@ -183,7 +186,29 @@ fn justified(
                     .unwrap();
                 assert_eq!(g.resource, res.id);
                 assert!(g.actions.iter().any(|a| a == "*" || a == action));
-                assert!(g.expires_at > 1_000_000 && g.revoked_at.is_none());
+                assert!(g.expires_at > NOW && g.revoked_at.is_none());
+                assert!(g.not_before.is_none_or(|nb| nb <= NOW));
+                if res.protection.overall() == interkom_policy::ProtectionNeed::SehrHoch {
+                    assert!(
+                        g.approved_at.is_some()
+                            && g.approver.as_deref().is_some_and(|a| a != g.grantor)
+                    );
+                }
+                // The grantee is this subject, a role it holds in that
+                // tenant, or a subtree its home lies in.
+                let home = tree.get(&user.2).unwrap();
+                let ok = match g.grantee.split_once(':') {
+                    Some(("user", who)) => who == user.0 || who == user.1,
+                    _ => match g.grantee.split_once('@') {
+                        Some(("*", t)) => home.path.iter().any(|p| p == t),
+                        Some((role, t)) => live
+                            .assignments
+                            .iter()
+                            .any(|a| a.0 == user.0 && a.1 == t && a.2 == role),
+                        None => false,
+                    },
+                };
+                assert!(ok, "grant {} does not name {subject}", g.id);
                 justified_once = true;
             }
             _ => {}
@@ -259,6 +284,8 @@ fn check_reports_what_can_never_match_or_contradicts() {
     unknown.id = "nowhere".into();
     unknown.resource = "no-such-resource".into();
     live.grants.push(unknown);
+    live.assignments
+        .push(("u1".into(), "atlantis".into(), "admin".into()));
     let (_, problems) = Snapshot::compile(&tree, &set, &live);
     let text: Vec<String> = problems
         .iter()
@@ -276,6 +303,7 @@ fn check_reports_what_can_never_match_or_contradicts() {
         "`hitzacker-elbe` is not a Samtgemeinde",
         "grant old: expired",
         "resource `no-such-resource` does not exist",
+        "held in `atlantis`, which is not a tenant",
     ] {
         assert!(
             text.iter().any(|t| t.contains(want)),
@@ -361,6 +389,41 @@ fn line() -> impl Strategy<Value = RuleLine> {
         })
 }
 
+const GRANTEES: &[&str] = &[
+    "user:u3",
+    "user:kaemmerei.hitzacker-elbe",
+    "sachbearbeitung@dannenberg-elbe",
+    "meldebehoerde@sg-gartow",
+    "*@sg-elbtalaue",
+    "*@gorleben",
+];
+
+fn grant(resources: Vec<String>) -> impl Strategy<Value = interkom_policy::store::Grant> {
+    (
+        0..GRANTEES.len(),
+        proptest::sample::select(resources),
+        any::<bool>(),
+        0..4u8,
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(who, resource, any_action, when, approved, revoked)| {
+            interkom_policy::store::Grant {
+                id: format!("g-{who}-{resource}-{when}"),
+                grantee: GRANTEES[who].into(),
+                resource,
+                actions: vec![if any_action { "*" } else { "read" }.into()],
+                purpose: "test".into(),
+                not_before: (when == 3).then_some(NOW + 10),
+                expires_at: if when == 0 { NOW - 1 } else { NOW + 1000 },
+                grantor: "a".into(),
+                approver: approved.then(|| "b".into()),
+                approved_at: approved.then_some(NOW - 5),
+                revoked_at: revoked.then_some(NOW - 2),
+            }
+        })
+}
+
 fn task() -> impl Strategy<Value = RuleLine> {
     (0..3usize, 0..2usize).prop_map(|(sg, k)| {
         RuleLine::new(
@@ -374,17 +437,24 @@ fn task() -> impl Strategy<Value = RuleLine> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     /// Random policies: the engine's index and casbin's enforcer agree on
     /// every question, and no allow exists without a justifying path.
     #[test]
-    fn random_policies_agree_with_casbin(lines in proptest::collection::vec(line(), 1..24), tasks in proptest::collection::vec(task(), 0..4)) {
+    fn random_policies_agree_with_casbin(
+        lines in proptest::collection::vec(line(), 1..24),
+        tasks in proptest::collection::vec(task(), 0..4),
+        grants in proptest::collection::vec(grant(demo_set().resources.iter().map(|r| r.id.clone()).collect()), 0..6),
+    ) {
         let tree = demo_tree();
         let set = demo_set();
         let mut live = subjects(&set);
         live.rules = lines.into_iter().chain(tasks).collect();
         live.resources = set.resources.clone();
+        live.grants = grants;
+        live.grants.sort_by(|a, b| a.id.cmp(&b.id));
+        live.grants.dedup_by(|a, b| a.id == b.id);
         let (snap, _) = Snapshot::compile(&tree, &set, &live);
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let oracle = rt.block_on(CasbinOracle::new(&set.model_text, &snap)).unwrap();
@@ -402,9 +472,12 @@ proptest! {
                     prop_assert_eq!(engine, casbin, "{} {} {}", user, action, res.id);
                 }
             }
+        }
+        // Every subject, every resource: no allow without a path.
+        for user in &live.users {
             for res in &live.resources {
                 for action in ["read", "write"] {
-                    justified(&snap, &tree, &live, &set, user, action, &res.id);
+                    justified(&snap, &tree, &live, &set, &user.0, action, &res.id);
                 }
             }
         }

@@ -166,11 +166,17 @@ impl App {
                         .await
                         .map_err(|e| e.to_string())?;
                     Ok(claims.and_then(|c| {
-                        c.get("client_id")
-                            .and_then(serde_json::Value::as_str)
-                            .map(|id| interkom_policy::authzen::PdpCaller {
-                                client_id: id.to_owned(),
-                            })
+                        let s = |k: &str| c.get(k).and_then(serde_json::Value::as_str);
+                        let id = s("client_id")?;
+                        // A client's own token: issued to it for itself, not
+                        // for a user's session.
+                        let client_credentials = s("sub") == Some(id)
+                            && c.get("sid").is_none()
+                            && c.get("gid").is_none();
+                        Some(interkom_policy::authzen::PdpCaller {
+                            client_id: id.to_owned(),
+                            client_credentials,
+                        })
                     }))
                 })
             });
