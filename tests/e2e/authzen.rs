@@ -289,3 +289,43 @@ async fn authzen_interop_todo_scenario_passes_every_decision() {
         assert_eq!(Value::Array(got), c["expected"], "{}", c["request"]);
     }
 }
+
+#[tokio::test]
+async fn a_client_token_revoked_on_one_node_is_refused_everywhere_within_a_second() {
+    let a = TestServer::start().await;
+    // One issuer, two nodes (as behind a load balancer).
+    let issuer = a.issuer.clone();
+    let b = TestServer::start_on(a.database_url.clone(), Some(a.kek.clone()), |fc| {
+        fc.issuer = issuer;
+    })
+    .await;
+    let token = cc_token(&a).await;
+    let body = ask("jan.meyer", "read", "ratsinfo-hitzacker").to_string();
+    for node in [&a, &b] {
+        let (status, _, _) = post(node, "/access/v1/evaluation", Some(&token), &body).await;
+        assert_eq!(status, 200);
+    }
+    let res = a
+        .post_form("/revoke", Some((KFZ, KFZ_SECRET)), &[("token", &token)])
+        .await;
+    assert_eq!(res.status(), 200);
+    // On the node that revoked it: at once.
+    let (status, _, _) = post(&a, "/access/v1/evaluation", Some(&token), &body).await;
+    assert_eq!(status, 401);
+    // On the other: within a second (it re-checks a client token's
+    // revocation at least that often).
+    let started = std::time::Instant::now();
+    loop {
+        let (status, _, _) = post(&b, "/access/v1/evaluation", Some(&token), &body).await;
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(1500),
+            "still accepted after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

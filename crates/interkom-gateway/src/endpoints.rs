@@ -81,7 +81,7 @@ pub(crate) async fn access_token_claims(
     token: &str,
 ) -> Result<Option<Value>, GatewayError> {
     let now = gw.clock.now();
-    let claims = match gw.verified.get(token, now) {
+    let (claims, fresh) = match gw.verified.get(token, now) {
         Some(c) => c,
         None => {
             let keys = gw.keys.fresh(now).await?;
@@ -97,9 +97,15 @@ pub(crate) async fn access_token_claims(
             let claims = std::sync::Arc::new(claims);
             gw.verified
                 .put(token, claims.clone(), exp.unwrap_or(now), now);
-            claims
+            (claims, false)
         }
     };
+    // A client's own token (no user session, no family) checked unrevoked
+    // within the last second; see `verified`.
+    let client_token = claims.get("gid").is_none() && claims.get("sid").is_none();
+    if client_token && fresh {
+        return Ok(Some(Value::clone(&claims)));
+    }
     if let Some(jti) = claims.get("jti").and_then(Value::as_str) {
         let revoked: Option<i64> =
             sqlx::query_scalar("SELECT expires_at FROM revoked_tokens WHERE jti = $1")
@@ -119,6 +125,9 @@ pub(crate) async fn access_token_claims(
         if !matches!(revoked, Some(None)) {
             return Ok(None);
         }
+    }
+    if client_token {
+        gw.verified.mark_unrevoked(token);
     }
     Ok(Some(Value::clone(&claims)))
 }
@@ -296,6 +305,7 @@ pub(crate) async fn revoke(
                     .execute(&gw.pool)
                     .await
                     .map_err(GatewayError::from)?;
+                gw.verified.forget(token);
                 Some(json!({ "type": "access_token", "jti": jti }))
             } else {
                 None
