@@ -639,9 +639,15 @@ async fn an_old_login_steps_up_and_a_withdrawn_permission_stops_refresh() {
 }
 
 #[tokio::test]
-async fn a_change_on_one_node_reaches_another_within_a_second_or_two() {
+async fn a_change_on_one_node_reaches_another_at_once() {
     let a = TestServer::start().await;
-    let b = TestServer::start_on(a.database_url.clone(), Some(a.kek.clone()), |_| {}).await;
+    // On PostgreSQL node B polls only hourly: only the announcement
+    // (LISTEN/NOTIFY) can tell it in time. On SQLite it polls every second.
+    let pg = backend() == "postgres";
+    let b = TestServer::start_on(a.database_url.clone(), Some(a.kek.clone()), |fc| {
+        fc.policy_poll_seconds = if pg { 3600 } else { 1 };
+    })
+    .await;
     let q = item("jan.meyer", "read", "ratsinfo-hitzacker", strong(&b));
     let (_, before) = pdp(&b, "/access/v1/evaluation", &q).await;
     assert_eq!(before["decision"], true);
@@ -651,6 +657,7 @@ async fn a_change_on_one_node_reaches_another_within_a_second_or_two() {
     store::add_rule(&a.app.pool, &deny, "test", a.clock.now())
         .await
         .unwrap();
+    let limit = std::time::Duration::from_millis(if pg { 1000 } else { 3000 });
     let started = std::time::Instant::now();
     loop {
         let (_, now) = pdp(&b, "/access/v1/evaluation", &q).await;
@@ -658,10 +665,11 @@ async fn a_change_on_one_node_reaches_another_within_a_second_or_two() {
             break;
         }
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(3),
-            "node B still allows"
+            started.elapsed() < limit,
+            "node B still allows after {:?}",
+            started.elapsed()
         );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

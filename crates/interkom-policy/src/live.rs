@@ -102,20 +102,57 @@ impl PolicyEngine {
         Ok(false)
     }
 
-    /// Polls the stored version every `every` and reloads on change: a
-    /// change on one node reaches all within that interval.
-    pub fn spawn_watch(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+    /// Keeps this node's policy current: on PostgreSQL it listens for the
+    /// announcement of every change (reloading within milliseconds), and on
+    /// both databases it also polls the stored version every `every`, which
+    /// catches what a dropped connection missed.
+    pub fn spawn_watch(
+        self: &Arc<Self>,
+        every: Duration,
+        database_url: &str,
+    ) -> tokio::task::JoinHandle<()> {
         let engine = Arc::clone(self);
+        let url = database_url
+            .starts_with("postgres")
+            .then(|| database_url.to_owned());
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if let Err(e) = engine.reload_if_changed().await {
-                    tracing::warn!(error = %e, "policy reload failed; keeping the current policy");
+            let listen = async {
+                let Some(url) = url else {
+                    return std::future::pending::<()>().await;
+                };
+                loop {
+                    if let Err(e) = engine.listen(&url).await {
+                        tracing::warn!(error = %e, "policy notifications lost; polling until they return");
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-            }
+            };
+            let poll = async {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = engine.reload_if_changed().await {
+                        tracing::warn!(error = %e, "policy reload failed; keeping the current policy");
+                    }
+                }
+            };
+            tokio::join!(listen, poll);
         })
+    }
+
+    /// Reloads on every announcement until the connection fails.
+    async fn listen(&self, url: &str) -> Result<(), PolicyError> {
+        let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+        listener.listen(store::CHANNEL).await?;
+        // Whatever changed while not listening.
+        self.reload_if_changed().await?;
+        loop {
+            listener.recv().await?;
+            if let Err(e) = self.reload_if_changed().await {
+                tracing::warn!(error = %e, "policy reload failed; keeping the current policy");
+            }
+        }
     }
 
     /// The decisions a change would flip, among the subjects, actions and

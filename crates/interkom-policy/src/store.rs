@@ -39,11 +39,21 @@ pub struct LiveData {
     pub assignments: Vec<(String, String, String)>,
 }
 
-/// Bumps the live policy's version on the caller's transaction.
+/// The PostgreSQL channel a change is announced on.
+pub const CHANNEL: &str = "interkom_policy";
+
+/// Bumps the live policy's version on the caller's transaction; on
+/// PostgreSQL also announces it (delivered when the transaction commits), so
+/// other nodes reload at once instead of at their next poll.
 pub async fn bump(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE policy_state SET version = version + 1 WHERE id = 1")
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
+    if conn.backend_name() == "PostgreSQL" {
+        sqlx::query(&format!("NOTIFY {CHANNEL}"))
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
 }
 
@@ -172,6 +182,11 @@ pub async fn import_baseline(
         .bind(&set.version)
         .execute(&mut *tx)
         .await?;
+    if tx.backend_name() == "PostgreSQL" {
+        sqlx::query(&format!("NOTIFY {CHANNEL}"))
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
     Ok(true)
 }

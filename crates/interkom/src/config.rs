@@ -29,6 +29,7 @@ const ENV_KEYS: &[&str] = &[
     "audit",
     "demo",
     "policy_dir",
+    "policy_poll_seconds",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -64,6 +65,14 @@ pub struct FileConfig {
     /// mapping (INTERKOM_POLICY_DIR).
     #[serde(default = "default_policy_dir")]
     pub policy_dir: PathBuf,
+    /// How often a node checks the live policy's version for changes made on
+    /// other nodes (on PostgreSQL they are also announced at once).
+    #[serde(default = "default_policy_poll")]
+    pub policy_poll_seconds: u64,
+}
+
+fn default_policy_poll() -> u64 {
+    1
 }
 
 fn default_policy_dir() -> PathBuf {
@@ -232,6 +241,7 @@ pub struct Config {
     pub tenants: Vec<TenantSpec>,
     pub demo: DemoConfig,
     pub policy: interkom_policy::PolicySet,
+    pub policy_poll_seconds: u64,
 }
 
 impl FileConfig {
@@ -373,6 +383,7 @@ impl FileConfig {
                     tenants: self.tenants,
                     demo: self.demo,
                     policy,
+                    policy_poll_seconds: self.policy_poll_seconds.clamp(1, 3600),
                 })
             }
             _ => bail!("invalid configuration:\n  - {}", errs.join("\n  - ")),

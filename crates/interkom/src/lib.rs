@@ -292,8 +292,12 @@ pub async fn serve(
         }
     });
     let _stop_purger = AbortOnDrop(purger);
-    // A policy change on another node reaches this one within a second.
-    let _stop_watch = AbortOnDrop(app.policy.spawn_watch(Duration::from_secs(1)));
+    // A policy change on another node reaches this one at once (PostgreSQL)
+    // or within the poll interval.
+    let _stop_watch = AbortOnDrop(app.policy.spawn_watch(
+        Duration::from_secs(app.config.policy_poll_seconds),
+        &app.config.database_url,
+    ));
     let _stop_forwarder = app
         .config
         .forward
