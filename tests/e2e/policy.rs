@@ -685,6 +685,7 @@ async fn what_if_lists_the_decisions_a_change_would_flip() {
         remove: vec![
             RuleLine::parse("p, kommunalaufsicht, haushalt, read, subtree, allow, true").unwrap(),
         ],
+        ..Default::default()
     };
     let flips = s.app.policy.what_if(&change, s.clock.now()).await.unwrap();
     let has = |who: &str, res: &str, after: bool| {
@@ -795,4 +796,67 @@ async fn objects_of_a_known_kind_are_judged_by_the_tenant_that_owns_them() {
     )
     .await;
     assert_eq!(v["decision"], true, "{v}");
+}
+
+#[tokio::test]
+async fn what_if_covers_grants_and_protection_needs_too() {
+    let s = TestServer::start().await;
+    add_users(&s).await;
+    let now = s.clock.now();
+    let snap = s.app.policy.snapshot();
+    // A proposed grant to a sehr_hoch resource: judged as if approved.
+    let change = interkom_policy::Change {
+        add_grants: vec![Grant {
+            id: "proposal".into(),
+            grantee: "user:dannenberg.clerk".into(),
+            resource: "meldedaten-hitzacker-elbe".into(),
+            actions: vec!["read".into()],
+            purpose: "Wahlvorbereitung".into(),
+            not_before: None,
+            expires_at: now + 86_400,
+            grantor: "anna.schulz".into(),
+            approver: None,
+            approved_at: None,
+            revoked_at: None,
+        }],
+        // Revoking the Wirtschaftsförderung grant ends its reading.
+        revoke_grants: vec!["gewerbe-wirtschaftsfoerderung-hitzacker".into()],
+        // The council information system of Gorleben moves to Hitzacker.
+        put_resources: vec![interkom_policy::ResourceSpec {
+            owner: Some("hitzacker-elbe".into()),
+            ..snap.resource("ratsinfo-gorleben").unwrap().clone()
+        }],
+        ..Default::default()
+    };
+    let flips = s.app.policy.what_if(&change, now).await.unwrap();
+    let has = |who: &str, act: &str, res: &str, after: bool| {
+        flips
+            .iter()
+            .any(|f| f.subject == who && f.action == act && f.resource == res && f.after == after)
+    };
+    assert!(
+        has(
+            "dannenberg.clerk",
+            "read",
+            "meldedaten-hitzacker-elbe",
+            true
+        ),
+        "{flips:?}"
+    );
+    assert!(
+        has("jan.meyer", "read", "gewerbe-elbtalaue", false),
+        "{flips:?}"
+    );
+    assert!(
+        has("jan.meyer", "read", "ratsinfo-gorleben", true),
+        "{flips:?}"
+    );
+    // Nothing was applied.
+    let (_, v) = pdp(
+        &s,
+        "/access/v1/evaluation",
+        &item("jan.meyer", "read", "gewerbe-elbtalaue", strong(&s)),
+    )
+    .await;
+    assert_eq!(v["decision"], true);
 }

@@ -11,8 +11,8 @@ use sqlx::AnyPool;
 
 use crate::engine::{AuthContext, Problem, ResourceRef, Snapshot, SubjectRef};
 use crate::loa::Loa;
-use crate::policyset::{PolicySet, RuleLine};
-use crate::store::{self, LiveData};
+use crate::policyset::{PolicySet, ResourceSpec, RuleLine};
+use crate::store::{self, Grant, LiveData};
 use crate::tenant::TenantTree;
 use crate::PolicyError;
 
@@ -40,6 +40,13 @@ pub struct Flip {
 pub struct Change {
     pub add: Vec<RuleLine>,
     pub remove: Vec<RuleLine>,
+    /// Grants to add, judged as if approved: the what-if shows an approver
+    /// what the approval would do.
+    pub add_grants: Vec<Grant>,
+    /// Ids of grants to revoke.
+    pub revoke_grants: Vec<String>,
+    /// Resources to create or replace (owner, kind, protection need).
+    pub put_resources: Vec<ResourceSpec>,
 }
 
 impl PolicyEngine {
@@ -184,6 +191,23 @@ pub fn what_if(
             after.rules.push(a.clone());
         }
     }
+    for g in &change.add_grants {
+        let mut g = g.clone();
+        g.approver = Some(format!("{} (what-if)", g.grantor));
+        g.approved_at = Some(now);
+        g.revoked_at = None;
+        after.grants.retain(|x| x.id != g.id);
+        after.grants.push(g);
+    }
+    for g in after.grants.iter_mut() {
+        if change.revoke_grants.contains(&g.id) {
+            g.revoked_at = Some(now);
+        }
+    }
+    for r in &change.put_resources {
+        after.resources.retain(|x| x.id != r.id);
+        after.resources.push(r.clone());
+    }
     let (before_s, _) = Snapshot::compile(tree, set, live);
     let (after_s, _) = Snapshot::compile(tree, set, &after);
     flips(&before_s, &after_s, live, set, change, now)
@@ -238,15 +262,42 @@ fn flips(
     if g_touched {
         actions = all_actions();
     }
+    // Grants: their actions on their resources; resources: everything on
+    // them (a new owner or protection need changes every decision).
+    let revoked: Vec<&Grant> = live
+        .grants
+        .iter()
+        .filter(|g| change.revoke_grants.contains(&g.id))
+        .collect();
+    for g in change.add_grants.iter().chain(revoked.iter().copied()) {
+        if g.actions.iter().any(|a| a == "*") {
+            actions = all_actions();
+        } else {
+            actions.extend(g.actions.iter().cloned());
+        }
+    }
+    if !change.put_resources.is_empty() {
+        actions = all_actions();
+    }
     actions.sort();
     actions.dedup();
     let objs: Vec<&str> = touched.iter().map(|l| l.values[1].as_str()).collect();
-    let resources: Vec<&str> = live
+    let mut resources: Vec<&str> = live
         .resources
         .iter()
         .filter(|r| g_touched || objs.iter().any(|o| *o == "*" || *o == r.id || *o == r.kind))
         .map(|r| r.id.as_str())
         .collect();
+    resources.extend(
+        change
+            .add_grants
+            .iter()
+            .chain(revoked.iter().copied())
+            .map(|g| g.resource.as_str()),
+    );
+    resources.extend(change.put_resources.iter().map(|r| r.id.as_str()));
+    resources.sort_unstable();
+    resources.dedup();
     let subjects: Vec<&str> = live
         .users
         .iter()

@@ -586,6 +586,7 @@ async fn policy_command(
             let change = interkom_policy::Change {
                 add: w.add.iter().map(parse).collect::<anyhow::Result<_>>()?,
                 remove: w.remove.iter().map(parse).collect::<anyhow::Result<_>>()?,
+                ..Default::default()
             };
             let flips = interkom_policy::live::what_if(&tree, &set, &live, &change, now);
             if flips.is_empty() {
