@@ -860,3 +860,63 @@ async fn what_if_covers_grants_and_protection_needs_too() {
     .await;
     assert_eq!(v["decision"], true);
 }
+
+#[tokio::test]
+async fn a_revoked_baseline_grant_stays_revoked_when_the_baseline_changes() {
+    let a = TestServer::start().await;
+    let now = a.clock.now();
+    let grant = "gewerbe-wirtschaftsfoerderung-hitzacker";
+    store::revoke_grant(&a.app.pool, grant, now).await.unwrap();
+    // The policy directory changes: one line more.
+    let dir = std::env::temp_dir().join(format!("interkom-policies-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in std::fs::read_dir(repo_root().join("policies")).unwrap() {
+        let f = f.unwrap();
+        if f.file_type().unwrap().is_file() {
+            std::fs::copy(f.path(), dir.join(f.file_name())).unwrap();
+        }
+    }
+    let mut csv = std::fs::read_to_string(dir.join("baseline.csv")).unwrap();
+    csv.push_str("p, kaemmerei, gewerbeamt, read, own, allow, true\n");
+    std::fs::write(dir.join("baseline.csv"), csv).unwrap();
+    // What `policy check|explain|what-if` see, without importing ...
+    let set = interkom_policy::PolicySet::load(&dir).unwrap();
+    let live = store::load_with_baseline(&a.app.pool, &set, now)
+        .await
+        .unwrap();
+    assert!(live
+        .grants
+        .iter()
+        .any(|g| g.id == grant && g.revoked_at.is_some()));
+    // ... and a node that imports it.
+    let d = dir.clone();
+    let b = TestServer::start_on(a.database_url.clone(), Some(a.kek.clone()), move |fc| {
+        fc.policy_dir = d
+    })
+    .await;
+    let snap = b.app.policy.snapshot();
+    assert_eq!(
+        snap.baseline, set.version,
+        "the changed baseline was imported"
+    );
+    let d = snap.decide(
+        interkom_policy::SubjectRef::User("jan.meyer"),
+        "read",
+        interkom_policy::ResourceRef::id("gewerbe-elbtalaue"),
+        &interkom_policy::AuthContext {
+            acr: Some(interkom_policy::Loa::High),
+            auth_time: Some(b.clock.now()),
+            second_factor: true,
+            now: b.clock.now(),
+        },
+    );
+    assert!(!d.allowed());
+    assert!(
+        d.reasons
+            .iter()
+            .any(|r| snap.describe(r)["code"] == "grant_revoked"),
+        "{:?}",
+        d.reasons
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -106,6 +106,8 @@ pub(crate) async fn access_token_claims(
     if client_token && fresh {
         return Ok(Some(Value::clone(&claims)));
     }
+    // Taken before the lookups: the "not revoked" below is no newer than this.
+    let checked = std::time::Instant::now();
     if let Some(jti) = claims.get("jti").and_then(Value::as_str) {
         let revoked: Option<i64> =
             sqlx::query_scalar("SELECT expires_at FROM revoked_tokens WHERE jti = $1")
@@ -127,7 +129,7 @@ pub(crate) async fn access_token_claims(
         }
     }
     if client_token {
-        gw.verified.mark_unrevoked(token);
+        gw.verified.mark_unrevoked(token, &claims, checked);
     }
     Ok(Some(Value::clone(&claims)))
 }

@@ -68,11 +68,16 @@ impl VerifiedTokens {
         );
     }
 
-    /// The database just said this client token is not revoked.
-    pub(crate) fn mark_unrevoked(&self, token: &str) {
+    /// The database said, in a query begun at `checked`, that this client
+    /// token is not revoked. Only the entry that query was about is marked:
+    /// if the token was forgotten (revoked here) or re-entered meanwhile,
+    /// the answer may be stale and is dropped.
+    pub(crate) fn mark_unrevoked(&self, token: &str, claims: &Arc<Value>, checked: Instant) {
         if let Ok(mut map) = self.map.lock() {
             if let Some(e) = map.get_mut(token) {
-                e.unrevoked_at = Some(Instant::now());
+                if Arc::ptr_eq(&e.claims, claims) {
+                    e.unrevoked_at = Some(checked);
+                }
             }
         }
     }

@@ -518,7 +518,16 @@ impl Snapshot {
         // Subjects: accounts, then those of the policy set.
         let mut user_ids: FxMap<&str, usize> = FxMap::default();
         for (id, username, tenant, email) in &live.users {
-            let home = s.tenant_ids.get(tenant.as_str()).copied();
+            // An account whose home the tree does not know is no subject.
+            let Some(&home) = s.tenant_ids.get(tenant.as_str()) else {
+                problem(
+                    Severity::Error,
+                    format!("subject {id}"),
+                    format!("home tenant `{tenant}` is not a tenant"),
+                );
+                continue;
+            };
+            let home = Some(home);
             user_ids.insert(id.as_str(), s.subjects.len());
             s.subjects.push(Subj {
                 id: id.as_str().into(),
@@ -547,6 +556,7 @@ impl Snapshot {
         }
         for sp in &set.subjects {
             if user_ids.contains_key(sp.id.as_str())
+                || live.users.iter().any(|u| u.1 == sp.id)
                 || set.subjects.iter().filter(|o| o.id == sp.id).count() > 1
             {
                 problem(
@@ -905,7 +915,14 @@ impl Snapshot {
                 return Some((res.sym, res.kind, res.owner, res.spec.protection, Some(i)));
             }
         }
-        let kind = self.sym(r.kind?);
+        let kind_name = r.kind?;
+        let kind = self.sym(kind_name);
+        // A type that names a registered resource (and is no kind) would
+        // let an object borrow that resource's lines.
+        if self.resource_index.contains_key(kind_name) && !self.kind_protection.contains_key(&kind)
+        {
+            return None;
+        }
         let owner = match r.properties.and_then(|p| p.get("owner")) {
             None => None,
             Some(Value::String(t)) => Some(*self.tenant_ids.get(t.as_str())?),
@@ -1089,6 +1106,15 @@ impl Snapshot {
                 }
             }
         } else if let SubjectRef::Client(id) = subject {
+            // `*` is anyone: its deny lines (reach `*`) hold for clients too.
+            scan(
+                ANY,
+                ANY,
+                None,
+                Reach::None.bit(),
+                &mut permits,
+                &mut forbids,
+            );
             let d = self.sym(&format!("client:{id}"));
             if d != NONE {
                 scan(

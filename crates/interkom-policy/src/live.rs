@@ -86,6 +86,10 @@ impl PolicyEngine {
     /// the watch sees another node's).
     pub async fn reload(&self) -> Result<(), PolicyError> {
         let _guard = self.reload.lock().await;
+        self.compile_now().await
+    }
+
+    async fn compile_now(&self) -> Result<(), PolicyError> {
         let tree = TenantTree::load(&self.pool).await?;
         let live = store::load(&self.pool).await?;
         let set = self.set.clone();
@@ -100,10 +104,13 @@ impl PolicyEngine {
     }
 
     /// Reloads if the stored version moved.
+    /// Compared under the reload lock: the announcement and the poll seeing
+    /// the same change recompile once, not twice.
     pub async fn reload_if_changed(&self) -> Result<bool, PolicyError> {
+        let _guard = self.reload.lock().await;
         let v = store::version(&self.pool).await?;
         if v != self.current.load().version {
-            self.reload().await?;
+            self.compile_now().await?;
             return Ok(true);
         }
         Ok(false)
@@ -155,7 +162,11 @@ impl PolicyEngine {
         // Whatever changed while not listening.
         self.reload_if_changed().await?;
         loop {
-            listener.recv().await?;
+            // `None`: the connection was lost and re-established, and any
+            // announcement in between is gone: look at the version.
+            if listener.try_recv().await?.is_none() {
+                tracing::warn!("policy notifications interrupted; checking for missed changes");
+            }
             if let Err(e) = self.reload_if_changed().await {
                 tracing::warn!(error = %e, "policy reload failed; keeping the current policy");
             }

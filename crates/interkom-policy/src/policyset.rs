@@ -332,8 +332,8 @@ fn content_digest(
     resources: &[ResourceSpec],
     grants: &[GrantFileSpec],
 ) -> String {
-    // FNV-1a: stable across releases (std's hasher is not); a collision
-    // only costs a re-import.
+    // FNV-1a, 64 bits: stable across releases (std's hasher is not); a
+    // collision, which would skip a re-import, is negligibly unlikely.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut feed = |s: &str| {
         for b in s.bytes() {

@@ -65,6 +65,19 @@ pub async fn touch(pool: &AnyPool) -> Result<(), PolicyError> {
     Ok(())
 }
 
+/// A transaction for a change, holding the state row's lock first: every
+/// change (and a baseline import) takes the locks in the same order, so they
+/// serialise instead of deadlocking or losing an update.
+async fn begin_change(
+    pool: &AnyPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("UPDATE policy_state SET version = version WHERE id = 1")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 /// The live policy's version.
 pub async fn version(pool: &AnyPool) -> Result<i64, PolicyError> {
     Ok(
@@ -107,6 +120,60 @@ pub fn grant_from_file(g: &GrantFileSpec, now: i64) -> Result<Grant, String> {
     })
 }
 
+/// The baseline grants of the policy set as they stand after an import:
+/// what happened to them since survives — a revocation always, an approval
+/// only while the grant says the same (grantee, resource, actions, validity).
+/// An approver who is the grantor under another name is refused.
+async fn baseline_grants(
+    conn: &mut AnyConnection,
+    set: &PolicySet,
+    now: i64,
+) -> Result<Vec<Grant>, PolicyError> {
+    type Kept = (
+        String,
+        String,
+        String,
+        String,
+        Option<i64>,
+        i64,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+    );
+    let kept: Vec<Kept> = sqlx::query_as(
+        "SELECT id, grantee, resource, actions, not_before, expires_at, approver, approved_at, revoked_at \
+         FROM grants WHERE source = 'baseline' AND (revoked_at IS NOT NULL OR approved_at IS NOT NULL)",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::with_capacity(set.grants.len());
+    for g in &set.grants {
+        let mut grant = grant_from_file(g, now).map_err(PolicyError::Invalid)?;
+        if let Some(a) = &grant.approver {
+            if canonical_subject(conn, a).await? == canonical_subject(conn, &grant.grantor).await? {
+                return Err(PolicyError::Invalid(format!(
+                    "grant `{}`: the approver must not be the grantor",
+                    grant.id
+                )));
+            }
+        }
+        if let Some(k) = kept.iter().find(|k| k.0 == grant.id) {
+            grant.revoked_at = k.8;
+            let same = k.1 == grant.grantee
+                && k.2 == grant.resource
+                && k.3 == grant.actions.join(" ")
+                && k.4 == grant.not_before
+                && k.5 == grant.expires_at;
+            if grant.approver.is_none() && same {
+                grant.approver = k.6.clone();
+                grant.approved_at = k.7;
+            }
+        }
+        out.push(grant);
+    }
+    Ok(out)
+}
+
 /// The live policy as it would be with the policy set's baseline imported,
 /// without importing it (`interkom policy check|explain|what-if`).
 pub async fn load_with_baseline(
@@ -120,10 +187,9 @@ pub async fn load_with_baseline(
         live.resources.retain(|x| x.id != r.id);
         live.resources.push(r.clone());
     }
-    for g in &set.grants {
-        live.grants
-            .push(grant_from_file(g, now).map_err(PolicyError::Invalid)?);
-    }
+    let mut conn = pool.acquire().await?;
+    live.grants
+        .extend(baseline_grants(&mut conn, set, now).await?);
     Ok(live)
 }
 
@@ -146,15 +212,8 @@ pub async fn import_baseline(
         tx.commit().await?;
         return Ok(false);
     }
-    // What happened to baseline grants since: revocations (and approvals of
-    // grants the file leaves unapproved) survive a re-import.
-    type Kept = (String, Option<String>, Option<i64>, Option<i64>);
-    let kept: Vec<Kept> = sqlx::query_as(
-        "SELECT id, approver, approved_at, revoked_at FROM grants \
-         WHERE source = 'baseline' AND (revoked_at IS NOT NULL OR approved_at IS NOT NULL)",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    // Before the old rows go: what happened to them since.
+    let grants = baseline_grants(&mut tx, set, now).await?;
     for table in ["policy_rules", "resources", "grants"] {
         sqlx::query(&format!("DELETE FROM {table} WHERE source = 'baseline'"))
             .execute(&mut *tx)
@@ -166,17 +225,8 @@ pub async fn import_baseline(
     for r in &set.resources {
         upsert_resource(&mut tx, r, "baseline", now).await?;
     }
-    for g in &set.grants {
-        let mut grant = grant_from_file(g, now).map_err(PolicyError::Invalid)?;
-        if let Some((_, approver, approved_at, revoked_at)) = kept.iter().find(|k| k.0 == grant.id)
-        {
-            grant.revoked_at = *revoked_at;
-            if grant.approver.is_none() {
-                grant.approver = approver.clone();
-                grant.approved_at = *approved_at;
-            }
-        }
-        insert_grant(&mut tx, &grant, "baseline", now).await?;
+    for grant in &grants {
+        insert_grant(&mut tx, grant, "baseline", now).await?;
     }
     sqlx::query("UPDATE policy_state SET version = version + 1, baseline = $1 WHERE id = 1")
         .bind(&set.version)
@@ -292,7 +342,7 @@ pub async fn add_rule(
             line.to_csv()
         )));
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = begin_change(pool).await?;
     let added = insert_rule(&mut tx, line, source, now).await?;
     if added {
         bump(&mut tx).await?;
@@ -304,7 +354,7 @@ pub async fn add_rule(
 /// Removes a policy line. Returns false if there was none.
 pub async fn remove_rule(pool: &AnyPool, line: &RuleLine) -> Result<bool, PolicyError> {
     let v = |i: usize| line.values.get(i).cloned().unwrap_or_default();
-    let mut tx = pool.begin().await?;
+    let mut tx = begin_change(pool).await?;
     let n = sqlx::query(
         "DELETE FROM policy_rules WHERE ptype = $1 AND v0 = $2 AND v1 = $3 AND v2 = $4 AND v3 = $5 AND v4 = $6 AND v5 = $7",
     )
@@ -332,7 +382,7 @@ pub async fn put_resource(
     source: &str,
     now: i64,
 ) -> Result<(), PolicyError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = begin_change(pool).await?;
     upsert_resource(&mut tx, r, source, now).await?;
     bump(&mut tx).await?;
     tx.commit().await?;
@@ -363,7 +413,7 @@ pub async fn add_grant(
         revoked_at: None,
         ..g.clone()
     };
-    let mut tx = pool.begin().await?;
+    let mut tx = begin_change(pool).await?;
     insert_grant(&mut tx, &g, source, now).await?;
     bump(&mut tx).await?;
     tx.commit().await?;
@@ -378,7 +428,7 @@ pub async fn approve_grant(
     approver: &str,
     now: i64,
 ) -> Result<(), PolicyError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = begin_change(pool).await?;
     let row: Option<(String, i64, Option<i64>)> =
         sqlx::query_as("SELECT grantor, expires_at, revoked_at FROM grants WHERE id = $1")
             .bind(id)
@@ -408,20 +458,27 @@ pub async fn approve_grant(
     Ok(())
 }
 
-/// One person under two names (account id and username) is one person.
+/// One person under two names (account id and username) is one person;
+/// an account id wins over another account's username.
 async fn canonical_subject(conn: &mut AnyConnection, name: &str) -> Result<String, sqlx::Error> {
-    Ok(
-        sqlx::query_scalar::<_, String>("SELECT id FROM users WHERE id = $1 OR username = $1")
+    for sql in [
+        "SELECT id FROM users WHERE id = $1",
+        "SELECT id FROM users WHERE username = $1",
+    ] {
+        if let Some(id) = sqlx::query_scalar::<_, String>(sql)
             .bind(name)
-            .fetch_optional(conn)
+            .fetch_optional(&mut *conn)
             .await?
-            .unwrap_or_else(|| name.to_owned()),
-    )
+        {
+            return Ok(id);
+        }
+    }
+    Ok(name.to_owned())
 }
 
 /// Revokes a grant at once.
 pub async fn revoke_grant(pool: &AnyPool, id: &str, now: i64) -> Result<bool, PolicyError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = begin_change(pool).await?;
     let n = sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
         .bind(now)
         .bind(id)

@@ -483,3 +483,137 @@ proptest! {
         }
     }
 }
+
+/// What the reviews of the engine found, each as a question that must be
+/// denied.
+#[test]
+fn nothing_is_reached_through_unknown_tenants_borrowed_ids_or_missing_attributes() {
+    let tree = demo_tree();
+    let mut set = demo_set();
+    let mut live = demo_live(&set);
+    // A role held in a tenant the tree does not know; an account whose
+    // home is unknown.
+    live.users
+        .push(("lost".into(), "lost".into(), "sg-elbtalaue".into(), None));
+    live.assignments
+        .push(("lost".into(), "atlantis".into(), "kommunalaufsicht".into()));
+    live.users.push((
+        "homeless".into(),
+        "homeless".into(),
+        "atlantis".into(),
+        None,
+    ));
+    live.assignments.push((
+        "homeless".into(),
+        "atlantis".into(),
+        "kommunalaufsicht".into(),
+    ));
+    live.rules.push(
+        RuleLine::parse("p, sachbearbeitung, ratsinfo-hitzacker, write, own, allow, true").unwrap(),
+    );
+    live.rules
+        .push(RuleLine::parse("p, *, ratsinfo-hitzacker, export, *, deny, true").unwrap());
+    live.rules.push(
+        RuleLine::parse("p, client:kfz-backend, ratsinfo-hitzacker, *, direct, allow, true")
+            .unwrap(),
+    );
+    live.rules.push(
+        RuleLine::parse(
+            "p, sachbearbeitung, haushalt, print, own, allow, resource.clerk == subject.email",
+        )
+        .unwrap(),
+    );
+    live.rules.push(
+        RuleLine::parse(
+            "p, sachbearbeitung, haushalt, read, own, deny, resource.clerk == subject.email",
+        )
+        .unwrap(),
+    );
+    // Unregistered objects get a default need (as the Todo example does).
+    set.protection.default_need = Some(interkom_policy::ProtectionNeed::Normal);
+    let (snap, problems) = Snapshot::compile(&tree, &set, &live);
+    assert!(problems
+        .iter()
+        .any(|p| p.message.contains("`atlantis`, which is not a tenant")));
+    assert!(problems
+        .iter()
+        .any(|p| p.message.contains("home tenant `atlantis`")));
+    let ctx = strong(NOW);
+    let clerk = live
+        .users
+        .iter()
+        .find(|u| u.1 == "sachbearbeitung.hitzacker-elbe")
+        .unwrap()
+        .0
+        .clone();
+    let d = |s: SubjectRef<'_>, a: &str, r: ResourceRef<'_>| snap.decide(s, a, r, &ctx);
+    let owner = json!({ "owner": "hitzacker-elbe" });
+    let owner = owner.as_object().unwrap();
+    let no_clerk = json!({ "clerk": "" });
+    let no_clerk = no_clerk.as_object().unwrap();
+
+    assert!(!d(
+        SubjectRef::User("lost"),
+        "read",
+        ResourceRef::id("haushalt-hitzacker-elbe")
+    )
+    .allowed());
+    assert_eq!(
+        d(
+            SubjectRef::User("homeless"),
+            "read",
+            ResourceRef::id("haushalt-hitzacker-elbe")
+        )
+        .reasons,
+        [Reason::UnknownSubject]
+    );
+    // The line for the registered resource works ...
+    assert!(d(
+        SubjectRef::User(&clerk),
+        "write",
+        ResourceRef::id("ratsinfo-hitzacker")
+    )
+    .allowed());
+    // ... but an object cannot borrow it by naming the resource as its type
+    // or its id.
+    let by_type = ResourceRef {
+        id: "x",
+        kind: Some("ratsinfo-hitzacker"),
+        properties: Some(owner),
+    };
+    assert_eq!(
+        d(SubjectRef::User(&clerk), "write", by_type).reasons,
+        [Reason::UnknownResource]
+    );
+    let by_id = ResourceRef {
+        id: "ratsinfo-hitzacker",
+        kind: Some("haushalt"),
+        properties: Some(owner),
+    };
+    assert!(!d(SubjectRef::User(&clerk), "write", by_id).allowed());
+    // `*` deny lines hold for clients too.
+    assert!(d(
+        SubjectRef::Client("kfz-backend"),
+        "read",
+        ResourceRef::id("ratsinfo-hitzacker")
+    )
+    .allowed());
+    assert!(!d(
+        SubjectRef::Client("kfz-backend"),
+        "export",
+        ResourceRef::id("ratsinfo-hitzacker")
+    )
+    .allowed());
+    // An empty attribute decides nothing: the allow does not apply, the
+    // deny does.
+    let r = ResourceRef {
+        id: "haushalt-hitzacker-elbe",
+        kind: None,
+        properties: Some(no_clerk),
+    };
+    assert!(!d(SubjectRef::User(&clerk), "print", r).allowed());
+    assert!(matches!(
+        d(SubjectRef::User(&clerk), "read", r).reasons[0],
+        Reason::Forbid { .. }
+    ));
+}
