@@ -418,6 +418,23 @@ async fn the_protection_need_sets_assurance_age_and_second_factor() {
     assert!(s.audit("decision_permitted").await.is_empty());
 }
 
+/// Redeems a Ratsinformationssystem code with the `openidconnect` client
+/// (PKCE verifier, ID-token signature and claims checked by the library).
+async fn redeem(
+    s: &TestServer,
+    code: &str,
+    verifier: openidconnect::PkceCodeVerifier,
+) -> openidconnect::core::CoreTokenResponse {
+    s.rp(RATSINFO, None, RATSINFO_REDIRECT)
+        .await
+        .exchange_code(AuthorizationCode::new(code.to_owned()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&TestServer::http())
+        .await
+        .unwrap()
+}
+
 /// The public Ratsinformationssystem client with PKCE, through the
 /// `openidconnect` library; returns the redirect's query parameters.
 async fn ratsinfo_login(
@@ -471,13 +488,7 @@ async fn login_is_enforced_with_roles_for_the_client_deny_and_unmet_assurance() 
     let browser = Browser::new();
     let (q, verifier, nonce) =
         ratsinfo_login(&s, &browser, Some((CLERK_USER, CLERK_PASSWORD)), &[]).await;
-    let tokens = rp
-        .exchange_code(AuthorizationCode::new(q["code"].clone()))
-        .unwrap()
-        .set_pkce_verifier(verifier)
-        .request_async(&TestServer::http())
-        .await
-        .unwrap();
+    let tokens = redeem(&s, &q["code"], verifier).await;
     let id = tokens.id_token().unwrap();
     id.claims(&rp.id_token_verifier(), &nonce).unwrap();
     assert_eq!(
@@ -489,13 +500,7 @@ async fn login_is_enforced_with_roles_for_the_client_deny_and_unmet_assurance() 
     let browser = Browser::new();
     let (q, verifier, _) =
         ratsinfo_login(&s, &browser, Some((ADMIN_USER, ADMIN_PASSWORD)), &[]).await;
-    let tokens = rp
-        .exchange_code(AuthorizationCode::new(q["code"].clone()))
-        .unwrap()
-        .set_pkce_verifier(verifier)
-        .request_async(&TestServer::http())
-        .await
-        .unwrap();
+    let tokens = redeem(&s, &q["code"], verifier).await;
     assert_eq!(
         jwt_payload(&tokens.id_token().unwrap().to_string())["roles"],
         json!(["kommunalaufsicht"])
@@ -567,17 +572,10 @@ async fn login_is_enforced_with_roles_for_the_client_deny_and_unmet_assurance() 
 #[tokio::test]
 async fn an_old_login_steps_up_and_a_withdrawn_permission_stops_refresh() {
     let s = TestServer::start_with(|fc| fc.tokens.session_ttl = 86_400).await;
-    let rp = s.rp(RATSINFO, None, RATSINFO_REDIRECT).await;
     let browser = Browser::new();
     let (q, verifier, _) =
         ratsinfo_login(&s, &browser, Some((CLERK_USER, CLERK_PASSWORD)), &[]).await;
-    let tokens = rp
-        .exchange_code(AuthorizationCode::new(q["code"].clone()))
-        .unwrap()
-        .set_pkce_verifier(verifier)
-        .request_async(&TestServer::http())
-        .await
-        .unwrap();
+    let tokens = redeem(&s, &q["code"], verifier).await;
     let first_auth = jwt_payload(&tokens.id_token().unwrap().to_string())["auth_time"]
         .as_i64()
         .unwrap();
@@ -622,13 +620,7 @@ async fn an_old_login_steps_up_and_a_withdrawn_permission_stops_refresh() {
     assert_eq!(q["error"], "unmet_authentication_requirements");
     let (q, verifier, _) =
         ratsinfo_login(&s, &browser, Some((CLERK_USER, CLERK_PASSWORD)), &[]).await;
-    let tokens = rp
-        .exchange_code(AuthorizationCode::new(q["code"].clone()))
-        .unwrap()
-        .set_pkce_verifier(verifier)
-        .request_async(&TestServer::http())
-        .await
-        .unwrap();
+    let tokens = redeem(&s, &q["code"], verifier).await;
     let second_auth = jwt_payload(&tokens.id_token().unwrap().to_string())["auth_time"]
         .as_i64()
         .unwrap();

@@ -2,7 +2,6 @@
 //! is a registered resource, the policy engine decides whether the user may
 //! use it (action `login`) with the authentication at hand.
 
-use interkom_audit::{Action, AuditEvent, Outcome};
 use interkom_policy::{AuthContext, Decision, Effect, Loa, ResourceRef, Snapshot, SubjectRef};
 use serde_json::{json, Value};
 
@@ -101,31 +100,11 @@ async fn audit(
     snap: &Snapshot,
     d: &Decision,
 ) -> Result<(), GatewayError> {
-    let (action, outcome) = match d.effect {
-        Effect::Deny => (Action::DecisionDenied, Outcome::Denied),
-        Effect::StepUp { .. } => (Action::DecisionStepUp, Outcome::Denied),
-        Effect::Allow if d.need == Some(interkom_policy::ProtectionNeed::SehrHoch) => {
-            (Action::DecisionPermittedSehrHoch, Outcome::Success)
-        }
-        Effect::Allow => (Action::DecisionPermitted, Outcome::Success),
+    let details = json!({ "via": "login", "action": LOGIN, "resource": resource });
+    let Some(mut ev) = snap.decision_event(d, &ResourceRef::id(resource), details) else {
+        return Ok(());
     };
-    let reasons: Vec<Value> = d.reasons.iter().map(|r| snap.describe(r)).collect();
-    let code = d
-        .main_reason()
-        .map(|r| snap.describe(r))
-        .and_then(|r| r.get("code").and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_default();
-    let mut ev = AuditEvent::new(action, outcome)
-        .client(client_id)
-        .target(resource)
-        .reason(code)
-        .details(json!({
-            "via": "login",
-            "action": LOGIN,
-            "resource": resource,
-            "reasons": reasons,
-            "policy_version": snap.version,
-        }));
+    ev = ev.client(client_id);
     if let Some(m) = meta {
         ev = ev
             .correlation(m.request_id.clone())
@@ -134,12 +113,6 @@ async fn audit(
     let home = crate::accounts::user_by_id(&gw.pool, user_id)
         .await?
         .map(|u| u.tenant);
-    ev = ev.subject(user_id, home);
-    if let Some(owner) = snap.resource(resource).and_then(|r| r.owner.clone()) {
-        if let Some(path) = snap.tenant_path(&owner) {
-            ev = ev.tenant(owner, path);
-        }
-    }
-    gw.audit.append(ev).await?;
+    gw.audit.append(ev.subject(user_id, home)).await?;
     Ok(())
 }

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::future::BoxFuture;
-use interkom_audit::{Action, AuditEvent, AuditLog, Outcome};
+use interkom_audit::AuditLog;
 use serde_json::{json, Map, Value};
 
 use crate::engine::{AuthContext, Decision, Effect, ResourceRef, Snapshot, SubjectRef};
@@ -340,47 +340,23 @@ async fn audit(
     d: &Decision,
     request_id: Option<String>,
 ) -> Result<(), Response> {
-    if !d.audit {
-        return Ok(());
-    }
-    let (action, outcome) = match d.effect {
-        Effect::Deny => (Action::DecisionDenied, Outcome::Denied),
-        Effect::StepUp { .. } => (Action::DecisionStepUp, Outcome::Denied),
-        Effect::Allow if d.need == Some(crate::loa::ProtectionNeed::SehrHoch) => {
-            (Action::DecisionPermittedSehrHoch, Outcome::Success)
-        }
-        Effect::Allow => (Action::DecisionPermitted, Outcome::Success),
-    };
-    let codes: Vec<Value> = d.reasons.iter().map(|r| snap.describe(r)).collect();
-    let reason = d
-        .main_reason()
-        .map(|r| snap.describe(r))
-        .and_then(|c| c.get("code").and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_default();
-    let mut ev = AuditEvent::new(action, outcome)
-        .client(&caller.client_id)
-        .target(&e.resource_id)
-        .reason(reason)
-        .correlation(request_id)
-        .details(json!({
-            "via": "authzen",
-            "subject": { "type": e.subject_type, "id": e.subject_id },
-            "action": e.action,
-            "resource": { "type": e.resource_type, "id": e.resource_id },
-            "reasons": codes,
-            "policy_version": snap.version,
-        }));
-    if e.subject_type != "client" {
-        ev = ev.subject(&e.subject_id, None);
-    }
     let resource = ResourceRef {
         id: &e.resource_id,
         kind: Some(&e.resource_type),
         properties: e.properties.as_ref(),
     };
-    if let Some(owner) = snap.owner_of(&resource) {
-        let path = snap.tenant_path(&owner).unwrap_or_default();
-        ev = ev.tenant(owner, path);
+    let details = json!({
+        "via": "authzen",
+        "subject": { "type": e.subject_type, "id": e.subject_id },
+        "action": e.action,
+        "resource": { "type": e.resource_type, "id": e.resource_id },
+    });
+    let Some(mut ev) = snap.decision_event(d, &resource, details) else {
+        return Ok(());
+    };
+    ev = ev.client(&caller.client_id).correlation(request_id);
+    if e.subject_type != "client" {
+        ev = ev.subject(&e.subject_id, None);
     }
     s.audit.append(ev).await.map(|_| ()).map_err(|err| {
         tracing::error!(error = %err, "audit append failed");
@@ -398,35 +374,37 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-async fn evaluation(
-    State(s): State<PdpState>,
-    headers: HeaderMap,
+/// The caller and the JSON object of a PDP request, or the error response.
+async fn read(
+    s: &PdpState,
+    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let caller = match caller(&s, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => {
-            return problem(
-                e.status(),
-                format!("the request body could not be read: {e}"),
-            )
-        }
-    };
-    if !json_content(&headers) {
-        return problem(
+) -> Result<(PdpCaller, Map<String, Value>), Response> {
+    let caller = caller(s, headers).await?;
+    let body = body.map_err(|e| {
+        problem(
+            e.status(),
+            format!("the request body could not be read: {e}"),
+        )
+    })?;
+    if !json_content(headers) {
+        return Err(problem(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "send the request as application/json",
-        );
+        ));
     }
-    let m = match parse_body(&body) {
-        Ok(m) => m,
-        Err(d) => return problem(StatusCode::BAD_REQUEST, d),
-    };
-    let now = (s.now)();
+    let m = parse_body(&body).map_err(|d| problem(StatusCode::BAD_REQUEST, d))?;
+    Ok((caller, m))
+}
+
+/// One evaluation from the request's top-level fields.
+async fn single(
+    s: &PdpState,
+    caller: &PdpCaller,
+    m: &Map<String, Value>,
+    headers: &HeaderMap,
+    now: i64,
+) -> Response {
     let e = match parse_eval(
         m.get("subject"),
         m.get("action"),
@@ -440,10 +418,23 @@ async fn evaluation(
     };
     let snap = s.engine.snapshot();
     let d = decide(&snap, &e);
-    if let Err(r) = audit(&s, &snap, &caller, &e, &d, request_id(&headers)).await {
+    if let Err(r) = audit(s, &snap, caller, &e, &d, request_id(headers)).await {
         return r;
     }
     Json(response(&snap, &d)).into_response()
+}
+
+async fn evaluation(
+    State(s): State<PdpState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (caller, m) = match read(&s, &headers, body).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let now = (s.now)();
+    single(&s, &caller, &m, &headers, now).await
 }
 
 async fn evaluations(
@@ -451,28 +442,9 @@ async fn evaluations(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let caller = match caller(&s, &headers).await {
-        Ok(c) => c,
+    let (caller, m) = match read(&s, &headers, body).await {
+        Ok(r) => r,
         Err(r) => return r,
-    };
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => {
-            return problem(
-                e.status(),
-                format!("the request body could not be read: {e}"),
-            )
-        }
-    };
-    if !json_content(&headers) {
-        return problem(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send the request as application/json",
-        );
-    }
-    let m = match parse_body(&body) {
-        Ok(m) => m,
-        Err(d) => return problem(StatusCode::BAD_REQUEST, d),
     };
     let now = (s.now)();
     let items = match m.get("evaluations") {
@@ -495,25 +467,9 @@ async fn evaluations(
     {
         return problem(StatusCode::BAD_REQUEST, "`options` must be an object");
     }
-    let snap = s.engine.snapshot();
     // Without items the request is a single evaluation (AuthZEN 1.0 §7.1).
     if items.is_empty() {
-        let e = match parse_eval(
-            m.get("subject"),
-            m.get("action"),
-            m.get("resource"),
-            m.get("context"),
-            "",
-            now,
-        ) {
-            Ok(e) => e,
-            Err(d) => return problem(StatusCode::BAD_REQUEST, d),
-        };
-        let d = decide(&snap, &e);
-        if let Err(r) = audit(&s, &snap, &caller, &e, &d, request_id(&headers)).await {
-            return r;
-        }
-        return Json(response(&snap, &d)).into_response();
+        return single(&s, &caller, &m, &headers, now).await;
     }
     if items.len() > MAX_BATCH {
         return problem(
@@ -544,6 +500,7 @@ async fn evaluations(
             Err(d) => return problem(StatusCode::BAD_REQUEST, d),
         }
     }
+    let snap = s.engine.snapshot();
     let rid = request_id(&headers);
     let mut out = Vec::with_capacity(evals.len());
     let mut audits = Vec::new();

@@ -405,6 +405,14 @@ impl Snapshot {
         i
     }
 
+    /// The index of an optional tenant id; `Err` if it names no tenant.
+    fn tenant_of(&self, id: Option<&str>) -> Result<Option<u32>, ()> {
+        match id {
+            None => Ok(None),
+            Some(t) => self.tenant_ids.get(t).map(|&i| Some(i)).ok_or(()),
+        }
+    }
+
     fn sym(&self, s: &str) -> u32 {
         self.syms.get(s).copied().unwrap_or(NONE)
     }
@@ -468,19 +476,16 @@ impl Snapshot {
 
         // Resources.
         for r in &live.resources {
-            let owner = match &r.owner {
-                Some(o) => match s.tenant_ids.get(o.as_str()) {
-                    Some(&t) => Some(t),
-                    None => {
-                        problem(
-                            Severity::Error,
-                            format!("resource {}", r.id),
-                            format!("owner `{o}` is not a tenant"),
-                        );
-                        continue;
-                    }
-                },
-                None => None,
+            let Ok(owner) = s.tenant_of(r.owner.as_deref()) else {
+                problem(
+                    Severity::Error,
+                    format!("resource {}", r.id),
+                    format!(
+                        "owner `{}` is not a tenant",
+                        r.owner.as_deref().unwrap_or("")
+                    ),
+                );
+                continue;
             };
             let sym = s.intern(&r.id);
             let kind = s.intern(&r.kind);
@@ -554,9 +559,10 @@ impl Snapshot {
             let r = s.intern(role);
             s.subjects[i].roles.push((r, Some(t)));
         }
+        let usernames: FxSet<&str> = live.users.iter().map(|u| u.1.as_str()).collect();
         for sp in &set.subjects {
             if user_ids.contains_key(sp.id.as_str())
-                || live.users.iter().any(|u| u.1 == sp.id)
+                || usernames.contains(sp.id.as_str())
                 || set.subjects.iter().filter(|o| o.id == sp.id).count() > 1
             {
                 problem(
@@ -566,19 +572,16 @@ impl Snapshot {
                 );
                 continue;
             }
-            let home = match &sp.tenant {
-                Some(t) => match s.tenant_ids.get(t.as_str()) {
-                    Some(&t) => Some(t),
-                    None => {
-                        problem(
-                            Severity::Error,
-                            format!("subject {}", sp.id),
-                            format!("tenant `{t}` is not a tenant"),
-                        );
-                        continue;
-                    }
-                },
-                None => None,
+            let Ok(home) = s.tenant_of(sp.tenant.as_deref()) else {
+                problem(
+                    Severity::Error,
+                    format!("subject {}", sp.id),
+                    format!(
+                        "tenant `{}` is not a tenant",
+                        sp.tenant.as_deref().unwrap_or("")
+                    ),
+                );
+                continue;
             };
             let mut roles = Vec::new();
             for r in &sp.roles {

@@ -14,6 +14,7 @@
 
 pub mod authzen;
 pub mod engine;
+mod events;
 pub mod live;
 pub mod loa;
 pub mod oracle;

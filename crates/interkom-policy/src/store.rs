@@ -78,6 +78,13 @@ async fn begin_change(
     Ok(tx)
 }
 
+/// Announces a change (see [`bump`]) and commits it.
+async fn commit_change(mut tx: sqlx::Transaction<'static, sqlx::Any>) -> Result<(), PolicyError> {
+    bump(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// The live policy's version.
 pub async fn version(pool: &AnyPool) -> Result<i64, PolicyError> {
     Ok(
@@ -384,9 +391,7 @@ pub async fn put_resource(
 ) -> Result<(), PolicyError> {
     let mut tx = begin_change(pool).await?;
     upsert_resource(&mut tx, r, source, now).await?;
-    bump(&mut tx).await?;
-    tx.commit().await?;
-    Ok(())
+    commit_change(tx).await
 }
 
 /// Records a grant, unapproved: approval is [`approve_grant`]'s alone, by
@@ -415,9 +420,7 @@ pub async fn add_grant(
     };
     let mut tx = begin_change(pool).await?;
     insert_grant(&mut tx, &g, source, now).await?;
-    bump(&mut tx).await?;
-    tx.commit().await?;
-    Ok(())
+    commit_change(tx).await
 }
 
 /// Approves a grant (four-eyes: the approver must not be the grantor, under
@@ -453,9 +456,7 @@ pub async fn approve_grant(
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    bump(&mut tx).await?;
-    tx.commit().await?;
-    Ok(())
+    commit_change(tx).await
 }
 
 /// One person under two names (account id and username) is one person;
@@ -485,8 +486,7 @@ pub async fn revoke_grant(pool: &AnyPool, id: &str, now: i64) -> Result<bool, Po
         .execute(&mut *tx)
         .await?
         .rows_affected();
-    bump(&mut tx).await?;
-    tx.commit().await?;
+    commit_change(tx).await?;
     Ok(n > 0)
 }
 
