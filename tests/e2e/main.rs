@@ -10,6 +10,7 @@
     unreachable_pub
 )]
 
+mod admin_api;
 mod admin_audit;
 mod audit;
 mod authzen;

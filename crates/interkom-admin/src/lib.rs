@@ -9,15 +9,24 @@
 //! - `auth`: the bearer token and who the caller is.
 //! - `audit`: search, export, verification status and checkpoints of the
 //!   audit trail, for security staff within their subtree.
+//! - `scope`: whom an administrator may administer (their `admin` subtree,
+//!   only roles they hold themselves, never their own roles).
+//! - `api`: strict JSON bodies, ETag/If-Match, the `admin_change` event.
+//! - `users`, `policy` (lines, resources, four-eyes proposals), `grants`.
 
+mod api;
 mod audit;
 mod auth;
+mod grants;
+mod policy;
+mod scope;
+mod users;
 
 use std::sync::Arc;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use axum::Router;
 use interkom_audit::AuditLog;
 use interkom_gateway::Gateway;
@@ -104,9 +113,38 @@ impl AdminState {
     }
 }
 
+/// Applies this crate's migrations (its own version range).
+pub async fn migrate(pool: &AnyPool) -> Result<(), sqlx::migrate::MigrateError> {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await
+}
+
 /// The admin routes, to be nested under `/admin/v1`.
 pub fn router(state: AdminState) -> Router {
     Router::new()
+        .route("/users", get(users::list).post(users::create))
+        .route("/users/{id}", get(users::get).patch(users::patch))
+        .route("/users/{id}/password-reset", post(users::reset_password))
+        .route(
+            "/users/{id}/roles/{tenant}/{role}",
+            put(users::add_role).delete(users::remove_role),
+        )
+        .route("/policy/lines", get(policy::lines))
+        .route("/policy/what-if", post(policy::what_if))
+        .route("/policy/changes", post(policy::change))
+        .route("/proposals", get(policy::proposals))
+        .route("/proposals/{id}", get(policy::proposal))
+        .route("/proposals/{id}/approve", post(policy::approve))
+        .route("/proposals/{id}/reject", post(policy::reject))
+        .route("/resources", get(policy::list_resources))
+        .route(
+            "/resources/{id}",
+            get(policy::get_resource).put(policy::put_resource_handler),
+        )
+        .route("/grants", get(grants::list).post(grants::create))
+        .route("/grants/{id}/approve", post(grants::approve))
+        .route("/grants/{id}/revoke", post(grants::revoke))
         .route("/audit/events", get(audit::events))
         .route("/audit/export", get(audit::export))
         .route("/audit/verify", get(audit::verify))

@@ -27,84 +27,160 @@ pub struct AuditQuery {
     pub limit: i64,
 }
 
+/// Sequence numbers per block of the secondary indexes (migration 1004).
+const BLOCK: i64 = 2048;
+
+/// Most blocks one query looks at; a key that is rare grows its window
+/// 1, 2, 4, … blocks up to this.
+const MAX_BLOCKS_PER_QUERY: i64 = 1024;
+
 /// One page of events, newest first.
+///
+/// Every index leads with the event's block (`seq / 2048`), so a filter is
+/// answered block by block from the newest: a frequent key fills the page
+/// from the first block, a rare one is sought in ever wider windows of
+/// blocks, a few index seeks each.
 pub async fn query(pool: &AnyPool, q: &AuditQuery) -> Result<Vec<StoredEvent>, AuditError> {
-    let mut sql = format!(
-        "SELECT {} FROM audit_events WHERE 1 = 1",
-        crate::event::COLUMNS
-    );
-    let mut binds: Vec<String> = Vec::new();
-    let mut add = |sql: &mut String, cond: &str, v: &str| {
-        binds.push(v.to_owned());
-        sql.push_str(&format!(" AND {cond} ${}", binds.len()));
-    };
-    if let Some(v) = &q.action {
-        add(&mut sql, "action =", v);
+    let limit = q.limit.clamp(1, 1000);
+    let head: i64 = sqlx::query_scalar("SELECT seq FROM audit_head WHERE id = 1")
+        .fetch_one(pool)
+        .await?;
+    // The range of sequence numbers [lo, hi) to look at.
+    let mut hi = head + 1;
+    if let Some(b) = q.before_seq {
+        hi = hi.min(b);
+    }
+    if let Some(t) = &q.to_ts {
+        hi = hi.min(first_at_or_after(pool, t, head).await?);
+    }
+    let mut lo = 1;
+    if let Some(t) = &q.from_ts {
+        lo = lo.max(first_at_or_after(pool, t, head).await?);
+    }
+    if lo >= hi {
+        return Ok(Vec::new());
+    }
+
+    // The most selective filter drives: its index is sought block by
+    // block. The others are checked on the rows found; `|| ''` keeps the
+    // planner from picking their (less selective) index instead.
+    let mut keys: Vec<(&str, String)> = Vec::new();
+    if let Some(v) = &q.correlation_id {
+        keys.push(("correlation_id", v.clone()));
     }
     if let Some(v) = &q.actor_subject {
-        add(&mut sql, "actor_subject =", v);
+        keys.push(("actor_subject", v.clone()));
     }
     if let Some(v) = &q.actor_client {
-        add(&mut sql, "actor_client =", v);
-    }
-    if let Some(v) = &q.outcome {
-        add(&mut sql, "outcome =", v);
-    }
-    if let Some(v) = &q.correlation_id {
-        add(&mut sql, "correlation_id =", v);
+        keys.push(("actor_client", v.clone()));
     }
     if let Some(prefix) = &q.tenant_path_prefix {
         let levels = crate::event::split_path(Some(prefix));
-        let (column, id) = match levels {
-            [_, _, Some(g)] => ("path_gemeinde =", g),
-            [_, Some(sg), None] => ("path_samtgemeinde =", sg),
-            [Some(k), None, None] => ("path_kreis =", k),
-            _ => return Ok(Vec::new()),
-        };
-        add(&mut sql, column, &id);
-    }
-    // Time never decreases along the chain, so a time range is a range of
-    // sequence numbers: its bounds come from the index on `ts`, and the
-    // scan then walks the primary key (an index on `ts` alone cannot give
-    // "newest first" without sorting the whole range).
-    if let Some(v) = &q.from_ts {
-        let lower: Option<i64> = sqlx::query_scalar(
-            "SELECT seq FROM audit_events WHERE ts >= $1 ORDER BY ts, seq LIMIT 1",
-        )
-        .bind(v)
-        .fetch_optional(pool)
-        .await?;
-        match lower {
-            Some(l) => sql.push_str(&format!(" AND seq >= {l}")),
-            None => return Ok(Vec::new()),
+        if levels[0].is_none() {
+            return Ok(Vec::new());
         }
-        add(&mut sql, "ts >=", v);
-    }
-    if let Some(v) = &q.to_ts {
-        let upper: Option<i64> = sqlx::query_scalar(
-            "SELECT seq FROM audit_events WHERE ts < $1 ORDER BY ts DESC, seq DESC LIMIT 1",
-        )
-        .bind(v)
-        .fetch_optional(pool)
-        .await?;
-        match upper {
-            Some(u) => sql.push_str(&format!(" AND seq <= {u}")),
-            None => return Ok(Vec::new()),
+        for (column, id) in ["path_kreis", "path_samtgemeinde", "path_gemeinde"]
+            .into_iter()
+            .zip(levels)
+        {
+            if let Some(id) = id {
+                keys.push((column, id));
+            }
         }
-        add(&mut sql, "ts <", v);
     }
-    if let Some(seq) = q.before_seq {
-        sql.push_str(&format!(" AND seq < {seq}"));
+    if let Some(v) = &q.action {
+        keys.push(("action", v.clone()));
     }
-    sql.push_str(&format!(
-        " ORDER BY seq DESC LIMIT {}",
-        q.limit.clamp(1, 1000)
-    ));
-    let mut query = sqlx::query_as::<_, StoredEvent>(&sql);
-    for b in &binds {
+    let indexed = !keys.is_empty();
+    let driver = keys.first().map(|(c, _)| *c);
+    if let Some(v) = &q.outcome {
+        keys.push(("outcome", v.clone()));
+    }
+    let mut conds: Vec<String> = Vec::new();
+    let mut binds: Vec<String> = Vec::new();
+    for (column, v) in keys {
+        binds.push(v);
+        let n = binds.len();
+        let drives =
+            Some(column) == driver || (driver == Some("path_kreis") && column.starts_with("path_"));
+        conds.push(if drives {
+            format!("{column} = ${n}")
+        } else {
+            format!("{column} || '' = ${n}")
+        });
+    }
+    let mut filter = String::new();
+    for c in &conds {
+        filter.push_str(" AND ");
+        filter.push_str(c);
+    }
+
+    if !indexed {
+        // Nothing to seek by: the primary key, newest first.
+        let sql = format!(
+            "SELECT {} FROM audit_events WHERE seq >= {lo} AND seq < {hi}{filter} \
+             ORDER BY seq DESC LIMIT {limit}",
+            crate::event::COLUMNS
+        );
+        return fetch(pool, &sql, &binds).await;
+    }
+
+    let mut out: Vec<StoredEvent> = Vec::new();
+    let bottom = lo / BLOCK;
+    let mut top = (hi - 1) / BLOCK;
+    let mut width = 1;
+    while top >= bottom && (out.len() as i64) < limit {
+        let first = (top - width + 1).max(bottom);
+        let blocks: Vec<String> = (first..=top).map(|b| b.to_string()).collect();
+        // The inner query reads only the index; the outer one the rows.
+        let sql = format!(
+            "SELECT {cols} FROM audit_events WHERE seq IN (\
+               SELECT seq FROM audit_events WHERE (seq / {BLOCK}) IN ({blocks}){filter} \
+               AND seq >= {lo} AND seq < {hi} ORDER BY seq DESC LIMIT {rest}) \
+             ORDER BY seq DESC",
+            cols = crate::event::COLUMNS,
+            blocks = blocks.join(","),
+            rest = limit - out.len() as i64,
+        );
+        out.extend(fetch(pool, &sql, &binds).await?);
+        top = first - 1;
+        width = (width * 2).min(MAX_BLOCKS_PER_QUERY);
+    }
+    Ok(out)
+}
+
+async fn fetch(
+    pool: &AnyPool,
+    sql: &str,
+    binds: &[String],
+) -> Result<Vec<StoredEvent>, AuditError> {
+    let mut query = sqlx::query_as::<_, StoredEvent>(sql);
+    for b in binds {
         query = query.bind(b);
     }
     Ok(query.fetch_all(pool).await?)
+}
+
+/// The first sequence number whose time is `t` or later (`head + 1` if
+/// none): time never decreases along the chain, so a binary search on the
+/// primary key finds it. A missing row (the chain was tampered with, which
+/// `verify` reports) counts as its next present one.
+async fn first_at_or_after(pool: &AnyPool, t: &str, head: i64) -> Result<i64, AuditError> {
+    let (mut lo, mut hi) = (1_i64, head + 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, ts FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT 1")
+                .bind(mid)
+                .fetch_optional(pool)
+                .await?;
+        match row {
+            Some((_, ts)) if ts.as_str() >= t => hi = mid,
+            Some((seq, _)) => lo = seq + 1,
+            None => hi = mid,
+        }
+    }
+    Ok(lo)
 }
 
 /// Parses a filter timestamp (RFC 3339, any offset) into the stored form.

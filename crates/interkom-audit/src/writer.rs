@@ -123,8 +123,50 @@ impl AuditLog {
 /// writer of this node, needs no pool, and skips the `Any` driver's argument
 /// conversions on the hottest write path.
 enum WriterConn {
-    Sqlite(SqliteConnection),
+    Sqlite(SqliteConnection, #[allow(dead_code)] Checkpointer),
     Postgres(PgConnection),
+}
+
+/// Copies SQLite's write-ahead log into the database file on a thread of
+/// its own (PASSIVE: it never blocks the writer), so the writer's commits
+/// only append to the log. The writer's own automatic checkpoint stays as a
+/// backstop that bounds the log (it finds most of the work done). Stops
+/// when the writer's connection is dropped.
+struct Checkpointer {
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+/// The writer checkpoints itself only beyond this many log pages.
+const WRITER_AUTOCHECKPOINT_PAGES: &str = "8192";
+
+impl Checkpointer {
+    fn start(path: std::path::PathBuf) -> Checkpointer {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let run = move || {
+            let conn = match rusqlite::Connection::open(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "audit log checkpointer not started");
+                    return;
+                }
+            };
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(Duration::from_millis(50))
+            {
+                let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "audit log checkpoint skipped");
+                }
+            }
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("audit-checkpoint".into())
+            .spawn(run)
+        {
+            tracing::warn!(error = %e, "audit log checkpointer not started");
+        }
+        Checkpointer { _stop: stop }
+    }
 }
 
 impl WriterConn {
@@ -132,8 +174,11 @@ impl WriterConn {
         if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)?
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full);
-            Ok(WriterConn::Sqlite(opts.connect().await?))
+                .synchronous(SqliteSynchronous::Full)
+                .pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES);
+            let conn = opts.connect().await?;
+            let checkpointer = Checkpointer::start(opts.get_filename().to_path_buf());
+            Ok(WriterConn::Sqlite(conn, checkpointer))
         } else {
             Ok(WriterConn::Postgres(
                 PgConnectOptions::from_str(url)?.connect().await?,
@@ -143,14 +188,14 @@ impl WriterConn {
 
     async fn write(&mut self, batch: &[Pending], cps: &mut Checkpoints) -> Result<i64, AuditError> {
         match self {
-            WriterConn::Sqlite(c) => write_sqlite(c, batch, cps).await,
+            WriterConn::Sqlite(c, _) => write_sqlite(c, batch, cps).await,
             WriterConn::Postgres(c) => write_postgres(c, batch, cps).await,
         }
     }
 
     async fn checkpoint(&mut self, cps: &mut Checkpoints) -> Result<(), AuditError> {
         match self {
-            WriterConn::Sqlite(c) => checkpoint_sqlite(c, cps).await,
+            WriterConn::Sqlite(c, _) => checkpoint_sqlite(c, cps).await,
             WriterConn::Postgres(c) => checkpoint_postgres(c, cps).await,
         }
     }

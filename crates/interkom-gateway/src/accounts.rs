@@ -322,6 +322,72 @@ impl Gateway {
     pub async fn find_user(&self, username: &str) -> Result<Option<User>, GatewayError> {
         user_by_username(&self.pool, username).await
     }
+
+    /// An account by its subject id.
+    pub async fn user(&self, id: &str) -> Result<Option<User>, GatewayError> {
+        user_by_id(&self.pool, id).await
+    }
+
+    /// Gives an account a new random password (returned once, for handing
+    /// over on a separate channel) and ends its sessions and tokens.
+    pub async fn reset_password(&self, id: &str) -> Result<String, GatewayError> {
+        // 15 random bytes: 120 bits, 20 characters.
+        let password = crate::crypto::random_token(15);
+        let hash = self.hasher.hash(password.clone()).await?;
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        self.end_sessions_of(id).await?;
+        Ok(password)
+    }
+
+    /// Locks or unlocks an account; locking ends its sessions and tokens.
+    pub async fn set_disabled(&self, id: &str, disabled: bool) -> Result<(), GatewayError> {
+        sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
+            .bind(i64::from(disabled))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if disabled {
+            self.end_sessions_of(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Updates an account's display name and e-mail address.
+    pub async fn set_profile(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        email: Option<&str>,
+    ) -> Result<(), GatewayError> {
+        sqlx::query("UPDATE users SET name = $1, email = $2 WHERE id = $3")
+            .bind(name)
+            .bind(email)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends every session of an account and revokes its refresh tokens.
+    async fn end_sessions_of(&self, id: &str) -> Result<(), GatewayError> {
+        let now = self.clock.now();
+        sqlx::query(
+            "UPDATE token_families SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }
 
 /// A browser session (single sign-on).

@@ -9,7 +9,7 @@ use ring::aead;
 use sha2::Sha256;
 
 /// A random token of `bytes` bytes, base64url without padding.
-pub(crate) fn random_token(bytes: usize) -> String {
+pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::rngs::OsRng.fill_bytes(&mut buf);
     URL_SAFE_NO_PAD.encode(buf)

@@ -42,6 +42,26 @@ pub async fn assign(
     crate::store::touch(pool).await
 }
 
+/// Takes `role` in `tenant` from `subject`; false if it was not held.
+pub async fn unassign(
+    pool: &AnyPool,
+    subject: &str,
+    tenant: &str,
+    role: &str,
+) -> Result<bool, PolicyError> {
+    let n = sqlx::query(
+        "DELETE FROM role_assignments WHERE subject = $1 AND tenant = $2 AND role = $3",
+    )
+    .bind(subject)
+    .bind(tenant)
+    .bind(role)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    crate::store::touch(pool).await?;
+    Ok(n > 0)
+}
+
 /// The roles `subject` holds in `tenant`, sorted.
 pub async fn roles_in(
     pool: &AnyPool,

@@ -78,5 +78,8 @@ pub async fn migrate(pool: &AnyPool) -> anyhow::Result<()> {
     interkom_gateway::migrate(pool)
         .await
         .context("gateway migrations")?;
+    interkom_admin::migrate(pool)
+        .await
+        .context("admin migrations")?;
     Ok(())
 }

@@ -1,0 +1,254 @@
+//! What every admin resource shares: JSON bodies read strictly, entity tags
+//! for optimistic concurrency, and the `admin_change` audit event.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use interkom_audit::{Action, AuditEvent, Outcome};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::auth::Caller;
+use crate::{AdminState, Problem};
+
+/// A JSON request body. Unknown fields, wrong types and other content types
+/// are refused with a problem naming the cause (never axum's plain text).
+pub(crate) struct JsonBody<T>(pub(crate) T);
+
+impl<T: DeserializeOwned> FromRequest<AdminState> for JsonBody<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &AdminState) -> Result<Self, Problem> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the body must be application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body could not be read: {e}"),
+            )
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| Problem::bad_request(format!("invalid body: {e}")))
+    }
+}
+
+/// A strong entity tag: the SHA-256 of the representation.
+pub(crate) fn etag(v: &impl Serialize) -> String {
+    let bytes = serde_json::to_vec(v).unwrap_or_default();
+    let digest = Sha256::digest(&bytes);
+    format!("\"{}\"", hex::encode(&digest[..16]))
+}
+
+/// An update must name the version it changes (`If-Match`): 428 without
+/// it, 412 when someone changed the entity in between.
+pub(crate) fn check_if_match(headers: &HeaderMap, current: &str) -> Result<(), Problem> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Err(Problem::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "an update needs If-Match with the entity's ETag",
+        ));
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| Problem::bad_request("malformed If-Match"))?;
+    if v.split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t == current)
+    {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::PRECONDITION_FAILED,
+            "the entity was changed meanwhile: read it again (ETag) and retry",
+        ))
+    }
+}
+
+/// A JSON response with the entity's tag.
+pub(crate) fn tagged(status: StatusCode, v: &impl Serialize) -> Response {
+    let tag = etag(v);
+    let mut r = (status, axum::Json(v)).into_response();
+    if let Ok(t) = HeaderValue::from_str(&tag) {
+        r.headers_mut().insert(header::ETAG, t);
+    }
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// A JSON response without a tag (lists, results).
+pub(crate) fn json(status: StatusCode, v: Value) -> Response {
+    let mut r = (status, axum::Json(v)).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// One administrative change (or a refused attempt) for the audit trail.
+pub(crate) struct Change<'a> {
+    /// What was changed: `users/<id>`, `policy/lines`, `grants/<id>`, …
+    pub(crate) target: String,
+    /// The operation: `user.create`, `user.roles.add`, `policy.change`, …
+    pub(crate) op: &'a str,
+    /// The tenant the change belongs to (its subtree sees the event).
+    pub(crate) tenant: Option<String>,
+    pub(crate) before: Value,
+    pub(crate) after: Value,
+    /// The second administrator who approved it (four-eyes).
+    pub(crate) approver: Option<String>,
+    /// Anything else worth keeping (what-if, proposal id).
+    pub(crate) extra: Value,
+}
+
+impl<'a> Change<'a> {
+    pub(crate) fn new(op: &'a str, target: impl Into<String>, tenant: Option<String>) -> Self {
+        Change {
+            target: target.into(),
+            op,
+            tenant,
+            before: Value::Null,
+            after: Value::Null,
+            approver: None,
+            extra: Value::Null,
+        }
+    }
+}
+
+fn change_event(
+    state: &AdminState,
+    caller: &Caller,
+    c: &Change<'_>,
+    outcome: Outcome,
+) -> AuditEvent {
+    let mut ev = AuditEvent::new(Action::AdminChange, outcome)
+        .subject(&caller.subject, caller.tenant.clone())
+        .correlation(caller.request_id.clone())
+        .target(c.target.clone())
+        .details(json!({
+            "op": c.op,
+            "before": c.before,
+            "after": c.after,
+            "approver": c.approver,
+            "extra": c.extra,
+        }));
+    if let Some(t) = c.tenant.as_deref().and_then(|t| state.0.tenants.get(t)) {
+        ev = ev.tenant(t.id.clone(), t.path_string());
+    }
+    if let Some(cl) = &caller.client {
+        ev = ev.client(cl);
+    }
+    ev
+}
+
+/// Records a change; it is durable before the caller hears of success.
+pub(crate) async fn record(
+    state: &AdminState,
+    caller: &Caller,
+    c: &Change<'_>,
+) -> Result<(), Problem> {
+    state
+        .0
+        .audit
+        .append(change_event(state, caller, c, Outcome::Success))
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            tracing::error!(error = %e, "audit store unavailable");
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the audit store is unavailable",
+            )
+        })
+}
+
+/// A refused attempt: audited, then 403 naming why.
+pub(crate) async fn refuse(
+    state: &AdminState,
+    caller: &Caller,
+    c: &Change<'_>,
+    why: &str,
+) -> Problem {
+    let ev = change_event(state, caller, c, Outcome::Denied).reason(why);
+    if let Err(e) = state.0.audit.append(ev).await {
+        tracing::error!(error = %e, "audit store unavailable");
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the audit store is unavailable",
+        );
+    }
+    Problem::forbidden(why)
+}
+
+/// A database failure: logged, 500 without details.
+pub(crate) fn internal(e: impl std::fmt::Display) -> Problem {
+    tracing::error!(error = %e, "admin request failed");
+    Problem::internal()
+}
+
+/// Page size and cursor of a list.
+pub(crate) fn page_limit(limit: Option<&str>) -> Result<i64, Problem> {
+    match limit {
+        None => Ok(100),
+        Some(l) => l
+            .parse::<i64>()
+            .ok()
+            .filter(|l| (1..=1000).contains(l))
+            .ok_or_else(|| Problem::bad_request("`limit` must be between 1 and 1000")),
+    }
+}
+
+/// Query parameters, strictly.
+pub(crate) fn parse_query<T: DeserializeOwned + Default>(
+    raw: Option<String>,
+) -> Result<T, Problem> {
+    match raw {
+        None => Ok(T::default()),
+        Some(r) => serde_urlencoded::from_str(&r)
+            .map_err(|e| Problem::bad_request(format!("invalid query: {e}"))),
+    }
+}
+
+/// Path parameters; a malformed one is a 400 problem.
+pub(crate) struct Ids<T>(pub(crate) T);
+
+impl<T: DeserializeOwned + Send> axum::extract::FromRequestParts<AdminState> for Ids<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AdminState,
+    ) -> Result<Self, Problem> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(t)| Ids(t))
+            .map_err(|e| Problem::bad_request(format!("invalid path: {e}")))
+    }
+}
+
+/// The caller's scope; someone who administers nothing is refused (and
+/// the attempt audited).
+pub(crate) async fn admin_scope(
+    state: &AdminState,
+    caller: &Caller,
+    c: &Change<'_>,
+) -> Result<crate::scope::Scope, Problem> {
+    let scope = crate::scope::Scope::load(&state.0.pool, caller).await?;
+    if !scope.is_admin() {
+        return Err(refuse(state, caller, c, "the caller administers no tenant").await);
+    }
+    Ok(scope)
+}

@@ -1,0 +1,360 @@
+//! Grants: access across the levels (upwards, sideways) for a purpose and a
+//! time. The administrator of the resource's tenant grants; nobody grants
+//! an action they may not perform themselves; a grant on a `sehr_hoch`
+//! resource works only once someone other than the grantor approved it.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use interkom_policy::engine::{AuthContext, ResourceRef, SubjectRef};
+use interkom_policy::store::Grant;
+use interkom_policy::{Loa, PolicyError, ProtectionNeed};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::{self, admin_scope, record, refuse, Change, Ids, JsonBody};
+use crate::auth::Caller;
+use crate::scope::Scope;
+use crate::{AdminState, Problem};
+
+const GRANT_COLUMNS: &str = "id, grantee, resource, actions, purpose, not_before, expires_at, \
+     grantor, approver, approved_at, revoked_at";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct GrantRow {
+    id: String,
+    grantee: String,
+    resource: String,
+    actions: String,
+    purpose: String,
+    not_before: Option<i64>,
+    expires_at: i64,
+    grantor: String,
+    approver: Option<String>,
+    approved_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+impl GrantRow {
+    fn view(&self) -> Value {
+        json!({
+            "id": self.id, "grantee": self.grantee, "resource": self.resource,
+            "actions": self.actions.split(' ').collect::<Vec<_>>(), "purpose": self.purpose,
+            "not_before": self.not_before, "expires_at": self.expires_at, "grantor": self.grantor,
+            "approver": self.approver, "approved_at": self.approved_at, "revoked_at": self.revoked_at,
+        })
+    }
+}
+
+/// The owner tenant of a resource and its overall protection need.
+fn resource_info(state: &AdminState, id: &str) -> Option<(Option<String>, ProtectionNeed)> {
+    let snap = state.0.gateway.policy().snapshot();
+    snap.resource(id)
+        .map(|r| (r.owner.clone(), r.protection.overall()))
+}
+
+fn owner_covered(state: &AdminState, scope: &Scope, owner: &Option<String>) -> bool {
+    match owner {
+        Some(o) => state.0.tenants.get(o).is_some_and(|t| scope.covers(t)),
+        // A resource of no tenant belongs to the administrators of every Kreis.
+        None => state
+            .0
+            .tenants
+            .iter()
+            .filter(|t| t.parent.is_none())
+            .all(|t| scope.covers(t)),
+    }
+}
+
+/// `GET /grants`: the grants on resources the caller administers.
+pub(crate) async fn list(State(state): State<AdminState>, caller: Caller) -> Response {
+    let res: Result<Response, Problem> = async {
+        let c = Change::new("grant.list", "grants", None);
+        let scope = admin_scope(&state, &caller, &c).await?;
+        let rows: Vec<GrantRow> = sqlx::query_as(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants ORDER BY created_at DESC, id"
+        ))
+        .fetch_all(&state.0.pool)
+        .await
+        .map_err(api::internal)?;
+        let list: Vec<Value> = rows
+            .iter()
+            .filter(|g| {
+                resource_info(&state, &g.resource)
+                    .is_some_and(|(owner, _)| owner_covered(&state, &scope, &owner))
+            })
+            .map(GrantRow::view)
+            .collect();
+        Ok(api::json(StatusCode::OK, json!({ "grants": list })))
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewGrant {
+    /// `user:<username or id>`, `<role>@<tenant>` or `*@<tenant>`.
+    grantee: String,
+    resource: String,
+    actions: Vec<String>,
+    purpose: String,
+    /// RFC 3339.
+    expires_at: String,
+    #[serde(default)]
+    not_before: Option<String>,
+}
+
+fn rfc3339(name: &str, s: &str) -> Result<i64, Problem> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|_| Problem::bad_request(format!("`{name}` must be an RFC 3339 time")))
+}
+
+async fn check_grantee(state: &AdminState, grantee: &str) -> Result<(), Problem> {
+    let bad = |m: String| Err(Problem::bad_request(m));
+    if let Some(user) = grantee.strip_prefix("user:") {
+        let known = match state
+            .0
+            .gateway
+            .find_user(user)
+            .await
+            .map_err(api::internal)?
+        {
+            Some(_) => true,
+            None => state
+                .0
+                .gateway
+                .user(user)
+                .await
+                .map_err(api::internal)?
+                .is_some(),
+        };
+        return if known {
+            Ok(())
+        } else {
+            bad(format!("unknown user `{user}`"))
+        };
+    }
+    let Some((role, tenant)) = grantee.split_once('@') else {
+        return bad("`grantee`: user:<name>, <role>@<tenant> or *@<tenant>".into());
+    };
+    if state.0.tenants.get(tenant).is_none() {
+        return bad(format!("unknown tenant `{tenant}`"));
+    }
+    if role != "*"
+        && !state
+            .0
+            .gateway
+            .policy()
+            .policy_set()
+            .roles
+            .contains_key(role)
+    {
+        return bad(format!("unknown role `{role}`"));
+    }
+    Ok(())
+}
+
+/// `POST /grants`: records a grant, unapproved; the grantor is the caller.
+pub(crate) async fn create(
+    State(state): State<AdminState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<NewGrant>,
+) -> Response {
+    let res: Result<Response, Problem> = async {
+        let mut c = Change::new("grant.create", "grants", None);
+        let scope = admin_scope(&state, &caller, &c).await?;
+        let (owner, need) = resource_info(&state, &body.resource)
+            .ok_or_else(|| Problem::bad_request(format!("unknown resource `{}`", body.resource)))?;
+        c.tenant = owner.clone();
+        if body.purpose.trim().is_empty() || body.purpose.chars().count() > 500 {
+            return Err(Problem::bad_request("`purpose`: 1 to 500 characters"));
+        }
+        if body.actions.is_empty()
+            || body.actions.len() > 20
+            || body.actions.iter().any(|a| {
+                a.is_empty() || a == "*" || a.len() > 64 || !a.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            })
+        {
+            return Err(Problem::bad_request("`actions`: 1 to 20 action names (no `*`)"));
+        }
+        check_grantee(&state, &body.grantee).await?;
+        let now = state.0.gateway.clock().now();
+        let expires_at = rfc3339("expires_at", &body.expires_at)?;
+        let not_before = body.not_before.as_deref().map(|s| rfc3339("not_before", s)).transpose()?;
+        if expires_at <= now {
+            return Err(Problem::bad_request("`expires_at` must lie in the future"));
+        }
+        if not_before.is_some_and(|n| n >= expires_at) {
+            return Err(Problem::bad_request("`not_before` must come before `expires_at`"));
+        }
+        c.after = json!({ "grantee": body.grantee, "resource": body.resource, "actions": body.actions, "purpose": body.purpose, "expires_at": expires_at, "not_before": not_before });
+        if !owner_covered(&state, &scope, &owner) {
+            return Err(refuse(&state, &caller, &c, "the resource is outside the caller's subtree").await);
+        }
+        // Nobody grants what they may not do themselves (judged by the rules
+        // alone, as if the caller had the strongest, freshest login).
+        let snap = state.0.gateway.policy().snapshot();
+        let ctx = AuthContext { acr: Some(Loa::High), auth_time: Some(now), second_factor: true, now };
+        for a in &body.actions {
+            let d = snap.decide(SubjectRef::User(&caller.subject), a, ResourceRef::id(&body.resource), &ctx);
+            if !d.allowed() {
+                let why = format!("the caller may not `{a}` on `{}` and cannot grant it", body.resource);
+                return Err(refuse(&state, &caller, &c, &why).await);
+            }
+        }
+        let grant = Grant {
+            id: uuid::Uuid::new_v4().to_string(),
+            grantee: body.grantee.clone(),
+            resource: body.resource.clone(),
+            actions: body.actions.clone(),
+            purpose: body.purpose.clone(),
+            not_before,
+            expires_at,
+            grantor: caller.subject.clone(),
+            approver: None,
+            approved_at: None,
+            revoked_at: None,
+        };
+        interkom_policy::store::add_grant(&state.0.pool, &grant, "admin", now)
+            .await
+            .map_err(|e| match e {
+                PolicyError::Invalid(m) => Problem::bad_request(m),
+                e => api::internal(e),
+            })?;
+        state.0.gateway.policy().reload().await.map_err(api::internal)?;
+        c.target = format!("grants/{}", grant.id);
+        c.after = serde_json::to_value(&grant).unwrap_or(Value::Null);
+        record(&state, &caller, &c).await?;
+        let approval = need == ProtectionNeed::SehrHoch;
+        Ok(api::json(
+            StatusCode::CREATED,
+            json!({ "grant": grant, "requires_approval": approval }),
+        ))
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn grant_in_scope(
+    state: &AdminState,
+    caller: &Caller,
+    scope: &Scope,
+    id: &str,
+    c: &mut Change<'_>,
+) -> Result<GrantRow, Problem> {
+    let row: GrantRow =
+        sqlx::query_as(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&state.0.pool)
+            .await
+            .map_err(api::internal)?
+            .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no grant `{id}`")))?;
+    c.before = row.view();
+    let owner = resource_info(state, &row.resource).and_then(|(o, _)| o);
+    c.tenant = owner.clone();
+    if !owner_covered(state, scope, &owner) {
+        return Err(refuse(
+            state,
+            caller,
+            c,
+            "the grant's resource is outside the caller's subtree",
+        )
+        .await);
+    }
+    Ok(row)
+}
+
+/// `POST /grants/{id}/approve`: the second pair of eyes.
+pub(crate) async fn approve(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Ids(id): Ids<String>,
+) -> Response {
+    let res: Result<Response, Problem> = async {
+        let mut c = Change::new("grant.approve", format!("grants/{id}"), None);
+        let scope = admin_scope(&state, &caller, &c).await?;
+        let row = grant_in_scope(&state, &caller, &scope, &id, &mut c).await?;
+        if row.approver.is_some() {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "the grant is approved already",
+            ));
+        }
+        let now = state.0.gateway.clock().now();
+        match interkom_policy::store::approve_grant(&state.0.pool, &id, &caller.subject, now).await
+        {
+            Ok(()) => {}
+            Err(PolicyError::Invalid(m)) if m.contains("grantor") => {
+                return Err(refuse(
+                    &state,
+                    &caller,
+                    &c,
+                    "the grantor cannot approve their own grant",
+                )
+                .await)
+            }
+            Err(PolicyError::Invalid(m)) => return Err(Problem::new(StatusCode::CONFLICT, m)),
+            Err(e) => return Err(api::internal(e)),
+        }
+        state
+            .0
+            .gateway
+            .policy()
+            .reload()
+            .await
+            .map_err(api::internal)?;
+        let after = refetch(&state, &id).await?;
+        c.after = after.view();
+        c.approver = Some(caller.subject.clone());
+        record(&state, &caller, &c).await?;
+        Ok(api::json(StatusCode::OK, json!({ "grant": after.view() })))
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /grants/{id}/revoke`: ends a grant at once.
+pub(crate) async fn revoke(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Ids(id): Ids<String>,
+) -> Response {
+    let res: Result<Response, Problem> = async {
+        let mut c = Change::new("grant.revoke", format!("grants/{id}"), None);
+        let scope = admin_scope(&state, &caller, &c).await?;
+        grant_in_scope(&state, &caller, &scope, &id, &mut c).await?;
+        let now = state.0.gateway.clock().now();
+        let revoked = interkom_policy::store::revoke_grant(&state.0.pool, &id, now)
+            .await
+            .map_err(api::internal)?;
+        if !revoked {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "the grant is revoked already",
+            ));
+        }
+        state
+            .0
+            .gateway
+            .policy()
+            .reload()
+            .await
+            .map_err(api::internal)?;
+        let after = refetch(&state, &id).await?;
+        c.after = after.view();
+        record(&state, &caller, &c).await?;
+        Ok(api::json(StatusCode::OK, json!({ "grant": after.view() })))
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn refetch(state: &AdminState, id: &str) -> Result<GrantRow, Problem> {
+    sqlx::query_as(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"))
+        .bind(id)
+        .fetch_one(&state.0.pool)
+        .await
+        .map_err(api::internal)
+}

@@ -1,0 +1,806 @@
+//! The live policy: lines, resources with their protection needs, and the
+//! four-eyes proposals for whatever touches a `sehr_hoch` resource.
+//!
+//! Every change is previewed by the engine's what-if (the decisions it
+//! would flip) before it is applied; a change that touches a `sehr_hoch`
+//! resource is stored as a proposal and applied only when a second
+//! administrator approves it.
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use interkom_policy::{Flip, ProtectionNeed, ResourceSpec, RuleLine, Tenant};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::api::{self, admin_scope, check_if_match, record, refuse, Change, Ids, JsonBody};
+use crate::auth::Caller;
+use crate::scope::Scope;
+use crate::{AdminState, Problem};
+
+/// Most lines in one change.
+const MAX_LINES: usize = 100;
+
+/// A resource row as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct ResourceRow {
+    id: String,
+    name: Option<String>,
+    kind: String,
+    owner: Option<String>,
+    client_id: Option<String>,
+    confidentiality: String,
+    integrity: String,
+    availability: String,
+}
+
+impl ResourceRow {
+    fn spec(&self) -> Option<ResourceSpec> {
+        Some(ResourceSpec {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            kind: self.kind.clone(),
+            owner: self.owner.clone(),
+            client: self.client_id.clone(),
+            protection: interkom_policy::Protection {
+                c: ProtectionNeed::parse(&self.confidentiality)?,
+                i: ProtectionNeed::parse(&self.integrity)?,
+                a: ProtectionNeed::parse(&self.availability)?,
+            },
+        })
+    }
+}
+
+async fn resources(state: &AdminState) -> Result<Vec<ResourceSpec>, Problem> {
+    let rows: Vec<ResourceRow> = sqlx::query_as(
+        "SELECT id, name, kind, owner, client_id, confidentiality, integrity, availability \
+         FROM resources ORDER BY id",
+    )
+    .fetch_all(&state.0.pool)
+    .await
+    .map_err(api::internal)?;
+    Ok(rows.iter().filter_map(ResourceRow::spec).collect())
+}
+
+/// Where a change applies: inside one tenant's subtree, or everywhere
+/// (lines for `*` or a kind, resources of no tenant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Place {
+    Tenant(String),
+    Everywhere,
+}
+
+impl Place {
+    fn tenant(&self) -> Option<String> {
+        match self {
+            Place::Tenant(t) => Some(t.clone()),
+            Place::Everywhere => None,
+        }
+    }
+}
+
+/// Whether the caller administers `place`.
+fn may_change(state: &AdminState, scope: &Scope, place: &Place) -> bool {
+    match place {
+        Place::Tenant(t) => state.0.tenants.get(t).is_some_and(|t| scope.covers(t)),
+        Place::Everywhere => {
+            let roots: Vec<&Tenant> = state
+                .0
+                .tenants
+                .iter()
+                .filter(|t| t.parent.is_none())
+                .collect();
+            !roots.is_empty() && scope.covers_everything(&roots)
+        }
+    }
+}
+
+/// The place of a policy line: `p` lines by their object (a resource's
+/// owner; a kind or `*` is everywhere), `g` lines by their Samtgemeinde.
+fn line_place(state: &AdminState, all: &[ResourceSpec], line: &RuleLine) -> Result<Place, Problem> {
+    let v = |i: usize| line.values.get(i).map(String::as_str).unwrap_or("");
+    if line.ptype == "g" {
+        return match state.0.tenants.get(v(0)) {
+            Some(t) => Ok(Place::Tenant(t.id.clone())),
+            None => Err(Problem::bad_request(format!(
+                "`{}`: unknown tenant `{}`",
+                line.to_csv(),
+                v(0)
+            ))),
+        };
+    }
+    Ok(match all.iter().find(|r| r.id == v(1)) {
+        Some(ResourceSpec { owner: Some(o), .. }) => Place::Tenant(o.clone()),
+        _ => Place::Everywhere,
+    })
+}
+
+/// Whether a line or the flips of a change concern a `sehr_hoch` resource.
+fn touches_sehr_hoch(all: &[ResourceSpec], lines: &[&RuleLine], flips: &[Flip]) -> bool {
+    let sehr_hoch = |r: &&ResourceSpec| r.protection.overall() == ProtectionNeed::SehrHoch;
+    let by_line = lines.iter().any(|l| {
+        l.ptype == "p"
+            && all
+                .iter()
+                .filter(sehr_hoch)
+                .any(|r| l.values[1] == "*" || l.values[1] == r.id || l.values[1] == r.kind)
+    });
+    let by_flip = flips
+        .iter()
+        .any(|f| all.iter().filter(sehr_hoch).any(|r| r.id == f.resource));
+    by_line || by_flip
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PolicyChangeBody {
+    /// Lines to add, as in `baseline.csv` (`p, role, object, action, reach, effect, condition`).
+    #[serde(default)]
+    add: Vec<String>,
+    /// Lines to remove.
+    #[serde(default)]
+    remove: Vec<String>,
+    /// Why (kept with the change).
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+struct Lines {
+    add: Vec<RuleLine>,
+    remove: Vec<RuleLine>,
+}
+
+fn parse_lines(body: &PolicyChangeBody) -> Result<Lines, Problem> {
+    if body.add.is_empty() && body.remove.is_empty() {
+        return Err(Problem::bad_request("name lines to `add` or `remove`"));
+    }
+    if body.add.len() + body.remove.len() > MAX_LINES {
+        return Err(Problem::bad_request(format!(
+            "at most {MAX_LINES} lines per change"
+        )));
+    }
+    if body
+        .comment
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > 500)
+    {
+        return Err(Problem::bad_request("`comment`: at most 500 characters"));
+    }
+    let parse = |s: &String| {
+        let line = RuleLine::parse(s).map_err(|e| Problem::bad_request(format!("`{s}`: {e}")))?;
+        // What is stored must read back as the same line.
+        if RuleLine::parse(&line.to_csv()).as_ref() != Ok(&line) {
+            return Err(Problem::bad_request(format!("`{s}` is not a policy line")));
+        }
+        Ok(line)
+    };
+    Ok(Lines {
+        add: body.add.iter().map(parse).collect::<Result<_, _>>()?,
+        remove: body.remove.iter().map(parse).collect::<Result<_, _>>()?,
+    })
+}
+
+/// The what-if of a change of lines, and whether it needs four eyes.
+async fn preview(
+    state: &AdminState,
+    all: &[ResourceSpec],
+    lines: &Lines,
+) -> Result<(Vec<Flip>, bool), Problem> {
+    let change = interkom_policy::Change {
+        add: lines.add.clone(),
+        remove: lines.remove.clone(),
+        ..Default::default()
+    };
+    let now = state.0.gateway.clock().now();
+    let flips = state
+        .0
+        .gateway
+        .policy()
+        .what_if(&change, now)
+        .await
+        .map_err(api::internal)?;
+    let touched: Vec<&RuleLine> = lines.add.iter().chain(&lines.remove).collect();
+    let four_eyes = touches_sehr_hoch(all, &touched, &flips);
+    Ok((flips, four_eyes))
+}
+
+/// Checks that the caller may change every line; returns the change's
+/// place (the common tenant, or everywhere).
+async fn authorize_lines(
+    state: &AdminState,
+    caller: &Caller,
+    scope: &Scope,
+    all: &[ResourceSpec],
+    lines: &Lines,
+    c: &Change<'_>,
+) -> Result<Place, Problem> {
+    let mut places = Vec::new();
+    for line in lines.add.iter().chain(&lines.remove) {
+        let place = line_place(state, all, line)?;
+        if !may_change(state, scope, &place) {
+            let why = match &place {
+                Place::Tenant(t) => format!("`{}` belongs to `{t}`, outside the caller's subtree", line.to_csv()),
+                Place::Everywhere => format!(
+                    "`{}` applies to every tenant: only an administrator of the whole Kreis may change it",
+                    line.to_csv()
+                ),
+            };
+            return Err(refuse(state, caller, c, &why).await);
+        }
+        places.push(place);
+    }
+    places.dedup();
+    Ok(match places.as_slice() {
+        [one] => one.clone(),
+        _ => Place::Everywhere,
+    })
+}
+
+/// `GET /policy/lines`: the live policy's lines, with their origin.
+pub(crate) async fn lines(State(state): State<AdminState>, caller: Caller) -> Response {
+    let res: Result<Response, Problem> = async {
+        let c = Change::new("policy.read", "policy/lines", None);
+        admin_scope(&state, &caller, &c).await?;
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            ptype: String,
+            v0: String,
+            v1: String,
+            v2: String,
+            v3: String,
+            v4: String,
+            v5: String,
+            source: String,
+        }
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT ptype, v0, v1, v2, v3, v4, v5, source FROM policy_rules \
+             ORDER BY ptype, v0, v1, v2, v3, v4, v5",
+        )
+        .fetch_all(&state.0.pool)
+        .await
+        .map_err(api::internal)?;
+        let lines: Vec<Value> = rows
+            .into_iter()
+            .map(|r| {
+                let n = if r.ptype == "p" { 6 } else { 2 };
+                let values = [r.v0, r.v1, r.v2, r.v3, r.v4, r.v5];
+                let line = RuleLine {
+                    ptype: r.ptype,
+                    values: values.into_iter().take(n).collect(),
+                };
+                json!({ "line": line.to_csv(), "source": r.source })
+            })
+            .collect();
+        let version = state.0.gateway.policy().snapshot().version;
+        Ok(api::json(
+            StatusCode::OK,
+            json!({ "version": version, "lines": lines }),
+        ))
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /policy/what-if`: the decisions a change would flip, and whether
+/// it would need a second administrator. Changes nothing.
+pub(crate) async fn what_if(
+    State(state): State<AdminState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<PolicyChangeBody>,
+) -> Response {
+    let res: Result<Response, Problem> = async {
+        let c = Change::new("policy.what_if", "policy/lines", None);
+        admin_scope(&state, &caller, &c).await?;
+        let lines = parse_lines(&body)?;
+        let all = resources(&state).await?;
+        let (flips, four_eyes) = preview(&state, &all, &lines).await?;
+        Ok(api::json(
+            StatusCode::OK,
+            json!({ "flips": flips, "requires_approval": four_eyes }),
+        ))
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /policy/changes`: applies a change of lines after its what-if, or
+/// (touching `sehr_hoch`) records it as a proposal: 202 with its id.
+pub(crate) async fn change(
+    State(state): State<AdminState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<PolicyChangeBody>,
+) -> Response {
+    let res: Result<Response, Problem> = async {
+        let mut c = Change::new("policy.change", "policy/lines", None);
+        c.after = serde_json::to_value(&body).unwrap_or(Value::Null);
+        let scope = admin_scope(&state, &caller, &c).await?;
+        let lines = parse_lines(&body)?;
+        let all = resources(&state).await?;
+        let place = authorize_lines(&state, &caller, &scope, &all, &lines, &c).await?;
+        c.tenant = place.tenant();
+        let (flips, four_eyes) = preview(&state, &all, &lines).await?;
+        if four_eyes {
+            let payload = serde_json::to_value(&body).unwrap_or(Value::Null);
+            let id = propose(&state, &caller, "policy_change", &payload, &place, &flips, &mut c).await?;
+            return Ok(api::json(
+                StatusCode::ACCEPTED,
+                json!({ "applied": false, "proposal": id, "flips": flips, "requires_approval": true }),
+            ));
+        }
+        let result = apply_lines(&state, &lines).await?;
+        c.before = json!({ "present": result.removed });
+        c.after = json!({ "added": result.added, "removed": result.removed, "comment": body.comment });
+        c.extra = json!({ "flips": flips });
+        record(&state, &caller, &c).await?;
+        Ok(api::json(
+            StatusCode::OK,
+            json!({ "applied": true, "added": result.added, "removed": result.removed, "flips": flips }),
+        ))
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+struct Applied {
+    added: Vec<String>,
+    removed: Vec<String>,
+}
+
+async fn apply_lines(state: &AdminState, lines: &Lines) -> Result<Applied, Problem> {
+    let pool = &state.0.pool;
+    let now = state.0.gateway.clock().now();
+    let mut out = Applied {
+        added: Vec::new(),
+        removed: Vec::new(),
+    };
+    for l in &lines.remove {
+        if interkom_policy::store::remove_rule(pool, l)
+            .await
+            .map_err(api::internal)?
+        {
+            out.removed.push(l.to_csv());
+        }
+    }
+    for l in &lines.add {
+        if interkom_policy::store::add_rule(pool, l, "admin", now)
+            .await
+            .map_err(|e| match e {
+                interkom_policy::PolicyError::Invalid(m) => Problem::bad_request(m),
+                e => api::internal(e),
+            })?
+        {
+            out.added.push(l.to_csv());
+        }
+    }
+    state
+        .0
+        .gateway
+        .policy()
+        .reload()
+        .await
+        .map_err(api::internal)?;
+    Ok(out)
+}
+
+/// Stores a proposal; audited as a change of its own.
+async fn propose(
+    state: &AdminState,
+    caller: &Caller,
+    kind: &str,
+    payload: &Value,
+    place: &Place,
+    flips: &[Flip],
+    c: &mut Change<'_>,
+) -> Result<String, Problem> {
+    let id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO admin_proposals (id, kind, payload, tenant, proposer, what_if, status, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7)",
+    )
+    .bind(&id)
+    .bind(kind)
+    .bind(payload.to_string())
+    .bind(place.tenant())
+    .bind(&caller.subject)
+    .bind(serde_json::to_string(flips).unwrap_or_default())
+    .bind(state.0.gateway.clock().now())
+    .execute(&state.0.pool)
+    .await
+    .map_err(api::internal)?;
+    c.op = "proposal.create";
+    c.target = format!("proposals/{id}");
+    c.extra = json!({ "kind": kind, "flips": flips });
+    record(state, caller, c).await?;
+    Ok(id)
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub(crate) struct ProposalRow {
+    id: String,
+    kind: String,
+    payload: String,
+    tenant: Option<String>,
+    proposer: String,
+    what_if: String,
+    status: String,
+    decided_by: Option<String>,
+    created_at: i64,
+    decided_at: Option<i64>,
+}
+
+impl ProposalRow {
+    fn view(&self) -> Value {
+        json!({
+            "id": self.id, "kind": self.kind,
+            "change": serde_json::from_str::<Value>(&self.payload).unwrap_or(Value::Null),
+            "tenant": self.tenant, "proposer": self.proposer,
+            "flips": serde_json::from_str::<Value>(&self.what_if).unwrap_or(Value::Null),
+            "status": self.status, "decided_by": self.decided_by,
+            "created_at": self.created_at, "decided_at": self.decided_at,
+        })
+    }
+    fn place(&self) -> Place {
+        match &self.tenant {
+            Some(t) => Place::Tenant(t.clone()),
+            None => Place::Everywhere,
+        }
+    }
+}
+
+const PROPOSAL_COLUMNS: &str =
+    "id, kind, payload, tenant, proposer, what_if, status, decided_by, created_at, decided_at";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProposalQuery {
+    status: Option<String>,
+}
+
+/// `GET /proposals[?status=pending|applied|rejected]`: the proposals of the
+/// caller's subtree, newest first.
+pub(crate) async fn proposals(
+    State(state): State<AdminState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let res: Result<Response, Problem> = async {
+        let q: ProposalQuery = api::parse_query(raw)?;
+        if let Some(s) = &q.status {
+            if !matches!(s.as_str(), "pending" | "applied" | "rejected") {
+                return Err(Problem::bad_request(
+                    "`status` must be pending, applied or rejected",
+                ));
+            }
+        }
+        let c = Change::new("proposal.list", "proposals", None);
+        let scope = admin_scope(&state, &caller, &c).await?;
+        let rows: Vec<ProposalRow> = sqlx::query_as(&format!(
+            "SELECT {PROPOSAL_COLUMNS} FROM admin_proposals ORDER BY created_at DESC, id LIMIT 1000"
+        ))
+        .fetch_all(&state.0.pool)
+        .await
+        .map_err(api::internal)?;
+        let list: Vec<Value> = rows
+            .iter()
+            .filter(|p| q.status.as_ref().is_none_or(|s| *s == p.status))
+            .filter(|p| may_change(&state, &scope, &p.place()))
+            .map(ProposalRow::view)
+            .collect();
+        Ok(api::json(StatusCode::OK, json!({ "proposals": list })))
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn proposal_in_scope(
+    state: &AdminState,
+    caller: &Caller,
+    scope: &Scope,
+    id: &str,
+    c: &Change<'_>,
+) -> Result<ProposalRow, Problem> {
+    let row: ProposalRow = sqlx::query_as(&format!(
+        "SELECT {PROPOSAL_COLUMNS} FROM admin_proposals WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&state.0.pool)
+    .await
+    .map_err(api::internal)?
+    .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no proposal `{id}`")))?;
+    if !may_change(state, scope, &row.place()) {
+        return Err(refuse(
+            state,
+            caller,
+            c,
+            "the proposal is outside the caller's subtree",
+        )
+        .await);
+    }
+    Ok(row)
+}
+
+/// `GET /proposals/{id}`.
+pub(crate) async fn proposal(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Ids(id): Ids<String>,
+) -> Response {
+    let res: Result<Response, Problem> = async {
+        let c = Change::new("proposal.read", format!("proposals/{id}"), None);
+        let scope = admin_scope(&state, &caller, &c).await?;
+        let row = proposal_in_scope(&state, &caller, &scope, &id, &c).await?;
+        Ok(api::tagged(StatusCode::OK, &row.view()))
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /proposals/{id}/approve`: a second administrator (not the
+/// proposer, with the same reach over the change) applies it.
+pub(crate) async fn approve(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Ids(id): Ids<String>,
+) -> Response {
+    let res: Result<Response, Problem> = async {
+        let mut c = Change::new("proposal.approve", format!("proposals/{id}"), None);
+        let scope = admin_scope(&state, &caller, &c).await?;
+        let row = proposal_in_scope(&state, &caller, &scope, &id, &c).await?;
+        c.tenant = row.tenant.clone();
+        if row.status != "pending" {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                format!("the proposal is {} already", row.status),
+            ));
+        }
+        if row.proposer == caller.subject {
+            return Err(refuse(&state, &caller, &c, "a proposal needs a second administrator: the proposer cannot approve it").await);
+        }
+        // Claim it first: of two approvers at once, one applies it.
+        let now = state.0.gateway.clock().now();
+        let claimed = sqlx::query(
+            "UPDATE admin_proposals SET status = 'applied', decided_by = $1, decided_at = $2 \
+             WHERE id = $3 AND status = 'pending'",
+        )
+        .bind(&caller.subject)
+        .bind(now)
+        .bind(&id)
+        .execute(&state.0.pool)
+        .await
+        .map_err(api::internal)?
+        .rows_affected();
+        if claimed != 1 {
+            return Err(Problem::new(StatusCode::CONFLICT, "the proposal was decided meanwhile"));
+        }
+        let payload: Value = serde_json::from_str(&row.payload).map_err(api::internal)?;
+        let outcome = match row.kind.as_str() {
+            "policy_change" => {
+                let body: PolicyChangeBody = serde_json::from_value(payload).map_err(api::internal)?;
+                let lines = parse_lines(&body)?;
+                let applied = apply_lines(&state, &lines).await?;
+                c.op = "policy.change";
+                c.target = "policy/lines".into();
+                c.before = json!({ "present": applied.removed });
+                c.after = json!({ "added": applied.added, "removed": applied.removed, "comment": body.comment });
+                json!({ "added": applied.added, "removed": applied.removed })
+            }
+            "resource" => {
+                let spec: ResourceSpec = serde_json::from_value(payload).map_err(api::internal)?;
+                let before = resources(&state).await?.into_iter().find(|r| r.id == spec.id);
+                put_resource(&state, &spec).await?;
+                c.op = "resource.put";
+                c.target = format!("resources/{}", spec.id);
+                c.before = serde_json::to_value(&before).unwrap_or(Value::Null);
+                c.after = serde_json::to_value(&spec).unwrap_or(Value::Null);
+                json!({ "resource": spec })
+            }
+            other => return Err(api::internal(format!("unknown proposal kind {other}"))),
+        };
+        c.approver = Some(caller.subject.clone());
+        c.extra = json!({ "proposal": id, "proposer": row.proposer });
+        record(&state, &caller, &c).await?;
+        Ok(api::json(StatusCode::OK, json!({ "applied": true, "proposal": id, "result": outcome })))
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /proposals/{id}/reject`: any administrator of its subtree
+/// (the proposer too: withdrawing).
+pub(crate) async fn reject(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Ids(id): Ids<String>,
+) -> Response {
+    let res: Result<Response, Problem> = async {
+        let mut c = Change::new("proposal.reject", format!("proposals/{id}"), None);
+        let scope = admin_scope(&state, &caller, &c).await?;
+        let row = proposal_in_scope(&state, &caller, &scope, &id, &c).await?;
+        c.tenant = row.tenant.clone();
+        let n = sqlx::query(
+            "UPDATE admin_proposals SET status = 'rejected', decided_by = $1, decided_at = $2 \
+             WHERE id = $3 AND status = 'pending'",
+        )
+        .bind(&caller.subject)
+        .bind(state.0.gateway.clock().now())
+        .bind(&id)
+        .execute(&state.0.pool)
+        .await
+        .map_err(api::internal)?
+        .rows_affected();
+        if n != 1 {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                format!("the proposal is {} already", row.status),
+            ));
+        }
+        c.before = json!({ "status": "pending" });
+        c.after = json!({ "status": "rejected" });
+        record(&state, &caller, &c).await?;
+        Ok(api::json(
+            StatusCode::OK,
+            json!({ "rejected": true, "proposal": id }),
+        ))
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn put_resource(state: &AdminState, spec: &ResourceSpec) -> Result<(), Problem> {
+    let now = state.0.gateway.clock().now();
+    interkom_policy::store::put_resource(&state.0.pool, spec, "admin", now)
+        .await
+        .map_err(api::internal)?;
+    state
+        .0
+        .gateway
+        .policy()
+        .reload()
+        .await
+        .map_err(api::internal)
+}
+
+/// `GET /resources`: the resources the caller administers.
+pub(crate) async fn list_resources(State(state): State<AdminState>, caller: Caller) -> Response {
+    let res: Result<Response, Problem> = async {
+        let c = Change::new("resource.list", "resources", None);
+        let scope = admin_scope(&state, &caller, &c).await?;
+        let list: Vec<ResourceSpec> = resources(&state)
+            .await?
+            .into_iter()
+            .filter(|r| may_change(&state, &scope, &resource_place(r)))
+            .collect();
+        Ok(api::json(StatusCode::OK, json!({ "resources": list })))
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn resource_place(r: &ResourceSpec) -> Place {
+    match &r.owner {
+        Some(o) => Place::Tenant(o.clone()),
+        None => Place::Everywhere,
+    }
+}
+
+/// `GET /resources/{id}`.
+pub(crate) async fn get_resource(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Ids(id): Ids<String>,
+) -> Response {
+    let res: Result<Response, Problem> = async {
+        let c = Change::new("resource.read", format!("resources/{id}"), None);
+        let scope = admin_scope(&state, &caller, &c).await?;
+        let r = resources(&state)
+            .await?
+            .into_iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no resource `{id}`")))?;
+        if !may_change(&state, &scope, &resource_place(&r)) {
+            return Err(refuse(
+                &state,
+                &caller,
+                &c,
+                "the resource is outside the caller's subtree",
+            )
+            .await);
+        }
+        Ok(api::tagged(StatusCode::OK, &r))
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResourceBody {
+    #[serde(default)]
+    name: Option<String>,
+    kind: String,
+    #[serde(default)]
+    owner: Option<String>,
+    #[serde(default)]
+    client: Option<String>,
+    protection: interkom_policy::Protection,
+}
+
+fn slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// `PUT /resources/{id}`: creates or replaces a resource (with `If-Match`
+/// when it exists). Anything that is or becomes `sehr_hoch` is a proposal.
+pub(crate) async fn put_resource_handler(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Ids(id): Ids<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<ResourceBody>,
+) -> Response {
+    let res: Result<Response, Problem> = async {
+        let mut c = Change::new("resource.put", format!("resources/{id}"), body.owner.clone());
+        let scope = admin_scope(&state, &caller, &c).await?;
+        if !slug(&id) || !slug(&body.kind) {
+            return Err(Problem::bad_request("resource id and kind: letters, digits and - _ ., at most 128 characters"));
+        }
+        if body.name.as_ref().is_some_and(|n| n.chars().count() > 200) {
+            return Err(Problem::bad_request("`name`: at most 200 characters"));
+        }
+        if let Some(o) = &body.owner {
+            if state.0.tenants.get(o).is_none() {
+                return Err(Problem::bad_request(format!("unknown tenant `{o}`")));
+            }
+        }
+        let spec = ResourceSpec {
+            id: id.clone(),
+            name: body.name.clone(),
+            kind: body.kind.clone(),
+            owner: body.owner.clone(),
+            client: body.client.clone(),
+            protection: body.protection,
+        };
+        c.after = serde_json::to_value(&spec).unwrap_or(Value::Null);
+        let before = resources(&state).await?.into_iter().find(|r| r.id == id);
+        if let Some(b) = &before {
+            c.before = serde_json::to_value(b).unwrap_or(Value::Null);
+            check_if_match(&headers, &api::etag(b))?;
+            if !may_change(&state, &scope, &resource_place(b)) {
+                return Err(refuse(&state, &caller, &c, "the resource is outside the caller's subtree").await);
+            }
+        }
+        let place = resource_place(&spec);
+        if !may_change(&state, &scope, &place) {
+            return Err(refuse(&state, &caller, &c, "the new owner is outside the caller's subtree").await);
+        }
+        let sehr_hoch = |r: &ResourceSpec| r.protection.overall() == ProtectionNeed::SehrHoch;
+        if before.as_ref().is_some_and(sehr_hoch) || sehr_hoch(&spec) {
+            let change = interkom_policy::Change {
+                put_resources: vec![spec.clone()],
+                ..Default::default()
+            };
+            let flips = state
+                .0
+                .gateway
+                .policy()
+                .what_if(&change, state.0.gateway.clock().now())
+                .await
+                .map_err(api::internal)?;
+            let payload = serde_json::to_value(&spec).unwrap_or(Value::Null);
+            let pid = propose(&state, &caller, "resource", &payload, &place, &flips, &mut c).await?;
+            return Ok(api::json(
+                StatusCode::ACCEPTED,
+                json!({ "applied": false, "proposal": pid, "flips": flips, "requires_approval": true }),
+            ));
+        }
+        put_resource(&state, &spec).await?;
+        record(&state, &caller, &c).await?;
+        let status = if before.is_some() { StatusCode::OK } else { StatusCode::CREATED };
+        Ok(api::tagged(status, &spec))
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}

@@ -1,0 +1,68 @@
+//! Whom an administrator may administer: the rule of the levels applied to
+//! administration. The `admin` role held in tenant T reaches T's subtree
+//! (like a supervisory role of the policy); nobody hands out a role they do
+//! not hold themselves at or above the tenant concerned, nor changes their
+//! own roles.
+
+use interkom_policy::Tenant;
+use sqlx::AnyPool;
+
+use crate::auth::Caller;
+use crate::Problem;
+
+/// The role that administers a subtree.
+pub(crate) const ADMIN: &str = "admin";
+
+/// The caller's administrative reach.
+#[derive(Debug, Clone)]
+pub(crate) struct Scope {
+    /// Every role the caller holds: (tenant, role).
+    held: Vec<(String, String)>,
+}
+
+impl Scope {
+    /// The caller's role assignments; 403 for someone who administers
+    /// nothing (the refusal is audited by the caller of this function).
+    pub(crate) async fn load(pool: &AnyPool, caller: &Caller) -> Result<Scope, Problem> {
+        let held: Vec<(String, String)> =
+            sqlx::query_as("SELECT tenant, role FROM role_assignments WHERE subject = $1")
+                .bind(&caller.subject)
+                .fetch_all(pool)
+                .await
+                .map_err(crate::api::internal)?;
+        Ok(Scope { held })
+    }
+
+    /// Whether the caller administers anything at all.
+    pub(crate) fn is_admin(&self) -> bool {
+        self.held.iter().any(|(_, r)| r == ADMIN)
+    }
+
+    /// The tenants the caller holds `admin` in.
+    pub(crate) fn admin_roots(&self) -> impl Iterator<Item = &str> {
+        self.held
+            .iter()
+            .filter(|(_, r)| r == ADMIN)
+            .map(|(t, _)| t.as_str())
+    }
+
+    /// Whether `tenant` lies in (or is) a tenant the caller administers.
+    pub(crate) fn covers(&self, tenant: &Tenant) -> bool {
+        self.admin_roots()
+            .any(|root| tenant.path.iter().any(|p| p == root))
+    }
+
+    /// Whether the caller administers a Kreis as a whole (a tenant without
+    /// parent): what applies everywhere (lines for `*` or a kind) is theirs.
+    pub(crate) fn covers_everything(&self, roots: &[&Tenant]) -> bool {
+        roots.iter().all(|t| self.covers(t))
+    }
+
+    /// Whether the caller holds `role` in `tenant` or above it: only then
+    /// may they hand it out (or take it away) there.
+    pub(crate) fn holds_at_or_above(&self, role: &str, tenant: &Tenant) -> bool {
+        self.held
+            .iter()
+            .any(|(t, r)| r == role && tenant.path.iter().any(|p| p == t))
+    }
+}

@@ -1,0 +1,527 @@
+//! Users of a subtree: create, read, lock and unlock, password reset, role
+//! assignments. Nobody hands out a role they do not hold at or above the
+//! tenant concerned, and nobody changes their own roles or account state.
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use interkom_gateway::accounts::{NewUser, User};
+use interkom_gateway::GatewayError;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::api::{self, admin_scope, check_if_match, record, refuse, Change, Ids, JsonBody};
+use crate::auth::Caller;
+use crate::scope::Scope;
+use crate::{AdminState, Problem};
+
+/// A user as the admin API shows it (never a password hash).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct UserView {
+    id: String,
+    tenant: String,
+    username: String,
+    name: Option<String>,
+    email: Option<String>,
+    locked: bool,
+    roles: Vec<RoleView>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord, sqlx::FromRow)]
+pub(crate) struct RoleView {
+    tenant: String,
+    role: String,
+}
+
+async fn view(state: &AdminState, u: User) -> Result<UserView, Problem> {
+    let mut roles: Vec<RoleView> =
+        sqlx::query_as("SELECT tenant, role FROM role_assignments WHERE subject = $1")
+            .bind(&u.id)
+            .fetch_all(&state.0.pool)
+            .await
+            .map_err(api::internal)?;
+    roles.sort();
+    Ok(UserView {
+        id: u.id,
+        tenant: u.tenant,
+        username: u.username,
+        name: u.name,
+        email: u.email,
+        locked: u.disabled != 0,
+        roles,
+    })
+}
+
+/// The user, if it exists (404) and lies in the caller's subtree (403,
+/// audited).
+async fn user_in_scope(
+    state: &AdminState,
+    caller: &Caller,
+    scope: &Scope,
+    id: &str,
+    c: &Change<'_>,
+) -> Result<User, Problem> {
+    let user = state
+        .0
+        .gateway
+        .user(id)
+        .await
+        .map_err(api::internal)?
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no user `{id}`")))?;
+    let inside = state
+        .0
+        .tenants
+        .get(&user.tenant)
+        .is_some_and(|t| scope.covers(t));
+    if !inside {
+        return Err(refuse(state, caller, c, "the user is outside the caller's subtree").await);
+    }
+    Ok(user)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    tenant: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /users`: the users of the caller's subtree (or of one tenant in
+/// it), by username, paged.
+pub(crate) async fn list(
+    State(state): State<AdminState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let res: Result<Response, Problem> = async {
+        let q: ListQuery = api::parse_query(raw)?;
+        let limit = api::page_limit(q.limit.as_deref())?;
+        let c = Change::new("user.list", "users", q.tenant.clone());
+        let scope = admin_scope(&state, &caller, &c).await?;
+        let tenants: Vec<String> = match &q.tenant {
+            Some(t) => {
+                let tenant = state
+                    .0
+                    .tenants
+                    .get(t)
+                    .ok_or_else(|| Problem::bad_request(format!("unknown tenant `{t}`")))?;
+                if !scope.covers(tenant) {
+                    return Err(refuse(&state, &caller, &c, "outside the caller's subtree").await);
+                }
+                vec![t.clone()]
+            }
+            None => state
+                .0
+                .tenants
+                .iter()
+                .filter(|t| scope.covers(t))
+                .map(|t| t.id.clone())
+                .collect(),
+        };
+        let mut sql = String::from(
+            "SELECT id, tenant, username, password_hash, name, email, disabled FROM users WHERE tenant IN (",
+        );
+        for i in 0..tenants.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("${}", i + 1));
+        }
+        sql.push(')');
+        if q.cursor.is_some() {
+            sql.push_str(&format!(" AND username > ${}", tenants.len() + 1));
+        }
+        sql.push_str(&format!(" ORDER BY username LIMIT {}", limit + 1));
+        let mut query = sqlx::query_as::<_, User>(&sql);
+        for t in &tenants {
+            query = query.bind(t);
+        }
+        if let Some(cur) = &q.cursor {
+            query = query.bind(cur);
+        }
+        let mut rows = query.fetch_all(&state.0.pool).await.map_err(api::internal)?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next = more
+            .then(|| rows.last().map(|u| u.username.clone()))
+            .flatten();
+        let mut users = Vec::with_capacity(rows.len());
+        for u in rows {
+            users.push(view(&state, u).await?);
+        }
+        Ok(api::json(
+            StatusCode::OK,
+            json!({ "users": users, "next_cursor": next }),
+        ))
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewUserBody {
+    tenant: String,
+    username: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    /// Roles in the user's home tenant.
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+fn check_profile(name: Option<&str>, email: Option<&str>) -> Result<(), Problem> {
+    if name.is_some_and(|n| n.chars().count() > 200 || n.chars().any(char::is_control)) {
+        return Err(Problem::bad_request(
+            "`name`: at most 200 characters, no control characters",
+        ));
+    }
+    if let Some(e) = email {
+        let ok = e.len() <= 254
+            && e.split_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+            && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !ok {
+            return Err(Problem::bad_request("`email` is not an e-mail address"));
+        }
+    }
+    Ok(())
+}
+
+/// A role the policy knows, or 400.
+fn known_role(state: &AdminState, role: &str) -> Result<(), Problem> {
+    if state
+        .0
+        .gateway
+        .policy()
+        .policy_set()
+        .roles
+        .contains_key(role)
+    {
+        Ok(())
+    } else {
+        Err(Problem::bad_request(format!("unknown role `{role}`")))
+    }
+}
+
+/// `POST /users`: a new account in the subtree, with an initial password
+/// that is shown once.
+pub(crate) async fn create(
+    State(state): State<AdminState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<NewUserBody>,
+) -> Response {
+    let res: Result<Response, Problem> = async {
+        let mut c = Change::new("user.create", "users", Some(body.tenant.clone()));
+        c.after = json!({ "tenant": body.tenant, "username": body.username, "roles": body.roles });
+        let scope = admin_scope(&state, &caller, &c).await?;
+        let tenant = state
+            .0
+            .tenants
+            .get(&body.tenant)
+            .ok_or_else(|| Problem::bad_request(format!("unknown tenant `{}`", body.tenant)))?;
+        if !scope.covers(tenant) {
+            return Err(refuse(
+                &state,
+                &caller,
+                &c,
+                "the tenant is outside the caller's subtree",
+            )
+            .await);
+        }
+        check_profile(body.name.as_deref(), body.email.as_deref())?;
+        for role in &body.roles {
+            known_role(&state, role)?;
+            if !scope.holds_at_or_above(role, tenant) {
+                let why = format!("the caller does not hold the role `{role}` there");
+                return Err(refuse(&state, &caller, &c, &why).await);
+            }
+        }
+        let password = interkom_gateway::crypto::random_token(15);
+        let id = state
+            .0
+            .gateway
+            .add_user(NewUser {
+                tenant: body.tenant.clone(),
+                username: body.username.clone(),
+                password: password.clone(),
+                name: body.name.clone().filter(|n| !n.is_empty()),
+                email: body.email.clone().filter(|e| !e.is_empty()),
+                roles: body.roles.clone(),
+            })
+            .await
+            .map_err(|e| match e {
+                GatewayError::Invalid(m) if m.contains("is taken") => {
+                    Problem::new(StatusCode::CONFLICT, m)
+                }
+                GatewayError::Invalid(m) => Problem::bad_request(m),
+                e => api::internal(e),
+            })?;
+        let user = state
+            .0
+            .gateway
+            .user(&id)
+            .await
+            .map_err(api::internal)?
+            .ok_or_else(Problem::internal)?;
+        let v = view(&state, user).await?;
+        c.target = format!("users/{id}");
+        c.after = serde_json::to_value(&v).unwrap_or(Value::Null);
+        record(&state, &caller, &c).await?;
+        let tag = api::etag(&v);
+        let mut r = api::json(
+            StatusCode::CREATED,
+            json!({ "user": v, "initial_password": password }),
+        );
+        if let Ok(t) = axum::http::HeaderValue::from_str(&tag) {
+            r.headers_mut().insert(axum::http::header::ETAG, t);
+        }
+        if let Ok(l) = axum::http::HeaderValue::from_str(&format!("users/{id}")) {
+            r.headers_mut().insert(axum::http::header::LOCATION, l);
+        }
+        Ok(r)
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /users/{id}`.
+pub(crate) async fn get(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Ids(id): Ids<String>,
+) -> Response {
+    let res: Result<Response, Problem> = async {
+        let c = Change::new("user.read", format!("users/{id}"), None);
+        let scope = admin_scope(&state, &caller, &c).await?;
+        let user = user_in_scope(&state, &caller, &scope, &id, &c).await?;
+        Ok(api::tagged(StatusCode::OK, &view(&state, user).await?))
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UserPatch {
+    /// New display name; "" clears it.
+    #[serde(default)]
+    name: Option<String>,
+    /// New e-mail address; "" clears it.
+    #[serde(default)]
+    email: Option<String>,
+    /// Lock (true) or unlock (false) the account.
+    #[serde(default)]
+    locked: Option<bool>,
+}
+
+/// `PATCH /users/{id}` with `If-Match`: profile, lock and unlock.
+pub(crate) async fn patch(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Ids(id): Ids<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<UserPatch>,
+) -> Response {
+    let res: Result<Response, Problem> = async {
+        let mut c = Change::new("user.update", format!("users/{id}"), None);
+        let scope = admin_scope(&state, &caller, &c).await?;
+        let user = user_in_scope(&state, &caller, &scope, &id, &c).await?;
+        c.tenant = Some(user.tenant.clone());
+        let before = view(&state, user).await?;
+        check_if_match(&headers, &api::etag(&before))?;
+        check_profile(body.name.as_deref(), body.email.as_deref())?;
+        c.before = serde_json::to_value(&before).unwrap_or(Value::Null);
+        if body.locked.is_some() && id == caller.subject {
+            return Err(refuse(
+                &state,
+                &caller,
+                &c,
+                "nobody locks or unlocks their own account",
+            )
+            .await);
+        }
+        let g = &state.0.gateway;
+        if body.name.is_some() || body.email.is_some() {
+            let name = body
+                .name
+                .as_deref()
+                .map_or(before.name.as_deref(), |n| (!n.is_empty()).then_some(n));
+            let email = body
+                .email
+                .as_deref()
+                .map_or(before.email.as_deref(), |e| (!e.is_empty()).then_some(e));
+            g.set_profile(&id, name, email)
+                .await
+                .map_err(api::internal)?;
+        }
+        if let Some(locked) = body.locked {
+            g.set_disabled(&id, locked).await.map_err(api::internal)?;
+        }
+        let after = view(
+            &state,
+            g.user(&id)
+                .await
+                .map_err(api::internal)?
+                .ok_or_else(Problem::internal)?,
+        )
+        .await?;
+        c.after = serde_json::to_value(&after).unwrap_or(Value::Null);
+        c.op = match body.locked {
+            Some(true) => "user.lock",
+            Some(false) => "user.unlock",
+            None => "user.update",
+        };
+        record(&state, &caller, &c).await?;
+        Ok(api::tagged(StatusCode::OK, &after))
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /users/{id}/password-reset`: a new initial password, shown once;
+/// the account's sessions and refresh tokens end.
+pub(crate) async fn reset_password(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Ids(id): Ids<String>,
+) -> Response {
+    let res: Result<Response, Problem> = async {
+        let mut c = Change::new("user.password_reset", format!("users/{id}"), None);
+        let scope = admin_scope(&state, &caller, &c).await?;
+        let user = user_in_scope(&state, &caller, &scope, &id, &c).await?;
+        c.tenant = Some(user.tenant.clone());
+        if id == caller.subject {
+            return Err(refuse(&state, &caller, &c, "nobody resets their own password here").await);
+        }
+        let password = state
+            .0
+            .gateway
+            .reset_password(&id)
+            .await
+            .map_err(api::internal)?;
+        record(&state, &caller, &c).await?;
+        Ok(api::json(
+            StatusCode::OK,
+            json!({ "initial_password": password }),
+        ))
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `PUT /users/{id}/roles/{tenant}/{role}`: assigns a role.
+pub(crate) async fn add_role(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Ids((id, tenant, role)): Ids<(String, String, String)>,
+) -> Response {
+    change_role(state, caller, id, tenant, role, true).await
+}
+
+/// `DELETE /users/{id}/roles/{tenant}/{role}`: takes a role away.
+pub(crate) async fn remove_role(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Ids((id, tenant, role)): Ids<(String, String, String)>,
+) -> Response {
+    change_role(state, caller, id, tenant, role, false).await
+}
+
+async fn change_role(
+    state: AdminState,
+    caller: Caller,
+    id: String,
+    tenant_id: String,
+    role: String,
+    add: bool,
+) -> Response {
+    let res: Result<Response, Problem> = async {
+        let op = if add {
+            "user.roles.add"
+        } else {
+            "user.roles.remove"
+        };
+        let mut c = Change::new(
+            op,
+            format!("users/{id}/roles/{tenant_id}/{role}"),
+            Some(tenant_id.clone()),
+        );
+        let scope = admin_scope(&state, &caller, &c).await?;
+        let user = user_in_scope(&state, &caller, &scope, &id, &c).await?;
+        let tenant = state
+            .0
+            .tenants
+            .get(&tenant_id)
+            .ok_or_else(|| Problem::bad_request(format!("unknown tenant `{tenant_id}`")))?;
+        known_role(&state, &role)?;
+        let before = view(&state, user).await?;
+        c.before = serde_json::to_value(&before.roles).unwrap_or(Value::Null);
+        if id == caller.subject {
+            return Err(refuse(&state, &caller, &c, "nobody changes their own roles").await);
+        }
+        if !scope.covers(tenant) {
+            return Err(refuse(
+                &state,
+                &caller,
+                &c,
+                "the tenant is outside the caller's subtree",
+            )
+            .await);
+        }
+        if !scope.holds_at_or_above(&role, tenant) {
+            let why =
+                format!("the caller does not hold the role `{role}` at or above `{tenant_id}`");
+            return Err(refuse(&state, &caller, &c, &why).await);
+        }
+        let pool = &state.0.pool;
+        let changed = if add {
+            let had = before
+                .roles
+                .iter()
+                .any(|r| r.tenant == tenant_id && r.role == role);
+            interkom_policy::roles::assign(pool, &id, &tenant_id, &role)
+                .await
+                .map_err(api::internal)?;
+            !had
+        } else {
+            interkom_policy::roles::unassign(pool, &id, &tenant_id, &role)
+                .await
+                .map_err(api::internal)?
+        };
+        if !add && !changed {
+            return Err(Problem::new(
+                StatusCode::NOT_FOUND,
+                format!("`{id}` does not hold `{role}` in `{tenant_id}`"),
+            ));
+        }
+        state
+            .0
+            .gateway
+            .policy()
+            .reload()
+            .await
+            .map_err(api::internal)?;
+        let after = view(
+            &state,
+            state
+                .0
+                .gateway
+                .user(&id)
+                .await
+                .map_err(api::internal)?
+                .ok_or_else(Problem::internal)?,
+        )
+        .await?;
+        if changed {
+            c.after = serde_json::to_value(&after.roles).unwrap_or(Value::Null);
+            record(&state, &caller, &c).await?;
+        }
+        Ok(api::tagged(StatusCode::OK, &after))
+    }
+    .await;
+    res.unwrap_or_else(IntoResponse::into_response)
+}

@@ -1,0 +1,855 @@
+//! The admin API: delegated administration across the levels. Each
+//! escalation path has a test: acting outside one's subtree, handing out a
+//! role one lacks, changing one's own roles, applying a `sehr_hoch` change
+//! without a second administrator, approving one's own proposal or grant.
+//! Every change and every refusal is an `admin_change` audit event.
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// An administrator's bearer token (logged in through the gateway).
+async fn token_for(s: &TestServer, user: &str, password: &str) -> String {
+    let t = portal_tokens(s, &Browser::new(), user, password).await;
+    t["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn kreis_admin(s: &TestServer) -> String {
+    token_for(s, ADMIN_USER, ADMIN_PASSWORD).await
+}
+
+/// Adds an account directly (test set-up) and logs it in.
+async fn account(s: &TestServer, tenant: &str, username: &str, roles: &[&str]) -> (String, String) {
+    let password = format!("{username}-Passwort-2026!");
+    let id = s
+        .app
+        .gateway
+        .add_user(interkom_gateway::accounts::NewUser {
+            tenant: tenant.into(),
+            username: username.into(),
+            password: password.clone(),
+            name: None,
+            email: None,
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        })
+        .await
+        .unwrap();
+    (id, token_for(s, username, &password).await)
+}
+
+async fn call(
+    s: &TestServer,
+    method: reqwest::Method,
+    token: &str,
+    path: &str,
+    body: Option<Value>,
+    if_match: Option<&str>,
+) -> reqwest::Response {
+    let mut r = TestServer::http()
+        .request(method, s.url(&format!("/admin/v1{path}")))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    if let Some(m) = if_match {
+        r = r.header("if-match", m);
+    }
+    r.send().await.unwrap()
+}
+
+async fn get(s: &TestServer, token: &str, path: &str) -> reqwest::Response {
+    call(s, reqwest::Method::GET, token, path, None, None).await
+}
+
+async fn post(s: &TestServer, token: &str, path: &str, body: Value) -> reqwest::Response {
+    call(s, reqwest::Method::POST, token, path, Some(body), None).await
+}
+
+async fn problem(res: reqwest::Response, status: u16) -> Value {
+    let code = res.status().as_u16();
+    let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(code, status, "{v}");
+    assert_eq!(ct, "application/problem+json");
+    assert_eq!(v["status"], status);
+    assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    v
+}
+
+async fn ok(res: reqwest::Response, status: u16) -> (Value, Option<String>) {
+    let code = res.status().as_u16();
+    let tag = res
+        .headers()
+        .get("etag")
+        .map(|t| t.to_str().unwrap().to_owned());
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(code, status, "{v}");
+    (v, tag)
+}
+
+/// The newest `admin_change` events.
+async fn changes(s: &TestServer) -> Vec<interkom_audit::StoredEvent> {
+    s.audit("admin_change").await
+}
+
+fn details(e: &interkom_audit::StoredEvent) -> Value {
+    serde_json::from_str(&e.details).unwrap()
+}
+
+#[tokio::test]
+async fn users_are_created_read_locked_and_reset_with_etags_and_audit() {
+    let s = TestServer::start().await;
+    let admin = kreis_admin(&s).await;
+
+    // Create a clerk in a Gemeinde: the initial password is shown once.
+    let (created, tag) = ok(
+        post(
+            &s,
+            &admin,
+            "/users",
+            json!({ "tenant": "gorleben", "username": "gerd.gorleben", "name": "Gerd",
+                    "email": "g@gorleben.example", "roles": ["kommunalaufsicht"] }),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let id = created["user"]["id"].as_str().unwrap().to_owned();
+    let initial = created["initial_password"].as_str().unwrap().to_owned();
+    assert!(initial.len() >= 20);
+    assert!(tag.is_some());
+    let ev = &changes(&s).await[0];
+    assert_eq!(ev.outcome, "success");
+    assert_eq!(details(ev)["op"], "user.create");
+    assert_eq!(ev.tenant.as_deref(), Some("gorleben"));
+    assert!(
+        !ev.details.contains(&initial),
+        "no secret in the audit trail"
+    );
+
+    // The new account can log in with it.
+    token_for(&s, "gerd.gorleben", &initial).await;
+
+    // Read with an ETag; an update needs If-Match and a current one.
+    let (user, tag) = ok(get(&s, &admin, &format!("/users/{id}")).await, 200).await;
+    assert_eq!(user["username"], "gerd.gorleben");
+    assert_eq!(user["roles"][0]["role"], "kommunalaufsicht");
+    let tag = tag.unwrap();
+    let path = format!("/users/{id}");
+    let body = json!({ "locked": true });
+    problem(
+        call(
+            &s,
+            reqwest::Method::PATCH,
+            &admin,
+            &path,
+            Some(body.clone()),
+            None,
+        )
+        .await,
+        428,
+    )
+    .await;
+    problem(
+        call(
+            &s,
+            reqwest::Method::PATCH,
+            &admin,
+            &path,
+            Some(body.clone()),
+            Some("\"stale\""),
+        )
+        .await,
+        412,
+    )
+    .await;
+    let (locked, new_tag) = ok(
+        call(
+            &s,
+            reqwest::Method::PATCH,
+            &admin,
+            &path,
+            Some(body),
+            Some(&tag),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(locked["locked"], true);
+    assert_ne!(new_tag.unwrap(), tag);
+    let ev = &changes(&s).await[0];
+    let d = details(ev);
+    assert_eq!(d["op"], "user.lock");
+    assert_eq!(d["before"]["locked"], false);
+    assert_eq!(d["after"]["locked"], true);
+    // The old tag is stale now.
+    problem(
+        call(
+            &s,
+            reqwest::Method::PATCH,
+            &admin,
+            &path,
+            Some(json!({ "locked": false })),
+            Some(&tag),
+        )
+        .await,
+        412,
+    )
+    .await;
+    // A locked account cannot log in.
+    let (_, challenge) = pkce();
+    let url = authorize_url(
+        &s,
+        &[
+            ("response_type", "code"),
+            ("client_id", PORTAL),
+            ("redirect_uri", PORTAL_REDIRECT),
+            ("scope", "openid"),
+            ("state", "s"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    let b = Browser::new();
+    let form = b.open_login(&s, &url).await;
+    let res = b.submit(&form, "gerd.gorleben", &initial).await;
+    assert_ne!(res.status().as_u16(), 303, "a locked account logs in");
+
+    // Password reset: a new initial password.
+    let (reset, _) = ok(
+        post(
+            &s,
+            &admin,
+            &format!("/users/{id}/password-reset"),
+            json!({}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_ne!(reset["initial_password"], initial);
+
+    // Listing: paged by username.
+    let (page, _) = ok(get(&s, &admin, "/users?limit=2").await, 200).await;
+    assert_eq!(page["users"].as_array().unwrap().len(), 2);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (page2, _) = ok(
+        get(&s, &admin, &format!("/users?limit=2&cursor={cursor}")).await,
+        200,
+    )
+    .await;
+    assert!(page2["users"][0]["username"].as_str().unwrap() > cursor);
+}
+
+#[tokio::test]
+async fn bad_input_gets_problem_json() {
+    let s = TestServer::start().await;
+    let admin = kreis_admin(&s).await;
+    // Unknown field, wrong type, missing field, wrong content type.
+    problem(
+        post(
+            &s,
+            &admin,
+            "/users",
+            json!({ "tenant": "gorleben", "username": "x.y", "admin": true }),
+        )
+        .await,
+        400,
+    )
+    .await;
+    problem(
+        post(
+            &s,
+            &admin,
+            "/users",
+            json!({ "tenant": 7, "username": "x.y" }),
+        )
+        .await,
+        400,
+    )
+    .await;
+    problem(
+        post(&s, &admin, "/users", json!({ "username": "x.y" })).await,
+        400,
+    )
+    .await;
+    let res = TestServer::http()
+        .post(s.url("/admin/v1/users"))
+        .bearer_auth(&admin)
+        .header("content-type", "text/plain")
+        .body("tenant=gorleben")
+        .send()
+        .await
+        .unwrap();
+    problem(res, 415).await;
+    // Oversize body.
+    let big = "x".repeat(100 * 1024);
+    let res = post(
+        &s,
+        &admin,
+        "/users",
+        json!({ "tenant": "gorleben", "username": big }),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 413);
+    // Unknown ids, tenants, roles; invalid policy lines; a taken username.
+    problem(get(&s, &admin, "/users/no-such-user").await, 404).await;
+    problem(
+        post(
+            &s,
+            &admin,
+            "/users",
+            json!({ "tenant": "atlantis", "username": "x.y" }),
+        )
+        .await,
+        400,
+    )
+    .await;
+    problem(
+        post(
+            &s,
+            &admin,
+            "/users",
+            json!({ "tenant": "gorleben", "username": "x.y", "roles": ["kaiser"] }),
+        )
+        .await,
+        400,
+    )
+    .await;
+    problem(
+        post(
+            &s,
+            &admin,
+            "/users",
+            json!({ "tenant": "gorleben", "username": "jan.meyer" }),
+        )
+        .await,
+        409,
+    )
+    .await;
+    problem(
+        post(&s, &admin, "/policy/changes", json!({ "add": ["p, a, b"] })).await,
+        400,
+    )
+    .await;
+    problem(post(&s, &admin, "/policy/changes", json!({})).await, 400).await;
+    problem(get(&s, &admin, "/users?limit=0").await, 400).await;
+    problem(get(&s, &admin, "/users?colour=red").await, 400).await;
+    problem(get(&s, &admin, "/proposals/nope").await, 404).await;
+    problem(get(&s, &admin, "/nothing-here").await, 404).await;
+    // No token at all.
+    let res = TestServer::http()
+        .get(s.url("/admin/v1/users"))
+        .send()
+        .await
+        .unwrap();
+    problem(res, 401).await;
+}
+
+#[tokio::test]
+async fn administrators_act_only_inside_their_subtree() {
+    let s = TestServer::start().await;
+    let admin = kreis_admin(&s).await;
+    // An administrator of the Gemeinde Hitzacker (Elbe).
+    let (_, hitz) = account(
+        &s,
+        "hitzacker-elbe",
+        "hitzacker.admin",
+        &["admin", "sachbearbeitung"],
+    )
+    .await;
+    let (gorleben_clerk, _) = account(&s, "gorleben", "gorleben.clerk", &["sachbearbeitung"]).await;
+    let (hitz_clerk, _) = account(&s, "hitzacker-elbe", "hitzacker.clerk", &[]).await;
+
+    // Inside: their own Gemeinde.
+    ok(get(&s, &hitz, &format!("/users/{hitz_clerk}")).await, 200).await;
+    ok(
+        call(
+            &s,
+            reqwest::Method::PUT,
+            &hitz,
+            &format!("/users/{hitz_clerk}/roles/hitzacker-elbe/sachbearbeitung"),
+            None,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    // Outside: the neighbouring Gemeinde, the Samtgemeinde above.
+    problem(
+        get(&s, &hitz, &format!("/users/{gorleben_clerk}")).await,
+        403,
+    )
+    .await;
+    problem(
+        call(
+            &s,
+            reqwest::Method::PUT,
+            &hitz,
+            &format!("/users/{gorleben_clerk}/roles/gorleben/sachbearbeitung"),
+            None,
+            None,
+        )
+        .await,
+        403,
+    )
+    .await;
+    problem(
+        post(
+            &s,
+            &hitz,
+            "/users",
+            json!({ "tenant": "sg-elbtalaue", "username": "sg.person" }),
+        )
+        .await,
+        403,
+    )
+    .await;
+    problem(get(&s, &hitz, "/users?tenant=gorleben").await, 403).await;
+    let listed: Vec<String> = ok(get(&s, &hitz, "/users").await, 200).await.0["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["tenant"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(listed.iter().all(|t| t == "hitzacker-elbe"), "{listed:?}");
+    // A policy line on a resource of the Samtgemeinde, or for every tenant.
+    problem(
+        post(
+            &s,
+            &hitz,
+            "/policy/changes",
+            json!({ "add": ["p, sachbearbeitung, gewerbe-elbtalaue, read, own, allow, true"] }),
+        )
+        .await,
+        403,
+    )
+    .await;
+    problem(
+        post(
+            &s,
+            &hitz,
+            "/policy/changes",
+            json!({ "add": ["p, sachbearbeitung, *, read, own, allow, true"] }),
+        )
+        .await,
+        403,
+    )
+    .await;
+    // Someone who administers nothing.
+    let (_, clerk) = account(&s, "gorleben", "plain.clerk", &["sachbearbeitung"]).await;
+    problem(get(&s, &clerk, "/users").await, 403).await;
+    // The Kreis reaches all of it.
+    ok(
+        get(&s, &admin, &format!("/users/{gorleben_clerk}")).await,
+        200,
+    )
+    .await;
+
+    // Every refusal is audited with the actor and the reason.
+    let denied: Vec<_> = changes(&s)
+        .await
+        .into_iter()
+        .filter(|e| e.outcome == "denied")
+        .collect();
+    assert!(denied.len() >= 7, "{}", denied.len());
+    assert!(denied
+        .iter()
+        .any(|e| e.reason.as_deref().is_some_and(|r| r.contains("outside"))));
+}
+
+#[tokio::test]
+async fn nobody_hands_out_a_role_they_lack_or_changes_their_own() {
+    let s = TestServer::start().await;
+    let admin = kreis_admin(&s).await;
+    let me = s
+        .app
+        .gateway
+        .find_user(ADMIN_USER)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let (clerk, _) = account(&s, "gorleben", "g.clerk", &[]).await;
+    // kreis.admin holds admin and kommunalaufsicht, not security_staff.
+    problem(
+        call(
+            &s,
+            reqwest::Method::PUT,
+            &admin,
+            &format!("/users/{clerk}/roles/gorleben/security_staff"),
+            None,
+            None,
+        )
+        .await,
+        403,
+    )
+    .await;
+    problem(
+        post(
+            &s,
+            &admin,
+            "/users",
+            json!({ "tenant": "gorleben", "username": "new.isb", "roles": ["security_staff"] }),
+        )
+        .await,
+        403,
+    )
+    .await;
+    // Taking away a role one lacks is refused as well.
+    let (isb, _) = account(&s, "gorleben", "g.isb", &["security_staff"]).await;
+    problem(
+        call(
+            &s,
+            reqwest::Method::DELETE,
+            &admin,
+            &format!("/users/{isb}/roles/gorleben/security_staff"),
+            None,
+            None,
+        )
+        .await,
+        403,
+    )
+    .await;
+    // A role held above the tenant may be handed out below.
+    let (after, _) = ok(
+        call(
+            &s,
+            reqwest::Method::PUT,
+            &admin,
+            &format!("/users/{clerk}/roles/gorleben/kommunalaufsicht"),
+            None,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(after["roles"][0]["role"], "kommunalaufsicht");
+    let d = details(&changes(&s).await[0]);
+    assert_eq!(d["op"], "user.roles.add");
+    assert_eq!(d["before"], json!([]));
+    assert_eq!(d["after"][0]["role"], "kommunalaufsicht");
+    ok(
+        call(
+            &s,
+            reqwest::Method::DELETE,
+            &admin,
+            &format!("/users/{clerk}/roles/gorleben/kommunalaufsicht"),
+            None,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    // Their own roles: neither adding nor removing; nor locking themselves.
+    problem(
+        call(
+            &s,
+            reqwest::Method::PUT,
+            &admin,
+            &format!("/users/{me}/roles/lk-luechow-dannenberg/kommunalaufsicht"),
+            None,
+            None,
+        )
+        .await,
+        403,
+    )
+    .await;
+    problem(
+        call(
+            &s,
+            reqwest::Method::DELETE,
+            &admin,
+            &format!("/users/{me}/roles/lk-luechow-dannenberg/kommunalaufsicht"),
+            None,
+            None,
+        )
+        .await,
+        403,
+    )
+    .await;
+    let (_, tag) = ok(get(&s, &admin, &format!("/users/{me}")).await, 200).await;
+    problem(
+        call(
+            &s,
+            reqwest::Method::PATCH,
+            &admin,
+            &format!("/users/{me}"),
+            Some(json!({ "locked": true })),
+            tag.as_deref(),
+        )
+        .await,
+        403,
+    )
+    .await;
+    // Nothing changed.
+    let roles = interkom_policy::roles::roles_in(&s.app.pool, &me, "lk-luechow-dannenberg")
+        .await
+        .unwrap();
+    assert_eq!(
+        roles,
+        vec!["admin".to_owned(), "kommunalaufsicht".to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn sehr_hoch_changes_need_a_second_administrator() {
+    let s = TestServer::start().await;
+    let admin = kreis_admin(&s).await;
+    let (second_id, second) =
+        account(&s, "lk-luechow-dannenberg", "zweite.admin", &["admin"]).await;
+    let line = "p, sachbearbeitung, meldedaten-hitzacker-elbe, read, own, allow, true";
+
+    // The preview: what would flip, and that it needs four eyes.
+    let (preview, _) = ok(
+        post(&s, &admin, "/policy/what-if", json!({ "add": [line] })).await,
+        200,
+    )
+    .await;
+    assert_eq!(preview["requires_approval"], true);
+    assert!(preview["flips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["resource"] == "meldedaten-hitzacker-elbe" && f["after"] == true));
+
+    // Applying it makes a proposal; the line is not live yet.
+    let (p, _) = ok(
+        post(
+            &s,
+            &admin,
+            "/policy/changes",
+            json!({ "add": [line], "comment": "Vertretung" }),
+        )
+        .await,
+        202,
+    )
+    .await;
+    let proposal = p["proposal"].as_str().unwrap().to_owned();
+    let live = |s: &TestServer| s.app.gateway.policy().snapshot().version;
+    let v0 = live(&s);
+    let (lines, _) = ok(get(&s, &admin, "/policy/lines").await, 200).await;
+    assert!(!lines["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["line"] == line));
+
+    // The proposer cannot approve it.
+    problem(
+        post(
+            &s,
+            &admin,
+            &format!("/proposals/{proposal}/approve"),
+            json!({}),
+        )
+        .await,
+        403,
+    )
+    .await;
+    // The second administrator sees and approves it; it is applied.
+    let (list, _) = ok(get(&s, &second, "/proposals?status=pending").await, 200).await;
+    assert_eq!(list["proposals"][0]["id"], proposal);
+    let (done, _) = ok(
+        post(
+            &s,
+            &second,
+            &format!("/proposals/{proposal}/approve"),
+            json!({}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(done["applied"], true);
+    assert!(live(&s) > v0);
+    let (lines, _) = ok(get(&s, &admin, "/policy/lines").await, 200).await;
+    assert!(lines["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["line"] == line && l["source"] == "admin"));
+    // Once decided, it stays decided.
+    problem(
+        post(
+            &s,
+            &second,
+            &format!("/proposals/{proposal}/approve"),
+            json!({}),
+        )
+        .await,
+        409,
+    )
+    .await;
+
+    // The audit trail has the proposal and the change with its approver.
+    let evs = changes(&s).await;
+    let applied = details(&evs[0]);
+    assert_eq!(applied["op"], "policy.change");
+    assert_eq!(applied["approver"], second_id);
+    assert_eq!(applied["after"]["added"][0], line);
+    assert!(evs.iter().any(|e| details(e)["op"] == "proposal.create"));
+    assert!(evs
+        .iter()
+        .any(|e| e.outcome == "denied" && details(e)["op"] == "proposal.approve"));
+
+    // A change of a sehr_hoch resource's protection need is a proposal too;
+    // a normal one applies at once (with If-Match once it exists).
+    let (r, tag) = ok(get(&s, &admin, "/resources/meldedaten-gorleben").await, 200).await;
+    let mut body = r.clone();
+    body.as_object_mut().unwrap().remove("id");
+    body["protection"]["c"] = json!("hoch");
+    let res = call(
+        &s,
+        reqwest::Method::PUT,
+        &admin,
+        "/resources/meldedaten-gorleben",
+        Some(body.clone()),
+        tag.as_deref(),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 202);
+    let still = s
+        .app
+        .gateway
+        .policy()
+        .snapshot()
+        .resource("meldedaten-gorleben")
+        .unwrap()
+        .protection;
+    assert_eq!(still.c, interkom_policy::ProtectionNeed::SehrHoch);
+    let new = json!({ "name": "Hundesteuer", "kind": "steuern", "owner": "gorleben",
+                      "protection": { "c": "normal", "i": "hoch", "a": "normal" } });
+    ok(
+        call(
+            &s,
+            reqwest::Method::PUT,
+            &admin,
+            "/resources/hundesteuer-gorleben",
+            Some(new.clone()),
+            None,
+        )
+        .await,
+        201,
+    )
+    .await;
+    problem(
+        call(
+            &s,
+            reqwest::Method::PUT,
+            &admin,
+            "/resources/hundesteuer-gorleben",
+            Some(new),
+            None,
+        )
+        .await,
+        428,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn grants_need_a_grantor_who_holds_the_right_and_another_approver() {
+    let s = TestServer::start().await;
+    let admin = kreis_admin(&s).await;
+    let (_, second) = account(
+        &s,
+        "lk-luechow-dannenberg",
+        "zweite.admin",
+        &["admin", "sozialamt"],
+    )
+    .await;
+    let expires = "2099-01-01T00:00:00Z";
+    // kreis.admin may not read the Sozialhilfe data, so cannot grant it.
+    let body = json!({ "grantee": "user:jan.meyer", "resource": "sozialhilfe", "actions": ["read"],
+                       "purpose": "Amtshilfe", "expires_at": expires });
+    problem(post(&s, &admin, "/grants", body.clone()).await, 403).await;
+    // Bad grants.
+    problem(post(&s, &admin, "/grants", json!({ "grantee": "user:nobody", "resource": "haushalt-lk", "actions": ["read"], "purpose": "x", "expires_at": expires })).await, 400).await;
+    problem(post(&s, &admin, "/grants", json!({ "grantee": "user:jan.meyer", "resource": "haushalt-lk", "actions": ["read"], "purpose": "x", "expires_at": "2001-01-01T00:00:00Z" })).await, 400).await;
+    problem(post(&s, &admin, "/grants", json!({ "grantee": "user:jan.meyer", "resource": "haushalt-lk", "actions": ["*"], "purpose": "x", "expires_at": expires })).await, 400).await;
+
+    // A grant on a resource the grantor may use: recorded unapproved; the
+    // grantor cannot approve it, another administrator can.
+    let subject = s
+        .app
+        .gateway
+        .find_user(ADMIN_USER)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let snap = s.app.gateway.policy().snapshot();
+    let ctx = interkom_policy::engine::AuthContext {
+        acr: Some(interkom_policy::Loa::High),
+        auth_time: Some(s.app.gateway.clock().now()),
+        second_factor: true,
+        now: s.app.gateway.clock().now(),
+    };
+    let resource = [
+        "haushalt-sg-elbtalaue",
+        "haushalt-hitzacker-elbe",
+        "haushalt-lk",
+        "bauantrag",
+        "kfz-zulassung",
+    ]
+    .into_iter()
+    .find(|r| {
+        snap.decide(
+            interkom_policy::engine::SubjectRef::User(&subject),
+            "read",
+            interkom_policy::engine::ResourceRef::id(r),
+            &ctx,
+        )
+        .allowed()
+    })
+    .expect("kreis.admin reads some resource");
+    let body = json!({ "grantee": "user:jan.meyer", "resource": resource, "actions": ["read"],
+                       "purpose": "Prüfung", "expires_at": expires });
+    let (g, _) = ok(post(&s, &admin, "/grants", body).await, 201).await;
+    let id = g["grant"]["id"].as_str().unwrap().to_owned();
+    assert!(g["grant"]["approver"].is_null());
+    problem(
+        post(&s, &admin, &format!("/grants/{id}/approve"), json!({})).await,
+        403,
+    )
+    .await;
+    let (a, _) = ok(
+        post(&s, &second, &format!("/grants/{id}/approve"), json!({})).await,
+        200,
+    )
+    .await;
+    assert!(a["grant"]["approver"].is_string());
+    let d = details(&changes(&s).await[0]);
+    assert_eq!(d["op"], "grant.approve");
+    assert!(d["before"]["approver"].is_null());
+    assert!(d["after"]["approver"].is_string());
+    // Revocation, once.
+    ok(
+        post(&s, &admin, &format!("/grants/{id}/revoke"), json!({})).await,
+        200,
+    )
+    .await;
+    problem(
+        post(&s, &admin, &format!("/grants/{id}/revoke"), json!({})).await,
+        409,
+    )
+    .await;
+    // A Gemeinde's administrator sees no grants of the Kreis's resources.
+    let (_, hitz) = account(&s, "hitzacker-elbe", "hitzacker.admin", &["admin"]).await;
+    let (list, _) = ok(get(&s, &hitz, "/grants").await, 200).await;
+    assert!(list["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|g| g["id"] != id.as_str()));
+    problem(
+        post(&s, &hitz, &format!("/grants/{id}/approve"), json!({})).await,
+        403,
+    )
+    .await;
+}
