@@ -215,6 +215,25 @@ async fn users_are_created_read_locked_and_reset_with_etags_and_audit() {
     let form = b.open_login(&s, &url).await;
     let res = b.submit(&form, "gerd.gorleben", &initial).await;
     assert_ne!(res.status().as_u16(), 303, "a locked account logs in");
+    assert!(res.status().as_u16() < 500);
+    assert!(
+        res.text().await.unwrap().contains("<form"),
+        "the login form again"
+    );
+    let (_, tag) = ok(get(&s, &admin, &path).await, 200).await;
+    ok(
+        call(
+            &s,
+            reqwest::Method::PATCH,
+            &admin,
+            &path,
+            Some(json!({ "locked": false })),
+            tag.as_deref(),
+        )
+        .await,
+        200,
+    )
+    .await;
 
     // Password reset: a new initial password.
     let (reset, _) = ok(
@@ -228,7 +247,13 @@ async fn users_are_created_read_locked_and_reset_with_etags_and_audit() {
         200,
     )
     .await;
-    assert_ne!(reset["initial_password"], initial);
+    let new_password = reset["initial_password"].as_str().unwrap();
+    assert_ne!(new_password, initial);
+    token_for(&s, "gerd.gorleben", new_password).await;
+    let b = Browser::new();
+    let form = b.open_login(&s, &url).await;
+    let res = b.submit(&form, "gerd.gorleben", &initial).await;
+    assert_ne!(res.status().as_u16(), 303, "the old password still works");
 
     // Listing: paged by username.
     let (page, _) = ok(get(&s, &admin, "/users?limit=2").await, 200).await;
@@ -602,7 +627,9 @@ async fn sehr_hoch_changes_need_a_second_administrator() {
     let admin = kreis_admin(&s).await;
     let (second_id, second) =
         account(&s, "lk-luechow-dannenberg", "zweite.admin", &["admin"]).await;
-    let line = "p, sachbearbeitung, meldedaten-hitzacker-elbe, read, own, allow, true";
+    // A deny line on a sehr_hoch resource: it flips the Samtgemeinde's
+    // Meldebehörde (reach `members`) from allowed to denied.
+    let line = "p, meldebehoerde, meldedaten-hitzacker-elbe, export, members, deny, true";
 
     // The preview: what would flip, and that it needs four eyes.
     let (preview, _) = ok(
@@ -615,7 +642,9 @@ async fn sehr_hoch_changes_need_a_second_administrator() {
         .as_array()
         .unwrap()
         .iter()
-        .any(|f| f["resource"] == "meldedaten-hitzacker-elbe" && f["after"] == true));
+        .any(|f| f["resource"] == "meldedaten-hitzacker-elbe"
+            && f["before"] == true
+            && f["after"] == false));
 
     // Applying it makes a proposal; the line is not live yet.
     let (p, _) = ok(
@@ -760,9 +789,10 @@ async fn grants_need_a_grantor_who_holds_the_right_and_another_approver() {
         &s,
         "lk-luechow-dannenberg",
         "zweite.admin",
-        &["admin", "sozialamt"],
+        &["admin", "sozialamt", "kommunalaufsicht"],
     )
     .await;
+    let (_, third) = account(&s, "lk-luechow-dannenberg", "dritte.admin", &["admin"]).await;
     let expires = "2099-01-01T00:00:00Z";
     // kreis.admin may not read the Sozialhilfe data, so cannot grant it.
     let body = json!({ "grantee": "user:jan.meyer", "resource": "sozialhilfe", "actions": ["read"],
@@ -818,6 +848,12 @@ async fn grants_need_a_grantor_who_holds_the_right_and_another_approver() {
         403,
     )
     .await;
+    // An approver who may not do it themselves cannot approve it either.
+    problem(
+        post(&s, &third, &format!("/grants/{id}/approve"), json!({})).await,
+        403,
+    )
+    .await;
     let (a, _) = ok(
         post(&s, &second, &format!("/grants/{id}/approve"), json!({})).await,
         200,
@@ -842,6 +878,12 @@ async fn grants_need_a_grantor_who_holds_the_right_and_another_approver() {
     // A Gemeinde's administrator sees no grants of the Kreis's resources.
     let (_, hitz) = account(&s, "hitzacker-elbe", "hitzacker.admin", &["admin"]).await;
     let (list, _) = ok(get(&s, &hitz, "/grants").await, 200).await;
+    let (all, _) = ok(get(&s, &admin, "/grants").await, 200).await;
+    assert!(all["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["id"] == id.as_str()));
     assert!(list["grants"]
         .as_array()
         .unwrap()
@@ -850,6 +892,506 @@ async fn grants_need_a_grantor_who_holds_the_right_and_another_approver() {
     problem(
         post(&s, &hitz, &format!("/grants/{id}/approve"), json!({})).await,
         403,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn clients_tenants_and_keys() {
+    let s = TestServer::start().await;
+    let admin = kreis_admin(&s).await;
+    let (_, hitz) = account(&s, "hitzacker-elbe", "hitzacker.admin", &["admin"]).await;
+
+    // Tenants: each sees their subtree.
+    let (t, _) = ok(get(&s, &hitz, "/tenants").await, 200).await;
+    let ids: Vec<&str> = t["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["hitzacker-elbe"]);
+    let (t, _) = ok(get(&s, &admin, "/tenants").await, 200).await;
+    assert_eq!(t["tenants"].as_array().unwrap().len(), 31);
+
+    // A Fachverfahren of the Gemeinde, registered by its administrator.
+    let (c, tag) = ok(
+        post(&s, &hitz, "/clients", json!({ "id": "hundesteuer-hitzacker", "tenant": "hitzacker-elbe",
+            "name": "Hundesteuer", "grant_types": ["client_credentials"], "auth_method": "client_secret_basic",
+            "scopes": ["openid"] })).await,
+        201,
+    )
+    .await;
+    let secret = c["client_secret"].as_str().unwrap().to_owned();
+    assert!(tag.is_some());
+    let cc = |secret: String| {
+        let s = &s;
+        async move {
+            s.post_form(
+                "/token",
+                Some(("hundesteuer-hitzacker", &secret)),
+                &[("grant_type", "client_credentials")],
+            )
+            .await
+            .status()
+            .as_u16()
+        }
+    };
+    assert_eq!(cc(secret.clone()).await, 200);
+    // Secret rotation: the old secret stops working.
+    let (r, _) = ok(
+        post(
+            &s,
+            &hitz,
+            "/clients/hundesteuer-hitzacker/secret",
+            json!({}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let new_secret = r["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(cc(secret).await, 401);
+    assert_eq!(cc(new_secret).await, 200);
+    // Changes need If-Match; bad redirect URIs are refused.
+    let (cur, tag) = ok(get(&s, &hitz, "/clients/hundesteuer-hitzacker").await, 200).await;
+    assert_eq!(cur["name"], "Hundesteuer");
+    let path = "/clients/hundesteuer-hitzacker";
+    problem(
+        call(
+            &s,
+            reqwest::Method::PATCH,
+            &hitz,
+            path,
+            Some(json!({ "name": "Hundesteuer 2" })),
+            None,
+        )
+        .await,
+        428,
+    )
+    .await;
+    problem(
+        call(&s, reqwest::Method::PATCH, &hitz, path,
+            Some(json!({ "grant_types": ["authorization_code"], "redirect_uris": ["http://evil.example/cb"] })), tag.as_deref()).await,
+        400,
+    )
+    .await;
+    let (after, _) = ok(
+        call(
+            &s,
+            reqwest::Method::PATCH,
+            &hitz,
+            path,
+            Some(json!({ "name": "Hundesteuer 2" })),
+            tag.as_deref(),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(after["name"], "Hundesteuer 2");
+    let d = details(&changes(&s).await[0]);
+    assert_eq!(d["op"], "client.update");
+    assert_eq!(d["before"]["name"], "Hundesteuer");
+    assert!(!d.to_string().contains("secret_hash"));
+    // Outside the subtree: the Kreis's portal; a client in another tenant.
+    problem(get(&s, &hitz, &format!("/clients/{PORTAL}")).await, 403).await;
+    problem(
+        post(&s, &hitz, &format!("/clients/{PORTAL}/secret"), json!({})).await,
+        403,
+    )
+    .await;
+    problem(
+        post(
+            &s,
+            &hitz,
+            "/clients",
+            json!({ "id": "x-gorleben", "tenant": "gorleben", "name": "X",
+            "grant_types": ["client_credentials"], "auth_method": "client_secret_basic" }),
+        )
+        .await,
+        403,
+    )
+    .await;
+    problem(
+        post(
+            &s,
+            &admin,
+            "/clients",
+            json!({ "id": "hundesteuer-hitzacker", "tenant": "hitzacker-elbe", "name": "dup",
+            "grant_types": ["client_credentials"], "auth_method": "client_secret_basic" }),
+        )
+        .await,
+        409,
+    )
+    .await;
+    let listed = ok(get(&s, &hitz, "/clients").await, 200).await.0;
+    assert!(listed["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["tenant"] == "hitzacker-elbe"));
+
+    // Keys: anyone administering may list; only the Kreis rotates.
+    let (k, _) = ok(get(&s, &hitz, "/keys").await, 200).await;
+    let before = k["keys"].as_array().unwrap().len();
+    problem(post(&s, &hitz, "/keys/rotate", json!({})).await, 403).await;
+    let (r, _) = ok(post(&s, &admin, "/keys/rotate", json!({})).await, 200).await;
+    assert!(r["keys"].as_array().unwrap().len() > before);
+    assert!(!s.audit("key_rotated").await.is_empty());
+    assert_eq!(details(&changes(&s).await[0])["op"], "key.rotate");
+}
+
+/// Whether `user` may `action` on `resource` (rules alone, strongest login).
+fn may(s: &TestServer, user: &str, action: &str, resource: &str) -> bool {
+    let now = s.app.gateway.clock().now();
+    let ctx = interkom_policy::engine::AuthContext {
+        acr: Some(interkom_policy::Loa::High),
+        auth_time: Some(now),
+        second_factor: true,
+        now,
+    };
+    s.app
+        .gateway
+        .policy()
+        .snapshot()
+        .decide(
+            interkom_policy::engine::SubjectRef::User(user),
+            action,
+            interkom_policy::engine::ResourceRef::id(resource),
+            &ctx,
+        )
+        .allowed()
+}
+
+#[tokio::test]
+async fn a_grant_on_sehr_hoch_works_only_once_another_administrator_approved_it() {
+    let s = TestServer::start().await;
+    // Two administrators of the Samtgemeinde who are also its Meldebehörde.
+    let (_, first) = account(&s, "sg-elbtalaue", "sg.admin", &["admin", "meldebehoerde"]).await;
+    let (_, second) = account(&s, "sg-elbtalaue", "sg.admin2", &["admin", "meldebehoerde"]).await;
+    assert!(!may(&s, CLERK_USER, "read", "meldedaten-hitzacker-elbe"));
+    let (g, _) = ok(
+        post(
+            &s,
+            &first,
+            "/grants",
+            json!({ "grantee": format!("user:{CLERK_USER}"),
+            "resource": "meldedaten-hitzacker-elbe", "actions": ["read"], "purpose": "Vertretung",
+            "expires_at": "2099-01-01T00:00:00Z" }),
+        )
+        .await,
+        201,
+    )
+    .await;
+    assert_eq!(g["requires_approval"], true);
+    let id = g["grant"]["id"].as_str().unwrap();
+    assert!(
+        !may(&s, CLERK_USER, "read", "meldedaten-hitzacker-elbe"),
+        "unapproved"
+    );
+    problem(
+        post(&s, &first, &format!("/grants/{id}/approve"), json!({})).await,
+        403,
+    )
+    .await;
+    assert!(!may(&s, CLERK_USER, "read", "meldedaten-hitzacker-elbe"));
+    ok(
+        post(&s, &second, &format!("/grants/{id}/approve"), json!({})).await,
+        200,
+    )
+    .await;
+    assert!(
+        may(&s, CLERK_USER, "read", "meldedaten-hitzacker-elbe"),
+        "approved"
+    );
+    problem(
+        post(&s, &second, &format!("/grants/{id}/approve"), json!({})).await,
+        409,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn new_administrators_and_their_passwords_take_two() {
+    let s = TestServer::start().await;
+    let admin = kreis_admin(&s).await;
+    let (_, second) = account(
+        &s,
+        "lk-luechow-dannenberg",
+        "zweite.admin",
+        &["admin", "kommunalaufsicht"],
+    )
+    .await;
+    let (clerk, clerk_token) = account(&s, "gorleben", "g.clerk", &[]).await;
+    // `admin` is not handed out on creation ...
+    problem(
+        post(
+            &s,
+            &admin,
+            "/users",
+            json!({ "tenant": "gorleben", "username": "neu.admin", "roles": ["admin"] }),
+        )
+        .await,
+        400,
+    )
+    .await;
+    // ... and assigning it is a proposal.
+    let path = format!("/users/{clerk}/roles/gorleben/admin");
+    let (p, _) = ok(
+        call(&s, reqwest::Method::PUT, &admin, &path, None, None).await,
+        202,
+    )
+    .await;
+    let pid = p["proposal"].as_str().unwrap().to_owned();
+    problem(get(&s, &clerk_token, "/users").await, 403).await;
+    // The proposer does not approve it; a second administrator does.
+    problem(
+        post(&s, &admin, &format!("/proposals/{pid}/approve"), json!({})).await,
+        403,
+    )
+    .await;
+    ok(
+        post(&s, &second, &format!("/proposals/{pid}/approve"), json!({})).await,
+        200,
+    )
+    .await;
+    let roles = interkom_policy::roles::roles_in(&s.app.pool, &clerk, "gorleben")
+        .await
+        .unwrap();
+    assert_eq!(roles, vec!["admin".to_owned()]);
+    let d = details(&changes(&s).await[0]);
+    assert_eq!(d["op"], "user.roles.add");
+    assert!(d["approver"].is_string());
+    // Resetting an administrator's password is a proposal; the approver
+    // receives the new password, not the proposer.
+    let second_id = s
+        .app
+        .gateway
+        .find_user("zweite.admin")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let (p, _) = ok(
+        post(
+            &s,
+            &admin,
+            &format!("/users/{second_id}/password-reset"),
+            json!({}),
+        )
+        .await,
+        202,
+    )
+    .await;
+    assert!(p.get("initial_password").is_none());
+    let pid = p["proposal"].as_str().unwrap().to_owned();
+    // The subject of the reset cannot approve it.
+    problem(
+        post(&s, &second, &format!("/proposals/{pid}/approve"), json!({})).await,
+        403,
+    )
+    .await;
+    let (_, third) = account(
+        &s,
+        "lk-luechow-dannenberg",
+        "dritte.admin",
+        &["admin", "kommunalaufsicht"],
+    )
+    .await;
+    let (r, _) = ok(
+        post(&s, &third, &format!("/proposals/{pid}/approve"), json!({})).await,
+        200,
+    )
+    .await;
+    assert!(r["result"]["initial_password"].is_string());
+    // A username that names another account is refused.
+    problem(
+        post(
+            &s,
+            &admin,
+            "/users",
+            json!({ "tenant": "gorleben", "username": clerk }),
+        )
+        .await,
+        409,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn resources_cannot_borrow_kinds_clients_or_leave_the_subtree() {
+    let s = TestServer::start().await;
+    let admin = kreis_admin(&s).await;
+    let (_, hitz) = account(&s, "hitzacker-elbe", "hitzacker.admin", &["admin"]).await;
+    let normal = |owner: &str, client: Option<&str>| {
+        json!({ "kind": "steuern", "owner": owner, "client": client,
+                "protection": { "c": "normal", "i": "normal", "a": "normal" } })
+    };
+    // An id that is a kind (`haushalt`): a line on it would be Kreis-wide.
+    problem(
+        call(
+            &s,
+            reqwest::Method::PUT,
+            &hitz,
+            "/resources/haushalt",
+            Some(normal("hitzacker-elbe", None)),
+            None,
+        )
+        .await,
+        409,
+    )
+    .await;
+    // Binding another tenant's client, or one bound already, or none.
+    problem(
+        call(
+            &s,
+            reqwest::Method::PUT,
+            &hitz,
+            "/resources/zzz",
+            Some(normal("hitzacker-elbe", Some(PORTAL))),
+            None,
+        )
+        .await,
+        403,
+    )
+    .await;
+    problem(
+        call(
+            &s,
+            reqwest::Method::PUT,
+            &admin,
+            "/resources/zzz",
+            Some(normal("lk-luechow-dannenberg", Some(PORTAL))),
+            None,
+        )
+        .await,
+        409,
+    )
+    .await;
+    problem(
+        call(
+            &s,
+            reqwest::Method::PUT,
+            &admin,
+            "/resources/zzz",
+            Some(normal("lk-luechow-dannenberg", Some("no-such-client"))),
+            None,
+        )
+        .await,
+        400,
+    )
+    .await;
+    // A resource of another tenant, or moving one's own away.
+    problem(
+        call(
+            &s,
+            reqwest::Method::PUT,
+            &hitz,
+            "/resources/x-gorleben",
+            Some(normal("gorleben", None)),
+            None,
+        )
+        .await,
+        403,
+    )
+    .await;
+    ok(
+        call(
+            &s,
+            reqwest::Method::PUT,
+            &hitz,
+            "/resources/hund-hitzacker",
+            Some(normal("hitzacker-elbe", None)),
+            None,
+        )
+        .await,
+        201,
+    )
+    .await;
+    let (_, tag) = ok(get(&s, &hitz, "/resources/hund-hitzacker").await, 200).await;
+    problem(
+        call(
+            &s,
+            reqwest::Method::PUT,
+            &hitz,
+            "/resources/hund-hitzacker",
+            Some(normal("gorleben", None)),
+            tag.as_deref(),
+        )
+        .await,
+        403,
+    )
+    .await;
+    // A line whose object is a kind is everybody's: not a Gemeinde's to change.
+    let kind_line = "p, kommunalaufsicht, haushalt, read, subtree, allow, true";
+    problem(
+        post(
+            &s,
+            &hitz,
+            "/policy/changes",
+            json!({ "remove": [kind_line] }),
+        )
+        .await,
+        403,
+    )
+    .await;
+    problem(
+        post(
+            &s,
+            &hitz,
+            "/policy/what-if",
+            json!({ "remove": [kind_line] }),
+        )
+        .await,
+        403,
+    )
+    .await;
+    // A Gemeinde's administrator cannot approve the Kreis's proposals.
+    let (p, _) = ok(post(&s, &admin, "/policy/changes", json!({ "add": ["p, meldebehoerde, meldedaten-gorleben, export, members, deny, true"] })).await, 202).await;
+    let pid = p["proposal"].as_str().unwrap();
+    problem(
+        post(&s, &hitz, &format!("/proposals/{pid}/approve"), json!({})).await,
+        403,
+    )
+    .await;
+    // A Gemeinde's lines list shows only its own.
+    let (lines, _) = ok(get(&s, &hitz, "/policy/lines").await, 200).await;
+    assert!(lines["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| !l["line"].as_str().unwrap().contains("haushalt")));
+    let (lines, _) = ok(get(&s, &admin, "/policy/lines").await, 200).await;
+    assert!(lines["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["line"] == kind_line));
+    // Wrong method and oversize body: problem+json too.
+    problem(
+        call(
+            &s,
+            reqwest::Method::DELETE,
+            &admin,
+            "/policy/lines",
+            None,
+            None,
+        )
+        .await,
+        405,
+    )
+    .await;
+    let big = "x".repeat(100 * 1024);
+    problem(
+        post(
+            &s,
+            &admin,
+            "/users",
+            json!({ "tenant": "gorleben", "username": big }),
+        )
+        .await,
+        413,
     )
     .await;
 }

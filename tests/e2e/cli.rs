@@ -309,3 +309,54 @@ async fn config_check_reports_every_problem_at_once() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("typo"));
 }
+
+#[tokio::test]
+async fn bootstrap_creates_the_first_administrator_once() {
+    let cli = Cli {
+        database_url: fresh_database().await,
+        kek: interkom_gateway::MasterKey::generate().to_base64(),
+    };
+    let (code, _, err) = cli.run(&["migrate"], None);
+    assert_eq!(code, 0, "{err}");
+    // Only a Kreis, only a known tenant.
+    let (code, _, err) = cli.run(&["admin", "bootstrap", "--tenant", "gorleben"], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("not a Kreis"), "{err}");
+    let (code, out, err) = cli.run(
+        &[
+            "admin",
+            "bootstrap",
+            "--tenant",
+            "lk-luechow-dannenberg",
+            "--username",
+            "erste.admin",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let password = out
+        .lines()
+        .find_map(|l| l.strip_prefix("initial password (shown only now): "))
+        .unwrap()
+        .to_owned();
+    assert!(password.len() >= 20);
+    // A second bootstrap is refused: the admin API creates the others.
+    let (code, _, err) = cli.run(
+        &[
+            "admin",
+            "bootstrap",
+            "--tenant",
+            "lk-luechow-dannenberg",
+            "--username",
+            "zweite.admin",
+        ],
+        None,
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("exists already"), "{err}");
+    let (_, out, _) = cli.run(&["audit", "verify"], None);
+    assert!(
+        out.contains("ok") || out.contains("OK") || out.contains("verified"),
+        "{out}"
+    );
+}

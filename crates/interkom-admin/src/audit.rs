@@ -159,6 +159,37 @@ fn describe(q: &AuditQuery) -> serde_json::Value {
 }
 
 /// `GET /admin/v1/audit/events`: one page, newest first.
+#[utoipa::path(
+    get,
+    path = "/audit/events",
+    tag = "admin",
+    params(
+        ("tenant" = Option<String>, Query, description = "tenant id: its subtree"),
+        ("from" = Option<String>, Query, description = "RFC 3339, inclusive"),
+        ("to" = Option<String>, Query, description = "RFC 3339, exclusive"),
+        ("actor" = Option<String>, Query, description = "subject"),
+        ("action" = Option<String>, Query, description = "audit action"),
+        ("outcome" = Option<String>, Query, description = "success, failure or denied"),
+        ("client" = Option<String>, Query, description = "client id"),
+        ("correlation_id" = Option<String>, Query, description = "request id"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("limit" = Option<String>, Query, description = "1..=1000")
+    ),
+    responses(
+        (status = 200, description = "one page, newest first", body = serde_json::Value),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn events(
     State(state): State<AdminState>,
     caller: Caller,
@@ -199,6 +230,36 @@ pub(crate) async fn events(
 
 /// `GET /admin/v1/audit/export?format=jsonl|csv`: the whole filtered trail,
 /// streamed.
+#[utoipa::path(
+    get,
+    path = "/audit/export",
+    tag = "admin",
+    params(
+        ("tenant" = Option<String>, Query, description = "tenant id: its subtree"),
+        ("from" = Option<String>, Query, description = "RFC 3339, inclusive"),
+        ("to" = Option<String>, Query, description = "RFC 3339, exclusive"),
+        ("actor" = Option<String>, Query, description = "subject"),
+        ("action" = Option<String>, Query, description = "audit action"),
+        ("outcome" = Option<String>, Query, description = "success, failure or denied"),
+        ("client" = Option<String>, Query, description = "client id"),
+        ("correlation_id" = Option<String>, Query, description = "request id"),
+        ("format" = Option<String>, Query, description = "jsonl or csv")
+    ),
+    responses(
+        (status = 200, description = "the filtered trail, streamed", body = String, content_type = "application/x-ndjson"),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn export(
     State(state): State<AdminState>,
     caller: Caller,
@@ -277,6 +338,25 @@ async fn require_security_staff(state: &AdminState, caller: &Caller) -> Result<(
 }
 
 /// `GET /admin/v1/audit/verify`: recomputes the chain (any security staff).
+#[utoipa::path(
+    get,
+    path = "/audit/verify",
+    tag = "admin",
+    responses(
+        (status = 200, description = "verification status", body = serde_json::Value),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn verify(State(state): State<AdminState>, caller: Caller) -> Response {
     let res: Result<Response, Problem> = async {
         require_security_staff(&state, &caller).await?;
@@ -300,6 +380,25 @@ pub(crate) async fn verify(State(state): State<AdminState>, caller: Caller) -> R
 }
 
 /// `GET /admin/v1/audit/checkpoints`: the signed checkpoints.
+#[utoipa::path(
+    get,
+    path = "/audit/checkpoints",
+    tag = "admin",
+    responses(
+        (status = 200, description = "signed checkpoints", body = serde_json::Value),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn checkpoints(State(state): State<AdminState>, caller: Caller) -> Response {
     let res: Result<Response, Problem> = async {
         require_security_staff(&state, &caller).await?;

@@ -57,16 +57,38 @@ fn owner_covered(state: &AdminState, scope: &Scope, owner: &Option<String>) -> b
     match owner {
         Some(o) => state.0.tenants.get(o).is_some_and(|t| scope.covers(t)),
         // A resource of no tenant belongs to the administrators of every Kreis.
-        None => state
-            .0
-            .tenants
-            .iter()
-            .filter(|t| t.parent.is_none())
-            .all(|t| scope.covers(t)),
+        None => {
+            let roots: Vec<_> = state
+                .0
+                .tenants
+                .iter()
+                .filter(|t| t.parent.is_none())
+                .collect();
+            !roots.is_empty() && scope.covers_everything(&roots)
+        }
     }
 }
 
 /// `GET /grants`: the grants on resources the caller administers.
+#[utoipa::path(
+    get,
+    path = "/grants",
+    tag = "admin",
+    responses(
+        (status = 200, description = "grants on the subtree's resources", body = serde_json::Value),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn list(State(state): State<AdminState>, caller: Caller) -> Response {
     let res: Result<Response, Problem> = async {
         let c = Change::new("grant.list", "grants", None);
@@ -91,7 +113,7 @@ pub(crate) async fn list(State(state): State<AdminState>, caller: Caller) -> Res
     res.unwrap_or_else(IntoResponse::into_response)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewGrant {
     /// `user:<username or id>`, `<role>@<tenant>` or `*@<tenant>`.
@@ -157,6 +179,26 @@ async fn check_grantee(state: &AdminState, grantee: &str) -> Result<(), Problem>
 }
 
 /// `POST /grants`: records a grant, unapproved; the grantor is the caller.
+#[utoipa::path(
+    post,
+    path = "/grants",
+    tag = "admin",
+    request_body(content = NewGrant, content_type = "application/json"),
+    responses(
+        (status = 201, description = "recorded, unapproved", body = serde_json::Value),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn create(
     State(state): State<AdminState>,
     caller: Caller,
@@ -195,14 +237,10 @@ pub(crate) async fn create(
         }
         // Nobody grants what they may not do themselves (judged by the rules
         // alone, as if the caller had the strongest, freshest login).
-        let snap = state.0.gateway.policy().snapshot();
-        let ctx = AuthContext { acr: Some(Loa::High), auth_time: Some(now), second_factor: true, now };
-        for a in &body.actions {
-            let d = snap.decide(SubjectRef::User(&caller.subject), a, ResourceRef::id(&body.resource), &ctx);
-            if !d.allowed() {
-                let why = format!("the caller may not `{a}` on `{}` and cannot grant it", body.resource);
-                return Err(refuse(&state, &caller, &c, &why).await);
-            }
+        let actions: Vec<&str> = body.actions.iter().map(String::as_str).collect();
+        if let Some(a) = holds_actions(&state, &caller.subject, &body.resource, &actions) {
+            let why = format!("the caller may not `{a}` on `{}` and cannot grant it", body.resource);
+            return Err(refuse(&state, &caller, &c, &why).await);
         }
         let grant = Grant {
             id: uuid::Uuid::new_v4().to_string(),
@@ -237,6 +275,52 @@ pub(crate) async fn create(
     res.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// Whether `subject` may perform every one of `actions` on `resource`
+/// (by the rules alone, as if with the strongest, freshest login); the
+/// first one they may not.
+fn holds_actions(
+    state: &AdminState,
+    subject: &str,
+    resource: &str,
+    actions: &[&str],
+) -> Option<String> {
+    let snap = state.0.gateway.policy().snapshot();
+    let now = state.0.gateway.clock().now();
+    let ctx = AuthContext {
+        acr: Some(Loa::High),
+        auth_time: Some(now),
+        second_factor: true,
+        now,
+    };
+    actions
+        .iter()
+        .find(|a| {
+            !snap
+                .decide(
+                    SubjectRef::User(subject),
+                    a,
+                    ResourceRef::id(resource),
+                    &ctx,
+                )
+                .allowed()
+        })
+        .map(|a| (*a).to_owned())
+}
+
+/// A person's account id, whichever of their names is given.
+async fn person(state: &AdminState, name: &str) -> Result<String, Problem> {
+    if let Some(u) = state
+        .0
+        .gateway
+        .find_user(name)
+        .await
+        .map_err(api::internal)?
+    {
+        return Ok(u.id);
+    }
+    Ok(name.to_owned())
+}
+
 async fn grant_in_scope(
     state: &AdminState,
     caller: &Caller,
@@ -267,6 +351,28 @@ async fn grant_in_scope(
 }
 
 /// `POST /grants/{id}/approve`: the second pair of eyes.
+#[utoipa::path(
+    post,
+    path = "/grants/{id}/approve",
+    tag = "admin",
+    params(
+        ("id" = String, Path, description = "id")
+    ),
+    responses(
+        (status = 200, description = "approved", body = serde_json::Value),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn approve(
     State(state): State<AdminState>,
     caller: Caller,
@@ -282,19 +388,28 @@ pub(crate) async fn approve(
                 "the grant is approved already",
             ));
         }
+        if person(&state, &row.grantor).await? == caller.subject {
+            return Err(refuse(
+                &state,
+                &caller,
+                &c,
+                "the grantor cannot approve their own grant",
+            )
+            .await);
+        }
+        // The second pair of eyes must see what the grant gives: they hold it.
+        let actions: Vec<&str> = row.actions.split(' ').collect();
+        if let Some(a) = holds_actions(&state, &caller.subject, &row.resource, &actions) {
+            let why = format!(
+                "the approver may not `{a}` on `{}` and cannot approve granting it",
+                row.resource
+            );
+            return Err(refuse(&state, &caller, &c, &why).await);
+        }
         let now = state.0.gateway.clock().now();
         match interkom_policy::store::approve_grant(&state.0.pool, &id, &caller.subject, now).await
         {
             Ok(()) => {}
-            Err(PolicyError::Invalid(m)) if m.contains("grantor") => {
-                return Err(refuse(
-                    &state,
-                    &caller,
-                    &c,
-                    "the grantor cannot approve their own grant",
-                )
-                .await)
-            }
             Err(PolicyError::Invalid(m)) => return Err(Problem::new(StatusCode::CONFLICT, m)),
             Err(e) => return Err(api::internal(e)),
         }
@@ -316,6 +431,28 @@ pub(crate) async fn approve(
 }
 
 /// `POST /grants/{id}/revoke`: ends a grant at once.
+#[utoipa::path(
+    post,
+    path = "/grants/{id}/revoke",
+    tag = "admin",
+    params(
+        ("id" = String, Path, description = "id")
+    ),
+    responses(
+        (status = 200, description = "revoked", body = serde_json::Value),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn revoke(
     State(state): State<AdminState>,
     caller: Caller,

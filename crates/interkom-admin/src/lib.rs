@@ -12,12 +12,15 @@
 //! - `scope`: whom an administrator may administer (their `admin` subtree,
 //!   only roles they hold themselves, never their own roles).
 //! - `api`: strict JSON bodies, ETag/If-Match, the `admin_change` event.
-//! - `users`, `policy` (lines, resources, four-eyes proposals), `grants`.
+//! - `users`, `clients` (with tenants and keys), `policy` (lines,
+//!   resources, four-eyes proposals), `grants`.
 
 mod api;
 mod audit;
 mod auth;
+mod clients;
 mod grants;
+mod openapi;
 mod policy;
 mod scope;
 mod users;
@@ -35,7 +38,7 @@ use serde::Serialize;
 use sqlx::AnyPool;
 
 /// An RFC 9457 problem detail.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
@@ -123,6 +126,13 @@ pub async fn migrate(pool: &AnyPool) -> Result<(), sqlx::migrate::MigrateError> 
 /// The admin routes, to be nested under `/admin/v1`.
 pub fn router(state: AdminState) -> Router {
     Router::new()
+        .route("/openapi.json", get(openapi::document))
+        .route("/tenants", get(clients::tenants))
+        .route("/clients", get(clients::list).post(clients::create))
+        .route("/clients/{id}", get(clients::get).patch(clients::patch))
+        .route("/clients/{id}/secret", post(clients::rotate_secret))
+        .route("/keys", get(clients::keys))
+        .route("/keys/rotate", post(clients::rotate_keys))
         .route("/users", get(users::list).post(users::create))
         .route("/users/{id}", get(users::get).patch(users::patch))
         .route("/users/{id}/password-reset", post(users::reset_password))
@@ -150,5 +160,13 @@ pub fn router(state: AdminState) -> Router {
         .route("/audit/verify", get(audit::verify))
         .route("/audit/checkpoints", get(audit::checkpoints))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such admin resource") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this method is not allowed on this admin resource",
+            )
+        })
+        // Bodies above 64 KiB: the JSON reader answers 413 problem+json.
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }

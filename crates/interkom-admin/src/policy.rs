@@ -65,7 +65,7 @@ async fn resources(state: &AdminState) -> Result<Vec<ResourceSpec>, Problem> {
 /// Where a change applies: inside one tenant's subtree, or everywhere
 /// (lines for `*` or a kind, resources of no tenant).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Place {
+pub(crate) enum Place {
     Tenant(String),
     Everywhere,
 }
@@ -96,7 +96,8 @@ fn may_change(state: &AdminState, scope: &Scope, place: &Place) -> bool {
 }
 
 /// The place of a policy line: `p` lines by their object (a resource's
-/// owner; a kind or `*` is everywhere), `g` lines by their Samtgemeinde.
+/// owner; a kind or `*` is everywhere, also when a resource's id happens
+/// to equal a kind), `g` lines by their Samtgemeinde.
 fn line_place(state: &AdminState, all: &[ResourceSpec], line: &RuleLine) -> Result<Place, Problem> {
     let v = |i: usize| line.values.get(i).map(String::as_str).unwrap_or("");
     if line.ptype == "g" {
@@ -108,6 +109,9 @@ fn line_place(state: &AdminState, all: &[ResourceSpec], line: &RuleLine) -> Resu
                 v(0)
             ))),
         };
+    }
+    if v(1) == "*" || all.iter().any(|r| r.kind == v(1)) {
+        return Ok(Place::Everywhere);
     }
     Ok(match all.iter().find(|r| r.id == v(1)) {
         Some(ResourceSpec { owner: Some(o), .. }) => Place::Tenant(o.clone()),
@@ -131,7 +135,7 @@ fn touches_sehr_hoch(all: &[ResourceSpec], lines: &[&RuleLine], flips: &[Flip]) 
     by_line || by_flip
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PolicyChangeBody {
     /// Lines to add, as in `baseline.csv` (`p, role, object, action, reach, effect, condition`).
@@ -229,18 +233,134 @@ async fn authorize_lines(
         }
         places.push(place);
     }
-    places.dedup();
-    Ok(match places.as_slice() {
-        [one] => one.clone(),
-        _ => Place::Everywhere,
-    })
+    Ok(common_place(state, &places))
+}
+
+/// The smallest place holding all of `places`: their lowest common
+/// ancestor, or everywhere.
+fn common_place(state: &AdminState, places: &[Place]) -> Place {
+    let mut common: Option<Vec<String>> = None;
+    for p in places {
+        let Place::Tenant(t) = p else {
+            return Place::Everywhere;
+        };
+        let Some(path) = state.0.tenants.get(t).map(|t| t.path.clone()) else {
+            return Place::Everywhere;
+        };
+        common = Some(match common {
+            None => path,
+            Some(c) => c
+                .iter()
+                .zip(&path)
+                .take_while(|(a, b)| a == b)
+                .map(|(a, _)| a.clone())
+                .collect(),
+        });
+    }
+    match common.and_then(|c| c.last().cloned()) {
+        Some(t) => Place::Tenant(t),
+        None => Place::Everywhere,
+    }
+}
+
+/// The decisions a change flips must all concern resources the caller
+/// administers (a line can reach further than its object suggests).
+async fn authorize_flips(
+    state: &AdminState,
+    caller: &Caller,
+    scope: &Scope,
+    all: &[ResourceSpec],
+    flips: &[Flip],
+    c: &Change<'_>,
+) -> Result<(), Problem> {
+    for f in flips {
+        let place = match all.iter().find(|r| r.id == f.resource) {
+            Some(r) => resource_place(r),
+            None => Place::Everywhere,
+        };
+        if !may_change(state, scope, &place) {
+            let why = format!(
+                "the change would alter access to `{}`, outside the caller's subtree",
+                f.resource
+            );
+            return Err(refuse(state, caller, c, &why).await);
+        }
+    }
+    Ok(())
+}
+
+/// Nobody hands out a permission they do not hold: an added allow line
+/// needs the caller to be allowed the same action on every resource the
+/// line's object covers (judged by the rules alone, strongest login).
+async fn authorize_allows(
+    state: &AdminState,
+    caller: &Caller,
+    all: &[ResourceSpec],
+    lines: &Lines,
+    c: &Change<'_>,
+) -> Result<(), Problem> {
+    let snap = state.0.gateway.policy().snapshot();
+    let now = state.0.gateway.clock().now();
+    let ctx = interkom_policy::engine::AuthContext {
+        acr: Some(interkom_policy::Loa::High),
+        auth_time: Some(now),
+        second_factor: true,
+        now,
+    };
+    for line in lines
+        .add
+        .iter()
+        .filter(|l| l.ptype == "p" && l.values[4] == "allow")
+    {
+        let (obj, act) = (&line.values[1], &line.values[2]);
+        for r in all
+            .iter()
+            .filter(|r| obj == "*" || r.id == *obj || r.kind == *obj)
+        {
+            let d = snap.decide(
+                interkom_policy::engine::SubjectRef::User(&caller.subject),
+                act,
+                interkom_policy::engine::ResourceRef::id(&r.id),
+                &ctx,
+            );
+            if !d.allowed() {
+                let why = format!(
+                    "`{}` would allow `{act}` on `{}`, which the caller may not do",
+                    line.to_csv(),
+                    r.id
+                );
+                return Err(refuse(state, caller, c, &why).await);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `GET /policy/lines`: the live policy's lines, with their origin.
+#[utoipa::path(
+    get,
+    path = "/policy/lines",
+    tag = "admin",
+    responses(
+        (status = 200, description = "the live policy's lines", body = serde_json::Value),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn lines(State(state): State<AdminState>, caller: Caller) -> Response {
     let res: Result<Response, Problem> = async {
         let c = Change::new("policy.read", "policy/lines", None);
-        admin_scope(&state, &caller, &c).await?;
+        let scope = admin_scope(&state, &caller, &c).await?;
+        let all = resources(&state).await?;
         #[derive(sqlx::FromRow)]
         struct Row {
             ptype: String,
@@ -259,16 +379,19 @@ pub(crate) async fn lines(State(state): State<AdminState>, caller: Caller) -> Re
         .fetch_all(&state.0.pool)
         .await
         .map_err(api::internal)?;
+        // Only the lines the caller administers (the Kreis sees all).
         let lines: Vec<Value> = rows
             .into_iter()
-            .map(|r| {
+            .filter_map(|r| {
                 let n = if r.ptype == "p" { 6 } else { 2 };
                 let values = [r.v0, r.v1, r.v2, r.v3, r.v4, r.v5];
                 let line = RuleLine {
                     ptype: r.ptype,
                     values: values.into_iter().take(n).collect(),
                 };
-                json!({ "line": line.to_csv(), "source": r.source })
+                let place = line_place(&state, &all, &line).ok()?;
+                may_change(&state, &scope, &place)
+                    .then(|| json!({ "line": line.to_csv(), "source": r.source }))
             })
             .collect();
         let version = state.0.gateway.policy().snapshot().version;
@@ -283,6 +406,26 @@ pub(crate) async fn lines(State(state): State<AdminState>, caller: Caller) -> Re
 
 /// `POST /policy/what-if`: the decisions a change would flip, and whether
 /// it would need a second administrator. Changes nothing.
+#[utoipa::path(
+    post,
+    path = "/policy/what-if",
+    tag = "admin",
+    request_body(content = PolicyChangeBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the decisions the change would flip", body = serde_json::Value),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn what_if(
     State(state): State<AdminState>,
     caller: Caller,
@@ -290,10 +433,12 @@ pub(crate) async fn what_if(
 ) -> Response {
     let res: Result<Response, Problem> = async {
         let c = Change::new("policy.what_if", "policy/lines", None);
-        admin_scope(&state, &caller, &c).await?;
+        let scope = admin_scope(&state, &caller, &c).await?;
         let lines = parse_lines(&body)?;
         let all = resources(&state).await?;
+        authorize_lines(&state, &caller, &scope, &all, &lines, &c).await?;
         let (flips, four_eyes) = preview(&state, &all, &lines).await?;
+        authorize_flips(&state, &caller, &scope, &all, &flips, &c).await?;
         Ok(api::json(
             StatusCode::OK,
             json!({ "flips": flips, "requires_approval": four_eyes }),
@@ -305,6 +450,27 @@ pub(crate) async fn what_if(
 
 /// `POST /policy/changes`: applies a change of lines after its what-if, or
 /// (touching `sehr_hoch`) records it as a proposal: 202 with its id.
+#[utoipa::path(
+    post,
+    path = "/policy/changes",
+    tag = "admin",
+    request_body(content = PolicyChangeBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "applied", body = serde_json::Value),
+        (status = 202, description = "touches sehr_hoch: recorded as a proposal", body = serde_json::Value),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn change(
     State(state): State<AdminState>,
     caller: Caller,
@@ -318,7 +484,9 @@ pub(crate) async fn change(
         let all = resources(&state).await?;
         let place = authorize_lines(&state, &caller, &scope, &all, &lines, &c).await?;
         c.tenant = place.tenant();
+        authorize_allows(&state, &caller, &all, &lines, &c).await?;
         let (flips, four_eyes) = preview(&state, &all, &lines).await?;
+        authorize_flips(&state, &caller, &scope, &all, &flips, &c).await?;
         if four_eyes {
             let payload = serde_json::to_value(&body).unwrap_or(Value::Null);
             let id = propose(&state, &caller, "policy_change", &payload, &place, &flips, &mut c).await?;
@@ -383,7 +551,7 @@ async fn apply_lines(state: &AdminState, lines: &Lines) -> Result<Applied, Probl
 }
 
 /// Stores a proposal; audited as a change of its own.
-async fn propose(
+pub(crate) async fn propose(
     state: &AdminState,
     caller: &Caller,
     kind: &str,
@@ -458,6 +626,28 @@ pub(crate) struct ProposalQuery {
 
 /// `GET /proposals[?status=pending|applied|rejected]`: the proposals of the
 /// caller's subtree, newest first.
+#[utoipa::path(
+    get,
+    path = "/proposals",
+    tag = "admin",
+    params(
+        ("status" = Option<String>, Query, description = "pending, applied or rejected")
+    ),
+    responses(
+        (status = 200, description = "proposals of the subtree", body = serde_json::Value),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn proposals(
     State(state): State<AdminState>,
     caller: Caller,
@@ -520,6 +710,28 @@ async fn proposal_in_scope(
 }
 
 /// `GET /proposals/{id}`.
+#[utoipa::path(
+    get,
+    path = "/proposals/{id}",
+    tag = "admin",
+    params(
+        ("id" = String, Path, description = "id")
+    ),
+    responses(
+        (status = 200, description = "the proposal (ETag)", body = serde_json::Value),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn proposal(
     State(state): State<AdminState>,
     caller: Caller,
@@ -537,6 +749,28 @@ pub(crate) async fn proposal(
 
 /// `POST /proposals/{id}/approve`: a second administrator (not the
 /// proposer, with the same reach over the change) applies it.
+#[utoipa::path(
+    post,
+    path = "/proposals/{id}/approve",
+    tag = "admin",
+    params(
+        ("id" = String, Path, description = "id")
+    ),
+    responses(
+        (status = 200, description = "approved by a second administrator and applied", body = serde_json::Value),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn approve(
     State(state): State<AdminState>,
     caller: Caller,
@@ -554,9 +788,21 @@ pub(crate) async fn approve(
             ));
         }
         if row.proposer == caller.subject {
-            return Err(refuse(&state, &caller, &c, "a proposal needs a second administrator: the proposer cannot approve it").await);
+            return Err(refuse(
+                &state,
+                &caller,
+                &c,
+                "a proposal needs a second administrator: the proposer cannot approve it",
+            )
+            .await);
         }
-        // Claim it first: of two approvers at once, one applies it.
+        let payload: Value = serde_json::from_str(&row.payload).map_err(api::internal)?;
+        c.approver = Some(caller.subject.clone());
+        c.extra = json!({ "proposal": id, "proposer": row.proposer });
+        // The approver must be able to make the change themselves, on the
+        // state as it is now (not as it was proposed).
+        let prepared = prepare_approval(&state, &caller, &scope, &row.kind, &payload, &mut c).await?;
+        // Claim it: of two approvers at once, one applies it.
         let now = state.0.gateway.clock().now();
         let claimed = sqlx::query(
             "UPDATE admin_proposals SET status = 'applied', decided_by = $1, decided_at = $2 \
@@ -572,41 +818,181 @@ pub(crate) async fn approve(
         if claimed != 1 {
             return Err(Problem::new(StatusCode::CONFLICT, "the proposal was decided meanwhile"));
         }
-        let payload: Value = serde_json::from_str(&row.payload).map_err(api::internal)?;
-        let outcome = match row.kind.as_str() {
-            "policy_change" => {
-                let body: PolicyChangeBody = serde_json::from_value(payload).map_err(api::internal)?;
-                let lines = parse_lines(&body)?;
-                let applied = apply_lines(&state, &lines).await?;
-                c.op = "policy.change";
-                c.target = "policy/lines".into();
-                c.before = json!({ "present": applied.removed });
-                c.after = json!({ "added": applied.added, "removed": applied.removed, "comment": body.comment });
-                json!({ "added": applied.added, "removed": applied.removed })
+        match apply_approved(&state, &caller, prepared, &mut c).await {
+            Ok(result) => Ok(api::json(
+                StatusCode::OK,
+                json!({ "applied": true, "proposal": id, "result": result }),
+            )),
+            Err(p) => {
+                // Not applied: it stays pending.
+                let _ = sqlx::query(
+                    "UPDATE admin_proposals SET status = 'pending', decided_by = NULL, decided_at = NULL \
+                     WHERE id = $1",
+                )
+                .bind(&id)
+                .execute(&state.0.pool)
+                .await;
+                Err(p)
             }
-            "resource" => {
-                let spec: ResourceSpec = serde_json::from_value(payload).map_err(api::internal)?;
-                let before = resources(&state).await?.into_iter().find(|r| r.id == spec.id);
-                put_resource(&state, &spec).await?;
-                c.op = "resource.put";
-                c.target = format!("resources/{}", spec.id);
-                c.before = serde_json::to_value(&before).unwrap_or(Value::Null);
-                c.after = serde_json::to_value(&spec).unwrap_or(Value::Null);
-                json!({ "resource": spec })
-            }
-            other => return Err(api::internal(format!("unknown proposal kind {other}"))),
-        };
-        c.approver = Some(caller.subject.clone());
-        c.extra = json!({ "proposal": id, "proposer": row.proposer });
-        record(&state, &caller, &c).await?;
-        Ok(api::json(StatusCode::OK, json!({ "applied": true, "proposal": id, "result": outcome })))
+        }
     }
     .await;
     res.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// A proposal, checked for its approver and ready to apply.
+enum Prepared {
+    Lines(Lines, Option<String>),
+    Resource(ResourceSpec),
+    Role(crate::users::UserView, String, String),
+    PasswordReset(String),
+}
+
+async fn prepare_approval(
+    state: &AdminState,
+    caller: &Caller,
+    scope: &Scope,
+    kind: &str,
+    payload: &Value,
+    c: &mut Change<'_>,
+) -> Result<Prepared, Problem> {
+    let field = |k: &str| payload.get(k).and_then(Value::as_str).map(str::to_owned);
+    match kind {
+        "policy_change" => {
+            let body: PolicyChangeBody =
+                serde_json::from_value(payload.clone()).map_err(api::internal)?;
+            let lines = parse_lines(&body)?;
+            let all = resources(state).await?;
+            authorize_lines(state, caller, scope, &all, &lines, c).await?;
+            let (flips, _) = preview(state, &all, &lines).await?;
+            authorize_flips(state, caller, scope, &all, &flips, c).await?;
+            Ok(Prepared::Lines(lines, body.comment))
+        }
+        "resource" => {
+            let spec: ResourceSpec =
+                serde_json::from_value(payload["spec"].clone()).map_err(api::internal)?;
+            let all = resources(state).await?;
+            let current = all.iter().find(|r| r.id == spec.id);
+            let now_tag = current.map(api::etag);
+            if now_tag.as_deref() != payload["before_etag"].as_str() {
+                return Err(Problem::new(
+                    StatusCode::CONFLICT,
+                    "the resource changed since the proposal: propose again",
+                ));
+            }
+            if let Some(cur) = current {
+                if !may_change(state, scope, &resource_place(cur)) {
+                    return Err(refuse(
+                        state,
+                        caller,
+                        c,
+                        "the resource is outside the approver's subtree",
+                    )
+                    .await);
+                }
+            }
+            if !may_change(state, scope, &resource_place(&spec)) {
+                return Err(refuse(
+                    state,
+                    caller,
+                    c,
+                    "the new owner is outside the approver's subtree",
+                )
+                .await);
+            }
+            check_resource(state, &all, &spec)?;
+            check_client(state, caller, scope, &spec, c).await?;
+            c.before = serde_json::to_value(current).unwrap_or(Value::Null);
+            Ok(Prepared::Resource(spec))
+        }
+        "role_assignment" => {
+            let (Some(user), Some(tenant), Some(role)) =
+                (field("user"), field("tenant"), field("role"))
+            else {
+                return Err(api::internal("malformed role proposal"));
+            };
+            let before =
+                crate::users::check_role_change(state, caller, scope, &user, &tenant, &role, c)
+                    .await?;
+            Ok(Prepared::Role(before, tenant, role))
+        }
+        "password_reset" => {
+            let user = field("user").ok_or_else(|| api::internal("malformed reset proposal"))?;
+            Ok(Prepared::PasswordReset(user))
+        }
+        other => Err(api::internal(format!("unknown proposal kind {other}"))),
+    }
+}
+
+async fn apply_approved(
+    state: &AdminState,
+    caller: &Caller,
+    prepared: Prepared,
+    c: &mut Change<'_>,
+) -> Result<Value, Problem> {
+    match prepared {
+        Prepared::Lines(lines, comment) => {
+            let applied = apply_lines(state, &lines).await?;
+            c.op = "policy.change";
+            c.target = "policy/lines".into();
+            c.before = json!({ "present": applied.removed });
+            c.after =
+                json!({ "added": applied.added, "removed": applied.removed, "comment": comment });
+            record(state, caller, c).await?;
+            Ok(json!({ "added": applied.added, "removed": applied.removed }))
+        }
+        Prepared::Resource(spec) => {
+            put_resource(state, &spec).await?;
+            c.op = "resource.put";
+            c.target = format!("resources/{}", spec.id);
+            c.after = serde_json::to_value(&spec).unwrap_or(Value::Null);
+            record(state, caller, c).await?;
+            Ok(json!({ "resource": spec }))
+        }
+        Prepared::Role(before, tenant, role) => {
+            c.op = "user.roles.add";
+            c.target = format!("users/{}/roles/{tenant}/{role}", before.id);
+            let after =
+                crate::users::apply_role_change(state, caller, &before, &tenant, &role, true, c)
+                    .await?;
+            Ok(serde_json::to_value(after).unwrap_or(Value::Null))
+        }
+        Prepared::PasswordReset(user) => {
+            let scope = Scope::load(&state.0.pool, caller).await?;
+            c.op = "user.password_reset";
+            c.target = format!("users/{user}");
+            let password =
+                crate::users::apply_password_reset(state, caller, &scope, &user, c).await?;
+            record(state, caller, c).await?;
+            Ok(json!({ "initial_password": password }))
+        }
+    }
+}
+
 /// `POST /proposals/{id}/reject`: any administrator of its subtree
 /// (the proposer too: withdrawing).
+#[utoipa::path(
+    post,
+    path = "/proposals/{id}/reject",
+    tag = "admin",
+    params(
+        ("id" = String, Path, description = "id")
+    ),
+    responses(
+        (status = 200, description = "rejected", body = serde_json::Value),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn reject(
     State(state): State<AdminState>,
     caller: Caller,
@@ -661,6 +1047,25 @@ async fn put_resource(state: &AdminState, spec: &ResourceSpec) -> Result<(), Pro
 }
 
 /// `GET /resources`: the resources the caller administers.
+#[utoipa::path(
+    get,
+    path = "/resources",
+    tag = "admin",
+    responses(
+        (status = 200, description = "resources of the subtree", body = serde_json::Value),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn list_resources(State(state): State<AdminState>, caller: Caller) -> Response {
     let res: Result<Response, Problem> = async {
         let c = Change::new("resource.list", "resources", None);
@@ -684,6 +1089,28 @@ fn resource_place(r: &ResourceSpec) -> Place {
 }
 
 /// `GET /resources/{id}`.
+#[utoipa::path(
+    get,
+    path = "/resources/{id}",
+    tag = "admin",
+    params(
+        ("id" = String, Path, description = "id")
+    ),
+    responses(
+        (status = 200, description = "the resource (ETag)", body = serde_json::Value),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn get_resource(
     State(state): State<AdminState>,
     caller: Caller,
@@ -712,7 +1139,7 @@ pub(crate) async fn get_resource(
     res.unwrap_or_else(IntoResponse::into_response)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ResourceBody {
     #[serde(default)]
@@ -722,7 +1149,71 @@ pub(crate) struct ResourceBody {
     owner: Option<String>,
     #[serde(default)]
     client: Option<String>,
+    #[schema(value_type = crate::openapi::ProtectionDoc)]
     protection: interkom_policy::Protection,
+}
+
+/// Resource ids and kinds share the lines' object namespace: an id must
+/// not be a kind (nor a kind an id), or a line would mean both. A client's
+/// logins are governed by one resource only.
+fn check_resource(
+    state: &AdminState,
+    all: &[ResourceSpec],
+    spec: &ResourceSpec,
+) -> Result<(), Problem> {
+    let _ = state;
+    let others = || all.iter().filter(|r| r.id != spec.id);
+    if others().any(|r| r.kind == spec.id) || spec.id == "*" {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            format!("`{}` is the name of a kind of resource", spec.id),
+        ));
+    }
+    if others().any(|r| r.id == spec.kind) {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            format!("`{}` is the id of a resource, not a kind", spec.kind),
+        ));
+    }
+    if let Some(cl) = &spec.client {
+        if others().any(|r| r.client.as_deref() == Some(cl)) {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                format!("the logins of `{cl}` are governed by another resource"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The client a resource governs must exist and be the caller's to bind.
+async fn check_client(
+    state: &AdminState,
+    caller: &Caller,
+    scope: &Scope,
+    spec: &ResourceSpec,
+    c: &Change<'_>,
+) -> Result<(), Problem> {
+    let Some(cl) = &spec.client else {
+        return Ok(());
+    };
+    let client = state
+        .0
+        .gateway
+        .client(cl)
+        .await
+        .map_err(api::internal)?
+        .ok_or_else(|| Problem::bad_request(format!("unknown client `{cl}`")))?;
+    if !may_change(state, scope, &Place::Tenant(client.tenant.clone())) {
+        return Err(refuse(
+            state,
+            caller,
+            c,
+            "the client is outside the caller's subtree",
+        )
+        .await);
+    }
+    Ok(())
 }
 
 fn slug(s: &str) -> bool {
@@ -734,6 +1225,32 @@ fn slug(s: &str) -> bool {
 
 /// `PUT /resources/{id}`: creates or replaces a resource (with `If-Match`
 /// when it exists). Anything that is or becomes `sehr_hoch` is a proposal.
+#[utoipa::path(
+    put,
+    path = "/resources/{id}",
+    tag = "admin",
+    params(
+        ("id" = String, Path, description = "id"),
+        ("If-Match" = Option<String>, Header, description = "the entity's ETag")
+    ),
+    request_body(content = ResourceBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "replaced", body = serde_json::Value),
+        (status = 201, description = "created", body = serde_json::Value),
+        (status = 202, description = "touches sehr_hoch: recorded as a proposal", body = serde_json::Value),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn put_resource_handler(
     State(state): State<AdminState>,
     caller: Caller,
@@ -764,7 +1281,8 @@ pub(crate) async fn put_resource_handler(
             protection: body.protection,
         };
         c.after = serde_json::to_value(&spec).unwrap_or(Value::Null);
-        let before = resources(&state).await?.into_iter().find(|r| r.id == id);
+        let all = resources(&state).await?;
+        let before = all.iter().find(|r| r.id == id).cloned();
         if let Some(b) = &before {
             c.before = serde_json::to_value(b).unwrap_or(Value::Null);
             check_if_match(&headers, &api::etag(b))?;
@@ -776,6 +1294,8 @@ pub(crate) async fn put_resource_handler(
         if !may_change(&state, &scope, &place) {
             return Err(refuse(&state, &caller, &c, "the new owner is outside the caller's subtree").await);
         }
+        check_client(&state, &caller, &scope, &spec, &c).await?;
+        check_resource(&state, &all, &spec)?;
         let sehr_hoch = |r: &ResourceSpec| r.protection.overall() == ProtectionNeed::SehrHoch;
         if before.as_ref().is_some_and(sehr_hoch) || sehr_hoch(&spec) {
             let change = interkom_policy::Change {
@@ -789,7 +1309,7 @@ pub(crate) async fn put_resource_handler(
                 .what_if(&change, state.0.gateway.clock().now())
                 .await
                 .map_err(api::internal)?;
-            let payload = serde_json::to_value(&spec).unwrap_or(Value::Null);
+            let payload = json!({ "spec": spec, "before_etag": before.as_ref().map(api::etag) });
             let pid = propose(&state, &caller, "resource", &payload, &place, &flips, &mut c).await?;
             return Ok(api::json(
                 StatusCode::ACCEPTED,

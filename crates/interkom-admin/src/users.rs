@@ -12,13 +12,14 @@ use serde_json::{json, Value};
 
 use crate::api::{self, admin_scope, check_if_match, record, refuse, Change, Ids, JsonBody};
 use crate::auth::Caller;
-use crate::scope::Scope;
+use crate::policy::{propose, Place};
+use crate::scope::{Scope, ADMIN};
 use crate::{AdminState, Problem};
 
 /// A user as the admin API shows it (never a password hash).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct UserView {
-    id: String,
+    pub(crate) id: String,
     tenant: String,
     username: String,
     name: Option<String>,
@@ -27,7 +28,9 @@ pub(crate) struct UserView {
     roles: Vec<RoleView>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord, sqlx::FromRow)]
+#[derive(
+    Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord, sqlx::FromRow, utoipa::ToSchema,
+)]
 pub(crate) struct RoleView {
     tenant: String,
     role: String,
@@ -59,6 +62,7 @@ async fn user_in_scope(
     caller: &Caller,
     scope: &Scope,
     id: &str,
+    write: bool,
     c: &Change<'_>,
 ) -> Result<User, Problem> {
     let user = state
@@ -76,6 +80,29 @@ async fn user_in_scope(
     if !inside {
         return Err(refuse(state, caller, c, "the user is outside the caller's subtree").await);
     }
+    // Acting on an account (its password, lock, roles) is acting as it:
+    // only for someone who administers and holds every role it has.
+    if write {
+        let held: Vec<(String, String)> =
+            sqlx::query_as("SELECT tenant, role FROM role_assignments WHERE subject = $1")
+                .bind(id)
+                .fetch_all(&state.0.pool)
+                .await
+                .map_err(api::internal)?;
+        for (tenant, role) in held {
+            let ok = state
+                .0
+                .tenants
+                .get(&tenant)
+                .is_some_and(|t| scope.covers(t) && scope.holds_at_or_above(&role, t));
+            if !ok {
+                let why = format!(
+                    "the user holds `{role}` in `{tenant}`, which the caller does not hold or administer"
+                );
+                return Err(refuse(state, caller, c, &why).await);
+            }
+        }
+    }
     Ok(user)
 }
 
@@ -89,6 +116,30 @@ pub(crate) struct ListQuery {
 
 /// `GET /users`: the users of the caller's subtree (or of one tenant in
 /// it), by username, paged.
+#[utoipa::path(
+    get,
+    path = "/users",
+    tag = "admin",
+    params(
+        ("tenant" = Option<String>, Query, description = "one tenant of the subtree"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("limit" = Option<String>, Query, description = "1..=1000")
+    ),
+    responses(
+        (status = 200, description = "users by username", body = serde_json::Value),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn list(
     State(state): State<AdminState>,
     caller: Caller,
@@ -119,6 +170,12 @@ pub(crate) async fn list(
                 .map(|t| t.id.clone())
                 .collect(),
         };
+        if tenants.is_empty() {
+            return Ok(api::json(
+                StatusCode::OK,
+                json!({ "users": [], "next_cursor": null }),
+            ));
+        }
         let mut sql = String::from(
             "SELECT id, tenant, username, password_hash, name, email, disabled FROM users WHERE tenant IN (",
         );
@@ -159,7 +216,7 @@ pub(crate) async fn list(
     res.unwrap_or_else(IntoResponse::into_response)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewUserBody {
     tenant: String,
@@ -209,6 +266,26 @@ fn known_role(state: &AdminState, role: &str) -> Result<(), Problem> {
 
 /// `POST /users`: a new account in the subtree, with an initial password
 /// that is shown once.
+#[utoipa::path(
+    post,
+    path = "/users",
+    tag = "admin",
+    request_body(content = NewUserBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "created; the initial password is shown once", body = serde_json::Value),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn create(
     State(state): State<AdminState>,
     caller: Caller,
@@ -233,6 +310,11 @@ pub(crate) async fn create(
             .await);
         }
         check_profile(body.name.as_deref(), body.email.as_deref())?;
+        if body.roles.iter().any(|r| r == ADMIN) {
+            return Err(Problem::bad_request(
+                "assign `admin` separately: it takes effect when a second administrator approves",
+            ));
+        }
         for role in &body.roles {
             known_role(&state, role)?;
             if !scope.holds_at_or_above(role, tenant) {
@@ -289,6 +371,28 @@ pub(crate) async fn create(
 }
 
 /// `GET /users/{id}`.
+#[utoipa::path(
+    get,
+    path = "/users/{id}",
+    tag = "admin",
+    params(
+        ("id" = String, Path, description = "id")
+    ),
+    responses(
+        (status = 200, description = "the user (ETag)", body = UserView),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn get(
     State(state): State<AdminState>,
     caller: Caller,
@@ -297,14 +401,14 @@ pub(crate) async fn get(
     let res: Result<Response, Problem> = async {
         let c = Change::new("user.read", format!("users/{id}"), None);
         let scope = admin_scope(&state, &caller, &c).await?;
-        let user = user_in_scope(&state, &caller, &scope, &id, &c).await?;
+        let user = user_in_scope(&state, &caller, &scope, &id, false, &c).await?;
         Ok(api::tagged(StatusCode::OK, &view(&state, user).await?))
     }
     .await;
     res.unwrap_or_else(IntoResponse::into_response)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UserPatch {
     /// New display name; "" clears it.
@@ -319,6 +423,30 @@ pub(crate) struct UserPatch {
 }
 
 /// `PATCH /users/{id}` with `If-Match`: profile, lock and unlock.
+#[utoipa::path(
+    patch,
+    path = "/users/{id}",
+    tag = "admin",
+    params(
+        ("id" = String, Path, description = "id"),
+        ("If-Match" = String, Header, description = "the entity's ETag")
+    ),
+    request_body(content = UserPatch, content_type = "application/json"),
+    responses(
+        (status = 200, description = "changed (ETag)", body = UserView),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn patch(
     State(state): State<AdminState>,
     caller: Caller,
@@ -329,7 +457,7 @@ pub(crate) async fn patch(
     let res: Result<Response, Problem> = async {
         let mut c = Change::new("user.update", format!("users/{id}"), None);
         let scope = admin_scope(&state, &caller, &c).await?;
-        let user = user_in_scope(&state, &caller, &scope, &id, &c).await?;
+        let user = user_in_scope(&state, &caller, &scope, &id, true, &c).await?;
         c.tenant = Some(user.tenant.clone());
         let before = view(&state, user).await?;
         check_if_match(&headers, &api::etag(&before))?;
@@ -384,6 +512,28 @@ pub(crate) async fn patch(
 
 /// `POST /users/{id}/password-reset`: a new initial password, shown once;
 /// the account's sessions and refresh tokens end.
+#[utoipa::path(
+    post,
+    path = "/users/{id}/password-reset",
+    tag = "admin",
+    params(
+        ("id" = String, Path, description = "id")
+    ),
+    responses(
+        (status = 200, description = "a new initial password, shown once", body = serde_json::Value),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn reset_password(
     State(state): State<AdminState>,
     caller: Caller,
@@ -392,10 +542,30 @@ pub(crate) async fn reset_password(
     let res: Result<Response, Problem> = async {
         let mut c = Change::new("user.password_reset", format!("users/{id}"), None);
         let scope = admin_scope(&state, &caller, &c).await?;
-        let user = user_in_scope(&state, &caller, &scope, &id, &c).await?;
+        let user = user_in_scope(&state, &caller, &scope, &id, true, &c).await?;
         c.tenant = Some(user.tenant.clone());
         if id == caller.subject {
             return Err(refuse(&state, &caller, &c, "nobody resets their own password here").await);
+        }
+        // Whoever learns an administrator's new password could act as a
+        // second administrator: such a reset needs one.
+        if holds_admin(&state, &id).await? {
+            let place = Place::Tenant(user.tenant.clone());
+            let payload = json!({ "user": id });
+            let pid = propose(
+                &state,
+                &caller,
+                "password_reset",
+                &payload,
+                &place,
+                &[],
+                &mut c,
+            )
+            .await?;
+            return Ok(api::json(
+                StatusCode::ACCEPTED,
+                json!({ "applied": false, "proposal": pid, "requires_approval": true }),
+            ));
         }
         let password = state
             .0
@@ -414,6 +584,30 @@ pub(crate) async fn reset_password(
 }
 
 /// `PUT /users/{id}/roles/{tenant}/{role}`: assigns a role.
+#[utoipa::path(
+    put,
+    path = "/users/{id}/roles/{tenant}/{role}",
+    tag = "admin",
+    params(
+        ("id" = String, Path, description = "id"),
+        ("tenant" = String, Path, description = "tenant"),
+        ("role" = String, Path, description = "role")
+    ),
+    responses(
+        (status = 200, description = "assigned", body = UserView),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn add_role(
     State(state): State<AdminState>,
     caller: Caller,
@@ -423,12 +617,172 @@ pub(crate) async fn add_role(
 }
 
 /// `DELETE /users/{id}/roles/{tenant}/{role}`: takes a role away.
+#[utoipa::path(
+    delete,
+    path = "/users/{id}/roles/{tenant}/{role}",
+    tag = "admin",
+    params(
+        ("id" = String, Path, description = "id"),
+        ("tenant" = String, Path, description = "tenant"),
+        ("role" = String, Path, description = "role")
+    ),
+    responses(
+        (status = 200, description = "taken away", body = UserView),
+        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn remove_role(
     State(state): State<AdminState>,
     caller: Caller,
     Ids((id, tenant, role)): Ids<(String, String, String)>,
 ) -> Response {
     change_role(state, caller, id, tenant, role, false).await
+}
+
+async fn holds_admin(state: &AdminState, id: &str) -> Result<bool, Problem> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM role_assignments WHERE subject = $1 AND role = 'admin'",
+    )
+    .bind(id)
+    .fetch_one(&state.0.pool)
+    .await
+    .map_err(api::internal)?;
+    Ok(n > 0)
+}
+
+/// The checks of a role change by `caller` (also when a second
+/// administrator approves one): returns the user's current view.
+pub(crate) async fn check_role_change(
+    state: &AdminState,
+    caller: &Caller,
+    scope: &Scope,
+    id: &str,
+    tenant_id: &str,
+    role: &str,
+    c: &mut Change<'_>,
+) -> Result<UserView, Problem> {
+    let user = user_in_scope(state, caller, scope, id, true, c).await?;
+    let tenant = state
+        .0
+        .tenants
+        .get(tenant_id)
+        .ok_or_else(|| Problem::bad_request(format!("unknown tenant `{tenant_id}`")))?;
+    known_role(state, role)?;
+    let home = user.tenant.clone();
+    let before = view(state, user).await?;
+    c.before = serde_json::to_value(&before.roles).unwrap_or(Value::Null);
+    if id == caller.subject {
+        return Err(refuse(state, caller, c, "nobody changes their own roles").await);
+    }
+    if !scope.covers(tenant) {
+        return Err(refuse(
+            state,
+            caller,
+            c,
+            "the tenant is outside the caller's subtree",
+        )
+        .await);
+    }
+    // Roles act where they are held: in the user's home tenant or below.
+    if !tenant.path.contains(&home) {
+        return Err(Problem::bad_request(format!(
+            "`{tenant_id}` is not in the subtree of the user's home tenant `{home}`"
+        )));
+    }
+    if !scope.holds_at_or_above(role, tenant) {
+        let why = format!("the caller does not hold the role `{role}` at or above `{tenant_id}`");
+        return Err(refuse(state, caller, c, &why).await);
+    }
+    Ok(before)
+}
+
+/// Assigns or removes a role; records the change. Returns the new view.
+pub(crate) async fn apply_role_change(
+    state: &AdminState,
+    caller: &Caller,
+    before: &UserView,
+    tenant_id: &str,
+    role: &str,
+    add: bool,
+    c: &mut Change<'_>,
+) -> Result<UserView, Problem> {
+    let id = &before.id;
+    let pool = &state.0.pool;
+    let changed = if add {
+        let had = before
+            .roles
+            .iter()
+            .any(|r| r.tenant == tenant_id && r.role == role);
+        interkom_policy::roles::assign(pool, id, tenant_id, role)
+            .await
+            .map_err(api::internal)?;
+        !had
+    } else {
+        interkom_policy::roles::unassign(pool, id, tenant_id, role)
+            .await
+            .map_err(api::internal)?
+    };
+    if !add && !changed {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            format!("`{id}` does not hold `{role}` in `{tenant_id}`"),
+        ));
+    }
+    state
+        .0
+        .gateway
+        .policy()
+        .reload()
+        .await
+        .map_err(api::internal)?;
+    let after = view(
+        state,
+        state
+            .0
+            .gateway
+            .user(id)
+            .await
+            .map_err(api::internal)?
+            .ok_or_else(Problem::internal)?,
+    )
+    .await?;
+    if changed {
+        c.after = serde_json::to_value(&after.roles).unwrap_or(Value::Null);
+        record(state, caller, c).await?;
+    }
+    Ok(after)
+}
+
+/// A password reset approved by a second administrator, who receives the
+/// new password.
+pub(crate) async fn apply_password_reset(
+    state: &AdminState,
+    caller: &Caller,
+    scope: &Scope,
+    id: &str,
+    c: &mut Change<'_>,
+) -> Result<String, Problem> {
+    let user = user_in_scope(state, caller, scope, id, true, c).await?;
+    c.tenant = Some(user.tenant.clone());
+    if id == caller.subject {
+        return Err(refuse(state, caller, c, "nobody resets their own password here").await);
+    }
+    state
+        .0
+        .gateway
+        .reset_password(id)
+        .await
+        .map_err(api::internal)
 }
 
 async fn change_role(
@@ -451,75 +805,29 @@ async fn change_role(
             Some(tenant_id.clone()),
         );
         let scope = admin_scope(&state, &caller, &c).await?;
-        let user = user_in_scope(&state, &caller, &scope, &id, &c).await?;
-        let tenant = state
-            .0
-            .tenants
-            .get(&tenant_id)
-            .ok_or_else(|| Problem::bad_request(format!("unknown tenant `{tenant_id}`")))?;
-        known_role(&state, &role)?;
-        let before = view(&state, user).await?;
-        c.before = serde_json::to_value(&before.roles).unwrap_or(Value::Null);
-        if id == caller.subject {
-            return Err(refuse(&state, &caller, &c, "nobody changes their own roles").await);
-        }
-        if !scope.covers(tenant) {
-            return Err(refuse(
+        let before =
+            check_role_change(&state, &caller, &scope, &id, &tenant_id, &role, &mut c).await?;
+        // A new administrator is a second pair of eyes: it takes two.
+        if add && role == ADMIN {
+            let place = Place::Tenant(tenant_id.clone());
+            let payload = json!({ "user": id, "tenant": tenant_id, "role": role });
+            let pid = propose(
                 &state,
                 &caller,
-                &c,
-                "the tenant is outside the caller's subtree",
+                "role_assignment",
+                &payload,
+                &place,
+                &[],
+                &mut c,
             )
-            .await);
-        }
-        if !scope.holds_at_or_above(&role, tenant) {
-            let why =
-                format!("the caller does not hold the role `{role}` at or above `{tenant_id}`");
-            return Err(refuse(&state, &caller, &c, &why).await);
-        }
-        let pool = &state.0.pool;
-        let changed = if add {
-            let had = before
-                .roles
-                .iter()
-                .any(|r| r.tenant == tenant_id && r.role == role);
-            interkom_policy::roles::assign(pool, &id, &tenant_id, &role)
-                .await
-                .map_err(api::internal)?;
-            !had
-        } else {
-            interkom_policy::roles::unassign(pool, &id, &tenant_id, &role)
-                .await
-                .map_err(api::internal)?
-        };
-        if !add && !changed {
-            return Err(Problem::new(
-                StatusCode::NOT_FOUND,
-                format!("`{id}` does not hold `{role}` in `{tenant_id}`"),
+            .await?;
+            return Ok(api::json(
+                StatusCode::ACCEPTED,
+                json!({ "applied": false, "proposal": pid, "requires_approval": true }),
             ));
         }
-        state
-            .0
-            .gateway
-            .policy()
-            .reload()
-            .await
-            .map_err(api::internal)?;
-        let after = view(
-            &state,
-            state
-                .0
-                .gateway
-                .user(&id)
-                .await
-                .map_err(api::internal)?
-                .ok_or_else(Problem::internal)?,
-        )
-        .await?;
-        if changed {
-            c.after = serde_json::to_value(&after.roles).unwrap_or(Value::Null);
-            record(&state, &caller, &c).await?;
-        }
+        let after =
+            apply_role_change(&state, &caller, &before, &tenant_id, &role, add, &mut c).await?;
         Ok(api::tagged(StatusCode::OK, &after))
     }
     .await;

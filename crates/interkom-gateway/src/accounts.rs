@@ -289,7 +289,17 @@ impl Gateway {
         {
             return Err(GatewayError::Invalid(format!("invalid role name `{r}`")));
         }
-        if user_by_username(&self.pool, &u.username).await?.is_some() {
+        // The policy knows a person by account id and username alike: a
+        // username must never name another account or a policy subject.
+        let collides = uuid::Uuid::parse_str(&u.username).is_ok()
+            || user_by_id(&self.pool, &u.username).await?.is_some()
+            || self
+                .policy
+                .policy_set()
+                .subjects
+                .iter()
+                .any(|s| s.id == u.username);
+        if collides || user_by_username(&self.pool, &u.username).await?.is_some() {
             return Err(GatewayError::Invalid(format!(
                 "username `{}` is taken",
                 u.username
@@ -297,7 +307,7 @@ impl Gateway {
         }
         let hash = self.hasher.hash(u.password).await?;
         let id = uuid::Uuid::new_v4().to_string();
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO users (id, tenant, username, password_hash, name, email, disabled, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
         )
@@ -309,7 +319,18 @@ impl Gateway {
         .bind(&u.email)
         .bind(self.clock.now())
         .execute(&self.pool)
-        .await?;
+        .await;
+        match inserted {
+            Ok(_) => {}
+            // Two requests for one username at once: the second is told.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(GatewayError::Invalid(format!(
+                    "username `{}` is taken",
+                    u.username
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
         for role in &u.roles {
             interkom_policy::roles::assign(&self.pool, &id, &u.tenant, role).await?;
         }
@@ -353,6 +374,9 @@ impl Gateway {
         if disabled {
             self.end_sessions_of(id).await?;
         }
+        // The policy decides only for enabled accounts: every node reloads.
+        interkom_policy::store::touch(&self.pool).await?;
+        self.policy.reload().await?;
         Ok(())
     }
 
@@ -369,6 +393,9 @@ impl Gateway {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        // Conditions may name the e-mail address: every node reloads.
+        interkom_policy::store::touch(&self.pool).await?;
+        self.policy.reload().await?;
         Ok(())
     }
 

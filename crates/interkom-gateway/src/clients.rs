@@ -74,7 +74,7 @@ impl AuthMethod {
         .into_iter()
         .find(|m| m.as_str() == s)
     }
-    fn uses_secret(self) -> bool {
+    pub fn uses_secret(self) -> bool {
         matches!(
             self,
             AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
@@ -160,9 +160,9 @@ pub(crate) fn check_redirect_uri(uri: &str) -> Result<(), String> {
 }
 
 impl Gateway {
-    /// Registers a client (first-party: registered by an administrator, so
-    /// no consent screen). Returns the generated secret, if one was made.
-    pub async fn register_client(&self, spec: ClientSpec) -> Result<Option<String>, GatewayError> {
+    /// Checks a registration: id, tenant, grant types, redirect URIs,
+    /// scopes and authentication method fit together.
+    fn check_client_spec(&self, spec: &ClientSpec) -> Result<(), GatewayError> {
         let bad = |m: String| Err(GatewayError::Invalid(m));
         if !valid_client_id(&spec.id) {
             return bad("client id: letters, digits and . - _, at most 128 characters".into());
@@ -207,6 +207,14 @@ impl Gateway {
                 return bad("private_key_jwt needs a JWKS with at least one key".into());
             }
         }
+        Ok(())
+    }
+
+    /// Registers a client (first-party: registered by an administrator, so
+    /// no consent screen). Returns the generated secret, if one was made.
+    pub async fn register_client(&self, spec: ClientSpec) -> Result<Option<String>, GatewayError> {
+        let bad = |m: String| Err(GatewayError::Invalid(m));
+        self.check_client_spec(&spec)?;
         let mut generated = None;
         let secret_hash = if spec.auth_method.uses_secret() {
             let secret = match spec.secret {
@@ -249,6 +257,53 @@ impl Gateway {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Every registered client, by id.
+    pub async fn list_clients(&self) -> Result<Vec<Client>, GatewayError> {
+        let rows: Vec<ClientRow> = sqlx::query_as(
+            "SELECT id, tenant, name, redirect_uris, post_logout_redirect_uris, grant_types, scopes, \
+             auth_method, secret_hash, jwks, id_token_alg, first_party FROM clients ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(ClientRow::into_client).collect()
+    }
+
+    /// Changes a registration (not its id, tenant, authentication method or
+    /// secret). Other nodes see it within their client cache's lifetime.
+    pub async fn update_client(&self, spec: ClientSpec) -> Result<(), GatewayError> {
+        self.check_client_spec(&spec)?;
+        sqlx::query(
+            "UPDATE clients SET name = $1, redirect_uris = $2, post_logout_redirect_uris = $3, \
+             grant_types = $4, scopes = $5, jwks = $6, id_token_alg = $7 WHERE id = $8",
+        )
+        .bind(&spec.name)
+        .bind(serde_json::to_string(&spec.redirect_uris)?)
+        .bind(serde_json::to_string(&spec.post_logout_redirect_uris)?)
+        .bind(serde_json::to_string(&spec.grant_types)?)
+        .bind(serde_json::to_string(&spec.scopes)?)
+        .bind(spec.jwks.as_ref().map(Value::to_string))
+        .bind(spec.id_token_alg.as_str())
+        .bind(&spec.id)
+        .execute(&self.pool)
+        .await?;
+        self.clients.forget(&spec.id);
+        Ok(())
+    }
+
+    /// A new secret for a confidential client (returned once; the old one
+    /// stops working at once on this node, on others within the cache's
+    /// lifetime).
+    pub async fn rotate_client_secret(&self, id: &str) -> Result<String, GatewayError> {
+        let secret = random_token(32);
+        sqlx::query("UPDATE clients SET secret_hash = $1 WHERE id = $2")
+            .bind(self.master.keyed_hash(&secret))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        self.clients.forget(id);
+        Ok(secret)
     }
 
     /// Looks a client up (through the node's short-lived cache).
@@ -327,6 +382,11 @@ impl ClientCache {
         map.get(id)
             .filter(|(_, at)| now - at < self.ttl)
             .map(|(c, _)| c.clone())
+    }
+    fn forget(&self, id: &str) {
+        if let Ok(mut map) = self.map.write() {
+            map.remove(id);
+        }
     }
     fn put(&self, c: Arc<Client>, now: i64) {
         if let Ok(mut map) = self.map.write() {

@@ -450,12 +450,21 @@ pub async fn approve_grant(
             "the approver of a grant must not be its grantor".into(),
         ));
     }
-    sqlx::query("UPDATE grants SET approver = $1, approved_at = $2 WHERE id = $3")
-        .bind(approver)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    // The first approval stands; a second one does not overwrite it.
+    let n = sqlx::query(
+        "UPDATE grants SET approver = $1, approved_at = $2 WHERE id = $3 AND approver IS NULL",
+    )
+    .bind(approver)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(PolicyError::Invalid(format!(
+            "grant `{id}` is approved already"
+        )));
+    }
     commit_change(tx).await
 }
 

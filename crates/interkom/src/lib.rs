@@ -207,46 +207,43 @@ impl App {
             self.pool.clone(),
             self.tenants.clone(),
         );
-        oidc.nest(
-            "/admin/v1",
-            interkom_admin::router(admin).layer(RequestBodyLimitLayer::new(64 * 1024)),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let pool = pool.clone();
-                async move {
-                    match sqlx::query("SELECT 1").execute(&pool).await {
-                        Ok(_) => (axum::http::StatusCode::OK, "ready"),
-                        Err(_) => (
-                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                            "database unavailable",
-                        ),
+        oidc.nest("/admin/v1", interkom_admin::router(admin))
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/readyz",
+                get(move || {
+                    let pool = pool.clone();
+                    async move {
+                        match sqlx::query("SELECT 1").execute(&pool).await {
+                            Ok(_) => (axum::http::StatusCode::OK, "ready"),
+                            Err(_) => (
+                                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                                "database unavailable",
+                            ),
+                        }
                     }
-                }
-            }),
-        )
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
-        ))
-        .layer(TraceLayer::new_for_http())
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            header::AUTHORIZATION,
-            header::COOKIE,
-        ]))
-        .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
-            "x-request-id",
-        )))
-        .layer(SetRequestIdLayer::new(
-            HeaderName::from_static("x-request-id"),
-            TimeOrderedRequestId,
-        ))
+                }),
+            )
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
+            .layer(TimeoutLayer::with_status_code(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                Duration::from_secs(30),
+            ))
+            .layer(TraceLayer::new_for_http())
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                header::COOKIE,
+            ]))
+            .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
+                "x-request-id",
+            )))
+            .layer(SetRequestIdLayer::new(
+                HeaderName::from_static("x-request-id"),
+                TimeOrderedRequestId,
+            ))
     }
 }
 

@@ -75,6 +75,25 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Administration.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create the first administrator of a Kreis on a fresh installation,
+    /// with a random initial password printed once. Refused once any
+    /// administrator exists (then the admin API creates the others).
+    Bootstrap {
+        /// The Kreis tenant the administrator administers.
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value = "admin")]
+        username: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -349,6 +368,51 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
                 })
                 .await?;
             println!("user {} created, subject {id}", a.username);
+        }
+        Command::Admin {
+            command: AdminCommand::Bootstrap { tenant, username },
+        } => {
+            let admins: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM role_assignments WHERE role = 'admin'")
+                    .fetch_one(&app.pool)
+                    .await?;
+            if admins > 0 {
+                bail!("an administrator exists already: create further ones through the admin API");
+            }
+            match app.tenants.get(&tenant) {
+                Some(t) if t.parent.is_none() => {}
+                Some(_) => bail!(
+                    "`{tenant}` is not a Kreis: the first administrator administers a whole Kreis"
+                ),
+                None => bail!("unknown tenant `{tenant}`"),
+            }
+            let password = interkom_gateway::crypto::random_token(15);
+            let id = app
+                .gateway
+                .add_user(interkom_gateway::accounts::NewUser {
+                    tenant: tenant.clone(),
+                    username: username.clone(),
+                    password: password.clone(),
+                    name: None,
+                    email: None,
+                    roles: vec!["admin".into()],
+                })
+                .await?;
+            app.audit
+                .append(
+                    interkom_audit::AuditEvent::new(
+                        interkom_audit::Action::AdminChange,
+                        interkom_audit::Outcome::Success,
+                    )
+                    .target(format!("users/{id}"))
+                    .details(serde_json::json!({
+                        "op": "admin.bootstrap",
+                        "after": { "username": username, "tenant": tenant, "roles": ["admin"] },
+                    })),
+                )
+                .await?;
+            println!("administrator {username} created in {tenant} (subject {id})");
+            println!("initial password (shown only now): {password}");
         }
         Command::Client {
             command: ClientCommand::Add(a),
