@@ -90,7 +90,7 @@ pub async fn query(pool: &AnyPool, q: &AuditQuery) -> Result<Vec<StoredEvent>, A
                 .into_iter()
                 .zip(levels)
                 .filter_map(|(c, id)| id.map(|id| (c, id)))
-                .last()
+                .next_back()
             {
                 keys.push((column, id));
             }
