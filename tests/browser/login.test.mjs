@@ -4,23 +4,17 @@
 // checks what a browser actually does with the pages, cookies and redirects.
 //
 // Environment: INTERKOM_BIN (the binary), CHROMIUM_PATH (default
-// /usr/bin/chromium), INTERKOM_BROWSER_DATABASE_URL (a prepared database;
-// default a fresh SQLite file). `./run` sets them up.
+// /usr/bin/chromium), INTERKOM_BROWSER_PG (a PostgreSQL server for
+// a fresh database; default a fresh SQLite file). `./run` sets them up.
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as oidc from 'openid-client';
 import { chromium } from 'playwright-core';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = process.env.INTERKOM_BIN ?? path.join(ROOT, 'target/debug/interkom');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+import { CHROMIUM, databaseFor, freePort, startServer, stopServer } from './harness.mjs';
 
 const USER = 'jan.meyer';
 const PASSWORD = 'Hitzacker-Demo-2026!';
@@ -35,67 +29,6 @@ const RATSINFO = { id: 'ratsinfo-hitzacker', redirect: 'http://localhost:9002/ca
 // Test-only: the issuer is plain http on loopback.
 const insecure = { execute: [oidc.allowInsecureRequests] };
 
-/** A free TCP port: bind port 0, read it, let it go. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** Starts interkom and resolves once /healthz answers 200. */
-async function startServer(issuer, port, databaseUrl, dir) {
-  const log = [];
-  const proc = spawn(BIN, ['serve'], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      INTERKOM_CONFIG: path.join(ROOT, 'config/interkom.toml'),
-      INTERKOM_DATABASE_URL: databaseUrl,
-      INTERKOM_KEY_ENCRYPTION_KEY_FILE: path.join(dir, 'kek'),
-      INTERKOM_AUDIT__CHECKPOINT_KEY_FILE: path.join(dir, 'audit-checkpoint.key'),
-      INTERKOM_LISTEN: `127.0.0.1:${port}`,
-      INTERKOM_ISSUER: issuer,
-      INTERKOM_LOG: 'warn',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  // Kept for the report if something fails; not echoed on success.
-  proc.stdout.on('data', (d) => log.push(d.toString()));
-  proc.stderr.on('data', (d) => log.push(d.toString()));
-  let exited = null;
-  proc.once('exit', (code, signal) => { exited = { code, signal }; });
-
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (exited) {
-      throw new Error(`interkom exited during start (${JSON.stringify(exited)}):\n${log.join('')}`);
-    }
-    try {
-      const res = await fetch(`${issuer}/healthz`);
-      if (res.status === 200) return { proc, log };
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  proc.kill('SIGKILL');
-  throw new Error(`interkom did not become healthy within 30 s:\n${log.join('')}`);
-}
-
-/** SIGTERM, then SIGKILL if it does not stop within 10 s. */
-async function stopServer(proc) {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const gone = new Promise((r) => proc.once('exit', r));
-  proc.kill('SIGTERM');
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
-  await gone;
-  clearTimeout(timer);
-}
 
 /** A fresh authorization request with PKCE (S256), state and nonce. */
 async function authRequest(config, redirectUri, extra = {}) {
@@ -181,7 +114,7 @@ describe('interkom login in headless Chromium, driven by openid-client', { timeo
     dir = mkdtempSync(path.join(tmpdir(), 'interkom-browser-'));
     const port = await freePort();
     issuer = `http://127.0.0.1:${port}`;
-    const db = process.env.INTERKOM_BROWSER_DATABASE_URL ?? `sqlite://${path.join(dir, 'db.sqlite')}`;
+    const db = databaseFor(dir, 'login');
     server = await startServer(issuer, port, db, dir);
 
     portal = await oidc.discovery(new URL(issuer), PORTAL.id, PORTAL.secret, undefined, insecure);

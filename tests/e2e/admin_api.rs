@@ -10,8 +10,7 @@ use crate::common::*;
 
 /// An administrator's bearer token (logged in through the gateway).
 async fn token_for(s: &TestServer, user: &str, password: &str) -> String {
-    let t = portal_tokens(s, &Browser::new(), user, password).await;
-    t["access_token"].as_str().unwrap().to_owned()
+    console_token(s, user, password).await
 }
 
 async fn kreis_admin(s: &TestServer) -> String {
@@ -363,6 +362,12 @@ async fn bad_input_gets_problem_json() {
     problem(get(&s, &admin, "/users?colour=red").await, 400).await;
     problem(get(&s, &admin, "/proposals/nope").await, 404).await;
     problem(get(&s, &admin, "/nothing-here").await, 404).await;
+    // An administrator's token issued to another Fachverfahren (which could
+    // replay it) is not one for administration.
+    let portal = portal_tokens(&s, &Browser::new(), ADMIN_USER, ADMIN_PASSWORD).await;
+    let portal = portal["access_token"].as_str().unwrap();
+    let p = problem(get(&s, portal, "/users").await, 403).await;
+    assert!(p["detail"].as_str().unwrap().contains("console"));
     // No token at all.
     let res = TestServer::http()
         .get(s.url("/admin/v1/users"))

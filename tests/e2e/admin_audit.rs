@@ -9,8 +9,7 @@ const ISB: &str = "ines.brandt";
 const ISB_PASSWORD: &str = "Sicherheit-Demo-2026!";
 
 async fn token_for(s: &TestServer, user: &str, password: &str) -> String {
-    let t = portal_tokens(s, &Browser::new(), user, password).await;
-    t["access_token"].as_str().unwrap().to_owned()
+    console_token(s, user, password).await
 }
 
 async fn get(s: &TestServer, token: Option<&str>, path_and_query: &str) -> reqwest::Response {

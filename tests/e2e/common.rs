@@ -411,6 +411,42 @@ pub async fn portal_tokens(
     res.json().await.unwrap()
 }
 
+/// Logs `user` in at the admin console's client (public, PKCE) and returns
+/// the access token, as the console obtains it.
+pub async fn console_token(server: &TestServer, user: &str, password: &str) -> String {
+    let (verifier, challenge) = pkce();
+    let redirect = server.url("/admin/console/callback");
+    let url = authorize_url(
+        server,
+        &[
+            ("response_type", "code"),
+            ("client_id", interkom_admin::console::CONSOLE_CLIENT),
+            ("redirect_uri", &redirect),
+            ("scope", "openid profile"),
+            ("state", "s1"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    let q = Browser::new().login(server, &url, user, password).await;
+    let res = server
+        .post_form(
+            "/token",
+            None,
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", interkom_admin::console::CONSOLE_CLIENT),
+                ("code", &q["code"]),
+                ("redirect_uri", &redirect),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    v["access_token"].as_str().unwrap().to_owned()
+}
+
 /// A refresh-token grant by the portal client.
 pub async fn portal_refresh(server: &TestServer, refresh_token: &str) -> reqwest::Response {
     server

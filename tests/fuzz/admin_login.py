@@ -1,5 +1,6 @@
-"""Logs an administrator in through interkom's own gateway (authorization
-code + PKCE, as the console does) and prints the access token."""
+"""Logs an administrator in at the admin console's client of interkom's own
+gateway (authorization code + PKCE, as the console does) and prints the
+access token."""
 import base64
 import hashlib
 import html
@@ -12,8 +13,8 @@ import urllib.parse
 import requests
 
 base, user, password = sys.argv[1], sys.argv[2], sys.argv[3]
-client, client_secret = "serviceportal", "serviceportal-demo-secret-0123456789abcdef"
-redirect = "http://localhost:9000/callback"
+client = "interkom-console"
+redirect = f"{base}/admin/console/callback"
 verifier = secrets.token_urlsafe(48)
 challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 s = requests.Session()
@@ -28,8 +29,8 @@ fields = {html.unescape(n): html.unescape(v) for n, v in
 fields.update(username=user, password=password)
 res = s.post(urllib.parse.urljoin(base + "/", action), data=fields, allow_redirects=False)
 code = urllib.parse.parse_qs(urllib.parse.urlparse(res.headers["location"]).query)["code"][0]
-tok = s.post(f"{base}/token", auth=(client, client_secret), data={
-    "grant_type": "authorization_code", "code": code, "redirect_uri": redirect,
-    "code_verifier": verifier})
+tok = s.post(f"{base}/token", data={
+    "grant_type": "authorization_code", "client_id": client, "code": code,
+    "redirect_uri": redirect, "code_verifier": verifier})
 tok.raise_for_status()
 print(tok.json()["access_token"])

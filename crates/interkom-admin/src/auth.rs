@@ -45,6 +45,20 @@ impl FromRequestParts<AdminState> for Caller {
             })?
             .ok_or_else(|| unauthorized("the access token is invalid or expired"))?;
         let s = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
+        // Only tokens meant for administration: an administrator's from the
+        // console, or a client's own (client credentials, for automation).
+        // A Fachverfahren that received an administrator's token for itself
+        // cannot turn it against this API.
+        let client = s("client_id");
+        let own_token = client.is_some()
+            && s("sub") == client
+            && claims.get("sid").is_none()
+            && claims.get("gid").is_none();
+        if client.as_deref() != Some(crate::console::CONSOLE_CLIENT) && !own_token {
+            return Err(Problem::forbidden(
+                "the admin API accepts the console's tokens and clients' own (client credentials) tokens only",
+            ));
+        }
         Ok(Caller {
             subject: s("sub").ok_or_else(|| unauthorized("the access token has no subject"))?,
             tenant: s("tenant"),

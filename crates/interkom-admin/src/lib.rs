@@ -19,6 +19,7 @@ mod api;
 mod audit;
 mod auth;
 mod clients;
+pub mod console;
 mod grants;
 mod openapi;
 mod policy;

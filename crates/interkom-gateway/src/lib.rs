@@ -186,6 +186,23 @@ impl Gateway {
         endpoints::access_token_claims(self, token).await
     }
 
+    /// Encrypts a value kept at rest for a while (AES-256-GCM under the
+    /// key-encryption key), bound to `aad`.
+    pub fn seal(&self, plaintext: &str, aad: &str) -> Option<String> {
+        self.master.encrypt(plaintext.as_bytes(), aad).ok()
+    }
+
+    /// Decrypts what [`Gateway::seal`] made; `None` if it was altered.
+    pub fn open(&self, sealed: &str, aad: &str) -> Option<String> {
+        let plain = self.master.decrypt(sealed, aad).ok()?;
+        String::from_utf8(plain).ok()
+    }
+
+    /// Keyed hash of a bearer handle (what the database keeps of it).
+    pub fn handle_hash(&self, handle: &str) -> String {
+        self.master.keyed_hash(handle)
+    }
+
     pub fn tenants(&self) -> &TenantTree {
         &self.tenants
     }

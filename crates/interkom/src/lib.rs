@@ -81,6 +81,10 @@ impl App {
         if app.config.demo.enabled {
             app.seed_demo().await?;
         }
+        // The admin console is a Fachverfahren of the gateway like others.
+        interkom_admin::console::ensure_client(&app.gateway, app.config.gateway.issuer_str())
+            .await
+            .context("registering the admin console")?;
         for p in app.policy.problems().iter() {
             match p.severity {
                 Severity::Error => {
@@ -207,7 +211,10 @@ impl App {
             self.pool.clone(),
             self.tenants.clone(),
         );
+        let console =
+            interkom_admin::console::router(admin.clone(), self.config.gateway.issuer_str());
         oidc.nest("/admin/v1", interkom_admin::router(admin))
+            .merge(console)
             .route("/healthz", get(|| async { "ok" }))
             .route(
                 "/readyz",

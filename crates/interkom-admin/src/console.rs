@@ -1,0 +1,1265 @@
+//! The admin console: server-rendered pages over the admin API.
+//!
+//! The console is a Fachverfahren of interkom's own gateway: it logs the
+//! administrator in with the authorization code flow and PKCE (client
+//! `interkom-console`) and then calls the admin API in-process with the
+//! administrator's access token, so every page obeys exactly the rules of
+//! the API (scope, four eyes, audit). No JavaScript; every form carries a
+//! CSRF token; German by default, English on request.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use interkom_gateway::clients::{AuthMethod, ClientSpec, GrantType};
+use interkom_gateway::{Alg, Gateway, GatewayError};
+use minijinja::{context, Environment};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tower::ServiceExt;
+
+use crate::AdminState;
+
+/// The console's client id at the gateway.
+pub const CONSOLE_CLIENT: &str = "interkom-console";
+const COOKIE: &str = "interkom_console";
+const LANG_COOKIE: &str = "interkom_console_lang";
+
+/// Registers the console at the gateway (a public client with PKCE whose
+/// redirect URI follows the issuer), or brings its registration up to date.
+pub async fn ensure_client(gateway: &Gateway, issuer: &str) -> Result<(), GatewayError> {
+    let base = format!("{}{MOUNT}", origin(issuer));
+    let spec = ClientSpec {
+        id: CONSOLE_CLIENT.into(),
+        tenant: gateway
+            .tenants()
+            .iter()
+            .find(|t| t.parent.is_none())
+            .map(|t| t.id.clone())
+            .ok_or_else(|| GatewayError::Invalid("no Kreis tenant".into()))?,
+        name: "interkom Verwaltungskonsole".into(),
+        redirect_uris: vec![format!("{base}/callback")],
+        post_logout_redirect_uris: vec![format!("{base}/")],
+        grant_types: vec![GrantType::AuthorizationCode],
+        scopes: vec!["openid".into(), "profile".into()],
+        auth_method: AuthMethod::None,
+        secret: None,
+        jwks: None,
+        id_token_alg: Alg::ES256,
+    };
+    match gateway.client(CONSOLE_CLIENT).await? {
+        None => match gateway.register_client(spec).await {
+            // Another node registered it at the same moment.
+            Ok(_) | Err(GatewayError::Invalid(_)) => Ok(()),
+            Err(e) => Err(e),
+        },
+        Some(c) if c.redirect_uris != spec.redirect_uris => gateway.update_client(spec).await,
+        Some(_) => Ok(()),
+    }
+}
+
+/// Where the console is mounted, beside `/admin/v1`.
+pub const MOUNT: &str = "/admin/console";
+
+/// The scheme, host and port of the issuer.
+fn origin(issuer: &str) -> String {
+    url::Url::parse(issuer)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| issuer.trim_end_matches('/').to_owned())
+}
+
+/// The console's routes, at [`MOUNT`] (merged into the node's router).
+pub fn router(admin: AdminState, issuer: &str) -> Router {
+    let issuer = issuer.trim_end_matches('/').to_owned();
+    let origin = origin(&issuer);
+    let console = Console(Arc::new(Inner {
+        api: crate::router(admin.clone()),
+        gateway: admin.0.gateway.router(),
+        env: templates(),
+        secure_cookie: issuer.starts_with("https://"),
+        redirect_uri: format!("{origin}{MOUNT}/callback"),
+        authorize: format!("{issuer}/authorize"),
+        logout: format!("{issuer}/logout"),
+        base: MOUNT.to_owned(),
+        admin,
+    }));
+    let at = |p: &str| format!("{MOUNT}{p}");
+    Router::new()
+        .route(MOUNT, get(|| async { Redirect::to(&format!("{MOUNT}/")) }))
+        .route(&at("/"), get(overview))
+        .route(&at("/login"), get(login))
+        .route(&at("/callback"), get(callback))
+        .route(&at("/logout"), post(logout))
+        .route(&at("/console.css"), get(stylesheet))
+        .route(&at("/users"), get(users).post(users_post))
+        .route(&at("/policy"), get(policy).post(policy_post))
+        .route(&at("/proposals"), get(proposals).post(proposals_post))
+        .route(&at("/grants"), get(grants).post(grants_post))
+        .route(&at("/resources"), get(resources))
+        .route(&at("/clients"), get(clients))
+        .route(&at("/audit"), get(audit))
+        .route(&at("/audit/export"), get(audit_export))
+        .route(&at("/{*rest}"), get(not_found))
+        .with_state(console)
+}
+
+#[derive(Clone)]
+struct Console(Arc<Inner>);
+
+struct Inner {
+    admin: AdminState,
+    api: Router,
+    gateway: Router,
+    env: Environment<'static>,
+    secure_cookie: bool,
+    redirect_uri: String,
+    authorize: String,
+    logout: String,
+    base: String,
+}
+
+fn templates() -> Environment<'static> {
+    let mut env = Environment::new();
+    for (name, src) in [
+        ("base.html", include_str!("../templates/base.html")),
+        ("overview.html", include_str!("../templates/overview.html")),
+        ("users.html", include_str!("../templates/users.html")),
+        ("policy.html", include_str!("../templates/policy.html")),
+        (
+            "proposals.html",
+            include_str!("../templates/proposals.html"),
+        ),
+        ("grants.html", include_str!("../templates/grants.html")),
+        ("table.html", include_str!("../templates/table.html")),
+        ("audit.html", include_str!("../templates/audit.html")),
+        ("message.html", include_str!("../templates/message.html")),
+    ] {
+        if let Err(e) = env.add_template(name, src) {
+            tracing::error!(error = %e, name, "console template invalid");
+        }
+    }
+    env
+}
+
+/// German by default; English when asked (`?lang=en`, remembered).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lang {
+    De,
+    En,
+}
+
+impl Lang {
+    fn code(self) -> &'static str {
+        match self {
+            Lang::De => "de",
+            Lang::En => "en",
+        }
+    }
+}
+
+fn lang_of(headers: &HeaderMap, query: Option<&str>) -> (Lang, bool) {
+    let asked = query.and_then(|q| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+            .ok()?
+            .into_iter()
+            .find(|(k, _)| k == "lang")
+            .map(|(_, v)| v)
+    });
+    if let Some(l) = asked {
+        return (if l == "en" { Lang::En } else { Lang::De }, true);
+    }
+    let cookie = cookie(headers, LANG_COOKIE);
+    (
+        if cookie.as_deref() == Some("en") {
+            Lang::En
+        } else {
+            Lang::De
+        },
+        false,
+    )
+}
+
+/// The console's texts.
+fn texts(lang: Lang) -> Value {
+    let de = lang == Lang::De;
+    let map: serde_json::Map<String, Value> = TEXTS
+        .iter()
+        .map(|(k, d, e)| {
+            (
+                (*k).to_owned(),
+                Value::String(if de { d } else { e }.to_string()),
+            )
+        })
+        .collect();
+    Value::Object(map)
+}
+
+/// Key, German, English.
+const TEXTS: &[(&str, &str, &str)] = &[
+    ("console", "Verwaltungskonsole", "Administration console"),
+    ("skip", "Zum Inhalt springen", "Skip to content"),
+    ("nav", "Bereiche", "Sections"),
+    ("overview", "Übersicht", "Overview"),
+    ("users", "Benutzer", "Users"),
+    ("policy", "Richtlinie", "Policy"),
+    ("proposals", "Freigaben", "Approvals"),
+    ("grants", "Berechtigungen", "Grants"),
+    ("resources", "Ressourcen", "Resources"),
+    ("clients", "Fachverfahren", "Applications"),
+    ("audit", "Protokoll", "Audit trail"),
+    ("logout", "Abmelden", "Log out"),
+    ("language", "English", "Deutsch"),
+    ("tenants", "Ihr Verwaltungsbereich", "Your administrative subtree"),
+    ("tenant", "Mandant", "Tenant"),
+    ("name", "Name", "Name"),
+    ("level", "Ebene", "Level"),
+    ("chain", "Prüfkette des Protokolls", "Audit chain"),
+    ("chain_ok", "unverändert", "intact"),
+    ("chain_bad", "verändert ab Nummer", "altered from number"),
+    ("chain_none", "nur für Sicherheitsbeauftragte", "security staff only"),
+    ("username", "Benutzername", "Username"),
+    ("email", "E-Mail", "E-mail"),
+    ("roles", "Rollen", "Roles"),
+    ("state", "Status", "State"),
+    ("locked", "gesperrt", "locked"),
+    ("active", "aktiv", "active"),
+    ("lock", "Sperren", "Lock"),
+    ("unlock", "Entsperren", "Unlock"),
+    ("create_user", "Benutzer anlegen", "Create user"),
+    ("create", "Anlegen", "Create"),
+    ("role_optional", "Rolle im Mandanten (optional)", "Role in the tenant (optional)"),
+    ("initial_password", "Erstkennwort (nur jetzt sichtbar)", "Initial password (shown only now)"),
+    ("lines", "Zeilen der Richtlinie", "Policy lines"),
+    ("line", "Zeile", "Line"),
+    ("source", "Herkunft", "Source"),
+    ("edit_policy", "Richtlinie ändern", "Change the policy"),
+    ("add_lines", "Hinzuzufügende Zeilen (eine je Zeile)", "Lines to add (one per line)"),
+    ("remove_lines", "Zu entfernende Zeilen (eine je Zeile)", "Lines to remove (one per line)"),
+    ("comment", "Begründung", "Reason"),
+    ("preview", "Vorschau der Auswirkungen", "Preview the effect"),
+    ("apply", "Anwenden", "Apply"),
+    ("flips", "Entscheidungen, die sich ändern würden", "Decisions that would change"),
+    ("no_flips", "Keine Entscheidung ändert sich.", "No decision changes."),
+    ("subject", "Person", "Subject"),
+    ("action", "Aktion", "Action"),
+    ("resource", "Ressource", "Resource"),
+    ("before", "vorher", "before"),
+    ("after", "nachher", "after"),
+    ("allowed", "erlaubt", "allowed"),
+    ("denied", "verweigert", "denied"),
+    ("needs_approval", "Betrifft Daten mit Schutzbedarf „sehr hoch“: wird erst nach Freigabe durch eine zweite Administratorin oder einen zweiten Administrator wirksam.", "Touches data with protection need “sehr hoch”: takes effect only once a second administrator approves."),
+    ("applied", "Die Änderung ist wirksam.", "The change is in effect."),
+    ("proposed", "Die Änderung wartet auf Freigabe.", "The change awaits approval."),
+    ("pending", "Offene Freigaben", "Pending approvals"),
+    ("kind", "Art", "Kind"),
+    ("proposer", "Vorgeschlagen von", "Proposed by"),
+    ("change", "Änderung", "Change"),
+    ("approve", "Freigeben", "Approve"),
+    ("reject", "Ablehnen", "Reject"),
+    ("none", "Keine Einträge.", "No entries."),
+    ("grantee", "Empfänger", "Grantee"),
+    ("purpose", "Zweck", "Purpose"),
+    ("expires", "gültig bis", "expires"),
+    ("approver", "Freigegeben von", "Approved by"),
+    ("revoke", "Widerrufen", "Revoke"),
+    ("protection", "Schutzbedarf (V/I/V)", "Protection need (C/I/A)"),
+    ("owner", "Eigentümer", "Owner"),
+    ("client", "Fachverfahren", "Application"),
+    ("grant_types", "Verfahren", "Grant types"),
+    ("filter", "Filter", "Filter"),
+    ("from", "von (RFC 3339)", "from (RFC 3339)"),
+    ("to", "bis (RFC 3339)", "to (RFC 3339)"),
+    ("actor", "Handelnde Person", "Actor"),
+    ("outcome", "Ergebnis", "Outcome"),
+    ("any", "alle", "any"),
+    ("search", "Suchen", "Search"),
+    ("time", "Zeit", "Time"),
+    ("number", "Nr.", "No."),
+    ("target", "Ziel", "Target"),
+    ("reason", "Grund", "Reason"),
+    ("next_page", "Ältere Einträge", "Older entries"),
+    ("export", "Herunterladen", "Download"),
+    ("error", "Fehler", "Error"),
+    ("back", "Zurück", "Back"),
+    ("not_found", "Diese Seite gibt es nicht.", "There is no such page."),
+    ("expired", "Die Sitzung ist abgelaufen. Bitte erneut anmelden.", "The session has expired. Please log in again."),
+    ("login", "Anmelden", "Log in"),
+];
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Headers of every console page.
+fn secure(h: &mut HeaderMap) {
+    let mut set = |k: header::HeaderName, v: &'static str| {
+        h.insert(k, HeaderValue::from_static(v));
+    };
+    set(
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(header::X_FRAME_OPTIONS, "DENY");
+    set(header::REFERRER_POLICY, "no-referrer");
+    set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(header::CACHE_CONTROL, "no-store");
+}
+
+/// A logged-in console session.
+struct Session {
+    handle_hash: String,
+    token: String,
+    csrf: String,
+}
+
+impl Console {
+    fn now(&self) -> i64 {
+        self.0.admin.0.gateway.clock().now()
+    }
+
+    async fn session(&self, headers: &HeaderMap) -> Option<Session> {
+        let handle = cookie(headers, COOKIE)?;
+        let gw = &self.0.admin.0.gateway;
+        let hash = gw.handle_hash(&handle);
+        let row: Option<(Option<String>, String, i64)> = sqlx::query_as(
+            "SELECT access_token, csrf, expires_at FROM console_sessions WHERE handle_hash = $1",
+        )
+        .bind(&hash)
+        .fetch_optional(&self.0.admin.0.pool)
+        .await
+        .ok()?;
+        let (sealed, csrf, expires_at) = row?;
+        if expires_at <= self.now() {
+            return None;
+        }
+        let token = gw.open(&sealed?, &hash)?;
+        Some(Session {
+            handle_hash: hash,
+            token,
+            csrf,
+        })
+    }
+
+    fn render(
+        &self,
+        lang: Lang,
+        status: StatusCode,
+        name: &str,
+        ctx: minijinja::Value,
+    ) -> Response {
+        let full = context! { ..ctx, ..context! {
+            t => texts(lang), lang => lang.code(), base => self.0.base.clone(),
+            other_lang => if lang == Lang::De { "en" } else { "de" },
+        }};
+        let html = self.0.env.get_template(name).and_then(|t| t.render(full));
+        let mut r = match html {
+            Ok(h) => (
+                status,
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                h,
+            )
+                .into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, name, "console page failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "console page failed").into_response()
+            }
+        };
+        secure(r.headers_mut());
+        r
+    }
+
+    fn message(&self, lang: Lang, status: StatusCode, title: &str, detail: &str) -> Response {
+        self.render(lang, status, "message.html", context! { title, detail })
+    }
+
+    /// Calls the admin API in-process with the session's token.
+    async fn api_raw(
+        &self,
+        s: &Session,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+        if_match: Option<&str>,
+    ) -> Response {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {}", s.token));
+        if let Some(m) = if_match {
+            req = req.header(header::IF_MATCH, m);
+        }
+        let req = match body {
+            Some(b) => req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        };
+        match req {
+            Ok(r) => match self.0.api.clone().oneshot(r).await {
+                Ok(res) => res,
+                Err(e) => match e {},
+            },
+            Err(_) => StatusCode::BAD_REQUEST.into_response(),
+        }
+    }
+
+    /// The API's answer as status, ETag and JSON.
+    async fn api(
+        &self,
+        s: &Session,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+        if_match: Option<&str>,
+    ) -> (StatusCode, Option<String>, Value) {
+        let res = self.api_raw(s, method, uri, body, if_match).await;
+        let status = res.status();
+        let tag = res
+            .headers()
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = axum::body::to_bytes(res.into_body(), 16 * 1024 * 1024)
+            .await
+            .unwrap_or_default();
+        (
+            status,
+            tag,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+}
+
+/// A page that needs a session: the session, or the way to the login.
+macro_rules! session_or_login {
+    ($c:expr, $headers:expr) => {
+        match $c.session(&$headers).await {
+            Some(s) => s,
+            None => return Redirect::to(&format!("{}/login", $c.0.base)).into_response(),
+        }
+    };
+}
+
+/// Form fields of a POST, with the CSRF token checked.
+fn form(s: &Session, body: &Bytes) -> Option<HashMap<String, String>> {
+    let f: HashMap<String, String> = serde_urlencoded::from_bytes(body).ok()?;
+    let sent = f.get("csrf")?;
+    let ok = sent.len() == s.csrf.len()
+        && bool::from(subtle::ConstantTimeEq::ct_eq(
+            sent.as_bytes(),
+            s.csrf.as_bytes(),
+        ));
+    ok.then_some(f)
+}
+
+fn with_lang_cookie(mut r: Response, lang: Lang, set: bool, c: &Console) -> Response {
+    if set {
+        let v = format!(
+            "{LANG_COOKIE}={}; Path={}; SameSite=Lax; HttpOnly{}",
+            lang.code(),
+            c.0.base,
+            if c.0.secure_cookie { "; Secure" } else { "" }
+        );
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    r
+}
+
+async fn login(State(c): State<Console>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let (lang, set) = lang_of(&headers, q.as_deref());
+    let gw = &c.0.admin.0.gateway;
+    let handle = interkom_gateway::crypto::random_token(32);
+    let hash = gw.handle_hash(&handle);
+    let state = interkom_gateway::crypto::random_token(16);
+    let verifier = interkom_gateway::crypto::random_token(32);
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let Some(sealed) = gw.seal(&verifier, &hash) else {
+        return c.message(lang, StatusCode::INTERNAL_SERVER_ERROR, "Fehler", "");
+    };
+    let now = c.now();
+    // Stale sessions go on the way.
+    let _ = sqlx::query("DELETE FROM console_sessions WHERE expires_at < $1")
+        .bind(now)
+        .execute(&c.0.admin.0.pool)
+        .await;
+    let inserted = sqlx::query(
+        "INSERT INTO console_sessions (handle_hash, state, verifier, csrf, expires_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&hash)
+    .bind(&state)
+    .bind(&sealed)
+    .bind(interkom_gateway::crypto::random_token(24))
+    .bind(now + 600)
+    .execute(&c.0.admin.0.pool)
+    .await;
+    if let Err(e) = inserted {
+        tracing::error!(error = %e, "console login failed");
+        return c.message(lang, StatusCode::SERVICE_UNAVAILABLE, "Fehler", "");
+    }
+    let mut url = match url::Url::parse(&c.0.authorize) {
+        Ok(u) => u,
+        Err(_) => return c.message(lang, StatusCode::INTERNAL_SERVER_ERROR, "Fehler", ""),
+    };
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", CONSOLE_CLIENT)
+        .append_pair("redirect_uri", &c.0.redirect_uri)
+        .append_pair("scope", "openid profile")
+        .append_pair("state", &state)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("ui_locales", lang.code());
+    let mut r = Redirect::to(url.as_str()).into_response();
+    set_session_cookie(&mut r, &c, &handle);
+    with_lang_cookie(r, lang, set, &c)
+}
+
+fn set_session_cookie(r: &mut Response, c: &Console, handle: &str) {
+    let v = format!(
+        "{COOKIE}={handle}; Path={}; HttpOnly; SameSite=Lax{}",
+        c.0.base,
+        if c.0.secure_cookie { "; Secure" } else { "" }
+    );
+    if let Ok(v) = HeaderValue::from_str(&v) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+async fn callback(State(c): State<Console>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let (lang, _) = lang_of(&headers, None);
+    let t = texts(lang);
+    let tx = |k: &str| t[k].as_str().unwrap_or_default().to_owned();
+    let params: HashMap<String, String> =
+        serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
+    if let Some(e) = params.get("error") {
+        let detail = params
+            .get("error_description")
+            .cloned()
+            .unwrap_or_else(|| e.clone());
+        return c.message(lang, StatusCode::FORBIDDEN, &tx("error"), &detail);
+    }
+    let gw = &c.0.admin.0.gateway;
+    let Some(handle) = cookie(&headers, COOKIE) else {
+        return c.message(lang, StatusCode::BAD_REQUEST, &tx("error"), &tx("expired"));
+    };
+    let hash = gw.handle_hash(&handle);
+    let row: Option<(String, String, i64)> = sqlx::query_as(
+        "SELECT state, verifier, expires_at FROM console_sessions WHERE handle_hash = $1 AND access_token IS NULL",
+    )
+    .bind(&hash)
+    .fetch_optional(&c.0.admin.0.pool)
+    .await
+    .ok()
+    .flatten();
+    let (Some((state, sealed, expires_at)), Some(code), Some(got_state)) =
+        (row, params.get("code"), params.get("state"))
+    else {
+        return c.message(lang, StatusCode::BAD_REQUEST, &tx("error"), &tx("expired"));
+    };
+    let state_ok = !state.is_empty()
+        && state.len() == got_state.len()
+        && bool::from(subtle::ConstantTimeEq::ct_eq(
+            state.as_bytes(),
+            got_state.as_bytes(),
+        ));
+    let verifier = gw.open(&sealed, &hash);
+    let (true, true, Some(verifier)) = (state_ok, expires_at > c.now(), verifier) else {
+        return c.message(lang, StatusCode::BAD_REQUEST, &tx("error"), &tx("expired"));
+    };
+    // The code is redeemed in-process at the gateway's token endpoint.
+    let form = serde_urlencoded::to_string([
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", c.0.redirect_uri.as_str()),
+        ("client_id", CONSOLE_CLIENT),
+        ("code_verifier", verifier.as_str()),
+    ])
+    .unwrap_or_default();
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/token")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(form));
+    let Ok(mut req) = req else {
+        return c.message(lang, StatusCode::INTERNAL_SERVER_ERROR, &tx("error"), "");
+    };
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 0))));
+    let res = match c.0.gateway.clone().oneshot(req).await {
+        Ok(r) => r,
+        Err(e) => match e {},
+    };
+    let ok = res.status() == StatusCode::OK;
+    let bytes = axum::body::to_bytes(res.into_body(), 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let tokens: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let (true, Some(access), Some(expires_in)) = (
+        ok,
+        tokens["access_token"].as_str(),
+        tokens["expires_in"].as_i64(),
+    ) else {
+        return c.message(
+            lang,
+            StatusCode::BAD_GATEWAY,
+            &tx("error"),
+            &tokens["error"].to_string(),
+        );
+    };
+    // A new handle once logged in (no session fixation).
+    let new_handle = interkom_gateway::crypto::random_token(32);
+    let new_hash = gw.handle_hash(&new_handle);
+    let Some(sealed_token) = gw.seal(access, &new_hash) else {
+        return c.message(lang, StatusCode::INTERNAL_SERVER_ERROR, &tx("error"), "");
+    };
+    let updated = sqlx::query(
+        "UPDATE console_sessions SET handle_hash = $1, access_token = $2, state = '', verifier = '', expires_at = $3 \
+         WHERE handle_hash = $4 AND access_token IS NULL",
+    )
+    .bind(&new_hash)
+    .bind(&sealed_token)
+    .bind(c.now() + expires_in)
+    .bind(&hash)
+    .execute(&c.0.admin.0.pool)
+    .await;
+    if !matches!(updated, Ok(ref r) if r.rows_affected() == 1) {
+        return c.message(lang, StatusCode::BAD_REQUEST, &tx("error"), &tx("expired"));
+    }
+    let mut r = Redirect::to(&format!("{}/", c.0.base)).into_response();
+    set_session_cookie(&mut r, &c, &new_handle);
+    r
+}
+
+async fn logout(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(s) = c.session(&headers).await {
+        if form(&s, &body).is_some() {
+            let _ = sqlx::query("DELETE FROM console_sessions WHERE handle_hash = $1")
+                .bind(&s.handle_hash)
+                .execute(&c.0.admin.0.pool)
+                .await;
+        }
+    }
+    // The gateway's logout ends the single sign-on session as well.
+    let mut url = match url::Url::parse(&c.0.logout) {
+        Ok(u) => u,
+        Err(_) => return Redirect::to(&format!("{}/", c.0.base)).into_response(),
+    };
+    url.query_pairs_mut()
+        .append_pair("client_id", CONSOLE_CLIENT);
+    let mut r = Redirect::to(url.as_str()).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("{COOKIE}=; Path={}; Max-Age=0", c.0.base)) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../templates/console.css"),
+    )
+        .into_response()
+}
+
+async fn not_found(State(c): State<Console>, headers: HeaderMap) -> Response {
+    let (lang, _) = lang_of(&headers, None);
+    let t = texts(lang);
+    c.message(
+        lang,
+        StatusCode::NOT_FOUND,
+        t["error"].as_str().unwrap_or_default(),
+        t["not_found"].as_str().unwrap_or_default(),
+    )
+}
+
+async fn overview(State(c): State<Console>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let (lang, set) = lang_of(&headers, q.as_deref());
+    let s = session_or_login!(c, headers);
+    // Security staff who administer nothing still see the chain's status.
+    let (status, _, tenants) = c.api(&s, Method::GET, "/tenants", None, None).await;
+    let tenants = match status {
+        StatusCode::OK => tenants["tenants"].clone(),
+        StatusCode::FORBIDDEN => json!([]),
+        _ => return with_lang_cookie(problem_page(&c, lang, status, &tenants), lang, set, &c),
+    };
+    let (vs, _, verify) = c.api(&s, Method::GET, "/audit/verify", None, None).await;
+    let verify = (vs == StatusCode::OK).then_some(verify);
+    let r = c.render(
+        lang,
+        StatusCode::OK,
+        "overview.html",
+        context! {
+            page => "overview", csrf => s.csrf, tenants, verify,
+        },
+    );
+    with_lang_cookie(r, lang, set, &c)
+}
+
+fn problem_page(c: &Console, lang: Lang, status: StatusCode, p: &Value) -> Response {
+    let t = texts(lang);
+    c.message(
+        lang,
+        if status.is_success() {
+            StatusCode::BAD_GATEWAY
+        } else {
+            status
+        },
+        t["error"].as_str().unwrap_or_default(),
+        p["detail"].as_str().unwrap_or_default(),
+    )
+}
+
+async fn users(State(c): State<Console>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let (lang, set) = lang_of(&headers, q.as_deref());
+    let s = session_or_login!(c, headers);
+    let r = users_page(&c, &s, lang, None, None).await;
+    with_lang_cookie(r, lang, set, &c)
+}
+
+async fn users_page(
+    c: &Console,
+    s: &Session,
+    lang: Lang,
+    notice: Option<Value>,
+    error: Option<String>,
+) -> Response {
+    let (status, _, users) = c.api(s, Method::GET, "/users?limit=1000", None, None).await;
+    if status != StatusCode::OK {
+        return problem_page(c, lang, status, &users);
+    }
+    let (_, _, tenants) = c.api(s, Method::GET, "/tenants", None, None).await;
+    c.render(
+        lang,
+        if error.is_some() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        },
+        "users.html",
+        context! {
+            page => "users", csrf => s.csrf, users => users["users"], tenants => tenants["tenants"],
+            notice, error,
+        },
+    )
+}
+
+async fn users_post(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
+    let (lang, _) = lang_of(&headers, None);
+    let s = session_or_login!(c, headers);
+    let Some(f) = form(&s, &body) else {
+        return c.message(lang, StatusCode::FORBIDDEN, "CSRF", "");
+    };
+    let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("").trim().to_owned();
+    match get("op").as_str() {
+        "create" => {
+            let mut b = json!({ "tenant": get("tenant"), "username": get("username") });
+            if !get("name").is_empty() {
+                b["name"] = json!(get("name"));
+            }
+            if !get("email").is_empty() {
+                b["email"] = json!(get("email"));
+            }
+            if !get("role").is_empty() {
+                b["roles"] = json!([get("role")]);
+            }
+            let (status, _, v) = c.api(&s, Method::POST, "/users", Some(b), None).await;
+            if status == StatusCode::CREATED {
+                let notice =
+                    json!({ "username": v["user"]["username"], "password": v["initial_password"] });
+                users_page(&c, &s, lang, Some(notice), None).await
+            } else {
+                users_page(&c, &s, lang, None, v["detail"].as_str().map(str::to_owned)).await
+            }
+        }
+        op @ ("lock" | "unlock") => {
+            let id = get("id");
+            let uri = format!("/users/{}", urlencode(&id));
+            let (_, tag, _) = c.api(&s, Method::GET, &uri, None, None).await;
+            let (status, _, v) = c
+                .api(
+                    &s,
+                    Method::PATCH,
+                    &uri,
+                    Some(json!({ "locked": op == "lock" })),
+                    tag.as_deref(),
+                )
+                .await;
+            let error =
+                (status != StatusCode::OK).then(|| v["detail"].as_str().unwrap_or("").to_owned());
+            users_page(&c, &s, lang, None, error).await
+        }
+        _ => c.message(lang, StatusCode::BAD_REQUEST, "", ""),
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn lines_of(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn policy(State(c): State<Console>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let (lang, set) = lang_of(&headers, q.as_deref());
+    let s = session_or_login!(c, headers);
+    let r = policy_page(&c, &s, lang, context! {}).await;
+    with_lang_cookie(r, lang, set, &c)
+}
+
+async fn policy_page(c: &Console, s: &Session, lang: Lang, extra: minijinja::Value) -> Response {
+    let (status, _, lines) = c.api(s, Method::GET, "/policy/lines", None, None).await;
+    if status != StatusCode::OK {
+        return problem_page(c, lang, status, &lines);
+    }
+    c.render(
+        lang,
+        StatusCode::OK,
+        "policy.html",
+        context! {
+            ..extra, ..context! { page => "policy", csrf => s.csrf, lines => lines["lines"] }
+        },
+    )
+}
+
+async fn policy_post(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
+    let (lang, _) = lang_of(&headers, None);
+    let s = session_or_login!(c, headers);
+    let Some(f) = form(&s, &body) else {
+        return c.message(lang, StatusCode::FORBIDDEN, "CSRF", "");
+    };
+    let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+    let (add, remove, comment) = (get("add"), get("remove"), get("comment"));
+    let mut change = json!({ "add": lines_of(&add), "remove": lines_of(&remove) });
+    if !comment.trim().is_empty() {
+        change["comment"] = json!(comment.trim());
+    }
+    let apply = get("op") == "apply";
+    let uri = if apply {
+        "/policy/changes"
+    } else {
+        "/policy/what-if"
+    };
+    let (status, _, v) = c.api(&s, Method::POST, uri, Some(change), None).await;
+    let error = (!status.is_success()).then(|| v["detail"].as_str().unwrap_or("").to_owned());
+    let outcome = match (apply, status) {
+        (true, StatusCode::OK) => Some("applied"),
+        (true, StatusCode::ACCEPTED) => Some("proposed"),
+        _ => None,
+    };
+    policy_page(
+        &c,
+        &s,
+        lang,
+        context! {
+            add, remove, comment, error, outcome,
+            flips => v.get("flips").cloned(),
+            requires_approval => v["requires_approval"].as_bool().unwrap_or(false),
+        },
+    )
+    .await
+}
+
+async fn proposals(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let (lang, set) = lang_of(&headers, q.as_deref());
+    let s = session_or_login!(c, headers);
+    let r = proposals_page(&c, &s, lang, None, None).await;
+    with_lang_cookie(r, lang, set, &c)
+}
+
+async fn proposals_page(
+    c: &Console,
+    s: &Session,
+    lang: Lang,
+    error: Option<String>,
+    result: Option<Value>,
+) -> Response {
+    let (status, _, list) = c
+        .api(s, Method::GET, "/proposals?status=pending", None, None)
+        .await;
+    if status != StatusCode::OK {
+        return problem_page(c, lang, status, &list);
+    }
+    let items: Vec<Value> = list["proposals"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut p| {
+            p["change_text"] =
+                json!(serde_json::to_string_pretty(&p["change"]).unwrap_or_default());
+            p
+        })
+        .collect();
+    c.render(
+        lang,
+        StatusCode::OK,
+        "proposals.html",
+        context! {
+            page => "proposals", csrf => s.csrf, proposals => items, error, result,
+        },
+    )
+}
+
+async fn proposals_post(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
+    let (lang, _) = lang_of(&headers, None);
+    let s = session_or_login!(c, headers);
+    let Some(f) = form(&s, &body) else {
+        return c.message(lang, StatusCode::FORBIDDEN, "CSRF", "");
+    };
+    let id = f.get("id").cloned().unwrap_or_default();
+    let op = match f.get("op").map(String::as_str) {
+        Some("approve") => "approve",
+        Some("reject") => "reject",
+        _ => return c.message(lang, StatusCode::BAD_REQUEST, "", ""),
+    };
+    let uri = format!("/proposals/{}/{op}", urlencode(&id));
+    let (status, _, v) = c.api(&s, Method::POST, &uri, None, None).await;
+    let error = (!status.is_success()).then(|| v["detail"].as_str().unwrap_or("").to_owned());
+    let result = status.is_success().then_some(v);
+    proposals_page(&c, &s, lang, error, result).await
+}
+
+async fn grants(State(c): State<Console>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let (lang, set) = lang_of(&headers, q.as_deref());
+    let s = session_or_login!(c, headers);
+    let r = grants_page(&c, &s, lang, None).await;
+    with_lang_cookie(r, lang, set, &c)
+}
+
+async fn grants_page(c: &Console, s: &Session, lang: Lang, error: Option<String>) -> Response {
+    let (status, _, list) = c.api(s, Method::GET, "/grants", None, None).await;
+    if status != StatusCode::OK {
+        return problem_page(c, lang, status, &list);
+    }
+    c.render(
+        lang,
+        StatusCode::OK,
+        "grants.html",
+        context! {
+            page => "grants", csrf => s.csrf, grants => list["grants"], error,
+        },
+    )
+}
+
+async fn grants_post(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
+    let (lang, _) = lang_of(&headers, None);
+    let s = session_or_login!(c, headers);
+    let Some(f) = form(&s, &body) else {
+        return c.message(lang, StatusCode::FORBIDDEN, "CSRF", "");
+    };
+    let id = f.get("id").cloned().unwrap_or_default();
+    let op = match f.get("op").map(String::as_str) {
+        Some("approve") => "approve",
+        Some("revoke") => "revoke",
+        _ => return c.message(lang, StatusCode::BAD_REQUEST, "", ""),
+    };
+    let (status, _, v) = c
+        .api(
+            &s,
+            Method::POST,
+            &format!("/grants/{}/{op}", urlencode(&id)),
+            None,
+            None,
+        )
+        .await;
+    let error = (!status.is_success()).then(|| v["detail"].as_str().unwrap_or("").to_owned());
+    grants_page(&c, &s, lang, error).await
+}
+
+/// A read-only table of an API list.
+async fn table(
+    c: &Console,
+    headers: &HeaderMap,
+    q: Option<&str>,
+    page: &str,
+    uri: &str,
+    key: &str,
+    columns: &[(&str, &str)],
+) -> Response {
+    let (lang, set) = lang_of(headers, q);
+    let s = session_or_login!(c, headers);
+    let (status, _, list) = c.api(&s, Method::GET, uri, None, None).await;
+    if status != StatusCode::OK {
+        return problem_page(c, lang, status, &list);
+    }
+    let t = texts(lang);
+    let heads: Vec<String> = columns
+        .iter()
+        .map(|(_, label)| t[*label].as_str().unwrap_or(label).to_owned())
+        .collect();
+    let rows: Vec<Vec<String>> = list[key]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|item| {
+            columns
+                .iter()
+                .map(|(field, _)| match &item[*field] {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    Value::Array(a) => a
+                        .iter()
+                        .map(|v| {
+                            v.as_str()
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| v.to_string())
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    Value::Object(o) => o
+                        .iter()
+                        .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    v => v.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    let r = c.render(
+        lang,
+        StatusCode::OK,
+        "table.html",
+        context! {
+            page, csrf => s.csrf, heads, rows, title => t[page].clone(),
+        },
+    );
+    with_lang_cookie(r, lang, set, c)
+}
+
+async fn resources(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    table(
+        &c,
+        &headers,
+        q.as_deref(),
+        "resources",
+        "/resources",
+        "resources",
+        &[
+            ("id", "resource"),
+            ("name", "name"),
+            ("kind", "kind"),
+            ("owner", "owner"),
+            ("client", "client"),
+            ("protection", "protection"),
+        ],
+    )
+    .await
+}
+
+async fn clients(State(c): State<Console>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    table(
+        &c,
+        &headers,
+        q.as_deref(),
+        "clients",
+        "/clients",
+        "clients",
+        &[
+            ("id", "client"),
+            ("name", "name"),
+            ("tenant", "tenant"),
+            ("grant_types", "grant_types"),
+        ],
+    )
+    .await
+}
+
+/// The audit filter's fields, passed through to the API.
+const AUDIT_FIELDS: &[&str] = &[
+    "tenant",
+    "from",
+    "to",
+    "actor",
+    "action",
+    "outcome",
+    "client",
+    "correlation_id",
+    "cursor",
+];
+
+fn audit_query(q: Option<&str>, extra: &[(&str, &str)]) -> (String, HashMap<String, String>) {
+    let all: Vec<(String, String)> =
+        serde_urlencoded::from_str(q.unwrap_or("")).unwrap_or_default();
+    let kept: HashMap<String, String> = all
+        .into_iter()
+        .filter(|(k, v)| AUDIT_FIELDS.contains(&k.as_str()) && !v.trim().is_empty())
+        .map(|(k, v)| (k, v.trim().to_owned()))
+        .collect();
+    let mut pairs: Vec<(&str, &str)> = kept.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    pairs.sort();
+    pairs.extend_from_slice(extra);
+    (
+        serde_urlencoded::to_string(&pairs).unwrap_or_default(),
+        kept,
+    )
+}
+
+async fn audit(State(c): State<Console>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let (lang, set) = lang_of(&headers, q.as_deref());
+    let s = session_or_login!(c, headers);
+    let (query, filter) = audit_query(q.as_deref(), &[("limit", "50")]);
+    let (status, _, page) = c
+        .api(
+            &s,
+            Method::GET,
+            &format!("/audit/events?{query}"),
+            None,
+            None,
+        )
+        .await;
+    let error = (!status.is_success()).then(|| page["detail"].as_str().unwrap_or("").to_owned());
+    let mut next = None;
+    if let Some(cur) = page["next_cursor"].as_str() {
+        let mut f: Vec<(&str, &str)> = filter
+            .iter()
+            .filter(|(k, _)| k.as_str() != "cursor")
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        f.push(("cursor", cur));
+        next = serde_urlencoded::to_string(&f).ok();
+    }
+    let (export_q, _) = audit_query(q.as_deref(), &[]);
+    let export_q: String = serde_urlencoded::from_str::<Vec<(String, String)>>(&export_q)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| k != "cursor")
+        .map(|(k, v)| format!("{}={}&", urlencode(&k), urlencode(&v)))
+        .collect();
+    let actions: Vec<&str> = interkom_audit::Action::ALL
+        .iter()
+        .map(|a| a.as_str())
+        .collect();
+    let r = c.render(lang, if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK }, "audit.html", context! {
+        page => "audit", csrf => s.csrf, events => page["events"], filter, next, export_q, error, actions,
+    });
+    with_lang_cookie(r, lang, set, &c)
+}
+
+async fn audit_export(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let s = session_or_login!(c, headers);
+    let format = serde_urlencoded::from_str::<Vec<(String, String)>>(q.as_deref().unwrap_or(""))
+        .unwrap_or_default()
+        .into_iter()
+        .find(|(k, _)| k == "format")
+        .map(|(_, v)| v)
+        .filter(|f| f == "csv")
+        .unwrap_or_else(|| "jsonl".into());
+    let (query, _) = audit_query(q.as_deref(), &[("format", format.as_str())]);
+    let query: String = serde_urlencoded::from_str::<Vec<(String, String)>>(&query)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| k != "cursor")
+        .map(|(k, v)| format!("{}={}", urlencode(&k), urlencode(&v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let mut r = c
+        .api_raw(
+            &s,
+            Method::GET,
+            &format!("/audit/export?{query}"),
+            None,
+            None,
+        )
+        .await;
+    secure(r.headers_mut());
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_parses_and_names_only_known_texts() {
+        let env = templates();
+        for name in [
+            "base.html",
+            "overview.html",
+            "users.html",
+            "policy.html",
+            "proposals.html",
+            "grants.html",
+            "table.html",
+            "audit.html",
+            "message.html",
+        ] {
+            assert!(env.get_template(name).is_ok(), "{name}");
+        }
+        let mut keys: Vec<&str> = TEXTS.iter().map(|(k, _, _)| *k).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), TEXTS.len(), "a text key twice");
+        assert!(TEXTS.iter().all(|(_, d, e)| !d.is_empty() && !e.is_empty()));
+        // Every text a template names exists.
+        let sources = [
+            include_str!("../templates/base.html"),
+            include_str!("../templates/overview.html"),
+            include_str!("../templates/users.html"),
+            include_str!("../templates/policy.html"),
+            include_str!("../templates/proposals.html"),
+            include_str!("../templates/grants.html"),
+            include_str!("../templates/audit.html"),
+            include_str!("../templates/message.html"),
+        ];
+        for src in sources {
+            for part in src.split("t.").skip(1) {
+                let key: String = part
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !key.is_empty() && src.contains(&format!("{{{{ t.{key}")) {
+                    assert!(keys.contains(&key.as_str()), "missing text `{key}`");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_audit_filter_passes_only_known_fields() {
+        let (q, kept) = audit_query(
+            Some("action=login&evil=1&actor=%20&lang=en"),
+            &[("limit", "50")],
+        );
+        assert_eq!(q, "action=login&limit=50");
+        assert_eq!(kept.len(), 1);
+    }
+}

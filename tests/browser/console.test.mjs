@@ -1,0 +1,186 @@
+// Browser test of the admin console: headless Chromium logs in through the
+// gateway, edits the policy with its preview, a second administrator
+// approves the proposal, security staff filter and export the audit trail;
+// axe-core checks every console page and the login page for WCAG 2.1 AA
+// violations (there must be none).
+//
+// Environment as for login.test.mjs (`./run` sets it up).
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { BIN, CHROMIUM, ROOT, databaseFor, freePort, nodeEnv, startServer, stopServer } from './harness.mjs';
+
+const require = createRequire(import.meta.url);
+const AXE = require.resolve('axe-core/axe.min.js');
+
+const KREIS = { user: 'kreis.admin', password: 'Kreis-Demo-2026!' };
+const SECOND = { user: 'zweite.admin', password: 'Zweite-Admin-2026!' };
+const ISB = { user: 'ines.brandt', password: 'Sicherheit-Demo-2026!' };
+const LINE = 'p, meldebehoerde, meldedaten-hitzacker-elbe, export, members, deny, true';
+
+/** Runs the CLI against the node's database. */
+function cli(env, args, stdin) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(BIN, args, { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.stderr.on('data', (d) => { out += d; });
+    p.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${args.join(' ')}: ${out}`))));
+    p.stdin.end(stdin ?? '');
+  });
+}
+
+/** WCAG 2.1 A/AA violations on the current page (axe-core). */
+async function violations(page) {
+  await page.addScriptTag({ path: AXE });
+  const result = await page.evaluate(() =>
+    // eslint-disable-next-line no-undef
+    axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }));
+  return result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+}
+
+async function assertAccessible(page, what) {
+  const v = await violations(page);
+  assert.deepEqual(v, [], `${what} has accessibility violations`);
+}
+
+describe('admin console', () => {
+  let browser;
+  let server;
+  let dir;
+  let issuer;
+
+  before(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'interkom-console-'));
+    const port = await freePort();
+    issuer = `http://127.0.0.1:${port}`;
+    const db = databaseFor(dir, 'console');
+    const env = nodeEnv(issuer, port, db, dir);
+    await cli(env, ['migrate']);
+    // A second Kreis administrator (an operator's act on the command line).
+    await cli(env, ['user', 'add', '--tenant', 'lk-luechow-dannenberg', '--username', SECOND.user,
+      '--password-stdin', '--role', 'admin', '--role', 'kommunalaufsicht'], `${SECOND.password}\n`)
+      .catch((e) => { if (!String(e).includes('taken')) throw e; });
+    server = await startServer(issuer, port, db, dir);
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (server) await stopServer(server.proc);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A fresh browser (axe is injected, so the page's CSP is bypassed). */
+  async function loggedIn(who, check = false) {
+    const context = await browser.newContext({ bypassCSP: true });
+    const page = await context.newPage();
+    await page.goto(`${issuer}/admin/console/`);
+    // Not logged in: the gateway's login page.
+    await page.waitForSelector('input[name=username]');
+    if (check) await assertAccessible(page, 'the login page');
+    await page.fill('input[name=username]', who.user);
+    await page.fill('input[name=password]', who.password);
+    await Promise.all([
+      page.waitForURL((u) => u.pathname.startsWith('/admin/console/') && !u.pathname.includes('callback')),
+      page.press('input[name=password]', 'Enter'),
+    ]);
+    return { context, page };
+  }
+
+  it('logs in through the gateway; every page is accessible and keyboard-usable', async () => {
+    const { context, page } = await loggedIn(KREIS, true);
+    assert.equal(await page.locator('h1').innerText(), 'Übersicht');
+    assert.equal(await page.getAttribute('html', 'lang'), 'de');
+    // The first Tab reaches the skip link.
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement?.className), 'skip');
+    for (const p of ['', 'users', 'policy', 'proposals', 'grants', 'resources', 'clients', 'audit']) {
+      const res = await page.goto(`${issuer}/admin/console/${p}`);
+      assert.equal(res.status() < 500, true, p);
+      assert.equal(res.headers()['content-security-policy']?.includes("frame-ancestors 'none'"), true);
+      await assertAccessible(page, `/admin/console/${p}`);
+    }
+    // English on request.
+    await page.goto(`${issuer}/admin/console/users?lang=en`);
+    assert.equal(await page.locator('h1').innerText(), 'Users');
+    assert.equal(await page.getAttribute('html', 'lang'), 'en');
+    await assertAccessible(page, 'the English users page');
+    await context.close();
+  });
+
+  it('edits the policy with a preview; a second administrator approves', async () => {
+    const { context, page } = await loggedIn(KREIS);
+    await page.goto(`${issuer}/admin/console/policy`);
+    await page.fill('#add', LINE);
+    await page.fill('#comment', 'Exportsperre Meldedaten');
+    await page.click('button[value=preview]');
+    await page.waitForSelector('#preview');
+    const preview = await page.locator('#preview').innerText();
+    assert.match(preview, /meldedaten-hitzacker-elbe/);
+    assert.match(preview, /sehr hoch/);
+    await assertAccessible(page, 'the policy preview');
+    await page.click('button[value=apply]');
+    await page.waitForSelector('[role=status]');
+    assert.match(await page.locator('[role=status]').innerText(), /wartet auf Freigabe/);
+    // Not live yet; the proposer cannot approve it.
+    let lines = await page.locator('table').last().innerText();
+    assert.doesNotMatch(lines, /meldedaten-hitzacker-elbe, export/);
+    await page.goto(`${issuer}/admin/console/proposals`);
+    await page.click('button[value=approve]');
+    await page.waitForSelector('[role=alert]');
+    await context.close();
+
+    const second = await loggedIn(SECOND);
+    await second.page.goto(`${issuer}/admin/console/proposals`);
+    await assertAccessible(second.page, 'the proposals page');
+    await second.page.click('button[value=approve]');
+    await second.page.waitForSelector('[role=status]');
+    await second.page.goto(`${issuer}/admin/console/policy`);
+    lines = await second.page.locator('table').last().innerText();
+    assert.match(lines, /meldedaten-hitzacker-elbe, export, members, deny/);
+    await second.context.close();
+  });
+
+  it('lets security staff filter, page and export the audit trail', async () => {
+    const { context, page } = await loggedIn(ISB);
+    await page.goto(`${issuer}/admin/console/audit`);
+    await page.selectOption('#f-action', 'admin_change');
+    await page.click('.filters button');
+    await page.waitForURL(/action=admin_change/);
+    const rows = page.locator('tbody tr');
+    assert.ok((await rows.count()) >= 2, 'the proposal and its approval');
+    for (const cell of await page.locator('tbody tr td:nth-child(3)').allInnerTexts()) {
+      assert.equal(cell, 'admin_change');
+    }
+    await assertAccessible(page, 'the filtered audit page');
+    const href = await page.getAttribute('a[href*="format=csv"]', 'href');
+    const csv = await context.request.get(new URL(href, issuer).href);
+    assert.equal(csv.status(), 200);
+    assert.match(csv.headers()['content-type'], /text\/csv/);
+    const body = await csv.text();
+    assert.match(body, /admin_change/);
+    assert.doesNotMatch(body, /token_issued/);
+    // The overview shows the chain's verification status.
+    await page.goto(`${issuer}/admin/console/`);
+    assert.match(await page.locator('main').innerText(), /unverändert/);
+    await context.close();
+  });
+
+  it('refuses forms without the CSRF token', async () => {
+    const { context, page } = await loggedIn(KREIS);
+    const res = await context.request.post(`${issuer}/admin/console/users`, {
+      form: { op: 'create', tenant: 'gorleben', username: 'csrf.test' },
+    });
+    assert.equal(res.status(), 403);
+    await page.goto(`${issuer}/admin/console/users`);
+    assert.doesNotMatch(await page.locator('main').innerText(), /csrf\.test/);
+    await context.close();
+  });
+});

@@ -1,0 +1,91 @@
+// Shared by the browser tests: start and stop a real interkom node.
+
+import { spawn, spawnSync } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const BIN = process.env.INTERKOM_BIN ?? path.join(ROOT, 'target/debug/interkom');
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+/** The environment of a node (and of the CLI on its database). */
+export function nodeEnv(issuer, port, databaseUrl, dir) {
+  return {
+    ...process.env,
+    INTERKOM_CONFIG: path.join(ROOT, 'config/interkom.toml'),
+    INTERKOM_DATABASE_URL: databaseUrl,
+    INTERKOM_KEY_ENCRYPTION_KEY_FILE: path.join(dir, 'kek'),
+    INTERKOM_AUDIT__CHECKPOINT_KEY_FILE: path.join(dir, 'audit-checkpoint.key'),
+    INTERKOM_LISTEN: `127.0.0.1:${port}`,
+    INTERKOM_ISSUER: issuer,
+    INTERKOM_LOG: 'warn',
+  };
+}
+
+/** A free TCP port: bind port 0, read it, let it go. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts interkom and resolves once /healthz answers 200. */
+export async function startServer(issuer, port, databaseUrl, dir) {
+  const log = [];
+  const proc = spawn(BIN, ['serve'], {
+    cwd: ROOT,
+    env: nodeEnv(issuer, port, databaseUrl, dir),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  // Kept for the report if something fails; not echoed on success.
+  proc.stdout.on('data', (d) => log.push(d.toString()));
+  proc.stderr.on('data', (d) => log.push(d.toString()));
+  let exited = null;
+  proc.once('exit', (code, signal) => { exited = { code, signal }; });
+
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (exited) {
+      throw new Error(`interkom exited during start (${JSON.stringify(exited)}):\n${log.join('')}`);
+    }
+    try {
+      const res = await fetch(`${issuer}/healthz`);
+      if (res.status === 200) return { proc, log };
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  proc.kill('SIGKILL');
+  throw new Error(`interkom did not become healthy within 30 s:\n${log.join('')}`);
+}
+
+/** SIGTERM, then SIGKILL if it does not stop within 10 s. */
+export async function stopServer(proc) {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const gone = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGTERM');
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+  await gone;
+  clearTimeout(timer);
+}
+
+/**
+ * The database of one test file: a fresh SQLite file in `dir`, or with
+ * INTERKOM_BROWSER_PG a fresh PostgreSQL database of its own (named after
+ * INTERKOM_BROWSER_DB_PREFIX; `./run` drops them all at the end).
+ */
+export function databaseFor(dir, name) {
+  const pg = process.env.INTERKOM_BROWSER_PG;
+  if (!pg) return `sqlite://${path.join(dir, 'db.sqlite')}`;
+  const db = `${process.env.INTERKOM_BROWSER_DB_PREFIX ?? 'ik_browser'}_${name}`;
+  const r = spawnSync('psql', [`${pg}/postgres`, '-qc', `CREATE DATABASE "${db}"`], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`creating ${db}: ${r.stderr}`);
+  return `${pg}/${db}`;
+}
