@@ -252,3 +252,38 @@ pub(crate) async fn admin_scope(
     }
     Ok(scope)
 }
+
+/// Paging and a few filters of a list, strictly parsed.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    /// The `next_cursor` of the previous page.
+    pub(crate) cursor: Option<String>,
+    /// Page size, 1..=1000 (default 100).
+    pub(crate) limit: Option<String>,
+    /// Only entries of this tenant (clients, resources: owner).
+    pub(crate) tenant: Option<String>,
+    /// Only grants and lines on this resource or object.
+    pub(crate) resource: Option<String>,
+    /// Only lines of this role; only grants to this grantee.
+    pub(crate) subject: Option<String>,
+    /// Only proposals in this state.
+    pub(crate) status: Option<String>,
+}
+
+/// One page of `items` in the order of `key`, after `cursor`.
+pub(crate) fn page<T: Serialize>(
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    q: &ListQuery,
+) -> Result<(Vec<T>, Option<String>), Problem> {
+    let limit = page_limit(q.limit.as_deref())? as usize;
+    items.sort_by_key(|i| key(i));
+    if let Some(c) = &q.cursor {
+        items.retain(|i| key(i).as_str() > c.as_str());
+    }
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next = if more { items.last().map(&key) } else { None };
+    Ok((items, next))
+}

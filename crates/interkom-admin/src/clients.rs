@@ -2,7 +2,7 @@
 //! signing keys (whose rotation concerns every tenant: Kreis administrators
 //! only).
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use interkom_gateway::clients::{AuthMethod, Client, ClientSpec, GrantType};
@@ -85,6 +85,11 @@ pub(crate) async fn tenants(State(state): State<AdminState>, caller: Caller) -> 
     get,
     path = "/clients",
     tag = "admin",
+    params(
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("limit" = Option<String>, Query, description = "1..=1000, default 100"),
+        ("tenant" = Option<String>, Query, description = "only this tenant's")
+    ),
     responses(
         (status = 200, description = "clients of the subtree", body = serde_json::Value),
         (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
@@ -100,8 +105,13 @@ pub(crate) async fn tenants(State(state): State<AdminState>, caller: Caller) -> 
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn list(State(state): State<AdminState>, caller: Caller) -> Response {
+pub(crate) async fn list(
+    State(state): State<AdminState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let res: Result<Response, Problem> = async {
+        let q: api::ListQuery = api::parse_query(raw)?;
         let c = Change::new("client.list", "clients", None);
         let scope = admin_scope(&state, &caller, &c).await?;
         let all = state
@@ -110,11 +120,16 @@ pub(crate) async fn list(State(state): State<AdminState>, caller: Caller) -> Res
             .list_clients()
             .await
             .map_err(api::internal)?;
-        let list: Vec<&Client> = all
-            .iter()
+        let list: Vec<Client> = all
+            .into_iter()
             .filter(|cl| covers_tenant(&state, &scope, &cl.tenant))
+            .filter(|cl| q.tenant.as_ref().is_none_or(|t| *t == cl.tenant))
             .collect();
-        Ok(api::json(StatusCode::OK, json!({ "clients": list })))
+        let (list, next) = api::page(list, |cl| cl.id.clone(), &q)?;
+        Ok(api::json(
+            StatusCode::OK,
+            json!({ "clients": list, "next_cursor": next }),
+        ))
     }
     .await;
     res.unwrap_or_else(IntoResponse::into_response)

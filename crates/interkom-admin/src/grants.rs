@@ -3,7 +3,7 @@
 //! an action they may not perform themselves; a grant on a `sehr_hoch`
 //! resource works only once someone other than the grantor approved it.
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use interkom_policy::engine::{AuthContext, ResourceRef, SubjectRef};
@@ -74,6 +74,12 @@ fn owner_covered(state: &AdminState, scope: &Scope, owner: &Option<String>) -> b
     get,
     path = "/grants",
     tag = "admin",
+    params(
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("limit" = Option<String>, Query, description = "1..=1000, default 100"),
+        ("resource" = Option<String>, Query, description = "only grants on this resource"),
+        ("subject" = Option<String>, Query, description = "only grants to this grantee")
+    ),
     responses(
         (status = 200, description = "grants on the subtree's resources", body = serde_json::Value),
         (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
@@ -89,8 +95,13 @@ fn owner_covered(state: &AdminState, scope: &Scope, owner: &Option<String>) -> b
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn list(State(state): State<AdminState>, caller: Caller) -> Response {
+pub(crate) async fn list(
+    State(state): State<AdminState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let res: Result<Response, Problem> = async {
+        let q: api::ListQuery = api::parse_query(raw)?;
         let c = Change::new("grant.list", "grants", None);
         let scope = admin_scope(&state, &caller, &c).await?;
         let rows: Vec<GrantRow> = sqlx::query_as(&format!(
@@ -105,9 +116,19 @@ pub(crate) async fn list(State(state): State<AdminState>, caller: Caller) -> Res
                 resource_info(&state, &g.resource)
                     .is_some_and(|(owner, _)| owner_covered(&state, &scope, &owner))
             })
+            .filter(|g| q.resource.as_ref().is_none_or(|r| *r == g.resource))
+            .filter(|g| q.subject.as_ref().is_none_or(|s| *s == g.grantee))
             .map(GrantRow::view)
             .collect();
-        Ok(api::json(StatusCode::OK, json!({ "grants": list })))
+        let (list, next) = api::page(
+            list,
+            |g| g["id"].as_str().unwrap_or_default().to_owned(),
+            &q,
+        )?;
+        Ok(api::json(
+            StatusCode::OK,
+            json!({ "grants": list, "next_cursor": next }),
+        ))
     }
     .await;
     res.unwrap_or_else(IntoResponse::into_response)

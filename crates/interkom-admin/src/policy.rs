@@ -341,6 +341,12 @@ async fn authorize_allows(
     get,
     path = "/policy/lines",
     tag = "admin",
+    params(
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("limit" = Option<String>, Query, description = "1..=1000, default 100"),
+        ("subject" = Option<String>, Query, description = "only lines of this role or subject"),
+        ("resource" = Option<String>, Query, description = "only lines on this object")
+    ),
     responses(
         (status = 200, description = "the live policy's lines", body = serde_json::Value),
         (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
@@ -356,8 +362,13 @@ async fn authorize_allows(
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn lines(State(state): State<AdminState>, caller: Caller) -> Response {
+pub(crate) async fn lines(
+    State(state): State<AdminState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let res: Result<Response, Problem> = async {
+        let q: api::ListQuery = api::parse_query(raw)?;
         let c = Change::new("policy.read", "policy/lines", None);
         let scope = admin_scope(&state, &caller, &c).await?;
         let all = resources(&state).await?;
@@ -390,14 +401,26 @@ pub(crate) async fn lines(State(state): State<AdminState>, caller: Caller) -> Re
                     values: values.into_iter().take(n).collect(),
                 };
                 let place = line_place(&state, &all, &line).ok()?;
-                may_change(&state, &scope, &place)
+                let wanted = q
+                    .subject
+                    .as_ref()
+                    .is_none_or(|s| line.values.first() == Some(s))
+                    && q.resource
+                        .as_ref()
+                        .is_none_or(|o| line.values.get(1) == Some(o));
+                (wanted && may_change(&state, &scope, &place))
                     .then(|| json!({ "line": line.to_csv(), "source": r.source }))
             })
             .collect();
         let version = state.0.gateway.policy().snapshot().version;
+        let (lines, next) = api::page(
+            lines,
+            |l| l["line"].as_str().unwrap_or_default().to_owned(),
+            &q,
+        )?;
         Ok(api::json(
             StatusCode::OK,
-            json!({ "version": version, "lines": lines }),
+            json!({ "version": version, "lines": lines, "next_cursor": next }),
         ))
     }
     .await;
@@ -618,12 +641,6 @@ impl ProposalRow {
 const PROPOSAL_COLUMNS: &str =
     "id, kind, payload, tenant, proposer, what_if, status, decided_by, created_at, decided_at";
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ProposalQuery {
-    status: Option<String>,
-}
-
 /// `GET /proposals[?status=pending|applied|rejected]`: the proposals of the
 /// caller's subtree, newest first.
 #[utoipa::path(
@@ -631,7 +648,9 @@ pub(crate) struct ProposalQuery {
     path = "/proposals",
     tag = "admin",
     params(
-        ("status" = Option<String>, Query, description = "pending, applied or rejected")
+        ("status" = Option<String>, Query, description = "pending, applied or rejected"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("limit" = Option<String>, Query, description = "1..=1000, default 100")
     ),
     responses(
         (status = 200, description = "proposals of the subtree", body = serde_json::Value),
@@ -654,7 +673,7 @@ pub(crate) async fn proposals(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let res: Result<Response, Problem> = async {
-        let q: ProposalQuery = api::parse_query(raw)?;
+        let q: api::ListQuery = api::parse_query(raw)?;
         if let Some(s) = &q.status {
             if !matches!(s.as_str(), "pending" | "applied" | "rejected") {
                 return Err(Problem::bad_request(
@@ -676,7 +695,21 @@ pub(crate) async fn proposals(
             .filter(|p| may_change(&state, &scope, &p.place()))
             .map(ProposalRow::view)
             .collect();
-        Ok(api::json(StatusCode::OK, json!({ "proposals": list })))
+        let (list, next) = api::page(
+            list,
+            |p| {
+                format!(
+                    "{:020}-{}",
+                    i64::MAX - p["created_at"].as_i64().unwrap_or(0),
+                    p["id"].as_str().unwrap_or_default()
+                )
+            },
+            &q,
+        )?;
+        Ok(api::json(
+            StatusCode::OK,
+            json!({ "proposals": list, "next_cursor": next }),
+        ))
     }
     .await;
     res.unwrap_or_else(IntoResponse::into_response)
@@ -1051,6 +1084,11 @@ async fn put_resource(state: &AdminState, spec: &ResourceSpec) -> Result<(), Pro
     get,
     path = "/resources",
     tag = "admin",
+    params(
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("limit" = Option<String>, Query, description = "1..=1000, default 100"),
+        ("tenant" = Option<String>, Query, description = "only resources this tenant owns")
+    ),
     responses(
         (status = 200, description = "resources of the subtree", body = serde_json::Value),
         (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
@@ -1066,16 +1104,26 @@ async fn put_resource(state: &AdminState, spec: &ResourceSpec) -> Result<(), Pro
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn list_resources(State(state): State<AdminState>, caller: Caller) -> Response {
+pub(crate) async fn list_resources(
+    State(state): State<AdminState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let res: Result<Response, Problem> = async {
+        let q: api::ListQuery = api::parse_query(raw)?;
         let c = Change::new("resource.list", "resources", None);
         let scope = admin_scope(&state, &caller, &c).await?;
         let list: Vec<ResourceSpec> = resources(&state)
             .await?
             .into_iter()
             .filter(|r| may_change(&state, &scope, &resource_place(r)))
+            .filter(|r| q.tenant.is_none() || r.owner == q.tenant)
             .collect();
-        Ok(api::json(StatusCode::OK, json!({ "resources": list })))
+        let (list, next) = api::page(list, |r| r.id.clone(), &q)?;
+        Ok(api::json(
+            StatusCode::OK,
+            json!({ "resources": list, "next_cursor": next }),
+        ))
     }
     .await;
     res.unwrap_or_else(IntoResponse::into_response)
