@@ -16,6 +16,10 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { BIN, CHROMIUM, ROOT, databaseFor, freePort, nodeEnv, startServer, stopServer } from './harness.mjs';
 
+// Short-lived access tokens: the console must renew them with its refresh
+// token while the administrator works (this file's server only).
+process.env.INTERKOM_TOKENS__ACCESS_TOKEN_TTL = '5';
+
 const require = createRequire(import.meta.url);
 const AXE = require.resolve('axe-core/axe.min.js');
 
@@ -107,6 +111,11 @@ describe('admin console', () => {
       assert.equal(res.headers()['content-security-policy']?.includes("frame-ancestors 'none'"), true);
       await assertAccessible(page, `/admin/console/${p}`);
     }
+    // Past the access token's lifetime the session goes on (refresh).
+    await new Promise((r) => setTimeout(r, 6000));
+    const later = await page.goto(`${issuer}/admin/console/users`);
+    assert.equal(later.status(), 200);
+    assert.equal(await page.locator('h1').innerText(), 'Benutzer');
     // English on request.
     await page.goto(`${issuer}/admin/console/users?lang=en`);
     assert.equal(await page.locator('h1').innerText(), 'Users');
@@ -175,6 +184,14 @@ describe('admin console', () => {
 
   it('refuses forms without the CSRF token', async () => {
     const { context, page } = await loggedIn(KREIS);
+    // A logout without the token is refused and the session stays.
+    const out = await context.request.post(`${issuer}/admin/console/logout`, { form: {} });
+    assert.equal(out.status(), 403);
+    // A callback that is not the answer to this browser's login shows
+    // nothing of it.
+    const cb = await page.goto(`${issuer}/admin/console/callback?state=forged&error=access_denied&error_description=Evil%20text`);
+    assert.equal(cb.status(), 400);
+    assert.doesNotMatch(await page.locator('main').innerText(), /Evil text/);
     const res = await context.request.post(`${issuer}/admin/console/users`, {
       form: { op: 'create', tenant: 'gorleben', username: 'csrf.test' },
     });

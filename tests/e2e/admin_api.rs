@@ -1037,6 +1037,60 @@ async fn clients_tenants_and_keys() {
         .iter()
         .all(|c| c["tenant"] == "hitzacker-elbe"));
 
+    // A client id that is a person's account id (their `sub`) would let the
+    // client's own tokens pass as that person: refused. The console's own
+    // registration is not the administrators' to change.
+    let me = s
+        .app
+        .gateway
+        .find_user(ADMIN_USER)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    problem(
+        post(
+            &s,
+            &hitz,
+            "/clients",
+            json!({ "id": me, "tenant": "hitzacker-elbe", "name": "X",
+            "grant_types": ["client_credentials"], "auth_method": "client_secret_basic" }),
+        )
+        .await,
+        400,
+    )
+    .await;
+    problem(
+        post(
+            &s,
+            &admin,
+            "/clients",
+            json!({ "id": "interkom-console", "tenant": "lk-luechow-dannenberg", "name": "X",
+            "grant_types": ["client_credentials"], "auth_method": "client_secret_basic" }),
+        )
+        .await,
+        409,
+    )
+    .await;
+    problem(get(&s, &admin, "/clients/interkom-console").await, 403).await;
+    problem(
+        post(&s, &admin, "/clients/interkom-console/secret", json!({})).await,
+        403,
+    )
+    .await;
+    problem(
+        call(
+            &s,
+            reqwest::Method::PATCH,
+            &admin,
+            "/clients/interkom-console",
+            Some(json!({ "redirect_uris": ["https://evil.example/cb"] })),
+            Some("*"),
+        )
+        .await,
+        403,
+    )
+    .await;
     // Keys: anyone administering may list; only the Kreis rotates.
     let (k, _) = ok(get(&s, &hitz, "/keys").await, 200).await;
     let before = k["keys"].as_array().unwrap().len();

@@ -59,8 +59,15 @@ impl FromRequestParts<AdminState> for Caller {
                 "the admin API accepts the console's tokens and clients' own (client credentials) tokens only",
             ));
         }
+        let subject = s("sub").ok_or_else(|| unauthorized("the access token has no subject"))?;
         Ok(Caller {
-            subject: s("sub").ok_or_else(|| unauthorized("the access token has no subject"))?,
+            // A client acting for itself is `client:<id>` in role
+            // assignments, never to be mistaken for a person's account id.
+            subject: if own_token {
+                format!("client:{subject}")
+            } else {
+                subject
+            },
             tenant: s("tenant"),
             client: s("client_id"),
             request_id: parts

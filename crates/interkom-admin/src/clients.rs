@@ -142,6 +142,15 @@ async fn client_in_scope(
     id: &str,
     c: &Change<'_>,
 ) -> Result<Client, Problem> {
+    if id == crate::console::CONSOLE_CLIENT {
+        return Err(refuse(
+            state,
+            caller,
+            c,
+            "the console's registration is interkom's own",
+        )
+        .await);
+    }
     let client = state
         .0
         .gateway
@@ -267,6 +276,12 @@ pub(crate) async fn create(
             format!("clients/{}", body.id),
             Some(body.tenant.clone()),
         );
+        if body.id == crate::console::CONSOLE_CLIENT {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                format!("`{}` is reserved for interkom's console", body.id),
+            ));
+        }
         let scope = admin_scope(&state, &caller, &c).await?;
         check_name(&body.name)?;
         if state.0.tenants.get(&body.tenant).is_none() {

@@ -31,6 +31,8 @@ use crate::AdminState;
 /// The console's client id at the gateway.
 pub const CONSOLE_CLIENT: &str = "interkom-console";
 const COOKIE: &str = "interkom_console";
+/// Under https the session cookie is host-only and cannot be shadowed.
+const HOST_COOKIE: &str = "__Host-interkom_console";
 const LANG_COOKIE: &str = "interkom_console_lang";
 
 /// Registers the console at the gateway (a public client with PKCE whose
@@ -48,7 +50,7 @@ pub async fn ensure_client(gateway: &Gateway, issuer: &str) -> Result<(), Gatewa
         name: "interkom Verwaltungskonsole".into(),
         redirect_uris: vec![format!("{base}/callback")],
         post_logout_redirect_uris: vec![format!("{base}/")],
-        grant_types: vec![GrantType::AuthorizationCode],
+        grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
         scopes: vec!["openid".into(), "profile".into()],
         auth_method: AuthMethod::None,
         secret: None,
@@ -57,11 +59,29 @@ pub async fn ensure_client(gateway: &Gateway, issuer: &str) -> Result<(), Gatewa
     };
     match gateway.client(CONSOLE_CLIENT).await? {
         None => match gateway.register_client(spec).await {
-            // Another node registered it at the same moment.
-            Ok(_) | Err(GatewayError::Invalid(_)) => Ok(()),
+            Ok(_) => Ok(()),
+            // Another node may have registered it at the same moment.
+            Err(GatewayError::Invalid(m)) => match gateway.client(CONSOLE_CLIENT).await? {
+                Some(_) => Ok(()),
+                None => Err(GatewayError::Invalid(m)),
+            },
             Err(e) => Err(e),
         },
-        Some(c) if c.redirect_uris != spec.redirect_uris => gateway.update_client(spec).await,
+        // A client of that id that is not the console's: refuse to start
+        // rather than take it over.
+        Some(c) if c.tenant != spec.tenant || c.auth_method != spec.auth_method => {
+            Err(GatewayError::Invalid(format!(
+                "a client `{CONSOLE_CLIENT}` exists that is not interkom's console"
+            )))
+        }
+        Some(c)
+            if c.redirect_uris != spec.redirect_uris
+                || c.post_logout_redirect_uris != spec.post_logout_redirect_uris
+                || c.grant_types != spec.grant_types
+                || c.scopes != spec.scopes =>
+        {
+            gateway.update_client(spec).await
+        }
         Some(_) => Ok(()),
     }
 }
@@ -292,6 +312,9 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("not_found", "Diese Seite gibt es nicht.", "There is no such page."),
     ("expired", "Die Sitzung ist abgelaufen. Bitte erneut anmelden.", "The session has expired. Please log in again."),
     ("login", "Anmelden", "Log in"),
+    ("login_failed", "Die Anmeldung an der Konsole ist nicht gelungen.", "Logging in to the console failed."),
+    ("csrf", "Das Formular ist abgelaufen oder stammt nicht aus der Konsole. Bitte erneut versuchen.", "The form has expired or does not come from the console. Please try again."),
+    ("truncated", "Es werden die ersten 1.000 Einträge gezeigt; weitere über die Filter der Schnittstelle.", "The first 1,000 entries are shown; narrow down with the API's filters."),
 ];
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -325,6 +348,7 @@ struct Session {
     handle_hash: String,
     token: String,
     csrf: String,
+    request_id: Option<String>,
 }
 
 impl Console {
@@ -332,27 +356,113 @@ impl Console {
         self.0.admin.0.gateway.clock().now()
     }
 
+    fn cookie_name(&self) -> &'static str {
+        if self.0.secure_cookie {
+            HOST_COOKIE
+        } else {
+            COOKIE
+        }
+    }
+
+    fn cookie_path(&self) -> &str {
+        if self.0.secure_cookie {
+            "/"
+        } else {
+            &self.0.base
+        }
+    }
+
     async fn session(&self, headers: &HeaderMap) -> Option<Session> {
-        let handle = cookie(headers, COOKIE)?;
+        let handle = cookie(headers, self.cookie_name())?;
         let gw = &self.0.admin.0.gateway;
         let hash = gw.handle_hash(&handle);
-        let row: Option<(Option<String>, String, i64)> = sqlx::query_as(
-            "SELECT access_token, csrf, expires_at FROM console_sessions WHERE handle_hash = $1",
+        let row: Option<(Option<String>, Option<String>, String, i64)> = sqlx::query_as(
+            "SELECT access_token, refresh_token, csrf, expires_at FROM console_sessions WHERE handle_hash = $1",
         )
         .bind(&hash)
         .fetch_optional(&self.0.admin.0.pool)
         .await
         .ok()?;
-        let (sealed, csrf, expires_at) = row?;
-        if expires_at <= self.now() {
-            return None;
-        }
-        let token = gw.open(&sealed?, &hash)?;
+        let (sealed, refresh, csrf, expires_at) = row?;
+        let token = if expires_at > self.now() {
+            gw.open(&sealed?, &hash)?
+        } else {
+            // The access token ran out: renew it with the refresh token.
+            sealed?;
+            self.refresh(&hash, &gw.open(&refresh?, &hash)?).await?
+        };
         Some(Session {
             handle_hash: hash,
             token,
             csrf,
+            request_id: headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
         })
+    }
+
+    /// A token request at the gateway, in-process.
+    async fn token_request(
+        &self,
+        form: &[(&str, &str)],
+        peer: Option<ConnectInfo<SocketAddr>>,
+    ) -> (StatusCode, Value) {
+        let body = serde_urlencoded::to_string(form).unwrap_or_default();
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/token")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body));
+        let Ok(mut req) = req else {
+            return (StatusCode::INTERNAL_SERVER_ERROR, Value::Null);
+        };
+        req.extensions_mut()
+            .insert(peer.unwrap_or(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 0)))));
+        let res = match self.0.gateway.clone().oneshot(req).await {
+            Ok(r) => r,
+            Err(e) => match e {},
+        };
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), 1024 * 1024)
+            .await
+            .unwrap_or_default();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Renews a session's access token (and rotates its refresh token).
+    async fn refresh(&self, hash: &str, refresh_token: &str) -> Option<String> {
+        let (status, tokens) = self
+            .token_request(
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token),
+                    ("client_id", CONSOLE_CLIENT),
+                ],
+                None,
+            )
+            .await;
+        if status != StatusCode::OK {
+            return None;
+        }
+        let access = tokens["access_token"].as_str()?;
+        let expires_in = tokens["expires_in"].as_i64()?;
+        let gw = &self.0.admin.0.gateway;
+        let new_refresh = tokens["refresh_token"].as_str().unwrap_or(refresh_token);
+        sqlx::query(
+            "UPDATE console_sessions SET access_token = $1, refresh_token = $2, expires_at = $3 WHERE handle_hash = $4",
+        )
+        .bind(gw.seal(access, hash)?)
+        .bind(gw.seal(new_refresh, hash)?)
+        .bind(self.now() + expires_in)
+        .bind(hash)
+        .execute(&self.0.admin.0.pool)
+        .await
+        .ok()?;
+        Some(access.to_owned())
     }
 
     fn render(
@@ -400,6 +510,9 @@ impl Console {
             .method(method)
             .uri(uri)
             .header(header::AUTHORIZATION, format!("Bearer {}", s.token));
+        if let Some(id) = &s.request_id {
+            req = req.header("x-request-id", id);
+        }
         if let Some(m) = if_match {
             req = req.header(header::IF_MATCH, m);
         }
@@ -491,7 +604,12 @@ async fn login(State(c): State<Console>, headers: HeaderMap, RawQuery(q): RawQue
     let verifier = interkom_gateway::crypto::random_token(32);
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     let Some(sealed) = gw.seal(&verifier, &hash) else {
-        return c.message(lang, StatusCode::INTERNAL_SERVER_ERROR, "Fehler", "");
+        return c.message(
+            lang,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            texts(lang)["error"].as_str().unwrap_or_default(),
+            "",
+        );
     };
     let now = c.now();
     // Stale sessions go on the way.
@@ -511,11 +629,23 @@ async fn login(State(c): State<Console>, headers: HeaderMap, RawQuery(q): RawQue
     .await;
     if let Err(e) = inserted {
         tracing::error!(error = %e, "console login failed");
-        return c.message(lang, StatusCode::SERVICE_UNAVAILABLE, "Fehler", "");
+        return c.message(
+            lang,
+            StatusCode::SERVICE_UNAVAILABLE,
+            texts(lang)["error"].as_str().unwrap_or_default(),
+            "",
+        );
     }
     let mut url = match url::Url::parse(&c.0.authorize) {
         Ok(u) => u,
-        Err(_) => return c.message(lang, StatusCode::INTERNAL_SERVER_ERROR, "Fehler", ""),
+        Err(_) => {
+            return c.message(
+                lang,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                texts(lang)["error"].as_str().unwrap_or_default(),
+                "",
+            )
+        }
     };
     url.query_pairs_mut()
         .append_pair("response_type", "code")
@@ -533,8 +663,9 @@ async fn login(State(c): State<Console>, headers: HeaderMap, RawQuery(q): RawQue
 
 fn set_session_cookie(r: &mut Response, c: &Console, handle: &str) {
     let v = format!(
-        "{COOKIE}={handle}; Path={}; HttpOnly; SameSite=Lax{}",
-        c.0.base,
+        "{}={handle}; Path={}; HttpOnly; SameSite=Lax{}",
+        c.cookie_name(),
+        c.cookie_path(),
         if c.0.secure_cookie { "; Secure" } else { "" }
     );
     if let Ok(v) = HeaderValue::from_str(&v) {
@@ -542,21 +673,16 @@ fn set_session_cookie(r: &mut Response, c: &Console, handle: &str) {
     }
 }
 
-async fn callback(State(c): State<Console>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    let (lang, _) = lang_of(&headers, None);
+async fn callback(State(c): State<Console>, parts: axum::http::request::Parts) -> Response {
+    let headers = &parts.headers;
+    let (lang, _) = lang_of(headers, None);
     let t = texts(lang);
     let tx = |k: &str| t[k].as_str().unwrap_or_default().to_owned();
+    let failed = |status: StatusCode| c.message(lang, status, &tx("error"), &tx("login_failed"));
     let params: HashMap<String, String> =
-        serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
-    if let Some(e) = params.get("error") {
-        let detail = params
-            .get("error_description")
-            .cloned()
-            .unwrap_or_else(|| e.clone());
-        return c.message(lang, StatusCode::FORBIDDEN, &tx("error"), &detail);
-    }
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).unwrap_or_default();
     let gw = &c.0.admin.0.gateway;
-    let Some(handle) = cookie(&headers, COOKIE) else {
+    let Some(handle) = cookie(headers, c.cookie_name()) else {
         return c.message(lang, StatusCode::BAD_REQUEST, &tx("error"), &tx("expired"));
     };
     let hash = gw.handle_hash(&handle);
@@ -568,73 +694,66 @@ async fn callback(State(c): State<Console>, headers: HeaderMap, RawQuery(q): Raw
     .await
     .ok()
     .flatten();
-    let (Some((state, sealed, expires_at)), Some(code), Some(got_state)) =
-        (row, params.get("code"), params.get("state"))
-    else {
+    let (Some((state, sealed, expires_at)), Some(got_state)) = (row, params.get("state")) else {
         return c.message(lang, StatusCode::BAD_REQUEST, &tx("error"), &tx("expired"));
     };
+    // The state first: nothing of a response to someone else's login is shown.
     let state_ok = !state.is_empty()
         && state.len() == got_state.len()
         && bool::from(subtle::ConstantTimeEq::ct_eq(
             state.as_bytes(),
             got_state.as_bytes(),
         ));
-    let verifier = gw.open(&sealed, &hash);
-    let (true, true, Some(verifier)) = (state_ok, expires_at > c.now(), verifier) else {
+    if !state_ok || expires_at <= c.now() {
         return c.message(lang, StatusCode::BAD_REQUEST, &tx("error"), &tx("expired"));
+    }
+    let (Some(code), Some(verifier)) = (params.get("code"), gw.open(&sealed, &hash)) else {
+        // The gateway answered with an error (e.g. access_denied).
+        return failed(StatusCode::FORBIDDEN);
     };
-    // The code is redeemed in-process at the gateway's token endpoint.
-    let form = serde_urlencoded::to_string([
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", c.0.redirect_uri.as_str()),
-        ("client_id", CONSOLE_CLIENT),
-        ("code_verifier", verifier.as_str()),
-    ])
-    .unwrap_or_default();
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri("/token")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(form));
-    let Ok(mut req) = req else {
-        return c.message(lang, StatusCode::INTERNAL_SERVER_ERROR, &tx("error"), "");
-    };
-    req.extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 0))));
-    let res = match c.0.gateway.clone().oneshot(req).await {
-        Ok(r) => r,
-        Err(e) => match e {},
-    };
-    let ok = res.status() == StatusCode::OK;
-    let bytes = axum::body::to_bytes(res.into_body(), 1024 * 1024)
-        .await
-        .unwrap_or_default();
-    let tokens: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    // The code is redeemed in-process at the gateway's token endpoint, with
+    // the browser's address for the audit trail.
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned();
+    let (status, tokens) = c
+        .token_request(
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", c.0.redirect_uri.as_str()),
+                ("client_id", CONSOLE_CLIENT),
+                ("code_verifier", verifier.as_str()),
+            ],
+            peer,
+        )
+        .await;
     let (true, Some(access), Some(expires_in)) = (
-        ok,
+        status == StatusCode::OK,
         tokens["access_token"].as_str(),
         tokens["expires_in"].as_i64(),
     ) else {
-        return c.message(
-            lang,
-            StatusCode::BAD_GATEWAY,
-            &tx("error"),
-            &tokens["error"].to_string(),
-        );
+        return failed(if status.is_server_error() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::FORBIDDEN
+        });
     };
-    // A new handle once logged in (no session fixation).
+    // A new handle and a new CSRF token once logged in (no fixation).
     let new_handle = interkom_gateway::crypto::random_token(32);
     let new_hash = gw.handle_hash(&new_handle);
+    let refresh = tokens["refresh_token"]
+        .as_str()
+        .and_then(|r| gw.seal(r, &new_hash));
     let Some(sealed_token) = gw.seal(access, &new_hash) else {
-        return c.message(lang, StatusCode::INTERNAL_SERVER_ERROR, &tx("error"), "");
+        return failed(StatusCode::INTERNAL_SERVER_ERROR);
     };
     let updated = sqlx::query(
-        "UPDATE console_sessions SET handle_hash = $1, access_token = $2, state = '', verifier = '', expires_at = $3 \
-         WHERE handle_hash = $4 AND access_token IS NULL",
+        "UPDATE console_sessions SET handle_hash = $1, access_token = $2, refresh_token = $3, csrf = $4, \
+         state = '', verifier = '', expires_at = $5 WHERE handle_hash = $6 AND access_token IS NULL",
     )
     .bind(&new_hash)
     .bind(&sealed_token)
+    .bind(refresh)
+    .bind(interkom_gateway::crypto::random_token(24))
     .bind(c.now() + expires_in)
     .bind(&hash)
     .execute(&c.0.admin.0.pool)
@@ -648,14 +767,24 @@ async fn callback(State(c): State<Console>, headers: HeaderMap, RawQuery(q): Raw
 }
 
 async fn logout(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(s) = c.session(&headers).await {
-        if form(&s, &body).is_some() {
-            let _ = sqlx::query("DELETE FROM console_sessions WHERE handle_hash = $1")
-                .bind(&s.handle_hash)
-                .execute(&c.0.admin.0.pool)
-                .await;
-        }
+    let (lang, _) = lang_of(&headers, None);
+    let t = texts(lang);
+    let Some(s) = c.session(&headers).await else {
+        return Redirect::to(&format!("{}/", c.0.base)).into_response();
+    };
+    // A logout only from the console's own form.
+    if form(&s, &body).is_none() {
+        return c.message(
+            lang,
+            StatusCode::FORBIDDEN,
+            t["error"].as_str().unwrap_or_default(),
+            t["csrf"].as_str().unwrap_or_default(),
+        );
     }
+    let _ = sqlx::query("DELETE FROM console_sessions WHERE handle_hash = $1")
+        .bind(&s.handle_hash)
+        .execute(&c.0.admin.0.pool)
+        .await;
     // The gateway's logout ends the single sign-on session as well.
     let mut url = match url::Url::parse(&c.0.logout) {
         Ok(u) => u,
@@ -664,10 +793,31 @@ async fn logout(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Re
     url.query_pairs_mut()
         .append_pair("client_id", CONSOLE_CLIENT);
     let mut r = Redirect::to(url.as_str()).into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("{COOKIE}=; Path={}; Max-Age=0", c.0.base)) {
+    let clear = format!("{}=; Path={}; Max-Age=0", c.cookie_name(), c.cookie_path());
+    if let Ok(v) = HeaderValue::from_str(&clear) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     r
+}
+
+fn csrf_refused(c: &Console, lang: Lang) -> Response {
+    let t = texts(lang);
+    c.message(
+        lang,
+        StatusCode::FORBIDDEN,
+        t["error"].as_str().unwrap_or_default(),
+        t["csrf"].as_str().unwrap_or_default(),
+    )
+}
+
+fn bad_form(c: &Console, lang: Lang) -> Response {
+    let t = texts(lang);
+    c.message(
+        lang,
+        StatusCode::BAD_REQUEST,
+        t["error"].as_str().unwrap_or_default(),
+        t["not_found"].as_str().unwrap_or_default(),
+    )
 }
 
 async fn stylesheet() -> Response {
@@ -767,7 +917,7 @@ async fn users_post(State(c): State<Console>, headers: HeaderMap, body: Bytes) -
     let (lang, _) = lang_of(&headers, None);
     let s = session_or_login!(c, headers);
     let Some(f) = form(&s, &body) else {
-        return c.message(lang, StatusCode::FORBIDDEN, "CSRF", "");
+        return csrf_refused(&c, lang);
     };
     let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("").trim().to_owned();
     match get("op").as_str() {
@@ -808,7 +958,7 @@ async fn users_post(State(c): State<Console>, headers: HeaderMap, body: Bytes) -
                 (status != StatusCode::OK).then(|| v["detail"].as_str().unwrap_or("").to_owned());
             users_page(&c, &s, lang, None, error).await
         }
-        _ => c.message(lang, StatusCode::BAD_REQUEST, "", ""),
+        _ => bad_form(&c, lang),
     }
 }
 
@@ -832,7 +982,9 @@ async fn policy(State(c): State<Console>, headers: HeaderMap, RawQuery(q): RawQu
 }
 
 async fn policy_page(c: &Console, s: &Session, lang: Lang, extra: minijinja::Value) -> Response {
-    let (status, _, lines) = c.api(s, Method::GET, "/policy/lines", None, None).await;
+    let (status, _, lines) = c
+        .api(s, Method::GET, "/policy/lines?limit=1000", None, None)
+        .await;
     if status != StatusCode::OK {
         return problem_page(c, lang, status, &lines);
     }
@@ -841,7 +993,10 @@ async fn policy_page(c: &Console, s: &Session, lang: Lang, extra: minijinja::Val
         StatusCode::OK,
         "policy.html",
         context! {
-            ..extra, ..context! { page => "policy", csrf => s.csrf, lines => lines["lines"] }
+            ..extra, ..context! {
+            page => "policy", csrf => s.csrf, lines => lines["lines"],
+            truncated => lines["next_cursor"].is_string(),
+        }
         },
     )
 }
@@ -850,7 +1005,7 @@ async fn policy_post(State(c): State<Console>, headers: HeaderMap, body: Bytes) 
     let (lang, _) = lang_of(&headers, None);
     let s = session_or_login!(c, headers);
     let Some(f) = form(&s, &body) else {
-        return c.message(lang, StatusCode::FORBIDDEN, "CSRF", "");
+        return csrf_refused(&c, lang);
     };
     let get = |k: &str| f.get(k).cloned().unwrap_or_default();
     let (add, remove, comment) = (get("add"), get("remove"), get("comment"));
@@ -903,7 +1058,13 @@ async fn proposals_page(
     result: Option<Value>,
 ) -> Response {
     let (status, _, list) = c
-        .api(s, Method::GET, "/proposals?status=pending", None, None)
+        .api(
+            s,
+            Method::GET,
+            "/proposals?status=pending&limit=1000",
+            None,
+            None,
+        )
         .await;
     if status != StatusCode::OK {
         return problem_page(c, lang, status, &list);
@@ -933,13 +1094,13 @@ async fn proposals_post(State(c): State<Console>, headers: HeaderMap, body: Byte
     let (lang, _) = lang_of(&headers, None);
     let s = session_or_login!(c, headers);
     let Some(f) = form(&s, &body) else {
-        return c.message(lang, StatusCode::FORBIDDEN, "CSRF", "");
+        return csrf_refused(&c, lang);
     };
     let id = f.get("id").cloned().unwrap_or_default();
     let op = match f.get("op").map(String::as_str) {
         Some("approve") => "approve",
         Some("reject") => "reject",
-        _ => return c.message(lang, StatusCode::BAD_REQUEST, "", ""),
+        _ => return bad_form(&c, lang),
     };
     let uri = format!("/proposals/{}/{op}", urlencode(&id));
     let (status, _, v) = c.api(&s, Method::POST, &uri, None, None).await;
@@ -956,7 +1117,9 @@ async fn grants(State(c): State<Console>, headers: HeaderMap, RawQuery(q): RawQu
 }
 
 async fn grants_page(c: &Console, s: &Session, lang: Lang, error: Option<String>) -> Response {
-    let (status, _, list) = c.api(s, Method::GET, "/grants", None, None).await;
+    let (status, _, list) = c
+        .api(s, Method::GET, "/grants?limit=1000", None, None)
+        .await;
     if status != StatusCode::OK {
         return problem_page(c, lang, status, &list);
     }
@@ -966,6 +1129,7 @@ async fn grants_page(c: &Console, s: &Session, lang: Lang, error: Option<String>
         "grants.html",
         context! {
             page => "grants", csrf => s.csrf, grants => list["grants"], error,
+        truncated => list["next_cursor"].is_string(),
         },
     )
 }
@@ -974,13 +1138,13 @@ async fn grants_post(State(c): State<Console>, headers: HeaderMap, body: Bytes) 
     let (lang, _) = lang_of(&headers, None);
     let s = session_or_login!(c, headers);
     let Some(f) = form(&s, &body) else {
-        return c.message(lang, StatusCode::FORBIDDEN, "CSRF", "");
+        return csrf_refused(&c, lang);
     };
     let id = f.get("id").cloned().unwrap_or_default();
     let op = match f.get("op").map(String::as_str) {
         Some("approve") => "approve",
         Some("revoke") => "revoke",
-        _ => return c.message(lang, StatusCode::BAD_REQUEST, "", ""),
+        _ => return bad_form(&c, lang),
     };
     let (status, _, v) = c
         .api(
@@ -1052,6 +1216,7 @@ async fn table(
         "table.html",
         context! {
             page, csrf => s.csrf, heads, rows, title => t[page].clone(),
+        truncated => list["next_cursor"].is_string(),
         },
     );
     with_lang_cookie(r, lang, set, c)

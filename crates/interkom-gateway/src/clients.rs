@@ -215,6 +215,15 @@ impl Gateway {
     pub async fn register_client(&self, spec: ClientSpec) -> Result<Option<String>, GatewayError> {
         let bad = |m: String| Err(GatewayError::Invalid(m));
         self.check_client_spec(&spec)?;
+        // A client's own tokens carry its id as `sub`: it must never read as
+        // a person's account id or username.
+        if uuid::Uuid::parse_str(&spec.id).is_ok()
+            || crate::accounts::user_by_username(&self.pool, &spec.id)
+                .await?
+                .is_some()
+        {
+            return bad(format!("client id `{}` would name a person", spec.id));
+        }
         let mut generated = None;
         let secret_hash = if spec.auth_method.uses_secret() {
             let secret = match spec.secret {
