@@ -26,6 +26,8 @@ const AXE = require.resolve('axe-core/axe.min.js');
 const KREIS = { user: 'kreis.admin', password: 'Kreis-Demo-2026!' };
 const SECOND = { user: 'zweite.admin', password: 'Zweite-Admin-2026!' };
 const ISB = { user: 'ines.brandt', password: 'Sicherheit-Demo-2026!' };
+const GEMEINDE = { user: 'hitzacker.admin', password: 'Hitzacker-Admin-2026!' };
+const SAMTGEMEINDE = { user: 'elbtalaue.admin', password: 'Elbtalaue-Admin-2026!' };
 const LINE = 'p, meldebehoerde, meldedaten-hitzacker-elbe, export, members, deny, true';
 
 /** Runs the CLI against the node's database. */
@@ -71,6 +73,13 @@ describe('admin console', () => {
     await cli(env, ['user', 'add', '--tenant', 'lk-luechow-dannenberg', '--username', SECOND.user,
       '--password-stdin', '--role', 'admin', '--role', 'kommunalaufsicht'], `${SECOND.password}\n`)
       .catch((e) => { if (!String(e).includes('taken')) throw e; });
+    for (const [who, tenant, roles] of [
+      [GEMEINDE, 'hitzacker-elbe', ['admin', 'sachbearbeitung']],
+      [SAMTGEMEINDE, 'sg-elbtalaue', ['admin', 'meldebehoerde']],
+    ]) {
+      await cli(env, ['user', 'add', '--tenant', tenant, '--username', who.user, '--password-stdin',
+        ...roles.flatMap((r) => ['--role', r])], `${who.password}\n`);
+    }
     server = await startServer(issuer, port, db, dir);
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   });
@@ -179,6 +188,60 @@ describe('admin console', () => {
     // The overview shows the chain's verification status.
     await page.goto(`${issuer}/admin/console/`);
     assert.match(await page.locator('main').innerText(), /unverändert/);
+    await context.close();
+  });
+
+  it("lets a Gemeinde's administrator work in their Gemeinde and nowhere else", async () => {
+    const { context, page } = await loggedIn(GEMEINDE);
+    const tenants = await page.locator('main table tbody tr').allInnerTexts();
+    assert.equal(tenants.length, 1);
+    assert.match(tenants[0], /hitzacker-elbe/);
+    // A new clerk with a role, shown their initial password once.
+    await page.goto(`${issuer}/admin/console/users`);
+    await page.fill('#new-username', 'neu.hitzacker');
+    await page.fill('#new-role', 'sachbearbeitung');
+    await page.click('form[aria-labelledby=create-h] button[type=submit]');
+    await page.waitForSelector('[role=status] code');
+    assert.match(await page.locator('main').innerText(), /neu\.hitzacker/);
+    assert.equal(await page.locator('#new-tenant option').count(), 1, 'only their own tenant');
+    await assertAccessible(page, 'the users page with a new password');
+    // Password reset of that clerk.
+    await page.click('button[aria-label$=": neu.hitzacker"][value=reset]');
+    await page.waitForSelector('[role=status] code');
+    // A resource of their own, normal protection: applied at once.
+    await page.goto(`${issuer}/admin/console/resources`);
+    await page.fill('#r-id', 'hundesteuer-hitzacker');
+    await page.fill('#r-kind', 'steuern');
+    await page.click('form[aria-labelledby=new-h] button[type=submit]');
+    await page.waitForSelector('[role=status]');
+    const ids = await page.locator('main table tbody tr td:first-child').allInnerTexts();
+    assert.ok(ids.includes('hundesteuer-hitzacker'));
+    assert.ok(!ids.includes('gewerbe-elbtalaue'), 'the Samtgemeinde\'s resources are not theirs');
+    await assertAccessible(page, 'the resources page');
+    // A line on the Samtgemeinde's resource: refused, with the reason.
+    await page.goto(`${issuer}/admin/console/policy`);
+    await page.fill('#add', 'p, sachbearbeitung, gewerbe-elbtalaue, read, own, allow, true');
+    await page.click('button[value=apply]');
+    await page.waitForSelector('[role=alert]');
+    assert.match(await page.locator('[role=alert]').innerText(), /outside|sachbearbeitung|may not/);
+    await context.close();
+  });
+
+  it("lets a Samtgemeinde's administrator grant, but not approve their own sehr_hoch grant", async () => {
+    const { context, page } = await loggedIn(SAMTGEMEINDE);
+    await page.goto(`${issuer}/admin/console/grants`);
+    await page.fill('#g-grantee', 'user:jan.meyer');
+    await page.selectOption('#g-resource', 'meldedaten-hitzacker-elbe');
+    await page.fill('#g-actions', 'read');
+    await page.fill('#g-purpose', 'Vertretung im Bürgerbüro');
+    await page.fill('#g-expires', '2099-12-31');
+    await page.click('form[aria-labelledby=grant-h] button[type=submit]');
+    await page.waitForSelector('button[value=approve]');
+    assert.match(await page.locator('main table').innerText(), /jan\.meyer/);
+    await assertAccessible(page, 'the grants page');
+    await page.click('button[value=approve]');
+    await page.waitForSelector('[role=alert]');
+    assert.match(await page.locator('[role=alert]').innerText(), /grantor/);
     await context.close();
   });
 

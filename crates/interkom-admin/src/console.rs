@@ -123,8 +123,8 @@ pub fn router(admin: AdminState, issuer: &str) -> Router {
         .route(&at("/policy"), get(policy).post(policy_post))
         .route(&at("/proposals"), get(proposals).post(proposals_post))
         .route(&at("/grants"), get(grants).post(grants_post))
-        .route(&at("/resources"), get(resources))
-        .route(&at("/clients"), get(clients))
+        .route(&at("/resources"), get(resources).post(resources_post))
+        .route(&at("/clients"), get(clients).post(clients_post))
         .route(&at("/audit"), get(audit))
         .route(&at("/audit/export"), get(audit_export))
         .route(&at("/{*rest}"), get(not_found))
@@ -158,7 +158,11 @@ fn templates() -> Environment<'static> {
             include_str!("../templates/proposals.html"),
         ),
         ("grants.html", include_str!("../templates/grants.html")),
-        ("table.html", include_str!("../templates/table.html")),
+        (
+            "resources.html",
+            include_str!("../templates/resources.html"),
+        ),
+        ("clients.html", include_str!("../templates/clients.html")),
         ("audit.html", include_str!("../templates/audit.html")),
         ("message.html", include_str!("../templates/message.html")),
     ] {
@@ -312,6 +316,26 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("not_found", "Diese Seite gibt es nicht.", "There is no such page."),
     ("expired", "Die Sitzung ist abgelaufen. Bitte erneut anmelden.", "The session has expired. Please log in again."),
     ("login", "Anmelden", "Log in"),
+    ("reset", "Kennwort zurücksetzen", "Reset password"),
+    ("remove", "entfernen", "remove"),
+    ("assign_role", "Rolle zuweisen", "Assign a role"),
+    ("user", "Benutzer", "User"),
+    ("role", "Rolle", "Role"),
+    ("assign", "Zuweisen", "Assign"),
+    ("create_grant", "Berechtigung erteilen", "Grant access"),
+    ("actions_hint", "Aktionen (durch Komma getrennt)", "Actions (comma-separated)"),
+    ("grantee_hint", "Empfänger (user:Name, Rolle@Mandant oder *@Mandant)", "Grantee (user:name, role@tenant or *@tenant)"),
+    ("expires_date", "gültig bis (Datum)", "valid until (date)"),
+    ("grant", "Erteilen", "Grant"),
+    ("confidentiality", "Vertraulichkeit", "Confidentiality"),
+    ("integrity", "Integrität", "Integrity"),
+    ("availability", "Verfügbarkeit", "Availability"),
+    ("save", "Speichern", "Save"),
+    ("new_resource", "Ressource anlegen", "New resource"),
+    ("id", "Kennung", "Identifier"),
+    ("rotate_secret", "Geheimnis erneuern", "Renew secret"),
+    ("new_secret", "Neues Client-Geheimnis (nur jetzt sichtbar)", "New client secret (shown only now)"),
+    ("auth_method", "Authentisierung", "Authentication"),
     ("login_failed", "Die Anmeldung an der Konsole ist nicht gelungen.", "Logging in to the console failed."),
     ("csrf", "Das Formular ist abgelaufen oder stammt nicht aus der Konsole. Bitte erneut versuchen.", "The form has expired or does not come from the console. Please try again."),
     ("truncated", "Es werden die ersten 1.000 Einträge gezeigt; weitere über die Filter der Schnittstelle.", "The first 1,000 entries are shown; narrow down with the API's filters."),
@@ -958,6 +982,42 @@ async fn users_post(State(c): State<Console>, headers: HeaderMap, body: Bytes) -
                 (status != StatusCode::OK).then(|| v["detail"].as_str().unwrap_or("").to_owned());
             users_page(&c, &s, lang, None, error).await
         }
+        "reset" => {
+            let uri = format!("/users/{}/password-reset", urlencode(&get("id")));
+            let (status, _, v) = c.api(&s, Method::POST, &uri, None, None).await;
+            match status {
+                StatusCode::OK => {
+                    let notice =
+                        json!({ "username": get("username"), "password": v["initial_password"] });
+                    users_page(&c, &s, lang, Some(notice), None).await
+                }
+                StatusCode::ACCEPTED => {
+                    users_page(&c, &s, lang, Some(json!({ "proposed": true })), None).await
+                }
+                _ => users_page(&c, &s, lang, None, v["detail"].as_str().map(str::to_owned)).await,
+            }
+        }
+        op @ ("role_add" | "role_remove") => {
+            let uri = format!(
+                "/users/{}/roles/{}/{}",
+                urlencode(&get("id")),
+                urlencode(&get("tenant")),
+                urlencode(&get("role"))
+            );
+            let method = if op == "role_add" {
+                Method::PUT
+            } else {
+                Method::DELETE
+            };
+            let (status, _, v) = c.api(&s, method, &uri, None, None).await;
+            match status {
+                StatusCode::OK => users_page(&c, &s, lang, None, None).await,
+                StatusCode::ACCEPTED => {
+                    users_page(&c, &s, lang, Some(json!({ "proposed": true })), None).await
+                }
+                _ => users_page(&c, &s, lang, None, v["detail"].as_str().map(str::to_owned)).await,
+            }
+        }
         _ => bad_form(&c, lang),
     }
 }
@@ -1123,12 +1183,16 @@ async fn grants_page(c: &Console, s: &Session, lang: Lang, error: Option<String>
     if status != StatusCode::OK {
         return problem_page(c, lang, status, &list);
     }
+    let (_, _, resources) = c
+        .api(s, Method::GET, "/resources?limit=1000", None, None)
+        .await;
     c.render(
         lang,
         StatusCode::OK,
         "grants.html",
         context! {
             page => "grants", csrf => s.csrf, grants => list["grants"], error,
+            resources => resources["resources"],
         truncated => list["next_cursor"].is_string(),
         },
     )
@@ -1144,6 +1208,22 @@ async fn grants_post(State(c): State<Console>, headers: HeaderMap, body: Bytes) 
     let op = match f.get("op").map(String::as_str) {
         Some("approve") => "approve",
         Some("revoke") => "revoke",
+        Some("create") => {
+            let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("").trim().to_owned();
+            let actions: Vec<String> = get("actions")
+                .split([',', ' '])
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let body = json!({
+                "grantee": get("grantee"), "resource": get("resource"), "actions": actions,
+                "purpose": get("purpose"), "expires_at": format!("{}T23:59:59Z", get("expires")),
+            });
+            let (status, _, v) = c.api(&s, Method::POST, "/grants", Some(body), None).await;
+            let error =
+                (!status.is_success()).then(|| v["detail"].as_str().unwrap_or("").to_owned());
+            return grants_page(&c, &s, lang, error).await;
+        }
         _ => return bad_form(&c, lang),
     };
     let (status, _, v) = c
@@ -1159,109 +1239,121 @@ async fn grants_post(State(c): State<Console>, headers: HeaderMap, body: Bytes) 
     grants_page(&c, &s, lang, error).await
 }
 
-/// A read-only table of an API list.
-async fn table(
-    c: &Console,
-    headers: &HeaderMap,
-    q: Option<&str>,
-    page: &str,
-    uri: &str,
-    key: &str,
-    columns: &[(&str, &str)],
-) -> Response {
-    let (lang, set) = lang_of(headers, q);
-    let s = session_or_login!(c, headers);
-    let (status, _, list) = c.api(&s, Method::GET, uri, None, None).await;
-    if status != StatusCode::OK {
-        return problem_page(c, lang, status, &list);
-    }
-    let t = texts(lang);
-    let heads: Vec<String> = columns
-        .iter()
-        .map(|(_, label)| t[*label].as_str().unwrap_or(label).to_owned())
-        .collect();
-    let rows: Vec<Vec<String>> = list[key]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|item| {
-            columns
-                .iter()
-                .map(|(field, _)| match &item[*field] {
-                    Value::String(s) => s.clone(),
-                    Value::Null => String::new(),
-                    Value::Array(a) => a
-                        .iter()
-                        .map(|v| {
-                            v.as_str()
-                                .map(str::to_owned)
-                                .unwrap_or_else(|| v.to_string())
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    Value::Object(o) => o
-                        .iter()
-                        .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default()))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    v => v.to_string(),
-                })
-                .collect()
-        })
-        .collect();
-    let r = c.render(
-        lang,
-        StatusCode::OK,
-        "table.html",
-        context! {
-            page, csrf => s.csrf, heads, rows, title => t[page].clone(),
-        truncated => list["next_cursor"].is_string(),
-        },
-    );
-    with_lang_cookie(r, lang, set, c)
-}
-
 async fn resources(
     State(c): State<Console>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
-    table(
-        &c,
-        &headers,
-        q.as_deref(),
-        "resources",
-        "/resources",
-        "resources",
-        &[
-            ("id", "resource"),
-            ("name", "name"),
-            ("kind", "kind"),
-            ("owner", "owner"),
-            ("client", "client"),
-            ("protection", "protection"),
-        ],
+    let (lang, set) = lang_of(&headers, q.as_deref());
+    let s = session_or_login!(c, headers);
+    let r = resources_page(&c, &s, lang, None, None).await;
+    with_lang_cookie(r, lang, set, &c)
+}
+
+async fn resources_page(
+    c: &Console,
+    s: &Session,
+    lang: Lang,
+    error: Option<String>,
+    outcome: Option<&str>,
+) -> Response {
+    let (status, _, list) = c
+        .api(s, Method::GET, "/resources?limit=1000", None, None)
+        .await;
+    if status != StatusCode::OK {
+        return problem_page(c, lang, status, &list);
+    }
+    let (_, _, tenants) = c.api(s, Method::GET, "/tenants", None, None).await;
+    c.render(
+        lang,
+        StatusCode::OK,
+        "resources.html",
+        context! {
+            page => "resources", csrf => s.csrf, resources => list["resources"],
+            tenants => tenants["tenants"], needs => ["normal", "hoch", "sehr_hoch"], error, outcome,
+            truncated => list["next_cursor"].is_string(),
+        },
     )
-    .await
+}
+
+/// Creates a resource or changes its protection need (with If-Match).
+async fn resources_post(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
+    let (lang, _) = lang_of(&headers, None);
+    let s = session_or_login!(c, headers);
+    let Some(f) = form(&s, &body) else {
+        return csrf_refused(&c, lang);
+    };
+    let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("").trim().to_owned();
+    let uri = format!("/resources/{}", urlencode(&get("id")));
+    let (found, tag, current) = c.api(&s, Method::GET, &uri, None, None).await;
+    let exists = found == StatusCode::OK;
+    let mut body = if exists {
+        let mut b = current;
+        if let Some(o) = b.as_object_mut() {
+            o.remove("id");
+        }
+        b
+    } else {
+        json!({ "kind": get("kind"), "name": get("name"), "owner": get("owner") })
+    };
+    body["protection"] = json!({ "c": get("c"), "i": get("i"), "a": get("a") });
+    let if_match = if exists { tag.as_deref() } else { None };
+    let (status, _, v) = c.api(&s, Method::PUT, &uri, Some(body), if_match).await;
+    let (error, outcome) = match status {
+        StatusCode::OK | StatusCode::CREATED => (None, Some("applied")),
+        StatusCode::ACCEPTED => (None, Some("proposed")),
+        _ => (v["detail"].as_str().map(str::to_owned), None),
+    };
+    resources_page(&c, &s, lang, error, outcome).await
 }
 
 async fn clients(State(c): State<Console>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    table(
-        &c,
-        &headers,
-        q.as_deref(),
-        "clients",
-        "/clients",
-        "clients",
-        &[
-            ("id", "client"),
-            ("name", "name"),
-            ("tenant", "tenant"),
-            ("grant_types", "grant_types"),
-        ],
+    let (lang, set) = lang_of(&headers, q.as_deref());
+    let s = session_or_login!(c, headers);
+    let r = clients_page(&c, &s, lang, None, None).await;
+    with_lang_cookie(r, lang, set, &c)
+}
+
+async fn clients_page(
+    c: &Console,
+    s: &Session,
+    lang: Lang,
+    error: Option<String>,
+    secret: Option<Value>,
+) -> Response {
+    let (status, _, list) = c
+        .api(s, Method::GET, "/clients?limit=1000", None, None)
+        .await;
+    if status != StatusCode::OK {
+        return problem_page(c, lang, status, &list);
+    }
+    c.render(
+        lang,
+        StatusCode::OK,
+        "clients.html",
+        context! {
+            page => "clients", csrf => s.csrf, clients => list["clients"], error, secret,
+            truncated => list["next_cursor"].is_string(),
+        },
     )
-    .await
+}
+
+/// Renews a confidential client's secret, shown once.
+async fn clients_post(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
+    let (lang, _) = lang_of(&headers, None);
+    let s = session_or_login!(c, headers);
+    let Some(f) = form(&s, &body) else {
+        return csrf_refused(&c, lang);
+    };
+    let id = f.get("id").cloned().unwrap_or_default();
+    let uri = format!("/clients/{}/secret", urlencode(&id));
+    let (status, _, v) = c.api(&s, Method::POST, &uri, None, None).await;
+    if status == StatusCode::OK {
+        let secret = json!({ "client": id, "secret": v["client_secret"] });
+        clients_page(&c, &s, lang, None, Some(secret)).await
+    } else {
+        clients_page(&c, &s, lang, v["detail"].as_str().map(str::to_owned), None).await
+    }
 }
 
 /// The audit filter's fields, passed through to the API.
@@ -1383,7 +1475,8 @@ mod tests {
             "policy.html",
             "proposals.html",
             "grants.html",
-            "table.html",
+            "resources.html",
+            "clients.html",
             "audit.html",
             "message.html",
         ] {
@@ -1404,6 +1497,8 @@ mod tests {
             include_str!("../templates/grants.html"),
             include_str!("../templates/audit.html"),
             include_str!("../templates/message.html"),
+            include_str!("../templates/resources.html"),
+            include_str!("../templates/clients.html"),
         ];
         for src in sources {
             for part in src.split("t.").skip(1) {
