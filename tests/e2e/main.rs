@@ -20,5 +20,6 @@ mod crash;
 mod errors;
 mod flows;
 mod keys;
+mod metrics;
 mod policy;
 mod tokens;

@@ -106,16 +106,31 @@ impl AuditLog {
 
     /// Appends one event and returns its sequence number once it is committed.
     pub async fn append(&self, event: AuditEvent) -> Result<i64, AuditError> {
+        let started = Instant::now();
+        let (action, outcome) = (event.action.as_str(), event.outcome.as_str());
         let (ack, done) = oneshot::channel();
         self.tx
             .send(Pending { event, ack })
             .await
             .map_err(|_| AuditError::WriterStopped)?;
-        match done.await {
+        let result = match done.await {
             Ok(Ok(seq)) => Ok(seq),
             Ok(Err(msg)) => Err(AuditError::Database(sqlx::Error::Protocol(msg))),
             Err(_) => Err(AuditError::WriterStopped),
-        }
+        };
+        // Logins by outcome, tokens issued, decisions audited, …: every
+        // event counts; the latency is the caller's wait for durability.
+        let committed = if result.is_ok() { "true" } else { "false" };
+        metrics::counter!("interkom_audit_events_total", "action" => action, "outcome" => outcome, "committed" => committed)
+            .increment(1);
+        metrics::histogram!("interkom_audit_append_seconds")
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// Events waiting for the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 }
 

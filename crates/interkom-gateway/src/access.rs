@@ -73,6 +73,13 @@ pub(crate) async fn check(
             }
         }
     };
+    let result = match verdict {
+        Verdict::Allow => "allow",
+        Verdict::Deny => "deny",
+        Verdict::Reauthenticate | Verdict::Unreachable => "step_up",
+    };
+    metrics::counter!("interkom_decisions_total", "via" => "login", "result" => result)
+        .increment(1);
     if d.audit {
         audit(gw, meta, client_id, user_id, &resource.id, &snap, &d).await?;
     }

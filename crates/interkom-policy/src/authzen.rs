@@ -286,7 +286,7 @@ fn decide(snap: &Snapshot, e: &Eval) -> Decision {
     } else {
         SubjectRef::User(&e.subject_id)
     };
-    snap.decide(
+    let d = snap.decide(
         subject,
         &e.action,
         ResourceRef {
@@ -295,7 +295,15 @@ fn decide(snap: &Snapshot, e: &Eval) -> Decision {
             properties: e.properties.as_ref(),
         },
         &e.ctx,
-    )
+    );
+    let result = match d.effect {
+        Effect::Allow => "allow",
+        Effect::Deny => "deny",
+        Effect::StepUp { .. } => "step_up",
+    };
+    metrics::counter!("interkom_decisions_total", "via" => "authzen", "result" => result)
+        .increment(1);
+    d
 }
 
 /// The response object of one evaluation: `decision` and the reasons in

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod db;
+pub mod metrics;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -193,11 +194,13 @@ impl App {
             now: Arc::new(move || clock.now()),
         });
         // The PDP sits beside the OpenID Provider, under the issuer's path.
+        let tag = || axum::middleware::from_fn(metrics::tag_route);
         let gateway = self
             .gateway
             .router()
             .layer(RequestBodyLimitLayer::new(64 * 1024))
-            .merge(pdp);
+            .merge(pdp)
+            .route_layer(tag());
         let base = self.config.gateway.base_path().to_owned();
         let oidc = if base.is_empty() {
             gateway
@@ -212,45 +215,61 @@ impl App {
             self.tenants.clone(),
         );
         let console =
-            interkom_admin::console::router(admin.clone(), self.config.gateway.issuer_str());
-        oidc.nest("/admin/v1", interkom_admin::router(admin))
-            .merge(console)
-            .route("/healthz", get(|| async { "ok" }))
-            .route(
-                "/readyz",
-                get(move || {
-                    let pool = pool.clone();
-                    async move {
-                        match sqlx::query("SELECT 1").execute(&pool).await {
-                            Ok(_) => (axum::http::StatusCode::OK, "ready"),
-                            Err(_) => (
-                                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                                "database unavailable",
-                            ),
-                        }
+            interkom_admin::console::router(admin.clone(), self.config.gateway.issuer_str())
+                .route_layer(tag());
+        let (metrics_pool, metrics_audit) = (self.pool.clone(), self.audit.clone());
+        // Installed with the first router, so every metric from then on counts.
+        let _ = metrics::handle();
+        oidc.nest(
+            "/admin/v1",
+            interkom_admin::router(admin).route_layer(tag()),
+        )
+        .merge(console)
+        .route(
+            "/metrics",
+            get(move || {
+                let (pool, audit) = (metrics_pool.clone(), metrics_audit.clone());
+                async move { metrics::render(&pool, &audit) }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let pool = pool.clone();
+                async move {
+                    match sqlx::query("SELECT 1").execute(&pool).await {
+                        Ok(_) => (axum::http::StatusCode::OK, "ready"),
+                        Err(_) => (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "database unavailable",
+                        ),
                     }
-                }),
-            )
-            .layer(SetResponseHeaderLayer::if_not_present(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ))
-            .layer(TimeoutLayer::with_status_code(
-                axum::http::StatusCode::REQUEST_TIMEOUT,
-                Duration::from_secs(30),
-            ))
-            .layer(TraceLayer::new_for_http())
-            .layer(SetSensitiveRequestHeadersLayer::new([
-                header::AUTHORIZATION,
-                header::COOKIE,
-            ]))
-            .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
-                "x-request-id",
-            )))
-            .layer(SetRequestIdLayer::new(
-                HeaderName::from_static("x-request-id"),
-                TimeOrderedRequestId,
-            ))
+                }
+            }),
+        )
+        .route_layer(tag())
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]))
+        .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
+            "x-request-id",
+        )))
+        .layer(SetRequestIdLayer::new(
+            HeaderName::from_static("x-request-id"),
+            TimeOrderedRequestId,
+        ))
     }
 }
 
