@@ -22,4 +22,5 @@ mod flows;
 mod keys;
 mod metrics;
 mod policy;
+mod tls;
 mod tokens;

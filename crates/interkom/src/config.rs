@@ -30,6 +30,7 @@ const ENV_KEYS: &[&str] = &[
     "demo",
     "policy_dir",
     "policy_poll_seconds",
+    "tls",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,6 +70,33 @@ pub struct FileConfig {
     /// other nodes (on PostgreSQL they are also announced at once).
     #[serde(default = "default_policy_poll")]
     pub policy_poll_seconds: u64,
+    #[serde(default)]
+    pub tls: TlsFileConfig,
+}
+
+/// TLS (rustls): certificate and key files, reloaded when they change.
+/// Without them interkom speaks plain HTTP, which it does only on a
+/// loopback address or behind a proxy that terminates TLS.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsFileConfig {
+    /// PEM certificate chain.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// How often the files are checked for changes, in seconds (default 10).
+    pub reload_seconds: Option<u64>,
+    /// Plain HTTP on a non-loopback address, because a proxy in front
+    /// terminates TLS (it must set X-Forwarded-Proto).
+    pub behind_proxy: bool,
+}
+
+/// The TLS the node serves with.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub reload: std::time::Duration,
 }
 
 fn default_policy_poll() -> u64 {
@@ -242,6 +270,10 @@ pub struct Config {
     pub demo: DemoConfig,
     pub policy: interkom_policy::PolicySet,
     pub policy_poll_seconds: u64,
+    /// TLS, when interkom terminates it itself.
+    pub tls: Option<TlsConfig>,
+    /// Whether responses say HSTS (TLS here or at the proxy in front).
+    pub hsts: bool,
 }
 
 impl FileConfig {
@@ -358,6 +390,29 @@ impl FileConfig {
         if let Some(Err(e)) = gateway.as_ref().map(GatewayConfig::validate) {
             errs.push(e);
         }
+        let tls = match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(cert_file), Some(key_file)) => Some(TlsConfig {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+                reload: std::time::Duration::from_secs(
+                    self.tls.reload_seconds.unwrap_or(10).max(1),
+                ),
+            }),
+            (None, None) => None,
+            _ => {
+                errs.push("tls: set both cert_file and key_file".into());
+                None
+            }
+        };
+        if let Some(l) = listen {
+            if tls.is_none() && !l.ip().is_loopback() && !self.tls.behind_proxy {
+                errs.push(format!(
+                    "listen: plain HTTP on {l} is not loopback: set tls.cert_file and tls.key_file, \
+                     or tls.behind_proxy = true behind a TLS-terminating proxy"
+                ));
+            }
+        }
+        let hsts = tls.is_some() || self.tls.behind_proxy;
         match (listen, gateway, master, policy) {
             (Some(listen), Some(gateway), Some(master_key), Some(policy)) if errs.is_empty() => {
                 Ok(Config {
@@ -384,6 +439,8 @@ impl FileConfig {
                     demo: self.demo,
                     policy,
                     policy_poll_seconds: self.policy_poll_seconds.clamp(1, 3600),
+                    tls,
+                    hsts,
                 })
             }
             _ => bail!("invalid configuration:\n  - {}", errs.join("\n  - ")),
@@ -424,7 +481,7 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<MasterKey> {
 }
 
 #[cfg(unix)]
-fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -437,7 +494,7 @@ fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
     std::fs::write(path, content)?;
     Ok(())
 }

@@ -11,6 +11,7 @@
 pub mod config;
 pub mod db;
 pub mod metrics;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -250,6 +251,7 @@ impl App {
         )
         .route_layer(tag())
         .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn_with_state(self.config.hsts, hsts))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -271,6 +273,22 @@ impl App {
             TimeOrderedRequestId,
         ))
     }
+}
+
+/// HSTS on every response when the node (or the proxy in front) speaks TLS.
+async fn hsts(
+    axum::extract::State(on): axum::extract::State<bool>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut res = next.run(req).await;
+    if on {
+        res.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    res
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -326,11 +344,28 @@ pub async fn serve(
         .forward
         .clone()
         .map(|f| AbortOnDrop(interkom_audit::forward::start(app.pool.clone(), f)));
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    match &app.config.tls {
+        None => {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+        Some(tls) => {
+            let config = tls::load(tls).await?;
+            let _stop_reload = AbortOnDrop(tls::spawn_reload(config.clone(), tls.clone()));
+            // In-flight requests get 30 s to finish after the signal.
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                stopper.graceful_shutdown(Some(Duration::from_secs(30)));
+            });
+            axum_server::from_tcp_rustls(listener.into_std()?, config)
+                .handle(handle)
+                .serve(service)
+                .await?;
+        }
+    }
     Ok(())
 }

@@ -38,6 +38,18 @@ struct Cli {
 enum Command {
     /// Run the server (migrates the database first).
     Serve,
+    /// Write a self-signed certificate and key for local TLS (localhost,
+    /// 127.0.0.1, ::1 and any --name); then set tls.cert_file and
+    /// tls.key_file to them.
+    DevCert {
+        #[arg(long, default_value = "data/tls/cert.pem")]
+        cert: PathBuf,
+        #[arg(long, default_value = "data/tls/key.pem")]
+        key: PathBuf,
+        /// Further DNS names or addresses.
+        #[arg(long)]
+        name: Vec<String>,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Check the configuration and report every problem.
@@ -304,6 +316,19 @@ async fn main() -> std::process::ExitCode {
 
 async fn run() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
+    // Needs no configuration: it makes what the configuration will name.
+    if let Command::DevCert { cert, key, name } = &cli.command {
+        interkom::tls::dev_cert(cert, key, name)?;
+        println!(
+            "certificate {} and key {} written",
+            cert.display(),
+            key.display()
+        );
+        println!(
+            "set tls.cert_file and tls.key_file (INTERKOM_TLS__CERT_FILE, INTERKOM_TLS__KEY_FILE)"
+        );
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
     let config = FileConfig::load(&cli.config)?.validate()?;
     if let Command::Config {
         command: ConfigCommand::Check,
@@ -343,6 +368,7 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
             interkom::serve(&app, listener, shutdown_signal()).await?;
         }
         Command::Migrate => println!("migrations applied"),
+        Command::DevCert { .. } => {}
         Command::Config { .. } | Command::Policy { .. } => {}
         Command::Tenant {
             command: TenantCommand::List,
