@@ -78,8 +78,19 @@ async fn metrics_count_requests_audit_events_and_decisions() {
         .send()
         .await
         .unwrap();
+    // Nor invented methods: any token is a method to HTTP.
+    let _ = TestServer::http()
+        .request(
+            reqwest::Method::from_bytes(b"FOO123").unwrap(),
+            s.url("/healthz"),
+        )
+        .send()
+        .await
+        .unwrap();
     let text = scrape(&s).await;
     assert!(!text.contains("some-secret-looking-id"));
+    assert!(!text.contains("FOO123"));
+    assert!(text.contains("method=\"other\""));
     assert!(
         text.contains("route=\"/admin/v1/users/{id}\""),
         "{}",

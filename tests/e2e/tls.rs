@@ -127,3 +127,25 @@ async fn plain_http_only_on_loopback_or_behind_a_proxy() {
     let config = fc.validate().unwrap();
     assert!(config.hsts && config.tls.is_none());
 }
+
+#[test]
+fn dev_cert_replaces_a_pair_whatever_the_file_names() {
+    let dir = std::env::temp_dir().join(format!("interkom-devcert-{}", uuid::Uuid::new_v4()));
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    for _ in 0..2 {
+        interkom::tls::dev_cert(&cert, &key, &[]).unwrap();
+        assert!(std::fs::read_to_string(&cert)
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(std::fs::read_to_string(&key)
+            .unwrap()
+            .starts_with("-----BEGIN PRIVATE KEY-----"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the key is the owner's alone");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -87,7 +87,8 @@ pub struct TlsFileConfig {
     /// How often the files are checked for changes, in seconds (default 10).
     pub reload_seconds: Option<u64>,
     /// Plain HTTP on a non-loopback address, because a proxy in front
-    /// terminates TLS (it must set X-Forwarded-Proto).
+    /// terminates TLS. (Audit events then record the proxy's address until
+    /// trusted-proxy settings exist.)
     pub behind_proxy: bool,
 }
 

@@ -81,7 +81,11 @@ pub fn dev_cert(cert_file: &Path, key_file: &Path, extra_names: &[String]) -> an
     }
     // Written aside and renamed into place: a running node's reload never
     // sees half a file, and an existing pair is replaced.
-    let aside = |p: &Path| p.with_extension(format!("new-{}", std::process::id()));
+    let aside = |p: &Path| {
+        let mut name = p.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".new-{}", std::process::id()));
+        p.with_file_name(name)
+    };
     let (cert_new, key_new) = (aside(cert_file), aside(key_file));
     let _ = std::fs::remove_file(&key_new);
     crate::config::write_private(&key_new, &cert.key_pair.serialize_pem())
