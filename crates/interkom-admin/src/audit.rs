@@ -177,16 +177,7 @@ fn describe(q: &AuditQuery) -> serde_json::Value {
     ),
     responses(
         (status = 200, description = "one page, newest first", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -194,38 +185,34 @@ pub(crate) async fn events(
     State(state): State<AdminState>,
     caller: Caller,
     RawQuery(raw): RawQuery,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let f = parse_filter(raw)?;
-        if f.format.is_some() {
-            return Err(Problem::bad_request("`format` belongs to /audit/export"));
-        }
-        let q = authorize(&state, &caller, &f).await?;
-        let page = interkom_audit::query(&state.0.pool, &q)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "audit query failed");
-                Problem::internal()
-            })?;
-        // Reading is audited before the data leaves.
-        let ev = base_event(&caller, Action::AuditRead, Outcome::Success)
-            .details(json!({ "filter": describe(&q), "events": page.len() }));
-        state.0.audit.append(ev).await.map_err(|_| {
-            Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the audit store is unavailable",
-            )
-        })?;
-        let next = (page.len() as i64 == q.limit)
-            .then(|| page.last().map(|e| e.seq.to_string()))
-            .flatten();
-        let mut r = Json(json!({ "events": page, "next_cursor": next })).into_response();
-        r.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        Ok(r)
+) -> Result<Response, Problem> {
+    let f = parse_filter(raw)?;
+    if f.format.is_some() {
+        return Err(Problem::bad_request("`format` belongs to /audit/export"));
     }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+    let q = authorize(&state, &caller, &f).await?;
+    let page = interkom_audit::query(&state.0.pool, &q)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "audit query failed");
+            Problem::internal()
+        })?;
+    // Reading is audited before the data leaves.
+    let ev = base_event(&caller, Action::AuditRead, Outcome::Success)
+        .details(json!({ "filter": describe(&q), "events": page.len() }));
+    state.0.audit.append(ev).await.map_err(|_| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the audit store is unavailable",
+        )
+    })?;
+    let next = (page.len() as i64 == q.limit)
+        .then(|| page.last().map(|e| e.seq.to_string()))
+        .flatten();
+    let mut r = Json(json!({ "events": page, "next_cursor": next })).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
 }
 
 /// `GET /admin/v1/audit/export?format=jsonl|csv`: the whole filtered trail,
@@ -247,16 +234,7 @@ pub(crate) async fn events(
     ),
     responses(
         (status = 200, description = "the filtered trail, streamed", body = String, content_type = "application/x-ndjson"),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -264,59 +242,52 @@ pub(crate) async fn export(
     State(state): State<AdminState>,
     caller: Caller,
     RawQuery(raw): RawQuery,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let f = parse_filter(raw)?;
-        let format = Format::parse(f.format.as_deref().unwrap_or("jsonl"))
-            .ok_or_else(|| Problem::bad_request("`format` must be jsonl or csv"))?;
-        if f.cursor.is_some() || f.limit.is_some() {
-            return Err(Problem::bad_request("an export has no cursor or limit"));
-        }
-        let q = authorize(&state, &caller, &f).await?;
-        let ev = base_event(&caller, Action::AuditExport, Outcome::Success).details(
-            json!({ "filter": describe(&q), "format": f.format.as_deref().unwrap_or("jsonl") }),
-        );
-        state.0.audit.append(ev).await.map_err(|_| {
-            Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the audit store is unavailable",
-            )
-        })?;
-        let exporter = Some(Exporter::new(state.0.pool.clone(), q, format));
-        let stream = futures_util::stream::unfold(exporter, |ex| async move {
-            let mut ex = ex?;
-            match ex.next_chunk().await {
-                Ok(Some(chunk)) => {
-                    Some((Ok::<Bytes, std::io::Error>(Bytes::from(chunk)), Some(ex)))
-                }
-                Ok(None) => None,
-                Err(e) => {
-                    tracing::error!(error = %e, "audit export failed midway");
-                    Some((Err(std::io::Error::other("audit export failed")), None))
-                }
-            }
-        });
-        let ext = if format == Format::Csv {
-            "csv"
-        } else {
-            "jsonl"
-        };
-        let mut r = Body::from_stream(stream).into_response();
-        let h = r.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(format.content_type()),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Ok(v) =
-            HeaderValue::from_str(&format!("attachment; filename=\"interkom-audit.{ext}\""))
-        {
-            h.insert(header::CONTENT_DISPOSITION, v);
-        }
-        Ok(r)
+) -> Result<Response, Problem> {
+    let f = parse_filter(raw)?;
+    let format = Format::parse(f.format.as_deref().unwrap_or("jsonl"))
+        .ok_or_else(|| Problem::bad_request("`format` must be jsonl or csv"))?;
+    if f.cursor.is_some() || f.limit.is_some() {
+        return Err(Problem::bad_request("an export has no cursor or limit"));
     }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+    let q = authorize(&state, &caller, &f).await?;
+    let ev = base_event(&caller, Action::AuditExport, Outcome::Success).details(
+        json!({ "filter": describe(&q), "format": f.format.as_deref().unwrap_or("jsonl") }),
+    );
+    state.0.audit.append(ev).await.map_err(|_| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the audit store is unavailable",
+        )
+    })?;
+    let exporter = Some(Exporter::new(state.0.pool.clone(), q, format));
+    let stream = futures_util::stream::unfold(exporter, |ex| async move {
+        let mut ex = ex?;
+        match ex.next_chunk().await {
+            Ok(Some(chunk)) => Some((Ok::<Bytes, std::io::Error>(Bytes::from(chunk)), Some(ex))),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "audit export failed midway");
+                Some((Err(std::io::Error::other("audit export failed")), None))
+            }
+        }
+    });
+    let ext = if format == Format::Csv {
+        "csv"
+    } else {
+        "jsonl"
+    };
+    let mut r = Body::from_stream(stream).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"interkom-audit.{ext}\""))
+    {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(r)
 }
 
 /// Any security staff, whatever their tenant (verification and
@@ -344,39 +315,29 @@ async fn require_security_staff(state: &AdminState, caller: &Caller) -> Result<(
     tag = "admin",
     responses(
         (status = 200, description = "verification status", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn verify(State(state): State<AdminState>, caller: Caller) -> Response {
-    let res: Result<Response, Problem> = async {
-        require_security_staff(&state, &caller).await?;
-        let report = interkom_audit::verify(&state.0.pool, None, None)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "audit verification failed");
-                Problem::internal()
-            })?;
-        Ok(Json(json!({
-            "ok": report.ok(),
-            "checked": report.checked,
-            "checkpoints": report.checkpoints,
-            "first_bad_seq": report.first_bad.as_ref().map(|b| b.0),
-            "reason": report.first_bad.as_ref().map(|b| b.1.clone()),
-        }))
-        .into_response())
-    }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+pub(crate) async fn verify(
+    State(state): State<AdminState>,
+    caller: Caller,
+) -> Result<Response, Problem> {
+    require_security_staff(&state, &caller).await?;
+    let report = interkom_audit::verify(&state.0.pool, None, None)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "audit verification failed");
+            Problem::internal()
+        })?;
+    Ok(Json(json!({
+        "ok": report.ok(),
+        "checked": report.checked,
+        "checkpoints": report.checkpoints,
+        "first_bad_seq": report.first_bad.as_ref().map(|b| b.0),
+        "reason": report.first_bad.as_ref().map(|b| b.1.clone()),
+    }))
+    .into_response())
 }
 
 /// `GET /admin/v1/audit/checkpoints`: the signed checkpoints.
@@ -386,27 +347,17 @@ pub(crate) async fn verify(State(state): State<AdminState>, caller: Caller) -> R
     tag = "admin",
     responses(
         (status = 200, description = "signed checkpoints", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn checkpoints(State(state): State<AdminState>, caller: Caller) -> Response {
-    let res: Result<Response, Problem> = async {
-        require_security_staff(&state, &caller).await?;
-        let cps = interkom_audit::checkpoint::list(&state.0.pool, 0, i64::MAX)
-            .await
-            .map_err(|_| Problem::internal())?;
-        Ok(Json(json!({ "checkpoints": cps })).into_response())
-    }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+pub(crate) async fn checkpoints(
+    State(state): State<AdminState>,
+    caller: Caller,
+) -> Result<Response, Problem> {
+    require_security_staff(&state, &caller).await?;
+    let cps = interkom_audit::checkpoint::list(&state.0.pool, 0, i64::MAX)
+        .await
+        .map_err(|_| Problem::internal())?;
+    Ok(Json(json!({ "checkpoints": cps })).into_response())
 }

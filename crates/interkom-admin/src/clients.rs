@@ -4,7 +4,7 @@
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use interkom_gateway::clients::{AuthMethod, Client, ClientSpec, GrantType};
 use interkom_gateway::{Alg, GatewayError};
 use serde::Deserialize;
@@ -26,18 +26,12 @@ fn invalid(e: GatewayError) -> Problem {
 }
 
 fn covers_tenant(state: &AdminState, scope: &Scope, tenant: &str) -> bool {
-    state.0.tenants.get(tenant).is_some_and(|t| scope.covers(t))
+    scope.covers_id(&state.0.tenants, tenant)
 }
 
 /// Whether the caller administers every Kreis (what concerns all tenants).
 fn covers_all(state: &AdminState, scope: &Scope) -> bool {
-    let roots: Vec<_> = state
-        .0
-        .tenants
-        .iter()
-        .filter(|t| t.parent.is_none())
-        .collect();
-    !roots.is_empty() && scope.covers_everything(&roots)
+    scope.covers_every_kreis(&state.0.tenants)
 }
 
 /// `GET /tenants`: the caller's subtree, root first.
@@ -47,37 +41,27 @@ fn covers_all(state: &AdminState, scope: &Scope) -> bool {
     tag = "admin",
     responses(
         (status = 200, description = "the caller's subtree", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn tenants(State(state): State<AdminState>, caller: Caller) -> Response {
-    let res: Result<Response, Problem> = async {
-        let c = Change::new("tenant.list", "tenants", None);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let list: Vec<Value> = state
-            .0
-            .tenants
-            .iter()
-            .filter(|t| scope.covers(t))
-            .map(|t| {
-                json!({ "id": t.id, "name": t.name, "level": t.level.as_str(),
-                        "parent": t.parent, "path": t.path_string() })
-            })
-            .collect();
-        Ok(api::json(StatusCode::OK, json!({ "tenants": list })))
-    }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+pub(crate) async fn tenants(
+    State(state): State<AdminState>,
+    caller: Caller,
+) -> Result<Response, Problem> {
+    let c = Change::new("tenant.list", "tenants", None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let list: Vec<Value> = state
+        .0
+        .tenants
+        .iter()
+        .filter(|t| scope.covers(t))
+        .map(|t| {
+            json!({ "id": t.id, "name": t.name, "level": t.level.as_str(),
+                    "parent": t.parent, "path": t.path_string() })
+        })
+        .collect();
+    Ok(api::json(StatusCode::OK, json!({ "tenants": list })))
 }
 
 /// `GET /clients`: the Fachverfahren of the caller's subtree.
@@ -92,16 +76,7 @@ pub(crate) async fn tenants(State(state): State<AdminState>, caller: Caller) -> 
     ),
     responses(
         (status = 200, description = "clients of the subtree", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -109,30 +84,26 @@ pub(crate) async fn list(
     State(state): State<AdminState>,
     caller: Caller,
     RawQuery(raw): RawQuery,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let q: api::ListQuery = api::parse_query(raw)?;
-        let c = Change::new("client.list", "clients", None);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let all = state
-            .0
-            .gateway
-            .list_clients()
-            .await
-            .map_err(api::internal)?;
-        let list: Vec<Client> = all
-            .into_iter()
-            .filter(|cl| covers_tenant(&state, &scope, &cl.tenant))
-            .filter(|cl| q.tenant.as_ref().is_none_or(|t| *t == cl.tenant))
-            .collect();
-        let (list, next) = api::page(list, |cl| cl.id.clone(), &q)?;
-        Ok(api::json(
-            StatusCode::OK,
-            json!({ "clients": list, "next_cursor": next }),
-        ))
-    }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+) -> Result<Response, Problem> {
+    let q: api::ListQuery = api::parse_query(raw)?;
+    let c = Change::new("client.list", "clients", None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let all = state
+        .0
+        .gateway
+        .list_clients()
+        .await
+        .map_err(api::internal)?;
+    let list: Vec<Client> = all
+        .into_iter()
+        .filter(|cl| covers_tenant(&state, &scope, &cl.tenant))
+        .filter(|cl| q.tenant.as_ref().is_none_or(|t| *t == cl.tenant))
+        .collect();
+    let (list, next) = api::page(list, |cl| cl.id.clone(), &q)?;
+    Ok(api::json(
+        StatusCode::OK,
+        json!({ "clients": list, "next_cursor": next }),
+    ))
 }
 
 async fn client_in_scope(
@@ -180,16 +151,7 @@ async fn client_in_scope(
     ),
     responses(
         (status = 200, description = "the client (ETag)", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -197,15 +159,11 @@ pub(crate) async fn get(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let c = Change::new("client.read", format!("clients/{id}"), None);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let client = client_in_scope(&state, &caller, &scope, &id, &c).await?;
-        Ok(api::tagged(StatusCode::OK, &client))
-    }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+) -> Result<Response, Problem> {
+    let c = Change::new("client.read", format!("clients/{id}"), None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let client = client_in_scope(&state, &caller, &scope, &id, &c).await?;
+    Ok(api::tagged(StatusCode::OK, &client))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -252,16 +210,7 @@ fn check_name(name: &str) -> Result<(), Problem> {
     request_body(content = NewClient, content_type = "application/json"),
     responses(
         (status = 201, description = "registered; a generated secret is shown once", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -269,75 +218,71 @@ pub(crate) async fn create(
     State(state): State<AdminState>,
     caller: Caller,
     JsonBody(body): JsonBody<NewClient>,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let mut c = Change::new(
-            "client.create",
-            format!("clients/{}", body.id),
-            Some(body.tenant.clone()),
-        );
-        if body.id == crate::console::CONSOLE_CLIENT {
-            return Err(Problem::new(
-                StatusCode::CONFLICT,
-                format!("`{}` is reserved for interkom's console", body.id),
-            ));
-        }
-        let scope = admin_scope(&state, &caller, &c).await?;
-        check_name(&body.name)?;
-        if state.0.tenants.get(&body.tenant).is_none() {
-            return Err(Problem::bad_request(format!(
-                "unknown tenant `{}`",
-                body.tenant
-            )));
-        }
-        if !covers_tenant(&state, &scope, &body.tenant) {
-            return Err(refuse(
-                &state,
-                &caller,
-                &c,
-                "the tenant is outside the caller's subtree",
-            )
-            .await);
-        }
-        let spec = ClientSpec {
-            id: body.id.clone(),
-            tenant: body.tenant.clone(),
-            name: body.name.clone(),
-            redirect_uris: body.redirect_uris,
-            post_logout_redirect_uris: body.post_logout_redirect_uris,
-            grant_types: body.grant_types,
-            scopes: body.scopes,
-            auth_method: body.auth_method,
-            secret: None,
-            jwks: body.jwks,
-            id_token_alg: body.id_token_alg.unwrap_or(Alg::RS256),
-        };
-        let secret = state
-            .0
-            .gateway
-            .register_client(spec)
-            .await
-            .map_err(invalid)?;
-        let client = state
-            .0
-            .gateway
-            .client(&body.id)
-            .await
-            .map_err(api::internal)?
-            .ok_or_else(Problem::internal)?;
-        c.after = serde_json::to_value(&*client).unwrap_or(Value::Null);
-        record(&state, &caller, &c).await?;
-        let mut r = api::json(
-            StatusCode::CREATED,
-            json!({ "client": &*client, "client_secret": secret }),
-        );
-        if let Ok(t) = axum::http::HeaderValue::from_str(&api::etag(&*client)) {
-            r.headers_mut().insert(axum::http::header::ETAG, t);
-        }
-        Ok(r)
+) -> Result<Response, Problem> {
+    let mut c = Change::new(
+        "client.create",
+        format!("clients/{}", body.id),
+        Some(body.tenant.clone()),
+    );
+    if body.id == crate::console::CONSOLE_CLIENT {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            format!("`{}` is reserved for interkom's console", body.id),
+        ));
     }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+    let scope = admin_scope(&state, &caller, &c).await?;
+    check_name(&body.name)?;
+    if state.0.tenants.get(&body.tenant).is_none() {
+        return Err(Problem::bad_request(format!(
+            "unknown tenant `{}`",
+            body.tenant
+        )));
+    }
+    if !covers_tenant(&state, &scope, &body.tenant) {
+        return Err(refuse(
+            &state,
+            &caller,
+            &c,
+            "the tenant is outside the caller's subtree",
+        )
+        .await);
+    }
+    let spec = ClientSpec {
+        id: body.id.clone(),
+        tenant: body.tenant.clone(),
+        name: body.name.clone(),
+        redirect_uris: body.redirect_uris,
+        post_logout_redirect_uris: body.post_logout_redirect_uris,
+        grant_types: body.grant_types,
+        scopes: body.scopes,
+        auth_method: body.auth_method,
+        secret: None,
+        jwks: body.jwks,
+        id_token_alg: body.id_token_alg.unwrap_or(Alg::RS256),
+    };
+    let secret = state
+        .0
+        .gateway
+        .register_client(spec)
+        .await
+        .map_err(invalid)?;
+    let client = state
+        .0
+        .gateway
+        .client(&body.id)
+        .await
+        .map_err(api::internal)?
+        .ok_or_else(Problem::internal)?;
+    c.after = serde_json::to_value(&*client).unwrap_or(Value::Null);
+    record(&state, &caller, &c).await?;
+    let mut r = api::json(
+        StatusCode::CREATED,
+        json!({ "client": &*client, "client_secret": secret }),
+    );
+    if let Ok(t) = axum::http::HeaderValue::from_str(&api::etag(&*client)) {
+        r.headers_mut().insert(axum::http::header::ETAG, t);
+    }
+    Ok(r)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -374,16 +319,7 @@ pub(crate) struct ClientPatch {
     request_body(content = ClientPatch, content_type = "application/json"),
     responses(
         (status = 200, description = "changed (ETag)", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -393,50 +329,46 @@ pub(crate) async fn patch(
     Ids(id): Ids<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<ClientPatch>,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let mut c = Change::new("client.update", format!("clients/{id}"), None);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let before = client_in_scope(&state, &caller, &scope, &id, &c).await?;
-        c.tenant = Some(before.tenant.clone());
-        check_if_match(&headers, &api::etag(&before))?;
-        if let Some(n) = &body.name {
-            check_name(n)?;
-        }
-        let spec = ClientSpec {
-            id: before.id.clone(),
-            tenant: before.tenant.clone(),
-            name: body.name.unwrap_or_else(|| before.name.clone()),
-            redirect_uris: body
-                .redirect_uris
-                .unwrap_or_else(|| before.redirect_uris.clone()),
-            post_logout_redirect_uris: body
-                .post_logout_redirect_uris
-                .unwrap_or_else(|| before.post_logout_redirect_uris.clone()),
-            grant_types: body
-                .grant_types
-                .unwrap_or_else(|| before.grant_types.clone()),
-            scopes: body.scopes.unwrap_or_else(|| before.scopes.clone()),
-            auth_method: before.auth_method,
-            secret: None,
-            jwks: body.jwks.or_else(|| before.jwks.clone()),
-            id_token_alg: body.id_token_alg.unwrap_or(before.id_token_alg),
-        };
-        state.0.gateway.update_client(spec).await.map_err(invalid)?;
-        let after = state
-            .0
-            .gateway
-            .client(&id)
-            .await
-            .map_err(api::internal)?
-            .ok_or_else(Problem::internal)?;
-        c.before = serde_json::to_value(&before).unwrap_or(Value::Null);
-        c.after = serde_json::to_value(&*after).unwrap_or(Value::Null);
-        record(&state, &caller, &c).await?;
-        Ok(api::tagged(StatusCode::OK, &*after))
+) -> Result<Response, Problem> {
+    let mut c = Change::new("client.update", format!("clients/{id}"), None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let before = client_in_scope(&state, &caller, &scope, &id, &c).await?;
+    c.tenant = Some(before.tenant.clone());
+    check_if_match(&headers, &api::etag(&before))?;
+    if let Some(n) = &body.name {
+        check_name(n)?;
     }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+    let spec = ClientSpec {
+        id: before.id.clone(),
+        tenant: before.tenant.clone(),
+        name: body.name.unwrap_or_else(|| before.name.clone()),
+        redirect_uris: body
+            .redirect_uris
+            .unwrap_or_else(|| before.redirect_uris.clone()),
+        post_logout_redirect_uris: body
+            .post_logout_redirect_uris
+            .unwrap_or_else(|| before.post_logout_redirect_uris.clone()),
+        grant_types: body
+            .grant_types
+            .unwrap_or_else(|| before.grant_types.clone()),
+        scopes: body.scopes.unwrap_or_else(|| before.scopes.clone()),
+        auth_method: before.auth_method,
+        secret: None,
+        jwks: body.jwks.or_else(|| before.jwks.clone()),
+        id_token_alg: body.id_token_alg.unwrap_or(before.id_token_alg),
+    };
+    state.0.gateway.update_client(spec).await.map_err(invalid)?;
+    let after = state
+        .0
+        .gateway
+        .client(&id)
+        .await
+        .map_err(api::internal)?
+        .ok_or_else(Problem::internal)?;
+    c.before = serde_json::to_value(&before).unwrap_or(Value::Null);
+    c.after = serde_json::to_value(&*after).unwrap_or(Value::Null);
+    record(&state, &caller, &c).await?;
+    Ok(api::tagged(StatusCode::OK, &*after))
 }
 
 /// `POST /clients/{id}/secret`: a new client secret, shown once.
@@ -449,16 +381,7 @@ pub(crate) async fn patch(
     ),
     responses(
         (status = 200, description = "the new secret, shown once", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -466,32 +389,28 @@ pub(crate) async fn rotate_secret(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let mut c = Change::new("client.secret_rotate", format!("clients/{id}"), None);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let client = client_in_scope(&state, &caller, &scope, &id, &c).await?;
-        c.tenant = Some(client.tenant.clone());
-        if !client.auth_method.uses_secret() {
-            return Err(Problem::new(
-                StatusCode::CONFLICT,
-                format!("`{id}` authenticates without a secret"),
-            ));
-        }
-        let secret = state
-            .0
-            .gateway
-            .rotate_client_secret(&id)
-            .await
-            .map_err(api::internal)?;
-        record(&state, &caller, &c).await?;
-        Ok(api::json(
-            StatusCode::OK,
-            json!({ "client_secret": secret }),
-        ))
+) -> Result<Response, Problem> {
+    let mut c = Change::new("client.secret_rotate", format!("clients/{id}"), None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let client = client_in_scope(&state, &caller, &scope, &id, &c).await?;
+    c.tenant = Some(client.tenant.clone());
+    if !client.auth_method.uses_secret() {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            format!("`{id}` authenticates without a secret"),
+        ));
     }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+    let secret = state
+        .0
+        .gateway
+        .rotate_client_secret(&id)
+        .await
+        .map_err(api::internal)?;
+    record(&state, &caller, &c).await?;
+    Ok(api::json(
+        StatusCode::OK,
+        json!({ "client_secret": secret }),
+    ))
 }
 
 /// `GET /keys`: the signing keys (public information).
@@ -501,28 +420,18 @@ pub(crate) async fn rotate_secret(
     tag = "admin",
     responses(
         (status = 200, description = "signing keys", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn keys(State(state): State<AdminState>, caller: Caller) -> Response {
-    let res: Result<Response, Problem> = async {
-        let c = Change::new("key.list", "keys", None);
-        admin_scope(&state, &caller, &c).await?;
-        let keys = state.0.gateway.list_keys().await.map_err(api::internal)?;
-        Ok(api::json(StatusCode::OK, json!({ "keys": keys })))
-    }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+pub(crate) async fn keys(
+    State(state): State<AdminState>,
+    caller: Caller,
+) -> Result<Response, Problem> {
+    let c = Change::new("key.list", "keys", None);
+    admin_scope(&state, &caller, &c).await?;
+    let keys = state.0.gateway.list_keys().await.map_err(api::internal)?;
+    Ok(api::json(StatusCode::OK, json!({ "keys": keys })))
 }
 
 /// `POST /keys/rotate`: new signing keys, published before they sign.
@@ -532,34 +441,27 @@ pub(crate) async fn keys(State(state): State<AdminState>, caller: Caller) -> Res
     tag = "admin",
     responses(
         (status = 200, description = "rotated", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn rotate_keys(State(state): State<AdminState>, caller: Caller) -> Response {
-    let res: Result<Response, Problem> = async {
-        let mut c = Change::new("key.rotate", "keys", None);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        if !covers_all(&state, &scope) {
-            return Err(refuse(&state, &caller, &c, "the signing keys serve every tenant: only an administrator of the whole Kreis rotates them").await);
-        }
-        let before = state.0.gateway.list_keys().await.map_err(api::internal)?;
-        let kids = state.0.gateway.rotate_keys().await.map_err(api::internal)?;
-        let after = state.0.gateway.list_keys().await.map_err(api::internal)?;
-        c.before = serde_json::to_value(&before).unwrap_or(Value::Null);
-        c.after = serde_json::to_value(&after).unwrap_or(Value::Null);
-        record(&state, &caller, &c).await?;
-        Ok(api::json(StatusCode::OK, json!({ "new_kids": kids, "keys": after })))
+pub(crate) async fn rotate_keys(
+    State(state): State<AdminState>,
+    caller: Caller,
+) -> Result<Response, Problem> {
+    let mut c = Change::new("key.rotate", "keys", None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    if !covers_all(&state, &scope) {
+        return Err(refuse(&state, &caller, &c, "the signing keys serve every tenant: only an administrator of the whole Kreis rotates them").await);
     }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+    let before = state.0.gateway.list_keys().await.map_err(api::internal)?;
+    let kids = state.0.gateway.rotate_keys().await.map_err(api::internal)?;
+    let after = state.0.gateway.list_keys().await.map_err(api::internal)?;
+    c.before = serde_json::to_value(&before).unwrap_or(Value::Null);
+    c.after = serde_json::to_value(&after).unwrap_or(Value::Null);
+    record(&state, &caller, &c).await?;
+    Ok(api::json(
+        StatusCode::OK,
+        json!({ "new_kids": kids, "keys": after }),
+    ))
 }

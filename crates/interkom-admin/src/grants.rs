@@ -5,7 +5,7 @@
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use interkom_policy::engine::{AuthContext, ResourceRef, SubjectRef};
 use interkom_policy::store::Grant;
 use interkom_policy::{Loa, PolicyError, ProtectionNeed};
@@ -55,17 +55,9 @@ fn resource_info(state: &AdminState, id: &str) -> Option<(Option<String>, Protec
 
 fn owner_covered(state: &AdminState, scope: &Scope, owner: &Option<String>) -> bool {
     match owner {
-        Some(o) => state.0.tenants.get(o).is_some_and(|t| scope.covers(t)),
+        Some(o) => scope.covers_id(&state.0.tenants, o),
         // A resource of no tenant belongs to the administrators of every Kreis.
-        None => {
-            let roots: Vec<_> = state
-                .0
-                .tenants
-                .iter()
-                .filter(|t| t.parent.is_none())
-                .collect();
-            !roots.is_empty() && scope.covers_everything(&roots)
-        }
+        None => scope.covers_every_kreis(&state.0.tenants),
     }
 }
 
@@ -82,16 +74,7 @@ fn owner_covered(state: &AdminState, scope: &Scope, owner: &Option<String>) -> b
     ),
     responses(
         (status = 200, description = "grants on the subtree's resources", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -99,39 +82,35 @@ pub(crate) async fn list(
     State(state): State<AdminState>,
     caller: Caller,
     RawQuery(raw): RawQuery,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let q: api::ListQuery = api::parse_query(raw)?;
-        let c = Change::new("grant.list", "grants", None);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let rows: Vec<GrantRow> = sqlx::query_as(&format!(
-            "SELECT {GRANT_COLUMNS} FROM grants ORDER BY created_at DESC, id"
-        ))
-        .fetch_all(&state.0.pool)
-        .await
-        .map_err(api::internal)?;
-        let list: Vec<Value> = rows
-            .iter()
-            .filter(|g| {
-                resource_info(&state, &g.resource)
-                    .is_some_and(|(owner, _)| owner_covered(&state, &scope, &owner))
-            })
-            .filter(|g| q.resource.as_ref().is_none_or(|r| *r == g.resource))
-            .filter(|g| q.subject.as_ref().is_none_or(|s| *s == g.grantee))
-            .map(GrantRow::view)
-            .collect();
-        let (list, next) = api::page(
-            list,
-            |g| g["id"].as_str().unwrap_or_default().to_owned(),
-            &q,
-        )?;
-        Ok(api::json(
-            StatusCode::OK,
-            json!({ "grants": list, "next_cursor": next }),
-        ))
-    }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+) -> Result<Response, Problem> {
+    let q: api::ListQuery = api::parse_query(raw)?;
+    let c = Change::new("grant.list", "grants", None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let rows: Vec<GrantRow> = sqlx::query_as(&format!(
+        "SELECT {GRANT_COLUMNS} FROM grants ORDER BY created_at DESC, id"
+    ))
+    .fetch_all(&state.0.pool)
+    .await
+    .map_err(api::internal)?;
+    let list: Vec<Value> = rows
+        .iter()
+        .filter(|g| {
+            resource_info(&state, &g.resource)
+                .is_some_and(|(owner, _)| owner_covered(&state, &scope, &owner))
+        })
+        .filter(|g| q.resource.as_ref().is_none_or(|r| *r == g.resource))
+        .filter(|g| q.subject.as_ref().is_none_or(|s| *s == g.grantee))
+        .map(GrantRow::view)
+        .collect();
+    let (list, next) = api::page(
+        list,
+        |g| g["id"].as_str().unwrap_or_default().to_owned(),
+        &q,
+    )?;
+    Ok(api::json(
+        StatusCode::OK,
+        json!({ "grants": list, "next_cursor": next }),
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -207,16 +186,7 @@ async fn check_grantee(state: &AdminState, grantee: &str) -> Result<(), Problem>
     request_body(content = NewGrant, content_type = "application/json"),
     responses(
         (status = 201, description = "recorded, unapproved", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -224,76 +194,100 @@ pub(crate) async fn create(
     State(state): State<AdminState>,
     caller: Caller,
     JsonBody(body): JsonBody<NewGrant>,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let mut c = Change::new("grant.create", "grants", None);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let (owner, need) = resource_info(&state, &body.resource)
-            .ok_or_else(|| Problem::bad_request(format!("unknown resource `{}`", body.resource)))?;
-        c.tenant = owner.clone();
-        if body.purpose.trim().is_empty() || body.purpose.chars().count() > 500 {
-            return Err(Problem::bad_request("`purpose`: 1 to 500 characters"));
-        }
-        if body.actions.is_empty()
-            || body.actions.len() > 20
-            || body.actions.iter().any(|a| {
-                a.is_empty() || a == "*" || a.len() > 64 || !a.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-            })
-        {
-            return Err(Problem::bad_request("`actions`: 1 to 20 action names (no `*`)"));
-        }
-        check_grantee(&state, &body.grantee).await?;
-        let now = state.0.gateway.clock().now();
-        let expires_at = rfc3339("expires_at", &body.expires_at)?;
-        let not_before = body.not_before.as_deref().map(|s| rfc3339("not_before", s)).transpose()?;
-        if expires_at <= now {
-            return Err(Problem::bad_request("`expires_at` must lie in the future"));
-        }
-        if not_before.is_some_and(|n| n >= expires_at) {
-            return Err(Problem::bad_request("`not_before` must come before `expires_at`"));
-        }
-        c.after = json!({ "grantee": body.grantee, "resource": body.resource, "actions": body.actions, "purpose": body.purpose, "expires_at": expires_at, "not_before": not_before });
-        if !owner_covered(&state, &scope, &owner) {
-            return Err(refuse(&state, &caller, &c, "the resource is outside the caller's subtree").await);
-        }
-        // Nobody grants what they may not do themselves (judged by the rules
-        // alone, as if the caller had the strongest, freshest login).
-        let actions: Vec<&str> = body.actions.iter().map(String::as_str).collect();
-        if let Some(a) = holds_actions(&state, &caller.subject, &body.resource, &actions) {
-            let why = format!("the caller may not `{a}` on `{}` and cannot grant it", body.resource);
-            return Err(refuse(&state, &caller, &c, &why).await);
-        }
-        let grant = Grant {
-            id: uuid::Uuid::new_v4().to_string(),
-            grantee: body.grantee.clone(),
-            resource: body.resource.clone(),
-            actions: body.actions.clone(),
-            purpose: body.purpose.clone(),
-            not_before,
-            expires_at,
-            grantor: caller.subject.clone(),
-            approver: None,
-            approved_at: None,
-            revoked_at: None,
-        };
-        interkom_policy::store::add_grant(&state.0.pool, &grant, "admin", now)
-            .await
-            .map_err(|e| match e {
-                PolicyError::Invalid(m) => Problem::bad_request(m),
-                e => api::internal(e),
-            })?;
-        state.0.gateway.policy().reload().await.map_err(api::internal)?;
-        c.target = format!("grants/{}", grant.id);
-        c.after = serde_json::to_value(&grant).unwrap_or(Value::Null);
-        record(&state, &caller, &c).await?;
-        let approval = need == ProtectionNeed::SehrHoch;
-        Ok(api::json(
-            StatusCode::CREATED,
-            json!({ "grant": grant, "requires_approval": approval }),
-        ))
+) -> Result<Response, Problem> {
+    let mut c = Change::new("grant.create", "grants", None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let (owner, need) = resource_info(&state, &body.resource)
+        .ok_or_else(|| Problem::bad_request(format!("unknown resource `{}`", body.resource)))?;
+    c.tenant = owner.clone();
+    if body.purpose.trim().is_empty() || body.purpose.chars().count() > 500 {
+        return Err(Problem::bad_request("`purpose`: 1 to 500 characters"));
     }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+    if body.actions.is_empty()
+        || body.actions.len() > 20
+        || body.actions.iter().any(|a| {
+            a.is_empty()
+                || a == "*"
+                || a.len() > 64
+                || !a
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+    {
+        return Err(Problem::bad_request(
+            "`actions`: 1 to 20 action names (no `*`)",
+        ));
+    }
+    check_grantee(&state, &body.grantee).await?;
+    let now = state.0.gateway.clock().now();
+    let expires_at = rfc3339("expires_at", &body.expires_at)?;
+    let not_before = body
+        .not_before
+        .as_deref()
+        .map(|s| rfc3339("not_before", s))
+        .transpose()?;
+    if expires_at <= now {
+        return Err(Problem::bad_request("`expires_at` must lie in the future"));
+    }
+    if not_before.is_some_and(|n| n >= expires_at) {
+        return Err(Problem::bad_request(
+            "`not_before` must come before `expires_at`",
+        ));
+    }
+    c.after = json!({ "grantee": body.grantee, "resource": body.resource, "actions": body.actions, "purpose": body.purpose, "expires_at": expires_at, "not_before": not_before });
+    if !owner_covered(&state, &scope, &owner) {
+        return Err(refuse(
+            &state,
+            &caller,
+            &c,
+            "the resource is outside the caller's subtree",
+        )
+        .await);
+    }
+    // Nobody grants what they may not do themselves (judged by the rules
+    // alone, as if the caller had the strongest, freshest login).
+    let actions: Vec<&str> = body.actions.iter().map(String::as_str).collect();
+    if let Some(a) = holds_actions(&state, &caller.subject, &body.resource, &actions) {
+        let why = format!(
+            "the caller may not `{a}` on `{}` and cannot grant it",
+            body.resource
+        );
+        return Err(refuse(&state, &caller, &c, &why).await);
+    }
+    let grant = Grant {
+        id: uuid::Uuid::new_v4().to_string(),
+        grantee: body.grantee.clone(),
+        resource: body.resource.clone(),
+        actions: body.actions.clone(),
+        purpose: body.purpose.clone(),
+        not_before,
+        expires_at,
+        grantor: caller.subject.clone(),
+        approver: None,
+        approved_at: None,
+        revoked_at: None,
+    };
+    interkom_policy::store::add_grant(&state.0.pool, &grant, "admin", now)
+        .await
+        .map_err(|e| match e {
+            PolicyError::Invalid(m) => Problem::bad_request(m),
+            e => api::internal(e),
+        })?;
+    state
+        .0
+        .gateway
+        .policy()
+        .reload()
+        .await
+        .map_err(api::internal)?;
+    c.target = format!("grants/{}", grant.id);
+    c.after = serde_json::to_value(&grant).unwrap_or(Value::Null);
+    record(&state, &caller, &c).await?;
+    let approval = need == ProtectionNeed::SehrHoch;
+    Ok(api::json(
+        StatusCode::CREATED,
+        json!({ "grant": grant, "requires_approval": approval }),
+    ))
 }
 
 /// Whether `subject` may perform every one of `actions` on `resource`
@@ -381,16 +375,7 @@ async fn grant_in_scope(
     ),
     responses(
         (status = 200, description = "approved", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -398,57 +383,52 @@ pub(crate) async fn approve(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let mut c = Change::new("grant.approve", format!("grants/{id}"), None);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let row = grant_in_scope(&state, &caller, &scope, &id, &mut c).await?;
-        if row.approver.is_some() {
-            return Err(Problem::new(
-                StatusCode::CONFLICT,
-                "the grant is approved already",
-            ));
-        }
-        if person(&state, &row.grantor).await? == caller.subject {
-            return Err(refuse(
-                &state,
-                &caller,
-                &c,
-                "the grantor cannot approve their own grant",
-            )
-            .await);
-        }
-        // The second pair of eyes must see what the grant gives: they hold it.
-        let actions: Vec<&str> = row.actions.split(' ').collect();
-        if let Some(a) = holds_actions(&state, &caller.subject, &row.resource, &actions) {
-            let why = format!(
-                "the approver may not `{a}` on `{}` and cannot approve granting it",
-                row.resource
-            );
-            return Err(refuse(&state, &caller, &c, &why).await);
-        }
-        let now = state.0.gateway.clock().now();
-        match interkom_policy::store::approve_grant(&state.0.pool, &id, &caller.subject, now).await
-        {
-            Ok(()) => {}
-            Err(PolicyError::Invalid(m)) => return Err(Problem::new(StatusCode::CONFLICT, m)),
-            Err(e) => return Err(api::internal(e)),
-        }
-        state
-            .0
-            .gateway
-            .policy()
-            .reload()
-            .await
-            .map_err(api::internal)?;
-        let after = refetch(&state, &id).await?;
-        c.after = after.view();
-        c.approver = Some(caller.subject.clone());
-        record(&state, &caller, &c).await?;
-        Ok(api::json(StatusCode::OK, json!({ "grant": after.view() })))
+) -> Result<Response, Problem> {
+    let mut c = Change::new("grant.approve", format!("grants/{id}"), None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let row = grant_in_scope(&state, &caller, &scope, &id, &mut c).await?;
+    if row.approver.is_some() {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "the grant is approved already",
+        ));
     }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+    if person(&state, &row.grantor).await? == caller.subject {
+        return Err(refuse(
+            &state,
+            &caller,
+            &c,
+            "the grantor cannot approve their own grant",
+        )
+        .await);
+    }
+    // The second pair of eyes must see what the grant gives: they hold it.
+    let actions: Vec<&str> = row.actions.split(' ').collect();
+    if let Some(a) = holds_actions(&state, &caller.subject, &row.resource, &actions) {
+        let why = format!(
+            "the approver may not `{a}` on `{}` and cannot approve granting it",
+            row.resource
+        );
+        return Err(refuse(&state, &caller, &c, &why).await);
+    }
+    let now = state.0.gateway.clock().now();
+    match interkom_policy::store::approve_grant(&state.0.pool, &id, &caller.subject, now).await {
+        Ok(()) => {}
+        Err(PolicyError::Invalid(m)) => return Err(Problem::new(StatusCode::CONFLICT, m)),
+        Err(e) => return Err(api::internal(e)),
+    }
+    state
+        .0
+        .gateway
+        .policy()
+        .reload()
+        .await
+        .map_err(api::internal)?;
+    let after = refetch(&state, &id).await?;
+    c.after = after.view();
+    c.approver = Some(caller.subject.clone());
+    record(&state, &caller, &c).await?;
+    Ok(api::json(StatusCode::OK, json!({ "grant": after.view() })))
 }
 
 /// `POST /grants/{id}/revoke`: ends a grant at once.
@@ -461,16 +441,7 @@ pub(crate) async fn approve(
     ),
     responses(
         (status = 200, description = "revoked", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -478,35 +449,31 @@ pub(crate) async fn revoke(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let mut c = Change::new("grant.revoke", format!("grants/{id}"), None);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        grant_in_scope(&state, &caller, &scope, &id, &mut c).await?;
-        let now = state.0.gateway.clock().now();
-        let revoked = interkom_policy::store::revoke_grant(&state.0.pool, &id, now)
-            .await
-            .map_err(api::internal)?;
-        if !revoked {
-            return Err(Problem::new(
-                StatusCode::CONFLICT,
-                "the grant is revoked already",
-            ));
-        }
-        state
-            .0
-            .gateway
-            .policy()
-            .reload()
-            .await
-            .map_err(api::internal)?;
-        let after = refetch(&state, &id).await?;
-        c.after = after.view();
-        record(&state, &caller, &c).await?;
-        Ok(api::json(StatusCode::OK, json!({ "grant": after.view() })))
+) -> Result<Response, Problem> {
+    let mut c = Change::new("grant.revoke", format!("grants/{id}"), None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    grant_in_scope(&state, &caller, &scope, &id, &mut c).await?;
+    let now = state.0.gateway.clock().now();
+    let revoked = interkom_policy::store::revoke_grant(&state.0.pool, &id, now)
+        .await
+        .map_err(api::internal)?;
+    if !revoked {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "the grant is revoked already",
+        ));
     }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+    state
+        .0
+        .gateway
+        .policy()
+        .reload()
+        .await
+        .map_err(api::internal)?;
+    let after = refetch(&state, &id).await?;
+    c.after = after.view();
+    record(&state, &caller, &c).await?;
+    Ok(api::json(StatusCode::OK, json!({ "grant": after.view() })))
 }
 
 async fn refetch(state: &AdminState, id: &str) -> Result<GrantRow, Problem> {

@@ -8,8 +8,8 @@
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use interkom_policy::{Flip, ProtectionNeed, ResourceSpec, RuleLine, Tenant};
+use axum::response::Response;
+use interkom_policy::{Flip, ProtectionNeed, ResourceSpec, RuleLine};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -82,16 +82,8 @@ impl Place {
 /// Whether the caller administers `place`.
 fn may_change(state: &AdminState, scope: &Scope, place: &Place) -> bool {
     match place {
-        Place::Tenant(t) => state.0.tenants.get(t).is_some_and(|t| scope.covers(t)),
-        Place::Everywhere => {
-            let roots: Vec<&Tenant> = state
-                .0
-                .tenants
-                .iter()
-                .filter(|t| t.parent.is_none())
-                .collect();
-            !roots.is_empty() && scope.covers_everything(&roots)
-        }
+        Place::Tenant(t) => scope.covers_id(&state.0.tenants, t),
+        Place::Everywhere => scope.covers_every_kreis(&state.0.tenants),
     }
 }
 
@@ -349,16 +341,7 @@ async fn authorize_allows(
     ),
     responses(
         (status = 200, description = "the live policy's lines", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -366,65 +349,61 @@ pub(crate) async fn lines(
     State(state): State<AdminState>,
     caller: Caller,
     RawQuery(raw): RawQuery,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let q: api::ListQuery = api::parse_query(raw)?;
-        let c = Change::new("policy.read", "policy/lines", None);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let all = resources(&state).await?;
-        #[derive(sqlx::FromRow)]
-        struct Row {
-            ptype: String,
-            v0: String,
-            v1: String,
-            v2: String,
-            v3: String,
-            v4: String,
-            v5: String,
-            source: String,
-        }
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT ptype, v0, v1, v2, v3, v4, v5, source FROM policy_rules \
-             ORDER BY ptype, v0, v1, v2, v3, v4, v5",
-        )
-        .fetch_all(&state.0.pool)
-        .await
-        .map_err(api::internal)?;
-        // Only the lines the caller administers (the Kreis sees all).
-        let lines: Vec<Value> = rows
-            .into_iter()
-            .filter_map(|r| {
-                let n = if r.ptype == "p" { 6 } else { 2 };
-                let values = [r.v0, r.v1, r.v2, r.v3, r.v4, r.v5];
-                let line = RuleLine {
-                    ptype: r.ptype,
-                    values: values.into_iter().take(n).collect(),
-                };
-                let place = line_place(&state, &all, &line).ok()?;
-                let wanted = q
-                    .subject
-                    .as_ref()
-                    .is_none_or(|s| line.values.first() == Some(s))
-                    && q.resource
-                        .as_ref()
-                        .is_none_or(|o| line.values.get(1) == Some(o));
-                (wanted && may_change(&state, &scope, &place))
-                    .then(|| json!({ "line": line.to_csv(), "source": r.source }))
-            })
-            .collect();
-        let version = state.0.gateway.policy().snapshot().version;
-        let (lines, next) = api::page(
-            lines,
-            |l| l["line"].as_str().unwrap_or_default().to_owned(),
-            &q,
-        )?;
-        Ok(api::json(
-            StatusCode::OK,
-            json!({ "version": version, "lines": lines, "next_cursor": next }),
-        ))
+) -> Result<Response, Problem> {
+    let q: api::ListQuery = api::parse_query(raw)?;
+    let c = Change::new("policy.read", "policy/lines", None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let all = resources(&state).await?;
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        ptype: String,
+        v0: String,
+        v1: String,
+        v2: String,
+        v3: String,
+        v4: String,
+        v5: String,
+        source: String,
     }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT ptype, v0, v1, v2, v3, v4, v5, source FROM policy_rules \
+         ORDER BY ptype, v0, v1, v2, v3, v4, v5",
+    )
+    .fetch_all(&state.0.pool)
+    .await
+    .map_err(api::internal)?;
+    // Only the lines the caller administers (the Kreis sees all).
+    let lines: Vec<Value> = rows
+        .into_iter()
+        .filter_map(|r| {
+            let n = if r.ptype == "p" { 6 } else { 2 };
+            let values = [r.v0, r.v1, r.v2, r.v3, r.v4, r.v5];
+            let line = RuleLine {
+                ptype: r.ptype,
+                values: values.into_iter().take(n).collect(),
+            };
+            let place = line_place(&state, &all, &line).ok()?;
+            let wanted = q
+                .subject
+                .as_ref()
+                .is_none_or(|s| line.values.first() == Some(s))
+                && q.resource
+                    .as_ref()
+                    .is_none_or(|o| line.values.get(1) == Some(o));
+            (wanted && may_change(&state, &scope, &place))
+                .then(|| json!({ "line": line.to_csv(), "source": r.source }))
+        })
+        .collect();
+    let version = state.0.gateway.policy().snapshot().version;
+    let (lines, next) = api::page(
+        lines,
+        |l| l["line"].as_str().unwrap_or_default().to_owned(),
+        &q,
+    )?;
+    Ok(api::json(
+        StatusCode::OK,
+        json!({ "version": version, "lines": lines, "next_cursor": next }),
+    ))
 }
 
 /// `POST /policy/what-if`: the decisions a change would flip, and whether
@@ -436,16 +415,7 @@ pub(crate) async fn lines(
     request_body(content = PolicyChangeBody, content_type = "application/json"),
     responses(
         (status = 200, description = "the decisions the change would flip", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -453,22 +423,18 @@ pub(crate) async fn what_if(
     State(state): State<AdminState>,
     caller: Caller,
     JsonBody(body): JsonBody<PolicyChangeBody>,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let c = Change::new("policy.what_if", "policy/lines", None);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let lines = parse_lines(&body)?;
-        let all = resources(&state).await?;
-        authorize_lines(&state, &caller, &scope, &all, &lines, &c).await?;
-        let (flips, four_eyes) = preview(&state, &all, &lines).await?;
-        authorize_flips(&state, &caller, &scope, &all, &flips, &c).await?;
-        Ok(api::json(
-            StatusCode::OK,
-            json!({ "flips": flips, "requires_approval": four_eyes }),
-        ))
-    }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+) -> Result<Response, Problem> {
+    let c = Change::new("policy.what_if", "policy/lines", None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let lines = parse_lines(&body)?;
+    let all = resources(&state).await?;
+    authorize_lines(&state, &caller, &scope, &all, &lines, &c).await?;
+    let (flips, four_eyes) = preview(&state, &all, &lines).await?;
+    authorize_flips(&state, &caller, &scope, &all, &flips, &c).await?;
+    Ok(api::json(
+        StatusCode::OK,
+        json!({ "flips": flips, "requires_approval": four_eyes }),
+    ))
 }
 
 /// `POST /policy/changes`: applies a change of lines after its what-if, or
@@ -481,16 +447,7 @@ pub(crate) async fn what_if(
     responses(
         (status = 200, description = "applied", body = serde_json::Value),
         (status = 202, description = "touches sehr_hoch: recorded as a proposal", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -498,38 +455,43 @@ pub(crate) async fn change(
     State(state): State<AdminState>,
     caller: Caller,
     JsonBody(body): JsonBody<PolicyChangeBody>,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let mut c = Change::new("policy.change", "policy/lines", None);
-        c.after = serde_json::to_value(&body).unwrap_or(Value::Null);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let lines = parse_lines(&body)?;
-        let all = resources(&state).await?;
-        let place = authorize_lines(&state, &caller, &scope, &all, &lines, &c).await?;
-        c.tenant = place.tenant();
-        authorize_allows(&state, &caller, &all, &lines, &c).await?;
-        let (flips, four_eyes) = preview(&state, &all, &lines).await?;
-        authorize_flips(&state, &caller, &scope, &all, &flips, &c).await?;
-        if four_eyes {
-            let payload = serde_json::to_value(&body).unwrap_or(Value::Null);
-            let id = propose(&state, &caller, "policy_change", &payload, &place, &flips, &mut c).await?;
-            return Ok(api::json(
-                StatusCode::ACCEPTED,
-                json!({ "applied": false, "proposal": id, "flips": flips, "requires_approval": true }),
-            ));
-        }
-        let result = apply_lines(&state, &lines).await?;
-        c.before = json!({ "present": result.removed });
-        c.after = json!({ "added": result.added, "removed": result.removed, "comment": body.comment });
-        c.extra = json!({ "flips": flips });
-        record(&state, &caller, &c).await?;
-        Ok(api::json(
-            StatusCode::OK,
-            json!({ "applied": true, "added": result.added, "removed": result.removed, "flips": flips }),
-        ))
+) -> Result<Response, Problem> {
+    let mut c = Change::new("policy.change", "policy/lines", None);
+    c.after = serde_json::to_value(&body).unwrap_or(Value::Null);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let lines = parse_lines(&body)?;
+    let all = resources(&state).await?;
+    let place = authorize_lines(&state, &caller, &scope, &all, &lines, &c).await?;
+    c.tenant = place.tenant();
+    authorize_allows(&state, &caller, &all, &lines, &c).await?;
+    let (flips, four_eyes) = preview(&state, &all, &lines).await?;
+    authorize_flips(&state, &caller, &scope, &all, &flips, &c).await?;
+    if four_eyes {
+        let payload = serde_json::to_value(&body).unwrap_or(Value::Null);
+        let id = propose(
+            &state,
+            &caller,
+            "policy_change",
+            &payload,
+            &place,
+            &flips,
+            &mut c,
+        )
+        .await?;
+        return Ok(api::json(
+            StatusCode::ACCEPTED,
+            json!({ "applied": false, "proposal": id, "flips": flips, "requires_approval": true }),
+        ));
     }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+    let result = apply_lines(&state, &lines).await?;
+    c.before = json!({ "present": result.removed });
+    c.after = json!({ "added": result.added, "removed": result.removed, "comment": body.comment });
+    c.extra = json!({ "flips": flips });
+    record(&state, &caller, &c).await?;
+    Ok(api::json(
+        StatusCode::OK,
+        json!({ "applied": true, "added": result.added, "removed": result.removed, "flips": flips }),
+    ))
 }
 
 struct Applied {
@@ -654,16 +616,7 @@ const PROPOSAL_COLUMNS: &str =
     ),
     responses(
         (status = 200, description = "proposals of the subtree", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -671,48 +624,44 @@ pub(crate) async fn proposals(
     State(state): State<AdminState>,
     caller: Caller,
     RawQuery(raw): RawQuery,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let q: api::ListQuery = api::parse_query(raw)?;
-        if let Some(s) = &q.status {
-            if !matches!(s.as_str(), "pending" | "applied" | "rejected") {
-                return Err(Problem::bad_request(
-                    "`status` must be pending, applied or rejected",
-                ));
-            }
+) -> Result<Response, Problem> {
+    let q: api::ListQuery = api::parse_query(raw)?;
+    if let Some(s) = &q.status {
+        if !matches!(s.as_str(), "pending" | "applied" | "rejected") {
+            return Err(Problem::bad_request(
+                "`status` must be pending, applied or rejected",
+            ));
         }
-        let c = Change::new("proposal.list", "proposals", None);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let rows: Vec<ProposalRow> = sqlx::query_as(&format!(
-            "SELECT {PROPOSAL_COLUMNS} FROM admin_proposals ORDER BY created_at DESC, id LIMIT 1000"
-        ))
-        .fetch_all(&state.0.pool)
-        .await
-        .map_err(api::internal)?;
-        let list: Vec<Value> = rows
-            .iter()
-            .filter(|p| q.status.as_ref().is_none_or(|s| *s == p.status))
-            .filter(|p| may_change(&state, &scope, &p.place()))
-            .map(ProposalRow::view)
-            .collect();
-        let (list, next) = api::page(
-            list,
-            |p| {
-                format!(
-                    "{:020}-{}",
-                    i64::MAX - p["created_at"].as_i64().unwrap_or(0),
-                    p["id"].as_str().unwrap_or_default()
-                )
-            },
-            &q,
-        )?;
-        Ok(api::json(
-            StatusCode::OK,
-            json!({ "proposals": list, "next_cursor": next }),
-        ))
     }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+    let c = Change::new("proposal.list", "proposals", None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let rows: Vec<ProposalRow> = sqlx::query_as(&format!(
+        "SELECT {PROPOSAL_COLUMNS} FROM admin_proposals ORDER BY created_at DESC, id LIMIT 1000"
+    ))
+    .fetch_all(&state.0.pool)
+    .await
+    .map_err(api::internal)?;
+    let list: Vec<Value> = rows
+        .iter()
+        .filter(|p| q.status.as_ref().is_none_or(|s| *s == p.status))
+        .filter(|p| may_change(&state, &scope, &p.place()))
+        .map(ProposalRow::view)
+        .collect();
+    let (list, next) = api::page(
+        list,
+        |p| {
+            format!(
+                "{:020}-{}",
+                i64::MAX - p["created_at"].as_i64().unwrap_or(0),
+                p["id"].as_str().unwrap_or_default()
+            )
+        },
+        &q,
+    )?;
+    Ok(api::json(
+        StatusCode::OK,
+        json!({ "proposals": list, "next_cursor": next }),
+    ))
 }
 
 async fn proposal_in_scope(
@@ -752,16 +701,7 @@ async fn proposal_in_scope(
     ),
     responses(
         (status = 200, description = "the proposal (ETag)", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -769,15 +709,11 @@ pub(crate) async fn proposal(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let c = Change::new("proposal.read", format!("proposals/{id}"), None);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let row = proposal_in_scope(&state, &caller, &scope, &id, &c).await?;
-        Ok(api::tagged(StatusCode::OK, &row.view()))
-    }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+) -> Result<Response, Problem> {
+    let c = Change::new("proposal.read", format!("proposals/{id}"), None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let row = proposal_in_scope(&state, &caller, &scope, &id, &c).await?;
+    Ok(api::tagged(StatusCode::OK, &row.view()))
 }
 
 /// `POST /proposals/{id}/approve`: a second administrator (not the
@@ -791,16 +727,7 @@ pub(crate) async fn proposal(
     ),
     responses(
         (status = 200, description = "approved by a second administrator and applied", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -808,69 +735,68 @@ pub(crate) async fn approve(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let mut c = Change::new("proposal.approve", format!("proposals/{id}"), None);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let row = proposal_in_scope(&state, &caller, &scope, &id, &c).await?;
-        c.tenant = row.tenant.clone();
-        if row.status != "pending" {
-            return Err(Problem::new(
-                StatusCode::CONFLICT,
-                format!("the proposal is {} already", row.status),
-            ));
-        }
-        if row.proposer == caller.subject {
-            return Err(refuse(
-                &state,
-                &caller,
-                &c,
-                "a proposal needs a second administrator: the proposer cannot approve it",
-            )
-            .await);
-        }
-        let payload: Value = serde_json::from_str(&row.payload).map_err(api::internal)?;
-        c.approver = Some(caller.subject.clone());
-        c.extra = json!({ "proposal": id, "proposer": row.proposer });
-        // The approver must be able to make the change themselves, on the
-        // state as it is now (not as it was proposed).
-        let prepared = prepare_approval(&state, &caller, &scope, &row.kind, &payload, &mut c).await?;
-        // Claim it: of two approvers at once, one applies it.
-        let now = state.0.gateway.clock().now();
-        let claimed = sqlx::query(
-            "UPDATE admin_proposals SET status = 'applied', decided_by = $1, decided_at = $2 \
-             WHERE id = $3 AND status = 'pending'",
+) -> Result<Response, Problem> {
+    let mut c = Change::new("proposal.approve", format!("proposals/{id}"), None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let row = proposal_in_scope(&state, &caller, &scope, &id, &c).await?;
+    c.tenant = row.tenant.clone();
+    if row.status != "pending" {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            format!("the proposal is {} already", row.status),
+        ));
+    }
+    if row.proposer == caller.subject {
+        return Err(refuse(
+            &state,
+            &caller,
+            &c,
+            "a proposal needs a second administrator: the proposer cannot approve it",
         )
-        .bind(&caller.subject)
-        .bind(now)
-        .bind(&id)
-        .execute(&state.0.pool)
-        .await
-        .map_err(api::internal)?
-        .rows_affected();
-        if claimed != 1 {
-            return Err(Problem::new(StatusCode::CONFLICT, "the proposal was decided meanwhile"));
-        }
-        match apply_approved(&state, &caller, prepared, &mut c).await {
-            Ok(result) => Ok(api::json(
-                StatusCode::OK,
-                json!({ "applied": true, "proposal": id, "result": result }),
-            )),
-            Err(p) => {
-                // Not applied: it stays pending.
-                let _ = sqlx::query(
-                    "UPDATE admin_proposals SET status = 'pending', decided_by = NULL, decided_at = NULL \
-                     WHERE id = $1",
-                )
-                .bind(&id)
-                .execute(&state.0.pool)
-                .await;
-                Err(p)
-            }
+        .await);
+    }
+    let payload: Value = serde_json::from_str(&row.payload).map_err(api::internal)?;
+    c.approver = Some(caller.subject.clone());
+    c.extra = json!({ "proposal": id, "proposer": row.proposer });
+    // The approver must be able to make the change themselves, on the
+    // state as it is now (not as it was proposed).
+    let prepared = prepare_approval(&state, &caller, &scope, &row.kind, &payload, &mut c).await?;
+    // Claim it: of two approvers at once, one applies it.
+    let now = state.0.gateway.clock().now();
+    let claimed = sqlx::query(
+        "UPDATE admin_proposals SET status = 'applied', decided_by = $1, decided_at = $2 \
+         WHERE id = $3 AND status = 'pending'",
+    )
+    .bind(&caller.subject)
+    .bind(now)
+    .bind(&id)
+    .execute(&state.0.pool)
+    .await
+    .map_err(api::internal)?
+    .rows_affected();
+    if claimed != 1 {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "the proposal was decided meanwhile",
+        ));
+    }
+    match apply_approved(&state, &caller, prepared, &mut c).await {
+        Ok(result) => Ok(api::json(
+            StatusCode::OK,
+            json!({ "applied": true, "proposal": id, "result": result }),
+        )),
+        Err(p) => {
+            // Not applied: it stays pending.
+            let _ = sqlx::query(
+                "UPDATE admin_proposals SET status = 'pending', decided_by = NULL, decided_at = NULL \
+                 WHERE id = $1",
+            )
+            .bind(&id)
+            .execute(&state.0.pool)
+            .await;
+            Err(p)
         }
     }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// A proposal, checked for its approver and ready to apply.
@@ -1013,16 +939,7 @@ async fn apply_approved(
     ),
     responses(
         (status = 200, description = "rejected", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -1030,39 +947,35 @@ pub(crate) async fn reject(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let mut c = Change::new("proposal.reject", format!("proposals/{id}"), None);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let row = proposal_in_scope(&state, &caller, &scope, &id, &c).await?;
-        c.tenant = row.tenant.clone();
-        let n = sqlx::query(
-            "UPDATE admin_proposals SET status = 'rejected', decided_by = $1, decided_at = $2 \
-             WHERE id = $3 AND status = 'pending'",
-        )
-        .bind(&caller.subject)
-        .bind(state.0.gateway.clock().now())
-        .bind(&id)
-        .execute(&state.0.pool)
-        .await
-        .map_err(api::internal)?
-        .rows_affected();
-        if n != 1 {
-            return Err(Problem::new(
-                StatusCode::CONFLICT,
-                format!("the proposal is {} already", row.status),
-            ));
-        }
-        c.before = json!({ "status": "pending" });
-        c.after = json!({ "status": "rejected" });
-        record(&state, &caller, &c).await?;
-        Ok(api::json(
-            StatusCode::OK,
-            json!({ "rejected": true, "proposal": id }),
-        ))
+) -> Result<Response, Problem> {
+    let mut c = Change::new("proposal.reject", format!("proposals/{id}"), None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let row = proposal_in_scope(&state, &caller, &scope, &id, &c).await?;
+    c.tenant = row.tenant.clone();
+    let n = sqlx::query(
+        "UPDATE admin_proposals SET status = 'rejected', decided_by = $1, decided_at = $2 \
+         WHERE id = $3 AND status = 'pending'",
+    )
+    .bind(&caller.subject)
+    .bind(state.0.gateway.clock().now())
+    .bind(&id)
+    .execute(&state.0.pool)
+    .await
+    .map_err(api::internal)?
+    .rows_affected();
+    if n != 1 {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            format!("the proposal is {} already", row.status),
+        ));
     }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+    c.before = json!({ "status": "pending" });
+    c.after = json!({ "status": "rejected" });
+    record(&state, &caller, &c).await?;
+    Ok(api::json(
+        StatusCode::OK,
+        json!({ "rejected": true, "proposal": id }),
+    ))
 }
 
 async fn put_resource(state: &AdminState, spec: &ResourceSpec) -> Result<(), Problem> {
@@ -1091,16 +1004,7 @@ async fn put_resource(state: &AdminState, spec: &ResourceSpec) -> Result<(), Pro
     ),
     responses(
         (status = 200, description = "resources of the subtree", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -1108,25 +1012,21 @@ pub(crate) async fn list_resources(
     State(state): State<AdminState>,
     caller: Caller,
     RawQuery(raw): RawQuery,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let q: api::ListQuery = api::parse_query(raw)?;
-        let c = Change::new("resource.list", "resources", None);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let list: Vec<ResourceSpec> = resources(&state)
-            .await?
-            .into_iter()
-            .filter(|r| may_change(&state, &scope, &resource_place(r)))
-            .filter(|r| q.tenant.is_none() || r.owner == q.tenant)
-            .collect();
-        let (list, next) = api::page(list, |r| r.id.clone(), &q)?;
-        Ok(api::json(
-            StatusCode::OK,
-            json!({ "resources": list, "next_cursor": next }),
-        ))
-    }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+) -> Result<Response, Problem> {
+    let q: api::ListQuery = api::parse_query(raw)?;
+    let c = Change::new("resource.list", "resources", None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let list: Vec<ResourceSpec> = resources(&state)
+        .await?
+        .into_iter()
+        .filter(|r| may_change(&state, &scope, &resource_place(r)))
+        .filter(|r| q.tenant.is_none() || r.owner == q.tenant)
+        .collect();
+    let (list, next) = api::page(list, |r| r.id.clone(), &q)?;
+    Ok(api::json(
+        StatusCode::OK,
+        json!({ "resources": list, "next_cursor": next }),
+    ))
 }
 
 fn resource_place(r: &ResourceSpec) -> Place {
@@ -1146,16 +1046,7 @@ fn resource_place(r: &ResourceSpec) -> Place {
     ),
     responses(
         (status = 200, description = "the resource (ETag)", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -1163,28 +1054,24 @@ pub(crate) async fn get_resource(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let c = Change::new("resource.read", format!("resources/{id}"), None);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let r = resources(&state)
-            .await?
-            .into_iter()
-            .find(|r| r.id == id)
-            .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no resource `{id}`")))?;
-        if !may_change(&state, &scope, &resource_place(&r)) {
-            return Err(refuse(
-                &state,
-                &caller,
-                &c,
-                "the resource is outside the caller's subtree",
-            )
-            .await);
-        }
-        Ok(api::tagged(StatusCode::OK, &r))
+) -> Result<Response, Problem> {
+    let c = Change::new("resource.read", format!("resources/{id}"), None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let r = resources(&state)
+        .await?
+        .into_iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no resource `{id}`")))?;
+    if !may_change(&state, &scope, &resource_place(&r)) {
+        return Err(refuse(
+            &state,
+            &caller,
+            &c,
+            "the resource is outside the caller's subtree",
+        )
+        .await);
     }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+    Ok(api::tagged(StatusCode::OK, &r))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -1286,16 +1173,7 @@ fn slug(s: &str) -> bool {
         (status = 200, description = "replaced", body = serde_json::Value),
         (status = 201, description = "created", body = serde_json::Value),
         (status = 202, description = "touches sehr_hoch: recorded as a proposal", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -1305,70 +1183,91 @@ pub(crate) async fn put_resource_handler(
     Ids(id): Ids<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<ResourceBody>,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let mut c = Change::new("resource.put", format!("resources/{id}"), body.owner.clone());
-        let scope = admin_scope(&state, &caller, &c).await?;
-        if !slug(&id) || !slug(&body.kind) {
-            return Err(Problem::bad_request("resource id and kind: letters, digits and - _ ., at most 128 characters"));
-        }
-        if body.name.as_ref().is_some_and(|n| n.chars().count() > 200) {
-            return Err(Problem::bad_request("`name`: at most 200 characters"));
-        }
-        if let Some(o) = &body.owner {
-            if state.0.tenants.get(o).is_none() {
-                return Err(Problem::bad_request(format!("unknown tenant `{o}`")));
-            }
-        }
-        let spec = ResourceSpec {
-            id: id.clone(),
-            name: body.name.clone(),
-            kind: body.kind.clone(),
-            owner: body.owner.clone(),
-            client: body.client.clone(),
-            protection: body.protection,
-        };
-        c.after = serde_json::to_value(&spec).unwrap_or(Value::Null);
-        let all = resources(&state).await?;
-        let before = all.iter().find(|r| r.id == id).cloned();
-        if let Some(b) = &before {
-            c.before = serde_json::to_value(b).unwrap_or(Value::Null);
-            check_if_match(&headers, &api::etag(b))?;
-            if !may_change(&state, &scope, &resource_place(b)) {
-                return Err(refuse(&state, &caller, &c, "the resource is outside the caller's subtree").await);
-            }
-        }
-        let place = resource_place(&spec);
-        if !may_change(&state, &scope, &place) {
-            return Err(refuse(&state, &caller, &c, "the new owner is outside the caller's subtree").await);
-        }
-        check_client(&state, &caller, &scope, &spec, &c).await?;
-        check_resource(&state, &all, &spec)?;
-        let sehr_hoch = |r: &ResourceSpec| r.protection.overall() == ProtectionNeed::SehrHoch;
-        if before.as_ref().is_some_and(sehr_hoch) || sehr_hoch(&spec) {
-            let change = interkom_policy::Change {
-                put_resources: vec![spec.clone()],
-                ..Default::default()
-            };
-            let flips = state
-                .0
-                .gateway
-                .policy()
-                .what_if(&change, state.0.gateway.clock().now())
-                .await
-                .map_err(api::internal)?;
-            let payload = json!({ "spec": spec, "before_etag": before.as_ref().map(api::etag) });
-            let pid = propose(&state, &caller, "resource", &payload, &place, &flips, &mut c).await?;
-            return Ok(api::json(
-                StatusCode::ACCEPTED,
-                json!({ "applied": false, "proposal": pid, "flips": flips, "requires_approval": true }),
-            ));
-        }
-        put_resource(&state, &spec).await?;
-        record(&state, &caller, &c).await?;
-        let status = if before.is_some() { StatusCode::OK } else { StatusCode::CREATED };
-        Ok(api::tagged(status, &spec))
+) -> Result<Response, Problem> {
+    let mut c = Change::new(
+        "resource.put",
+        format!("resources/{id}"),
+        body.owner.clone(),
+    );
+    let scope = admin_scope(&state, &caller, &c).await?;
+    if !slug(&id) || !slug(&body.kind) {
+        return Err(Problem::bad_request(
+            "resource id and kind: letters, digits and - _ ., at most 128 characters",
+        ));
     }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+    if body.name.as_ref().is_some_and(|n| n.chars().count() > 200) {
+        return Err(Problem::bad_request("`name`: at most 200 characters"));
+    }
+    if let Some(o) = &body.owner {
+        if state.0.tenants.get(o).is_none() {
+            return Err(Problem::bad_request(format!("unknown tenant `{o}`")));
+        }
+    }
+    let spec = ResourceSpec {
+        id: id.clone(),
+        name: body.name.clone(),
+        kind: body.kind.clone(),
+        owner: body.owner.clone(),
+        client: body.client.clone(),
+        protection: body.protection,
+    };
+    c.after = serde_json::to_value(&spec).unwrap_or(Value::Null);
+    let all = resources(&state).await?;
+    let before = all.iter().find(|r| r.id == id).cloned();
+    if let Some(b) = &before {
+        c.before = serde_json::to_value(b).unwrap_or(Value::Null);
+        check_if_match(&headers, &api::etag(b))?;
+        if !may_change(&state, &scope, &resource_place(b)) {
+            return Err(refuse(
+                &state,
+                &caller,
+                &c,
+                "the resource is outside the caller's subtree",
+            )
+            .await);
+        }
+    }
+    let place = resource_place(&spec);
+    if !may_change(&state, &scope, &place) {
+        return Err(refuse(
+            &state,
+            &caller,
+            &c,
+            "the new owner is outside the caller's subtree",
+        )
+        .await);
+    }
+    check_client(&state, &caller, &scope, &spec, &c).await?;
+    check_resource(&state, &all, &spec)?;
+    let sehr_hoch = |r: &ResourceSpec| r.protection.overall() == ProtectionNeed::SehrHoch;
+    if before.as_ref().is_some_and(sehr_hoch) || sehr_hoch(&spec) {
+        let change = interkom_policy::Change {
+            put_resources: vec![spec.clone()],
+            ..Default::default()
+        };
+        let flips = state
+            .0
+            .gateway
+            .policy()
+            .what_if(&change, state.0.gateway.clock().now())
+            .await
+            .map_err(api::internal)?;
+        let payload = json!({ "spec": spec, "before_etag": before.as_ref().map(api::etag) });
+        let pid = propose(
+            &state, &caller, "resource", &payload, &place, &flips, &mut c,
+        )
+        .await?;
+        return Ok(api::json(
+            StatusCode::ACCEPTED,
+            json!({ "applied": false, "proposal": pid, "flips": flips, "requires_approval": true }),
+        ));
+    }
+    put_resource(&state, &spec).await?;
+    record(&state, &caller, &c).await?;
+    let status = if before.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(api::tagged(status, &spec))
 }

@@ -4,7 +4,7 @@
 //! not hold themselves at or above the tenant concerned, nor changes their
 //! own roles.
 
-use interkom_policy::Tenant;
+use interkom_policy::{Tenant, TenantTree};
 use sqlx::AnyPool;
 
 use crate::auth::Caller;
@@ -52,10 +52,17 @@ impl Scope {
             .any(|root| tenant.path.iter().any(|p| p == root))
     }
 
-    /// Whether the caller administers a Kreis as a whole (a tenant without
-    /// parent): what applies everywhere (lines for `*` or a kind) is theirs.
-    pub(crate) fn covers_everything(&self, roots: &[&Tenant]) -> bool {
-        roots.iter().all(|t| self.covers(t))
+    /// Whether the caller administers every Kreis as a whole: what applies
+    /// everywhere (lines for `*` or a kind, resources of no tenant, the
+    /// signing keys) is theirs.
+    pub(crate) fn covers_every_kreis(&self, tree: &TenantTree) -> bool {
+        let mut roots = tree.iter().filter(|t| t.parent.is_none()).peekable();
+        roots.peek().is_some() && roots.all(|t| self.covers(t))
+    }
+
+    /// Whether the tenant of this id exists and lies in the caller's reach.
+    pub(crate) fn covers_id(&self, tree: &TenantTree, id: &str) -> bool {
+        tree.get(id).is_some_and(|t| self.covers(t))
     }
 
     /// Whether the caller holds `role` in `tenant` or above it: only then

@@ -4,7 +4,7 @@
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use interkom_gateway::accounts::{NewUser, User};
 use interkom_gateway::GatewayError;
 use serde::{Deserialize, Serialize};
@@ -127,16 +127,7 @@ pub(crate) struct ListQuery {
     ),
     responses(
         (status = 200, description = "users by username", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -144,76 +135,75 @@ pub(crate) async fn list(
     State(state): State<AdminState>,
     caller: Caller,
     RawQuery(raw): RawQuery,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let q: ListQuery = api::parse_query(raw)?;
-        let limit = api::page_limit(q.limit.as_deref())?;
-        let c = Change::new("user.list", "users", q.tenant.clone());
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let tenants: Vec<String> = match &q.tenant {
-            Some(t) => {
-                let tenant = state
-                    .0
-                    .tenants
-                    .get(t)
-                    .ok_or_else(|| Problem::bad_request(format!("unknown tenant `{t}`")))?;
-                if !scope.covers(tenant) {
-                    return Err(refuse(&state, &caller, &c, "outside the caller's subtree").await);
-                }
-                vec![t.clone()]
-            }
-            None => state
+) -> Result<Response, Problem> {
+    let q: ListQuery = api::parse_query(raw)?;
+    let limit = api::page_limit(q.limit.as_deref())?;
+    let c = Change::new("user.list", "users", q.tenant.clone());
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let tenants: Vec<String> = match &q.tenant {
+        Some(t) => {
+            let tenant = state
                 .0
                 .tenants
-                .iter()
-                .filter(|t| scope.covers(t))
-                .map(|t| t.id.clone())
-                .collect(),
-        };
-        if tenants.is_empty() {
-            return Ok(api::json(
-                StatusCode::OK,
-                json!({ "users": [], "next_cursor": null }),
-            ));
-        }
-        let mut sql = String::from(
-            "SELECT id, tenant, username, password_hash, name, email, disabled FROM users WHERE tenant IN (",
-        );
-        for i in 0..tenants.len() {
-            if i > 0 {
-                sql.push(',');
+                .get(t)
+                .ok_or_else(|| Problem::bad_request(format!("unknown tenant `{t}`")))?;
+            if !scope.covers(tenant) {
+                return Err(refuse(&state, &caller, &c, "outside the caller's subtree").await);
             }
-            sql.push_str(&format!("${}", i + 1));
+            vec![t.clone()]
         }
-        sql.push(')');
-        if q.cursor.is_some() {
-            sql.push_str(&format!(" AND username > ${}", tenants.len() + 1));
-        }
-        sql.push_str(&format!(" ORDER BY username LIMIT {}", limit + 1));
-        let mut query = sqlx::query_as::<_, User>(&sql);
-        for t in &tenants {
-            query = query.bind(t);
-        }
-        if let Some(cur) = &q.cursor {
-            query = query.bind(cur);
-        }
-        let mut rows = query.fetch_all(&state.0.pool).await.map_err(api::internal)?;
-        let more = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
-        let next = more
-            .then(|| rows.last().map(|u| u.username.clone()))
-            .flatten();
-        let mut users = Vec::with_capacity(rows.len());
-        for u in rows {
-            users.push(view(&state, u).await?);
-        }
-        Ok(api::json(
+        None => state
+            .0
+            .tenants
+            .iter()
+            .filter(|t| scope.covers(t))
+            .map(|t| t.id.clone())
+            .collect(),
+    };
+    if tenants.is_empty() {
+        return Ok(api::json(
             StatusCode::OK,
-            json!({ "users": users, "next_cursor": next }),
-        ))
+            json!({ "users": [], "next_cursor": null }),
+        ));
     }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+    let mut sql = String::from(
+        "SELECT id, tenant, username, password_hash, name, email, disabled FROM users WHERE tenant IN (",
+    );
+    for i in 0..tenants.len() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&format!("${}", i + 1));
+    }
+    sql.push(')');
+    if q.cursor.is_some() {
+        sql.push_str(&format!(" AND username > ${}", tenants.len() + 1));
+    }
+    sql.push_str(&format!(" ORDER BY username LIMIT {}", limit + 1));
+    let mut query = sqlx::query_as::<_, User>(&sql);
+    for t in &tenants {
+        query = query.bind(t);
+    }
+    if let Some(cur) = &q.cursor {
+        query = query.bind(cur);
+    }
+    let mut rows = query
+        .fetch_all(&state.0.pool)
+        .await
+        .map_err(api::internal)?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = more
+        .then(|| rows.last().map(|u| u.username.clone()))
+        .flatten();
+    let mut users = Vec::with_capacity(rows.len());
+    for u in rows {
+        users.push(view(&state, u).await?);
+    }
+    Ok(api::json(
+        StatusCode::OK,
+        json!({ "users": users, "next_cursor": next }),
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -273,16 +263,7 @@ fn known_role(state: &AdminState, role: &str) -> Result<(), Problem> {
     request_body(content = NewUserBody, content_type = "application/json"),
     responses(
         (status = 201, description = "created; the initial password is shown once", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -290,84 +271,80 @@ pub(crate) async fn create(
     State(state): State<AdminState>,
     caller: Caller,
     JsonBody(body): JsonBody<NewUserBody>,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let mut c = Change::new("user.create", "users", Some(body.tenant.clone()));
-        c.after = json!({ "tenant": body.tenant, "username": body.username, "roles": body.roles });
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let tenant = state
-            .0
-            .tenants
-            .get(&body.tenant)
-            .ok_or_else(|| Problem::bad_request(format!("unknown tenant `{}`", body.tenant)))?;
-        if !scope.covers(tenant) {
-            return Err(refuse(
-                &state,
-                &caller,
-                &c,
-                "the tenant is outside the caller's subtree",
-            )
-            .await);
-        }
-        check_profile(body.name.as_deref(), body.email.as_deref())?;
-        if body.roles.iter().any(|r| r == ADMIN) {
-            return Err(Problem::bad_request(
-                "assign `admin` separately: it takes effect when a second administrator approves",
-            ));
-        }
-        for role in &body.roles {
-            known_role(&state, role)?;
-            if !scope.holds_at_or_above(role, tenant) {
-                let why = format!("the caller does not hold the role `{role}` there");
-                return Err(refuse(&state, &caller, &c, &why).await);
-            }
-        }
-        let password = interkom_gateway::crypto::random_token(15);
-        let id = state
-            .0
-            .gateway
-            .add_user(NewUser {
-                tenant: body.tenant.clone(),
-                username: body.username.clone(),
-                password: password.clone(),
-                name: body.name.clone().filter(|n| !n.is_empty()),
-                email: body.email.clone().filter(|e| !e.is_empty()),
-                roles: body.roles.clone(),
-            })
-            .await
-            .map_err(|e| match e {
-                GatewayError::Invalid(m) if m.contains("is taken") => {
-                    Problem::new(StatusCode::CONFLICT, m)
-                }
-                GatewayError::Invalid(m) => Problem::bad_request(m),
-                e => api::internal(e),
-            })?;
-        let user = state
-            .0
-            .gateway
-            .user(&id)
-            .await
-            .map_err(api::internal)?
-            .ok_or_else(Problem::internal)?;
-        let v = view(&state, user).await?;
-        c.target = format!("users/{id}");
-        c.after = serde_json::to_value(&v).unwrap_or(Value::Null);
-        record(&state, &caller, &c).await?;
-        let tag = api::etag(&v);
-        let mut r = api::json(
-            StatusCode::CREATED,
-            json!({ "user": v, "initial_password": password }),
-        );
-        if let Ok(t) = axum::http::HeaderValue::from_str(&tag) {
-            r.headers_mut().insert(axum::http::header::ETAG, t);
-        }
-        if let Ok(l) = axum::http::HeaderValue::from_str(&format!("users/{id}")) {
-            r.headers_mut().insert(axum::http::header::LOCATION, l);
-        }
-        Ok(r)
+) -> Result<Response, Problem> {
+    let mut c = Change::new("user.create", "users", Some(body.tenant.clone()));
+    c.after = json!({ "tenant": body.tenant, "username": body.username, "roles": body.roles });
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let tenant = state
+        .0
+        .tenants
+        .get(&body.tenant)
+        .ok_or_else(|| Problem::bad_request(format!("unknown tenant `{}`", body.tenant)))?;
+    if !scope.covers(tenant) {
+        return Err(refuse(
+            &state,
+            &caller,
+            &c,
+            "the tenant is outside the caller's subtree",
+        )
+        .await);
     }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+    check_profile(body.name.as_deref(), body.email.as_deref())?;
+    if body.roles.iter().any(|r| r == ADMIN) {
+        return Err(Problem::bad_request(
+            "assign `admin` separately: it takes effect when a second administrator approves",
+        ));
+    }
+    for role in &body.roles {
+        known_role(&state, role)?;
+        if !scope.holds_at_or_above(role, tenant) {
+            let why = format!("the caller does not hold the role `{role}` there");
+            return Err(refuse(&state, &caller, &c, &why).await);
+        }
+    }
+    let password = interkom_gateway::crypto::random_token(15);
+    let id = state
+        .0
+        .gateway
+        .add_user(NewUser {
+            tenant: body.tenant.clone(),
+            username: body.username.clone(),
+            password: password.clone(),
+            name: body.name.clone().filter(|n| !n.is_empty()),
+            email: body.email.clone().filter(|e| !e.is_empty()),
+            roles: body.roles.clone(),
+        })
+        .await
+        .map_err(|e| match e {
+            GatewayError::Invalid(m) if m.contains("is taken") => {
+                Problem::new(StatusCode::CONFLICT, m)
+            }
+            GatewayError::Invalid(m) => Problem::bad_request(m),
+            e => api::internal(e),
+        })?;
+    let user = state
+        .0
+        .gateway
+        .user(&id)
+        .await
+        .map_err(api::internal)?
+        .ok_or_else(Problem::internal)?;
+    let v = view(&state, user).await?;
+    c.target = format!("users/{id}");
+    c.after = serde_json::to_value(&v).unwrap_or(Value::Null);
+    record(&state, &caller, &c).await?;
+    let tag = api::etag(&v);
+    let mut r = api::json(
+        StatusCode::CREATED,
+        json!({ "user": v, "initial_password": password }),
+    );
+    if let Ok(t) = axum::http::HeaderValue::from_str(&tag) {
+        r.headers_mut().insert(axum::http::header::ETAG, t);
+    }
+    if let Ok(l) = axum::http::HeaderValue::from_str(&format!("users/{id}")) {
+        r.headers_mut().insert(axum::http::header::LOCATION, l);
+    }
+    Ok(r)
 }
 
 /// `GET /users/{id}`.
@@ -380,16 +357,7 @@ pub(crate) async fn create(
     ),
     responses(
         (status = 200, description = "the user (ETag)", body = UserView),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -397,15 +365,11 @@ pub(crate) async fn get(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let c = Change::new("user.read", format!("users/{id}"), None);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let user = user_in_scope(&state, &caller, &scope, &id, false, &c).await?;
-        Ok(api::tagged(StatusCode::OK, &view(&state, user).await?))
-    }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+) -> Result<Response, Problem> {
+    let c = Change::new("user.read", format!("users/{id}"), None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let user = user_in_scope(&state, &caller, &scope, &id, false, &c).await?;
+    Ok(api::tagged(StatusCode::OK, &view(&state, user).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -434,16 +398,7 @@ pub(crate) struct UserPatch {
     request_body(content = UserPatch, content_type = "application/json"),
     responses(
         (status = 200, description = "changed (ETag)", body = UserView),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -453,61 +408,57 @@ pub(crate) async fn patch(
     Ids(id): Ids<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<UserPatch>,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let mut c = Change::new("user.update", format!("users/{id}"), None);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let user = user_in_scope(&state, &caller, &scope, &id, true, &c).await?;
-        c.tenant = Some(user.tenant.clone());
-        let before = view(&state, user).await?;
-        check_if_match(&headers, &api::etag(&before))?;
-        check_profile(body.name.as_deref(), body.email.as_deref())?;
-        c.before = serde_json::to_value(&before).unwrap_or(Value::Null);
-        if body.locked.is_some() && id == caller.subject {
-            return Err(refuse(
-                &state,
-                &caller,
-                &c,
-                "nobody locks or unlocks their own account",
-            )
-            .await);
-        }
-        let g = &state.0.gateway;
-        if body.name.is_some() || body.email.is_some() {
-            let name = body
-                .name
-                .as_deref()
-                .map_or(before.name.as_deref(), |n| (!n.is_empty()).then_some(n));
-            let email = body
-                .email
-                .as_deref()
-                .map_or(before.email.as_deref(), |e| (!e.is_empty()).then_some(e));
-            g.set_profile(&id, name, email)
-                .await
-                .map_err(api::internal)?;
-        }
-        if let Some(locked) = body.locked {
-            g.set_disabled(&id, locked).await.map_err(api::internal)?;
-        }
-        let after = view(
+) -> Result<Response, Problem> {
+    let mut c = Change::new("user.update", format!("users/{id}"), None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let user = user_in_scope(&state, &caller, &scope, &id, true, &c).await?;
+    c.tenant = Some(user.tenant.clone());
+    let before = view(&state, user).await?;
+    check_if_match(&headers, &api::etag(&before))?;
+    check_profile(body.name.as_deref(), body.email.as_deref())?;
+    c.before = serde_json::to_value(&before).unwrap_or(Value::Null);
+    if body.locked.is_some() && id == caller.subject {
+        return Err(refuse(
             &state,
-            g.user(&id)
-                .await
-                .map_err(api::internal)?
-                .ok_or_else(Problem::internal)?,
+            &caller,
+            &c,
+            "nobody locks or unlocks their own account",
         )
-        .await?;
-        c.after = serde_json::to_value(&after).unwrap_or(Value::Null);
-        c.op = match body.locked {
-            Some(true) => "user.lock",
-            Some(false) => "user.unlock",
-            None => "user.update",
-        };
-        record(&state, &caller, &c).await?;
-        Ok(api::tagged(StatusCode::OK, &after))
+        .await);
     }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+    let g = &state.0.gateway;
+    if body.name.is_some() || body.email.is_some() {
+        let name = body
+            .name
+            .as_deref()
+            .map_or(before.name.as_deref(), |n| (!n.is_empty()).then_some(n));
+        let email = body
+            .email
+            .as_deref()
+            .map_or(before.email.as_deref(), |e| (!e.is_empty()).then_some(e));
+        g.set_profile(&id, name, email)
+            .await
+            .map_err(api::internal)?;
+    }
+    if let Some(locked) = body.locked {
+        g.set_disabled(&id, locked).await.map_err(api::internal)?;
+    }
+    let after = view(
+        &state,
+        g.user(&id)
+            .await
+            .map_err(api::internal)?
+            .ok_or_else(Problem::internal)?,
+    )
+    .await?;
+    c.after = serde_json::to_value(&after).unwrap_or(Value::Null);
+    c.op = match body.locked {
+        Some(true) => "user.lock",
+        Some(false) => "user.unlock",
+        None => "user.update",
+    };
+    record(&state, &caller, &c).await?;
+    Ok(api::tagged(StatusCode::OK, &after))
 }
 
 /// `POST /users/{id}/password-reset`: a new initial password, shown once;
@@ -521,16 +472,7 @@ pub(crate) async fn patch(
     ),
     responses(
         (status = 200, description = "a new initial password, shown once", body = serde_json::Value),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -538,49 +480,45 @@ pub(crate) async fn reset_password(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let mut c = Change::new("user.password_reset", format!("users/{id}"), None);
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let user = user_in_scope(&state, &caller, &scope, &id, true, &c).await?;
-        c.tenant = Some(user.tenant.clone());
-        if id == caller.subject {
-            return Err(refuse(&state, &caller, &c, "nobody resets their own password here").await);
-        }
-        // Whoever learns an administrator's new password could act as a
-        // second administrator: such a reset needs one.
-        if holds_admin(&state, &id).await? {
-            let place = Place::Tenant(user.tenant.clone());
-            let payload = json!({ "user": id });
-            let pid = propose(
-                &state,
-                &caller,
-                "password_reset",
-                &payload,
-                &place,
-                &[],
-                &mut c,
-            )
-            .await?;
-            return Ok(api::json(
-                StatusCode::ACCEPTED,
-                json!({ "applied": false, "proposal": pid, "requires_approval": true }),
-            ));
-        }
-        let password = state
-            .0
-            .gateway
-            .reset_password(&id)
-            .await
-            .map_err(api::internal)?;
-        record(&state, &caller, &c).await?;
-        Ok(api::json(
-            StatusCode::OK,
-            json!({ "initial_password": password }),
-        ))
+) -> Result<Response, Problem> {
+    let mut c = Change::new("user.password_reset", format!("users/{id}"), None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let user = user_in_scope(&state, &caller, &scope, &id, true, &c).await?;
+    c.tenant = Some(user.tenant.clone());
+    if id == caller.subject {
+        return Err(refuse(&state, &caller, &c, "nobody resets their own password here").await);
     }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+    // Whoever learns an administrator's new password could act as a
+    // second administrator: such a reset needs one.
+    if holds_admin(&state, &id).await? {
+        let place = Place::Tenant(user.tenant.clone());
+        let payload = json!({ "user": id });
+        let pid = propose(
+            &state,
+            &caller,
+            "password_reset",
+            &payload,
+            &place,
+            &[],
+            &mut c,
+        )
+        .await?;
+        return Ok(api::json(
+            StatusCode::ACCEPTED,
+            json!({ "applied": false, "proposal": pid, "requires_approval": true }),
+        ));
+    }
+    let password = state
+        .0
+        .gateway
+        .reset_password(&id)
+        .await
+        .map_err(api::internal)?;
+    record(&state, &caller, &c).await?;
+    Ok(api::json(
+        StatusCode::OK,
+        json!({ "initial_password": password }),
+    ))
 }
 
 /// `PUT /users/{id}/roles/{tenant}/{role}`: assigns a role.
@@ -595,16 +533,7 @@ pub(crate) async fn reset_password(
     ),
     responses(
         (status = 200, description = "assigned", body = UserView),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -612,7 +541,7 @@ pub(crate) async fn add_role(
     State(state): State<AdminState>,
     caller: Caller,
     Ids((id, tenant, role)): Ids<(String, String, String)>,
-) -> Response {
+) -> Result<Response, Problem> {
     change_role(state, caller, id, tenant, role, true).await
 }
 
@@ -628,16 +557,7 @@ pub(crate) async fn add_role(
     ),
     responses(
         (status = 200, description = "taken away", body = UserView),
-        (status = 400, description = "invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "outside the caller's subtree, an escalation, or not an administrator (audited)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such entity", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflicts with the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "audit store unavailable", body = Problem, content_type = "application/problem+json")
+        crate::openapi::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -645,7 +565,7 @@ pub(crate) async fn remove_role(
     State(state): State<AdminState>,
     caller: Caller,
     Ids((id, tenant, role)): Ids<(String, String, String)>,
-) -> Response {
+) -> Result<Response, Problem> {
     change_role(state, caller, id, tenant, role, false).await
 }
 
@@ -792,44 +712,38 @@ async fn change_role(
     tenant_id: String,
     role: String,
     add: bool,
-) -> Response {
-    let res: Result<Response, Problem> = async {
-        let op = if add {
-            "user.roles.add"
-        } else {
-            "user.roles.remove"
-        };
-        let mut c = Change::new(
-            op,
-            format!("users/{id}/roles/{tenant_id}/{role}"),
-            Some(tenant_id.clone()),
-        );
-        let scope = admin_scope(&state, &caller, &c).await?;
-        let before =
-            check_role_change(&state, &caller, &scope, &id, &tenant_id, &role, &mut c).await?;
-        // A new administrator is a second pair of eyes: it takes two.
-        if add && role == ADMIN {
-            let place = Place::Tenant(tenant_id.clone());
-            let payload = json!({ "user": id, "tenant": tenant_id, "role": role });
-            let pid = propose(
-                &state,
-                &caller,
-                "role_assignment",
-                &payload,
-                &place,
-                &[],
-                &mut c,
-            )
-            .await?;
-            return Ok(api::json(
-                StatusCode::ACCEPTED,
-                json!({ "applied": false, "proposal": pid, "requires_approval": true }),
-            ));
-        }
-        let after =
-            apply_role_change(&state, &caller, &before, &tenant_id, &role, add, &mut c).await?;
-        Ok(api::tagged(StatusCode::OK, &after))
+) -> Result<Response, Problem> {
+    let op = if add {
+        "user.roles.add"
+    } else {
+        "user.roles.remove"
+    };
+    let mut c = Change::new(
+        op,
+        format!("users/{id}/roles/{tenant_id}/{role}"),
+        Some(tenant_id.clone()),
+    );
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let before = check_role_change(&state, &caller, &scope, &id, &tenant_id, &role, &mut c).await?;
+    // A new administrator is a second pair of eyes: it takes two.
+    if add && role == ADMIN {
+        let place = Place::Tenant(tenant_id.clone());
+        let payload = json!({ "user": id, "tenant": tenant_id, "role": role });
+        let pid = propose(
+            &state,
+            &caller,
+            "role_assignment",
+            &payload,
+            &place,
+            &[],
+            &mut c,
+        )
+        .await?;
+        return Ok(api::json(
+            StatusCode::ACCEPTED,
+            json!({ "applied": false, "proposal": pid, "requires_approval": true }),
+        ));
     }
-    .await;
-    res.unwrap_or_else(IntoResponse::into_response)
+    let after = apply_role_change(&state, &caller, &before, &tenant_id, &role, add, &mut c).await?;
+    Ok(api::tagged(StatusCode::OK, &after))
 }
