@@ -80,6 +80,11 @@ struct Cli {
     /// The issuer URL; its host must be loopback (127.0.0.0/8, localhost, ::1).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     issuer: String,
+    /// Several nodes serving the issuer (`127.0.0.1:PORT`, repeatable): the
+    /// connections are spread over them round robin, as a load balancer with
+    /// keep-alive does. Default: the issuer's own address.
+    #[arg(long = "node")]
+    nodes: Vec<String>,
     #[arg(long, value_enum)]
     scenario: Scenario,
     /// Measured seconds (at most 120).
@@ -165,7 +170,9 @@ fn main() -> ExitCode {
 
 /// Everything about the server that stays fixed during a run, built once.
 struct Target {
+    /// Where the issuer's first connection goes (and the only one, for one node).
     addr: SocketAddr,
+    nodes: Vec<SocketAddr>,
     host: HeaderValue,
     token: Uri,
     introspect: Uri,
@@ -196,8 +203,18 @@ impl Target {
                 .parse::<Uri>()
                 .with_context(|| format!("endpoint {base}{path}"))
         };
+        let nodes = cli
+            .nodes
+            .iter()
+            .map(|n| {
+                let u = Url::parse(&format!("http://{n}"))
+                    .with_context(|| format!("--node `{n}` is not host:port"))?;
+                loopback_addr(&u)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Target {
-            addr,
+            addr: nodes.first().copied().unwrap_or(addr),
+            nodes: if nodes.is_empty() { vec![addr] } else { nodes },
             host,
             token: uri("/token")?,
             introspect: uri("/introspect")?,
@@ -551,12 +568,14 @@ struct Worker {
 
 impl Worker {
     /// Connects and, for `refresh`, logs in, all before the clock starts.
-    async fn setup(ctx: &Ctx) -> Result<Worker, Failure> {
+    /// Connection `i` goes to node `i mod n`.
+    async fn setup(ctx: &Ctx, i: usize) -> Result<Worker, Failure> {
+        let addr = ctx.target.nodes[i % ctx.target.nodes.len()];
         let mut w = Worker {
-            conn: Conn::new(ctx.target.addr),
+            conn: Conn::new(addr),
             refresh_token: None,
         };
-        w.conn.sender = Some(Conn::open(ctx.target.addr).await?);
+        w.conn.sender = Some(Conn::open(addr).await?);
         if ctx.scenario == Scenario::Refresh {
             w.relogin(&ctx.target).await?;
         }
@@ -784,9 +803,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // Connect (and log in, for refresh) first, so the clock only sees load.
     let setup_deadline = Instant::now() + SETUP_LIMIT;
     let setups: Vec<_> = (0..connections)
-        .map(|_| {
+        .map(|i| {
             let ctx = Arc::clone(&ctx);
-            tokio::spawn(async move { Worker::setup(&ctx).await })
+            tokio::spawn(async move { Worker::setup(&ctx, i).await })
         })
         .collect();
     let mut workers = Vec::with_capacity(connections);

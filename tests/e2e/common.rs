@@ -290,6 +290,11 @@ impl Browser {
 }
 
 pub fn parse_form(server: &TestServer, html: &str) -> LoginForm {
+    parse_form_at(&server.issuer, html)
+}
+
+/// The form of a page served under `base` (relative actions resolved there).
+pub fn parse_form_at(base: &str, html: &str) -> LoginForm {
     let action = attr_after(html, "<form", "action").expect("form action");
     let mut fields = HashMap::new();
     let mut rest = html;
@@ -307,7 +312,7 @@ pub fn parse_form(server: &TestServer, html: &str) -> LoginForm {
         action: if action.starts_with("http") {
             action
         } else {
-            server.url(&action)
+            format!("{base}{action}")
         },
         fields,
         html: html.to_owned(),

@@ -95,3 +95,55 @@ async fn a_second_node_on_the_same_database_serves_the_same_issuer() {
         .unwrap();
     assert!(report.ok(), "{report:?}");
 }
+
+#[tokio::test]
+async fn a_rotation_reaches_the_other_nodes_within_a_second() {
+    let a = TestServer::start().await;
+    // On PostgreSQL node B reloads its keys only hourly by itself: only the
+    // announcement (LISTEN/NOTIFY) can tell it in time. SQLite serves one
+    // node; there the periodic reload (every second here) is what there is.
+    let pg = backend() == "postgres";
+    let issuer = a.issuer.clone();
+    let b = TestServer::start_on(a.database_url.clone(), Some(a.kek.clone()), |c| {
+        c.issuer = issuer;
+        c.tokens.key_reload_interval = if pg { 3600 } else { 1 };
+    })
+    .await;
+    // B has served its JWKS once (the set is loaded).
+    let jwks = |s: &TestServer| {
+        let url = s.url("/jwks");
+        async move {
+            let v: serde_json::Value = TestServer::http()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["kid"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let before = jwks(&b).await;
+    let new = a.app.gateway.rotate_keys().await.unwrap();
+    assert!(new.iter().all(|k| !before.contains(k)));
+    let limit = std::time::Duration::from_millis(if pg { 1000 } else { 3000 });
+    let started = std::time::Instant::now();
+    loop {
+        let now = jwks(&b).await;
+        if new.iter().all(|k| now.contains(k)) {
+            break;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "node B does not publish the new keys after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -149,3 +149,42 @@ fn dev_cert_replaces_a_pair_whatever_the_file_names() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The source an audit event recorded for a client-credentials grant sent
+/// with this `X-Forwarded-For`.
+async fn recorded_source(s: &TestServer, forwarded: &str) -> String {
+    let res = TestServer::http()
+        .post(s.url("/token"))
+        .basic_auth(KFZ, Some(KFZ_SECRET))
+        .header("x-forwarded-for", forwarded)
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    s.audit("token_issued").await[0].source.clone().unwrap()
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_audit_records_the_client_not_the_proxy() {
+    // The test connects from 127.0.0.1: the proxy.
+    let s = TestServer::start_with(|c| {
+        c.tls.behind_proxy = true;
+        c.tls.trusted_proxies = vec!["127.0.0.0/8".into(), "192.0.2.7".into()];
+    })
+    .await;
+    // The client's own claim left of the real client address proves nothing;
+    // the trusted second proxy right of it is skipped.
+    assert_eq!(
+        recorded_source(&s, "6.6.6.6, 203.0.113.9, 192.0.2.7").await,
+        "203.0.113.0/24"
+    );
+    // Without trusted proxies the header is ignored: anyone can send it.
+    let plain = TestServer::start().await;
+    assert_eq!(recorded_source(&plain, "203.0.113.9").await, "127.0.0.0/24");
+    // A bad range is a configuration error.
+    let mut fc = base_config();
+    fc.tls.trusted_proxies = vec!["10.0.0.0/40".into()];
+    let err = format!("{:?}", fc.validate().unwrap_err());
+    assert!(err.contains("trusted_proxies"), "{err}");
+}

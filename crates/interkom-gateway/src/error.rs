@@ -104,6 +104,20 @@ impl From<GatewayError> for OAuthError {
                     "the service is temporarily unavailable",
                 )
             }
+            GatewayError::Database(
+                e @ (sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::WorkerCrashed),
+            ) => {
+                // An outage, not a bug: the client may retry (at another node).
+                tracing::error!(error = %e, "database unavailable");
+                OAuthError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "the service is temporarily unavailable",
+                )
+            }
             e => {
                 tracing::error!(error = %e, "internal error");
                 OAuthError::new(

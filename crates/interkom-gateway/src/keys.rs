@@ -3,8 +3,9 @@
 //!
 //! Rotation publishes a new key in the JWKS `publish_lead` before it signs
 //! anything, and keeps the old key published until every token it signed
-//! has expired. Each node reloads the key set from the database periodically,
-//! so a rotation on one node (or by the CLI) reaches all.
+//! has expired. A rotation on one node (or by the CLI) reaches all: on
+//! PostgreSQL it is announced and every node reloads at once; on both
+//! databases each node also reloads periodically.
 
 use std::sync::{Arc, RwLock};
 
@@ -229,6 +230,20 @@ struct KeyRow {
     retire_at: Option<i64>,
 }
 
+/// The PostgreSQL channel a rotation is announced on.
+pub(crate) const CHANNEL: &str = "interkom_keys";
+
+/// Tells the other nodes (PostgreSQL only; SQLite serves one node).
+async fn announce(pool: &AnyPool) -> Result<(), GatewayError> {
+    let mut conn = pool.acquire().await?;
+    if conn.backend_name() == "PostgreSQL" {
+        sqlx::query(&format!("NOTIFY {CHANNEL}"))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// The node's view of the keys, reloaded from the database.
 pub(crate) struct KeyStore {
     pool: AnyPool,
@@ -315,6 +330,22 @@ impl KeyStore {
         Ok(set)
     }
 
+    /// Reloads on every announced rotation until the connection fails.
+    pub(crate) async fn listen(&self, url: &str, clock: &crate::Clock) -> Result<(), GatewayError> {
+        let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+        listener.listen(CHANNEL).await?;
+        // Whatever was rotated while not listening.
+        self.reload(clock.now()).await?;
+        loop {
+            // `None`: the connection dropped and came back; announcements in
+            // between are lost, so reload anyway.
+            listener.try_recv().await?;
+            if let Err(e) = self.reload(clock.now()).await {
+                tracing::warn!(error = %e, "key reload failed; keeping the current keys");
+            }
+        }
+    }
+
     /// Creates a first key for every algorithm that has none.
     pub(crate) async fn ensure(&self, now: i64) -> Result<(), GatewayError> {
         let set = self.reload(now).await?;
@@ -380,6 +411,7 @@ impl KeyStore {
             kids.push(self.insert(alg, now, sign_from).await?);
         }
         self.reload(now).await?;
+        announce(&self.pool).await?;
         Ok(kids)
     }
 

@@ -177,6 +177,25 @@ impl Gateway {
         Ok(kids)
     }
 
+    /// Keeps this node's signing keys current on PostgreSQL: reloads as soon
+    /// as another node announces a rotation (the periodic reload stays as the
+    /// fallback, and is all there is on SQLite).
+    pub fn spawn_key_watch(&self, database_url: &str) -> Option<tokio::task::JoinHandle<()>> {
+        if !database_url.starts_with("postgres") {
+            return None;
+        }
+        let gw = self.clone();
+        let url = database_url.to_owned();
+        Some(tokio::spawn(async move {
+            loop {
+                if let Err(e) = gw.0.keys.listen(&url, &gw.0.clock).await {
+                    tracing::warn!(error = %e, "key announcements lost; reloading periodically until they return");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }))
+    }
+
     /// Validates one of interkom's access tokens (signature, issuer, expiry,
     /// revocation) and returns its claims; `None` when it is not valid.
     pub async fn validate_access_token(

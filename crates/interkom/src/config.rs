@@ -87,9 +87,11 @@ pub struct TlsFileConfig {
     /// How often the files are checked for changes, in seconds (default 10).
     pub reload_seconds: Option<u64>,
     /// Plain HTTP on a non-loopback address, because a proxy in front
-    /// terminates TLS. (Audit events then record the proxy's address until
-    /// trusted-proxy settings exist.)
+    /// terminates TLS.
     pub behind_proxy: bool,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the
+    /// client: audit events and logs then record the client, not the proxy.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// The TLS the node serves with.
@@ -275,6 +277,7 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Whether responses say HSTS (TLS here or at the proxy in front).
     pub hsts: bool,
+    pub trusted_proxies: crate::proxy::TrustedProxies,
 }
 
 impl FileConfig {
@@ -414,6 +417,11 @@ impl FileConfig {
             }
         }
         let hsts = tls.is_some() || self.tls.behind_proxy;
+        let trusted_proxies = crate::proxy::TrustedProxies::parse(&self.tls.trusted_proxies)
+            .unwrap_or_else(|e| {
+                errs.push(e);
+                Default::default()
+            });
         match (listen, gateway, master, policy) {
             (Some(listen), Some(gateway), Some(master_key), Some(policy)) if errs.is_empty() => {
                 Ok(Config {
@@ -442,6 +450,7 @@ impl FileConfig {
                     policy_poll_seconds: self.policy_poll_seconds.clamp(1, 3600),
                     tls,
                     hsts,
+                    trusted_proxies,
                 })
             }
             _ => bail!("invalid configuration:\n  - {}", errs.join("\n  - ")),

@@ -21,6 +21,9 @@ pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
     let pool = AnyPoolOptions::new()
         .max_connections(max)
         .min_connections(1)
+        // During a database outage requests fail fast (503) instead of
+        // queueing for the default 30 s.
+        .acquire_timeout(std::time::Duration::from_secs(5))
         .connect_with(opts)
         .await
         .with_context(|| format!("connecting to {}", redact(&url)))?;
@@ -65,6 +68,15 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// The newest migration applied to the database.
+pub async fn schema_version(pool: &AnyPool) -> anyhow::Result<i64> {
+    let v: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await?;
+    Ok(v.unwrap_or(0))
 }
 
 /// Applies every crate's migrations, tenants first (others refer to them).

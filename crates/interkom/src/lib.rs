@@ -11,6 +11,7 @@
 pub mod config;
 pub mod db;
 pub mod metrics;
+pub mod proxy;
 pub mod tls;
 
 use std::future::Future;
@@ -47,6 +48,9 @@ pub struct App {
     pub gateway: Gateway,
     pub tenants: Arc<TenantTree>,
     pub policy: Arc<PolicyEngine>,
+    /// The newest migration applied when this node started: readiness
+    /// requires the database to be at least there.
+    pub schema_version: i64,
 }
 
 impl App {
@@ -55,6 +59,7 @@ impl App {
     pub async fn open(config: Config, clock: Clock) -> anyhow::Result<App> {
         let pool = db::connect(&config.database_url).await?;
         db::migrate(&pool).await?;
+        let schema_version = db::schema_version(&pool).await?;
         let configured = TenantTree::from_specs(&config.tenants)?;
         configured.store(&pool).await?;
         let tenants = Arc::new(TenantTree::load(&pool).await?);
@@ -73,6 +78,7 @@ impl App {
         )
         .await?;
         let app = App {
+            schema_version,
             config,
             pool,
             audit,
@@ -209,6 +215,7 @@ impl App {
             Router::new().nest(&base, gateway)
         };
         let pool = self.pool.clone();
+        let schema_version = self.schema_version;
         let admin = interkom_admin::AdminState::new(
             self.gateway.clone(),
             self.audit.clone(),
@@ -239,9 +246,17 @@ impl App {
             get(move || {
                 let pool = pool.clone();
                 async move {
-                    match sqlx::query("SELECT 1").execute(&pool).await {
-                        Ok(_) => (axum::http::StatusCode::OK, "ready"),
-                        Err(_) => (
+                    // Bounded: an unreachable database must turn the node
+                    // unready quickly, not after the pool's acquire timeout.
+                    let check =
+                        tokio::time::timeout(Duration::from_secs(2), db::schema_version(&pool));
+                    match check.await {
+                        Ok(Ok(v)) if v >= schema_version => (axum::http::StatusCode::OK, "ready"),
+                        Ok(Ok(_)) => (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "database schema older than this node's",
+                        ),
+                        _ => (
                             axum::http::StatusCode::SERVICE_UNAVAILABLE,
                             "database unavailable",
                         ),
@@ -272,6 +287,11 @@ impl App {
         .layer(SetRequestIdLayer::new(
             HeaderName::from_static("x-request-id"),
             TimeOrderedRequestId,
+        ))
+        // Outermost: every layer and handler sees the client's address.
+        .layer(axum::middleware::from_fn_with_state(
+            self.config.trusted_proxies.clone(),
+            proxy::client_address,
         ))
     }
 }
@@ -340,6 +360,10 @@ pub async fn serve(
         Duration::from_secs(app.config.policy_poll_seconds),
         &app.config.database_url,
     ));
+    let _stop_key_watch = app
+        .gateway
+        .spawn_key_watch(&app.config.database_url)
+        .map(AbortOnDrop);
     let _stop_forwarder = app
         .config
         .forward

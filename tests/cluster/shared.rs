@@ -1,0 +1,202 @@
+//! What the nodes share: codes, sessions, refresh-token families, keys and
+//! the audit chain.
+
+use std::collections::HashSet;
+
+use crate::common::*;
+use crate::*;
+
+#[tokio::test]
+#[ignore = "cluster test: run by scripts/test (PostgreSQL, one at a time)"]
+async fn a_code_from_node_a_is_redeemed_at_b_and_its_replay_at_c_fails() {
+    let cluster = Cluster::start(3).await;
+    let browser = Browser::new();
+    // Page from C, password to A: node A issues the code.
+    let (code, verifier, nonce) = login_code(&cluster, &browser, 2, 0, CLERK_USER, CLERK_PASSWORD)
+        .await
+        .unwrap();
+    let rp = cluster.rp().await.unwrap();
+    let exchange = |node: usize| {
+        let cluster = Arc::clone(&cluster);
+        let rp = rp.clone();
+        let (code, verifier) = (code.clone(), verifier.clone());
+        async move {
+            let pinned = move |req: openidconnect::HttpRequest| {
+                let url = cluster.to_node(node, &req.uri().to_string());
+                let (parts, body) = req.into_parts();
+                let http = TestServer::http();
+                async move {
+                    let res = http
+                        .request(parts.method, url)
+                        .headers(parts.headers)
+                        .body(body)
+                        .send()
+                        .await?;
+                    let mut out = openidconnect::http::Response::builder().status(res.status());
+                    for (k, v) in res.headers() {
+                        out = out.header(k, v);
+                    }
+                    Ok::<_, reqwest::Error>(out.body(res.bytes().await?.to_vec()).unwrap())
+                }
+            };
+            rp.exchange_code(openidconnect::AuthorizationCode::new(code))
+                .unwrap()
+                .set_pkce_verifier(openidconnect::PkceCodeVerifier::new(verifier))
+                .request_async(&pinned)
+                .await
+        }
+    };
+    let tokens = exchange(1).await.expect("node B redeems node A's code");
+    let claims = tokens
+        .extra_fields()
+        .id_token()
+        .unwrap()
+        .claims(&rp.id_token_verifier(), &nonce)
+        .expect("the ID token verifies with the JWKS of any node");
+    assert_eq!(claims.issuer().as_str(), cluster.issuer);
+    match exchange(2).await {
+        Err(openidconnect::RequestTokenError::ServerResponse(e)) => {
+            assert_eq!(e.error().to_string(), "invalid_grant", "{e:?}")
+        }
+        other => panic!("node C must refuse the replay: {other:?}"),
+    }
+    // The replay revoked what the code had issued, on every node.
+    let at = openidconnect::OAuth2TokenResponse::access_token(&tokens).secret();
+    for node in 0..3 {
+        let v: serde_json::Value = TestServer::http()
+            .post(cluster.at(node, "/introspect"))
+            .basic_auth(KFZ, Some(KFZ_SECRET))
+            .form(&[("token", at.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["active"], false, "node {node}: {v}");
+    }
+}
+
+#[tokio::test]
+#[ignore = "cluster test: run by scripts/test (PostgreSQL, one at a time)"]
+async fn sessions_and_refresh_families_span_the_nodes() {
+    let cluster = Cluster::start(3).await;
+    let browser = Browser::new();
+    let (code, verifier, nonce) = login_code(&cluster, &browser, 0, 1, CLERK_USER, CLERK_PASSWORD)
+        .await
+        .unwrap();
+    redeem(&cluster, &code, &verifier, &nonce).await.unwrap();
+    // Single sign-on at node C with the session node B created.
+    let rp = cluster.rp().await.unwrap();
+    let (url, _, _) = rp
+        .authorize_url(
+            openidconnect::AuthenticationFlow::<openidconnect::core::CoreResponseType>::AuthorizationCode,
+            openidconnect::CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .set_pkce_challenge(openidconnect::PkceCodeChallenge::new_random_sha256().0)
+        .url();
+    let res = browser.get(&cluster.to_node(2, url.as_str())).await;
+    assert_eq!(res.status(), 303, "no login form: the session is shared");
+    assert!(redirect_params(&res).contains_key("code"));
+    // A refresh token from node A, used at B, then replayed at C.
+    let (verifier, challenge) = pkce();
+    let mut u = url::Url::parse(&cluster.at(0, "/authorize")).unwrap();
+    u.query_pairs_mut().extend_pairs([
+        ("response_type", "code"),
+        ("client_id", PORTAL),
+        ("redirect_uri", PORTAL_REDIRECT),
+        ("scope", "openid profile"),
+        ("state", "s"),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ]);
+    let res = browser.get(u.as_str()).await;
+    assert_eq!(res.status(), 303);
+    let code = redirect_params(&res)["code"].clone();
+    let token = |node: usize, form: Vec<(&'static str, String)>| {
+        let url = cluster.at(node, "/token");
+        async move {
+            let res = TestServer::http()
+                .post(url)
+                .basic_auth(PORTAL, Some(PORTAL_SECRET))
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            (
+                res.status().as_u16(),
+                res.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let (status, t) = token(
+        0,
+        vec![
+            ("grant_type", "authorization_code".into()),
+            ("code", code),
+            ("redirect_uri", PORTAL_REDIRECT.into()),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{t}");
+    let first = t["refresh_token"]
+        .as_str()
+        .expect("a refresh token")
+        .to_owned();
+    let refresh = |node: usize, rt: String| {
+        token(
+            node,
+            vec![
+                ("grant_type", "refresh_token".into()),
+                ("refresh_token", rt),
+            ],
+        )
+    };
+    let (status, t2) = refresh(1, first.clone()).await;
+    assert_eq!(status, 200, "node B rotates node A's refresh token: {t2}");
+    let (status, e) = refresh(2, first).await;
+    assert_eq!(status, 400, "node C sees the replay: {e}");
+    assert_eq!(e["error"], "invalid_grant");
+    // The replay revoked the whole family, on every node.
+    let (status, e) = refresh(0, t2["refresh_token"].as_str().unwrap().into()).await;
+    assert_eq!(status, 400, "{e}");
+}
+
+#[tokio::test]
+#[ignore = "cluster test: run by scripts/test (PostgreSQL, one at a time)"]
+async fn logins_and_grants_spread_over_the_nodes_land_in_one_chain() {
+    let cluster = Cluster::start(3).await;
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let cluster = Arc::clone(&cluster);
+        tasks.push(tokio::spawn(async move {
+            let mut jtis = Vec::new();
+            for i in 0..10 {
+                if t < 2 {
+                    // Full logins, each step at another node.
+                    let b = Browser::new();
+                    let (code, verifier, nonce) =
+                        login_code(&cluster, &b, i % 3, (i + 1) % 3, CLERK_USER, CLERK_PASSWORD)
+                            .await
+                            .unwrap();
+                    jtis.push(redeem(&cluster, &code, &verifier, &nonce).await.unwrap());
+                } else {
+                    jtis.push(cc_grant(&cluster).await.unwrap());
+                }
+            }
+            jtis
+        }));
+    }
+    let mut issued = HashSet::new();
+    for t in tasks {
+        issued.extend(t.await.unwrap());
+    }
+    assert_eq!(issued.len(), 60, "every grant issued a distinct token");
+    let pool = pool(&cluster).await;
+    let audited = audited_jtis(&pool).await;
+    assert!(issued.iter().all(|j| audited.contains(j)));
+    // Three writers, one chain: no gaps, checkpoints verify.
+    audit_verify(&cluster).await;
+}
