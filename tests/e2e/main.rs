@@ -19,6 +19,7 @@ mod common;
 mod crash;
 mod errors;
 mod flows;
+mod fuzz;
 mod keys;
 mod metrics;
 mod policy;

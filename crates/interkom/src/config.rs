@@ -300,6 +300,14 @@ impl FileConfig {
             .with_context(|| format!("configuration {}", path.display()))
     }
 
+    /// Parses configuration text alone, without the environment.
+    pub fn from_toml(text: &str) -> anyhow::Result<FileConfig> {
+        Figment::new()
+            .merge(Toml::string(text))
+            .extract()
+            .context("configuration")
+    }
+
     /// Validates everything at once and reports every problem.
     pub fn validate(self) -> anyhow::Result<Config> {
         let mut errs: Vec<String> = Vec::new();
