@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 pub enum Action {
     Login,
     LoginFailed,
+    LoginLocked,
     TokenIssued,
     TokenRefreshed,
     RefreshReuseDetected,
@@ -29,6 +30,7 @@ impl Action {
     pub const ALL: &'static [Action] = &[
         Action::Login,
         Action::LoginFailed,
+        Action::LoginLocked,
         Action::TokenIssued,
         Action::TokenRefreshed,
         Action::RefreshReuseDetected,
@@ -49,6 +51,7 @@ impl Action {
         match self {
             Action::Login => "login",
             Action::LoginFailed => "login_failed",
+            Action::LoginLocked => "login_locked",
             Action::TokenIssued => "token_issued",
             Action::TokenRefreshed => "token_refreshed",
             Action::RefreshReuseDetected => "refresh_reuse_detected",

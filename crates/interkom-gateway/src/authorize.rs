@@ -22,7 +22,7 @@ use crate::crypto::{ct_eq, random_token};
 use crate::i18n::Lang;
 use crate::params::Params;
 use crate::web::{self, Meta};
-use crate::{Gateway, GatewayError};
+use crate::{throttle, Gateway, GatewayError};
 
 /// Levels of assurance, lowest first.
 pub(crate) const ACR_LOW: &str = "urn:interkom:loa:low";
@@ -622,6 +622,22 @@ pub(crate) async fn login(
         }
     };
     let user = user.filter(|u| u.disabled == 0);
+    // Brute-force protection (see `throttle`): counted by the name as typed
+    // (whether it exists or not) and by source, shared by every node.
+    let account_key = format!(
+        "a:{}",
+        gw.master
+            .keyed_hash(&format!("login|{}", username.to_lowercase()))
+    );
+    let source_key = meta.source.as_ref().map(|s| format!("s:{s}"));
+    let keys: Vec<&str> = std::iter::once(account_key.as_str())
+        .chain(source_key.as_deref())
+        .collect();
+    let locked = match throttle::locked(&gw.pool, &keys, now).await {
+        Ok(l) => l,
+        Err(e) => return internal(&gw, lang, e),
+    };
+    // The hash is checked even when locked: the answer takes as long.
     let ok = gw
         .hasher
         .verify(
@@ -629,12 +645,35 @@ pub(crate) async fn login(
             password,
         )
         .await;
-    let user = match (ok, user) {
-        (true, Some(u)) => u,
+    let user = match (ok && !locked, user) {
+        (true, Some(u)) => {
+            if let Err(e) = throttle::succeed(&gw.pool, &account_key).await {
+                return internal(&gw, lang, e);
+            }
+            u
+        }
         (_, user) => {
+            let delay = match count_failure(
+                &gw,
+                &meta,
+                &client.id,
+                &account_key,
+                source_key.as_deref(),
+                &username,
+                now,
+            )
+            .await
+            {
+                Ok(d) => d,
+                Err(e) => return internal(&gw, lang, e),
+            };
             let mut ev = AuditEvent::new(Action::LoginFailed, Outcome::Failure)
                 .client(&client.id)
-                .reason("invalid_credentials")
+                .reason(if locked {
+                    "locked"
+                } else {
+                    "invalid_credentials"
+                })
                 .correlation(meta.request_id.clone())
                 .source(meta.source.clone())
                 .details(serde_json::json!({ "username": username }));
@@ -647,6 +686,7 @@ pub(crate) async fn login(
             if let Err(e) = gw.audit.append(ev).await {
                 return internal(&gw, lang, e.into());
             }
+            tokio::time::sleep(delay).await;
             return login_page(
                 &gw,
                 lang,
@@ -663,6 +703,49 @@ pub(crate) async fn login(
         Ok(r) => r,
         Err(e) => internal(&gw, lang, e),
     }
+}
+
+/// Counts a failed login for the account name and the source, audits any
+/// lock it sets, and returns how long to hold back the answer.
+async fn count_failure(
+    gw: &Gateway,
+    meta: &Meta,
+    client: &str,
+    account_key: &str,
+    source_key: Option<&str>,
+    username: &str,
+    now: i64,
+) -> Result<std::time::Duration, GatewayError> {
+    let cfg = &gw.cfg.brute_force;
+    let mut worst = 0;
+    let counted = [
+        Some((account_key, cfg.lock_after, "account")),
+        source_key.map(|k| (k, cfg.source_lock_after, "source")),
+    ];
+    for (key, limit, scope) in counted.into_iter().flatten() {
+        let f = throttle::fail(&gw.pool, cfg, key, limit, now).await?;
+        if scope == "account" {
+            worst = f.failures;
+        }
+        if let Some(until) = f.locked_until {
+            let ev = AuditEvent::new(Action::LoginLocked, Outcome::Denied)
+                .client(client)
+                .reason(if scope == "account" {
+                    "too_many_failures_for_account"
+                } else {
+                    "too_many_failures_from_source"
+                })
+                .correlation(meta.request_id.clone())
+                .source(meta.source.clone())
+                .details(serde_json::json!({
+                    "scope": scope,
+                    "username": username,
+                    "locked_until": until,
+                }));
+            gw.audit.append(ev).await?;
+        }
+    }
+    Ok(cfg.delay(worst))
 }
 
 async fn finish_login(

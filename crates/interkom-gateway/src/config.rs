@@ -61,6 +61,7 @@ pub struct GatewayConfig {
     pub access_token_alg: Alg,
     pub argon2: Argon2Config,
     pub source_pseudonymisation: SourcePseudonymisation,
+    pub brute_force: crate::BruteForceConfig,
 }
 
 impl GatewayConfig {
@@ -79,6 +80,7 @@ impl GatewayConfig {
             access_token_alg: Alg::ES256,
             argon2: Argon2Config::default(),
             source_pseudonymisation: SourcePseudonymisation::Truncate,
+            brute_force: crate::BruteForceConfig::default(),
         }
     }
 
@@ -86,6 +88,9 @@ impl GatewayConfig {
         let mut errs = Vec::new();
         if !matches!(self.issuer.scheme(), "https" | "http") {
             errs.push("issuer must be an http(s) URL".to_owned());
+        }
+        if let Err(e) = self.brute_force.validate() {
+            errs.push(e);
         }
         if self.issuer.query().is_some() || self.issuer.fragment().is_some() {
             errs.push("issuer must not have a query or fragment".to_owned());

@@ -31,6 +31,7 @@ mod jws;
 pub mod keys;
 mod logout;
 mod params;
+mod throttle;
 mod token;
 mod verified;
 mod web;
@@ -48,6 +49,7 @@ pub use config::{Argon2Config, GatewayConfig, SourcePseudonymisation};
 pub use crypto::MasterKey;
 pub use error::{GatewayError, OAuthError};
 pub use keys::{Alg, KeyInfo, Signer};
+pub use throttle::BruteForceConfig;
 
 /// The gateway: shared state of every OIDC endpoint. Cheap to clone.
 #[derive(Clone)]
@@ -251,6 +253,7 @@ impl Gateway {
                 .await?
                 .rows_affected();
         }
+        n += throttle::purge(&self.pool, &self.cfg.brute_force, now).await?;
         Ok(n)
     }
 }

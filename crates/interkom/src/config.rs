@@ -55,6 +55,9 @@ pub struct FileConfig {
     pub tokens: TokensConfig,
     #[serde(default)]
     pub password: Argon2Config,
+    /// Growing delays and temporary lockout after failed logins.
+    #[serde(default)]
+    pub brute_force: interkom_gateway::BruteForceConfig,
     #[serde(default)]
     pub audit: AuditFileConfig,
     /// The administrative tree.
@@ -396,6 +399,7 @@ impl FileConfig {
             g.client_cache_ttl = t.client_cache_ttl;
             g.access_token_alg = alg.unwrap_or(Alg::ES256);
             g.argon2 = self.password.clone();
+            g.brute_force = self.brute_force.clone();
             g.source_pseudonymisation = self.audit.source_pseudonymisation;
             g
         });
