@@ -85,8 +85,19 @@ pub fn checkpoint_key() -> String {
     .clone()
 }
 
+/// The demo configuration with its keys inline: validating it must not
+/// create key files wherever the tests run.
 pub fn base_config() -> FileConfig {
-    FileConfig::load(&repo_root().join("config/interkom.toml")).unwrap()
+    let mut fc = FileConfig::load(&repo_root().join("config/interkom.toml")).unwrap();
+    inline_keys(&mut fc);
+    fc
+}
+
+pub fn inline_keys(fc: &mut FileConfig) {
+    fc.key_encryption_key = Some(interkom_gateway::MasterKey::generate().to_base64());
+    fc.key_encryption_key_file = None;
+    fc.audit.checkpoint_key = Some(checkpoint_key());
+    fc.audit.checkpoint_key_file = None;
 }
 
 impl TestServer {

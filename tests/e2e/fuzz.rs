@@ -377,6 +377,50 @@ async fn authorization_login_and_logout_requests() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_forms_past_the_csrf_check() {
+    let s = TestServer::start_with(|c| {
+        // Every case a full check: no delays, no locks in the way.
+        c.brute_force.delay_after = 1_000_000;
+        c.brute_force.lock_after = 1_000_000;
+        c.brute_force.source_lock_after = 1_000_000;
+    })
+    .await;
+    let (_, challenge) = pkce();
+    let url = authorize_url(
+        &s,
+        &[
+            ("response_type", "code"),
+            ("client_id", PORTAL),
+            ("redirect_uri", PORTAL_REDIRECT),
+            ("scope", "openid"),
+            ("state", "s"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 48, // each one is an argon2id check
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&(text(), text(), form()), |(username, password, extra)| {
+            block_on(async {
+                let b = Browser::new();
+                let page = b.open_login(&s, &url).await;
+                let mut fields: Vec<(String, String)> = page.fields.clone().into_iter().collect();
+                fields.push(("username".into(), username));
+                fields.push(("password".into(), password));
+                fields.extend(extra);
+                let (status, _) = check(&s, b.http.post(&page.action).form(&fields)).await?;
+                prop_assert!(matches!(status, 400 | 401 | 403 | 413), "{status}");
+                Ok(())
+            })
+        })
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authzen_bodies() {
     let s = TestServer::start().await;
     let token = cc_token(&s).await;
@@ -493,7 +537,10 @@ fn damaged_configurations_are_reported_not_panicked_on() {
             }
             let text = l.join("\n");
             let result = std::panic::catch_unwind(|| {
-                interkom::FileConfig::from_toml(&text).and_then(|c| c.validate().map(|_| ()))
+                interkom::FileConfig::from_toml(&text).and_then(|mut c| {
+                    inline_keys(&mut c);
+                    c.validate().map(|_| ())
+                })
             });
             prop_assert!(result.is_ok(), "panicked on:\n{text}");
             Ok(())

@@ -124,6 +124,10 @@ async fn plain_http_only_on_loopback_or_behind_a_proxy() {
     let err = format!("{:#}", fc.clone().validate().unwrap_err());
     assert!(err.contains("behind_proxy"), "{err}");
     fc.tls.behind_proxy = true;
+    // Behind a proxy only with the proxy named: else every client is the proxy.
+    let err = format!("{:#}", fc.clone().validate().unwrap_err());
+    assert!(err.contains("trusted_proxies"), "{err}");
+    fc.tls.trusted_proxies = vec!["10.0.0.5".into()];
     let config = fc.validate().unwrap();
     assert!(config.hsts && config.tls.is_none());
 }

@@ -623,20 +623,26 @@ pub(crate) async fn login(
     };
     let user = user.filter(|u| u.disabled == 0);
     // Brute-force protection (see `throttle`): counted by the name as typed
-    // (whether it exists or not) and by source, shared by every node.
+    // (whether it exists or not) and by source network, shared by every
+    // node, before the password is checked.
     let account_key = format!(
         "a:{}",
         gw.master
             .keyed_hash(&format!("login|{}", username.to_lowercase()))
     );
-    let source_key = meta.source.as_ref().map(|s| format!("s:{s}"));
-    let keys: Vec<&str> = std::iter::once(account_key.as_str())
-        .chain(source_key.as_deref())
-        .collect();
-    let locked = match throttle::locked(&gw.pool, &keys, now).await {
-        Ok(l) => l,
-        Err(e) => return internal(&gw, lang, e),
-    };
+    let source_key = meta.ip.map(|ip| {
+        format!(
+            "s:{}",
+            gw.master
+                .keyed_hash(&format!("login-source|{}", network(ip)))
+        )
+    });
+    let cfg = &gw.cfg.brute_force;
+    let attempt =
+        match throttle::begin(&gw.pool, cfg, &account_key, source_key.as_deref(), now).await {
+            Ok(a) => a,
+            Err(e) => return internal(&gw, lang, e),
+        };
     // The hash is checked even when locked: the answer takes as long.
     let ok = gw
         .hasher
@@ -645,31 +651,53 @@ pub(crate) async fn login(
             password,
         )
         .await;
-    let user = match (ok && !locked, user) {
+    let user = match (ok && !attempt.locked, user) {
         (true, Some(u)) => {
-            if let Err(e) = throttle::succeed(&gw.pool, &account_key).await {
+            if let Err(e) =
+                throttle::succeeded(&gw.pool, &account_key, source_key.as_deref(), now).await
+            {
                 return internal(&gw, lang, e);
             }
             u
         }
         (_, user) => {
-            let delay = match count_failure(
-                &gw,
-                &meta,
-                &client.id,
+            match throttle::failed(
+                &gw.pool,
+                cfg,
+                &attempt,
                 &account_key,
                 source_key.as_deref(),
-                &username,
                 now,
             )
             .await
             {
-                Ok(d) => d,
+                Ok(locks) => {
+                    for (scope, until) in locks {
+                        let ev = AuditEvent::new(Action::LoginLocked, Outcome::Denied)
+                            .client(&client.id)
+                            .reason(if scope == "account" {
+                                "too_many_failures_for_account"
+                            } else {
+                                "too_many_failures_from_source"
+                            })
+                            .correlation(meta.request_id.clone())
+                            .source(meta.source.clone())
+                            .details(serde_json::json!({
+                                "scope": scope,
+                                "username": username,
+                                "locked_until": until,
+                            }));
+                        if let Err(e) = gw.audit.append(ev).await {
+                            return internal(&gw, lang, e.into());
+                        }
+                    }
+                }
                 Err(e) => return internal(&gw, lang, e),
-            };
+            }
+            let delay = attempt.delay(cfg);
             let mut ev = AuditEvent::new(Action::LoginFailed, Outcome::Failure)
                 .client(&client.id)
-                .reason(if locked {
+                .reason(if attempt.locked {
                     "locked"
                 } else {
                     "invalid_credentials"
@@ -705,47 +733,19 @@ pub(crate) async fn login(
     }
 }
 
-/// Counts a failed login for the account name and the source, audits any
-/// lock it sets, and returns how long to hold back the answer.
-async fn count_failure(
-    gw: &Gateway,
-    meta: &Meta,
-    client: &str,
-    account_key: &str,
-    source_key: Option<&str>,
-    username: &str,
-    now: i64,
-) -> Result<std::time::Duration, GatewayError> {
-    let cfg = &gw.cfg.brute_force;
-    let mut worst = 0;
-    let counted = [
-        Some((account_key, cfg.lock_after, "account")),
-        source_key.map(|k| (k, cfg.source_lock_after, "source")),
-    ];
-    for (key, limit, scope) in counted.into_iter().flatten() {
-        let f = throttle::fail(&gw.pool, cfg, key, limit, now).await?;
-        if scope == "account" {
-            worst = f.failures;
+/// The network a source is counted by: one /24 or one /64, so that one
+/// host cannot dodge the count by switching addresses within its network.
+fn network(ip: std::net::IpAddr) -> String {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
         }
-        if let Some(until) = f.locked_until {
-            let ev = AuditEvent::new(Action::LoginLocked, Outcome::Denied)
-                .client(client)
-                .reason(if scope == "account" {
-                    "too_many_failures_for_account"
-                } else {
-                    "too_many_failures_from_source"
-                })
-                .correlation(meta.request_id.clone())
-                .source(meta.source.clone())
-                .details(serde_json::json!({
-                    "scope": scope,
-                    "username": username,
-                    "locked_until": until,
-                }));
-            gw.audit.append(ev).await?;
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
         }
     }
-    Ok(cfg.delay(worst))
 }
 
 async fn finish_login(

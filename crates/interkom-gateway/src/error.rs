@@ -25,6 +25,35 @@ pub enum GatewayError {
     Invalid(String),
 }
 
+/// Whether a database error means the database is away (or going away),
+/// not that interkom did something wrong: no connection, a dropped one, or
+/// PostgreSQL shutting down or refusing connections (SQLSTATE classes 08
+/// and 57P).
+pub fn is_outage(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
+impl GatewayError {
+    /// See [`is_outage`].
+    pub fn is_outage(&self) -> bool {
+        match self {
+            GatewayError::Database(e) => is_outage(e),
+            _ => false,
+        }
+    }
+}
+
 /// An OAuth 2.0 error response (RFC 6749 §5.2, RFC 6750 §3).
 #[derive(Debug)]
 pub struct OAuthError {
@@ -104,12 +133,7 @@ impl From<GatewayError> for OAuthError {
                     "the service is temporarily unavailable",
                 )
             }
-            GatewayError::Database(
-                e @ (sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::Io(_)
-                | sqlx::Error::WorkerCrashed),
-            ) => {
+            GatewayError::Database(e) if is_outage(&e) => {
                 // An outage, not a bug: the client may retry (at another node).
                 tracing::error!(error = %e, "database unavailable");
                 OAuthError::new(

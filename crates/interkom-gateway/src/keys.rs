@@ -278,9 +278,13 @@ impl KeyStore {
         if now - cur.loaded_at < self.reload_every {
             return Ok(cur);
         }
-        let Ok(_guard) = self.reloading.try_lock() else {
+        // One reload at a time; whoever waited for another's finds the set
+        // fresh and takes it.
+        let _guard = self.reloading.lock().await;
+        let cur = self.current();
+        if now - cur.loaded_at < self.reload_every {
             return Ok(cur);
-        };
+        }
         self.reload(now).await
     }
 
@@ -335,11 +339,17 @@ impl KeyStore {
         let mut listener = sqlx::postgres::PgListener::connect(url).await?;
         listener.listen(CHANNEL).await?;
         // Whatever was rotated while not listening.
-        self.reload(clock.now()).await?;
+        {
+            let _guard = self.reloading.lock().await;
+            self.reload(clock.now()).await?;
+        }
         loop {
             // `None`: the connection dropped and came back; announcements in
             // between are lost, so reload anyway.
             listener.try_recv().await?;
+            // After any reload already under way (which may have read the
+            // rows before the rotation), never alongside it.
+            let _guard = self.reloading.lock().await;
             if let Err(e) = self.reload(clock.now()).await {
                 tracing::warn!(error = %e, "key reload failed; keeping the current keys");
             }
@@ -410,8 +420,15 @@ impl KeyStore {
             .await?;
             kids.push(self.insert(alg, now, sign_from).await?);
         }
-        self.reload(now).await?;
-        announce(&self.pool).await?;
+        {
+            let _guard = self.reloading.lock().await;
+            self.reload(now).await?;
+        }
+        // The rotation is committed: a lost announcement only delays the
+        // other nodes until their periodic reload.
+        if let Err(e) = announce(&self.pool).await {
+            tracing::warn!(error = %e, "key rotation not announced; other nodes reload periodically");
+        }
         Ok(kids)
     }
 

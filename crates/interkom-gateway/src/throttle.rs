@@ -1,8 +1,10 @@
-//! Brute-force protection for the login form. Failures are counted per
-//! account name and per source within a window; from `delay_after` failures
-//! on every further failure is answered later (doubling up to `max_delay_ms`),
-//! and at `lock_after` (per account) or `source_lock_after` (per source) the
-//! login is refused for `lock_seconds`, even with the right password.
+//! Brute-force protection for the login form. Attempts are counted per
+//! account name and per source network (/24, /64) within a window, before
+//! the password is checked; a successful login takes its count back. From
+//! `delay_after` failures on every refusal is answered later (doubling up
+//! to `max_delay_ms`), and at `lock_after` (per account) or
+//! `source_lock_after` (per source) the login is refused for `lock_seconds`,
+//! even with the right password.
 //!
 //! No enumeration: names that do not exist are counted and locked the same
 //! way, every refusal shows the same message, and the password hash is
@@ -41,7 +43,7 @@ impl Default for BruteForceConfig {
             delay_ms: 500,
             max_delay_ms: 8_000,
             lock_after: 10,
-            source_lock_after: 100,
+            source_lock_after: 1000,
             lock_seconds: 15 * 60,
         }
     }
@@ -52,8 +54,16 @@ impl BruteForceConfig {
         if self.window_seconds < 1 || self.lock_seconds < 1 {
             return Err("brute_force: window_seconds and lock_seconds must be at least 1".into());
         }
-        if self.lock_after < 1 || self.source_lock_after < 1 || self.delay_after < 0 {
+        if self.lock_after < 1 || self.source_lock_after < 1 {
             return Err("brute_force: lock_after and source_lock_after must be at least 1".into());
+        }
+        if self.delay_after < 0 {
+            return Err("brute_force: delay_after must not be negative".into());
+        }
+        // Under the 30 s request timeout, so a held-back refusal still
+        // arrives as the login page.
+        if self.max_delay_ms > 20_000 {
+            return Err("brute_force: max_delay_ms must be at most 20000".into());
         }
         Ok(())
     }
@@ -72,38 +82,24 @@ impl BruteForceConfig {
     }
 }
 
-/// What one counted failure did.
-pub(crate) struct Failure {
-    pub(crate) failures: i64,
-    /// The key was locked by this failure, until then.
-    pub(crate) locked_until: Option<i64>,
+/// One login attempt, counted before the password is checked: attempts
+/// sent in parallel each take their own count, so none slips past a limit.
+pub(crate) struct Attempt {
+    account_failures: i64,
+    source_failures: i64,
+    /// Refused whatever the password: a lock is set or the count is over.
+    pub(crate) locked: bool,
 }
 
-/// Whether any of the keys is locked now.
-pub(crate) async fn locked(pool: &AnyPool, keys: &[&str], now: i64) -> Result<bool, GatewayError> {
-    for key in keys {
-        let until: Option<i64> =
-            sqlx::query_scalar("SELECT locked_until FROM login_throttle WHERE key = $1")
-                .bind(*key)
-                .fetch_optional(pool)
-                .await?;
-        if until.is_some_and(|u| u > now) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-/// Counts a failure for `key`; locks it when it reaches `limit`. One
-/// statement each, so nodes counting at once never lose a failure.
-pub(crate) async fn fail(
+/// Adds one to `key`'s count (a new window if the old one has passed);
+/// the count and the lock.
+async fn count(
     pool: &AnyPool,
     cfg: &BruteForceConfig,
     key: &str,
-    limit: i64,
     now: i64,
-) -> Result<Failure, GatewayError> {
-    let (failures, locked_until): (i64, i64) = sqlx::query_as(
+) -> Result<(i64, i64), GatewayError> {
+    Ok(sqlx::query_as(
         "INSERT INTO login_throttle (key, failures, window_start, locked_until) VALUES ($1, 1, $2, 0) \
          ON CONFLICT (key) DO UPDATE SET \
            failures = CASE WHEN login_throttle.window_start < $3 THEN 1 ELSE login_throttle.failures + 1 END, \
@@ -114,38 +110,100 @@ pub(crate) async fn fail(
     .bind(now)
     .bind(now - cfg.window_seconds)
     .fetch_one(pool)
-    .await?;
-    if failures < limit || locked_until > now {
-        return Ok(Failure {
-            failures,
-            locked_until: None,
-        });
+    .await?)
+}
+
+pub(crate) async fn begin(
+    pool: &AnyPool,
+    cfg: &BruteForceConfig,
+    account_key: &str,
+    source_key: Option<&str>,
+    now: i64,
+) -> Result<Attempt, GatewayError> {
+    let (account_failures, account_lock) = count(pool, cfg, account_key, now).await?;
+    let mut locked = account_lock > now || account_failures > cfg.lock_after;
+    let mut source_failures = 0;
+    if let Some(key) = source_key {
+        let (n, lock) = count(pool, cfg, key, now).await?;
+        source_failures = n;
+        locked |= lock > now || n > cfg.source_lock_after;
     }
-    // Only the failure that moves the lock forward reports it (audited once).
-    let until = now + cfg.lock_seconds;
-    let moved = sqlx::query(
-        "UPDATE login_throttle SET locked_until = $2, failures = 0, window_start = $3 \
-         WHERE key = $1 AND locked_until <= $3",
-    )
-    .bind(key)
-    .bind(until)
-    .bind(now)
-    .execute(pool)
-    .await?
-    .rows_affected();
-    Ok(Failure {
-        failures,
-        locked_until: (moved > 0).then_some(until),
+    Ok(Attempt {
+        account_failures,
+        source_failures,
+        locked,
     })
 }
 
-/// A successful login clears the account's count (not the source's).
-pub(crate) async fn succeed(pool: &AnyPool, key: &str) -> Result<(), GatewayError> {
-    sqlx::query("DELETE FROM login_throttle WHERE key = $1")
+impl Attempt {
+    /// How long to hold back a refusal: by the account's count, or the
+    /// source's scaled to the account's limit. A locked attempt keeps
+    /// counting, so it waits as long as the failures before it.
+    pub(crate) fn delay(&self, cfg: &BruteForceConfig) -> Duration {
+        let scaled =
+            self.source_failures.saturating_mul(cfg.lock_after) / cfg.source_lock_after.max(1);
+        cfg.delay(self.account_failures.max(scaled))
+    }
+}
+
+/// The right password, not refused: the account's count goes, the source
+/// gets its count back (a busy office must not lock itself out by logging in).
+pub(crate) async fn succeeded(
+    pool: &AnyPool,
+    account_key: &str,
+    source_key: Option<&str>,
+    now: i64,
+) -> Result<(), GatewayError> {
+    sqlx::query("DELETE FROM login_throttle WHERE key = $1 AND locked_until <= $2")
+        .bind(account_key)
+        .bind(now)
+        .execute(pool)
+        .await?;
+    if let Some(key) = source_key {
+        sqlx::query(
+            "UPDATE login_throttle SET failures = failures - 1 WHERE key = $1 AND failures > 0",
+        )
         .bind(key)
         .execute(pool)
         .await?;
+    }
     Ok(())
+}
+
+/// A failed attempt: locks what reached its limit. Returns the locks this
+/// attempt set (scope and end): only the attempt that sets a lock reports it,
+/// so each lock is audited once.
+pub(crate) async fn failed(
+    pool: &AnyPool,
+    cfg: &BruteForceConfig,
+    attempt: &Attempt,
+    account_key: &str,
+    source_key: Option<&str>,
+    now: i64,
+) -> Result<Vec<(&'static str, i64)>, GatewayError> {
+    let until = now + cfg.lock_seconds;
+    let mut set = Vec::new();
+    let due = [
+        (attempt.account_failures >= cfg.lock_after).then_some((account_key, "account")),
+        source_key
+            .filter(|_| attempt.source_failures >= cfg.source_lock_after)
+            .map(|k| (k, "source")),
+    ];
+    for (key, scope) in due.into_iter().flatten() {
+        let moved = sqlx::query(
+            "UPDATE login_throttle SET locked_until = $2 WHERE key = $1 AND locked_until <= $3",
+        )
+        .bind(key)
+        .bind(until)
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        if moved > 0 {
+            set.push((scope, until));
+        }
+    }
+    Ok(set)
 }
 
 /// Drops counters whose window and lock have passed.

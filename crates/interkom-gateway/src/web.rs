@@ -148,6 +148,9 @@ pub(crate) fn set_cookie(gw: &Gateway, name: &str, value: &str, max_age: i64) ->
 /// Who asked: for audit events and language negotiation.
 #[derive(Debug, Clone)]
 pub(crate) struct Meta {
+    /// The client's address (after trusted proxies); for counting only.
+    pub(crate) ip: Option<std::net::IpAddr>,
+    /// The address pseudonymised as the audit records it.
     pub(crate) source: Option<String>,
     pub(crate) request_id: Option<String>,
     pub(crate) accept_language: Option<String>,
@@ -156,11 +159,13 @@ pub(crate) struct Meta {
 impl FromRequestParts<Gateway> for Meta {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, gw: &Gateway) -> Result<Self, Self::Rejection> {
-        let source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| {
-            match gw.cfg.source_pseudonymisation {
-                SourcePseudonymisation::Truncate => truncate(c.0.ip()),
-                SourcePseudonymisation::KeyedHash => keyed(gw, c.0.ip()),
-            }
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_canonical());
+        let source = ip.map(|ip| match gw.cfg.source_pseudonymisation {
+            SourcePseudonymisation::Truncate => truncate(ip),
+            SourcePseudonymisation::KeyedHash => keyed(gw, ip),
         });
         let h = |n: &str| {
             parts
@@ -170,6 +175,7 @@ impl FromRequestParts<Gateway> for Meta {
                 .map(str::to_owned)
         };
         Ok(Meta {
+            ip,
             source,
             request_id: h("x-request-id"),
             accept_language: h("accept-language"),

@@ -434,6 +434,15 @@ impl FileConfig {
                 errs.push(e);
                 Default::default()
             });
+        // Otherwise every client would be the proxy: one audit source and
+        // one brute-force count for everyone.
+        if self.tls.behind_proxy && self.tls.trusted_proxies.is_empty() {
+            errs.push(
+                "tls.behind_proxy needs tls.trusted_proxies: the proxy's addresses, whose \
+                 X-Forwarded-For names the client"
+                    .into(),
+            );
+        }
         match (listen, gateway, master, policy) {
             (Some(listen), Some(gateway), Some(master_key), Some(policy)) if errs.is_empty() => {
                 Ok(Config {

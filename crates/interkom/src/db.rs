@@ -70,13 +70,13 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// The newest migration applied to the database.
-pub async fn schema_version(pool: &AnyPool) -> anyhow::Result<i64> {
-    let v: Option<i64> =
-        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-            .fetch_one(pool)
-            .await?;
-    Ok(v.unwrap_or(0))
+/// The migrations applied to the database (every crate's, by version).
+pub async fn applied_migrations(pool: &AnyPool) -> anyhow::Result<Vec<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(pool)
+            .await?,
+    )
 }
 
 /// Applies every crate's migrations, tenants first (others refer to them).

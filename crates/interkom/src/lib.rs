@@ -48,9 +48,9 @@ pub struct App {
     pub gateway: Gateway,
     pub tenants: Arc<TenantTree>,
     pub policy: Arc<PolicyEngine>,
-    /// The newest migration applied when this node started: readiness
-    /// requires the database to be at least there.
-    pub schema_version: i64,
+    /// The migrations applied when this node started: readiness requires
+    /// every one of them still to be there (a restored older backup is not).
+    pub migrations: Arc<Vec<i64>>,
 }
 
 impl App {
@@ -59,7 +59,7 @@ impl App {
     pub async fn open(config: Config, clock: Clock) -> anyhow::Result<App> {
         let pool = db::connect(&config.database_url).await?;
         db::migrate(&pool).await?;
-        let schema_version = db::schema_version(&pool).await?;
+        let migrations = Arc::new(db::applied_migrations(&pool).await?);
         let configured = TenantTree::from_specs(&config.tenants)?;
         configured.store(&pool).await?;
         let tenants = Arc::new(TenantTree::load(&pool).await?);
@@ -78,7 +78,7 @@ impl App {
         )
         .await?;
         let app = App {
-            schema_version,
+            migrations,
             config,
             pool,
             audit,
@@ -215,7 +215,7 @@ impl App {
             Router::new().nest(&base, gateway)
         };
         let pool = self.pool.clone();
-        let schema_version = self.schema_version;
+        let migrations = self.migrations.clone();
         let admin = interkom_admin::AdminState::new(
             self.gateway.clone(),
             self.audit.clone(),
@@ -245,13 +245,16 @@ impl App {
             "/readyz",
             get(move || {
                 let pool = pool.clone();
+                let migrations = migrations.clone();
                 async move {
                     // Bounded: an unreachable database must turn the node
                     // unready quickly, not after the pool's acquire timeout.
                     let check =
-                        tokio::time::timeout(Duration::from_secs(2), db::schema_version(&pool));
+                        tokio::time::timeout(Duration::from_secs(2), db::applied_migrations(&pool));
                     match check.await {
-                        Ok(Ok(v)) if v >= schema_version => (axum::http::StatusCode::OK, "ready"),
+                        Ok(Ok(v)) if migrations.iter().all(|m| v.binary_search(m).is_ok()) => {
+                            (axum::http::StatusCode::OK, "ready")
+                        }
                         Ok(Ok(_)) => (
                             axum::http::StatusCode::SERVICE_UNAVAILABLE,
                             "database schema older than this node's",

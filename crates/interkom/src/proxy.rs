@@ -41,23 +41,28 @@ impl TrustedProxies {
     }
 
     /// The client's address for a request from `peer` carrying these
-    /// `X-Forwarded-For` values (`None`: keep the peer).
+    /// `X-Forwarded-For` values (`None`: keep the peer). Values are bytes:
+    /// a hop that is not an address (or not even text) ends the walk, but
+    /// does not hide the hops right of it.
     pub fn client<'a>(
         &self,
         peer: IpAddr,
-        forwarded: impl Iterator<Item = &'a str>,
+        forwarded: impl Iterator<Item = &'a [u8]>,
     ) -> Option<IpAddr> {
         if !self.trusts(peer) {
             return None;
         }
-        let hops: Vec<&str> = forwarded
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect();
+        let hops: Vec<&[u8]> = forwarded.flat_map(|v| v.split(|b| *b == b',')).collect();
         let mut client = None;
         for hop in hops.iter().rev() {
             // An unparsable hop ends the walk: what lies left of it is unknown.
-            let Some(ip) = parse_hop(hop) else { break };
+            let Some(ip) = std::str::from_utf8(hop)
+                .ok()
+                .and_then(|h| parse_hop(h.trim()))
+            else {
+                break;
+            };
+            let ip = ip.to_canonical();
             client = Some(ip);
             if !self.trusts(ip) {
                 break;
@@ -86,11 +91,13 @@ pub async fn client_address(
             .headers()
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok());
-        if let Some(ip) = proxies.client(peer.ip(), forwarded) {
-            req.extensions_mut()
-                .insert(ConnectInfo(SocketAddr::new(ip, peer.port())));
-        }
+            .map(|v| v.as_bytes());
+        // IPv4 clients of a dual-stack listener arrive as ::ffff:a.b.c.d.
+        let ip = proxies
+            .client(peer.ip(), forwarded)
+            .unwrap_or_else(|| peer.ip().to_canonical());
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::new(ip, peer.port())));
     }
     next.run(req).await
 }
@@ -110,12 +117,12 @@ mod tests {
         let p = TrustedProxies::parse(&["10.0.0.0/8".into(), "192.0.2.7".into()]).unwrap();
         // Not from a proxy: the header is the client's own claim.
         assert_eq!(
-            p.client(ip("198.51.100.1"), ["203.0.113.9"].into_iter()),
+            p.client(ip("198.51.100.1"), [&b"203.0.113.9"[..]].into_iter()),
             None
         );
         // From the proxy: its one hop.
         assert_eq!(
-            p.client(ip("10.1.2.3"), ["203.0.113.9"].into_iter()),
+            p.client(ip("10.1.2.3"), [&b"203.0.113.9"[..]].into_iter()),
             Some(ip("203.0.113.9"))
         );
         // A spoofed entry left of the real client is ignored; trusted hops
@@ -123,13 +130,21 @@ mod tests {
         assert_eq!(
             p.client(
                 ip("10.1.2.3"),
-                ["6.6.6.6, 203.0.113.9", "192.0.2.7"].into_iter()
+                [&b"6.6.6.6, 203.0.113.9"[..], &b"192.0.2.7"[..]].into_iter()
             ),
             Some(ip("203.0.113.9"))
         );
         // Garbage ends the walk at the last good hop.
         assert_eq!(
-            p.client(ip("10.1.2.3"), ["not-an-ip, 203.0.113.9:5000"].into_iter()),
+            p.client(
+                ip("10.1.2.3"),
+                [&b"not-an-ip, 203.0.113.9:5000"[..]].into_iter()
+            ),
+            Some(ip("203.0.113.9"))
+        );
+        // Bytes that are not text left of the client do not hide it.
+        assert_eq!(
+            p.client(ip("10.1.2.3"), [&b"\xe9, 203.0.113.9"[..]].into_iter()),
             Some(ip("203.0.113.9"))
         );
         // No header: the peer stays.
