@@ -193,8 +193,26 @@ pub(crate) async fn refuse(
     Problem::forbidden(why)
 }
 
-/// A database failure: logged, 500 without details.
-pub(crate) fn internal(e: impl std::fmt::Display) -> Problem {
+/// A failure: logged; 503 when the database is away (the caller may
+/// retry), else 500; never with details.
+pub(crate) fn internal<E: std::fmt::Display + 'static>(e: E) -> Problem {
+    use interkom_gateway::error::is_outage;
+    let any = &e as &dyn std::any::Any;
+    let outage = any.downcast_ref::<sqlx::Error>().is_some_and(is_outage)
+        || any
+            .downcast_ref::<interkom_gateway::GatewayError>()
+            .is_some_and(interkom_gateway::GatewayError::is_outage)
+        || matches!(
+            any.downcast_ref::<interkom_policy::PolicyError>(),
+            Some(interkom_policy::PolicyError::Database(d)) if is_outage(d)
+        );
+    if outage {
+        tracing::error!(error = %e, "admin request failed: database unavailable");
+        return Problem::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "the database is unavailable; try again",
+        );
+    }
     tracing::error!(error = %e, "admin request failed");
     Problem::internal()
 }

@@ -36,9 +36,17 @@ pub struct PdpCaller {
     pub client_credentials: bool,
 }
 
+/// Why a bearer token could not be checked.
+#[derive(Debug)]
+pub enum AuthFailure {
+    /// The database is away: 503, the caller may retry.
+    Unavailable(String),
+    Internal(String),
+}
+
 /// Validates a bearer token: `Ok(None)` if it is not valid.
 pub type Authenticate =
-    Arc<dyn Fn(String) -> BoxFuture<'static, Result<Option<PdpCaller>, String>> + Send + Sync>;
+    Arc<dyn Fn(String) -> BoxFuture<'static, Result<Option<PdpCaller>, AuthFailure>> + Send + Sync>;
 
 /// What the PDP routes need.
 #[derive(Clone)]
@@ -122,7 +130,14 @@ async fn caller(s: &PdpState, headers: &HeaderMap) -> Result<PdpCaller, Response
             "the PDP answers clients (a client-credentials access token), not users",
         )),
         Ok(None) => Err(unauthorized("the access token is invalid or expired")),
-        Err(e) => {
+        Err(AuthFailure::Unavailable(e)) => {
+            tracing::error!(error = %e, "token validation failed: database unavailable");
+            Err(problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily unavailable; try again",
+            ))
+        }
+        Err(AuthFailure::Internal(e)) => {
             tracing::error!(error = %e, "token validation failed");
             Err(problem(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
         }

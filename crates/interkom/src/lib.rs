@@ -173,10 +173,13 @@ impl App {
             Arc::new(move |token: String| {
                 let gw = gw.clone();
                 Box::pin(async move {
-                    let claims = gw
-                        .validate_access_token(&token)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    let claims = gw.validate_access_token(&token).await.map_err(|e| {
+                        if e.is_outage() {
+                            interkom_policy::authzen::AuthFailure::Unavailable(e.to_string())
+                        } else {
+                            interkom_policy::authzen::AuthFailure::Internal(e.to_string())
+                        }
+                    })?;
                     Ok(claims.and_then(|c| {
                         let s = |k: &str| c.get(k).and_then(serde_json::Value::as_str);
                         let id = s("client_id")?;
