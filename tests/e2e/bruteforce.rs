@@ -208,3 +208,24 @@ async fn parallel_guesses_do_not_slip_past_the_limit() {
         .count();
     assert!(refused >= 9, "{refused} of 12 refused without a check");
 }
+
+#[tokio::test]
+async fn parallel_logins_with_the_right_password_lock_nothing() {
+    let s = TestServer::start_with(|c| {
+        c.brute_force.delay_after = 100;
+        c.brute_force.lock_after = 3;
+    })
+    .await;
+    // Eight tabs at once: more than three in flight are refused, but the
+    // right password gives its count back and locks nothing.
+    let tabs: Vec<_> = (0..8)
+        .map(|_| {
+            let s = &s;
+            async move { attempt(s, CLERK_USER, CLERK_PASSWORD).await.0 }
+        })
+        .collect();
+    let statuses = futures_util::future::join_all(tabs).await;
+    assert!(statuses.contains(&303), "{statuses:?}");
+    assert!(s.audit("login_locked").await.is_empty());
+    assert_eq!(attempt(&s, CLERK_USER, CLERK_PASSWORD).await.0, 303);
+}

@@ -50,9 +50,20 @@ async fn spawn_server(database_url: &str, kek: &str) -> (Child, String) {
 /// Client-credentials grants in `tasks` loops until the server goes away or
 /// `max` grants are done; returns the jti of every token that was issued.
 async fn load(issuer: &str, tasks: usize, max: usize) -> Vec<String> {
+    load_counting(issuer, tasks, max, Default::default()).await
+}
+
+/// [`load`], counting the grants in `done` as they succeed.
+async fn load_counting(
+    issuer: &str,
+    tasks: usize,
+    max: usize,
+    done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> Vec<String> {
     let mut handles = Vec::new();
     for _ in 0..tasks {
         let issuer = issuer.to_owned();
+        let done = done.clone();
         handles.push(tokio::spawn(async move {
             let http = TestServer::http();
             let mut jtis = Vec::new();
@@ -73,6 +84,7 @@ async fn load(issuer: &str, tasks: usize, max: usize) -> Vec<String> {
                 };
                 let at = v["access_token"].as_str().unwrap();
                 jtis.push(jwt_payload(at)["jti"].as_str().unwrap().to_owned());
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             jtis
         }));
@@ -105,11 +117,19 @@ async fn kill_9_under_load_loses_no_acknowledged_event() {
     let db = fresh_database().await;
     let kek = interkom_gateway::MasterKey::generate().to_base64();
     let (mut server, issuer) = spawn_server(&db, &kek).await;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let loader = tokio::spawn({
-        let issuer = issuer.clone();
-        async move { load(&issuer, 32, 200_000).await }
+        let (issuer, done) = (issuer.clone(), done.clone());
+        async move { load_counting(&issuer, 32, 200_000, done).await }
     });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Killed in the middle of the load: once it is well under way (by count,
+    // not by time: a busy machine serves fewer grants per second).
+    for _ in 0..600 {
+        if done.load(std::sync::atomic::Ordering::Relaxed) >= 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.start_kill().unwrap(); // SIGKILL: no shutdown, no flush
     server.wait().await.unwrap();
     let acknowledged = loader.await.unwrap();

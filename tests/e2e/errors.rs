@@ -212,6 +212,7 @@ async fn client_without_the_code_grant_is_unauthorized() {
             secret: Some("batch-job-secret-0123456789abcdefghijklmnop".into()),
             jwks: None,
             id_token_alg: interkom_gateway::Alg::RS256,
+            backchannel_logout_uri: None,
         })
         .await
         .unwrap();

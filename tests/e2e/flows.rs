@@ -356,6 +356,7 @@ async fn id_token_algorithm_follows_the_client_registration() {
             secret: Some("ratsinfo-secret-0123456789abcdefghijklmnop".into()),
             jwks: None,
             id_token_alg: interkom_gateway::Alg::ES256,
+            backchannel_logout_uri: None,
         })
         .await
         .unwrap();

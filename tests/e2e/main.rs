@@ -14,6 +14,7 @@ mod admin_api;
 mod admin_audit;
 mod audit;
 mod authzen;
+mod backchannel;
 mod bruteforce;
 mod cli;
 mod common;

@@ -377,6 +377,7 @@ async fn pkjwt_client(s: &TestServer) -> Vec<u8> {
             secret: None,
             jwks: Some(jwks),
             id_token_alg: interkom_gateway::Alg::RS256,
+            backchannel_logout_uri: None,
         })
         .await
         .unwrap();

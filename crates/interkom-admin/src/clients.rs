@@ -188,6 +188,10 @@ pub(crate) struct NewClient {
     #[serde(default)]
     #[schema(value_type = Option<crate::openapi::AlgDoc>)]
     id_token_alg: Option<Alg>,
+    /// Where a logout token is sent when a user's session ends
+    /// (OpenID Connect Back-Channel Logout 1.0; https, or http on loopback).
+    #[serde(default)]
+    backchannel_logout_uri: Option<String>,
 }
 
 fn default_scopes() -> Vec<String> {
@@ -259,6 +263,7 @@ pub(crate) async fn create(
         secret: None,
         jwks: body.jwks,
         id_token_alg: body.id_token_alg.unwrap_or(Alg::RS256),
+        backchannel_logout_uri: body.backchannel_logout_uri,
     };
     let secret = state
         .0
@@ -305,6 +310,9 @@ pub(crate) struct ClientPatch {
     #[serde(default)]
     #[schema(value_type = Option<crate::openapi::AlgDoc>)]
     id_token_alg: Option<Alg>,
+    /// A new back-channel logout URI; the empty string removes it.
+    #[serde(default)]
+    backchannel_logout_uri: Option<String>,
 }
 
 /// `PATCH /clients/{id}` with `If-Match`.
@@ -356,6 +364,11 @@ pub(crate) async fn patch(
         secret: None,
         jwks: body.jwks.or_else(|| before.jwks.clone()),
         id_token_alg: body.id_token_alg.unwrap_or(before.id_token_alg),
+        backchannel_logout_uri: match body.backchannel_logout_uri {
+            Some(u) if u.is_empty() => None,
+            Some(u) => Some(u),
+            None => before.backchannel_logout_uri.clone(),
+        },
     };
     state.0.gateway.update_client(spec).await.map_err(invalid)?;
     let after = state

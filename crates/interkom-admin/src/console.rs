@@ -56,6 +56,7 @@ pub async fn ensure_client(gateway: &Gateway, issuer: &str) -> Result<(), Gatewa
         secret: None,
         jwks: None,
         id_token_alg: Alg::ES256,
+        backchannel_logout_uri: None,
     };
     match gateway.client(CONSOLE_CLIENT).await? {
         None => match gateway.register_client(spec).await {

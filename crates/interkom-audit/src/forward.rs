@@ -68,6 +68,9 @@ enum ForwardError {
     Db(#[from] sqlx::Error),
 }
 
+/// How long one page may take to write to the SIEM.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// One connection's life: connect, then deliver pages until an error.
 async fn run(pool: &AnyPool, cfg: &ForwardConfig) -> Result<(), ForwardError> {
     sqlx::query(
@@ -122,8 +125,14 @@ async fn run(pool: &AnyPool, cfg: &ForwardConfig) -> Result<(), ForwardError> {
                 }
             }
         }
-        stream.write_all(&buf).await?;
-        stream.flush().await?;
+        // Bounded: a SIEM that stops reading must not stall the forwarder
+        // for good; the connection is dropped and made again.
+        tokio::time::timeout(WRITE_TIMEOUT, async {
+            stream.write_all(&buf).await?;
+            stream.flush().await
+        })
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "SIEM write timed out"))??;
         // Delivered: move the cursor (only forward; another node may have
         // moved it further).
         sqlx::query("UPDATE audit_forward_cursor SET seq = $1 WHERE name = $2 AND seq < $1")

@@ -399,20 +399,31 @@ impl Gateway {
         Ok(())
     }
 
-    /// Ends every session of an account and revokes its refresh tokens.
+    /// Ends every session of an account, revokes its refresh tokens and
+    /// tells the clients that asked to hear (back-channel logout).
     async fn end_sessions_of(&self, id: &str) -> Result<(), GatewayError> {
         let now = self.clock.now();
+        let mut tx = self.pool.begin().await?;
+        let sids: Vec<String> = sqlx::query_scalar("SELECT sid FROM sessions WHERE user_id = $1")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        for sid in &sids {
+            crate::backchannel::queue(self, &mut tx, id, sid).await?;
+        }
         sqlx::query(
             "UPDATE token_families SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
+        self.logout_wake.notify_one();
         Ok(())
     }
 }
@@ -484,6 +495,13 @@ pub(crate) async fn create_session(
 /// Ends a session and revokes the token families issued under it.
 pub(crate) async fn end_session(gw: &Gateway, sid: &str) -> Result<(), GatewayError> {
     let mut tx = gw.pool.begin().await?;
+    let user: Option<String> = sqlx::query_scalar("SELECT user_id FROM sessions WHERE sid = $1")
+        .bind(sid)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if let Some(user) = &user {
+        crate::backchannel::queue(gw, &mut tx, user, sid).await?;
+    }
     sqlx::query("DELETE FROM sessions WHERE sid = $1")
         .bind(sid)
         .execute(&mut *tx)
@@ -494,6 +512,7 @@ pub(crate) async fn end_session(gw: &Gateway, sid: &str) -> Result<(), GatewayEr
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    gw.logout_wake.notify_one();
     Ok(())
 }
 

@@ -665,6 +665,7 @@ pub(crate) async fn login(
                 &gw.pool,
                 cfg,
                 &attempt,
+                ok && user.is_some(),
                 &account_key,
                 source_key.as_deref(),
                 now,

@@ -98,6 +98,8 @@ pub struct Client {
     pub jwks: Option<Value>,
     pub id_token_alg: Alg,
     pub first_party: bool,
+    /// Where a logout token is sent when a session it had tokens in ends.
+    pub backchannel_logout_uri: Option<String>,
 }
 
 impl Client {
@@ -124,6 +126,8 @@ pub struct ClientSpec {
     pub secret: Option<String>,
     pub jwks: Option<Value>,
     pub id_token_alg: Alg,
+    /// OpenID Connect Back-Channel Logout 1.0 (https, or http on loopback).
+    pub backchannel_logout_uri: Option<String>,
 }
 
 /// Scopes interkom knows.
@@ -184,6 +188,10 @@ impl Gateway {
         {
             check_redirect_uri(uri).map_err(GatewayError::Invalid)?;
         }
+        if let Some(uri) = &spec.backchannel_logout_uri {
+            check_redirect_uri(uri)
+                .map_err(|e| GatewayError::Invalid(format!("backchannel_logout_uri: {e}")))?;
+        }
         if let Some(s) = spec
             .scopes
             .iter()
@@ -242,8 +250,9 @@ impl Gateway {
         };
         let res = sqlx::query(
             "INSERT INTO clients (id, tenant, name, redirect_uris, post_logout_redirect_uris, grant_types, \
-             scopes, auth_method, secret_hash, jwks, id_token_alg, first_party, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12)",
+             scopes, auth_method, secret_hash, jwks, id_token_alg, first_party, created_at, \
+             backchannel_logout_uri) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13)",
         )
         .bind(&spec.id)
         .bind(&spec.tenant)
@@ -257,6 +266,7 @@ impl Gateway {
         .bind(spec.jwks.as_ref().map(Value::to_string))
         .bind(spec.id_token_alg.as_str())
         .bind(self.clock.now())
+        .bind(&spec.backchannel_logout_uri)
         .execute(&self.pool)
         .await;
         match res {
@@ -272,7 +282,7 @@ impl Gateway {
     pub async fn list_clients(&self) -> Result<Vec<Client>, GatewayError> {
         let rows: Vec<ClientRow> = sqlx::query_as(
             "SELECT id, tenant, name, redirect_uris, post_logout_redirect_uris, grant_types, scopes, \
-             auth_method, secret_hash, jwks, id_token_alg, first_party FROM clients ORDER BY id",
+             auth_method, secret_hash, jwks, id_token_alg, first_party, backchannel_logout_uri FROM clients ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -285,7 +295,8 @@ impl Gateway {
         self.check_client_spec(&spec)?;
         sqlx::query(
             "UPDATE clients SET name = $1, redirect_uris = $2, post_logout_redirect_uris = $3, \
-             grant_types = $4, scopes = $5, jwks = $6, id_token_alg = $7 WHERE id = $8",
+             grant_types = $4, scopes = $5, jwks = $6, id_token_alg = $7, backchannel_logout_uri = $8 \
+             WHERE id = $9",
         )
         .bind(&spec.name)
         .bind(serde_json::to_string(&spec.redirect_uris)?)
@@ -294,6 +305,7 @@ impl Gateway {
         .bind(serde_json::to_string(&spec.scopes)?)
         .bind(spec.jwks.as_ref().map(Value::to_string))
         .bind(spec.id_token_alg.as_str())
+        .bind(&spec.backchannel_logout_uri)
         .bind(&spec.id)
         .execute(&self.pool)
         .await?;
@@ -323,7 +335,7 @@ impl Gateway {
         }
         let row: Option<ClientRow> = sqlx::query_as(
             "SELECT id, tenant, name, redirect_uris, post_logout_redirect_uris, grant_types, scopes, \
-             auth_method, secret_hash, jwks, id_token_alg, first_party FROM clients WHERE id = $1",
+             auth_method, secret_hash, jwks, id_token_alg, first_party, backchannel_logout_uri FROM clients WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -349,6 +361,7 @@ struct ClientRow {
     jwks: Option<String>,
     id_token_alg: String,
     first_party: i64,
+    backchannel_logout_uri: Option<String>,
 }
 
 impl ClientRow {
@@ -364,6 +377,7 @@ impl ClientRow {
             id_token_alg: Alg::parse(&self.id_token_alg)
                 .ok_or_else(|| GatewayError::Invalid("stored id token alg".into()))?,
             first_party: self.first_party != 0,
+            backchannel_logout_uri: self.backchannel_logout_uri,
             secret_hash: self.secret_hash,
             id: self.id,
             tenant: self.tenant,

@@ -25,6 +25,8 @@ pub(crate) async fn discovery(State(gw): State<Gateway>) -> Response {
         "introspection_endpoint": c.endpoint("/introspect"),
         "revocation_endpoint": c.endpoint("/revoke"),
         "end_session_endpoint": c.endpoint("/logout"),
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
         "scopes_supported": SUPPORTED_SCOPES,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -47,7 +49,6 @@ pub(crate) async fn discovery(State(gw): State<Gateway>) -> Response {
         "authorization_response_iss_parameter_supported": true,
         "ui_locales_supported": ["de", "en"],
         "frontchannel_logout_supported": false,
-        "backchannel_logout_supported": false,
     });
     let mut res = axum::Json(doc).into_response();
     res.headers_mut().insert(

@@ -20,6 +20,7 @@
 mod access;
 pub mod accounts;
 mod authorize;
+mod backchannel;
 pub mod clients;
 pub mod clock;
 pub mod config;
@@ -69,6 +70,10 @@ pub struct Inner {
     pub(crate) clients: clients::ClientCache,
     pub(crate) policy: Arc<interkom_policy::PolicyEngine>,
     pub(crate) verified: verified::VerifiedTokens,
+    /// Outbound calls (back-channel logout): no redirects followed, bounded.
+    pub(crate) http: reqwest::Client,
+    /// Wakes the back-channel logout sender when a session ends.
+    pub(crate) logout_wake: tokio::sync::Notify,
 }
 
 impl std::ops::Deref for Gateway {
@@ -102,7 +107,14 @@ impl Gateway {
         keys.ensure(clock.now()).await?;
         let hasher = accounts::PasswordHasher::new(&cfg.argon2)?;
         let templates = web::templates()?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(backchannel::TIMEOUT)
+            .build()
+            .map_err(|e| GatewayError::Invalid(format!("HTTP client: {e}")))?;
         Ok(Gateway(Arc::new(Inner {
+            http,
+            logout_wake: tokio::sync::Notify::new(),
             clients: clients::ClientCache::new(cfg.client_cache_ttl),
             cfg,
             pool,
@@ -177,6 +189,24 @@ impl Gateway {
             )
             .await?;
         Ok(kids)
+    }
+
+    /// Sends back-channel logout tokens: at once when a session on this
+    /// node ends, and every second whatever is due (from any node, or a
+    /// retry).
+    pub fn spawn_logout_sender(&self) -> tokio::task::JoinHandle<()> {
+        let gw = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = gw.logout_wake.notified() => {}
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                }
+                if let Err(e) = backchannel::deliver_due(&gw).await {
+                    tracing::warn!(error = %e, "back-channel logout delivery failed");
+                }
+            }
+        })
     }
 
     /// Keeps this node's signing keys current on PostgreSQL: reloads as soon
@@ -254,6 +284,11 @@ impl Gateway {
                 .rows_affected();
         }
         n += throttle::purge(&self.pool, &self.cfg.brute_force, now).await?;
+        n += sqlx::query("DELETE FROM logout_deliveries WHERE created_at < $1")
+            .bind(now - 86_400)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         Ok(n)
     }
 }

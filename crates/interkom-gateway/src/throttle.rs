@@ -160,27 +160,42 @@ pub(crate) async fn succeeded(
         .execute(pool)
         .await?;
     if let Some(key) = source_key {
-        sqlx::query(
-            "UPDATE login_throttle SET failures = failures - 1 WHERE key = $1 AND failures > 0",
-        )
-        .bind(key)
-        .execute(pool)
-        .await?;
+        give_back(pool, key).await?;
     }
     Ok(())
 }
 
-/// A failed attempt: locks what reached its limit. Returns the locks this
-/// attempt set (scope and end): only the attempt that sets a lock reports it,
-/// so each lock is audited once.
+async fn give_back(pool: &AnyPool, key: &str) -> Result<(), GatewayError> {
+    sqlx::query(
+        "UPDATE login_throttle SET failures = failures - 1 WHERE key = $1 AND failures > 0",
+    )
+    .bind(key)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A refused attempt. With a wrong password: locks what reached its limit,
+/// returning the locks this attempt set (scope and end; only the attempt
+/// that sets a lock reports it, so each is audited once). With the right
+/// password, refused only for the lock or the count: its count is given
+/// back and nothing is locked, so parallel logins of one account do not
+/// lock it (they are refused while more than `lock_after` are in flight).
 pub(crate) async fn failed(
     pool: &AnyPool,
     cfg: &BruteForceConfig,
     attempt: &Attempt,
+    password_ok: bool,
     account_key: &str,
     source_key: Option<&str>,
     now: i64,
 ) -> Result<Vec<(&'static str, i64)>, GatewayError> {
+    if password_ok {
+        for key in std::iter::once(account_key).chain(source_key) {
+            give_back(pool, key).await?;
+        }
+        return Ok(Vec::new());
+    }
     let until = now + cfg.lock_seconds;
     let mut set = Vec::new();
     let due = [

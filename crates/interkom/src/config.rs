@@ -26,6 +26,7 @@ const ENV_KEYS: &[&str] = &[
     "log",
     "tokens",
     "password",
+    "brute_force",
     "audit",
     "demo",
     "policy_dir",
@@ -254,6 +255,9 @@ pub struct DemoClient {
     pub scopes: Vec<String>,
     pub auth_method: String,
     pub secret: Option<String>,
+    /// OpenID Connect Back-Channel Logout 1.0.
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
 }
 
 pub fn default_scopes() -> Vec<String> {

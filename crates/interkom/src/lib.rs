@@ -155,6 +155,7 @@ impl App {
                     secret: c.secret.clone(),
                     jwks: None,
                     id_token_alg: Alg::RS256,
+                    backchannel_logout_uri: c.backchannel_logout_uri.clone(),
                 })
                 .await;
             if let Err(e) = registered {
@@ -370,6 +371,7 @@ pub async fn serve(
         .gateway
         .spawn_key_watch(&app.config.database_url)
         .map(AbortOnDrop);
+    let _stop_logout_sender = AbortOnDrop(app.gateway.spawn_logout_sender());
     let _stop_forwarder = app
         .config
         .forward

@@ -235,6 +235,9 @@ struct ClientAdd {
     /// ID token signing algorithm: RS256 (default), ES256 or EdDSA.
     #[arg(long, default_value = "RS256")]
     id_token_alg: String,
+    /// Where logout tokens go when a user's session ends (Back-Channel Logout).
+    #[arg(long)]
+    backchannel_logout_uri: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -484,6 +487,7 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
                     jwks,
                     id_token_alg: Alg::parse(&a.id_token_alg)
                         .context("--id-token-alg: RS256, ES256 or EdDSA")?,
+                    backchannel_logout_uri: a.backchannel_logout_uri.clone(),
                 })
                 .await?;
             println!("client {} registered", a.id);
