@@ -178,7 +178,7 @@ async fn verify(s: &TestServer, token: &str) -> Value {
 
 #[tokio::test]
 async fn an_ended_session_is_announced_to_the_clients_that_asked() {
-    let s = TestServer::start().await;
+    let s = TestServer::start_with(|c| c.backchannel.allow_loopback = true).await;
     let mut r = receiver().await;
     register(&s, Some(r.url.clone())).await.unwrap();
     let discovery: Value = TestServer::http()
@@ -225,7 +225,7 @@ async fn an_ended_session_is_announced_to_the_clients_that_asked() {
 
 #[tokio::test]
 async fn a_client_that_is_down_hears_of_the_logout_when_it_is_back() {
-    let s = TestServer::start().await;
+    let s = TestServer::start_with(|c| c.backchannel.allow_loopback = true).await;
     let mut r = receiver().await;
     register(&s, Some(r.url.clone())).await.unwrap();
     r.status.store(503, Ordering::Relaxed);
@@ -254,13 +254,21 @@ async fn a_client_that_is_down_hears_of_the_logout_when_it_is_back() {
 }
 
 #[tokio::test]
-async fn a_backchannel_logout_uri_must_be_https_or_loopback() {
+async fn a_backchannel_logout_uri_must_be_https_and_not_this_machine() {
     let s = TestServer::start().await;
     for bad in [
         "http://ewo.example/logout",
         "https://ewo.example/logout#fragment",
+        "https://user:pw@ewo.example/logout",
         "javascript:alert(1)",
+        "com.example.app:/logout",
         "/relative",
+        // This machine, unless allowed; the link (cloud metadata).
+        "http://127.0.0.1:9000/logout",
+        "https://localhost/logout",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[fe80::1]/logout",
+        "https://0.0.0.0/logout",
     ] {
         let e = register(&s, Some(bad.into())).await.unwrap_err();
         assert!(e.contains("backchannel_logout_uri"), "{bad}: {e}");
@@ -268,4 +276,49 @@ async fn a_backchannel_logout_uri_must_be_https_or_loopback() {
     register(&s, Some("https://ewo.example/backchannel-logout".into()))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_code_outlives_no_logout() {
+    let s = TestServer::start().await;
+    let browser = Browser::new();
+    let (verifier, challenge) = pkce();
+    let url = authorize_url(
+        &s,
+        &[
+            ("response_type", "code"),
+            ("client_id", PORTAL),
+            ("redirect_uri", PORTAL_REDIRECT),
+            ("scope", "openid"),
+            ("state", "s"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    let q = browser.login(&s, &url, CLERK_USER, CLERK_PASSWORD).await;
+    // The user logs out before the client redeems the code.
+    let res = browser.get(&s.url("/logout")).await;
+    let form = parse_form(&s, &res.text().await.unwrap());
+    let mut fields = form.fields.clone();
+    fields.insert("confirm".into(), "yes".into());
+    browser
+        .http
+        .post(&form.action)
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    let res = s
+        .post_form(
+            "/token",
+            Some((PORTAL, PORTAL_SECRET)),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &q["code"]),
+                ("redirect_uri", PORTAL_REDIRECT),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await;
+    expect_oauth_error(res, 400, "invalid_grant").await;
 }

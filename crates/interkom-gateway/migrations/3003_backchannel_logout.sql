@@ -15,4 +15,5 @@ CREATE TABLE logout_deliveries (
     delivered_at BIGINT,
     last_error   TEXT
 );
-CREATE INDEX logout_deliveries_due ON logout_deliveries (next_at);
+-- Only what is still to deliver: delivered rows stay a day, unread.
+CREATE INDEX logout_deliveries_due ON logout_deliveries (next_at) WHERE delivered_at IS NULL;

@@ -404,12 +404,15 @@ impl Gateway {
     async fn end_sessions_of(&self, id: &str) -> Result<(), GatewayError> {
         let now = self.clock.now();
         let mut tx = self.pool.begin().await?;
-        let sids: Vec<String> = sqlx::query_scalar("SELECT sid FROM sessions WHERE user_id = $1")
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
+        // Writing first (see `end_session`); the sessions deleted are the
+        // ones announced, whatever starts meanwhile.
+        let sids: Vec<String> =
+            sqlx::query_scalar("DELETE FROM sessions WHERE user_id = $1 RETURNING sid")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
         for sid in &sids {
-            crate::backchannel::queue(self, &mut tx, id, sid).await?;
+            crate::backchannel::queue(&mut tx, id, sid, now).await?;
         }
         sqlx::query(
             "UPDATE token_families SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
@@ -418,10 +421,6 @@ impl Gateway {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         self.logout_wake.notify_one();
         Ok(())
@@ -494,20 +493,20 @@ pub(crate) async fn create_session(
 
 /// Ends a session and revokes the token families issued under it.
 pub(crate) async fn end_session(gw: &Gateway, sid: &str) -> Result<(), GatewayError> {
+    let now = gw.clock.now();
     let mut tx = gw.pool.begin().await?;
-    let user: Option<String> = sqlx::query_scalar("SELECT user_id FROM sessions WHERE sid = $1")
-        .bind(sid)
-        .fetch_optional(&mut *tx)
-        .await?;
+    // Writing first: on SQLite a transaction that read first cannot take
+    // the write lock once another connection has written.
+    let user: Option<String> =
+        sqlx::query_scalar("DELETE FROM sessions WHERE sid = $1 RETURNING user_id")
+            .bind(sid)
+            .fetch_optional(&mut *tx)
+            .await?;
     if let Some(user) = &user {
-        crate::backchannel::queue(gw, &mut tx, user, sid).await?;
+        crate::backchannel::queue(&mut tx, user, sid, now).await?;
     }
-    sqlx::query("DELETE FROM sessions WHERE sid = $1")
-        .bind(sid)
-        .execute(&mut *tx)
-        .await?;
     sqlx::query("UPDATE token_families SET revoked_at = $1 WHERE sid = $2 AND revoked_at IS NULL")
-        .bind(gw.clock.now())
+        .bind(now)
         .bind(sid)
         .execute(&mut *tx)
         .await?;

@@ -26,39 +26,27 @@ pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 const TOKEN_TTL: i64 = 120;
 
 /// Queues the logout of session `sid` of `sub` for every client that got
-/// tokens in it and wants to hear, on the caller's transaction.
+/// tokens in it and wants to hear, on the caller's transaction: one
+/// statement, one row per client (the id makes a second queueing of the
+/// same session by another node a no-op).
 pub(crate) async fn queue(
-    gw: &Gateway,
     conn: &mut AnyConnection,
     sub: &str,
     sid: &str,
+    now: i64,
 ) -> Result<(), GatewayError> {
-    let clients: Vec<String> =
-        sqlx::query_scalar("SELECT DISTINCT client_id FROM token_families WHERE sid = $1")
-            .bind(sid)
-            .fetch_all(&mut *conn)
-            .await?;
-    let now = gw.clock.now();
-    for id in clients {
-        let Some(client) = gw.client(&id).await? else {
-            continue;
-        };
-        let Some(uri) = &client.backchannel_logout_uri else {
-            continue;
-        };
-        sqlx::query(
-            "INSERT INTO logout_deliveries (id, client_id, uri, sub, sid, attempts, next_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 0, $6, $6)",
-        )
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(&client.id)
-        .bind(uri)
-        .bind(sub)
-        .bind(sid)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    }
+    sqlx::query(
+        "INSERT INTO logout_deliveries (id, client_id, uri, sub, sid, attempts, next_at, created_at) \
+         SELECT $1 || ' ' || c.id, c.id, c.backchannel_logout_uri, $2, $1, 0, $3, $3 FROM clients c \
+         WHERE c.backchannel_logout_uri IS NOT NULL \
+           AND c.id IN (SELECT client_id FROM token_families WHERE sid = $1) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(sid)
+    .bind(sub)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -66,83 +54,131 @@ pub(crate) async fn queue(
 struct Due {
     id: String,
     client_id: String,
-    uri: String,
     sub: String,
     sid: String,
     attempts: i64,
 }
 
-/// Sends what is due; returns how many were delivered.
+/// How long a claimed attempt is this node's: longer than the attempt.
+const LEASE: i64 = 60;
+
+/// The pause before attempt `n + 1`: 5 s, 10 s, 20 s …
+fn backoff(n: i64) -> i64 {
+    5 << (n - 1).clamp(0, 10)
+}
+
+/// Sends what is due, eight at a time (a slow client delays no other for
+/// long); returns how many were delivered.
 pub(crate) async fn deliver_due(gw: &Gateway) -> Result<usize, GatewayError> {
-    let now = gw.clock.now();
     let due: Vec<Due> = sqlx::query_as(
-        "SELECT id, client_id, uri, sub, sid, attempts FROM logout_deliveries \
-         WHERE delivered_at IS NULL AND attempts < $1 AND next_at <= $2 ORDER BY next_at LIMIT 50",
+        "SELECT id, client_id, sub, sid, attempts FROM logout_deliveries \
+         WHERE delivered_at IS NULL AND attempts < $1 AND next_at <= $2 ORDER BY next_at LIMIT 64",
     )
     .bind(MAX_ATTEMPTS)
-    .bind(now)
+    .bind(gw.clock.now())
     .fetch_all(&gw.pool)
     .await?;
     let mut delivered = 0;
-    for d in due {
-        // Claim the attempt: another node may have taken it meanwhile.
-        let attempt = d.attempts + 1;
-        let claimed = sqlx::query(
-            "UPDATE logout_deliveries SET attempts = $1, next_at = $2 WHERE id = $3 AND attempts = $4",
-        )
-        .bind(attempt)
-        .bind(now + (5 << (attempt - 1).min(10)))
-        .bind(&d.id)
-        .bind(d.attempts)
-        .execute(&gw.pool)
-        .await?
-        .rows_affected();
-        if claimed == 0 {
-            continue;
+    for batch in due.chunks(8) {
+        for r in futures_util::future::join_all(batch.iter().map(|d| attempt(gw, d))).await {
+            delivered += usize::from(r?);
         }
-        let result = send(gw, &d, now).await;
-        let ok = result.is_ok();
-        sqlx::query(
-            "UPDATE logout_deliveries SET delivered_at = $1, last_error = $2 WHERE id = $3",
-        )
-        .bind(ok.then_some(now))
-        .bind(result.as_ref().err())
-        .bind(&d.id)
-        .execute(&gw.pool)
-        .await?;
-        if ok || attempt >= MAX_ATTEMPTS {
-            let mut ev = AuditEvent::new(
-                Action::BackchannelLogout,
-                if ok {
-                    Outcome::Success
-                } else {
-                    Outcome::Failure
-                },
-            )
-            .client(&d.client_id)
-            .details(json!({ "sid": d.sid, "attempts": attempt }));
-            if let Err(e) = &result {
-                ev = ev.reason(format!("gave up: {e}"));
-            }
-            gw.audit.append(ev).await?;
-        }
-        delivered += usize::from(ok);
     }
     Ok(delivered)
 }
 
+/// One attempt at one delivery, if this node gets to claim it.
+async fn attempt(gw: &Gateway, d: &Due) -> Result<bool, GatewayError> {
+    let n = d.attempts + 1;
+    let claimed = sqlx::query(
+        "UPDATE logout_deliveries SET attempts = $1, next_at = $2 \
+         WHERE id = $3 AND attempts = $4 AND delivered_at IS NULL",
+    )
+    .bind(n)
+    .bind(gw.clock.now() + LEASE)
+    .bind(&d.id)
+    .bind(d.attempts)
+    .execute(&gw.pool)
+    .await?
+    .rows_affected();
+    if claimed == 0 {
+        return Ok(false);
+    }
+    let result = send(gw, d).await;
+    let now = gw.clock.now();
+    // A client that rejects the token (4xx other than 408 and 429) will
+    // not take it later either.
+    let last = n >= MAX_ATTEMPTS
+        || matches!(&result, Err((Some(s), _)) if (400..500).contains(s) && *s != 408 && *s != 429);
+    let updated = match &result {
+        Ok(()) => sqlx::query(
+            "UPDATE logout_deliveries SET delivered_at = $1, last_error = NULL \
+             WHERE id = $2 AND attempts = $3 AND delivered_at IS NULL",
+        )
+        .bind(now)
+        .bind(&d.id)
+        .bind(n),
+        Err((_, e)) => sqlx::query(
+            "UPDATE logout_deliveries SET next_at = $1, last_error = $2, attempts = $3 \
+             WHERE id = $4 AND attempts = $5 AND delivered_at IS NULL",
+        )
+        .bind(now + backoff(n))
+        .bind(e.clone())
+        .bind(if last { MAX_ATTEMPTS } else { n })
+        .bind(&d.id)
+        .bind(n),
+    }
+    .execute(&gw.pool)
+    .await?
+    .rows_affected();
+    let ok = result.is_ok();
+    if updated > 0 && (ok || last) {
+        let mut ev = AuditEvent::new(
+            Action::BackchannelLogout,
+            if ok {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            },
+        )
+        .client(&d.client_id)
+        .details(json!({ "sid": d.sid, "attempts": n }));
+        if let Some(u) = crate::accounts::user_by_id(&gw.pool, &d.sub).await? {
+            ev = ev.subject(&u.id, Some(u.tenant.clone()));
+            if let Some(t) = gw.tenants.get(&u.tenant) {
+                ev = ev.tenant(&t.id, t.path_string());
+            }
+        }
+        if let Err((_, e)) = &result {
+            ev = ev.reason(format!("gave up: {e}"));
+        }
+        gw.audit.append(ev).await?;
+    }
+    Ok(ok && updated > 0)
+}
+
 /// One attempt: a fresh logout token, POSTed as a form (§2.5); 200 or 204
-/// is success (§2.8).
-async fn send(gw: &Gateway, d: &Due, now: i64) -> Result<(), String> {
+/// is success (§2.8). The error carries the client's status, if it answered.
+async fn send(gw: &Gateway, d: &Due) -> Result<(), (Option<u16>, String)> {
+    let now = gw.clock.now();
+    let fail = |e: String| (None, e);
     let client = gw
         .client(&d.client_id)
         .await
-        .map_err(|e| e.to_string())?
-        .ok_or("the client is no longer registered")?;
-    let keys = gw.keys.fresh(now).await.map_err(|e| e.to_string())?;
+        .map_err(|e| fail(e.to_string()))?
+        .ok_or_else(|| fail("the client is no longer registered".into()))?;
+    // The registration decides where, now: a URI removed or changed since
+    // the logout is not used.
+    let uri = client.backchannel_logout_uri.clone().ok_or_else(|| {
+        (
+            Some(410),
+            "the client no longer asks for back-channel logout".into(),
+        )
+    })?;
+    let keys = gw.keys.fresh(now).await.map_err(|e| fail(e.to_string()))?;
     let key = keys
         .signing(client.id_token_alg, now)
-        .ok_or("no signing key")?;
+        .ok_or_else(|| fail("no signing key".into()))?;
     let claims = json!({
         "iss": gw.cfg.issuer_str(),
         "sub": d.sub,
@@ -153,17 +189,17 @@ async fn send(gw: &Gateway, d: &Due, now: i64) -> Result<(), String> {
         "sid": d.sid,
         "events": { EVENT: {} },
     });
-    let token = jws::sign(key, "logout+jwt", &claims).map_err(|e| e.to_string())?;
+    let token = jws::sign(key, "logout+jwt", &claims).map_err(|e| fail(e.to_string()))?;
     let res = gw
         .http
-        .post(&d.uri)
+        .post(&uri)
         .form(&[("logout_token", token)])
         .timeout(TIMEOUT)
         .send()
         .await
-        .map_err(|e| format!("{}", e.without_url()))?;
+        .map_err(|e| fail(format!("{}", e.without_url())))?;
     match res.status().as_u16() {
         200 | 204 => Ok(()),
-        s => Err(format!("the client answered {s}")),
+        s => Err((Some(s), format!("the client answered {s}"))),
     }
 }

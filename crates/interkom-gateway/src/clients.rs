@@ -163,6 +163,46 @@ pub(crate) fn check_redirect_uri(uri: &str) -> Result<(), String> {
     }
 }
 
+/// Where interkom itself sends requests (back-channel logout): https only,
+/// never to an address that names this machine or the link (cloud
+/// metadata services live there); loopback only when allowed (tests and
+/// local setups). Private networks are allowed: Fachverfahren run there.
+pub(crate) fn check_outbound_uri(uri: &str, allow_loopback: bool) -> Result<(), String> {
+    let u = Url::parse(uri).map_err(|_| format!("`{uri}` is not an absolute URL"))?;
+    if u.fragment().is_some() || !u.username().is_empty() || u.password().is_some() {
+        return Err(format!("`{uri}` must have no fragment and no user name"));
+    }
+    let loopback = match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => {
+            if ip.is_link_local() || ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
+                return Err(format!("`{uri}`: not an address to send to"));
+            }
+            ip.is_loopback()
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            let ip = ip.to_canonical();
+            if ip.is_unspecified() || ip.is_multicast() {
+                return Err(format!("`{uri}`: not an address to send to"));
+            }
+            if let std::net::IpAddr::V6(v6) = ip {
+                if (v6.segments()[0] & 0xffc0) == 0xfe80 {
+                    return Err(format!("`{uri}`: not an address to send to"));
+                }
+            }
+            ip.is_loopback()
+        }
+        None => return Err(format!("`{uri}` has no host")),
+    };
+    match (u.scheme(), loopback) {
+        (_, true) if !allow_loopback => Err(format!(
+            "`{uri}`: this machine is not a client (allowed only with backchannel.allow_loopback)"
+        )),
+        ("https", _) | ("http", true) => Ok(()),
+        _ => Err(format!("`{uri}`: must be https")),
+    }
+}
+
 impl Gateway {
     /// Checks a registration: id, tenant, grant types, redirect URIs,
     /// scopes and authentication method fit together.
@@ -189,7 +229,7 @@ impl Gateway {
             check_redirect_uri(uri).map_err(GatewayError::Invalid)?;
         }
         if let Some(uri) = &spec.backchannel_logout_uri {
-            check_redirect_uri(uri)
+            check_outbound_uri(uri, self.cfg.backchannel_allow_loopback)
                 .map_err(|e| GatewayError::Invalid(format!("backchannel_logout_uri: {e}")))?;
         }
         if let Some(s) = spec

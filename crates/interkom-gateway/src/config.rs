@@ -62,6 +62,8 @@ pub struct GatewayConfig {
     pub argon2: Argon2Config,
     pub source_pseudonymisation: SourcePseudonymisation,
     pub brute_force: crate::BruteForceConfig,
+    /// Back-channel logout URIs on this machine (tests, local setups).
+    pub backchannel_allow_loopback: bool,
 }
 
 impl GatewayConfig {
@@ -81,6 +83,7 @@ impl GatewayConfig {
             argon2: Argon2Config::default(),
             source_pseudonymisation: SourcePseudonymisation::Truncate,
             brute_force: crate::BruteForceConfig::default(),
+            backchannel_allow_loopback: false,
         }
     }
 

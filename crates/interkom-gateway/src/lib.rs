@@ -284,6 +284,7 @@ impl Gateway {
                 .rows_affected();
         }
         n += throttle::purge(&self.pool, &self.cfg.brute_force, now).await?;
+        // Delivered or given up (every retry is over within minutes).
         n += sqlx::query("DELETE FROM logout_deliveries WHERE created_at < $1")
             .bind(now - 86_400)
             .execute(&self.pool)

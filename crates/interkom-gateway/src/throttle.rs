@@ -140,6 +140,11 @@ impl Attempt {
     /// source's scaled to the account's limit. A locked attempt keeps
     /// counting, so it waits as long as the failures before it.
     pub(crate) fn delay(&self, cfg: &BruteForceConfig) -> Duration {
+        // Every locked answer alike: how long it takes tells nothing about
+        // the guesses made meanwhile.
+        if self.locked {
+            return cfg.delay(cfg.lock_after + 1);
+        }
         let scaled =
             self.source_failures.saturating_mul(cfg.lock_after) / cfg.source_lock_after.max(1);
         cfg.delay(self.account_failures.max(scaled))

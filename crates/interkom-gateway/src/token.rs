@@ -191,6 +191,19 @@ async fn authorization_code(
         drop(tx);
         return Err(code_replayed(gw, meta, client, &row).await);
     }
+    // A code outlives no logout: its session must still be there (else the
+    // new tokens would belong to an ended session nobody announces).
+    let live: Option<i64> = sqlx::query_scalar("SELECT 1 FROM sessions WHERE sid = $1")
+        .bind(&row.sid)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(GatewayError::from)?;
+    if live.is_none() {
+        drop(tx);
+        return Err(OAuthError::invalid_grant(
+            "the session of this code has ended",
+        ));
+    }
     sqlx::query(
         "INSERT INTO token_families (id, client_id, user_id, sid, created_at, revoked_at) \
          VALUES ($1, $2, $3, $4, $5, NULL)",

@@ -27,6 +27,7 @@ const ENV_KEYS: &[&str] = &[
     "tokens",
     "password",
     "brute_force",
+    "backchannel",
     "audit",
     "demo",
     "policy_dir",
@@ -60,6 +61,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub brute_force: interkom_gateway::BruteForceConfig,
     #[serde(default)]
+    pub backchannel: BackchannelFileConfig,
+    #[serde(default)]
     pub audit: AuditFileConfig,
     /// The administrative tree.
     #[serde(default)]
@@ -76,6 +79,15 @@ pub struct FileConfig {
     pub policy_poll_seconds: u64,
     #[serde(default)]
     pub tls: TlsFileConfig,
+}
+
+/// Back-channel logout.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackchannelFileConfig {
+    /// Allow `backchannel_logout_uri`s on this machine (tests and local
+    /// setups only: in production a client there is a way into the host).
+    pub allow_loopback: bool,
 }
 
 /// TLS (rustls): certificate and key files, reloaded when they change.
@@ -404,6 +416,7 @@ impl FileConfig {
             g.access_token_alg = alg.unwrap_or(Alg::ES256);
             g.argon2 = self.password.clone();
             g.brute_force = self.brute_force.clone();
+            g.backchannel_allow_loopback = self.backchannel.allow_loopback;
             g.source_pseudonymisation = self.audit.source_pseudonymisation;
             g
         });
