@@ -237,7 +237,7 @@ describe('interkom login in headless Chromium, driven by openid-client', { timeo
       await page.fill('input[name="password"]', 'Falsches-Passwort-1!');
       await page.click('button[type="submit"]');
 
-      await page.getByText('Benutzername oder Passwort ist falsch.').waitFor();
+      await page.getByText('Benutzername oder Passwort ist falsch, oder die Anmeldung ist nach zu vielen Fehlversuchen vorübergehend gesperrt.').waitFor();
       assert.ok(page.url().startsWith(issuer), `still on interkom, not ${page.url()}`);
       assert.deepEqual(toRp, []);
     } finally {
