@@ -273,15 +273,6 @@ async fn a_postgres_restart_makes_nodes_unready_and_they_recover_alone() {
     assert_eq!(seen.server_errors, 0, "an outage answers 503, not 500");
     check_after(&cluster, &seen).await;
     // The session from before the outage still signs in without a password.
-    let rp = cluster.rp().await.unwrap();
-    let (url, _, _) = rp
-        .authorize_url(
-            openidconnect::AuthenticationFlow::<openidconnect::core::CoreResponseType>::AuthorizationCode,
-            openidconnect::CsrfToken::new_random,
-            Nonce::new_random,
-        )
-        .set_pkce_challenge(openidconnect::PkceCodeChallenge::new_random_sha256().0)
-        .url();
-    let res = browser.get(&cluster.to_node(2, url.as_str())).await;
+    let res = browser.get(&cluster.authorize_at(2).await).await;
     assert_eq!(res.status(), 303, "the session survived the restart");
 }

@@ -290,6 +290,23 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// The portal's authorization URL (PKCE, state, nonce from the RP
+    /// library) at node `i`.
+    pub async fn authorize_at(self: &Arc<Self>, i: usize) -> String {
+        let rp = self.rp().await.unwrap();
+        let (url, _, _) = rp
+            .authorize_url(
+                openidconnect::AuthenticationFlow::<openidconnect::core::CoreResponseType>::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .set_pkce_challenge(PkceCodeChallenge::new_random_sha256().0)
+            .url();
+        self.to_node(i, url.as_str())
+    }
+}
+
 /// A code for the portal: the login page from node `page`, the password
 /// posted to node `post` (which issues the code). Returns the code, the
 /// PKCE verifier and the nonce; an error where a node did not answer.

@@ -87,16 +87,7 @@ async fn sessions_and_refresh_families_span_the_nodes() {
         .unwrap();
     redeem(&cluster, &code, &verifier, &nonce).await.unwrap();
     // Single sign-on at node C with the session node B created.
-    let rp = cluster.rp().await.unwrap();
-    let (url, _, _) = rp
-        .authorize_url(
-            openidconnect::AuthenticationFlow::<openidconnect::core::CoreResponseType>::AuthorizationCode,
-            openidconnect::CsrfToken::new_random,
-            Nonce::new_random,
-        )
-        .set_pkce_challenge(openidconnect::PkceCodeChallenge::new_random_sha256().0)
-        .url();
-    let res = browser.get(&cluster.to_node(2, url.as_str())).await;
+    let res = browser.get(&cluster.authorize_at(2).await).await;
     assert_eq!(res.status(), 303, "no login form: the session is shared");
     assert!(redirect_params(&res).contains_key("code"));
     // A refresh token from node A, used at B, then replayed at C.

@@ -100,18 +100,7 @@ async fn tokens(s: &TestServer, browser: &Browser) -> Value {
         let form = parse_form(s, &res.text().await.unwrap());
         redirect_params(&browser.submit(&form, CLERK_USER, CLERK_PASSWORD).await)
     };
-    let res = s
-        .post_form(
-            "/token",
-            Some((CLIENT, SECRET)),
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &q["code"]),
-                ("redirect_uri", PORTAL_REDIRECT),
-                ("code_verifier", &verifier),
-            ],
-        )
-        .await;
+    let res = exchange_code(s, (CLIENT, SECRET), &q["code"], &verifier).await;
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
 }
@@ -147,14 +136,7 @@ async fn next_token(r: &mut Receiver) -> String {
 async fn verify(s: &TestServer, token: &str) -> Value {
     let h = jwt_header(token);
     assert_eq!(h["typ"], "logout+jwt");
-    let jwks: jsonwebtoken::jwk::JwkSet = TestServer::http()
-        .get(s.url("/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = jwks(s).await;
     let jwk = jwks
         .find(h["kid"].as_str().unwrap())
         .expect("a published key");
@@ -308,17 +290,6 @@ async fn a_code_outlives_no_logout() {
         .send()
         .await
         .unwrap();
-    let res = s
-        .post_form(
-            "/token",
-            Some((PORTAL, PORTAL_SECRET)),
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &q["code"]),
-                ("redirect_uri", PORTAL_REDIRECT),
-                ("code_verifier", &verifier),
-            ],
-        )
-        .await;
+    let res = exchange_code(&s, (PORTAL, PORTAL_SECRET), &q["code"], &verifier).await;
     expect_oauth_error(res, 400, "invalid_grant").await;
 }

@@ -411,20 +411,42 @@ pub async fn portal_tokens(
         ],
     );
     let q = browser.login(server, &url, user, password).await;
-    let res = server
-        .post_form(
-            "/token",
-            Some((PORTAL, PORTAL_SECRET)),
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &q["code"]),
-                ("redirect_uri", PORTAL_REDIRECT),
-                ("code_verifier", &verifier),
-            ],
-        )
-        .await;
+    let res = exchange_code(server, (PORTAL, PORTAL_SECRET), &q["code"], &verifier).await;
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
+}
+
+/// A code exchange by a confidential client redirecting to the portal's URI.
+pub async fn exchange_code(
+    server: &TestServer,
+    client: (&str, &str),
+    code: &str,
+    verifier: &str,
+) -> reqwest::Response {
+    server
+        .post_form(
+            "/token",
+            Some(client),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", PORTAL_REDIRECT),
+                ("code_verifier", verifier),
+            ],
+        )
+        .await
+}
+
+/// The node's published keys.
+pub async fn jwks(server: &TestServer) -> jsonwebtoken::jwk::JwkSet {
+    TestServer::http()
+        .get(server.url("/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// Logs `user` in at the admin console's client (public, PKCE) and returns

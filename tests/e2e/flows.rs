@@ -139,14 +139,7 @@ async fn code_flow_with_pkce_issues_verified_tokens() {
         "refresh token for a client allowed that grant"
     );
     // Validates offline against the JWKS.
-    let jwks: jsonwebtoken::jwk::JwkSet = TestServer::http()
-        .get(s.url("/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = jwks(&s).await;
     let jwk = jwks.find(h["kid"].as_str().unwrap()).unwrap();
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
     v.set_audience(&[PORTAL]);
