@@ -133,6 +133,9 @@ impl TestServer {
         fc.log = "warn".into();
         fc.policy_dir = repo_root().join("policies");
         tweak(&mut fc);
+        // A tweak may name the host differently (e.g. `localhost`, so that
+        // two nodes in one browser keep their cookies apart).
+        let issuer = fc.issuer.clone();
         let config = fc.validate().unwrap();
         let clock = Clock::default();
         let app = App::open(config, clock.clone()).await.unwrap();

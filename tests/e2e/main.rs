@@ -16,6 +16,7 @@ mod audit;
 mod authzen;
 mod backchannel;
 mod bruteforce;
+mod brokering;
 mod cli;
 mod common;
 mod crash;

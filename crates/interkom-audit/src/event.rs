@@ -25,6 +25,12 @@ pub enum Action {
     AuditRead,
     AuditExport,
     KeyRotated,
+    /// An upstream identity was linked to an existing account.
+    AccountLinked,
+    /// An account was created at a first upstream login.
+    AccountProvisioned,
+    SecondFactorEnrolled,
+    SecondFactorReset,
 }
 
 impl Action {
@@ -47,6 +53,10 @@ impl Action {
         Action::AuditRead,
         Action::AuditExport,
         Action::KeyRotated,
+        Action::AccountLinked,
+        Action::AccountProvisioned,
+        Action::SecondFactorEnrolled,
+        Action::SecondFactorReset,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +79,10 @@ impl Action {
             Action::AuditRead => "audit_read",
             Action::AuditExport => "audit_export",
             Action::KeyRotated => "key_rotated",
+            Action::AccountLinked => "account_linked",
+            Action::AccountProvisioned => "account_provisioned",
+            Action::SecondFactorEnrolled => "second_factor_enrolled",
+            Action::SecondFactorReset => "second_factor_reset",
         }
     }
 

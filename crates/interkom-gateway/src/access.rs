@@ -12,22 +12,25 @@ use crate::{Gateway, GatewayError};
 pub(crate) const LOGIN: &str = "login";
 
 /// What the gateway does with a decision.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
     /// Issue the code or token.
     Allow,
     /// `access_denied` to the client.
     Deny,
-    /// A fresh password login satisfies it (only the authentication's age
-    /// was too great).
-    Reauthenticate,
-    /// No method this installation offers reaches the requirement:
-    /// `unmet_authentication_requirements`.
-    Unreachable,
+    /// Allowed once the user authenticates as `Need` says (see `stepup`).
+    StepUp(Need),
 }
 
-/// The strongest level a local login reaches today: a password.
-const REACHABLE: Loa = Loa::Low;
+/// What a step-up must achieve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Need {
+    /// The lowest level that suffices.
+    pub(crate) loa: Loa,
+    pub(crate) second_factor: bool,
+    /// The authentication is too old: a fresh one is due.
+    pub(crate) fresh: bool,
+}
 
 /// Decides, and audits the decision if the policy says so.
 pub(crate) async fn check(
@@ -54,29 +57,25 @@ pub(crate) async fn check(
     let verdict = match d.effect {
         Effect::Allow => Verdict::Allow,
         Effect::Deny => Verdict::Deny,
-        Effect::StepUp { .. } => {
-            let only_age = d.reasons.iter().all(|r| {
-                !matches!(
-                    r,
-                    interkom_policy::Reason::AcrTooLow { .. }
-                        | interkom_policy::Reason::SecondFactorMissing
-                )
-            });
-            let req = match d.effect {
-                Effect::StepUp { required_acr, .. } => required_acr,
-                _ => None,
-            };
-            if only_age && req.is_none_or(|r| r <= REACHABLE) {
-                Verdict::Reauthenticate
-            } else {
-                Verdict::Unreachable
-            }
+        Effect::StepUp { required_acr, .. } => {
+            let have = Loa::from_acr(acr).unwrap_or(Loa::Low);
+            Verdict::StepUp(Need {
+                loa: required_acr.map_or(have, |r| r.max(have)),
+                second_factor: d
+                    .reasons
+                    .iter()
+                    .any(|r| matches!(r, interkom_policy::Reason::SecondFactorMissing)),
+                fresh: d
+                    .reasons
+                    .iter()
+                    .any(|r| matches!(r, interkom_policy::Reason::AuthTooOld { .. })),
+            })
         }
     };
     let result = match verdict {
         Verdict::Allow => "allow",
         Verdict::Deny => "deny",
-        Verdict::Reauthenticate | Verdict::Unreachable => "step_up",
+        Verdict::StepUp(_) => "step_up",
     };
     metrics::counter!("interkom_decisions_total", "via" => "login", "result" => result)
         .increment(1);

@@ -436,6 +436,8 @@ pub(crate) struct Session {
     pub(crate) acr: String,
     pub(crate) amr: String,
     pub(crate) expires_at: i64,
+    /// The upstream the login came from.
+    pub(crate) upstream: Option<String>,
 }
 
 pub(crate) const SESSION_COOKIE: &str = "interkom_session";
@@ -447,7 +449,7 @@ pub(crate) async fn session_by_handle(
     now: i64,
 ) -> Result<Option<Session>, GatewayError> {
     let s: Option<Session> = sqlx::query_as(
-        "SELECT sid, user_id, auth_time, acr, amr, expires_at FROM sessions WHERE handle_hash = $1",
+        "SELECT sid, user_id, auth_time, acr, amr, expires_at, upstream FROM sessions WHERE handle_hash = $1",
     )
     .bind(master.keyed_hash(handle))
     .fetch_optional(pool)
@@ -463,20 +465,23 @@ pub(crate) async fn create_session(
     user_id: &str,
     acr: &str,
     amr: &[&str],
+    auth_time: i64,
+    upstream: Option<&str>,
 ) -> Result<(String, Session), GatewayError> {
     let now = gw.clock.now();
     let handle = random_token(32);
     let session = Session {
         sid: random_token(16),
         user_id: user_id.to_owned(),
-        auth_time: now,
+        auth_time,
         acr: acr.to_owned(),
         amr: serde_json::to_string(amr)?,
         expires_at: now + gw.cfg.session_ttl,
+        upstream: upstream.map(str::to_owned),
     };
     sqlx::query(
-        "INSERT INTO sessions (handle_hash, sid, user_id, auth_time, acr, amr, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO sessions (handle_hash, sid, user_id, auth_time, acr, amr, created_at, expires_at, upstream) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(gw.master.keyed_hash(&handle))
     .bind(&session.sid)
@@ -486,9 +491,55 @@ pub(crate) async fn create_session(
     .bind(&session.amr)
     .bind(now)
     .bind(session.expires_at)
+    .bind(&session.upstream)
     .execute(conn)
     .await?;
     Ok((handle, session))
+}
+
+/// Raises a session's level after a step-up and gives it a new handle (the
+/// old cookie is worthless from now on); `None` if it ended meanwhile.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn step_up_session(
+    gw: &Gateway,
+    conn: &mut sqlx::AnyConnection,
+    sid: &str,
+    user_id: &str,
+    acr: &str,
+    amr: &[&str],
+    auth_time: i64,
+    upstream: Option<&str>,
+) -> Result<Option<(String, Session)>, GatewayError> {
+    let handle = random_token(32);
+    let amr = serde_json::to_string(amr)?;
+    let expires_at: Option<i64> = sqlx::query_scalar(
+        "UPDATE sessions SET handle_hash = $1, acr = $2, amr = $3, auth_time = $4, upstream = $5 \
+         WHERE sid = $6 AND user_id = $7 AND expires_at > $8 RETURNING expires_at",
+    )
+    .bind(gw.master.keyed_hash(&handle))
+    .bind(acr)
+    .bind(&amr)
+    .bind(auth_time)
+    .bind(upstream)
+    .bind(sid)
+    .bind(user_id)
+    .bind(gw.clock.now())
+    .fetch_optional(conn)
+    .await?;
+    Ok(expires_at.map(|expires_at| {
+        (
+            handle,
+            Session {
+                sid: sid.to_owned(),
+                user_id: user_id.to_owned(),
+                auth_time,
+                acr: acr.to_owned(),
+                amr,
+                expires_at,
+                upstream: upstream.map(str::to_owned),
+            },
+        )
+    }))
 }
 
 /// Ends a session and revokes the token families issued under it.

@@ -15,14 +15,14 @@ use interkom_audit::{Action, AuditEvent, Outcome};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::access::{self, Verdict};
 use crate::accounts::{self, Session, SESSION_COOKIE};
 use crate::clients::{Client, GrantType, SUPPORTED_SCOPES};
 use crate::crypto::{ct_eq, random_token};
 use crate::i18n::Lang;
 use crate::params::Params;
 use crate::web::{self, Meta};
-use crate::{throttle, Gateway, GatewayError};
+use crate::stepup::{self, Pending, Step};
+use crate::{throttle, upstream, Gateway, GatewayError};
 
 /// Levels of assurance, lowest first.
 pub(crate) const ACR_LOW: &str = "urn:interkom:loa:low";
@@ -36,7 +36,9 @@ pub(crate) fn acr_rank(acr: &str) -> Option<usize> {
     ACR_VALUES.iter().position(|a| *a == acr)
 }
 
-const BROWSER_COOKIE: &str = "interkom_browser";
+pub(crate) const BROWSER_COOKIE: &str = "interkom_browser";
+/// The upstream chosen last in this browser (shown first next time).
+pub(crate) const IDP_COOKIE: &str = "interkom_idp";
 
 const ACCESS_DENIED: &str = "the access policy does not permit this user to use this service";
 const UNREACHABLE: &str =
@@ -58,6 +60,9 @@ pub(crate) struct AuthRequest {
     /// Lowest rank among the requested, known `acr_values`.
     pub(crate) min_acr: Option<usize>,
     pub(crate) ui_locales: Option<String>,
+    /// The upstream to send the user to without asking (`idp_hint`).
+    #[serde(default)]
+    pub(crate) idp_hint: Option<String>,
 }
 
 enum Fail {
@@ -363,11 +368,12 @@ async fn validate(gw: &Gateway, p: &Params) -> Result<(Arc<Client>, AuthRequest)
         login_hint: get("login_hint")?.map(|h| h.chars().take(128).collect()),
         min_acr,
         ui_locales: get("ui_locales")?.map(str::to_owned),
+        idp_hint: get("idp_hint")?.map(|h| h.chars().take(64).collect()),
     };
     Ok((client, req))
 }
 
-/// Decides between single sign-on, the login form and an error.
+/// Decides between single sign-on, a step-up, the login form and an error.
 async fn proceed(
     gw: &Gateway,
     meta: &Meta,
@@ -387,87 +393,102 @@ async fn proceed(
         error,
         description: description.to_owned(),
     };
-    // A password alone reaches `low`; higher levels come with second factors
-    // and upstream IdPs.
-    let reachable = 0;
-    let session_ok = session.as_ref().is_some_and(|s| {
-        !req.prompt_login
-            && req.max_age.is_none_or(|m| now - s.auth_time <= m)
-            && acr_rank(&s.acr).unwrap_or(0) >= req.min_acr.unwrap_or(0)
+    let session = session.filter(|s| {
+        !req.prompt_login && req.max_age.is_none_or(|m| now - s.auth_time <= m)
     });
-    if session_ok {
-        if let Some(s) = session {
-            // Single sign-on still asks the policy: this client may need more
-            // than the session offers.
-            let amr: Vec<String> = serde_json::from_str(&s.amr).unwrap_or_default();
-            let (verdict, _) = access::check(
-                gw,
-                Some(meta),
-                &req.client_id,
-                &s.user_id,
-                &s.acr,
-                &amr,
-                s.auth_time,
-            )
-            .await?;
-            match verdict {
-                Verdict::Allow => {
-                    let mut conn = gw.pool.acquire().await.map_err(GatewayError::from)?;
-                    let code = issue_code(gw, &mut conn, &req, &s).await?;
-                    return Ok(code_redirect(gw, &req, &code));
-                }
-                Verdict::Deny => return Err(redirect_fail("access_denied", ACCESS_DENIED)),
-                Verdict::Unreachable => {
-                    return Err(redirect_fail(
-                        "unmet_authentication_requirements",
-                        UNREACHABLE,
-                    ))
-                }
-                Verdict::Reauthenticate if req.prompt_none => {
-                    return Err(redirect_fail(
-                        "unmet_authentication_requirements",
-                        "the login is too old for this service and prompt=none forbids a new one",
-                    ))
-                }
-                // Step-up: the login form again, for a fresh authentication.
-                Verdict::Reauthenticate => {}
+    let browser = web::cookie(headers, BROWSER_COOKIE)
+        .filter(|b| b.len() == 43)
+        .unwrap_or_else(|| random_token(32));
+    if let Some(s) = session {
+        // Single sign-on still asks the policy: this client may need more
+        // than the session offers.
+        let p = Pending {
+            user_id: s.user_id.clone(),
+            acr: s.acr.clone(),
+            amr: serde_json::from_str(&s.amr).unwrap_or_default(),
+            auth_time: s.auth_time,
+            sid: Some(s.sid.clone()),
+            upstream: s.upstream.clone(),
+            tried: Vec::new(),
+            otp_failures: 0,
+        };
+        let step = stepup::plan(gw, Some(meta), &req, &p).await?;
+        let need_interaction = !matches!(step, Step::Issue | Step::Deny | Step::Unmet);
+        if need_interaction && req.prompt_none {
+            return Err(redirect_fail(
+                "unmet_authentication_requirements",
+                "this service needs a further authentication and prompt=none forbids it",
+            ));
+        }
+        match step {
+            Step::Issue => {
+                let mut conn = gw.pool.acquire().await.map_err(GatewayError::from)?;
+                let code = issue_code(gw, &mut conn, &req, &s).await?;
+                return Ok(code_redirect(gw, &req, &code));
+            }
+            Step::Deny => return Err(redirect_fail("access_denied", ACCESS_DENIED)),
+            Step::Unmet => {
+                return Err(redirect_fail(
+                    "unmet_authentication_requirements",
+                    UNREACHABLE,
+                ))
+            }
+            // A fresh password login: the form below.
+            Step::Password => {}
+            Step::Totp => {
+                let id = new_login_request(gw, &browser, &req, Some(&p)).await?;
+                let mut res = stepup::otp_page(gw, lang, StatusCode::OK, client, &id, &browser, None);
+                res.headers_mut().append(
+                    header::SET_COOKIE,
+                    web::set_cookie(gw, BROWSER_COOKIE, &browser, gw.cfg.login_request_ttl),
+                );
+                return Ok(res);
+            }
+            Step::Upstream {
+                idp,
+                acr_values,
+                asked,
+                fresh,
+            } => {
+                let id = new_login_request(gw, &browser, &req, Some(&p)).await?;
+                let mut res = stepup::go_upstream(
+                    gw, meta, lang, &id, &browser, &req, client, &idp, &acr_values, Some(asked), fresh,
+                )
+                .await?;
+                res.headers_mut().append(
+                    header::SET_COOKIE,
+                    web::set_cookie(gw, BROWSER_COOKIE, &browser, gw.cfg.login_request_ttl),
+                );
+                return Ok(res);
             }
         }
-    }
-    if req.min_acr.is_some_and(|r| r > reachable) {
-        return Err(redirect_fail(
-            "unmet_authentication_requirements",
-            "the requested level of assurance cannot be reached",
-        ));
     }
     if req.prompt_none {
         return Err(redirect_fail("login_required", "the user must log in"));
     }
-    // Show the login form, bound to this browser.
-    let browser = web::cookie(headers, BROWSER_COOKIE)
-        .filter(|b| b.len() == 43)
-        .unwrap_or_else(|| random_token(32));
-    let id = random_token(24);
-    sqlx::query(
-        "INSERT INTO login_requests (id, csrf_hash, params, expires_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(&id)
-    .bind(gw.master.keyed_hash(&browser))
-    .bind(serde_json::to_string(&req).map_err(GatewayError::from)?)
-    .bind(now + gw.cfg.login_request_ttl)
-    .execute(&gw.pool)
-    .await
-    .map_err(GatewayError::from)?;
-    let mut res = login_page(
-        gw,
-        lang,
-        StatusCode::OK,
-        client,
-        &id,
-        &browser,
-        req.login_hint.as_deref(),
-        None,
-    );
+    let id = new_login_request(gw, &browser, &req, None).await?;
+    // Home-realm discovery: `idp_hint`, or a `login_hint` in a domain of
+    // one upstream, goes there directly.
+    let idps = upstream::upstreams(gw).await?;
+    let mut res = match upstream::chosen(&idps, &req) {
+        Some(idp) => {
+            stepup::go_upstream(gw, meta, lang, &id, &browser, &req, client, idp, &[], None, false)
+                .await?
+        }
+        None => login_page(
+            gw,
+            lang,
+            StatusCode::OK,
+            client,
+            &id,
+            &browser,
+            req.login_hint
+                .as_deref()
+                .filter(|h| upstream::hint_domain(h).is_none()),
+            None,
+            &Chooser::new(&idps, web::cookie(headers, IDP_COOKIE).as_deref(), None),
+        ),
+    };
     res.headers_mut().append(
         header::SET_COOKIE,
         web::set_cookie(gw, BROWSER_COOKIE, &browser, gw.cfg.login_request_ttl),
@@ -475,7 +496,148 @@ async fn proceed(
     Ok(res)
 }
 
-fn csrf_token(gw: &Gateway, browser: &str, login_request: &str) -> String {
+/// Stores a login request bound to this browser; returns its id.
+async fn new_login_request(
+    gw: &Gateway,
+    browser: &str,
+    req: &AuthRequest,
+    pending: Option<&Pending>,
+) -> Result<String, GatewayError> {
+    let id = random_token(24);
+    let pending = match pending {
+        Some(p) => Some(serde_json::to_string(p)?),
+        None => None,
+    };
+    sqlx::query(
+        "INSERT INTO login_requests (id, csrf_hash, params, expires_at, pending) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&id)
+    .bind(gw.master.keyed_hash(browser))
+    .bind(serde_json::to_string(req)?)
+    .bind(gw.clock.now() + gw.cfg.login_request_ttl)
+    .bind(pending)
+    .execute(&gw.pool)
+    .await?;
+    Ok(id)
+}
+
+/// A login request that has not expired, with what it has established.
+pub(crate) async fn login_request(
+    gw: &Gateway,
+    id: &str,
+    now: i64,
+) -> Result<Option<(AuthRequest, Option<Pending>)>, GatewayError> {
+    let row: Option<(String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT params, expires_at, pending FROM login_requests WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&gw.pool)
+    .await?;
+    let Some((params, expires_at, pending)) = row.filter(|r| r.1 > now) else {
+        return Ok(None);
+    };
+    let _ = expires_at;
+    let Ok(req) = serde_json::from_str::<AuthRequest>(&params) else {
+        return Ok(None);
+    };
+    let pending = pending.and_then(|p| serde_json::from_str(&p).ok());
+    Ok(Some((req, pending)))
+}
+
+/// The login request a form names, if the form carries this browser's
+/// token for it: (id, browser, request, pending, client); else the page to
+/// answer with.
+pub(crate) async fn bound_request(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    lang: Lang,
+    lr: Option<&str>,
+    csrf: Option<&str>,
+) -> Result<(String, String, AuthRequest, Option<Pending>, Arc<Client>), Response> {
+    let bad = |status, m: fn(&crate::i18n::Texts) -> &'static str| {
+        web::error_page(gw, lang, status, m(lang.texts()), None)
+    };
+    let (Some(lr), Some(csrf)) = (lr, csrf) else {
+        return Err(bad(StatusCode::BAD_REQUEST, |t| t.expired));
+    };
+    let now = gw.clock.now();
+    let row: Option<(String,)> = sqlx::query_as("SELECT csrf_hash FROM login_requests WHERE id = $1 AND expires_at > $2")
+        .bind(lr)
+        .bind(now)
+        .fetch_optional(&gw.pool)
+        .await
+        .map_err(|e| internal(gw, lang, e.into()))?;
+    let Some((browser_hash,)) = row else {
+        return Err(bad(StatusCode::BAD_REQUEST, |t| t.expired));
+    };
+    // CSRF: the form's token must be derived from this browser's cookie and
+    // this login request, and the request must belong to this browser.
+    let browser = web::cookie(headers, BROWSER_COOKIE).unwrap_or_default();
+    if browser.is_empty()
+        || !ct_eq(&gw.master.keyed_hash(&browser), &browser_hash)
+        || !ct_eq(&csrf_token(gw, &browser, lr), csrf)
+    {
+        return Err(bad(StatusCode::FORBIDDEN, |t| t.expired));
+    }
+    let Some((req, pending)) = login_request(gw, lr, now)
+        .await
+        .map_err(|e| internal(gw, lang, e))?
+    else {
+        return Err(bad(StatusCode::BAD_REQUEST, |t| t.expired));
+    };
+    let client = match gw.client(&req.client_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return Err(bad(StatusCode::BAD_REQUEST, |t| t.bad_client)),
+        Err(e) => return Err(internal(gw, lang, e)),
+    };
+    Ok((lr.to_owned(), browser, req, pending, client))
+}
+
+/// The upstreams offered on the login page.
+#[derive(Serialize)]
+pub(crate) struct Chooser {
+    idps: Vec<IdpEntry>,
+    query: String,
+    /// Upstreams exist at all (the section is shown).
+    any: bool,
+}
+
+#[derive(Serialize)]
+struct IdpEntry {
+    id: String,
+    name: String,
+    last: bool,
+}
+
+impl Chooser {
+    /// The upstreams matching `query` (name, id or domain), the one chosen
+    /// last first.
+    pub(crate) fn new(list: &[Arc<upstream::Upstream>], last: Option<&str>, query: Option<&str>) -> Chooser {
+        let q = query.unwrap_or("").trim().to_lowercase();
+        let mut idps: Vec<IdpEntry> = list
+            .iter()
+            .filter(|u| {
+                q.is_empty()
+                    || u.cfg.name.to_lowercase().contains(&q)
+                    || u.cfg.id.contains(&q)
+                    || u.cfg.domains.iter().any(|d| d.to_lowercase().contains(&q))
+            })
+            .map(|u| IdpEntry {
+                id: u.cfg.id.clone(),
+                name: u.cfg.name.clone(),
+                last: Some(u.cfg.id.as_str()) == last,
+            })
+            .collect();
+        idps.sort_by_key(|e| !e.last);
+        Chooser {
+            idps,
+            query: query.unwrap_or("").chars().take(100).collect(),
+            any: !list.is_empty(),
+        }
+    }
+}
+
+pub(crate) fn csrf_token(gw: &Gateway, browser: &str, login_request: &str) -> String {
     gw.master
         .keyed_hash(&format!("csrf|{browser}|{login_request}"))
 }
@@ -490,6 +652,7 @@ fn login_page(
     browser: &str,
     username: Option<&str>,
     error: Option<&str>,
+    chooser: &Chooser,
 ) -> Response {
     web::page(
         gw,
@@ -504,6 +667,7 @@ fn login_page(
             csrf_token => csrf_token(gw, browser, login_request),
             username => username.unwrap_or(""),
             error => error,
+            chooser => minijinja::Value::from_serialize(chooser),
         },
     )
 }
@@ -569,48 +733,23 @@ pub(crate) async fn login(
     body: Bytes,
 ) -> Response {
     let lang = Lang::negotiate(None, meta.accept_language.as_deref());
-    let bad = |status, m: fn(&crate::i18n::Texts) -> &'static str| {
-        web::error_page(&gw, lang, status, m(lang.texts()), None)
-    };
     let Ok(form) = serde_urlencoded::from_bytes::<LoginForm>(&body) else {
-        return bad(StatusCode::BAD_REQUEST, |t| t.bad_request);
+        return web::error_page(&gw, lang, StatusCode::BAD_REQUEST, lang.texts().bad_request, None);
     };
-    let (Some(lr), Some(csrf)) = (form.login_request, form.csrf_token) else {
-        return bad(StatusCode::BAD_REQUEST, |t| t.expired);
-    };
-    let now = gw.clock.now();
-    let row: Option<(String, String, i64)> = match sqlx::query_as(
-        "SELECT csrf_hash, params, expires_at FROM login_requests WHERE id = $1",
+    let bound = bound_request(
+        &gw,
+        &headers,
+        lang,
+        form.login_request.as_deref(),
+        form.csrf_token.as_deref(),
     )
-    .bind(&lr)
-    .fetch_optional(&gw.pool)
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => return internal(&gw, lang, e.into()),
-    };
-    let Some((browser_hash, params, expires_at)) = row.filter(|r| r.2 > now) else {
-        return bad(StatusCode::BAD_REQUEST, |t| t.expired);
-    };
-    let _ = expires_at;
-    // CSRF: the form's token must be derived from this browser's cookie and
-    // this login request, and the request must belong to this browser.
-    let browser = web::cookie(&headers, BROWSER_COOKIE).unwrap_or_default();
-    if browser.is_empty()
-        || !ct_eq(&gw.master.keyed_hash(&browser), &browser_hash)
-        || !ct_eq(&csrf_token(&gw, &browser, &lr), &csrf)
-    {
-        return bad(StatusCode::FORBIDDEN, |t| t.expired);
-    }
-    let Ok(req) = serde_json::from_str::<AuthRequest>(&params) else {
-        return bad(StatusCode::BAD_REQUEST, |t| t.expired);
+    .await;
+    let (lr, browser, req, _, client) = match bound {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     let lang = Lang::negotiate(req.ui_locales.as_deref(), meta.accept_language.as_deref());
-    let client = match gw.client(&req.client_id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return bad(StatusCode::BAD_REQUEST, |t| t.bad_client),
-        Err(e) => return internal(&gw, lang, e),
-    };
+    let now = gw.clock.now();
     let username = form.username.unwrap_or_default();
     let password = form.password.unwrap_or_default();
     let user = if username.is_empty() || username.len() > 128 {
@@ -716,6 +855,10 @@ pub(crate) async fn login(
                 return internal(&gw, lang, e.into());
             }
             tokio::time::sleep(delay).await;
+            let idps = match upstream::upstreams(&gw).await {
+                Ok(l) => l,
+                Err(e) => return internal(&gw, lang, e),
+            };
             return login_page(
                 &gw,
                 lang,
@@ -725,13 +868,88 @@ pub(crate) async fn login(
                 &browser,
                 Some(&username),
                 Some(lang.texts().login_failed),
+                &Chooser::new(&idps, web::cookie(&headers, IDP_COOKIE).as_deref(), None),
             );
         }
     };
-    match finish_login(&gw, &meta, &lr, &req, &client, &user).await {
+    let p = Pending {
+        user_id: user.id.clone(),
+        acr: ACR_LOW.to_owned(),
+        amr: vec!["pwd".to_owned()],
+        auth_time: now,
+        sid: None,
+        upstream: None,
+        tried: vec!["password".to_owned()],
+        otp_failures: 0,
+    };
+    match stepup::advance(&gw, &meta, lang, &lr, &browser, &req, &client, p).await {
         Ok(r) => r,
         Err(e) => internal(&gw, lang, e),
     }
+}
+
+#[derive(Deserialize)]
+struct IdpForm {
+    login_request: Option<String>,
+    csrf_token: Option<String>,
+    /// The upstream chosen (a button).
+    idp: Option<String>,
+    /// A search for one.
+    q: Option<String>,
+}
+
+/// `POST /login/idp`: the user chose their Kommune's IdP, or searched.
+pub(crate) async fn choose_idp(
+    State(gw): State<Gateway>,
+    meta: Meta,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let lang = Lang::negotiate(None, meta.accept_language.as_deref());
+    let Ok(form) = serde_urlencoded::from_bytes::<IdpForm>(&body) else {
+        return web::error_page(&gw, lang, StatusCode::BAD_REQUEST, lang.texts().bad_request, None);
+    };
+    let bound = bound_request(
+        &gw,
+        &headers,
+        lang,
+        form.login_request.as_deref(),
+        form.csrf_token.as_deref(),
+    )
+    .await;
+    let (lr, browser, req, pending, client) = match bound {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let lang = Lang::negotiate(req.ui_locales.as_deref(), meta.accept_language.as_deref());
+    // A step-up goes where `stepup` decides, not where the form says.
+    if pending.is_some() {
+        return web::error_page(&gw, lang, StatusCode::BAD_REQUEST, lang.texts().expired, None);
+    }
+    let idps = match upstream::upstreams(&gw).await {
+        Ok(l) => l,
+        Err(e) => return internal(&gw, lang, e),
+    };
+    if let Some(id) = &form.idp {
+        let Some(idp) = idps.iter().find(|u| &u.cfg.id == id) else {
+            return web::error_page(&gw, lang, StatusCode::BAD_REQUEST, lang.texts().bad_request, None);
+        };
+        return match stepup::go_upstream(&gw, &meta, lang, &lr, &browser, &req, &client, idp, &[], None, false).await {
+            Ok(r) => r,
+            Err(e) => internal(&gw, lang, e),
+        };
+    }
+    login_page(
+        &gw,
+        lang,
+        StatusCode::OK,
+        &client,
+        &lr,
+        &browser,
+        None,
+        None,
+        &Chooser::new(&idps, web::cookie(&headers, IDP_COOKIE).as_deref(), form.q.as_deref()),
+    )
 }
 
 /// The network a source is counted by: one /24 or one /64, so that one
@@ -749,27 +967,30 @@ fn network(ip: std::net::IpAddr) -> String {
     }
 }
 
-async fn finish_login(
+/// How a login ends for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LoginOutcome {
+    Issue,
+    Deny,
+    Unmet,
+}
+
+/// Ends a login: the login request is used up, the session is created (or
+/// the stepped-up one gets its new level and a new handle), the code is
+/// issued or the client told why not.
+pub(crate) async fn finish_login(
     gw: &Gateway,
     meta: &Meta,
     lr: &str,
     req: &AuthRequest,
     client: &Client,
-    user: &accounts::User,
+    p: &Pending,
+    outcome: LoginOutcome,
 ) -> Result<Response, GatewayError> {
-    // The policy first: a user who may not use this service gets a session
-    // (the password was right) but no code.
-    let pwd = ["pwd".to_owned()];
-    let (verdict, _) = access::check(
-        gw,
-        Some(meta),
-        &client.id,
-        &user.id,
-        ACR_LOW,
-        &pwd,
-        gw.clock.now(),
-    )
-    .await?;
+    let user = accounts::user_by_id(&gw.pool, &p.user_id)
+        .await?
+        .ok_or_else(|| GatewayError::Invalid("account vanished during login".into()))?;
+    let amr: Vec<&str> = p.amr.iter().map(String::as_str).collect();
     // One transaction: the login request is used up, the session and the
     // code are created, or nothing happens.
     let mut tx = gw.pool.begin().await?;
@@ -782,11 +1003,23 @@ async fn finish_login(
     if deleted == 0 {
         return Err(GatewayError::Invalid("login request used twice".into()));
     }
-    // A new session on every login (no session fixation).
-    let (handle, session) =
-        accounts::create_session(gw, &mut tx, &user.id, ACR_LOW, &["pwd"]).await?;
-    let code = match verdict {
-        Verdict::Allow => Some(issue_code(gw, &mut tx, req, &session).await?),
+    // A step-up keeps the session (and its sid) with a new handle; a
+    // login starts a new one (no session fixation either way).
+    let stepped = match &p.sid {
+        Some(sid) => {
+            accounts::step_up_session(gw, &mut tx, sid, &p.user_id, &p.acr, &amr, p.auth_time, p.upstream.as_deref())
+                .await?
+        }
+        None => None,
+    };
+    let (handle, session) = match stepped {
+        Some(s) => s,
+        None => {
+            accounts::create_session(gw, &mut tx, &user.id, &p.acr, &amr, p.auth_time, p.upstream.as_deref()).await?
+        }
+    };
+    let code = match outcome {
+        LoginOutcome::Issue => Some(issue_code(gw, &mut tx, req, &session).await?),
         _ => None,
     };
     tx.commit().await?;
@@ -795,14 +1028,20 @@ async fn finish_login(
         .client(&client.id)
         .correlation(meta.request_id.clone())
         .source(meta.source.clone())
-        .details(serde_json::json!({ "acr": ACR_LOW, "amr": ["pwd"], "sid": session.sid }));
+        .details(serde_json::json!({
+            "acr": p.acr,
+            "amr": p.amr,
+            "sid": session.sid,
+            "upstream": p.upstream,
+            "step_up": p.sid.is_some(),
+        }));
     if let Some(t) = gw.tenants.get(&user.tenant) {
         ev = ev.tenant(&t.id, t.path_string());
     }
     gw.audit.append(ev).await?;
-    let mut res = match (code, verdict) {
+    let mut res = match (code, outcome) {
         (Some(code), _) => code_redirect(gw, req, &code),
-        (None, Verdict::Deny) => error_redirect(
+        (None, LoginOutcome::Deny) => error_redirect(
             gw,
             &req.redirect_uri,
             req.state.as_deref(),

@@ -64,6 +64,8 @@ pub struct GatewayConfig {
     pub brute_force: crate::BruteForceConfig,
     /// Back-channel logout URIs on this machine (tests, local setups).
     pub backchannel_allow_loopback: bool,
+    /// Upstream IdPs over plain HTTP on this machine (tests, local setups).
+    pub upstream_allow_loopback: bool,
 }
 
 impl GatewayConfig {
@@ -84,6 +86,7 @@ impl GatewayConfig {
             source_pseudonymisation: SourcePseudonymisation::Truncate,
             brute_force: crate::BruteForceConfig::default(),
             backchannel_allow_loopback: false,
+            upstream_allow_loopback: false,
         }
     }
 

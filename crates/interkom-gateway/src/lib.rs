@@ -31,9 +31,12 @@ mod i18n;
 mod jws;
 pub mod keys;
 mod logout;
+mod mfa;
 mod params;
+mod stepup;
 mod throttle;
 mod token;
+pub mod upstream;
 mod verified;
 mod web;
 
@@ -51,6 +54,7 @@ pub use crypto::MasterKey;
 pub use error::{GatewayError, OAuthError};
 pub use keys::{Alg, KeyInfo, Signer};
 pub use throttle::BruteForceConfig;
+pub use upstream::{ClaimMapping, UpstreamConfig};
 
 /// The gateway: shared state of every OIDC endpoint. Cheap to clone.
 #[derive(Clone)]
@@ -74,6 +78,9 @@ pub struct Inner {
     pub(crate) http: reqwest::Client,
     /// Wakes the back-channel logout sender when a session ends.
     pub(crate) logout_wake: tokio::sync::Notify,
+    /// Calls to upstream OpenID Providers: no redirects followed, bounded.
+    pub(crate) upstream_http: reqwest::Client,
+    pub(crate) upstreams: upstream::Registry,
 }
 
 impl std::ops::Deref for Gateway {
@@ -112,8 +119,16 @@ impl Gateway {
             .timeout(backchannel::TIMEOUT)
             .build()
             .map_err(|e| GatewayError::Invalid(format!("HTTP client: {e}")))?;
+        let upstream_http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| GatewayError::Invalid(format!("HTTP client: {e}")))?;
         Ok(Gateway(Arc::new(Inner {
             http,
+            upstream_http,
+            upstreams: upstream::Registry::default(),
             logout_wake: tokio::sync::Notify::new(),
             clients: clients::ClientCache::new(cfg.client_cache_ttl),
             cfg,
@@ -148,6 +163,10 @@ impl Gateway {
                 get(authorize::authorize_get).post(authorize::authorize_post),
             )
             .route("/login", post(authorize::login))
+            .route("/login/idp", post(authorize::choose_idp))
+            .route("/login/otp", post(stepup::otp))
+            .route(upstream::CALLBACK, get(upstream::callback))
+            .route("/account/totp", get(mfa::enrol_get).post(mfa::enrol_post))
             .route("/token", post(token::token))
             .route(
                 "/userinfo",
@@ -276,6 +295,7 @@ impl Gateway {
             "sessions",
             "revoked_tokens",
             "client_assertions",
+            "upstream_logins",
         ] {
             n += sqlx::query(&format!("DELETE FROM {table} WHERE expires_at < $1"))
                 .bind(now - 3600)

@@ -20,6 +20,8 @@ pub(crate) fn templates() -> Result<Environment<'static>, GatewayError> {
     env.add_template("login.html", include_str!("../templates/login.html"))?;
     env.add_template("error.html", include_str!("../templates/error.html"))?;
     env.add_template("logout.html", include_str!("../templates/logout.html"))?;
+    env.add_template("otp.html", include_str!("../templates/otp.html"))?;
+    env.add_template("totp.html", include_str!("../templates/totp.html"))?;
     Ok(env)
 }
 

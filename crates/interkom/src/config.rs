@@ -28,6 +28,7 @@ const ENV_KEYS: &[&str] = &[
     "password",
     "brute_force",
     "backchannel",
+    "brokering",
     "audit",
     "demo",
     "policy_dir",
@@ -63,6 +64,12 @@ pub struct FileConfig {
     #[serde(default)]
     pub backchannel: BackchannelFileConfig,
     #[serde(default)]
+    pub brokering: BrokeringFileConfig,
+    /// The municipalities' own OpenID Providers (identity brokering); more
+    /// can be added through the admin API.
+    #[serde(default)]
+    pub upstreams: Vec<interkom_gateway::UpstreamConfig>,
+    #[serde(default)]
     pub audit: AuditFileConfig,
     /// The administrative tree.
     #[serde(default)]
@@ -79,6 +86,15 @@ pub struct FileConfig {
     pub policy_poll_seconds: u64,
     #[serde(default)]
     pub tls: TlsFileConfig,
+}
+
+/// Identity brokering.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokeringFileConfig {
+    /// Allow upstream IdPs over plain HTTP on this machine (tests and local
+    /// setups only; everywhere else an upstream is https).
+    pub allow_loopback: bool,
 }
 
 /// Back-channel logout.
@@ -289,6 +305,7 @@ pub struct Config {
     pub audit: interkom_audit::AuditConfig,
     pub forward: Option<interkom_audit::forward::ForwardConfig>,
     pub tenants: Vec<TenantSpec>,
+    pub upstreams: Vec<interkom_gateway::UpstreamConfig>,
     pub demo: DemoConfig,
     pub policy: interkom_policy::PolicySet,
     pub policy_poll_seconds: u64,
@@ -417,6 +434,7 @@ impl FileConfig {
             g.argon2 = self.password.clone();
             g.brute_force = self.brute_force.clone();
             g.backchannel_allow_loopback = self.backchannel.allow_loopback;
+            g.upstream_allow_loopback = self.brokering.allow_loopback;
             g.source_pseudonymisation = self.audit.source_pseudonymisation;
             g
         });
@@ -483,6 +501,7 @@ impl FileConfig {
                             poll: std::time::Duration::from_millis(f.poll_ms.max(10)),
                         }),
                     tenants: self.tenants,
+                    upstreams: self.upstreams,
                     demo: self.demo,
                     policy,
                     policy_poll_seconds: self.policy_poll_seconds.clamp(1, 3600),

@@ -89,6 +89,13 @@ impl App {
         if app.config.demo.enabled {
             app.seed_demo().await?;
         }
+        // Upstreams of the configuration file: it is authoritative for them.
+        for u in &app.config.upstreams {
+            app.gateway
+                .put_upstream(u.clone())
+                .await
+                .with_context(|| format!("upstream {}", u.id))?;
+        }
         // The admin console is a Fachverfahren of the gateway like others.
         interkom_admin::console::ensure_client(&app.gateway, app.config.gateway.issuer_str())
             .await

@@ -1,0 +1,59 @@
+-- Identity brokering and second factors.
+
+-- Upstream OpenID Providers (a municipality's own IdP), one row each; the
+-- configuration as JSON, the client secret sealed under the key-encryption
+-- key.
+CREATE TABLE upstream_idps (
+    id         TEXT   PRIMARY KEY,
+    tenant     TEXT   NOT NULL REFERENCES tenants (id),
+    config     TEXT   NOT NULL,
+    secret_enc TEXT,
+    updated_at BIGINT NOT NULL
+);
+
+-- Which interkom account an upstream subject is.
+CREATE TABLE upstream_links (
+    upstream   TEXT   NOT NULL,
+    subject    TEXT   NOT NULL,
+    user_id    TEXT   NOT NULL REFERENCES users (id),
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (upstream, subject)
+);
+CREATE INDEX upstream_links_user ON upstream_links (user_id);
+
+-- A login sent to an upstream and not yet back: single use (the state is
+-- deleted when the answer arrives, so a replayed answer finds nothing).
+CREATE TABLE upstream_logins (
+    state_hash    TEXT   PRIMARY KEY,
+    login_request TEXT   NOT NULL,
+    upstream      TEXT   NOT NULL,
+    browser_hash  TEXT   NOT NULL,
+    secrets_enc   TEXT   NOT NULL,  -- nonce and PKCE verifier, sealed
+    expires_at    BIGINT NOT NULL
+);
+CREATE INDEX upstream_logins_expires ON upstream_logins (expires_at);
+
+-- A login in progress past its first factor (the user is known, a further
+-- step is due): JSON, see `stepup::Pending`.
+ALTER TABLE login_requests ADD COLUMN pending TEXT;
+
+-- Which upstream a session came from (for logout at the upstream).
+ALTER TABLE sessions ADD COLUMN upstream TEXT;
+
+-- TOTP (RFC 6238): the secret sealed; unconfirmed until the first code;
+-- the last time step used, so a code counts once.
+CREATE TABLE totp_credentials (
+    user_id      TEXT   PRIMARY KEY REFERENCES users (id),
+    secret_enc   TEXT   NOT NULL,
+    confirmed_at BIGINT,
+    last_step    BIGINT NOT NULL,
+    created_at   BIGINT NOT NULL
+);
+
+-- One-time recovery codes (keyed hashes).
+CREATE TABLE recovery_codes (
+    user_id   TEXT   NOT NULL REFERENCES users (id),
+    code_hash TEXT   NOT NULL,
+    used_at   BIGINT,
+    PRIMARY KEY (user_id, code_hash)
+);

@@ -1,0 +1,1111 @@
+//! Identity brokering: a municipality's own OpenID Provider vouches for its
+//! staff, interkom is its relying party (the `openidconnect` crate:
+//! discovery, authorization code with PKCE, state and nonce, ID-token
+//! validation against the upstream's JWKS).
+//!
+//! Each upstream belongs to a tenant: the accounts it vouches for live in
+//! that tenant's subtree, its groups map to roles there, and its `acr`
+//! values map to interkom's levels of assurance only as far as the
+//! configuration trusts it. Everything that can go wrong at the upstream
+//! ends on an error page that names it, and in the audit trail.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use base64::Engine;
+use interkom_audit::{Action, AuditEvent, Outcome};
+use interkom_policy::Loa;
+use openidconnect::core::{
+    CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm,
+    CoreProviderMetadata,
+};
+use openidconnect::{
+    AuthenticationContextClass, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl,
+    LoginHint, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope,
+    TokenResponse,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::accounts::{self, User};
+use crate::authorize::{self, AuthRequest};
+use crate::crypto::ct_eq;
+use crate::i18n::Lang;
+use crate::stepup::{self, Pending};
+use crate::web::{self, Meta};
+use crate::{Gateway, GatewayError};
+
+/// The redirect URI interkom registers at every upstream.
+pub(crate) const CALLBACK: &str = "/broker/callback";
+/// How long a login may stay at the upstream.
+const PENDING_TTL: i64 = 600;
+/// Discovery documents and keys are fetched again after this long (and at
+/// once when a token names a key not seen yet).
+const METADATA_TTL: Duration = Duration::from_secs(300);
+
+/// Which claims of the upstream's ID token mean what.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimMapping {
+    /// The stable, never reassigned identifier of the person.
+    pub subject: String,
+    /// Matched against local usernames when linking, and the base of the
+    /// username of an account created on first login.
+    pub username: String,
+    pub name: String,
+    pub email: String,
+    /// A claim with the person's groups (array or space-separated string).
+    pub groups: Option<String>,
+}
+
+impl Default for ClaimMapping {
+    fn default() -> Self {
+        ClaimMapping {
+            subject: "sub".into(),
+            username: "preferred_username".into(),
+            name: "name".into(),
+            email: "email".into(),
+            groups: None,
+        }
+    }
+}
+
+/// One upstream OpenID Provider.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// A slug, e.g. `idp-hitzacker`.
+    pub id: String,
+    /// The tenant whose staff it vouches for (accounts in its subtree).
+    pub tenant: String,
+    /// Shown on the login page, e.g. "Stadt Hitzacker (Elbe)".
+    pub name: String,
+    /// The upstream's issuer (discovery at `/.well-known/openid-configuration`).
+    pub issuer: String,
+    pub client_id: String,
+    /// Kept sealed in the database, never in the stored configuration.
+    #[serde(default, skip_serializing)]
+    pub client_secret: Option<String>,
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// E-mail domains of its staff: a `login_hint` in one of them goes
+    /// straight to this upstream.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub claims: ClaimMapping,
+    /// Upstream group → interkom role in `tenant`. Roles named here are
+    /// kept in step with the groups at every login; others stay untouched.
+    #[serde(default)]
+    pub roles: BTreeMap<String, String>,
+    /// Upstream `acr` value → interkom level. An `acr` not listed is
+    /// refused; the levels say how far this upstream is trusted.
+    #[serde(default)]
+    pub acr: BTreeMap<String, Loa>,
+    /// The level of a login without `acr`; without it such logins fail.
+    #[serde(default)]
+    pub default_loa: Option<Loa>,
+    /// Link a first login to the existing account whose username equals
+    /// the `username` claim (only accounts in `tenant`'s subtree).
+    #[serde(default)]
+    pub link_existing: bool,
+    /// Create an account on first login (just in time).
+    #[serde(default = "yes")]
+    pub create_accounts: bool,
+    /// Upper bound for each call to the upstream, in seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["openid".into(), "profile".into(), "email".into()]
+}
+fn yes() -> bool {
+    true
+}
+fn default_timeout() -> u64 {
+    10
+}
+
+fn valid_slug(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+impl UpstreamConfig {
+    /// Checks what can be checked without the network.
+    pub fn validate(
+        &self,
+        tenants: &interkom_policy::TenantTree,
+        allow_loopback: bool,
+    ) -> Result<(), String> {
+        let mut errs = Vec::new();
+        if !valid_slug(&self.id) {
+            errs.push(format!(
+                "upstream id `{}` must be a slug of a-z, 0-9 and '-'",
+                self.id
+            ));
+        }
+        if tenants.get(&self.tenant).is_none() {
+            errs.push(format!("unknown tenant `{}`", self.tenant));
+        }
+        if self.name.trim().is_empty() || self.client_id.is_empty() {
+            errs.push("name and client_id are required".into());
+        }
+        match url::Url::parse(&self.issuer) {
+            Ok(u) => {
+                let loopback = matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+                let ok = u.scheme() == "https" || (allow_loopback && loopback);
+                if !ok {
+                    errs.push(format!(
+                        "issuer `{}` must be https (http only on this machine, with brokering.allow_loopback)",
+                        self.issuer
+                    ));
+                }
+                if u.query().is_some() || u.fragment().is_some() {
+                    errs.push("issuer must not have a query or fragment".into());
+                }
+            }
+            Err(e) => errs.push(format!("issuer: {e}")),
+        }
+        if !self.scopes.iter().any(|s| s == "openid") {
+            errs.push("scopes must include openid".into());
+        }
+        if let Some(r) = self
+            .roles
+            .values()
+            .find(|r| !interkom_policy::roles::valid_role(r))
+        {
+            errs.push(format!("invalid role name `{r}`"));
+        }
+        if self.acr.is_empty() && self.default_loa.is_none() {
+            errs.push("map at least one acr value, or set default_loa".into());
+        }
+        if !(1..=60).contains(&self.timeout_seconds) {
+            errs.push("timeout_seconds must be between 1 and 60".into());
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("upstream `{}`: {}", self.id, errs.join("; ")))
+        }
+    }
+}
+
+/// An upstream as loaded, with its secret opened.
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    pub(crate) cfg: UpstreamConfig,
+    secret: Option<String>,
+}
+
+impl Upstream {
+    /// The highest level a login there can reach here.
+    pub(crate) fn max_loa(&self) -> Option<Loa> {
+        self.cfg
+            .acr
+            .values()
+            .chain(self.cfg.default_loa.iter())
+            .max()
+            .copied()
+    }
+
+    /// The upstream `acr` values worth asking for to reach `need`, the
+    /// weakest sufficient first.
+    pub(crate) fn acr_values_for(&self, need: Loa) -> Vec<String> {
+        let mut v: Vec<(Loa, &String)> = self
+            .cfg
+            .acr
+            .iter()
+            .filter(|(_, l)| **l >= need)
+            .map(|(a, l)| (*l, a))
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, a)| a.clone()).collect()
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.cfg.timeout_seconds)
+    }
+}
+
+/// The configured upstreams (read from the database, briefly cached) and
+/// their discovery documents.
+#[derive(Default)]
+pub(crate) struct Registry {
+    list: RwLock<Option<(i64, Arc<Vec<Arc<Upstream>>>)>>,
+    metadata: Mutex<HashMap<String, (Instant, Arc<CoreProviderMetadata>)>>,
+}
+
+fn secret_aad(id: &str) -> String {
+    format!("upstream|{id}")
+}
+
+impl Gateway {
+    /// Creates or replaces an upstream; the secret is kept when the new
+    /// configuration has none.
+    pub async fn put_upstream(&self, cfg: UpstreamConfig) -> Result<(), GatewayError> {
+        cfg.validate(&self.tenants, self.cfg.upstream_allow_loopback)
+            .map_err(GatewayError::Invalid)?;
+        let sealed = match &cfg.client_secret {
+            Some(s) => Some(
+                self.master
+                    .encrypt(s.as_bytes(), &secret_aad(&cfg.id))
+                    .map_err(|_| GatewayError::Crypto("cannot seal the upstream secret"))?,
+            ),
+            None => None,
+        };
+        let json = serde_json::to_string(&cfg)?;
+        let now = self.clock.now();
+        sqlx::query(
+            "INSERT INTO upstream_idps (id, tenant, config, secret_enc, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (id) DO UPDATE SET tenant = $2, config = $3, \
+             secret_enc = COALESCE($4, upstream_idps.secret_enc), updated_at = $5",
+        )
+        .bind(&cfg.id)
+        .bind(&cfg.tenant)
+        .bind(json)
+        .bind(sealed)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        self.forget_upstreams(&cfg.id);
+        Ok(())
+    }
+
+    /// Removes an upstream (its links stay, so that it can come back).
+    pub async fn delete_upstream(&self, id: &str) -> Result<bool, GatewayError> {
+        let n = sqlx::query("DELETE FROM upstream_idps WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        self.forget_upstreams(id);
+        Ok(n > 0)
+    }
+
+    /// Every configured upstream (without secrets).
+    pub async fn list_upstreams(&self) -> Result<Vec<UpstreamConfig>, GatewayError> {
+        Ok(upstreams(self)
+            .await?
+            .iter()
+            .map(|u| u.cfg.clone())
+            .collect())
+    }
+
+    fn forget_upstreams(&self, id: &str) {
+        if let Ok(mut l) = self.upstreams.list.write() {
+            *l = None;
+        }
+        if let Ok(mut m) = self.upstreams.metadata.lock() {
+            m.remove(id);
+        }
+    }
+}
+
+/// All upstreams, ordered by name; cached for a few seconds.
+pub(crate) async fn upstreams(gw: &Gateway) -> Result<Arc<Vec<Arc<Upstream>>>, GatewayError> {
+    let now = gw.clock.now();
+    if let Ok(l) = gw.upstreams.list.read() {
+        if let Some((at, list)) = l.as_ref() {
+            if now - at < gw.cfg.client_cache_ttl {
+                return Ok(list.clone());
+            }
+        }
+    }
+    let rows: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT id, config, secret_enc FROM upstream_idps")
+            .fetch_all(&gw.pool)
+            .await?;
+    let mut list = Vec::with_capacity(rows.len());
+    for (id, config, sealed) in rows {
+        let cfg: UpstreamConfig = match serde_json::from_str(&config) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(upstream = %id, error = %e, "stored upstream configuration unreadable");
+                continue;
+            }
+        };
+        let secret = sealed.and_then(|s| gw.open(&s, &secret_aad(&id)));
+        list.push(Arc::new(Upstream { cfg, secret }));
+    }
+    list.sort_by(|a, b| a.cfg.name.cmp(&b.cfg.name));
+    let list = Arc::new(list);
+    if let Ok(mut l) = gw.upstreams.list.write() {
+        *l = Some((now, list.clone()));
+    }
+    Ok(list)
+}
+
+pub(crate) async fn upstream(gw: &Gateway, id: &str) -> Result<Option<Arc<Upstream>>, GatewayError> {
+    Ok(upstreams(gw).await?.iter().find(|u| u.cfg.id == id).cloned())
+}
+
+/// The upstreams an account is linked to.
+pub(crate) async fn linked(gw: &Gateway, user_id: &str) -> Result<Vec<Arc<Upstream>>, GatewayError> {
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT upstream FROM upstream_links WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_all(&gw.pool)
+            .await?;
+    let all = upstreams(gw).await?;
+    Ok(all
+        .iter()
+        .filter(|u| ids.contains(&u.cfg.id))
+        .cloned()
+        .collect())
+}
+
+/// What went wrong at an upstream, for the page, the audit trail and the
+/// metrics.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Not reachable, or no answer in time.
+    Unreachable(String),
+    /// The upstream said no (an `error` in the answer or at its token
+    /// endpoint).
+    Rejected(String),
+    /// The ID token failed validation (signature, issuer, audience, expiry).
+    InvalidToken(String),
+    /// The nonce is not the one sent.
+    Nonce,
+    /// An `acr` the configuration does not map.
+    UnknownAcr(String),
+    /// The answer names another issuer (RFC 9207 mix-up).
+    Mixup,
+    /// No account may be used for this upstream identity.
+    NoAccount(&'static str),
+    /// A step-up at the upstream came back as somebody else.
+    WrongAccount,
+    Internal(GatewayError),
+}
+
+impl From<GatewayError> for Failure {
+    fn from(e: GatewayError) -> Self {
+        Failure::Internal(e)
+    }
+}
+
+impl Failure {
+    fn reason(&self) -> &'static str {
+        match self {
+            Failure::Unreachable(_) => "upstream_unreachable",
+            Failure::Rejected(_) => "upstream_rejected",
+            Failure::InvalidToken(_) => "upstream_invalid_token",
+            Failure::Nonce => "upstream_wrong_nonce",
+            Failure::UnknownAcr(_) => "upstream_unknown_acr",
+            Failure::Mixup => "upstream_issuer_mismatch",
+            Failure::NoAccount(_) => "upstream_no_account",
+            Failure::WrongAccount => "upstream_wrong_account",
+            Failure::Internal(_) => "internal",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Failure::Unreachable(d) | Failure::Rejected(d) | Failure::InvalidToken(d) => {
+                d.chars().take(300).collect()
+            }
+            Failure::UnknownAcr(a) => a.chars().take(200).collect(),
+            Failure::NoAccount(d) => (*d).to_owned(),
+            Failure::Nonce | Failure::Mixup | Failure::WrongAccount | Failure::Internal(_) => {
+                String::new()
+            }
+        }
+    }
+
+    fn message(&self, lang: Lang) -> &'static str {
+        let t = lang.texts();
+        match self {
+            Failure::Unreachable(_) => t.upstream_unreachable,
+            Failure::Rejected(_) => t.upstream_rejected,
+            Failure::InvalidToken(_) | Failure::Nonce | Failure::Mixup => t.upstream_invalid,
+            Failure::UnknownAcr(_) => t.upstream_unknown_acr,
+            Failure::NoAccount(_) | Failure::WrongAccount => t.upstream_no_account,
+            Failure::Internal(_) => t.unavailable,
+        }
+    }
+}
+
+/// The upstream's discovery document (with its keys), cached; `refresh`
+/// fetches it again (a token signed with a key not seen yet).
+async fn metadata(
+    gw: &Gateway,
+    idp: &Upstream,
+    refresh: bool,
+) -> Result<Arc<CoreProviderMetadata>, Failure> {
+    if !refresh {
+        if let Ok(m) = gw.upstreams.metadata.lock() {
+            if let Some((at, md)) = m.get(&idp.cfg.id) {
+                if at.elapsed() < METADATA_TTL {
+                    return Ok(md.clone());
+                }
+            }
+        }
+    }
+    let issuer = IssuerUrl::new(idp.cfg.issuer.clone())
+        .map_err(|e| Failure::Unreachable(format!("issuer: {e}")))?;
+    let md = tokio::time::timeout(
+        idp.timeout(),
+        CoreProviderMetadata::discover_async(issuer, &gw.upstream_http),
+    )
+    .await
+    .map_err(|_| Failure::Unreachable("discovery timed out".into()))?
+    .map_err(|e| Failure::Unreachable(format!("discovery: {}", error_chain(&e))))?;
+    let md = Arc::new(md);
+    if let Ok(mut m) = gw.upstreams.metadata.lock() {
+        m.insert(idp.cfg.id.clone(), (Instant::now(), md.clone()));
+    }
+    Ok(md)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+fn callback_url(gw: &Gateway) -> Result<RedirectUrl, Failure> {
+    RedirectUrl::new(gw.cfg.endpoint(CALLBACK))
+        .map_err(|_| Failure::Internal(GatewayError::Invalid("callback URL".into())))
+}
+
+/// What interkom keeps while the user is at the upstream.
+#[derive(Serialize, Deserialize)]
+struct Secrets {
+    nonce: String,
+    verifier: String,
+    /// The level asked for with `acr_values` (`None`: chosen by the user).
+    asked: Option<Loa>,
+}
+
+/// Sends the login to the upstream: returns the URL to redirect to.
+pub(crate) async fn begin(
+    gw: &Gateway,
+    idp: &Upstream,
+    login_request: &str,
+    browser: &str,
+    acr_values: &[String],
+    asked: Option<Loa>,
+    login_hint: Option<&str>,
+    fresh: bool,
+) -> Result<String, Failure> {
+    let md = metadata(gw, idp, false).await?;
+    let client = CoreClient::from_provider_metadata(
+        (*md).clone(),
+        ClientId::new(idp.cfg.client_id.clone()),
+        idp.secret.clone().map(ClientSecret::new),
+    )
+    .set_redirect_uri(callback_url(gw)?);
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut auth = client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .set_pkce_challenge(challenge);
+    for s in idp.cfg.scopes.iter().filter(|s| *s != "openid") {
+        auth = auth.add_scope(Scope::new(s.clone()));
+    }
+    for a in acr_values {
+        auth = auth.add_auth_context_value(AuthenticationContextClass::new(a.clone()));
+    }
+    if let Some(h) = login_hint {
+        auth = auth.set_login_hint(LoginHint::new(h.to_owned()));
+    }
+    if fresh {
+        auth = auth.add_prompt(CoreAuthPrompt::Login);
+    }
+    let (url, state, nonce) = auth.url();
+    let secrets = serde_json::to_string(&Secrets {
+        nonce: nonce.secret().clone(),
+        verifier: verifier.secret().clone(),
+        asked,
+    })
+    .map_err(GatewayError::from)?;
+    let state_hash = gw.master.keyed_hash(&format!("upstream-state|{}", state.secret()));
+    let sealed = gw
+        .master
+        .encrypt(secrets.as_bytes(), &state_hash)
+        .map_err(|_| GatewayError::Crypto("cannot seal the upstream login"))?;
+    sqlx::query(
+        "INSERT INTO upstream_logins (state_hash, login_request, upstream, browser_hash, secrets_enc, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&state_hash)
+    .bind(login_request)
+    .bind(&idp.cfg.id)
+    .bind(gw.master.keyed_hash(browser))
+    .bind(sealed)
+    .bind(gw.clock.now() + PENDING_TTL)
+    .execute(&gw.pool)
+    .await
+    .map_err(GatewayError::from)?;
+    metrics::counter!("interkom_upstream_logins_total", "upstream" => idp.cfg.id.clone(), "result" => "sent")
+        .increment(1);
+    Ok(url.to_string())
+}
+
+#[derive(Deserialize)]
+struct CallbackParams {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+    iss: Option<String>,
+}
+
+/// What a valid answer of the upstream established.
+struct Asserted {
+    subject: String,
+    claims: Value,
+    loa: Loa,
+    amr: Vec<String>,
+    auth_time: i64,
+}
+
+/// `GET /broker/callback`: the upstream's answer.
+pub(crate) async fn callback(
+    State(gw): State<Gateway>,
+    meta: Meta,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let lang = Lang::negotiate(None, meta.accept_language.as_deref());
+    let expired = |status| web::error_page(&gw, lang, status, lang.texts().expired, None);
+    let Ok(cb) = serde_urlencoded::from_str::<CallbackParams>(query.as_deref().unwrap_or(""))
+    else {
+        return expired(StatusCode::BAD_REQUEST);
+    };
+    let Some(state) = cb.state.as_deref().filter(|s| s.len() <= 512) else {
+        return expired(StatusCode::BAD_REQUEST);
+    };
+    let state_hash = gw.master.keyed_hash(&format!("upstream-state|{state}"));
+    // Single use: whoever comes second (a replayed answer) finds nothing.
+    let row: Option<(String, String, String, String, i64)> = match sqlx::query_as(
+        "DELETE FROM upstream_logins WHERE state_hash = $1 \
+         RETURNING login_request, upstream, browser_hash, secrets_enc, expires_at",
+    )
+    .bind(&state_hash)
+    .fetch_optional(&gw.pool)
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => return authorize::internal(&gw, lang, e.into()),
+    };
+    let now = gw.clock.now();
+    let Some((lr, idp_id, browser_hash, sealed, expires_at)) = row else {
+        let ev = AuditEvent::new(Action::LoginFailed, Outcome::Failure)
+            .reason("upstream_response_unknown_or_replayed")
+            .correlation(meta.request_id.clone())
+            .source(meta.source.clone());
+        if let Err(e) = gw.audit.append(ev).await {
+            return authorize::internal(&gw, lang, e.into());
+        }
+        return expired(StatusCode::BAD_REQUEST);
+    };
+    let browser = web::cookie(&headers, authorize::BROWSER_COOKIE).unwrap_or_default();
+    if expires_at <= now || browser.is_empty() || !ct_eq(&gw.master.keyed_hash(&browser), &browser_hash) {
+        return expired(StatusCode::FORBIDDEN);
+    }
+    let idp = match upstream(&gw, &idp_id).await {
+        Ok(Some(i)) => i,
+        Ok(None) => return expired(StatusCode::BAD_REQUEST),
+        Err(e) => return authorize::internal(&gw, lang, e),
+    };
+    let lr_row = match authorize::login_request(&gw, &lr, now).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return expired(StatusCode::BAD_REQUEST),
+        Err(e) => return authorize::internal(&gw, lang, e),
+    };
+    let (req, pending) = lr_row;
+    let lang = Lang::negotiate(req.ui_locales.as_deref(), meta.accept_language.as_deref());
+    let client = match gw.client(&req.client_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return expired(StatusCode::BAD_REQUEST),
+        Err(e) => return authorize::internal(&gw, lang, e),
+    };
+    let outcome = async {
+        let secrets: Secrets = gw
+            .master
+            .decrypt(&sealed, &state_hash)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or(Failure::Internal(GatewayError::Crypto(
+                "upstream login cannot be opened",
+            )))?;
+        let asked = secrets.asked;
+        let asserted = complete(&gw, &idp, &cb, secrets).await?;
+        let user = resolve_account(&gw, &meta, &idp, &asserted).await?;
+        if pending.as_ref().is_some_and(|p| p.user_id != user.id) {
+            return Err(Failure::WrongAccount);
+        }
+        Ok((asserted, user, asked))
+    }
+    .await;
+    match outcome {
+        Ok((asserted, user, asked)) => {
+            metrics::counter!("interkom_upstream_logins_total", "upstream" => idp.cfg.id.clone(), "result" => "success")
+                .increment(1);
+            let mut tried = pending.as_ref().map(|p| p.tried.clone()).unwrap_or_default();
+            tried.push(stepup::upstream_key(&idp.cfg.id, asked));
+            let p = Pending {
+                user_id: user.id.clone(),
+                acr: asserted.loa.acr().to_owned(),
+                amr: asserted.amr,
+                auth_time: asserted.auth_time,
+                sid: pending.as_ref().and_then(|p| p.sid.clone()),
+                upstream: Some(idp.cfg.id.clone()),
+                tried,
+                otp_failures: 0,
+            };
+            match stepup::advance(&gw, &meta, lang, &lr, &browser, &req, &client, p).await {
+                Ok(r) => r,
+                Err(e) => authorize::internal(&gw, lang, e),
+            }
+        }
+        Err(Failure::Internal(e)) => authorize::internal(&gw, lang, e),
+        Err(f) => {
+            metrics::counter!("interkom_upstream_logins_total", "upstream" => idp.cfg.id.clone(), "result" => f.reason())
+                .increment(1);
+            tracing::warn!(upstream = %idp.cfg.id, reason = f.reason(), detail = %f.detail(), "upstream login failed");
+            if let Err(e) = audit_failure(&gw, &meta, &idp, &client.id, &f).await {
+                return authorize::internal(&gw, lang, e);
+            }
+            failure_page(&gw, lang, &idp, &f)
+        }
+    }
+}
+
+/// The error page naming the municipality's IdP as the cause.
+pub(crate) fn failure_page(gw: &Gateway, lang: Lang, idp: &Upstream, f: &Failure) -> Response {
+    let status = match f {
+        Failure::Unreachable(_) => StatusCode::BAD_GATEWAY,
+        Failure::NoAccount(_) | Failure::WrongAccount | Failure::Rejected(_) => {
+            StatusCode::FORBIDDEN
+        }
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    let message = f.message(lang).replace("{idp}", &idp.cfg.name);
+    web::error_page(gw, lang, status, &message, Some(f.reason()))
+}
+
+pub(crate) async fn audit_failure(
+    gw: &Gateway,
+    meta: &Meta,
+    idp: &Upstream,
+    client_id: &str,
+    f: &Failure,
+) -> Result<(), GatewayError> {
+    let mut ev = AuditEvent::new(Action::LoginFailed, Outcome::Failure)
+        .client(client_id)
+        .reason(f.reason())
+        .correlation(meta.request_id.clone())
+        .source(meta.source.clone())
+        .details(json!({ "upstream": idp.cfg.id, "upstream_name": idp.cfg.name, "detail": f.detail() }));
+    if let Some(t) = gw.tenants.get(&idp.cfg.tenant) {
+        ev = ev.tenant(&t.id, t.path_string());
+    }
+    gw.audit.append(ev).await?;
+    Ok(())
+}
+
+/// Redeems the code and validates the ID token.
+async fn complete(
+    gw: &Gateway,
+    idp: &Upstream,
+    cb: &CallbackParams,
+    secrets: Secrets,
+) -> Result<Asserted, Failure> {
+    // RFC 9207: an answer that names another issuer is a mix-up.
+    if let Some(iss) = &cb.iss {
+        if iss.trim_end_matches('/') != idp.cfg.issuer.trim_end_matches('/') {
+            return Err(Failure::Mixup);
+        }
+    }
+    if let Some(e) = &cb.error {
+        let d = cb.error_description.as_deref().unwrap_or("");
+        return Err(Failure::Rejected(format!("{e}: {d}")));
+    }
+    let code = cb
+        .code
+        .clone()
+        .ok_or_else(|| Failure::Rejected("no code in the answer".into()))?;
+    let md = metadata(gw, idp, false).await?;
+    let client = |md: &CoreProviderMetadata| -> Result<_, Failure> {
+        Ok(CoreClient::from_provider_metadata(
+            md.clone(),
+            ClientId::new(idp.cfg.client_id.clone()),
+            idp.secret.clone().map(ClientSecret::new),
+        )
+        .set_redirect_uri(callback_url(gw)?))
+    };
+    let c = client(&md)?;
+    let request = c
+        .exchange_code(AuthorizationCode::new(code))
+        .map_err(|e| Failure::Unreachable(format!("token endpoint: {e}")))?
+        .set_pkce_verifier(PkceCodeVerifier::new(secrets.verifier));
+    let response = tokio::time::timeout(idp.timeout(), request.request_async(&gw.upstream_http))
+        .await
+        .map_err(|_| Failure::Unreachable("token request timed out".into()))?
+        .map_err(|e| match e {
+            RequestTokenError::ServerResponse(r) => Failure::Rejected(format!(
+                "token endpoint: {}",
+                r.error().as_ref()
+            )),
+            RequestTokenError::Parse(e, _) => {
+                Failure::InvalidToken(format!("token response: {e}"))
+            }
+            other => Failure::Unreachable(format!("token endpoint: {}", error_chain(&other))),
+        })?;
+    let id_token = response
+        .id_token()
+        .ok_or_else(|| Failure::InvalidToken("no ID token".into()))?;
+    let nonce = Nonce::new(secrets.nonce);
+    let algs = vec![
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+        CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+        CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+        CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+        CoreJwsSigningAlgorithm::EdDsa,
+    ];
+    let verify = |c: &CoreClient<_, _, _, _, _, _>| {
+        id_token
+            .claims(&c.id_token_verifier().set_allowed_algs(algs.clone()), &nonce)
+            .cloned()
+    };
+    let claims = match verify(&c) {
+        Ok(claims) => claims,
+        // A key not seen yet: the upstream rotated. Fetch its keys again,
+        // once.
+        Err(openidconnect::ClaimsVerificationError::SignatureVerification(_)) => {
+            let md = metadata(gw, idp, true).await?;
+            let c = client(&md)?;
+            verify(&c).map_err(|e| classify(&e))?
+        }
+        Err(e) => return Err(classify(&e)),
+    };
+    // The token is verified: its payload can be read for mapped claims.
+    let raw: Value = id_token
+        .to_string()
+        .split('.')
+        .nth(1)
+        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| Failure::InvalidToken("unreadable payload".into()))?;
+    let loa = match claims.auth_context_ref().map(|a| a.to_string()) {
+        Some(a) => *idp.cfg.acr.get(&a).ok_or(Failure::UnknownAcr(a))?,
+        None => idp
+            .cfg
+            .default_loa
+            .ok_or_else(|| Failure::UnknownAcr("(none)".into()))?,
+    };
+    let mut amr: Vec<String> = claims
+        .auth_method_refs()
+        .map(|v| v.iter().map(|m| m.to_string()).collect())
+        .unwrap_or_default();
+    amr.retain(|m| RFC8176.contains(&m.as_str()));
+    // A level from `substantial` up means two factors (eIDAS); the policy
+    // looks for them in `amr`.
+    if loa >= Loa::Substantial
+        && !amr
+            .iter()
+            .any(|m| interkom_policy::loa::SECOND_FACTOR_AMR.contains(&m.as_str()))
+    {
+        amr.push("mfa".into());
+    }
+    if amr.is_empty() {
+        amr.push("fed".into());
+    }
+    let now = gw.clock.now();
+    let auth_time = claims
+        .auth_time()
+        .map(|t| t.timestamp())
+        .filter(|t| *t <= now + 60)
+        .unwrap_or(now);
+    let subject = claim_str(&raw, &idp.cfg.claims.subject)
+        .filter(|s| !s.is_empty() && s.len() <= 255)
+        .ok_or(Failure::NoAccount("the subject claim is missing"))?;
+    Ok(Asserted {
+        subject,
+        claims: raw,
+        loa,
+        amr,
+        auth_time,
+    })
+}
+
+/// Authentication method references of RFC 8176, and `fed` for a login
+/// federated without one.
+const RFC8176: &[&str] = &[
+    "face", "fpt", "geo", "hwk", "iris", "kba", "mca", "mfa", "otp", "pin", "pwd", "rba",
+    "retina", "sc", "sms", "swk", "tel", "user", "vbm", "wia",
+];
+
+fn classify(e: &openidconnect::ClaimsVerificationError) -> Failure {
+    match e {
+        openidconnect::ClaimsVerificationError::InvalidNonce(_) => Failure::Nonce,
+        other => Failure::InvalidToken(other.to_string()),
+    }
+}
+
+fn claim_str(claims: &Value, name: &str) -> Option<String> {
+    match claims.get(name)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn claim_list(claims: &Value, name: &str) -> Vec<String> {
+    match claims.get(name) {
+        Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+        Some(Value::String(s)) => s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The interkom account of an upstream identity: linked before, linked now
+/// to an existing account, or created; profile and roles brought in step.
+async fn resolve_account(
+    gw: &Gateway,
+    meta: &Meta,
+    idp: &Upstream,
+    a: &Asserted,
+) -> Result<User, Failure> {
+    let linked: Option<String> = sqlx::query_scalar(
+        "SELECT user_id FROM upstream_links WHERE upstream = $1 AND subject = $2",
+    )
+    .bind(&idp.cfg.id)
+    .bind(&a.subject)
+    .fetch_optional(&gw.pool)
+    .await
+    .map_err(GatewayError::from)?;
+    let username_claim = claim_str(&a.claims, &idp.cfg.claims.username);
+    let name = claim_str(&a.claims, &idp.cfg.claims.name);
+    let email = claim_str(&a.claims, &idp.cfg.claims.email);
+    let user = match linked {
+        Some(id) => accounts::user_by_id(&gw.pool, &id)
+            .await?
+            .ok_or(Failure::NoAccount("the linked account no longer exists"))?,
+        None => {
+            let existing = match (&username_claim, idp.cfg.link_existing) {
+                (Some(u), true) => accounts::user_by_username(&gw.pool, u)
+                    .await?
+                    .filter(|u| in_subtree(gw, &u.tenant, &idp.cfg.tenant)),
+                _ => None,
+            };
+            let (user, action) = match existing {
+                Some(u) => {
+                    // One identity per upstream and account.
+                    let n: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM upstream_links WHERE upstream = $1 AND user_id = $2",
+                    )
+                    .bind(&idp.cfg.id)
+                    .bind(&u.id)
+                    .fetch_one(&gw.pool)
+                    .await
+                    .map_err(GatewayError::from)?;
+                    if n > 0 {
+                        return Err(Failure::NoAccount(
+                            "the account is linked to another identity of this upstream",
+                        ));
+                    }
+                    (u, Action::AccountLinked)
+                }
+                None if idp.cfg.create_accounts => {
+                    let base = username_claim.clone().unwrap_or_else(|| a.subject.clone());
+                    (
+                        provision(gw, idp, &base, name.as_deref(), email.as_deref()).await?,
+                        Action::AccountProvisioned,
+                    )
+                }
+                None => return Err(Failure::NoAccount("no account is linked to this identity")),
+            };
+            let inserted = sqlx::query(
+                "INSERT INTO upstream_links (upstream, subject, user_id, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&idp.cfg.id)
+            .bind(&a.subject)
+            .bind(&user.id)
+            .bind(gw.clock.now())
+            .execute(&gw.pool)
+            .await;
+            match inserted {
+                Ok(_) => {}
+                // The same first login twice at once: the other one linked.
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {}
+                Err(e) => return Err(GatewayError::from(e).into()),
+            }
+            let mut ev = AuditEvent::new(action, Outcome::Success)
+                .subject(&user.id, Some(user.tenant.clone()))
+                .correlation(meta.request_id.clone())
+                .source(meta.source.clone())
+                .details(json!({ "upstream": idp.cfg.id, "username": user.username }));
+            if let Some(t) = gw.tenants.get(&user.tenant) {
+                ev = ev.tenant(&t.id, t.path_string());
+            }
+            gw.audit.append(ev).await.map_err(GatewayError::from)?;
+            user
+        }
+    };
+    if user.disabled != 0 {
+        return Err(Failure::NoAccount("the account is locked"));
+    }
+    // The upstream is the source of truth for what it asserts.
+    if name.is_some() && name != user.name || email.is_some() && email != user.email {
+        gw.set_profile(
+            &user.id,
+            name.as_deref().or(user.name.as_deref()),
+            email.as_deref().or(user.email.as_deref()),
+        )
+        .await?;
+    }
+    sync_roles(gw, idp, &user, &a.claims).await?;
+    Ok(accounts::user_by_id(&gw.pool, &user.id)
+        .await?
+        .unwrap_or(user))
+}
+
+fn in_subtree(gw: &Gateway, tenant: &str, root: &str) -> bool {
+    gw.tenants
+        .get(tenant)
+        .is_some_and(|t| t.path.iter().any(|p| p == root))
+}
+
+/// Creates the account of a first login: in the upstream's tenant, without
+/// a local password, named `<username>@<upstream>`.
+async fn provision(
+    gw: &Gateway,
+    idp: &Upstream,
+    base: &str,
+    name: Option<&str>,
+    email: Option<&str>,
+) -> Result<User, Failure> {
+    let clean: String = base
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .take(80)
+        .collect();
+    let clean = if clean.is_empty() { "konto".to_owned() } else { clean };
+    let now = gw.clock.now();
+    for n in 0..5 {
+        let username = if n == 0 {
+            format!("{clean}@{}", idp.cfg.id)
+        } else {
+            format!("{clean}-{n}@{}", idp.cfg.id)
+        };
+        let id = uuid::Uuid::new_v4().to_string();
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, tenant, username, password_hash, name, email, disabled, created_at) \
+             VALUES ($1, $2, $3, NULL, $4, $5, 0, $6)",
+        )
+        .bind(&id)
+        .bind(&idp.cfg.tenant)
+        .bind(&username)
+        .bind(name)
+        .bind(email)
+        .bind(now)
+        .execute(&gw.pool)
+        .await;
+        match inserted {
+            Ok(_) => {
+                interkom_policy::store::touch(&gw.pool)
+                    .await
+                    .map_err(GatewayError::from)?;
+                gw.policy.reload().await.map_err(GatewayError::from)?;
+                return accounts::user_by_id(&gw.pool, &id)
+                    .await?
+                    .ok_or(Failure::NoAccount("the new account vanished"));
+            }
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+            Err(e) => return Err(GatewayError::from(e).into()),
+        }
+    }
+    Err(Failure::NoAccount("no free username for the new account"))
+}
+
+/// Roles the mapping names follow the upstream's groups; others stay.
+async fn sync_roles(
+    gw: &Gateway,
+    idp: &Upstream,
+    user: &User,
+    claims: &Value,
+) -> Result<(), Failure> {
+    let Some(claim) = &idp.cfg.claims.groups else {
+        return Ok(());
+    };
+    if idp.cfg.roles.is_empty() {
+        return Ok(());
+    }
+    let groups = claim_list(claims, claim);
+    let wanted: std::collections::BTreeSet<&String> = idp
+        .cfg
+        .roles
+        .iter()
+        .filter(|(g, _)| groups.contains(g))
+        .map(|(_, r)| r)
+        .collect();
+    let managed: std::collections::BTreeSet<&String> = idp.cfg.roles.values().collect();
+    let held = interkom_policy::roles::roles_in(&gw.pool, &user.id, &idp.cfg.tenant)
+        .await
+        .map_err(GatewayError::from)?;
+    let mut changed = false;
+    for role in managed {
+        let has = held.contains(role);
+        if wanted.contains(role) && !has {
+            interkom_policy::roles::assign(&gw.pool, &user.id, &idp.cfg.tenant, role)
+                .await
+                .map_err(GatewayError::from)?;
+            changed = true;
+        } else if !wanted.contains(role) && has {
+            interkom_policy::roles::unassign(&gw.pool, &user.id, &idp.cfg.tenant, role)
+                .await
+                .map_err(GatewayError::from)?;
+            changed = true;
+        }
+    }
+    if changed {
+        gw.policy.reload().await.map_err(GatewayError::from)?;
+    }
+    Ok(())
+}
+
+/// The domain of a `login_hint` that is an address.
+pub(crate) fn hint_domain(login_hint: &str) -> Option<&str> {
+    login_hint.rsplit_once('@').map(|(_, d)| d)
+}
+
+/// The upstream a `login_hint` (an address in one of its domains) or an
+/// `idp_hint` names.
+pub(crate) fn chosen<'a>(
+    list: &'a [Arc<Upstream>],
+    req: &AuthRequest,
+) -> Option<&'a Arc<Upstream>> {
+    if let Some(h) = &req.idp_hint {
+        if let Some(u) = list.iter().find(|u| &u.cfg.id == h) {
+            return Some(u);
+        }
+    }
+    let domain = req.login_hint.as_deref().and_then(hint_domain)?;
+    list.iter().find(|u| {
+        u.cfg
+            .domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+    })
+}

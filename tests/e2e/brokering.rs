@@ -1,0 +1,775 @@
+//! Identity brokering, second factors and step-up.
+//!
+//! The upstream is either a second interkom node (a municipality running
+//! its own IdP) or a small OpenID Provider written here that can misbehave
+//! on purpose (bad signature, wrong nonce, unknown `acr`, slow, rotated
+//! keys). The upstream runs on `localhost`, the broker on `127.0.0.1`, so
+//! the one browser keeps their cookies apart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use interkom_gateway::clients::{AuthMethod, ClientSpec, GrantType};
+use interkom_gateway::{Alg, UpstreamConfig};
+use interkom_policy::Loa;
+use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const BROKER_CLIENT: &str = "interkom-broker";
+const BROKER_SECRET: &str = "broker-secret-0123456789abcdefghijklmnop";
+
+/// A hidden field's value in a page.
+fn hidden(html: &str, name: &str) -> String {
+    let key = format!("name=\"{name}\" value=\"");
+    let i = html.find(&key).unwrap_or_else(|| panic!("no field {name} in {html}")) + key.len();
+    let j = html[i..].find('"').unwrap() + i;
+    html[i..j].to_owned()
+}
+
+fn upstream_cfg(id: &str, tenant: &str, issuer: &str) -> UpstreamConfig {
+    let mut acr = BTreeMap::new();
+    acr.insert("urn:interkom:loa:low".to_owned(), Loa::Low);
+    // This Kommune's IdP asserts `substantial` only with a second factor
+    // bound to its staff's hardware: trusted here as `high`.
+    acr.insert("urn:interkom:loa:substantial".to_owned(), Loa::High);
+    let mut roles = BTreeMap::new();
+    roles.insert("sachbearbeitung".to_owned(), "sachbearbeitung".to_owned());
+    roles.insert("meldebehoerde".to_owned(), "meldebehoerde".to_owned());
+    let mut claims = interkom_gateway::ClaimMapping::default();
+    claims.groups = Some("roles".into());
+    UpstreamConfig {
+        id: id.into(),
+        tenant: tenant.into(),
+        name: format!("Anmeldung {id}"),
+        issuer: issuer.into(),
+        client_id: BROKER_CLIENT.into(),
+        client_secret: Some(BROKER_SECRET.into()),
+        scopes: vec!["openid".into(), "profile".into(), "email".into()],
+        domains: vec![format!("{id}.example")],
+        claims,
+        roles,
+        acr,
+        default_loa: None,
+        link_existing: false,
+        create_accounts: true,
+        timeout_seconds: 3,
+    }
+}
+
+/// An interkom node as the Kommune's IdP (on `localhost`) and the broker
+/// (on 127.0.0.1) with it configured as upstream `idp`.
+async fn pair(
+    idp: &str,
+    tenant: &str,
+    tweak: impl FnOnce(&mut UpstreamConfig),
+) -> (TestServer, TestServer) {
+    let upstream = TestServer::start_with(|fc| {
+        fc.issuer = fc.issuer.replace("127.0.0.1", "localhost");
+    })
+    .await;
+    let mut cfg = upstream_cfg(idp, tenant, &upstream.issuer);
+    tweak(&mut cfg);
+    let broker = TestServer::start_with(move |fc| {
+        fc.brokering.allow_loopback = true;
+        fc.upstreams = vec![cfg];
+    })
+    .await;
+    upstream
+        .app
+        .gateway
+        .register_client(ClientSpec {
+            id: BROKER_CLIENT.into(),
+            tenant: tenant.into(),
+            name: "interkom (Landkreis)".into(),
+            redirect_uris: vec![broker.url("/broker/callback")],
+            post_logout_redirect_uris: vec![],
+            grant_types: vec![GrantType::AuthorizationCode],
+            scopes: vec!["openid".into(), "profile".into(), "email".into()],
+            auth_method: AuthMethod::ClientSecretBasic,
+            secret: Some(BROKER_SECRET.into()),
+            jwks: None,
+            id_token_alg: Alg::RS256,
+            backchannel_logout_uri: None,
+        })
+        .await
+        .unwrap();
+    (upstream, broker)
+}
+
+/// The portal's authorization URL at `s` with PKCE; returns (url, verifier).
+fn portal_auth(s: &TestServer, extra: &[(&str, &str)]) -> (String, String) {
+    let (verifier, challenge) = pkce();
+    let mut p = vec![
+        ("response_type", "code"),
+        ("client_id", PORTAL),
+        ("redirect_uri", PORTAL_REDIRECT),
+        ("scope", "openid profile email"),
+        ("state", "st"),
+        ("nonce", "nn"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    p.extend_from_slice(extra);
+    (authorize_url(s, &p), verifier)
+}
+
+/// Redeems a portal code; returns the ID token's claims.
+async fn portal_id_token(s: &TestServer, code: &str, verifier: &str) -> Value {
+    let res = exchange_code(s, (PORTAL, PORTAL_SECRET), code, verifier).await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    jwt_payload(v["id_token"].as_str().unwrap())
+}
+
+/// Chooses `idp` on the broker's login page; returns the redirect.
+async fn choose(browser: &Browser, broker: &TestServer, login_page: &str, idp: &str) -> reqwest::Response {
+    browser
+        .http
+        .post(broker.url("/login/idp"))
+        .form(&[
+            ("login_request", hidden(login_page, "login_request")),
+            ("csrf_token", hidden(login_page, "csrf_token")),
+            ("idp", idp.to_owned()),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Follows the browser from the upstream's authorization URL through its
+/// password form back to the broker's callback; returns the callback's
+/// answer.
+async fn login_upstream(
+    browser: &Browser,
+    upstream: &TestServer,
+    upstream_auth: &str,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
+    assert!(upstream_auth.starts_with(&upstream.issuer), "{upstream_auth}");
+    let res = browser.get(upstream_auth).await;
+    let back = if res.status() == 200 {
+        let form = parse_form(upstream, &res.text().await.unwrap());
+        let res = browser.submit(&form, user, password).await;
+        assert_eq!(res.status(), 303);
+        location(&res).unwrap()
+    } else {
+        assert_eq!(res.status(), 303, "single sign-on at the upstream");
+        location(&res).unwrap()
+    };
+    browser.get(&back).await
+}
+
+#[tokio::test]
+async fn first_upstream_login_creates_the_account_then_finds_it_again() {
+    let (upstream, broker) = pair("idp-hitzacker", "hitzacker-elbe", |_| {}).await;
+    for round in 0..2 {
+        let browser = Browser::new();
+        let (url, verifier) = portal_auth(&broker, &[]);
+        let res = browser.get(&url).await;
+        assert_eq!(res.status(), 200);
+        let page = res.text().await.unwrap();
+        assert!(page.contains("Anmeldung idp-hitzacker"), "the Kommune is offered");
+        let res = choose(&browser, &broker, &page, "idp-hitzacker").await;
+        assert_eq!(res.status(), 303);
+        let to = location(&res).unwrap();
+        let q: HashMap<String, String> = url::Url::parse(&to).unwrap().query_pairs().into_owned().collect();
+        assert_eq!(q["client_id"], BROKER_CLIENT);
+        assert_eq!(q["code_challenge_method"], "S256");
+        assert!(q.contains_key("nonce") && q.contains_key("state"));
+        let res = login_upstream(&browser, &upstream, &to, CLERK_USER, CLERK_PASSWORD).await;
+        assert_eq!(res.status(), 303, "{:?}", res.text().await);
+        let back = redirect_params(&res);
+        assert_eq!(back["state"], "st");
+        let id = portal_id_token(&broker, &back["code"], &verifier).await;
+        assert_eq!(id["preferred_username"], "jan.meyer@idp-hitzacker");
+        assert_eq!(id["tenant"], "hitzacker-elbe");
+        assert_eq!(id["acr"], "urn:interkom:loa:low");
+        assert_eq!(id["amr"], json!(["pwd"]));
+        assert_eq!(id["name"], "Jan Meyer");
+        // Not the broker's own jan.meyer: nothing links them.
+        let own = broker.app.gateway.find_user(CLERK_USER).await.unwrap().unwrap();
+        assert_ne!(id["sub"], own.id.as_str());
+        let jit = broker
+            .app
+            .gateway
+            .find_user("jan.meyer@idp-hitzacker")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(id["sub"], jit.id.as_str());
+        assert!(jit.password_hash.is_none(), "no local password");
+        let roles = interkom_policy::roles::roles_in(&broker.app.pool, &jit.id, "hitzacker-elbe")
+            .await
+            .unwrap();
+        assert_eq!(roles, vec!["sachbearbeitung".to_owned()], "mapped from the upstream's roles");
+        assert_eq!(broker.audit("account_provisioned").await.len(), 1, "round {round}");
+        // The choice is remembered: shown first, marked.
+        let (url, _) = portal_auth(&broker, &[("prompt", "login")]);
+        let page = browser.get(&url).await.text().await.unwrap();
+        assert!(page.contains("zuletzt gewählt"));
+    }
+    let logins = broker.audit("login").await;
+    assert_eq!(logins.len(), 2);
+    let details: Value = serde_json::from_str(&logins[0].details).unwrap();
+    assert_eq!(details["upstream"], "idp-hitzacker");
+}
+
+#[tokio::test]
+async fn linking_stays_inside_the_upstreams_subtree() {
+    let (upstream, broker) = pair("idp-hitzacker", "hitzacker-elbe", |c| c.link_existing = true).await;
+    let login = |user: &'static str, password: &'static str| {
+        let (upstream, broker) = (&upstream, &broker);
+        async move {
+            let browser = Browser::new();
+            let (url, verifier) = portal_auth(broker, &[("idp_hint", "idp-hitzacker")]);
+            // idp_hint: straight to the upstream.
+            let res = browser.get(&url).await;
+            assert_eq!(res.status(), 303);
+            let res = login_upstream(&browser, upstream, &location(&res).unwrap(), user, password).await;
+            let back = redirect_params(&res);
+            portal_id_token(broker, &back["code"], &verifier).await
+        }
+    };
+    // jan.meyer of Hitzacker: linked to the broker's existing account.
+    let id = login(CLERK_USER, CLERK_PASSWORD).await;
+    let own = broker.app.gateway.find_user(CLERK_USER).await.unwrap().unwrap();
+    assert_eq!(id["sub"], own.id.as_str());
+    assert_eq!(broker.audit("account_linked").await.len(), 1);
+    // The Kreis administrator is not Hitzacker's to vouch for: a new
+    // account in Hitzacker, never the Kreis's admin.
+    let id = login(ADMIN_USER, ADMIN_PASSWORD).await;
+    let admin = broker.app.gateway.find_user(ADMIN_USER).await.unwrap().unwrap();
+    assert_ne!(id["sub"], admin.id.as_str());
+    assert_eq!(id["tenant"], "hitzacker-elbe");
+    assert_eq!(id["preferred_username"], "kreis.admin@idp-hitzacker");
+}
+
+#[tokio::test]
+async fn home_realm_discovery_by_hint_search_and_domain() {
+    let (_upstream, broker) = pair("idp-hitzacker", "hitzacker-elbe", |_| {}).await;
+    let browser = Browser::new();
+    // A login_hint in the upstream's domain goes straight there, hint kept.
+    let (url, _) = portal_auth(&broker, &[("login_hint", "jan@idp-hitzacker.example")]);
+    let res = browser.get(&url).await;
+    assert_eq!(res.status(), 303);
+    let to = location(&res).unwrap();
+    assert!(to.contains("login_hint=jan%40idp-hitzacker.example"), "{to}");
+    // An unknown idp_hint shows the page.
+    let (url, _) = portal_auth(&broker, &[("idp_hint", "nirgendwo")]);
+    let page = browser.get(&url).await.text().await.unwrap();
+    assert!(page.contains("Kommune suchen"));
+    // Searching filters the list.
+    let search = |q: &'static str| {
+        let (browser, page, broker) = (&browser, page.clone(), &broker);
+        async move {
+            browser
+                .http
+                .post(broker.url("/login/idp"))
+                .form(&[
+                    ("login_request", hidden(&page, "login_request")),
+                    ("csrf_token", hidden(&page, "csrf_token")),
+                    ("q", q.to_owned()),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    assert!(search("hitzacker").await.contains("value=\"idp-hitzacker\""));
+    let none = search("gartow").await;
+    assert!(!none.contains("value=\"idp-hitzacker\""));
+    assert!(none.contains("Keine Kommune gefunden."));
+    // A forged form (no browser binding) is refused.
+    let res = TestServer::http()
+        .post(broker.url("/login/idp"))
+        .form(&[
+            ("login_request", hidden(&page, "login_request")),
+            ("csrf_token", hidden(&page, "csrf_token")),
+            ("idp", "idp-hitzacker".to_owned()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+}
+
+/// Enrols TOTP for the browser's signed-in user at `s`: (secret, recovery
+/// codes, the time of the code that confirmed it).
+async fn enrol_totp(s: &TestServer, browser: &Browser) -> (Vec<u8>, Vec<String>, i64) {
+    let res = browser.get(&s.url("/account/totp")).await;
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    let start = page.find("<code id=\"totp-secret\">").unwrap() + "<code id=\"totp-secret\">".len();
+    let b32 = &page[start..start + page[start..].find('<').unwrap()];
+    let secret = totp_rs::Secret::Encoded(b32.to_owned()).to_bytes().unwrap();
+    assert!(page.contains("otpauth:"));
+    // A wrong first code confirms nothing.
+    let res = browser
+        .http
+        .post(s.url("/account/totp"))
+        .form(&[("csrf_token", hidden(&page, "csrf_token")), ("code", "000000".into())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let page = browser.get(&s.url("/account/totp")).await.text().await.unwrap();
+    let start = page.find("<code id=\"totp-secret\">").unwrap() + "<code id=\"totp-secret\">".len();
+    let b32 = &page[start..start + page[start..].find('<').unwrap()];
+    let secret2 = totp_rs::Secret::Encoded(b32.to_owned()).to_bytes().unwrap();
+    assert_ne!(secret, secret2, "a new secret until one is confirmed");
+    let at = s.clock.now();
+    let res = browser
+        .http
+        .post(s.url("/account/totp"))
+        .form(&[
+            ("csrf_token", hidden(&page, "csrf_token")),
+            ("code", code(&secret2, at)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    let codes: Vec<String> = page
+        .split("<li><code>")
+        .skip(1)
+        .map(|c| c[..c.find('<').unwrap()].to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    (secret2, codes, at)
+}
+
+fn code(secret: &[u8], now: i64) -> String {
+    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 0, 30, secret.to_vec())
+        .generate(now as u64)
+}
+
+async fn submit_otp(s: &TestServer, browser: &Browser, page: &str, code: &str) -> reqwest::Response {
+    browser
+        .http
+        .post(s.url("/login/otp"))
+        .form(&[
+            ("login_request", hidden(page, "login_request")),
+            ("csrf_token", hidden(page, "csrf_token")),
+            ("code", code.to_owned()),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn totp_steps_a_session_up_to_substantial_and_counts_each_code_once() {
+    let s = TestServer::start().await;
+    let browser = Browser::new();
+    // Without a session there is nothing to enrol.
+    assert_eq!(browser.get(&s.url("/account/totp")).await.status(), 401);
+    let (url, verifier) = portal_auth(&s, &[]);
+    let q = browser.login(&s, &url, "anna.schulz", "Elbtalaue-Demo-2026!").await;
+    let first = portal_id_token(&s, &q["code"], &verifier).await;
+    assert_eq!(first["acr"], "urn:interkom:loa:low");
+    let (secret, recovery, enrolled_at) = enrol_totp(&s, &browser).await;
+    assert_eq!(s.audit("second_factor_enrolled").await.len(), 1);
+
+    // The portal asks for `substantial`: the second factor, not the password.
+    let (url, verifier) = portal_auth(&s, &[("acr_values", "urn:interkom:loa:substantial")]);
+    let res = browser.get(&url).await;
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("/login/otp") && !page.contains("name=\"password\""));
+    // prompt=none cannot ask.
+    let (none_url, _) = portal_auth(&s, &[("acr_values", "urn:interkom:loa:substantial"), ("prompt", "none")]);
+    let res = browser.get(&none_url).await;
+    assert_eq!(redirect_params(&res)["error"], "unmet_authentication_requirements");
+    // The code used at enrolment counts no more.
+    let used = code(&secret, enrolled_at);
+    let res = submit_otp(&s, &browser, &page, &used).await;
+    assert_eq!(res.status(), 401);
+    let failed = s.audit("login_failed").await;
+    assert_eq!(failed[0].reason.as_deref(), Some("invalid_second_factor"));
+    s.clock.advance(30);
+    let res = submit_otp(&s, &browser, &page, &code(&secret, s.clock.now())).await;
+    assert_eq!(res.status(), 303);
+    let q = redirect_params(&res);
+    let id = portal_id_token(&s, &q["code"], &verifier).await;
+    assert_eq!(id["acr"], "urn:interkom:loa:substantial");
+    assert_eq!(id["amr"], json!(["pwd", "otp", "mfa"]));
+    assert_eq!(id["sid"], first["sid"], "the session is stepped up, not replaced");
+    assert!(id["auth_time"].as_i64().unwrap() >= first["auth_time"].as_i64().unwrap() + 30);
+    // The old session cookie was replaced: SSO now gives `substantial`.
+    let (url, verifier) = portal_auth(&s, &[("acr_values", "urn:interkom:loa:substantial")]);
+    let res = browser.get(&url).await;
+    assert_eq!(res.status(), 303);
+    let id = portal_id_token(&s, &redirect_params(&res)["code"], &verifier).await;
+    assert_eq!(id["acr"], "urn:interkom:loa:substantial");
+
+    // A new browser: password, then a recovery code — once.
+    for (attempt, expect) in [(0, 303), (1, 401)] {
+        let other = Browser::new();
+        let (url, _) = portal_auth(&s, &[("acr_values", "urn:interkom:loa:substantial")]);
+        let form = other.open_login(&s, &url).await;
+        let res = other.submit(&form, "anna.schulz", "Elbtalaue-Demo-2026!").await;
+        assert_eq!(res.status(), 200, "the second-factor page");
+        let page = res.text().await.unwrap();
+        let res = submit_otp(&s, &other, &page, &recovery[0].to_lowercase()).await;
+        assert_eq!(res.status(), expect, "recovery code, attempt {attempt}");
+    }
+    // `high` is out of reach for a local account: the client is told.
+    let (url, _) = portal_auth(&s, &[("acr_values", "urn:interkom:loa:high")]);
+    let res = browser.get(&url).await;
+    assert_eq!(redirect_params(&res)["error"], "unmet_authentication_requirements");
+}
+
+#[tokio::test]
+async fn second_factor_guesses_end_the_login_request() {
+    let s = TestServer::start().await;
+    let browser = Browser::new();
+    let (url, _) = portal_auth(&s, &[]);
+    browser.login(&s, &url, "anna.schulz", "Elbtalaue-Demo-2026!").await;
+    enrol_totp(&s, &browser).await;
+    let (url, _) = portal_auth(&s, &[("acr_values", "urn:interkom:loa:substantial")]);
+    let page = browser.get(&url).await.text().await.unwrap();
+    for _ in 0..4 {
+        assert_eq!(submit_otp(&s, &browser, &page, "123456").await.status(), 401);
+    }
+    // The fifth wrong code ends the login request; nothing is issued.
+    let res = submit_otp(&s, &browser, &page, "654321").await;
+    assert_eq!(res.status(), 401);
+    let res = submit_otp(&s, &browser, &page, "111111").await;
+    assert_eq!(res.status(), 400, "the request is gone");
+}
+
+#[tokio::test]
+async fn step_up_to_high_at_the_upstream_with_acr_values() {
+    let (upstream, broker) = pair("idp-elbtalaue", "sg-elbtalaue", |_| {}).await;
+    let browser = Browser::new();
+    // Anna has an authenticator at her Kommune's IdP.
+    let (url, _) = portal_auth(&upstream, &[]);
+    browser.login(&upstream, &url, "anna.schulz", "Elbtalaue-Demo-2026!").await;
+    let (secret, _, _) = enrol_totp(&upstream, &browser).await;
+    upstream.clock.advance(30);
+
+    // The Einwohnermeldewesen is sehr_hoch: `high` with a second factor.
+    let (verifier, challenge) = pkce();
+    let url = authorize_url(
+        &broker,
+        &[
+            ("response_type", "code"),
+            ("client_id", "ewo-elbtalaue"),
+            ("redirect_uri", "http://localhost:9001/callback"),
+            ("scope", "openid"),
+            ("state", "e1"),
+            ("nonce", "n1"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    let page = browser.get(&url).await.text().await.unwrap();
+    let res = choose(&browser, &broker, &page, "idp-elbtalaue").await;
+    // The password at the upstream: `low`, so the broker asks again, now
+    // with acr_values for a level it maps to `high`.
+    let res = login_upstream(&browser, &upstream, &location(&res).unwrap(), "anna.schulz", "Elbtalaue-Demo-2026!").await;
+    assert_eq!(res.status(), 303);
+    let again = location(&res).unwrap();
+    assert!(again.starts_with(&upstream.issuer), "{again}");
+    assert!(again.contains("acr_values=urn%3Ainterkom%3Aloa%3Asubstantial"), "{again}");
+    // The upstream asks for its second factor.
+    let res = browser.get(&again).await;
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    let res = submit_otp(&upstream, &browser, &page, &code(&secret, upstream.clock.now())).await;
+    assert_eq!(res.status(), 303);
+    let res = browser.get(&location(&res).unwrap()).await;
+    assert_eq!(res.status(), 303);
+    let q = redirect_params(&res);
+    assert_eq!(q["state"], "e1", "{q:?}");
+    let res = broker
+        .post_form(
+            "/token",
+            None,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &q["code"]),
+                ("redirect_uri", "http://localhost:9001/callback"),
+                ("code_verifier", &verifier),
+                ("client_id", "ewo-elbtalaue"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    let id = jwt_payload(v["id_token"].as_str().unwrap());
+    assert_eq!(id["acr"], "urn:interkom:loa:high");
+    assert_eq!(id["amr"], json!(["pwd", "otp", "mfa"]));
+    assert_eq!(id["tenant"], "sg-elbtalaue");
+}
+
+// ---------------------------------------------------------------------
+// A misbehaving upstream.
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Good,
+    BadSignature,
+    WrongNonce,
+    UnknownAcr,
+    WrongAudience,
+    Expired,
+    Slow,
+    Refuses,
+    OtherIssuer,
+}
+
+struct Fake {
+    issuer: String,
+    mode: Mode,
+    /// (kid, PKCS#8) signing now; the published set.
+    key: (String, Vec<u8>),
+    published: Vec<Value>,
+    nonces: HashMap<String, String>,
+    client_id: String,
+}
+
+type FakeState = Arc<Mutex<Fake>>;
+
+fn new_key(kid: &str) -> ((String, Vec<u8>), Value) {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let pk = pair.public_key().as_ref();
+    let jwk = json!({
+        "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
+        "x": URL_SAFE_NO_PAD.encode(&pk[1..33]), "y": URL_SAFE_NO_PAD.encode(&pk[33..65]),
+    });
+    ((kid.to_owned(), pkcs8.as_ref().to_vec()), jwk)
+}
+
+fn sign(key: &(String, Vec<u8>), claims: &Value) -> String {
+    let rng = ring::rand::SystemRandom::new();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &key.1, &rng).unwrap();
+    let header = json!({ "alg": "ES256", "typ": "JWT", "kid": key.0 });
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let sig = pair.sign(&rng, input.as_bytes()).unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+}
+
+async fn fake_discovery(State(st): State<FakeState>) -> Json<Value> {
+    let iss = st.lock().unwrap().issuer.clone();
+    Json(json!({
+        "issuer": iss,
+        "authorization_endpoint": format!("{iss}/authorize"),
+        "token_endpoint": format!("{iss}/token"),
+        "jwks_uri": format!("{iss}/jwks"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+    }))
+}
+
+async fn fake_jwks(State(st): State<FakeState>) -> Json<Value> {
+    Json(json!({ "keys": st.lock().unwrap().published }))
+}
+
+async fn fake_authorize(
+    State(st): State<FakeState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> impl IntoResponse {
+    let mut f = st.lock().unwrap();
+    let code = uuid::Uuid::new_v4().to_string();
+    f.nonces.insert(code.clone(), q["nonce"].clone());
+    let mut to = url::Url::parse(&q["redirect_uri"]).unwrap();
+    {
+        let mut p = to.query_pairs_mut();
+        match f.mode {
+            Mode::Refuses => p.append_pair("error", "access_denied"),
+            _ => p.append_pair("code", &code),
+        };
+        p.append_pair("state", &q["state"]);
+        if f.mode == Mode::OtherIssuer {
+            p.append_pair("iss", "https://elsewhere.example");
+        } else {
+            p.append_pair("iss", &f.issuer);
+        }
+    }
+    Redirect::to(to.as_str())
+}
+
+async fn fake_token(State(st): State<FakeState>, body: String) -> impl IntoResponse {
+    let form: HashMap<String, String> = serde_urlencoded::from_str(&body).unwrap();
+    let mode = st.lock().unwrap().mode;
+    if mode == Mode::Slow {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+    }
+    let f = st.lock().unwrap();
+    let nonce = f.nonces.get(&form["code"]).cloned().unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = json!({
+        "iss": f.issuer,
+        "sub": "fake-subject-1",
+        "aud": if mode == Mode::WrongAudience { "someone-else".to_owned() } else { f.client_id.clone() },
+        "exp": if mode == Mode::Expired { now - 600 } else { now + 300 },
+        "iat": now,
+        "nonce": if mode == Mode::WrongNonce { "not-the-nonce".to_owned() } else { nonce },
+        "acr": if mode == Mode::UnknownAcr { "urn:elsewhere:loa:gold" } else { "urn:interkom:loa:low" },
+        "amr": ["pwd"],
+        "preferred_username": "pia.peters",
+        "name": "Pia Peters",
+    });
+    let key = if mode == Mode::BadSignature {
+        // Same kid as published, another key.
+        let (k, _) = new_key(&f.key.0);
+        k
+    } else {
+        f.key.clone()
+    };
+    Json(json!({
+        "access_token": "opaque", "token_type": "Bearer", "expires_in": 300,
+        "id_token": sign(&key, &claims),
+    }))
+}
+
+/// Starts the fake OP; returns its state.
+async fn fake_op(client_id: &str) -> FakeState {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let (key, jwk) = new_key("k1");
+    let st = Arc::new(Mutex::new(Fake {
+        issuer,
+        mode: Mode::Good,
+        key,
+        published: vec![jwk],
+        nonces: HashMap::new(),
+        client_id: client_id.to_owned(),
+    }));
+    let app = Router::new()
+        .route("/.well-known/openid-configuration", get(fake_discovery))
+        .route("/jwks", get(fake_jwks))
+        .route("/authorize", get(fake_authorize))
+        .route("/token", post(fake_token))
+        .with_state(st.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    st
+}
+
+/// Starts a login at the broker through upstream `idp` and follows it to
+/// the callback's answer.
+async fn through(broker: &TestServer, idp: &str) -> (reqwest::Response, Browser) {
+    let browser = Browser::new();
+    let (url, _) = portal_auth(broker, &[("idp_hint", idp)]);
+    let res = browser.get(&url).await;
+    if res.status() != 303 {
+        return (res, browser);
+    }
+    let to = location(&res).unwrap();
+    let res = browser.get(&to).await;
+    assert_eq!(res.status(), 303, "the fake upstream answers at once");
+    let back = location(&res).unwrap();
+    (browser.get(&back).await, browser)
+}
+
+#[tokio::test]
+async fn every_bad_upstream_answer_ends_on_a_page_naming_the_idp() {
+    let fake = fake_op(BROKER_CLIENT).await;
+    let fake_issuer = fake.lock().unwrap().issuer.clone();
+    // Nothing listens here.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let broker = TestServer::start_with(|fc| {
+        fc.brokering.allow_loopback = true;
+        let mut good = upstream_cfg("idp-gartow", "gartow", &fake_issuer);
+        good.name = "Gemeinde Gartow".into();
+        good.timeout_seconds = 2;
+        let mut down = upstream_cfg("idp-down", "gartow", &format!("http://{closed}"));
+        down.name = "Gemeinde Prezelle".into();
+        fc.upstreams = vec![good, down];
+    })
+    .await;
+
+    // Down: the page names the IdP, nothing else breaks.
+    let (res, _) = through(&broker, "idp-down").await;
+    assert_eq!(res.status(), 502);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("Gemeinde Prezelle") && page.contains("upstream_unreachable"), "{page}");
+
+    // A good answer works (and provisions the account).
+    let (res, _) = through(&broker, "idp-gartow").await;
+    assert_eq!(res.status(), 303, "{:?}", res.text().await);
+    assert_eq!(redirect_params(&res)["state"], "st");
+
+    for (mode, status, reason) in [
+        (Mode::BadSignature, 502, "upstream_invalid_token"),
+        (Mode::WrongNonce, 502, "upstream_wrong_nonce"),
+        (Mode::UnknownAcr, 502, "upstream_unknown_acr"),
+        (Mode::WrongAudience, 502, "upstream_invalid_token"),
+        (Mode::Expired, 502, "upstream_invalid_token"),
+        (Mode::Refuses, 403, "upstream_rejected"),
+        (Mode::OtherIssuer, 502, "upstream_issuer_mismatch"),
+    ] {
+        fake.lock().unwrap().mode = mode;
+        let (res, _) = through(&broker, "idp-gartow").await;
+        assert_eq!(res.status(), status, "{mode:?}");
+        let page = res.text().await.unwrap();
+        assert!(page.contains("Gemeinde Gartow"), "{mode:?}: {page}");
+        assert!(page.contains(reason), "{mode:?}: {page}");
+        let failed = broker.audit("login_failed").await;
+        assert_eq!(failed[0].reason.as_deref(), Some(reason), "{mode:?} audited");
+        let details: Value = serde_json::from_str(&failed[0].details).unwrap();
+        assert_eq!(details["upstream"], "idp-gartow");
+    }
+
+    // Slow: the bounded timeout answers, not the upstream.
+    fake.lock().unwrap().mode = Mode::Slow;
+    let started = Instant::now();
+    let (res, _) = through(&broker, "idp-gartow").await;
+    assert_eq!(res.status(), 502);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(res.text().await.unwrap().contains("upstream_unreachable"));
+
+    // Replay: the same answer a second time finds nothing.
+    fake.lock().unwrap().mode = Mode::Good;
+    let browser = Browser::new();
+    let (url, _) = portal_auth(&broker, &[("idp_hint", "idp-gartow")]);
+    let to = location(&browser.get(&url).await).unwrap();
+    let back = location(&browser.get(&to).await).unwrap();
+    assert_eq!(browser.get(&back).await.status(), 303);
+    let res = browser.get(&back).await;
+    assert_eq!(res.status(), 400);
+    let replayed = broker.audit("login_failed").await;
+    assert_eq!(replayed[0].reason.as_deref(), Some("upstream_response_unknown_or_replayed"));
+
+    // Key rotation: a token signed with a key not seen yet is checked
+    // against the upstream's keys fetched again.
+    {
+        let mut f = fake.lock().unwrap();
+        let (key, jwk) = new_key("k2");
+        f.key = key;
+        f.published.push(jwk);
+    }
+    let (res, _) = through(&broker, "idp-gartow").await;
+    assert_eq!(res.status(), 303, "rotated keys are fetched");
+    // The ID token of that login is the broker's own, whatever the upstream.
+    let user = broker.app.gateway.find_user("pia.peters@idp-gartow").await.unwrap().unwrap();
+    assert_eq!(user.tenant, "gartow");
+}
