@@ -30,7 +30,10 @@ const BROKER_SECRET: &str = "broker-secret-0123456789abcdefghijklmnop";
 /// A hidden field's value in a page.
 fn hidden(html: &str, name: &str) -> String {
     let key = format!("name=\"{name}\" value=\"");
-    let i = html.find(&key).unwrap_or_else(|| panic!("no field {name} in {html}")) + key.len();
+    let i = html
+        .find(&key)
+        .unwrap_or_else(|| panic!("no field {name} in {html}"))
+        + key.len();
     let j = html[i..].find('"').unwrap() + i;
     html[i..j].to_owned()
 }
@@ -131,7 +134,12 @@ async fn portal_id_token(s: &TestServer, code: &str, verifier: &str) -> Value {
 }
 
 /// Chooses `idp` on the broker's login page; returns the redirect.
-async fn choose(browser: &Browser, broker: &TestServer, login_page: &str, idp: &str) -> reqwest::Response {
+async fn choose(
+    browser: &Browser,
+    broker: &TestServer,
+    login_page: &str,
+    idp: &str,
+) -> reqwest::Response {
     browser
         .http
         .post(broker.url("/login/idp"))
@@ -155,7 +163,10 @@ async fn login_upstream(
     user: &str,
     password: &str,
 ) -> reqwest::Response {
-    assert!(upstream_auth.starts_with(&upstream.issuer), "{upstream_auth}");
+    assert!(
+        upstream_auth.starts_with(&upstream.issuer),
+        "{upstream_auth}"
+    );
     let res = browser.get(upstream_auth).await;
     let back = if res.status() == 200 {
         let form = parse_form(upstream, &res.text().await.unwrap());
@@ -178,11 +189,18 @@ async fn first_upstream_login_creates_the_account_then_finds_it_again() {
         let res = browser.get(&url).await;
         assert_eq!(res.status(), 200);
         let page = res.text().await.unwrap();
-        assert!(page.contains("Anmeldung idp-hitzacker"), "the Kommune is offered");
+        assert!(
+            page.contains("Anmeldung idp-hitzacker"),
+            "the Kommune is offered"
+        );
         let res = choose(&browser, &broker, &page, "idp-hitzacker").await;
         assert_eq!(res.status(), 303);
         let to = location(&res).unwrap();
-        let q: HashMap<String, String> = url::Url::parse(&to).unwrap().query_pairs().into_owned().collect();
+        let q: HashMap<String, String> = url::Url::parse(&to)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
         assert_eq!(q["client_id"], BROKER_CLIENT);
         assert_eq!(q["code_challenge_method"], "S256");
         assert!(q.contains_key("nonce") && q.contains_key("state"));
@@ -197,7 +215,13 @@ async fn first_upstream_login_creates_the_account_then_finds_it_again() {
         assert_eq!(id["amr"], json!(["pwd"]));
         assert_eq!(id["name"], "Jan Meyer");
         // Not the broker's own jan.meyer: nothing links them.
-        let own = broker.app.gateway.find_user(CLERK_USER).await.unwrap().unwrap();
+        let own = broker
+            .app
+            .gateway
+            .find_user(CLERK_USER)
+            .await
+            .unwrap()
+            .unwrap();
         assert_ne!(id["sub"], own.id.as_str());
         let jit = broker
             .app
@@ -211,8 +235,16 @@ async fn first_upstream_login_creates_the_account_then_finds_it_again() {
         let roles = interkom_policy::roles::roles_in(&broker.app.pool, &jit.id, "hitzacker-elbe")
             .await
             .unwrap();
-        assert_eq!(roles, vec!["sachbearbeitung".to_owned()], "mapped from the upstream's roles");
-        assert_eq!(broker.audit("account_provisioned").await.len(), 1, "round {round}");
+        assert_eq!(
+            roles,
+            vec!["sachbearbeitung".to_owned()],
+            "mapped from the upstream's roles"
+        );
+        assert_eq!(
+            broker.audit("account_provisioned").await.len(),
+            1,
+            "round {round}"
+        );
         // The choice is remembered: shown first, marked.
         let (url, _) = portal_auth(&broker, &[("prompt", "login")]);
         let page = browser.get(&url).await.text().await.unwrap();
@@ -226,7 +258,10 @@ async fn first_upstream_login_creates_the_account_then_finds_it_again() {
 
 #[tokio::test]
 async fn linking_stays_inside_the_upstreams_subtree() {
-    let (upstream, broker) = pair("idp-hitzacker", "hitzacker-elbe", |c| c.link_existing = true).await;
+    let (upstream, broker) = pair("idp-hitzacker", "hitzacker-elbe", |c| {
+        c.link_existing = true
+    })
+    .await;
     let login = |user: &'static str, password: &'static str| {
         let (upstream, broker) = (&upstream, &broker);
         async move {
@@ -235,20 +270,33 @@ async fn linking_stays_inside_the_upstreams_subtree() {
             // idp_hint: straight to the upstream.
             let res = browser.get(&url).await;
             assert_eq!(res.status(), 303);
-            let res = login_upstream(&browser, upstream, &location(&res).unwrap(), user, password).await;
+            let res =
+                login_upstream(&browser, upstream, &location(&res).unwrap(), user, password).await;
             let back = redirect_params(&res);
             portal_id_token(broker, &back["code"], &verifier).await
         }
     };
     // jan.meyer of Hitzacker: linked to the broker's existing account.
     let id = login(CLERK_USER, CLERK_PASSWORD).await;
-    let own = broker.app.gateway.find_user(CLERK_USER).await.unwrap().unwrap();
+    let own = broker
+        .app
+        .gateway
+        .find_user(CLERK_USER)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(id["sub"], own.id.as_str());
     assert_eq!(broker.audit("account_linked").await.len(), 1);
     // The Kreis administrator is not Hitzacker's to vouch for: a new
     // account in Hitzacker, never the Kreis's admin.
     let id = login(ADMIN_USER, ADMIN_PASSWORD).await;
-    let admin = broker.app.gateway.find_user(ADMIN_USER).await.unwrap().unwrap();
+    let admin = broker
+        .app
+        .gateway
+        .find_user(ADMIN_USER)
+        .await
+        .unwrap()
+        .unwrap();
     assert_ne!(id["sub"], admin.id.as_str());
     assert_eq!(id["tenant"], "hitzacker-elbe");
     assert_eq!(id["preferred_username"], "kreis.admin@idp-hitzacker");
@@ -263,7 +311,10 @@ async fn home_realm_discovery_by_hint_search_and_domain() {
     let res = browser.get(&url).await;
     assert_eq!(res.status(), 303);
     let to = location(&res).unwrap();
-    assert!(to.contains("login_hint=jan%40idp-hitzacker.example"), "{to}");
+    assert!(
+        to.contains("login_hint=jan%40idp-hitzacker.example"),
+        "{to}"
+    );
     // An unknown idp_hint shows the page.
     let (url, _) = portal_auth(&broker, &[("idp_hint", "nirgendwo")]);
     let page = browser.get(&url).await.text().await.unwrap();
@@ -288,7 +339,9 @@ async fn home_realm_discovery_by_hint_search_and_domain() {
                 .unwrap()
         }
     };
-    assert!(search("hitzacker").await.contains("value=\"idp-hitzacker\""));
+    assert!(search("hitzacker")
+        .await
+        .contains("value=\"idp-hitzacker\""));
     let none = search("gartow").await;
     assert!(!none.contains("value=\"idp-hitzacker\""));
     assert!(none.contains("Keine Kommune gefunden."));
@@ -320,12 +373,20 @@ async fn enrol_totp(s: &TestServer, browser: &Browser) -> (Vec<u8>, Vec<String>,
     let res = browser
         .http
         .post(s.url("/account/totp"))
-        .form(&[("csrf_token", hidden(&page, "csrf_token")), ("code", "000000".into())])
+        .form(&[
+            ("csrf_token", hidden(&page, "csrf_token")),
+            ("code", "000000".into()),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
-    let page = browser.get(&s.url("/account/totp")).await.text().await.unwrap();
+    let page = browser
+        .get(&s.url("/account/totp"))
+        .await
+        .text()
+        .await
+        .unwrap();
     let start = page.find("<code id=\"totp-secret\">").unwrap() + "<code id=\"totp-secret\">".len();
     let b32 = &page[start..start + page[start..].find('<').unwrap()];
     let secret2 = totp_rs::Secret::Encoded(b32.to_owned()).to_bytes().unwrap();
@@ -357,7 +418,12 @@ fn code(secret: &[u8], now: i64) -> String {
         .generate(now as u64)
 }
 
-async fn submit_otp(s: &TestServer, browser: &Browser, page: &str, code: &str) -> reqwest::Response {
+async fn submit_otp(
+    s: &TestServer,
+    browser: &Browser,
+    page: &str,
+    code: &str,
+) -> reqwest::Response {
     browser
         .http
         .post(s.url("/login/otp"))
@@ -378,7 +444,9 @@ async fn totp_steps_a_session_up_to_substantial_and_counts_each_code_once() {
     // Without a session there is nothing to enrol.
     assert_eq!(browser.get(&s.url("/account/totp")).await.status(), 401);
     let (url, verifier) = portal_auth(&s, &[]);
-    let q = browser.login(&s, &url, "anna.schulz", "Elbtalaue-Demo-2026!").await;
+    let q = browser
+        .login(&s, &url, "anna.schulz", "Elbtalaue-Demo-2026!")
+        .await;
     let first = portal_id_token(&s, &q["code"], &verifier).await;
     assert_eq!(first["acr"], "urn:interkom:loa:low");
     let (secret, recovery, enrolled_at) = enrol_totp(&s, &browser).await;
@@ -391,9 +459,18 @@ async fn totp_steps_a_session_up_to_substantial_and_counts_each_code_once() {
     let page = res.text().await.unwrap();
     assert!(page.contains("/login/otp") && !page.contains("name=\"password\""));
     // prompt=none cannot ask.
-    let (none_url, _) = portal_auth(&s, &[("acr_values", "urn:interkom:loa:substantial"), ("prompt", "none")]);
+    let (none_url, _) = portal_auth(
+        &s,
+        &[
+            ("acr_values", "urn:interkom:loa:substantial"),
+            ("prompt", "none"),
+        ],
+    );
     let res = browser.get(&none_url).await;
-    assert_eq!(redirect_params(&res)["error"], "unmet_authentication_requirements");
+    assert_eq!(
+        redirect_params(&res)["error"],
+        "unmet_authentication_requirements"
+    );
     // The code used at enrolment counts no more.
     let used = code(&secret, enrolled_at);
     let res = submit_otp(&s, &browser, &page, &used).await;
@@ -407,7 +484,10 @@ async fn totp_steps_a_session_up_to_substantial_and_counts_each_code_once() {
     let id = portal_id_token(&s, &q["code"], &verifier).await;
     assert_eq!(id["acr"], "urn:interkom:loa:substantial");
     assert_eq!(id["amr"], json!(["pwd", "otp", "mfa"]));
-    assert_eq!(id["sid"], first["sid"], "the session is stepped up, not replaced");
+    assert_eq!(
+        id["sid"], first["sid"],
+        "the session is stepped up, not replaced"
+    );
     assert!(id["auth_time"].as_i64().unwrap() >= first["auth_time"].as_i64().unwrap() + 30);
     // The old session cookie was replaced: SSO now gives `substantial`.
     let (url, verifier) = portal_auth(&s, &[("acr_values", "urn:interkom:loa:substantial")]);
@@ -421,7 +501,9 @@ async fn totp_steps_a_session_up_to_substantial_and_counts_each_code_once() {
         let other = Browser::new();
         let (url, _) = portal_auth(&s, &[("acr_values", "urn:interkom:loa:substantial")]);
         let form = other.open_login(&s, &url).await;
-        let res = other.submit(&form, "anna.schulz", "Elbtalaue-Demo-2026!").await;
+        let res = other
+            .submit(&form, "anna.schulz", "Elbtalaue-Demo-2026!")
+            .await;
         assert_eq!(res.status(), 200, "the second-factor page");
         let page = res.text().await.unwrap();
         let res = submit_otp(&s, &other, &page, &recovery[0].to_lowercase()).await;
@@ -430,7 +512,10 @@ async fn totp_steps_a_session_up_to_substantial_and_counts_each_code_once() {
     // `high` is out of reach for a local account: the client is told.
     let (url, _) = portal_auth(&s, &[("acr_values", "urn:interkom:loa:high")]);
     let res = browser.get(&url).await;
-    assert_eq!(redirect_params(&res)["error"], "unmet_authentication_requirements");
+    assert_eq!(
+        redirect_params(&res)["error"],
+        "unmet_authentication_requirements"
+    );
 }
 
 #[tokio::test]
@@ -438,12 +523,17 @@ async fn second_factor_guesses_end_the_login_request() {
     let s = TestServer::start().await;
     let browser = Browser::new();
     let (url, _) = portal_auth(&s, &[]);
-    browser.login(&s, &url, "anna.schulz", "Elbtalaue-Demo-2026!").await;
+    browser
+        .login(&s, &url, "anna.schulz", "Elbtalaue-Demo-2026!")
+        .await;
     enrol_totp(&s, &browser).await;
     let (url, _) = portal_auth(&s, &[("acr_values", "urn:interkom:loa:substantial")]);
     let page = browser.get(&url).await.text().await.unwrap();
     for _ in 0..4 {
-        assert_eq!(submit_otp(&s, &browser, &page, "123456").await.status(), 401);
+        assert_eq!(
+            submit_otp(&s, &browser, &page, "123456").await.status(),
+            401
+        );
     }
     // The fifth wrong code ends the login request; nothing is issued.
     let res = submit_otp(&s, &browser, &page, "654321").await;
@@ -458,7 +548,9 @@ async fn step_up_to_high_at_the_upstream_with_acr_values() {
     let browser = Browser::new();
     // Anna has an authenticator at her Kommune's IdP.
     let (url, _) = portal_auth(&upstream, &[]);
-    browser.login(&upstream, &url, "anna.schulz", "Elbtalaue-Demo-2026!").await;
+    browser
+        .login(&upstream, &url, "anna.schulz", "Elbtalaue-Demo-2026!")
+        .await;
     let (secret, _, _) = enrol_totp(&upstream, &browser).await;
     upstream.clock.advance(30);
 
@@ -481,16 +573,32 @@ async fn step_up_to_high_at_the_upstream_with_acr_values() {
     let res = choose(&browser, &broker, &page, "idp-elbtalaue").await;
     // The password at the upstream: `low`, so the broker asks again, now
     // with acr_values for a level it maps to `high`.
-    let res = login_upstream(&browser, &upstream, &location(&res).unwrap(), "anna.schulz", "Elbtalaue-Demo-2026!").await;
+    let res = login_upstream(
+        &browser,
+        &upstream,
+        &location(&res).unwrap(),
+        "anna.schulz",
+        "Elbtalaue-Demo-2026!",
+    )
+    .await;
     assert_eq!(res.status(), 303);
     let again = location(&res).unwrap();
     assert!(again.starts_with(&upstream.issuer), "{again}");
-    assert!(again.contains("acr_values=urn%3Ainterkom%3Aloa%3Asubstantial"), "{again}");
+    assert!(
+        again.contains("acr_values=urn%3Ainterkom%3Aloa%3Asubstantial"),
+        "{again}"
+    );
     // The upstream asks for its second factor.
     let res = browser.get(&again).await;
     assert_eq!(res.status(), 200);
     let page = res.text().await.unwrap();
-    let res = submit_otp(&upstream, &browser, &page, &code(&secret, upstream.clock.now())).await;
+    let res = submit_otp(
+        &upstream,
+        &browser,
+        &page,
+        &code(&secret, upstream.clock.now()),
+    )
+    .await;
     assert_eq!(res.status(), 303);
     let res = browser.get(&location(&res).unwrap()).await;
     assert_eq!(res.status(), 303);
@@ -548,7 +656,8 @@ type FakeState = Arc<Mutex<Fake>>;
 fn new_key(kid: &str) -> ((String, Vec<u8>), Value) {
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
     let pk = pair.public_key().as_ref();
     let jwk = json!({
         "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
@@ -711,7 +820,10 @@ async fn every_bad_upstream_answer_ends_on_a_page_naming_the_idp() {
     let (res, _) = through(&broker, "idp-down").await;
     assert_eq!(res.status(), 502);
     let page = res.text().await.unwrap();
-    assert!(page.contains("Gemeinde Prezelle") && page.contains("upstream_unreachable"), "{page}");
+    assert!(
+        page.contains("Gemeinde Prezelle") && page.contains("upstream_unreachable"),
+        "{page}"
+    );
 
     // A good answer works (and provisions the account).
     let (res, _) = through(&broker, "idp-gartow").await;
@@ -734,7 +846,11 @@ async fn every_bad_upstream_answer_ends_on_a_page_naming_the_idp() {
         assert!(page.contains("Gemeinde Gartow"), "{mode:?}: {page}");
         assert!(page.contains(reason), "{mode:?}: {page}");
         let failed = broker.audit("login_failed").await;
-        assert_eq!(failed[0].reason.as_deref(), Some(reason), "{mode:?} audited");
+        assert_eq!(
+            failed[0].reason.as_deref(),
+            Some(reason),
+            "{mode:?} audited"
+        );
         let details: Value = serde_json::from_str(&failed[0].details).unwrap();
         assert_eq!(details["upstream"], "idp-gartow");
     }
@@ -757,7 +873,10 @@ async fn every_bad_upstream_answer_ends_on_a_page_naming_the_idp() {
     let res = browser.get(&back).await;
     assert_eq!(res.status(), 400);
     let replayed = broker.audit("login_failed").await;
-    assert_eq!(replayed[0].reason.as_deref(), Some("upstream_response_unknown_or_replayed"));
+    assert_eq!(
+        replayed[0].reason.as_deref(),
+        Some("upstream_response_unknown_or_replayed")
+    );
 
     // Key rotation: a token signed with a key not seen yet is checked
     // against the upstream's keys fetched again.
@@ -770,6 +889,269 @@ async fn every_bad_upstream_answer_ends_on_a_page_naming_the_idp() {
     let (res, _) = through(&broker, "idp-gartow").await;
     assert_eq!(res.status(), 303, "rotated keys are fetched");
     // The ID token of that login is the broker's own, whatever the upstream.
-    let user = broker.app.gateway.find_user("pia.peters@idp-gartow").await.unwrap().unwrap();
+    let user = broker
+        .app
+        .gateway
+        .find_user("pia.peters@idp-gartow")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(user.tenant, "gartow");
+}
+
+// ---------------------------------------------------------------------
+// Administration of upstreams and second factors.
+
+async fn admin(
+    s: &TestServer,
+    method: reqwest::Method,
+    token: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r = TestServer::http()
+        .request(method, s.url(&format!("/admin/v1{path}")))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let res = r.send().await.unwrap();
+    let status = res.status().as_u16();
+    let v = res.json().await.unwrap_or(Value::Null);
+    (status, v)
+}
+
+async fn admin_account(s: &TestServer, tenant: &str, username: &str, roles: &[&str]) -> String {
+    let password = format!("{username}-Passwort-2026!");
+    s.app
+        .gateway
+        .add_user(interkom_gateway::accounts::NewUser {
+            tenant: tenant.into(),
+            username: username.into(),
+            password: password.clone(),
+            name: None,
+            email: None,
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        })
+        .await
+        .unwrap();
+    console_token(s, username, &password).await
+}
+
+fn upstream_body(id: &str, tenant: &str, acr: Value, roles: Value) -> Value {
+    json!({
+        "id": id, "tenant": tenant, "name": "Stadt Hitzacker (Elbe)",
+        "issuer": "https://login.hitzacker.example", "client_id": "interkom",
+        "client_secret": "geheim-0123456789", "acr": acr, "roles": roles,
+        "claims": { "groups": "groups" },
+    })
+}
+
+#[tokio::test]
+async fn upstreams_and_second_factor_resets_stay_in_the_subtree() {
+    use reqwest::Method;
+    let s = TestServer::start().await;
+    let kreis = console_token(&s, ADMIN_USER, ADMIN_PASSWORD).await;
+    let hitzacker = admin_account(
+        &s,
+        "hitzacker-elbe",
+        "admin.hitzacker",
+        &["admin", "sachbearbeitung"],
+    )
+    .await;
+    let gartow = admin_account(&s, "sg-gartow", "admin.gartow", &["admin"]).await;
+    let low = json!({ "urn:hitzacker:pwd": "low" });
+    let refusals = || async {
+        s.audit("admin_change")
+            .await
+            .into_iter()
+            .filter(|e| e.outcome == "denied")
+            .count()
+    };
+
+    // Hitzacker's administrator configures Hitzacker's IdP, trusted for `low`.
+    let body = upstream_body(
+        "idp-hitzacker",
+        "hitzacker-elbe",
+        low.clone(),
+        json!({ "sb": "sachbearbeitung" }),
+    );
+    let (st, v) = admin(
+        &s,
+        Method::PUT,
+        &hitzacker,
+        "/upstreams/idp-hitzacker",
+        Some(body),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["has_client_secret"], true);
+    assert!(v.get("client_secret").is_none(), "never shown");
+    // Trusting it above `low` is for the Kreis.
+    let denied = refusals().await;
+    let high = upstream_body(
+        "idp-hitzacker",
+        "hitzacker-elbe",
+        json!({ "urn:hitzacker:eid": "high" }),
+        json!({}),
+    );
+    let (st, _) = admin(
+        &s,
+        Method::PUT,
+        &hitzacker,
+        "/upstreams/idp-hitzacker",
+        Some(high.clone()),
+    )
+    .await;
+    assert_eq!(st, 403);
+    // A role the administrator does not hold is not theirs to map.
+    let body = upstream_body(
+        "idp-hitzacker",
+        "hitzacker-elbe",
+        low.clone(),
+        json!({ "x": "kommunalaufsicht" }),
+    );
+    let (st, _) = admin(
+        &s,
+        Method::PUT,
+        &hitzacker,
+        "/upstreams/idp-hitzacker",
+        Some(body),
+    )
+    .await;
+    assert_eq!(st, 403);
+    // Another Samtgemeinde's administrator neither sees, moves nor deletes it.
+    let (st, v) = admin(&s, Method::GET, &gartow, "/upstreams", None).await;
+    assert_eq!((st, v["upstreams"].as_array().unwrap().len()), (200, 0));
+    assert_eq!(
+        admin(&s, Method::GET, &gartow, "/upstreams/idp-hitzacker", None)
+            .await
+            .0,
+        403
+    );
+    let moved = upstream_body("idp-hitzacker", "sg-gartow", low.clone(), json!({}));
+    assert_eq!(
+        admin(
+            &s,
+            Method::PUT,
+            &gartow,
+            "/upstreams/idp-hitzacker",
+            Some(moved)
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        admin(
+            &s,
+            Method::DELETE,
+            &gartow,
+            "/upstreams/idp-hitzacker",
+            None
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(refusals().await, denied + 5, "every refusal audited");
+    // The Kreis may trust it for `high`; the secret stays when not sent.
+    let mut high = high;
+    high.as_object_mut().unwrap().remove("client_secret");
+    let (st, v) = admin(
+        &s,
+        Method::PUT,
+        &kreis,
+        "/upstreams/idp-hitzacker",
+        Some(high),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["has_client_secret"], true);
+    assert_eq!(v["acr"]["urn:hitzacker:eid"], "high");
+    // Bad input is a problem, not a change.
+    let mut bad = upstream_body("idp-other", "hitzacker-elbe", low.clone(), json!({}));
+    assert_eq!(
+        admin(
+            &s,
+            Method::PUT,
+            &kreis,
+            "/upstreams/idp-hitzacker",
+            Some(bad.clone())
+        )
+        .await
+        .0,
+        400
+    );
+    bad["issuer"] = json!("http://login.hitzacker.example");
+    assert_eq!(
+        admin(
+            &s,
+            Method::PUT,
+            &kreis,
+            "/upstreams/idp-other",
+            Some(bad.clone())
+        )
+        .await
+        .0,
+        400
+    );
+    bad["issuer"] = json!("https://login.hitzacker.example");
+    bad["surprise"] = json!(1);
+    assert_eq!(
+        admin(&s, Method::PUT, &kreis, "/upstreams/idp-other", Some(bad))
+            .await
+            .0,
+        400
+    );
+    // The login page offers it.
+    let (url, _) = portal_auth(&s, &[]);
+    let page = Browser::new().get(&url).await.text().await.unwrap();
+    assert!(page.contains("Stadt Hitzacker (Elbe)"));
+    assert_eq!(
+        admin(
+            &s,
+            Method::DELETE,
+            &hitzacker,
+            "/upstreams/idp-hitzacker",
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    let page = Browser::new().get(&url).await.text().await.unwrap();
+    assert!(!page.contains("Stadt Hitzacker (Elbe)"));
+
+    // jan.meyer lost his phone.
+    let browser = Browser::new();
+    let (url, _) = portal_auth(&s, &[]);
+    browser.login(&s, &url, CLERK_USER, CLERK_PASSWORD).await;
+    enrol_totp(&s, &browser).await;
+    let jan = s.app.gateway.find_user(CLERK_USER).await.unwrap().unwrap();
+    let path = format!("/users/{}/second-factor-reset", jan.id);
+    assert_eq!(
+        admin(&s, Method::POST, &gartow, &path, None).await.0,
+        403,
+        "not Gartow's"
+    );
+    let (st, v) = admin(&s, Method::POST, &hitzacker, &path, None).await;
+    assert_eq!((st, &v["removed"]), (200, &json!(true)));
+    assert!(!s.app.gateway.has_second_factor(&jan.id).await.unwrap());
+    // His sessions ended: the browser must log in again.
+    let res = browser.get(&url).await;
+    assert_eq!(res.status(), 200, "the login form, not single sign-on");
+    // Nobody resets their own.
+    let me = s
+        .app
+        .gateway
+        .find_user("admin.hitzacker")
+        .await
+        .unwrap()
+        .unwrap();
+    let path = format!("/users/{}/second-factor-reset", me.id);
+    assert_eq!(
+        admin(&s, Method::POST, &hitzacker, &path, None).await.0,
+        403
+    );
 }

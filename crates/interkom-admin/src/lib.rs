@@ -24,6 +24,7 @@ mod grants;
 mod openapi;
 mod policy;
 mod scope;
+mod upstreams;
 mod users;
 
 use std::sync::Arc;
@@ -137,6 +138,17 @@ pub fn router(state: AdminState) -> Router {
         .route("/users", get(users::list).post(users::create))
         .route("/users/{id}", get(users::get).patch(users::patch))
         .route("/users/{id}/password-reset", post(users::reset_password))
+        .route(
+            "/users/{id}/second-factor-reset",
+            post(users::reset_second_factor),
+        )
+        .route("/upstreams", get(upstreams::list))
+        .route(
+            "/upstreams/{id}",
+            get(upstreams::get)
+                .put(upstreams::put)
+                .delete(upstreams::delete),
+        )
         .route(
             "/users/{id}/roles/{tenant}/{role}",
             put(users::add_role).delete(users::remove_role),

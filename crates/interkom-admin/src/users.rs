@@ -521,6 +521,51 @@ pub(crate) async fn reset_password(
     ))
 }
 
+/// `POST /users/{id}/second-factor-reset`: removes the account's TOTP
+/// credential and recovery codes (a lost phone); the account's sessions
+/// and refresh tokens end, so the next login starts from the password.
+#[utoipa::path(
+    post,
+    path = "/users/{id}/second-factor-reset",
+    tag = "admin",
+    params(
+        ("id" = String, Path, description = "id")
+    ),
+    responses(
+        (status = 200, description = "whether there was a second factor to remove", body = serde_json::Value),
+        crate::openapi::AdminErrors
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn reset_second_factor(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Ids(id): Ids<String>,
+) -> Result<Response, Problem> {
+    let mut c = Change::new("user.second_factor_reset", format!("users/{id}"), None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let user = user_in_scope(&state, &caller, &scope, &id, true, &c).await?;
+    c.tenant = Some(user.tenant.clone());
+    if id == caller.subject {
+        return Err(refuse(
+            &state,
+            &caller,
+            &c,
+            "nobody resets their own second factor here",
+        )
+        .await);
+    }
+    let removed = state
+        .0
+        .gateway
+        .reset_second_factors(&id)
+        .await
+        .map_err(api::internal)?;
+    c.extra = json!({ "removed": removed });
+    record(&state, &caller, &c).await?;
+    Ok(api::json(StatusCode::OK, json!({ "removed": removed })))
+}
+
 /// `PUT /users/{id}/roles/{tenant}/{role}`: assigns a role.
 #[utoipa::path(
     put,

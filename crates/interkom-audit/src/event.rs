@@ -30,7 +30,6 @@ pub enum Action {
     /// An account was created at a first upstream login.
     AccountProvisioned,
     SecondFactorEnrolled,
-    SecondFactorReset,
 }
 
 impl Action {
@@ -56,7 +55,6 @@ impl Action {
         Action::AccountLinked,
         Action::AccountProvisioned,
         Action::SecondFactorEnrolled,
-        Action::SecondFactorReset,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -82,7 +80,6 @@ impl Action {
             Action::AccountLinked => "account_linked",
             Action::AccountProvisioned => "account_provisioned",
             Action::SecondFactorEnrolled => "second_factor_enrolled",
-            Action::SecondFactorReset => "second_factor_reset",
         }
     }
 

@@ -401,7 +401,7 @@ impl Gateway {
 
     /// Ends every session of an account, revokes its refresh tokens and
     /// tells the clients that asked to hear (back-channel logout).
-    async fn end_sessions_of(&self, id: &str) -> Result<(), GatewayError> {
+    pub(crate) async fn end_sessions_of(&self, id: &str) -> Result<(), GatewayError> {
         let now = self.clock.now();
         let mut tx = self.pool.begin().await?;
         // Writing first (see `end_session`); the sessions deleted are the

@@ -20,8 +20,8 @@ use crate::clients::{Client, GrantType, SUPPORTED_SCOPES};
 use crate::crypto::{ct_eq, random_token};
 use crate::i18n::Lang;
 use crate::params::Params;
-use crate::web::{self, Meta};
 use crate::stepup::{self, Pending, Step};
+use crate::web::{self, Meta};
 use crate::{throttle, upstream, Gateway, GatewayError};
 
 /// Levels of assurance, lowest first.
@@ -393,9 +393,8 @@ async fn proceed(
         error,
         description: description.to_owned(),
     };
-    let session = session.filter(|s| {
-        !req.prompt_login && req.max_age.is_none_or(|m| now - s.auth_time <= m)
-    });
+    let session =
+        session.filter(|s| !req.prompt_login && req.max_age.is_none_or(|m| now - s.auth_time <= m));
     let browser = web::cookie(headers, BROWSER_COOKIE)
         .filter(|b| b.len() == 43)
         .unwrap_or_else(|| random_token(32));
@@ -437,7 +436,8 @@ async fn proceed(
             Step::Password => {}
             Step::Totp => {
                 let id = new_login_request(gw, &browser, &req, Some(&p)).await?;
-                let mut res = stepup::otp_page(gw, lang, StatusCode::OK, client, &id, &browser, None);
+                let mut res =
+                    stepup::otp_page(gw, lang, StatusCode::OK, client, &id, &browser, None);
                 res.headers_mut().append(
                     header::SET_COOKIE,
                     web::set_cookie(gw, BROWSER_COOKIE, &browser, gw.cfg.login_request_ttl),
@@ -452,7 +452,17 @@ async fn proceed(
             } => {
                 let id = new_login_request(gw, &browser, &req, Some(&p)).await?;
                 let mut res = stepup::go_upstream(
-                    gw, meta, lang, &id, &browser, &req, client, &idp, &acr_values, Some(asked), fresh,
+                    gw,
+                    meta,
+                    lang,
+                    &id,
+                    &browser,
+                    &req,
+                    client,
+                    &idp,
+                    &acr_values,
+                    Some(asked),
+                    fresh,
                 )
                 .await?;
                 res.headers_mut().append(
@@ -472,8 +482,20 @@ async fn proceed(
     let idps = upstream::upstreams(gw).await?;
     let mut res = match upstream::chosen(&idps, &req) {
         Some(idp) => {
-            stepup::go_upstream(gw, meta, lang, &id, &browser, &req, client, idp, &[], None, false)
-                .await?
+            stepup::go_upstream(
+                gw,
+                meta,
+                lang,
+                &id,
+                &browser,
+                &req,
+                client,
+                idp,
+                &[],
+                None,
+                false,
+            )
+            .await?
         }
         None => login_page(
             gw,
@@ -527,12 +549,11 @@ pub(crate) async fn login_request(
     id: &str,
     now: i64,
 ) -> Result<Option<(AuthRequest, Option<Pending>)>, GatewayError> {
-    let row: Option<(String, i64, Option<String>)> = sqlx::query_as(
-        "SELECT params, expires_at, pending FROM login_requests WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&gw.pool)
-    .await?;
+    let row: Option<(String, i64, Option<String>)> =
+        sqlx::query_as("SELECT params, expires_at, pending FROM login_requests WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&gw.pool)
+            .await?;
     let Some((params, expires_at, pending)) = row.filter(|r| r.1 > now) else {
         return Ok(None);
     };
@@ -561,12 +582,13 @@ pub(crate) async fn bound_request(
         return Err(bad(StatusCode::BAD_REQUEST, |t| t.expired));
     };
     let now = gw.clock.now();
-    let row: Option<(String,)> = sqlx::query_as("SELECT csrf_hash FROM login_requests WHERE id = $1 AND expires_at > $2")
-        .bind(lr)
-        .bind(now)
-        .fetch_optional(&gw.pool)
-        .await
-        .map_err(|e| internal(gw, lang, e.into()))?;
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT csrf_hash FROM login_requests WHERE id = $1 AND expires_at > $2")
+            .bind(lr)
+            .bind(now)
+            .fetch_optional(&gw.pool)
+            .await
+            .map_err(|e| internal(gw, lang, e.into()))?;
     let Some((browser_hash,)) = row else {
         return Err(bad(StatusCode::BAD_REQUEST, |t| t.expired));
     };
@@ -612,7 +634,11 @@ struct IdpEntry {
 impl Chooser {
     /// The upstreams matching `query` (name, id or domain), the one chosen
     /// last first.
-    pub(crate) fn new(list: &[Arc<upstream::Upstream>], last: Option<&str>, query: Option<&str>) -> Chooser {
+    pub(crate) fn new(
+        list: &[Arc<upstream::Upstream>],
+        last: Option<&str>,
+        query: Option<&str>,
+    ) -> Chooser {
         let q = query.unwrap_or("").trim().to_lowercase();
         let mut idps: Vec<IdpEntry> = list
             .iter()
@@ -734,7 +760,13 @@ pub(crate) async fn login(
 ) -> Response {
     let lang = Lang::negotiate(None, meta.accept_language.as_deref());
     let Ok(form) = serde_urlencoded::from_bytes::<LoginForm>(&body) else {
-        return web::error_page(&gw, lang, StatusCode::BAD_REQUEST, lang.texts().bad_request, None);
+        return web::error_page(
+            &gw,
+            lang,
+            StatusCode::BAD_REQUEST,
+            lang.texts().bad_request,
+            None,
+        );
     };
     let bound = bound_request(
         &gw,
@@ -907,7 +939,13 @@ pub(crate) async fn choose_idp(
 ) -> Response {
     let lang = Lang::negotiate(None, meta.accept_language.as_deref());
     let Ok(form) = serde_urlencoded::from_bytes::<IdpForm>(&body) else {
-        return web::error_page(&gw, lang, StatusCode::BAD_REQUEST, lang.texts().bad_request, None);
+        return web::error_page(
+            &gw,
+            lang,
+            StatusCode::BAD_REQUEST,
+            lang.texts().bad_request,
+            None,
+        );
     };
     let bound = bound_request(
         &gw,
@@ -924,7 +962,13 @@ pub(crate) async fn choose_idp(
     let lang = Lang::negotiate(req.ui_locales.as_deref(), meta.accept_language.as_deref());
     // A step-up goes where `stepup` decides, not where the form says.
     if pending.is_some() {
-        return web::error_page(&gw, lang, StatusCode::BAD_REQUEST, lang.texts().expired, None);
+        return web::error_page(
+            &gw,
+            lang,
+            StatusCode::BAD_REQUEST,
+            lang.texts().expired,
+            None,
+        );
     }
     let idps = match upstream::upstreams(&gw).await {
         Ok(l) => l,
@@ -932,9 +976,29 @@ pub(crate) async fn choose_idp(
     };
     if let Some(id) = &form.idp {
         let Some(idp) = idps.iter().find(|u| &u.cfg.id == id) else {
-            return web::error_page(&gw, lang, StatusCode::BAD_REQUEST, lang.texts().bad_request, None);
+            return web::error_page(
+                &gw,
+                lang,
+                StatusCode::BAD_REQUEST,
+                lang.texts().bad_request,
+                None,
+            );
         };
-        return match stepup::go_upstream(&gw, &meta, lang, &lr, &browser, &req, &client, idp, &[], None, false).await {
+        return match stepup::go_upstream(
+            &gw,
+            &meta,
+            lang,
+            &lr,
+            &browser,
+            &req,
+            &client,
+            idp,
+            &[],
+            None,
+            false,
+        )
+        .await
+        {
             Ok(r) => r,
             Err(e) => internal(&gw, lang, e),
         };
@@ -948,7 +1012,11 @@ pub(crate) async fn choose_idp(
         &browser,
         None,
         None,
-        &Chooser::new(&idps, web::cookie(&headers, IDP_COOKIE).as_deref(), form.q.as_deref()),
+        &Chooser::new(
+            &idps,
+            web::cookie(&headers, IDP_COOKIE).as_deref(),
+            form.q.as_deref(),
+        ),
     )
 }
 
@@ -1007,15 +1075,33 @@ pub(crate) async fn finish_login(
     // login starts a new one (no session fixation either way).
     let stepped = match &p.sid {
         Some(sid) => {
-            accounts::step_up_session(gw, &mut tx, sid, &p.user_id, &p.acr, &amr, p.auth_time, p.upstream.as_deref())
-                .await?
+            accounts::step_up_session(
+                gw,
+                &mut tx,
+                sid,
+                &p.user_id,
+                &p.acr,
+                &amr,
+                p.auth_time,
+                p.upstream.as_deref(),
+            )
+            .await?
         }
         None => None,
     };
     let (handle, session) = match stepped {
         Some(s) => s,
         None => {
-            accounts::create_session(gw, &mut tx, &user.id, &p.acr, &amr, p.auth_time, p.upstream.as_deref()).await?
+            accounts::create_session(
+                gw,
+                &mut tx,
+                &user.id,
+                &p.acr,
+                &amr,
+                p.auth_time,
+                p.upstream.as_deref(),
+            )
+            .await?
         }
     };
     let code = match outcome {

@@ -146,14 +146,21 @@ fn new_recovery_codes() -> Vec<String> {
             let raw: String = (0..16)
                 .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
                 .collect();
-            format!("{}-{}-{}-{}", &raw[..4], &raw[4..8], &raw[8..12], &raw[12..])
+            format!(
+                "{}-{}-{}-{}",
+                &raw[..4],
+                &raw[4..8],
+                &raw[8..12],
+                &raw[12..]
+            )
         })
         .collect()
 }
 
 impl Gateway {
     /// Removes an account's TOTP credential and recovery codes (an
-    /// administrator's reset after a lost phone); true if there were any.
+    /// administrator's reset after a lost phone) and ends its sessions;
+    /// true if there was anything to remove.
     pub async fn reset_second_factors(&self, user_id: &str) -> Result<bool, GatewayError> {
         let mut tx = self.pool.begin().await?;
         let a = sqlx::query("DELETE FROM totp_credentials WHERE user_id = $1")
@@ -167,6 +174,7 @@ impl Gateway {
             .await?
             .rows_affected();
         tx.commit().await?;
+        self.end_sessions_of(user_id).await?;
         Ok(a + b > 0)
     }
 
@@ -337,12 +345,11 @@ async fn confirm(
     {
         return bad(StatusCode::FORBIDDEN, lang.texts().expired);
     }
-    let row: Option<(String, Option<i64>)> = sqlx::query_as(
-        "SELECT secret_enc, confirmed_at FROM totp_credentials WHERE user_id = $1",
-    )
-    .bind(&user.id)
-    .fetch_optional(&gw.pool)
-    .await?;
+    let row: Option<(String, Option<i64>)> =
+        sqlx::query_as("SELECT secret_enc, confirmed_at FROM totp_credentials WHERE user_id = $1")
+            .bind(&user.id)
+            .fetch_optional(&gw.pool)
+            .await?;
     let Some((sealed, None)) = row else {
         return bad(StatusCode::CONFLICT, lang.texts().expired);
     };
@@ -393,11 +400,13 @@ async fn confirm(
         .execute(&mut *tx)
         .await?;
     for c in &codes {
-        sqlx::query("INSERT INTO recovery_codes (user_id, code_hash, used_at) VALUES ($1, $2, NULL)")
-            .bind(&user.id)
-            .bind(recovery_hash(gw, &user.id, &normalise_recovery(c)))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO recovery_codes (user_id, code_hash, used_at) VALUES ($1, $2, NULL)",
+        )
+        .bind(&user.id)
+        .bind(recovery_hash(gw, &user.id, &normalise_recovery(c)))
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     let mut ev = AuditEvent::new(Action::SecondFactorEnrolled, Outcome::Success)
@@ -441,10 +450,7 @@ mod tests {
         assert_eq!(t.generate(1_111_111_109), "081804");
         assert_eq!(t.generate(2_000_000_000), "279037");
         let now = 1_111_111_109;
-        assert_eq!(
-            matching_step(secret.clone(), "081804", now),
-            Some(now / 30)
-        );
+        assert_eq!(matching_step(secret.clone(), "081804", now), Some(now / 30));
         // One step late still counts, two do not.
         assert!(matching_step(secret.clone(), "081804", now + 30).is_some());
         assert!(matching_step(secret.clone(), "081804", now + 61).is_none());

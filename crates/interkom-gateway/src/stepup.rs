@@ -176,15 +176,27 @@ pub(crate) async fn advance(
     p: Pending,
 ) -> Result<Response, GatewayError> {
     match plan(gw, Some(meta), req, &p).await? {
-        Step::Issue => authorize::finish_login(gw, meta, lr, req, client, &p, LoginOutcome::Issue).await,
-        Step::Deny => authorize::finish_login(gw, meta, lr, req, client, &p, LoginOutcome::Deny).await,
+        Step::Issue => {
+            authorize::finish_login(gw, meta, lr, req, client, &p, LoginOutcome::Issue).await
+        }
+        Step::Deny => {
+            authorize::finish_login(gw, meta, lr, req, client, &p, LoginOutcome::Deny).await
+        }
         // A password was just entered: asking again would change nothing.
         Step::Password | Step::Unmet => {
             authorize::finish_login(gw, meta, lr, req, client, &p, LoginOutcome::Unmet).await
         }
         Step::Totp => {
             save(gw, lr, &p).await?;
-            Ok(otp_page(gw, lang, StatusCode::OK, client, lr, browser, None))
+            Ok(otp_page(
+                gw,
+                lang,
+                StatusCode::OK,
+                client,
+                lr,
+                browser,
+                None,
+            ))
         }
         Step::Upstream {
             idp,
@@ -193,7 +205,20 @@ pub(crate) async fn advance(
             fresh,
         } => {
             save(gw, lr, &p).await?;
-            go_upstream(gw, meta, lang, lr, browser, req, client, &idp, &acr_values, Some(asked), fresh).await
+            go_upstream(
+                gw,
+                meta,
+                lang,
+                lr,
+                browser,
+                req,
+                client,
+                &idp,
+                &acr_values,
+                Some(asked),
+                fresh,
+            )
+            .await
         }
     }
 }
@@ -284,7 +309,13 @@ pub(crate) async fn otp(
 ) -> Response {
     let lang = Lang::negotiate(None, meta.accept_language.as_deref());
     let Ok(form) = serde_urlencoded::from_bytes::<OtpForm>(&body) else {
-        return web::error_page(&gw, lang, StatusCode::BAD_REQUEST, lang.texts().bad_request, None);
+        return web::error_page(
+            &gw,
+            lang,
+            StatusCode::BAD_REQUEST,
+            lang.texts().bad_request,
+            None,
+        );
     };
     let bound = authorize::bound_request(
         &gw,
@@ -300,9 +331,27 @@ pub(crate) async fn otp(
     };
     let lang = Lang::negotiate(req.ui_locales.as_deref(), meta.accept_language.as_deref());
     let Some(mut p) = pending else {
-        return web::error_page(&gw, lang, StatusCode::BAD_REQUEST, lang.texts().expired, None);
+        return web::error_page(
+            &gw,
+            lang,
+            StatusCode::BAD_REQUEST,
+            lang.texts().expired,
+            None,
+        );
     };
-    match check_code(&gw, &meta, lang, &lr, &browser, &req, &client, &mut p, form.code.as_deref().unwrap_or("")).await {
+    match check_code(
+        &gw,
+        &meta,
+        lang,
+        &lr,
+        &browser,
+        &req,
+        &client,
+        &mut p,
+        form.code.as_deref().unwrap_or(""),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => authorize::internal(&gw, lang, e),
     }
@@ -358,7 +407,9 @@ async fn check_code(
                 .correlation(meta.request_id.clone())
                 .source(meta.source.clone())
                 .details(serde_json::json!({ "scope": "second_factor", "locked_until": until }));
-            gw.audit.append(ev.subject(&p.user_id, user.as_ref().map(|u| u.tenant.clone()))).await?;
+            gw.audit
+                .append(ev.subject(&p.user_id, user.as_ref().map(|u| u.tenant.clone())))
+                .await?;
         }
         tokio::time::sleep(attempt.delay(cfg)).await;
         if p.otp_failures >= MAX_OTP_FAILURES {
@@ -366,7 +417,13 @@ async fn check_code(
                 .bind(lr)
                 .execute(&gw.pool)
                 .await?;
-            return Ok(web::error_page(gw, lang, StatusCode::UNAUTHORIZED, lang.texts().expired, None));
+            return Ok(web::error_page(
+                gw,
+                lang,
+                StatusCode::UNAUTHORIZED,
+                lang.texts().expired,
+                None,
+            ));
         }
         save(gw, lr, p).await?;
         return Ok(otp_page(

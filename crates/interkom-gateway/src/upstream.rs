@@ -292,12 +292,13 @@ impl Gateway {
         Ok(n > 0)
     }
 
-    /// Every configured upstream (without secrets).
-    pub async fn list_upstreams(&self) -> Result<Vec<UpstreamConfig>, GatewayError> {
+    /// Every configured upstream, without its secret, and whether it has
+    /// one.
+    pub async fn list_upstreams(&self) -> Result<Vec<(UpstreamConfig, bool)>, GatewayError> {
         Ok(upstreams(self)
             .await?
             .iter()
-            .map(|u| u.cfg.clone())
+            .map(|u| (u.cfg.clone(), u.secret.is_some()))
             .collect())
     }
 
@@ -345,12 +346,22 @@ pub(crate) async fn upstreams(gw: &Gateway) -> Result<Arc<Vec<Arc<Upstream>>>, G
     Ok(list)
 }
 
-pub(crate) async fn upstream(gw: &Gateway, id: &str) -> Result<Option<Arc<Upstream>>, GatewayError> {
-    Ok(upstreams(gw).await?.iter().find(|u| u.cfg.id == id).cloned())
+pub(crate) async fn upstream(
+    gw: &Gateway,
+    id: &str,
+) -> Result<Option<Arc<Upstream>>, GatewayError> {
+    Ok(upstreams(gw)
+        .await?
+        .iter()
+        .find(|u| u.cfg.id == id)
+        .cloned())
 }
 
 /// The upstreams an account is linked to.
-pub(crate) async fn linked(gw: &Gateway, user_id: &str) -> Result<Vec<Arc<Upstream>>, GatewayError> {
+pub(crate) async fn linked(
+    gw: &Gateway,
+    user_id: &str,
+) -> Result<Vec<Arc<Upstream>>, GatewayError> {
     let ids: Vec<String> =
         sqlx::query_scalar("SELECT upstream FROM upstream_links WHERE user_id = $1")
             .bind(user_id)
@@ -537,7 +548,9 @@ pub(crate) async fn begin(
         asked,
     })
     .map_err(GatewayError::from)?;
-    let state_hash = gw.master.keyed_hash(&format!("upstream-state|{}", state.secret()));
+    let state_hash = gw
+        .master
+        .keyed_hash(&format!("upstream-state|{}", state.secret()));
     let sealed = gw
         .master
         .encrypt(secrets.as_bytes(), &state_hash)
@@ -619,7 +632,10 @@ pub(crate) async fn callback(
         return expired(StatusCode::BAD_REQUEST);
     };
     let browser = web::cookie(&headers, authorize::BROWSER_COOKIE).unwrap_or_default();
-    if expires_at <= now || browser.is_empty() || !ct_eq(&gw.master.keyed_hash(&browser), &browser_hash) {
+    if expires_at <= now
+        || browser.is_empty()
+        || !ct_eq(&gw.master.keyed_hash(&browser), &browser_hash)
+    {
         return expired(StatusCode::FORBIDDEN);
     }
     let idp = match upstream(&gw, &idp_id).await {
@@ -661,7 +677,10 @@ pub(crate) async fn callback(
         Ok((asserted, user, asked)) => {
             metrics::counter!("interkom_upstream_logins_total", "upstream" => idp.cfg.id.clone(), "result" => "success")
                 .increment(1);
-            let mut tried = pending.as_ref().map(|p| p.tried.clone()).unwrap_or_default();
+            let mut tried = pending
+                .as_ref()
+                .map(|p| p.tried.clone())
+                .unwrap_or_default();
             tried.push(stepup::upstream_key(&idp.cfg.id, asked));
             let p = Pending {
                 user_id: user.id.clone(),
@@ -716,7 +735,9 @@ pub(crate) async fn audit_failure(
         .reason(f.reason())
         .correlation(meta.request_id.clone())
         .source(meta.source.clone())
-        .details(json!({ "upstream": idp.cfg.id, "upstream_name": idp.cfg.name, "detail": f.detail() }));
+        .details(
+            json!({ "upstream": idp.cfg.id, "upstream_name": idp.cfg.name, "detail": f.detail() }),
+        );
     if let Some(t) = gw.tenants.get(&idp.cfg.tenant) {
         ev = ev.tenant(&t.id, t.path_string());
     }
@@ -763,13 +784,10 @@ async fn complete(
         .await
         .map_err(|_| Failure::Unreachable("token request timed out".into()))?
         .map_err(|e| match e {
-            RequestTokenError::ServerResponse(r) => Failure::Rejected(format!(
-                "token endpoint: {}",
-                r.error().as_ref()
-            )),
-            RequestTokenError::Parse(e, _) => {
-                Failure::InvalidToken(format!("token response: {e}"))
+            RequestTokenError::ServerResponse(r) => {
+                Failure::Rejected(format!("token endpoint: {}", r.error().as_ref()))
             }
+            RequestTokenError::Parse(e, _) => Failure::InvalidToken(format!("token response: {e}")),
             other => Failure::Unreachable(format!("token endpoint: {}", error_chain(&other))),
         })?;
     let id_token = response
@@ -785,7 +803,10 @@ async fn complete(
     ];
     let verify = |c: &CoreClient<_, _, _, _, _, _>| {
         id_token
-            .claims(&c.id_token_verifier().set_allowed_algs(algs.clone()), &nonce)
+            .claims(
+                &c.id_token_verifier().set_allowed_algs(algs.clone()),
+                &nonce,
+            )
             .cloned()
     };
     let claims = match verify(&c) {
@@ -804,7 +825,11 @@ async fn complete(
         .to_string()
         .split('.')
         .nth(1)
-        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or_else(|| Failure::InvalidToken("unreadable payload".into()))?;
     let loa = match claims.auth_context_ref().map(|a| a.to_string()) {
@@ -852,8 +877,8 @@ async fn complete(
 /// Authentication method references of RFC 8176, and `fed` for a login
 /// federated without one.
 const RFC8176: &[&str] = &[
-    "face", "fpt", "geo", "hwk", "iris", "kba", "mca", "mfa", "otp", "pin", "pwd", "rba",
-    "retina", "sc", "sms", "swk", "tel", "user", "vbm", "wia",
+    "face", "fpt", "geo", "hwk", "iris", "kba", "mca", "mfa", "otp", "pin", "pwd", "rba", "retina",
+    "sc", "sms", "swk", "tel", "user", "vbm", "wia",
 ];
 
 fn classify(e: &openidconnect::ClaimsVerificationError) -> Failure {
@@ -873,8 +898,15 @@ fn claim_str(claims: &Value, name: &str) -> Option<String> {
 
 fn claim_list(claims: &Value, name: &str) -> Vec<String> {
     match claims.get(name) {
-        Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
-        Some(Value::String(s)) => s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        Some(Value::String(s)) => s
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -1001,7 +1033,11 @@ async fn provision(
         .filter(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_'))
         .take(80)
         .collect();
-    let clean = if clean.is_empty() { "konto".to_owned() } else { clean };
+    let clean = if clean.is_empty() {
+        "konto".to_owned()
+    } else {
+        clean
+    };
     let now = gw.clock.now();
     for n in 0..5 {
         let username = if n == 0 {
@@ -1102,10 +1138,6 @@ pub(crate) fn chosen<'a>(
         }
     }
     let domain = req.login_hint.as_deref().and_then(hint_domain)?;
-    list.iter().find(|u| {
-        u.cfg
-            .domains
-            .iter()
-            .any(|d| d.eq_ignore_ascii_case(domain))
-    })
+    list.iter()
+        .find(|u| u.cfg.domains.iter().any(|d| d.eq_ignore_ascii_case(domain)))
 }

@@ -1,0 +1,253 @@
+//! Upstream identity providers (a municipality's own IdP) of a subtree, and
+//! second-factor resets.
+//!
+//! An upstream vouches for accounts of its tenant's subtree, so only an
+//! administrator of that tenant configures it. Two things in it are more
+//! than the tenant's own business and need more:
+//! - trusting it above `low` lets its logins meet the protection needs of
+//!   the whole county: only an administrator of its Kreis decides that;
+//! - its group mapping hands out roles: only roles the caller holds at or
+//!   above the tenant (as for role assignments).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use interkom_gateway::{GatewayError, UpstreamConfig};
+use interkom_policy::Loa;
+use serde_json::{json, Value};
+
+use crate::api::{self, admin_scope, record, refuse, Change, Ids, JsonBody};
+use crate::auth::Caller;
+use crate::scope::Scope;
+use crate::{AdminState, Problem};
+
+/// An upstream as shown: the configuration without its secret.
+fn view((u, has_secret): &(UpstreamConfig, bool)) -> Value {
+    let mut v = serde_json::to_value(u).unwrap_or(Value::Null);
+    v["has_client_secret"] = json!(has_secret);
+    v
+}
+
+async fn find(state: &AdminState, id: &str) -> Result<Option<(UpstreamConfig, bool)>, Problem> {
+    Ok(state
+        .0
+        .gateway
+        .list_upstreams()
+        .await
+        .map_err(api::internal)?
+        .into_iter()
+        .find(|(u, _)| u.id == id))
+}
+
+fn covers(state: &AdminState, scope: &Scope, tenant: &str) -> bool {
+    scope.covers_id(&state.0.tenants, tenant)
+}
+
+/// `GET /upstreams`: the upstream IdPs of the caller's subtree.
+#[utoipa::path(
+    get,
+    path = "/upstreams",
+    tag = "admin",
+    responses(
+        (status = 200, description = "upstreams of the subtree", body = serde_json::Value),
+        crate::openapi::AdminErrors
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list(
+    State(state): State<AdminState>,
+    caller: Caller,
+) -> Result<Response, Problem> {
+    let c = Change::new("upstream.list", "upstreams", None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let list: Vec<Value> = state
+        .0
+        .gateway
+        .list_upstreams()
+        .await
+        .map_err(api::internal)?
+        .iter()
+        .filter(|(u, _)| covers(&state, &scope, &u.tenant))
+        .map(view)
+        .collect();
+    Ok(api::json(StatusCode::OK, json!({ "upstreams": list })))
+}
+
+/// `GET /upstreams/{id}`.
+#[utoipa::path(
+    get,
+    path = "/upstreams/{id}",
+    tag = "admin",
+    params(("id" = String, Path, description = "id")),
+    responses(
+        (status = 200, description = "the upstream", body = serde_json::Value),
+        crate::openapi::AdminErrors
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Ids(id): Ids<String>,
+) -> Result<Response, Problem> {
+    let c = Change::new("upstream.read", format!("upstreams/{id}"), None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let u = find(&state, &id)
+        .await?
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no upstream `{id}`")))?;
+    if !covers(&state, &scope, &u.0.tenant) {
+        return Err(refuse(
+            &state,
+            &caller,
+            &c,
+            "the upstream is outside the caller's subtree",
+        )
+        .await);
+    }
+    Ok(api::json(StatusCode::OK, view(&u)))
+}
+
+/// `PUT /upstreams/{id}`: creates or replaces an upstream. A missing
+/// `client_secret` keeps the stored one.
+#[utoipa::path(
+    put,
+    path = "/upstreams/{id}",
+    tag = "admin",
+    params(("id" = String, Path, description = "id")),
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses(
+        (status = 200, description = "replaced", body = serde_json::Value),
+        (status = 201, description = "created", body = serde_json::Value),
+        crate::openapi::AdminErrors
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn put(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Ids(id): Ids<String>,
+    JsonBody(body): JsonBody<UpstreamConfig>,
+) -> Result<Response, Problem> {
+    let mut c = Change::new(
+        "upstream.put",
+        format!("upstreams/{id}"),
+        Some(body.tenant.clone()),
+    );
+    let scope = admin_scope(&state, &caller, &c).await?;
+    if body.id != id {
+        return Err(Problem::bad_request(
+            "the body's id differs from the path's",
+        ));
+    }
+    let before = find(&state, &id).await?;
+    for tenant in before.iter().map(|b| &b.0.tenant).chain([&body.tenant]) {
+        if state.0.tenants.get(tenant).is_none() {
+            return Err(Problem::bad_request(format!("unknown tenant `{tenant}`")));
+        }
+        if !covers(&state, &scope, tenant) {
+            return Err(refuse(
+                &state,
+                &caller,
+                &c,
+                "the upstream's tenant is outside the caller's subtree",
+            )
+            .await);
+        }
+    }
+    // Trust above `low` is the Kreis's decision.
+    let trusted_above_low = body
+        .acr
+        .values()
+        .chain(body.default_loa.iter())
+        .any(|l| *l > Loa::Low);
+    if trusted_above_low {
+        let kreis = state
+            .0
+            .tenants
+            .get(&body.tenant)
+            .and_then(|t| t.path.first())
+            .cloned()
+            .unwrap_or_default();
+        if !covers(&state, &scope, &kreis) {
+            return Err(refuse(
+                &state,
+                &caller,
+                &c,
+                "trusting an upstream above `low` is for an administrator of its Kreis",
+            )
+            .await);
+        }
+    }
+    if let Some(t) = state.0.tenants.get(&body.tenant) {
+        for role in body.roles.values() {
+            if !scope.holds_at_or_above(role, t) {
+                let why = format!("the caller does not hold the role `{role}` there");
+                return Err(refuse(&state, &caller, &c, &why).await);
+            }
+        }
+    }
+    state
+        .0
+        .gateway
+        .put_upstream(body.clone())
+        .await
+        .map_err(|e| match e {
+            GatewayError::Invalid(m) => Problem::bad_request(m),
+            e => api::internal(e),
+        })?;
+    c.before = before.as_ref().map(view).unwrap_or(Value::Null);
+    let after = find(&state, &id).await?.ok_or_else(Problem::internal)?;
+    c.after = view(&after);
+    c.extra = json!({ "client_secret_changed": body.client_secret.is_some() });
+    record(&state, &caller, &c).await?;
+    let status = if before.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(api::json(status, view(&after)))
+}
+
+/// `DELETE /upstreams/{id}`: its logins stop; its links stay, so that it
+/// can return.
+#[utoipa::path(
+    delete,
+    path = "/upstreams/{id}",
+    tag = "admin",
+    params(("id" = String, Path, description = "id")),
+    responses(
+        (status = 204, description = "deleted"),
+        crate::openapi::AdminErrors
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn delete(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Ids(id): Ids<String>,
+) -> Result<Response, Problem> {
+    let mut c = Change::new("upstream.delete", format!("upstreams/{id}"), None);
+    let scope = admin_scope(&state, &caller, &c).await?;
+    let u = find(&state, &id)
+        .await?
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no upstream `{id}`")))?;
+    c.tenant = Some(u.0.tenant.clone());
+    if !covers(&state, &scope, &u.0.tenant) {
+        return Err(refuse(
+            &state,
+            &caller,
+            &c,
+            "the upstream is outside the caller's subtree",
+        )
+        .await);
+    }
+    state
+        .0
+        .gateway
+        .delete_upstream(&id)
+        .await
+        .map_err(api::internal)?;
+    c.before = view(&u);
+    record(&state, &caller, &c).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
