@@ -47,8 +47,10 @@ fn upstream_cfg(id: &str, tenant: &str, issuer: &str) -> UpstreamConfig {
     let mut roles = BTreeMap::new();
     roles.insert("sachbearbeitung".to_owned(), "sachbearbeitung".to_owned());
     roles.insert("meldebehoerde".to_owned(), "meldebehoerde".to_owned());
-    let mut claims = interkom_gateway::ClaimMapping::default();
-    claims.groups = Some("roles".into());
+    let claims = interkom_gateway::ClaimMapping {
+        groups: Some("roles".into()),
+        ..Default::default()
+    };
     UpstreamConfig {
         id: id.into(),
         tenant: tenant.into(),

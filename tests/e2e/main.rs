@@ -25,6 +25,7 @@ mod flows;
 mod fuzz;
 mod keys;
 mod metrics;
+mod passkeys;
 mod policy;
 mod tls;
 mod tokens;

@@ -57,3 +57,23 @@ CREATE TABLE recovery_codes (
     used_at   BIGINT,
     PRIMARY KEY (user_id, code_hash)
 );
+
+-- Passkeys (WebAuthn): the credential as webauthn-rs keeps it (public key,
+-- counter, backup flags); device_bound when it cannot leave its device.
+CREATE TABLE webauthn_credentials (
+    cred_id      TEXT   PRIMARY KEY,
+    user_id      TEXT   NOT NULL REFERENCES users (id),
+    passkey      TEXT   NOT NULL,
+    device_bound BIGINT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    last_used_at BIGINT
+);
+CREATE INDEX webauthn_credentials_user ON webauthn_credentials (user_id);
+
+-- A passkey registration under way (single use).
+CREATE TABLE webauthn_ceremonies (
+    id         TEXT   PRIMARY KEY,
+    user_id    TEXT   NOT NULL,
+    state      TEXT   NOT NULL,
+    expires_at BIGINT NOT NULL
+);

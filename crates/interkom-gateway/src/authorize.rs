@@ -410,6 +410,8 @@ async fn proceed(
             upstream: s.upstream.clone(),
             tried: Vec::new(),
             otp_failures: 0,
+            offer: Vec::new(),
+            passkey_state: None,
         };
         let step = stepup::plan(gw, Some(meta), &req, &p).await?;
         let need_interaction = !matches!(step, Step::Issue | Step::Deny | Step::Unmet);
@@ -434,10 +436,21 @@ async fn proceed(
             }
             // A fresh password login: the form below.
             Step::Password => {}
-            Step::Totp => {
+            Step::SecondFactor(offer) => {
+                let mut p = p;
+                p.offer = offer;
                 let id = new_login_request(gw, &browser, &req, Some(&p)).await?;
-                let mut res =
-                    stepup::otp_page(gw, lang, StatusCode::OK, client, &id, &browser, None);
+                let mut res = stepup::second_factor_page(
+                    gw,
+                    lang,
+                    StatusCode::OK,
+                    client,
+                    &id,
+                    &browser,
+                    &p,
+                    None,
+                )
+                .await?;
                 res.headers_mut().append(
                     header::SET_COOKIE,
                     web::set_cookie(gw, BROWSER_COOKIE, &browser, gw.cfg.login_request_ttl),
@@ -913,6 +926,8 @@ pub(crate) async fn login(
         upstream: None,
         tried: vec!["password".to_owned()],
         otp_failures: 0,
+        offer: Vec::new(),
+        passkey_state: None,
     };
     match stepup::advance(&gw, &meta, lang, &lr, &browser, &req, &client, p).await {
         Ok(r) => r,

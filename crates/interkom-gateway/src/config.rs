@@ -66,6 +66,9 @@ pub struct GatewayConfig {
     pub backchannel_allow_loopback: bool,
     /// Upstream IdPs over plain HTTP on this machine (tests, local setups).
     pub upstream_allow_loopback: bool,
+    /// The level a passkey that cannot leave its device reaches
+    /// (`substantial` or, by the operator's decision, `high`).
+    pub passkey_device_bound_loa: interkom_policy::Loa,
 }
 
 impl GatewayConfig {
@@ -87,6 +90,7 @@ impl GatewayConfig {
             brute_force: crate::BruteForceConfig::default(),
             backchannel_allow_loopback: false,
             upstream_allow_loopback: false,
+            passkey_device_bound_loa: interkom_policy::Loa::Substantial,
         }
     }
 
@@ -94,6 +98,9 @@ impl GatewayConfig {
         let mut errs = Vec::new();
         if !matches!(self.issuer.scheme(), "https" | "http") {
             errs.push("issuer must be an http(s) URL".to_owned());
+        }
+        if self.passkey_device_bound_loa == interkom_policy::Loa::Low {
+            errs.push("a passkey with user verification is at least `substantial`".to_owned());
         }
         if let Err(e) = self.brute_force.validate() {
             errs.push(e);

@@ -101,6 +101,15 @@ pub(crate) struct Texts {
     pub(crate) upstream_invalid: &'static str,
     pub(crate) upstream_unknown_acr: &'static str,
     pub(crate) upstream_no_account: &'static str,
+    pub(crate) passkey_failed: &'static str,
+    pub(crate) passkey_title: &'static str,
+    pub(crate) passkey_intro: &'static str,
+    pub(crate) passkey_add: &'static str,
+    pub(crate) passkey_use: &'static str,
+    pub(crate) passkey_count: &'static str,
+    pub(crate) passkey_unavailable: &'static str,
+    pub(crate) passkey_added: &'static str,
+    pub(crate) otp_heading: &'static str,
 }
 
 static DE: Texts = Texts {
@@ -144,6 +153,15 @@ static DE: Texts = Texts {
     upstream_invalid: "Der Anmeldedienst „{idp}“ hat eine ungültige Anmeldebestätigung geschickt. Die Anmeldung wurde aus Sicherheitsgründen abgebrochen.",
     upstream_unknown_acr: "Der Anmeldedienst „{idp}“ hat ein Vertrauensniveau gemeldet, das interkom nicht kennt.",
     upstream_no_account: "Für Ihr Konto beim Anmeldedienst „{idp}“ gibt es keinen Zugang zu interkom.",
+    passkey_failed: "Der Passkey wurde nicht angenommen.",
+    passkey_title: "Passkey einrichten",
+    passkey_intro: "Ein Passkey meldet Sie mit Ihrem Gerät an (Sicherheitsschlüssel, Fingerabdruck oder Geräte-PIN).",
+    passkey_add: "Passkey hinzufügen",
+    passkey_use: "Mit Passkey bestätigen",
+    passkey_count: "Eingerichtete Passkeys:",
+    passkey_unavailable: "Passkeys sind für diese Adresse nicht verfügbar (sie brauchen einen Domainnamen).",
+    passkey_added: "Der Passkey ist eingerichtet.",
+    otp_heading: "Code aus der Authenticator-App",
 };
 
 static EN: Texts = Texts {
@@ -187,6 +205,15 @@ static EN: Texts = Texts {
     upstream_invalid: "The sign-in service “{idp}” sent an invalid confirmation. The sign-in was stopped for your security.",
     upstream_unknown_acr: "The sign-in service “{idp}” reported a level of assurance interkom does not know.",
     upstream_no_account: "Your account at the sign-in service “{idp}” gives no access to interkom.",
+    passkey_failed: "The passkey was not accepted.",
+    passkey_title: "Set up a passkey",
+    passkey_intro: "A passkey signs you in with your device (security key, fingerprint or device PIN).",
+    passkey_add: "Add a passkey",
+    passkey_use: "Confirm with a passkey",
+    passkey_count: "Passkeys set up:",
+    passkey_unavailable: "Passkeys are not available at this address (they need a domain name).",
+    passkey_added: "The passkey is set up.",
+    otp_heading: "Code from the authenticator app",
 };
 
 #[cfg(test)]

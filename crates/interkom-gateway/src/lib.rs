@@ -33,6 +33,7 @@ pub mod keys;
 mod logout;
 mod mfa;
 mod params;
+mod passkey;
 mod stepup;
 mod throttle;
 mod token;
@@ -81,6 +82,8 @@ pub struct Inner {
     /// Calls to upstream OpenID Providers: no redirects followed, bounded.
     pub(crate) upstream_http: reqwest::Client,
     pub(crate) upstreams: upstream::Registry,
+    /// The WebAuthn relying party (none when the issuer is an address).
+    pub(crate) webauthn: Option<webauthn_rs::Webauthn>,
 }
 
 impl std::ops::Deref for Gateway {
@@ -129,6 +132,7 @@ impl Gateway {
             http,
             upstream_http,
             upstreams: upstream::Registry::default(),
+            webauthn: passkey::relying_party(&cfg.issuer),
             logout_wake: tokio::sync::Notify::new(),
             clients: clients::ClientCache::new(cfg.client_cache_ttl),
             cfg,
@@ -167,6 +171,12 @@ impl Gateway {
             .route("/login/otp", post(stepup::otp))
             .route(upstream::CALLBACK, get(upstream::callback))
             .route("/account/totp", get(mfa::enrol_get).post(mfa::enrol_post))
+            .route("/account/passkey", get(passkey::enrol_page))
+            .route("/account/passkey/begin", post(passkey::enrol_begin))
+            .route("/account/passkey/finish", post(passkey::enrol_finish))
+            .route("/login/passkey/begin", post(passkey::login_begin))
+            .route("/login/passkey", post(passkey::login_finish))
+            .route("/assets/webauthn.js", get(web::webauthn_script))
             .route("/token", post(token::token))
             .route(
                 "/userinfo",
@@ -296,6 +306,7 @@ impl Gateway {
             "revoked_tokens",
             "client_assertions",
             "upstream_logins",
+            "webauthn_ceremonies",
         ] {
             n += sqlx::query(&format!("DELETE FROM {table} WHERE expires_at < $1"))
                 .bind(now - 3600)

@@ -42,6 +42,12 @@ pub(crate) struct Pending {
     pub(crate) tried: Vec<String>,
     #[serde(default)]
     pub(crate) otp_failures: u32,
+    /// The second factors offered on the current page: "totp", "passkey".
+    #[serde(default)]
+    pub(crate) offer: Vec<String>,
+    /// A passkey ceremony begun for this login (webauthn-rs state).
+    #[serde(default)]
+    pub(crate) passkey_state: Option<String>,
 }
 
 /// Wrong second-factor codes per login request before it is void.
@@ -53,7 +59,8 @@ pub(crate) enum Step {
     Deny,
     /// A fresh password login (only the authentication's age fell short).
     Password,
-    Totp,
+    /// A local second factor: the methods that reach the level.
+    SecondFactor(Vec<String>),
     Upstream {
         idp: Arc<Upstream>,
         acr_values: Vec<String>,
@@ -134,13 +141,25 @@ pub(crate) async fn plan(
             return Ok(Step::Unmet);
         }
     }
-    // The local second factor reaches `substantial`.
+    // A local second factor: TOTP reaches `substantial`, a passkey what
+    // its kind is configured to reach.
+    let mut offer = Vec::new();
     if need.loa <= Loa::Substantial
         && !has_second_factor(&p.amr)
         && !tried("totp")
         && mfa::has_totp(gw, &p.user_id).await?
     {
-        return Ok(Step::Totp);
+        offer.push("totp".to_owned());
+    }
+    if !tried("passkey")
+        && crate::passkey::best_level(gw, &p.user_id)
+            .await?
+            .is_some_and(|l| l >= need.loa)
+    {
+        offer.push("passkey".to_owned());
+    }
+    if !offer.is_empty() {
+        return Ok(Step::SecondFactor(offer));
     }
     // An upstream of this account trusted for the level; the one the
     // login came from first.
@@ -186,17 +205,11 @@ pub(crate) async fn advance(
         Step::Password | Step::Unmet => {
             authorize::finish_login(gw, meta, lr, req, client, &p, LoginOutcome::Unmet).await
         }
-        Step::Totp => {
+        Step::SecondFactor(offer) => {
+            let mut p = p;
+            p.offer = offer;
             save(gw, lr, &p).await?;
-            Ok(otp_page(
-                gw,
-                lang,
-                StatusCode::OK,
-                client,
-                lr,
-                browser,
-                None,
-            ))
+            second_factor_page(gw, lang, StatusCode::OK, client, lr, browser, &p, None).await
         }
         Step::Upstream {
             idp,
@@ -242,7 +255,13 @@ pub(crate) async fn go_upstream(
         .login_hint
         .as_deref()
         .filter(|h| upstream::hint_domain(h).is_some());
-    match upstream::begin(gw, idp, lr, browser, acr_values, asked, hint, fresh).await {
+    let ask = upstream::Ask {
+        acr_values,
+        asked,
+        login_hint: hint,
+        fresh,
+    };
+    match upstream::begin(gw, idp, lr, browser, &ask).await {
         Ok(url) => {
             let mut res = web::see_other(&url);
             res.headers_mut().append(
@@ -259,7 +278,7 @@ pub(crate) async fn go_upstream(
     }
 }
 
-async fn save(gw: &Gateway, lr: &str, p: &Pending) -> Result<(), GatewayError> {
+pub(crate) async fn save(gw: &Gateway, lr: &str, p: &Pending) -> Result<(), GatewayError> {
     sqlx::query("UPDATE login_requests SET pending = $1 WHERE id = $2")
         .bind(serde_json::to_string(p)?)
         .bind(lr)
@@ -268,16 +287,20 @@ async fn save(gw: &Gateway, lr: &str, p: &Pending) -> Result<(), GatewayError> {
     Ok(())
 }
 
-pub(crate) fn otp_page(
+/// The page asking for a second factor: the methods `p` offers.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn second_factor_page(
     gw: &Gateway,
     lang: Lang,
     status: StatusCode,
     client: &Client,
     lr: &str,
     browser: &str,
+    p: &Pending,
     error: Option<&str>,
-) -> Response {
-    web::page(
+) -> Result<Response, GatewayError> {
+    let offers = |m: &str| p.offer.iter().any(|o| o == m) && !p.tried.iter().any(|t| t == m);
+    Ok(web::page(
         gw,
         status,
         "otp.html",
@@ -289,8 +312,10 @@ pub(crate) fn otp_page(
             login_request => lr,
             csrf_token => authorize::csrf_token(gw, browser, lr),
             error => error,
+            totp => offers("totp"),
+            passkey => offers("passkey"),
         },
-    )
+    ))
 }
 
 #[derive(Deserialize)]
@@ -426,15 +451,17 @@ async fn check_code(
             ));
         }
         save(gw, lr, p).await?;
-        return Ok(otp_page(
+        return second_factor_page(
             gw,
             lang,
             StatusCode::UNAUTHORIZED,
             client,
             lr,
             browser,
+            p,
             Some(lang.texts().code_wrong),
-        ));
+        )
+        .await;
     };
     throttle::succeeded(&gw.pool, &key, None, now).await?;
     let have = Loa::from_acr(&p.acr).unwrap_or(Loa::Low);

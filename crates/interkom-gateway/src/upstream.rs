@@ -236,11 +236,14 @@ impl Upstream {
     }
 }
 
+/// Every upstream, ordered by name.
+pub(crate) type UpstreamList = Arc<Vec<Arc<Upstream>>>;
+
 /// The configured upstreams (read from the database, briefly cached) and
 /// their discovery documents.
 #[derive(Default)]
 pub(crate) struct Registry {
-    list: RwLock<Option<(i64, Arc<Vec<Arc<Upstream>>>)>>,
+    list: RwLock<Option<(i64, UpstreamList)>>,
     metadata: Mutex<HashMap<String, (Instant, Arc<CoreProviderMetadata>)>>,
 }
 
@@ -313,7 +316,7 @@ impl Gateway {
 }
 
 /// All upstreams, ordered by name; cached for a few seconds.
-pub(crate) async fn upstreams(gw: &Gateway) -> Result<Arc<Vec<Arc<Upstream>>>, GatewayError> {
+pub(crate) async fn upstreams(gw: &Gateway) -> Result<UpstreamList, GatewayError> {
     let now = gw.clock.now();
     if let Ok(l) = gw.upstreams.list.read() {
         if let Some((at, list)) = l.as_ref() {
@@ -503,16 +506,23 @@ struct Secrets {
     asked: Option<Loa>,
 }
 
+/// What a login at an upstream asks for.
+pub(crate) struct Ask<'a> {
+    pub(crate) acr_values: &'a [String],
+    /// The level `acr_values` stand for (`None`: the user chose the IdP).
+    pub(crate) asked: Option<Loa>,
+    pub(crate) login_hint: Option<&'a str>,
+    /// A fresh authentication (`prompt=login`).
+    pub(crate) fresh: bool,
+}
+
 /// Sends the login to the upstream: returns the URL to redirect to.
 pub(crate) async fn begin(
     gw: &Gateway,
     idp: &Upstream,
     login_request: &str,
     browser: &str,
-    acr_values: &[String],
-    asked: Option<Loa>,
-    login_hint: Option<&str>,
-    fresh: bool,
+    ask: &Ask<'_>,
 ) -> Result<String, Failure> {
     let md = metadata(gw, idp, false).await?;
     let client = CoreClient::from_provider_metadata(
@@ -532,20 +542,20 @@ pub(crate) async fn begin(
     for s in idp.cfg.scopes.iter().filter(|s| *s != "openid") {
         auth = auth.add_scope(Scope::new(s.clone()));
     }
-    for a in acr_values {
+    for a in ask.acr_values {
         auth = auth.add_auth_context_value(AuthenticationContextClass::new(a.clone()));
     }
-    if let Some(h) = login_hint {
+    if let Some(h) = ask.login_hint {
         auth = auth.set_login_hint(LoginHint::new(h.to_owned()));
     }
-    if fresh {
+    if ask.fresh {
         auth = auth.add_prompt(CoreAuthPrompt::Login);
     }
     let (url, state, nonce) = auth.url();
     let secrets = serde_json::to_string(&Secrets {
         nonce: nonce.secret().clone(),
         verifier: verifier.secret().clone(),
-        asked,
+        asked: ask.asked,
     })
     .map_err(GatewayError::from)?;
     let state_hash = gw
@@ -691,6 +701,8 @@ pub(crate) async fn callback(
                 upstream: Some(idp.cfg.id.clone()),
                 tried,
                 otp_failures: 0,
+                offer: Vec::new(),
+                passkey_state: None,
             };
             match stepup::advance(&gw, &meta, lang, &lr, &browser, &req, &client, p).await {
                 Ok(r) => r,

@@ -22,7 +22,20 @@ pub(crate) fn templates() -> Result<Environment<'static>, GatewayError> {
     env.add_template("logout.html", include_str!("../templates/logout.html"))?;
     env.add_template("otp.html", include_str!("../templates/otp.html"))?;
     env.add_template("totp.html", include_str!("../templates/totp.html"))?;
+    env.add_template("passkey.html", include_str!("../templates/passkey.html"))?;
     Ok(env)
+}
+
+/// The passkey script of the second-factor and passkey pages.
+pub(crate) async fn webauthn_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../assets/webauthn.js"),
+    )
+        .into_response()
 }
 
 pub(crate) async fn stylesheet() -> Response {
@@ -37,7 +50,7 @@ pub(crate) async fn stylesheet() -> Response {
 }
 
 /// Headers of every page: no framing, no referrer (codes travel in URLs),
-/// no caching, a CSP that allows only our own stylesheet.
+/// no caching, a CSP that allows only our own stylesheet and script.
 pub(crate) fn secure_headers(h: &mut HeaderMap) {
     let set = |h: &mut HeaderMap, k: header::HeaderName, v: &'static str| {
         h.insert(k, HeaderValue::from_static(v));
@@ -45,7 +58,7 @@ pub(crate) fn secure_headers(h: &mut HeaderMap) {
     set(
         h,
         header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::REFERRER_POLICY, "no-referrer");

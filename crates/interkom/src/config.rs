@@ -29,6 +29,7 @@ const ENV_KEYS: &[&str] = &[
     "brute_force",
     "backchannel",
     "brokering",
+    "passkeys",
     "audit",
     "demo",
     "policy_dir",
@@ -65,6 +66,8 @@ pub struct FileConfig {
     pub backchannel: BackchannelFileConfig,
     #[serde(default)]
     pub brokering: BrokeringFileConfig,
+    #[serde(default)]
+    pub passkeys: PasskeysFileConfig,
     /// The municipalities' own OpenID Providers (identity brokering); more
     /// can be added through the admin API.
     #[serde(default)]
@@ -86,6 +89,24 @@ pub struct FileConfig {
     pub policy_poll_seconds: u64,
     #[serde(default)]
     pub tls: TlsFileConfig,
+}
+
+/// Passkeys (WebAuthn) as the local second factor.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasskeysFileConfig {
+    /// What a passkey that cannot leave its device (a security key, a
+    /// TPM) reaches: `substantial`, or `high` by the operator's decision.
+    /// Synced passkeys reach `substantial`.
+    pub device_bound_loa: interkom_policy::Loa,
+}
+
+impl Default for PasskeysFileConfig {
+    fn default() -> Self {
+        PasskeysFileConfig {
+            device_bound_loa: interkom_policy::Loa::Substantial,
+        }
+    }
 }
 
 /// Identity brokering.
@@ -435,6 +456,7 @@ impl FileConfig {
             g.brute_force = self.brute_force.clone();
             g.backchannel_allow_loopback = self.backchannel.allow_loopback;
             g.upstream_allow_loopback = self.brokering.allow_loopback;
+            g.passkey_device_bound_loa = self.passkeys.device_bound_loa;
             g.source_pseudonymisation = self.audit.source_pseudonymisation;
             g
         });

@@ -1,0 +1,515 @@
+//! Passkeys (WebAuthn, webauthn-rs) as the local second factor.
+//!
+//! The relying party is the issuer's host: passkeys need a domain name
+//! (browsers refuse IP addresses), so an installation whose issuer is an
+//! address offers none. Every passkey requires user verification. One that
+//! cannot leave its device (not backup-eligible: a security key, a TPM)
+//! counts as `passkeys.device_bound_loa` — `high` if the operator decides
+//! so — a synced one as `substantial`. The ceremony state lives in the
+//! database, so any node finishes what another began.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use interkom_audit::{Action, AuditEvent, Outcome};
+use interkom_policy::Loa;
+use serde::Deserialize;
+use serde_json::json;
+use webauthn_rs::prelude::{
+    Credential, Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
+    RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
+};
+
+use crate::accounts::{self, SESSION_COOKIE};
+use crate::authorize;
+use crate::crypto::{ct_eq, random_token};
+use crate::i18n::Lang;
+use crate::stepup::{self, Pending};
+use crate::web::{self, Meta};
+use crate::{Gateway, GatewayError};
+
+/// How long a ceremony may take.
+const CEREMONY_TTL: i64 = 300;
+
+/// The relying party for the issuer, if its host is a domain name.
+pub(crate) fn relying_party(issuer: &url::Url) -> Option<Webauthn> {
+    let host = issuer.domain()?;
+    let origin = Url::parse(&issuer.origin().ascii_serialization()).ok()?;
+    WebauthnBuilder::new(host, &origin)
+        .ok()?
+        .rp_name("interkom")
+        .build()
+        .ok()
+}
+
+/// How a credential id is stored: base64url.
+fn cred_key(id: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
+}
+
+/// A registered passkey.
+pub(crate) struct Stored {
+    pub(crate) passkey: Passkey,
+    pub(crate) device_bound: bool,
+}
+
+pub(crate) async fn passkeys(gw: &Gateway, user_id: &str) -> Result<Vec<Stored>, GatewayError> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT passkey, device_bound FROM webauthn_credentials WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_all(&gw.pool)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(p, d)| {
+            serde_json::from_str(&p).ok().map(|passkey| Stored {
+                passkey,
+                device_bound: d != 0,
+            })
+        })
+        .collect())
+}
+
+/// The level a passkey reaches.
+pub(crate) fn level(gw: &Gateway, device_bound: bool) -> Loa {
+    if device_bound {
+        gw.cfg.passkey_device_bound_loa
+    } else {
+        Loa::Substantial
+    }
+}
+
+/// The highest level the account's passkeys reach.
+pub(crate) async fn best_level(gw: &Gateway, user_id: &str) -> Result<Option<Loa>, GatewayError> {
+    if gw.webauthn.is_none() {
+        return Ok(None);
+    }
+    Ok(passkeys(gw, user_id)
+        .await?
+        .iter()
+        .map(|p| level(gw, p.device_bound))
+        .max())
+}
+
+fn enrol_csrf(gw: &Gateway, handle: &str) -> String {
+    gw.master.keyed_hash(&format!("passkey-enrol|{handle}"))
+}
+
+fn json_response(status: StatusCode, v: serde_json::Value) -> Response {
+    let mut res = (status, axum::Json(v)).into_response();
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    res
+}
+
+fn json_error(status: StatusCode, error: &str) -> Response {
+    json_response(status, json!({ "error": error }))
+}
+
+/// The signed-in user of this browser: (session handle, user).
+async fn session_user(
+    gw: &Gateway,
+    headers: &HeaderMap,
+) -> Result<Option<(String, accounts::User)>, GatewayError> {
+    let Some(handle) = web::cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let Some(s) =
+        accounts::session_by_handle(&gw.pool, &gw.master, &handle, gw.clock.now()).await?
+    else {
+        return Ok(None);
+    };
+    Ok(accounts::user_by_id(&gw.pool, &s.user_id)
+        .await?
+        .filter(|u| u.disabled == 0)
+        .map(|u| (handle, u)))
+}
+
+/// `GET /account/passkey`: the page that registers a passkey.
+pub(crate) async fn enrol_page(
+    State(gw): State<Gateway>,
+    meta: Meta,
+    headers: HeaderMap,
+) -> Response {
+    let lang = Lang::negotiate(None, meta.accept_language.as_deref());
+    let user = match session_user(&gw, &headers).await {
+        Ok(u) => u,
+        Err(e) => return authorize::internal(&gw, lang, e),
+    };
+    let Some((handle, user)) = user else {
+        return web::error_page(
+            &gw,
+            lang,
+            StatusCode::UNAUTHORIZED,
+            lang.texts().signin_first,
+            None,
+        );
+    };
+    let count = match passkeys(&gw, &user.id).await {
+        Ok(p) => p.len(),
+        Err(e) => return authorize::internal(&gw, lang, e),
+    };
+    web::page(
+        &gw,
+        StatusCode::OK,
+        "passkey.html",
+        minijinja::context! {
+            lang => lang.code(), base => gw.cfg.base_path(),
+            t => minijinja::Value::from_serialize(lang.texts()),
+            available => gw.webauthn.is_some(),
+            count => count,
+            csrf_token => enrol_csrf(&gw, &handle),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct BeginForm {
+    csrf_token: Option<String>,
+}
+
+/// `POST /account/passkey/begin`: the creation options for the browser.
+pub(crate) async fn enrol_begin(
+    State(gw): State<Gateway>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match begin_registration(&gw, &headers, &body).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "passkey registration failed internally");
+            json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+        }
+    }
+}
+
+async fn begin_registration(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, GatewayError> {
+    let Some(wa) = &gw.webauthn else {
+        return Ok(json_error(StatusCode::NOT_FOUND, "passkeys_unavailable"));
+    };
+    let Ok(form) = serde_urlencoded::from_bytes::<BeginForm>(body) else {
+        return Ok(json_error(StatusCode::BAD_REQUEST, "invalid_request"));
+    };
+    let Some((handle, user)) = session_user(gw, headers).await? else {
+        return Ok(json_error(StatusCode::UNAUTHORIZED, "login_required"));
+    };
+    if !form
+        .csrf_token
+        .is_some_and(|c| ct_eq(&c, &enrol_csrf(gw, &handle)))
+    {
+        return Ok(json_error(StatusCode::FORBIDDEN, "invalid_csrf_token"));
+    }
+    let existing: Vec<_> = passkeys(gw, &user.id)
+        .await?
+        .into_iter()
+        .map(|p| p.passkey.cred_id().clone())
+        .collect();
+    let uid = Uuid::parse_str(&user.id).unwrap_or_else(|_| Uuid::new_v4());
+    let display = user.name.clone().unwrap_or_else(|| user.username.clone());
+    let (options, state) =
+        match wa.start_passkey_registration(uid, &user.username, &display, Some(existing)) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "passkey registration could not start");
+                return Ok(json_error(StatusCode::BAD_REQUEST, "invalid_request"));
+            }
+        };
+    let id = random_token(16);
+    sqlx::query(
+        "INSERT INTO webauthn_ceremonies (id, user_id, state, expires_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&id)
+    .bind(&user.id)
+    .bind(serde_json::to_string(&state)?)
+    .bind(gw.clock.now() + CEREMONY_TTL)
+    .execute(&gw.pool)
+    .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({ "ceremony": id, "options": options }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct FinishBody {
+    ceremony: String,
+    csrf_token: String,
+    credential: RegisterPublicKeyCredential,
+}
+
+/// `POST /account/passkey/finish`: stores the new passkey.
+pub(crate) async fn enrol_finish(
+    State(gw): State<Gateway>,
+    meta: Meta,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match finish_registration(&gw, &meta, &headers, &body).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "passkey registration failed internally");
+            json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+        }
+    }
+}
+
+async fn finish_registration(
+    gw: &Gateway,
+    meta: &Meta,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, GatewayError> {
+    let Some(wa) = &gw.webauthn else {
+        return Ok(json_error(StatusCode::NOT_FOUND, "passkeys_unavailable"));
+    };
+    let Ok(b) = serde_json::from_slice::<FinishBody>(body) else {
+        return Ok(json_error(StatusCode::BAD_REQUEST, "invalid_request"));
+    };
+    let Some((handle, user)) = session_user(gw, headers).await? else {
+        return Ok(json_error(StatusCode::UNAUTHORIZED, "login_required"));
+    };
+    if !ct_eq(&b.csrf_token, &enrol_csrf(gw, &handle)) {
+        return Ok(json_error(StatusCode::FORBIDDEN, "invalid_csrf_token"));
+    }
+    // Single use, this user's, not expired.
+    let state: Option<(String, String, i64)> = sqlx::query_as(
+        "DELETE FROM webauthn_ceremonies WHERE id = $1 RETURNING user_id, state, expires_at",
+    )
+    .bind(&b.ceremony)
+    .fetch_optional(&gw.pool)
+    .await?;
+    let Some((owner, state, expires_at)) = state else {
+        return Ok(json_error(StatusCode::BAD_REQUEST, "unknown_ceremony"));
+    };
+    if owner != user.id || expires_at <= gw.clock.now() {
+        return Ok(json_error(StatusCode::BAD_REQUEST, "unknown_ceremony"));
+    }
+    let state: PasskeyRegistration = serde_json::from_str(&state)?;
+    let passkey = match wa.finish_passkey_registration(&b.credential, &state) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::info!(error = %e, "passkey registration refused");
+            return Ok(json_error(StatusCode::BAD_REQUEST, "registration_refused"));
+        }
+    };
+    let device_bound = !Credential::from(passkey.clone()).backup_eligible;
+    let inserted = sqlx::query(
+        "INSERT INTO webauthn_credentials (cred_id, user_id, passkey, device_bound, created_at, last_used_at) \
+         VALUES ($1, $2, $3, $4, $5, NULL)",
+    )
+    .bind(cred_key(passkey.cred_id()))
+    .bind(&user.id)
+    .bind(serde_json::to_string(&passkey)?)
+    .bind(i64::from(device_bound))
+    .bind(gw.clock.now())
+    .execute(&gw.pool)
+    .await;
+    match inserted {
+        Ok(_) => {}
+        // A credential belongs to one account.
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Ok(json_error(StatusCode::CONFLICT, "credential_registered"))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let mut ev = AuditEvent::new(Action::SecondFactorEnrolled, Outcome::Success)
+        .subject(&user.id, Some(user.tenant.clone()))
+        .correlation(meta.request_id.clone())
+        .source(meta.source.clone())
+        .details(json!({ "method": "passkey", "device_bound": device_bound }));
+    if let Some(t) = gw.tenants.get(&user.tenant) {
+        ev = ev.tenant(&t.id, t.path_string());
+    }
+    gw.audit.append(ev).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        json!({ "registered": true, "device_bound": device_bound, "level": level(gw, device_bound) }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct LoginBeginForm {
+    login_request: Option<String>,
+    csrf_token: Option<String>,
+}
+
+/// `POST /login/passkey/begin`: the request options for a login in
+/// progress (its state kept with the login request).
+pub(crate) async fn login_begin(
+    State(gw): State<Gateway>,
+    meta: Meta,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let lang = Lang::negotiate(None, meta.accept_language.as_deref());
+    let Ok(form) = serde_urlencoded::from_bytes::<LoginBeginForm>(&body) else {
+        return json_error(StatusCode::BAD_REQUEST, "invalid_request");
+    };
+    let bound = authorize::bound_request(
+        &gw,
+        &headers,
+        lang,
+        form.login_request.as_deref(),
+        form.csrf_token.as_deref(),
+    )
+    .await;
+    let Ok((lr, _, _, Some(mut p), _)) = bound else {
+        return json_error(StatusCode::FORBIDDEN, "invalid_login_request");
+    };
+    let (Some(wa), false) = (&gw.webauthn, p.tried.iter().any(|t| t == "passkey")) else {
+        return json_error(StatusCode::NOT_FOUND, "passkeys_unavailable");
+    };
+    let result = async {
+        let keys: Vec<Passkey> = passkeys(&gw, &p.user_id)
+            .await?
+            .into_iter()
+            .map(|s| s.passkey)
+            .collect();
+        if keys.is_empty() {
+            return Ok(json_error(StatusCode::NOT_FOUND, "no_passkey"));
+        }
+        let (options, state) = match wa.start_passkey_authentication(&keys) {
+            Ok(v) => v,
+            Err(_) => return Ok(json_error(StatusCode::BAD_REQUEST, "invalid_request")),
+        };
+        p.passkey_state = Some(serde_json::to_string(&state)?);
+        stepup::save(&gw, &lr, &p).await?;
+        Ok::<_, GatewayError>(json_response(StatusCode::OK, json!({ "options": options })))
+    }
+    .await;
+    result.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "passkey login failed internally");
+        json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+    })
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    login_request: Option<String>,
+    csrf_token: Option<String>,
+    credential: Option<String>,
+}
+
+/// `POST /login/passkey`: the passkey's answer (a form post, so the login
+/// goes on with a redirect like every other step).
+pub(crate) async fn login_finish(
+    State(gw): State<Gateway>,
+    meta: Meta,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let lang = Lang::negotiate(None, meta.accept_language.as_deref());
+    let Ok(form) = serde_urlencoded::from_bytes::<LoginForm>(&body) else {
+        return web::error_page(
+            &gw,
+            lang,
+            StatusCode::BAD_REQUEST,
+            lang.texts().bad_request,
+            None,
+        );
+    };
+    let bound = authorize::bound_request(
+        &gw,
+        &headers,
+        lang,
+        form.login_request.as_deref(),
+        form.csrf_token.as_deref(),
+    )
+    .await;
+    let (lr, browser, req, pending, client) = match bound {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let lang = Lang::negotiate(req.ui_locales.as_deref(), meta.accept_language.as_deref());
+    let (Some(mut p), Some(wa)) = (pending, &gw.webauthn) else {
+        return web::error_page(
+            &gw,
+            lang,
+            StatusCode::BAD_REQUEST,
+            lang.texts().expired,
+            None,
+        );
+    };
+    // The state is used once, whatever the answer.
+    let state: Option<PasskeyAuthentication> = p
+        .passkey_state
+        .take()
+        .and_then(|s| serde_json::from_str(&s).ok());
+    let credential: Option<PublicKeyCredential> = form
+        .credential
+        .as_deref()
+        .filter(|c| c.len() <= 16 * 1024)
+        .and_then(|c| serde_json::from_str(c).ok());
+    let result = match (state, credential) {
+        (Some(state), Some(cred)) => wa.finish_passkey_authentication(&cred, &state).ok(),
+        _ => None,
+    };
+    let outcome = async {
+        let Some(result) = result else {
+            stepup::save(&gw, &lr, &p).await?;
+            let ev = AuditEvent::new(Action::LoginFailed, Outcome::Failure)
+                .client(&client.id)
+                .reason("invalid_second_factor")
+                .correlation(meta.request_id.clone())
+                .source(meta.source.clone())
+                .details(json!({ "method": "passkey" }));
+            let home = accounts::user_by_id(&gw.pool, &p.user_id).await?.map(|u| u.tenant);
+            gw.audit.append(ev.subject(&p.user_id, home)).await?;
+            return stepup::second_factor_page(
+                &gw,
+                lang,
+                StatusCode::UNAUTHORIZED,
+                &client,
+                &lr,
+                &browser,
+                &p,
+                Some(lang.texts().passkey_failed),
+            )
+            .await;
+        };
+        // The counter and backup state as the authenticator reports them.
+        let cred_id = cred_key(result.cred_id());
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT passkey, device_bound FROM webauthn_credentials WHERE cred_id = $1 AND user_id = $2",
+        )
+        .bind(&cred_id)
+        .bind(&p.user_id)
+        .fetch_optional(&gw.pool)
+        .await?;
+        let Some((stored, device_bound)) = row else {
+            return Err(GatewayError::Invalid("passkey vanished during login".into()));
+        };
+        let mut passkey: Passkey = serde_json::from_str(&stored)?;
+        passkey.update_credential(&result);
+        sqlx::query(
+            "UPDATE webauthn_credentials SET passkey = $1, last_used_at = $2 WHERE cred_id = $3",
+        )
+        .bind(serde_json::to_string(&passkey)?)
+        .bind(gw.clock.now())
+        .bind(&cred_id)
+        .execute(&gw.pool)
+        .await?;
+        let device_bound = device_bound != 0;
+        let have = Loa::from_acr(&p.acr).unwrap_or(Loa::Low);
+        let mut next: Pending = p.clone();
+        next.acr = have.max(level(&gw, device_bound)).acr().to_owned();
+        for m in [if device_bound { "hwk" } else { "swk" }, "mfa"] {
+            if !next.amr.iter().any(|a| a == m) {
+                next.amr.push(m.to_owned());
+            }
+        }
+        next.auth_time = gw.clock.now();
+        next.tried.push("passkey".into());
+        stepup::advance(&gw, &meta, lang, &lr, &browser, &req, &client, next).await
+    }
+    .await;
+    outcome.unwrap_or_else(|e| authorize::internal(&gw, lang, e))
+}
