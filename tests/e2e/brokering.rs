@@ -67,6 +67,7 @@ fn upstream_cfg(id: &str, tenant: &str, issuer: &str) -> UpstreamConfig {
         link_existing: false,
         create_accounts: true,
         timeout_seconds: 3,
+        propagate_logout: true,
     }
 }
 
@@ -96,7 +97,7 @@ async fn pair(
             tenant: tenant.into(),
             name: "interkom (Landkreis)".into(),
             redirect_uris: vec![broker.url("/broker/callback")],
-            post_logout_redirect_uris: vec![],
+            post_logout_redirect_uris: vec![broker.url("/broker/logged-out")],
             grant_types: vec![GrantType::AuthorizationCode],
             scopes: vec!["openid".into(), "profile".into(), "email".into()],
             auth_method: AuthMethod::ClientSecretBasic,
@@ -256,6 +257,69 @@ async fn first_upstream_login_creates_the_account_then_finds_it_again() {
     assert_eq!(logins.len(), 2);
     let details: Value = serde_json::from_str(&logins[0].details).unwrap();
     assert_eq!(details["upstream"], "idp-hitzacker");
+}
+
+#[tokio::test]
+async fn logging_out_ends_the_upstream_session_too() {
+    let (upstream, broker) = pair("idp-hitzacker", "hitzacker-elbe", |_| {}).await;
+    let browser = Browser::new();
+    let (url, verifier) = portal_auth(&broker, &[("idp_hint", "idp-hitzacker")]);
+    let res = browser.get(&url).await;
+    let res = login_upstream(
+        &browser,
+        &upstream,
+        &location(&res).unwrap(),
+        CLERK_USER,
+        CLERK_PASSWORD,
+    )
+    .await;
+    let code = redirect_params(&res)["code"].clone();
+    let res = exchange_code(&broker, (PORTAL, PORTAL_SECRET), &code, &verifier).await;
+    let tokens: Value = res.json().await.unwrap();
+    let hint = tokens["id_token"].as_str().unwrap();
+    let mut logout = url::Url::parse(&broker.url("/logout")).unwrap();
+    logout
+        .query_pairs_mut()
+        .append_pair("id_token_hint", hint)
+        .append_pair("post_logout_redirect_uri", PORTAL_LOGOUT)
+        .append_pair("state", "bye");
+    // The broker ends its session and sends the browser to the upstream's
+    // end-session endpoint with the upstream's own ID token as hint.
+    let res = browser.get(logout.as_str()).await;
+    assert_eq!(res.status(), 303);
+    let at_upstream = location(&res).unwrap();
+    assert!(
+        at_upstream.starts_with(&upstream.url("/logout")),
+        "{at_upstream}"
+    );
+    assert!(at_upstream.contains("id_token_hint="));
+    let res = browser.get(&at_upstream).await;
+    assert_eq!(res.status(), 303, "the hint names the upstream's session");
+    let back = location(&res).unwrap();
+    assert!(
+        back.starts_with(&broker.url("/broker/logged-out")),
+        "{back}"
+    );
+    let res = browser.get(&back).await;
+    assert_eq!(res.status(), 303);
+    let last = location(&res).unwrap();
+    assert!(
+        last.starts_with(PORTAL_LOGOUT) && last.contains("state=bye"),
+        "{last}"
+    );
+    assert_eq!(upstream.audit("logout").await.len(), 1);
+    assert_eq!(broker.audit("logout").await.len(), 1);
+    // No session left at the upstream.
+    let (url, _) = portal_auth(&upstream, &[("prompt", "none")]);
+    assert_eq!(
+        redirect_params(&browser.get(&url).await)["error"],
+        "login_required"
+    );
+    // A forged return does not redirect anywhere.
+    let res = browser
+        .get(&broker.url("/broker/logged-out?state=forged"))
+        .await;
+    assert_eq!(res.status(), 200);
 }
 
 #[tokio::test]

@@ -37,8 +37,10 @@ CREATE INDEX upstream_logins_expires ON upstream_logins (expires_at);
 -- step is due): JSON, see `stepup::Pending`.
 ALTER TABLE login_requests ADD COLUMN pending TEXT;
 
--- Which upstream a session came from (for logout at the upstream).
+-- Which upstream a session came from, and its ID token sealed (the hint
+-- for ending the upstream's session at logout).
 ALTER TABLE sessions ADD COLUMN upstream TEXT;
+ALTER TABLE sessions ADD COLUMN upstream_token TEXT;
 
 -- TOTP (RFC 6238): the secret sealed; unconfirmed until the first code;
 -- the last time step used, so a code counts once.

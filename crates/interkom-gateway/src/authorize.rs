@@ -412,6 +412,7 @@ async fn proceed(
             otp_failures: 0,
             offer: Vec::new(),
             passkey_state: None,
+            upstream_token: None,
         };
         let step = stepup::plan(gw, Some(meta), &req, &p).await?;
         let need_interaction = !matches!(step, Step::Issue | Step::Deny | Step::Unmet);
@@ -928,6 +929,7 @@ pub(crate) async fn login(
         otp_failures: 0,
         offer: Vec::new(),
         passkey_state: None,
+        upstream_token: None,
     };
     match stepup::advance(&gw, &meta, lang, &lr, &browser, &req, &client, p).await {
         Ok(r) => r,
@@ -1119,6 +1121,13 @@ pub(crate) async fn finish_login(
             .await?
         }
     };
+    if let Some(t) = &p.upstream_token {
+        sqlx::query("UPDATE sessions SET upstream_token = $1 WHERE sid = $2")
+            .bind(t)
+            .bind(&session.sid)
+            .execute(&mut *tx)
+            .await?;
+    }
     let code = match outcome {
         LoginOutcome::Issue => Some(issue_code(gw, &mut tx, req, &session).await?),
         _ => None,

@@ -170,6 +170,7 @@ impl Gateway {
             .route("/login/idp", post(authorize::choose_idp))
             .route("/login/otp", post(stepup::otp))
             .route(upstream::CALLBACK, get(upstream::callback))
+            .route(upstream::LOGGED_OUT, get(upstream::logged_out))
             .route("/account/totp", get(mfa::enrol_get).post(mfa::enrol_post))
             .route("/account/passkey", get(passkey::enrol_page))
             .route("/account/passkey/begin", post(passkey::enrol_begin))

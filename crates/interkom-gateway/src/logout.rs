@@ -133,6 +133,8 @@ async fn logout(
         None => None,
     };
 
+    // The upstream the session came from, to log out there too.
+    let mut upstream_logout: Option<(String, String, Option<String>)> = None;
     if let (Some(s), Some(h)) = (&session, &handle) {
         let hint_matches = hint.as_ref().is_some_and(|c| {
             c.get("sid").and_then(Value::as_str) == Some(s.sid.as_str())
@@ -161,9 +163,22 @@ async fn logout(
                 },
             );
         }
+        let upstream_token: Option<String> =
+            match sqlx::query_scalar("SELECT upstream_token FROM sessions WHERE sid = $1")
+                .bind(&s.sid)
+                .fetch_optional(&gw.pool)
+                .await
+            {
+                Ok(t) => t.flatten(),
+                Err(e) => return crate::authorize::internal(&gw, lang, e.into()),
+            };
         if let Err(e) = accounts::end_session(&gw, &s.sid).await {
             return crate::authorize::internal(&gw, lang, e);
         }
+        upstream_logout = s
+            .upstream
+            .clone()
+            .map(|u| (u, s.user_id.clone(), upstream_token));
         let user = accounts::user_by_id(&gw.pool, &s.user_id)
             .await
             .ok()
@@ -184,7 +199,7 @@ async fn logout(
         }
     }
 
-    let mut res = match redirect {
+    let continue_to = match redirect {
         Some(uri) => {
             let mut u = uri.clone();
             if let Some(state) = get("state") {
@@ -195,23 +210,40 @@ async fn logout(
                 parsed.query_pairs_mut().append_pair("state", &state);
                 u = parsed.to_string();
             }
-            web::see_other(&u)
+            Some(u)
         }
-        None => web::page(
-            &gw,
-            StatusCode::OK,
-            "logout.html",
-            minijinja::context! {
-                lang => lang.code(),
-                base => gw.cfg.base_path(),
-                t => minijinja::Value::from_serialize(lang.texts()),
-                done => true,
-            },
-        ),
+        None => None,
+    };
+    // Logged in through an upstream: end its session too, then on.
+    let upstream_url = match &upstream_logout {
+        Some((up, user, token)) => {
+            crate::upstream::logout_url(&gw, up, user, token.as_deref(), continue_to.as_deref())
+                .await
+        }
+        None => None,
+    };
+    let mut res = match (upstream_url, continue_to) {
+        (Some(u), _) | (None, Some(u)) => web::see_other(&u),
+        (None, None) => logged_out_page(&gw, lang),
     };
     res.headers_mut().append(
         header::SET_COOKIE,
         web::set_cookie(&gw, SESSION_COOKIE, "", 0),
     );
     res
+}
+
+/// The page saying the user is logged out.
+pub(crate) fn logged_out_page(gw: &Gateway, lang: Lang) -> Response {
+    web::page(
+        gw,
+        StatusCode::OK,
+        "logout.html",
+        minijinja::context! {
+            lang => lang.code(),
+            base => gw.cfg.base_path(),
+            t => minijinja::Value::from_serialize(lang.texts()),
+            done => true,
+        },
+    )
 }

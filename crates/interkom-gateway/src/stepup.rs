@@ -48,6 +48,9 @@ pub(crate) struct Pending {
     /// A passkey ceremony begun for this login (webauthn-rs state).
     #[serde(default)]
     pub(crate) passkey_state: Option<String>,
+    /// The upstream's ID token, sealed (the hint for logging out there).
+    #[serde(default)]
+    pub(crate) upstream_token: Option<String>,
 }
 
 /// Wrong second-factor codes per login request before it is void.

@@ -20,14 +20,14 @@ use base64::Engine;
 use interkom_audit::{Action, AuditEvent, Outcome};
 use interkom_policy::Loa;
 use openidconnect::core::{
-    CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm,
-    CoreProviderMetadata,
+    CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreJwsSigningAlgorithm,
 };
 use openidconnect::{
     AuthenticationContextClass, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl,
     LoginHint, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope,
     TokenResponse,
 };
+use openidconnect::{LogoutRequest, PostLogoutRedirectUrl, ProviderMetadataWithLogout};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -41,6 +41,9 @@ use crate::{Gateway, GatewayError};
 
 /// The redirect URI interkom registers at every upstream.
 pub(crate) const CALLBACK: &str = "/broker/callback";
+/// Where an upstream sends the browser back after logging out (its
+/// `post_logout_redirect_uri`).
+pub(crate) const LOGGED_OUT: &str = "/broker/logged-out";
 /// How long a login may stay at the upstream.
 const PENDING_TTL: i64 = 600;
 /// Discovery documents and keys are fetched again after this long (and at
@@ -119,6 +122,10 @@ pub struct UpstreamConfig {
     /// Upper bound for each call to the upstream, in seconds.
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
+    /// End the upstream's session too when the user logs out here (if it
+    /// offers RP-initiated logout).
+    #[serde(default = "yes")]
+    pub propagate_logout: bool,
 }
 
 fn default_scopes() -> Vec<String> {
@@ -244,7 +251,7 @@ pub(crate) type UpstreamList = Arc<Vec<Arc<Upstream>>>;
 #[derive(Default)]
 pub(crate) struct Registry {
     list: RwLock<Option<(i64, UpstreamList)>>,
-    metadata: Mutex<HashMap<String, (Instant, Arc<CoreProviderMetadata>)>>,
+    metadata: Mutex<HashMap<String, (Instant, Arc<ProviderMetadataWithLogout>)>>,
 }
 
 fn secret_aad(id: &str) -> String {
@@ -455,7 +462,7 @@ async fn metadata(
     gw: &Gateway,
     idp: &Upstream,
     refresh: bool,
-) -> Result<Arc<CoreProviderMetadata>, Failure> {
+) -> Result<Arc<ProviderMetadataWithLogout>, Failure> {
     if !refresh {
         if let Ok(m) = gw.upstreams.metadata.lock() {
             if let Some((at, md)) = m.get(&idp.cfg.id) {
@@ -469,7 +476,7 @@ async fn metadata(
         .map_err(|e| Failure::Unreachable(format!("issuer: {e}")))?;
     let md = tokio::time::timeout(
         idp.timeout(),
-        CoreProviderMetadata::discover_async(issuer, &gw.upstream_http),
+        ProviderMetadataWithLogout::discover_async(issuer, &gw.upstream_http),
     )
     .await
     .map_err(|_| Failure::Unreachable("discovery timed out".into()))?
@@ -594,6 +601,8 @@ struct CallbackParams {
 
 /// What a valid answer of the upstream established.
 struct Asserted {
+    /// The upstream's ID token (its `id_token_hint` at logout).
+    id_token: String,
     subject: String,
     claims: Value,
     loa: Loa,
@@ -703,6 +712,7 @@ pub(crate) async fn callback(
                 otp_failures: 0,
                 offer: Vec::new(),
                 passkey_state: None,
+                upstream_token: gw.seal(&asserted.id_token, &token_aad(&user.id)),
             };
             match stepup::advance(&gw, &meta, lang, &lr, &browser, &req, &client, p).await {
                 Ok(r) => r,
@@ -719,6 +729,67 @@ pub(crate) async fn callback(
             }
             failure_page(&gw, lang, &idp, &f)
         }
+    }
+}
+
+fn token_aad(user_id: &str) -> String {
+    format!("upstream-id-token|{user_id}")
+}
+
+/// Where to send the browser so that the upstream ends its session too:
+/// its end-session endpoint with its ID token as hint, back to
+/// `/broker/logged-out` with `continue_to` (a verified URI, or the logged-out
+/// page) sealed into the state. `None` when the upstream offers no logout,
+/// is not reachable now, or propagation is off.
+pub(crate) async fn logout_url(
+    gw: &Gateway,
+    upstream_id: &str,
+    user_id: &str,
+    sealed_token: Option<&str>,
+    continue_to: Option<&str>,
+) -> Option<String> {
+    let idp = upstream(gw, upstream_id).await.ok().flatten()?;
+    if !idp.cfg.propagate_logout {
+        return None;
+    }
+    let md = metadata(gw, &idp, false).await.ok()?;
+    let endpoint = md.additional_metadata().end_session_endpoint.clone()?;
+    let state = gw.seal(
+        &json!({ "to": continue_to, "exp": gw.clock.now() + PENDING_TTL }).to_string(),
+        "upstream-logout",
+    )?;
+    let back = PostLogoutRedirectUrl::new(gw.cfg.endpoint(LOGGED_OUT)).ok()?;
+    let mut req = LogoutRequest::from(endpoint)
+        .set_client_id(ClientId::new(idp.cfg.client_id.clone()))
+        .set_post_logout_redirect_uri(back)
+        .set_state(CsrfToken::new(state));
+    let token = sealed_token
+        .and_then(|t| gw.open(t, &token_aad(user_id)))
+        .and_then(|t| t.parse::<CoreIdToken>().ok());
+    if let Some(t) = &token {
+        req = req.set_id_token_hint(t);
+    }
+    Some(req.http_get_url().to_string())
+}
+
+/// `GET /broker/logged-out`: back from the upstream's logout; on to where
+/// the logout was going (already verified when it began).
+pub(crate) async fn logged_out(
+    State(gw): State<Gateway>,
+    meta: Meta,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let lang = Lang::negotiate(None, meta.accept_language.as_deref());
+    let state =
+        serde_urlencoded::from_str::<HashMap<String, String>>(query.as_deref().unwrap_or(""))
+            .ok()
+            .and_then(|q| q.get("state").cloned())
+            .and_then(|s| gw.open(&s, "upstream-logout"))
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .filter(|v| v["exp"].as_i64().is_some_and(|e| e > gw.clock.now()));
+    match state.as_ref().and_then(|v| v["to"].as_str()) {
+        Some(to) => web::see_other(to),
+        None => crate::logout::logged_out_page(&gw, lang),
     }
 }
 
@@ -779,7 +850,7 @@ async fn complete(
         .clone()
         .ok_or_else(|| Failure::Rejected("no code in the answer".into()))?;
     let md = metadata(gw, idp, false).await?;
-    let client = |md: &CoreProviderMetadata| -> Result<_, Failure> {
+    let client = |md: &ProviderMetadataWithLogout| -> Result<_, Failure> {
         Ok(CoreClient::from_provider_metadata(
             md.clone(),
             ClientId::new(idp.cfg.client_id.clone()),
@@ -878,6 +949,7 @@ async fn complete(
         .filter(|s| !s.is_empty() && s.len() <= 255)
         .ok_or(Failure::NoAccount("the subject claim is missing"))?;
     Ok(Asserted {
+        id_token: id_token.to_string(),
         subject,
         claims: raw,
         loa,
