@@ -114,7 +114,7 @@ describe('admin console', () => {
     // The first Tab reaches the skip link.
     await page.keyboard.press('Tab');
     assert.equal(await page.evaluate(() => document.activeElement?.className), 'skip');
-    for (const p of ['', 'users', 'policy', 'proposals', 'grants', 'resources', 'clients', 'audit']) {
+    for (const p of ['', 'users', 'policy', 'proposals', 'grants', 'resources', 'clients', 'upstreams', 'audit']) {
       const res = await page.goto(`${issuer}/admin/console/${p}`);
       assert.equal(res.status() < 500, true, p);
       assert.equal(res.headers()['content-security-policy']?.includes("frame-ancestors 'none'"), true);
@@ -242,6 +242,110 @@ describe('admin console', () => {
     await page.click('button[value=approve]');
     await page.waitForSelector('[role=alert]');
     assert.match(await page.locator('[role=alert]').innerText(), /grantor/);
+    await context.close();
+  });
+
+  /** Fills the upstream form of the console's upstreams page. */
+  async function fillUpstream(page, u) {
+    await page.fill('#u-id', u.id);
+    await page.selectOption('#u-tenant', u.tenant);
+    await page.fill('#u-name', u.name);
+    await page.fill('#u-issuer', u.issuer);
+    await page.fill('#u-client-id', u.clientId);
+    if (u.secret) await page.fill('#u-secret', u.secret);
+    await page.fill('#u-domains', u.domains ?? '');
+    await page.fill('#u-acr', u.acr);
+    await page.fill('#u-roles', u.roles ?? '');
+    await page.fill('#u-groups', u.groups ?? '');
+    await page.setChecked('#u-link', Boolean(u.link));
+  }
+
+  const SAVE = 'form[aria-labelledby=save-h] button[type=submit]';
+
+  it('lets the Kreis administrator add, list and delete an upstream identity provider', async () => {
+    const { context, page } = await loggedIn(KREIS);
+    await page.goto(`${issuer}/admin/console/upstreams`);
+    assert.equal(await page.locator('h1').innerText(), 'Anmeldedienste');
+    assert.equal(await page.getAttribute('nav a[aria-current=page]', 'href'), '/admin/console/upstreams');
+    await fillUpstream(page, {
+      id: 'idp-hitzacker',
+      tenant: 'hitzacker-elbe',
+      name: 'Stadt Hitzacker (Elbe)',
+      issuer: 'https://login.hitzacker.example',
+      clientId: 'interkom',
+      secret: 'upstream-secret-0123456789abcdef',
+      domains: 'hitzacker.example',
+      acr: 'urn:hitzacker:eid = high\nurn:hitzacker:password = low',
+      roles: 'it-admins = admin',
+      groups: 'groups',
+      link: true,
+    });
+    await page.click(SAVE);
+    await page.locator('[role=status]', { hasText: 'wirksam' }).waitFor();
+    const row = page.locator('main table tbody tr', { hasText: 'idp-hitzacker' });
+    assert.equal(await row.count(), 1);
+    const listed = await row.innerText();
+    assert.match(listed, /https:\/\/login\.hitzacker\.example/);
+    assert.match(listed, /hitzacker-elbe/);
+    assert.match(listed, /urn:hitzacker:eid\s*→?\s*:?\s*hoch/);
+    assert.match(listed, /urn:hitzacker:password\s*→?\s*:?\s*niedrig/);
+    assert.match(listed, /it-admins\s*→?\s*:?\s*admin/);
+    await assertAccessible(page, 'the upstreams page');
+    // Edit fills the form with what is stored (never the secret).
+    await page.click('a[aria-label="Bearbeiten: Stadt Hitzacker (Elbe)"]');
+    await page.waitForURL(/edit=idp-hitzacker/);
+    assert.equal(await page.inputValue('#u-issuer'), 'https://login.hitzacker.example');
+    assert.match(await page.inputValue('#u-acr'), /urn:hitzacker:eid = high/);
+    assert.equal(await page.inputValue('#u-groups'), 'groups');
+    assert.equal(await page.isChecked('#u-link'), true);
+    assert.equal(await page.inputValue('#u-secret'), '');
+    // Delete.
+    await page.click('button[aria-label="Löschen: Stadt Hitzacker (Elbe)"]');
+    await page.locator('[role=status]', { hasText: 'gelöscht' }).waitFor();
+    assert.equal(await page.locator('main table tbody tr', { hasText: 'idp-hitzacker' }).count(), 0);
+    await context.close();
+  });
+
+  it("refuses a Gemeinde's administrator trust above low in an upstream", async () => {
+    const { context, page } = await loggedIn(GEMEINDE);
+    await page.goto(`${issuer}/admin/console/upstreams`);
+    assert.equal(await page.locator('#u-tenant option').count(), 1, 'only their own tenant');
+    const upstream = {
+      id: 'idp-hitzacker-rathaus',
+      tenant: 'hitzacker-elbe',
+      name: 'Rathaus Hitzacker',
+      issuer: 'https://login.hitzacker.example',
+      clientId: 'interkom',
+      acr: 'urn:hitzacker:eid = high',
+    };
+    await fillUpstream(page, upstream);
+    await page.click(SAVE);
+    await page.waitForSelector('[role=alert]');
+    assert.match(await page.locator('[role=alert]').innerText(), /above `low` is for an administrator of its Kreis/);
+    // The form keeps what was sent; nothing was stored.
+    assert.equal(await page.inputValue('#u-acr'), 'urn:hitzacker:eid = high');
+    assert.equal(await page.locator('main table tbody tr', { hasText: upstream.id }).count(), 0);
+    await assertAccessible(page, 'the upstreams page with a refusal');
+    // At `low` it is their own business.
+    await page.fill('#u-acr', 'urn:hitzacker:eid = low');
+    await page.click(SAVE);
+    await page.locator('[role=status]', { hasText: 'wirksam' }).waitFor();
+    assert.equal(await page.locator('main table tbody tr', { hasText: upstream.id }).count(), 1);
+    await page.click(`button[aria-label="Löschen: ${upstream.name}"]`);
+    await page.locator('[role=status]', { hasText: 'gelöscht' }).waitFor();
+    assert.equal(await page.locator('main table tbody tr', { hasText: upstream.id }).count(), 0);
+    await context.close();
+  });
+
+  it('resets a second factor from the users page, saying when there was none', async () => {
+    // jan.meyer is a clerk (sachbearbeitung) of Hitzacker: their Gemeinde's
+    // administrator holds that role and may act on the account.
+    const { context, page } = await loggedIn(GEMEINDE);
+    await page.goto(`${issuer}/admin/console/users`);
+    await page.click('button[aria-label$=": jan.meyer"][value=second_factor_reset]');
+    await page.waitForSelector('[role=status]');
+    assert.match(await page.locator('[role=status]').innerText(), /jan\.meyer: Kein zweiter Faktor eingerichtet – nichts zu entfernen\./);
+    await assertAccessible(page, 'the users page after a second-factor reset');
     await context.close();
   });
 

@@ -524,6 +524,20 @@ async fn totp_steps_a_session_up_to_substantial_and_counts_each_code_once() {
     assert_eq!(res.status(), 200);
     let page = res.text().await.unwrap();
     assert!(page.contains("/login/otp") && !page.contains("name=\"password\""));
+    // Past the first factor, the login request takes no password.
+    let res = browser
+        .http
+        .post(s.url("/login"))
+        .form(&[
+            ("login_request", hidden(&page, "login_request")),
+            ("csrf_token", hidden(&page, "csrf_token")),
+            ("username", "anna.schulz".to_owned()),
+            ("password", "Elbtalaue-Demo-2026!".to_owned()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
     // prompt=none cannot ask.
     let (none_url, _) = portal_auth(
         &s,
@@ -575,6 +589,12 @@ async fn totp_steps_a_session_up_to_substantial_and_counts_each_code_once() {
         let res = submit_otp(&s, &other, &page, &recovery[0].to_lowercase()).await;
         assert_eq!(res.status(), expect, "recovery code, attempt {attempt}");
     }
+    // Enrolment needs a recent password: not with a session 16 minutes old.
+    let late = Browser::new();
+    let (url, _) = portal_auth(&s, &[]);
+    late.login(&s, &url, CLERK_USER, CLERK_PASSWORD).await;
+    s.clock.advance(16 * 60);
+    assert_eq!(late.get(&s.url("/account/totp")).await.status(), 401);
     // `high` is out of reach for a local account: the client is told.
     let (url, _) = portal_auth(&s, &[("acr_values", "urn:interkom:loa:high")]);
     let res = browser.get(&url).await;
@@ -705,6 +725,10 @@ enum Mode {
     Slow,
     Refuses,
     OtherIssuer,
+    /// `acr` low, yet `amr` claims a second factor.
+    OtpAtLow,
+    /// No `auth_time` in the ID token.
+    NoAuthTime,
 }
 
 struct Fake {
@@ -715,6 +739,8 @@ struct Fake {
     published: Vec<Value>,
     nonces: HashMap<String, String>,
     client_id: String,
+    /// The last authorization request's parameters.
+    last_request: HashMap<String, String>,
 }
 
 type FakeState = Arc<Mutex<Fake>>;
@@ -767,6 +793,7 @@ async fn fake_authorize(
     Query(q): Query<HashMap<String, String>>,
 ) -> impl IntoResponse {
     let mut f = st.lock().unwrap();
+    f.last_request = q.clone();
     let code = uuid::Uuid::new_v4().to_string();
     f.nonces.insert(code.clone(), q["nonce"].clone());
     let mut to = url::Url::parse(&q["redirect_uri"]).unwrap();
@@ -806,10 +833,14 @@ async fn fake_token(State(st): State<FakeState>, body: String) -> impl IntoRespo
         "iat": now,
         "nonce": if mode == Mode::WrongNonce { "not-the-nonce".to_owned() } else { nonce },
         "acr": if mode == Mode::UnknownAcr { "urn:elsewhere:loa:gold" } else { "urn:interkom:loa:low" },
-        "amr": ["pwd"],
+        "amr": if mode == Mode::OtpAtLow { json!(["pwd", "otp"]) } else { json!(["pwd"]) },
         "preferred_username": "pia.peters",
         "name": "Pia Peters",
     });
+    let mut claims = claims;
+    if mode != Mode::NoAuthTime {
+        claims["auth_time"] = json!(now - 5);
+    }
     let key = if mode == Mode::BadSignature {
         // Same kid as published, another key.
         let (k, _) = new_key(&f.key.0);
@@ -835,6 +866,7 @@ async fn fake_op(client_id: &str) -> FakeState {
         published: vec![jwk],
         nonces: HashMap::new(),
         client_id: client_id.to_owned(),
+        last_request: HashMap::new(),
     }));
     let app = Router::new()
         .route("/.well-known/openid-configuration", get(fake_discovery))
@@ -850,16 +882,26 @@ async fn fake_op(client_id: &str) -> FakeState {
 /// the callback's answer.
 async fn through(broker: &TestServer, idp: &str) -> (reqwest::Response, Browser) {
     let browser = Browser::new();
-    let (url, _) = portal_auth(broker, &[("idp_hint", idp)]);
+    let res = through_with(broker, &browser, &[("idp_hint", idp)]).await;
+    (res, browser)
+}
+
+/// The same with a given browser and authorization parameters.
+async fn through_with(
+    broker: &TestServer,
+    browser: &Browser,
+    params: &[(&str, &str)],
+) -> reqwest::Response {
+    let (url, _) = portal_auth(broker, params);
     let res = browser.get(&url).await;
-    if res.status() != 303 {
-        return (res, browser);
+    if res.status() != 303 || !location(&res).unwrap().contains("/authorize") {
+        return res;
     }
     let to = location(&res).unwrap();
     let res = browser.get(&to).await;
     assert_eq!(res.status(), 303, "the fake upstream answers at once");
     let back = location(&res).unwrap();
-    (browser.get(&back).await, browser)
+    browser.get(&back).await
 }
 
 #[tokio::test]
@@ -876,6 +918,7 @@ async fn every_bad_upstream_answer_ends_on_a_page_naming_the_idp() {
         let mut good = upstream_cfg("idp-gartow", "gartow", &fake_issuer);
         good.name = "Gemeinde Gartow".into();
         good.timeout_seconds = 2;
+        fc.tokens.session_ttl = 86_400;
         let mut down = upstream_cfg("idp-down", "gartow", &format!("http://{closed}"));
         down.name = "Gemeinde Prezelle".into();
         fc.upstreams = vec![good, down];
@@ -938,11 +981,57 @@ async fn every_bad_upstream_answer_ends_on_a_page_naming_the_idp() {
     assert_eq!(browser.get(&back).await.status(), 303);
     let res = browser.get(&back).await;
     assert_eq!(res.status(), 400);
+    assert!(
+        res.text().await.unwrap().contains("Gemeinde Gartow"),
+        "named by its iss"
+    );
     let replayed = broker.audit("login_failed").await;
     assert_eq!(
         replayed[0].reason.as_deref(),
         Some("upstream_response_unknown_or_replayed")
     );
+    // An answer brought back by another browser belongs to no login there.
+    let (url, _) = portal_auth(&broker, &[("idp_hint", "idp-gartow"), ("prompt", "login")]);
+    let to = location(&browser.get(&url).await).unwrap();
+    let back = location(&browser.get(&to).await).unwrap();
+    let res = Browser::new().get(&back).await;
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("Gemeinde Gartow"));
+    let expired = broker.audit("login_failed").await;
+    assert_eq!(expired[0].reason.as_deref(), Some("upstream_login_expired"));
+
+    // An upstream trusted for `low` does not vouch for its `otp`.
+    fake.lock().unwrap().mode = Mode::OtpAtLow;
+    let (res, _) = through(&broker, "idp-gartow").await;
+    assert_eq!(res.status(), 303);
+    let login = &broker.audit("login").await[0];
+    let details: Value = serde_json::from_str(&login.details).unwrap();
+    assert_eq!(details["amr"], json!(["pwd"]), "otp dropped");
+
+    // Too old for the service: a fresh login at the upstream, which must
+    // say when it happened.
+    fake.lock().unwrap().mode = Mode::Good;
+    let browser = Browser::new();
+    assert_eq!(
+        through_with(&broker, &browser, &[("idp_hint", "idp-gartow")])
+            .await
+            .status(),
+        303
+    );
+    broker.clock.advance(13 * 3600);
+    fake.lock().unwrap().mode = Mode::NoAuthTime;
+    let res = through_with(&broker, &browser, &[]).await;
+    assert_eq!(
+        fake.lock()
+            .unwrap()
+            .last_request
+            .get("prompt")
+            .map(String::as_str),
+        Some("login")
+    );
+    assert_eq!(res.status(), 502);
+    assert!(res.text().await.unwrap().contains("upstream_invalid_token"));
+    broker.clock.advance(-13 * 3600);
 
     // Key rotation: a token signed with a key not seen yet is checked
     // against the upstream's keys fetched again.
@@ -963,6 +1052,24 @@ async fn every_bad_upstream_answer_ends_on_a_page_naming_the_idp() {
         .unwrap()
         .unwrap();
     assert_eq!(user.tenant, "gartow");
+
+    // The id reused for another IdP (deleted, then configured anew): the
+    // old links name nobody for it.
+    fake.lock().unwrap().mode = Mode::Good;
+    let other = fake_op(BROKER_CLIENT).await;
+    let other_issuer = other.lock().unwrap().issuer.clone();
+    assert!(broker
+        .app
+        .gateway
+        .delete_upstream("idp-gartow")
+        .await
+        .unwrap());
+    let mut again = upstream_cfg("idp-gartow", "gartow", &other_issuer);
+    again.name = "Gemeinde Gartow".into();
+    broker.app.gateway.put_upstream(again).await.unwrap();
+    let (res, _) = through(&broker, "idp-gartow").await;
+    assert_eq!(res.status(), 403);
+    assert!(res.text().await.unwrap().contains("upstream_no_account"));
 }
 
 // ---------------------------------------------------------------------
@@ -1120,7 +1227,30 @@ async fn upstreams_and_second_factor_resets_stay_in_the_subtree() {
         .0,
         403
     );
-    assert_eq!(refusals().await, denied + 5, "every refusal audited");
+    // Linking existing accounts and claiming domains are the Kreis's too.
+    let mut link = upstream_body("idp-hitzacker", "hitzacker-elbe", low.clone(), json!({}));
+    link["link_existing"] = json!(true);
+    let (st, _) = admin(
+        &s,
+        Method::PUT,
+        &hitzacker,
+        "/upstreams/idp-hitzacker",
+        Some(link),
+    )
+    .await;
+    assert_eq!(st, 403);
+    let mut domains = upstream_body("idp-hitzacker", "hitzacker-elbe", low.clone(), json!({}));
+    domains["domains"] = json!(["luechow-dannenberg.example"]);
+    let (st, _) = admin(
+        &s,
+        Method::PUT,
+        &hitzacker,
+        "/upstreams/idp-hitzacker",
+        Some(domains),
+    )
+    .await;
+    assert_eq!(st, 403);
+    assert_eq!(refusals().await, denied + 7, "every refusal audited");
     // The Kreis may trust it for `high`; the secret stays when not sent.
     let mut high = high;
     high.as_object_mut().unwrap().remove("client_secret");
@@ -1162,6 +1292,23 @@ async fn upstreams_and_second_factor_resets_stay_in_the_subtree() {
         .0,
         400
     );
+    // Never this machine or an internal network (SSRF).
+    for internal in [
+        "https://169.254.169.254",
+        "https://10.0.0.8",
+        "https://127.0.0.1",
+    ] {
+        bad["issuer"] = json!(internal);
+        let (st, _) = admin(
+            &s,
+            Method::PUT,
+            &kreis,
+            "/upstreams/idp-other",
+            Some(bad.clone()),
+        )
+        .await;
+        assert_eq!(st, 400, "{internal}");
+    }
     bad["issuer"] = json!("https://login.hitzacker.example");
     bad["surprise"] = json!(1);
     assert_eq!(

@@ -350,6 +350,19 @@ async fn passkeys_step_up_to_the_level_their_kind_is_trusted_for() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
+
+    // A reset takes passkeys too.
+    let anna_id = s
+        .app
+        .gateway
+        .find_user("anna.schulz")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert!(s.app.gateway.has_second_factor(&anna_id).await.unwrap());
+    assert!(s.app.gateway.reset_second_factors(&anna_id).await.unwrap());
+    assert!(!s.app.gateway.has_second_factor(&anna_id).await.unwrap());
 }
 
 #[tokio::test]

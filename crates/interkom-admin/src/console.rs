@@ -126,6 +126,7 @@ pub fn router(admin: AdminState, issuer: &str) -> Router {
         .route(&at("/grants"), get(grants).post(grants_post))
         .route(&at("/resources"), get(resources).post(resources_post))
         .route(&at("/clients"), get(clients).post(clients_post))
+        .route(&at("/upstreams"), get(upstreams).post(upstreams_post))
         .route(&at("/audit"), get(audit))
         .route(&at("/audit/export"), get(audit_export))
         .route(&at("/{*rest}"), get(not_found))
@@ -164,6 +165,10 @@ fn templates() -> Environment<'static> {
             include_str!("../templates/resources.html"),
         ),
         ("clients.html", include_str!("../templates/clients.html")),
+        (
+            "upstreams.html",
+            include_str!("../templates/upstreams.html"),
+        ),
         ("audit.html", include_str!("../templates/audit.html")),
         ("message.html", include_str!("../templates/message.html")),
     ] {
@@ -339,6 +344,32 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("auth_method", "Authentisierung", "Authentication"),
     ("login_failed", "Die Anmeldung an der Konsole ist nicht gelungen.", "Logging in to the console failed."),
     ("csrf", "Das Formular ist abgelaufen oder stammt nicht aus der Konsole. Bitte erneut versuchen.", "The form has expired or does not come from the console. Please try again."),
+    ("upstreams", "Anmeldedienste", "Identity providers"),
+    ("issuer", "Aussteller (Issuer)", "Issuer"),
+    ("client_id", "Client-Kennung", "Client ID"),
+    ("client_secret", "Client-Geheimnis (optional)", "Client secret (optional)"),
+    ("client_secret_hint", "Leer lassen, um ein gespeichertes Geheimnis zu behalten.", "Leave empty to keep a stored secret."),
+    ("id_hint", "Kleinbuchstaben, Ziffern und Bindestriche; eine vorhandene Kennung ersetzt diesen Anmeldedienst.", "Lowercase letters, digits and hyphens; an existing identifier replaces that identity provider."),
+    ("domains", "E-Mail-Domänen (durch Leerzeichen getrennt)", "E-mail domains (space-separated)"),
+    ("acr_mapping", "Vertrauensniveaus (acr des Dienstes → Ebene)", "Levels of assurance (upstream acr → level)"),
+    ("acr_hint", "Eine Zuordnung je Zeile: „acr-Wert = Ebene“ mit der Ebene low, substantial oder high. Über low entscheidet eine Administratorin oder ein Administrator des Kreises.", "One per line: “acr value = level” with the level low, substantial or high. Above low is for an administrator of the Kreis."),
+    ("role_mapping", "Rollen (Gruppe → Rolle)", "Roles (group → role)"),
+    ("role_hint", "Eine Zuordnung je Zeile: „Gruppe = Rolle“; nur Rollen, die Sie selbst innehaben.", "One per line: “group = role”; only roles you hold yourself."),
+    ("groups_claim", "Claim mit den Gruppen (optional)", "Claim with the groups (optional)"),
+    ("link_existing", "Erste Anmeldung mit dem vorhandenen Konto gleichen Benutzernamens verknüpfen", "Link a first login to the existing account of the same username"),
+    ("save_upstream", "Anmeldedienst hinzufügen oder ersetzen", "Add or replace an identity provider"),
+    ("edit", "Bearbeiten", "Edit"),
+    ("delete", "Löschen", "Delete"),
+    ("deleted", "Der Anmeldedienst ist gelöscht.", "The identity provider is deleted."),
+    ("no_acr", "ohne acr", "without acr"),
+    ("loa_low", "niedrig", "low"),
+    ("loa_substantial", "substanziell", "substantial"),
+    ("loa_high", "hoch", "high"),
+    ("bad_acr_line", "Diese Zeile hat nicht die Form „acr-Wert = Ebene“ (low, substantial oder high):", "This line is not of the form “acr value = level” (low, substantial or high):"),
+    ("bad_role_line", "Diese Zeile hat nicht die Form „Gruppe = Rolle“ oder nennt eine Gruppe zweimal:", "This line is not of the form “group = role” or names a group twice:"),
+    ("reset_second_factor", "Zweiten Faktor zurücksetzen", "Reset second factor"),
+    ("second_factor_removed", "Der zweite Faktor ist entfernt.", "The second factor is removed."),
+    ("second_factor_none", "Kein zweiter Faktor eingerichtet – nichts zu entfernen.", "No second factor set up – nothing to remove."),
     ("truncated", "Es werden die ersten 1.000 Einträge gezeigt; weitere über die Filter der Schnittstelle.", "The first 1,000 entries are shown; narrow down with the API's filters."),
 ];
 
@@ -998,6 +1029,20 @@ async fn users_post(State(c): State<Console>, headers: HeaderMap, body: Bytes) -
                 _ => users_page(&c, &s, lang, None, v["detail"].as_str().map(str::to_owned)).await,
             }
         }
+        "second_factor_reset" => {
+            let uri = format!("/users/{}/second-factor-reset", urlencode(&get("id")));
+            let (status, _, v) = c.api(&s, Method::POST, &uri, None, None).await;
+            if status == StatusCode::OK {
+                let removed = v["removed"].as_bool().unwrap_or(false);
+                let notice = json!({
+                    "username": get("username"),
+                    "second_factor": if removed { "removed" } else { "none" },
+                });
+                users_page(&c, &s, lang, Some(notice), None).await
+            } else {
+                users_page(&c, &s, lang, None, Some(detail(status, &v))).await
+            }
+        }
         op @ ("role_add" | "role_remove") => {
             let uri = format!(
                 "/users/{}/roles/{}/{}",
@@ -1357,6 +1402,244 @@ async fn clients_post(State(c): State<Console>, headers: HeaderMap, body: Bytes)
     }
 }
 
+/// The API's reason for a refusal, or its status when it gave none.
+fn detail(status: StatusCode, v: &Value) -> String {
+    v["detail"]
+        .as_str()
+        .filter(|d| !d.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| status.to_string())
+}
+
+async fn upstreams(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let (lang, set) = lang_of(&headers, q.as_deref());
+    let s = session_or_login!(c, headers);
+    // `?edit=<id>` fills the form with that upstream.
+    let edit = serde_urlencoded::from_str::<Vec<(String, String)>>(q.as_deref().unwrap_or(""))
+        .unwrap_or_default()
+        .into_iter()
+        .find(|(k, _)| k == "edit")
+        .map(|(_, v)| v);
+    let r = upstreams_page(&c, &s, lang, UpstreamsView::Edit(edit)).await;
+    with_lang_cookie(r, lang, set, &c)
+}
+
+/// What the upstreams page shows besides the list.
+enum UpstreamsView {
+    /// The form empty, or filled with the upstream of this id.
+    Edit(Option<String>),
+    /// The outcome of a change (`applied`, `deleted`).
+    Done(&'static str),
+    /// A refusal of the API (its status and detail), the form as sent.
+    Refused(StatusCode, String, Value),
+    /// A mapping line the console could not read, the form as sent.
+    BadLine(&'static str, String, Value),
+}
+
+async fn upstreams_page(c: &Console, s: &Session, lang: Lang, view: UpstreamsView) -> Response {
+    let (status, _, list) = c.api(s, Method::GET, "/upstreams", None, None).await;
+    if status != StatusCode::OK {
+        return problem_page(c, lang, status, &list);
+    }
+    let (_, _, tenants) = c.api(s, Method::GET, "/tenants", None, None).await;
+    let (mut code, mut error, mut outcome, mut bad_line, mut form) =
+        (StatusCode::OK, None, None, None, json!({}));
+    match view {
+        UpstreamsView::Edit(id) => {
+            if let Some(u) = list["upstreams"]
+                .as_array()
+                .and_then(|l| l.iter().find(|u| u["id"].as_str() == id.as_deref()))
+            {
+                form = upstream_form_of(u);
+            }
+        }
+        UpstreamsView::Done(o) => outcome = Some(o),
+        UpstreamsView::Refused(st, d, f) => {
+            code = if st.is_client_error() {
+                st
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            error = Some(d);
+            form = f;
+        }
+        UpstreamsView::BadLine(key, line, f) => {
+            code = StatusCode::BAD_REQUEST;
+            bad_line = Some(json!({ "key": key, "line": line }));
+            form = f;
+        }
+    }
+    c.render(
+        lang,
+        code,
+        "upstreams.html",
+        context! {
+            page => "upstreams", csrf => s.csrf, upstreams => list["upstreams"],
+            tenants => tenants["tenants"], error, outcome, bad_line, form,
+        },
+    )
+}
+
+/// An upstream as the form's fields.
+fn upstream_form_of(u: &Value) -> Value {
+    let lines = |m: &Value| -> String {
+        m.as_object()
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| format!("{k} = {}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    };
+    let domains: Vec<&str> = u["domains"]
+        .as_array()
+        .map(|d| d.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    json!({
+        "id": u["id"], "tenant": u["tenant"], "name": u["name"], "issuer": u["issuer"],
+        "client_id": u["client_id"], "domains": domains.join(" "), "acr": lines(&u["acr"]),
+        "roles": lines(&u["roles"]), "groups": u["claims"]["groups"],
+        "link_existing": u["link_existing"].as_bool().unwrap_or(false),
+    })
+}
+
+/// Lines `key = value` as a map; a line that is not one (or repeats a
+/// key) is the error. The value is the text after the last `=` (group
+/// names may be distinguished names with `=` in them).
+fn mapping_lines(
+    text: &str,
+    value: impl Fn(&str) -> Option<String>,
+) -> Result<serde_json::Map<String, Value>, String> {
+    let mut map = serde_json::Map::new();
+    for line in lines_of(text) {
+        let parsed = line.rsplit_once('=').and_then(|(k, v)| {
+            let k = k.trim();
+            let v = value(v.trim())?;
+            (!k.is_empty() && !map.contains_key(k)).then(|| (k.to_owned(), v))
+        });
+        match parsed {
+            Some((k, v)) => {
+                map.insert(k, Value::String(v));
+            }
+            None => return Err(line),
+        }
+    }
+    Ok(map)
+}
+
+/// A level of assurance as the API names it (German names accepted).
+fn level(v: &str) -> Option<&'static str> {
+    match v.to_lowercase().as_str() {
+        "low" | "niedrig" => Some("low"),
+        "substantial" | "substanziell" => Some("substantial"),
+        "high" | "hoch" => Some("high"),
+        _ => None,
+    }
+}
+
+/// Adds, replaces or deletes an upstream.
+async fn upstreams_post(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
+    let (lang, _) = lang_of(&headers, None);
+    let s = session_or_login!(c, headers);
+    let Some(f) = form(&s, &body) else {
+        return csrf_refused(&c, lang);
+    };
+    let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("").trim().to_owned();
+    let uri = format!("/upstreams/{}", urlencode(&get("id")));
+    match get("op").as_str() {
+        "delete" => {
+            let (status, _, v) = c.api(&s, Method::DELETE, &uri, None, None).await;
+            let view = if status.is_success() {
+                UpstreamsView::Done("deleted")
+            } else {
+                UpstreamsView::Refused(status, detail(status, &v), json!({}))
+            };
+            upstreams_page(&c, &s, lang, view).await
+        }
+        "save" => {
+            // The form as sent (without the secret), shown again on a refusal.
+            let sent = json!({
+                "id": get("id"), "tenant": get("tenant"), "name": get("name"),
+                "issuer": get("issuer"), "client_id": get("client_id"),
+                "domains": get("domains"), "acr": get("acr"), "roles": get("roles"),
+                "groups": get("groups"), "link_existing": f.contains_key("link_existing"),
+            });
+            let acr = match mapping_lines(&get("acr"), |v| level(v).map(str::to_owned)) {
+                Ok(m) => m,
+                Err(line) => {
+                    let view = UpstreamsView::BadLine("bad_acr_line", line, sent);
+                    return upstreams_page(&c, &s, lang, view).await;
+                }
+            };
+            let roles =
+                match mapping_lines(&get("roles"), |r| (!r.is_empty()).then(|| r.to_owned())) {
+                    Ok(m) => m,
+                    Err(line) => {
+                        let view = UpstreamsView::BadLine("bad_role_line", line, sent);
+                        return upstreams_page(&c, &s, lang, view).await;
+                    }
+                };
+            // A replacement keeps what the form does not show (scopes,
+            // default level, timeouts, the other claims) as they are.
+            let (found, _, current) = c.api(&s, Method::GET, &uri, None, None).await;
+            let mut b = match current {
+                Value::Object(mut o) if found == StatusCode::OK => {
+                    o.remove("has_client_secret");
+                    Value::Object(o)
+                }
+                _ => json!({}),
+            };
+            let domains: Vec<&str> = sent["domains"]
+                .as_str()
+                .unwrap_or_default()
+                .split([' ', ',', '\n', '\t'])
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .collect();
+            for k in [
+                "id",
+                "tenant",
+                "name",
+                "issuer",
+                "client_id",
+                "link_existing",
+            ] {
+                b[k] = sent[k].clone();
+            }
+            b["domains"] = json!(domains);
+            b["acr"] = Value::Object(acr);
+            b["roles"] = Value::Object(roles);
+            let groups = get("groups");
+            if b["claims"].is_object() {
+                b["claims"]["groups"] = if groups.is_empty() {
+                    Value::Null
+                } else {
+                    json!(groups)
+                };
+            } else if !groups.is_empty() {
+                b["claims"] = json!({ "groups": groups });
+            }
+            let secret = f.get("client_secret").map(String::as_str).unwrap_or("");
+            if !secret.is_empty() {
+                b["client_secret"] = json!(secret);
+            }
+            let (status, _, v) = c.api(&s, Method::PUT, &uri, Some(b), None).await;
+            let view = if status.is_success() {
+                UpstreamsView::Done("applied")
+            } else {
+                UpstreamsView::Refused(status, detail(status, &v), sent)
+            };
+            upstreams_page(&c, &s, lang, view).await
+        }
+        _ => bad_form(&c, lang),
+    }
+}
+
 /// The audit filter's fields, passed through to the API.
 const AUDIT_FIELDS: &[&str] = &[
     "tenant",
@@ -1478,6 +1761,7 @@ mod tests {
             "grants.html",
             "resources.html",
             "clients.html",
+            "upstreams.html",
             "audit.html",
             "message.html",
         ] {
@@ -1500,6 +1784,7 @@ mod tests {
             include_str!("../templates/message.html"),
             include_str!("../templates/resources.html"),
             include_str!("../templates/clients.html"),
+            include_str!("../templates/upstreams.html"),
         ];
         for src in sources {
             for part in src.split("t.").skip(1) {
@@ -1511,6 +1796,103 @@ mod tests {
                     assert!(keys.contains(&key.as_str()), "missing text `{key}`");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn mapping_lines_are_read_strictly() {
+        let acr = |t: &str| mapping_lines(t, |v| level(v).map(str::to_owned));
+        let m = acr("urn:hitzacker:eid = high\n\n  pwd=Niedrig \n").unwrap();
+        assert_eq!(
+            Value::Object(m),
+            json!({ "urn:hitzacker:eid": "high", "pwd": "low" })
+        );
+        assert_eq!(acr("x = sehr hoch"), Err("x = sehr hoch".to_owned()));
+        assert_eq!(acr("no level"), Err("no level".to_owned()));
+        assert_eq!(acr(" = high"), Err("= high".to_owned()));
+        assert_eq!(acr("a = low\na = high"), Err("a = high".to_owned()));
+        // Group names may be distinguished names.
+        let roles = mapping_lines("cn=ordnungsamt,ou=groups = sachbearbeitung", |r| {
+            (!r.is_empty()).then(|| r.to_owned())
+        })
+        .unwrap();
+        assert_eq!(
+            Value::Object(roles),
+            json!({ "cn=ordnungsamt,ou=groups": "sachbearbeitung" })
+        );
+    }
+
+    #[test]
+    fn the_upstreams_page_renders_its_mappings() {
+        let u = json!({
+            "id": "idp-hitzacker", "tenant": "hitzacker-elbe", "name": "Stadt <Hitzacker>",
+            "issuer": "https://login.hitzacker.example", "client_id": "interkom",
+            "scopes": ["openid"], "domains": ["hitzacker.example", "elbe.example"],
+            "claims": { "subject": "sub", "groups": "groups" },
+            "roles": { "ordnungsamt": "sachbearbeitung" },
+            "acr": { "urn:hitzacker:eid": "high", "urn:hitzacker:pwd": "low" },
+            "default_loa": "low", "link_existing": true, "create_accounts": true,
+            "timeout_seconds": 10, "propagate_logout": true, "has_client_secret": true,
+        });
+        let env = templates();
+        let html = env
+            .get_template("upstreams.html")
+            .and_then(|t| {
+                t.render(context! {
+                    t => texts(Lang::De), lang => "de", base => MOUNT, other_lang => "en",
+                    page => "upstreams", csrf => "tok", upstreams => json!([u.clone()]),
+                    tenants => json!([{ "id": "hitzacker-elbe", "name": "Hitzacker (Elbe), Stadt" }]),
+                    form => upstream_form_of(&u), outcome => "deleted",
+                    bad_line => json!({ "key": "bad_acr_line", "line": "x = y" }),
+                })
+            })
+            .unwrap();
+        assert!(html.contains("<code>urn:hitzacker:eid</code>"));
+        assert!(html.contains("hoch"));
+        assert!(html.contains("Stadt &lt;Hitzacker&gt;"));
+        assert!(
+            html.contains("urn:hitzacker:pwd = low\nurn:hitzacker:eid = high")
+                || html.contains("urn:hitzacker:eid = high\nurn:hitzacker:pwd = low")
+        );
+        assert!(html.contains("value=\"hitzacker.example elbe.example\""));
+        assert!(html.contains(" checked"));
+        assert!(html.contains("Der Anmeldedienst ist gelöscht."));
+        assert!(html.contains("<code>x = y</code>"));
+        assert!(html.contains("aria-current=\"page\">Anmeldedienste"));
+        // Without a form (no upstream to edit): empty fields.
+        let empty = env
+            .get_template("upstreams.html")
+            .and_then(|t| {
+                t.render(context! {
+                    t => texts(Lang::En), lang => "en", base => MOUNT, other_lang => "de",
+                    page => "upstreams", csrf => "tok", upstreams => json!([]),
+                    tenants => json!([]), form => json!({}),
+                })
+            })
+            .unwrap();
+        assert!(empty.contains("No entries."));
+    }
+
+    #[test]
+    fn the_users_page_says_what_a_second_factor_reset_did() {
+        let env = templates();
+        for (what, text) in [
+            ("removed", "The second factor is removed."),
+            ("none", "No second factor set up – nothing to remove."),
+        ] {
+            let html = env
+                .get_template("users.html")
+                .and_then(|t| {
+                    t.render(context! {
+                        t => texts(Lang::En), lang => "en", base => MOUNT, other_lang => "de",
+                        page => "users", csrf => "tok", tenants => json!([]),
+                        users => json!([{ "id": "u1", "username": "jan.meyer", "tenant": "hitzacker-elbe", "roles": [] }]),
+                        notice => json!({ "username": "jan.meyer", "second_factor": what }),
+                    })
+                })
+                .unwrap();
+            assert!(html.contains(&format!("jan.meyer: {text}")), "{what}");
+            assert!(html.contains("value=\"second_factor_reset\""));
         }
     }
 

@@ -154,13 +154,25 @@ pub(crate) async fn put(
             .await);
         }
     }
-    // Trust above `low` is the Kreis's decision.
+    // Three settings reach beyond the tenant and are the Kreis's decision:
+    // trust above `low` (it meets protection needs across the county),
+    // linking existing accounts (it takes them over, whatever roles they
+    // hold), and e-mail domains (a `login_hint` there goes to this IdP).
     let trusted_above_low = body
         .acr
         .values()
         .chain(body.default_loa.iter())
         .any(|l| *l > Loa::Low);
-    if trusted_above_low {
+    let kreis_only = if trusted_above_low {
+        Some("trusting an upstream above `low` is for an administrator of its Kreis")
+    } else if body.link_existing {
+        Some("linking existing accounts is for an administrator of its Kreis")
+    } else if !body.domains.is_empty() {
+        Some("claiming e-mail domains is for an administrator of its Kreis")
+    } else {
+        None
+    };
+    if let Some(why) = kreis_only {
         let kreis = state
             .0
             .tenants
@@ -169,13 +181,7 @@ pub(crate) async fn put(
             .cloned()
             .unwrap_or_default();
         if !covers(&state, &scope, &kreis) {
-            return Err(refuse(
-                &state,
-                &caller,
-                &c,
-                "trusting an upstream above `low` is for an administrator of its Kreis",
-            )
-            .await);
+            return Err(refuse(&state, &caller, &c, why).await);
         }
     }
     if let Some(t) = state.0.tenants.get(&body.tenant) {

@@ -11,15 +11,18 @@ CREATE TABLE upstream_idps (
     updated_at BIGINT NOT NULL
 );
 
--- Which interkom account an upstream subject is.
+-- Which interkom account an upstream subject is: valid only for the issuer
+-- that asserted it (an upstream id reused for another IdP links nothing).
 CREATE TABLE upstream_links (
     upstream   TEXT   NOT NULL,
     subject    TEXT   NOT NULL,
+    issuer     TEXT   NOT NULL,
     user_id    TEXT   NOT NULL REFERENCES users (id),
     created_at BIGINT NOT NULL,
     PRIMARY KEY (upstream, subject)
 );
-CREATE INDEX upstream_links_user ON upstream_links (user_id);
+-- One identity per upstream and account.
+CREATE UNIQUE INDEX upstream_links_user ON upstream_links (upstream, user_id);
 
 -- A login sent to an upstream and not yet back: single use (the state is
 -- deleted when the answer arrives, so a replayed answer finds nothing).

@@ -790,11 +790,21 @@ pub(crate) async fn login(
         form.csrf_token.as_deref(),
     )
     .await;
-    let (lr, browser, req, _, client) = match bound {
+    let (lr, browser, req, pending, client) = match bound {
         Ok(b) => b,
         Err(r) => return r,
     };
     let lang = Lang::negotiate(req.ui_locales.as_deref(), meta.accept_language.as_deref());
+    // A login past its first factor takes no password any more.
+    if pending.is_some() {
+        return web::error_page(
+            &gw,
+            lang,
+            StatusCode::BAD_REQUEST,
+            lang.texts().expired,
+            None,
+        );
+    }
     let now = gw.clock.now();
     let username = form.username.unwrap_or_default();
     let password = form.password.unwrap_or_default();
@@ -1074,7 +1084,21 @@ pub(crate) async fn finish_login(
 ) -> Result<Response, GatewayError> {
     let user = accounts::user_by_id(&gw.pool, &p.user_id)
         .await?
-        .ok_or_else(|| GatewayError::Invalid("account vanished during login".into()))?;
+        .filter(|u| u.disabled == 0);
+    // Locked while the login was under way: it ends here.
+    let Some(user) = user else {
+        sqlx::query("DELETE FROM login_requests WHERE id = $1")
+            .bind(lr)
+            .execute(&gw.pool)
+            .await?;
+        return Ok(error_redirect(
+            gw,
+            &req.redirect_uri,
+            req.state.as_deref(),
+            "access_denied",
+            "the account is locked",
+        ));
+    };
     let amr: Vec<&str> = p.amr.iter().map(String::as_str).collect();
     // One transaction: the login request is used up, the session and the
     // code are created, or nothing happens.
@@ -1108,6 +1132,18 @@ pub(crate) async fn finish_login(
     };
     let (handle, session) = match stepped {
         Some(s) => s,
+        // The session being stepped up ended meanwhile (logout, a lock, a
+        // reset): nothing of it comes back.
+        None if p.sid.is_some() => {
+            drop(tx);
+            return Ok(error_redirect(
+                gw,
+                &req.redirect_uri,
+                req.state.as_deref(),
+                "login_required",
+                "the session ended during the step-up",
+            ));
+        }
         None => {
             accounts::create_session(
                 gw,

@@ -158,8 +158,8 @@ fn new_recovery_codes() -> Vec<String> {
 }
 
 impl Gateway {
-    /// Removes an account's TOTP credential and recovery codes (an
-    /// administrator's reset after a lost phone) and ends its sessions;
+    /// Removes an account's TOTP credential, recovery codes and passkeys
+    /// (an administrator's reset after a lost phone) and ends its sessions;
     /// true if there was anything to remove.
     pub async fn reset_second_factors(&self, user_id: &str) -> Result<bool, GatewayError> {
         let mut tx = self.pool.begin().await?;
@@ -173,14 +173,20 @@ impl Gateway {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        let c = sqlx::query("DELETE FROM webauthn_credentials WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
         self.end_sessions_of(user_id).await?;
-        Ok(a + b > 0)
+        Ok(a + b + c > 0)
     }
 
     /// Whether an account has a confirmed second factor.
     pub async fn has_second_factor(&self, user_id: &str) -> Result<bool, GatewayError> {
-        has_totp(self, user_id).await
+        Ok(has_totp(self, user_id).await?
+            || !crate::passkey::passkeys(self, user_id).await?.is_empty())
     }
 }
 
@@ -189,18 +195,26 @@ fn enrol_csrf(gw: &Gateway, handle: &str) -> String {
     gw.master.keyed_hash(&format!("totp-enrol|{handle}"))
 }
 
-async fn session_user(
+/// How recent the password must be to enrol a second factor.
+pub(crate) const ENROL_MAX_AGE: i64 = 900;
+
+/// The signed-in user who may enrol a second factor: logged in with the
+/// local password (a second factor is for local accounts; staff who come
+/// through their Kommune's IdP step up there) within the last 15 minutes.
+pub(crate) async fn enrolling_user(
     gw: &Gateway,
     headers: &HeaderMap,
 ) -> Result<Option<(String, accounts::User)>, GatewayError> {
     let Some(handle) = web::cookie(headers, SESSION_COOKIE) else {
         return Ok(None);
     };
-    let Some(s) =
-        accounts::session_by_handle(&gw.pool, &gw.master, &handle, gw.clock.now()).await?
-    else {
+    let now = gw.clock.now();
+    let Some(s) = accounts::session_by_handle(&gw.pool, &gw.master, &handle, now).await? else {
         return Ok(None);
     };
+    if s.upstream.is_some() || now - s.auth_time > ENROL_MAX_AGE {
+        return Ok(None);
+    }
     Ok(accounts::user_by_id(&gw.pool, &s.user_id)
         .await?
         .filter(|u| u.disabled == 0)
@@ -240,7 +254,7 @@ async fn enrol_page(
     headers: &HeaderMap,
     error: Option<&str>,
 ) -> Result<Response, GatewayError> {
-    let Some((handle, user)) = session_user(gw, headers).await? else {
+    let Some((handle, user)) = enrolling_user(gw, headers).await? else {
         return Ok(web::error_page(
             gw,
             lang,
@@ -336,7 +350,7 @@ async fn confirm(
     let Ok(form) = serde_urlencoded::from_bytes::<EnrolForm>(body) else {
         return bad(StatusCode::BAD_REQUEST, lang.texts().bad_request);
     };
-    let Some((handle, user)) = session_user(gw, headers).await? else {
+    let Some((handle, user)) = enrolling_user(gw, headers).await? else {
         return bad(StatusCode::UNAUTHORIZED, lang.texts().signin_first);
     };
     if !form

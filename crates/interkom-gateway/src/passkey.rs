@@ -21,7 +21,7 @@ use webauthn_rs::prelude::{
     RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
 };
 
-use crate::accounts::{self, SESSION_COOKIE};
+use crate::accounts;
 use crate::authorize;
 use crate::crypto::{ct_eq, random_token};
 use crate::i18n::Lang;
@@ -110,25 +110,6 @@ fn json_error(status: StatusCode, error: &str) -> Response {
     json_response(status, json!({ "error": error }))
 }
 
-/// The signed-in user of this browser: (session handle, user).
-async fn session_user(
-    gw: &Gateway,
-    headers: &HeaderMap,
-) -> Result<Option<(String, accounts::User)>, GatewayError> {
-    let Some(handle) = web::cookie(headers, SESSION_COOKIE) else {
-        return Ok(None);
-    };
-    let Some(s) =
-        accounts::session_by_handle(&gw.pool, &gw.master, &handle, gw.clock.now()).await?
-    else {
-        return Ok(None);
-    };
-    Ok(accounts::user_by_id(&gw.pool, &s.user_id)
-        .await?
-        .filter(|u| u.disabled == 0)
-        .map(|u| (handle, u)))
-}
-
 /// `GET /account/passkey`: the page that registers a passkey.
 pub(crate) async fn enrol_page(
     State(gw): State<Gateway>,
@@ -136,7 +117,7 @@ pub(crate) async fn enrol_page(
     headers: HeaderMap,
 ) -> Response {
     let lang = Lang::negotiate(None, meta.accept_language.as_deref());
-    let user = match session_user(&gw, &headers).await {
+    let user = match crate::mfa::enrolling_user(&gw, &headers).await {
         Ok(u) => u,
         Err(e) => return authorize::internal(&gw, lang, e),
     };
@@ -198,7 +179,7 @@ async fn begin_registration(
     let Ok(form) = serde_urlencoded::from_bytes::<BeginForm>(body) else {
         return Ok(json_error(StatusCode::BAD_REQUEST, "invalid_request"));
     };
-    let Some((handle, user)) = session_user(gw, headers).await? else {
+    let Some((handle, user)) = crate::mfa::enrolling_user(gw, headers).await? else {
         return Ok(json_error(StatusCode::UNAUTHORIZED, "login_required"));
     };
     if !form
@@ -273,7 +254,7 @@ async fn finish_registration(
     let Ok(b) = serde_json::from_slice::<FinishBody>(body) else {
         return Ok(json_error(StatusCode::BAD_REQUEST, "invalid_request"));
     };
-    let Some((handle, user)) = session_user(gw, headers).await? else {
+    let Some((handle, user)) = crate::mfa::enrolling_user(gw, headers).await? else {
         return Ok(json_error(StatusCode::UNAUTHORIZED, "login_required"));
     };
     if !ct_eq(&b.csrf_token, &enrol_csrf(gw, &handle)) {

@@ -146,15 +146,21 @@ pub(crate) async fn plan(
     }
     // A local second factor: TOTP reaches `substantial`, a passkey what
     // its kind is configured to reach.
+    // Only for a login with the local password: staff who come through
+    // their Kommune's IdP step up there, so a low-trust IdP cannot climb
+    // by a factor enrolled here.
+    let local = p.upstream.is_none();
     let mut offer = Vec::new();
-    if need.loa <= Loa::Substantial
+    if local
+        && need.loa <= Loa::Substantial
         && !has_second_factor(&p.amr)
         && !tried("totp")
         && mfa::has_totp(gw, &p.user_id).await?
     {
         offer.push("totp".to_owned());
     }
-    if !tried("passkey")
+    if local
+        && !tried("passkey")
         && crate::passkey::best_level(gw, &p.user_id)
             .await?
             .is_some_and(|l| l >= need.loa)
@@ -275,7 +281,7 @@ pub(crate) async fn go_upstream(
         }
         Err(upstream::Failure::Internal(e)) => Err(e),
         Err(f) => {
-            upstream::audit_failure(gw, meta, idp, &client.id, &f).await?;
+            upstream::audit_failure(gw, meta, idp, Some(&client.id), &f).await?;
             Ok(upstream::failure_page(gw, lang, idp, &f))
         }
     }

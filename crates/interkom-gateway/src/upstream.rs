@@ -166,21 +166,13 @@ impl UpstreamConfig {
         if self.name.trim().is_empty() || self.client_id.is_empty() {
             errs.push("name and client_id are required".into());
         }
-        match url::Url::parse(&self.issuer) {
-            Ok(u) => {
-                let loopback = matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-                let ok = u.scheme() == "https" || (allow_loopback && loopback);
-                if !ok {
-                    errs.push(format!(
-                        "issuer `{}` must be https (http only on this machine, with brokering.allow_loopback)",
-                        self.issuer
-                    ));
-                }
-                if u.query().is_some() || u.fragment().is_some() {
-                    errs.push("issuer must not have a query or fragment".into());
-                }
+        if let Err(e) = check_endpoint(&self.issuer, allow_loopback) {
+            errs.push(format!("issuer: {e}"));
+        }
+        if let Ok(u) = url::Url::parse(&self.issuer) {
+            if u.query().is_some() || u.fragment().is_some() {
+                errs.push("issuer must not have a query or fragment".into());
             }
-            Err(e) => errs.push(format!("issuer: {e}")),
         }
         if !self.scopes.iter().any(|s| s == "openid") {
             errs.push("scopes must include openid".into());
@@ -195,8 +187,8 @@ impl UpstreamConfig {
         if self.acr.is_empty() && self.default_loa.is_none() {
             errs.push("map at least one acr value, or set default_loa".into());
         }
-        if !(1..=60).contains(&self.timeout_seconds) {
-            errs.push("timeout_seconds must be between 1 and 60".into());
+        if !(1..=20).contains(&self.timeout_seconds) {
+            errs.push("timeout_seconds must be between 1 and 20".into());
         }
         if errs.is_empty() {
             Ok(())
@@ -204,6 +196,52 @@ impl UpstreamConfig {
             Err(format!("upstream `{}`: {}", self.id, errs.join("; ")))
         }
     }
+}
+
+/// Where interkom may call an upstream: https to a name or a public
+/// address; never this machine, a private or link-local network (cloud
+/// metadata) — except loopback over http with `brokering.allow_loopback`
+/// (tests, local setups).
+pub(crate) fn check_endpoint(raw: &str, allow_loopback: bool) -> Result<(), String> {
+    use std::net::IpAddr;
+    let u = url::Url::parse(raw).map_err(|e| format!("`{raw}`: {e}"))?;
+    let ip: Option<IpAddr> = match u.host() {
+        Some(url::Host::Ipv4(a)) => Some(IpAddr::V4(a)),
+        Some(url::Host::Ipv6(a)) => Some(IpAddr::V6(a)),
+        Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => {
+            Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+        }
+        Some(url::Host::Domain(_)) => None,
+        None => return Err(format!("`{raw}` has no host")),
+    };
+    let loopback = ip.is_some_and(|a| a.is_loopback());
+    if loopback {
+        return if allow_loopback && matches!(u.scheme(), "http" | "https") {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{raw}` is this machine (only with brokering.allow_loopback)"
+            ))
+        };
+    }
+    if u.scheme() != "https" {
+        return Err(format!("`{raw}` must be https"));
+    }
+    let internal = match ip {
+        Some(IpAddr::V4(a)) => {
+            a.is_private() || a.is_link_local() || a.is_unspecified() || a.is_broadcast()
+        }
+        Some(IpAddr::V6(a)) => {
+            a.is_unspecified()
+                || (a.segments()[0] & 0xfe00) == 0xfc00
+                || (a.segments()[0] & 0xffc0) == 0xfe80
+        }
+        None => false,
+    };
+    if internal {
+        return Err(format!("`{raw}` is a private or link-local address"));
+    }
+    Ok(())
 }
 
 /// An upstream as loaded, with its secret opened.
@@ -272,6 +310,17 @@ impl Gateway {
             ),
             None => None,
         };
+        // A domain names one upstream, or `login_hint` would be ambiguous.
+        let others = upstreams(self).await?;
+        if let Some(d) = cfg.domains.iter().find(|d| {
+            others.iter().any(|o| {
+                o.cfg.id != cfg.id && o.cfg.domains.iter().any(|x| x.eq_ignore_ascii_case(d))
+            })
+        }) {
+            return Err(GatewayError::Invalid(format!(
+                "domain `{d}` belongs to another upstream"
+            )));
+        }
         let json = serde_json::to_string(&cfg)?;
         let now = self.clock.now();
         sqlx::query(
@@ -317,7 +366,7 @@ impl Gateway {
             *l = None;
         }
         if let Ok(mut m) = self.upstreams.metadata.lock() {
-            m.remove(id);
+            m.retain(|k, _| !k.starts_with(&format!("{id}|")));
         }
     }
 }
@@ -406,6 +455,11 @@ pub(crate) enum Failure {
     NoAccount(&'static str),
     /// A step-up at the upstream came back as somebody else.
     WrongAccount,
+    /// An answer to a login that is no longer waiting (too late, another
+    /// browser, the login request gone).
+    Expired,
+    /// An answer seen before, or to a login never sent.
+    Replayed,
     Internal(GatewayError),
 }
 
@@ -426,6 +480,8 @@ impl Failure {
             Failure::Mixup => "upstream_issuer_mismatch",
             Failure::NoAccount(_) => "upstream_no_account",
             Failure::WrongAccount => "upstream_wrong_account",
+            Failure::Expired => "upstream_login_expired",
+            Failure::Replayed => "upstream_response_unknown_or_replayed",
             Failure::Internal(_) => "internal",
         }
     }
@@ -437,9 +493,12 @@ impl Failure {
             }
             Failure::UnknownAcr(a) => a.chars().take(200).collect(),
             Failure::NoAccount(d) => (*d).to_owned(),
-            Failure::Nonce | Failure::Mixup | Failure::WrongAccount | Failure::Internal(_) => {
-                String::new()
-            }
+            Failure::Nonce
+            | Failure::Mixup
+            | Failure::WrongAccount
+            | Failure::Expired
+            | Failure::Replayed
+            | Failure::Internal(_) => String::new(),
         }
     }
 
@@ -451,6 +510,7 @@ impl Failure {
             Failure::InvalidToken(_) | Failure::Nonce | Failure::Mixup => t.upstream_invalid,
             Failure::UnknownAcr(_) => t.upstream_unknown_acr,
             Failure::NoAccount(_) | Failure::WrongAccount => t.upstream_no_account,
+            Failure::Expired | Failure::Replayed => t.upstream_expired,
             Failure::Internal(_) => t.unavailable,
         }
     }
@@ -465,7 +525,7 @@ async fn metadata(
 ) -> Result<Arc<ProviderMetadataWithLogout>, Failure> {
     if !refresh {
         if let Ok(m) = gw.upstreams.metadata.lock() {
-            if let Some((at, md)) = m.get(&idp.cfg.id) {
+            if let Some((at, md)) = m.get(&cache_key(idp)) {
                 if at.elapsed() < METADATA_TTL {
                     return Ok(md.clone());
                 }
@@ -481,11 +541,33 @@ async fn metadata(
     .await
     .map_err(|_| Failure::Unreachable("discovery timed out".into()))?
     .map_err(|e| Failure::Unreachable(format!("discovery: {}", error_chain(&e))))?;
+    // The discovered endpoints obey the issuer's rules (no detour to an
+    // internal address through the discovery document).
+    let allow = gw.cfg.upstream_allow_loopback;
+    let mut endpoints = vec![
+        md.authorization_endpoint().url().as_str(),
+        md.jwks_uri().url().as_str(),
+    ];
+    if let Some(t) = md.token_endpoint() {
+        endpoints.push(t.url().as_str());
+    }
+    if let Some(e) = &md.additional_metadata().end_session_endpoint {
+        endpoints.push(e.url().as_str());
+    }
+    for e in endpoints {
+        check_endpoint(e, allow).map_err(|e| Failure::Unreachable(format!("discovery: {e}")))?;
+    }
     let md = Arc::new(md);
     if let Ok(mut m) = gw.upstreams.metadata.lock() {
-        m.insert(idp.cfg.id.clone(), (Instant::now(), md.clone()));
+        m.insert(cache_key(idp), (Instant::now(), md.clone()));
     }
     Ok(md)
+}
+
+/// Discovery is cached per upstream and issuer: a changed issuer is never
+/// paired with the old one's keys.
+fn cache_key(idp: &Upstream) -> String {
+    format!("{}|{}", idp.cfg.id, idp.cfg.issuer)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -509,6 +591,9 @@ fn callback_url(gw: &Gateway) -> Result<RedirectUrl, Failure> {
 struct Secrets {
     nonce: String,
     verifier: String,
+    /// When a fresh login (`prompt=login`) was asked for.
+    #[serde(default)]
+    fresh_since: Option<i64>,
     /// The level asked for with `acr_values` (`None`: chosen by the user).
     asked: Option<Loa>,
 }
@@ -562,6 +647,7 @@ pub(crate) async fn begin(
     let secrets = serde_json::to_string(&Secrets {
         nonce: nonce.secret().clone(),
         verifier: verifier.secret().clone(),
+        fresh_since: ask.fresh.then(|| gw.clock.now()),
         asked: ask.asked,
     })
     .map_err(GatewayError::from)?;
@@ -641,30 +727,43 @@ pub(crate) async fn callback(
     };
     let now = gw.clock.now();
     let Some((lr, idp_id, browser_hash, sealed, expires_at)) = row else {
-        let ev = AuditEvent::new(Action::LoginFailed, Outcome::Failure)
-            .reason("upstream_response_unknown_or_replayed")
-            .correlation(meta.request_id.clone())
-            .source(meta.source.clone());
-        if let Err(e) = gw.audit.append(ev).await {
-            return authorize::internal(&gw, lang, e.into());
-        }
-        return expired(StatusCode::BAD_REQUEST);
+        // Replayed, or never sent: named after the issuer it claims, if any.
+        let named = match &cb.iss {
+            Some(iss) => upstreams(&gw)
+                .await
+                .ok()
+                .and_then(|l| l.iter().find(|u| same_issuer(&u.cfg.issuer, iss)).cloned()),
+            None => None,
+        };
+        return match named {
+            Some(idp) => fail(&gw, &meta, lang, &idp, None, Failure::Replayed).await,
+            None => {
+                let ev = AuditEvent::new(Action::LoginFailed, Outcome::Failure)
+                    .reason(Failure::Replayed.reason())
+                    .correlation(meta.request_id.clone())
+                    .source(meta.source.clone());
+                if let Err(e) = gw.audit.append(ev).await {
+                    return authorize::internal(&gw, lang, e.into());
+                }
+                expired(StatusCode::BAD_REQUEST)
+            }
+        };
+    };
+    let idp = match upstream(&gw, &idp_id).await {
+        Ok(Some(i)) => i,
+        Ok(None) => return expired(StatusCode::BAD_REQUEST),
+        Err(e) => return authorize::internal(&gw, lang, e),
     };
     let browser = web::cookie(&headers, authorize::BROWSER_COOKIE).unwrap_or_default();
     if expires_at <= now
         || browser.is_empty()
         || !ct_eq(&gw.master.keyed_hash(&browser), &browser_hash)
     {
-        return expired(StatusCode::FORBIDDEN);
+        return fail(&gw, &meta, lang, &idp, None, Failure::Expired).await;
     }
-    let idp = match upstream(&gw, &idp_id).await {
-        Ok(Some(i)) => i,
-        Ok(None) => return expired(StatusCode::BAD_REQUEST),
-        Err(e) => return authorize::internal(&gw, lang, e),
-    };
     let lr_row = match authorize::login_request(&gw, &lr, now).await {
         Ok(Some(r)) => r,
-        Ok(None) => return expired(StatusCode::BAD_REQUEST),
+        Ok(None) => return fail(&gw, &meta, lang, &idp, None, Failure::Expired).await,
         Err(e) => return authorize::internal(&gw, lang, e),
     };
     let (req, pending) = lr_row;
@@ -684,7 +783,10 @@ pub(crate) async fn callback(
                 "upstream login cannot be opened",
             )))?;
         let asked = secrets.asked;
-        let asserted = complete(&gw, &idp, &cb, secrets).await?;
+        // One deadline for the whole exchange (discovery, token, keys).
+        let asserted = tokio::time::timeout(idp.timeout() * 2, complete(&gw, &idp, &cb, secrets))
+            .await
+            .map_err(|_| Failure::Unreachable("the upstream took too long".into()))??;
         let user = resolve_account(&gw, &meta, &idp, &asserted).await?;
         if pending.as_ref().is_some_and(|p| p.user_id != user.id) {
             return Err(Failure::WrongAccount);
@@ -719,17 +821,34 @@ pub(crate) async fn callback(
                 Err(e) => authorize::internal(&gw, lang, e),
             }
         }
-        Err(Failure::Internal(e)) => authorize::internal(&gw, lang, e),
-        Err(f) => {
-            metrics::counter!("interkom_upstream_logins_total", "upstream" => idp.cfg.id.clone(), "result" => f.reason())
-                .increment(1);
-            tracing::warn!(upstream = %idp.cfg.id, reason = f.reason(), detail = %f.detail(), "upstream login failed");
-            if let Err(e) = audit_failure(&gw, &meta, &idp, &client.id, &f).await {
-                return authorize::internal(&gw, lang, e);
-            }
-            failure_page(&gw, lang, &idp, &f)
-        }
+        Err(f) => fail(&gw, &meta, lang, &idp, Some(&client.id), f).await,
     }
+}
+
+/// Counts, logs and audits a failed upstream login; the page naming the
+/// Kommune's IdP.
+async fn fail(
+    gw: &Gateway,
+    meta: &Meta,
+    lang: Lang,
+    idp: &Upstream,
+    client_id: Option<&str>,
+    f: Failure,
+) -> Response {
+    if let Failure::Internal(e) = f {
+        return authorize::internal(gw, lang, e);
+    }
+    metrics::counter!("interkom_upstream_logins_total", "upstream" => idp.cfg.id.clone(), "result" => f.reason())
+        .increment(1);
+    tracing::warn!(upstream = %idp.cfg.id, reason = f.reason(), detail = %f.detail(), "upstream login failed");
+    if let Err(e) = audit_failure(gw, meta, idp, client_id, &f).await {
+        return authorize::internal(gw, lang, e);
+    }
+    failure_page(gw, lang, idp, &f)
+}
+
+fn same_issuer(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
 fn token_aad(user_id: &str) -> String {
@@ -800,6 +919,7 @@ pub(crate) fn failure_page(gw: &Gateway, lang: Lang, idp: &Upstream, f: &Failure
         Failure::NoAccount(_) | Failure::WrongAccount | Failure::Rejected(_) => {
             StatusCode::FORBIDDEN
         }
+        Failure::Expired | Failure::Replayed => StatusCode::BAD_REQUEST,
         _ => StatusCode::BAD_GATEWAY,
     };
     let message = f.message(lang).replace("{idp}", &idp.cfg.name);
@@ -810,17 +930,19 @@ pub(crate) async fn audit_failure(
     gw: &Gateway,
     meta: &Meta,
     idp: &Upstream,
-    client_id: &str,
+    client_id: Option<&str>,
     f: &Failure,
 ) -> Result<(), GatewayError> {
     let mut ev = AuditEvent::new(Action::LoginFailed, Outcome::Failure)
-        .client(client_id)
         .reason(f.reason())
         .correlation(meta.request_id.clone())
         .source(meta.source.clone())
         .details(
             json!({ "upstream": idp.cfg.id, "upstream_name": idp.cfg.name, "detail": f.detail() }),
         );
+    if let Some(c) = client_id {
+        ev = ev.client(c);
+    }
     if let Some(t) = gw.tenants.get(&idp.cfg.tenant) {
         ev = ev.tenant(&t.id, t.path_string());
     }
@@ -837,7 +959,7 @@ async fn complete(
 ) -> Result<Asserted, Failure> {
     // RFC 9207: an answer that names another issuer is a mix-up.
     if let Some(iss) = &cb.iss {
-        if iss.trim_end_matches('/') != idp.cfg.issuer.trim_end_matches('/') {
+        if !same_issuer(iss, &idp.cfg.issuer) {
             return Err(Failure::Mixup);
         }
     }
@@ -849,6 +971,7 @@ async fn complete(
         .code
         .clone()
         .ok_or_else(|| Failure::Rejected("no code in the answer".into()))?;
+    let fresh_since = secrets.fresh_since;
     let md = metadata(gw, idp, false).await?;
     let client = |md: &ProviderMetadataWithLogout| -> Result<_, Failure> {
         Ok(CoreClient::from_provider_metadata(
@@ -927,6 +1050,11 @@ async fn complete(
         .map(|v| v.iter().map(|m| m.to_string()).collect())
         .unwrap_or_default();
     amr.retain(|m| RFC8176.contains(&m.as_str()));
+    // A second factor counts only as far as the upstream is trusted: one
+    // trusted for `low` does not vouch for its `otp`.
+    if loa < Loa::Substantial {
+        amr.retain(|m| !interkom_policy::loa::SECOND_FACTOR_AMR.contains(&m.as_str()));
+    }
     // A level from `substantial` up means two factors (eIDAS); the policy
     // looks for them in `amr`.
     if loa >= Loa::Substantial
@@ -943,8 +1071,16 @@ async fn complete(
     let auth_time = claims
         .auth_time()
         .map(|t| t.timestamp())
-        .filter(|t| *t <= now + 60)
-        .unwrap_or(now);
+        .filter(|t| *t <= now + 60);
+    // A fresh login was asked for: the upstream must say it happened.
+    if let Some(sent) = fresh_since {
+        if auth_time.is_none_or(|t| t + 60 < sent) {
+            return Err(Failure::InvalidToken(
+                "a fresh authentication was asked for, but auth_time is older or missing".into(),
+            ));
+        }
+    }
+    let auth_time = auth_time.unwrap_or(now);
     let subject = claim_str(&raw, &idp.cfg.claims.subject)
         .filter(|s| !s.is_empty() && s.len() <= 255)
         .ok_or(Failure::NoAccount("the subject claim is missing"))?;
@@ -997,92 +1133,28 @@ fn claim_list(claims: &Value, name: &str) -> Vec<String> {
 
 /// The interkom account of an upstream identity: linked before, linked now
 /// to an existing account, or created; profile and roles brought in step.
+/// Whatever the link says, the account must lie in the upstream's subtree.
 async fn resolve_account(
     gw: &Gateway,
     meta: &Meta,
     idp: &Upstream,
     a: &Asserted,
 ) -> Result<User, Failure> {
-    let linked: Option<String> = sqlx::query_scalar(
-        "SELECT user_id FROM upstream_links WHERE upstream = $1 AND subject = $2",
-    )
-    .bind(&idp.cfg.id)
-    .bind(&a.subject)
-    .fetch_optional(&gw.pool)
-    .await
-    .map_err(GatewayError::from)?;
-    let username_claim = claim_str(&a.claims, &idp.cfg.claims.username);
-    let name = claim_str(&a.claims, &idp.cfg.claims.name);
-    let email = claim_str(&a.claims, &idp.cfg.claims.email);
-    let user = match linked {
-        Some(id) => accounts::user_by_id(&gw.pool, &id)
-            .await?
-            .ok_or(Failure::NoAccount("the linked account no longer exists"))?,
-        None => {
-            let existing = match (&username_claim, idp.cfg.link_existing) {
-                (Some(u), true) => accounts::user_by_username(&gw.pool, u)
-                    .await?
-                    .filter(|u| in_subtree(gw, &u.tenant, &idp.cfg.tenant)),
-                _ => None,
-            };
-            let (user, action) = match existing {
-                Some(u) => {
-                    // One identity per upstream and account.
-                    let n: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM upstream_links WHERE upstream = $1 AND user_id = $2",
-                    )
-                    .bind(&idp.cfg.id)
-                    .bind(&u.id)
-                    .fetch_one(&gw.pool)
-                    .await
-                    .map_err(GatewayError::from)?;
-                    if n > 0 {
-                        return Err(Failure::NoAccount(
-                            "the account is linked to another identity of this upstream",
-                        ));
-                    }
-                    (u, Action::AccountLinked)
-                }
-                None if idp.cfg.create_accounts => {
-                    let base = username_claim.clone().unwrap_or_else(|| a.subject.clone());
-                    (
-                        provision(gw, idp, &base, name.as_deref(), email.as_deref()).await?,
-                        Action::AccountProvisioned,
-                    )
-                }
-                None => return Err(Failure::NoAccount("no account is linked to this identity")),
-            };
-            let inserted = sqlx::query(
-                "INSERT INTO upstream_links (upstream, subject, user_id, created_at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&idp.cfg.id)
-            .bind(&a.subject)
-            .bind(&user.id)
-            .bind(gw.clock.now())
-            .execute(&gw.pool)
-            .await;
-            match inserted {
-                Ok(_) => {}
-                // The same first login twice at once: the other one linked.
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {}
-                Err(e) => return Err(GatewayError::from(e).into()),
-            }
-            let mut ev = AuditEvent::new(action, Outcome::Success)
-                .subject(&user.id, Some(user.tenant.clone()))
-                .correlation(meta.request_id.clone())
-                .source(meta.source.clone())
-                .details(json!({ "upstream": idp.cfg.id, "username": user.username }));
-            if let Some(t) = gw.tenants.get(&user.tenant) {
-                ev = ev.tenant(&t.id, t.path_string());
-            }
-            gw.audit.append(ev).await.map_err(GatewayError::from)?;
-            user
-        }
+    let user = match linked_account(gw, idp, &a.subject).await? {
+        Some(u) => u,
+        None => link_or_create(gw, meta, idp, a).await?,
     };
+    if !in_subtree(gw, &user.tenant, &idp.cfg.tenant) {
+        return Err(Failure::NoAccount(
+            "the linked account lies outside this upstream's tenant",
+        ));
+    }
     if user.disabled != 0 {
         return Err(Failure::NoAccount("the account is locked"));
     }
     // The upstream is the source of truth for what it asserts.
+    let name = claim_str(&a.claims, &idp.cfg.claims.name);
+    let email = claim_str(&a.claims, &idp.cfg.claims.email);
     if name.is_some() && name != user.name || email.is_some() && email != user.email {
         gw.set_profile(
             &user.id,
@@ -1095,6 +1167,108 @@ async fn resolve_account(
     Ok(accounts::user_by_id(&gw.pool, &user.id)
         .await?
         .unwrap_or(user))
+}
+
+/// The account linked to this subject by this upstream's issuer (a link
+/// made by another IdP under the same id counts for nothing).
+async fn linked_account(
+    gw: &Gateway,
+    idp: &Upstream,
+    subject: &str,
+) -> Result<Option<User>, Failure> {
+    let linked: Option<String> = sqlx::query_scalar(
+        "SELECT user_id FROM upstream_links WHERE upstream = $1 AND subject = $2 AND issuer = $3",
+    )
+    .bind(&idp.cfg.id)
+    .bind(subject)
+    .bind(&idp.cfg.issuer)
+    .fetch_optional(&gw.pool)
+    .await
+    .map_err(GatewayError::from)?;
+    match linked {
+        Some(id) => {
+            Ok(Some(accounts::user_by_id(&gw.pool, &id).await?.ok_or(
+                Failure::NoAccount("the linked account no longer exists"),
+            )?))
+        }
+        None => Ok(None),
+    }
+}
+
+async fn link_or_create(
+    gw: &Gateway,
+    meta: &Meta,
+    idp: &Upstream,
+    a: &Asserted,
+) -> Result<User, Failure> {
+    let username_claim = claim_str(&a.claims, &idp.cfg.claims.username);
+    let existing = match (&username_claim, idp.cfg.link_existing) {
+        (Some(u), true) => accounts::user_by_username(&gw.pool, u)
+            .await?
+            .filter(|u| in_subtree(gw, &u.tenant, &idp.cfg.tenant)),
+        _ => None,
+    };
+    let (user, action) = match existing {
+        Some(u) => (u, Action::AccountLinked),
+        None if idp.cfg.create_accounts => {
+            let base = username_claim.unwrap_or_else(|| a.subject.clone());
+            let name = claim_str(&a.claims, &idp.cfg.claims.name);
+            let email = claim_str(&a.claims, &idp.cfg.claims.email);
+            (
+                provision(gw, idp, &base, name.as_deref(), email.as_deref()).await?,
+                Action::AccountProvisioned,
+            )
+        }
+        None => return Err(Failure::NoAccount("no account is linked to this identity")),
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO upstream_links (upstream, subject, issuer, user_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&idp.cfg.id)
+    .bind(&a.subject)
+    .bind(&idp.cfg.issuer)
+    .bind(&user.id)
+    .bind(gw.clock.now())
+    .execute(&gw.pool)
+    .await;
+    match inserted {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            // Another first login of this identity won the race: its link
+            // stands, the account made here goes.
+            if action == Action::AccountProvisioned {
+                discard(gw, &user.id).await?;
+            }
+            return linked_account(gw, idp, &a.subject)
+                .await?
+                .ok_or(Failure::NoAccount(
+                    "the account is linked to another identity of this upstream",
+                ));
+        }
+        Err(e) => return Err(GatewayError::from(e).into()),
+    }
+    let mut ev = AuditEvent::new(action, Outcome::Success)
+        .subject(&user.id, Some(user.tenant.clone()))
+        .correlation(meta.request_id.clone())
+        .source(meta.source.clone())
+        .details(json!({ "upstream": idp.cfg.id, "username": user.username }));
+    if let Some(t) = gw.tenants.get(&user.tenant) {
+        ev = ev.tenant(&t.id, t.path_string());
+    }
+    gw.audit.append(ev).await.map_err(GatewayError::from)?;
+    Ok(user)
+}
+
+/// Removes an account created for a first login that lost a race (it has
+/// no roles, sessions or links yet).
+async fn discard(gw: &Gateway, user_id: &str) -> Result<(), Failure> {
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(user_id)
+        .execute(&gw.pool)
+        .await
+        .map_err(GatewayError::from)?;
+    Ok(())
 }
 
 fn in_subtree(gw: &Gateway, tenant: &str, root: &str) -> bool {
@@ -1224,4 +1398,34 @@ pub(crate) fn chosen<'a>(
     let domain = req.login_hint.as_deref().and_then(hint_domain)?;
     list.iter()
         .find(|u| u.cfg.domains.iter().any(|d| d.eq_ignore_ascii_case(domain)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_endpoints_stay_off_this_machine_and_internal_networks() {
+        assert!(check_endpoint("https://login.hitzacker.example", false).is_ok());
+        assert!(check_endpoint("https://203.0.113.7/idp", false).is_ok());
+        for bad in [
+            "http://login.hitzacker.example",
+            "https://127.0.0.1:8443",
+            "https://localhost",
+            "https://10.1.2.3",
+            "https://192.168.0.1",
+            "https://172.16.5.5",
+            "https://169.254.169.254/latest/meta-data",
+            "https://[fd00::1]",
+            "https://[fe80::1]",
+            "https://0.0.0.0",
+            "not a url",
+        ] {
+            assert!(check_endpoint(bad, false).is_err(), "{bad}");
+        }
+        // Loopback over http only when allowed (tests, local setups).
+        assert!(check_endpoint("http://127.0.0.1:9000", true).is_ok());
+        assert!(check_endpoint("http://localhost:9000", true).is_ok());
+        assert!(check_endpoint("http://10.0.0.1", true).is_err());
+    }
 }
