@@ -741,6 +741,11 @@ struct Fake {
     client_id: String,
     /// The last authorization request's parameters.
     last_request: HashMap<String, String>,
+    /// Fuzzing: claims laid over the valid ones, or a whole raw token.
+    overlay: Option<serde_json::Map<String, Value>>,
+    raw_token: Option<String>,
+    /// Takes the client secret only in the form (and says so).
+    post_only: bool,
 }
 
 type FakeState = Arc<Mutex<Fake>>;
@@ -772,8 +777,17 @@ fn sign(key: &(String, Vec<u8>), claims: &Value) -> String {
 }
 
 async fn fake_discovery(State(st): State<FakeState>) -> Json<Value> {
-    let iss = st.lock().unwrap().issuer.clone();
+    let (iss, post_only) = {
+        let f = st.lock().unwrap();
+        (f.issuer.clone(), f.post_only)
+    };
+    let methods = if post_only {
+        json!(["client_secret_post"])
+    } else {
+        json!(["client_secret_basic", "client_secret_post"])
+    };
     Json(json!({
+        "token_endpoint_auth_methods_supported": methods,
         "issuer": iss,
         "authorization_endpoint": format!("{iss}/authorize"),
         "token_endpoint": format!("{iss}/token"),
@@ -813,8 +827,25 @@ async fn fake_authorize(
     Redirect::to(to.as_str())
 }
 
-async fn fake_token(State(st): State<FakeState>, body: String) -> impl IntoResponse {
+async fn fake_token(
+    State(st): State<FakeState>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> axum::response::Response {
     let form: HashMap<String, String> = serde_urlencoded::from_str(&body).unwrap();
+    // The client authenticates the way this provider takes it.
+    let basic = headers
+        .get("authorization")
+        .is_some_and(|v| v.to_str().unwrap_or("").starts_with("Basic "));
+    let in_form = form.get("client_secret").map(String::as_str) == Some(BROKER_SECRET);
+    let post_only = st.lock().unwrap().post_only;
+    if (post_only && !in_form) || (!post_only && !basic) {
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "invalid_client" })),
+        )
+            .into_response();
+    }
     let mode = st.lock().unwrap().mode;
     if mode == Mode::Slow {
         tokio::time::sleep(Duration::from_secs(20)).await;
@@ -841,6 +872,15 @@ async fn fake_token(State(st): State<FakeState>, body: String) -> impl IntoRespo
     if mode != Mode::NoAuthTime {
         claims["auth_time"] = json!(now - 5);
     }
+    if let Some(o) = &f.overlay {
+        for (k, v) in o {
+            claims[k] = v.clone();
+        }
+    }
+    if let Some(raw) = &f.raw_token {
+        return Json(json!({ "access_token": "opaque", "token_type": "Bearer", "id_token": raw }))
+            .into_response();
+    }
     let key = if mode == Mode::BadSignature {
         // Same kid as published, another key.
         let (k, _) = new_key(&f.key.0);
@@ -852,6 +892,7 @@ async fn fake_token(State(st): State<FakeState>, body: String) -> impl IntoRespo
         "access_token": "opaque", "token_type": "Bearer", "expires_in": 300,
         "id_token": sign(&key, &claims),
     }))
+    .into_response()
 }
 
 /// Starts the fake OP; returns its state.
@@ -867,6 +908,9 @@ async fn fake_op(client_id: &str) -> FakeState {
         nonces: HashMap::new(),
         client_id: client_id.to_owned(),
         last_request: HashMap::new(),
+        overlay: None,
+        raw_token: None,
+        post_only: false,
     }));
     let app = Router::new()
         .route("/.well-known/openid-configuration", get(fake_discovery))
@@ -1032,6 +1076,37 @@ async fn every_bad_upstream_answer_ends_on_a_page_naming_the_idp() {
     assert_eq!(res.status(), 502);
     assert!(res.text().await.unwrap().contains("upstream_invalid_token"));
     broker.clock.advance(-13 * 3600);
+
+    // A provider that takes the client secret only in the form.
+    fake.lock().unwrap().post_only = true;
+    broker
+        .app
+        .gateway
+        .put_upstream({
+            let mut c = upstream_cfg("idp-gartow", "gartow", &fake_issuer);
+            c.name = "Gemeinde Gartow".into();
+            c
+        })
+        .await
+        .unwrap();
+    let (res, _) = through(&broker, "idp-gartow").await;
+    assert_eq!(
+        res.status(),
+        303,
+        "client_secret_post when that is all it takes"
+    );
+    fake.lock().unwrap().post_only = false;
+    broker
+        .app
+        .gateway
+        .put_upstream({
+            let mut c = upstream_cfg("idp-gartow", "gartow", &fake_issuer);
+            c.name = "Gemeinde Gartow".into();
+            c.timeout_seconds = 2;
+            c
+        })
+        .await
+        .unwrap();
 
     // Key rotation: a token signed with a key not seen yet is checked
     // against the upstream's keys fetched again.
@@ -1367,4 +1442,137 @@ async fn upstreams_and_second_factor_resets_stay_in_the_subtree() {
         admin(&s, Method::POST, &hitzacker, &path, None).await.0,
         403
     );
+}
+
+// ---------------------------------------------------------------------
+// Fuzzing what an upstream sends back.
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
+fn claim_value() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        "[ -~]{0,24}".prop_map(Value::from),
+        prop::sample::select(vec![
+            "urn:interkom:loa:low",
+            "urn:interkom:loa:substantial",
+            "urn:interkom:loa:high",
+            "pwd",
+            "otp",
+            "hwk",
+            "kreis.admin",
+            "jan.meyer",
+            "sachbearbeitung",
+            "admin",
+            "interkom-broker",
+        ])
+        .prop_map(Value::from),
+    ];
+    leaf.prop_recursive(2, 16, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::btree_map("[a-z_]{1,8}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// ID tokens of any shape — validly signed with any claims overlaid, or any
+/// string at all — and answers with any parameters: the broker answers
+/// with a redirect to the client, a page (4xx) or 502 naming the upstream,
+/// never 500 or a redirect anywhere else, and every login that succeeds is
+/// inside the upstream's subtree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_answers_of_any_shape_get_an_answer_not_a_crash() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    let fake = fake_op(BROKER_CLIENT).await;
+    let fake_issuer = fake.lock().unwrap().issuer.clone();
+    let broker = TestServer::start_with(|fc| {
+        fc.brokering.allow_loopback = true;
+        let mut cfg = upstream_cfg("idp-gartow", "gartow", &fake_issuer);
+        cfg.link_existing = true;
+        fc.upstreams = vec![cfg];
+    })
+    .await;
+    let keys = [
+        "sub",
+        "aud",
+        "iss",
+        "exp",
+        "iat",
+        "nonce",
+        "acr",
+        "amr",
+        "auth_time",
+        "azp",
+        "preferred_username",
+        "name",
+        "email",
+        "roles",
+    ];
+    let overlay = proptest::collection::btree_map(
+        proptest::sample::select(keys.to_vec()),
+        claim_value(),
+        0..4,
+    );
+    let raw = prop_oneof![
+        3 => Just(None),
+        1 => "[ -~]{0,64}".prop_map(Some),
+        1 => "[A-Za-z0-9_-]{1,20}\\.[A-Za-z0-9_-]{1,40}\\.[A-Za-z0-9_-]{0,40}".prop_map(Some),
+    ];
+    let mut runner = TestRunner::new(Config {
+        cases: 64,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&(overlay, raw), |(overlay, raw)| {
+            block_on(async {
+                {
+                    let mut f = fake.lock().unwrap();
+                    f.overlay = Some(
+                        overlay
+                            .into_iter()
+                            .map(|(k, v)| (k.to_owned(), v))
+                            .collect(),
+                    );
+                    f.raw_token = raw;
+                }
+                let browser = Browser::new();
+                let (url, _) = portal_auth(&broker, &[("idp_hint", "idp-gartow")]);
+                let res = browser.get(&url).await;
+                prop_assert_eq!(res.status().as_u16(), 303);
+                let to = location(&res).unwrap();
+                let back = location(&browser.get(&to).await).unwrap();
+                let res = browser.get(&back).await;
+                let status = res.status().as_u16();
+                if let Some(loc) = location(&res) {
+                    prop_assert!(loc.starts_with(PORTAL_REDIRECT), "redirect to {}", loc);
+                }
+                let body = res.text().await.unwrap_or_default();
+                prop_assert!(
+                    matches!(status, 303 | 400 | 403 | 502),
+                    "{}: {}",
+                    status,
+                    body
+                );
+                if status != 303 {
+                    prop_assert!(body.contains("Anmeldung idp-gartow"), "{}", body);
+                }
+                Ok::<(), TestCaseError>(())
+            })
+        })
+        .unwrap();
+    // Whoever got in is Gartow's: never the Kreis administrator or a clerk
+    // of another Gemeinde, whatever the claims said.
+    for e in broker.audit("login").await {
+        let tenant = e.actor_tenant.clone().unwrap_or_default();
+        assert_eq!(tenant, "gartow", "{e:?}");
+    }
 }

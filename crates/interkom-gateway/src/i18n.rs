@@ -111,6 +111,7 @@ pub(crate) struct Texts {
     pub(crate) passkey_unavailable: &'static str,
     pub(crate) passkey_added: &'static str,
     pub(crate) otp_heading: &'static str,
+    pub(crate) passkey_login_intro: &'static str,
 }
 
 static DE: Texts = Texts {
@@ -164,6 +165,7 @@ static DE: Texts = Texts {
     passkey_unavailable: "Passkeys sind für diese Adresse nicht verfügbar (sie brauchen einen Domainnamen).",
     passkey_added: "Der Passkey ist eingerichtet.",
     otp_heading: "Code aus der Authenticator-App",
+    passkey_login_intro: "Bestätigen Sie die Anmeldung mit Ihrem Passkey, um fortzufahren zu",
 };
 
 static EN: Texts = Texts {
@@ -217,6 +219,7 @@ static EN: Texts = Texts {
     passkey_unavailable: "Passkeys are not available at this address (they need a domain name).",
     passkey_added: "The passkey is set up.",
     otp_heading: "Code from the authenticator app",
+    passkey_login_intro: "Confirm the sign-in with your passkey to continue to",
 };
 
 #[cfg(test)]

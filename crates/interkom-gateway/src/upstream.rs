@@ -979,6 +979,7 @@ async fn complete(
             ClientId::new(idp.cfg.client_id.clone()),
             idp.secret.clone().map(ClientSecret::new),
         )
+        .set_auth_type(auth_type(md))
         .set_redirect_uri(callback_url(gw)?))
     };
     let c = client(&md)?;
@@ -1092,6 +1093,19 @@ async fn complete(
         amr,
         auth_time,
     })
+}
+
+/// The client authentication the upstream accepts: HTTP Basic (the
+/// default of OAuth 2.0), or the secret in the form when it says it only
+/// takes that.
+fn auth_type(md: &ProviderMetadataWithLogout) -> openidconnect::AuthType {
+    use openidconnect::core::CoreClientAuthMethod as M;
+    match md.token_endpoint_auth_methods_supported() {
+        Some(m) if !m.contains(&M::ClientSecretBasic) && m.contains(&M::ClientSecretPost) => {
+            openidconnect::AuthType::RequestBody
+        }
+        _ => openidconnect::AuthType::BasicAuth,
+    }
 }
 
 /// Authentication method references of RFC 8176, and `fed` for a login
