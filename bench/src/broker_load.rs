@@ -2,9 +2,10 @@
 //!
 //! Each worker is a browser (cookies, no redirects followed) of one user.
 //! It signs in at the upstream once (its password, not measured), then
-//! repeats the brokered login the broker does for every Fachverfahren:
-//! `/authorize` at the broker with `prompt=login` and `idp_hint` (so the
-//! broker's own session does not short-cut it), the upstream's
+//! repeats the brokered login the broker does for every Fachverfahren,
+//! each time with the upstream's cookies only (a browser that has not been
+//! at the broker yet, so the broker's own session does not short-cut it):
+//! `/authorize` at the broker with `idp_hint`, the upstream's
 //! `/authorize` (single sign-on there), the broker's `/broker/callback`
 //! (code redemption at the upstream, ID-token validation, account lookup,
 //! the step-up decision), and the code exchange at the broker's `/token`.
@@ -85,6 +86,27 @@ struct Worker {
     cli: std::sync::Arc<Cli>,
 }
 
+/// A browser that knows only the upstream's cookies of `from`.
+fn with_upstream_cookies(from: &reqwest::cookie::Jar, upstream: &str) -> Result<reqwest::Client> {
+    use reqwest::cookie::CookieStore;
+    let url = url::Url::parse(upstream)?;
+    let jar = reqwest::cookie::Jar::default();
+    if let Some(v) = from.cookies(&url) {
+        for c in v.to_str()?.split("; ") {
+            jar.add_cookie_str(c, &url);
+        }
+    }
+    browser(std::sync::Arc::new(jar))
+}
+
+fn browser(jar: std::sync::Arc<reqwest::cookie::Jar>) -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_provider(jar)
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
 impl Worker {
     fn authorize_url(&self) -> Result<(String, String)> {
         let mut raw = [0u8; 32];
@@ -100,7 +122,6 @@ impl Worker {
             .append_pair("state", "b")
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256")
-            .append_pair("prompt", "login")
             .append_pair("idp_hint", &self.cli.idp);
         Ok((u.to_string(), verifier))
     }
@@ -176,20 +197,21 @@ async fn main() -> Result<()> {
     for _ in 0..cli.workers {
         let cli = cli.clone();
         tasks.push(tokio::spawn(async move {
-            let w = Worker {
-                http: reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .cookie_store(true)
-                    .timeout(Duration::from_secs(30))
-                    .build()?,
-                cli,
+            let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+            let first = Worker {
+                http: browser(jar.clone())?,
+                cli: cli.clone(),
             };
             // The upstream's password once, not measured.
-            w.login(true).await.context("first login")?;
+            first.login(true).await.context("first login")?;
             tokio::time::sleep_until(start.into()).await;
             let mut samples = Vec::new();
             let mut errors = 0u64;
             while Instant::now() < end {
+                let w = Worker {
+                    http: with_upstream_cookies(&jar, &cli.upstream)?,
+                    cli: cli.clone(),
+                };
                 match w.login(false).await {
                     Ok(s) => samples.push(s),
                     Err(e) => {

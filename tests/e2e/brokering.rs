@@ -589,6 +589,14 @@ async fn totp_steps_a_session_up_to_substantial_and_counts_each_code_once() {
         let res = submit_otp(&s, &other, &page, &recovery[0].to_lowercase()).await;
         assert_eq!(res.status(), expect, "recovery code, attempt {attempt}");
     }
+    // With a second factor on the account, a password alone adds none.
+    let phished = Browser::new();
+    let (url, _) = portal_auth(&s, &[]);
+    phished
+        .login(&s, &url, "anna.schulz", "Elbtalaue-Demo-2026!")
+        .await;
+    assert_eq!(phished.get(&s.url("/account/totp")).await.status(), 401);
+    assert_eq!(phished.get(&s.url("/account/passkey")).await.status(), 401);
     // Enrolment needs a recent password: not with a session 16 minutes old.
     let late = Browser::new();
     let (url, _) = portal_auth(&s, &[]);
@@ -674,6 +682,19 @@ async fn step_up_to_high_at_the_upstream_with_acr_values() {
         again.contains("acr_values=urn%3Ainterkom%3Aloa%3Asubstantial"),
         "{again}"
     );
+    // Sent to the upstream, the login takes no local factor instead.
+    let res = browser
+        .http
+        .post(broker.url("/login/otp"))
+        .form(&[
+            ("login_request", hidden(&page, "login_request")),
+            ("csrf_token", hidden(&page, "csrf_token")),
+            ("code", "123456".to_owned()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
     // The upstream asks for its second factor.
     let res = browser.get(&again).await;
     assert_eq!(res.status(), 200);
@@ -1052,6 +1073,33 @@ async fn every_bad_upstream_answer_ends_on_a_page_naming_the_idp() {
     let details: Value = serde_json::from_str(&login.details).unwrap();
     assert_eq!(details["amr"], json!(["pwd"]), "otp dropped");
 
+    // Every login asks for `auth_time` (max_age); the client's
+    // prompt=login travels on; an answer without auth_time is refused.
+    fake.lock().unwrap().mode = Mode::Good;
+    let b = Browser::new();
+    let res = through_with(
+        &broker,
+        &b,
+        &[("idp_hint", "idp-gartow"), ("prompt", "login")],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    {
+        let f = fake.lock().unwrap();
+        assert_eq!(
+            f.last_request.get("prompt").map(String::as_str),
+            Some("login")
+        );
+        assert!(f.last_request.contains_key("max_age"));
+    }
+    fake.lock().unwrap().mode = Mode::NoAuthTime;
+    let res = through_with(
+        &broker,
+        &b,
+        &[("idp_hint", "idp-gartow"), ("prompt", "login")],
+    )
+    .await;
+    assert_eq!(res.status(), 502);
     // Too old for the service: a fresh login at the upstream, which must
     // say when it happened.
     fake.lock().unwrap().mode = Mode::Good;
@@ -1076,6 +1124,7 @@ async fn every_bad_upstream_answer_ends_on_a_page_naming_the_idp() {
     assert_eq!(res.status(), 502);
     assert!(res.text().await.unwrap().contains("upstream_invalid_token"));
     broker.clock.advance(-13 * 3600);
+    fake.lock().unwrap().mode = Mode::Good;
 
     // A provider that takes the client secret only in the form.
     fake.lock().unwrap().post_only = true;
@@ -1143,8 +1192,15 @@ async fn every_bad_upstream_answer_ends_on_a_page_naming_the_idp() {
     again.name = "Gemeinde Gartow".into();
     broker.app.gateway.put_upstream(again).await.unwrap();
     let (res, _) = through(&broker, "idp-gartow").await;
-    assert_eq!(res.status(), 403);
-    assert!(res.text().await.unwrap().contains("upstream_no_account"));
+    assert_eq!(res.status(), 303);
+    let old = user.id.clone();
+    let newest = broker.audit("login").await;
+    assert_ne!(
+        newest[0].actor_subject.as_deref(),
+        Some(old.as_str()),
+        "the other IdP's pia.peters is another account"
+    );
+    assert_eq!(broker.audit("account_provisioned").await.len(), 2);
 }
 
 // ---------------------------------------------------------------------

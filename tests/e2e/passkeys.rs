@@ -310,6 +310,14 @@ async fn passkeys_step_up_to_the_level_their_kind_is_trusted_for() {
     assert_eq!(id["acr"], "urn:interkom:loa:high");
     assert_eq!(id["amr"], json!(["pwd", "hwk", "mfa"]));
 
+    // A phished password adds no passkey to an account that has one.
+    let phished = Browser::new();
+    let (url, _) = portal(&s, "urn:interkom:loa:low");
+    phished
+        .login(&s, &url, "anna.schulz", "Elbtalaue-Demo-2026!")
+        .await;
+    assert_eq!(phished.get(&s.url("/account/passkey")).await.status(), 401);
+
     // A synced passkey is `substantial`, whatever the setting.
     let jan = Browser::new();
     let (url, _) = portal(&s, "urn:interkom:loa:low");

@@ -19,10 +19,10 @@ CREATE TABLE upstream_links (
     issuer     TEXT   NOT NULL,
     user_id    TEXT   NOT NULL REFERENCES users (id),
     created_at BIGINT NOT NULL,
-    PRIMARY KEY (upstream, subject)
+    PRIMARY KEY (upstream, issuer, subject)
 );
--- One identity per upstream and account.
-CREATE UNIQUE INDEX upstream_links_user ON upstream_links (upstream, user_id);
+-- One identity per upstream (and issuer) and account.
+CREATE UNIQUE INDEX upstream_links_user ON upstream_links (upstream, issuer, user_id);
 
 -- A login sent to an upstream and not yet back: single use (the state is
 -- deleted when the answer arrives, so a replayed answer finds nothing).

@@ -123,6 +123,9 @@ impl Gateway {
             .build()
             .map_err(|e| GatewayError::Invalid(format!("HTTP client: {e}")))?;
         let upstream_http = reqwest::Client::builder()
+            .dns_resolver(Arc::new(upstream::PublicResolver {
+                allow_loopback: cfg.upstream_allow_loopback,
+            }))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(std::time::Duration::from_secs(3))
             .timeout(std::time::Duration::from_secs(30))

@@ -200,7 +200,8 @@ pub(crate) const ENROL_MAX_AGE: i64 = 900;
 
 /// The signed-in user who may enrol a second factor: logged in with the
 /// local password (a second factor is for local accounts; staff who come
-/// through their Kommune's IdP step up there) within the last 15 minutes.
+/// through their Kommune's IdP step up there) within the last 15 minutes,
+/// and with a second factor if the account already has one.
 pub(crate) async fn enrolling_user(
     gw: &Gateway,
     headers: &HeaderMap,
@@ -215,10 +216,22 @@ pub(crate) async fn enrolling_user(
     if s.upstream.is_some() || now - s.auth_time > ENROL_MAX_AGE {
         return Ok(None);
     }
-    Ok(accounts::user_by_id(&gw.pool, &s.user_id)
+    let Some(user) = accounts::user_by_id(&gw.pool, &s.user_id)
         .await?
         .filter(|u| u.disabled == 0)
-        .map(|u| (handle, u)))
+    else {
+        return Ok(None);
+    };
+    // Once an account has a second factor, adding another takes one: a
+    // phished password alone must not add the attacker's.
+    let amr: Vec<String> = serde_json::from_str(&s.amr).unwrap_or_default();
+    let with_factor = amr
+        .iter()
+        .any(|m| interkom_policy::loa::SECOND_FACTOR_AMR.contains(&m.as_str()));
+    if !with_factor && gw.has_second_factor(&user.id).await? {
+        return Ok(None);
+    }
+    Ok(Some((handle, user)))
 }
 
 fn otpauth_uri(gw: &Gateway, username: &str, secret_b32: &str) -> String {

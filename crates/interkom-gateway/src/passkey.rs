@@ -345,7 +345,7 @@ pub(crate) async fn login_begin(
     let Ok((lr, _, _, Some(mut p), _)) = bound else {
         return json_error(StatusCode::FORBIDDEN, "invalid_login_request");
     };
-    let (Some(wa), false) = (&gw.webauthn, p.tried.iter().any(|t| t == "passkey")) else {
+    let (Some(wa), true) = (&gw.webauthn, stepup::offered(&p, "passkey")) else {
         return json_error(StatusCode::NOT_FOUND, "passkeys_unavailable");
     };
     let result = async {
@@ -410,7 +410,10 @@ pub(crate) async fn login_finish(
         Err(r) => return r,
     };
     let lang = Lang::negotiate(req.ui_locales.as_deref(), meta.accept_language.as_deref());
-    let (Some(mut p), Some(wa)) = (pending, &gw.webauthn) else {
+    let (Some(mut p), Some(wa)) = (
+        pending.filter(|p| stepup::offered(p, "passkey")),
+        &gw.webauthn,
+    ) else {
         return web::error_page(
             &gw,
             lang,
@@ -465,8 +468,15 @@ pub(crate) async fn login_finish(
         .bind(&p.user_id)
         .fetch_optional(&gw.pool)
         .await?;
+        // Removed meanwhile (a reset): the login cannot go on with it.
         let Some((stored, device_bound)) = row else {
-            return Err(GatewayError::Invalid("passkey vanished during login".into()));
+            return Ok(web::error_page(
+                &gw,
+                lang,
+                StatusCode::BAD_REQUEST,
+                lang.texts().expired,
+                None,
+            ));
         };
         let mut passkey: Passkey = serde_json::from_str(&stored)?;
         passkey.update_credential(&result);

@@ -74,6 +74,16 @@ pub(crate) enum Step {
     Unmet,
 }
 
+/// Whether the page of this login offers `method` now: a local factor of a
+/// local login, offered by the plan and not used yet. The endpoints check
+/// it too, so a login the plan sent to an upstream cannot take a local
+/// factor instead.
+pub(crate) fn offered(p: &Pending, method: &str) -> bool {
+    p.upstream.is_none()
+        && p.offer.iter().any(|o| o == method)
+        && !p.tried.iter().any(|t| t == method)
+}
+
 /// How `tried` records a login at an upstream: per level asked (`None`:
 /// chosen by the user, nothing asked).
 pub(crate) fn upstream_key(id: &str, asked: Option<Loa>) -> String {
@@ -226,6 +236,8 @@ pub(crate) async fn advance(
             asked,
             fresh,
         } => {
+            let mut p = p;
+            p.offer.clear();
             save(gw, lr, &p).await?;
             go_upstream(
                 gw,
@@ -264,11 +276,15 @@ pub(crate) async fn go_upstream(
         .login_hint
         .as_deref()
         .filter(|h| upstream::hint_domain(h).is_some());
+    // The client's own demands travel on: `prompt=login` as a fresh login
+    // there, `max_age` (else the session's lifetime, so that the upstream
+    // must state `auth_time`).
     let ask = upstream::Ask {
         acr_values,
         asked,
         login_hint: hint,
-        fresh,
+        fresh: fresh || req.prompt_login,
+        max_age: req.max_age.unwrap_or(gw.cfg.session_ttl),
     };
     match upstream::begin(gw, idp, lr, browser, &ask).await {
         Ok(url) => {
@@ -308,7 +324,7 @@ pub(crate) async fn second_factor_page(
     p: &Pending,
     error: Option<&str>,
 ) -> Result<Response, GatewayError> {
-    let offers = |m: &str| p.offer.iter().any(|o| o == m) && !p.tried.iter().any(|t| t == m);
+    let offers = |m: &str| offered(p, m);
     Ok(web::page(
         gw,
         status,
@@ -364,7 +380,7 @@ pub(crate) async fn otp(
         Err(r) => return r,
     };
     let lang = Lang::negotiate(req.ui_locales.as_deref(), meta.accept_language.as_deref());
-    let Some(mut p) = pending else {
+    let Some(mut p) = pending.filter(|p| offered(p, "totp")) else {
         return web::error_page(
             &gw,
             lang,

@@ -208,13 +208,14 @@ pub(crate) fn check_endpoint(raw: &str, allow_loopback: bool) -> Result<(), Stri
     let ip: Option<IpAddr> = match u.host() {
         Some(url::Host::Ipv4(a)) => Some(IpAddr::V4(a)),
         Some(url::Host::Ipv6(a)) => Some(IpAddr::V6(a)),
-        Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => {
-            Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            (d == "localhost" || d.ends_with(".localhost"))
+                .then_some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
         }
-        Some(url::Host::Domain(_)) => None,
         None => return Err(format!("`{raw}` has no host")),
     };
-    let loopback = ip.is_some_and(|a| a.is_loopback());
+    let loopback = ip.is_some_and(|a| a.to_canonical().is_loopback());
     if loopback {
         return if allow_loopback && matches!(u.scheme(), "http" | "https") {
             Ok(())
@@ -227,21 +228,65 @@ pub(crate) fn check_endpoint(raw: &str, allow_loopback: bool) -> Result<(), Stri
     if u.scheme() != "https" {
         return Err(format!("`{raw}` must be https"));
     }
-    let internal = match ip {
-        Some(IpAddr::V4(a)) => {
-            a.is_private() || a.is_link_local() || a.is_unspecified() || a.is_broadcast()
-        }
-        Some(IpAddr::V6(a)) => {
-            a.is_unspecified()
-                || (a.segments()[0] & 0xfe00) == 0xfc00
-                || (a.segments()[0] & 0xffc0) == 0xfe80
-        }
-        None => false,
-    };
-    if internal {
-        return Err(format!("`{raw}` is a private or link-local address"));
+    if ip.is_some_and(|a| !public_ip(a, false)) {
+        return Err(format!(
+            "`{raw}` is a private, shared or link-local address"
+        ));
     }
     Ok(())
+}
+
+/// Whether interkom may connect to this address for an upstream: not an
+/// internal one (private, carrier-grade NAT, link-local — cloud metadata —,
+/// unspecified, broadcast, multicast), loopback only when allowed. IPv4
+/// mapped into IPv6 counts as the IPv4 address.
+pub(crate) fn public_ip(ip: std::net::IpAddr, allow_loopback: bool) -> bool {
+    use std::net::IpAddr;
+    let ip = ip.to_canonical();
+    if ip.is_loopback() {
+        return allow_loopback;
+    }
+    match ip {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            !(a.is_private()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_broadcast()
+                || a.is_multicast()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64))
+        }
+        IpAddr::V6(a) => {
+            let s0 = a.segments()[0];
+            !(a.is_unspecified()
+                || a.is_multicast()
+                || (s0 & 0xfe00) == 0xfc00
+                || (s0 & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+/// Name resolution for calls to upstreams: only public addresses (so a
+/// name that points inside — or is made to, later — reaches nothing there).
+pub(crate) struct PublicResolver {
+    pub(crate) allow_loopback: bool,
+}
+
+impl reqwest::dns::Resolve for PublicResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow = self.allow_loopback;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let ok: Vec<std::net::SocketAddr> =
+                found.filter(|a| public_ip(a.ip(), allow)).collect();
+            if ok.is_empty() {
+                return Err(format!("`{host}` resolves to no address interkom may call").into());
+            }
+            Ok(Box::new(ok.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 /// An upstream as loaded, with its secret opened.
@@ -292,8 +337,16 @@ pub(crate) struct Registry {
     metadata: Mutex<HashMap<String, (Instant, Arc<ProviderMetadataWithLogout>)>>,
 }
 
-fn secret_aad(id: &str) -> String {
-    format!("upstream|{id}")
+/// The secret is bound to the upstream and its issuer: configured anew
+/// for another issuer, the old secret opens no more (it is never sent to
+/// another IdP).
+fn secret_aad(id: &str, issuer: &str) -> String {
+    format!("upstream|{id}|{}", norm_issuer(issuer))
+}
+
+/// An issuer as compared and stored with links: without a trailing slash.
+fn norm_issuer(issuer: &str) -> &str {
+    issuer.trim_end_matches('/')
 }
 
 impl Gateway {
@@ -305,7 +358,7 @@ impl Gateway {
         let sealed = match &cfg.client_secret {
             Some(s) => Some(
                 self.master
-                    .encrypt(s.as_bytes(), &secret_aad(&cfg.id))
+                    .encrypt(s.as_bytes(), &secret_aad(&cfg.id, &cfg.issuer))
                     .map_err(|_| GatewayError::Crypto("cannot seal the upstream secret"))?,
             ),
             None => None,
@@ -321,19 +374,29 @@ impl Gateway {
                 "domain `{d}` belongs to another upstream"
             )));
         }
+        // The stored secret stays only for the same issuer.
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT config FROM upstream_idps WHERE id = $1")
+                .bind(&cfg.id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let same_issuer_as_stored = stored
+            .and_then(|c| serde_json::from_str::<UpstreamConfig>(&c).ok())
+            .is_some_and(|old| norm_issuer(&old.issuer) == norm_issuer(&cfg.issuer));
         let json = serde_json::to_string(&cfg)?;
         let now = self.clock.now();
         sqlx::query(
             "INSERT INTO upstream_idps (id, tenant, config, secret_enc, updated_at) \
              VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (id) DO UPDATE SET tenant = $2, config = $3, \
-             secret_enc = COALESCE($4, upstream_idps.secret_enc), updated_at = $5",
+             secret_enc = COALESCE($4, CASE WHEN $6 THEN upstream_idps.secret_enc END), updated_at = $5",
         )
         .bind(&cfg.id)
         .bind(&cfg.tenant)
         .bind(json)
         .bind(sealed)
         .bind(now)
+        .bind(same_issuer_as_stored)
         .execute(&self.pool)
         .await?;
         self.forget_upstreams(&cfg.id);
@@ -394,7 +457,7 @@ pub(crate) async fn upstreams(gw: &Gateway) -> Result<UpstreamList, GatewayError
                 continue;
             }
         };
-        let secret = sealed.and_then(|s| gw.open(&s, &secret_aad(&id)));
+        let secret = sealed.and_then(|s| gw.open(&s, &secret_aad(&id, &cfg.issuer)));
         list.push(Arc::new(Upstream { cfg, secret }));
     }
     list.sort_by(|a, b| a.cfg.name.cmp(&b.cfg.name));
@@ -421,15 +484,19 @@ pub(crate) async fn linked(
     gw: &Gateway,
     user_id: &str,
 ) -> Result<Vec<Arc<Upstream>>, GatewayError> {
-    let ids: Vec<String> =
-        sqlx::query_scalar("SELECT upstream FROM upstream_links WHERE user_id = $1")
+    let links: Vec<(String, String)> =
+        sqlx::query_as("SELECT upstream, issuer FROM upstream_links WHERE user_id = $1")
             .bind(user_id)
             .fetch_all(&gw.pool)
             .await?;
     let all = upstreams(gw).await?;
     Ok(all
         .iter()
-        .filter(|u| ids.contains(&u.cfg.id))
+        .filter(|u| {
+            links
+                .iter()
+                .any(|(id, iss)| *id == u.cfg.id && iss == norm_issuer(&u.cfg.issuer))
+        })
         .cloned()
         .collect())
 }
@@ -606,6 +673,9 @@ pub(crate) struct Ask<'a> {
     pub(crate) login_hint: Option<&'a str>,
     /// A fresh authentication (`prompt=login`).
     pub(crate) fresh: bool,
+    /// Sent as `max_age`: the upstream must then say when the user
+    /// authenticated (OIDC Core §3.1.2.1).
+    pub(crate) max_age: i64,
 }
 
 /// Sends the login to the upstream: returns the URL to redirect to.
@@ -640,6 +710,7 @@ pub(crate) async fn begin(
     if let Some(h) = ask.login_hint {
         auth = auth.set_login_hint(LoginHint::new(h.to_owned()));
     }
+    auth = auth.set_max_age(Duration::from_secs(ask.max_age.max(0) as u64));
     if ask.fresh {
         auth = auth.add_prompt(CoreAuthPrompt::Login);
     }
@@ -787,10 +858,17 @@ pub(crate) async fn callback(
         let asserted = tokio::time::timeout(idp.timeout() * 2, complete(&gw, &idp, &cb, secrets))
             .await
             .map_err(|_| Failure::Unreachable("the upstream took too long".into()))??;
-        let user = resolve_account(&gw, &meta, &idp, &asserted).await?;
-        if pending.as_ref().is_some_and(|p| p.user_id != user.id) {
-            return Err(Failure::WrongAccount);
+        // A step-up must come back as the same person: checked before
+        // anything is linked, created or brought in step.
+        if let Some(p) = &pending {
+            let same = linked_account(&gw, &idp, &asserted.subject)
+                .await?
+                .is_some_and(|u| u.id == p.user_id);
+            if !same {
+                return Err(Failure::WrongAccount);
+            }
         }
+        let user = resolve_account(&gw, &meta, &idp, &asserted).await?;
         Ok((asserted, user, asked))
     }
     .await;
@@ -848,7 +926,7 @@ async fn fail(
 }
 
 fn same_issuer(a: &str, b: &str) -> bool {
-    a.trim_end_matches('/') == b.trim_end_matches('/')
+    norm_issuer(a) == norm_issuer(b)
 }
 
 fn token_aad(user_id: &str) -> String {
@@ -1081,7 +1159,11 @@ async fn complete(
             ));
         }
     }
-    let auth_time = auth_time.unwrap_or(now);
+    // Asked with `max_age`, the upstream must say when: a login of unknown
+    // age never passes as a fresh one.
+    let auth_time = auth_time.ok_or_else(|| {
+        Failure::InvalidToken("the ID token has no auth_time although max_age was sent".into())
+    })?;
     let subject = claim_str(&raw, &idp.cfg.claims.subject)
         .filter(|s| !s.is_empty() && s.len() <= 255)
         .ok_or(Failure::NoAccount("the subject claim is missing"))?;
@@ -1195,7 +1277,7 @@ async fn linked_account(
     )
     .bind(&idp.cfg.id)
     .bind(subject)
-    .bind(&idp.cfg.issuer)
+    .bind(norm_issuer(&idp.cfg.issuer))
     .fetch_optional(&gw.pool)
     .await
     .map_err(GatewayError::from)?;
@@ -1241,7 +1323,7 @@ async fn link_or_create(
     )
     .bind(&idp.cfg.id)
     .bind(&a.subject)
-    .bind(&idp.cfg.issuer)
+    .bind(norm_issuer(&idp.cfg.issuer))
     .bind(&user.id)
     .bind(gw.clock.now())
     .execute(&gw.pool)
@@ -1433,6 +1515,12 @@ mod tests {
             "https://[fd00::1]",
             "https://[fe80::1]",
             "https://0.0.0.0",
+            "https://[::ffff:169.254.169.254]",
+            "https://[::ffff:10.0.0.1]",
+            "https://100.64.0.1",
+            "https://224.0.0.1",
+            "https://localhost.",
+            "https://idp.localhost",
             "not a url",
         ] {
             assert!(check_endpoint(bad, false).is_err(), "{bad}");
@@ -1441,5 +1529,13 @@ mod tests {
         assert!(check_endpoint("http://127.0.0.1:9000", true).is_ok());
         assert!(check_endpoint("http://localhost:9000", true).is_ok());
         assert!(check_endpoint("http://10.0.0.1", true).is_err());
+        // What the resolver lets through.
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(public_ip(ip("203.0.113.7"), false));
+        assert!(public_ip(ip("2001:db8::1"), false));
+        assert!(!public_ip(ip("::ffff:127.0.0.1"), false));
+        assert!(public_ip(ip("::ffff:127.0.0.1"), true));
+        assert!(!public_ip(ip("::ffff:192.168.1.1"), true));
+        assert!(!public_ip(ip("169.254.169.254"), true));
     }
 }
