@@ -522,8 +522,9 @@ pub(crate) async fn reset_password(
 }
 
 /// `POST /users/{id}/second-factor-reset`: removes the account's TOTP
-/// credential and recovery codes (a lost phone); the account's sessions
-/// and refresh tokens end, so the next login starts from the password.
+/// credential, recovery codes and passkeys (a lost phone); the account's
+/// sessions and refresh tokens end, so the next login starts from the
+/// password.
 #[utoipa::path(
     post,
     path = "/users/{id}/second-factor-reset",
