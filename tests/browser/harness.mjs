@@ -4,6 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import * as oidc from 'openid-client';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const BIN = process.env.INTERKOM_BIN ?? path.join(ROOT, 'target/debug/interkom');
@@ -88,4 +89,41 @@ export function databaseFor(dir, name) {
   const r = spawnSync('psql', [`${pg}/postgres`, '-qc', `CREATE DATABASE "${db}"`], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`creating ${db}: ${r.stderr}`);
   return `${pg}/${db}`;
+}
+
+// Test-only: the issuer is plain http on loopback.
+export const insecure = { execute: [oidc.allowInsecureRequests] };
+
+/** A fresh authorization request with PKCE (S256), state and nonce. */
+export async function authRequest(config, redirectUri, extra = {}) {
+  const codeVerifier = oidc.randomPKCECodeVerifier();
+  const state = oidc.randomState();
+  const nonce = oidc.randomNonce();
+  const url = oidc.buildAuthorizationUrl(config, {
+    redirect_uri: redirectUri,
+    scope: 'openid profile email',
+    code_challenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
+    code_challenge_method: 'S256',
+    state,
+    nonce,
+    ...extra,
+  });
+  return { url, codeVerifier, state, nonce };
+}
+
+/** The checks openid-client applies to the callback of `req`. */
+export const checksFor = (req) => ({
+  pkceCodeVerifier: req.codeVerifier,
+  expectedState: req.state,
+  expectedNonce: req.nonce,
+  idTokenExpected: true,
+});
+
+/**
+ * Runs `action` (a navigation or a click) and returns the URL the browser
+ * ends up on, which must start with `prefix`, a relying party's address.
+ */
+export async function landOn(page, prefix, action) {
+  await Promise.all([page.waitForURL((u) => u.href.startsWith(prefix)), action()]);
+  return new URL(page.url());
 }

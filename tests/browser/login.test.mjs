@@ -14,7 +14,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as oidc from 'openid-client';
 import { chromium } from 'playwright-core';
-import { CHROMIUM, databaseFor, freePort, startServer, stopServer } from './harness.mjs';
+import {
+  CHROMIUM, authRequest, checksFor, databaseFor, freePort, insecure, landOn, startServer, stopServer,
+} from './harness.mjs';
 
 const USER = 'jan.meyer';
 const PASSWORD = 'Hitzacker-Demo-2026!';
@@ -25,44 +27,6 @@ const PORTAL = {
   postLogout: 'http://localhost:9000/',
 };
 const RATSINFO = { id: 'ratsinfo-hitzacker', redirect: 'http://localhost:9002/callback' };
-
-// Test-only: the issuer is plain http on loopback.
-const insecure = { execute: [oidc.allowInsecureRequests] };
-
-
-/** A fresh authorization request with PKCE (S256), state and nonce. */
-async function authRequest(config, redirectUri, extra = {}) {
-  const codeVerifier = oidc.randomPKCECodeVerifier();
-  const state = oidc.randomState();
-  const nonce = oidc.randomNonce();
-  const url = oidc.buildAuthorizationUrl(config, {
-    redirect_uri: redirectUri,
-    scope: 'openid profile email',
-    code_challenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
-    code_challenge_method: 'S256',
-    state,
-    nonce,
-    ...extra,
-  });
-  return { url, codeVerifier, state, nonce };
-}
-
-/** The checks openid-client applies to the callback of `req`. */
-const checksFor = (req) => ({
-  pkceCodeVerifier: req.codeVerifier,
-  expectedState: req.state,
-  expectedNonce: req.nonce,
-  idTokenExpected: true,
-});
-
-/**
- * Runs `action` (a navigation or a click) and returns the URL the browser
- * ends up on, which must start with `prefix`, a relying party's address.
- */
-async function landOn(page, prefix, action) {
-  await Promise.all([page.waitForURL((u) => u.href.startsWith(prefix)), action()]);
-  return new URL(page.url());
-}
 
 /**
  * A new page on which the relying parties' addresses (localhost:9000 and

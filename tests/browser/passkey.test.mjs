@@ -19,7 +19,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as oidc from 'openid-client';
 import { chromium } from 'playwright-core';
-import { CHROMIUM, databaseFor, freePort, startServer, stopServer } from './harness.mjs';
+import {
+  CHROMIUM, authRequest, checksFor, databaseFor, freePort, insecure, landOn, startServer, stopServer,
+} from './harness.mjs';
 
 const require = createRequire(import.meta.url);
 const AXE_SOURCE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
@@ -32,39 +34,6 @@ const PORTAL = {
   redirect: 'http://localhost:9000/callback',
 };
 const SUBSTANTIAL = 'urn:interkom:loa:substantial';
-
-// Test-only: the issuer is plain http on loopback.
-const insecure = { execute: [oidc.allowInsecureRequests] };
-
-/** A fresh authorization request with PKCE (S256), state and nonce. */
-async function authRequest(config, extra = {}) {
-  const codeVerifier = oidc.randomPKCECodeVerifier();
-  const state = oidc.randomState();
-  const nonce = oidc.randomNonce();
-  const url = oidc.buildAuthorizationUrl(config, {
-    redirect_uri: PORTAL.redirect,
-    scope: 'openid profile email',
-    code_challenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
-    code_challenge_method: 'S256',
-    state,
-    nonce,
-    ...extra,
-  });
-  return { url, codeVerifier, state, nonce };
-}
-
-const checksFor = (req) => ({
-  pkceCodeVerifier: req.codeVerifier,
-  expectedState: req.state,
-  expectedNonce: req.nonce,
-  idTokenExpected: true,
-});
-
-/** Runs `action` and returns the URL the browser lands on (under `prefix`). */
-async function landOn(page, prefix, action) {
-  await Promise.all([page.waitForURL((u) => u.href.startsWith(prefix)), action()]);
-  return new URL(page.url());
-}
 
 /**
  * WCAG 2.1 A/AA violations on the current page (axe-core). axe is evaluated
@@ -188,7 +157,7 @@ describe('passkeys in headless Chromium with a virtual authenticator', { timeout
   let first; // the password-only login's claims
 
   step('password login through the form (low, no second factor)', async () => {
-    const req = await authRequest(portal);
+    const req = await authRequest(portal, PORTAL.redirect);
     const res = await page.goto(req.url.href);
     assert.equal(res.status(), 200);
     await page.getByRole('heading', { name: 'Anmelden' }).waitFor();
@@ -288,7 +257,7 @@ describe('passkeys in headless Chromium with a virtual authenticator', { timeout
     // device-bound passkey, `hwk` (counted as substantial by default).
     assert.equal(before.backupEligibility, false);
 
-    const req = await authRequest(portal, { acr_values: SUBSTANTIAL, prompt: 'login' });
+    const req = await authRequest(portal, PORTAL.redirect, { acr_values: SUBSTANTIAL, prompt: 'login' });
     // prompt=login: the password again first.
     await toSecondFactor(req, 'Anmelden');
     assert.equal(await page.locator('html').getAttribute('lang'), 'de');
@@ -357,7 +326,7 @@ describe('passkeys in headless Chromium with a virtual authenticator', { timeout
     const [cred] = await credentials();
     assert.equal(cred.backupEligibility, true);
 
-    const req = await authRequest(portal, { acr_values: SUBSTANTIAL, prompt: 'login', ui_locales: 'en' });
+    const req = await authRequest(portal, PORTAL.redirect, { acr_values: SUBSTANTIAL, prompt: 'login', ui_locales: 'en' });
     await toSecondFactor(req, 'Sign in');
     assert.equal(await page.locator('html').getAttribute('lang'), 'en');
     await page.getByRole('heading', { name: 'Second factor' }).waitFor();

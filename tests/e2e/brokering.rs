@@ -27,17 +27,6 @@ use crate::common::*;
 const BROKER_CLIENT: &str = "interkom-broker";
 const BROKER_SECRET: &str = "broker-secret-0123456789abcdefghijklmnop";
 
-/// A hidden field's value in a page.
-fn hidden(html: &str, name: &str) -> String {
-    let key = format!("name=\"{name}\" value=\"");
-    let i = html
-        .find(&key)
-        .unwrap_or_else(|| panic!("no field {name} in {html}"))
-        + key.len();
-    let j = html[i..].find('"').unwrap() + i;
-    html[i..j].to_owned()
-}
-
 fn upstream_cfg(id: &str, tenant: &str, issuer: &str) -> UpstreamConfig {
     let mut acr = BTreeMap::new();
     acr.insert("urn:interkom:loa:low".to_owned(), Loa::Low);
@@ -143,17 +132,7 @@ async fn choose(
     login_page: &str,
     idp: &str,
 ) -> reqwest::Response {
-    browser
-        .http
-        .post(broker.url("/login/idp"))
-        .form(&[
-            ("login_request", hidden(login_page, "login_request")),
-            ("csrf_token", hidden(login_page, "csrf_token")),
-            ("idp", idp.to_owned()),
-        ])
-        .send()
-        .await
-        .unwrap()
+    post_step(browser, broker, "/login/idp", login_page, &[("idp", idp)]).await
 }
 
 /// Follows the browser from the upstream's authorization URL through its
@@ -389,17 +368,8 @@ async fn home_realm_discovery_by_hint_search_and_domain() {
     let search = |q: &'static str| {
         let (browser, page, broker) = (&browser, page.clone(), &broker);
         async move {
-            browser
-                .http
-                .post(broker.url("/login/idp"))
-                .form(&[
-                    ("login_request", hidden(&page, "login_request")),
-                    ("csrf_token", hidden(&page, "csrf_token")),
-                    ("q", q.to_owned()),
-                ])
-                .send()
+            post_step(browser, broker, "/login/idp", &page, &[("q", q)])
                 .await
-                .unwrap()
                 .text()
                 .await
                 .unwrap()
@@ -490,17 +460,7 @@ async fn submit_otp(
     page: &str,
     code: &str,
 ) -> reqwest::Response {
-    browser
-        .http
-        .post(s.url("/login/otp"))
-        .form(&[
-            ("login_request", hidden(page, "login_request")),
-            ("csrf_token", hidden(page, "csrf_token")),
-            ("code", code.to_owned()),
-        ])
-        .send()
-        .await
-        .unwrap()
+    post_step(browser, s, "/login/otp", page, &[("code", code)]).await
 }
 
 #[tokio::test]
@@ -525,18 +485,11 @@ async fn totp_steps_a_session_up_to_substantial_and_counts_each_code_once() {
     let page = res.text().await.unwrap();
     assert!(page.contains("/login/otp") && !page.contains("name=\"password\""));
     // Past the first factor, the login request takes no password.
-    let res = browser
-        .http
-        .post(s.url("/login"))
-        .form(&[
-            ("login_request", hidden(&page, "login_request")),
-            ("csrf_token", hidden(&page, "csrf_token")),
-            ("username", "anna.schulz".to_owned()),
-            ("password", "Elbtalaue-Demo-2026!".to_owned()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let fields = [
+        ("username", "anna.schulz"),
+        ("password", "Elbtalaue-Demo-2026!"),
+    ];
+    let res = post_step(&browser, &s, "/login", &page, &fields).await;
     assert_eq!(res.status(), 400);
     // prompt=none cannot ask.
     let (none_url, _) = portal_auth(
@@ -649,20 +602,7 @@ async fn step_up_to_high_at_the_upstream_with_acr_values() {
     upstream.clock.advance(30);
 
     // The Einwohnermeldewesen is sehr_hoch: `high` with a second factor.
-    let (verifier, challenge) = pkce();
-    let url = authorize_url(
-        &broker,
-        &[
-            ("response_type", "code"),
-            ("client_id", "ewo-elbtalaue"),
-            ("redirect_uri", "http://localhost:9001/callback"),
-            ("scope", "openid"),
-            ("state", "e1"),
-            ("nonce", "n1"),
-            ("code_challenge", challenge.as_str()),
-            ("code_challenge_method", "S256"),
-        ],
-    );
+    let (url, verifier) = ewo_authorize_url(&broker, "e1");
     let page = browser.get(&url).await.text().await.unwrap();
     let res = choose(&browser, &broker, &page, "idp-elbtalaue").await;
     // The password at the upstream: `low`, so the broker asks again, now
@@ -683,17 +623,7 @@ async fn step_up_to_high_at_the_upstream_with_acr_values() {
         "{again}"
     );
     // Sent to the upstream, the login takes no local factor instead.
-    let res = browser
-        .http
-        .post(broker.url("/login/otp"))
-        .form(&[
-            ("login_request", hidden(&page, "login_request")),
-            ("csrf_token", hidden(&page, "csrf_token")),
-            ("code", "123456".to_owned()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = submit_otp(&broker, &browser, &page, "123456").await;
     assert_eq!(res.status(), 400);
     // The upstream asks for its second factor.
     let res = browser.get(&again).await;
@@ -711,22 +641,7 @@ async fn step_up_to_high_at_the_upstream_with_acr_values() {
     assert_eq!(res.status(), 303);
     let q = redirect_params(&res);
     assert_eq!(q["state"], "e1", "{q:?}");
-    let res = broker
-        .post_form(
-            "/token",
-            None,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &q["code"]),
-                ("redirect_uri", "http://localhost:9001/callback"),
-                ("code_verifier", &verifier),
-                ("client_id", "ewo-elbtalaue"),
-            ],
-        )
-        .await;
-    assert_eq!(res.status(), 200);
-    let v: Value = res.json().await.unwrap();
-    let id = jwt_payload(v["id_token"].as_str().unwrap());
+    let id = ewo_id_token(&broker, &q["code"], &verifier).await;
     assert_eq!(id["acr"], "urn:interkom:loa:high");
     assert_eq!(id["amr"], json!(["pwd", "otp", "mfa"]));
     assert_eq!(id["tenant"], "sg-elbtalaue");

@@ -531,3 +531,85 @@ pub async fn expect_oauth_error(res: reqwest::Response, status: u16, error: &str
     assert_eq!(v["error"], error, "error code: {v}");
     v
 }
+
+/// An attribute's value in a page (`key` up to the `=`), entities undone.
+pub fn attr(html: &str, key: &str) -> String {
+    let k = format!("{key}=\"");
+    let i = html
+        .find(&k)
+        .unwrap_or_else(|| panic!("no {key} in {html}"))
+        + k.len();
+    let j = html[i..].find('"').unwrap() + i;
+    html[i..j].replace("&#x2f;", "/").replace("&amp;", "&")
+}
+
+/// A hidden field's value in a page.
+pub fn hidden(html: &str, name: &str) -> String {
+    attr(html, &format!("name=\"{name}\" value"))
+}
+
+/// Posts a form of a login in progress (the page's login request and CSRF
+/// token, and `fields`) to `path`.
+pub async fn post_step(
+    browser: &Browser,
+    server: &TestServer,
+    path: &str,
+    page: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut form = vec![
+        ("login_request".to_owned(), hidden(page, "login_request")),
+        ("csrf_token".to_owned(), hidden(page, "csrf_token")),
+    ];
+    form.extend(
+        fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    browser
+        .http
+        .post(server.url(path))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The Einwohnermeldewesen (`ewo-elbtalaue`, public, `sehr_hoch`):
+/// its authorization URL with PKCE and `state`; (url, verifier).
+pub fn ewo_authorize_url(server: &TestServer, state: &str) -> (String, String) {
+    let (verifier, challenge) = pkce();
+    let url = authorize_url(
+        server,
+        &[
+            ("response_type", "code"),
+            ("client_id", "ewo-elbtalaue"),
+            ("redirect_uri", "http://localhost:9001/callback"),
+            ("scope", "openid"),
+            ("state", state),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    (url, verifier)
+}
+
+/// Redeems an Einwohnermeldewesen code; the ID token's claims.
+pub async fn ewo_id_token(server: &TestServer, code: &str, verifier: &str) -> Value {
+    let res = server
+        .post_form(
+            "/token",
+            None,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", "http://localhost:9001/callback"),
+                ("code_verifier", verifier),
+                ("client_id", "ewo-elbtalaue"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    jwt_payload(v["id_token"].as_str().unwrap())
+}

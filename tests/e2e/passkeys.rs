@@ -134,20 +134,6 @@ impl SoftKey {
     }
 }
 
-fn attr(html: &str, key: &str) -> String {
-    let k = format!("{key}=\"");
-    let i = html
-        .find(&k)
-        .unwrap_or_else(|| panic!("no {key} in {html}"))
-        + k.len();
-    let j = html[i..].find('"').unwrap() + i;
-    html[i..j].replace("&#x2f;", "/").replace("&amp;", "&")
-}
-
-fn hidden(html: &str, name: &str) -> String {
-    attr(html, &format!("name=\"{name}\" value"))
-}
-
 /// Registers `key` for the browser's signed-in user; the server's answer.
 async fn register(s: &TestServer, browser: &Browser, key: &SoftKey) -> (u16, Value) {
     let page = browser
@@ -207,17 +193,8 @@ async fn use_passkey(
     key: &mut SoftKey,
     tamper: bool,
 ) -> reqwest::Response {
-    let fields = [
-        ("login_request", hidden(page, "login_request")),
-        ("csrf_token", hidden(page, "csrf_token")),
-    ];
-    let begin: Value = browser
-        .http
-        .post(s.url("/login/passkey/begin"))
-        .form(&fields)
-        .send()
+    let begin: Value = post_step(browser, s, "/login/passkey/begin", page, &[])
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -226,17 +203,15 @@ async fn use_passkey(
         answer["response"]["clientDataJSON"] = json!(URL_SAFE_NO_PAD
             .encode(key.client_data("webauthn.get", &json!({"publicKey": {"challenge": "AAAA"}}))));
     }
-    browser
-        .http
-        .post(s.url("/login/passkey"))
-        .form(&[
-            ("login_request", fields[0].1.clone()),
-            ("csrf_token", fields[1].1.clone()),
-            ("credential", answer.to_string()),
-        ])
-        .send()
-        .await
-        .unwrap()
+    let credential = answer.to_string();
+    post_step(
+        browser,
+        s,
+        "/login/passkey",
+        page,
+        &[("credential", &credential)],
+    )
+    .await
 }
 
 #[tokio::test]
@@ -265,19 +240,7 @@ async fn passkeys_step_up_to_the_level_their_kind_is_trusted_for() {
     );
 
     // The Einwohnermeldewesen (sehr_hoch) needs `high`: the passkey page.
-    let (verifier, challenge) = pkce();
-    let url = authorize_url(
-        &s,
-        &[
-            ("response_type", "code"),
-            ("client_id", "ewo-elbtalaue"),
-            ("redirect_uri", "http://localhost:9001/callback"),
-            ("scope", "openid"),
-            ("state", "e1"),
-            ("code_challenge", challenge.as_str()),
-            ("code_challenge_method", "S256"),
-        ],
-    );
+    let (url, verifier) = ewo_authorize_url(&s, "e1");
     let res = anna.get(&url).await;
     assert_eq!(res.status(), 200);
     let page = res.text().await.unwrap();
@@ -291,22 +254,7 @@ async fn passkeys_step_up_to_the_level_their_kind_is_trusted_for() {
     assert_eq!(res.status(), 303);
     let q = redirect_params(&res);
     assert_eq!(q["state"], "e1");
-    let res = s
-        .post_form(
-            "/token",
-            None,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &q["code"]),
-                ("redirect_uri", "http://localhost:9001/callback"),
-                ("code_verifier", &verifier),
-                ("client_id", "ewo-elbtalaue"),
-            ],
-        )
-        .await;
-    assert_eq!(res.status(), 200);
-    let v: Value = res.json().await.unwrap();
-    let id = jwt_payload(v["id_token"].as_str().unwrap());
+    let id = ewo_id_token(&s, &q["code"], &verifier).await;
     assert_eq!(id["acr"], "urn:interkom:loa:high");
     assert_eq!(id["amr"], json!(["pwd", "hwk", "mfa"]));
 

@@ -340,6 +340,20 @@ impl Gateway {
         Ok(id)
     }
 
+    /// `ev` about this account: its subject, and the tenant it belongs to
+    /// (whose subtree sees the event).
+    pub(crate) fn about(
+        &self,
+        ev: interkom_audit::AuditEvent,
+        user: &User,
+    ) -> interkom_audit::AuditEvent {
+        let ev = ev.subject(&user.id, Some(user.tenant.clone()));
+        match self.tenants.get(&user.tenant) {
+            Some(t) => ev.tenant(&t.id, t.path_string()),
+            None => ev,
+        }
+    }
+
     pub async fn find_user(&self, username: &str) -> Result<Option<User>, GatewayError> {
         user_by_username(&self.pool, username).await
     }

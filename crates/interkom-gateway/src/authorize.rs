@@ -579,26 +579,53 @@ pub(crate) async fn login_request(
     Ok(Some((req, pending)))
 }
 
-/// The login request a form names, if the form carries this browser's
-/// token for it: (id, browser, request, pending, client); else the page to
-/// answer with.
-pub(crate) async fn bound_request(
+/// A form posted within a login in progress (password, choice of IdP,
+/// second factor): its own fields and the login request it names, checked
+/// against this browser.
+pub(crate) struct Posted<T> {
+    pub(crate) form: T,
+    pub(crate) lr: String,
+    pub(crate) browser: String,
+    pub(crate) req: AuthRequest,
+    pub(crate) pending: Option<Pending>,
+    pub(crate) client: Arc<Client>,
+    /// The request's language (`ui_locales`, else `Accept-Language`).
+    pub(crate) lang: Lang,
+}
+
+/// The fields every such form carries.
+#[derive(Deserialize)]
+struct Binding {
+    login_request: Option<String>,
+    csrf_token: Option<String>,
+}
+
+/// Parses a form of a login in progress and checks its binding: the login
+/// request exists and is this browser's, and the CSRF token is derived from
+/// both. Otherwise the page to answer with.
+pub(crate) async fn posted<T: serde::de::DeserializeOwned>(
     gw: &Gateway,
+    meta: &Meta,
     headers: &HeaderMap,
-    lang: Lang,
-    lr: Option<&str>,
-    csrf: Option<&str>,
-) -> Result<(String, String, AuthRequest, Option<Pending>, Arc<Client>), Response> {
+    body: &[u8],
+) -> Result<Posted<T>, Response> {
+    let lang = Lang::negotiate(None, meta.accept_language.as_deref());
     let bad = |status, m: fn(&crate::i18n::Texts) -> &'static str| {
         web::error_page(gw, lang, status, m(lang.texts()), None)
     };
-    let (Some(lr), Some(csrf)) = (lr, csrf) else {
+    let (Ok(form), Ok(binding)) = (
+        serde_urlencoded::from_bytes::<T>(body),
+        serde_urlencoded::from_bytes::<Binding>(body),
+    ) else {
+        return Err(bad(StatusCode::BAD_REQUEST, |t| t.bad_request));
+    };
+    let (Some(lr), Some(csrf)) = (binding.login_request, binding.csrf_token) else {
         return Err(bad(StatusCode::BAD_REQUEST, |t| t.expired));
     };
     let now = gw.clock.now();
     let row: Option<(String,)> =
         sqlx::query_as("SELECT csrf_hash FROM login_requests WHERE id = $1 AND expires_at > $2")
-            .bind(lr)
+            .bind(&lr)
             .bind(now)
             .fetch_optional(&gw.pool)
             .await
@@ -611,11 +638,11 @@ pub(crate) async fn bound_request(
     let browser = web::cookie(headers, BROWSER_COOKIE).unwrap_or_default();
     if browser.is_empty()
         || !ct_eq(&gw.master.keyed_hash(&browser), &browser_hash)
-        || !ct_eq(&csrf_token(gw, &browser, lr), csrf)
+        || !ct_eq(&csrf_token(gw, &browser, &lr), &csrf)
     {
         return Err(bad(StatusCode::FORBIDDEN, |t| t.expired));
     }
-    let Some((req, pending)) = login_request(gw, lr, now)
+    let Some((req, pending)) = login_request(gw, &lr, now)
         .await
         .map_err(|e| internal(gw, lang, e))?
     else {
@@ -626,7 +653,28 @@ pub(crate) async fn bound_request(
         Ok(None) => return Err(bad(StatusCode::BAD_REQUEST, |t| t.bad_client)),
         Err(e) => return Err(internal(gw, lang, e)),
     };
-    Ok((lr.to_owned(), browser, req, pending, client))
+    let lang = Lang::negotiate(req.ui_locales.as_deref(), meta.accept_language.as_deref());
+    Ok(Posted {
+        form,
+        lr,
+        browser,
+        req,
+        pending,
+        client,
+        lang,
+    })
+}
+
+/// The page for a form that does not fit the login's state (sent twice,
+/// or at a step the login is not at).
+pub(crate) fn out_of_step(gw: &Gateway, lang: Lang) -> Response {
+    web::error_page(
+        gw,
+        lang,
+        StatusCode::BAD_REQUEST,
+        lang.texts().expired,
+        None,
+    )
 }
 
 /// The upstreams offered on the login page.
@@ -759,8 +807,6 @@ fn code_redirect(gw: &Gateway, req: &AuthRequest, code: &str) -> Response {
 
 #[derive(Deserialize)]
 struct LoginForm {
-    login_request: Option<String>,
-    csrf_token: Option<String>,
     username: Option<String>,
     password: Option<String>,
 }
@@ -772,38 +818,21 @@ pub(crate) async fn login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let lang = Lang::negotiate(None, meta.accept_language.as_deref());
-    let Ok(form) = serde_urlencoded::from_bytes::<LoginForm>(&body) else {
-        return web::error_page(
-            &gw,
-            lang,
-            StatusCode::BAD_REQUEST,
-            lang.texts().bad_request,
-            None,
-        );
-    };
-    let bound = bound_request(
-        &gw,
-        &headers,
+    let Posted {
+        form,
+        lr,
+        browser,
+        req,
+        pending,
+        client,
         lang,
-        form.login_request.as_deref(),
-        form.csrf_token.as_deref(),
-    )
-    .await;
-    let (lr, browser, req, pending, client) = match bound {
-        Ok(b) => b,
+    } = match posted::<LoginForm>(&gw, &meta, &headers, &body).await {
+        Ok(p) => p,
         Err(r) => return r,
     };
-    let lang = Lang::negotiate(req.ui_locales.as_deref(), meta.accept_language.as_deref());
     // A login past its first factor takes no password any more.
     if pending.is_some() {
-        return web::error_page(
-            &gw,
-            lang,
-            StatusCode::BAD_REQUEST,
-            lang.texts().expired,
-            None,
-        );
+        return out_of_step(&gw, lang);
     }
     let now = gw.clock.now();
     let username = form.username.unwrap_or_default();
@@ -902,10 +931,7 @@ pub(crate) async fn login(
                 .source(meta.source.clone())
                 .details(serde_json::json!({ "username": username }));
             if let Some(u) = &user {
-                ev = ev.subject(&u.id, Some(u.tenant.clone()));
-                if let Some(t) = gw.tenants.get(&u.tenant) {
-                    ev = ev.tenant(&t.id, t.path_string());
-                }
+                ev = gw.about(ev, u);
             }
             if let Err(e) = gw.audit.append(ev).await {
                 return internal(&gw, lang, e.into());
@@ -949,8 +975,6 @@ pub(crate) async fn login(
 
 #[derive(Deserialize)]
 struct IdpForm {
-    login_request: Option<String>,
-    csrf_token: Option<String>,
     /// The upstream chosen (a button).
     idp: Option<String>,
     /// A search for one.
@@ -964,38 +988,21 @@ pub(crate) async fn choose_idp(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let lang = Lang::negotiate(None, meta.accept_language.as_deref());
-    let Ok(form) = serde_urlencoded::from_bytes::<IdpForm>(&body) else {
-        return web::error_page(
-            &gw,
-            lang,
-            StatusCode::BAD_REQUEST,
-            lang.texts().bad_request,
-            None,
-        );
-    };
-    let bound = bound_request(
-        &gw,
-        &headers,
+    let Posted {
+        form,
+        lr,
+        browser,
+        req,
+        pending,
+        client,
         lang,
-        form.login_request.as_deref(),
-        form.csrf_token.as_deref(),
-    )
-    .await;
-    let (lr, browser, req, pending, client) = match bound {
-        Ok(b) => b,
+    } = match posted::<IdpForm>(&gw, &meta, &headers, &body).await {
+        Ok(p) => p,
         Err(r) => return r,
     };
-    let lang = Lang::negotiate(req.ui_locales.as_deref(), meta.accept_language.as_deref());
     // A step-up goes where `stepup` decides, not where the form says.
     if pending.is_some() {
-        return web::error_page(
-            &gw,
-            lang,
-            StatusCode::BAD_REQUEST,
-            lang.texts().expired,
-            None,
-        );
+        return out_of_step(&gw, lang);
     }
     let idps = match upstream::upstreams(&gw).await {
         Ok(l) => l,
@@ -1169,21 +1176,20 @@ pub(crate) async fn finish_login(
         _ => None,
     };
     tx.commit().await?;
-    let mut ev = AuditEvent::new(Action::Login, Outcome::Success)
-        .subject(&user.id, Some(user.tenant.clone()))
-        .client(&client.id)
-        .correlation(meta.request_id.clone())
-        .source(meta.source.clone())
-        .details(serde_json::json!({
-            "acr": p.acr,
-            "amr": p.amr,
-            "sid": session.sid,
-            "upstream": p.upstream,
-            "step_up": p.sid.is_some(),
-        }));
-    if let Some(t) = gw.tenants.get(&user.tenant) {
-        ev = ev.tenant(&t.id, t.path_string());
-    }
+    let ev = gw.about(
+        AuditEvent::new(Action::Login, Outcome::Success)
+            .client(&client.id)
+            .correlation(meta.request_id.clone())
+            .source(meta.source.clone())
+            .details(serde_json::json!({
+                "acr": p.acr,
+                "amr": p.amr,
+                "sid": session.sid,
+                "upstream": p.upstream,
+                "step_up": p.sid.is_some(),
+            })),
+        &user,
+    );
     gw.audit.append(ev).await?;
     let mut res = match (code, outcome) {
         (Some(code), _) => code_redirect(gw, req, &code),

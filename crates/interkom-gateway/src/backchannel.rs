@@ -144,10 +144,7 @@ async fn attempt(gw: &Gateway, d: &Due) -> Result<bool, GatewayError> {
         .client(&d.client_id)
         .details(json!({ "sid": d.sid, "attempts": n }));
         if let Some(u) = crate::accounts::user_by_id(&gw.pool, &d.sub).await? {
-            ev = ev.subject(&u.id, Some(u.tenant.clone()));
-            if let Some(t) = gw.tenants.get(&u.tenant) {
-                ev = ev.tenant(&t.id, t.path_string());
-            }
+            ev = gw.about(ev, &u);
         }
         if let Err((_, e)) = &result {
             ev = ev.reason(format!("gave up: {e}"));

@@ -436,14 +436,13 @@ async fn confirm(
         .await?;
     }
     tx.commit().await?;
-    let mut ev = AuditEvent::new(Action::SecondFactorEnrolled, Outcome::Success)
-        .subject(&user.id, Some(user.tenant.clone()))
-        .correlation(meta.request_id.clone())
-        .source(meta.source.clone())
-        .details(serde_json::json!({ "method": "totp", "recovery_codes": codes.len() }));
-    if let Some(t) = gw.tenants.get(&user.tenant) {
-        ev = ev.tenant(&t.id, t.path_string());
-    }
+    let ev = gw.about(
+        AuditEvent::new(Action::SecondFactorEnrolled, Outcome::Success)
+            .correlation(meta.request_id.clone())
+            .source(meta.source.clone())
+            .details(serde_json::json!({ "method": "totp", "recovery_codes": codes.len() })),
+        &user,
+    );
     gw.audit.append(ev).await?;
     let mut res = web::page(
         gw,

@@ -22,7 +22,7 @@ use webauthn_rs::prelude::{
 };
 
 use crate::accounts;
-use crate::authorize;
+use crate::authorize::{self, Posted};
 use crate::crypto::{ct_eq, random_token};
 use crate::i18n::Lang;
 use crate::stepup::{self, Pending};
@@ -159,13 +159,31 @@ pub(crate) async fn enrol_begin(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match begin_registration(&gw, &headers, &body).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "passkey registration failed internally");
-            json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
-        }
+    answered(begin_registration(&gw, &headers, &body).await)
+}
+
+/// A JSON answer, or 503 for an internal failure (logged).
+fn answered(r: Result<Response, GatewayError>) -> Response {
+    r.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "passkey registration failed internally");
+        json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+    })
+}
+
+/// The user who may enrol, if the form's token is this session's; else
+/// the refusal to answer with.
+async fn enroller(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    csrf: Option<&str>,
+) -> Result<Result<accounts::User, Response>, GatewayError> {
+    let Some((handle, user)) = crate::mfa::enrolling_user(gw, headers).await? else {
+        return Ok(Err(json_error(StatusCode::UNAUTHORIZED, "login_required")));
+    };
+    if !csrf.is_some_and(|c| ct_eq(c, &enrol_csrf(gw, &handle))) {
+        return Ok(Err(json_error(StatusCode::FORBIDDEN, "invalid_csrf_token")));
     }
+    Ok(Ok(user))
 }
 
 async fn begin_registration(
@@ -179,15 +197,10 @@ async fn begin_registration(
     let Ok(form) = serde_urlencoded::from_bytes::<BeginForm>(body) else {
         return Ok(json_error(StatusCode::BAD_REQUEST, "invalid_request"));
     };
-    let Some((handle, user)) = crate::mfa::enrolling_user(gw, headers).await? else {
-        return Ok(json_error(StatusCode::UNAUTHORIZED, "login_required"));
+    let user = match enroller(gw, headers, form.csrf_token.as_deref()).await? {
+        Ok(u) => u,
+        Err(refused) => return Ok(refused),
     };
-    if !form
-        .csrf_token
-        .is_some_and(|c| ct_eq(&c, &enrol_csrf(gw, &handle)))
-    {
-        return Ok(json_error(StatusCode::FORBIDDEN, "invalid_csrf_token"));
-    }
     let existing: Vec<_> = passkeys(gw, &user.id)
         .await?
         .into_iter()
@@ -233,13 +246,7 @@ pub(crate) async fn enrol_finish(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match finish_registration(&gw, &meta, &headers, &body).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "passkey registration failed internally");
-            json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
-        }
-    }
+    answered(finish_registration(&gw, &meta, &headers, &body).await)
 }
 
 async fn finish_registration(
@@ -254,12 +261,10 @@ async fn finish_registration(
     let Ok(b) = serde_json::from_slice::<FinishBody>(body) else {
         return Ok(json_error(StatusCode::BAD_REQUEST, "invalid_request"));
     };
-    let Some((handle, user)) = crate::mfa::enrolling_user(gw, headers).await? else {
-        return Ok(json_error(StatusCode::UNAUTHORIZED, "login_required"));
+    let user = match enroller(gw, headers, Some(&b.csrf_token)).await? {
+        Ok(u) => u,
+        Err(refused) => return Ok(refused),
     };
-    if !ct_eq(&b.csrf_token, &enrol_csrf(gw, &handle)) {
-        return Ok(json_error(StatusCode::FORBIDDEN, "invalid_csrf_token"));
-    }
     // Single use, this user's, not expired.
     let state: Option<(String, String, i64)> = sqlx::query_as(
         "DELETE FROM webauthn_ceremonies WHERE id = $1 RETURNING user_id, state, expires_at",
@@ -301,25 +306,18 @@ async fn finish_registration(
         }
         Err(e) => return Err(e.into()),
     }
-    let mut ev = AuditEvent::new(Action::SecondFactorEnrolled, Outcome::Success)
-        .subject(&user.id, Some(user.tenant.clone()))
-        .correlation(meta.request_id.clone())
-        .source(meta.source.clone())
-        .details(json!({ "method": "passkey", "device_bound": device_bound }));
-    if let Some(t) = gw.tenants.get(&user.tenant) {
-        ev = ev.tenant(&t.id, t.path_string());
-    }
+    let ev = gw.about(
+        AuditEvent::new(Action::SecondFactorEnrolled, Outcome::Success)
+            .correlation(meta.request_id.clone())
+            .source(meta.source.clone())
+            .details(json!({ "method": "passkey", "device_bound": device_bound })),
+        &user,
+    );
     gw.audit.append(ev).await?;
     Ok(json_response(
         StatusCode::CREATED,
         json!({ "registered": true, "device_bound": device_bound, "level": level(gw, device_bound) }),
     ))
-}
-
-#[derive(Deserialize)]
-struct LoginBeginForm {
-    login_request: Option<String>,
-    csrf_token: Option<String>,
 }
 
 /// `POST /login/passkey/begin`: the request options for a login in
@@ -330,19 +328,13 @@ pub(crate) async fn login_begin(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let lang = Lang::negotiate(None, meta.accept_language.as_deref());
-    let Ok(form) = serde_urlencoded::from_bytes::<LoginBeginForm>(&body) else {
-        return json_error(StatusCode::BAD_REQUEST, "invalid_request");
-    };
-    let bound = authorize::bound_request(
-        &gw,
-        &headers,
-        lang,
-        form.login_request.as_deref(),
-        form.csrf_token.as_deref(),
-    )
-    .await;
-    let Ok((lr, _, _, Some(mut p), _)) = bound else {
+    let bound = authorize::posted::<serde::de::IgnoredAny>(&gw, &meta, &headers, &body).await;
+    let Ok(Posted {
+        lr,
+        pending: Some(mut p),
+        ..
+    }) = bound
+    else {
         return json_error(StatusCode::FORBIDDEN, "invalid_login_request");
     };
     let (Some(wa), true) = (&gw.webauthn, stepup::offered(&p, "passkey")) else {
@@ -374,8 +366,6 @@ pub(crate) async fn login_begin(
 
 #[derive(Deserialize)]
 struct LoginForm {
-    login_request: Option<String>,
-    csrf_token: Option<String>,
     credential: Option<String>,
 }
 
@@ -387,40 +377,23 @@ pub(crate) async fn login_finish(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let lang = Lang::negotiate(None, meta.accept_language.as_deref());
-    let Ok(form) = serde_urlencoded::from_bytes::<LoginForm>(&body) else {
-        return web::error_page(
-            &gw,
-            lang,
-            StatusCode::BAD_REQUEST,
-            lang.texts().bad_request,
-            None,
-        );
-    };
-    let bound = authorize::bound_request(
-        &gw,
-        &headers,
+    let Posted {
+        form,
+        lr,
+        browser,
+        req,
+        pending,
+        client,
         lang,
-        form.login_request.as_deref(),
-        form.csrf_token.as_deref(),
-    )
-    .await;
-    let (lr, browser, req, pending, client) = match bound {
-        Ok(b) => b,
+    } = match authorize::posted::<LoginForm>(&gw, &meta, &headers, &body).await {
+        Ok(p) => p,
         Err(r) => return r,
     };
-    let lang = Lang::negotiate(req.ui_locales.as_deref(), meta.accept_language.as_deref());
     let (Some(mut p), Some(wa)) = (
         pending.filter(|p| stepup::offered(p, "passkey")),
         &gw.webauthn,
     ) else {
-        return web::error_page(
-            &gw,
-            lang,
-            StatusCode::BAD_REQUEST,
-            lang.texts().expired,
-            None,
-        );
+        return authorize::out_of_step(&gw, lang);
     };
     // The state is used once, whatever the answer.
     let state: Option<PasskeyAuthentication> = p
@@ -470,13 +443,7 @@ pub(crate) async fn login_finish(
         .await?;
         // Removed meanwhile (a reset): the login cannot go on with it.
         let Some((stored, device_bound)) = row else {
-            return Ok(web::error_page(
-                &gw,
-                lang,
-                StatusCode::BAD_REQUEST,
-                lang.texts().expired,
-                None,
-            ));
+            return Ok(authorize::out_of_step(&gw, lang));
         };
         let mut passkey: Passkey = serde_json::from_str(&stored)?;
         passkey.update_credential(&result);

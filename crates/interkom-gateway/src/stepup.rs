@@ -18,7 +18,7 @@ use interkom_policy::Loa;
 use serde::{Deserialize, Serialize};
 
 use crate::access::{self, Need, Verdict};
-use crate::authorize::{self, AuthRequest, LoginOutcome};
+use crate::authorize::{self, AuthRequest, LoginOutcome, Posted};
 use crate::clients::Client;
 use crate::i18n::Lang;
 use crate::upstream::{self, Upstream};
@@ -345,8 +345,6 @@ pub(crate) async fn second_factor_page(
 
 #[derive(Deserialize)]
 struct OtpForm {
-    login_request: Option<String>,
-    csrf_token: Option<String>,
     code: Option<String>,
 }
 
@@ -357,37 +355,20 @@ pub(crate) async fn otp(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let lang = Lang::negotiate(None, meta.accept_language.as_deref());
-    let Ok(form) = serde_urlencoded::from_bytes::<OtpForm>(&body) else {
-        return web::error_page(
-            &gw,
-            lang,
-            StatusCode::BAD_REQUEST,
-            lang.texts().bad_request,
-            None,
-        );
-    };
-    let bound = authorize::bound_request(
-        &gw,
-        &headers,
+    let Posted {
+        form,
+        lr,
+        browser,
+        req,
+        pending,
+        client,
         lang,
-        form.login_request.as_deref(),
-        form.csrf_token.as_deref(),
-    )
-    .await;
-    let (lr, browser, req, pending, client) = match bound {
-        Ok(b) => b,
+    } = match authorize::posted::<OtpForm>(&gw, &meta, &headers, &body).await {
+        Ok(p) => p,
         Err(r) => return r,
     };
-    let lang = Lang::negotiate(req.ui_locales.as_deref(), meta.accept_language.as_deref());
     let Some(mut p) = pending.filter(|p| offered(p, "totp")) else {
-        return web::error_page(
-            &gw,
-            lang,
-            StatusCode::BAD_REQUEST,
-            lang.texts().expired,
-            None,
-        );
+        return authorize::out_of_step(&gw, lang);
     };
     match check_code(
         &gw,
@@ -444,10 +425,7 @@ async fn check_code(
             .source(meta.source.clone())
             .details(serde_json::json!({ "method": "totp", "failures": p.otp_failures }));
         if let Some(u) = &user {
-            ev = ev.subject(&u.id, Some(u.tenant.clone()));
-            if let Some(t) = gw.tenants.get(&u.tenant) {
-                ev = ev.tenant(&t.id, t.path_string());
-            }
+            ev = gw.about(ev, u);
         }
         gw.audit.append(ev).await?;
         for (_, until) in locks {

@@ -1344,14 +1344,13 @@ async fn link_or_create(
         }
         Err(e) => return Err(GatewayError::from(e).into()),
     }
-    let mut ev = AuditEvent::new(action, Outcome::Success)
-        .subject(&user.id, Some(user.tenant.clone()))
-        .correlation(meta.request_id.clone())
-        .source(meta.source.clone())
-        .details(json!({ "upstream": idp.cfg.id, "username": user.username }));
-    if let Some(t) = gw.tenants.get(&user.tenant) {
-        ev = ev.tenant(&t.id, t.path_string());
-    }
+    let ev = gw.about(
+        AuditEvent::new(action, Outcome::Success)
+            .correlation(meta.request_id.clone())
+            .source(meta.source.clone())
+            .details(json!({ "upstream": idp.cfg.id, "username": user.username })),
+        &user,
+    );
     gw.audit.append(ev).await.map_err(GatewayError::from)?;
     Ok(user)
 }
