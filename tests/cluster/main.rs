@@ -70,7 +70,7 @@ impl Cluster {
         let cluster = Arc::new(Cluster {
             issuer: format!("http://127.0.0.1:{}", free_port().await),
             database_url: fresh_database().await,
-            kek: interkom_gateway::MasterKey::generate().to_base64(),
+            kek: interkom_directory::MasterKey::generate().to_base64(),
             nodes: Mutex::new(Vec::new()),
             next: AtomicUsize::new(0),
             down: Mutex::new(Default::default()),

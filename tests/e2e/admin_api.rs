@@ -22,11 +22,11 @@ async fn account(s: &TestServer, tenant: &str, username: &str, roles: &[&str]) -
     let password = format!("{username}-Passwort-2026!");
     let id = s
         .app
-        .gateway
-        .add_user(interkom_gateway::accounts::NewUser {
+        .directory
+        .add_user(interkom_directory::NewUser {
             tenant: tenant.into(),
             username: username.into(),
-            password: password.clone(),
+            password: password.clone().into(),
             name: None,
             email: None,
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
@@ -496,7 +496,7 @@ async fn nobody_hands_out_a_role_they_lack_or_changes_their_own() {
     let admin = kreis_admin(&s).await;
     let me = s
         .app
-        .gateway
+        .directory
         .find_user(ADMIN_USER)
         .await
         .unwrap()
@@ -812,7 +812,7 @@ async fn grants_need_a_grantor_who_holds_the_right_and_another_approver() {
     // grantor cannot approve it, another administrator can.
     let subject = s
         .app
-        .gateway
+        .directory
         .find_user(ADMIN_USER)
         .await
         .unwrap()
@@ -1042,7 +1042,7 @@ async fn clients_tenants_and_keys() {
     // registration is not the administrators' to change.
     let me = s
         .app
-        .gateway
+        .directory
         .find_user(ADMIN_USER)
         .await
         .unwrap()
@@ -1226,7 +1226,7 @@ async fn new_administrators_and_their_passwords_take_two() {
     // receives the new password, not the proposer.
     let second_id = s
         .app
-        .gateway
+        .directory
         .find_user("zweite.admin")
         .await
         .unwrap()

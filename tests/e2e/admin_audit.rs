@@ -32,8 +32,8 @@ async fn problem(res: reqwest::Response, status: u16) -> Value {
 /// A security officer of the Samtgemeinde Elbtalaue.
 async fn sg_officer(s: &TestServer) -> String {
     s.app
-        .gateway
-        .add_user(interkom_gateway::accounts::NewUser {
+        .directory
+        .add_user(interkom_directory::NewUser {
             tenant: "sg-elbtalaue".into(),
             username: "sg.isb".into(),
             password: "Elbtalaue-ISB-2026!".into(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::extract::{Form, State};
 use axum::http::StatusCode;
-use interkom_gateway::clients::{AuthMethod, ClientSpec, GrantType};
+use interkom_directory::{AuthMethod, ClientSpec, GrantType};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -56,7 +56,7 @@ async fn receiver() -> Receiver {
 
 async fn register(s: &TestServer, uri: Option<String>) -> Result<(), String> {
     s.app
-        .gateway
+        .directory
         .register_client(ClientSpec {
             id: CLIENT.into(),
             tenant: "sg-elbtalaue".into(),

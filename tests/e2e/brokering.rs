@@ -16,8 +16,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use interkom_gateway::clients::{AuthMethod, ClientSpec, GrantType};
-use interkom_gateway::{Alg, UpstreamConfig};
+use interkom_directory::UpstreamConfig;
+use interkom_directory::{AuthMethod, ClientSpec, GrantType};
+use interkom_gateway::Alg;
 use interkom_policy::Loa;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
@@ -36,7 +37,7 @@ fn upstream_cfg(id: &str, tenant: &str, issuer: &str) -> UpstreamConfig {
     let mut roles = BTreeMap::new();
     roles.insert("sachbearbeitung".to_owned(), "sachbearbeitung".to_owned());
     roles.insert("meldebehoerde".to_owned(), "meldebehoerde".to_owned());
-    let claims = interkom_gateway::ClaimMapping {
+    let claims = interkom_directory::ClaimMapping {
         groups: Some("roles".into()),
         ..Default::default()
     };
@@ -80,7 +81,7 @@ async fn pair(
     .await;
     upstream
         .app
-        .gateway
+        .directory
         .register_client(ClientSpec {
             id: BROKER_CLIENT.into(),
             tenant: tenant.into(),
@@ -199,7 +200,7 @@ async fn first_upstream_login_creates_the_account_then_finds_it_again() {
         // Not the broker's own jan.meyer: nothing links them.
         let own = broker
             .app
-            .gateway
+            .directory
             .find_user(CLERK_USER)
             .await
             .unwrap()
@@ -207,7 +208,7 @@ async fn first_upstream_login_creates_the_account_then_finds_it_again() {
         assert_ne!(id["sub"], own.id.as_str());
         let jit = broker
             .app
-            .gateway
+            .directory
             .find_user("jan.meyer@idp-hitzacker")
             .await
             .unwrap()
@@ -325,7 +326,7 @@ async fn linking_stays_inside_the_upstreams_subtree() {
     let id = login(CLERK_USER, CLERK_PASSWORD).await;
     let own = broker
         .app
-        .gateway
+        .directory
         .find_user(CLERK_USER)
         .await
         .unwrap()
@@ -337,7 +338,7 @@ async fn linking_stays_inside_the_upstreams_subtree() {
     let id = login(ADMIN_USER, ADMIN_PASSWORD).await;
     let admin = broker
         .app
-        .gateway
+        .directory
         .find_user(ADMIN_USER)
         .await
         .unwrap()
@@ -1045,7 +1046,7 @@ async fn every_bad_upstream_answer_ends_on_a_page_naming_the_idp() {
     fake.lock().unwrap().post_only = true;
     broker
         .app
-        .gateway
+        .directory
         .put_upstream({
             let mut c = upstream_cfg("idp-gartow", "gartow", &fake_issuer);
             c.name = "Gemeinde Gartow".into();
@@ -1062,7 +1063,7 @@ async fn every_bad_upstream_answer_ends_on_a_page_naming_the_idp() {
     fake.lock().unwrap().post_only = false;
     broker
         .app
-        .gateway
+        .directory
         .put_upstream({
             let mut c = upstream_cfg("idp-gartow", "gartow", &fake_issuer);
             c.name = "Gemeinde Gartow".into();
@@ -1085,7 +1086,7 @@ async fn every_bad_upstream_answer_ends_on_a_page_naming_the_idp() {
     // The ID token of that login is the broker's own, whatever the upstream.
     let user = broker
         .app
-        .gateway
+        .directory
         .find_user("pia.peters@idp-gartow")
         .await
         .unwrap()
@@ -1099,13 +1100,13 @@ async fn every_bad_upstream_answer_ends_on_a_page_naming_the_idp() {
     let other_issuer = other.lock().unwrap().issuer.clone();
     assert!(broker
         .app
-        .gateway
+        .directory
         .delete_upstream("idp-gartow")
         .await
         .unwrap());
     let mut again = upstream_cfg("idp-gartow", "gartow", &other_issuer);
     again.name = "Gemeinde Gartow".into();
-    broker.app.gateway.put_upstream(again).await.unwrap();
+    broker.app.directory.put_upstream(again).await.unwrap();
     let (res, _) = through(&broker, "idp-gartow").await;
     assert_eq!(res.status(), 303);
     let old = user.id.clone();
@@ -1143,11 +1144,11 @@ async fn admin(
 async fn admin_account(s: &TestServer, tenant: &str, username: &str, roles: &[&str]) -> String {
     let password = format!("{username}-Passwort-2026!");
     s.app
-        .gateway
-        .add_user(interkom_gateway::accounts::NewUser {
+        .directory
+        .add_user(interkom_directory::NewUser {
             tenant: tenant.into(),
             username: username.into(),
-            password: password.clone(),
+            password: password.clone().into(),
             name: None,
             email: None,
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
@@ -1387,7 +1388,13 @@ async fn upstreams_and_second_factor_resets_stay_in_the_subtree() {
     let (url, _) = portal_auth(&s, &[]);
     browser.login(&s, &url, CLERK_USER, CLERK_PASSWORD).await;
     enrol_totp(&s, &browser).await;
-    let jan = s.app.gateway.find_user(CLERK_USER).await.unwrap().unwrap();
+    let jan = s
+        .app
+        .directory
+        .find_user(CLERK_USER)
+        .await
+        .unwrap()
+        .unwrap();
     let path = format!("/users/{}/second-factor-reset", jan.id);
     assert_eq!(
         admin(&s, Method::POST, &gartow, &path, None).await.0,
@@ -1396,14 +1403,14 @@ async fn upstreams_and_second_factor_resets_stay_in_the_subtree() {
     );
     let (st, v) = admin(&s, Method::POST, &hitzacker, &path, None).await;
     assert_eq!((st, &v["removed"]), (200, &json!(true)));
-    assert!(!s.app.gateway.has_second_factor(&jan.id).await.unwrap());
+    assert!(!s.app.directory.has_second_factor(&jan.id).await.unwrap());
     // His sessions ended: the browser must log in again.
     let res = browser.get(&url).await;
     assert_eq!(res.status(), 200, "the login form, not single sign-on");
     // Nobody resets their own.
     let me = s
         .app
-        .gateway
+        .directory
         .find_user("admin.hitzacker")
         .await
         .unwrap()

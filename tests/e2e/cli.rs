@@ -43,7 +43,7 @@ impl Cli {
 async fn cli_manages_tenants_users_clients_keys_and_audit() {
     let cli = Cli {
         database_url: fresh_database().await,
-        kek: interkom_gateway::MasterKey::generate().to_base64(),
+        kek: interkom_directory::MasterKey::generate().to_base64(),
     };
     let (code, out, _) = cli.run(&["--help"], None);
     assert_eq!(code, 0);
@@ -314,7 +314,7 @@ async fn config_check_reports_every_problem_at_once() {
 async fn bootstrap_creates_the_first_administrator_once() {
     let cli = Cli {
         database_url: fresh_database().await,
-        kek: interkom_gateway::MasterKey::generate().to_base64(),
+        kek: interkom_directory::MasterKey::generate().to_base64(),
     };
     let (code, _, err) = cli.run(&["migrate"], None);
     assert_eq!(code, 0, "{err}");

@@ -94,7 +94,7 @@ pub fn base_config() -> FileConfig {
 }
 
 pub fn inline_keys(fc: &mut FileConfig) {
-    fc.key_encryption_key = Some(interkom_gateway::MasterKey::generate().to_base64());
+    fc.key_encryption_key = Some(interkom_directory::MasterKey::generate().to_base64());
     fc.key_encryption_key_file = None;
     fc.audit.checkpoint_key = Some(checkpoint_key());
     fc.audit.checkpoint_key_file = None;
@@ -121,7 +121,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let issuer = format!("http://{addr}");
-        let kek = kek.unwrap_or_else(|| interkom_gateway::MasterKey::generate().to_base64());
+        let kek = kek.unwrap_or_else(|| interkom_directory::MasterKey::generate().to_base64());
         let mut fc = base_config();
         fc.listen = addr.to_string();
         fc.issuer = issuer.clone();

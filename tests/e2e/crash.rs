@@ -115,7 +115,7 @@ async fn audited_jtis(database_url: &str) -> (HashSet<String>, sqlx::AnyPool) {
 #[tokio::test]
 async fn kill_9_under_load_loses_no_acknowledged_event() {
     let db = fresh_database().await;
-    let kek = interkom_gateway::MasterKey::generate().to_base64();
+    let kek = interkom_directory::MasterKey::generate().to_base64();
     let (mut server, issuer) = spawn_server(&db, &kek).await;
     let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let loader = tokio::spawn({
@@ -160,7 +160,7 @@ async fn kill_9_under_load_loses_no_acknowledged_event() {
 #[tokio::test]
 async fn two_processes_append_to_one_gap_free_chain() {
     let db = fresh_database().await;
-    let kek = interkom_gateway::MasterKey::generate().to_base64();
+    let kek = interkom_directory::MasterKey::generate().to_base64();
     let (_a, issuer_a) = spawn_server(&db, &kek).await;
     let (_b, issuer_b) = spawn_server(&db, &kek).await;
     let (ja, jb) = tokio::join!(load(&issuer_a, 16, 800), load(&issuer_b, 16, 800));

@@ -199,16 +199,16 @@ async fn authorization_request_errors_go_back_to_the_client() {
 async fn client_without_the_code_grant_is_unauthorized() {
     let s = TestServer::start().await;
     s.app
-        .gateway
-        .register_client(interkom_gateway::clients::ClientSpec {
+        .directory
+        .register_client(interkom_directory::ClientSpec {
             id: "batch-job".into(),
             tenant: "gorleben".into(),
             name: "Batch".into(),
             redirect_uris: vec!["http://127.0.0.1:9200/cb".into()],
             post_logout_redirect_uris: vec![],
-            grant_types: vec![interkom_gateway::clients::GrantType::ClientCredentials],
+            grant_types: vec![interkom_directory::GrantType::ClientCredentials],
             scopes: vec!["openid".into()],
-            auth_method: interkom_gateway::clients::AuthMethod::ClientSecretBasic,
+            auth_method: interkom_directory::AuthMethod::ClientSecretBasic,
             secret: Some("batch-job-secret-0123456789abcdefghijklmnop".into()),
             jwks: None,
             id_token_alg: interkom_gateway::Alg::RS256,

@@ -336,16 +336,16 @@ async fn login_page_speaks_german_or_english_and_refuses_framing() {
 async fn id_token_algorithm_follows_the_client_registration() {
     let s = TestServer::start().await;
     s.app
-        .gateway
-        .register_client(interkom_gateway::clients::ClientSpec {
+        .directory
+        .register_client(interkom_directory::ClientSpec {
             id: "ratsinfo".into(),
             tenant: "sg-gartow".into(),
             name: "Ratsinformationssystem".into(),
             redirect_uris: vec!["http://127.0.0.1:9100/cb".into()],
             post_logout_redirect_uris: vec![],
-            grant_types: vec![interkom_gateway::clients::GrantType::AuthorizationCode],
+            grant_types: vec![interkom_directory::GrantType::AuthorizationCode],
             scopes: vec!["openid".into()],
-            auth_method: interkom_gateway::clients::AuthMethod::ClientSecretPost,
+            auth_method: interkom_directory::AuthMethod::ClientSecretPost,
             secret: Some("ratsinfo-secret-0123456789abcdefghijklmnop".into()),
             jwks: None,
             id_token_alg: interkom_gateway::Alg::ES256,

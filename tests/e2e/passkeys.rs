@@ -310,15 +310,15 @@ async fn passkeys_step_up_to_the_level_their_kind_is_trusted_for() {
     // A reset takes passkeys too.
     let anna_id = s
         .app
-        .gateway
+        .directory
         .find_user("anna.schulz")
         .await
         .unwrap()
         .unwrap()
         .id;
-    assert!(s.app.gateway.has_second_factor(&anna_id).await.unwrap());
+    assert!(s.app.directory.has_second_factor(&anna_id).await.unwrap());
     assert!(s.app.gateway.reset_second_factors(&anna_id).await.unwrap());
-    assert!(!s.app.gateway.has_second_factor(&anna_id).await.unwrap());
+    assert!(!s.app.directory.has_second_factor(&anna_id).await.unwrap());
 }
 
 #[tokio::test]

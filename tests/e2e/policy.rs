@@ -2,7 +2,7 @@
 //! scenarios, asked through the AuthZEN endpoint of a real node (and checked
 //! against the engine in process), then enforced at login.
 
-use interkom_gateway::accounts::NewUser;
+use interkom_directory::NewUser;
 use interkom_policy::store::{self, Grant};
 use interkom_policy::RuleLine;
 use openidconnect::core::CoreAuthenticationFlow;
@@ -40,7 +40,7 @@ async fn add_users(s: &TestServer) {
         ),
     ] {
         s.app
-            .gateway
+            .directory
             .add_user(NewUser {
                 tenant: tenant.into(),
                 username: username.into(),
@@ -182,7 +182,7 @@ async fn grants_need_validity_expiry_and_for_sehr_hoch_a_second_approver() {
     let s = TestServer::start().await;
     add_users(&s).await;
     s.app
-        .gateway
+        .directory
         .add_user(NewUser {
             tenant: "sg-elbtalaue".into(),
             username: "sg.aufsicht".into(),
@@ -316,7 +316,7 @@ async fn grants_need_validity_expiry_and_for_sehr_hoch_a_second_approver() {
     assert!(err.to_string().contains("must not be its grantor"), "{err}");
     let anna_id = s
         .app
-        .gateway
+        .directory
         .find_user("anna.schulz")
         .await
         .unwrap()

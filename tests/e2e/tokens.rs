@@ -364,16 +364,16 @@ async fn pkjwt_client(s: &TestServer) -> Vec<u8> {
         "x": URL_SAFE_NO_PAD.encode(&p[1..33]), "y": URL_SAFE_NO_PAD.encode(&p[33..65]),
     }]});
     s.app
-        .gateway
-        .register_client(interkom_gateway::clients::ClientSpec {
+        .directory
+        .register_client(interkom_directory::ClientSpec {
             id: "gewerbe-backend".into(),
             tenant: "sg-luechow".into(),
             name: "Gewerbeamt (Backend)".into(),
             redirect_uris: vec![],
             post_logout_redirect_uris: vec![],
-            grant_types: vec![interkom_gateway::clients::GrantType::ClientCredentials],
+            grant_types: vec![interkom_directory::GrantType::ClientCredentials],
             scopes: vec!["roles".into()],
-            auth_method: interkom_gateway::clients::AuthMethod::PrivateKeyJwt,
+            auth_method: interkom_directory::AuthMethod::PrivateKeyJwt,
             secret: None,
             jwks: Some(jwks),
             id_token_alg: interkom_gateway::Alg::RS256,

@@ -196,9 +196,12 @@ pub(crate) async fn refuse(
 /// A failure: logged; 503 when the database is away (the caller may
 /// retry), else 500; never with details.
 pub(crate) fn internal<E: std::fmt::Display + 'static>(e: E) -> Problem {
-    use interkom_gateway::error::is_outage;
+    use interkom_directory::is_outage;
     let any = &e as &dyn std::any::Any;
     let outage = any.downcast_ref::<sqlx::Error>().is_some_and(is_outage)
+        || any
+            .downcast_ref::<interkom_directory::DirectoryError>()
+            .is_some_and(interkom_directory::DirectoryError::is_outage)
         || any
             .downcast_ref::<interkom_gateway::GatewayError>()
             .is_some_and(interkom_gateway::GatewayError::is_outage)
@@ -255,20 +258,6 @@ impl<T: DeserializeOwned + Send> axum::extract::FromRequestParts<AdminState> for
             .map(|axum::extract::Path(t)| Ids(t))
             .map_err(|e| Problem::bad_request(format!("invalid path: {e}")))
     }
-}
-
-/// The caller's scope; someone who administers nothing is refused (and
-/// the attempt audited).
-pub(crate) async fn admin_scope(
-    state: &AdminState,
-    caller: &Caller,
-    c: &Change<'_>,
-) -> Result<crate::scope::Scope, Problem> {
-    let scope = crate::scope::Scope::load(&state.0.pool, caller).await?;
-    if !scope.is_admin() {
-        return Err(refuse(state, caller, c, "the caller administers no tenant").await);
-    }
-    Ok(scope)
 }
 
 /// Paging and a few filters of a list, strictly parsed.

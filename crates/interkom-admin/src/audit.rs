@@ -177,7 +177,7 @@ fn describe(q: &AuditQuery) -> serde_json::Value {
     ),
     responses(
         (status = 200, description = "one page, newest first", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -234,7 +234,7 @@ pub(crate) async fn events(
     ),
     responses(
         (status = 200, description = "the filtered trail, streamed", body = String, content_type = "application/x-ndjson"),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -315,7 +315,7 @@ async fn require_security_staff(state: &AdminState, caller: &Caller) -> Result<(
     tag = "admin",
     responses(
         (status = 200, description = "verification status", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -347,7 +347,7 @@ pub(crate) async fn verify(
     tag = "admin",
     responses(
         (status = 200, description = "signed checkpoints", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]

@@ -5,22 +5,20 @@
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use interkom_gateway::clients::{AuthMethod, Client, ClientSpec, GrantType};
-use interkom_gateway::{Alg, GatewayError};
+use interkom_directory::{Alg, AuthMethod, Client, ClientSpec, DirectoryError, GrantType};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::{self, admin_scope, check_if_match, record, refuse, Change, Ids, JsonBody};
+use crate::api::{self, check_if_match, record, refuse, Change, Ids, JsonBody};
 use crate::auth::Caller;
+use crate::scope::admin_scope;
 use crate::scope::Scope;
 use crate::{AdminState, Problem};
 
-fn invalid(e: GatewayError) -> Problem {
+fn invalid(e: DirectoryError) -> Problem {
     match e {
-        GatewayError::Invalid(m) if m.contains("exists already") => {
-            Problem::new(StatusCode::CONFLICT, m)
-        }
-        GatewayError::Invalid(m) => Problem::bad_request(m),
+        DirectoryError::Taken(m) => Problem::new(StatusCode::CONFLICT, m),
+        DirectoryError::Invalid(m) => Problem::bad_request(m),
         e => api::internal(e),
     }
 }
@@ -41,7 +39,7 @@ fn covers_all(state: &AdminState, scope: &Scope) -> bool {
     tag = "admin",
     responses(
         (status = 200, description = "the caller's subtree", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -76,7 +74,7 @@ pub(crate) async fn tenants(
     ),
     responses(
         (status = 200, description = "clients of the subtree", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -90,7 +88,7 @@ pub(crate) async fn list(
     let scope = admin_scope(&state, &caller, &c).await?;
     let all = state
         .0
-        .gateway
+        .directory
         .list_clients()
         .await
         .map_err(api::internal)?;
@@ -124,7 +122,7 @@ async fn client_in_scope(
     }
     let client = state
         .0
-        .gateway
+        .directory
         .client(id)
         .await
         .map_err(api::internal)?
@@ -151,7 +149,7 @@ async fn client_in_scope(
     ),
     responses(
         (status = 200, description = "the client (ETag)", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -176,17 +174,17 @@ pub(crate) struct NewClient {
     redirect_uris: Vec<String>,
     #[serde(default)]
     post_logout_redirect_uris: Vec<String>,
-    #[schema(value_type = Vec<crate::openapi::GrantTypeDoc>)]
+    #[schema(value_type = Vec<crate::docs::GrantTypeDoc>)]
     grant_types: Vec<GrantType>,
     #[serde(default = "default_scopes")]
     scopes: Vec<String>,
-    #[schema(value_type = crate::openapi::AuthMethodDoc)]
+    #[schema(value_type = crate::docs::AuthMethodDoc)]
     auth_method: AuthMethod,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     jwks: Option<Value>,
     #[serde(default)]
-    #[schema(value_type = Option<crate::openapi::AlgDoc>)]
+    #[schema(value_type = Option<crate::docs::AlgDoc>)]
     id_token_alg: Option<Alg>,
     /// Where a logout token is sent when a user's session ends
     /// (OpenID Connect Back-Channel Logout 1.0; https, or http on loopback).
@@ -214,7 +212,7 @@ fn check_name(name: &str) -> Result<(), Problem> {
     request_body(content = NewClient, content_type = "application/json"),
     responses(
         (status = 201, description = "registered; a generated secret is shown once", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -267,13 +265,13 @@ pub(crate) async fn create(
     };
     let secret = state
         .0
-        .gateway
+        .directory
         .register_client(spec)
         .await
         .map_err(invalid)?;
     let client = state
         .0
-        .gateway
+        .directory
         .client(&body.id)
         .await
         .map_err(api::internal)?
@@ -300,7 +298,7 @@ pub(crate) struct ClientPatch {
     #[serde(default)]
     post_logout_redirect_uris: Option<Vec<String>>,
     #[serde(default)]
-    #[schema(value_type = Option<Vec<crate::openapi::GrantTypeDoc>>)]
+    #[schema(value_type = Option<Vec<crate::docs::GrantTypeDoc>>)]
     grant_types: Option<Vec<GrantType>>,
     #[serde(default)]
     scopes: Option<Vec<String>>,
@@ -308,7 +306,7 @@ pub(crate) struct ClientPatch {
     #[schema(value_type = Option<Object>)]
     jwks: Option<Value>,
     #[serde(default)]
-    #[schema(value_type = Option<crate::openapi::AlgDoc>)]
+    #[schema(value_type = Option<crate::docs::AlgDoc>)]
     id_token_alg: Option<Alg>,
     /// A new back-channel logout URI; the empty string removes it.
     #[serde(default)]
@@ -327,7 +325,7 @@ pub(crate) struct ClientPatch {
     request_body(content = ClientPatch, content_type = "application/json"),
     responses(
         (status = 200, description = "changed (ETag)", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -370,10 +368,15 @@ pub(crate) async fn patch(
             None => before.backchannel_logout_uri.clone(),
         },
     };
-    state.0.gateway.update_client(spec).await.map_err(invalid)?;
+    state
+        .0
+        .directory
+        .update_client(spec)
+        .await
+        .map_err(invalid)?;
     let after = state
         .0
-        .gateway
+        .directory
         .client(&id)
         .await
         .map_err(api::internal)?
@@ -394,7 +397,7 @@ pub(crate) async fn patch(
     ),
     responses(
         (status = 200, description = "the new secret, shown once", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -415,7 +418,7 @@ pub(crate) async fn rotate_secret(
     }
     let secret = state
         .0
-        .gateway
+        .directory
         .rotate_client_secret(&id)
         .await
         .map_err(api::internal)?;
@@ -433,7 +436,7 @@ pub(crate) async fn rotate_secret(
     tag = "admin",
     responses(
         (status = 200, description = "signing keys", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -454,7 +457,7 @@ pub(crate) async fn keys(
     tag = "admin",
     responses(
         (status = 200, description = "rotated", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]

@@ -19,8 +19,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use interkom_gateway::clients::{AuthMethod, ClientSpec, GrantType};
-use interkom_gateway::{Alg, Gateway, GatewayError};
+use interkom_directory::crypto::random_token;
+use interkom_directory::{Alg, AuthMethod, ClientSpec, Directory, DirectoryError, GrantType};
 use minijinja::{context, Environment};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -37,16 +37,16 @@ const LANG_COOKIE: &str = "interkom_console_lang";
 
 /// Registers the console at the gateway (a public client with PKCE whose
 /// redirect URI follows the issuer), or brings its registration up to date.
-pub async fn ensure_client(gateway: &Gateway, issuer: &str) -> Result<(), GatewayError> {
+pub async fn ensure_client(directory: &Directory, issuer: &str) -> Result<(), DirectoryError> {
     let base = format!("{}{MOUNT}", origin(issuer));
     let spec = ClientSpec {
         id: CONSOLE_CLIENT.into(),
-        tenant: gateway
+        tenant: directory
             .tenants()
             .iter()
             .find(|t| t.parent.is_none())
             .map(|t| t.id.clone())
-            .ok_or_else(|| GatewayError::Invalid("no Kreis tenant".into()))?,
+            .ok_or_else(|| DirectoryError::Invalid("no Kreis tenant".into()))?,
         name: "interkom Verwaltungskonsole".into(),
         redirect_uris: vec![format!("{base}/callback")],
         post_logout_redirect_uris: vec![format!("{base}/")],
@@ -58,20 +58,20 @@ pub async fn ensure_client(gateway: &Gateway, issuer: &str) -> Result<(), Gatewa
         id_token_alg: Alg::ES256,
         backchannel_logout_uri: None,
     };
-    match gateway.client(CONSOLE_CLIENT).await? {
-        None => match gateway.register_client(spec).await {
+    match directory.client(CONSOLE_CLIENT).await? {
+        None => match directory.register_client(spec).await {
             Ok(_) => Ok(()),
             // Another node may have registered it at the same moment.
-            Err(GatewayError::Invalid(m)) => match gateway.client(CONSOLE_CLIENT).await? {
+            Err(DirectoryError::Taken(m)) => match directory.client(CONSOLE_CLIENT).await? {
                 Some(_) => Ok(()),
-                None => Err(GatewayError::Invalid(m)),
+                None => Err(DirectoryError::Taken(m)),
             },
             Err(e) => Err(e),
         },
         // A client of that id that is not the console's: refuse to start
         // rather than take it over.
         Some(c) if c.tenant != spec.tenant || c.auth_method != spec.auth_method => {
-            Err(GatewayError::Invalid(format!(
+            Err(DirectoryError::Invalid(format!(
                 "a client `{CONSOLE_CLIENT}` exists that is not interkom's console"
             )))
         }
@@ -81,7 +81,7 @@ pub async fn ensure_client(gateway: &Gateway, issuer: &str) -> Result<(), Gatewa
                 || c.grant_types != spec.grant_types
                 || c.scopes != spec.scopes =>
         {
-            gateway.update_client(spec).await
+            directory.update_client(spec).await
         }
         Some(_) => Ok(()),
     }
@@ -654,10 +654,10 @@ fn with_lang_cookie(mut r: Response, lang: Lang, set: bool, c: &Console) -> Resp
 async fn login(State(c): State<Console>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let (lang, set) = lang_of(&headers, q.as_deref());
     let gw = &c.0.admin.0.gateway;
-    let handle = interkom_gateway::crypto::random_token(32);
+    let handle = random_token(32);
     let hash = gw.handle_hash(&handle);
-    let state = interkom_gateway::crypto::random_token(16);
-    let verifier = interkom_gateway::crypto::random_token(32);
+    let state = random_token(16);
+    let verifier = random_token(32);
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     let Some(sealed) = gw.seal(&verifier, &hash) else {
         return c.message(
@@ -679,7 +679,7 @@ async fn login(State(c): State<Console>, headers: HeaderMap, RawQuery(q): RawQue
     .bind(&hash)
     .bind(&state)
     .bind(&sealed)
-    .bind(interkom_gateway::crypto::random_token(24))
+    .bind(random_token(24))
     .bind(now + 600)
     .execute(&c.0.admin.0.pool)
     .await;
@@ -794,7 +794,7 @@ async fn callback(State(c): State<Console>, parts: axum::http::request::Parts) -
         });
     };
     // A new handle and a new CSRF token once logged in (no fixation).
-    let new_handle = interkom_gateway::crypto::random_token(32);
+    let new_handle = random_token(32);
     let new_hash = gw.handle_hash(&new_handle);
     let refresh = tokens["refresh_token"]
         .as_str()
@@ -809,7 +809,7 @@ async fn callback(State(c): State<Console>, parts: axum::http::request::Parts) -
     .bind(&new_hash)
     .bind(&sealed_token)
     .bind(refresh)
-    .bind(interkom_gateway::crypto::random_token(24))
+    .bind(random_token(24))
     .bind(c.now() + expires_in)
     .bind(&hash)
     .execute(&c.0.admin.0.pool)

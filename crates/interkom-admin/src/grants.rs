@@ -12,8 +12,9 @@ use interkom_policy::{Loa, PolicyError, ProtectionNeed};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::{self, admin_scope, record, refuse, Change, Ids, JsonBody};
+use crate::api::{self, record, refuse, Change, Ids, JsonBody};
 use crate::auth::Caller;
+use crate::scope::admin_scope;
 use crate::scope::Scope;
 use crate::{AdminState, Problem};
 
@@ -74,7 +75,7 @@ fn owner_covered(state: &AdminState, scope: &Scope, owner: &Option<String>) -> b
     ),
     responses(
         (status = 200, description = "grants on the subtree's resources", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -138,7 +139,7 @@ async fn check_grantee(state: &AdminState, grantee: &str) -> Result<(), Problem>
     if let Some(user) = grantee.strip_prefix("user:") {
         let known = match state
             .0
-            .gateway
+            .directory
             .find_user(user)
             .await
             .map_err(api::internal)?
@@ -146,7 +147,7 @@ async fn check_grantee(state: &AdminState, grantee: &str) -> Result<(), Problem>
             Some(_) => true,
             None => state
                 .0
-                .gateway
+                .directory
                 .user(user)
                 .await
                 .map_err(api::internal)?
@@ -186,7 +187,7 @@ async fn check_grantee(state: &AdminState, grantee: &str) -> Result<(), Problem>
     request_body(content = NewGrant, content_type = "application/json"),
     responses(
         (status = 201, description = "recorded, unapproved", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -326,7 +327,7 @@ fn holds_actions(
 async fn person(state: &AdminState, name: &str) -> Result<String, Problem> {
     if let Some(u) = state
         .0
-        .gateway
+        .directory
         .find_user(name)
         .await
         .map_err(api::internal)?
@@ -375,7 +376,7 @@ async fn grant_in_scope(
     ),
     responses(
         (status = 200, description = "approved", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -441,7 +442,7 @@ pub(crate) async fn approve(
     ),
     responses(
         (status = 200, description = "revoked", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]

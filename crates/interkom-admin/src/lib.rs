@@ -20,9 +20,11 @@ mod audit;
 mod auth;
 mod clients;
 pub mod console;
+mod docs;
 mod grants;
 mod openapi;
 mod policy;
+mod proposals;
 mod scope;
 mod upstreams;
 mod users;
@@ -34,6 +36,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 use interkom_audit::AuditLog;
+use interkom_directory::Directory;
 use interkom_gateway::Gateway;
 use interkom_policy::TenantTree;
 use serde::Serialize;
@@ -97,6 +100,7 @@ pub struct AdminState(Arc<Inner>);
 
 struct Inner {
     gateway: Gateway,
+    directory: Directory,
     audit: AuditLog,
     pool: AnyPool,
     tenants: Arc<TenantTree>,
@@ -110,6 +114,7 @@ impl AdminState {
         tenants: Arc<TenantTree>,
     ) -> AdminState {
         AdminState(Arc::new(Inner {
+            directory: gateway.directory().clone(),
             gateway,
             audit,
             pool,

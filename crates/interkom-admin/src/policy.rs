@@ -13,8 +13,10 @@ use interkom_policy::{Flip, ProtectionNeed, ResourceSpec, RuleLine};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::api::{self, admin_scope, check_if_match, record, refuse, Change, Ids, JsonBody};
+use crate::api::{self, check_if_match, record, refuse, Change, Ids, JsonBody};
 use crate::auth::Caller;
+pub(crate) use crate::proposals::{propose, Place};
+use crate::scope::admin_scope;
 use crate::scope::Scope;
 use crate::{AdminState, Problem};
 
@@ -60,23 +62,6 @@ async fn resources(state: &AdminState) -> Result<Vec<ResourceSpec>, Problem> {
     .await
     .map_err(api::internal)?;
     Ok(rows.iter().filter_map(ResourceRow::spec).collect())
-}
-
-/// Where a change applies: inside one tenant's subtree, or everywhere
-/// (lines for `*` or a kind, resources of no tenant).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Place {
-    Tenant(String),
-    Everywhere,
-}
-
-impl Place {
-    fn tenant(&self) -> Option<String> {
-        match self {
-            Place::Tenant(t) => Some(t.clone()),
-            Place::Everywhere => None,
-        }
-    }
 }
 
 /// Whether the caller administers `place`.
@@ -341,7 +326,7 @@ async fn authorize_allows(
     ),
     responses(
         (status = 200, description = "the live policy's lines", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -415,7 +400,7 @@ pub(crate) async fn lines(
     request_body(content = PolicyChangeBody, content_type = "application/json"),
     responses(
         (status = 200, description = "the decisions the change would flip", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -447,7 +432,7 @@ pub(crate) async fn what_if(
     responses(
         (status = 200, description = "applied", body = serde_json::Value),
         (status = 202, description = "touches sehr_hoch: recorded as a proposal", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -535,38 +520,6 @@ async fn apply_lines(state: &AdminState, lines: &Lines) -> Result<Applied, Probl
     Ok(out)
 }
 
-/// Stores a proposal; audited as a change of its own.
-pub(crate) async fn propose(
-    state: &AdminState,
-    caller: &Caller,
-    kind: &str,
-    payload: &Value,
-    place: &Place,
-    flips: &[Flip],
-    c: &mut Change<'_>,
-) -> Result<String, Problem> {
-    let id = uuid::Uuid::new_v4().to_string();
-    sqlx::query(
-        "INSERT INTO admin_proposals (id, kind, payload, tenant, proposer, what_if, status, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7)",
-    )
-    .bind(&id)
-    .bind(kind)
-    .bind(payload.to_string())
-    .bind(place.tenant())
-    .bind(&caller.subject)
-    .bind(serde_json::to_string(flips).unwrap_or_default())
-    .bind(state.0.gateway.clock().now())
-    .execute(&state.0.pool)
-    .await
-    .map_err(api::internal)?;
-    c.op = "proposal.create";
-    c.target = format!("proposals/{id}");
-    c.extra = json!({ "kind": kind, "flips": flips });
-    record(state, caller, c).await?;
-    Ok(id)
-}
-
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub(crate) struct ProposalRow {
     id: String,
@@ -616,7 +569,7 @@ const PROPOSAL_COLUMNS: &str =
     ),
     responses(
         (status = 200, description = "proposals of the subtree", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -701,7 +654,7 @@ async fn proposal_in_scope(
     ),
     responses(
         (status = 200, description = "the proposal (ETag)", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -727,7 +680,7 @@ pub(crate) async fn proposal(
     ),
     responses(
         (status = 200, description = "approved by a second administrator and applied", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -939,7 +892,7 @@ async fn apply_approved(
     ),
     responses(
         (status = 200, description = "rejected", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -1004,7 +957,7 @@ async fn put_resource(state: &AdminState, spec: &ResourceSpec) -> Result<(), Pro
     ),
     responses(
         (status = 200, description = "resources of the subtree", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -1046,7 +999,7 @@ fn resource_place(r: &ResourceSpec) -> Place {
     ),
     responses(
         (status = 200, description = "the resource (ETag)", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -1084,7 +1037,7 @@ pub(crate) struct ResourceBody {
     owner: Option<String>,
     #[serde(default)]
     client: Option<String>,
-    #[schema(value_type = crate::openapi::ProtectionDoc)]
+    #[schema(value_type = crate::docs::ProtectionDoc)]
     protection: interkom_policy::Protection,
 }
 
@@ -1134,7 +1087,7 @@ async fn check_client(
     };
     let client = state
         .0
-        .gateway
+        .directory
         .client(cl)
         .await
         .map_err(api::internal)?
@@ -1173,7 +1126,7 @@ fn slug(s: &str) -> bool {
         (status = 200, description = "replaced", body = serde_json::Value),
         (status = 201, description = "created", body = serde_json::Value),
         (status = 202, description = "touches sehr_hoch: recorded as a proposal", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]

@@ -73,3 +73,17 @@ impl Scope {
             .any(|(t, r)| r == role && tenant.path.iter().any(|p| p == t))
     }
 }
+
+/// The caller's scope; someone who administers nothing is refused (and
+/// the attempt audited).
+pub(crate) async fn admin_scope(
+    state: &crate::AdminState,
+    caller: &Caller,
+    c: &crate::api::Change<'_>,
+) -> Result<Scope, Problem> {
+    let scope = Scope::load(&state.0.pool, caller).await?;
+    if !scope.is_admin() {
+        return Err(crate::api::refuse(state, caller, c, "the caller administers no tenant").await);
+    }
+    Ok(scope)
+}

@@ -12,12 +12,13 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use interkom_gateway::{GatewayError, UpstreamConfig};
+use interkom_directory::{DirectoryError, UpstreamConfig};
 use interkom_policy::Loa;
 use serde_json::{json, Value};
 
-use crate::api::{self, admin_scope, record, refuse, Change, Ids, JsonBody};
+use crate::api::{self, record, refuse, Change, Ids, JsonBody};
 use crate::auth::Caller;
+use crate::scope::admin_scope;
 use crate::scope::Scope;
 use crate::{AdminState, Problem};
 
@@ -31,7 +32,7 @@ fn view((u, has_secret): &(UpstreamConfig, bool)) -> Value {
 async fn find(state: &AdminState, id: &str) -> Result<Option<(UpstreamConfig, bool)>, Problem> {
     Ok(state
         .0
-        .gateway
+        .directory
         .list_upstreams()
         .await
         .map_err(api::internal)?
@@ -50,7 +51,7 @@ fn covers(state: &AdminState, scope: &Scope, tenant: &str) -> bool {
     tag = "admin",
     responses(
         (status = 200, description = "upstreams of the subtree", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -62,7 +63,7 @@ pub(crate) async fn list(
     let scope = admin_scope(&state, &caller, &c).await?;
     let list: Vec<Value> = state
         .0
-        .gateway
+        .directory
         .list_upstreams()
         .await
         .map_err(api::internal)?
@@ -81,7 +82,7 @@ pub(crate) async fn list(
     params(("id" = String, Path, description = "id")),
     responses(
         (status = 200, description = "the upstream", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -118,7 +119,7 @@ pub(crate) async fn get(
     responses(
         (status = 200, description = "replaced", body = serde_json::Value),
         (status = 201, description = "created", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -194,11 +195,11 @@ pub(crate) async fn put(
     }
     state
         .0
-        .gateway
+        .directory
         .put_upstream(body.clone())
         .await
         .map_err(|e| match e {
-            GatewayError::Invalid(m) => Problem::bad_request(m),
+            DirectoryError::Invalid(m) => Problem::bad_request(m),
             e => api::internal(e),
         })?;
     c.before = before.as_ref().map(view).unwrap_or(Value::Null);
@@ -223,7 +224,7 @@ pub(crate) async fn put(
     params(("id" = String, Path, description = "id")),
     responses(
         (status = 204, description = "deleted"),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -249,7 +250,7 @@ pub(crate) async fn delete(
     }
     state
         .0
-        .gateway
+        .directory
         .delete_upstream(&id)
         .await
         .map_err(api::internal)?;

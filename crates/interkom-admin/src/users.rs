@@ -5,14 +5,14 @@
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use interkom_gateway::accounts::{NewUser, User};
-use interkom_gateway::GatewayError;
+use interkom_directory::{DirectoryError, NewUser, User};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::api::{self, admin_scope, check_if_match, record, refuse, Change, Ids, JsonBody};
+use crate::api::{self, check_if_match, record, refuse, Change, Ids, JsonBody};
 use crate::auth::Caller;
-use crate::policy::{propose, Place};
+use crate::proposals::{propose, Place};
+use crate::scope::admin_scope;
 use crate::scope::{Scope, ADMIN};
 use crate::{AdminState, Problem};
 
@@ -67,7 +67,7 @@ async fn user_in_scope(
 ) -> Result<User, Problem> {
     let user = state
         .0
-        .gateway
+        .directory
         .user(id)
         .await
         .map_err(api::internal)?
@@ -127,7 +127,7 @@ pub(crate) struct ListQuery {
     ),
     responses(
         (status = 200, description = "users by username", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -263,7 +263,7 @@ fn known_role(state: &AdminState, role: &str) -> Result<(), Problem> {
     request_body(content = NewUserBody, content_type = "application/json"),
     responses(
         (status = 201, description = "created; the initial password is shown once", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -302,29 +302,27 @@ pub(crate) async fn create(
             return Err(refuse(&state, &caller, &c, &why).await);
         }
     }
-    let password = interkom_gateway::crypto::random_token(15);
+    let password = interkom_directory::crypto::random_token(15);
     let id = state
         .0
-        .gateway
+        .directory
         .add_user(NewUser {
             tenant: body.tenant.clone(),
             username: body.username.clone(),
-            password: password.clone(),
+            password: password.clone().into(),
             name: body.name.clone().filter(|n| !n.is_empty()),
             email: body.email.clone().filter(|e| !e.is_empty()),
             roles: body.roles.clone(),
         })
         .await
         .map_err(|e| match e {
-            GatewayError::Invalid(m) if m.contains("is taken") => {
-                Problem::new(StatusCode::CONFLICT, m)
-            }
-            GatewayError::Invalid(m) => Problem::bad_request(m),
+            DirectoryError::Taken(m) => Problem::new(StatusCode::CONFLICT, m),
+            DirectoryError::Invalid(m) => Problem::bad_request(m),
             e => api::internal(e),
         })?;
     let user = state
         .0
-        .gateway
+        .directory
         .user(&id)
         .await
         .map_err(api::internal)?
@@ -357,7 +355,7 @@ pub(crate) async fn create(
     ),
     responses(
         (status = 200, description = "the user (ETag)", body = UserView),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -398,7 +396,7 @@ pub(crate) struct UserPatch {
     request_body(content = UserPatch, content_type = "application/json"),
     responses(
         (status = 200, description = "changed (ETag)", body = UserView),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -436,7 +434,10 @@ pub(crate) async fn patch(
             .email
             .as_deref()
             .map_or(before.email.as_deref(), |e| (!e.is_empty()).then_some(e));
-        g.set_profile(&id, name, email)
+        state
+            .0
+            .directory
+            .set_profile(&id, name, email)
             .await
             .map_err(api::internal)?;
     }
@@ -445,7 +446,10 @@ pub(crate) async fn patch(
     }
     let after = view(
         &state,
-        g.user(&id)
+        state
+            .0
+            .directory
+            .user(&id)
             .await
             .map_err(api::internal)?
             .ok_or_else(Problem::internal)?,
@@ -472,7 +476,7 @@ pub(crate) async fn patch(
     ),
     responses(
         (status = 200, description = "a new initial password, shown once", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -514,6 +518,7 @@ pub(crate) async fn reset_password(
         .reset_password(&id)
         .await
         .map_err(api::internal)?;
+    let password = password.expose();
     record(&state, &caller, &c).await?;
     Ok(api::json(
         StatusCode::OK,
@@ -534,7 +539,7 @@ pub(crate) async fn reset_password(
     ),
     responses(
         (status = 200, description = "whether there was a second factor to remove", body = serde_json::Value),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -579,7 +584,7 @@ pub(crate) async fn reset_second_factor(
     ),
     responses(
         (status = 200, description = "assigned", body = UserView),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -603,7 +608,7 @@ pub(crate) async fn add_role(
     ),
     responses(
         (status = 200, description = "taken away", body = UserView),
-        crate::openapi::AdminErrors
+        crate::docs::AdminErrors
     ),
     security(("bearer" = []))
 )]
@@ -715,7 +720,7 @@ pub(crate) async fn apply_role_change(
         state,
         state
             .0
-            .gateway
+            .directory
             .user(id)
             .await
             .map_err(api::internal)?
@@ -748,6 +753,7 @@ pub(crate) async fn apply_password_reset(
         .gateway
         .reset_password(id)
         .await
+        .map(|p| p.expose().to_owned())
         .map_err(api::internal)
 }
 

@@ -116,9 +116,7 @@ async fn audit(
             .correlation(m.request_id.clone())
             .source(m.source.clone());
     }
-    let home = crate::accounts::user_by_id(&gw.pool, user_id)
-        .await?
-        .map(|u| u.tenant);
+    let home = gw.dir.user(user_id).await?.map(|u| u.tenant);
     gw.audit.append(ev.subject(user_id, home)).await?;
     Ok(())
 }

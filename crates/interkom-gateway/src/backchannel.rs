@@ -143,7 +143,7 @@ async fn attempt(gw: &Gateway, d: &Due) -> Result<bool, GatewayError> {
         )
         .client(&d.client_id)
         .details(json!({ "sid": d.sid, "attempts": n }));
-        if let Some(u) = crate::accounts::user_by_id(&gw.pool, &d.sub).await? {
+        if let Some(u) = gw.dir.user(&d.sub).await? {
             ev = gw.about(ev, &u);
         }
         if let Err((_, e)) = &result {

@@ -1,465 +1,16 @@
-//! Registered Fachverfahren (OAuth clients) and client authentication at the
-//! token, introspection and revocation endpoints.
+//! Client authentication at the token, introspection and revocation
+//! endpoints (the registrations themselves live in the directory).
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::http::HeaderMap;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use serde::{Deserialize, Serialize};
+use interkom_directory::{AuthMethod, Client};
 use serde_json::Value;
-use url::Url;
 
-use crate::crypto::{ct_eq, random_token};
-use crate::keys::Alg;
 use crate::params::Params;
 use crate::{Gateway, GatewayError, OAuthError};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GrantType {
-    AuthorizationCode,
-    RefreshToken,
-    ClientCredentials,
-}
-
-impl GrantType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GrantType::AuthorizationCode => "authorization_code",
-            GrantType::RefreshToken => "refresh_token",
-            GrantType::ClientCredentials => "client_credentials",
-        }
-    }
-    pub fn parse(s: &str) -> Option<GrantType> {
-        [
-            GrantType::AuthorizationCode,
-            GrantType::RefreshToken,
-            GrantType::ClientCredentials,
-        ]
-        .into_iter()
-        .find(|g| g.as_str() == s)
-    }
-}
-
-/// `token_endpoint_auth_method` (OIDC Dynamic Client Registration names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthMethod {
-    /// A secret, sent by HTTP Basic or in the form body.
-    ClientSecretBasic,
-    ClientSecretPost,
-    PrivateKeyJwt,
-    /// A public client (PKCE required).
-    None,
-}
-
-impl AuthMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMethod::ClientSecretBasic => "client_secret_basic",
-            AuthMethod::ClientSecretPost => "client_secret_post",
-            AuthMethod::PrivateKeyJwt => "private_key_jwt",
-            AuthMethod::None => "none",
-        }
-    }
-    pub fn parse(s: &str) -> Option<AuthMethod> {
-        [
-            AuthMethod::ClientSecretBasic,
-            AuthMethod::ClientSecretPost,
-            AuthMethod::PrivateKeyJwt,
-            AuthMethod::None,
-        ]
-        .into_iter()
-        .find(|m| m.as_str() == s)
-    }
-    pub fn uses_secret(self) -> bool {
-        matches!(
-            self,
-            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
-        )
-    }
-}
-
-/// A registered client.
-#[derive(Debug, Clone, Serialize)]
-pub struct Client {
-    pub id: String,
-    pub tenant: String,
-    pub name: String,
-    pub redirect_uris: Vec<String>,
-    pub post_logout_redirect_uris: Vec<String>,
-    pub grant_types: Vec<GrantType>,
-    pub scopes: Vec<String>,
-    pub auth_method: AuthMethod,
-    #[serde(skip)]
-    pub(crate) secret_hash: Option<String>,
-    pub jwks: Option<Value>,
-    pub id_token_alg: Alg,
-    pub first_party: bool,
-    /// Where a logout token is sent when a session it had tokens in ends.
-    pub backchannel_logout_uri: Option<String>,
-}
-
-impl Client {
-    pub fn is_public(&self) -> bool {
-        self.auth_method == AuthMethod::None
-    }
-    pub fn allows(&self, g: GrantType) -> bool {
-        self.grant_types.contains(&g)
-    }
-}
-
-/// What an administrator registers.
-#[derive(Debug, Clone)]
-pub struct ClientSpec {
-    pub id: String,
-    pub tenant: String,
-    pub name: String,
-    pub redirect_uris: Vec<String>,
-    pub post_logout_redirect_uris: Vec<String>,
-    pub grant_types: Vec<GrantType>,
-    pub scopes: Vec<String>,
-    pub auth_method: AuthMethod,
-    /// For secret methods: the secret to store (hashed); generated when None.
-    pub secret: Option<String>,
-    pub jwks: Option<Value>,
-    pub id_token_alg: Alg,
-    /// OpenID Connect Back-Channel Logout 1.0 (https, or http on loopback).
-    pub backchannel_logout_uri: Option<String>,
-}
-
-/// Scopes interkom knows.
-pub const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "email", "roles", "offline_access"];
-
-fn valid_client_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-}
-
-/// Redirect URIs must be absolute, without fragment; http only on loopback
-/// (RFC 9700 §2.1, RFC 8252 §7.3).
-pub(crate) fn check_redirect_uri(uri: &str) -> Result<(), String> {
-    let u = Url::parse(uri).map_err(|_| format!("`{uri}` is not an absolute URL"))?;
-    if u.fragment().is_some() {
-        return Err(format!("`{uri}` must not contain a fragment"));
-    }
-    match u.scheme() {
-        "https" => Ok(()),
-        "http" => match u.host_str() {
-            Some("localhost" | "127.0.0.1" | "[::1]") => Ok(()),
-            _ => Err(format!(
-                "`{uri}`: http is allowed only for loopback addresses"
-            )),
-        },
-        s if s.contains('.') => Ok(()),
-        _ => Err(format!(
-            "`{uri}`: scheme must be https, loopback http or a private-use scheme"
-        )),
-    }
-}
-
-/// Where interkom itself sends requests (back-channel logout): https only,
-/// never to an address that names this machine or the link (cloud
-/// metadata services live there); loopback only when allowed (tests and
-/// local setups). Private networks are allowed: Fachverfahren run there.
-pub(crate) fn check_outbound_uri(uri: &str, allow_loopback: bool) -> Result<(), String> {
-    let u = Url::parse(uri).map_err(|_| format!("`{uri}` is not an absolute URL"))?;
-    if u.fragment().is_some() || !u.username().is_empty() || u.password().is_some() {
-        return Err(format!("`{uri}` must have no fragment and no user name"));
-    }
-    let loopback = match u.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => {
-            if ip.is_link_local() || ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
-                return Err(format!("`{uri}`: not an address to send to"));
-            }
-            ip.is_loopback()
-        }
-        Some(url::Host::Ipv6(ip)) => {
-            let ip = ip.to_canonical();
-            if ip.is_unspecified() || ip.is_multicast() {
-                return Err(format!("`{uri}`: not an address to send to"));
-            }
-            if let std::net::IpAddr::V6(v6) = ip {
-                if (v6.segments()[0] & 0xffc0) == 0xfe80 {
-                    return Err(format!("`{uri}`: not an address to send to"));
-                }
-            }
-            ip.is_loopback()
-        }
-        None => return Err(format!("`{uri}` has no host")),
-    };
-    match (u.scheme(), loopback) {
-        (_, true) if !allow_loopback => Err(format!(
-            "`{uri}`: this machine is not a client (allowed only with backchannel.allow_loopback)"
-        )),
-        ("https", _) | ("http", true) => Ok(()),
-        _ => Err(format!("`{uri}`: must be https")),
-    }
-}
-
-impl Gateway {
-    /// Checks a registration: id, tenant, grant types, redirect URIs,
-    /// scopes and authentication method fit together.
-    fn check_client_spec(&self, spec: &ClientSpec) -> Result<(), GatewayError> {
-        let bad = |m: String| Err(GatewayError::Invalid(m));
-        if !valid_client_id(&spec.id) {
-            return bad("client id: letters, digits and . - _, at most 128 characters".into());
-        }
-        if self.tenants.get(&spec.tenant).is_none() {
-            return bad(format!("unknown tenant `{}`", spec.tenant));
-        }
-        if spec.grant_types.is_empty() {
-            return bad("at least one grant type is needed".into());
-        }
-        if spec.grant_types.contains(&GrantType::AuthorizationCode) && spec.redirect_uris.is_empty()
-        {
-            return bad("the authorization_code grant needs a redirect URI".into());
-        }
-        for uri in spec
-            .redirect_uris
-            .iter()
-            .chain(&spec.post_logout_redirect_uris)
-        {
-            check_redirect_uri(uri).map_err(GatewayError::Invalid)?;
-        }
-        if let Some(uri) = &spec.backchannel_logout_uri {
-            check_outbound_uri(uri, self.cfg.backchannel_allow_loopback)
-                .map_err(|e| GatewayError::Invalid(format!("backchannel_logout_uri: {e}")))?;
-        }
-        if let Some(s) = spec
-            .scopes
-            .iter()
-            .find(|s| !SUPPORTED_SCOPES.contains(&s.as_str()))
-        {
-            return bad(format!("unknown scope `{s}`"));
-        }
-        if spec.auth_method == AuthMethod::None
-            && spec.grant_types.contains(&GrantType::ClientCredentials)
-        {
-            return bad("a public client cannot use client_credentials".into());
-        }
-        if spec.auth_method == AuthMethod::PrivateKeyJwt {
-            let ok = spec
-                .jwks
-                .as_ref()
-                .and_then(|j| j.get("keys"))
-                .and_then(Value::as_array)
-                .is_some_and(|k| !k.is_empty());
-            if !ok {
-                return bad("private_key_jwt needs a JWKS with at least one key".into());
-            }
-        }
-        Ok(())
-    }
-
-    /// Registers a client (first-party: registered by an administrator, so
-    /// no consent screen). Returns the generated secret, if one was made.
-    pub async fn register_client(&self, spec: ClientSpec) -> Result<Option<String>, GatewayError> {
-        let bad = |m: String| Err(GatewayError::Invalid(m));
-        self.check_client_spec(&spec)?;
-        // A client's own tokens carry its id as `sub`: it must never read as
-        // a person's account id or username.
-        if uuid::Uuid::parse_str(&spec.id).is_ok()
-            || crate::accounts::user_by_username(&self.pool, &spec.id)
-                .await?
-                .is_some()
-        {
-            return bad(format!("client id `{}` would name a person", spec.id));
-        }
-        let mut generated = None;
-        let secret_hash = if spec.auth_method.uses_secret() {
-            let secret = match spec.secret {
-                Some(s) if s.len() >= 32 => s,
-                Some(_) => return bad("a client secret must have at least 32 characters".into()),
-                None => {
-                    // 32 random bytes: 256 bits of entropy.
-                    let s = random_token(32);
-                    generated = Some(s.clone());
-                    s
-                }
-            };
-            Some(self.master.keyed_hash(&secret))
-        } else {
-            None
-        };
-        let res = sqlx::query(
-            "INSERT INTO clients (id, tenant, name, redirect_uris, post_logout_redirect_uris, grant_types, \
-             scopes, auth_method, secret_hash, jwks, id_token_alg, first_party, created_at, \
-             backchannel_logout_uri) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13)",
-        )
-        .bind(&spec.id)
-        .bind(&spec.tenant)
-        .bind(&spec.name)
-        .bind(serde_json::to_string(&spec.redirect_uris)?)
-        .bind(serde_json::to_string(&spec.post_logout_redirect_uris)?)
-        .bind(serde_json::to_string(&spec.grant_types)?)
-        .bind(serde_json::to_string(&spec.scopes)?)
-        .bind(spec.auth_method.as_str())
-        .bind(secret_hash)
-        .bind(spec.jwks.as_ref().map(Value::to_string))
-        .bind(spec.id_token_alg.as_str())
-        .bind(self.clock.now())
-        .bind(&spec.backchannel_logout_uri)
-        .execute(&self.pool)
-        .await;
-        match res {
-            Ok(_) => Ok(generated),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                bad(format!("client `{}` exists already", spec.id))
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Every registered client, by id.
-    pub async fn list_clients(&self) -> Result<Vec<Client>, GatewayError> {
-        let rows: Vec<ClientRow> = sqlx::query_as(
-            "SELECT id, tenant, name, redirect_uris, post_logout_redirect_uris, grant_types, scopes, \
-             auth_method, secret_hash, jwks, id_token_alg, first_party, backchannel_logout_uri FROM clients ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(ClientRow::into_client).collect()
-    }
-
-    /// Changes a registration (not its id, tenant, authentication method or
-    /// secret). Other nodes see it within their client cache's lifetime.
-    pub async fn update_client(&self, spec: ClientSpec) -> Result<(), GatewayError> {
-        self.check_client_spec(&spec)?;
-        sqlx::query(
-            "UPDATE clients SET name = $1, redirect_uris = $2, post_logout_redirect_uris = $3, \
-             grant_types = $4, scopes = $5, jwks = $6, id_token_alg = $7, backchannel_logout_uri = $8 \
-             WHERE id = $9",
-        )
-        .bind(&spec.name)
-        .bind(serde_json::to_string(&spec.redirect_uris)?)
-        .bind(serde_json::to_string(&spec.post_logout_redirect_uris)?)
-        .bind(serde_json::to_string(&spec.grant_types)?)
-        .bind(serde_json::to_string(&spec.scopes)?)
-        .bind(spec.jwks.as_ref().map(Value::to_string))
-        .bind(spec.id_token_alg.as_str())
-        .bind(&spec.backchannel_logout_uri)
-        .bind(&spec.id)
-        .execute(&self.pool)
-        .await?;
-        self.clients.forget(&spec.id);
-        Ok(())
-    }
-
-    /// A new secret for a confidential client (returned once; the old one
-    /// stops working at once on this node, on others within the cache's
-    /// lifetime).
-    pub async fn rotate_client_secret(&self, id: &str) -> Result<String, GatewayError> {
-        let secret = random_token(32);
-        sqlx::query("UPDATE clients SET secret_hash = $1 WHERE id = $2")
-            .bind(self.master.keyed_hash(&secret))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        self.clients.forget(id);
-        Ok(secret)
-    }
-
-    /// Looks a client up (through the node's short-lived cache).
-    pub async fn client(&self, id: &str) -> Result<Option<Arc<Client>>, GatewayError> {
-        let now = self.clock.now();
-        if let Some(c) = self.clients.get(id, now) {
-            return Ok(Some(c));
-        }
-        let row: Option<ClientRow> = sqlx::query_as(
-            "SELECT id, tenant, name, redirect_uris, post_logout_redirect_uris, grant_types, scopes, \
-             auth_method, secret_hash, jwks, id_token_alg, first_party, backchannel_logout_uri FROM clients WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let client = Arc::new(row.into_client()?);
-        self.clients.put(client.clone(), now);
-        Ok(Some(client))
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct ClientRow {
-    id: String,
-    tenant: String,
-    name: String,
-    redirect_uris: String,
-    post_logout_redirect_uris: String,
-    grant_types: String,
-    scopes: String,
-    auth_method: String,
-    secret_hash: Option<String>,
-    jwks: Option<String>,
-    id_token_alg: String,
-    first_party: i64,
-    backchannel_logout_uri: Option<String>,
-}
-
-impl ClientRow {
-    fn into_client(self) -> Result<Client, GatewayError> {
-        Ok(Client {
-            redirect_uris: serde_json::from_str(&self.redirect_uris)?,
-            post_logout_redirect_uris: serde_json::from_str(&self.post_logout_redirect_uris)?,
-            grant_types: serde_json::from_str(&self.grant_types)?,
-            scopes: serde_json::from_str(&self.scopes)?,
-            auth_method: AuthMethod::parse(&self.auth_method)
-                .ok_or_else(|| GatewayError::Invalid("stored auth method".into()))?,
-            jwks: self.jwks.as_deref().map(serde_json::from_str).transpose()?,
-            id_token_alg: Alg::parse(&self.id_token_alg)
-                .ok_or_else(|| GatewayError::Invalid("stored id token alg".into()))?,
-            first_party: self.first_party != 0,
-            backchannel_logout_uri: self.backchannel_logout_uri,
-            secret_hash: self.secret_hash,
-            id: self.id,
-            tenant: self.tenant,
-            name: self.name,
-        })
-    }
-}
-
-/// Clients cached per node for a few seconds: the client_credentials path
-/// then needs no database read.
-pub(crate) struct ClientCache {
-    ttl: i64,
-    map: RwLock<HashMap<String, (Arc<Client>, i64)>>,
-}
-
-impl ClientCache {
-    pub(crate) fn new(ttl: i64) -> ClientCache {
-        ClientCache {
-            ttl,
-            map: RwLock::new(HashMap::new()),
-        }
-    }
-    fn get(&self, id: &str, now: i64) -> Option<Arc<Client>> {
-        let map = self.map.read().ok()?;
-        map.get(id)
-            .filter(|(_, at)| now - at < self.ttl)
-            .map(|(c, _)| c.clone())
-    }
-    fn forget(&self, id: &str) {
-        if let Ok(mut map) = self.map.write() {
-            map.remove(id);
-        }
-    }
-    fn put(&self, c: Arc<Client>, now: i64) {
-        if let Ok(mut map) = self.map.write() {
-            if map.len() > 100_000 {
-                map.clear();
-            }
-            map.insert(c.id.clone(), (c, now));
-        }
-    }
-}
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -519,7 +70,7 @@ pub(crate) async fn authenticate(
                 "unsupported client_assertion_type",
             ));
         }
-        return crate::token::verify_client_assertion(gw, assertion, post_id).await;
+        return verify_client_assertion(gw, assertion, post_id).await;
     }
     let id =
         post_id.ok_or_else(|| OAuthError::invalid_client("client authentication is missing"))?;
@@ -550,27 +101,103 @@ fn parse_basic(cred: &str) -> Result<(String, String), OAuthError> {
 async fn check_secret(gw: &Gateway, id: &str, secret: &str) -> Result<Arc<Client>, OAuthError> {
     let fail = || OAuthError::invalid_client("client authentication failed");
     let client = gw.client(id).await?.ok_or_else(fail)?;
-    let stored = client.secret_hash.as_deref().ok_or_else(fail)?;
-    if !client.auth_method.uses_secret() || !ct_eq(&gw.master.keyed_hash(secret), stored) {
+    if !client.secret_matches(&gw.dir, secret) {
         return Err(fail());
     }
     Ok(client)
 }
 
+/// `private_key_jwt` (RFC 7523 §3, OIDC Core §9): signed by a key of the
+/// client's registered JWKS, `iss` = `sub` = client id, `aud` the issuer or
+/// the token endpoint, unexpired, and a `jti` never seen before.
+async fn verify_client_assertion(
+    gw: &Gateway,
+    assertion: &str,
+    client_id_param: Option<&str>,
+) -> Result<Arc<Client>, OAuthError> {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+    let fail = |why: &str| OAuthError::invalid_client(format!("client assertion rejected: {why}"));
+    let header =
+        jsonwebtoken::decode_header(assertion).map_err(|_| fail("malformed or unsupported alg"))?;
+    if !matches!(
+        header.alg,
+        Algorithm::RS256 | Algorithm::PS256 | Algorithm::ES256 | Algorithm::EdDSA
+    ) {
+        return Err(fail("alg must be asymmetric"));
+    }
+    // Read `sub` unverified only to find the client whose keys to use.
+    let unverified: Value = assertion
+        .split('.')
+        .nth(1)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| fail("malformed"))?;
+    let sub = unverified
+        .get("sub")
+        .and_then(Value::as_str)
+        .ok_or_else(|| fail("sub missing"))?;
+    if client_id_param.is_some_and(|c| c != sub) {
+        return Err(fail("client_id does not match sub"));
+    }
+    let client = gw
+        .client(sub)
+        .await?
+        .ok_or_else(|| fail("unknown client"))?;
+    if client.auth_method != AuthMethod::PrivateKeyJwt {
+        return Err(fail("client is not registered for private_key_jwt"));
+    }
+    let keys = client
+        .jwks
+        .as_ref()
+        .and_then(|j| serde_json::from_value::<jsonwebtoken::jwk::JwkSet>(j.clone()).ok())
+        .ok_or_else(|| fail("client has no usable JWKS"))?;
+    let jwk = match &header.kid {
+        Some(kid) => keys.find(kid),
+        None if keys.keys.len() == 1 => keys.keys.first(),
+        None => None,
+    }
+    .ok_or_else(|| fail("no matching key"))?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|_| fail("unusable key"))?;
+    let mut v = Validation::new(header.alg);
+    v.set_audience(&[gw.cfg.issuer_str().to_owned(), gw.cfg.endpoint("/token")]);
+    v.set_issuer(&[sub]);
+    v.sub = Some(sub.to_owned());
+    v.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+    v.leeway = 5;
+    v.validate_exp = false;
+    let data = jsonwebtoken::decode::<Value>(assertion, &key, &v)
+        .map_err(|_| fail("invalid signature or claims"))?;
+    let now = gw.clock.now();
+    let exp = data
+        .claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| fail("exp missing"))?;
+    if exp + 5 < now {
+        return Err(fail("expired"));
+    }
+    if exp > now + 600 {
+        return Err(fail("lifetime too long"));
+    }
+    let jti = data
+        .claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .ok_or_else(|| fail("jti missing"))?;
+    let inserted = sqlx::query("INSERT INTO client_assertions (id, expires_at) VALUES ($1, $2)")
+        .bind(format!("{}|{}", client.id, jti))
+        .bind(exp + 60)
+        .execute(&gw.pool)
+        .await;
+    match inserted {
+        Ok(_) => Ok(client),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(fail("jti replayed")),
+        Err(e) => Err(GatewayError::from(e).into()),
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redirect_uri_rules() {
-        assert!(check_redirect_uri("https://fv.example/cb").is_ok());
-        assert!(check_redirect_uri("http://127.0.0.1:9000/cb").is_ok());
-        assert!(check_redirect_uri("http://fv.example/cb").is_err());
-        assert!(check_redirect_uri("https://fv.example/cb#x").is_err());
-        assert!(check_redirect_uri("/relative").is_err());
-        assert!(check_redirect_uri("javascript:alert(1)").is_err());
-        assert!(check_redirect_uri("de.landkreis.app:/cb").is_ok());
-    }
 
     #[test]
     fn basic_credentials_are_form_decoded() {

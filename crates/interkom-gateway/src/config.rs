@@ -4,32 +4,9 @@
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use interkom_directory::Argon2Config;
+
 use crate::keys::Alg;
-
-/// argon2id parameters for local passwords. Never below OWASP's minimum
-/// (m = 19 MiB, t = 2, p = 1).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Argon2Config {
-    /// Memory in KiB.
-    pub memory_kib: u32,
-    pub iterations: u32,
-    pub parallelism: u32,
-    /// Hashes computed at once (each takes `memory_kib`); 0 = number of cores.
-    #[serde(default)]
-    pub max_concurrent: usize,
-}
-
-impl Default for Argon2Config {
-    fn default() -> Self {
-        Argon2Config {
-            memory_kib: 19 * 1024,
-            iterations: 2,
-            parallelism: 1,
-            max_concurrent: 0,
-        }
-    }
-}
 
 /// How source addresses enter the audit trail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,11 +8,13 @@ use axum::response::{IntoResponse, Response};
 use interkom_audit::{Action, AuditEvent, Outcome};
 use serde_json::{json, Value};
 
-use crate::authorize::ACR_VALUES;
-use crate::clients::{self, SUPPORTED_SCOPES};
+use interkom_directory::SUPPORTED_SCOPES;
+use interkom_types::Loa;
+
+use crate::clients;
 use crate::params::{self, Params};
 use crate::web::Meta;
-use crate::{accounts, jws, Gateway, GatewayError, OAuthError};
+use crate::{jws, Gateway, GatewayError, OAuthError};
 
 pub(crate) async fn discovery(State(gw): State<Gateway>) -> Response {
     let c = &gw.cfg;
@@ -38,7 +40,7 @@ pub(crate) async fn discovery(State(gw): State<Gateway>) -> Response {
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "code_challenge_methods_supported": ["S256"],
-        "acr_values_supported": ACR_VALUES,
+        "acr_values_supported": Loa::ALL.map(Loa::acr),
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "sid",
             "name", "preferred_username", "email", "email_verified", "tenant", "tenant_path", "level", "roles"],
@@ -190,7 +192,9 @@ pub(crate) async fn userinfo(
             return Err(e);
         }
         let sub = claims.get("sub").and_then(Value::as_str).unwrap_or("");
-        let user = accounts::user_by_id(&gw.pool, sub)
+        let user = gw
+            .dir
+            .user(sub)
             .await?
             .filter(|u| u.disabled == 0)
             .ok_or_else(|| OAuthError::invalid_token("the account is not active"))?;

@@ -15,6 +15,8 @@ pub enum GatewayError {
     Audit(#[from] interkom_audit::AuditError),
     #[error("policy: {0}")]
     Policy(#[from] interkom_policy::PolicyError),
+    #[error("directory: {0}")]
+    Directory(#[from] interkom_directory::DirectoryError),
     #[error("crypto: {0}")]
     Crypto(&'static str),
     #[error("json: {0}")]
@@ -25,30 +27,14 @@ pub enum GatewayError {
     Invalid(String),
 }
 
-/// Whether a database error means the database is away (or going away),
-/// not that interkom did something wrong: no connection, a dropped one, or
-/// PostgreSQL shutting down or refusing connections (SQLSTATE classes 08
-/// and 57P).
-pub fn is_outage(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(d) => d
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
-        _ => false,
-    }
-}
+pub use interkom_directory::is_outage;
 
 impl GatewayError {
     /// See [`is_outage`].
     pub fn is_outage(&self) -> bool {
         match self {
             GatewayError::Database(e) => is_outage(e),
+            GatewayError::Directory(e) => e.is_outage(),
             _ => false,
         }
     }
@@ -133,7 +119,7 @@ impl From<GatewayError> for OAuthError {
                     "the service is temporarily unavailable",
                 )
             }
-            GatewayError::Database(e) if is_outage(&e) => {
+            e if e.is_outage() => {
                 // An outage, not a bug: the client may retry (at another node).
                 tracing::error!(error = %e, "database unavailable");
                 OAuthError::new(
@@ -151,5 +137,11 @@ impl From<GatewayError> for OAuthError {
                 )
             }
         }
+    }
+}
+
+impl From<interkom_directory::DirectoryError> for OAuthError {
+    fn from(e: interkom_directory::DirectoryError) -> Self {
+        GatewayError::from(e).into()
     }
 }

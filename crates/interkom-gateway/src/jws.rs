@@ -7,7 +7,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::keys::{KeySet, SigningKey};
+use crate::keys::{Alg, KeySet, SigningKey};
 use crate::GatewayError;
 
 #[derive(Serialize, Deserialize)]
@@ -90,4 +90,33 @@ pub(crate) fn verify(keys: &KeySet, token: &str, typ: &str, now: i64) -> Result<
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or(Rejection::Malformed)
+}
+
+/// A standalone signer with one key held in memory (tests, benchmarks,
+/// tools); the gateway itself signs with the key store.
+pub struct Signer {
+    set: KeySet,
+}
+
+impl Signer {
+    pub fn generate(alg: Alg) -> Result<Signer, GatewayError> {
+        Ok(Signer {
+            set: KeySet::standalone(alg)?,
+        })
+    }
+
+    /// Signs `claims` as a compact JWS of type `typ`.
+    pub fn sign(&self, typ: &str, claims: &Value) -> Result<String, GatewayError> {
+        let key = self.set.first().ok_or(GatewayError::Crypto("no key"))?;
+        sign(key, typ, claims)
+    }
+
+    /// Verifies a token made by [`Signer::sign`]; returns its claims.
+    pub fn verify(&self, token: &str, typ: &str) -> Option<Value> {
+        verify(&self.set, token, typ, 0).ok()
+    }
+
+    pub fn public_jwk(&self) -> Option<&Value> {
+        self.set.first().map(|k| k.public_jwk())
+    }
 }

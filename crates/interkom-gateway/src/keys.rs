@@ -13,34 +13,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::AnyPool;
 
-use crate::crypto::MasterKey;
 use crate::GatewayError;
+use interkom_directory::crypto::MasterKey;
 
-/// JWS algorithms interkom signs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Alg {
-    RS256,
-    ES256,
-    EdDSA,
-}
-
-impl Alg {
-    pub const ALL: [Alg; 3] = [Alg::RS256, Alg::ES256, Alg::EdDSA];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Alg::RS256 => "RS256",
-            Alg::ES256 => "ES256",
-            Alg::EdDSA => "EdDSA",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Alg> {
-        Alg::ALL.into_iter().find(|a| a.as_str() == s)
-    }
-}
+pub use interkom_types::Alg;
 
 enum Pair {
     Rsa(RsaKeyPair),
@@ -372,7 +352,7 @@ impl KeyStore {
         let kid = format!(
             "{}-{}",
             alg.as_str().to_ascii_lowercase(),
-            crate::crypto::random_token(9)
+            interkom_directory::crypto::random_token(9)
         );
         let (der, jwk) = tokio::task::spawn_blocking({
             let kid = kid.clone();
@@ -451,14 +431,10 @@ impl KeyStore {
     }
 }
 
-/// A standalone key with its signer and verifier, outside any key store:
-/// for benchmarks and tools that need interkom's exact signing path.
-pub struct Signer {
-    set: KeySet,
-}
-
-impl Signer {
-    pub fn generate(alg: Alg) -> Result<Signer, GatewayError> {
+impl KeySet {
+    /// A set of one fresh key of `alg`, kept in memory only (tests,
+    /// benchmarks, tools).
+    pub(crate) fn standalone(alg: Alg) -> Result<KeySet, GatewayError> {
         let kid = format!("{}-standalone", alg.as_str().to_ascii_lowercase());
         let (der, public_jwk) = generate(alg, &kid)?;
         let key = SigningKey {
@@ -470,30 +446,21 @@ impl Signer {
             retire_at: None,
             created_at: 0,
         };
-        Ok(Signer {
-            set: KeySet {
-                keys: vec![Arc::new(key)],
-                loaded_at: 0,
-            },
+        Ok(KeySet {
+            keys: vec![Arc::new(key)],
+            loaded_at: 0,
         })
     }
 
-    /// Signs `claims` as a compact JWS of type `typ`.
-    pub fn sign(&self, typ: &str, claims: &Value) -> Result<String, GatewayError> {
-        let key = self
-            .set
-            .keys
-            .first()
-            .ok_or(GatewayError::Crypto("no key"))?;
-        crate::jws::sign(key, typ, claims)
+    /// The first key of the set.
+    pub(crate) fn first(&self) -> Option<&Arc<SigningKey>> {
+        self.keys.first()
     }
+}
 
-    /// Verifies a token made by [`Signer::sign`]; returns its claims.
-    pub fn verify(&self, token: &str, typ: &str) -> Option<Value> {
-        crate::jws::verify(&self.set, token, typ, 0).ok()
-    }
-
-    pub fn public_jwk(&self) -> Option<&Value> {
-        self.set.keys.first().map(|k| &k.public_jwk)
+impl SigningKey {
+    /// Its public key as a JWK.
+    pub(crate) fn public_jwk(&self) -> &Value {
+        &self.public_jwk
     }
 }

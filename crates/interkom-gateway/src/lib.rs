@@ -5,39 +5,43 @@
 //! live in the database, so any number of nodes serve one issuer.
 //!
 //! # Layout
-//! - [`config`]: the gateway's typed configuration.
-//! - [`keys`] and `jws`: signing keys (encrypted at rest, rotated with
-//!   overlap) and compact JWS signing and verification.
-//! - [`clients`]: registered Fachverfahren and client authentication.
-//! - [`accounts`]: local accounts (argon2id), sessions.
-//! - `authorize`: the authorization endpoint and the login form.
-//! - `token`: the token endpoint (authorization code, refresh, client
-//!   credentials) and what it issues.
-//! - `endpoints`: discovery, JWKS, userinfo, introspection, revocation.
-//! - `logout`: RP-initiated logout.
-//! - [`error`]: internal errors and their protocol forms.
+//! Arrows point down; no file imports one above it.
+//! - Endpoints: `authorize` (the authorization endpoint, the password form
+//!   and the choice of IdP), `second_factor` (`/login/otp`,
+//!   `/login/passkey`), `broker` (the upstreams' callbacks), `logout`,
+//!   `token`, `endpoints` (discovery, JWKS, userinfo, introspection,
+//!   revocation).
+//! - `login`: the one login flow — `flow` carries out each step, `plan` is
+//!   the pure planner, `state` the login's state and the binding of its
+//!   forms, `pages` the login and second-factor pages.
+//! - `sources`: identity sources (`password`, `oidc`) behind one trait;
+//!   `factors`: second factors (`totp`, `passkey`) behind another.
+//! - Building blocks: `session` (single sign-on sessions), `backchannel`
+//!   (back-channel logout), `access` (the policy at login), `clients`
+//!   (client authentication), [`keys`] and `jws`, `web` and `i18n`,
+//!   `params`, `throttle`, `verified`, [`config`], [`error`]. Accounts,
+//!   clients, upstreams and enrolments live in `interkom-directory`.
 
 mod access;
-pub mod accounts;
 mod authorize;
 mod backchannel;
-pub mod clients;
-pub mod clock;
+mod broker;
+mod clients;
 pub mod config;
-pub mod crypto;
 mod endpoints;
 pub mod error;
+mod factors;
 mod i18n;
 mod jws;
 pub mod keys;
+mod login;
 mod logout;
-mod mfa;
 mod params;
-mod passkey;
-mod stepup;
+mod second_factor;
+mod session;
+mod sources;
 mod throttle;
 mod token;
-pub mod upstream;
 mod verified;
 mod web;
 
@@ -46,16 +50,17 @@ use std::sync::Arc;
 use axum::routing::{get, post};
 use axum::Router;
 use interkom_audit::AuditLog;
+use interkom_directory::{Client, Directory, MasterKey, User};
 use interkom_policy::TenantTree;
 use sqlx::AnyPool;
 
-pub use clock::Clock;
-pub use config::{Argon2Config, GatewayConfig, SourcePseudonymisation};
-pub use crypto::MasterKey;
+pub use config::{GatewayConfig, SourcePseudonymisation};
 pub use error::{GatewayError, OAuthError};
-pub use keys::{Alg, KeyInfo, Signer};
+pub use interkom_directory::Argon2Config;
+pub use interkom_types::Clock;
+pub use jws::Signer;
+pub use keys::{Alg, KeyInfo};
 pub use throttle::BruteForceConfig;
-pub use upstream::{ClaimMapping, UpstreamConfig};
 
 /// The gateway: shared state of every OIDC endpoint. Cheap to clone.
 #[derive(Clone)]
@@ -70,9 +75,9 @@ pub struct Inner {
     pub(crate) master: MasterKey,
     pub(crate) tenants: Arc<TenantTree>,
     pub(crate) clock: Clock,
-    pub(crate) hasher: accounts::PasswordHasher,
+    /// Accounts, clients, upstreams and enrolments.
+    pub(crate) dir: Directory,
     pub(crate) templates: minijinja::Environment<'static>,
-    pub(crate) clients: clients::ClientCache,
     pub(crate) policy: Arc<interkom_policy::PolicyEngine>,
     pub(crate) verified: verified::VerifiedTokens,
     /// Outbound calls (back-channel logout): no redirects followed, bounded.
@@ -81,7 +86,8 @@ pub struct Inner {
     pub(crate) logout_wake: tokio::sync::Notify,
     /// Calls to upstream OpenID Providers: no redirects followed, bounded.
     pub(crate) upstream_http: reqwest::Client,
-    pub(crate) upstreams: upstream::Registry,
+    /// Discovery documents of upstreams (see `sources::oidc`).
+    pub(crate) discovery: sources::oidc::DiscoveryCache,
     /// The WebAuthn relying party (none when the issuer is an address).
     pub(crate) webauthn: Option<webauthn_rs::Webauthn>,
 }
@@ -107,15 +113,15 @@ impl Gateway {
         cfg: GatewayConfig,
         pool: AnyPool,
         audit: AuditLog,
-        master: MasterKey,
-        tenants: Arc<TenantTree>,
+        dir: Directory,
         policy: Arc<interkom_policy::PolicyEngine>,
         clock: Clock,
     ) -> Result<Gateway, GatewayError> {
         cfg.validate().map_err(GatewayError::Invalid)?;
+        let master = dir.master().clone();
+        let tenants = dir.tenants_arc();
         let keys = keys::KeyStore::new(pool.clone(), master.clone(), cfg.key_reload_interval);
         keys.ensure(clock.now()).await?;
-        let hasher = accounts::PasswordHasher::new(&cfg.argon2)?;
         let templates = web::templates()?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -123,7 +129,7 @@ impl Gateway {
             .build()
             .map_err(|e| GatewayError::Invalid(format!("HTTP client: {e}")))?;
         let upstream_http = reqwest::Client::builder()
-            .dns_resolver(Arc::new(upstream::PublicResolver {
+            .dns_resolver(Arc::new(sources::oidc::PublicResolver {
                 allow_loopback: cfg.upstream_allow_loopback,
             }))
             .redirect(reqwest::redirect::Policy::none())
@@ -134,10 +140,10 @@ impl Gateway {
         Ok(Gateway(Arc::new(Inner {
             http,
             upstream_http,
-            upstreams: upstream::Registry::default(),
-            webauthn: passkey::relying_party(&cfg.issuer),
+            discovery: Default::default(),
+            webauthn: factors::passkey::relying_party(&cfg.issuer),
             logout_wake: tokio::sync::Notify::new(),
-            clients: clients::ClientCache::new(cfg.client_cache_ttl),
+            dir,
             cfg,
             pool,
             audit,
@@ -145,7 +151,6 @@ impl Gateway {
             master,
             tenants,
             clock,
-            hasher,
             templates,
             policy,
             verified: verified::VerifiedTokens::default(),
@@ -171,15 +176,24 @@ impl Gateway {
             )
             .route("/login", post(authorize::login))
             .route("/login/idp", post(authorize::choose_idp))
-            .route("/login/otp", post(stepup::otp))
-            .route(upstream::CALLBACK, get(upstream::callback))
-            .route(upstream::LOGGED_OUT, get(upstream::logged_out))
-            .route("/account/totp", get(mfa::enrol_get).post(mfa::enrol_post))
-            .route("/account/passkey", get(passkey::enrol_page))
-            .route("/account/passkey/begin", post(passkey::enrol_begin))
-            .route("/account/passkey/finish", post(passkey::enrol_finish))
-            .route("/login/passkey/begin", post(passkey::login_begin))
-            .route("/login/passkey", post(passkey::login_finish))
+            .route("/login/otp", post(second_factor::otp))
+            .route(sources::oidc::CALLBACK, get(broker::callback))
+            .route(sources::oidc::LOGGED_OUT, get(broker::logged_out))
+            .route(
+                "/account/totp",
+                get(factors::totp::enrol_get).post(factors::totp::enrol_post),
+            )
+            .route("/account/passkey", get(factors::passkey::enrol_page))
+            .route(
+                "/account/passkey/begin",
+                post(factors::passkey::enrol_begin),
+            )
+            .route(
+                "/account/passkey/finish",
+                post(factors::passkey::enrol_finish),
+            )
+            .route("/login/passkey/begin", post(factors::passkey::login_begin))
+            .route("/login/passkey", post(second_factor::passkey))
             .route("/assets/webauthn.js", get(web::webauthn_script))
             .route("/token", post(token::token))
             .route(
@@ -289,6 +303,56 @@ impl Gateway {
 
     pub fn tenants(&self) -> &TenantTree {
         &self.tenants
+    }
+
+    /// The directory the gateway reads at every login.
+    pub fn directory(&self) -> &Directory {
+        &self.dir
+    }
+
+    /// A client, through the directory's short-lived cache.
+    pub(crate) async fn client(&self, id: &str) -> Result<Option<Arc<Client>>, GatewayError> {
+        Ok(self.dir.client(id).await?)
+    }
+
+    /// `ev` about this account: its subject, and the tenant it belongs to
+    /// (whose subtree sees the event).
+    pub(crate) fn about(
+        &self,
+        ev: interkom_audit::AuditEvent,
+        user: &User,
+    ) -> interkom_audit::AuditEvent {
+        let ev = ev.subject(&user.id, Some(user.tenant.clone()));
+        match self.tenants.get(&user.tenant) {
+            Some(t) => ev.tenant(&t.id, t.path_string()),
+            None => ev,
+        }
+    }
+
+    /// Gives an account a new random password (returned once, for handing
+    /// over on a separate channel) and ends its sessions and tokens.
+    pub async fn reset_password(&self, id: &str) -> Result<interkom_types::Secret, GatewayError> {
+        let password = self.dir.new_password(id).await?;
+        self.end_sessions_of(id).await?;
+        Ok(password)
+    }
+
+    /// Locks or unlocks an account; locking ends its sessions and tokens.
+    pub async fn set_disabled(&self, id: &str, disabled: bool) -> Result<(), GatewayError> {
+        self.dir.set_disabled(id, disabled).await?;
+        if disabled {
+            self.end_sessions_of(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes an account's second factors (an administrator's reset after
+    /// a lost phone) and ends its sessions; true if there was anything to
+    /// remove.
+    pub async fn reset_second_factors(&self, id: &str) -> Result<bool, GatewayError> {
+        let removed = self.dir.remove_second_factors(id).await?;
+        self.end_sessions_of(id).await?;
+        Ok(removed)
     }
 
     pub fn audit(&self) -> &AuditLog {

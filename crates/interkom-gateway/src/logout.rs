@@ -12,12 +12,12 @@ use axum::response::Response;
 use interkom_audit::{Action, AuditEvent, Outcome};
 use serde_json::Value;
 
-use crate::accounts::{self, SESSION_COOKIE};
-use crate::crypto::ct_eq;
 use crate::i18n::Lang;
 use crate::params::Params;
+use crate::session::{self, SESSION_COOKIE};
 use crate::web::{self, Meta};
 use crate::{jws, Gateway};
+use interkom_directory::crypto::ct_eq;
 
 pub(crate) async fn logout_get(
     State(gw): State<Gateway>,
@@ -89,7 +89,7 @@ async fn logout(
                 }
                 _ => return bad("invalid_request: id_token_hint is not valid"),
             },
-            Err(e) => return crate::authorize::internal(&gw, lang, e),
+            Err(e) => return web::internal(&gw, lang, e),
         },
         None => None,
     };
@@ -115,7 +115,7 @@ async fn logout(
             let client = match gw.client(cid).await {
                 Ok(Some(c)) => c,
                 Ok(None) => return bad("invalid_client"),
-                Err(e) => return crate::authorize::internal(&gw, lang, e),
+                Err(e) => return web::internal(&gw, lang, e),
             };
             if !client.post_logout_redirect_uris.contains(&uri) {
                 return bad("invalid_request: post_logout_redirect_uri is not registered");
@@ -126,9 +126,9 @@ async fn logout(
 
     let handle = web::cookie(&headers, SESSION_COOKIE);
     let session = match &handle {
-        Some(h) => match accounts::session_by_handle(&gw.pool, &gw.master, h, now).await {
+        Some(h) => match session::session_by_handle(&gw.pool, &gw.master, h, now).await {
             Ok(s) => s,
-            Err(e) => return crate::authorize::internal(&gw, lang, e),
+            Err(e) => return web::internal(&gw, lang, e),
         },
         None => None,
     };
@@ -170,19 +170,16 @@ async fn logout(
                 .await
             {
                 Ok(t) => t.flatten(),
-                Err(e) => return crate::authorize::internal(&gw, lang, e.into()),
+                Err(e) => return web::internal(&gw, lang, e.into()),
             };
-        if let Err(e) = accounts::end_session(&gw, &s.sid).await {
-            return crate::authorize::internal(&gw, lang, e);
+        if let Err(e) = session::end_session(&gw, &s.sid).await {
+            return web::internal(&gw, lang, e);
         }
         upstream_logout = s
             .upstream
             .clone()
             .map(|u| (u, s.user_id.clone(), upstream_token));
-        let user = accounts::user_by_id(&gw.pool, &s.user_id)
-            .await
-            .ok()
-            .flatten();
+        let user = gw.dir.user(&s.user_id).await.ok().flatten();
         let mut ev = AuditEvent::new(Action::Logout, Outcome::Success)
             .subject(&s.user_id, user.as_ref().map(|u| u.tenant.clone()))
             .correlation(meta.request_id.clone())
@@ -195,7 +192,7 @@ async fn logout(
             ev = ev.tenant(&t.id, t.path_string());
         }
         if let Err(e) = gw.audit.append(ev).await {
-            return crate::authorize::internal(&gw, lang, e.into());
+            return web::internal(&gw, lang, e.into());
         }
     }
 
@@ -217,33 +214,24 @@ async fn logout(
     // Logged in through an upstream: end its session too, then on.
     let upstream_url = match &upstream_logout {
         Some((up, user, token)) => {
-            crate::upstream::logout_url(&gw, up, user, token.as_deref(), continue_to.as_deref())
-                .await
+            crate::sources::oidc::logout_url(
+                &gw,
+                up,
+                user,
+                token.as_deref(),
+                continue_to.as_deref(),
+            )
+            .await
         }
         None => None,
     };
     let mut res = match (upstream_url, continue_to) {
         (Some(u), _) | (None, Some(u)) => web::see_other(&u),
-        (None, None) => logged_out_page(&gw, lang),
+        (None, None) => web::logged_out_page(&gw, lang),
     };
     res.headers_mut().append(
         header::SET_COOKIE,
         web::set_cookie(&gw, SESSION_COOKIE, "", 0),
     );
     res
-}
-
-/// The page saying the user is logged out.
-pub(crate) fn logged_out_page(gw: &Gateway, lang: Lang) -> Response {
-    web::page(
-        gw,
-        StatusCode::OK,
-        "logout.html",
-        minijinja::context! {
-            lang => lang.code(),
-            base => gw.cfg.base_path(),
-            t => minijinja::Value::from_serialize(lang.texts()),
-            done => true,
-        },
-    )
 }

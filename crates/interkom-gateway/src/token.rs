@@ -7,8 +7,6 @@
 //! code forms a family that is revoked as a whole on code replay or
 //! refresh-token reuse.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -19,9 +17,10 @@ use interkom_audit::{Action, AuditEvent, Outcome};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::accounts;
-use crate::clients::{self, AuthMethod, Client, GrantType, SUPPORTED_SCOPES};
-use crate::crypto::random_token;
+use interkom_directory::crypto::random_token;
+use interkom_directory::{AuthMethod, Client, GrantType, User, SUPPORTED_SCOPES};
+
+use crate::clients;
 use crate::params::{self, Params};
 use crate::web::Meta;
 use crate::{jws, Gateway, GatewayError, OAuthError};
@@ -149,7 +148,7 @@ async fn authorization_code(
     match (&row.code_challenge, verifier) {
         (Some(challenge), Some(v)) => {
             let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(v.as_bytes()));
-            if !valid_verifier(v) || !crate::crypto::ct_eq(&computed, challenge) {
+            if !valid_verifier(v) || !interkom_directory::crypto::ct_eq(&computed, challenge) {
                 return Err(OAuthError::invalid_grant(
                     "code_verifier does not match the code_challenge",
                 ));
@@ -485,7 +484,9 @@ async fn prepare_user_tokens(
     action: Action,
 ) -> Result<Issue, OAuthError> {
     let now = gw.clock.now();
-    let user = accounts::user_by_id(&gw.pool, &g.user_id)
+    let user = gw
+        .dir
+        .user(&g.user_id)
         .await?
         .filter(|u| u.disabled == 0)
         .ok_or_else(|| OAuthError::invalid_grant("the account is not active"))?;
@@ -618,7 +619,7 @@ async fn prepare_user_tokens(
     })
 }
 
-pub(crate) fn add_profile_claims(claims: &mut Value, scope: &[String], user: &accounts::User) {
+pub(crate) fn add_profile_claims(claims: &mut Value, scope: &[String], user: &User) {
     if scope.iter().any(|s| s == "profile") {
         claims["preferred_username"] = json!(user.username);
         if let Some(n) = &user.name {
@@ -690,93 +691,4 @@ async fn client_credentials(
         "expires_in": gw.cfg.access_token_ttl,
         "scope": scope,
     }))
-}
-
-/// `private_key_jwt` (RFC 7523 §3, OIDC Core §9): signed by a key of the
-/// client's registered JWKS, `iss` = `sub` = client id, `aud` the issuer or
-/// the token endpoint, unexpired, and a `jti` never seen before.
-pub(crate) async fn verify_client_assertion(
-    gw: &Gateway,
-    assertion: &str,
-    client_id_param: Option<&str>,
-) -> Result<Arc<Client>, OAuthError> {
-    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-    let fail = |why: &str| OAuthError::invalid_client(format!("client assertion rejected: {why}"));
-    let header =
-        jsonwebtoken::decode_header(assertion).map_err(|_| fail("malformed or unsupported alg"))?;
-    if !matches!(
-        header.alg,
-        Algorithm::RS256 | Algorithm::PS256 | Algorithm::ES256 | Algorithm::EdDSA
-    ) {
-        return Err(fail("alg must be asymmetric"));
-    }
-    // Read `sub` unverified only to find the client whose keys to use.
-    let unverified: Value = assertion
-        .split('.')
-        .nth(1)
-        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| fail("malformed"))?;
-    let sub = unverified
-        .get("sub")
-        .and_then(Value::as_str)
-        .ok_or_else(|| fail("sub missing"))?;
-    if client_id_param.is_some_and(|c| c != sub) {
-        return Err(fail("client_id does not match sub"));
-    }
-    let client = gw
-        .client(sub)
-        .await?
-        .ok_or_else(|| fail("unknown client"))?;
-    if client.auth_method != AuthMethod::PrivateKeyJwt {
-        return Err(fail("client is not registered for private_key_jwt"));
-    }
-    let keys = client
-        .jwks
-        .as_ref()
-        .and_then(|j| serde_json::from_value::<jsonwebtoken::jwk::JwkSet>(j.clone()).ok())
-        .ok_or_else(|| fail("client has no usable JWKS"))?;
-    let jwk = match &header.kid {
-        Some(kid) => keys.find(kid),
-        None if keys.keys.len() == 1 => keys.keys.first(),
-        None => None,
-    }
-    .ok_or_else(|| fail("no matching key"))?;
-    let key = DecodingKey::from_jwk(jwk).map_err(|_| fail("unusable key"))?;
-    let mut v = Validation::new(header.alg);
-    v.set_audience(&[gw.cfg.issuer_str().to_owned(), gw.cfg.endpoint("/token")]);
-    v.set_issuer(&[sub]);
-    v.sub = Some(sub.to_owned());
-    v.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
-    v.leeway = 5;
-    v.validate_exp = false;
-    let data = jsonwebtoken::decode::<Value>(assertion, &key, &v)
-        .map_err(|_| fail("invalid signature or claims"))?;
-    let now = gw.clock.now();
-    let exp = data
-        .claims
-        .get("exp")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| fail("exp missing"))?;
-    if exp + 5 < now {
-        return Err(fail("expired"));
-    }
-    if exp > now + 600 {
-        return Err(fail("lifetime too long"));
-    }
-    let jti = data
-        .claims
-        .get("jti")
-        .and_then(Value::as_str)
-        .ok_or_else(|| fail("jti missing"))?;
-    let inserted = sqlx::query("INSERT INTO client_assertions (id, expires_at) VALUES ($1, $2)")
-        .bind(format!("{}|{}", client.id, jti))
-        .bind(exp + 60)
-        .execute(&gw.pool)
-        .await;
-    match inserted {
-        Ok(_) => Ok(client),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(fail("jti replayed")),
-        Err(e) => Err(GatewayError::from(e).into()),
-    }
 }

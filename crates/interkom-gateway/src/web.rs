@@ -122,6 +122,18 @@ pub(crate) fn error_page(
     )
 }
 
+/// The page for an internal failure (the cause is logged, never shown).
+pub(crate) fn internal(gw: &Gateway, lang: Lang, e: GatewayError) -> Response {
+    tracing::error!(error = %e, "authorization failed internally");
+    error_page(
+        gw,
+        lang,
+        StatusCode::SERVICE_UNAVAILABLE,
+        lang.texts().unavailable,
+        None,
+    )
+}
+
 /// A 303 redirect (never 307, which would repeat a POST with the password).
 pub(crate) fn see_other(location: &str) -> Response {
     let mut res = StatusCode::SEE_OTHER.into_response();
@@ -219,4 +231,19 @@ fn truncate(ip: std::net::IpAddr) -> String {
             format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
         }
     }
+}
+
+/// The page saying the user is logged out.
+pub(crate) fn logged_out_page(gw: &Gateway, lang: Lang) -> Response {
+    page(
+        gw,
+        StatusCode::OK,
+        "logout.html",
+        minijinja::context! {
+            lang => lang.code(),
+            base => gw.cfg.base_path(),
+            t => minijinja::Value::from_serialize(lang.texts()),
+            done => true,
+        },
+    )
 }

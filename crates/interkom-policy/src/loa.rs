@@ -5,31 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// A level of assurance (eIDAS / BSI TR-03107-1), lowest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Loa {
-    Low,
-    Substantial,
-    High,
-}
-
-impl Loa {
-    pub const ALL: [Loa; 3] = [Loa::Low, Loa::Substantial, Loa::High];
-
-    /// The `acr` value carried in tokens.
-    pub fn acr(self) -> &'static str {
-        match self {
-            Loa::Low => "urn:interkom:loa:low",
-            Loa::Substantial => "urn:interkom:loa:substantial",
-            Loa::High => "urn:interkom:loa:high",
-        }
-    }
-
-    pub fn from_acr(acr: &str) -> Option<Loa> {
-        Loa::ALL.into_iter().find(|l| l.acr() == acr)
-    }
-}
+pub use interkom_types::Loa;
 
 /// A protection need (Schutzbedarf, BSI 200-2), lowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -180,5 +156,4 @@ impl ProtectionMapping {
     }
 }
 
-/// Authentication methods (RFC 8176 `amr`) that count as a second factor.
-pub const SECOND_FACTOR_AMR: &[&str] = &["otp", "hwk", "swk", "sc", "mfa", "fido", "face", "fpt"];
+pub use interkom_types::SECOND_FACTOR_AMR;

@@ -10,7 +10,8 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use interkom_audit::forward::ForwardFormat;
 use interkom_audit::CheckpointKey;
-use interkom_gateway::{Alg, Argon2Config, GatewayConfig, MasterKey, SourcePseudonymisation};
+use interkom_directory::MasterKey;
+use interkom_gateway::{Alg, Argon2Config, GatewayConfig, SourcePseudonymisation};
 use interkom_policy::TenantSpec;
 use serde::Deserialize;
 use url::Url;
@@ -71,7 +72,7 @@ pub struct FileConfig {
     /// The municipalities' own OpenID Providers (identity brokering); more
     /// can be added through the admin API.
     #[serde(default)]
-    pub upstreams: Vec<interkom_gateway::UpstreamConfig>,
+    pub upstreams: Vec<interkom_directory::UpstreamConfig>,
     #[serde(default)]
     pub audit: AuditFileConfig,
     /// The administrative tree.
@@ -326,7 +327,7 @@ pub struct Config {
     pub audit: interkom_audit::AuditConfig,
     pub forward: Option<interkom_audit::forward::ForwardConfig>,
     pub tenants: Vec<TenantSpec>,
-    pub upstreams: Vec<interkom_gateway::UpstreamConfig>,
+    pub upstreams: Vec<interkom_directory::UpstreamConfig>,
     pub demo: DemoConfig,
     pub policy: interkom_policy::PolicySet,
     pub policy_poll_seconds: u64,

@@ -24,7 +24,7 @@ use axum::http::{header, HeaderName, HeaderValue};
 use axum::routing::get;
 use axum::Router;
 use interkom_audit::AuditLog;
-use interkom_gateway::clients::{AuthMethod, ClientSpec, GrantType};
+use interkom_directory::{AuthMethod, ClientSpec, Directory, DirectoryConfig, GrantType};
 use interkom_gateway::{Alg, Clock, Gateway};
 use interkom_policy::{PolicyEngine, Severity, TenantTree};
 use sqlx::AnyPool;
@@ -46,6 +46,9 @@ pub struct App {
     pub pool: AnyPool,
     pub audit: AuditLog,
     pub gateway: Gateway,
+    /// Accounts, clients, upstreams and enrolments (shared by the gateway
+    /// and the admin API).
+    pub directory: Directory,
     pub tenants: Arc<TenantTree>,
     pub policy: Arc<PolicyEngine>,
     /// The migrations applied when this node started: readiness requires
@@ -67,12 +70,25 @@ impl App {
         let policy = PolicyEngine::start(pool.clone(), config.policy.clone(), clock.now())
             .await
             .context("policy")?;
+        let g = &config.gateway;
+        let directory = Directory::new(
+            DirectoryConfig {
+                cache_ttl: g.client_cache_ttl,
+                argon2: g.argon2.clone(),
+                backchannel_allow_loopback: g.backchannel_allow_loopback,
+                upstream_allow_loopback: g.upstream_allow_loopback,
+            },
+            pool.clone(),
+            config.master_key.clone(),
+            tenants.clone(),
+            policy.clone(),
+            clock.clone(),
+        )?;
         let gateway = Gateway::new(
             config.gateway.clone(),
             pool.clone(),
             audit.clone(),
-            config.master_key.clone(),
-            tenants.clone(),
+            directory.clone(),
             policy.clone(),
             clock,
         )
@@ -83,6 +99,7 @@ impl App {
             pool,
             audit,
             gateway,
+            directory,
             tenants,
             policy,
         };
@@ -91,13 +108,13 @@ impl App {
         }
         // Upstreams of the configuration file: it is authoritative for them.
         for u in &app.config.upstreams {
-            app.gateway
+            app.directory
                 .put_upstream(u.clone())
                 .await
                 .with_context(|| format!("upstream {}", u.id))?;
         }
         // The admin console is a Fachverfahren of the gateway like others.
-        interkom_admin::console::ensure_client(&app.gateway, app.config.gateway.issuer_str())
+        interkom_admin::console::ensure_client(&app.directory, app.config.gateway.issuer_str())
             .await
             .context("registering the admin console")?;
         for p in app.policy.problems().iter() {
@@ -113,13 +130,13 @@ impl App {
 
     async fn seed_demo(&self) -> anyhow::Result<()> {
         for u in &self.config.demo.users {
-            if self.gateway.find_user(&u.username).await?.is_none() {
+            if self.directory.find_user(&u.username).await?.is_none() {
                 let created = self
-                    .gateway
-                    .add_user(interkom_gateway::accounts::NewUser {
+                    .directory
+                    .add_user(interkom_directory::NewUser {
                         tenant: u.tenant.clone(),
                         username: u.username.clone(),
-                        password: u.password.clone(),
+                        password: u.password.clone().into(),
                         name: u.name.clone(),
                         email: u.email.clone(),
                         roles: u.roles.clone(),
@@ -127,7 +144,7 @@ impl App {
                     .await;
                 // Another node may have created it a moment ago.
                 if let Err(e) = created {
-                    if self.gateway.find_user(&u.username).await?.is_none() {
+                    if self.directory.find_user(&u.username).await?.is_none() {
                         return Err(
                             anyhow::Error::new(e).context(format!("demo user {}", u.username))
                         );
@@ -136,7 +153,7 @@ impl App {
             }
         }
         for c in &self.config.demo.clients {
-            if self.gateway.client(&c.id).await?.is_some() {
+            if self.directory.client(&c.id).await?.is_some() {
                 continue;
             }
             let grant_types = c
@@ -149,7 +166,7 @@ impl App {
             let auth_method = AuthMethod::parse(&c.auth_method)
                 .with_context(|| format!("demo client {}: auth_method {}", c.id, c.auth_method))?;
             let registered = self
-                .gateway
+                .directory
                 .register_client(ClientSpec {
                     id: c.id.clone(),
                     tenant: c.tenant.clone(),
@@ -159,14 +176,14 @@ impl App {
                     grant_types,
                     scopes: c.scopes.clone(),
                     auth_method,
-                    secret: c.secret.clone(),
+                    secret: c.secret.clone().map(Into::into),
                     jwks: None,
                     id_token_alg: Alg::RS256,
                     backchannel_logout_uri: c.backchannel_logout_uri.clone(),
                 })
                 .await;
             if let Err(e) = registered {
-                if self.gateway.client(&c.id).await?.is_none() {
+                if self.directory.client(&c.id).await?.is_none() {
                     return Err(anyhow::Error::new(e).context(format!("demo client {}", c.id)));
                 }
             }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use interkom::{App, FileConfig};
-use interkom_gateway::clients::{AuthMethod, ClientSpec, GrantType};
+use interkom_directory::{AuthMethod, ClientSpec, GrantType};
 use interkom_gateway::{Alg, Clock};
 
 // mimalloc: less CPU per request than glibc's allocator under many small
@@ -386,11 +386,11 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
         } => {
             let password = read_stdin_line()?;
             let id = app
-                .gateway
-                .add_user(interkom_gateway::accounts::NewUser {
+                .directory
+                .add_user(interkom_directory::NewUser {
                     tenant: a.tenant,
                     username: a.username.clone(),
-                    password,
+                    password: password.into(),
                     name: a.name,
                     email: a.email,
                     roles: a.roles,
@@ -415,13 +415,13 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
                 ),
                 None => bail!("unknown tenant `{tenant}`"),
             }
-            let password = interkom_gateway::crypto::random_token(15);
+            let password = interkom_directory::crypto::random_token(15);
             let id = app
-                .gateway
-                .add_user(interkom_gateway::accounts::NewUser {
+                .directory
+                .add_user(interkom_directory::NewUser {
                     tenant: tenant.clone(),
                     username: username.clone(),
-                    password: password.clone(),
+                    password: password.clone().into(),
                     name: None,
                     email: None,
                     roles: vec!["admin".into()],
@@ -469,7 +469,7 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
                 (AuthMethod::ClientSecretBasic, secret, None)
             };
             let generated = app
-                .gateway
+                .directory
                 .register_client(ClientSpec {
                     name: a.name.unwrap_or_else(|| a.id.clone()),
                     id: a.id.clone(),
@@ -483,7 +483,7 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
                         a.scopes
                     },
                     auth_method,
-                    secret,
+                    secret: secret.map(Into::into),
                     jwks,
                     id_token_alg: Alg::parse(&a.id_token_alg)
                         .context("--id-token-alg: RS256, ES256 or EdDSA")?,

@@ -12,8 +12,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
 use interkom_audit::{Action, AuditEvent, Outcome};
-use interkom_policy::Loa;
+use interkom_directory::crypto::{ct_eq, random_token};
+use interkom_directory::User;
+use interkom_types::Loa;
 use serde::Deserialize;
 use serde_json::json;
 use webauthn_rs::prelude::{
@@ -21,13 +24,33 @@ use webauthn_rs::prelude::{
     RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
 };
 
-use crate::accounts;
-use crate::authorize::{self, Posted};
-use crate::crypto::{ct_eq, random_token};
+use super::enrol::enrolling_user;
+use super::{Checked, SecondFactor};
 use crate::i18n::Lang;
-use crate::stepup::{self, Pending};
+use crate::login::pages;
+use crate::login::state::{self, Login, LoginRequest, Posted};
 use crate::web::{self, Meta};
 use crate::{Gateway, GatewayError};
+
+/// How the login records and offers it.
+pub(crate) const KIND: &str = "passkey";
+
+/// A passkey as second factor: what its kind is configured to reach.
+pub(crate) struct PasskeyFactor;
+
+impl SecondFactor for PasskeyFactor {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn reaches<'a>(
+        &'a self,
+        gw: &'a Gateway,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Loa>, GatewayError>> {
+        Box::pin(best_level(gw, user_id))
+    }
+}
 
 /// How long a ceremony may take.
 const CEREMONY_TTL: i64 = 300;
@@ -56,17 +79,15 @@ pub(crate) struct Stored {
 }
 
 pub(crate) async fn passkeys(gw: &Gateway, user_id: &str) -> Result<Vec<Stored>, GatewayError> {
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT passkey, device_bound FROM webauthn_credentials WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_all(&gw.pool)
-            .await?;
-    Ok(rows
+    Ok(gw
+        .dir
+        .passkeys(user_id)
+        .await?
         .into_iter()
-        .filter_map(|(p, d)| {
-            serde_json::from_str(&p).ok().map(|passkey| Stored {
+        .filter_map(|s| {
+            serde_json::from_str(&s.passkey).ok().map(|passkey| Stored {
                 passkey,
-                device_bound: d != 0,
+                device_bound: s.device_bound,
             })
         })
         .collect())
@@ -117,9 +138,9 @@ pub(crate) async fn enrol_page(
     headers: HeaderMap,
 ) -> Response {
     let lang = Lang::negotiate(None, meta.accept_language.as_deref());
-    let user = match crate::mfa::enrolling_user(&gw, &headers).await {
+    let user = match enrolling_user(&gw, &headers).await {
         Ok(u) => u,
-        Err(e) => return authorize::internal(&gw, lang, e),
+        Err(e) => return web::internal(&gw, lang, e),
     };
     let Some((handle, user)) = user else {
         return web::error_page(
@@ -132,7 +153,7 @@ pub(crate) async fn enrol_page(
     };
     let count = match passkeys(&gw, &user.id).await {
         Ok(p) => p.len(),
-        Err(e) => return authorize::internal(&gw, lang, e),
+        Err(e) => return web::internal(&gw, lang, e),
     };
     web::page(
         &gw,
@@ -176,8 +197,8 @@ async fn enroller(
     gw: &Gateway,
     headers: &HeaderMap,
     csrf: Option<&str>,
-) -> Result<Result<accounts::User, Response>, GatewayError> {
-    let Some((handle, user)) = crate::mfa::enrolling_user(gw, headers).await? else {
+) -> Result<Result<User, Response>, GatewayError> {
+    let Some((handle, user)) = enrolling_user(gw, headers).await? else {
         return Ok(Err(json_error(StatusCode::UNAUTHORIZED, "login_required")));
     };
     if !csrf.is_some_and(|c| ct_eq(c, &enrol_csrf(gw, &handle))) {
@@ -287,24 +308,18 @@ async fn finish_registration(
         }
     };
     let device_bound = !Credential::from(passkey.clone()).backup_eligible;
-    let inserted = sqlx::query(
-        "INSERT INTO webauthn_credentials (cred_id, user_id, passkey, device_bound, created_at, last_used_at) \
-         VALUES ($1, $2, $3, $4, $5, NULL)",
-    )
-    .bind(cred_key(passkey.cred_id()))
-    .bind(&user.id)
-    .bind(serde_json::to_string(&passkey)?)
-    .bind(i64::from(device_bound))
-    .bind(gw.clock.now())
-    .execute(&gw.pool)
-    .await;
-    match inserted {
-        Ok(_) => {}
-        // A credential belongs to one account.
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            return Ok(json_error(StatusCode::CONFLICT, "credential_registered"))
-        }
-        Err(e) => return Err(e.into()),
+    // A credential belongs to one account.
+    let added = gw
+        .dir
+        .add_passkey(
+            &user.id,
+            &cred_key(passkey.cred_id()),
+            &serde_json::to_string(&passkey)?,
+            device_bound,
+        )
+        .await?;
+    if !added {
+        return Ok(json_error(StatusCode::CONFLICT, "credential_registered"));
     }
     let ev = gw.about(
         AuditEvent::new(Action::SecondFactorEnrolled, Outcome::Success)
@@ -328,16 +343,17 @@ pub(crate) async fn login_begin(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let bound = authorize::posted::<serde::de::IgnoredAny>(&gw, &meta, &headers, &body).await;
+    let bound = state::posted::<serde::de::IgnoredAny>(&gw, &meta, &headers, &body).await;
     let Ok(Posted {
-        lr,
+        at,
         pending: Some(mut p),
         ..
     }) = bound
     else {
         return json_error(StatusCode::FORBIDDEN, "invalid_login_request");
     };
-    let (Some(wa), true) = (&gw.webauthn, stepup::offered(&p, "passkey")) else {
+    let lr = at.lr;
+    let (Some(wa), true) = (&gw.webauthn, state::offered(&p, KIND)) else {
         return json_error(StatusCode::NOT_FOUND, "passkeys_unavailable");
     };
     let result = async {
@@ -354,7 +370,7 @@ pub(crate) async fn login_begin(
             Err(_) => return Ok(json_error(StatusCode::BAD_REQUEST, "invalid_request")),
         };
         p.passkey_state = Some(serde_json::to_string(&state)?);
-        stepup::save(&gw, &lr, &p).await?;
+        state::save(&gw, &lr, &p).await?;
         Ok::<_, GatewayError>(json_response(StatusCode::OK, json!({ "options": options })))
     }
     .await;
@@ -364,110 +380,68 @@ pub(crate) async fn login_begin(
     })
 }
 
-#[derive(Deserialize)]
-struct LoginForm {
-    credential: Option<String>,
-}
-
-/// `POST /login/passkey`: the passkey's answer (a form post, so the login
-/// goes on with a redirect like every other step).
-pub(crate) async fn login_finish(
-    State(gw): State<Gateway>,
-    meta: Meta,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let Posted {
-        form,
-        lr,
-        browser,
-        req,
-        pending,
-        client,
-        lang,
-    } = match authorize::posted::<LoginForm>(&gw, &meta, &headers, &body).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let (Some(mut p), Some(wa)) = (
-        pending.filter(|p| stepup::offered(p, "passkey")),
-        &gw.webauthn,
-    ) else {
-        return authorize::out_of_step(&gw, lang);
+/// Checks the passkey's answer during a login (`credential`: the JSON the
+/// browser posted). The ceremony state is used once, whatever the answer.
+pub(crate) async fn check(
+    gw: &Gateway,
+    meta: &Meta,
+    at: &LoginRequest,
+    mut p: Login,
+    credential: Option<&str>,
+) -> Result<Checked, GatewayError> {
+    let Some(wa) = &gw.webauthn else {
+        return Ok(Checked::Page(state::out_of_step(gw, at.lang)));
     };
     // The state is used once, whatever the answer.
     let state: Option<PasskeyAuthentication> = p
         .passkey_state
         .take()
         .and_then(|s| serde_json::from_str(&s).ok());
-    let credential: Option<PublicKeyCredential> = form
-        .credential
-        .as_deref()
+    let credential: Option<PublicKeyCredential> = credential
         .filter(|c| c.len() <= 16 * 1024)
         .and_then(|c| serde_json::from_str(c).ok());
     let result = match (state, credential) {
         (Some(state), Some(cred)) => wa.finish_passkey_authentication(&cred, &state).ok(),
         _ => None,
     };
-    let outcome = async {
+    async {
         let Some(result) = result else {
-            stepup::save(&gw, &lr, &p).await?;
+            state::save(gw, &at.lr, &p).await?;
             let ev = AuditEvent::new(Action::LoginFailed, Outcome::Failure)
-                .client(&client.id)
+                .client(&at.client.id)
                 .reason("invalid_second_factor")
                 .correlation(meta.request_id.clone())
                 .source(meta.source.clone())
                 .details(json!({ "method": "passkey" }));
-            let home = accounts::user_by_id(&gw.pool, &p.user_id).await?.map(|u| u.tenant);
+            let home = gw.dir.user(&p.user_id).await?.map(|u| u.tenant);
             gw.audit.append(ev.subject(&p.user_id, home)).await?;
-            return stepup::second_factor_page(
-                &gw,
-                lang,
+            return Ok(Checked::Page(pages::second_factor_page(
+                gw,
+                at,
                 StatusCode::UNAUTHORIZED,
-                &client,
-                &lr,
-                &browser,
                 &p,
-                Some(lang.texts().passkey_failed),
-            )
-            .await;
+                Some(at.lang.texts().passkey_failed),
+            )));
         };
         // The counter and backup state as the authenticator reports them.
         let cred_id = cred_key(result.cred_id());
-        let row: Option<(String, i64)> = sqlx::query_as(
-            "SELECT passkey, device_bound FROM webauthn_credentials WHERE cred_id = $1 AND user_id = $2",
-        )
-        .bind(&cred_id)
-        .bind(&p.user_id)
-        .fetch_optional(&gw.pool)
-        .await?;
+        let row = gw.dir.passkey(&p.user_id, &cred_id).await?;
         // Removed meanwhile (a reset): the login cannot go on with it.
-        let Some((stored, device_bound)) = row else {
-            return Ok(authorize::out_of_step(&gw, lang));
+        let Some(stored) = row else {
+            return Ok(Checked::Page(state::out_of_step(gw, at.lang)));
         };
+        let (stored, device_bound) = (stored.passkey, stored.device_bound);
         let mut passkey: Passkey = serde_json::from_str(&stored)?;
         passkey.update_credential(&result);
-        sqlx::query(
-            "UPDATE webauthn_credentials SET passkey = $1, last_used_at = $2 WHERE cred_id = $3",
-        )
-        .bind(serde_json::to_string(&passkey)?)
-        .bind(gw.clock.now())
-        .bind(&cred_id)
-        .execute(&gw.pool)
-        .await?;
-        let device_bound = device_bound != 0;
-        let have = Loa::from_acr(&p.acr).unwrap_or(Loa::Low);
-        let mut next: Pending = p.clone();
-        next.acr = have.max(level(&gw, device_bound)).acr().to_owned();
-        for m in [if device_bound { "hwk" } else { "swk" }, "mfa"] {
-            if !next.amr.iter().any(|a| a == m) {
-                next.amr.push(m.to_owned());
-            }
-        }
-        next.auth_time = gw.clock.now();
-        next.tried.push("passkey".into());
-        stepup::advance(&gw, &meta, lang, &lr, &browser, &req, &client, next).await
+        gw.dir
+            .passkey_used(&cred_id, &serde_json::to_string(&passkey)?)
+            .await?;
+        Ok(Checked::Passed(p.with_factor(
+            KIND,
+            level(gw, device_bound),
+            &[if device_bound { "hwk" } else { "swk" }, "mfa"],
+            gw.clock.now(),
+        )))
     }
-    .await;
-    outcome.unwrap_or_else(|e| authorize::internal(&gw, lang, e))
+    .await
 }

@@ -1,4 +1,4 @@
-//! The clock the gateway reads. Tests advance it instead of sleeping.
+//! The clock every crate reads. Tests advance it instead of sleeping.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

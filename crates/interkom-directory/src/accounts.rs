@@ -1,4 +1,4 @@
-//! Local accounts and browser sessions.
+//! Accounts and their passwords.
 //!
 //! Passwords are hashed with argon2id on the blocking pool, never on the
 //! runtime's worker threads, and at most `max_concurrent` at once so memory
@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use serde::Serialize;
+use interkom_types::Secret;
+use serde::{Deserialize, Serialize};
 use sqlx::AnyPool;
 use tokio::sync::oneshot;
 
-use crate::config::Argon2Config;
-use crate::crypto::{random_token, MasterKey};
-use crate::{Gateway, GatewayError};
+use crate::crypto::random_token;
+use crate::{Directory, DirectoryError};
 
 /// argon2id on a small pool of dedicated threads, each keeping its 19 MiB
 /// working memory between hashes: no allocation, zeroing or page faults per
@@ -32,9 +32,9 @@ enum Job {
 }
 
 impl PasswordHasher {
-    pub(crate) fn new(cfg: &Argon2Config) -> Result<PasswordHasher, GatewayError> {
+    pub(crate) fn new(cfg: &Argon2Config) -> Result<PasswordHasher, DirectoryError> {
         let params = Params::new(cfg.memory_kib, cfg.iterations, cfg.parallelism, None)
-            .map_err(|e| GatewayError::Invalid(format!("argon2 parameters: {e}")))?;
+            .map_err(|e| DirectoryError::Invalid(format!("argon2 parameters: {e}")))?;
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -51,18 +51,18 @@ impl PasswordHasher {
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
                 .spawn(move || worker(&rx, &params))
-                .map_err(|_| GatewayError::Crypto("cannot start password threads"))?;
+                .map_err(|_| DirectoryError::Crypto("cannot start password threads"))?;
         }
         Ok(PasswordHasher { params, jobs })
     }
 
-    pub(crate) async fn hash(&self, password: String) -> Result<String, GatewayError> {
+    pub(crate) async fn hash(&self, password: String) -> Result<String, DirectoryError> {
         let (tx, rx) = oneshot::channel();
         self.send(Job::Hash(password, tx))?;
         rx.await
             .ok()
             .flatten()
-            .ok_or(GatewayError::Crypto("password hashing failed"))
+            .ok_or(DirectoryError::Crypto("password hashing failed"))
     }
 
     /// True only when `stored` exists and matches. Runs a full verification
@@ -77,12 +77,12 @@ impl PasswordHasher {
         rx.await.unwrap_or(false) && known
     }
 
-    fn send(&self, job: Job) -> Result<(), GatewayError> {
+    fn send(&self, job: Job) -> Result<(), DirectoryError> {
         // The queue is deep; a full queue means a login storm, and waiting
         // for room briefly on this thread is the back-pressure we want.
         self.jobs
             .send(job)
-            .map_err(|_| GatewayError::Crypto("password threads stopped"))
+            .map_err(|_| DirectoryError::Crypto("password threads stopped"))
     }
 
     /// A hash with the configured parameters that no password matches
@@ -208,7 +208,32 @@ fn verify_with(hash: &str, password: &str, memory: &mut Vec<Block>) -> bool {
     ))
 }
 
-/// A local account.
+/// argon2id parameters for local passwords. Never below OWASP's minimum
+/// (m = 19 MiB, t = 2, p = 1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Argon2Config {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// Hashes computed at once (each takes `memory_kib`); 0 = number of cores.
+    #[serde(default)]
+    pub max_concurrent: usize,
+}
+
+impl Default for Argon2Config {
+    fn default() -> Self {
+        Argon2Config {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+            max_concurrent: 0,
+        }
+    }
+}
+
+/// An account: staff with a home tenant (citizens and businesses follow).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct User {
     pub id: String,
@@ -221,12 +246,15 @@ pub struct User {
     pub disabled: i64,
 }
 
+impl User {
+    pub fn is_enabled(&self) -> bool {
+        self.disabled == 0
+    }
+}
+
 const USER_COLUMNS: &str = "id, tenant, username, password_hash, name, email, disabled";
 
-pub(crate) async fn user_by_username(
-    pool: &AnyPool,
-    username: &str,
-) -> Result<Option<User>, GatewayError> {
+async fn user_by_username(pool: &AnyPool, username: &str) -> Result<Option<User>, DirectoryError> {
     Ok(sqlx::query_as(&format!(
         "SELECT {USER_COLUMNS} FROM users WHERE username = $1"
     ))
@@ -235,7 +263,7 @@ pub(crate) async fn user_by_username(
     .await?)
 }
 
-pub(crate) async fn user_by_id(pool: &AnyPool, id: &str) -> Result<Option<User>, GatewayError> {
+async fn user_by_id(pool: &AnyPool, id: &str) -> Result<Option<User>, DirectoryError> {
     Ok(
         sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
             .bind(id)
@@ -249,7 +277,7 @@ pub(crate) async fn user_by_id(pool: &AnyPool, id: &str) -> Result<Option<User>,
 pub struct NewUser {
     pub tenant: String,
     pub username: String,
-    pub password: String,
+    pub password: Secret,
     pub name: Option<String>,
     pub email: Option<String>,
     pub roles: Vec<String>,
@@ -262,23 +290,23 @@ fn valid_username(u: &str) -> bool {
             .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'))
 }
 
-impl Gateway {
+impl Directory {
     /// Creates a local account with its roles in its home tenant; returns
     /// its subject id.
-    pub async fn add_user(&self, u: NewUser) -> Result<String, GatewayError> {
-        if self.tenants.get(&u.tenant).is_none() {
-            return Err(GatewayError::Invalid(format!(
+    pub async fn add_user(&self, u: NewUser) -> Result<String, DirectoryError> {
+        if self.0.tenants.get(&u.tenant).is_none() {
+            return Err(DirectoryError::Invalid(format!(
                 "unknown tenant `{}`",
                 u.tenant
             )));
         }
         if !valid_username(&u.username) {
-            return Err(GatewayError::Invalid(
+            return Err(DirectoryError::Invalid(
                 "username: letters, digits and . - _ @, at most 128 characters".into(),
             ));
         }
-        if u.password.chars().count() < 8 {
-            return Err(GatewayError::Invalid(
+        if u.password.expose().chars().count() < 8 {
+            return Err(DirectoryError::Invalid(
                 "password must have at least 8 characters".into(),
             ));
         }
@@ -287,25 +315,27 @@ impl Gateway {
             .iter()
             .find(|r| !interkom_policy::roles::valid_role(r))
         {
-            return Err(GatewayError::Invalid(format!("invalid role name `{r}`")));
+            return Err(DirectoryError::Invalid(format!("invalid role name `{r}`")));
         }
+        let pool = &self.0.pool;
         // The policy knows a person by account id and username alike: a
         // username must never name another account or a policy subject.
         let collides = uuid::Uuid::parse_str(&u.username).is_ok()
-            || user_by_id(&self.pool, &u.username).await?.is_some()
+            || user_by_id(pool, &u.username).await?.is_some()
             || self
+                .0
                 .policy
                 .policy_set()
                 .subjects
                 .iter()
                 .any(|s| s.id == u.username);
-        if collides || user_by_username(&self.pool, &u.username).await?.is_some() {
-            return Err(GatewayError::Invalid(format!(
+        if collides || user_by_username(pool, &u.username).await?.is_some() {
+            return Err(DirectoryError::Taken(format!(
                 "username `{}` is taken",
                 u.username
             )));
         }
-        let hash = self.hasher.hash(u.password).await?;
+        let hash = self.0.hasher.hash(u.password.expose().to_owned()).await?;
         let id = uuid::Uuid::new_v4().to_string();
         let inserted = sqlx::query(
             "INSERT INTO users (id, tenant, username, password_hash, name, email, disabled, created_at) \
@@ -317,14 +347,14 @@ impl Gateway {
         .bind(hash)
         .bind(&u.name)
         .bind(&u.email)
-        .bind(self.clock.now())
-        .execute(&self.pool)
+        .bind(self.0.clock.now())
+        .execute(pool)
         .await;
         match inserted {
             Ok(_) => {}
             // Two requests for one username at once: the second is told.
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(GatewayError::Invalid(format!(
+                return Err(DirectoryError::Taken(format!(
                     "username `{}` is taken",
                     u.username
                 )))
@@ -332,66 +362,56 @@ impl Gateway {
             Err(e) => return Err(e.into()),
         }
         for role in &u.roles {
-            interkom_policy::roles::assign(&self.pool, &id, &u.tenant, role).await?;
+            interkom_policy::roles::assign(pool, &id, &u.tenant, role).await?;
         }
         // The policy knows subjects by their accounts: every node reloads.
-        interkom_policy::store::touch(&self.pool).await?;
-        self.policy.reload().await?;
+        self.policy_changed().await?;
         Ok(id)
     }
 
-    /// `ev` about this account: its subject, and the tenant it belongs to
-    /// (whose subtree sees the event).
-    pub(crate) fn about(
-        &self,
-        ev: interkom_audit::AuditEvent,
-        user: &User,
-    ) -> interkom_audit::AuditEvent {
-        let ev = ev.subject(&user.id, Some(user.tenant.clone()));
-        match self.tenants.get(&user.tenant) {
-            Some(t) => ev.tenant(&t.id, t.path_string()),
-            None => ev,
-        }
-    }
-
-    pub async fn find_user(&self, username: &str) -> Result<Option<User>, GatewayError> {
-        user_by_username(&self.pool, username).await
+    pub async fn find_user(&self, username: &str) -> Result<Option<User>, DirectoryError> {
+        user_by_username(&self.0.pool, username).await
     }
 
     /// An account by its subject id.
-    pub async fn user(&self, id: &str) -> Result<Option<User>, GatewayError> {
-        user_by_id(&self.pool, id).await
+    pub async fn user(&self, id: &str) -> Result<Option<User>, DirectoryError> {
+        user_by_id(&self.0.pool, id).await
     }
 
-    /// Gives an account a new random password (returned once, for handing
-    /// over on a separate channel) and ends its sessions and tokens.
-    pub async fn reset_password(&self, id: &str) -> Result<String, GatewayError> {
+    /// Whether `password` is the account's; an unknown account (`None`)
+    /// costs the same time and never matches.
+    pub async fn verify_password(&self, user: Option<&User>, password: String) -> bool {
+        self.0
+            .hasher
+            .verify(user.and_then(|u| u.password_hash.clone()), password)
+            .await
+    }
+
+    /// Gives an account a new random password and returns it once (for
+    /// handing over on a separate channel). Its sessions are the gateway's
+    /// to end.
+    pub async fn new_password(&self, id: &str) -> Result<Secret, DirectoryError> {
         // 15 random bytes: 120 bits, 20 characters.
-        let password = crate::crypto::random_token(15);
-        let hash = self.hasher.hash(password.clone()).await?;
+        let password = random_token(15);
+        let hash = self.0.hasher.hash(password.clone()).await?;
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.0.pool)
             .await?;
-        self.end_sessions_of(id).await?;
-        Ok(password)
+        Ok(Secret::from(password))
     }
 
-    /// Locks or unlocks an account; locking ends its sessions and tokens.
-    pub async fn set_disabled(&self, id: &str, disabled: bool) -> Result<(), GatewayError> {
+    /// Locks or unlocks an account (the gateway ends the sessions of a
+    /// locked one).
+    pub async fn set_disabled(&self, id: &str, disabled: bool) -> Result<(), DirectoryError> {
         sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
             .bind(i64::from(disabled))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.0.pool)
             .await?;
-        if disabled {
-            self.end_sessions_of(id).await?;
-        }
         // The policy decides only for enabled accounts: every node reloads.
-        interkom_policy::store::touch(&self.pool).await?;
-        self.policy.reload().await?;
-        Ok(())
+        self.policy_changed().await
     }
 
     /// Updates an account's display name and e-mail address.
@@ -400,184 +420,68 @@ impl Gateway {
         id: &str,
         name: Option<&str>,
         email: Option<&str>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<(), DirectoryError> {
         sqlx::query("UPDATE users SET name = $1, email = $2 WHERE id = $3")
             .bind(name)
             .bind(email)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.0.pool)
             .await?;
         // Conditions may name the e-mail address: every node reloads.
-        interkom_policy::store::touch(&self.pool).await?;
-        self.policy.reload().await?;
-        Ok(())
+        self.policy_changed().await
     }
 
-    /// Ends every session of an account, revokes its refresh tokens and
-    /// tells the clients that asked to hear (back-channel logout).
-    pub(crate) async fn end_sessions_of(&self, id: &str) -> Result<(), GatewayError> {
-        let now = self.clock.now();
-        let mut tx = self.pool.begin().await?;
-        // Writing first (see `end_session`); the sessions deleted are the
-        // ones announced, whatever starts meanwhile.
-        let sids: Vec<String> =
-            sqlx::query_scalar("DELETE FROM sessions WHERE user_id = $1 RETURNING sid")
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?;
-        for sid in &sids {
-            crate::backchannel::queue(&mut tx, id, sid, now).await?;
+    /// Creates an account without a local password (its identity lives at
+    /// an upstream) under the first free name of `candidates`; `None` when
+    /// every one is taken.
+    pub async fn provision(
+        &self,
+        tenant: &str,
+        candidates: &[String],
+        name: Option<&str>,
+        email: Option<&str>,
+    ) -> Result<Option<User>, DirectoryError> {
+        let now = self.0.clock.now();
+        for username in candidates {
+            let id = uuid::Uuid::new_v4().to_string();
+            let inserted = sqlx::query(
+                "INSERT INTO users (id, tenant, username, password_hash, name, email, disabled, created_at) \
+                 VALUES ($1, $2, $3, NULL, $4, $5, 0, $6)",
+            )
+            .bind(&id)
+            .bind(tenant)
+            .bind(username)
+            .bind(name)
+            .bind(email)
+            .bind(now)
+            .execute(&self.0.pool)
+            .await;
+            match inserted {
+                Ok(_) => {
+                    self.policy_changed().await?;
+                    return user_by_id(&self.0.pool, &id).await;
+                }
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
-        sqlx::query(
-            "UPDATE token_families SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        self.logout_wake.notify_one();
+        Ok(None)
+    }
+
+    /// Removes an account made a moment ago that is not wanted after all
+    /// (a first login that lost a race: no roles, sessions or links yet).
+    pub async fn discard(&self, id: &str) -> Result<(), DirectoryError> {
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&self.0.pool)
+            .await?;
         Ok(())
     }
-}
 
-/// A browser session (single sign-on).
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub(crate) struct Session {
-    pub(crate) sid: String,
-    pub(crate) user_id: String,
-    pub(crate) auth_time: i64,
-    pub(crate) acr: String,
-    pub(crate) amr: String,
-    pub(crate) expires_at: i64,
-    /// The upstream the login came from.
-    pub(crate) upstream: Option<String>,
-}
-
-pub(crate) const SESSION_COOKIE: &str = "interkom_session";
-
-pub(crate) async fn session_by_handle(
-    pool: &AnyPool,
-    master: &MasterKey,
-    handle: &str,
-    now: i64,
-) -> Result<Option<Session>, GatewayError> {
-    let s: Option<Session> = sqlx::query_as(
-        "SELECT sid, user_id, auth_time, acr, amr, expires_at, upstream FROM sessions WHERE handle_hash = $1",
-    )
-    .bind(master.keyed_hash(handle))
-    .fetch_optional(pool)
-    .await?;
-    Ok(s.filter(|s| s.expires_at > now))
-}
-
-/// Creates a session on `conn` (the caller's transaction); returns
-/// (cookie handle, session).
-pub(crate) async fn create_session(
-    gw: &Gateway,
-    conn: &mut sqlx::AnyConnection,
-    user_id: &str,
-    acr: &str,
-    amr: &[&str],
-    auth_time: i64,
-    upstream: Option<&str>,
-) -> Result<(String, Session), GatewayError> {
-    let now = gw.clock.now();
-    let handle = random_token(32);
-    let session = Session {
-        sid: random_token(16),
-        user_id: user_id.to_owned(),
-        auth_time,
-        acr: acr.to_owned(),
-        amr: serde_json::to_string(amr)?,
-        expires_at: now + gw.cfg.session_ttl,
-        upstream: upstream.map(str::to_owned),
-    };
-    sqlx::query(
-        "INSERT INTO sessions (handle_hash, sid, user_id, auth_time, acr, amr, created_at, expires_at, upstream) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(gw.master.keyed_hash(&handle))
-    .bind(&session.sid)
-    .bind(&session.user_id)
-    .bind(session.auth_time)
-    .bind(&session.acr)
-    .bind(&session.amr)
-    .bind(now)
-    .bind(session.expires_at)
-    .bind(&session.upstream)
-    .execute(conn)
-    .await?;
-    Ok((handle, session))
-}
-
-/// Raises a session's level after a step-up and gives it a new handle (the
-/// old cookie is worthless from now on); `None` if it ended meanwhile.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn step_up_session(
-    gw: &Gateway,
-    conn: &mut sqlx::AnyConnection,
-    sid: &str,
-    user_id: &str,
-    acr: &str,
-    amr: &[&str],
-    auth_time: i64,
-    upstream: Option<&str>,
-) -> Result<Option<(String, Session)>, GatewayError> {
-    let handle = random_token(32);
-    let amr = serde_json::to_string(amr)?;
-    let expires_at: Option<i64> = sqlx::query_scalar(
-        "UPDATE sessions SET handle_hash = $1, acr = $2, amr = $3, auth_time = $4, upstream = $5 \
-         WHERE sid = $6 AND user_id = $7 AND expires_at > $8 RETURNING expires_at",
-    )
-    .bind(gw.master.keyed_hash(&handle))
-    .bind(acr)
-    .bind(&amr)
-    .bind(auth_time)
-    .bind(upstream)
-    .bind(sid)
-    .bind(user_id)
-    .bind(gw.clock.now())
-    .fetch_optional(conn)
-    .await?;
-    Ok(expires_at.map(|expires_at| {
-        (
-            handle,
-            Session {
-                sid: sid.to_owned(),
-                user_id: user_id.to_owned(),
-                auth_time,
-                acr: acr.to_owned(),
-                amr,
-                expires_at,
-                upstream: upstream.map(str::to_owned),
-            },
-        )
-    }))
-}
-
-/// Ends a session and revokes the token families issued under it.
-pub(crate) async fn end_session(gw: &Gateway, sid: &str) -> Result<(), GatewayError> {
-    let now = gw.clock.now();
-    let mut tx = gw.pool.begin().await?;
-    // Writing first: on SQLite a transaction that read first cannot take
-    // the write lock once another connection has written.
-    let user: Option<String> =
-        sqlx::query_scalar("DELETE FROM sessions WHERE sid = $1 RETURNING user_id")
-            .bind(sid)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if let Some(user) = &user {
-        crate::backchannel::queue(&mut tx, user, sid, now).await?;
+    /// The roles an account holds in a tenant.
+    pub async fn roles_in(&self, id: &str, tenant: &str) -> Result<Vec<String>, DirectoryError> {
+        Ok(interkom_policy::roles::roles_in(&self.0.pool, id, tenant).await?)
     }
-    sqlx::query("UPDATE token_families SET revoked_at = $1 WHERE sid = $2 AND revoked_at IS NULL")
-        .bind(now)
-        .bind(sid)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    gw.logout_wake.notify_one();
-    Ok(())
 }
 
 #[cfg(test)]

@@ -72,16 +72,12 @@ impl MasterKey {
     }
 
     /// Keyed hash (HMAC-SHA-256, base64url) of a secret or bearer handle.
-    pub(crate) fn keyed_hash(&self, data: &str) -> String {
+    pub fn keyed_hash(&self, data: &str) -> String {
         URL_SAFE_NO_PAD.encode(hmac(&self.hash_key, data.as_bytes()))
     }
 
     /// AES-256-GCM with a random nonce; `aad` binds the ciphertext to its row.
-    pub(crate) fn encrypt(
-        &self,
-        plaintext: &[u8],
-        aad: &str,
-    ) -> Result<String, ring::error::Unspecified> {
+    pub fn encrypt(&self, plaintext: &[u8], aad: &str) -> Result<String, ring::error::Unspecified> {
         let key = aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_256_GCM, &self.kek)?);
         let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
@@ -96,7 +92,7 @@ impl MasterKey {
         Ok(URL_SAFE_NO_PAD.encode(out))
     }
 
-    pub(crate) fn decrypt(
+    pub fn decrypt(
         &self,
         ciphertext: &str,
         aad: &str,
@@ -121,7 +117,7 @@ impl MasterKey {
 }
 
 /// Constant-time comparison of two strings.
-pub(crate) fn ct_eq(a: &str, b: &str) -> bool {
+pub fn ct_eq(a: &str, b: &str) -> bool {
     use subtle::ConstantTimeEq;
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }

@@ -9,15 +9,43 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
 use interkom_audit::{Action, AuditEvent, Outcome};
+use interkom_directory::crypto::ct_eq;
+use interkom_types::Loa;
 use serde::Deserialize;
 use totp_rs::{Algorithm, Secret, TOTP};
 
-use crate::accounts::{self, SESSION_COOKIE};
-use crate::crypto::ct_eq;
+use super::enrol::enrolling_user;
+use super::{Checked, SecondFactor};
 use crate::i18n::Lang;
+use crate::login::pages;
+use crate::login::state::{self, Login, LoginRequest};
 use crate::web::{self, Meta};
-use crate::{Gateway, GatewayError};
+use crate::{throttle, Gateway, GatewayError};
+
+/// How the login records and offers it.
+pub(crate) const KIND: &str = "totp";
+
+/// Wrong second-factor codes per login request before it is void.
+const MAX_OTP_FAILURES: u32 = 5;
+
+/// TOTP as second factor: `substantial` with the password.
+pub(crate) struct Totp;
+
+impl SecondFactor for Totp {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn reaches<'a>(
+        &'a self,
+        gw: &'a Gateway,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Loa>, GatewayError>> {
+        Box::pin(async move { Ok(gw.dir.has_totp(user_id).await?.then_some(Loa::Substantial)) })
+    }
+}
 
 const STEP: u64 = 30;
 /// One step either side: clocks of phones drift.
@@ -26,21 +54,6 @@ const RECOVERY_CODES: usize = 10;
 
 fn totp(secret: Vec<u8>) -> TOTP {
     TOTP::new_unchecked(Algorithm::SHA1, 6, 0, STEP, secret)
-}
-
-fn aad(user_id: &str) -> String {
-    format!("totp|{user_id}")
-}
-
-/// Whether the account has a confirmed TOTP credential.
-pub(crate) async fn has_totp(gw: &Gateway, user_id: &str) -> Result<bool, GatewayError> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM totp_credentials WHERE user_id = $1 AND confirmed_at IS NOT NULL",
-    )
-    .bind(user_id)
-    .fetch_one(&gw.pool)
-    .await?;
-    Ok(n > 0)
 }
 
 /// The time step a code matches (within the skew), if any.
@@ -78,50 +91,22 @@ pub(crate) async fn verify(
     let now = gw.clock.now();
     let code: String = input.chars().filter(|c| !c.is_whitespace()).collect();
     if code.len() == 6 {
-        let row: Option<(String, i64)> = sqlx::query_as(
-            "SELECT secret_enc, last_step FROM totp_credentials \
-             WHERE user_id = $1 AND confirmed_at IS NOT NULL",
-        )
-        .bind(user_id)
-        .fetch_optional(&gw.pool)
-        .await?;
-        let Some((sealed, last_step)) = row else {
+        let Some((secret, last_step)) = gw.dir.totp_secret(user_id).await? else {
             return Ok(None);
         };
-        let secret = gw
-            .master
-            .decrypt(&sealed, &aad(user_id))
-            .map_err(|_| GatewayError::Crypto("TOTP secret cannot be opened"))?;
         let Some(step) = matching_step(secret, &code, now).filter(|s| *s > last_step) else {
             return Ok(None);
         };
-        // Only a later step than any used before: a code counts once, even
-        // when two nodes see it at the same moment.
-        let n = sqlx::query(
-            "UPDATE totp_credentials SET last_step = $1 WHERE user_id = $2 AND last_step < $1",
-        )
-        .bind(step)
-        .bind(user_id)
-        .execute(&gw.pool)
-        .await?
-        .rows_affected();
-        return Ok((n == 1).then_some(Verified::Totp));
+        // Only a later step than any used before.
+        let fresh = gw.dir.use_totp_step(user_id, step).await?;
+        return Ok(fresh.then_some(Verified::Totp));
     }
     let normalised = normalise_recovery(&code);
     if normalised.len() != 16 {
         return Ok(None);
     }
-    let n = sqlx::query(
-        "UPDATE recovery_codes SET used_at = $1 \
-         WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
-    )
-    .bind(now)
-    .bind(user_id)
-    .bind(recovery_hash(gw, user_id, &normalised))
-    .execute(&gw.pool)
-    .await?
-    .rows_affected();
-    Ok((n == 1).then_some(Verified::RecoveryCode))
+    let used = gw.dir.use_recovery_code(user_id, &normalised).await?;
+    Ok(used.then_some(Verified::RecoveryCode))
 }
 
 fn normalise_recovery(code: &str) -> String {
@@ -129,11 +114,6 @@ fn normalise_recovery(code: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .map(|c| c.to_ascii_uppercase())
         .collect()
-}
-
-fn recovery_hash(gw: &Gateway, user_id: &str, normalised: &str) -> String {
-    gw.master
-        .keyed_hash(&format!("recovery|{user_id}|{normalised}"))
 }
 
 /// Ten codes of 16 base32 characters (80 bits), shown as XXXX-XXXX-XXXX-XXXX.
@@ -157,81 +137,90 @@ fn new_recovery_codes() -> Vec<String> {
         .collect()
 }
 
-impl Gateway {
-    /// Removes an account's TOTP credential, recovery codes and passkeys
-    /// (an administrator's reset after a lost phone) and ends its sessions;
-    /// true if there was anything to remove.
-    pub async fn reset_second_factors(&self, user_id: &str) -> Result<bool, GatewayError> {
-        let mut tx = self.pool.begin().await?;
-        let a = sqlx::query("DELETE FROM totp_credentials WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let b = sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let c = sqlx::query("DELETE FROM webauthn_credentials WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        self.end_sessions_of(user_id).await?;
-        Ok(a + b + c > 0)
+/// Checks the code typed in during a login: counted like passwords,
+/// audited, the login void after five wrong codes.
+pub(crate) async fn check(
+    gw: &Gateway,
+    meta: &Meta,
+    at: &LoginRequest,
+    p: &mut Login,
+    code: &str,
+) -> Result<Checked, GatewayError> {
+    let lang = at.lang;
+    // Counted per account like passwords: six digits must not be guessed.
+    let key = format!("o:{}", gw.master.keyed_hash(&format!("otp|{}", p.user_id)));
+    let cfg = &gw.cfg.brute_force;
+    let now = gw.clock.now();
+    let attempt = throttle::begin(&gw.pool, cfg, &key, None, now).await?;
+    let verified = if attempt.locked || code.len() > 64 {
+        None
+    } else {
+        verify(gw, &p.user_id, code).await?
+    };
+    let user = gw.dir.user(&p.user_id).await?;
+    let Some(kind) = verified else {
+        let locks = throttle::failed(&gw.pool, cfg, &attempt, false, &key, None, now).await?;
+        p.otp_failures += 1;
+        let mut ev = AuditEvent::new(Action::LoginFailed, Outcome::Failure)
+            .client(&at.client.id)
+            .reason(if attempt.locked {
+                "locked"
+            } else {
+                "invalid_second_factor"
+            })
+            .correlation(meta.request_id.clone())
+            .source(meta.source.clone())
+            .details(serde_json::json!({ "method": "totp", "failures": p.otp_failures }));
+        if let Some(u) = &user {
+            ev = gw.about(ev, u);
+        }
+        gw.audit.append(ev).await?;
+        for (_, until) in locks {
+            let ev = AuditEvent::new(Action::LoginLocked, Outcome::Denied)
+                .client(&at.client.id)
+                .reason("too_many_second_factor_failures")
+                .correlation(meta.request_id.clone())
+                .source(meta.source.clone())
+                .details(serde_json::json!({ "scope": "second_factor", "locked_until": until }));
+            gw.audit
+                .append(ev.subject(&p.user_id, user.as_ref().map(|u| u.tenant.clone())))
+                .await?;
+        }
+        tokio::time::sleep(attempt.delay(cfg)).await;
+        if p.otp_failures >= MAX_OTP_FAILURES {
+            state::discard(gw, &at.lr).await?;
+            return Ok(Checked::Page(web::error_page(
+                gw,
+                lang,
+                StatusCode::UNAUTHORIZED,
+                lang.texts().expired,
+                None,
+            )));
+        }
+        state::save(gw, &at.lr, p).await?;
+        return Ok(Checked::Page(pages::second_factor_page(
+            gw,
+            at,
+            StatusCode::UNAUTHORIZED,
+            p,
+            Some(lang.texts().code_wrong),
+        )));
+    };
+    throttle::succeeded(&gw.pool, &key, None, now).await?;
+    if kind == Verified::RecoveryCode {
+        tracing::info!(user = %p.user_id, "recovery code used");
     }
-
-    /// Whether an account has a confirmed second factor.
-    pub async fn has_second_factor(&self, user_id: &str) -> Result<bool, GatewayError> {
-        Ok(has_totp(self, user_id).await?
-            || !crate::passkey::passkeys(self, user_id).await?.is_empty())
-    }
+    Ok(Checked::Passed(p.with_factor(
+        KIND,
+        Loa::Substantial,
+        &["otp", "mfa"],
+        now,
+    )))
 }
 
 /// The enrolment page needs the browser's session; its form is bound to it.
 fn enrol_csrf(gw: &Gateway, handle: &str) -> String {
     gw.master.keyed_hash(&format!("totp-enrol|{handle}"))
-}
-
-/// How recent the password must be to enrol a second factor.
-pub(crate) const ENROL_MAX_AGE: i64 = 900;
-
-/// The signed-in user who may enrol a second factor: logged in with the
-/// local password (a second factor is for local accounts; staff who come
-/// through their Kommune's IdP step up there) within the last 15 minutes,
-/// and with a second factor if the account already has one.
-pub(crate) async fn enrolling_user(
-    gw: &Gateway,
-    headers: &HeaderMap,
-) -> Result<Option<(String, accounts::User)>, GatewayError> {
-    let Some(handle) = web::cookie(headers, SESSION_COOKIE) else {
-        return Ok(None);
-    };
-    let now = gw.clock.now();
-    let Some(s) = accounts::session_by_handle(&gw.pool, &gw.master, &handle, now).await? else {
-        return Ok(None);
-    };
-    if s.upstream.is_some() || now - s.auth_time > ENROL_MAX_AGE {
-        return Ok(None);
-    }
-    let Some(user) = accounts::user_by_id(&gw.pool, &s.user_id)
-        .await?
-        .filter(|u| u.disabled == 0)
-    else {
-        return Ok(None);
-    };
-    // Once an account has a second factor, adding another takes one: a
-    // phished password alone must not add the attacker's.
-    let amr: Vec<String> = serde_json::from_str(&s.amr).unwrap_or_default();
-    let with_factor = amr
-        .iter()
-        .any(|m| interkom_policy::loa::SECOND_FACTOR_AMR.contains(&m.as_str()));
-    if !with_factor && gw.has_second_factor(&user.id).await? {
-        return Ok(None);
-    }
-    Ok(Some((handle, user)))
 }
 
 fn otpauth_uri(gw: &Gateway, username: &str, secret_b32: &str) -> String {
@@ -257,7 +246,7 @@ pub(crate) async fn enrol_get(
     let lang = Lang::negotiate(None, meta.accept_language.as_deref());
     match enrol_page(&gw, lang, &headers, None).await {
         Ok(r) => r,
-        Err(e) => crate::authorize::internal(&gw, lang, e),
+        Err(e) => web::internal(&gw, lang, e),
     }
 }
 
@@ -276,7 +265,7 @@ async fn enrol_page(
             None,
         ));
     };
-    if has_totp(gw, &user.id).await? {
+    if gw.dir.has_totp(&user.id).await? {
         return Ok(web::page(
             gw,
             StatusCode::OK,
@@ -291,22 +280,7 @@ async fn enrol_page(
     // A fresh secret each time the page is shown, until one is confirmed.
     let mut raw = [0u8; 20];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
-    let sealed = gw
-        .master
-        .encrypt(&raw, &aad(&user.id))
-        .map_err(|_| GatewayError::Crypto("cannot seal the TOTP secret"))?;
-    let now = gw.clock.now();
-    sqlx::query(
-        "INSERT INTO totp_credentials (user_id, secret_enc, confirmed_at, last_step, created_at) \
-         VALUES ($1, $2, NULL, 0, $3) \
-         ON CONFLICT (user_id) DO UPDATE SET secret_enc = $2, created_at = $3 \
-         WHERE totp_credentials.confirmed_at IS NULL",
-    )
-    .bind(&user.id)
-    .bind(&sealed)
-    .bind(now)
-    .execute(&gw.pool)
-    .await?;
+    gw.dir.stage_totp(&user.id, &raw).await?;
     let secret_b32 = match Secret::Raw(raw.to_vec()).to_encoded() {
         Secret::Encoded(s) => s,
         Secret::Raw(_) => return Err(GatewayError::Crypto("cannot encode the TOTP secret")),
@@ -348,7 +322,7 @@ pub(crate) async fn enrol_post(
     let lang = Lang::negotiate(None, meta.accept_language.as_deref());
     match confirm(&gw, &meta, lang, &headers, &body).await {
         Ok(r) => r,
-        Err(e) => crate::authorize::internal(&gw, lang, e),
+        Err(e) => web::internal(&gw, lang, e),
     }
 }
 
@@ -372,18 +346,10 @@ async fn confirm(
     {
         return bad(StatusCode::FORBIDDEN, lang.texts().expired);
     }
-    let row: Option<(String, Option<i64>)> =
-        sqlx::query_as("SELECT secret_enc, confirmed_at FROM totp_credentials WHERE user_id = $1")
-            .bind(&user.id)
-            .fetch_optional(&gw.pool)
-            .await?;
-    let Some((sealed, None)) = row else {
+    let Some(staged) = gw.dir.staged_totp(&user.id).await? else {
         return bad(StatusCode::CONFLICT, lang.texts().expired);
     };
-    let secret = gw
-        .master
-        .decrypt(&sealed, &aad(&user.id))
-        .map_err(|_| GatewayError::Crypto("TOTP secret cannot be opened"))?;
+    let secret = staged.secret.clone();
     let code: String = form
         .code
         .unwrap_or_default()
@@ -405,37 +371,16 @@ async fn confirm(
         ));
     };
     let codes = new_recovery_codes();
-    let mut tx = gw.pool.begin().await?;
+    let normalised: Vec<String> = codes.iter().map(|c| normalise_recovery(c)).collect();
     // Confirmed only if still unconfirmed and still this secret (a second
     // tab may have shown a new one meanwhile).
-    let n = sqlx::query(
-        "UPDATE totp_credentials SET confirmed_at = $1, last_step = $2 \
-         WHERE user_id = $3 AND secret_enc = $4 AND confirmed_at IS NULL",
-    )
-    .bind(now)
-    .bind(step)
-    .bind(&user.id)
-    .bind(&sealed)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if n != 1 {
+    if !gw
+        .dir
+        .confirm_totp(&user.id, &staged, step, &normalised)
+        .await?
+    {
         return bad(StatusCode::CONFLICT, lang.texts().expired);
     }
-    sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
-        .bind(&user.id)
-        .execute(&mut *tx)
-        .await?;
-    for c in &codes {
-        sqlx::query(
-            "INSERT INTO recovery_codes (user_id, code_hash, used_at) VALUES ($1, $2, NULL)",
-        )
-        .bind(&user.id)
-        .bind(recovery_hash(gw, &user.id, &normalise_recovery(c)))
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
     let ev = gw.about(
         AuditEvent::new(Action::SecondFactorEnrolled, Outcome::Success)
             .correlation(meta.request_id.clone())

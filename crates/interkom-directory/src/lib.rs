@@ -1,0 +1,113 @@
+//! The directory of interkom: who and what can log in, with the storage and
+//! the rules of each. The gateway reads it at every login; the admin API
+//! and the CLI change it through the same functions.
+//!
+//! # Layout
+//! - [`crypto`]: the key-encryption key, keyed hashes, sealing, random
+//!   tokens (building block of everything below).
+//! - [`accounts`]: accounts and their passwords (argon2id).
+//! - [`clients`]: registered Fachverfahren (OAuth clients).
+//! - [`upstreams`]: registered upstream OpenID Providers and the links of
+//!   their identities to accounts.
+//! - [`factors`]: second-factor enrolments (TOTP, recovery codes,
+//!   passkeys).
+//! - [`error`]: [`DirectoryError`].
+//!
+//! Tables are reached through [`Directory`] only; each module owns its
+//! tables' SQL.
+
+pub mod accounts;
+pub mod clients;
+pub mod crypto;
+pub mod error;
+pub mod factors;
+pub mod upstreams;
+
+use std::sync::Arc;
+
+use interkom_policy::{PolicyEngine, TenantTree};
+use interkom_types::Clock;
+use sqlx::AnyPool;
+
+pub use accounts::{Argon2Config, NewUser, User};
+pub use clients::{Alg, AuthMethod, Client, ClientSpec, GrantType, SUPPORTED_SCOPES};
+pub use crypto::MasterKey;
+pub use error::{is_outage, DirectoryError};
+pub use upstreams::{ClaimMapping, Upstream, UpstreamConfig};
+
+/// The rules of the directory that come from configuration.
+#[derive(Debug, Clone)]
+pub struct DirectoryConfig {
+    /// Seconds a node keeps clients and upstreams before reading them again.
+    pub cache_ttl: i64,
+    pub argon2: Argon2Config,
+    /// Back-channel logout URIs may name this machine (tests).
+    pub backchannel_allow_loopback: bool,
+    /// Upstream issuers may name this machine (tests).
+    pub upstream_allow_loopback: bool,
+}
+
+/// The directory: cheap to clone, shared by the gateway and the admin API.
+#[derive(Clone)]
+pub struct Directory(Arc<Inner>);
+
+struct Inner {
+    cfg: DirectoryConfig,
+    pool: AnyPool,
+    master: MasterKey,
+    tenants: Arc<TenantTree>,
+    policy: Arc<PolicyEngine>,
+    clock: Clock,
+    hasher: accounts::PasswordHasher,
+    clients: clients::ClientCache,
+    upstreams: upstreams::UpstreamCache,
+}
+
+impl Directory {
+    pub fn new(
+        cfg: DirectoryConfig,
+        pool: AnyPool,
+        master: MasterKey,
+        tenants: Arc<TenantTree>,
+        policy: Arc<PolicyEngine>,
+        clock: Clock,
+    ) -> Result<Directory, DirectoryError> {
+        let hasher = accounts::PasswordHasher::new(&cfg.argon2)?;
+        Ok(Directory(Arc::new(Inner {
+            clients: clients::ClientCache::new(cfg.cache_ttl),
+            upstreams: upstreams::UpstreamCache::default(),
+            cfg,
+            pool,
+            master,
+            tenants,
+            policy,
+            clock,
+            hasher,
+        })))
+    }
+
+    pub fn config(&self) -> &DirectoryConfig {
+        &self.0.cfg
+    }
+
+    /// The key-encryption key (for what other contexts seal or hash).
+    pub fn master(&self) -> &MasterKey {
+        &self.0.master
+    }
+
+    pub fn tenants(&self) -> &TenantTree {
+        &self.0.tenants
+    }
+
+    pub fn tenants_arc(&self) -> Arc<TenantTree> {
+        self.0.tenants.clone()
+    }
+
+    /// The policy is reloaded on every node when what it knows of accounts
+    /// changes (it decides by account, username and e-mail address).
+    async fn policy_changed(&self) -> Result<(), DirectoryError> {
+        interkom_policy::store::touch(&self.0.pool).await?;
+        self.0.policy.reload().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,341 @@
+//! The state of a login in progress: the pending authorization request,
+//! what the login has established so far ([`Login`]), kept with the login
+//! request in the database between steps (any node takes the next step),
+//! and the binding of every form of the login to this browser (CSRF).
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use interkom_directory::Client;
+use interkom_types::Loa;
+use serde::{Deserialize, Serialize};
+
+use crate::i18n::Lang;
+use crate::web::{self, Meta};
+use crate::{Gateway, GatewayError};
+use interkom_directory::crypto::{ct_eq, random_token};
+
+/// The cookie that binds a login request to this browser.
+pub(crate) const BROWSER_COOKIE: &str = "interkom_browser";
+
+/// A validated authorization request, kept while the user logs in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct AuthRequest {
+    pub(crate) client_id: String,
+    pub(crate) redirect_uri: String,
+    pub(crate) scope: Vec<String>,
+    pub(crate) state: Option<String>,
+    pub(crate) nonce: Option<String>,
+    pub(crate) code_challenge: Option<String>,
+    pub(crate) prompt_none: bool,
+    pub(crate) prompt_login: bool,
+    pub(crate) max_age: Option<i64>,
+    pub(crate) login_hint: Option<String>,
+    /// The lowest of the requested, known `acr_values`.
+    pub(crate) min_acr: Option<Loa>,
+    pub(crate) ui_locales: Option<String>,
+    /// The upstream to send the user to without asking (`idp_hint`).
+    #[serde(default)]
+    pub(crate) idp_hint: Option<String>,
+}
+
+/// What a login has established so far (kept with the login request
+/// between steps).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Login {
+    pub(crate) user_id: String,
+    pub(crate) acr: String,
+    pub(crate) amr: Vec<String>,
+    pub(crate) auth_time: i64,
+    /// The single sign-on session being stepped up (it keeps its `sid`
+    /// and gets a new handle).
+    pub(crate) sid: Option<String>,
+    /// The upstream the authentication came from.
+    pub(crate) upstream: Option<String>,
+    /// Methods used in this login: each at most once, so no loop.
+    pub(crate) tried: Vec<String>,
+    #[serde(default)]
+    pub(crate) otp_failures: u32,
+    /// The second factors offered on the current page: "totp", "passkey".
+    #[serde(default)]
+    pub(crate) offer: Vec<String>,
+    /// A passkey ceremony begun for this login (webauthn-rs state).
+    #[serde(default)]
+    pub(crate) passkey_state: Option<String>,
+    /// The upstream's ID token, sealed (the hint for logging out there).
+    #[serde(default)]
+    pub(crate) upstream_token: Option<String>,
+}
+
+/// What an identity source established about the person logging in.
+pub(crate) struct Authentication {
+    pub(crate) user_id: String,
+    pub(crate) loa: Loa,
+    pub(crate) amr: Vec<String>,
+    pub(crate) auth_time: i64,
+    /// The upstream the authentication came from (`None`: verified here).
+    pub(crate) upstream: Option<String>,
+    /// How the login records the source as used (per level asked).
+    pub(crate) method: String,
+    /// The upstream's ID token, sealed (its hint when logging out there).
+    pub(crate) upstream_token: Option<String>,
+}
+
+impl Login {
+    /// The start of a login, from what an identity source established.
+    pub(crate) fn authenticated(a: Authentication, before: Option<&Login>) -> Login {
+        let mut tried = before.map(|p| p.tried.clone()).unwrap_or_default();
+        tried.push(a.method);
+        Login {
+            user_id: a.user_id,
+            acr: a.loa.acr().to_owned(),
+            amr: a.amr,
+            auth_time: a.auth_time,
+            sid: before.and_then(|p| p.sid.clone()),
+            upstream: a.upstream,
+            tried,
+            otp_failures: 0,
+            offer: Vec::new(),
+            passkey_state: None,
+            upstream_token: a.upstream_token,
+        }
+    }
+
+    /// The login of an existing single sign-on session, to be checked
+    /// against what this client needs.
+    pub(crate) fn from_session(s: &crate::session::Session) -> Login {
+        Login {
+            user_id: s.user_id.clone(),
+            acr: s.acr.clone(),
+            amr: serde_json::from_str(&s.amr).unwrap_or_default(),
+            auth_time: s.auth_time,
+            sid: Some(s.sid.clone()),
+            upstream: s.upstream.clone(),
+            tried: Vec::new(),
+            otp_failures: 0,
+            offer: Vec::new(),
+            passkey_state: None,
+            upstream_token: None,
+        }
+    }
+
+    /// The level reached so far.
+    pub(crate) fn loa(&self) -> Loa {
+        Loa::from_acr(&self.acr).unwrap_or(Loa::Low)
+    }
+
+    /// Whether `method` was used in this login already.
+    pub(crate) fn tried(&self, method: &str) -> bool {
+        self.tried.iter().any(|t| t == method)
+    }
+
+    /// The login after a second factor of `kind` reached `loa` with these
+    /// methods, now.
+    pub(crate) fn with_factor(&self, kind: &str, loa: Loa, amr: &[&str], now: i64) -> Login {
+        let mut next = self.clone();
+        next.acr = self.loa().max(loa).acr().to_owned();
+        for m in amr {
+            if !next.amr.iter().any(|a| a == m) {
+                next.amr.push((*m).to_owned());
+            }
+        }
+        next.auth_time = now;
+        next.tried.push(kind.to_owned());
+        next
+    }
+}
+
+/// Whether the page of this login offers `method` now: a local factor of a
+/// local login, offered by the plan and not used yet. The endpoints check
+/// it too, so a login the plan sent to an upstream cannot take a local
+/// factor instead.
+pub(crate) fn offered(p: &Login, method: &str) -> bool {
+    p.upstream.is_none()
+        && p.offer.iter().any(|o| o == method)
+        && !p.tried.iter().any(|t| t == method)
+}
+
+/// How `tried` records a login at an upstream: per level asked (`None`:
+/// chosen by the user, nothing asked).
+pub(crate) fn upstream_key(id: &str, asked: Option<Loa>) -> String {
+    format!("upstream:{id}:{}", asked.map_or("any", Loa::acr))
+}
+
+/// Stores a login request bound to this browser; returns its id.
+pub(crate) async fn new_login_request(
+    gw: &Gateway,
+    browser: &str,
+    req: &AuthRequest,
+    pending: Option<&Login>,
+) -> Result<String, GatewayError> {
+    let id = random_token(24);
+    let pending = match pending {
+        Some(p) => Some(serde_json::to_string(p)?),
+        None => None,
+    };
+    sqlx::query(
+        "INSERT INTO login_requests (id, csrf_hash, params, expires_at, pending) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&id)
+    .bind(gw.master.keyed_hash(browser))
+    .bind(serde_json::to_string(req)?)
+    .bind(gw.clock.now() + gw.cfg.login_request_ttl)
+    .bind(pending)
+    .execute(&gw.pool)
+    .await?;
+    Ok(id)
+}
+
+/// A login request that has not expired, with what it has established.
+pub(crate) async fn login_request(
+    gw: &Gateway,
+    id: &str,
+    now: i64,
+) -> Result<Option<(AuthRequest, Option<Login>)>, GatewayError> {
+    let row: Option<(String, i64, Option<String>)> =
+        sqlx::query_as("SELECT params, expires_at, pending FROM login_requests WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&gw.pool)
+            .await?;
+    let Some((params, expires_at, pending)) = row.filter(|r| r.1 > now) else {
+        return Ok(None);
+    };
+    let _ = expires_at;
+    let Ok(req) = serde_json::from_str::<AuthRequest>(&params) else {
+        return Ok(None);
+    };
+    let pending = pending.and_then(|p| serde_json::from_str(&p).ok());
+    Ok(Some((req, pending)))
+}
+
+/// A login request in progress, bound to this browser: where each step of
+/// the login answers to.
+pub(crate) struct LoginRequest {
+    /// Its id (a hidden field of every form of the login).
+    pub(crate) lr: String,
+    /// This browser's binding cookie.
+    pub(crate) browser: String,
+    pub(crate) req: AuthRequest,
+    pub(crate) client: Arc<Client>,
+    /// The request's language (`ui_locales`, else `Accept-Language`).
+    pub(crate) lang: Lang,
+}
+
+/// A form posted within a login in progress (password, choice of IdP,
+/// second factor): its own fields, the login request it names (checked
+/// against this browser) and what the login has established so far.
+pub(crate) struct Posted<T> {
+    pub(crate) form: T,
+    pub(crate) at: LoginRequest,
+    pub(crate) pending: Option<Login>,
+}
+
+/// The fields every such form carries.
+#[derive(Deserialize)]
+struct Binding {
+    login_request: Option<String>,
+    csrf_token: Option<String>,
+}
+
+/// Parses a form of a login in progress and checks its binding: the login
+/// request exists and is this browser's, and the CSRF token is derived from
+/// both. Otherwise the page to answer with.
+pub(crate) async fn posted<T: serde::de::DeserializeOwned>(
+    gw: &Gateway,
+    meta: &Meta,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Posted<T>, Response> {
+    let lang = Lang::negotiate(None, meta.accept_language.as_deref());
+    let bad = |status, m: fn(&crate::i18n::Texts) -> &'static str| {
+        web::error_page(gw, lang, status, m(lang.texts()), None)
+    };
+    let (Ok(form), Ok(binding)) = (
+        serde_urlencoded::from_bytes::<T>(body),
+        serde_urlencoded::from_bytes::<Binding>(body),
+    ) else {
+        return Err(bad(StatusCode::BAD_REQUEST, |t| t.bad_request));
+    };
+    let (Some(lr), Some(csrf)) = (binding.login_request, binding.csrf_token) else {
+        return Err(bad(StatusCode::BAD_REQUEST, |t| t.expired));
+    };
+    let now = gw.clock.now();
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT csrf_hash FROM login_requests WHERE id = $1 AND expires_at > $2")
+            .bind(&lr)
+            .bind(now)
+            .fetch_optional(&gw.pool)
+            .await
+            .map_err(|e| web::internal(gw, lang, e.into()))?;
+    let Some((browser_hash,)) = row else {
+        return Err(bad(StatusCode::BAD_REQUEST, |t| t.expired));
+    };
+    // CSRF: the form's token must be derived from this browser's cookie and
+    // this login request, and the request must belong to this browser.
+    let browser = web::cookie(headers, BROWSER_COOKIE).unwrap_or_default();
+    if browser.is_empty()
+        || !ct_eq(&gw.master.keyed_hash(&browser), &browser_hash)
+        || !ct_eq(&csrf_token(gw, &browser, &lr), &csrf)
+    {
+        return Err(bad(StatusCode::FORBIDDEN, |t| t.expired));
+    }
+    let Some((req, pending)) = login_request(gw, &lr, now)
+        .await
+        .map_err(|e| web::internal(gw, lang, e))?
+    else {
+        return Err(bad(StatusCode::BAD_REQUEST, |t| t.expired));
+    };
+    let client = match gw.client(&req.client_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return Err(bad(StatusCode::BAD_REQUEST, |t| t.bad_client)),
+        Err(e) => return Err(web::internal(gw, lang, e)),
+    };
+    let lang = Lang::negotiate(req.ui_locales.as_deref(), meta.accept_language.as_deref());
+    Ok(Posted {
+        form,
+        at: LoginRequest {
+            lr,
+            browser,
+            req,
+            client,
+            lang,
+        },
+        pending,
+    })
+}
+
+/// The page for a form that does not fit the login's state (sent twice,
+/// or at a step the login is not at).
+pub(crate) fn out_of_step(gw: &Gateway, lang: Lang) -> Response {
+    web::error_page(
+        gw,
+        lang,
+        StatusCode::BAD_REQUEST,
+        lang.texts().expired,
+        None,
+    )
+}
+
+pub(crate) fn csrf_token(gw: &Gateway, browser: &str, login_request: &str) -> String {
+    gw.master
+        .keyed_hash(&format!("csrf|{browser}|{login_request}"))
+}
+
+pub(crate) async fn save(gw: &Gateway, lr: &str, p: &Login) -> Result<(), GatewayError> {
+    sqlx::query("UPDATE login_requests SET pending = $1 WHERE id = $2")
+        .bind(serde_json::to_string(p)?)
+        .bind(lr)
+        .execute(&gw.pool)
+        .await?;
+    Ok(())
+}
+
+/// Ends a login request (used up, or void).
+pub(crate) async fn discard(gw: &Gateway, lr: &str) -> Result<(), GatewayError> {
+    sqlx::query("DELETE FROM login_requests WHERE id = $1")
+        .bind(lr)
+        .execute(&gw.pool)
+        .await?;
+    Ok(())
+}

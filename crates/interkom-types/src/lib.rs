@@ -1,0 +1,18 @@
+//! interkom's vocabulary as types, shared by every crate.
+//!
+//! # Layout
+//! - [`Clock`]: the time every crate reads (tests advance it instead of
+//!   sleeping).
+//! - [`Loa`]: the level of assurance of a login, carried as `acr`.
+//! - [`Alg`]: the JWS algorithms interkom signs with.
+//! - [`Secret`]: a value never printed by `{:?}` or `{}`, wiped on drop.
+
+mod alg;
+mod clock;
+mod loa;
+mod secret;
+
+pub use alg::Alg;
+pub use clock::Clock;
+pub use loa::{has_second_factor, Loa, SECOND_FACTOR_AMR};
+pub use secret::Secret;
