@@ -11,7 +11,7 @@
 //!   their identities to accounts.
 //! - [`factors`]: second-factor enrolments (TOTP, recovery codes,
 //!   passkeys).
-//! - [`error`]: [`DirectoryError`].
+//! - `error`: what can go wrong ([`DirectoryError`]).
 //!
 //! Tables are reached through [`Directory`] only; each module owns its
 //! tables' SQL.

@@ -9,7 +9,7 @@ use axum::response::Response;
 use crate::i18n::Lang;
 use crate::login::flow;
 use crate::login::state::Login;
-use crate::sources::oidc::{self, Answer};
+use crate::sources::oidc::{self, Answer, Answered};
 use crate::web::{self, Meta};
 use crate::Gateway;
 
@@ -22,7 +22,8 @@ pub(crate) async fn callback(
     RawQuery(query): RawQuery,
 ) -> Response {
     match oidc::answer(&gw, &meta, &headers, query.as_deref()).await {
-        Answer::Authenticated { at, before, auth } => {
+        Answer::Authenticated(a) => {
+            let Answered { at, before, auth } = *a;
             let p = Login::authenticated(auth, before.as_ref());
             flow::advance(&gw, &meta, &at, p)
                 .await

@@ -323,15 +323,19 @@ struct CallbackParams {
     iss: Option<String>,
 }
 
+/// A valid answer: who it is, for which login request, and what that
+/// login had established before (a step-up).
+pub(crate) struct Answered {
+    pub(crate) at: LoginRequest,
+    pub(crate) before: Option<Login>,
+    pub(crate) auth: Authentication,
+}
+
 /// What an upstream's answer came to.
 pub(crate) enum Answer {
     /// A valid answer: who it is, for which login request, and what that
     /// login had established before (a step-up).
-    Authenticated {
-        at: LoginRequest,
-        before: Option<Login>,
-        auth: Authentication,
-    },
+    Authenticated(Box<Answered>),
     /// The page to show (the failure is counted, logged and audited).
     Page(Response),
 }
@@ -470,7 +474,7 @@ async fn answer_inner(
                 method: source.method(asked),
                 upstream_token: gw.seal(&asserted.id_token, &token_aad(&user.id)),
             };
-            Ok(Answer::Authenticated {
+            Ok(Answer::Authenticated(Box::new(Answered {
                 at: LoginRequest {
                     lr,
                     browser,
@@ -480,7 +484,7 @@ async fn answer_inner(
                 },
                 before: pending,
                 auth,
-            })
+            })))
         }
         Err(f) => Err(fail(&gw, meta, lang, &idp, Some(&client.id), f).await),
     }
