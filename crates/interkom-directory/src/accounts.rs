@@ -350,16 +350,12 @@ impl Directory {
         .bind(self.0.clock.now())
         .execute(pool)
         .await;
-        match inserted {
-            Ok(_) => {}
-            // Two requests for one username at once: the second is told.
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(DirectoryError::Taken(format!(
-                    "username `{}` is taken",
-                    u.username
-                )))
-            }
-            Err(e) => return Err(e.into()),
+        // Two requests for one username at once: the second is told.
+        if !crate::inserted(inserted)? {
+            return Err(DirectoryError::Taken(format!(
+                "username `{}` is taken",
+                u.username
+            )));
         }
         for role in &u.roles {
             interkom_policy::roles::assign(pool, &id, &u.tenant, role).await?;
@@ -456,13 +452,9 @@ impl Directory {
             .bind(now)
             .execute(&self.0.pool)
             .await;
-            match inserted {
-                Ok(_) => {
-                    self.policy_changed().await?;
-                    return user_by_id(&self.0.pool, &id).await;
-                }
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
-                Err(e) => return Err(e.into()),
+            if crate::inserted(inserted)? {
+                self.policy_changed().await?;
+                return user_by_id(&self.0.pool, &id).await;
             }
         }
         Ok(None)

@@ -314,13 +314,13 @@ impl Directory {
         .bind(&spec.backchannel_logout_uri)
         .execute(&self.0.pool)
         .await;
-        match res {
-            Ok(_) => Ok(generated),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(DirectoryError::Taken(
-                format!("client `{}` exists already", spec.id),
-            )),
-            Err(e) => Err(e.into()),
+        if !crate::inserted(res)? {
+            return Err(DirectoryError::Taken(format!(
+                "client `{}` exists already",
+                spec.id
+            )));
         }
+        Ok(generated)
     }
 
     /// Every registered client, by id.

@@ -244,11 +244,7 @@ impl Directory {
         .bind(self.0.clock.now())
         .execute(&self.0.pool)
         .await;
-        match inserted {
-            Ok(_) => Ok(true),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        crate::inserted(inserted)
     }
 
     /// Stores a passkey's state after a login (counter, backup state).

@@ -111,3 +111,15 @@ impl Directory {
         Ok(())
     }
 }
+
+/// Whether an insert made a new row: `false` when a unique key had it
+/// already (two nodes, or two requests, at the same moment).
+pub(crate) fn inserted(
+    r: Result<sqlx::any::AnyQueryResult, sqlx::Error>,
+) -> Result<bool, DirectoryError> {
+    match r {
+        Ok(_) => Ok(true),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}

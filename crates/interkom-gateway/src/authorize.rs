@@ -24,7 +24,6 @@ use crate::login::state::{self, AuthRequest, Login, LoginRequest, Posted, BROWSE
 use crate::params::Params;
 use crate::session::{self, SESSION_COOKIE};
 use crate::sources::oidc::{self, IDP_COOKIE};
-use crate::sources::password::Verified;
 use crate::sources::LocalPassword;
 use crate::web::{self, Meta};
 use crate::{Gateway, GatewayError};
@@ -427,16 +426,8 @@ pub(crate) async fn login(
     };
     let username = form.username.unwrap_or_default();
     let password = form.password.unwrap_or_default();
-    let result = async {
-        match source.verify(&gw, &meta, &at, &username, password).await? {
-            Verified::Yes(auth) => {
-                flow::advance(&gw, &meta, &at, Login::authenticated(auth, None)).await
-            }
-            Verified::Refused(page) => Ok(page),
-        }
-    }
-    .await;
-    result.unwrap_or_else(|e| web::internal(&gw, at.lang, e))
+    let checked = source.verify(&gw, &meta, &at, &username, password).await;
+    flow::go_on(&gw, &meta, &at, checked).await
 }
 
 #[derive(Deserialize)]

@@ -8,7 +8,7 @@ use axum::response::Response;
 
 use crate::i18n::Lang;
 use crate::login::flow;
-use crate::login::state::Login;
+use crate::login::state::{Checked, Login};
 use crate::sources::oidc::{self, Answer, Answered};
 use crate::web::{self, Meta};
 use crate::Gateway;
@@ -25,9 +25,7 @@ pub(crate) async fn callback(
         Answer::Authenticated(a) => {
             let Answered { at, before, auth } = *a;
             let p = Login::authenticated(auth, before.as_ref());
-            flow::advance(&gw, &meta, &at, p)
-                .await
-                .unwrap_or_else(|e| web::internal(&gw, at.lang, e))
+            flow::go_on(&gw, &meta, &at, Ok(Checked::Passed(p))).await
         }
         Answer::Page(page) => page,
     }

@@ -9,10 +9,10 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 
-use crate::factors::{passkey, totp, Checked};
+use crate::factors::{passkey, totp};
 use crate::login::flow;
 use crate::login::state::{self, Posted};
-use crate::web::{self, Meta};
+use crate::web::Meta;
 use crate::Gateway;
 
 #[derive(Deserialize)]
@@ -35,14 +35,9 @@ pub(crate) async fn otp(
     let Some(mut p) = pending.filter(|p| state::offered(p, totp::KIND)) else {
         return state::out_of_step(&gw, at.lang);
     };
-    let result = async {
-        match totp::check(&gw, &meta, &at, &mut p, form.code.as_deref().unwrap_or("")).await? {
-            Checked::Passed(next) => flow::advance(&gw, &meta, &at, next).await,
-            Checked::Page(page) => Ok(page),
-        }
-    }
-    .await;
-    result.unwrap_or_else(|e| web::internal(&gw, at.lang, e))
+    let code = form.code.as_deref().unwrap_or("");
+    let checked = totp::check(&gw, &meta, &at, &mut p, code).await;
+    flow::go_on(&gw, &meta, &at, checked).await
 }
 
 #[derive(Deserialize)]
@@ -68,12 +63,6 @@ pub(crate) async fn passkey(
     ) else {
         return state::out_of_step(&gw, at.lang);
     };
-    let result = async {
-        match passkey::check(&gw, &meta, &at, p, form.credential.as_deref()).await? {
-            Checked::Passed(next) => flow::advance(&gw, &meta, &at, next).await,
-            Checked::Page(page) => Ok(page),
-        }
-    }
-    .await;
-    result.unwrap_or_else(|e| web::internal(&gw, at.lang, e))
+    let checked = passkey::check(&gw, &meta, &at, p, form.credential.as_deref()).await;
+    flow::go_on(&gw, &meta, &at, checked).await
 }

@@ -1,7 +1,7 @@
 //! Second factors: what adds to a login interkom verified itself (the local
 //! password). Each implements [`SecondFactor`] and knows nothing of the
 //! others or of the identity sources; its check returns the login with the
-//! level, methods and time it added ([`Checked::Passed`]).
+//! level, methods and time it added (`Checked::Passed`).
 //!
 //! - `totp`: TOTP (RFC 6238) with recovery codes, and its enrolment page.
 //! - `passkey`: passkeys (WebAuthn), their ceremonies and enrolment.
@@ -11,11 +11,9 @@ pub(crate) mod enrol;
 pub(crate) mod passkey;
 pub(crate) mod totp;
 
-use axum::response::Response;
 use futures_util::future::BoxFuture;
 use interkom_types::Loa;
 
-use crate::login::state::Login;
 use crate::{Gateway, GatewayError};
 
 /// A second factor the planner can offer.
@@ -32,11 +30,3 @@ pub(crate) trait SecondFactor: Sync {
 
 /// Every second factor, in the order the page offers them.
 pub(crate) const ALL: [&dyn SecondFactor; 2] = [&totp::Totp, &passkey::PasskeyFactor];
-
-/// What checking a factor within a login came to.
-pub(crate) enum Checked {
-    /// The login with what the factor added.
-    Passed(Login),
-    /// The page to answer with (a wrong code, the login void).
-    Page(Response),
-}

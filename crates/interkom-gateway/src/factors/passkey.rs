@@ -25,10 +25,10 @@ use webauthn_rs::prelude::{
 };
 
 use super::enrol::enrolling_user;
-use super::{Checked, SecondFactor};
+use super::SecondFactor;
 use crate::i18n::Lang;
 use crate::login::pages;
-use crate::login::state::{self, Login, LoginRequest, Posted};
+use crate::login::state::{self, Checked, Login, LoginRequest, Posted};
 use crate::web::{self, Meta};
 use crate::{Gateway, GatewayError};
 

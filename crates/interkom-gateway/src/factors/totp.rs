@@ -17,10 +17,10 @@ use serde::Deserialize;
 use totp_rs::{Algorithm, Secret, TOTP};
 
 use super::enrol::enrolling_user;
-use super::{Checked, SecondFactor};
+use super::SecondFactor;
 use crate::i18n::Lang;
 use crate::login::pages;
-use crate::login::state::{self, Login, LoginRequest};
+use crate::login::state::{self, Checked, Login, LoginRequest};
 use crate::web::{self, Meta};
 use crate::{throttle, Gateway, GatewayError};
 
@@ -218,6 +218,20 @@ pub(crate) async fn check(
     )))
 }
 
+/// The enrolment page in `lang`, with what this moment shows.
+fn totp_page(gw: &Gateway, lang: Lang, status: StatusCode, ctx: minijinja::Value) -> Response {
+    web::page(
+        gw,
+        status,
+        "totp.html",
+        minijinja::context! {
+            lang => lang.code(), base => gw.cfg.base_path(),
+            t => minijinja::Value::from_serialize(lang.texts()),
+            ..ctx
+        },
+    )
+}
+
 /// The enrolment page needs the browser's session; its form is bound to it.
 fn enrol_csrf(gw: &Gateway, handle: &str) -> String {
     gw.master.keyed_hash(&format!("totp-enrol|{handle}"))
@@ -266,13 +280,11 @@ async fn enrol_page(
         ));
     };
     if gw.dir.has_totp(&user.id).await? {
-        return Ok(web::page(
+        return Ok(totp_page(
             gw,
+            lang,
             StatusCode::OK,
-            "totp.html",
             minijinja::context! {
-                lang => lang.code(), base => gw.cfg.base_path(),
-                t => minijinja::Value::from_serialize(lang.texts()),
                 active => true,
             },
         ));
@@ -285,17 +297,15 @@ async fn enrol_page(
         Secret::Encoded(s) => s,
         Secret::Raw(_) => return Err(GatewayError::Crypto("cannot encode the TOTP secret")),
     };
-    Ok(web::page(
+    Ok(totp_page(
         gw,
+        lang,
         if error.is_some() {
             StatusCode::BAD_REQUEST
         } else {
             StatusCode::OK
         },
-        "totp.html",
         minijinja::context! {
-            lang => lang.code(), base => gw.cfg.base_path(),
-            t => minijinja::Value::from_serialize(lang.texts()),
             active => false,
             secret => secret_b32,
             uri => otpauth_uri(gw, &user.username, &secret_b32),
@@ -358,13 +368,11 @@ async fn confirm(
         .collect();
     let now = gw.clock.now();
     let Some(step) = matching_step(secret, &code, now) else {
-        return Ok(web::page(
+        return Ok(totp_page(
             gw,
+            lang,
             StatusCode::BAD_REQUEST,
-            "totp.html",
             minijinja::context! {
-                lang => lang.code(), base => gw.cfg.base_path(),
-                t => minijinja::Value::from_serialize(lang.texts()),
                 active => false, retry => true,
                 error => lang.texts().code_wrong,
             },
@@ -389,13 +397,11 @@ async fn confirm(
         &user,
     );
     gw.audit.append(ev).await?;
-    let mut res = web::page(
+    let mut res = totp_page(
         gw,
+        lang,
         StatusCode::OK,
-        "totp.html",
         minijinja::context! {
-            lang => lang.code(), base => gw.cfg.base_path(),
-            t => minijinja::Value::from_serialize(lang.texts()),
             active => true, recovery_codes => codes,
         },
     );

@@ -14,7 +14,7 @@ use url::Url;
 
 use super::pages;
 use super::plan::{self, Available, Step};
-use super::state::{self, AuthRequest, Login, LoginRequest};
+use super::state::{self, AuthRequest, Checked, Login, LoginRequest};
 use crate::session::{self, Session};
 use crate::sources::{IdentitySource, LocalPassword, OidcUpstream, SourceAsk};
 use crate::web::{self, Meta};
@@ -96,6 +96,22 @@ pub(crate) async fn advance(
         }
     };
     finish_login(gw, meta, at, &p, outcome).await
+}
+
+/// Goes on after a step's check: the next step of the flow, or the step's
+/// own page; an internal failure answers with the error page.
+pub(crate) async fn go_on(
+    gw: &Gateway,
+    meta: &Meta,
+    at: &LoginRequest,
+    checked: Result<Checked, GatewayError>,
+) -> Response {
+    let answer = match checked {
+        Ok(Checked::Passed(next)) => advance(gw, meta, at, next).await,
+        Ok(Checked::Page(page)) => Ok(page),
+        Err(e) => Err(e),
+    };
+    answer.unwrap_or_else(|e| web::internal(gw, at.lang, e))
 }
 
 /// Sends the login to an upstream, asked for a level (`None`: the user

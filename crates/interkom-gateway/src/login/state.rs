@@ -280,21 +280,41 @@ pub(crate) async fn posted<T: serde::de::DeserializeOwned>(
     {
         return Err(bad(StatusCode::FORBIDDEN, |t| t.expired));
     }
-    let Some((req, pending)) = login_request(gw, &lr, now)
-        .await
-        .map_err(|e| web::internal(gw, lang, e))?
-    else {
-        return Err(bad(StatusCode::BAD_REQUEST, |t| t.expired));
+    match resume(gw, meta, lr, browser, now).await {
+        Ok(Resumed::Found(at, pending)) => Ok(Posted { form, at, pending }),
+        Ok(Resumed::Expired) => Err(bad(StatusCode::BAD_REQUEST, |t| t.expired)),
+        Ok(Resumed::UnknownClient) => Err(bad(StatusCode::BAD_REQUEST, |t| t.bad_client)),
+        Err(e) => Err(web::internal(gw, lang, e)),
+    }
+}
+
+/// A login request taken up again by a later step of this browser.
+pub(crate) enum Resumed {
+    /// With what the login established so far.
+    Found(LoginRequest, Option<Login>),
+    Expired,
+    /// Its client was removed meanwhile.
+    UnknownClient,
+}
+
+/// Takes login request `lr` up again (its binding to `browser` checked by
+/// the caller), in the language the request asked for.
+pub(crate) async fn resume(
+    gw: &Gateway,
+    meta: &Meta,
+    lr: String,
+    browser: String,
+    now: i64,
+) -> Result<Resumed, GatewayError> {
+    let Some((req, pending)) = login_request(gw, &lr, now).await? else {
+        return Ok(Resumed::Expired);
     };
-    let client = match gw.client(&req.client_id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return Err(bad(StatusCode::BAD_REQUEST, |t| t.bad_client)),
-        Err(e) => return Err(web::internal(gw, lang, e)),
+    let Some(client) = gw.client(&req.client_id).await? else {
+        return Ok(Resumed::UnknownClient);
     };
     let lang = Lang::negotiate(req.ui_locales.as_deref(), meta.accept_language.as_deref());
-    Ok(Posted {
-        form,
-        at: LoginRequest {
+    Ok(Resumed::Found(
+        LoginRequest {
             lr,
             browser,
             req,
@@ -302,7 +322,7 @@ pub(crate) async fn posted<T: serde::de::DeserializeOwned>(
             lang,
         },
         pending,
-    })
+    ))
 }
 
 /// The page for a form that does not fit the login's state (sent twice,
@@ -329,6 +349,14 @@ pub(crate) async fn save(gw: &Gateway, lr: &str, p: &Login) -> Result<(), Gatewa
         .execute(&gw.pool)
         .await?;
     Ok(())
+}
+
+/// What a step of a login came to (a password, a second factor): the
+/// login with what it established, or the page to answer with (a wrong
+/// code, the login void).
+pub(crate) enum Checked {
+    Passed(Login),
+    Page(Response),
 }
 
 /// Ends a login request (used up, or void).

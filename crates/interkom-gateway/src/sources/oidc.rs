@@ -35,7 +35,9 @@ use super::oidc_account;
 use super::oidc_answer::{claim_str, Asserted, Failure};
 use super::{Authentication, IdentitySource, SourceAsk};
 use crate::i18n::Lang;
-use crate::login::state::{self, upstream_key, AuthRequest, Login, LoginRequest, BROWSER_COOKIE};
+use crate::login::state::{
+    self, upstream_key, AuthRequest, Login, LoginRequest, Resumed, BROWSER_COOKIE,
+};
 use crate::web::{self, Meta};
 use crate::{Gateway, GatewayError};
 
@@ -420,18 +422,15 @@ async fn answer_inner(
     {
         return Err(fail(&gw, meta, lang, &idp, None, Failure::Expired).await);
     }
-    let lr_row = match state::login_request(&gw, &lr, now).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return Err(fail(&gw, meta, lang, &idp, None, Failure::Expired).await),
+    let (at, pending) = match state::resume(&gw, meta, lr, browser, now).await {
+        Ok(Resumed::Found(at, pending)) => (at, pending),
+        Ok(Resumed::Expired) => {
+            return Err(fail(&gw, meta, lang, &idp, None, Failure::Expired).await)
+        }
+        Ok(Resumed::UnknownClient) => return Err(expired(StatusCode::BAD_REQUEST)),
         Err(e) => return Err(web::internal(&gw, lang, e)),
     };
-    let (req, pending) = lr_row;
-    let lang = Lang::negotiate(req.ui_locales.as_deref(), meta.accept_language.as_deref());
-    let client = match gw.client(&req.client_id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return Err(expired(StatusCode::BAD_REQUEST)),
-        Err(e) => return Err(web::internal(&gw, lang, e)),
-    };
+    let (lang, client) = (at.lang, at.client.clone());
     let outcome = async {
         let secrets: Secrets = gw
             .master
@@ -475,13 +474,7 @@ async fn answer_inner(
                 upstream_token: gw.seal(&asserted.id_token, &token_aad(&user.id)),
             };
             Ok(Answer::Authenticated(Box::new(Answered {
-                at: LoginRequest {
-                    lr,
-                    browser,
-                    req,
-                    client,
-                    lang,
-                },
+                at,
                 before: pending,
                 auth,
             })))

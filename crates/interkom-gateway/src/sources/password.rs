@@ -10,7 +10,7 @@ use interkom_types::Loa;
 
 use super::{Authentication, IdentitySource, SourceAsk};
 use crate::login::pages::{self, Chooser};
-use crate::login::state::LoginRequest;
+use crate::login::state::{Checked, Login, LoginRequest};
 use crate::web::Meta;
 use crate::{throttle, Gateway, GatewayError};
 
@@ -21,13 +21,6 @@ pub(crate) const METHOD: &str = "password";
 pub(crate) struct LocalPassword {
     /// The upstream chosen last in this browser (offered first on the form).
     pub(crate) last_idp: Option<String>,
-}
-
-/// What a password check came to.
-pub(crate) enum Verified {
-    Yes(Authentication),
-    /// The login form again, with the one message for every refusal.
-    Refused(Response),
 }
 
 impl IdentitySource for LocalPassword {
@@ -67,7 +60,9 @@ impl IdentitySource for LocalPassword {
 }
 
 impl LocalPassword {
-    /// Checks a password typed into the form of login request `at`.
+    /// Checks a password typed into the form of login request `at`: the
+    /// login it starts, or the form again with the one message for every
+    /// refusal.
     pub(crate) async fn verify(
         &self,
         gw: &Gateway,
@@ -75,7 +70,7 @@ impl LocalPassword {
         at: &LoginRequest,
         username: &str,
         password: String,
-    ) -> Result<Verified, GatewayError> {
+    ) -> Result<Checked, GatewayError> {
         let now = gw.clock.now();
         let user = if username.is_empty() || username.len() > 128 {
             None
@@ -157,7 +152,7 @@ impl LocalPassword {
                 gw.audit.append(ev).await?;
                 tokio::time::sleep(delay).await;
                 let idps = gw.dir.upstreams().await?;
-                return Ok(Verified::Refused(pages::login_form(
+                return Ok(Checked::Page(pages::login_form(
                     gw,
                     at,
                     StatusCode::UNAUTHORIZED,
@@ -167,7 +162,7 @@ impl LocalPassword {
                 )));
             }
         };
-        Ok(Verified::Yes(Authentication {
+        let auth = Authentication {
             user_id: user.id.clone(),
             loa: Loa::Low,
             amr: vec!["pwd".to_owned()],
@@ -175,7 +170,8 @@ impl LocalPassword {
             upstream: None,
             method: METHOD.to_owned(),
             upstream_token: None,
-        }))
+        };
+        Ok(Checked::Passed(Login::authenticated(auth, None)))
     }
 }
 
