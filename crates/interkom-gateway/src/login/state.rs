@@ -281,21 +281,23 @@ pub(crate) async fn posted<T: serde::de::DeserializeOwned>(
         return Err(bad(StatusCode::FORBIDDEN, |t| t.expired));
     }
     match resume(gw, meta, lr, browser, now).await {
-        Ok(Resumed::Found(at, pending)) => Ok(Posted { form, at, pending }),
-        Ok(Resumed::Expired) => Err(bad(StatusCode::BAD_REQUEST, |t| t.expired)),
-        Ok(Resumed::UnknownClient) => Err(bad(StatusCode::BAD_REQUEST, |t| t.bad_client)),
+        Ok(Ok((at, pending))) => Ok(Posted { form, at, pending }),
+        Ok(Err(Gone::Expired)) => Err(bad(StatusCode::BAD_REQUEST, |t| t.expired)),
+        Ok(Err(Gone::UnknownClient)) => Err(bad(StatusCode::BAD_REQUEST, |t| t.bad_client)),
         Err(e) => Err(web::internal(gw, lang, e)),
     }
 }
 
-/// A login request taken up again by a later step of this browser.
-pub(crate) enum Resumed {
-    /// With what the login established so far.
-    Found(LoginRequest, Option<Login>),
+/// Why a login request cannot be taken up again.
+pub(crate) enum Gone {
     Expired,
     /// Its client was removed meanwhile.
     UnknownClient,
 }
+
+/// A login request taken up again by a later step of this browser, with
+/// what the login established so far.
+pub(crate) type Resumed = Result<(LoginRequest, Option<Login>), Gone>;
 
 /// Takes login request `lr` up again (its binding to `browser` checked by
 /// the caller), in the language the request asked for.
@@ -307,13 +309,13 @@ pub(crate) async fn resume(
     now: i64,
 ) -> Result<Resumed, GatewayError> {
     let Some((req, pending)) = login_request(gw, &lr, now).await? else {
-        return Ok(Resumed::Expired);
+        return Ok(Err(Gone::Expired));
     };
     let Some(client) = gw.client(&req.client_id).await? else {
-        return Ok(Resumed::UnknownClient);
+        return Ok(Err(Gone::UnknownClient));
     };
     let lang = Lang::negotiate(req.ui_locales.as_deref(), meta.accept_language.as_deref());
-    Ok(Resumed::Found(
+    Ok(Ok((
         LoginRequest {
             lr,
             browser,
@@ -322,7 +324,7 @@ pub(crate) async fn resume(
             lang,
         },
         pending,
-    ))
+    )))
 }
 
 /// The page for a form that does not fit the login's state (sent twice,

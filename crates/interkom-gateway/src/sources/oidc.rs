@@ -36,7 +36,7 @@ use super::oidc_answer::{claim_str, Asserted, Failure};
 use super::{Authentication, IdentitySource, SourceAsk};
 use crate::i18n::Lang;
 use crate::login::state::{
-    self, upstream_key, AuthRequest, Login, LoginRequest, Resumed, BROWSER_COOKIE,
+    self, upstream_key, AuthRequest, Gone, Login, LoginRequest, BROWSER_COOKIE,
 };
 use crate::web::{self, Meta};
 use crate::{Gateway, GatewayError};
@@ -423,11 +423,11 @@ async fn answer_inner(
         return Err(fail(&gw, meta, lang, &idp, None, Failure::Expired).await);
     }
     let (at, pending) = match state::resume(&gw, meta, lr, browser, now).await {
-        Ok(Resumed::Found(at, pending)) => (at, pending),
-        Ok(Resumed::Expired) => {
+        Ok(Ok(found)) => found,
+        Ok(Err(Gone::Expired)) => {
             return Err(fail(&gw, meta, lang, &idp, None, Failure::Expired).await)
         }
-        Ok(Resumed::UnknownClient) => return Err(expired(StatusCode::BAD_REQUEST)),
+        Ok(Err(Gone::UnknownClient)) => return Err(expired(StatusCode::BAD_REQUEST)),
         Err(e) => return Err(web::internal(&gw, lang, e)),
     };
     let (lang, client) = (at.lang, at.client.clone());
