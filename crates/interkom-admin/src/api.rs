@@ -12,16 +12,16 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
-use crate::{AdminState, Problem};
+use crate::{AdminError, AdminState};
 
 /// A JSON request body. Unknown fields, wrong types and other content types
 /// are refused with a problem naming the cause (never axum's plain text).
 pub(crate) struct JsonBody<T>(pub(crate) T);
 
 impl<T: DeserializeOwned> FromRequest<AdminState> for JsonBody<T> {
-    type Rejection = Problem;
+    type Rejection = AdminError;
 
-    async fn from_request(req: Request, state: &AdminState) -> Result<Self, Problem> {
+    async fn from_request(req: Request, state: &AdminState) -> Result<Self, AdminError> {
         let is_json = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -29,20 +29,20 @@ impl<T: DeserializeOwned> FromRequest<AdminState> for JsonBody<T> {
             .and_then(|v| v.split(';').next())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
         if !is_json {
-            return Err(Problem::new(
+            return Err(AdminError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "the body must be application/json",
             ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            Problem::new(
+            AdminError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the body could not be read: {e}"),
             )
         })?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
-            .map_err(|e| Problem::bad_request(format!("invalid body: {e}")))
+            .map_err(|e| AdminError::bad_request(format!("invalid body: {e}")))
     }
 }
 
@@ -55,23 +55,23 @@ pub(crate) fn etag(v: &impl Serialize) -> String {
 
 /// An update must name the version it changes (`If-Match`): 428 without
 /// it, 412 when someone changed the entity in between.
-pub(crate) fn check_if_match(headers: &HeaderMap, current: &str) -> Result<(), Problem> {
+pub(crate) fn check_if_match(headers: &HeaderMap, current: &str) -> Result<(), AdminError> {
     let Some(v) = headers.get(header::IF_MATCH) else {
-        return Err(Problem::new(
+        return Err(AdminError::new(
             StatusCode::PRECONDITION_REQUIRED,
             "an update needs If-Match with the entity's ETag",
         ));
     };
     let v = v
         .to_str()
-        .map_err(|_| Problem::bad_request("malformed If-Match"))?;
+        .map_err(|_| AdminError::bad_request("malformed If-Match"))?;
     if v.split(',')
         .map(str::trim)
         .any(|t| t == "*" || t == current)
     {
         Ok(())
     } else {
-        Err(Problem::new(
+        Err(AdminError::new(
             StatusCode::PRECONDITION_FAILED,
             "the entity was changed meanwhile: read it again (ETag) and retry",
         ))
@@ -159,7 +159,7 @@ pub(crate) async fn record(
     state: &AdminState,
     caller: &Caller,
     c: &Change<'_>,
-) -> Result<(), Problem> {
+) -> Result<(), AdminError> {
     state
         .0
         .audit
@@ -168,7 +168,7 @@ pub(crate) async fn record(
         .map(|_| ())
         .map_err(|e| {
             tracing::error!(error = %e, "audit store unavailable");
-            Problem::new(
+            AdminError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the audit store is unavailable",
             )
@@ -181,65 +181,38 @@ pub(crate) async fn refuse(
     caller: &Caller,
     c: &Change<'_>,
     why: &str,
-) -> Problem {
+) -> AdminError {
     let ev = change_event(state, caller, c, Outcome::Denied).reason(why);
     if let Err(e) = state.0.audit.append(ev).await {
         tracing::error!(error = %e, "audit store unavailable");
-        return Problem::new(
+        return AdminError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the audit store is unavailable",
         );
     }
-    Problem::forbidden(why)
-}
-
-/// A failure: logged; 503 when the database is away (the caller may
-/// retry), else 500; never with details.
-pub(crate) fn internal<E: std::fmt::Display + 'static>(e: E) -> Problem {
-    use interkom_directory::is_outage;
-    let any = &e as &dyn std::any::Any;
-    let outage = any.downcast_ref::<sqlx::Error>().is_some_and(is_outage)
-        || any
-            .downcast_ref::<interkom_directory::DirectoryError>()
-            .is_some_and(interkom_directory::DirectoryError::is_outage)
-        || any
-            .downcast_ref::<interkom_gateway::GatewayError>()
-            .is_some_and(interkom_gateway::GatewayError::is_outage)
-        || matches!(
-            any.downcast_ref::<interkom_policy::PolicyError>(),
-            Some(interkom_policy::PolicyError::Database(d)) if is_outage(d)
-        );
-    if outage {
-        tracing::error!(error = %e, "admin request failed: database unavailable");
-        return Problem::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "the database is unavailable; try again",
-        );
-    }
-    tracing::error!(error = %e, "admin request failed");
-    Problem::internal()
+    AdminError::forbidden(why)
 }
 
 /// Page size and cursor of a list.
-pub(crate) fn page_limit(limit: Option<&str>) -> Result<i64, Problem> {
+pub(crate) fn page_limit(limit: Option<&str>) -> Result<i64, AdminError> {
     match limit {
         None => Ok(100),
         Some(l) => l
             .parse::<i64>()
             .ok()
             .filter(|l| (1..=1000).contains(l))
-            .ok_or_else(|| Problem::bad_request("`limit` must be between 1 and 1000")),
+            .ok_or_else(|| AdminError::bad_request("`limit` must be between 1 and 1000")),
     }
 }
 
 /// Query parameters, strictly.
 pub(crate) fn parse_query<T: DeserializeOwned + Default>(
     raw: Option<String>,
-) -> Result<T, Problem> {
+) -> Result<T, AdminError> {
     match raw {
         None => Ok(T::default()),
         Some(r) => serde_urlencoded::from_str(&r)
-            .map_err(|e| Problem::bad_request(format!("invalid query: {e}"))),
+            .map_err(|e| AdminError::bad_request(format!("invalid query: {e}"))),
     }
 }
 
@@ -247,16 +220,16 @@ pub(crate) fn parse_query<T: DeserializeOwned + Default>(
 pub(crate) struct Ids<T>(pub(crate) T);
 
 impl<T: DeserializeOwned + Send> axum::extract::FromRequestParts<AdminState> for Ids<T> {
-    type Rejection = Problem;
+    type Rejection = AdminError;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
         state: &AdminState,
-    ) -> Result<Self, Problem> {
+    ) -> Result<Self, AdminError> {
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(t)| Ids(t))
-            .map_err(|e| Problem::bad_request(format!("invalid path: {e}")))
+            .map_err(|e| AdminError::bad_request(format!("invalid path: {e}")))
     }
 }
 
@@ -283,7 +256,7 @@ pub(crate) fn page<T: Serialize>(
     mut items: Vec<T>,
     key: impl Fn(&T) -> String,
     q: &ListQuery,
-) -> Result<(Vec<T>, Option<String>), Problem> {
+) -> Result<(Vec<T>, Option<String>), AdminError> {
     let limit = page_limit(q.limit.as_deref())? as usize;
     items.sort_by_key(|i| key(i));
     if let Some(c) = &q.cursor {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::Caller;
-use crate::{AdminState, Problem};
+use crate::{AdminError, AdminState};
 
 /// Filters, as query parameters. Unknown parameters are refused.
 #[derive(Debug, Default, Deserialize)]
@@ -38,13 +38,17 @@ pub(crate) struct Filter {
     format: Option<String>,
 }
 
-fn parse_filter(raw: Option<String>) -> Result<Filter, Problem> {
+fn parse_filter(raw: Option<String>) -> Result<Filter, AdminError> {
     serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
-        .map_err(|e| Problem::bad_request(format!("invalid query: {e}")))
+        .map_err(|e| AdminError::bad_request(format!("invalid query: {e}")))
 }
 
 /// Checks the filter and the caller's right to read it; returns the query.
-async fn authorize(state: &AdminState, caller: &Caller, f: &Filter) -> Result<AuditQuery, Problem> {
+async fn authorize(
+    state: &AdminState,
+    caller: &Caller,
+    f: &Filter,
+) -> Result<AuditQuery, AdminError> {
     let s = &state.0;
     let mut q = AuditQuery {
         limit: 100,
@@ -52,23 +56,23 @@ async fn authorize(state: &AdminState, caller: &Caller, f: &Filter) -> Result<Au
     };
     if let Some(a) = &f.action {
         if Action::parse(a).is_none() {
-            return Err(Problem::bad_request(format!("unknown action `{a}`")));
+            return Err(AdminError::bad_request(format!("unknown action `{a}`")));
         }
         q.action = Some(a.clone());
     }
     if let Some(o) = &f.outcome {
         if !matches!(o.as_str(), "success" | "failure" | "denied") {
-            return Err(Problem::bad_request(
+            return Err(AdminError::bad_request(
                 "outcome must be success, failure or denied",
             ));
         }
         q.outcome = Some(o.clone());
     }
-    let ts = |v: &Option<String>, name: &str| -> Result<Option<String>, Problem> {
+    let ts = |v: &Option<String>, name: &str| -> Result<Option<String>, AdminError> {
         v.as_deref()
             .map(|t| {
                 interkom_audit::normalize_ts(t).ok_or_else(|| {
-                    Problem::bad_request(format!("`{name}` must be an RFC 3339 time"))
+                    AdminError::bad_request(format!("`{name}` must be an RFC 3339 time"))
                 })
             })
             .transpose()
@@ -80,7 +84,7 @@ async fn authorize(state: &AdminState, caller: &Caller, f: &Filter) -> Result<Au
             c.parse::<i64>()
                 .ok()
                 .filter(|c| *c > 0)
-                .ok_or_else(|| Problem::bad_request("`cursor` must be a positive integer"))?,
+                .ok_or_else(|| AdminError::bad_request("`cursor` must be a positive integer"))?,
         );
     }
     if let Some(l) = &f.limit {
@@ -88,7 +92,7 @@ async fn authorize(state: &AdminState, caller: &Caller, f: &Filter) -> Result<Au
             .parse::<i64>()
             .ok()
             .filter(|l| (1..=1000).contains(l))
-            .ok_or_else(|| Problem::bad_request("`limit` must be between 1 and 1000"))?;
+            .ok_or_else(|| AdminError::bad_request("`limit` must be between 1 and 1000"))?;
     }
     q.actor_subject = f.actor.clone();
     q.actor_client = f.client.clone();
@@ -100,7 +104,7 @@ async fn authorize(state: &AdminState, caller: &Caller, f: &Filter) -> Result<Au
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "role lookup failed");
-            Problem::internal()
+            AdminError::Internal
         })?;
     let requested = match (&f.tenant, granted.as_slice()) {
         (Some(t), _) => t.clone(),
@@ -109,7 +113,7 @@ async fn authorize(state: &AdminState, caller: &Caller, f: &Filter) -> Result<Au
             return Err(denied(state, caller, f, "the caller is not security staff").await)
         }
         (None, _) => {
-            return Err(Problem::bad_request(
+            return Err(AdminError::bad_request(
                 "several tenants are possible: name one with `tenant`",
             ))
         }
@@ -117,7 +121,7 @@ async fn authorize(state: &AdminState, caller: &Caller, f: &Filter) -> Result<Au
     let tenant = s
         .tenants
         .get(&requested)
-        .ok_or_else(|| Problem::bad_request(format!("unknown tenant `{requested}`")))?;
+        .ok_or_else(|| AdminError::bad_request(format!("unknown tenant `{requested}`")))?;
     if !granted.iter().any(|g| tenant.path.contains(g)) {
         return Err(denied(state, caller, f, "outside the caller's subtree").await);
     }
@@ -126,18 +130,18 @@ async fn authorize(state: &AdminState, caller: &Caller, f: &Filter) -> Result<Au
 }
 
 /// A refused read: audited, then 403.
-async fn denied(state: &AdminState, caller: &Caller, f: &Filter, why: &str) -> Problem {
+async fn denied(state: &AdminState, caller: &Caller, f: &Filter, why: &str) -> AdminError {
     let ev = base_event(caller, Action::AuditRead, Outcome::Denied)
         .reason(why)
         .details(json!({ "tenant": f.tenant }));
     if let Err(e) = state.0.audit.append(ev).await {
         tracing::error!(error = %e, "audit store unavailable");
-        return Problem::new(
+        return AdminError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the audit store is unavailable",
         );
     }
-    Problem::forbidden(format!("reading this audit trail is not allowed: {why}"))
+    AdminError::forbidden(format!("reading this audit trail is not allowed: {why}"))
 }
 
 fn base_event(caller: &Caller, action: Action, outcome: Outcome) -> AuditEvent {
@@ -185,23 +189,23 @@ pub(crate) async fn events(
     State(state): State<AdminState>,
     caller: Caller,
     RawQuery(raw): RawQuery,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let f = parse_filter(raw)?;
     if f.format.is_some() {
-        return Err(Problem::bad_request("`format` belongs to /audit/export"));
+        return Err(AdminError::bad_request("`format` belongs to /audit/export"));
     }
     let q = authorize(&state, &caller, &f).await?;
     let page = interkom_audit::query(&state.0.pool, &q)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "audit query failed");
-            Problem::internal()
+            AdminError::Internal
         })?;
     // Reading is audited before the data leaves.
     let ev = base_event(&caller, Action::AuditRead, Outcome::Success)
         .details(json!({ "filter": describe(&q), "events": page.len() }));
     state.0.audit.append(ev).await.map_err(|_| {
-        Problem::new(
+        AdminError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the audit store is unavailable",
         )
@@ -242,19 +246,19 @@ pub(crate) async fn export(
     State(state): State<AdminState>,
     caller: Caller,
     RawQuery(raw): RawQuery,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let f = parse_filter(raw)?;
     let format = Format::parse(f.format.as_deref().unwrap_or("jsonl"))
-        .ok_or_else(|| Problem::bad_request("`format` must be jsonl or csv"))?;
+        .ok_or_else(|| AdminError::bad_request("`format` must be jsonl or csv"))?;
     if f.cursor.is_some() || f.limit.is_some() {
-        return Err(Problem::bad_request("an export has no cursor or limit"));
+        return Err(AdminError::bad_request("an export has no cursor or limit"));
     }
     let q = authorize(&state, &caller, &f).await?;
     let ev = base_event(&caller, Action::AuditExport, Outcome::Success).details(
         json!({ "filter": describe(&q), "format": f.format.as_deref().unwrap_or("jsonl") }),
     );
     state.0.audit.append(ev).await.map_err(|_| {
-        Problem::new(
+        AdminError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the audit store is unavailable",
         )
@@ -292,10 +296,10 @@ pub(crate) async fn export(
 
 /// Any security staff, whatever their tenant (verification and
 /// checkpoints concern the whole chain).
-async fn require_security_staff(state: &AdminState, caller: &Caller) -> Result<(), Problem> {
+async fn require_security_staff(state: &AdminState, caller: &Caller) -> Result<(), AdminError> {
     let granted = tenants_with_role(&state.0.pool, &caller.subject, SECURITY_STAFF)
         .await
-        .map_err(|_| Problem::internal())?;
+        .map_err(|_| AdminError::Internal)?;
     if granted.is_empty() {
         return Err(denied(
             state,
@@ -322,13 +326,13 @@ async fn require_security_staff(state: &AdminState, caller: &Caller) -> Result<(
 pub(crate) async fn verify(
     State(state): State<AdminState>,
     caller: Caller,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     require_security_staff(&state, &caller).await?;
     let report = interkom_audit::verify(&state.0.pool, None, None)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "audit verification failed");
-            Problem::internal()
+            AdminError::Internal
         })?;
     Ok(Json(json!({
         "ok": report.ok(),
@@ -354,10 +358,10 @@ pub(crate) async fn verify(
 pub(crate) async fn checkpoints(
     State(state): State<AdminState>,
     caller: Caller,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     require_security_staff(&state, &caller).await?;
     let cps = interkom_audit::checkpoint::list(&state.0.pool, 0, i64::MAX)
         .await
-        .map_err(|_| Problem::internal())?;
+        .map_err(|_| AdminError::Internal)?;
     Ok(Json(json!({ "checkpoints": cps })).into_response())
 }

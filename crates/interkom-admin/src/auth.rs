@@ -5,7 +5,7 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde_json::Value;
 
-use crate::{AdminState, Problem};
+use crate::{AdminError, AdminState};
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
@@ -17,13 +17,13 @@ pub(crate) struct Caller {
 }
 
 impl FromRequestParts<AdminState> for Caller {
-    type Rejection = Problem;
+    type Rejection = AdminError;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AdminState,
     ) -> Result<Self, Self::Rejection> {
-        let unauthorized = |d: &str| Problem::new(StatusCode::UNAUTHORIZED, d);
+        let unauthorized = |d: &str| AdminError::new(StatusCode::UNAUTHORIZED, d);
         let value = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -41,7 +41,7 @@ impl FromRequestParts<AdminState> for Caller {
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "token validation failed");
-                Problem::internal()
+                AdminError::Internal
             })?
             .ok_or_else(|| unauthorized("the access token is invalid or expired"))?;
         let s = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
@@ -55,7 +55,7 @@ impl FromRequestParts<AdminState> for Caller {
             && claims.get("sid").is_none()
             && claims.get("gid").is_none();
         if client.as_deref() != Some(crate::console::CONSOLE_CLIENT) && !own_token {
-            return Err(Problem::forbidden(
+            return Err(AdminError::forbidden(
                 "the admin API accepts the console's tokens and clients' own (client credentials) tokens only",
             ));
         }

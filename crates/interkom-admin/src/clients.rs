@@ -13,13 +13,13 @@ use crate::api::{self, check_if_match, record, refuse, Change, Ids, JsonBody};
 use crate::auth::Caller;
 use crate::scope::admin_scope;
 use crate::scope::Scope;
-use crate::{AdminState, Problem};
+use crate::{AdminError, AdminState};
 
-fn invalid(e: DirectoryError) -> Problem {
+fn invalid(e: DirectoryError) -> AdminError {
     match e {
-        DirectoryError::Taken(m) => Problem::new(StatusCode::CONFLICT, m),
-        DirectoryError::Invalid(m) => Problem::bad_request(m),
-        e => api::internal(e),
+        DirectoryError::Taken(m) => AdminError::new(StatusCode::CONFLICT, m),
+        DirectoryError::Invalid(m) => AdminError::bad_request(m),
+        e => AdminError::from(e),
     }
 }
 
@@ -46,7 +46,7 @@ fn covers_all(state: &AdminState, scope: &Scope) -> bool {
 pub(crate) async fn tenants(
     State(state): State<AdminState>,
     caller: Caller,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let c = Change::new("tenant.list", "tenants", None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let list: Vec<Value> = state
@@ -82,7 +82,7 @@ pub(crate) async fn list(
     State(state): State<AdminState>,
     caller: Caller,
     RawQuery(raw): RawQuery,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let q: api::ListQuery = api::parse_query(raw)?;
     let c = Change::new("client.list", "clients", None);
     let scope = admin_scope(&state, &caller, &c).await?;
@@ -91,7 +91,7 @@ pub(crate) async fn list(
         .directory
         .list_clients()
         .await
-        .map_err(api::internal)?;
+        .map_err(AdminError::from)?;
     let list: Vec<Client> = all
         .into_iter()
         .filter(|cl| covers_tenant(&state, &scope, &cl.tenant))
@@ -110,7 +110,7 @@ async fn client_in_scope(
     scope: &Scope,
     id: &str,
     c: &Change<'_>,
-) -> Result<Client, Problem> {
+) -> Result<Client, AdminError> {
     if id == crate::console::CONSOLE_CLIENT {
         return Err(refuse(
             state,
@@ -125,8 +125,8 @@ async fn client_in_scope(
         .directory
         .client(id)
         .await
-        .map_err(api::internal)?
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no client `{id}`")))?;
+        .map_err(AdminError::from)?
+        .ok_or_else(|| AdminError::new(StatusCode::NOT_FOUND, format!("no client `{id}`")))?;
     if !covers_tenant(state, scope, &client.tenant) {
         return Err(refuse(
             state,
@@ -157,7 +157,7 @@ pub(crate) async fn get(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let c = Change::new("client.read", format!("clients/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let client = client_in_scope(&state, &caller, &scope, &id, &c).await?;
@@ -196,9 +196,9 @@ fn default_scopes() -> Vec<String> {
     vec!["openid".into(), "profile".into(), "email".into()]
 }
 
-fn check_name(name: &str) -> Result<(), Problem> {
+fn check_name(name: &str) -> Result<(), AdminError> {
     if name.trim().is_empty() || name.chars().count() > 200 {
-        return Err(Problem::bad_request("`name`: 1 to 200 characters"));
+        return Err(AdminError::bad_request("`name`: 1 to 200 characters"));
     }
     Ok(())
 }
@@ -220,14 +220,14 @@ pub(crate) async fn create(
     State(state): State<AdminState>,
     caller: Caller,
     JsonBody(body): JsonBody<NewClient>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let mut c = Change::new(
         "client.create",
         format!("clients/{}", body.id),
         Some(body.tenant.clone()),
     );
     if body.id == crate::console::CONSOLE_CLIENT {
-        return Err(Problem::new(
+        return Err(AdminError::new(
             StatusCode::CONFLICT,
             format!("`{}` is reserved for interkom's console", body.id),
         ));
@@ -235,7 +235,7 @@ pub(crate) async fn create(
     let scope = admin_scope(&state, &caller, &c).await?;
     check_name(&body.name)?;
     if state.0.tenants.get(&body.tenant).is_none() {
-        return Err(Problem::bad_request(format!(
+        return Err(AdminError::bad_request(format!(
             "unknown tenant `{}`",
             body.tenant
         )));
@@ -274,8 +274,8 @@ pub(crate) async fn create(
         .directory
         .client(&body.id)
         .await
-        .map_err(api::internal)?
-        .ok_or_else(Problem::internal)?;
+        .map_err(AdminError::from)?
+        .ok_or(AdminError::Internal)?;
     c.after = serde_json::to_value(&*client).unwrap_or(Value::Null);
     record(&state, &caller, &c).await?;
     let mut r = api::json(
@@ -335,7 +335,7 @@ pub(crate) async fn patch(
     Ids(id): Ids<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<ClientPatch>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let mut c = Change::new("client.update", format!("clients/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let before = client_in_scope(&state, &caller, &scope, &id, &c).await?;
@@ -379,8 +379,8 @@ pub(crate) async fn patch(
         .directory
         .client(&id)
         .await
-        .map_err(api::internal)?
-        .ok_or_else(Problem::internal)?;
+        .map_err(AdminError::from)?
+        .ok_or(AdminError::Internal)?;
     c.before = serde_json::to_value(&before).unwrap_or(Value::Null);
     c.after = serde_json::to_value(&*after).unwrap_or(Value::Null);
     record(&state, &caller, &c).await?;
@@ -405,13 +405,13 @@ pub(crate) async fn rotate_secret(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let mut c = Change::new("client.secret_rotate", format!("clients/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let client = client_in_scope(&state, &caller, &scope, &id, &c).await?;
     c.tenant = Some(client.tenant.clone());
     if !client.auth_method.uses_secret() {
-        return Err(Problem::new(
+        return Err(AdminError::new(
             StatusCode::CONFLICT,
             format!("`{id}` authenticates without a secret"),
         ));
@@ -421,7 +421,7 @@ pub(crate) async fn rotate_secret(
         .directory
         .rotate_client_secret(&id)
         .await
-        .map_err(api::internal)?;
+        .map_err(AdminError::from)?;
     record(&state, &caller, &c).await?;
     Ok(api::json(
         StatusCode::OK,
@@ -443,10 +443,15 @@ pub(crate) async fn rotate_secret(
 pub(crate) async fn keys(
     State(state): State<AdminState>,
     caller: Caller,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let c = Change::new("key.list", "keys", None);
     admin_scope(&state, &caller, &c).await?;
-    let keys = state.0.gateway.list_keys().await.map_err(api::internal)?;
+    let keys = state
+        .0
+        .gateway
+        .list_keys()
+        .await
+        .map_err(AdminError::from)?;
     Ok(api::json(StatusCode::OK, json!({ "keys": keys })))
 }
 
@@ -464,15 +469,30 @@ pub(crate) async fn keys(
 pub(crate) async fn rotate_keys(
     State(state): State<AdminState>,
     caller: Caller,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let mut c = Change::new("key.rotate", "keys", None);
     let scope = admin_scope(&state, &caller, &c).await?;
     if !covers_all(&state, &scope) {
         return Err(refuse(&state, &caller, &c, "the signing keys serve every tenant: only an administrator of the whole Kreis rotates them").await);
     }
-    let before = state.0.gateway.list_keys().await.map_err(api::internal)?;
-    let kids = state.0.gateway.rotate_keys().await.map_err(api::internal)?;
-    let after = state.0.gateway.list_keys().await.map_err(api::internal)?;
+    let before = state
+        .0
+        .gateway
+        .list_keys()
+        .await
+        .map_err(AdminError::from)?;
+    let kids = state
+        .0
+        .gateway
+        .rotate_keys()
+        .await
+        .map_err(AdminError::from)?;
+    let after = state
+        .0
+        .gateway
+        .list_keys()
+        .await
+        .map_err(AdminError::from)?;
     c.before = serde_json::to_value(&before).unwrap_or(Value::Null);
     c.after = serde_json::to_value(&after).unwrap_or(Value::Null);
     record(&state, &caller, &c).await?;

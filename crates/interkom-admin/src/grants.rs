@@ -16,7 +16,7 @@ use crate::api::{self, record, refuse, Change, Ids, JsonBody};
 use crate::auth::Caller;
 use crate::scope::admin_scope;
 use crate::scope::Scope;
-use crate::{AdminState, Problem};
+use crate::{AdminError, AdminState};
 
 const GRANT_COLUMNS: &str = "id, grantee, resource, actions, purpose, not_before, expires_at, \
      grantor, approver, approved_at, revoked_at";
@@ -83,7 +83,7 @@ pub(crate) async fn list(
     State(state): State<AdminState>,
     caller: Caller,
     RawQuery(raw): RawQuery,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let q: api::ListQuery = api::parse_query(raw)?;
     let c = Change::new("grant.list", "grants", None);
     let scope = admin_scope(&state, &caller, &c).await?;
@@ -92,7 +92,7 @@ pub(crate) async fn list(
     ))
     .fetch_all(&state.0.pool)
     .await
-    .map_err(api::internal)?;
+    .map_err(AdminError::from)?;
     let list: Vec<Value> = rows
         .iter()
         .filter(|g| {
@@ -128,21 +128,21 @@ pub(crate) struct NewGrant {
     not_before: Option<String>,
 }
 
-fn rfc3339(name: &str, s: &str) -> Result<i64, Problem> {
+fn rfc3339(name: &str, s: &str) -> Result<i64, AdminError> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .map(|t| t.unix_timestamp())
-        .map_err(|_| Problem::bad_request(format!("`{name}` must be an RFC 3339 time")))
+        .map_err(|_| AdminError::bad_request(format!("`{name}` must be an RFC 3339 time")))
 }
 
-async fn check_grantee(state: &AdminState, grantee: &str) -> Result<(), Problem> {
-    let bad = |m: String| Err(Problem::bad_request(m));
+async fn check_grantee(state: &AdminState, grantee: &str) -> Result<(), AdminError> {
+    let bad = |m: String| Err(AdminError::bad_request(m));
     if let Some(user) = grantee.strip_prefix("user:") {
         let known = match state
             .0
             .directory
             .find_user(user)
             .await
-            .map_err(api::internal)?
+            .map_err(AdminError::from)?
         {
             Some(_) => true,
             None => state
@@ -150,7 +150,7 @@ async fn check_grantee(state: &AdminState, grantee: &str) -> Result<(), Problem>
                 .directory
                 .user(user)
                 .await
-                .map_err(api::internal)?
+                .map_err(AdminError::from)?
                 .is_some(),
         };
         return if known {
@@ -195,14 +195,14 @@ pub(crate) async fn create(
     State(state): State<AdminState>,
     caller: Caller,
     JsonBody(body): JsonBody<NewGrant>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let mut c = Change::new("grant.create", "grants", None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let (owner, need) = resource_info(&state, &body.resource)
-        .ok_or_else(|| Problem::bad_request(format!("unknown resource `{}`", body.resource)))?;
+        .ok_or_else(|| AdminError::bad_request(format!("unknown resource `{}`", body.resource)))?;
     c.tenant = owner.clone();
     if body.purpose.trim().is_empty() || body.purpose.chars().count() > 500 {
-        return Err(Problem::bad_request("`purpose`: 1 to 500 characters"));
+        return Err(AdminError::bad_request("`purpose`: 1 to 500 characters"));
     }
     if body.actions.is_empty()
         || body.actions.len() > 20
@@ -215,7 +215,7 @@ pub(crate) async fn create(
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         })
     {
-        return Err(Problem::bad_request(
+        return Err(AdminError::bad_request(
             "`actions`: 1 to 20 action names (no `*`)",
         ));
     }
@@ -228,10 +228,12 @@ pub(crate) async fn create(
         .map(|s| rfc3339("not_before", s))
         .transpose()?;
     if expires_at <= now {
-        return Err(Problem::bad_request("`expires_at` must lie in the future"));
+        return Err(AdminError::bad_request(
+            "`expires_at` must lie in the future",
+        ));
     }
     if not_before.is_some_and(|n| n >= expires_at) {
-        return Err(Problem::bad_request(
+        return Err(AdminError::bad_request(
             "`not_before` must come before `expires_at`",
         ));
     }
@@ -271,8 +273,8 @@ pub(crate) async fn create(
     interkom_policy::store::add_grant(&state.0.pool, &grant, "admin", now)
         .await
         .map_err(|e| match e {
-            PolicyError::Invalid(m) => Problem::bad_request(m),
-            e => api::internal(e),
+            PolicyError::Invalid(m) => AdminError::bad_request(m),
+            e => AdminError::from(e),
         })?;
     state
         .0
@@ -280,7 +282,7 @@ pub(crate) async fn create(
         .policy()
         .reload()
         .await
-        .map_err(api::internal)?;
+        .map_err(AdminError::from)?;
     c.target = format!("grants/{}", grant.id);
     c.after = serde_json::to_value(&grant).unwrap_or(Value::Null);
     record(&state, &caller, &c).await?;
@@ -324,13 +326,13 @@ fn holds_actions(
 }
 
 /// A person's account id, whichever of their names is given.
-async fn person(state: &AdminState, name: &str) -> Result<String, Problem> {
+async fn person(state: &AdminState, name: &str) -> Result<String, AdminError> {
     if let Some(u) = state
         .0
         .directory
         .find_user(name)
         .await
-        .map_err(api::internal)?
+        .map_err(AdminError::from)?
     {
         return Ok(u.id);
     }
@@ -343,14 +345,14 @@ async fn grant_in_scope(
     scope: &Scope,
     id: &str,
     c: &mut Change<'_>,
-) -> Result<GrantRow, Problem> {
+) -> Result<GrantRow, AdminError> {
     let row: GrantRow =
         sqlx::query_as(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"))
             .bind(id)
             .fetch_optional(&state.0.pool)
             .await
-            .map_err(api::internal)?
-            .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no grant `{id}`")))?;
+            .map_err(AdminError::from)?
+            .ok_or_else(|| AdminError::new(StatusCode::NOT_FOUND, format!("no grant `{id}`")))?;
     c.before = row.view();
     let owner = resource_info(state, &row.resource).and_then(|(o, _)| o);
     c.tenant = owner.clone();
@@ -384,12 +386,12 @@ pub(crate) async fn approve(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let mut c = Change::new("grant.approve", format!("grants/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let row = grant_in_scope(&state, &caller, &scope, &id, &mut c).await?;
     if row.approver.is_some() {
-        return Err(Problem::new(
+        return Err(AdminError::new(
             StatusCode::CONFLICT,
             "the grant is approved already",
         ));
@@ -415,8 +417,8 @@ pub(crate) async fn approve(
     let now = state.0.gateway.clock().now();
     match interkom_policy::store::approve_grant(&state.0.pool, &id, &caller.subject, now).await {
         Ok(()) => {}
-        Err(PolicyError::Invalid(m)) => return Err(Problem::new(StatusCode::CONFLICT, m)),
-        Err(e) => return Err(api::internal(e)),
+        Err(PolicyError::Invalid(m)) => return Err(AdminError::new(StatusCode::CONFLICT, m)),
+        Err(e) => return Err(AdminError::from(e)),
     }
     state
         .0
@@ -424,7 +426,7 @@ pub(crate) async fn approve(
         .policy()
         .reload()
         .await
-        .map_err(api::internal)?;
+        .map_err(AdminError::from)?;
     let after = refetch(&state, &id).await?;
     c.after = after.view();
     c.approver = Some(caller.subject.clone());
@@ -450,16 +452,16 @@ pub(crate) async fn revoke(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let mut c = Change::new("grant.revoke", format!("grants/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     grant_in_scope(&state, &caller, &scope, &id, &mut c).await?;
     let now = state.0.gateway.clock().now();
     let revoked = interkom_policy::store::revoke_grant(&state.0.pool, &id, now)
         .await
-        .map_err(api::internal)?;
+        .map_err(AdminError::from)?;
     if !revoked {
-        return Err(Problem::new(
+        return Err(AdminError::new(
             StatusCode::CONFLICT,
             "the grant is revoked already",
         ));
@@ -470,17 +472,17 @@ pub(crate) async fn revoke(
         .policy()
         .reload()
         .await
-        .map_err(api::internal)?;
+        .map_err(AdminError::from)?;
     let after = refetch(&state, &id).await?;
     c.after = after.view();
     record(&state, &caller, &c).await?;
     Ok(api::json(StatusCode::OK, json!({ "grant": after.view() })))
 }
 
-async fn refetch(state: &AdminState, id: &str) -> Result<GrantRow, Problem> {
+async fn refetch(state: &AdminState, id: &str) -> Result<GrantRow, AdminError> {
     sqlx::query_as(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"))
         .bind(id)
         .fetch_one(&state.0.pool)
         .await
-        .map_err(api::internal)
+        .map_err(AdminError::from)
 }

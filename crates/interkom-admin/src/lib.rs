@@ -5,7 +5,8 @@
 //! administrative tree. Errors are RFC 9457 problem+json.
 //!
 //! # Layout
-//! - [`Problem`]: the error format.
+//! - [`AdminError`] (`error`): what can go wrong, mapped once to
+//!   [`Problem`], the RFC 9457 problem+json body.
 //! - `auth`: the bearer token and who the caller is.
 //! - `audit`: search, export, verification status and checkpoints of the
 //!   audit trail, for security staff within their subtree.
@@ -21,6 +22,7 @@ mod auth;
 mod clients;
 pub mod console;
 mod docs;
+mod error;
 mod grants;
 mod openapi;
 mod policy;
@@ -40,6 +42,8 @@ use interkom_directory::Directory;
 use interkom_gateway::Gateway;
 use interkom_policy::TenantTree;
 use serde::Serialize;
+
+pub use error::AdminError;
 use sqlx::AnyPool;
 
 /// An RFC 9457 problem detail.
@@ -60,15 +64,6 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
         }
-    }
-    pub fn bad_request(detail: impl Into<String>) -> Problem {
-        Problem::new(StatusCode::BAD_REQUEST, detail)
-    }
-    pub fn forbidden(detail: impl Into<String>) -> Problem {
-        Problem::new(StatusCode::FORBIDDEN, detail)
-    }
-    pub fn internal() -> Problem {
-        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
     }
 }
 
@@ -177,9 +172,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/audit/export", get(audit::export))
         .route("/audit/verify", get(audit::verify))
         .route("/audit/checkpoints", get(audit::checkpoints))
-        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such admin resource") })
+        .fallback(|| async { AdminError::new(StatusCode::NOT_FOUND, "no such admin resource") })
         .method_not_allowed_fallback(|| async {
-            Problem::new(
+            AdminError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "this method is not allowed on this admin resource",
             )

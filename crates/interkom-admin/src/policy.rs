@@ -18,7 +18,7 @@ use crate::auth::Caller;
 pub(crate) use crate::proposals::{propose, Place};
 use crate::scope::admin_scope;
 use crate::scope::Scope;
-use crate::{AdminState, Problem};
+use crate::{AdminError, AdminState};
 
 /// Most lines in one change.
 const MAX_LINES: usize = 100;
@@ -53,14 +53,14 @@ impl ResourceRow {
     }
 }
 
-async fn resources(state: &AdminState) -> Result<Vec<ResourceSpec>, Problem> {
+async fn resources(state: &AdminState) -> Result<Vec<ResourceSpec>, AdminError> {
     let rows: Vec<ResourceRow> = sqlx::query_as(
         "SELECT id, name, kind, owner, client_id, confidentiality, integrity, availability \
          FROM resources ORDER BY id",
     )
     .fetch_all(&state.0.pool)
     .await
-    .map_err(api::internal)?;
+    .map_err(AdminError::from)?;
     Ok(rows.iter().filter_map(ResourceRow::spec).collect())
 }
 
@@ -75,12 +75,16 @@ fn may_change(state: &AdminState, scope: &Scope, place: &Place) -> bool {
 /// The place of a policy line: `p` lines by their object (a resource's
 /// owner; a kind or `*` is everywhere, also when a resource's id happens
 /// to equal a kind), `g` lines by their Samtgemeinde.
-fn line_place(state: &AdminState, all: &[ResourceSpec], line: &RuleLine) -> Result<Place, Problem> {
+fn line_place(
+    state: &AdminState,
+    all: &[ResourceSpec],
+    line: &RuleLine,
+) -> Result<Place, AdminError> {
     let v = |i: usize| line.values.get(i).map(String::as_str).unwrap_or("");
     if line.ptype == "g" {
         return match state.0.tenants.get(v(0)) {
             Some(t) => Ok(Place::Tenant(t.id.clone())),
-            None => Err(Problem::bad_request(format!(
+            None => Err(AdminError::bad_request(format!(
                 "`{}`: unknown tenant `{}`",
                 line.to_csv(),
                 v(0)
@@ -131,12 +135,12 @@ struct Lines {
     remove: Vec<RuleLine>,
 }
 
-fn parse_lines(body: &PolicyChangeBody) -> Result<Lines, Problem> {
+fn parse_lines(body: &PolicyChangeBody) -> Result<Lines, AdminError> {
     if body.add.is_empty() && body.remove.is_empty() {
-        return Err(Problem::bad_request("name lines to `add` or `remove`"));
+        return Err(AdminError::bad_request("name lines to `add` or `remove`"));
     }
     if body.add.len() + body.remove.len() > MAX_LINES {
-        return Err(Problem::bad_request(format!(
+        return Err(AdminError::bad_request(format!(
             "at most {MAX_LINES} lines per change"
         )));
     }
@@ -145,13 +149,16 @@ fn parse_lines(body: &PolicyChangeBody) -> Result<Lines, Problem> {
         .as_ref()
         .is_some_and(|c| c.chars().count() > 500)
     {
-        return Err(Problem::bad_request("`comment`: at most 500 characters"));
+        return Err(AdminError::bad_request("`comment`: at most 500 characters"));
     }
     let parse = |s: &String| {
-        let line = RuleLine::parse(s).map_err(|e| Problem::bad_request(format!("`{s}`: {e}")))?;
+        let line =
+            RuleLine::parse(s).map_err(|e| AdminError::bad_request(format!("`{s}`: {e}")))?;
         // What is stored must read back as the same line.
         if RuleLine::parse(&line.to_csv()).as_ref() != Ok(&line) {
-            return Err(Problem::bad_request(format!("`{s}` is not a policy line")));
+            return Err(AdminError::bad_request(format!(
+                "`{s}` is not a policy line"
+            )));
         }
         Ok(line)
     };
@@ -166,7 +173,7 @@ async fn preview(
     state: &AdminState,
     all: &[ResourceSpec],
     lines: &Lines,
-) -> Result<(Vec<Flip>, bool), Problem> {
+) -> Result<(Vec<Flip>, bool), AdminError> {
     let change = interkom_policy::Change {
         add: lines.add.clone(),
         remove: lines.remove.clone(),
@@ -179,7 +186,7 @@ async fn preview(
         .policy()
         .what_if(&change, now)
         .await
-        .map_err(api::internal)?;
+        .map_err(AdminError::from)?;
     let touched: Vec<&RuleLine> = lines.add.iter().chain(&lines.remove).collect();
     let four_eyes = touches_sehr_hoch(all, &touched, &flips);
     Ok((flips, four_eyes))
@@ -194,7 +201,7 @@ async fn authorize_lines(
     all: &[ResourceSpec],
     lines: &Lines,
     c: &Change<'_>,
-) -> Result<Place, Problem> {
+) -> Result<Place, AdminError> {
     let mut places = Vec::new();
     for line in lines.add.iter().chain(&lines.remove) {
         let place = line_place(state, all, line)?;
@@ -249,7 +256,7 @@ async fn authorize_flips(
     all: &[ResourceSpec],
     flips: &[Flip],
     c: &Change<'_>,
-) -> Result<(), Problem> {
+) -> Result<(), AdminError> {
     for f in flips {
         let place = match all.iter().find(|r| r.id == f.resource) {
             Some(r) => resource_place(r),
@@ -275,7 +282,7 @@ async fn authorize_allows(
     all: &[ResourceSpec],
     lines: &Lines,
     c: &Change<'_>,
-) -> Result<(), Problem> {
+) -> Result<(), AdminError> {
     let snap = state.0.gateway.policy().snapshot();
     let now = state.0.gateway.clock().now();
     let ctx = interkom_policy::engine::AuthContext {
@@ -334,7 +341,7 @@ pub(crate) async fn lines(
     State(state): State<AdminState>,
     caller: Caller,
     RawQuery(raw): RawQuery,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let q: api::ListQuery = api::parse_query(raw)?;
     let c = Change::new("policy.read", "policy/lines", None);
     let scope = admin_scope(&state, &caller, &c).await?;
@@ -356,7 +363,7 @@ pub(crate) async fn lines(
     )
     .fetch_all(&state.0.pool)
     .await
-    .map_err(api::internal)?;
+    .map_err(AdminError::from)?;
     // Only the lines the caller administers (the Kreis sees all).
     let lines: Vec<Value> = rows
         .into_iter()
@@ -408,7 +415,7 @@ pub(crate) async fn what_if(
     State(state): State<AdminState>,
     caller: Caller,
     JsonBody(body): JsonBody<PolicyChangeBody>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let c = Change::new("policy.what_if", "policy/lines", None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let lines = parse_lines(&body)?;
@@ -440,7 +447,7 @@ pub(crate) async fn change(
     State(state): State<AdminState>,
     caller: Caller,
     JsonBody(body): JsonBody<PolicyChangeBody>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let mut c = Change::new("policy.change", "policy/lines", None);
     c.after = serde_json::to_value(&body).unwrap_or(Value::Null);
     let scope = admin_scope(&state, &caller, &c).await?;
@@ -484,7 +491,7 @@ struct Applied {
     removed: Vec<String>,
 }
 
-async fn apply_lines(state: &AdminState, lines: &Lines) -> Result<Applied, Problem> {
+async fn apply_lines(state: &AdminState, lines: &Lines) -> Result<Applied, AdminError> {
     let pool = &state.0.pool;
     let now = state.0.gateway.clock().now();
     let mut out = Applied {
@@ -494,7 +501,7 @@ async fn apply_lines(state: &AdminState, lines: &Lines) -> Result<Applied, Probl
     for l in &lines.remove {
         if interkom_policy::store::remove_rule(pool, l)
             .await
-            .map_err(api::internal)?
+            .map_err(AdminError::from)?
         {
             out.removed.push(l.to_csv());
         }
@@ -503,8 +510,8 @@ async fn apply_lines(state: &AdminState, lines: &Lines) -> Result<Applied, Probl
         if interkom_policy::store::add_rule(pool, l, "admin", now)
             .await
             .map_err(|e| match e {
-                interkom_policy::PolicyError::Invalid(m) => Problem::bad_request(m),
-                e => api::internal(e),
+                interkom_policy::PolicyError::Invalid(m) => AdminError::bad_request(m),
+                e => AdminError::from(e),
             })?
         {
             out.added.push(l.to_csv());
@@ -516,7 +523,7 @@ async fn apply_lines(state: &AdminState, lines: &Lines) -> Result<Applied, Probl
         .policy()
         .reload()
         .await
-        .map_err(api::internal)?;
+        .map_err(AdminError::from)?;
     Ok(out)
 }
 
@@ -577,11 +584,11 @@ pub(crate) async fn proposals(
     State(state): State<AdminState>,
     caller: Caller,
     RawQuery(raw): RawQuery,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let q: api::ListQuery = api::parse_query(raw)?;
     if let Some(s) = &q.status {
         if !matches!(s.as_str(), "pending" | "applied" | "rejected") {
-            return Err(Problem::bad_request(
+            return Err(AdminError::bad_request(
                 "`status` must be pending, applied or rejected",
             ));
         }
@@ -593,7 +600,7 @@ pub(crate) async fn proposals(
     ))
     .fetch_all(&state.0.pool)
     .await
-    .map_err(api::internal)?;
+    .map_err(AdminError::from)?;
     let list: Vec<Value> = rows
         .iter()
         .filter(|p| q.status.as_ref().is_none_or(|s| *s == p.status))
@@ -623,15 +630,15 @@ async fn proposal_in_scope(
     scope: &Scope,
     id: &str,
     c: &Change<'_>,
-) -> Result<ProposalRow, Problem> {
+) -> Result<ProposalRow, AdminError> {
     let row: ProposalRow = sqlx::query_as(&format!(
         "SELECT {PROPOSAL_COLUMNS} FROM admin_proposals WHERE id = $1"
     ))
     .bind(id)
     .fetch_optional(&state.0.pool)
     .await
-    .map_err(api::internal)?
-    .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no proposal `{id}`")))?;
+    .map_err(AdminError::from)?
+    .ok_or_else(|| AdminError::new(StatusCode::NOT_FOUND, format!("no proposal `{id}`")))?;
     if !may_change(state, scope, &row.place()) {
         return Err(refuse(
             state,
@@ -662,7 +669,7 @@ pub(crate) async fn proposal(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let c = Change::new("proposal.read", format!("proposals/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let row = proposal_in_scope(&state, &caller, &scope, &id, &c).await?;
@@ -688,13 +695,13 @@ pub(crate) async fn approve(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let mut c = Change::new("proposal.approve", format!("proposals/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let row = proposal_in_scope(&state, &caller, &scope, &id, &c).await?;
     c.tenant = row.tenant.clone();
     if row.status != "pending" {
-        return Err(Problem::new(
+        return Err(AdminError::new(
             StatusCode::CONFLICT,
             format!("the proposal is {} already", row.status),
         ));
@@ -708,7 +715,7 @@ pub(crate) async fn approve(
         )
         .await);
     }
-    let payload: Value = serde_json::from_str(&row.payload).map_err(api::internal)?;
+    let payload: Value = serde_json::from_str(&row.payload).map_err(AdminError::from)?;
     c.approver = Some(caller.subject.clone());
     c.extra = json!({ "proposal": id, "proposer": row.proposer });
     // The approver must be able to make the change themselves, on the
@@ -725,10 +732,10 @@ pub(crate) async fn approve(
     .bind(&id)
     .execute(&state.0.pool)
     .await
-    .map_err(api::internal)?
+    .map_err(AdminError::from)?
     .rows_affected();
     if claimed != 1 {
-        return Err(Problem::new(
+        return Err(AdminError::new(
             StatusCode::CONFLICT,
             "the proposal was decided meanwhile",
         ));
@@ -767,12 +774,12 @@ async fn prepare_approval(
     kind: &str,
     payload: &Value,
     c: &mut Change<'_>,
-) -> Result<Prepared, Problem> {
+) -> Result<Prepared, AdminError> {
     let field = |k: &str| payload.get(k).and_then(Value::as_str).map(str::to_owned);
     match kind {
         "policy_change" => {
             let body: PolicyChangeBody =
-                serde_json::from_value(payload.clone()).map_err(api::internal)?;
+                serde_json::from_value(payload.clone()).map_err(AdminError::from)?;
             let lines = parse_lines(&body)?;
             let all = resources(state).await?;
             authorize_lines(state, caller, scope, &all, &lines, c).await?;
@@ -782,12 +789,12 @@ async fn prepare_approval(
         }
         "resource" => {
             let spec: ResourceSpec =
-                serde_json::from_value(payload["spec"].clone()).map_err(api::internal)?;
+                serde_json::from_value(payload["spec"].clone()).map_err(AdminError::from)?;
             let all = resources(state).await?;
             let current = all.iter().find(|r| r.id == spec.id);
             let now_tag = current.map(api::etag);
             if now_tag.as_deref() != payload["before_etag"].as_str() {
-                return Err(Problem::new(
+                return Err(AdminError::new(
                     StatusCode::CONFLICT,
                     "the resource changed since the proposal: propose again",
                 ));
@@ -821,7 +828,7 @@ async fn prepare_approval(
             let (Some(user), Some(tenant), Some(role)) =
                 (field("user"), field("tenant"), field("role"))
             else {
-                return Err(api::internal("malformed role proposal"));
+                return Err(AdminError::internal("malformed role proposal"));
             };
             let before =
                 crate::users::check_role_change(state, caller, scope, &user, &tenant, &role, c)
@@ -829,10 +836,13 @@ async fn prepare_approval(
             Ok(Prepared::Role(before, tenant, role))
         }
         "password_reset" => {
-            let user = field("user").ok_or_else(|| api::internal("malformed reset proposal"))?;
+            let user =
+                field("user").ok_or_else(|| AdminError::internal("malformed reset proposal"))?;
             Ok(Prepared::PasswordReset(user))
         }
-        other => Err(api::internal(format!("unknown proposal kind {other}"))),
+        other => Err(AdminError::internal(format!(
+            "unknown proposal kind {other}"
+        ))),
     }
 }
 
@@ -841,7 +851,7 @@ async fn apply_approved(
     caller: &Caller,
     prepared: Prepared,
     c: &mut Change<'_>,
-) -> Result<Value, Problem> {
+) -> Result<Value, AdminError> {
     match prepared {
         Prepared::Lines(lines, comment) => {
             let applied = apply_lines(state, &lines).await?;
@@ -900,7 +910,7 @@ pub(crate) async fn reject(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let mut c = Change::new("proposal.reject", format!("proposals/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let row = proposal_in_scope(&state, &caller, &scope, &id, &c).await?;
@@ -914,10 +924,10 @@ pub(crate) async fn reject(
     .bind(&id)
     .execute(&state.0.pool)
     .await
-    .map_err(api::internal)?
+    .map_err(AdminError::from)?
     .rows_affected();
     if n != 1 {
-        return Err(Problem::new(
+        return Err(AdminError::new(
             StatusCode::CONFLICT,
             format!("the proposal is {} already", row.status),
         ));
@@ -931,18 +941,18 @@ pub(crate) async fn reject(
     ))
 }
 
-async fn put_resource(state: &AdminState, spec: &ResourceSpec) -> Result<(), Problem> {
+async fn put_resource(state: &AdminState, spec: &ResourceSpec) -> Result<(), AdminError> {
     let now = state.0.gateway.clock().now();
     interkom_policy::store::put_resource(&state.0.pool, spec, "admin", now)
         .await
-        .map_err(api::internal)?;
+        .map_err(AdminError::from)?;
     state
         .0
         .gateway
         .policy()
         .reload()
         .await
-        .map_err(api::internal)
+        .map_err(AdminError::from)
 }
 
 /// `GET /resources`: the resources the caller administers.
@@ -965,7 +975,7 @@ pub(crate) async fn list_resources(
     State(state): State<AdminState>,
     caller: Caller,
     RawQuery(raw): RawQuery,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let q: api::ListQuery = api::parse_query(raw)?;
     let c = Change::new("resource.list", "resources", None);
     let scope = admin_scope(&state, &caller, &c).await?;
@@ -1007,14 +1017,14 @@ pub(crate) async fn get_resource(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let c = Change::new("resource.read", format!("resources/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let r = resources(&state)
         .await?
         .into_iter()
         .find(|r| r.id == id)
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no resource `{id}`")))?;
+        .ok_or_else(|| AdminError::new(StatusCode::NOT_FOUND, format!("no resource `{id}`")))?;
     if !may_change(&state, &scope, &resource_place(&r)) {
         return Err(refuse(
             &state,
@@ -1048,24 +1058,24 @@ fn check_resource(
     state: &AdminState,
     all: &[ResourceSpec],
     spec: &ResourceSpec,
-) -> Result<(), Problem> {
+) -> Result<(), AdminError> {
     let _ = state;
     let others = || all.iter().filter(|r| r.id != spec.id);
     if others().any(|r| r.kind == spec.id) || spec.id == "*" {
-        return Err(Problem::new(
+        return Err(AdminError::new(
             StatusCode::CONFLICT,
             format!("`{}` is the name of a kind of resource", spec.id),
         ));
     }
     if others().any(|r| r.id == spec.kind) {
-        return Err(Problem::new(
+        return Err(AdminError::new(
             StatusCode::CONFLICT,
             format!("`{}` is the id of a resource, not a kind", spec.kind),
         ));
     }
     if let Some(cl) = &spec.client {
         if others().any(|r| r.client.as_deref() == Some(cl)) {
-            return Err(Problem::new(
+            return Err(AdminError::new(
                 StatusCode::CONFLICT,
                 format!("the logins of `{cl}` are governed by another resource"),
             ));
@@ -1081,7 +1091,7 @@ async fn check_client(
     scope: &Scope,
     spec: &ResourceSpec,
     c: &Change<'_>,
-) -> Result<(), Problem> {
+) -> Result<(), AdminError> {
     let Some(cl) = &spec.client else {
         return Ok(());
     };
@@ -1090,8 +1100,8 @@ async fn check_client(
         .directory
         .client(cl)
         .await
-        .map_err(api::internal)?
-        .ok_or_else(|| Problem::bad_request(format!("unknown client `{cl}`")))?;
+        .map_err(AdminError::from)?
+        .ok_or_else(|| AdminError::bad_request(format!("unknown client `{cl}`")))?;
     if !may_change(state, scope, &Place::Tenant(client.tenant.clone())) {
         return Err(refuse(
             state,
@@ -1136,7 +1146,7 @@ pub(crate) async fn put_resource_handler(
     Ids(id): Ids<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<ResourceBody>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let mut c = Change::new(
         "resource.put",
         format!("resources/{id}"),
@@ -1144,16 +1154,16 @@ pub(crate) async fn put_resource_handler(
     );
     let scope = admin_scope(&state, &caller, &c).await?;
     if !slug(&id) || !slug(&body.kind) {
-        return Err(Problem::bad_request(
+        return Err(AdminError::bad_request(
             "resource id and kind: letters, digits and - _ ., at most 128 characters",
         ));
     }
     if body.name.as_ref().is_some_and(|n| n.chars().count() > 200) {
-        return Err(Problem::bad_request("`name`: at most 200 characters"));
+        return Err(AdminError::bad_request("`name`: at most 200 characters"));
     }
     if let Some(o) = &body.owner {
         if state.0.tenants.get(o).is_none() {
-            return Err(Problem::bad_request(format!("unknown tenant `{o}`")));
+            return Err(AdminError::bad_request(format!("unknown tenant `{o}`")));
         }
     }
     let spec = ResourceSpec {
@@ -1204,7 +1214,7 @@ pub(crate) async fn put_resource_handler(
             .policy()
             .what_if(&change, state.0.gateway.clock().now())
             .await
-            .map_err(api::internal)?;
+            .map_err(AdminError::from)?;
         let payload = json!({ "spec": spec, "before_etag": before.as_ref().map(api::etag) });
         let pid = propose(
             &state, &caller, "resource", &payload, &place, &flips, &mut c,

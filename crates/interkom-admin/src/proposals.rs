@@ -5,9 +5,9 @@
 use interkom_policy::Flip;
 use serde_json::{json, Value};
 
-use crate::api::{self, record, Change};
+use crate::api::{record, Change};
 use crate::auth::Caller;
-use crate::{AdminState, Problem};
+use crate::{AdminError, AdminState};
 
 /// Where a change applies: inside one tenant's subtree, or everywhere
 /// (lines for `*` or a kind, resources of no tenant).
@@ -35,7 +35,7 @@ pub(crate) async fn propose(
     place: &Place,
     flips: &[Flip],
     c: &mut Change<'_>,
-) -> Result<String, Problem> {
+) -> Result<String, AdminError> {
     let id = uuid::Uuid::new_v4().to_string();
     sqlx::query(
         "INSERT INTO admin_proposals (id, kind, payload, tenant, proposer, what_if, status, created_at) \
@@ -50,7 +50,7 @@ pub(crate) async fn propose(
     .bind(state.0.gateway.clock().now())
     .execute(&state.0.pool)
     .await
-    .map_err(api::internal)?;
+    .map_err(AdminError::from)?;
     c.op = "proposal.create";
     c.target = format!("proposals/{id}");
     c.extra = json!({ "kind": kind, "flips": flips });

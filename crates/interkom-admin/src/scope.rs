@@ -8,7 +8,7 @@ use interkom_policy::{Tenant, TenantTree};
 use sqlx::AnyPool;
 
 use crate::auth::Caller;
-use crate::Problem;
+use crate::AdminError;
 
 /// The role that administers a subtree.
 pub(crate) const ADMIN: &str = "admin";
@@ -23,13 +23,13 @@ pub(crate) struct Scope {
 impl Scope {
     /// The caller's role assignments; 403 for someone who administers
     /// nothing (the refusal is audited by the caller of this function).
-    pub(crate) async fn load(pool: &AnyPool, caller: &Caller) -> Result<Scope, Problem> {
+    pub(crate) async fn load(pool: &AnyPool, caller: &Caller) -> Result<Scope, AdminError> {
         let held: Vec<(String, String)> =
             sqlx::query_as("SELECT tenant, role FROM role_assignments WHERE subject = $1")
                 .bind(&caller.subject)
                 .fetch_all(pool)
                 .await
-                .map_err(crate::api::internal)?;
+                .map_err(AdminError::from)?;
         Ok(Scope { held })
     }
 
@@ -80,7 +80,7 @@ pub(crate) async fn admin_scope(
     state: &crate::AdminState,
     caller: &Caller,
     c: &crate::api::Change<'_>,
-) -> Result<Scope, Problem> {
+) -> Result<Scope, AdminError> {
     let scope = Scope::load(&state.0.pool, caller).await?;
     if !scope.is_admin() {
         return Err(crate::api::refuse(state, caller, c, "the caller administers no tenant").await);

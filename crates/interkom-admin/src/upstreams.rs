@@ -20,7 +20,7 @@ use crate::api::{self, record, refuse, Change, Ids, JsonBody};
 use crate::auth::Caller;
 use crate::scope::admin_scope;
 use crate::scope::Scope;
-use crate::{AdminState, Problem};
+use crate::{AdminError, AdminState};
 
 /// An upstream as shown: the configuration without its secret.
 fn view((u, has_secret): &(UpstreamConfig, bool)) -> Value {
@@ -29,13 +29,13 @@ fn view((u, has_secret): &(UpstreamConfig, bool)) -> Value {
     v
 }
 
-async fn find(state: &AdminState, id: &str) -> Result<Option<(UpstreamConfig, bool)>, Problem> {
+async fn find(state: &AdminState, id: &str) -> Result<Option<(UpstreamConfig, bool)>, AdminError> {
     Ok(state
         .0
         .directory
         .list_upstreams()
         .await
-        .map_err(api::internal)?
+        .map_err(AdminError::from)?
         .into_iter()
         .find(|(u, _)| u.id == id))
 }
@@ -58,7 +58,7 @@ fn covers(state: &AdminState, scope: &Scope, tenant: &str) -> bool {
 pub(crate) async fn list(
     State(state): State<AdminState>,
     caller: Caller,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let c = Change::new("upstream.list", "upstreams", None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let list: Vec<Value> = state
@@ -66,7 +66,7 @@ pub(crate) async fn list(
         .directory
         .list_upstreams()
         .await
-        .map_err(api::internal)?
+        .map_err(AdminError::from)?
         .iter()
         .filter(|(u, _)| covers(&state, &scope, &u.tenant))
         .map(view)
@@ -90,12 +90,12 @@ pub(crate) async fn get(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let c = Change::new("upstream.read", format!("upstreams/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let u = find(&state, &id)
         .await?
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no upstream `{id}`")))?;
+        .ok_or_else(|| AdminError::new(StatusCode::NOT_FOUND, format!("no upstream `{id}`")))?;
     if !covers(&state, &scope, &u.0.tenant) {
         return Err(refuse(
             &state,
@@ -128,7 +128,7 @@ pub(crate) async fn put(
     caller: Caller,
     Ids(id): Ids<String>,
     JsonBody(body): JsonBody<UpstreamConfig>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let mut c = Change::new(
         "upstream.put",
         format!("upstreams/{id}"),
@@ -136,14 +136,16 @@ pub(crate) async fn put(
     );
     let scope = admin_scope(&state, &caller, &c).await?;
     if body.id != id {
-        return Err(Problem::bad_request(
+        return Err(AdminError::bad_request(
             "the body's id differs from the path's",
         ));
     }
     let before = find(&state, &id).await?;
     for tenant in before.iter().map(|b| &b.0.tenant).chain([&body.tenant]) {
         if state.0.tenants.get(tenant).is_none() {
-            return Err(Problem::bad_request(format!("unknown tenant `{tenant}`")));
+            return Err(AdminError::bad_request(format!(
+                "unknown tenant `{tenant}`"
+            )));
         }
         if !covers(&state, &scope, tenant) {
             return Err(refuse(
@@ -199,11 +201,11 @@ pub(crate) async fn put(
         .put_upstream(body.clone())
         .await
         .map_err(|e| match e {
-            DirectoryError::Invalid(m) => Problem::bad_request(m),
-            e => api::internal(e),
+            DirectoryError::Invalid(m) => AdminError::bad_request(m),
+            e => AdminError::from(e),
         })?;
     c.before = before.as_ref().map(view).unwrap_or(Value::Null);
-    let after = find(&state, &id).await?.ok_or_else(Problem::internal)?;
+    let after = find(&state, &id).await?.ok_or(AdminError::Internal)?;
     c.after = view(&after);
     c.extra = json!({ "client_secret_changed": body.client_secret.is_some() });
     record(&state, &caller, &c).await?;
@@ -232,12 +234,12 @@ pub(crate) async fn delete(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let mut c = Change::new("upstream.delete", format!("upstreams/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let u = find(&state, &id)
         .await?
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no upstream `{id}`")))?;
+        .ok_or_else(|| AdminError::new(StatusCode::NOT_FOUND, format!("no upstream `{id}`")))?;
     c.tenant = Some(u.0.tenant.clone());
     if !covers(&state, &scope, &u.0.tenant) {
         return Err(refuse(
@@ -253,7 +255,7 @@ pub(crate) async fn delete(
         .directory
         .delete_upstream(&id)
         .await
-        .map_err(api::internal)?;
+        .map_err(AdminError::from)?;
     c.before = view(&u);
     record(&state, &caller, &c).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -14,7 +14,7 @@ use crate::auth::Caller;
 use crate::proposals::{propose, Place};
 use crate::scope::admin_scope;
 use crate::scope::{Scope, ADMIN};
-use crate::{AdminState, Problem};
+use crate::{AdminError, AdminState};
 
 /// A user as the admin API shows it (never a password hash).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -36,13 +36,13 @@ pub(crate) struct RoleView {
     role: String,
 }
 
-async fn view(state: &AdminState, u: User) -> Result<UserView, Problem> {
+async fn view(state: &AdminState, u: User) -> Result<UserView, AdminError> {
     let mut roles: Vec<RoleView> =
         sqlx::query_as("SELECT tenant, role FROM role_assignments WHERE subject = $1")
             .bind(&u.id)
             .fetch_all(&state.0.pool)
             .await
-            .map_err(api::internal)?;
+            .map_err(AdminError::from)?;
     roles.sort();
     Ok(UserView {
         id: u.id,
@@ -64,14 +64,14 @@ async fn user_in_scope(
     id: &str,
     write: bool,
     c: &Change<'_>,
-) -> Result<User, Problem> {
+) -> Result<User, AdminError> {
     let user = state
         .0
         .directory
         .user(id)
         .await
-        .map_err(api::internal)?
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no user `{id}`")))?;
+        .map_err(AdminError::from)?
+        .ok_or_else(|| AdminError::new(StatusCode::NOT_FOUND, format!("no user `{id}`")))?;
     let inside = state
         .0
         .tenants
@@ -88,7 +88,7 @@ async fn user_in_scope(
                 .bind(id)
                 .fetch_all(&state.0.pool)
                 .await
-                .map_err(api::internal)?;
+                .map_err(AdminError::from)?;
         for (tenant, role) in held {
             let ok = state
                 .0
@@ -135,7 +135,7 @@ pub(crate) async fn list(
     State(state): State<AdminState>,
     caller: Caller,
     RawQuery(raw): RawQuery,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let q: ListQuery = api::parse_query(raw)?;
     let limit = api::page_limit(q.limit.as_deref())?;
     let c = Change::new("user.list", "users", q.tenant.clone());
@@ -146,7 +146,7 @@ pub(crate) async fn list(
                 .0
                 .tenants
                 .get(t)
-                .ok_or_else(|| Problem::bad_request(format!("unknown tenant `{t}`")))?;
+                .ok_or_else(|| AdminError::bad_request(format!("unknown tenant `{t}`")))?;
             if !scope.covers(tenant) {
                 return Err(refuse(&state, &caller, &c, "outside the caller's subtree").await);
             }
@@ -190,7 +190,7 @@ pub(crate) async fn list(
     let mut rows = query
         .fetch_all(&state.0.pool)
         .await
-        .map_err(api::internal)?;
+        .map_err(AdminError::from)?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next = more
@@ -220,9 +220,9 @@ pub(crate) struct NewUserBody {
     roles: Vec<String>,
 }
 
-fn check_profile(name: Option<&str>, email: Option<&str>) -> Result<(), Problem> {
+fn check_profile(name: Option<&str>, email: Option<&str>) -> Result<(), AdminError> {
     if name.is_some_and(|n| n.chars().count() > 200 || n.chars().any(char::is_control)) {
-        return Err(Problem::bad_request(
+        return Err(AdminError::bad_request(
             "`name`: at most 200 characters, no control characters",
         ));
     }
@@ -232,14 +232,14 @@ fn check_profile(name: Option<&str>, email: Option<&str>) -> Result<(), Problem>
                 .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
             && !e.chars().any(|c| c.is_whitespace() || c.is_control());
         if !ok {
-            return Err(Problem::bad_request("`email` is not an e-mail address"));
+            return Err(AdminError::bad_request("`email` is not an e-mail address"));
         }
     }
     Ok(())
 }
 
 /// A role the policy knows, or 400.
-fn known_role(state: &AdminState, role: &str) -> Result<(), Problem> {
+fn known_role(state: &AdminState, role: &str) -> Result<(), AdminError> {
     if state
         .0
         .gateway
@@ -250,7 +250,7 @@ fn known_role(state: &AdminState, role: &str) -> Result<(), Problem> {
     {
         Ok(())
     } else {
-        Err(Problem::bad_request(format!("unknown role `{role}`")))
+        Err(AdminError::bad_request(format!("unknown role `{role}`")))
     }
 }
 
@@ -271,7 +271,7 @@ pub(crate) async fn create(
     State(state): State<AdminState>,
     caller: Caller,
     JsonBody(body): JsonBody<NewUserBody>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let mut c = Change::new("user.create", "users", Some(body.tenant.clone()));
     c.after = json!({ "tenant": body.tenant, "username": body.username, "roles": body.roles });
     let scope = admin_scope(&state, &caller, &c).await?;
@@ -279,7 +279,7 @@ pub(crate) async fn create(
         .0
         .tenants
         .get(&body.tenant)
-        .ok_or_else(|| Problem::bad_request(format!("unknown tenant `{}`", body.tenant)))?;
+        .ok_or_else(|| AdminError::bad_request(format!("unknown tenant `{}`", body.tenant)))?;
     if !scope.covers(tenant) {
         return Err(refuse(
             &state,
@@ -291,7 +291,7 @@ pub(crate) async fn create(
     }
     check_profile(body.name.as_deref(), body.email.as_deref())?;
     if body.roles.iter().any(|r| r == ADMIN) {
-        return Err(Problem::bad_request(
+        return Err(AdminError::bad_request(
             "assign `admin` separately: it takes effect when a second administrator approves",
         ));
     }
@@ -316,17 +316,17 @@ pub(crate) async fn create(
         })
         .await
         .map_err(|e| match e {
-            DirectoryError::Taken(m) => Problem::new(StatusCode::CONFLICT, m),
-            DirectoryError::Invalid(m) => Problem::bad_request(m),
-            e => api::internal(e),
+            DirectoryError::Taken(m) => AdminError::new(StatusCode::CONFLICT, m),
+            DirectoryError::Invalid(m) => AdminError::bad_request(m),
+            e => AdminError::from(e),
         })?;
     let user = state
         .0
         .directory
         .user(&id)
         .await
-        .map_err(api::internal)?
-        .ok_or_else(Problem::internal)?;
+        .map_err(AdminError::from)?
+        .ok_or(AdminError::Internal)?;
     let v = view(&state, user).await?;
     c.target = format!("users/{id}");
     c.after = serde_json::to_value(&v).unwrap_or(Value::Null);
@@ -363,7 +363,7 @@ pub(crate) async fn get(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let c = Change::new("user.read", format!("users/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let user = user_in_scope(&state, &caller, &scope, &id, false, &c).await?;
@@ -406,7 +406,7 @@ pub(crate) async fn patch(
     Ids(id): Ids<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<UserPatch>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let mut c = Change::new("user.update", format!("users/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let user = user_in_scope(&state, &caller, &scope, &id, true, &c).await?;
@@ -439,10 +439,12 @@ pub(crate) async fn patch(
             .directory
             .set_profile(&id, name, email)
             .await
-            .map_err(api::internal)?;
+            .map_err(AdminError::from)?;
     }
     if let Some(locked) = body.locked {
-        g.set_disabled(&id, locked).await.map_err(api::internal)?;
+        g.set_disabled(&id, locked)
+            .await
+            .map_err(AdminError::from)?;
     }
     let after = view(
         &state,
@@ -451,8 +453,8 @@ pub(crate) async fn patch(
             .directory
             .user(&id)
             .await
-            .map_err(api::internal)?
-            .ok_or_else(Problem::internal)?,
+            .map_err(AdminError::from)?
+            .ok_or(AdminError::Internal)?,
     )
     .await?;
     c.after = serde_json::to_value(&after).unwrap_or(Value::Null);
@@ -484,7 +486,7 @@ pub(crate) async fn reset_password(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let mut c = Change::new("user.password_reset", format!("users/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let user = user_in_scope(&state, &caller, &scope, &id, true, &c).await?;
@@ -517,7 +519,7 @@ pub(crate) async fn reset_password(
         .gateway
         .reset_password(&id)
         .await
-        .map_err(api::internal)?;
+        .map_err(AdminError::from)?;
     let password = password.expose();
     record(&state, &caller, &c).await?;
     Ok(api::json(
@@ -547,7 +549,7 @@ pub(crate) async fn reset_second_factor(
     State(state): State<AdminState>,
     caller: Caller,
     Ids(id): Ids<String>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let mut c = Change::new("user.second_factor_reset", format!("users/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let user = user_in_scope(&state, &caller, &scope, &id, true, &c).await?;
@@ -566,7 +568,7 @@ pub(crate) async fn reset_second_factor(
         .gateway
         .reset_second_factors(&id)
         .await
-        .map_err(api::internal)?;
+        .map_err(AdminError::from)?;
     c.extra = json!({ "removed": removed });
     record(&state, &caller, &c).await?;
     Ok(api::json(StatusCode::OK, json!({ "removed": removed })))
@@ -592,7 +594,7 @@ pub(crate) async fn add_role(
     State(state): State<AdminState>,
     caller: Caller,
     Ids((id, tenant, role)): Ids<(String, String, String)>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     change_role(state, caller, id, tenant, role, true).await
 }
 
@@ -616,18 +618,18 @@ pub(crate) async fn remove_role(
     State(state): State<AdminState>,
     caller: Caller,
     Ids((id, tenant, role)): Ids<(String, String, String)>,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     change_role(state, caller, id, tenant, role, false).await
 }
 
-async fn holds_admin(state: &AdminState, id: &str) -> Result<bool, Problem> {
+async fn holds_admin(state: &AdminState, id: &str) -> Result<bool, AdminError> {
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM role_assignments WHERE subject = $1 AND role = 'admin'",
     )
     .bind(id)
     .fetch_one(&state.0.pool)
     .await
-    .map_err(api::internal)?;
+    .map_err(AdminError::from)?;
     Ok(n > 0)
 }
 
@@ -641,13 +643,13 @@ pub(crate) async fn check_role_change(
     tenant_id: &str,
     role: &str,
     c: &mut Change<'_>,
-) -> Result<UserView, Problem> {
+) -> Result<UserView, AdminError> {
     let user = user_in_scope(state, caller, scope, id, true, c).await?;
     let tenant = state
         .0
         .tenants
         .get(tenant_id)
-        .ok_or_else(|| Problem::bad_request(format!("unknown tenant `{tenant_id}`")))?;
+        .ok_or_else(|| AdminError::bad_request(format!("unknown tenant `{tenant_id}`")))?;
     known_role(state, role)?;
     let home = user.tenant.clone();
     let before = view(state, user).await?;
@@ -666,7 +668,7 @@ pub(crate) async fn check_role_change(
     }
     // Roles act where they are held: in the user's home tenant or below.
     if !tenant.path.contains(&home) {
-        return Err(Problem::bad_request(format!(
+        return Err(AdminError::bad_request(format!(
             "`{tenant_id}` is not in the subtree of the user's home tenant `{home}`"
         )));
     }
@@ -686,7 +688,7 @@ pub(crate) async fn apply_role_change(
     role: &str,
     add: bool,
     c: &mut Change<'_>,
-) -> Result<UserView, Problem> {
+) -> Result<UserView, AdminError> {
     let id = &before.id;
     let pool = &state.0.pool;
     let changed = if add {
@@ -696,15 +698,15 @@ pub(crate) async fn apply_role_change(
             .any(|r| r.tenant == tenant_id && r.role == role);
         interkom_policy::roles::assign(pool, id, tenant_id, role)
             .await
-            .map_err(api::internal)?;
+            .map_err(AdminError::from)?;
         !had
     } else {
         interkom_policy::roles::unassign(pool, id, tenant_id, role)
             .await
-            .map_err(api::internal)?
+            .map_err(AdminError::from)?
     };
     if !add && !changed {
-        return Err(Problem::new(
+        return Err(AdminError::new(
             StatusCode::NOT_FOUND,
             format!("`{id}` does not hold `{role}` in `{tenant_id}`"),
         ));
@@ -715,7 +717,7 @@ pub(crate) async fn apply_role_change(
         .policy()
         .reload()
         .await
-        .map_err(api::internal)?;
+        .map_err(AdminError::from)?;
     let after = view(
         state,
         state
@@ -723,8 +725,8 @@ pub(crate) async fn apply_role_change(
             .directory
             .user(id)
             .await
-            .map_err(api::internal)?
-            .ok_or_else(Problem::internal)?,
+            .map_err(AdminError::from)?
+            .ok_or(AdminError::Internal)?,
     )
     .await?;
     if changed {
@@ -742,7 +744,7 @@ pub(crate) async fn apply_password_reset(
     scope: &Scope,
     id: &str,
     c: &mut Change<'_>,
-) -> Result<String, Problem> {
+) -> Result<String, AdminError> {
     let user = user_in_scope(state, caller, scope, id, true, c).await?;
     c.tenant = Some(user.tenant.clone());
     if id == caller.subject {
@@ -754,7 +756,7 @@ pub(crate) async fn apply_password_reset(
         .reset_password(id)
         .await
         .map(|p| p.expose().to_owned())
-        .map_err(api::internal)
+        .map_err(AdminError::from)
 }
 
 async fn change_role(
@@ -764,7 +766,7 @@ async fn change_role(
     tenant_id: String,
     role: String,
     add: bool,
-) -> Result<Response, Problem> {
+) -> Result<Response, AdminError> {
     let op = if add {
         "user.roles.add"
     } else {
