@@ -18,33 +18,16 @@ use crate::scope::admin_scope;
 use crate::scope::Scope;
 use crate::{AdminError, AdminState};
 
-const GRANT_COLUMNS: &str = "id, grantee, resource, actions, purpose, not_before, expires_at, \
-     grantor, approver, approved_at, revoked_at";
+use interkom_policy::records::GrantRecord;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct GrantRow {
-    id: String,
-    grantee: String,
-    resource: String,
-    actions: String,
-    purpose: String,
-    not_before: Option<i64>,
-    expires_at: i64,
-    grantor: String,
-    approver: Option<String>,
-    approved_at: Option<i64>,
-    revoked_at: Option<i64>,
-}
-
-impl GrantRow {
-    fn view(&self) -> Value {
-        json!({
-            "id": self.id, "grantee": self.grantee, "resource": self.resource,
-            "actions": self.actions.split(' ').collect::<Vec<_>>(), "purpose": self.purpose,
-            "not_before": self.not_before, "expires_at": self.expires_at, "grantor": self.grantor,
-            "approver": self.approver, "approved_at": self.approved_at, "revoked_at": self.revoked_at,
-        })
-    }
+/// A grant as the API shows it.
+fn view(g: &GrantRecord) -> Value {
+    json!({
+        "id": g.id, "grantee": g.grantee, "resource": g.resource,
+        "actions": g.actions.split(' ').collect::<Vec<_>>(), "purpose": g.purpose,
+        "not_before": g.not_before, "expires_at": g.expires_at, "grantor": g.grantor,
+        "approver": g.approver, "approved_at": g.approved_at, "revoked_at": g.revoked_at,
+    })
 }
 
 /// The owner tenant of a resource and its overall protection need.
@@ -87,12 +70,7 @@ pub(crate) async fn list(
     let q: api::ListQuery = api::parse_query(raw)?;
     let c = Change::new("grant.list", "grants", None);
     let scope = admin_scope(&state, &caller, &c).await?;
-    let rows: Vec<GrantRow> = sqlx::query_as(&format!(
-        "SELECT {GRANT_COLUMNS} FROM grants ORDER BY created_at DESC, id"
-    ))
-    .fetch_all(&state.0.pool)
-    .await
-    .map_err(AdminError::from)?;
+    let rows = interkom_policy::records::grants(&state.0.pool).await?;
     let list: Vec<Value> = rows
         .iter()
         .filter(|g| {
@@ -101,7 +79,7 @@ pub(crate) async fn list(
         })
         .filter(|g| q.resource.as_ref().is_none_or(|r| *r == g.resource))
         .filter(|g| q.subject.as_ref().is_none_or(|s| *s == g.grantee))
-        .map(GrantRow::view)
+        .map(view)
         .collect();
     let (list, next) = api::page(
         list,
@@ -345,15 +323,11 @@ async fn grant_in_scope(
     scope: &Scope,
     id: &str,
     c: &mut Change<'_>,
-) -> Result<GrantRow, AdminError> {
-    let row: GrantRow =
-        sqlx::query_as(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&state.0.pool)
-            .await
-            .map_err(AdminError::from)?
-            .ok_or_else(|| AdminError::new(StatusCode::NOT_FOUND, format!("no grant `{id}`")))?;
-    c.before = row.view();
+) -> Result<GrantRecord, AdminError> {
+    let row = interkom_policy::records::grant(&state.0.pool, id)
+        .await?
+        .ok_or_else(|| AdminError::new(StatusCode::NOT_FOUND, format!("no grant `{id}`")))?;
+    c.before = view(&row);
     let owner = resource_info(state, &row.resource).and_then(|(o, _)| o);
     c.tenant = owner.clone();
     if !owner_covered(state, scope, &owner) {
@@ -428,10 +402,10 @@ pub(crate) async fn approve(
         .await
         .map_err(AdminError::from)?;
     let after = refetch(&state, &id).await?;
-    c.after = after.view();
+    c.after = view(&after);
     c.approver = Some(caller.subject.clone());
     record(&state, &caller, &c).await?;
-    Ok(api::json(StatusCode::OK, json!({ "grant": after.view() })))
+    Ok(api::json(StatusCode::OK, json!({ "grant": view(&after) })))
 }
 
 /// `POST /grants/{id}/revoke`: ends a grant at once.
@@ -474,15 +448,13 @@ pub(crate) async fn revoke(
         .await
         .map_err(AdminError::from)?;
     let after = refetch(&state, &id).await?;
-    c.after = after.view();
+    c.after = view(&after);
     record(&state, &caller, &c).await?;
-    Ok(api::json(StatusCode::OK, json!({ "grant": after.view() })))
+    Ok(api::json(StatusCode::OK, json!({ "grant": view(&after) })))
 }
 
-async fn refetch(state: &AdminState, id: &str) -> Result<GrantRow, AdminError> {
-    sqlx::query_as(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"))
-        .bind(id)
-        .fetch_one(&state.0.pool)
-        .await
-        .map_err(AdminError::from)
+async fn refetch(state: &AdminState, id: &str) -> Result<GrantRecord, AdminError> {
+    interkom_policy::records::grant(&state.0.pool, id)
+        .await?
+        .ok_or(AdminError::Internal)
 }

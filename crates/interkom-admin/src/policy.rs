@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::api::{self, check_if_match, record, refuse, Change, Ids, JsonBody};
 use crate::auth::Caller;
+use crate::proposals::{self, ProposalRow};
 pub(crate) use crate::proposals::{propose, Place};
 use crate::scope::admin_scope;
 use crate::scope::Scope;
@@ -23,45 +24,8 @@ use crate::{AdminError, AdminState};
 /// Most lines in one change.
 const MAX_LINES: usize = 100;
 
-/// A resource row as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct ResourceRow {
-    id: String,
-    name: Option<String>,
-    kind: String,
-    owner: Option<String>,
-    client_id: Option<String>,
-    confidentiality: String,
-    integrity: String,
-    availability: String,
-}
-
-impl ResourceRow {
-    fn spec(&self) -> Option<ResourceSpec> {
-        Some(ResourceSpec {
-            id: self.id.clone(),
-            name: self.name.clone(),
-            kind: self.kind.clone(),
-            owner: self.owner.clone(),
-            client: self.client_id.clone(),
-            protection: interkom_policy::Protection {
-                c: ProtectionNeed::parse(&self.confidentiality)?,
-                i: ProtectionNeed::parse(&self.integrity)?,
-                a: ProtectionNeed::parse(&self.availability)?,
-            },
-        })
-    }
-}
-
 async fn resources(state: &AdminState) -> Result<Vec<ResourceSpec>, AdminError> {
-    let rows: Vec<ResourceRow> = sqlx::query_as(
-        "SELECT id, name, kind, owner, client_id, confidentiality, integrity, availability \
-         FROM resources ORDER BY id",
-    )
-    .fetch_all(&state.0.pool)
-    .await
-    .map_err(AdminError::from)?;
-    Ok(rows.iter().filter_map(ResourceRow::spec).collect())
+    Ok(interkom_policy::records::resources(&state.0.pool).await?)
 }
 
 /// Whether the caller administers `place`.
@@ -346,34 +310,12 @@ pub(crate) async fn lines(
     let c = Change::new("policy.read", "policy/lines", None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let all = resources(&state).await?;
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        ptype: String,
-        v0: String,
-        v1: String,
-        v2: String,
-        v3: String,
-        v4: String,
-        v5: String,
-        source: String,
-    }
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT ptype, v0, v1, v2, v3, v4, v5, source FROM policy_rules \
-         ORDER BY ptype, v0, v1, v2, v3, v4, v5",
-    )
-    .fetch_all(&state.0.pool)
-    .await
-    .map_err(AdminError::from)?;
+    let rows = interkom_policy::records::rule_lines(&state.0.pool).await?;
     // Only the lines the caller administers (the Kreis sees all).
     let lines: Vec<Value> = rows
         .into_iter()
         .filter_map(|r| {
-            let n = if r.ptype == "p" { 6 } else { 2 };
-            let values = [r.v0, r.v1, r.v2, r.v3, r.v4, r.v5];
-            let line = RuleLine {
-                ptype: r.ptype,
-                values: values.into_iter().take(n).collect(),
-            };
+            let line = r.line;
             let place = line_place(&state, &all, &line).ok()?;
             let wanted = q
                 .subject
@@ -527,42 +469,6 @@ async fn apply_lines(state: &AdminState, lines: &Lines) -> Result<Applied, Admin
     Ok(out)
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub(crate) struct ProposalRow {
-    id: String,
-    kind: String,
-    payload: String,
-    tenant: Option<String>,
-    proposer: String,
-    what_if: String,
-    status: String,
-    decided_by: Option<String>,
-    created_at: i64,
-    decided_at: Option<i64>,
-}
-
-impl ProposalRow {
-    fn view(&self) -> Value {
-        json!({
-            "id": self.id, "kind": self.kind,
-            "change": serde_json::from_str::<Value>(&self.payload).unwrap_or(Value::Null),
-            "tenant": self.tenant, "proposer": self.proposer,
-            "flips": serde_json::from_str::<Value>(&self.what_if).unwrap_or(Value::Null),
-            "status": self.status, "decided_by": self.decided_by,
-            "created_at": self.created_at, "decided_at": self.decided_at,
-        })
-    }
-    fn place(&self) -> Place {
-        match &self.tenant {
-            Some(t) => Place::Tenant(t.clone()),
-            None => Place::Everywhere,
-        }
-    }
-}
-
-const PROPOSAL_COLUMNS: &str =
-    "id, kind, payload, tenant, proposer, what_if, status, decided_by, created_at, decided_at";
-
 /// `GET /proposals[?status=pending|applied|rejected]`: the proposals of the
 /// caller's subtree, newest first.
 #[utoipa::path(
@@ -595,12 +501,7 @@ pub(crate) async fn proposals(
     }
     let c = Change::new("proposal.list", "proposals", None);
     let scope = admin_scope(&state, &caller, &c).await?;
-    let rows: Vec<ProposalRow> = sqlx::query_as(&format!(
-        "SELECT {PROPOSAL_COLUMNS} FROM admin_proposals ORDER BY created_at DESC, id LIMIT 1000"
-    ))
-    .fetch_all(&state.0.pool)
-    .await
-    .map_err(AdminError::from)?;
+    let rows = proposals::recent(&state.0.pool).await?;
     let list: Vec<Value> = rows
         .iter()
         .filter(|p| q.status.as_ref().is_none_or(|s| *s == p.status))
@@ -631,14 +532,9 @@ async fn proposal_in_scope(
     id: &str,
     c: &Change<'_>,
 ) -> Result<ProposalRow, AdminError> {
-    let row: ProposalRow = sqlx::query_as(&format!(
-        "SELECT {PROPOSAL_COLUMNS} FROM admin_proposals WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(&state.0.pool)
-    .await
-    .map_err(AdminError::from)?
-    .ok_or_else(|| AdminError::new(StatusCode::NOT_FOUND, format!("no proposal `{id}`")))?;
+    let row = proposals::get(&state.0.pool, id)
+        .await?
+        .ok_or_else(|| AdminError::new(StatusCode::NOT_FOUND, format!("no proposal `{id}`")))?;
     if !may_change(state, scope, &row.place()) {
         return Err(refuse(
             state,
@@ -723,18 +619,8 @@ pub(crate) async fn approve(
     let prepared = prepare_approval(&state, &caller, &scope, &row.kind, &payload, &mut c).await?;
     // Claim it: of two approvers at once, one applies it.
     let now = state.0.gateway.clock().now();
-    let claimed = sqlx::query(
-        "UPDATE admin_proposals SET status = 'applied', decided_by = $1, decided_at = $2 \
-         WHERE id = $3 AND status = 'pending'",
-    )
-    .bind(&caller.subject)
-    .bind(now)
-    .bind(&id)
-    .execute(&state.0.pool)
-    .await
-    .map_err(AdminError::from)?
-    .rows_affected();
-    if claimed != 1 {
+    let claimed = proposals::decide(&state.0.pool, &id, "applied", &caller.subject, now).await?;
+    if !claimed {
         return Err(AdminError::new(
             StatusCode::CONFLICT,
             "the proposal was decided meanwhile",
@@ -747,13 +633,7 @@ pub(crate) async fn approve(
         )),
         Err(p) => {
             // Not applied: it stays pending.
-            let _ = sqlx::query(
-                "UPDATE admin_proposals SET status = 'pending', decided_by = NULL, decided_at = NULL \
-                 WHERE id = $1",
-            )
-            .bind(&id)
-            .execute(&state.0.pool)
-            .await;
+            proposals::reopen(&state.0.pool, &id).await;
             Err(p)
         }
     }
@@ -915,18 +795,9 @@ pub(crate) async fn reject(
     let scope = admin_scope(&state, &caller, &c).await?;
     let row = proposal_in_scope(&state, &caller, &scope, &id, &c).await?;
     c.tenant = row.tenant.clone();
-    let n = sqlx::query(
-        "UPDATE admin_proposals SET status = 'rejected', decided_by = $1, decided_at = $2 \
-         WHERE id = $3 AND status = 'pending'",
-    )
-    .bind(&caller.subject)
-    .bind(state.0.gateway.clock().now())
-    .bind(&id)
-    .execute(&state.0.pool)
-    .await
-    .map_err(AdminError::from)?
-    .rows_affected();
-    if n != 1 {
+    let now = state.0.gateway.clock().now();
+    let decided = proposals::decide(&state.0.pool, &id, "rejected", &caller.subject, now).await?;
+    if !decided {
         return Err(AdminError::new(
             StatusCode::CONFLICT,
             format!("the proposal is {} already", row.status),

@@ -1,9 +1,11 @@
 //! Four-eyes proposals: a change that needs a second administrator is
 //! stored with its what-if and audited, then approved or rejected (the
-//! handlers in `policy`).
+//! handlers in `policy`). This module owns the `admin_proposals` table.
 
 use interkom_policy::Flip;
+use serde::Serialize;
 use serde_json::{json, Value};
+use sqlx::AnyPool;
 
 use crate::api::{record, Change};
 use crate::auth::Caller;
@@ -56,4 +58,92 @@ pub(crate) async fn propose(
     c.extra = json!({ "kind": kind, "flips": flips });
     record(state, caller, c).await?;
     Ok(id)
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub(crate) struct ProposalRow {
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    pub(crate) payload: String,
+    pub(crate) tenant: Option<String>,
+    pub(crate) proposer: String,
+    what_if: String,
+    pub(crate) status: String,
+    decided_by: Option<String>,
+    created_at: i64,
+    decided_at: Option<i64>,
+}
+
+impl ProposalRow {
+    pub(crate) fn view(&self) -> Value {
+        json!({
+            "id": self.id, "kind": self.kind,
+            "change": serde_json::from_str::<Value>(&self.payload).unwrap_or(Value::Null),
+            "tenant": self.tenant, "proposer": self.proposer,
+            "flips": serde_json::from_str::<Value>(&self.what_if).unwrap_or(Value::Null),
+            "status": self.status, "decided_by": self.decided_by,
+            "created_at": self.created_at, "decided_at": self.decided_at,
+        })
+    }
+    pub(crate) fn place(&self) -> Place {
+        match &self.tenant {
+            Some(t) => Place::Tenant(t.clone()),
+            None => Place::Everywhere,
+        }
+    }
+}
+
+const PROPOSAL_COLUMNS: &str =
+    "id, kind, payload, tenant, proposer, what_if, status, decided_by, created_at, decided_at";
+
+/// The latest proposals, newest first (a thousand at most).
+pub(crate) async fn recent(pool: &AnyPool) -> Result<Vec<ProposalRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {PROPOSAL_COLUMNS} FROM admin_proposals ORDER BY created_at DESC, id LIMIT 1000"
+    ))
+    .fetch_all(pool)
+    .await
+}
+
+pub(crate) async fn get(pool: &AnyPool, id: &str) -> Result<Option<ProposalRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {PROPOSAL_COLUMNS} FROM admin_proposals WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Decides a pending proposal (`applied` or `rejected`); false when it was
+/// decided meanwhile: of two administrators at once, one decides.
+pub(crate) async fn decide(
+    pool: &AnyPool,
+    id: &str,
+    status: &str,
+    by: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE admin_proposals SET status = $1, decided_by = $2, decided_at = $3 \
+         WHERE id = $4 AND status = 'pending'",
+    )
+    .bind(status)
+    .bind(by)
+    .bind(now)
+    .bind(id)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Makes a proposal pending again (it could not be applied after all).
+pub(crate) async fn reopen(pool: &AnyPool, id: &str) {
+    let _ = sqlx::query(
+        "UPDATE admin_proposals SET status = 'pending', decided_by = NULL, decided_at = NULL \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .execute(pool)
+    .await;
 }

@@ -24,12 +24,7 @@ impl Scope {
     /// The caller's role assignments; 403 for someone who administers
     /// nothing (the refusal is audited by the caller of this function).
     pub(crate) async fn load(pool: &AnyPool, caller: &Caller) -> Result<Scope, AdminError> {
-        let held: Vec<(String, String)> =
-            sqlx::query_as("SELECT tenant, role FROM role_assignments WHERE subject = $1")
-                .bind(&caller.subject)
-                .fetch_all(pool)
-                .await
-                .map_err(AdminError::from)?;
+        let held = interkom_policy::roles::held_by(pool, &caller.subject).await?;
         Ok(Scope { held })
     }
 

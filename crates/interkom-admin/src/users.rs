@@ -37,12 +37,11 @@ pub(crate) struct RoleView {
 }
 
 async fn view(state: &AdminState, u: User) -> Result<UserView, AdminError> {
-    let mut roles: Vec<RoleView> =
-        sqlx::query_as("SELECT tenant, role FROM role_assignments WHERE subject = $1")
-            .bind(&u.id)
-            .fetch_all(&state.0.pool)
-            .await
-            .map_err(AdminError::from)?;
+    let mut roles: Vec<RoleView> = interkom_policy::roles::held_by(&state.0.pool, &u.id)
+        .await?
+        .into_iter()
+        .map(|(tenant, role)| RoleView { tenant, role })
+        .collect();
     roles.sort();
     Ok(UserView {
         id: u.id,
@@ -83,12 +82,7 @@ async fn user_in_scope(
     // Acting on an account (its password, lock, roles) is acting as it:
     // only for someone who administers and holds every role it has.
     if write {
-        let held: Vec<(String, String)> =
-            sqlx::query_as("SELECT tenant, role FROM role_assignments WHERE subject = $1")
-                .bind(id)
-                .fetch_all(&state.0.pool)
-                .await
-                .map_err(AdminError::from)?;
+        let held = interkom_policy::roles::held_by(&state.0.pool, id).await?;
         for (tenant, role) in held {
             let ok = state
                 .0
@@ -166,31 +160,11 @@ pub(crate) async fn list(
             json!({ "users": [], "next_cursor": null }),
         ));
     }
-    let mut sql = String::from(
-        "SELECT id, tenant, username, password_hash, name, email, disabled FROM users WHERE tenant IN (",
-    );
-    for i in 0..tenants.len() {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str(&format!("${}", i + 1));
-    }
-    sql.push(')');
-    if q.cursor.is_some() {
-        sql.push_str(&format!(" AND username > ${}", tenants.len() + 1));
-    }
-    sql.push_str(&format!(" ORDER BY username LIMIT {}", limit + 1));
-    let mut query = sqlx::query_as::<_, User>(&sql);
-    for t in &tenants {
-        query = query.bind(t);
-    }
-    if let Some(cur) = &q.cursor {
-        query = query.bind(cur);
-    }
-    let mut rows = query
-        .fetch_all(&state.0.pool)
-        .await
-        .map_err(AdminError::from)?;
+    let mut rows = state
+        .0
+        .directory
+        .users_in(&tenants, q.cursor.as_deref(), limit + 1)
+        .await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next = more
@@ -623,14 +597,7 @@ pub(crate) async fn remove_role(
 }
 
 async fn holds_admin(state: &AdminState, id: &str) -> Result<bool, AdminError> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM role_assignments WHERE subject = $1 AND role = 'admin'",
-    )
-    .bind(id)
-    .fetch_one(&state.0.pool)
-    .await
-    .map_err(AdminError::from)?;
-    Ok(n > 0)
+    Ok(interkom_policy::roles::holds_anywhere(&state.0.pool, id, "admin").await?)
 }
 
 /// The checks of a role change by `caller` (also when a second

@@ -374,6 +374,36 @@ impl Directory {
         user_by_id(&self.0.pool, id).await
     }
 
+    /// Accounts of `tenants`, by username, after `after` (a page's cursor),
+    /// at most `limit`.
+    pub async fn users_in(
+        &self,
+        tenants: &[String],
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<User>, DirectoryError> {
+        if tenants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (1..=tenants.len()).map(|i| format!("${i}")).collect();
+        let mut sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE tenant IN ({})",
+            marks.join(",")
+        );
+        if after.is_some() {
+            sql.push_str(&format!(" AND username > ${}", tenants.len() + 1));
+        }
+        sql.push_str(&format!(" ORDER BY username LIMIT {}", limit.max(0)));
+        let mut query = sqlx::query_as::<_, User>(&sql);
+        for t in tenants {
+            query = query.bind(t);
+        }
+        if let Some(a) = after {
+            query = query.bind(a);
+        }
+        Ok(query.fetch_all(&self.0.pool).await?)
+    }
+
     /// Whether `password` is the account's; an unknown account (`None`)
     /// costs the same time and never matches.
     pub async fn verify_password(&self, user: Option<&User>, password: String) -> bool {

@@ -19,6 +19,7 @@ pub mod live;
 pub mod loa;
 pub mod oracle;
 pub mod policyset;
+pub mod records;
 pub mod roles;
 pub mod store;
 pub mod tenant;

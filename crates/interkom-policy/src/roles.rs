@@ -77,6 +77,32 @@ pub async fn roles_in(
     .await?)
 }
 
+/// Every (tenant, role) `subject` holds.
+pub async fn held_by(pool: &AnyPool, subject: &str) -> Result<Vec<(String, String)>, PolicyError> {
+    Ok(
+        sqlx::query_as("SELECT tenant, role FROM role_assignments WHERE subject = $1")
+            .bind(subject)
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// Whether `subject` holds `role` anywhere.
+pub async fn holds_anywhere(
+    pool: &AnyPool,
+    subject: &str,
+    role: &str,
+) -> Result<bool, PolicyError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM role_assignments WHERE subject = $1 AND role = $2",
+    )
+    .bind(subject)
+    .bind(role)
+    .fetch_one(pool)
+    .await?;
+    Ok(n > 0)
+}
+
 /// A role name: letters, digits, '-', '_' and '.', at most 64 characters.
 pub fn valid_role(role: &str) -> bool {
     !role.is_empty()
