@@ -16,7 +16,7 @@ use interkom_directory::{Client, GrantType, SUPPORTED_SCOPES};
 use interkom_types::Loa;
 use serde::Deserialize;
 
-use crate::i18n::Lang;
+use crate::i18n::{Lang, LangTexts};
 use crate::login::flow;
 use crate::login::pages::{self, Chooser};
 use crate::login::plan::Step;

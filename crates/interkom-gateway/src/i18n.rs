@@ -3,55 +3,15 @@
 
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Lang {
-    De,
-    En,
+pub(crate) use interkom_types::Lang;
+
+/// The texts of a language.
+pub(crate) trait LangTexts {
+    fn texts(self) -> &'static Texts;
 }
 
-impl Lang {
-    pub(crate) fn code(self) -> &'static str {
-        match self {
-            Lang::De => "de",
-            Lang::En => "en",
-        }
-    }
-
-    /// `ui_locales` wins (first supported tag), then the highest-weighted
-    /// supported language of `Accept-Language`; German otherwise.
-    pub(crate) fn negotiate(ui_locales: Option<&str>, accept_language: Option<&str>) -> Lang {
-        let tag = |t: &str| match t
-            .trim()
-            .split(['-', '_'])
-            .next()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            Some("de") => Some(Lang::De),
-            Some("en") => Some(Lang::En),
-            _ => None,
-        };
-        if let Some(l) = ui_locales.and_then(|u| u.split(' ').find_map(tag)) {
-            return l;
-        }
-        let mut best: Option<(f32, Lang)> = None;
-        for part in accept_language.unwrap_or("").split(',') {
-            let mut it = part.split(';');
-            let Some(lang) = it.next().and_then(tag) else {
-                continue;
-            };
-            let q = it
-                .find_map(|p| p.trim().strip_prefix("q="))
-                .and_then(|q| q.parse::<f32>().ok())
-                .unwrap_or(1.0);
-            if best.is_none_or(|(bq, _)| q > bq) {
-                best = Some((q, lang));
-            }
-        }
-        best.map(|(_, l)| l).unwrap_or(Lang::De)
-    }
-
-    pub(crate) fn texts(self) -> &'static Texts {
+impl LangTexts for Lang {
+    fn texts(self) -> &'static Texts {
         match self {
             Lang::De => &DE,
             Lang::En => &EN,

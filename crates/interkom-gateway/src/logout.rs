@@ -12,7 +12,7 @@ use axum::response::Response;
 use interkom_audit::{Action, AuditEvent, Outcome};
 use serde_json::Value;
 
-use crate::i18n::Lang;
+use crate::i18n::{Lang, LangTexts};
 use crate::params::Params;
 use crate::session::{self, SESSION_COOKIE};
 use crate::web::{self, Meta};

@@ -11,7 +11,7 @@ use minijinja::Environment;
 use serde::Serialize;
 
 use crate::config::SourcePseudonymisation;
-use crate::i18n::{Lang, Texts};
+use crate::i18n::{Lang, LangTexts, Texts};
 use crate::{Gateway, GatewayError};
 
 pub(crate) fn templates() -> Result<Environment<'static>, GatewayError> {
@@ -145,14 +145,13 @@ pub(crate) fn see_other(location: &str) -> Response {
 }
 
 pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
+    interkom_types::cookie(
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+        name,
+    )
 }
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, Secure under TLS, scoped to

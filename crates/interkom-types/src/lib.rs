@@ -5,14 +5,18 @@
 //!   sleeping).
 //! - [`Loa`]: the level of assurance of a login, carried as `acr`.
 //! - [`Alg`]: the JWS algorithms interkom signs with.
+//! - [`Lang`]: the languages of the pages (and [`cookie`], the one
+//!   parser of `Cookie` headers).
 //! - [`Secret`]: a value never printed by `{:?}` or `{}`, wiped on drop.
 
 mod alg;
 mod clock;
+mod lang;
 mod loa;
 mod secret;
 
 pub use alg::Alg;
 pub use clock::Clock;
+pub use lang::{cookie, Lang};
 pub use loa::{has_second_factor, Loa, SECOND_FACTOR_AMR};
 pub use secret::Secret;

@@ -26,7 +26,7 @@ use webauthn_rs::prelude::{
 
 use super::enrol::enrolling_user;
 use super::SecondFactor;
-use crate::i18n::Lang;
+use crate::i18n::{Lang, LangTexts};
 use crate::login::pages;
 use crate::login::state::{self, Checked, Login, LoginRequest, Posted};
 use crate::web::{self, Meta};

@@ -18,7 +18,7 @@ use totp_rs::{Algorithm, Secret, TOTP};
 
 use super::enrol::enrolling_user;
 use super::SecondFactor;
-use crate::i18n::Lang;
+use crate::i18n::{Lang, LangTexts};
 use crate::login::pages;
 use crate::login::state::{self, Checked, Login, LoginRequest};
 use crate::web::{self, Meta};

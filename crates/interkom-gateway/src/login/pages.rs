@@ -9,7 +9,7 @@ use interkom_directory::{Client, Upstream};
 use serde::Serialize;
 
 use super::state::{csrf_token, offered, Login, LoginRequest};
-use crate::i18n::Lang;
+use crate::i18n::{Lang, LangTexts};
 use crate::web;
 use crate::Gateway;
 

@@ -11,7 +11,7 @@ use interkom_directory::Client;
 use interkom_types::Loa;
 use serde::{Deserialize, Serialize};
 
-use crate::i18n::Lang;
+use crate::i18n::{Lang, LangTexts};
 use crate::web::{self, Meta};
 use crate::{Gateway, GatewayError};
 use interkom_directory::crypto::{ct_eq, random_token};

@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 use super::oidc_account;
 use super::oidc_answer::{claim_str, Asserted, Failure};
 use super::{Authentication, IdentitySource, SourceAsk};
-use crate::i18n::Lang;
+use crate::i18n::{Lang, LangTexts};
 use crate::login::state::{
     self, upstream_key, AuthRequest, Gone, Login, LoginRequest, BROWSER_COOKIE,
 };

@@ -4,7 +4,7 @@
 use interkom_types::Loa;
 use serde_json::Value;
 
-use crate::i18n::Lang;
+use crate::i18n::{Lang, LangTexts};
 use crate::GatewayError;
 
 /// What went wrong at an upstream, for the page, the audit trail and the

@@ -9,6 +9,7 @@ use interkom_audit::{Action, AuditEvent, Outcome};
 use interkom_types::Loa;
 
 use super::{Authentication, IdentitySource, SourceAsk};
+use crate::i18n::LangTexts;
 use crate::login::pages::{self, Chooser};
 use crate::login::state::{Checked, Login, LoginRequest};
 use crate::web::Meta;

@@ -1,0 +1,11 @@
+//! The console's pages, one module per resource of the admin API.
+
+pub(crate) mod audit;
+pub(crate) mod clients;
+pub(crate) mod grants;
+pub(crate) mod overview;
+pub(crate) mod policy;
+pub(crate) mod proposals;
+pub(crate) mod resources;
+pub(crate) mod upstreams;
+pub(crate) mod users;
