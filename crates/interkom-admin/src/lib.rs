@@ -27,6 +27,7 @@ mod grants;
 mod openapi;
 mod policy;
 mod proposals;
+mod resources;
 mod scope;
 mod upstreams;
 mod users;
@@ -35,13 +36,15 @@ use std::sync::Arc;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use axum::Router;
 use interkom_audit::AuditLog;
 use interkom_directory::Directory;
 use interkom_gateway::Gateway;
 use interkom_policy::TenantTree;
 use serde::Serialize;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use error::AdminError;
 use sqlx::AnyPool;
@@ -125,53 +128,24 @@ pub async fn migrate(pool: &AnyPool) -> Result<(), sqlx::migrate::MigrateError> 
     migrator.run(pool).await
 }
 
+/// Every resource's routes with their OpenAPI annotations: the one list
+/// from which both the router and the OpenAPI document are made.
+pub(crate) fn resources() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::with_openapi(openapi::AdminApi::openapi())
+        .merge(audit::routes())
+        .merge(clients::routes())
+        .merge(upstreams::routes())
+        .merge(users::routes())
+        .merge(grants::routes())
+        .merge(policy::routes())
+        .merge(proposals::routes())
+        .merge(resources::routes())
+}
+
 /// The admin routes, to be nested under `/admin/v1`.
 pub fn router(state: AdminState) -> Router {
-    Router::new()
-        .route("/openapi.json", get(openapi::document))
-        .route("/tenants", get(clients::tenants))
-        .route("/clients", get(clients::list).post(clients::create))
-        .route("/clients/{id}", get(clients::get).patch(clients::patch))
-        .route("/clients/{id}/secret", post(clients::rotate_secret))
-        .route("/keys", get(clients::keys))
-        .route("/keys/rotate", post(clients::rotate_keys))
-        .route("/users", get(users::list).post(users::create))
-        .route("/users/{id}", get(users::get).patch(users::patch))
-        .route("/users/{id}/password-reset", post(users::reset_password))
-        .route(
-            "/users/{id}/second-factor-reset",
-            post(users::reset_second_factor),
-        )
-        .route("/upstreams", get(upstreams::list))
-        .route(
-            "/upstreams/{id}",
-            get(upstreams::get)
-                .put(upstreams::put)
-                .delete(upstreams::delete),
-        )
-        .route(
-            "/users/{id}/roles/{tenant}/{role}",
-            put(users::add_role).delete(users::remove_role),
-        )
-        .route("/policy/lines", get(policy::lines))
-        .route("/policy/what-if", post(policy::what_if))
-        .route("/policy/changes", post(policy::change))
-        .route("/proposals", get(policy::proposals))
-        .route("/proposals/{id}", get(policy::proposal))
-        .route("/proposals/{id}/approve", post(policy::approve))
-        .route("/proposals/{id}/reject", post(policy::reject))
-        .route("/resources", get(policy::list_resources))
-        .route(
-            "/resources/{id}",
-            get(policy::get_resource).put(policy::put_resource_handler),
-        )
-        .route("/grants", get(grants::list).post(grants::create))
-        .route("/grants/{id}/approve", post(grants::approve))
-        .route("/grants/{id}/revoke", post(grants::revoke))
-        .route("/audit/events", get(audit::events))
-        .route("/audit/export", get(audit::export))
-        .route("/audit/verify", get(audit::verify))
-        .route("/audit/checkpoints", get(audit::checkpoints))
+    let (api, _) = resources().split_for_parts();
+    api.route("/openapi.json", get(openapi::document))
         .fallback(|| async { AdminError::new(StatusCode::NOT_FOUND, "no such admin resource") })
         .method_not_allowed_fallback(|| async {
             AdminError::new(

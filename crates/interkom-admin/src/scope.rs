@@ -82,3 +82,35 @@ pub(crate) async fn admin_scope(
     }
     Ok(scope)
 }
+
+/// Where a change applies: inside one tenant's subtree, or everywhere
+/// (lines for `*` or a kind, resources of no tenant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Place {
+    Tenant(String),
+    Everywhere,
+}
+
+impl Place {
+    pub(crate) fn tenant(&self) -> Option<String> {
+        match self {
+            Place::Tenant(t) => Some(t.clone()),
+            Place::Everywhere => None,
+        }
+    }
+}
+
+/// Whether the caller administers `place`.
+pub(crate) fn may_change(state: &crate::AdminState, scope: &Scope, place: &Place) -> bool {
+    match place {
+        Place::Tenant(t) => scope.covers_id(&state.0.tenants, t),
+        Place::Everywhere => scope.covers_every_kreis(&state.0.tenants),
+    }
+}
+
+pub(crate) fn resource_place(r: &interkom_policy::ResourceSpec) -> Place {
+    match &r.owner {
+        Some(o) => Place::Tenant(o.clone()),
+        None => Place::Everywhere,
+    }
+}

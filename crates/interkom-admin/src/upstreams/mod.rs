@@ -21,6 +21,16 @@ use crate::auth::Caller;
 use crate::scope::admin_scope;
 use crate::scope::Scope;
 use crate::{AdminError, AdminState};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The routes of this resource, with their OpenAPI annotations (one list
+/// for both).
+pub(crate) fn routes() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get, put, delete))
+}
 
 /// An upstream as shown: the configuration without its secret.
 fn view((u, has_secret): &(UpstreamConfig, bool)) -> Value {

@@ -19,6 +19,17 @@ use crate::scope::Scope;
 use crate::{AdminError, AdminState};
 
 use interkom_policy::records::GrantRecord;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The routes of this resource, with their OpenAPI annotations (one list
+/// for both).
+pub(crate) fn routes() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(approve))
+        .routes(routes!(revoke))
+}
 
 /// A grant as the API shows it.
 fn view(g: &GrantRecord) -> Value {

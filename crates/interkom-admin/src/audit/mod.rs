@@ -15,6 +15,18 @@ use serde_json::json;
 
 use crate::auth::Caller;
 use crate::{AdminError, AdminState};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The routes of this resource, with their OpenAPI annotations (one list
+/// for both).
+pub(crate) fn routes() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(events))
+        .routes(routes!(export))
+        .routes(routes!(verify))
+        .routes(routes!(checkpoints))
+}
 
 /// Filters, as query parameters. Unknown parameters are refused.
 #[derive(Debug, Default, Deserialize)]

@@ -11,10 +11,23 @@ use serde_json::{json, Value};
 
 use crate::api::{self, check_if_match, record, refuse, Change, Ids, JsonBody};
 use crate::auth::Caller;
-use crate::proposals::{propose, Place};
+use crate::proposals::store::{propose, Place};
 use crate::scope::admin_scope;
 use crate::scope::{Scope, ADMIN};
 use crate::{AdminError, AdminState};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The routes of this resource, with their OpenAPI annotations (one list
+/// for both).
+pub(crate) fn routes() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get, patch))
+        .routes(routes!(reset_password))
+        .routes(routes!(reset_second_factor))
+        .routes(routes!(add_role, remove_role))
+}
 
 /// A user as the admin API shows it (never a password hash).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

@@ -1,6 +1,5 @@
-//! Four-eyes proposals: a change that needs a second administrator is
-//! stored with its what-if and audited, then approved or rejected (the
-//! handlers in `policy`). This module owns the `admin_proposals` table.
+//! The four-eyes proposals as stored (table `admin_proposals`): a change
+//! that needs a second administrator, with its what-if.
 
 use interkom_policy::Flip;
 use serde::Serialize;
@@ -9,24 +8,8 @@ use sqlx::AnyPool;
 
 use crate::api::{record, Change};
 use crate::auth::Caller;
+pub(crate) use crate::scope::Place;
 use crate::{AdminError, AdminState};
-
-/// Where a change applies: inside one tenant's subtree, or everywhere
-/// (lines for `*` or a kind, resources of no tenant).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Place {
-    Tenant(String),
-    Everywhere,
-}
-
-impl Place {
-    pub(crate) fn tenant(&self) -> Option<String> {
-        match self {
-            Place::Tenant(t) => Some(t.clone()),
-            Place::Everywhere => None,
-        }
-    }
-}
 
 /// Stores a proposal; audited as a change of its own.
 pub(crate) async fn propose(

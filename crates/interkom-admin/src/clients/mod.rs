@@ -14,6 +14,20 @@ use crate::auth::Caller;
 use crate::scope::admin_scope;
 use crate::scope::Scope;
 use crate::{AdminError, AdminState};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The routes of this resource, with their OpenAPI annotations (one list
+/// for both).
+pub(crate) fn routes() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(tenants))
+        .routes(routes!(list, create))
+        .routes(routes!(get, patch))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(keys))
+        .routes(routes!(rotate_keys))
+}
 
 fn invalid(e: DirectoryError) -> AdminError {
     match e {

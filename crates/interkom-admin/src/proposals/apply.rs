@@ -1,0 +1,148 @@
+//! Applying an approved proposal: the approver must be able to make the
+//! change themselves, on the state as it is now.
+
+use axum::http::StatusCode;
+use interkom_policy::ResourceSpec;
+use serde_json::{json, Value};
+
+use crate::api::{self, record, refuse, Change};
+use crate::auth::Caller;
+use crate::policy::rules::{apply_lines, authorize_lines, parse_lines, Lines, PolicyChangeBody};
+use crate::policy::rules::{authorize_flips, preview, resources};
+use crate::resources::rules::check_client;
+use crate::resources::rules::{check_resource, put_resource};
+use crate::scope::Scope;
+use crate::scope::{may_change, resource_place};
+use crate::{AdminError, AdminState};
+
+/// A proposal, checked for its approver and ready to apply.
+pub(crate) enum Prepared {
+    Lines(Lines, Option<String>),
+    Resource(ResourceSpec),
+    Role(crate::users::UserView, String, String),
+    PasswordReset(String),
+}
+
+pub(crate) async fn prepare_approval(
+    state: &AdminState,
+    caller: &Caller,
+    scope: &Scope,
+    kind: &str,
+    payload: &Value,
+    c: &mut Change<'_>,
+) -> Result<Prepared, AdminError> {
+    let field = |k: &str| payload.get(k).and_then(Value::as_str).map(str::to_owned);
+    match kind {
+        "policy_change" => {
+            let body: PolicyChangeBody =
+                serde_json::from_value(payload.clone()).map_err(AdminError::from)?;
+            let lines = parse_lines(&body)?;
+            let all = resources(state).await?;
+            authorize_lines(state, caller, scope, &all, &lines, c).await?;
+            let (flips, _) = preview(state, &all, &lines).await?;
+            authorize_flips(state, caller, scope, &all, &flips, c).await?;
+            Ok(Prepared::Lines(lines, body.comment))
+        }
+        "resource" => {
+            let spec: ResourceSpec =
+                serde_json::from_value(payload["spec"].clone()).map_err(AdminError::from)?;
+            let all = resources(state).await?;
+            let current = all.iter().find(|r| r.id == spec.id);
+            let now_tag = current.map(api::etag);
+            if now_tag.as_deref() != payload["before_etag"].as_str() {
+                return Err(AdminError::new(
+                    StatusCode::CONFLICT,
+                    "the resource changed since the proposal: propose again",
+                ));
+            }
+            if let Some(cur) = current {
+                if !may_change(state, scope, &resource_place(cur)) {
+                    return Err(refuse(
+                        state,
+                        caller,
+                        c,
+                        "the resource is outside the approver's subtree",
+                    )
+                    .await);
+                }
+            }
+            if !may_change(state, scope, &resource_place(&spec)) {
+                return Err(refuse(
+                    state,
+                    caller,
+                    c,
+                    "the new owner is outside the approver's subtree",
+                )
+                .await);
+            }
+            check_resource(state, &all, &spec)?;
+            check_client(state, caller, scope, &spec, c).await?;
+            c.before = serde_json::to_value(current).unwrap_or(Value::Null);
+            Ok(Prepared::Resource(spec))
+        }
+        "role_assignment" => {
+            let (Some(user), Some(tenant), Some(role)) =
+                (field("user"), field("tenant"), field("role"))
+            else {
+                return Err(AdminError::internal("malformed role proposal"));
+            };
+            let before =
+                crate::users::check_role_change(state, caller, scope, &user, &tenant, &role, c)
+                    .await?;
+            Ok(Prepared::Role(before, tenant, role))
+        }
+        "password_reset" => {
+            let user =
+                field("user").ok_or_else(|| AdminError::internal("malformed reset proposal"))?;
+            Ok(Prepared::PasswordReset(user))
+        }
+        other => Err(AdminError::internal(format!(
+            "unknown proposal kind {other}"
+        ))),
+    }
+}
+
+pub(crate) async fn apply_approved(
+    state: &AdminState,
+    caller: &Caller,
+    prepared: Prepared,
+    c: &mut Change<'_>,
+) -> Result<Value, AdminError> {
+    match prepared {
+        Prepared::Lines(lines, comment) => {
+            let applied = apply_lines(state, &lines).await?;
+            c.op = "policy.change";
+            c.target = "policy/lines".into();
+            c.before = json!({ "present": applied.removed });
+            c.after =
+                json!({ "added": applied.added, "removed": applied.removed, "comment": comment });
+            record(state, caller, c).await?;
+            Ok(json!({ "added": applied.added, "removed": applied.removed }))
+        }
+        Prepared::Resource(spec) => {
+            put_resource(state, &spec).await?;
+            c.op = "resource.put";
+            c.target = format!("resources/{}", spec.id);
+            c.after = serde_json::to_value(&spec).unwrap_or(Value::Null);
+            record(state, caller, c).await?;
+            Ok(json!({ "resource": spec }))
+        }
+        Prepared::Role(before, tenant, role) => {
+            c.op = "user.roles.add";
+            c.target = format!("users/{}/roles/{tenant}/{role}", before.id);
+            let after =
+                crate::users::apply_role_change(state, caller, &before, &tenant, &role, true, c)
+                    .await?;
+            Ok(serde_json::to_value(after).unwrap_or(Value::Null))
+        }
+        Prepared::PasswordReset(user) => {
+            let scope = Scope::load(&state.0.pool, caller).await?;
+            c.op = "user.password_reset";
+            c.target = format!("users/{user}");
+            let password =
+                crate::users::apply_password_reset(state, caller, &scope, &user, c).await?;
+            record(state, caller, c).await?;
+            Ok(json!({ "initial_password": password }))
+        }
+    }
+}
