@@ -5,16 +5,20 @@
 //! administrative tree. Errors are RFC 9457 problem+json.
 //!
 //! # Layout
-//! - [`AdminError`] (`error`): what can go wrong, mapped once to
-//!   [`Problem`], the RFC 9457 problem+json body.
-//! - `auth`: the bearer token and who the caller is.
-//! - `audit`: search, export, verification status and checkpoints of the
-//!   audit trail, for security staff within their subtree.
-//! - `scope`: whom an administrator may administer (their `admin` subtree,
-//!   only roles they hold themselves, never their own roles).
-//! - `api`: strict JSON bodies, ETag/If-Match, the `admin_change` event.
-//! - `users`, `clients` (with tenants and keys), `policy` (lines,
-//!   resources, four-eyes proposals), `grants`.
+//! One folder per resource, each with its handlers, its rules and its
+//! OpenAPI annotations, and a `routes()` that [`router`] and the OpenAPI
+//! document are both made from (utoipa-axum: one list):
+//! `users`, `clients` (with tenants and keys), `upstreams`, `grants`,
+//! `audit`, `policy` (lines: read, what-if, change), `resources` (with
+//! their protection needs), `proposals` (four eyes: `store`, `apply`).
+//!
+//! Below them: `scope` (whom an administrator may administer: their `admin`
+//! subtree, only roles they hold themselves, never their own roles; where
+//! a change applies), `api` (strict JSON bodies, ETag/If-Match, the
+//! `admin_change` event), `auth` (the bearer token and who the caller is),
+//! [`AdminError`] (`error`: what can go wrong, mapped once to [`Problem`],
+//! the RFC 9457 problem+json body), `docs` (schemas the document declares
+//! once), `openapi` (the document), and [`console`] (the admin console).
 
 mod api;
 mod audit;

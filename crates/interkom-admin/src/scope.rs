@@ -83,6 +83,15 @@ pub(crate) async fn admin_scope(
     Ok(scope)
 }
 
+/// Whether the caller administers `place` (pure: the caller's scope and
+/// the tree).
+pub(crate) fn covers_place(tree: &TenantTree, scope: &Scope, place: &Place) -> bool {
+    match place {
+        Place::Tenant(t) => scope.covers_id(tree, t),
+        Place::Everywhere => scope.covers_every_kreis(tree),
+    }
+}
+
 /// Where a change applies: inside one tenant's subtree, or everywhere
 /// (lines for `*` or a kind, resources of no tenant).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,15 +111,119 @@ impl Place {
 
 /// Whether the caller administers `place`.
 pub(crate) fn may_change(state: &crate::AdminState, scope: &Scope, place: &Place) -> bool {
-    match place {
-        Place::Tenant(t) => scope.covers_id(&state.0.tenants, t),
-        Place::Everywhere => scope.covers_every_kreis(&state.0.tenants),
-    }
+    covers_place(&state.0.tenants, scope, place)
 }
 
 pub(crate) fn resource_place(r: &interkom_policy::ResourceSpec) -> Place {
     match &r.owner {
         Some(o) => Place::Tenant(o.clone()),
         None => Place::Everywhere,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The admin scope without a node: a tree, role assignments, the rules.
+
+    use interkom_policy::tenant::{Level, TenantSpec};
+
+    use super::*;
+
+    fn tree() -> TenantTree {
+        let t = |id: &str, level, parent: Option<&str>| TenantSpec {
+            id: id.into(),
+            name: id.into(),
+            level,
+            parent: parent.map(str::to_owned),
+        };
+        TenantTree::from_specs(&[
+            t("lk", Level::Kreis, None),
+            t("sg-elbtalaue", Level::Samtgemeinde, Some("lk")),
+            t("hitzacker", Level::Gemeinde, Some("sg-elbtalaue")),
+            t("damnatz", Level::Gemeinde, Some("sg-elbtalaue")),
+            t("sg-gartow", Level::Samtgemeinde, Some("lk")),
+            t("gartow", Level::Gemeinde, Some("sg-gartow")),
+        ])
+        .unwrap()
+    }
+
+    fn scope(held: &[(&str, &str)]) -> Scope {
+        Scope {
+            held: held
+                .iter()
+                .map(|(t, r)| (t.to_string(), r.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn an_administrator_reaches_their_subtree_only() {
+        let tree = tree();
+        let gemeinde = scope(&[("hitzacker", "admin")]);
+        assert!(gemeinde.is_admin());
+        assert!(gemeinde.covers_id(&tree, "hitzacker"));
+        // Not up, not sideways, not a tenant that does not exist.
+        for other in ["sg-elbtalaue", "lk", "damnatz", "gartow", "nowhere"] {
+            assert!(!gemeinde.covers_id(&tree, other), "{other}");
+        }
+        let samtgemeinde = scope(&[("sg-elbtalaue", "admin")]);
+        assert!(samtgemeinde.covers_id(&tree, "damnatz"));
+        assert!(!samtgemeinde.covers_id(&tree, "gartow"));
+        // Another role is no administration.
+        assert!(!scope(&[("lk", "kommunalaufsicht")]).is_admin());
+        assert!(!scope(&[("lk", "kommunalaufsicht")]).covers_id(&tree, "hitzacker"));
+    }
+
+    #[test]
+    fn what_applies_everywhere_belongs_to_the_kreis() {
+        let tree = tree();
+        let kreis = scope(&[("lk", "admin")]);
+        assert!(covers_place(&tree, &kreis, &Place::Everywhere));
+        assert!(covers_place(&tree, &kreis, &Place::Tenant("gartow".into())));
+        let gemeinde = scope(&[("hitzacker", "admin")]);
+        assert!(!covers_place(&tree, &gemeinde, &Place::Everywhere));
+        assert!(covers_place(
+            &tree,
+            &gemeinde,
+            &Place::Tenant("hitzacker".into())
+        ));
+        assert!(!covers_place(
+            &tree,
+            &gemeinde,
+            &Place::Tenant("damnatz".into())
+        ));
+    }
+
+    #[test]
+    fn roles_are_handed_out_only_by_who_holds_them_at_or_above() {
+        let tree = tree();
+        let hitzacker = tree.get("hitzacker").unwrap();
+        let damnatz = tree.get("damnatz").unwrap();
+        let s = scope(&[("sg-elbtalaue", "admin"), ("sg-elbtalaue", "meldewesen")]);
+        assert!(s.holds_at_or_above("meldewesen", hitzacker));
+        assert!(s.holds_at_or_above("meldewesen", damnatz));
+        // A role the caller lacks cannot be handed out, not even below.
+        assert!(!s.holds_at_or_above("kommunalaufsicht", hitzacker));
+        // Held below is not held above.
+        let g = scope(&[("hitzacker", "admin")]);
+        assert!(!g.holds_at_or_above("admin", tree.get("sg-elbtalaue").unwrap()));
+        assert!(g.holds_at_or_above("admin", hitzacker));
+    }
+
+    #[test]
+    fn a_resource_applies_where_its_owner_is() {
+        let spec = |owner: Option<&str>| interkom_policy::ResourceSpec {
+            id: "meldedaten".into(),
+            name: None,
+            kind: "meldewesen".into(),
+            owner: owner.map(str::to_owned),
+            client: None,
+            protection: interkom_policy::Protection::NORMAL,
+        };
+        assert_eq!(
+            resource_place(&spec(Some("hitzacker"))),
+            Place::Tenant("hitzacker".into())
+        );
+        assert_eq!(resource_place(&spec(None)), Place::Everywhere);
     }
 }

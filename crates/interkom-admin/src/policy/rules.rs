@@ -307,3 +307,57 @@ pub(crate) async fn apply_lines(state: &AdminState, lines: &Lines) -> Result<App
         .map_err(AdminError::from)?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The four-eyes rule without a node.
+
+    use interkom_policy::{Protection, ProtectionNeed, ResourceSpec};
+
+    use super::*;
+
+    fn resource(id: &str, kind: &str, c: ProtectionNeed) -> ResourceSpec {
+        ResourceSpec {
+            id: id.into(),
+            name: None,
+            kind: kind.into(),
+            owner: Some("hitzacker".into()),
+            client: None,
+            protection: Protection {
+                c,
+                ..Protection::NORMAL
+            },
+        }
+    }
+
+    #[test]
+    fn whatever_touches_a_sehr_hoch_resource_needs_a_second_administrator() {
+        let all = [
+            resource("meldedaten", "meldewesen", ProtectionNeed::SehrHoch),
+            resource("haushalt", "finanzen", ProtectionNeed::Hoch),
+        ];
+        let p = |obj: &str| {
+            RuleLine::new(
+                "p",
+                &["sachbearbeitung", obj, "read", "tenant", "allow", "true"],
+            )
+        };
+        let g = RuleLine::new("g", &["hitzacker", "sg-elbtalaue"]);
+        // By id, by kind, by `*`.
+        for obj in ["meldedaten", "meldewesen", "*"] {
+            assert!(touches_sehr_hoch(&all, &[&p(obj)], &[]), "{obj}");
+        }
+        assert!(!touches_sehr_hoch(&all, &[&p("haushalt")], &[]));
+        // A `g` line names no object; what it flips decides.
+        assert!(!touches_sehr_hoch(&all, &[&g], &[]));
+        let flip = |resource: &str| Flip {
+            subject: "u".into(),
+            action: "read".into(),
+            resource: resource.into(),
+            before: false,
+            after: true,
+        };
+        assert!(touches_sehr_hoch(&all, &[&g], &[flip("meldedaten")]));
+        assert!(!touches_sehr_hoch(&all, &[&g], &[flip("haushalt")]));
+    }
+}
