@@ -510,6 +510,19 @@ impl Directory {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_new_account_never_prints_its_password() {
+        let u = NewUser {
+            tenant: "hitzacker".into(),
+            username: "m.muster".into(),
+            password: Secret::new("Kennwort-2026-geheim"),
+            name: None,
+            email: None,
+            roles: vec![],
+        };
+        assert!(!format!("{u:?}").contains("Kennwort"));
+    }
+
     #[tokio::test]
     async fn hashes_verify_and_unknown_users_never_match() {
         let h = PasswordHasher::new(&Argon2Config::default()).unwrap();
