@@ -42,10 +42,41 @@ const MAX_BLOCKS_PER_QUERY: i64 = 1024;
 /// blocks, a few index seeks each.
 pub async fn query(pool: &AnyPool, q: &AuditQuery) -> Result<Vec<StoredEvent>, AuditError> {
     let limit = q.limit.clamp(1, 1000);
+    let (lo, hi) = seq_range(pool, q).await?;
+    if lo >= hi {
+        return Ok(Vec::new());
+    }
+    // SQLite seeks block by block (block-led indexes); PostgreSQL, whose
+    // B-tree inserts cost no page copy per commit, keeps plain indexes
+    // (`pg_indexes`) and answers in one query.
+    let plain = crate::is_postgres(pool);
+    let Some(mut keys) = index_keys(q, plain) else {
+        return Ok(Vec::new());
+    };
+    let indexed = !keys.is_empty();
+    let driver = keys.first().map(|(c, _)| *c);
+    if let Some(v) = &q.outcome {
+        keys.push(("outcome", v.clone()));
+    }
+    let (filter, binds) = conditions(keys, driver, q);
+    if !indexed || plain {
+        // Nothing to seek by, or PostgreSQL: one query, newest first.
+        let sql = format!(
+            "SELECT {} FROM audit_events WHERE seq >= {lo} AND seq < {hi}{filter} \
+             ORDER BY seq DESC LIMIT {limit}",
+            crate::event::COLUMNS
+        );
+        return fetch(pool, &sql, &binds).await;
+    }
+    by_blocks(pool, (lo, hi), limit, &filter, &binds).await
+}
+
+/// The range of sequence numbers `[lo, hi)` the query's cursor and time
+/// bounds leave.
+async fn seq_range(pool: &AnyPool, q: &AuditQuery) -> Result<(i64, i64), AuditError> {
     let head: i64 = sqlx::query_scalar("SELECT seq FROM audit_head WHERE id = 1")
         .fetch_one(pool)
         .await?;
-    // The range of sequence numbers [lo, hi) to look at.
     let mut hi = head + 1;
     if let Some(b) = q.before_seq {
         hi = hi.min(b);
@@ -57,17 +88,13 @@ pub async fn query(pool: &AnyPool, q: &AuditQuery) -> Result<Vec<StoredEvent>, A
     if let Some(t) = &q.from_ts {
         lo = lo.max(first_at_or_after(pool, t, head).await?);
     }
-    if lo >= hi {
-        return Ok(Vec::new());
-    }
+    Ok((lo, hi))
+}
 
-    // SQLite seeks block by block (block-led indexes); PostgreSQL, whose
-    // B-tree inserts cost no page copy per commit, keeps plain indexes
-    // (`pg_indexes`) and answers in one query.
-    let plain = crate::is_postgres(pool);
-    // The most selective filter drives: its index is sought block by
-    // block. The others are checked on the rows found; `|| ''` keeps the
-    // planner from picking their (less selective) index instead.
+/// The indexed filters, the most selective first: it drives (its index is
+/// sought block by block). `None`: the tenant path names no subtree, so
+/// nothing matches.
+fn index_keys(q: &AuditQuery, plain: bool) -> Option<Vec<(&'static str, String)>> {
     let mut keys: Vec<(&str, String)> = Vec::new();
     if let Some(v) = &q.correlation_id {
         keys.push(("correlation_id", v.clone()));
@@ -80,9 +107,8 @@ pub async fn query(pool: &AnyPool, q: &AuditQuery) -> Result<Vec<StoredEvent>, A
     }
     if let Some(prefix) = &q.tenant_path_prefix {
         let levels = crate::event::split_path(Some(prefix));
-        if levels[0].is_none() {
-            return Ok(Vec::new());
-        }
+        // Without a Kreis the path names no subtree.
+        levels[0].as_ref()?;
         let columns = ["path_kreis", "path_samtgemeinde", "path_gemeinde"];
         if plain {
             // Tenant ids are unique: the deepest level names the subtree.
@@ -105,11 +131,17 @@ pub async fn query(pool: &AnyPool, q: &AuditQuery) -> Result<Vec<StoredEvent>, A
     if let Some(v) = &q.action {
         keys.push(("action", v.clone()));
     }
-    let indexed = !keys.is_empty();
-    let driver = keys.first().map(|(c, _)| *c);
-    if let Some(v) = &q.outcome {
-        keys.push(("outcome", v.clone()));
-    }
+    Some(keys)
+}
+
+/// The `WHERE` conditions after the sequence range, and their binds. The
+/// filters that do not drive are checked on the rows found; `|| ''` keeps
+/// the planner from picking their (less selective) index instead.
+fn conditions(
+    keys: Vec<(&str, String)>,
+    driver: Option<&str>,
+    q: &AuditQuery,
+) -> (String, Vec<String>) {
     let mut conds: Vec<String> = Vec::new();
     let mut binds: Vec<String> = Vec::new();
     for (column, v) in keys {
@@ -136,17 +168,18 @@ pub async fn query(pool: &AnyPool, q: &AuditQuery) -> Result<Vec<StoredEvent>, A
         filter.push_str(" AND ");
         filter.push_str(c);
     }
+    (filter, binds)
+}
 
-    if !indexed || plain {
-        // Nothing to seek by, or PostgreSQL: one query, newest first.
-        let sql = format!(
-            "SELECT {} FROM audit_events WHERE seq >= {lo} AND seq < {hi}{filter} \
-             ORDER BY seq DESC LIMIT {limit}",
-            crate::event::COLUMNS
-        );
-        return fetch(pool, &sql, &binds).await;
-    }
-
+/// Up to `limit` events of `[lo, hi)` that pass `filter`, sought from the
+/// newest block down in windows of 1, 2, 4, … blocks.
+async fn by_blocks(
+    pool: &AnyPool,
+    (lo, hi): (i64, i64),
+    limit: i64,
+    filter: &str,
+    binds: &[String],
+) -> Result<Vec<StoredEvent>, AuditError> {
     let mut out: Vec<StoredEvent> = Vec::new();
     let bottom = lo / BLOCK;
     let mut top = (hi - 1) / BLOCK;
@@ -164,7 +197,7 @@ pub async fn query(pool: &AnyPool, q: &AuditQuery) -> Result<Vec<StoredEvent>, A
             blocks = blocks.join(","),
             rest = limit - out.len() as i64,
         );
-        out.extend(fetch(pool, &sql, &binds).await?);
+        out.extend(fetch(pool, &sql, binds).await?);
         top = first - 1;
         width = (width * 2).min(MAX_BLOCKS_PER_QUERY);
     }

@@ -43,6 +43,9 @@ struct Land {
     gemeinden: Vec<String>,
 }
 
+/// The time the land is compiled and asked at (its grants expire later).
+const NOW: i64 = 1_900_000_000;
+
 fn role(i: usize) -> String {
     if i < SUPERVISORY {
         format!("aufsicht{i}")
@@ -286,7 +289,7 @@ fn load_from_database(land: &Land) -> (Duration, Duration) {
         let started = Instant::now();
         let live = interkom_policy::store::load(&pool).await.unwrap();
         let read = started.elapsed();
-        let (snap, _) = Snapshot::compile(&land.tree, &land.set, &live);
+        let (snap, _) = Snapshot::compile(&land.tree, &land.set, &live, NOW);
         let total = started.elapsed();
         black_box(snap);
         pool.close().await;
@@ -299,7 +302,7 @@ fn main() {
     let land = land();
     let before = rss_kib();
     let started = Instant::now();
-    let (snap, problems) = Snapshot::compile(&land.tree, &land.set, &land.live);
+    let (snap, problems) = Snapshot::compile(&land.tree, &land.set, &land.live, NOW);
     let compile = started.elapsed();
     let after = rss_kib();
     println!(
@@ -320,7 +323,7 @@ fn main() {
 
     // Questions: users asking about resources in and around their tenant.
     let mut rng = StdRng::seed_from_u64(7);
-    let now = 1_900_000_000;
+    let now = NOW;
     let ctx = AuthContext {
         acr: Some(Loa::Substantial),
         auth_time: Some(now - 600),

@@ -1,27 +1,26 @@
 //! The OpenID AuthZEN Authorization API 1.0: the policy engine as a PDP for
-//! Fachverfahren.
+//! Fachverfahren. This module is the PDP's logic — who may ask, what a
+//! request says, the decisions and their JSON answers — with no HTTP in it;
+//! the routes live at the edge (the `interkom` binary's `authzen` module):
 //!
-//! - `GET /.well-known/authzen-configuration`: PDP metadata.
-//! - `POST /access/v1/evaluation`: one decision.
-//! - `POST /access/v1/evaluations`: a batch; top-level `subject`, `action`,
-//!   `resource` and `context` are defaults each item may override; results
-//!   in request order; `options.evaluations_semantic` is `execute_all`
-//!   (default), `deny_on_first_deny` or `permit_on_first_permit`.
+//! - `GET /.well-known/authzen-configuration`: [`Pdp::metadata`].
+//! - `POST /access/v1/evaluation`: one decision, [`Pdp::evaluation`].
+//! - `POST /access/v1/evaluations`: a batch, [`Pdp::evaluations`]; top-level
+//!   `subject`, `action`, `resource` and `context` are defaults each item may
+//!   override; results in request order; `options.evaluations_semantic` is
+//!   `execute_all` (default), `deny_on_first_deny` or
+//!   `permit_on_first_permit`.
 //!
 //! Callers present a bearer access token from interkom's gateway (client
-//! credentials). Errors are RFC 9457 problem+json.
+//! credentials), checked by [`Pdp::caller`]. What goes wrong is a
+//! [`PdpError`]; the edge answers it as RFC 9457 problem+json, with the
+//! error's text as the detail.
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use futures_util::future::BoxFuture;
 use interkom_audit::AuditLog;
+use interkom_types::Clock;
 use serde_json::{json, Map, Value};
 
 use crate::engine::{AuthContext, Decision, Effect, ResourceRef, Snapshot, SubjectRef};
@@ -39,7 +38,7 @@ pub struct PdpCaller {
 /// Why a bearer token could not be checked.
 #[derive(Debug)]
 pub enum AuthFailure {
-    /// The database is away: 503, the caller may retry.
+    /// The database is away: the caller may retry.
     Unavailable(String),
     Internal(String),
 }
@@ -48,100 +47,42 @@ pub enum AuthFailure {
 pub type Authenticate =
     Arc<dyn Fn(String) -> BoxFuture<'static, Result<Option<PdpCaller>, AuthFailure>> + Send + Sync>;
 
-/// What the PDP routes need.
+/// Why the PDP refuses a request. The text is what the caller reads; a
+/// cause worth logging is logged where it arises, never sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PdpError {
+    /// The token is not valid (or has expired).
+    #[error("the access token is invalid or expired")]
+    InvalidToken,
+    /// A user's token: the PDP answers clients only.
+    #[error("the PDP answers clients (a client-credentials access token), not users")]
+    NotAClient,
+    /// The request is malformed; the text says where.
+    #[error("{0}")]
+    Malformed(String),
+    /// The token could not be checked now (the database is away).
+    #[error("temporarily unavailable; try again")]
+    Unavailable,
+    /// A decision could not be written to the audit trail, so none is
+    /// answered.
+    #[error("the decision could not be audited; try again")]
+    NotAudited,
+    #[error("internal error")]
+    Internal,
+}
+
+/// Most evaluations in one batch.
+pub const MAX_BATCH: usize = 1000;
+
+/// The PDP of a node: cheap to clone.
 #[derive(Clone)]
-pub struct PdpState {
+pub struct Pdp {
     pub engine: Arc<PolicyEngine>,
     pub audit: AuditLog,
     pub authenticate: Authenticate,
     /// The issuer URL (the PDP's base).
     pub issuer: String,
-    /// The time source (seconds since the epoch).
-    pub now: Arc<dyn Fn() -> i64 + Send + Sync>,
-}
-
-/// The largest request body (a full batch of evaluations fits).
-const MAX_BODY: usize = 1 << 20;
-
-/// Most evaluations in one batch.
-pub const MAX_BATCH: usize = 1000;
-
-/// The PDP routes.
-pub fn router(state: PdpState) -> Router {
-    Router::new()
-        .route("/.well-known/authzen-configuration", get(metadata))
-        .route("/access/v1/evaluation", post(evaluation))
-        .route("/access/v1/evaluations", post(evaluations))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state)
-}
-
-fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
-    let mut res = (
-        status,
-        Json(json!({
-            "type": "about:blank",
-            "title": status.canonical_reason().unwrap_or("Error"),
-            "status": status.as_u16(),
-            "detail": detail.into(),
-        })),
-    )
-        .into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    if status == StatusCode::UNAUTHORIZED {
-        res.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"interkom-pdp\""),
-        );
-    }
-    res
-}
-
-async fn metadata(State(s): State<PdpState>) -> Response {
-    let base = s.issuer.trim_end_matches('/');
-    Json(json!({
-        "policy_decision_point": base,
-        "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
-        "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
-    }))
-    .into_response()
-}
-
-async fn caller(s: &PdpState, headers: &HeaderMap) -> Result<PdpCaller, Response> {
-    let unauthorized = |d: &str| problem(StatusCode::UNAUTHORIZED, d);
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| {
-            unauthorized("a bearer access token is required (client credentials from interkom)")
-        })?
-        .to_str()
-        .map_err(|_| unauthorized("malformed Authorization header"))?;
-    let token = match value.split_once(' ') {
-        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim().to_owned(),
-        _ => return Err(unauthorized("a bearer access token is required")),
-    };
-    match (s.authenticate)(token).await {
-        Ok(Some(c)) if c.client_credentials => Ok(c),
-        Ok(Some(_)) => Err(problem(
-            StatusCode::FORBIDDEN,
-            "the PDP answers clients (a client-credentials access token), not users",
-        )),
-        Ok(None) => Err(unauthorized("the access token is invalid or expired")),
-        Err(AuthFailure::Unavailable(e)) => {
-            tracing::error!(error = %e, "token validation failed: database unavailable");
-            Err(problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily unavailable; try again",
-            ))
-        }
-        Err(AuthFailure::Internal(e)) => {
-            tracing::error!(error = %e, "token validation failed");
-            Err(problem(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
-        }
-    }
+    pub clock: Clock,
 }
 
 /// One parsed evaluation.
@@ -153,6 +94,236 @@ struct Eval {
     resource_id: String,
     properties: Option<Map<String, Value>>,
     ctx: AuthContext,
+}
+
+impl Eval {
+    fn resource(&self) -> ResourceRef<'_> {
+        ResourceRef {
+            id: &self.resource_id,
+            kind: Some(&self.resource_type),
+            properties: self.properties.as_ref(),
+        }
+    }
+}
+
+/// How a batch goes on after a decision (`options.evaluations_semantic`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Semantic {
+    ExecuteAll,
+    DenyOnFirstDeny,
+    PermitOnFirstPermit,
+}
+
+impl Semantic {
+    /// Whether the batch stops after a decision that `allowed` or not.
+    fn stops_after(self, allowed: bool) -> bool {
+        match self {
+            Semantic::ExecuteAll => false,
+            Semantic::DenyOnFirstDeny => !allowed,
+            Semantic::PermitOnFirstPermit => allowed,
+        }
+    }
+}
+
+fn malformed(detail: impl Into<String>) -> PdpError {
+    PdpError::Malformed(detail.into())
+}
+
+/// A request body: one JSON object.
+pub fn parse_body(body: &[u8]) -> Result<Map<String, Value>, PdpError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(malformed("the request body must be a JSON object")),
+        Err(e) => Err(malformed(format!(
+            "the request body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+impl Pdp {
+    /// The PDP metadata (`/.well-known/authzen-configuration`).
+    pub fn metadata(&self) -> Value {
+        let base = self.issuer.trim_end_matches('/');
+        json!({
+            "policy_decision_point": base,
+            "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
+            "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+        })
+    }
+
+    /// The caller a bearer token stands for: a client acting for itself.
+    pub async fn caller(&self, token: String) -> Result<PdpCaller, PdpError> {
+        match (self.authenticate)(token).await {
+            Ok(Some(c)) if c.client_credentials => Ok(c),
+            Ok(Some(_)) => Err(PdpError::NotAClient),
+            Ok(None) => Err(PdpError::InvalidToken),
+            Err(AuthFailure::Unavailable(e)) => {
+                tracing::error!(error = %e, "token validation failed: database unavailable");
+                Err(PdpError::Unavailable)
+            }
+            Err(AuthFailure::Internal(e)) => {
+                tracing::error!(error = %e, "token validation failed");
+                Err(PdpError::Internal)
+            }
+        }
+    }
+
+    /// One evaluation from the request's top-level fields: the response
+    /// object, after the decision is audited where it must be.
+    pub async fn evaluation(
+        &self,
+        caller: &PdpCaller,
+        request: &Map<String, Value>,
+        request_id: Option<String>,
+    ) -> Result<Value, PdpError> {
+        self.single(caller, request, request_id, self.clock.now())
+            .await
+    }
+
+    async fn single(
+        &self,
+        caller: &PdpCaller,
+        m: &Map<String, Value>,
+        request_id: Option<String>,
+        now: i64,
+    ) -> Result<Value, PdpError> {
+        let e = parse_eval(
+            m.get("subject"),
+            m.get("action"),
+            m.get("resource"),
+            m.get("context"),
+            "",
+            now,
+        )?;
+        let snap = self.engine.snapshot();
+        let d = decide(&snap, &e);
+        self.audit_decision(&snap, caller, &e, &d, request_id)
+            .await?;
+        Ok(response(&snap, &d))
+    }
+
+    /// A batch of evaluations (without items: one, from the top-level
+    /// fields). Every item is parsed before any is decided: a malformed one
+    /// fails the whole request, before anything is decided or audited.
+    pub async fn evaluations(
+        &self,
+        caller: &PdpCaller,
+        request: &Map<String, Value>,
+        request_id: Option<String>,
+    ) -> Result<Value, PdpError> {
+        let now = self.clock.now();
+        let m = request;
+        let items = match m.get("evaluations") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a.clone(),
+            Some(_) => return Err(malformed("`evaluations` must be an array")),
+        };
+        let semantic = semantic(m)?;
+        // Without items the request is a single evaluation (AuthZEN 1.0 §7.1).
+        if items.is_empty() {
+            return self.single(caller, m, request_id, now).await;
+        }
+        if items.len() > MAX_BATCH {
+            return Err(malformed(format!(
+                "at most {MAX_BATCH} evaluations per request"
+            )));
+        }
+        let evals = parse_batch(m, &items, now)?;
+        let snap = self.engine.snapshot();
+        let mut out = Vec::with_capacity(evals.len());
+        let mut audits = Vec::new();
+        for e in &evals {
+            let d = decide(&snap, e);
+            let allowed = d.allowed();
+            out.push(response(&snap, &d));
+            audits.push((e, d));
+            if semantic.stops_after(allowed) {
+                break;
+            }
+        }
+        let results = futures_util::future::join_all(
+            audits
+                .iter()
+                .map(|(e, d)| self.audit_decision(&snap, caller, e, d, request_id.clone())),
+        )
+        .await;
+        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        Ok(json!({ "evaluations": out }))
+    }
+
+    async fn audit_decision(
+        &self,
+        snap: &Snapshot,
+        caller: &PdpCaller,
+        e: &Eval,
+        d: &Decision,
+        request_id: Option<String>,
+    ) -> Result<(), PdpError> {
+        let details = json!({
+            "via": "authzen",
+            "subject": { "type": e.subject_type, "id": e.subject_id },
+            "action": e.action,
+            "resource": { "type": e.resource_type, "id": e.resource_id },
+        });
+        let Some(mut ev) = snap.decision_event(d, &e.resource(), details) else {
+            return Ok(());
+        };
+        ev = ev.client(&caller.client_id).correlation(request_id);
+        if e.subject_type != "client" {
+            ev = ev.subject(&e.subject_id, None);
+        }
+        self.audit.append(ev).await.map(|_| ()).map_err(|err| {
+            tracing::error!(error = %err, "audit append failed");
+            PdpError::NotAudited
+        })
+    }
+}
+
+/// `options.evaluations_semantic`, checked before `options` itself.
+fn semantic(m: &Map<String, Value>) -> Result<Semantic, PdpError> {
+    let semantic = match m.get("options").map(|o| o.get("evaluations_semantic")) {
+        None | Some(None) | Some(Some(Value::Null)) => Semantic::ExecuteAll,
+        Some(Some(Value::String(v))) if v == "execute_all" => Semantic::ExecuteAll,
+        Some(Some(Value::String(v))) if v == "deny_on_first_deny" => Semantic::DenyOnFirstDeny,
+        Some(Some(Value::String(v))) if v == "permit_on_first_permit" => {
+            Semantic::PermitOnFirstPermit
+        }
+        Some(Some(_)) => {
+            return Err(malformed(
+                "`options.evaluations_semantic` must be execute_all, deny_on_first_deny or permit_on_first_permit",
+            ))
+        }
+    };
+    if m.get("options")
+        .is_some_and(|o| !o.is_object() && !o.is_null())
+    {
+        return Err(malformed("`options` must be an object"));
+    }
+    Ok(semantic)
+}
+
+/// Every item of a batch, each field falling back to the request's own.
+fn parse_batch(m: &Map<String, Value>, items: &[Value], now: i64) -> Result<Vec<Eval>, PdpError> {
+    let mut evals = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Some(it) = item.as_object() else {
+            return Err(malformed(format!("evaluations[{i}] must be an object")));
+        };
+        let pick = |k: &str| it.get(k).filter(|v| !v.is_null()).or_else(|| m.get(k));
+        evals.push(parse_eval(
+            pick("subject"),
+            pick("action"),
+            pick("resource"),
+            pick("context"),
+            &format!("evaluations[{i}]: "),
+            now,
+        )?);
+    }
+    Ok(evals)
+}
+
+fn required<'a>(v: Option<&'a Value>, field: &str, at: &str) -> Result<&'a Value, String> {
+    v.ok_or_else(|| format!("{at}`{field}` is required"))
 }
 
 fn obj<'a>(v: &'a Value, field: &str, at: &str) -> Result<&'a Map<String, Value>, String> {
@@ -196,22 +367,21 @@ fn parse_eval(
     context: Option<&Value>,
     at: &str,
     now: i64,
+) -> Result<Eval, PdpError> {
+    parse_eval_fields(subject, action, resource, context, at, now).map_err(PdpError::Malformed)
+}
+
+fn parse_eval_fields(
+    subject: Option<&Value>,
+    action: Option<&Value>,
+    resource: Option<&Value>,
+    context: Option<&Value>,
+    at: &str,
+    now: i64,
 ) -> Result<Eval, String> {
-    let subject = obj(
-        subject.ok_or_else(|| format!("{at}`subject` is required"))?,
-        "subject",
-        at,
-    )?;
-    let action = obj(
-        action.ok_or_else(|| format!("{at}`action` is required"))?,
-        "action",
-        at,
-    )?;
-    let resource = obj(
-        resource.ok_or_else(|| format!("{at}`resource` is required"))?,
-        "resource",
-        at,
-    )?;
+    let subject = obj(required(subject, "subject", at)?, "subject", at)?;
+    let action = obj(required(action, "action", at)?, "action", at)?;
+    let resource = obj(required(resource, "resource", at)?, "resource", at)?;
     let subject_props = properties(subject, "subject", at)?;
     properties(action, "action", at)?;
     // The login's assurance: from `context`, else from the subject's
@@ -226,48 +396,7 @@ fn parse_eval(
         }
         (c, _) => c.cloned(),
     };
-    let ctx = match context.as_ref() {
-        None | Some(Value::Null) => AuthContext {
-            now,
-            ..AuthContext::default()
-        },
-        Some(Value::Object(c)) => {
-            let acr = match c.get("acr") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) => Some(s.as_str()),
-                Some(_) => return Err(format!("{at}`context.acr` must be a string")),
-            };
-            let amr: Vec<&str> = match c.get("amr") {
-                None | Some(Value::Null) => Vec::new(),
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .map(|m| {
-                        m.as_str()
-                            .ok_or_else(|| format!("{at}`context.amr` must be an array of strings"))
-                    })
-                    .collect::<Result<_, _>>()?,
-                Some(_) => return Err(format!("{at}`context.amr` must be an array of strings")),
-            };
-            let auth_time = match c.get("auth_time") {
-                None | Some(Value::Null) => None,
-                Some(v) => {
-                    let t = v.as_i64().ok_or_else(|| {
-                        format!(
-                            "{at}`context.auth_time` must be an integer (seconds since the epoch)"
-                        )
-                    })?;
-                    if t > now.saturating_add(60) || t < 0 {
-                        return Err(format!(
-                            "{at}`context.auth_time` lies in the future or before 1970"
-                        ));
-                    }
-                    Some(t)
-                }
-            };
-            AuthContext::from_claims(acr, &amr, auth_time, now)
-        }
-        Some(_) => return Err(format!("{at}`context` must be an object")),
-    };
+    let ctx = auth_context(context.as_ref(), at, now)?;
     Ok(Eval {
         subject_type: string_field(subject, "type", "subject", at)?,
         subject_id: string_field(subject, "id", "subject", at)?,
@@ -279,20 +408,57 @@ fn parse_eval(
     })
 }
 
-fn parse_body(body: &Bytes) -> Result<Map<String, Value>, String> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err("the request body must be a JSON object".into()),
-        Err(e) => Err(format!("the request body is not valid JSON: {e}")),
-    }
+/// How the subject logged in, from `context` (`acr`, `amr`, `auth_time`).
+fn auth_context(context: Option<&Value>, at: &str, now: i64) -> Result<AuthContext, String> {
+    let c = match context {
+        None | Some(Value::Null) => {
+            return Ok(AuthContext {
+                now,
+                ..AuthContext::default()
+            })
+        }
+        Some(Value::Object(c)) => c,
+        Some(_) => return Err(format!("{at}`context` must be an object")),
+    };
+    let acr = match c.get("acr") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return Err(format!("{at}`context.acr` must be a string")),
+    };
+    let amr: Vec<&str> = match c.get("amr") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|m| {
+                m.as_str()
+                    .ok_or_else(|| format!("{at}`context.amr` must be an array of strings"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(format!("{at}`context.amr` must be an array of strings")),
+    };
+    let auth_time = match c.get("auth_time") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let t = v.as_i64().ok_or_else(|| {
+                format!("{at}`context.auth_time` must be an integer (seconds since the epoch)")
+            })?;
+            if t > now.saturating_add(60) || t < 0 {
+                return Err(format!(
+                    "{at}`context.auth_time` lies in the future or before 1970"
+                ));
+            }
+            Some(t)
+        }
+    };
+    Ok(AuthContext::from_claims(acr, &amr, auth_time, now))
 }
 
-fn json_content(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+fn effect_name(effect: Effect) -> &'static str {
+    match effect {
+        Effect::Allow => "allow",
+        Effect::Deny => "deny",
+        Effect::StepUp { .. } => "step_up",
+    }
 }
 
 fn decide(snap: &Snapshot, e: &Eval) -> Decision {
@@ -301,22 +467,8 @@ fn decide(snap: &Snapshot, e: &Eval) -> Decision {
     } else {
         SubjectRef::User(&e.subject_id)
     };
-    let d = snap.decide(
-        subject,
-        &e.action,
-        ResourceRef {
-            id: &e.resource_id,
-            kind: Some(&e.resource_type),
-            properties: e.properties.as_ref(),
-        },
-        &e.ctx,
-    );
-    let result = match d.effect {
-        Effect::Allow => "allow",
-        Effect::Deny => "deny",
-        Effect::StepUp { .. } => "step_up",
-    };
-    metrics::counter!("interkom_decisions_total", "via" => "authzen", "result" => result)
+    let d = snap.decide(subject, &e.action, e.resource(), &e.ctx);
+    metrics::counter!("interkom_decisions_total", "via" => "authzen", "result" => effect_name(d.effect))
         .increment(1);
     d
 }
@@ -331,7 +483,7 @@ fn response(snap: &Snapshot, d: &Decision) -> Value {
         .collect::<Vec<_>>()
         .join("; ");
     let mut ctx = json!({
-        "effect": match d.effect { Effect::Allow => "allow", Effect::Deny => "deny", Effect::StepUp { .. } => "step_up" },
+        "effect": effect_name(d.effect),
         "reasons": reasons,
         "reason_admin": { "en": summary },
     });
@@ -353,199 +505,4 @@ fn response(snap: &Snapshot, d: &Decision) -> Value {
         });
     }
     json!({ "decision": d.allowed(), "context": ctx })
-}
-
-async fn audit(
-    s: &PdpState,
-    snap: &Snapshot,
-    caller: &PdpCaller,
-    e: &Eval,
-    d: &Decision,
-    request_id: Option<String>,
-) -> Result<(), Response> {
-    let resource = ResourceRef {
-        id: &e.resource_id,
-        kind: Some(&e.resource_type),
-        properties: e.properties.as_ref(),
-    };
-    let details = json!({
-        "via": "authzen",
-        "subject": { "type": e.subject_type, "id": e.subject_id },
-        "action": e.action,
-        "resource": { "type": e.resource_type, "id": e.resource_id },
-    });
-    let Some(mut ev) = snap.decision_event(d, &resource, details) else {
-        return Ok(());
-    };
-    ev = ev.client(&caller.client_id).correlation(request_id);
-    if e.subject_type != "client" {
-        ev = ev.subject(&e.subject_id, None);
-    }
-    s.audit.append(ev).await.map(|_| ()).map_err(|err| {
-        tracing::error!(error = %err, "audit append failed");
-        problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the decision could not be audited; try again",
-        )
-    })
-}
-
-fn request_id(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
-
-/// The caller and the JSON object of a PDP request, or the error response.
-async fn read(
-    s: &PdpState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<(PdpCaller, Map<String, Value>), Response> {
-    let caller = caller(s, headers).await?;
-    let body = body.map_err(|e| {
-        problem(
-            e.status(),
-            format!("the request body could not be read: {e}"),
-        )
-    })?;
-    if !json_content(headers) {
-        return Err(problem(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send the request as application/json",
-        ));
-    }
-    let m = parse_body(&body).map_err(|d| problem(StatusCode::BAD_REQUEST, d))?;
-    Ok((caller, m))
-}
-
-/// One evaluation from the request's top-level fields.
-async fn single(
-    s: &PdpState,
-    caller: &PdpCaller,
-    m: &Map<String, Value>,
-    headers: &HeaderMap,
-    now: i64,
-) -> Response {
-    let e = match parse_eval(
-        m.get("subject"),
-        m.get("action"),
-        m.get("resource"),
-        m.get("context"),
-        "",
-        now,
-    ) {
-        Ok(e) => e,
-        Err(d) => return problem(StatusCode::BAD_REQUEST, d),
-    };
-    let snap = s.engine.snapshot();
-    let d = decide(&snap, &e);
-    if let Err(r) = audit(s, &snap, caller, &e, &d, request_id(headers)).await {
-        return r;
-    }
-    Json(response(&snap, &d)).into_response()
-}
-
-async fn evaluation(
-    State(s): State<PdpState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let (caller, m) = match read(&s, &headers, body).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let now = (s.now)();
-    single(&s, &caller, &m, &headers, now).await
-}
-
-async fn evaluations(
-    State(s): State<PdpState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let (caller, m) = match read(&s, &headers, body).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let now = (s.now)();
-    let items = match m.get("evaluations") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a.clone(),
-        Some(_) => return problem(StatusCode::BAD_REQUEST, "`evaluations` must be an array"),
-    };
-    let semantic = match m.get("options").map(|o| o.get("evaluations_semantic")) {
-        None | Some(None) | Some(Some(Value::Null)) => "execute_all",
-        Some(Some(Value::String(v))) if matches!(v.as_str(), "execute_all" | "deny_on_first_deny" | "permit_on_first_permit") => v.as_str(),
-        Some(Some(_)) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "`options.evaluations_semantic` must be execute_all, deny_on_first_deny or permit_on_first_permit",
-            )
-        }
-    };
-    if m.get("options")
-        .is_some_and(|o| !o.is_object() && !o.is_null())
-    {
-        return problem(StatusCode::BAD_REQUEST, "`options` must be an object");
-    }
-    // Without items the request is a single evaluation (AuthZEN 1.0 §7.1).
-    if items.is_empty() {
-        return single(&s, &caller, &m, &headers, now).await;
-    }
-    if items.len() > MAX_BATCH {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            format!("at most {MAX_BATCH} evaluations per request"),
-        );
-    }
-    // Parse all first: a malformed item fails the whole request, before any
-    // decision is made or audited.
-    let mut evals = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let Some(it) = item.as_object() else {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                format!("evaluations[{i}] must be an object"),
-            );
-        };
-        let pick = |k: &str| it.get(k).filter(|v| !v.is_null()).or_else(|| m.get(k));
-        match parse_eval(
-            pick("subject"),
-            pick("action"),
-            pick("resource"),
-            pick("context"),
-            &format!("evaluations[{i}]: "),
-            now,
-        ) {
-            Ok(e) => evals.push(e),
-            Err(d) => return problem(StatusCode::BAD_REQUEST, d),
-        }
-    }
-    let snap = s.engine.snapshot();
-    let rid = request_id(&headers);
-    let mut out = Vec::with_capacity(evals.len());
-    let mut audits = Vec::new();
-    for e in &evals {
-        let d = decide(&snap, e);
-        let allowed = d.allowed();
-        out.push(response(&snap, &d));
-        audits.push((e, d));
-        if (semantic == "deny_on_first_deny" && !allowed)
-            || (semantic == "permit_on_first_permit" && allowed)
-        {
-            break;
-        }
-    }
-    let results = futures_util::future::join_all(
-        audits
-            .iter()
-            .map(|(e, d)| audit(&s, &snap, &caller, e, d, rid.clone())),
-    )
-    .await;
-    if let Some(Err(r)) = results.into_iter().find(Result::is_err) {
-        return r;
-    }
-    Json(json!({ "evaluations": out })).into_response()
 }

@@ -1,16 +1,21 @@
 //! The policy engine of interkom: tenants, levels, roles, resources with
-//! protection needs, grants, and `decide()` with reasons; the AuthZEN PDP.
+//! protection needs, grants, and `decide()` with reasons; the AuthZEN PDP's
+//! logic. No HTTP here: the binary serves the PDP's routes.
 //!
 //! # Layout
 //! - [`tenant`]: the tree (Kreis → Samtgemeinde/Stadt → Gemeinde).
-//! - [`roles`]: roles held by a subject in a tenant.
+//! - [`roles`]: roles held by a subject in a tenant (`role_assignments`).
 //! - [`loa`]: levels of assurance, protection needs and their mapping.
 //! - [`policyset`]: the versioned files of `policies/`.
 //! - [`store`]: the live policy in the database.
-//! - [`engine`]: the compiled snapshot and `decide()`.
+//! - [`engine`]: the compiled snapshot and `decide()`; its compilation, one
+//!   pass per part, in `engine/compile.rs`.
+//! - `events`: the audit event of a decision, wherever it was asked.
 //! - [`live`]: the engine of a node: reload, watch, what-if.
 //! - [`oracle`]: casbin's enforcer over the same lines, the reference.
-//! - [`authzen`]: the AuthZEN Authorization API routes.
+//! - [`authzen`]: the AuthZEN Authorization API's evaluation logic — who
+//!   may ask, parsing, decisions, audit, the JSON answers; its errors are
+//!   values ([`authzen::PdpError`]) the edge turns into HTTP.
 
 pub mod authzen;
 pub mod engine;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use interkom_types::Clock;
 use serde::Serialize;
 use sqlx::AnyPool;
 
@@ -20,6 +21,8 @@ use crate::PolicyError;
 pub struct PolicyEngine {
     pool: AnyPool,
     set: PolicySet,
+    /// The time a compilation judges grants by.
+    clock: Clock,
     current: ArcSwap<Snapshot>,
     problems: ArcSwap<Vec<Problem>>,
     reload: tokio::sync::Mutex<()>,
@@ -50,16 +53,29 @@ pub struct Change {
 }
 
 impl PolicyEngine {
-    /// Imports the policy set's baseline if it changed, and compiles.
+    /// Imports the policy set's baseline if it changed, and compiles; every
+    /// compilation, now and on reload, takes its time from `clock`.
     pub async fn start(
         pool: AnyPool,
         set: PolicySet,
-        now: i64,
+        clock: Clock,
     ) -> Result<Arc<PolicyEngine>, PolicyError> {
-        store::import_baseline(&pool, &set, now).await?;
+        store::import_baseline(&pool, &set, clock.now()).await?;
+        PolicyEngine::open(pool, set, clock).await
+    }
+
+    /// An engine over the live policy as stored, leaving it as it is (the
+    /// policy set's baseline is not imported): for tools that must not
+    /// change the live policy.
+    pub async fn open(
+        pool: AnyPool,
+        set: PolicySet,
+        clock: Clock,
+    ) -> Result<Arc<PolicyEngine>, PolicyError> {
         let engine = Arc::new(PolicyEngine {
             pool,
             set,
+            clock,
             current: ArcSwap::from_pointee(Snapshot::default()),
             problems: ArcSwap::from_pointee(Vec::new()),
             reload: tokio::sync::Mutex::new(()),
@@ -93,8 +109,9 @@ impl PolicyEngine {
         let tree = TenantTree::load(&self.pool).await?;
         let live = store::load(&self.pool).await?;
         let set = self.set.clone();
+        let now = self.clock.now();
         let (snap, problems) =
-            tokio::task::spawn_blocking(move || Snapshot::compile(&tree, &set, &live))
+            tokio::task::spawn_blocking(move || Snapshot::compile(&tree, &set, &live, now))
                 .await
                 .map_err(|e| PolicyError::Invalid(format!("policy compilation failed: {e}")))?;
         tracing::debug!(version = snap.version, "policy compiled");
@@ -219,9 +236,106 @@ pub fn what_if(
         after.resources.retain(|x| x.id != r.id);
         after.resources.push(r.clone());
     }
-    let (before_s, _) = Snapshot::compile(tree, set, live);
-    let (after_s, _) = Snapshot::compile(tree, set, &after);
+    let (before_s, _) = Snapshot::compile(tree, set, live, now);
+    let (after_s, _) = Snapshot::compile(tree, set, &after, now);
     flips(&before_s, &after_s, live, set, change, now)
+}
+
+/// The `p` lines a change adds or removes.
+fn touched_lines(change: &Change) -> Vec<&RuleLine> {
+    change
+        .add
+        .iter()
+        .chain(&change.remove)
+        .filter(|l| l.ptype == "p")
+        .collect()
+}
+
+/// Whether a change adds or removes a task (`g` line): that can change any
+/// decision in a member Gemeinde.
+fn touches_tasks(change: &Change) -> bool {
+    change
+        .add
+        .iter()
+        .chain(&change.remove)
+        .any(|l| l.ptype == "g")
+}
+
+/// The stored grants a change revokes.
+fn revoked<'a>(live: &'a LiveData, change: &Change) -> Vec<&'a Grant> {
+    live.grants
+        .iter()
+        .filter(|g| change.revoke_grants.contains(&g.id))
+        .collect()
+}
+
+/// The actions whose decisions a change may flip.
+fn touched_actions(live: &LiveData, change: &Change) -> Vec<String> {
+    let all_actions = || {
+        let mut a: Vec<String> = live
+            .rules
+            .iter()
+            .chain(change.add.iter())
+            .filter(|l| l.ptype == "p" && l.values[2] != "*")
+            .map(|l| l.values[2].clone())
+            .collect();
+        a.push("login".into());
+        a.sort();
+        a.dedup();
+        a
+    };
+    let mut actions: Vec<String> = Vec::new();
+    for l in touched_lines(change) {
+        if l.values[2] == "*" {
+            actions = all_actions();
+            break;
+        }
+        actions.push(l.values[2].clone());
+    }
+    if touches_tasks(change) {
+        actions = all_actions();
+    }
+    // Grants: their actions on their resources; resources: everything on
+    // them (a new owner or protection need changes every decision).
+    for g in change.add_grants.iter().chain(revoked(live, change)) {
+        if g.actions.iter().any(|a| a == "*") {
+            actions = all_actions();
+        } else {
+            actions.extend(g.actions.iter().cloned());
+        }
+    }
+    if !change.put_resources.is_empty() {
+        actions = all_actions();
+    }
+    actions.sort();
+    actions.dedup();
+    actions
+}
+
+/// The resources whose decisions a change may flip.
+fn touched_resources<'a>(live: &'a LiveData, change: &'a Change) -> Vec<&'a str> {
+    let g_touched = touches_tasks(change);
+    let objs: Vec<&str> = touched_lines(change)
+        .iter()
+        .map(|l| l.values[1].as_str())
+        .collect();
+    let mut resources: Vec<&str> = live
+        .resources
+        .iter()
+        .filter(|r| g_touched || objs.iter().any(|o| *o == "*" || *o == r.id || *o == r.kind))
+        .map(|r| r.id.as_str())
+        .collect();
+    resources.extend(
+        change
+            .add_grants
+            .iter()
+            .chain(revoked(live, change))
+            .map(|g| g.resource.as_str()),
+    );
+    resources.extend(change.put_resources.iter().map(|r| r.id.as_str()));
+    resources.sort_unstable();
+    resources.dedup();
+    resources
 }
 
 fn flips(
@@ -238,77 +352,8 @@ fn flips(
         second_factor: true,
         now,
     };
-    let touched: Vec<&RuleLine> = change
-        .add
-        .iter()
-        .chain(&change.remove)
-        .filter(|l| l.ptype == "p")
-        .collect();
-    let all_actions = || {
-        let mut a: Vec<String> = live
-            .rules
-            .iter()
-            .chain(change.add.iter())
-            .filter(|l| l.ptype == "p" && l.values[2] != "*")
-            .map(|l| l.values[2].clone())
-            .collect();
-        a.push("login".into());
-        a.sort();
-        a.dedup();
-        a
-    };
-    let mut actions: Vec<String> = Vec::new();
-    for l in &touched {
-        if l.values[2] == "*" {
-            actions = all_actions();
-            break;
-        }
-        actions.push(l.values[2].clone());
-    }
-    let g_touched = change
-        .add
-        .iter()
-        .chain(&change.remove)
-        .any(|l| l.ptype == "g");
-    if g_touched {
-        actions = all_actions();
-    }
-    // Grants: their actions on their resources; resources: everything on
-    // them (a new owner or protection need changes every decision).
-    let revoked: Vec<&Grant> = live
-        .grants
-        .iter()
-        .filter(|g| change.revoke_grants.contains(&g.id))
-        .collect();
-    for g in change.add_grants.iter().chain(revoked.iter().copied()) {
-        if g.actions.iter().any(|a| a == "*") {
-            actions = all_actions();
-        } else {
-            actions.extend(g.actions.iter().cloned());
-        }
-    }
-    if !change.put_resources.is_empty() {
-        actions = all_actions();
-    }
-    actions.sort();
-    actions.dedup();
-    let objs: Vec<&str> = touched.iter().map(|l| l.values[1].as_str()).collect();
-    let mut resources: Vec<&str> = live
-        .resources
-        .iter()
-        .filter(|r| g_touched || objs.iter().any(|o| *o == "*" || *o == r.id || *o == r.kind))
-        .map(|r| r.id.as_str())
-        .collect();
-    resources.extend(
-        change
-            .add_grants
-            .iter()
-            .chain(revoked.iter().copied())
-            .map(|g| g.resource.as_str()),
-    );
-    resources.extend(change.put_resources.iter().map(|r| r.id.as_str()));
-    resources.sort_unstable();
-    resources.dedup();
+    let actions = touched_actions(live, change);
+    let resources = touched_resources(live, change);
     let subjects: Vec<&str> = live
         .users
         .iter()

@@ -190,117 +190,119 @@ pub(crate) const POLICY_TOKENS: &str = "sub, obj, act, reach, eft, cond";
 /// casbin reference enforcer reads it from the file).
 pub(crate) const MATCHER: &str = "r.sub == p.sub && (p.obj == r.obj || p.obj == r.kind || p.obj == \"*\") && (p.act == r.act || p.act == \"*\") && (p.reach == r.reach || (p.reach == \"*\" && (r.reach != \"none\" || p.eft == \"deny\"))) && (r.reach != \"members\" || g(r.via, r.kind)) && cond(p.cond, r.attrs, p.eft)";
 
+/// Reads the files of one policy directory, gathering every error.
+struct Reader<'a> {
+    dir: &'a Path,
+    errors: Vec<FileError>,
+}
+
+impl Reader<'_> {
+    fn err(&mut self, name: &str, line: Option<usize>, message: String) {
+        self.errors.push(FileError {
+            file: self.dir.join(name).display().to_string(),
+            line,
+            message,
+        });
+    }
+
+    /// A file's text; `None` if it cannot be read (an error) or, when not
+    /// `required`, does not exist (no error).
+    fn read(&mut self, name: &str, required: bool) -> Option<String> {
+        match std::fs::read_to_string(self.dir.join(name)) {
+            Ok(s) => Some(s),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                self.err(name, None, format!("cannot read: {e}"));
+                None
+            }
+        }
+    }
+
+    /// A TOML file parsed as `T`.
+    fn toml<T: serde::de::DeserializeOwned>(&mut self, name: &str, required: bool) -> Option<T> {
+        let text = self.read(name, required)?;
+        toml::from_str::<T>(&text)
+            .map_err(|e| self.err(name, None, e.message().to_owned()))
+            .ok()
+    }
+
+    /// `model.conf`, which must be the shape the engine compiles.
+    fn model(&mut self) -> String {
+        let model_text = self.read("model.conf", true).unwrap_or_default();
+        if !model_text.is_empty() {
+            if let Err(m) = check_model_shape(&model_text) {
+                self.err("model.conf", None, m);
+            }
+        }
+        model_text
+    }
+
+    /// `protection.toml`, parsed and validated.
+    fn protection(&mut self) -> Option<ProtectionMapping> {
+        let p = self.toml::<ProtectionMapping>("protection.toml", true)?;
+        match p.validate() {
+            Ok(()) => Some(p),
+            Err(m) => {
+                self.err("protection.toml", None, m);
+                None
+            }
+        }
+    }
+
+    /// `baseline.csv`: its `# version:` and its lines.
+    fn baseline(&mut self) -> (Option<String>, Vec<RuleLine>) {
+        let mut version = None;
+        let mut lines = Vec::new();
+        let Some(csv) = self.read("baseline.csv", true) else {
+            return (version, lines);
+        };
+        for (i, raw) in csv.lines().enumerate() {
+            let l = raw.trim();
+            if let Some(v) = l.strip_prefix("# version:") {
+                version = Some(v.trim().to_owned());
+                continue;
+            }
+            if l.is_empty() || l.starts_with('#') {
+                continue;
+            }
+            match RuleLine::parse(l) {
+                Ok(r) => lines.push(r),
+                Err(m) => self.err("baseline.csv", Some(i + 1), m),
+            }
+        }
+        if version.is_none() {
+            self.err("baseline.csv", None, "missing `# version: …` line".into());
+        }
+        (version, lines)
+    }
+}
+
 impl PolicySet {
     /// Reads and parses every file; returns all problems found, not just the
     /// first.
     pub fn load(dir: &Path) -> Result<PolicySet, Vec<FileError>> {
-        let mut errors = Vec::new();
-        let file = |name: &str| dir.join(name);
-        let err = |errors: &mut Vec<FileError>, name: &str, line: Option<usize>, m: String| {
-            errors.push(FileError {
-                file: dir.join(name).display().to_string(),
-                line,
-                message: m,
-            })
+        let mut r = Reader {
+            dir,
+            errors: Vec::new(),
         };
-        let read = |errors: &mut Vec<FileError>, name: &str, required: bool| -> Option<String> {
-            match std::fs::read_to_string(file(name)) {
-                Ok(s) => Some(s),
-                Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => {
-                    errors.push(FileError {
-                        file: dir.join(name).display().to_string(),
-                        line: None,
-                        message: format!("cannot read: {e}"),
-                    });
-                    None
-                }
-            }
-        };
-
-        let model_text = read(&mut errors, "model.conf", true).unwrap_or_default();
-        if !model_text.is_empty() {
-            if let Err(m) = check_model_shape(&model_text) {
-                err(&mut errors, "model.conf", None, m);
-            }
-        }
-
-        let protection = read(&mut errors, "protection.toml", true).and_then(|s| {
-            match toml::from_str::<ProtectionMapping>(&s) {
-                Ok(p) => match p.validate() {
-                    Ok(()) => Some(p),
-                    Err(m) => {
-                        err(&mut errors, "protection.toml", None, m);
-                        None
-                    }
-                },
-                Err(e) => {
-                    err(&mut errors, "protection.toml", None, e.message().to_owned());
-                    None
-                }
-            }
-        });
-
-        let roles = read(&mut errors, "roles.toml", true).and_then(|s| {
-            toml::from_str::<RolesFile>(&s)
-                .map_err(|e| err(&mut errors, "roles.toml", None, e.message().to_owned()))
-                .ok()
-        });
-
-        let mut version = None;
-        let mut lines = Vec::new();
-        if let Some(csv) = read(&mut errors, "baseline.csv", true) {
-            for (i, raw) in csv.lines().enumerate() {
-                let l = raw.trim();
-                if let Some(v) = l.strip_prefix("# version:") {
-                    version = Some(v.trim().to_owned());
-                    continue;
-                }
-                if l.is_empty() || l.starts_with('#') {
-                    continue;
-                }
-                match RuleLine::parse(l) {
-                    Ok(r) => lines.push(r),
-                    Err(m) => err(&mut errors, "baseline.csv", Some(i + 1), m),
-                }
-            }
-            if version.is_none() {
-                err(
-                    &mut errors,
-                    "baseline.csv",
-                    None,
-                    "missing `# version: …` line".into(),
-                );
-            }
-        }
-
-        let resources = read(&mut errors, "resources.toml", false)
-            .and_then(|s| {
-                toml::from_str::<ResourcesFile>(&s)
-                    .map_err(|e| err(&mut errors, "resources.toml", None, e.message().to_owned()))
-                    .ok()
-            })
+        let model_text = r.model();
+        let protection = r.protection();
+        let roles = r.toml::<RolesFile>("roles.toml", true);
+        let (version, lines) = r.baseline();
+        let resources = r
+            .toml::<ResourcesFile>("resources.toml", false)
             .map(|f| f.resources)
             .unwrap_or_default();
-        let grants = read(&mut errors, "grants.toml", false)
-            .and_then(|s| {
-                toml::from_str::<GrantsFile>(&s)
-                    .map_err(|e| err(&mut errors, "grants.toml", None, e.message().to_owned()))
-                    .ok()
-            })
+        let grants = r
+            .toml::<GrantsFile>("grants.toml", false)
             .map(|f| f.grants)
             .unwrap_or_default();
-        let subjects = read(&mut errors, "subjects.toml", false)
-            .and_then(|s| {
-                toml::from_str::<SubjectsFile>(&s)
-                    .map_err(|e| err(&mut errors, "subjects.toml", None, e.message().to_owned()))
-                    .ok()
-            })
+        let subjects = r
+            .toml::<SubjectsFile>("subjects.toml", false)
             .map(|f| f.subjects)
             .unwrap_or_default();
-
         match (protection, roles, version) {
-            (Some(protection), Some(roles), Some(version)) if errors.is_empty() => {
+            (Some(protection), Some(roles), Some(version)) if r.errors.is_empty() => {
                 // Every file's version is part of the baseline's identity.
                 let version = format!(
                     "{version}+{}+{}+{}",
@@ -320,7 +322,7 @@ impl PolicySet {
                     subjects,
                 })
             }
-            _ => Err(errors),
+            _ => Err(r.errors),
         }
     }
 }

@@ -23,6 +23,16 @@ pub async fn tenants_with_role(
     .await?)
 }
 
+/// How many assignments of `role` there are, in any tenant.
+pub async fn count_assignments(pool: &AnyPool, role: &str) -> Result<i64, PolicyError> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM role_assignments WHERE role = $1")
+            .bind(role)
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
 /// Assigns `role` in `tenant` to `subject` (idempotent).
 pub async fn assign(
     pool: &AnyPool,

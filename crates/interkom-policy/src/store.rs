@@ -521,109 +521,13 @@ async fn load_filtered(pool: &AnyPool, skip_baseline: bool) -> Result<LiveData, 
         .fetch_one(pool)
         .await?;
     // The lines, the subjects and the rest on three connections at once.
-    // One column per line (values never hold a comma: they come from CSV),
-    // and no ORDER BY: reading 200,000 lines is dominated by per-value work.
-    let rules_sql = format!(
-        "SELECT ptype || ',' || v0 || ',' || v1 || ',' || v2 || ',' || v3 || ',' || v4 || ',' || v5 \
-         FROM policy_rules{filter}"
-    );
-    let rules = async {
-        let rows: Vec<String> = sqlx::query_scalar(&rules_sql).fetch_all(pool).await?;
-        Ok::<_, PolicyError>(
-            rows.into_iter()
-                .filter_map(|row| {
-                    let mut parts = row.split(',');
-                    let ptype = parts.next()?.to_owned();
-                    let n = if ptype == "g" { 2 } else { 6 };
-                    let values = parts.take(n).map(str::to_owned).collect();
-                    Some(RuleLine { ptype, values })
-                })
-                .collect::<Vec<_>>(),
-        )
-    };
-    let subjects = async {
-        let users = sqlx::query_as::<_, (String, String, String, Option<String>)>(
-            "SELECT id, username, tenant, email FROM users WHERE disabled = 0",
-        )
-        .fetch_all(pool)
-        .await?;
-        let assignments = sqlx::query_as::<_, (String, String, String)>(
-            "SELECT subject, tenant, role FROM role_assignments",
-        )
-        .fetch_all(pool)
-        .await?;
-        Ok::<_, PolicyError>((users, assignments))
-    };
     let rest = async {
-        type ResRow = (
-            String,
-            Option<String>,
-            String,
-            Option<String>,
-            Option<String>,
-            String,
-            String,
-            String,
-        );
-        let resources = sqlx::query_as::<_, ResRow>(
-            &format!("SELECT id, name, kind, owner, client_id, confidentiality, integrity, availability FROM resources{filter} ORDER BY id"),
-        )
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .map(|(id, name, kind, owner, client, c, i, a)| {
-            Ok(ResourceSpec {
-                id,
-                name,
-                kind,
-                owner,
-                client,
-                protection: Protection {
-                    c: need(&c)?,
-                    i: need(&i)?,
-                    a: need(&a)?,
-                },
-            })
-        })
-        .collect::<Result<Vec<_>, PolicyError>>()?;
-        type GrantRow = (
-            String,
-            String,
-            String,
-            String,
-            String,
-            Option<i64>,
-            i64,
-            String,
-            Option<String>,
-            Option<i64>,
-            Option<i64>,
-        );
-        let grants = sqlx::query_as::<_, GrantRow>(&format!(
-            "SELECT id, grantee, resource, actions, purpose, not_before, expires_at, grantor, approver, approved_at, revoked_at \
-             FROM grants{filter} ORDER BY id"
-        ))
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .map(|(id, grantee, resource, actions, purpose, not_before, expires_at, grantor, approver, approved_at, revoked_at)| Grant {
-            id,
-            grantee,
-            resource,
-            actions: actions.split(' ').filter(|a| !a.is_empty()).map(str::to_owned).collect(),
-            purpose,
-            not_before,
-            expires_at,
-            grantor,
-            approver,
-            approved_at,
-            revoked_at,
-        })
-        .collect();
+        let resources = load_resources(pool, filter).await?;
+        let grants = load_grants(pool, filter).await?;
         Ok::<_, PolicyError>((resources, grants))
     };
     let (rules, (users, assignments), (resources, grants)) =
-        tokio::try_join!(rules, subjects, rest)?;
+        tokio::try_join!(load_rules(pool, filter), load_subjects(pool), rest)?;
     Ok(LiveData {
         version,
         rules,
@@ -632,4 +536,116 @@ async fn load_filtered(pool: &AnyPool, skip_baseline: bool) -> Result<LiveData, 
         users,
         assignments,
     })
+}
+
+/// The policy lines. One column per line (values never hold a comma: they
+/// come from CSV), and no ORDER BY: reading 200,000 lines is dominated by
+/// per-value work.
+async fn load_rules(pool: &AnyPool, filter: &str) -> Result<Vec<RuleLine>, PolicyError> {
+    let rules_sql = format!(
+        "SELECT ptype || ',' || v0 || ',' || v1 || ',' || v2 || ',' || v3 || ',' || v4 || ',' || v5 \
+         FROM policy_rules{filter}"
+    );
+    let rows: Vec<String> = sqlx::query_scalar(&rules_sql).fetch_all(pool).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let mut parts = row.split(',');
+            let ptype = parts.next()?.to_owned();
+            let n = if ptype == "g" { 2 } else { 6 };
+            let values = parts.take(n).map(str::to_owned).collect();
+            Some(RuleLine { ptype, values })
+        })
+        .collect())
+}
+
+/// (id, username, home tenant, email) of an enabled account.
+type UserRow = (String, String, String, Option<String>);
+
+/// The enabled accounts and the roles held.
+async fn load_subjects(
+    pool: &AnyPool,
+) -> Result<(Vec<UserRow>, Vec<(String, String, String)>), PolicyError> {
+    let users = sqlx::query_as::<_, UserRow>(
+        "SELECT id, username, tenant, email FROM users WHERE disabled = 0",
+    )
+    .fetch_all(pool)
+    .await?;
+    let assignments = sqlx::query_as::<_, (String, String, String)>(
+        "SELECT subject, tenant, role FROM role_assignments",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok((users, assignments))
+}
+
+async fn load_resources(pool: &AnyPool, filter: &str) -> Result<Vec<ResourceSpec>, PolicyError> {
+    type ResRow = (
+        String,
+        Option<String>,
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+        String,
+        String,
+    );
+    sqlx::query_as::<_, ResRow>(
+        &format!("SELECT id, name, kind, owner, client_id, confidentiality, integrity, availability FROM resources{filter} ORDER BY id"),
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|(id, name, kind, owner, client, c, i, a)| {
+        Ok(ResourceSpec {
+            id,
+            name,
+            kind,
+            owner,
+            client,
+            protection: Protection {
+                c: need(&c)?,
+                i: need(&i)?,
+                a: need(&a)?,
+            },
+        })
+    })
+    .collect()
+}
+
+async fn load_grants(pool: &AnyPool, filter: &str) -> Result<Vec<Grant>, PolicyError> {
+    type GrantRow = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<i64>,
+        i64,
+        String,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+    );
+    Ok(sqlx::query_as::<_, GrantRow>(&format!(
+        "SELECT id, grantee, resource, actions, purpose, not_before, expires_at, grantor, approver, approved_at, revoked_at \
+         FROM grants{filter} ORDER BY id"
+    ))
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|(id, grantee, resource, actions, purpose, not_before, expires_at, grantor, approver, approved_at, revoked_at)| Grant {
+        id,
+        grantee,
+        resource,
+        actions: actions.split(' ').filter(|a| !a.is_empty()).map(str::to_owned).collect(),
+        purpose,
+        not_before,
+        expires_at,
+        grantor,
+        approver,
+        approved_at,
+        revoked_at,
+    })
+    .collect())
 }

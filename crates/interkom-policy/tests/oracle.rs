@@ -12,6 +12,11 @@ use interkom_policy::{Loa, PolicySet, RuleLine, TenantSpec, TenantTree};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+/// The time the tests compile at: the wall clock, as a node's would be.
+fn now() -> i64 {
+    interkom_types::Clock::default().now()
+}
+
 fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
@@ -237,7 +242,7 @@ async fn demo_policy_agrees_with_casbin_and_every_allow_is_justified() {
     let tree = demo_tree();
     let set = demo_set();
     let live = demo_live(&set);
-    let (snap, problems) = Snapshot::compile(&tree, &set, &live);
+    let (snap, problems) = Snapshot::compile(&tree, &set, &live, now());
     assert!(problems.is_empty(), "{problems:?}");
     let oracle = CasbinOracle::new(&set.model_text, &snap).await.unwrap();
     let mut allows = 0;
@@ -286,7 +291,7 @@ fn check_reports_what_can_never_match_or_contradicts() {
     live.grants.push(unknown);
     live.assignments
         .push(("u1".into(), "atlantis".into(), "admin".into()));
-    let (_, problems) = Snapshot::compile(&tree, &set, &live);
+    let (_, problems) = Snapshot::compile(&tree, &set, &live, now());
     let text: Vec<String> = problems
         .iter()
         .map(|p| format!("{}: {}", p.subject, p.message))
@@ -455,7 +460,7 @@ proptest! {
         live.grants = grants;
         live.grants.sort_by(|a, b| a.id.cmp(&b.id));
         live.grants.dedup_by(|a, b| a.id == b.id);
-        let (snap, _) = Snapshot::compile(&tree, &set, &live);
+        let (snap, _) = Snapshot::compile(&tree, &set, &live, now());
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let oracle = rt.block_on(CasbinOracle::new(&set.model_text, &snap)).unwrap();
         let users: Vec<String> = live.users.iter().step_by(3).map(|u| u.0.clone()).collect();
@@ -531,7 +536,7 @@ fn nothing_is_reached_through_unknown_tenants_borrowed_ids_or_missing_attributes
     );
     // Unregistered objects get a default need (as the Todo example does).
     set.protection.default_need = Some(interkom_policy::ProtectionNeed::Normal);
-    let (snap, problems) = Snapshot::compile(&tree, &set, &live);
+    let (snap, problems) = Snapshot::compile(&tree, &set, &live, now());
     assert!(problems
         .iter()
         .any(|p| p.message.contains("`atlantis`, which is not a tenant")));

@@ -381,15 +381,50 @@ impl FileConfig {
         {
             errs.push("database_url must start with sqlite: or postgres:".into());
         }
-        let t = &self.tokens;
-        let alg = Alg::parse(&t.access_token_alg);
+        let alg = Alg::parse(&self.tokens.access_token_alg);
         if alg.is_none() {
             errs.push(format!(
                 "tokens.access_token_alg: `{}` (ES256 or EdDSA)",
-                t.access_token_alg
+                self.tokens.access_token_alg
             ));
         }
-        let master = match (&self.key_encryption_key, &self.key_encryption_key_file) {
+        let master = self.master_key(&mut errs);
+        let audit = self.audit_config(&mut errs);
+        let policy = self.policy(&mut errs);
+        let gateway = issuer.map(|issuer| self.gateway_config(issuer, alg));
+        if let Some(Err(e)) = gateway.as_ref().map(GatewayConfig::validate) {
+            errs.push(e);
+        }
+        let tls = self.tls_config(listen, &mut errs);
+        let hsts = tls.is_some() || self.tls.behind_proxy;
+        let trusted_proxies = self.trusted_proxies(&mut errs);
+        match (listen, gateway, master, policy) {
+            (Some(listen), Some(gateway), Some(master_key), Some(policy)) if errs.is_empty() => {
+                Ok(Config {
+                    listen,
+                    database_url: self.database_url,
+                    master_key,
+                    log: self.log,
+                    gateway,
+                    audit,
+                    forward: self.audit.forward.map(forward_config),
+                    tenants: self.tenants,
+                    upstreams: self.upstreams,
+                    demo: self.demo,
+                    policy,
+                    policy_poll_seconds: self.policy_poll_seconds.clamp(1, 3600),
+                    tls,
+                    hsts,
+                    trusted_proxies,
+                })
+            }
+            _ => bail!("invalid configuration:\n  - {}", errs.join("\n  - ")),
+        }
+    }
+
+    /// The key-encryption key: given, or from its file (created if missing).
+    fn master_key(&self, errs: &mut Vec<String>) -> Option<MasterKey> {
+        match (&self.key_encryption_key, &self.key_encryption_key_file) {
             (Some(k), _) => MasterKey::from_base64(k)
                 .ok_or_else(|| errs.push("key_encryption_key must be 32 bytes, base64".into()))
                 .ok(),
@@ -404,7 +439,12 @@ impl FileConfig {
                 errs.push("set key_encryption_key or key_encryption_key_file".into());
                 None
             }
-        };
+        }
+    }
+
+    /// `[audit]`: the checkpoint key (given, from its file, or none) and the
+    /// checkpoint intervals.
+    fn audit_config(&self, errs: &mut Vec<String>) -> interkom_audit::AuditConfig {
         let a = &self.audit;
         let checkpoint_key = match (&a.checkpoint_key, &a.checkpoint_key_file) {
             (Some(k), _) => CheckpointKey::from_base64(k)
@@ -422,48 +462,57 @@ impl FileConfig {
         if a.checkpoint_every_events < 1 || a.checkpoint_every_seconds < 1 {
             errs.push("audit: checkpoint intervals must be at least 1".into());
         }
-        let audit = interkom_audit::AuditConfig {
+        interkom_audit::AuditConfig {
             max_batch: a.max_batch.max(1),
             checkpoint_key: checkpoint_key.map(std::sync::Arc::new),
             checkpoint_every_events: a.checkpoint_every_events,
             checkpoint_every: std::time::Duration::from_secs(a.checkpoint_every_seconds),
             ..Default::default()
-        };
+        }
+    }
+
+    /// The tenant tree (checked) and the policy directory (parsed).
+    fn policy(&self, errs: &mut Vec<String>) -> Option<interkom_policy::PolicySet> {
         if let Err(e) = interkom_policy::TenantTree::from_specs(&self.tenants) {
             errs.push(format!("tenants: {e}"));
         }
-        let policy = interkom_policy::PolicySet::load(&self.policy_dir)
+        interkom_policy::PolicySet::load(&self.policy_dir)
             .map_err(|es| {
                 for e in es {
                     errs.push(format!("policy_dir: {e}"));
                 }
             })
-            .ok();
-        let gateway = issuer.map(|issuer| {
-            let mut g = GatewayConfig::new(
-                Url::parse(issuer.as_str().trim_end_matches('/')).unwrap_or(issuer),
-            );
-            g.code_ttl = t.code_ttl;
-            g.access_token_ttl = t.access_token_ttl;
-            g.id_token_ttl = t.id_token_ttl;
-            g.refresh_token_ttl = t.refresh_token_ttl;
-            g.session_ttl = t.session_ttl;
-            g.login_request_ttl = t.login_request_ttl;
-            g.key_publish_lead = t.key_publish_lead;
-            g.key_reload_interval = t.key_reload_interval;
-            g.client_cache_ttl = t.client_cache_ttl;
-            g.access_token_alg = alg.unwrap_or(Alg::ES256);
-            g.argon2 = self.password.clone();
-            g.brute_force = self.brute_force.clone();
-            g.backchannel_allow_loopback = self.backchannel.allow_loopback;
-            g.upstream_allow_loopback = self.brokering.allow_loopback;
-            g.passkey_device_bound_loa = self.passkeys.device_bound_loa;
-            g.source_pseudonymisation = self.audit.source_pseudonymisation;
-            g
-        });
-        if let Some(Err(e)) = gateway.as_ref().map(GatewayConfig::validate) {
-            errs.push(e);
-        }
+            .ok()
+    }
+
+    /// The gateway's configuration: tokens, passwords, brute force,
+    /// back-channel logout, brokering, passkeys.
+    fn gateway_config(&self, issuer: Url, alg: Option<Alg>) -> GatewayConfig {
+        let t = &self.tokens;
+        let mut g =
+            GatewayConfig::new(Url::parse(issuer.as_str().trim_end_matches('/')).unwrap_or(issuer));
+        g.code_ttl = t.code_ttl;
+        g.access_token_ttl = t.access_token_ttl;
+        g.id_token_ttl = t.id_token_ttl;
+        g.refresh_token_ttl = t.refresh_token_ttl;
+        g.session_ttl = t.session_ttl;
+        g.login_request_ttl = t.login_request_ttl;
+        g.key_publish_lead = t.key_publish_lead;
+        g.key_reload_interval = t.key_reload_interval;
+        g.client_cache_ttl = t.client_cache_ttl;
+        g.access_token_alg = alg.unwrap_or(Alg::ES256);
+        g.argon2 = self.password.clone();
+        g.brute_force = self.brute_force.clone();
+        g.backchannel_allow_loopback = self.backchannel.allow_loopback;
+        g.upstream_allow_loopback = self.brokering.allow_loopback;
+        g.passkey_device_bound_loa = self.passkeys.device_bound_loa;
+        g.source_pseudonymisation = self.audit.source_pseudonymisation;
+        g
+    }
+
+    /// `[tls]`: both files or neither; plain HTTP only on loopback or
+    /// behind a proxy.
+    fn tls_config(&self, listen: Option<SocketAddr>, errs: &mut Vec<String>) -> Option<TlsConfig> {
         let tls = match (&self.tls.cert_file, &self.tls.key_file) {
             (Some(cert_file), Some(key_file)) => Some(TlsConfig {
                 cert_file: cert_file.clone(),
@@ -486,7 +535,11 @@ impl FileConfig {
                 ));
             }
         }
-        let hsts = tls.is_some() || self.tls.behind_proxy;
+        tls
+    }
+
+    /// The proxies whose `X-Forwarded-For` names the client.
+    fn trusted_proxies(&self, errs: &mut Vec<String>) -> crate::proxy::TrustedProxies {
         let trusted_proxies = crate::proxy::TrustedProxies::parse(&self.tls.trusted_proxies)
             .unwrap_or_else(|e| {
                 errs.push(e);
@@ -501,40 +554,32 @@ impl FileConfig {
                     .into(),
             );
         }
-        match (listen, gateway, master, policy) {
-            (Some(listen), Some(gateway), Some(master_key), Some(policy)) if errs.is_empty() => {
-                Ok(Config {
-                    listen,
-                    database_url: self.database_url,
-                    master_key,
-                    log: self.log,
-                    gateway,
-                    audit,
-                    forward: self
-                        .audit
-                        .forward
-                        .map(|f| interkom_audit::forward::ForwardConfig {
-                            target: f.target,
-                            format: f.format,
-                            name: "siem".into(),
-                            hostname: f.hostname,
-                            max_backoff: std::time::Duration::from_secs(
-                                f.max_backoff_seconds.max(1),
-                            ),
-                            poll: std::time::Duration::from_millis(f.poll_ms.max(10)),
-                        }),
-                    tenants: self.tenants,
-                    upstreams: self.upstreams,
-                    demo: self.demo,
-                    policy,
-                    policy_poll_seconds: self.policy_poll_seconds.clamp(1, 3600),
-                    tls,
-                    hsts,
-                    trusted_proxies,
-                })
-            }
-            _ => bail!("invalid configuration:\n  - {}", errs.join("\n  - ")),
+        trusted_proxies
+    }
+}
+
+impl Config {
+    /// The directory's rules, from the gateway's configuration.
+    pub fn directory(&self) -> interkom_directory::DirectoryConfig {
+        let g = &self.gateway;
+        interkom_directory::DirectoryConfig {
+            cache_ttl: g.client_cache_ttl,
+            argon2: g.argon2.clone(),
+            backchannel_allow_loopback: g.backchannel_allow_loopback,
+            upstream_allow_loopback: g.upstream_allow_loopback,
         }
+    }
+}
+
+/// `[audit.forward]` as the forwarder runs it.
+fn forward_config(f: ForwardFileConfig) -> interkom_audit::forward::ForwardConfig {
+    interkom_audit::forward::ForwardConfig {
+        target: f.target,
+        format: f.format,
+        name: "siem".into(),
+        hostname: f.hostname,
+        max_backoff: std::time::Duration::from_secs(f.max_backoff_seconds.max(1)),
+        poll: std::time::Duration::from_millis(f.poll_ms.max(10)),
     }
 }
 

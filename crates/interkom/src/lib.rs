@@ -4,10 +4,16 @@
 //! # Layout
 //! - [`config`]: the file form and the validated [`Config`].
 //! - [`db`]: connecting to SQLite or PostgreSQL and migrating.
+//! - [`authzen`]: the HTTP routes of the AuthZEN PDP (its logic is the
+//!   policy crate's).
+//! - [`metrics`]: the Prometheus metrics and the route tags they carry.
+//! - [`proxy`]: the client's address behind trusted proxies.
+//! - [`tls`]: rustls with certificate reload, and `dev-cert`.
 //! - [`App`]: one node — pool, audit writer, gateway — and its router;
 //!   [`serve`] runs it on a bound listener until a shutdown future resolves,
 //!   so tests start real nodes on ephemeral ports.
 
+pub mod authzen;
 pub mod config;
 pub mod db;
 pub mod metrics;
@@ -20,11 +26,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::http::{header, HeaderName, HeaderValue};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use interkom_audit::AuditLog;
-use interkom_directory::{AuthMethod, ClientSpec, Directory, DirectoryConfig, GrantType};
+use interkom_directory::{AuthMethod, ClientSpec, Directory, GrantType};
 use interkom_gateway::{Alg, Clock, Gateway};
 use interkom_policy::{PolicyEngine, Severity, TenantTree};
 use sqlx::AnyPool;
@@ -67,17 +73,11 @@ impl App {
         configured.store(&pool).await?;
         let tenants = Arc::new(TenantTree::load(&pool).await?);
         let audit = AuditLog::start(pool.clone(), config.audit.clone());
-        let policy = PolicyEngine::start(pool.clone(), config.policy.clone(), clock.now())
+        let policy = PolicyEngine::start(pool.clone(), config.policy.clone(), clock.clone())
             .await
             .context("policy")?;
-        let g = &config.gateway;
         let directory = Directory::new(
-            DirectoryConfig {
-                cache_ttl: g.client_cache_ttl,
-                argon2: g.argon2.clone(),
-                backchannel_allow_loopback: g.backchannel_allow_loopback,
-                upstream_allow_loopback: g.upstream_allow_loopback,
-            },
+            config.directory(),
             pool.clone(),
             config.master_key.clone(),
             tenants.clone(),
@@ -193,40 +193,12 @@ impl App {
 
     /// The whole HTTP surface of a node.
     pub fn router(&self) -> Router {
-        let gw = self.gateway.clone();
-        let authenticate: interkom_policy::authzen::Authenticate =
-            Arc::new(move |token: String| {
-                let gw = gw.clone();
-                Box::pin(async move {
-                    let claims = gw.validate_access_token(&token).await.map_err(|e| {
-                        if e.is_outage() {
-                            interkom_policy::authzen::AuthFailure::Unavailable(e.to_string())
-                        } else {
-                            interkom_policy::authzen::AuthFailure::Internal(e.to_string())
-                        }
-                    })?;
-                    Ok(claims.and_then(|c| {
-                        let s = |k: &str| c.get(k).and_then(serde_json::Value::as_str);
-                        let id = s("client_id")?;
-                        // A client's own token: issued to it for itself, not
-                        // for a user's session.
-                        let client_credentials = s("sub") == Some(id)
-                            && c.get("sid").is_none()
-                            && c.get("gid").is_none();
-                        Some(interkom_policy::authzen::PdpCaller {
-                            client_id: id.to_owned(),
-                            client_credentials,
-                        })
-                    }))
-                })
-            });
-        let clock = self.gateway.clock().clone();
-        let pdp = interkom_policy::authzen::router(interkom_policy::authzen::PdpState {
+        let pdp = authzen::router(interkom_policy::authzen::Pdp {
             engine: self.policy.clone(),
             audit: self.audit.clone(),
-            authenticate,
+            authenticate: authzen::authenticate(self.gateway.clone()),
             issuer: self.config.gateway.issuer_str().to_owned(),
-            now: Arc::new(move || clock.now()),
+            clock: self.gateway.clock().clone(),
         });
         // The PDP sits beside the OpenID Provider, under the issuer's path.
         let tag = || axum::middleware::from_fn(metrics::tag_route);
@@ -271,29 +243,7 @@ impl App {
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
-            get(move || {
-                let pool = pool.clone();
-                let migrations = migrations.clone();
-                async move {
-                    // Bounded: an unreachable database must turn the node
-                    // unready quickly, not after the pool's acquire timeout.
-                    let check =
-                        tokio::time::timeout(Duration::from_secs(2), db::applied_migrations(&pool));
-                    match check.await {
-                        Ok(Ok(v)) if migrations.iter().all(|m| v.binary_search(m).is_ok()) => {
-                            (axum::http::StatusCode::OK, "ready")
-                        }
-                        Ok(Ok(_)) => (
-                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                            "database schema older than this node's",
-                        ),
-                        _ => (
-                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                            "database unavailable",
-                        ),
-                    }
-                }
-            }),
+            get(move || ready(pool.clone(), migrations.clone())),
         )
         .route_layer(tag())
         .layer(axum::middleware::from_fn_with_state(self.config.hsts, hsts))
@@ -324,6 +274,24 @@ impl App {
             self.config.trusted_proxies.clone(),
             proxy::client_address,
         ))
+    }
+}
+
+/// Readiness: the database answers, within two seconds, and still has every
+/// migration this node started with.
+async fn ready(pool: AnyPool, migrations: Arc<Vec<i64>>) -> (StatusCode, &'static str) {
+    // Bounded: an unreachable database must turn the node unready quickly,
+    // not after the pool's acquire timeout.
+    let check = tokio::time::timeout(Duration::from_secs(2), db::applied_migrations(&pool));
+    match check.await {
+        Ok(Ok(v)) if migrations.iter().all(|m| v.binary_search(m).is_ok()) => {
+            (StatusCode::OK, "ready")
+        }
+        Ok(Ok(_)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database schema older than this node's",
+        ),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
     }
 }
 

@@ -1,13 +1,21 @@
 //! `interkom`: identity and access broker for German local government.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use interkom::{App, FileConfig};
-use interkom_directory::{AuthMethod, ClientSpec, GrantType};
+use interkom::{App, Config, FileConfig};
+use interkom_directory::{AuthMethod, ClientSpec, Directory, GrantType};
 use interkom_gateway::{Alg, Clock};
+use interkom_policy::store::{self, LiveData};
+use interkom_policy::{
+    AuthContext, Change, Effect, PolicyEngine, PolicySet, Problem, ResourceRef, RuleLine, Severity,
+    Snapshot, SubjectRef, TenantTree,
+};
+use sqlx::AnyPool;
 
 // mimalloc: less CPU per request than glibc's allocator under many small
 // allocations, and argon2id's 19 MiB blocks go back to the system instead of
@@ -307,198 +315,246 @@ fn read_stdin_line() -> anyhow::Result<String> {
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     match run().await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::from(1)
+            ExitCode::from(1)
         }
     }
 }
 
-async fn run() -> anyhow::Result<std::process::ExitCode> {
+async fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     // Needs no configuration: it makes what the configuration will name.
     if let Command::DevCert { cert, key, name } = &cli.command {
-        interkom::tls::dev_cert(cert, key, name)?;
-        println!(
-            "certificate {} and key {} written",
-            cert.display(),
-            key.display()
-        );
-        println!(
-            "set tls.cert_file and tls.key_file (INTERKOM_TLS__CERT_FILE, INTERKOM_TLS__KEY_FILE)"
-        );
-        return Ok(std::process::ExitCode::SUCCESS);
+        return dev_cert(cert, key, name);
     }
     let config = FileConfig::load(&cli.config)?.validate()?;
-    if let Command::Config {
-        command: ConfigCommand::Check,
-    } = cli.command
-    {
-        println!(
-            "configuration ok: {} tenants, issuer {}",
-            config.tenants.len(),
-            config.gateway.issuer_str()
-        );
-        return Ok(std::process::ExitCode::SUCCESS);
+    match cli.command {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => return Ok(config_check(&config)),
+        Command::Policy { command } => return policy_command(config, command).await,
+        _ => {}
     }
-    if let Command::Policy { command } = cli.command {
-        return policy_command(config, command).await;
-    }
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into());
-    let serving = matches!(cli.command, Command::Serve);
+    init_logging(&config.log, matches!(cli.command, Command::Serve));
+    let started = std::time::Instant::now();
+    let app = App::open(config, Clock::default()).await?;
+    node_command(&app, cli.command, started).await
+}
+
+/// Logs go to standard error: the server's at the configured level, a
+/// command's only when something is wrong.
+fn init_logging(log: &str, serving: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(log).unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt()
         .with_env_filter(if serving { filter } else { "warn".into() })
         .with_writer(std::io::stderr)
         .init();
+}
 
-    let started = std::time::Instant::now();
-    let app = App::open(config, Clock::default()).await?;
-    match cli.command {
-        Command::Serve => {
-            let listener = tokio::net::TcpListener::bind(app.config.listen)
-                .await
-                .with_context(|| format!("binding {}", app.config.listen))?;
-            tracing::info!(
-                listen = %listener.local_addr()?,
-                issuer = app.config.gateway.issuer_str(),
-                ready_ms = started.elapsed().as_millis() as u64,
-                "interkom ready"
-            );
-            interkom::serve(&app, listener, shutdown_signal()).await?;
-        }
+/// `interkom dev-cert`.
+fn dev_cert(cert: &Path, key: &Path, names: &[String]) -> anyhow::Result<ExitCode> {
+    interkom::tls::dev_cert(cert, key, names)?;
+    println!(
+        "certificate {} and key {} written",
+        cert.display(),
+        key.display()
+    );
+    println!(
+        "set tls.cert_file and tls.key_file (INTERKOM_TLS__CERT_FILE, INTERKOM_TLS__KEY_FILE)"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `interkom config check`: the configuration validated (by now).
+fn config_check(config: &Config) -> ExitCode {
+    println!(
+        "configuration ok: {} tenants, issuer {}",
+        config.tenants.len(),
+        config.gateway.issuer_str()
+    );
+    ExitCode::SUCCESS
+}
+
+/// The commands that work on an opened node (migrated, keys loaded).
+async fn node_command(
+    app: &App,
+    command: Command,
+    started: std::time::Instant,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve => serve(app, started).await?,
         Command::Migrate => println!("migrations applied"),
-        Command::DevCert { .. } => {}
-        Command::Config { .. } | Command::Policy { .. } => {}
+        Command::DevCert { .. } | Command::Config { .. } | Command::Policy { .. } => {}
         Command::Tenant {
             command: TenantCommand::List,
-        } => {
-            for t in app.tenants.iter() {
-                let indent = "  ".repeat(t.path.len() - 1);
-                println!("{indent}{}\t{}\t{}", t.id, t.level.as_str(), t.name);
-            }
-        }
+        } => tenant_list(app),
         Command::User {
             command: UserCommand::Add(a),
-        } => {
-            let password = read_stdin_line()?;
-            let id = app
-                .directory
-                .add_user(interkom_directory::NewUser {
-                    tenant: a.tenant,
-                    username: a.username.clone(),
-                    password: password.into(),
-                    name: a.name,
-                    email: a.email,
-                    roles: a.roles,
-                })
-                .await?;
-            println!("user {} created, subject {id}", a.username);
-        }
+        } => user_add(app, a).await?,
         Command::Admin {
             command: AdminCommand::Bootstrap { tenant, username },
-        } => {
-            let admins: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM role_assignments WHERE role = 'admin'")
-                    .fetch_one(&app.pool)
-                    .await?;
-            if admins > 0 {
-                bail!("an administrator exists already: create further ones through the admin API");
-            }
-            match app.tenants.get(&tenant) {
-                Some(t) if t.parent.is_none() => {}
-                Some(_) => bail!(
-                    "`{tenant}` is not a Kreis: the first administrator administers a whole Kreis"
-                ),
-                None => bail!("unknown tenant `{tenant}`"),
-            }
-            let password = interkom_directory::crypto::random_token(15);
-            let id = app
-                .directory
-                .add_user(interkom_directory::NewUser {
-                    tenant: tenant.clone(),
-                    username: username.clone(),
-                    password: password.clone().into(),
-                    name: None,
-                    email: None,
-                    roles: vec!["admin".into()],
-                })
-                .await?;
-            app.audit
-                .append(
-                    interkom_audit::AuditEvent::new(
-                        interkom_audit::Action::AdminChange,
-                        interkom_audit::Outcome::Success,
-                    )
-                    .target(format!("users/{id}"))
-                    .details(serde_json::json!({
-                        "op": "admin.bootstrap",
-                        "after": { "username": username, "tenant": tenant, "roles": ["admin"] },
-                    })),
-                )
-                .await?;
-            println!("administrator {username} created in {tenant} (subject {id})");
-            println!("initial password (shown only now): {password}");
-        }
+        } => admin_bootstrap(app, tenant, username).await?,
         Command::Client {
             command: ClientCommand::Add(a),
-        } => {
-            let grant_types = if a.grants.is_empty() {
-                vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
-            } else {
-                a.grants
-                    .iter()
-                    .map(|g| GrantType::parse(g).with_context(|| format!("unknown grant `{g}`")))
-                    .collect::<anyhow::Result<_>>()?
-            };
-            let (auth_method, secret, jwks) = if a.public {
-                (AuthMethod::None, None, None)
-            } else if let Some(f) = &a.jwks_file {
-                let jwks =
-                    serde_json::from_str(&std::fs::read_to_string(f)?).context("JWKS file")?;
-                (AuthMethod::PrivateKeyJwt, None, Some(jwks))
-            } else {
-                let secret = if a.secret_stdin {
-                    Some(read_stdin_line()?)
-                } else {
-                    None
-                };
-                (AuthMethod::ClientSecretBasic, secret, None)
-            };
-            let generated = app
-                .directory
-                .register_client(ClientSpec {
-                    name: a.name.unwrap_or_else(|| a.id.clone()),
-                    id: a.id.clone(),
-                    tenant: a.tenant,
-                    redirect_uris: a.redirect_uris,
-                    post_logout_redirect_uris: a.post_logout_redirect_uris,
-                    grant_types,
-                    scopes: if a.scopes.is_empty() {
-                        interkom::config::default_scopes()
-                    } else {
-                        a.scopes
-                    },
-                    auth_method,
-                    secret: secret.map(Into::into),
-                    jwks,
-                    id_token_alg: Alg::parse(&a.id_token_alg)
-                        .context("--id-token-alg: RS256, ES256 or EdDSA")?,
-                    backchannel_logout_uri: a.backchannel_logout_uri.clone(),
-                })
-                .await?;
-            println!("client {} registered", a.id);
-            if let Some(s) = generated {
-                println!("client_secret: {s}");
-                println!("(shown once; interkom stores only a keyed hash)");
-            }
+        } => client_add(app, a).await?,
+        Command::Keys { command } => keys_command(app, command).await?,
+        Command::Audit { command } => return audit_command(app, command).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `interkom serve`: until Ctrl-C or SIGTERM.
+async fn serve(app: &App, started: std::time::Instant) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(app.config.listen)
+        .await
+        .with_context(|| format!("binding {}", app.config.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        issuer = app.config.gateway.issuer_str(),
+        ready_ms = started.elapsed().as_millis() as u64,
+        "interkom ready"
+    );
+    interkom::serve(app, listener, shutdown_signal()).await
+}
+
+/// `interkom tenant list`: the tree, indented by depth.
+fn tenant_list(app: &App) {
+    for t in app.tenants.iter() {
+        let indent = "  ".repeat(t.path.len() - 1);
+        println!("{indent}{}\t{}\t{}", t.id, t.level.as_str(), t.name);
+    }
+}
+
+/// `interkom user add`.
+async fn user_add(app: &App, a: UserAdd) -> anyhow::Result<()> {
+    let password = read_stdin_line()?;
+    let id = app
+        .directory
+        .add_user(interkom_directory::NewUser {
+            tenant: a.tenant,
+            username: a.username.clone(),
+            password: password.into(),
+            name: a.name,
+            email: a.email,
+            roles: a.roles,
+        })
+        .await?;
+    println!("user {} created, subject {id}", a.username);
+    Ok(())
+}
+
+/// `interkom admin bootstrap`: the first administrator of a Kreis, only
+/// while there is none.
+async fn admin_bootstrap(app: &App, tenant: String, username: String) -> anyhow::Result<()> {
+    if interkom_policy::roles::count_assignments(&app.pool, "admin").await? > 0 {
+        bail!("an administrator exists already: create further ones through the admin API");
+    }
+    match app.tenants.get(&tenant) {
+        Some(t) if t.parent.is_none() => {}
+        Some(_) => {
+            bail!("`{tenant}` is not a Kreis: the first administrator administers a whole Kreis")
         }
-        Command::Keys {
-            command: KeysCommand::Rotate,
-        } => {
+        None => bail!("unknown tenant `{tenant}`"),
+    }
+    let password = interkom_directory::crypto::random_token(15);
+    let id = app
+        .directory
+        .add_user(interkom_directory::NewUser {
+            tenant: tenant.clone(),
+            username: username.clone(),
+            password: password.clone().into(),
+            name: None,
+            email: None,
+            roles: vec!["admin".into()],
+        })
+        .await?;
+    app.audit
+        .append(
+            interkom_audit::AuditEvent::new(
+                interkom_audit::Action::AdminChange,
+                interkom_audit::Outcome::Success,
+            )
+            .target(format!("users/{id}"))
+            .details(serde_json::json!({
+                "op": "admin.bootstrap",
+                "after": { "username": username, "tenant": tenant, "roles": ["admin"] },
+            })),
+        )
+        .await?;
+    println!("administrator {username} created in {tenant} (subject {id})");
+    println!("initial password (shown only now): {password}");
+    Ok(())
+}
+
+/// How a client added on the command line authenticates: no secret
+/// (public), its keys (private_key_jwt), or a secret given or generated.
+fn client_auth(
+    a: &ClientAdd,
+) -> anyhow::Result<(AuthMethod, Option<String>, Option<serde_json::Value>)> {
+    if a.public {
+        return Ok((AuthMethod::None, None, None));
+    }
+    if let Some(f) = &a.jwks_file {
+        let jwks = serde_json::from_str(&std::fs::read_to_string(f)?).context("JWKS file")?;
+        return Ok((AuthMethod::PrivateKeyJwt, None, Some(jwks)));
+    }
+    let secret = if a.secret_stdin {
+        Some(read_stdin_line()?)
+    } else {
+        None
+    };
+    Ok((AuthMethod::ClientSecretBasic, secret, None))
+}
+
+/// `interkom client add`.
+async fn client_add(app: &App, a: ClientAdd) -> anyhow::Result<()> {
+    let grant_types = if a.grants.is_empty() {
+        vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+    } else {
+        a.grants
+            .iter()
+            .map(|g| GrantType::parse(g).with_context(|| format!("unknown grant `{g}`")))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let (auth_method, secret, jwks) = client_auth(&a)?;
+    let generated = app
+        .directory
+        .register_client(ClientSpec {
+            name: a.name.unwrap_or_else(|| a.id.clone()),
+            id: a.id.clone(),
+            tenant: a.tenant,
+            redirect_uris: a.redirect_uris,
+            post_logout_redirect_uris: a.post_logout_redirect_uris,
+            grant_types,
+            scopes: if a.scopes.is_empty() {
+                interkom::config::default_scopes()
+            } else {
+                a.scopes
+            },
+            auth_method,
+            secret: secret.map(Into::into),
+            jwks,
+            id_token_alg: Alg::parse(&a.id_token_alg)
+                .context("--id-token-alg: RS256, ES256 or EdDSA")?,
+            backchannel_logout_uri: a.backchannel_logout_uri.clone(),
+        })
+        .await?;
+    println!("client {} registered", a.id);
+    if let Some(s) = generated {
+        println!("client_secret: {s}");
+        println!("(shown once; interkom stores only a keyed hash)");
+    }
+    Ok(())
+}
+
+/// `interkom keys rotate|list`.
+async fn keys_command(app: &App, command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Rotate => {
             let kids = app.gateway.rotate_keys().await?;
             println!("new keys published: {}", kids.join(", "));
             println!(
@@ -506,9 +562,7 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
                 app.config.gateway.key_publish_lead
             );
         }
-        Command::Keys {
-            command: KeysCommand::List,
-        } => {
+        KeysCommand::List => {
             for k in app.gateway.list_keys().await? {
                 println!(
                     "{}\t{}\tsigns from {}\tretires {}",
@@ -521,182 +575,226 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
                 );
             }
         }
-        Command::Audit {
-            command: AuditCommand::Prune { older_than },
-        } => {
+    }
+    Ok(())
+}
+
+/// `interkom audit verify|checkpoint export|prune`.
+async fn audit_command(app: &App, command: AuditCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AuditCommand::Prune { older_than } => {
             let n = interkom_audit::prune_older_than(&app.pool, older_than).await?;
             println!("personal data of {n} events older than {older_than} days erased");
         }
-        Command::Audit {
-            command:
-                AuditCommand::Checkpoint {
-                    command: CheckpointCommand::Export,
-                },
-        } => {
-            let key = app
-                .config
-                .audit
-                .checkpoint_key
-                .as_ref()
-                .map(|k| k.public_key_base64());
-            for cp in interkom_audit::checkpoint::list(&app.pool, 0, i64::MAX).await? {
-                let mut line = serde_json::to_value(&cp)?;
-                line["public_key"] = serde_json::json!(key);
-                println!("{line}");
-            }
-        }
-        Command::Audit {
-            command: AuditCommand::Verify { from, to },
-        } => {
-            let keys: Vec<Vec<u8>> = app
-                .config
-                .audit
-                .checkpoint_key
-                .iter()
-                .map(|k| k.public_key().to_vec())
-                .collect();
-            let report = interkom_audit::verify_with_keys(&app.pool, from, to, &keys).await?;
-            match report.first_bad {
-                None => println!(
-                    "audit chain ok: {} events and {} signed checkpoints verified",
-                    report.checked, report.checkpoints
-                ),
-                Some((seq, why)) => {
-                    eprintln!("audit chain broken at seq {seq}: {why}");
-                    return Ok(std::process::ExitCode::from(2));
-                }
-            }
+        AuditCommand::Checkpoint {
+            command: CheckpointCommand::Export,
+        } => checkpoint_export(app).await?,
+        AuditCommand::Verify { from, to } => return audit_verify(app, from, to).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `interkom audit checkpoint export`: one JSON line per checkpoint.
+async fn checkpoint_export(app: &App) -> anyhow::Result<()> {
+    let key = app
+        .config
+        .audit
+        .checkpoint_key
+        .as_ref()
+        .map(|k| k.public_key_base64());
+    for cp in interkom_audit::checkpoint::list(&app.pool, 0, i64::MAX).await? {
+        let mut line = serde_json::to_value(&cp)?;
+        line["public_key"] = serde_json::json!(key);
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// `interkom audit verify`: exit code 2 names the first bad event.
+async fn audit_verify(app: &App, from: Option<i64>, to: Option<i64>) -> anyhow::Result<ExitCode> {
+    let keys: Vec<Vec<u8>> = app
+        .config
+        .audit
+        .checkpoint_key
+        .iter()
+        .map(|k| k.public_key().to_vec())
+        .collect();
+    let report = interkom_audit::verify_with_keys(&app.pool, from, to, &keys).await?;
+    match report.first_bad {
+        None => println!(
+            "audit chain ok: {} events and {} signed checkpoints verified",
+            report.checked, report.checkpoints
+        ),
+        Some((seq, why)) => {
+            eprintln!("audit chain broken at seq {seq}: {why}");
+            return Ok(ExitCode::from(2));
         }
     }
-    Ok(std::process::ExitCode::SUCCESS)
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `interkom policy …`: works on the policy directory as it would be
 /// imported, without importing it (a check must not change the live policy).
-async fn policy_command(
-    config: interkom::Config,
-    command: PolicyCommand,
-) -> anyhow::Result<std::process::ExitCode> {
-    use interkom_policy::{store, Severity, Snapshot, TenantTree};
+async fn policy_command(config: Config, command: PolicyCommand) -> anyhow::Result<ExitCode> {
     let pool = interkom::db::connect(&config.database_url).await?;
     interkom::db::migrate(&pool).await?;
     let tree = TenantTree::from_specs(&config.tenants)?;
     let now = Clock::default().now();
     let set = config.policy.clone();
     let live = store::load_with_baseline(&pool, &set, now).await?;
-    let (snap, problems) = Snapshot::compile(&tree, &set, &live);
+    let (snap, problems) = Snapshot::compile(&tree, &set, &live, now);
     match command {
-        PolicyCommand::Check => {
-            let mut exit = std::process::ExitCode::SUCCESS;
-            for p in &problems {
-                let sev = match p.severity {
-                    Severity::Error => "error",
-                    Severity::Warning => "warning",
-                };
-                println!("{sev}: {}: {}", p.subject, p.message);
-                exit = std::process::ExitCode::from(1);
-            }
-            for r in &live.resources {
-                if let Some(c) = &r.client {
-                    if sqlx::query_scalar::<_, String>("SELECT id FROM clients WHERE id = $1")
-                        .bind(c)
-                        .fetch_optional(&pool)
-                        .await?
-                        .is_none()
-                        && !config.demo.clients.iter().any(|d| &d.id == c)
-                    {
-                        println!("warning: resource {}: client `{c}` is not registered", r.id);
-                        exit = std::process::ExitCode::from(1);
-                    }
+        PolicyCommand::Check => policy_check(&config, pool, tree, &live, &snap, &problems).await,
+        PolicyCommand::Explain(e) => policy_explain(&set, &snap, &e, now).await,
+        PolicyCommand::WhatIf(w) => policy_what_if(&tree, &set, &live, &w, now),
+    }
+}
+
+/// `interkom policy check`: every problem, and every resource whose client
+/// is not registered; exit code 1 if there is any.
+async fn policy_check(
+    config: &Config,
+    pool: AnyPool,
+    tree: TenantTree,
+    live: &LiveData,
+    snap: &Snapshot,
+    problems: &[Problem],
+) -> anyhow::Result<ExitCode> {
+    let mut exit = ExitCode::SUCCESS;
+    for p in problems {
+        let sev = match p.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        println!("{sev}: {}: {}", p.subject, p.message);
+        exit = ExitCode::from(1);
+    }
+    if live.resources.iter().any(|r| r.client.is_some()) {
+        let directory = read_only_directory(config, pool, tree).await?;
+        for r in &live.resources {
+            if let Some(c) = &r.client {
+                if directory.client(c).await?.is_none()
+                    && !config.demo.clients.iter().any(|d| &d.id == c)
+                {
+                    println!("warning: resource {}: client `{c}` is not registered", r.id);
+                    exit = ExitCode::from(1);
                 }
             }
-            if exit == std::process::ExitCode::SUCCESS {
-                println!("policy ok: {} (baseline {})", snap.counts(), set.version);
-            }
-            Ok(exit)
-        }
-        PolicyCommand::Explain(e) => {
-            let amr: Vec<&str> = e.amr.iter().map(String::as_str).collect();
-            let ctx = interkom_policy::AuthContext::from_claims(
-                Some(&e.acr),
-                &amr,
-                Some(now - e.auth_age),
-                now,
-            );
-            let resource = interkom_policy::ResourceRef {
-                id: &e.resource,
-                kind: e.resource_type.as_deref(),
-                properties: None,
-            };
-            let d = snap.decide(
-                interkom_policy::SubjectRef::User(&e.subject),
-                &e.action,
-                resource,
-                &ctx,
-            );
-            let effect = match d.effect {
-                interkom_policy::Effect::Allow => "allow".to_owned(),
-                interkom_policy::Effect::Deny => "deny".to_owned(),
-                interkom_policy::Effect::StepUp {
-                    required_acr,
-                    max_age,
-                } => format!(
-                    "step_up (acr {}, max age {})",
-                    required_acr.map(|a| a.acr()).unwrap_or("any"),
-                    max_age
-                        .map(|m| format!("{m} s"))
-                        .unwrap_or_else(|| "any".into())
-                ),
-            };
-            println!("decision: {effect}");
-            if let Some(n) = d.need {
-                println!("protection need: {}", n.as_str());
-            }
-            for r in &d.reasons {
-                let v = snap.describe(r);
-                println!("  - {}", v["message"].as_str().unwrap_or(""));
-            }
-            // The same lines through casbin's own enforcer.
-            let oracle = interkom_policy::oracle::CasbinOracle::new(&set.model_text, &snap).await?;
-            let requests = snap.casbin_requests(&e.subject, &e.action, resource);
-            println!(
-                "casbin enforcer on the policy lines: {}",
-                if oracle.lines_allow(&requests)? {
-                    "allow"
-                } else {
-                    "no allow"
-                }
-            );
-            Ok(if d.allowed() {
-                std::process::ExitCode::SUCCESS
-            } else {
-                std::process::ExitCode::from(2)
-            })
-        }
-        PolicyCommand::WhatIf(w) => {
-            let parse = |l: &String| {
-                interkom_policy::RuleLine::parse(l).map_err(|e| anyhow::anyhow!("`{l}`: {e}"))
-            };
-            let change = interkom_policy::Change {
-                add: w.add.iter().map(parse).collect::<anyhow::Result<_>>()?,
-                remove: w.remove.iter().map(parse).collect::<anyhow::Result<_>>()?,
-                ..Default::default()
-            };
-            let flips = interkom_policy::live::what_if(&tree, &set, &live, &change, now);
-            if flips.is_empty() {
-                println!("no decision changes");
-            }
-            for f in flips {
-                println!(
-                    "{}\t{}\t{}\t{} -> {}",
-                    f.subject,
-                    f.action,
-                    f.resource,
-                    if f.before { "allow" } else { "deny" },
-                    if f.after { "allow" } else { "deny" }
-                );
-            }
-            Ok(std::process::ExitCode::SUCCESS)
         }
     }
+    if exit == ExitCode::SUCCESS {
+        println!(
+            "policy ok: {} (baseline {})",
+            snap.counts(),
+            config.policy.version
+        );
+    }
+    Ok(exit)
+}
+
+/// The directory, to look clients up, over a policy engine that leaves the
+/// live policy as it is.
+async fn read_only_directory(
+    config: &Config,
+    pool: AnyPool,
+    tree: TenantTree,
+) -> anyhow::Result<Directory> {
+    let clock = Clock::default();
+    let policy = PolicyEngine::open(pool.clone(), config.policy.clone(), clock.clone()).await?;
+    Ok(Directory::new(
+        config.directory(),
+        pool,
+        config.master_key.clone(),
+        Arc::new(tree),
+        policy,
+        clock,
+    )?)
+}
+
+/// `interkom policy explain`: one decision with its reasons, and what
+/// casbin's own enforcer says of the same lines; exit code 2 unless allowed.
+async fn policy_explain(
+    set: &PolicySet,
+    snap: &Snapshot,
+    e: &Explain,
+    now: i64,
+) -> anyhow::Result<ExitCode> {
+    let amr: Vec<&str> = e.amr.iter().map(String::as_str).collect();
+    let ctx = AuthContext::from_claims(Some(&e.acr), &amr, Some(now - e.auth_age), now);
+    let resource = ResourceRef {
+        id: &e.resource,
+        kind: e.resource_type.as_deref(),
+        properties: None,
+    };
+    let d = snap.decide(SubjectRef::User(&e.subject), &e.action, resource, &ctx);
+    let effect = match d.effect {
+        Effect::Allow => "allow".to_owned(),
+        Effect::Deny => "deny".to_owned(),
+        Effect::StepUp {
+            required_acr,
+            max_age,
+        } => format!(
+            "step_up (acr {}, max age {})",
+            required_acr.map(|a| a.acr()).unwrap_or("any"),
+            max_age
+                .map(|m| format!("{m} s"))
+                .unwrap_or_else(|| "any".into())
+        ),
+    };
+    println!("decision: {effect}");
+    if let Some(n) = d.need {
+        println!("protection need: {}", n.as_str());
+    }
+    for r in &d.reasons {
+        let v = snap.describe(r);
+        println!("  - {}", v["message"].as_str().unwrap_or(""));
+    }
+    // The same lines through casbin's own enforcer.
+    let oracle = interkom_policy::oracle::CasbinOracle::new(&set.model_text, snap).await?;
+    let requests = snap.casbin_requests(&e.subject, &e.action, resource);
+    println!(
+        "casbin enforcer on the policy lines: {}",
+        if oracle.lines_allow(&requests)? {
+            "allow"
+        } else {
+            "no allow"
+        }
+    );
+    Ok(if d.allowed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// `interkom policy what-if`: the decisions adding and removing lines would
+/// flip.
+fn policy_what_if(
+    tree: &TenantTree,
+    set: &PolicySet,
+    live: &LiveData,
+    w: &WhatIf,
+    now: i64,
+) -> anyhow::Result<ExitCode> {
+    let parse = |l: &String| RuleLine::parse(l).map_err(|e| anyhow::anyhow!("`{l}`: {e}"));
+    let change = Change {
+        add: w.add.iter().map(parse).collect::<anyhow::Result<_>>()?,
+        remove: w.remove.iter().map(parse).collect::<anyhow::Result<_>>()?,
+        ..Default::default()
+    };
+    let flips = interkom_policy::live::what_if(tree, set, live, &change, now);
+    if flips.is_empty() {
+        println!("no decision changes");
+    }
+    for f in flips {
+        println!(
+            "{}\t{}\t{}\t{} -> {}",
+            f.subject,
+            f.action,
+            f.resource,
+            if f.before { "allow" } else { "deny" },
+            if f.after { "allow" } else { "deny" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
