@@ -115,7 +115,7 @@ async fn directory(pool: &AnyPool) -> Directory {
     let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
     let set = PolicySet::load(&policies).unwrap();
     let clock = Clock::default();
-    let policy = PolicyEngine::start(pool.clone(), set, clock.now())
+    let policy = PolicyEngine::start(pool.clone(), set, clock.clone())
         .await
         .unwrap();
     Directory::new(
