@@ -13,6 +13,7 @@ use interkom_audit::CheckpointKey;
 use interkom_directory::MasterKey;
 use interkom_gateway::{Alg, Argon2Config, GatewayConfig, SourcePseudonymisation};
 use interkom_policy::TenantSpec;
+use interkom_types::Secret;
 use serde::Deserialize;
 use url::Url;
 
@@ -38,6 +39,27 @@ const ENV_KEYS: &[&str] = &[
     "tls",
 ];
 
+/// A database URL: its password, if it has one, is never printed.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> DatabaseUrl {
+        DatabaseUrl(url.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::db::redact(&self.0))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -46,10 +68,10 @@ pub struct FileConfig {
     /// The public issuer URL, e.g. `https://login.landkreis.example`.
     pub issuer: String,
     /// `sqlite://data/interkom.db` or `postgres://user@host/db`.
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// The key-encryption key (32 bytes, base64). Takes precedence over the file.
     #[serde(default)]
-    pub key_encryption_key: Option<String>,
+    pub key_encryption_key: Option<Secret>,
     /// A file holding the key-encryption key; created on first start if missing.
     #[serde(default)]
     pub key_encryption_key_file: Option<PathBuf>,
@@ -283,7 +305,7 @@ pub struct DemoConfig {
 pub struct DemoUser {
     pub tenant: String,
     pub username: String,
-    pub password: String,
+    pub password: Secret,
     pub name: Option<String>,
     pub email: Option<String>,
     #[serde(default)]
@@ -304,7 +326,7 @@ pub struct DemoClient {
     #[serde(default = "default_scopes")]
     pub scopes: Vec<String>,
     pub auth_method: String,
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     /// OpenID Connect Back-Channel Logout 1.0.
     #[serde(default)]
     pub backchannel_logout_uri: Option<String>,
@@ -320,7 +342,7 @@ pub fn default_scopes() -> Vec<String> {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     pub master_key: MasterKey,
     pub log: String,
     pub gateway: GatewayConfig,
@@ -377,8 +399,8 @@ impl FileConfig {
         let issuer = Url::parse(&self.issuer)
             .map_err(|_| errs.push(format!("issuer: `{}` is not a URL", self.issuer)))
             .ok();
-        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres:"))
-        {
+        let url = self.database_url.as_str();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres:")) {
             errs.push("database_url must start with sqlite: or postgres:".into());
         }
         let alg = Alg::parse(&self.tokens.access_token_alg);
@@ -425,7 +447,7 @@ impl FileConfig {
     /// The key-encryption key: given, or from its file (created if missing).
     fn master_key(&self, errs: &mut Vec<String>) -> Option<MasterKey> {
         match (&self.key_encryption_key, &self.key_encryption_key_file) {
-            (Some(k), _) => MasterKey::from_base64(k)
+            (Some(k), _) => MasterKey::from_base64(k.expose())
                 .ok_or_else(|| errs.push("key_encryption_key must be 32 bytes, base64".into()))
                 .ok(),
             (None, Some(f)) => match load_or_create_key(f) {
@@ -632,4 +654,41 @@ pub(crate) fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
 pub(crate) fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
     std::fs::write(path, content)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn no_configuration_prints_a_secret() {
+        let demo = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/interkom.toml"),
+        )
+        .unwrap();
+        let text = demo.replace(
+            "database_url = ",
+            "database_url = \"postgres://interkom:db-kennwort-2026@db/interkom\"\n# ",
+        );
+        let mut fc = FileConfig::from_toml(&text).unwrap();
+        fc.key_encryption_key = Some(Secret::new("kek-geheim-base64"));
+        let printed = format!("{fc:?}");
+        assert!(
+            printed.contains("postgres://interkom:***@db/interkom"),
+            "{printed}"
+        );
+        for secret in ["db-kennwort-2026", "kek-geheim-base64"] {
+            assert!(!printed.contains(secret), "{secret}");
+        }
+        // The demo's passwords and client secrets neither.
+        for u in &fc.demo.users {
+            assert!(!printed.contains(u.password.expose()), "{}", u.username);
+        }
+        for c in fc.demo.clients.iter().filter_map(|c| c.secret.as_ref()) {
+            assert!(!printed.contains(c.expose()));
+        }
+        assert!(!fc.demo.users.is_empty());
+    }
 }

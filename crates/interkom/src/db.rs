@@ -60,7 +60,8 @@ fn sqlite_url(url: &str) -> anyhow::Result<String> {
     Ok(u)
 }
 
-fn redact(url: &str) -> String {
+/// The URL with its password masked (for logs and `{:?}`).
+pub(crate) fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));

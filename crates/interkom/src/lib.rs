@@ -66,7 +66,7 @@ impl App {
     /// Connects, migrates, stores the configured tenant tree, starts the
     /// audit writer, loads or creates the signing keys and seeds the demo.
     pub async fn open(config: Config, clock: Clock) -> anyhow::Result<App> {
-        let pool = db::connect(&config.database_url).await?;
+        let pool = db::connect(config.database_url.as_str()).await?;
         db::migrate(&pool).await?;
         let migrations = Arc::new(db::applied_migrations(&pool).await?);
         let configured = TenantTree::from_specs(&config.tenants)?;
@@ -136,7 +136,7 @@ impl App {
                     .add_user(interkom_directory::NewUser {
                         tenant: u.tenant.clone(),
                         username: u.username.clone(),
-                        password: u.password.clone().into(),
+                        password: u.password.clone(),
                         name: u.name.clone(),
                         email: u.email.clone(),
                         roles: u.roles.clone(),
@@ -176,7 +176,7 @@ impl App {
                     grant_types,
                     scopes: c.scopes.clone(),
                     auth_method,
-                    secret: c.secret.clone().map(Into::into),
+                    secret: c.secret.clone(),
                     jwks: None,
                     id_token_alg: Alg::RS256,
                     backchannel_logout_uri: c.backchannel_logout_uri.clone(),
@@ -357,11 +357,11 @@ pub async fn serve(
     // or within the poll interval.
     let _stop_watch = AbortOnDrop(app.policy.spawn_watch(
         Duration::from_secs(app.config.policy_poll_seconds),
-        &app.config.database_url,
+        app.config.database_url.as_str(),
     ));
     let _stop_key_watch = app
         .gateway
-        .spawn_key_watch(&app.config.database_url)
+        .spawn_key_watch(app.config.database_url.as_str())
         .map(AbortOnDrop);
     let _stop_logout_sender = AbortOnDrop(app.gateway.spawn_logout_sender());
     let _stop_forwarder = app

@@ -636,7 +636,7 @@ async fn audit_verify(app: &App, from: Option<i64>, to: Option<i64>) -> anyhow::
 /// `interkom policy …`: works on the policy directory as it would be
 /// imported, without importing it (a check must not change the live policy).
 async fn policy_command(config: Config, command: PolicyCommand) -> anyhow::Result<ExitCode> {
-    let pool = interkom::db::connect(&config.database_url).await?;
+    let pool = interkom::db::connect(config.database_url.as_str()).await?;
     interkom::db::migrate(&pool).await?;
     let tree = TenantTree::from_specs(&config.tenants)?;
     let now = Clock::default().now();
