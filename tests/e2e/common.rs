@@ -94,7 +94,7 @@ pub fn base_config() -> FileConfig {
 }
 
 pub fn inline_keys(fc: &mut FileConfig) {
-    fc.key_encryption_key = Some(interkom_directory::MasterKey::generate().to_base64());
+    fc.key_encryption_key = Some(interkom_directory::MasterKey::generate().to_base64().into());
     fc.key_encryption_key_file = None;
     fc.audit.checkpoint_key = Some(checkpoint_key());
     fc.audit.checkpoint_key_file = None;
@@ -125,8 +125,8 @@ impl TestServer {
         let mut fc = base_config();
         fc.listen = addr.to_string();
         fc.issuer = issuer.clone();
-        fc.database_url = database_url.clone();
-        fc.key_encryption_key = Some(kek.clone());
+        fc.database_url = interkom::config::DatabaseUrl::new(database_url.clone());
+        fc.key_encryption_key = Some(kek.clone().into());
         fc.key_encryption_key_file = None;
         fc.audit.checkpoint_key = Some(checkpoint_key());
         fc.audit.checkpoint_key_file = None;

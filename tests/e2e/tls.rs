@@ -118,7 +118,7 @@ async fn serves_tls_with_hsts_and_reloads_a_renewed_certificate() {
 async fn plain_http_only_on_loopback_or_behind_a_proxy() {
     let mut fc = base_config();
     fc.listen = "0.0.0.0:8080".into();
-    fc.key_encryption_key = Some(interkom_directory::MasterKey::generate().to_base64());
+    fc.key_encryption_key = Some(interkom_directory::MasterKey::generate().to_base64().into());
     fc.audit.checkpoint_key = Some(checkpoint_key());
     fc.policy_dir = repo_root().join("policies");
     let err = format!("{:#}", fc.clone().validate().unwrap_err());
