@@ -300,7 +300,7 @@ async fn proceed(
 ) -> Result<Response, Fail> {
     let now = gw.clock.now();
     let session = match web::cookie(headers, SESSION_COOKIE) {
-        Some(h) => session::session_by_handle(&gw.pool, &gw.master, &h, now).await?,
+        Some(h) => session::session_by_handle(gw, &h, now).await?,
         None => None,
     };
     let redirect_fail = |error: &'static str, description: &str| Fail::Redirect {
@@ -330,7 +330,7 @@ async fn proceed(
             }
             match step {
                 Step::Issue => {
-                    let mut conn = gw.pool.acquire().await.map_err(GatewayError::from)?;
+                    let mut conn = gw.store.acquire().await.map_err(GatewayError::from)?;
                     let code = flow::issue_code(gw, &mut conn, &req, &s).await?;
                     return Ok(flow::code_redirect(gw, &req, &code));
                 }

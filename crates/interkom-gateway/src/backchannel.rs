@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use interkom_audit::{Action, AuditEvent, Outcome};
 use serde_json::json;
-use sqlx::AnyConnection;
 
+use crate::store::Delivery;
 use crate::{jws, Gateway, GatewayError};
 
 /// The event a logout token carries.
@@ -24,40 +24,6 @@ const MAX_ATTEMPTS: i64 = 6;
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a logout token is valid.
 const TOKEN_TTL: i64 = 120;
-
-/// Queues the logout of session `sid` of `sub` for every client that got
-/// tokens in it and wants to hear, on the caller's transaction: one
-/// statement, one row per client (the id makes a second queueing of the
-/// same session by another node a no-op).
-pub(crate) async fn queue(
-    conn: &mut AnyConnection,
-    sub: &str,
-    sid: &str,
-    now: i64,
-) -> Result<(), GatewayError> {
-    sqlx::query(
-        "INSERT INTO logout_deliveries (id, client_id, uri, sub, sid, attempts, next_at, created_at) \
-         SELECT $1 || ' ' || c.id, c.id, c.backchannel_logout_uri, $2, $1, 0, $3, $3 FROM clients c \
-         WHERE c.backchannel_logout_uri IS NOT NULL \
-           AND c.id IN (SELECT client_id FROM token_families WHERE sid = $1) \
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(sid)
-    .bind(sub)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-#[derive(sqlx::FromRow)]
-struct Due {
-    id: String,
-    client_id: String,
-    sub: String,
-    sid: String,
-    attempts: i64,
-}
 
 /// How long a claimed attempt is this node's: longer than the attempt.
 const LEASE: i64 = 60;
@@ -70,14 +36,10 @@ fn backoff(n: i64) -> i64 {
 /// Sends what is due, eight at a time (a slow client delays no other for
 /// long); returns how many were delivered.
 pub(crate) async fn deliver_due(gw: &Gateway) -> Result<usize, GatewayError> {
-    let due: Vec<Due> = sqlx::query_as(
-        "SELECT id, client_id, sub, sid, attempts FROM logout_deliveries \
-         WHERE delivered_at IS NULL AND attempts < $1 AND next_at <= $2 ORDER BY next_at LIMIT 64",
-    )
-    .bind(MAX_ATTEMPTS)
-    .bind(gw.clock.now())
-    .fetch_all(&gw.pool)
-    .await?;
+    let due = gw
+        .store
+        .due_deliveries(MAX_ATTEMPTS, gw.clock.now())
+        .await?;
     let mut delivered = 0;
     for batch in due.chunks(8) {
         for r in futures_util::future::join_all(batch.iter().map(|d| attempt(gw, d))).await {
@@ -88,20 +50,9 @@ pub(crate) async fn deliver_due(gw: &Gateway) -> Result<usize, GatewayError> {
 }
 
 /// One attempt at one delivery, if this node gets to claim it.
-async fn attempt(gw: &Gateway, d: &Due) -> Result<bool, GatewayError> {
+async fn attempt(gw: &Gateway, d: &Delivery) -> Result<bool, GatewayError> {
     let n = d.attempts + 1;
-    let claimed = sqlx::query(
-        "UPDATE logout_deliveries SET attempts = $1, next_at = $2 \
-         WHERE id = $3 AND attempts = $4 AND delivered_at IS NULL",
-    )
-    .bind(n)
-    .bind(gw.clock.now() + LEASE)
-    .bind(&d.id)
-    .bind(d.attempts)
-    .execute(&gw.pool)
-    .await?
-    .rows_affected();
-    if claimed == 0 {
+    if !gw.store.claim_delivery(d, gw.clock.now() + LEASE).await? {
         return Ok(false);
     }
     let result = send(gw, d).await;
@@ -111,28 +62,16 @@ async fn attempt(gw: &Gateway, d: &Due) -> Result<bool, GatewayError> {
     let last = n >= MAX_ATTEMPTS
         || matches!(&result, Err((Some(s), _)) if (400..500).contains(s) && *s != 408 && *s != 429);
     let updated = match &result {
-        Ok(()) => sqlx::query(
-            "UPDATE logout_deliveries SET delivered_at = $1, last_error = NULL \
-             WHERE id = $2 AND attempts = $3 AND delivered_at IS NULL",
-        )
-        .bind(now)
-        .bind(&d.id)
-        .bind(n),
-        Err((_, e)) => sqlx::query(
-            "UPDATE logout_deliveries SET next_at = $1, last_error = $2, attempts = $3 \
-             WHERE id = $4 AND attempts = $5 AND delivered_at IS NULL",
-        )
-        .bind(now + backoff(n))
-        .bind(e.clone())
-        .bind(if last { MAX_ATTEMPTS } else { n })
-        .bind(&d.id)
-        .bind(n),
-    }
-    .execute(&gw.pool)
-    .await?
-    .rows_affected();
+        Ok(()) => gw.store.delivered(&d.id, n, now).await?,
+        Err((_, e)) => {
+            let attempts = if last { MAX_ATTEMPTS } else { n };
+            gw.store
+                .delivery_failed(&d.id, n, e, now + backoff(n), attempts)
+                .await?
+        }
+    };
     let ok = result.is_ok();
-    if updated > 0 && (ok || last) {
+    if updated && (ok || last) {
         let mut ev = AuditEvent::new(
             Action::BackchannelLogout,
             if ok {
@@ -151,12 +90,12 @@ async fn attempt(gw: &Gateway, d: &Due) -> Result<bool, GatewayError> {
         }
         gw.audit.append(ev).await?;
     }
-    Ok(ok && updated > 0)
+    Ok(ok && updated)
 }
 
 /// One attempt: a fresh logout token, POSTed as a form (§2.5); 200 or 204
 /// is success (§2.8). The error carries the client's status, if it answered.
-async fn send(gw: &Gateway, d: &Due) -> Result<(), (Option<u16>, String)> {
+async fn send(gw: &Gateway, d: &Delivery) -> Result<(), (Option<u16>, String)> {
     let now = gw.clock.now();
     let fail = |e: String| (None, e);
     let client = gw

@@ -184,17 +184,17 @@ async fn verify_client_assertion(
         .get("jti")
         .and_then(Value::as_str)
         .ok_or_else(|| fail("jti missing"))?;
-    let inserted = sqlx::query("INSERT INTO client_assertions (id, expires_at) VALUES ($1, $2)")
-        .bind(format!("{}|{}", client.id, jti))
-        .bind(exp + 60)
-        .execute(&gw.pool)
-        .await;
-    match inserted {
-        Ok(_) => Ok(client),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(fail("jti replayed")),
-        Err(e) => Err(GatewayError::from(e).into()),
+    let first = gw
+        .store
+        .first_client_assertion(&format!("{}|{}", client.id, jti), exp + 60)
+        .await
+        .map_err(GatewayError::from)?;
+    if !first {
+        return Err(fail("jti replayed"));
     }
+    Ok(client)
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

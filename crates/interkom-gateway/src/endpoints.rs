@@ -112,22 +112,12 @@ pub(crate) async fn access_token_claims(
     // Taken before the lookups: the "not revoked" below is no newer than this.
     let checked = std::time::Instant::now();
     if let Some(jti) = claims.get("jti").and_then(Value::as_str) {
-        let revoked: Option<i64> =
-            sqlx::query_scalar("SELECT expires_at FROM revoked_tokens WHERE jti = $1")
-                .bind(jti)
-                .fetch_optional(&gw.pool)
-                .await?;
-        if revoked.is_some() {
+        if gw.store.access_token_revoked(jti).await? {
             return Ok(None);
         }
     }
     if let Some(gid) = claims.get("gid").and_then(Value::as_str) {
-        let revoked: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT revoked_at FROM token_families WHERE id = $1")
-                .bind(gid)
-                .fetch_optional(&gw.pool)
-                .await?;
-        if !matches!(revoked, Some(None)) {
+        if !gw.store.family_is_live(gid).await? {
             return Ok(None);
         }
     }
@@ -220,16 +210,6 @@ pub(crate) async fn userinfo(
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct RefreshView {
-    client_id: String,
-    user_id: String,
-    scope: String,
-    expires_at: i64,
-    used_at: Option<i64>,
-    revoked_at: Option<i64>,
-}
-
 pub(crate) async fn introspect(
     State(gw): State<Gateway>,
     headers: HeaderMap,
@@ -239,7 +219,9 @@ pub(crate) async fn introspect(
         let p = params::form(&headers, &body)?;
         // Only authenticated clients may introspect (RFC 7662 §2.1).
         let client = clients::authenticate(&gw, &headers, &p, false).await?;
-        let token = p.get("token")?.ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+        let token = p
+            .get("token")?
+            .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
         if let Some(mut claims) = access_token_claims(&gw, token).await? {
             claims["active"] = json!(true);
             claims["token_type"] = json!("Bearer");
@@ -247,24 +229,28 @@ pub(crate) async fn introspect(
         }
         // A refresh token, shown only to the client it was issued to.
         let now = gw.clock.now();
-        let row: Option<RefreshView> = sqlx::query_as(
-            "SELECT r.client_id, r.user_id, r.scope, r.expires_at, r.used_at, f.revoked_at \
-             FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id WHERE r.token_hash = $1",
-        )
-        .bind(gw.master.keyed_hash(token))
-        .fetch_optional(&gw.pool)
-        .await
-        .map_err(GatewayError::from)?;
+        let row = gw
+            .store
+            .refresh_token_view(&gw.master.keyed_hash(token))
+            .await
+            .map_err(GatewayError::from)?;
         match row {
-            Some(r) if r.client_id == client.id && r.expires_at > now && r.used_at.is_none() && r.revoked_at.is_none() => Ok(json!({
-                "active": true,
-                "client_id": r.client_id,
-                "sub": r.user_id,
-                "scope": r.scope,
-                "exp": r.expires_at,
-                "iss": gw.cfg.issuer_str(),
-                "token_type": "refresh_token",
-            })),
+            Some(r)
+                if r.client_id == client.id
+                    && r.expires_at > now
+                    && r.used_at.is_none()
+                    && r.revoked_at.is_none() =>
+            {
+                Ok(json!({
+                    "active": true,
+                    "client_id": r.client_id,
+                    "sub": r.user_id,
+                    "scope": r.scope,
+                    "exp": r.expires_at,
+                    "iss": gw.cfg.issuer_str(),
+                    "token_type": "refresh_token",
+                }))
+            }
             _ => Ok(json!({ "active": false })),
         }
     }
@@ -289,27 +275,29 @@ pub(crate) async fn revoke(
     let res: Result<(), OAuthError> = async {
         let p = params::form(&headers, &body)?;
         let client = clients::authenticate(&gw, &headers, &p, true).await?;
-        let token = p.get("token")?.ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+        let token = p
+            .get("token")?
+            .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
         let now = gw.clock.now();
-        let family: Option<(String, String)> =
-            sqlx::query_as("SELECT family_id, client_id FROM refresh_tokens WHERE token_hash = $1")
-                .bind(gw.master.keyed_hash(token))
-                .fetch_optional(&gw.pool)
-                .await
-                .map_err(GatewayError::from)?;
+        let family = gw
+            .store
+            .refresh_token_family(&gw.master.keyed_hash(token))
+            .await
+            .map_err(GatewayError::from)?;
         let revoked_what = if let Some((fid, cid)) = family.filter(|(_, c)| *c == client.id) {
             crate::token::revoke_family(&gw, &fid).await?;
             let _ = cid;
             Some(json!({ "type": "refresh_token", "family": fid }))
         } else if let Some(claims) = access_token_claims(&gw, token).await? {
             let jti = claims.get("jti").and_then(Value::as_str).unwrap_or("");
-            let owner = claims.get("client_id").and_then(Value::as_str).unwrap_or("");
+            let owner = claims
+                .get("client_id")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if owner == client.id && !jti.is_empty() {
                 let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
-                sqlx::query("INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
-                    .bind(jti)
-                    .bind(exp)
-                    .execute(&gw.pool)
+                gw.store
+                    .revoke_access_token(jti, exp)
                     .await
                     .map_err(GatewayError::from)?;
                 gw.verified.forget(token);

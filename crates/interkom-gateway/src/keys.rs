@@ -13,13 +13,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
-use serde::Serialize;
 use serde_json::{json, Value};
-use sqlx::AnyPool;
 
+use crate::store::{NewSigningKey, Store, StoredKey};
 use crate::GatewayError;
 use interkom_directory::crypto::MasterKey;
 
+pub use crate::store::KeyInfo;
 pub use interkom_types::Alg;
 
 enum Pair {
@@ -189,44 +189,9 @@ impl KeySet {
     }
 }
 
-/// Summary of a stored key, for the CLI and the admin API.
-#[derive(Debug, Clone, Serialize)]
-pub struct KeyInfo {
-    pub kid: String,
-    pub alg: String,
-    pub created_at: i64,
-    pub sign_from: i64,
-    pub retire_at: Option<i64>,
-}
-
-#[derive(sqlx::FromRow)]
-struct KeyRow {
-    kid: String,
-    alg: String,
-    private_enc: String,
-    public_jwk: String,
-    created_at: i64,
-    sign_from: i64,
-    retire_at: Option<i64>,
-}
-
-/// The PostgreSQL channel a rotation is announced on.
-pub(crate) const CHANNEL: &str = "interkom_keys";
-
-/// Tells the other nodes (PostgreSQL only; SQLite serves one node).
-async fn announce(pool: &AnyPool) -> Result<(), GatewayError> {
-    let mut conn = pool.acquire().await?;
-    if conn.backend_name() == "PostgreSQL" {
-        sqlx::query(&format!("NOTIFY {CHANNEL}"))
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
-}
-
 /// The node's view of the keys, reloaded from the database.
 pub(crate) struct KeyStore {
-    pool: AnyPool,
+    store: Store,
     master: MasterKey,
     set: RwLock<Arc<KeySet>>,
     reload_every: i64,
@@ -234,9 +199,9 @@ pub(crate) struct KeyStore {
 }
 
 impl KeyStore {
-    pub(crate) fn new(pool: AnyPool, master: MasterKey, reload_every: i64) -> KeyStore {
+    pub(crate) fn new(store: Store, master: MasterKey, reload_every: i64) -> KeyStore {
         KeyStore {
-            pool,
+            store,
             master,
             set: RwLock::new(Arc::new(KeySet::default())),
             reload_every,
@@ -269,13 +234,9 @@ impl KeyStore {
     }
 
     pub(crate) async fn reload(&self, now: i64) -> Result<Arc<KeySet>, GatewayError> {
-        let rows: Vec<KeyRow> = sqlx::query_as(
-            "SELECT kid, alg, private_enc, public_jwk, created_at, sign_from, retire_at FROM signing_keys",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self.store.signing_keys().await?;
         let mut keys = Vec::with_capacity(rows.len());
-        for KeyRow {
+        for StoredKey {
             kid,
             alg,
             private_enc: enc,
@@ -316,8 +277,7 @@ impl KeyStore {
 
     /// Reloads on every announced rotation until the connection fails.
     pub(crate) async fn listen(&self, url: &str, clock: &crate::Clock) -> Result<(), GatewayError> {
-        let mut listener = sqlx::postgres::PgListener::connect(url).await?;
-        listener.listen(CHANNEL).await?;
+        let mut listener = Store::rotation_listener(url).await?;
         // Whatever was rotated while not listening.
         {
             let _guard = self.reloading.lock().await;
@@ -364,18 +324,16 @@ impl KeyStore {
             .master
             .encrypt(&der, &kid)
             .map_err(|_| GatewayError::Crypto("key encryption failed"))?;
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, private_enc, public_jwk, created_at, sign_from, retire_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, NULL)",
-        )
-        .bind(&kid)
-        .bind(alg.as_str())
-        .bind(enc)
-        .bind(jwk.to_string())
-        .bind(now)
-        .bind(sign_from)
-        .execute(&self.pool)
-        .await?;
+        self.store
+            .insert_signing_key(&NewSigningKey {
+                kid: &kid,
+                alg,
+                private_enc: &enc,
+                public_jwk: &jwk.to_string(),
+                created_at: now,
+                sign_from,
+            })
+            .await?;
         Ok(kid)
     }
 
@@ -391,13 +349,9 @@ impl KeyStore {
         let sign_from = now + publish_lead;
         let mut kids = Vec::new();
         for alg in Alg::ALL {
-            sqlx::query(
-                "UPDATE signing_keys SET retire_at = $1 WHERE alg = $2 AND retire_at IS NULL",
-            )
-            .bind(sign_from + max_token_ttl)
-            .bind(alg.as_str())
-            .execute(&self.pool)
-            .await?;
+            self.store
+                .retire_signing_keys(alg, sign_from + max_token_ttl)
+                .await?;
             kids.push(self.insert(alg, now, sign_from).await?);
         }
         {
@@ -406,28 +360,14 @@ impl KeyStore {
         }
         // The rotation is committed: a lost announcement only delays the
         // other nodes until their periodic reload.
-        if let Err(e) = announce(&self.pool).await {
+        if let Err(e) = self.store.announce_rotation().await {
             tracing::warn!(error = %e, "key rotation not announced; other nodes reload periodically");
         }
         Ok(kids)
     }
 
     pub(crate) async fn list(&self) -> Result<Vec<KeyInfo>, GatewayError> {
-        let rows: Vec<(String, String, i64, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT kid, alg, created_at, sign_from, retire_at FROM signing_keys ORDER BY created_at, kid",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(kid, alg, created_at, sign_from, retire_at)| KeyInfo {
-                kid,
-                alg,
-                created_at,
-                sign_from,
-                retire_at,
-            })
-            .collect())
+        Ok(self.store.list_signing_keys().await?)
     }
 }
 

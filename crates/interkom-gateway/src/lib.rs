@@ -21,6 +21,9 @@
 //!   (client authentication), [`keys`] and `jws`, `web` and `i18n`,
 //!   `params`, `throttle`, `verified`, [`config`], [`error`]. Accounts,
 //!   clients, upstreams and enrolments live in `interkom-directory`.
+//! - `store`: the one place of the gateway's SQL — sessions, codes, tokens,
+//!   login requests, deliveries, brute-force counters, signing keys — over
+//!   SQLite or PostgreSQL alike; it imports nothing above it.
 
 mod access;
 mod authorize;
@@ -40,6 +43,7 @@ mod params;
 mod second_factor;
 mod session;
 mod sources;
+mod store;
 mod throttle;
 mod token;
 mod verified;
@@ -60,6 +64,7 @@ pub use interkom_directory::Argon2Config;
 pub use interkom_types::Clock;
 pub use jws::Signer;
 pub use keys::{Alg, KeyInfo};
+pub use store::migrate;
 pub use throttle::BruteForceConfig;
 
 /// The gateway: shared state of every OIDC endpoint. Cheap to clone.
@@ -69,7 +74,8 @@ pub struct Gateway(Arc<Inner>);
 /// The gateway's state behind [`Gateway`]; its fields are private.
 pub struct Inner {
     pub(crate) cfg: GatewayConfig,
-    pub(crate) pool: AnyPool,
+    /// Sessions, codes, tokens and everything else the gateway keeps.
+    pub(crate) store: store::Store,
     pub(crate) audit: AuditLog,
     pub(crate) keys: keys::KeyStore,
     pub(crate) master: MasterKey,
@@ -99,13 +105,6 @@ impl std::ops::Deref for Gateway {
     }
 }
 
-/// Applies this crate's migrations.
-pub async fn migrate(pool: &AnyPool) -> Result<(), sqlx::migrate::MigrateError> {
-    let mut migrator = sqlx::migrate!("./migrations");
-    migrator.set_ignore_missing(true);
-    migrator.run(pool).await
-}
-
 impl Gateway {
     /// Builds the gateway and makes sure a signing key exists for every
     /// algorithm (the first start of a fresh installation creates them).
@@ -120,7 +119,8 @@ impl Gateway {
         cfg.validate().map_err(GatewayError::Invalid)?;
         let master = dir.master().clone();
         let tenants = dir.tenants_arc();
-        let keys = keys::KeyStore::new(pool.clone(), master.clone(), cfg.key_reload_interval);
+        let store = store::Store::new(pool);
+        let keys = keys::KeyStore::new(store.clone(), master.clone(), cfg.key_reload_interval);
         keys.ensure(clock.now()).await?;
         let templates = web::templates()?;
         let http = reqwest::Client::builder()
@@ -145,7 +145,7 @@ impl Gateway {
             logout_wake: tokio::sync::Notify::new(),
             dir,
             cfg,
-            pool,
+            store,
             audit,
             keys,
             master,
@@ -366,29 +366,9 @@ impl Gateway {
     /// Deletes expired codes, login requests, sessions and replay records.
     pub async fn purge_expired(&self) -> Result<u64, GatewayError> {
         let now = self.clock.now();
-        let mut n = 0;
-        for table in [
-            "auth_codes",
-            "login_requests",
-            "sessions",
-            "revoked_tokens",
-            "client_assertions",
-            "upstream_logins",
-            "webauthn_ceremonies",
-        ] {
-            n += sqlx::query(&format!("DELETE FROM {table} WHERE expires_at < $1"))
-                .bind(now - 3600)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-        }
-        n += throttle::purge(&self.pool, &self.cfg.brute_force, now).await?;
-        // Delivered or given up (every retry is over within minutes).
-        n += sqlx::query("DELETE FROM logout_deliveries WHERE created_at < $1")
-            .bind(now - 86_400)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(n)
+        Ok(self
+            .store
+            .purge_expired(now, self.cfg.brute_force.window_seconds)
+            .await?)
     }
 }

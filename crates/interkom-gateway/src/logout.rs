@@ -126,7 +126,7 @@ async fn logout(
 
     let handle = web::cookie(&headers, SESSION_COOKIE);
     let session = match &handle {
-        Some(h) => match session::session_by_handle(&gw.pool, &gw.master, h, now).await {
+        Some(h) => match session::session_by_handle(&gw, h, now).await {
             Ok(s) => s,
             Err(e) => return web::internal(&gw, lang, e),
         },
@@ -163,15 +163,10 @@ async fn logout(
                 },
             );
         }
-        let upstream_token: Option<String> =
-            match sqlx::query_scalar("SELECT upstream_token FROM sessions WHERE sid = $1")
-                .bind(&s.sid)
-                .fetch_optional(&gw.pool)
-                .await
-            {
-                Ok(t) => t.flatten(),
-                Err(e) => return web::internal(&gw, lang, e.into()),
-            };
+        let upstream_token = match gw.store.upstream_token(&s.sid).await {
+            Ok(t) => t,
+            Err(e) => return web::internal(&gw, lang, e.into()),
+        };
         if let Err(e) = session::end_session(&gw, &s.sid).await {
             return web::internal(&gw, lang, e);
         }

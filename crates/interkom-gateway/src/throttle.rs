@@ -9,13 +9,13 @@
 //! No enumeration: names that do not exist are counted and locked the same
 //! way, every refusal shows the same message, and the password hash is
 //! checked on every attempt, locked or not. The counters live in the
-//! database, so every node sees the same ones.
+//! database (`crate::store`), so every node sees the same ones.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sqlx::AnyPool;
 
+use crate::store::Store;
 use crate::GatewayError;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,40 +91,20 @@ pub(crate) struct Attempt {
     pub(crate) locked: bool,
 }
 
-/// Adds one to `key`'s count (a new window if the old one has passed);
-/// the count and the lock.
-async fn count(
-    pool: &AnyPool,
-    cfg: &BruteForceConfig,
-    key: &str,
-    now: i64,
-) -> Result<(i64, i64), GatewayError> {
-    Ok(sqlx::query_as(
-        "INSERT INTO login_throttle (key, failures, window_start, locked_until) VALUES ($1, 1, $2, 0) \
-         ON CONFLICT (key) DO UPDATE SET \
-           failures = CASE WHEN login_throttle.window_start < $3 THEN 1 ELSE login_throttle.failures + 1 END, \
-           window_start = CASE WHEN login_throttle.window_start < $3 THEN $2 ELSE login_throttle.window_start END \
-         RETURNING failures, locked_until",
-    )
-    .bind(key)
-    .bind(now)
-    .bind(now - cfg.window_seconds)
-    .fetch_one(pool)
-    .await?)
-}
-
 pub(crate) async fn begin(
-    pool: &AnyPool,
+    store: &Store,
     cfg: &BruteForceConfig,
     account_key: &str,
     source_key: Option<&str>,
     now: i64,
 ) -> Result<Attempt, GatewayError> {
-    let (account_failures, account_lock) = count(pool, cfg, account_key, now).await?;
+    let (account_failures, account_lock) = store
+        .count_attempt(account_key, now, cfg.window_seconds)
+        .await?;
     let mut locked = account_lock > now || account_failures > cfg.lock_after;
     let mut source_failures = 0;
     if let Some(key) = source_key {
-        let (n, lock) = count(pool, cfg, key, now).await?;
+        let (n, lock) = store.count_attempt(key, now, cfg.window_seconds).await?;
         source_failures = n;
         locked |= lock > now || n > cfg.source_lock_after;
     }
@@ -154,29 +134,15 @@ impl Attempt {
 /// The right password, not refused: the account's count goes, the source
 /// gets its count back (a busy office must not lock itself out by logging in).
 pub(crate) async fn succeeded(
-    pool: &AnyPool,
+    store: &Store,
     account_key: &str,
     source_key: Option<&str>,
     now: i64,
 ) -> Result<(), GatewayError> {
-    sqlx::query("DELETE FROM login_throttle WHERE key = $1 AND locked_until <= $2")
-        .bind(account_key)
-        .bind(now)
-        .execute(pool)
-        .await?;
+    store.forget_attempts(account_key, now).await?;
     if let Some(key) = source_key {
-        give_back(pool, key).await?;
+        store.give_back_attempt(key).await?;
     }
-    Ok(())
-}
-
-async fn give_back(pool: &AnyPool, key: &str) -> Result<(), GatewayError> {
-    sqlx::query(
-        "UPDATE login_throttle SET failures = failures - 1 WHERE key = $1 AND failures > 0",
-    )
-    .bind(key)
-    .execute(pool)
-    .await?;
     Ok(())
 }
 
@@ -187,7 +153,7 @@ async fn give_back(pool: &AnyPool, key: &str) -> Result<(), GatewayError> {
 /// back and nothing is locked, so parallel logins of one account do not
 /// lock it (they are refused while more than `lock_after` are in flight).
 pub(crate) async fn failed(
-    pool: &AnyPool,
+    store: &Store,
     cfg: &BruteForceConfig,
     attempt: &Attempt,
     password_ok: bool,
@@ -197,7 +163,7 @@ pub(crate) async fn failed(
 ) -> Result<Vec<(&'static str, i64)>, GatewayError> {
     if password_ok {
         for key in std::iter::once(account_key).chain(source_key) {
-            give_back(pool, key).await?;
+            store.give_back_attempt(key).await?;
         }
         return Ok(Vec::new());
     }
@@ -210,36 +176,11 @@ pub(crate) async fn failed(
             .map(|k| (k, "source")),
     ];
     for (key, scope) in due.into_iter().flatten() {
-        let moved = sqlx::query(
-            "UPDATE login_throttle SET locked_until = $2 WHERE key = $1 AND locked_until <= $3",
-        )
-        .bind(key)
-        .bind(until)
-        .bind(now)
-        .execute(pool)
-        .await?
-        .rows_affected();
-        if moved > 0 {
+        if store.lock(key, until, now).await? {
             set.push((scope, until));
         }
     }
     Ok(set)
-}
-
-/// Drops counters whose window and lock have passed.
-pub(crate) async fn purge(
-    pool: &AnyPool,
-    cfg: &BruteForceConfig,
-    now: i64,
-) -> Result<u64, GatewayError> {
-    Ok(
-        sqlx::query("DELETE FROM login_throttle WHERE window_start < $1 AND locked_until < $2")
-            .bind(now - cfg.window_seconds)
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected(),
-    )
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use interkom_directory::{AuthMethod, Client, GrantType, User, SUPPORTED_SCOPES};
 
 use crate::clients;
 use crate::params::{self, Params};
+use crate::store::{AuthCode, NewRefreshToken, RefreshToken, TokenFamily};
 use crate::web::Meta;
 use crate::{jws, Gateway, GatewayError, OAuthError};
 
@@ -82,23 +83,6 @@ struct Grant {
     family_id: String,
 }
 
-#[derive(sqlx::FromRow)]
-struct CodeRow {
-    client_id: String,
-    redirect_uri: String,
-    user_id: String,
-    sid: String,
-    scope: String,
-    nonce: Option<String>,
-    code_challenge: Option<String>,
-    auth_time: i64,
-    acr: String,
-    amr: String,
-    family_id: String,
-    expires_at: i64,
-    used_at: Option<i64>,
-}
-
 fn valid_verifier(v: &str) -> bool {
     (43..=128).contains(&v.len())
         && v.bytes()
@@ -120,14 +104,11 @@ async fn authorization_code(
     let verifier = p.get("code_verifier")?;
     let now = gw.clock.now();
     let code_hash = gw.master.keyed_hash(code);
-    let row: Option<CodeRow> = sqlx::query_as(
-        "SELECT client_id, redirect_uri, user_id, sid, scope, nonce, code_challenge, auth_time, acr, amr, \
-         family_id, expires_at, used_at FROM auth_codes WHERE code_hash = $1",
-    )
-    .bind(&code_hash)
-    .fetch_optional(&gw.pool)
-    .await
-    .map_err(GatewayError::from)?;
+    let row = gw
+        .store
+        .code(&code_hash)
+        .await
+        .map_err(GatewayError::from)?;
     let row = row.ok_or_else(|| OAuthError::invalid_grant("the code is invalid"))?;
     if row.used_at.is_some() {
         return Err(code_replayed(gw, meta, client, &row).await);
@@ -185,41 +166,44 @@ async fn authorization_code(
     let issue = prepare_user_tokens(gw, meta, client, &grant, Action::TokenIssued).await?;
     // One transaction: the code is used up exactly once, and the family and
     // refresh token exist exactly when it is.
-    let mut tx = gw.pool.begin().await.map_err(GatewayError::from)?;
-    if !use_up(&mut tx, Single::Code, &code_hash, now).await? {
+    let mut tx = gw.store.begin().await.map_err(GatewayError::from)?;
+    let used_up = gw
+        .store
+        .use_up_code(&mut tx, &code_hash, now)
+        .await
+        .map_err(GatewayError::from)?;
+    if !used_up {
         drop(tx);
         return Err(code_replayed(gw, meta, client, &row).await);
     }
     // A code outlives no logout: its session must still be there (else the
     // new tokens would belong to an ended session nobody announces).
-    let live: Option<i64> = sqlx::query_scalar("SELECT 1 FROM sessions WHERE sid = $1")
-        .bind(&row.sid)
-        .fetch_optional(&mut *tx)
+    let live = gw
+        .store
+        .session_exists(&mut tx, &row.sid)
         .await
         .map_err(GatewayError::from)?;
-    if live.is_none() {
+    if !live {
         drop(tx);
         return Err(OAuthError::invalid_grant(
             "the session of this code has ended",
         ));
     }
-    sqlx::query(
-        "INSERT INTO token_families (id, client_id, user_id, sid, created_at, revoked_at) \
-         VALUES ($1, $2, $3, $4, $5, NULL)",
-    )
-    .bind(&row.family_id)
-    .bind(&client.id)
-    .bind(&row.user_id)
-    .bind(&row.sid)
-    .bind(now)
-    .execute(&mut *tx)
-    .await
-    .map_err(GatewayError::from)?;
+    let family = TokenFamily {
+        id: &row.family_id,
+        client_id: &client.id,
+        user_id: &row.user_id,
+        sid: &row.sid,
+    };
+    gw.store
+        .insert_family(&mut tx, &family, now)
+        .await
+        .map_err(GatewayError::from)?;
     finish(gw, tx, issue).await
 }
 
 /// A second redemption of a code: whatever was issued from it is revoked.
-async fn code_replayed(gw: &Gateway, meta: &Meta, client: &Client, row: &CodeRow) -> OAuthError {
+async fn code_replayed(gw: &Gateway, meta: &Meta, client: &Client, row: &AuthCode) -> OAuthError {
     let breach = Breach {
         action: Action::CodeReplayDetected,
         reason: "authorization code redeemed twice; its tokens are revoked",
@@ -267,20 +251,6 @@ async fn family_compromised(
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct RefreshRow {
-    family_id: String,
-    client_id: String,
-    user_id: String,
-    sid: String,
-    scope: String,
-    auth_time: i64,
-    acr: String,
-    amr: String,
-    expires_at: i64,
-    used_at: Option<i64>,
-}
-
 async fn refresh(
     gw: &Gateway,
     meta: &Meta,
@@ -292,14 +262,11 @@ async fn refresh(
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
     let now = gw.clock.now();
     let hash = gw.master.keyed_hash(token);
-    let row: Option<RefreshRow> = sqlx::query_as(
-        "SELECT family_id, client_id, user_id, sid, scope, auth_time, acr, amr, expires_at, used_at \
-         FROM refresh_tokens WHERE token_hash = $1",
-    )
-    .bind(&hash)
-    .fetch_optional(&gw.pool)
-    .await
-    .map_err(GatewayError::from)?;
+    let row = gw
+        .store
+        .refresh_token(&hash)
+        .await
+        .map_err(GatewayError::from)?;
     let invalid = || OAuthError::invalid_grant("the refresh token is invalid");
     let row = row.ok_or_else(invalid)?;
     if row.client_id != client.id {
@@ -332,13 +299,12 @@ async fn refresh(
     if row.used_at.is_some() {
         return Err(refresh_reused(gw, meta, client, &row).await);
     }
-    let revoked: Option<Option<i64>> =
-        sqlx::query_scalar("SELECT revoked_at FROM token_families WHERE id = $1")
-            .bind(&row.family_id)
-            .fetch_optional(&gw.pool)
-            .await
-            .map_err(GatewayError::from)?;
-    if !matches!(revoked, Some(None)) || row.expires_at <= now {
+    let live = gw
+        .store
+        .family_is_live(&row.family_id)
+        .await
+        .map_err(GatewayError::from)?;
+    if !live || row.expires_at <= now {
         return Err(invalid());
     }
     let grant = Grant {
@@ -353,8 +319,13 @@ async fn refresh(
     };
     let issue = prepare_user_tokens(gw, meta, client, &grant, Action::TokenRefreshed).await?;
     // One transaction: the old token is used up and its successor exists.
-    let mut tx = gw.pool.begin().await.map_err(GatewayError::from)?;
-    if !use_up(&mut tx, Single::RefreshToken, &hash, now).await? {
+    let mut tx = gw.store.begin().await.map_err(GatewayError::from)?;
+    let used_up = gw
+        .store
+        .use_up_refresh_token(&mut tx, &hash, now)
+        .await
+        .map_err(GatewayError::from)?;
+    if !used_up {
         drop(tx);
         return Err(refresh_reused(gw, meta, client, &row).await);
     }
@@ -367,7 +338,7 @@ async fn refresh_reused(
     gw: &Gateway,
     meta: &Meta,
     client: &Client,
-    row: &RefreshRow,
+    row: &RefreshToken,
 ) -> OAuthError {
     let breach = Breach {
         action: Action::RefreshReuseDetected,
@@ -377,67 +348,16 @@ async fn refresh_reused(
     family_compromised(gw, meta, client, &row.user_id, &row.family_id, breach).await
 }
 
-/// What can be redeemed once.
-enum Single {
-    Code,
-    RefreshToken,
-}
-
-/// Marks a code or refresh token used, in the caller's transaction; false
-/// when it was used already (a replay). The conditional UPDATE is atomic on
-/// both databases, so of two concurrent redemptions exactly one wins.
-async fn use_up(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    what: Single,
-    hash: &str,
-    now: i64,
-) -> Result<bool, GatewayError> {
-    let sql = match what {
-        Single::Code => {
-            "UPDATE auth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL"
-        }
-        Single::RefreshToken => {
-            "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL"
-        }
-    };
-    let n = sqlx::query(sql)
-        .bind(now)
-        .bind(hash)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-    Ok(n == 1)
-}
-
 pub(crate) async fn revoke_family(gw: &Gateway, family_id: &str) -> Result<(), GatewayError> {
-    let now = gw.clock.now();
-    sqlx::query("UPDATE token_families SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-        .bind(now)
-        .bind(family_id)
-        .execute(&gw.pool)
-        .await?;
-    Ok(())
+    Ok(gw.store.revoke_family(family_id, gw.clock.now()).await?)
 }
 
 /// Tokens signed and ready, with what must be stored and audited before
 /// they are handed out.
 struct Issue {
     body: Value,
-    refresh: Option<NewRefresh>,
+    refresh: Option<NewRefreshToken>,
     audit: AuditEvent,
-}
-
-struct NewRefresh {
-    hash: String,
-    family_id: String,
-    client_id: String,
-    user_id: String,
-    sid: String,
-    scope: String,
-    auth_time: i64,
-    acr: String,
-    amr: String,
-    expires_at: i64,
 }
 
 /// Commits the caller's transaction with the new refresh token in it, then
@@ -448,23 +368,10 @@ async fn finish(
     issue: Issue,
 ) -> Result<Value, OAuthError> {
     if let Some(r) = &issue.refresh {
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, sid, scope, auth_time, acr, amr, \
-             expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)",
-        )
-        .bind(&r.hash)
-        .bind(&r.family_id)
-        .bind(&r.client_id)
-        .bind(&r.user_id)
-        .bind(&r.sid)
-        .bind(&r.scope)
-        .bind(r.auth_time)
-        .bind(&r.acr)
-        .bind(&r.amr)
-        .bind(r.expires_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(GatewayError::from)?;
+        gw.store
+            .insert_refresh_token(&mut tx, r)
+            .await
+            .map_err(GatewayError::from)?;
     }
     tx.commit().await.map_err(GatewayError::from)?;
     gw.audit
@@ -524,7 +431,7 @@ async fn prepare_user_tokens(
     let snap = gw.policy.snapshot();
     let roles = match snap.resource_for_client(&client.id) {
         Some(r) => snap.roles_for(&user.id, &r.id),
-        None => interkom_policy::roles::roles_in(&gw.pool, &user.id, &user.tenant)
+        None => interkom_policy::roles::roles_in(gw.store.pool(), &user.id, &user.tenant)
             .await
             .map_err(GatewayError::from)?,
     };
@@ -588,7 +495,7 @@ async fn prepare_user_tokens(
     }
     let refresh = if client.allows(GrantType::RefreshToken) {
         let rt = random_token(32);
-        let new = NewRefresh {
+        let new = NewRefreshToken {
             hash: gw.master.keyed_hash(&rt),
             family_id: g.family_id.clone(),
             client_id: client.id.clone(),

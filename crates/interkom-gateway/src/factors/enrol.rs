@@ -24,7 +24,7 @@ pub(crate) async fn enrolling_user(
         return Ok(None);
     };
     let now = gw.clock.now();
-    let Some(s) = session::session_by_handle(&gw.pool, &gw.master, &handle, now).await? else {
+    let Some(s) = session::session_by_handle(gw, &handle, now).await? else {
         return Ok(None);
     };
     if s.upstream.is_some() || now - s.auth_time > ENROL_MAX_AGE {

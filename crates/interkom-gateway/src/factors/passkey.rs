@@ -29,6 +29,7 @@ use super::SecondFactor;
 use crate::i18n::{Lang, LangTexts};
 use crate::login::pages;
 use crate::login::state::{self, Checked, Login, LoginRequest, Posted};
+use crate::store::Ceremony;
 use crate::web::{self, Meta};
 use crate::{Gateway, GatewayError};
 
@@ -238,15 +239,12 @@ async fn begin_registration(
             }
         };
     let id = random_token(16);
-    sqlx::query(
-        "INSERT INTO webauthn_ceremonies (id, user_id, state, expires_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(&id)
-    .bind(&user.id)
-    .bind(serde_json::to_string(&state)?)
-    .bind(gw.clock.now() + CEREMONY_TTL)
-    .execute(&gw.pool)
-    .await?;
+    let ceremony = Ceremony {
+        user_id: user.id.clone(),
+        state: serde_json::to_string(&state)?,
+        expires_at: gw.clock.now() + CEREMONY_TTL,
+    };
+    gw.store.insert_ceremony(&id, &ceremony).await?;
     Ok(json_response(
         StatusCode::OK,
         json!({ "ceremony": id, "options": options }),
@@ -287,13 +285,12 @@ async fn finish_registration(
         Err(refused) => return Ok(refused),
     };
     // Single use, this user's, not expired.
-    let state: Option<(String, String, i64)> = sqlx::query_as(
-        "DELETE FROM webauthn_ceremonies WHERE id = $1 RETURNING user_id, state, expires_at",
-    )
-    .bind(&b.ceremony)
-    .fetch_optional(&gw.pool)
-    .await?;
-    let Some((owner, state, expires_at)) = state else {
+    let Some(Ceremony {
+        user_id: owner,
+        state,
+        expires_at,
+    }) = gw.store.take_ceremony(&b.ceremony).await?
+    else {
         return Ok(json_error(StatusCode::BAD_REQUEST, "unknown_ceremony"));
     };
     if owner != user.id || expires_at <= gw.clock.now() {

@@ -151,7 +151,7 @@ pub(crate) async fn check(
     let key = format!("o:{}", gw.master.keyed_hash(&format!("otp|{}", p.user_id)));
     let cfg = &gw.cfg.brute_force;
     let now = gw.clock.now();
-    let attempt = throttle::begin(&gw.pool, cfg, &key, None, now).await?;
+    let attempt = throttle::begin(&gw.store, cfg, &key, None, now).await?;
     let verified = if attempt.locked || code.len() > 64 {
         None
     } else {
@@ -159,7 +159,7 @@ pub(crate) async fn check(
     };
     let user = gw.dir.user(&p.user_id).await?;
     let Some(kind) = verified else {
-        let locks = throttle::failed(&gw.pool, cfg, &attempt, false, &key, None, now).await?;
+        let locks = throttle::failed(&gw.store, cfg, &attempt, false, &key, None, now).await?;
         p.otp_failures += 1;
         let mut ev = AuditEvent::new(Action::LoginFailed, Outcome::Failure)
             .client(&at.client.id)
@@ -206,7 +206,7 @@ pub(crate) async fn check(
             Some(lang.texts().code_wrong),
         )));
     };
-    throttle::succeeded(&gw.pool, &key, None, now).await?;
+    throttle::succeeded(&gw.store, &key, None, now).await?;
     if kind == Verified::RecoveryCode {
         tracing::info!(user = %p.user_id, "recovery code used");
     }

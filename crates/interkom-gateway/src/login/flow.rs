@@ -17,6 +17,7 @@ use super::plan::{self, Available, Step};
 use super::state::{self, AuthRequest, Checked, Login, LoginRequest};
 use crate::session::{self, Session};
 use crate::sources::{IdentitySource, LocalPassword, OidcUpstream, SourceAsk};
+use crate::store::AuthCode;
 use crate::web::{self, Meta};
 use crate::{access, factors, Gateway, GatewayError};
 
@@ -215,26 +216,24 @@ pub(crate) async fn issue_code(
 ) -> Result<String, GatewayError> {
     let now = gw.clock.now();
     let code = random_token(32);
-    sqlx::query(
-        "INSERT INTO auth_codes (code_hash, client_id, redirect_uri, user_id, sid, scope, nonce, code_challenge, \
-         auth_time, acr, amr, family_id, expires_at, used_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL)",
-    )
-    .bind(gw.master.keyed_hash(&code))
-    .bind(&req.client_id)
-    .bind(&req.redirect_uri)
-    .bind(&s.user_id)
-    .bind(&s.sid)
-    .bind(req.scope.join(" "))
-    .bind(&req.nonce)
-    .bind(&req.code_challenge)
-    .bind(s.auth_time)
-    .bind(&s.acr)
-    .bind(&s.amr)
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(now + gw.cfg.code_ttl)
-    .execute(conn)
-    .await?;
+    let stored = AuthCode {
+        client_id: req.client_id.clone(),
+        redirect_uri: req.redirect_uri.clone(),
+        user_id: s.user_id.clone(),
+        sid: s.sid.clone(),
+        scope: req.scope.join(" "),
+        nonce: req.nonce.clone(),
+        code_challenge: req.code_challenge.clone(),
+        auth_time: s.auth_time,
+        acr: s.acr.clone(),
+        amr: s.amr.clone(),
+        family_id: uuid::Uuid::new_v4().to_string(),
+        expires_at: now + gw.cfg.code_ttl,
+        used_at: None,
+    };
+    gw.store
+        .insert_code(conn, &gw.master.keyed_hash(&code), &stored)
+        .await?;
     Ok(code)
 }
 
@@ -284,14 +283,9 @@ pub(crate) async fn finish_login(
     let amr: Vec<&str> = p.amr.iter().map(String::as_str).collect();
     // One transaction: the login request is used up, the session and the
     // code are created, or nothing happens.
-    let mut tx = gw.pool.begin().await?;
+    let mut tx = gw.store.begin().await?;
     // Single use: a second submission of the same form finds nothing.
-    let deleted = sqlx::query("DELETE FROM login_requests WHERE id = $1")
-        .bind(lr)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if deleted == 0 {
+    if !gw.store.take_login_request(&mut tx, lr).await? {
         return Err(GatewayError::Invalid("login request used twice".into()));
     }
     // A step-up keeps the session (and its sid) with a new handle; a
@@ -340,10 +334,8 @@ pub(crate) async fn finish_login(
         }
     };
     if let Some(t) = &p.upstream_token {
-        sqlx::query("UPDATE sessions SET upstream_token = $1 WHERE sid = $2")
-            .bind(t)
-            .bind(&session.sid)
-            .execute(&mut *tx)
+        gw.store
+            .set_upstream_token(&mut tx, &session.sid, t)
             .await?;
     }
     let code = match outcome {

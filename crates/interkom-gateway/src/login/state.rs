@@ -12,6 +12,7 @@ use interkom_types::Loa;
 use serde::{Deserialize, Serialize};
 
 use crate::i18n::{Lang, LangTexts};
+use crate::store::NewLoginRequest;
 use crate::web::{self, Meta};
 use crate::{Gateway, GatewayError};
 use interkom_directory::crypto::{ct_eq, random_token};
@@ -104,7 +105,7 @@ impl Login {
 
     /// The login of an existing single sign-on session, to be checked
     /// against what this client needs.
-    pub(crate) fn from_session(s: &crate::session::Session) -> Login {
+    pub(crate) fn from_session(s: &crate::store::Session) -> Login {
         Login {
             user_id: s.user_id.clone(),
             acr: s.acr.clone(),
@@ -174,16 +175,15 @@ pub(crate) async fn new_login_request(
         Some(p) => Some(serde_json::to_string(p)?),
         None => None,
     };
-    sqlx::query(
-        "INSERT INTO login_requests (id, csrf_hash, params, expires_at, pending) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&id)
-    .bind(gw.master.keyed_hash(browser))
-    .bind(serde_json::to_string(req)?)
-    .bind(gw.clock.now() + gw.cfg.login_request_ttl)
-    .bind(pending)
-    .execute(&gw.pool)
-    .await?;
+    gw.store
+        .insert_login_request(&NewLoginRequest {
+            id: &id,
+            browser_hash: &gw.master.keyed_hash(browser),
+            params: &serde_json::to_string(req)?,
+            expires_at: gw.clock.now() + gw.cfg.login_request_ttl,
+            pending: pending.as_deref(),
+        })
+        .await?;
     Ok(id)
 }
 
@@ -193,19 +193,13 @@ pub(crate) async fn login_request(
     id: &str,
     now: i64,
 ) -> Result<Option<(AuthRequest, Option<Login>)>, GatewayError> {
-    let row: Option<(String, i64, Option<String>)> =
-        sqlx::query_as("SELECT params, expires_at, pending FROM login_requests WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&gw.pool)
-            .await?;
-    let Some((params, expires_at, pending)) = row.filter(|r| r.1 > now) else {
+    let Some(row) = gw.store.login_request(id, now).await? else {
         return Ok(None);
     };
-    let _ = expires_at;
-    let Ok(req) = serde_json::from_str::<AuthRequest>(&params) else {
+    let Ok(req) = serde_json::from_str::<AuthRequest>(&row.params) else {
         return Ok(None);
     };
-    let pending = pending.and_then(|p| serde_json::from_str(&p).ok());
+    let pending = row.pending.and_then(|p| serde_json::from_str(&p).ok());
     Ok(Some((req, pending)))
 }
 
@@ -261,14 +255,12 @@ pub(crate) async fn posted<T: serde::de::DeserializeOwned>(
         return Err(bad(StatusCode::BAD_REQUEST, |t| t.expired));
     };
     let now = gw.clock.now();
-    let row: Option<(String,)> =
-        sqlx::query_as("SELECT csrf_hash FROM login_requests WHERE id = $1 AND expires_at > $2")
-            .bind(&lr)
-            .bind(now)
-            .fetch_optional(&gw.pool)
-            .await
-            .map_err(|e| web::internal(gw, lang, e.into()))?;
-    let Some((browser_hash,)) = row else {
+    let row = gw
+        .store
+        .login_request_browser(&lr, now)
+        .await
+        .map_err(|e| web::internal(gw, lang, e.into()))?;
+    let Some(browser_hash) = row else {
         return Err(bad(StatusCode::BAD_REQUEST, |t| t.expired));
     };
     // CSRF: the form's token must be derived from this browser's cookie and
@@ -345,11 +337,7 @@ pub(crate) fn csrf_token(gw: &Gateway, browser: &str, login_request: &str) -> St
 }
 
 pub(crate) async fn save(gw: &Gateway, lr: &str, p: &Login) -> Result<(), GatewayError> {
-    sqlx::query("UPDATE login_requests SET pending = $1 WHERE id = $2")
-        .bind(serde_json::to_string(p)?)
-        .bind(lr)
-        .execute(&gw.pool)
-        .await?;
+    gw.store.save_login(lr, &serde_json::to_string(p)?).await?;
     Ok(())
 }
 
@@ -363,9 +351,6 @@ pub(crate) enum Checked {
 
 /// Ends a login request (used up, or void).
 pub(crate) async fn discard(gw: &Gateway, lr: &str) -> Result<(), GatewayError> {
-    sqlx::query("DELETE FROM login_requests WHERE id = $1")
-        .bind(lr)
-        .execute(&gw.pool)
-        .await?;
+    gw.store.discard_login_request(lr).await?;
     Ok(())
 }

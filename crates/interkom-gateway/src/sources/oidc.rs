@@ -38,6 +38,7 @@ use crate::i18n::{Lang, LangTexts};
 use crate::login::state::{
     self, upstream_key, AuthRequest, Gone, Login, LoginRequest, BROWSER_COOKIE,
 };
+use crate::store::UpstreamLogin;
 use crate::web::{self, Meta};
 use crate::{Gateway, GatewayError};
 
@@ -298,19 +299,17 @@ async fn begin(
         .master
         .encrypt(secrets.as_bytes(), &state_hash)
         .map_err(|_| GatewayError::Crypto("cannot seal the upstream login"))?;
-    sqlx::query(
-        "INSERT INTO upstream_logins (state_hash, login_request, upstream, browser_hash, secrets_enc, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&state_hash)
-    .bind(login_request)
-    .bind(&idp.cfg.id)
-    .bind(gw.master.keyed_hash(browser))
-    .bind(sealed)
-    .bind(gw.clock.now() + PENDING_TTL)
-    .execute(&gw.pool)
-    .await
-    .map_err(GatewayError::from)?;
+    let sent = UpstreamLogin {
+        login_request: login_request.to_owned(),
+        upstream: idp.cfg.id.clone(),
+        browser_hash: gw.master.keyed_hash(browser),
+        secrets_enc: sealed,
+        expires_at: gw.clock.now() + PENDING_TTL,
+    };
+    gw.store
+        .insert_upstream_login(&state_hash, &sent)
+        .await
+        .map_err(GatewayError::from)?;
     metrics::counter!("interkom_upstream_logins_total", "upstream" => idp.cfg.id.clone(), "result" => "sent")
         .increment(1);
     Ok(url.to_string())
@@ -373,19 +372,19 @@ async fn answer_inner(
     };
     let state_hash = gw.master.keyed_hash(&format!("upstream-state|{state}"));
     // Single use: whoever comes second (a replayed answer) finds nothing.
-    let row: Option<(String, String, String, String, i64)> = match sqlx::query_as(
-        "DELETE FROM upstream_logins WHERE state_hash = $1 \
-         RETURNING login_request, upstream, browser_hash, secrets_enc, expires_at",
-    )
-    .bind(&state_hash)
-    .fetch_optional(&gw.pool)
-    .await
-    {
+    let row = match gw.store.take_upstream_login(&state_hash).await {
         Ok(r) => r,
         Err(e) => return Err(web::internal(&gw, lang, e.into())),
     };
     let now = gw.clock.now();
-    let Some((lr, idp_id, browser_hash, sealed, expires_at)) = row else {
+    let Some(UpstreamLogin {
+        login_request: lr,
+        upstream: idp_id,
+        browser_hash,
+        secrets_enc: sealed,
+        expires_at,
+    }) = row
+    else {
         // Replayed, or never sent: named after the issuer it claims, if any.
         let named = match &cb.iss {
             Some(iss) => gw

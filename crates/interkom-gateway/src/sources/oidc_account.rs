@@ -200,12 +200,12 @@ async fn sync_roles(
     for role in managed {
         let has = held.contains(role);
         if wanted.contains(role) && !has {
-            interkom_policy::roles::assign(&gw.pool, &user.id, &idp.cfg.tenant, role)
+            interkom_policy::roles::assign(gw.store.pool(), &user.id, &idp.cfg.tenant, role)
                 .await
                 .map_err(GatewayError::from)?;
             changed = true;
         } else if !wanted.contains(role) && has {
-            interkom_policy::roles::unassign(&gw.pool, &user.id, &idp.cfg.tenant, role)
+            interkom_policy::roles::unassign(gw.store.pool(), &user.id, &idp.cfg.tenant, role)
                 .await
                 .map_err(GatewayError::from)?;
             changed = true;

@@ -96,17 +96,17 @@ impl LocalPassword {
         });
         let cfg = &gw.cfg.brute_force;
         let attempt =
-            throttle::begin(&gw.pool, cfg, &account_key, source_key.as_deref(), now).await?;
+            throttle::begin(&gw.store, cfg, &account_key, source_key.as_deref(), now).await?;
         // The hash is checked even when locked: the answer takes as long.
         let ok = gw.dir.verify_password(user.as_ref(), password).await;
         let user = match (ok && !attempt.locked, user) {
             (true, Some(u)) => {
-                throttle::succeeded(&gw.pool, &account_key, source_key.as_deref(), now).await?;
+                throttle::succeeded(&gw.store, &account_key, source_key.as_deref(), now).await?;
                 u
             }
             (_, user) => {
                 let locks = throttle::failed(
-                    &gw.pool,
+                    &gw.store,
                     cfg,
                     &attempt,
                     ok && user.is_some(),
