@@ -3,7 +3,7 @@
 //! SQLite and on PostgreSQL, without starting a node. PostgreSQL runs when
 //! the server of `INTERKOM_TEST_PG` (default
 //! postgres://postgres@127.0.0.1:5432) answers; each run makes its own
-//! database and drops it again.
+//! schema and drops it again.
 //!
 //! Run alone: `cargo nextest run -p interkom-directory --test store`.
 
@@ -24,7 +24,7 @@ use sqlx::AnyPool;
 struct Backend {
     name: &'static str,
     pool: AnyPool,
-    /// PostgreSQL: the server and the database to drop at the end.
+    /// PostgreSQL: the database and the schema to drop at the end.
     drop: Option<(String, String)>,
     _dir: Option<TempDir>,
 }
@@ -51,21 +51,42 @@ async fn sqlite() -> Backend {
     }
 }
 
+/// The database the conformance suites share on PostgreSQL; each run gets
+/// a schema of its own in it (creating and dropping a database per test
+/// would wait for a checkpoint each time).
+const PG_DATABASE: &str = "interkom_store_conformance";
+
 async fn postgres() -> Option<Backend> {
     sqlx::any::install_default_drivers();
     let server = std::env::var("INTERKOM_TEST_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let admin = AnyPool::connect(&format!("{server}/postgres")).await.ok()?;
-    let name = format!("ik_dirstore_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(PG_DATABASE)
+        .fetch_optional(&admin)
         .await
         .unwrap();
+    if exists.is_none() {
+        // Another suite may create it at the same moment.
+        let _ = sqlx::query(&format!("CREATE DATABASE {PG_DATABASE}"))
+            .execute(&admin)
+            .await;
+    }
     admin.close().await;
+    let url = format!("{server}/{PG_DATABASE}");
+    let schema = format!("ik_dirstore_{}", uuid::Uuid::new_v4().simple());
+    let scratch = AnyPool::connect(&url).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&scratch)
+        .await
+        .unwrap();
+    scratch.close().await;
     Some(Backend {
         name: "postgres",
-        pool: AnyPool::connect(&format!("{server}/{name}")).await.unwrap(),
-        drop: Some((server, name)),
+        pool: AnyPool::connect(&format!("{url}?options[search_path]={schema}"))
+            .await
+            .unwrap(),
+        drop: Some((url, schema)),
         _dir: None,
     })
 }
@@ -73,13 +94,12 @@ async fn postgres() -> Option<Backend> {
 impl Backend {
     async fn close(self) {
         self.pool.close().await;
-        if let Some((server, name)) = &self.drop {
-            let admin = AnyPool::connect(&format!("{server}/postgres"))
-                .await
-                .unwrap();
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-                .execute(&admin)
+        if let Some((url, schema)) = &self.drop {
+            let scratch = AnyPool::connect(url).await.unwrap();
+            let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(&scratch)
                 .await;
+            scratch.close().await;
         }
     }
 }

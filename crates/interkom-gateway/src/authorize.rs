@@ -16,6 +16,7 @@ use interkom_directory::{Client, GrantType, SUPPORTED_SCOPES};
 use interkom_types::Loa;
 use serde::Deserialize;
 
+use crate::error::ErrorCode;
 use crate::i18n::{Lang, LangTexts};
 use crate::login::flow;
 use crate::login::pages::{self, Chooser};
@@ -39,7 +40,7 @@ enum Fail {
     Redirect {
         redirect_uri: String,
         state: Option<String>,
-        error: &'static str,
+        error: ErrorCode,
         description: String,
     },
     Internal(GatewayError),
@@ -133,7 +134,7 @@ async fn validate(gw: &Gateway, p: &Params) -> Result<(Arc<Client>, AuthRequest)
         ));
     }
     let state = p.get("state").ok().flatten().map(str::to_owned);
-    let fail = |error: &'static str, description: &str| Fail::Redirect {
+    let fail = |error: ErrorCode, description: &str| Fail::Redirect {
         redirect_uri: redirect_uri.to_owned(),
         state: state.clone(),
         error,
@@ -141,29 +142,32 @@ async fn validate(gw: &Gateway, p: &Params) -> Result<(Arc<Client>, AuthRequest)
     };
     let get = |name: &str| {
         p.get(name)
-            .map_err(|e| fail("invalid_request", &e.description))
+            .map_err(|e| fail(ErrorCode::InvalidRequest, &e.description))
     };
     if p.pairs().iter().filter(|(k, _)| k == "state").count() > 1 {
-        return Err(fail("invalid_request", "parameter `state` repeated"));
+        return Err(fail(
+            ErrorCode::InvalidRequest,
+            "parameter `state` repeated",
+        ));
     }
     if get("request")?.is_some() {
         return Err(fail(
-            "request_not_supported",
+            ErrorCode::RequestNotSupported,
             "request objects are not supported",
         ));
     }
     if get("request_uri")?.is_some() {
         return Err(fail(
-            "request_uri_not_supported",
+            ErrorCode::RequestUriNotSupported,
             "request_uri is not supported",
         ));
     }
     match get("response_type")? {
-        None => return Err(fail("invalid_request", "response_type is missing")),
+        None => return Err(fail(ErrorCode::InvalidRequest, "response_type is missing")),
         Some("code") => {}
         Some(_) => {
             return Err(fail(
-                "unsupported_response_type",
+                ErrorCode::UnsupportedResponseType,
                 "only response_type=code is supported",
             ))
         }
@@ -171,14 +175,14 @@ async fn validate(gw: &Gateway, p: &Params) -> Result<(Arc<Client>, AuthRequest)
     if let Some(mode) = get("response_mode")? {
         if mode != "query" {
             return Err(fail(
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "only response_mode=query is supported",
             ));
         }
     }
     if !client.allows(GrantType::AuthorizationCode) {
         return Err(fail(
-            "unauthorized_client",
+            ErrorCode::UnauthorizedClient,
             "the client may not use the authorization code grant",
         ));
     }
@@ -193,7 +197,7 @@ async fn validate(gw: &Gateway, p: &Params) -> Result<(Arc<Client>, AuthRequest)
         .find(|s| !SUPPORTED_SCOPES.contains(&s.as_str()) || !client.scopes.contains(s))
     {
         return Err(fail(
-            "invalid_scope",
+            ErrorCode::InvalidScope,
             &format!("scope `{s}` is not available to this client"),
         ));
     }
@@ -207,27 +211,27 @@ async fn validate(gw: &Gateway, p: &Params) -> Result<(Arc<Client>, AuthRequest)
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             {
                 return Err(fail(
-                    "invalid_request",
+                    ErrorCode::InvalidRequest,
                     "code_challenge must be a base64url SHA-256 value",
                 ));
             }
         }
         (Some(_), None) | (Some(_), Some("plain")) => {
             return Err(fail(
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "code_challenge_method must be S256 (plain is not allowed)",
             ))
         }
         (_, Some(_)) => {
             return Err(fail(
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "unsupported or unused code_challenge_method",
             ))
         }
         (None, None) => {
             if client.is_public() {
                 return Err(fail(
-                    "invalid_request",
+                    ErrorCode::InvalidRequest,
                     "PKCE (code_challenge with S256) is required for public clients",
                 ));
             }
@@ -244,7 +248,7 @@ async fn validate(gw: &Gateway, p: &Params) -> Result<(Arc<Client>, AuthRequest)
                 "consent" => {}
                 _ => {
                     return Err(fail(
-                        "invalid_request",
+                        ErrorCode::InvalidRequest,
                         &format!("unsupported prompt value `{v}`"),
                     ))
                 }
@@ -252,24 +256,26 @@ async fn validate(gw: &Gateway, p: &Params) -> Result<(Arc<Client>, AuthRequest)
         }
         if prompt_none && prompt.split(' ').filter(|v| !v.is_empty()).count() > 1 {
             return Err(fail(
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "prompt=none cannot be combined with other values",
             ));
         }
     }
-    let max_age =
-        match get("max_age")? {
-            None => None,
-            Some(v) => Some(v.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
-                fail("invalid_request", "max_age must be a non-negative integer")
-            })?),
-        };
+    let max_age = match get("max_age")? {
+        None => None,
+        Some(v) => Some(v.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
+            fail(
+                ErrorCode::InvalidRequest,
+                "max_age must be a non-negative integer",
+            )
+        })?),
+    };
     let min_acr = get("acr_values")?.and_then(|v| v.split(' ').filter_map(Loa::from_acr).min());
     let nonce = get("nonce")?.map(str::to_owned);
     if nonce.as_ref().is_some_and(|n| n.len() > 512)
         || state.as_ref().is_some_and(|s| s.len() > 2048)
     {
-        return Err(fail("invalid_request", "state or nonce too long"));
+        return Err(fail(ErrorCode::InvalidRequest, "state or nonce too long"));
     }
     let req = AuthRequest {
         client_id: client.id.clone(),
@@ -303,7 +309,7 @@ async fn proceed(
         Some(h) => session::session_by_handle(gw, &h, now).await?,
         None => None,
     };
-    let redirect_fail = |error: &'static str, description: &str| Fail::Redirect {
+    let redirect_fail = |error: ErrorCode, description: &str| Fail::Redirect {
         redirect_uri: req.redirect_uri.clone(),
         state: req.state.clone(),
         error,
@@ -324,7 +330,7 @@ async fn proceed(
             let need_interaction = !matches!(step, Step::Issue | Step::Deny | Step::Unmet);
             if need_interaction && req.prompt_none {
                 return Err(redirect_fail(
-                    "unmet_authentication_requirements",
+                    ErrorCode::UnmetAuthenticationRequirements,
                     "this service needs a further authentication and prompt=none forbids it",
                 ));
             }
@@ -334,10 +340,12 @@ async fn proceed(
                     let code = flow::issue_code(gw, &mut conn, &req, &s).await?;
                     return Ok(flow::code_redirect(gw, &req, &code));
                 }
-                Step::Deny => return Err(redirect_fail("access_denied", flow::ACCESS_DENIED)),
+                Step::Deny => {
+                    return Err(redirect_fail(ErrorCode::AccessDenied, flow::ACCESS_DENIED))
+                }
                 Step::Unmet => {
                     return Err(redirect_fail(
-                        "unmet_authentication_requirements",
+                        ErrorCode::UnmetAuthenticationRequirements,
                         flow::UNREACHABLE,
                     ))
                 }
@@ -360,7 +368,10 @@ async fn proceed(
         }
         None => {
             if req.prompt_none {
-                return Err(redirect_fail("login_required", "the user must log in"));
+                return Err(redirect_fail(
+                    ErrorCode::LoginRequired,
+                    "the user must log in",
+                ));
             }
             // Home-realm discovery: `idp_hint`, or a `login_hint` in a
             // domain of one upstream, goes there directly.

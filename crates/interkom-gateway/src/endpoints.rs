@@ -12,6 +12,7 @@ use interkom_directory::SUPPORTED_SCOPES;
 use interkom_types::Loa;
 
 use crate::clients;
+use crate::error::ErrorCode;
 use crate::params::{self, Params};
 use crate::web::Meta;
 use crate::{jws, Gateway, GatewayError, OAuthError};
@@ -173,7 +174,7 @@ pub(crate) async fn userinfo(
         if !scope.iter().any(|s| s == "openid") {
             let mut e = OAuthError::new(
                 axum::http::StatusCode::FORBIDDEN,
-                "insufficient_scope",
+                ErrorCode::InsufficientScope,
                 "the access token lacks the openid scope",
             );
             e.challenge = Some(

@@ -23,8 +23,15 @@ pub enum GatewayError {
     Json(#[from] serde_json::Error),
     #[error("template: {0}")]
     Template(#[from] minijinja::Error),
-    #[error("{0}")]
-    Invalid(String),
+    /// The configuration does not hold together (checked at start).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A login request was used up by a second submission meanwhile.
+    #[error("login request used twice")]
+    LoginRequestUsed,
+    /// An account names a tenant the tree does not know (any more).
+    #[error("tenant `{0}` is unknown")]
+    UnknownTenant(String),
 }
 
 pub use interkom_directory::is_outage;
@@ -40,18 +47,71 @@ impl GatewayError {
     }
 }
 
+/// The error codes interkom answers with: OAuth 2.0 (RFC 6749 §4.1.2.1,
+/// §5.2), bearer tokens (RFC 6750 §3.1), OpenID Connect Core §3.1.2.6 and
+/// step-up (RFC 9470).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    UnsupportedResponseType,
+    InvalidScope,
+    InvalidToken,
+    InsufficientScope,
+    AccessDenied,
+    ServerError,
+    TemporarilyUnavailable,
+    LoginRequired,
+    UnmetAuthenticationRequirements,
+    RequestNotSupported,
+    RequestUriNotSupported,
+}
+
+impl ErrorCode {
+    /// The code on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::ServerError => "server_error",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::LoginRequired => "login_required",
+            ErrorCode::UnmetAuthenticationRequirements => "unmet_authentication_requirements",
+            ErrorCode::RequestNotSupported => "request_not_supported",
+            ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An OAuth 2.0 error response (RFC 6749 §5.2, RFC 6750 §3).
 #[derive(Debug)]
 pub struct OAuthError {
     pub status: StatusCode,
-    pub error: &'static str,
+    pub error: ErrorCode,
     pub description: String,
     /// `WWW-Authenticate` challenge for 401 responses.
     pub challenge: Option<String>,
 }
 
 impl OAuthError {
-    pub fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, error: ErrorCode, description: impl Into<String>) -> Self {
         OAuthError {
             status,
             error,
@@ -60,25 +120,25 @@ impl OAuthError {
         }
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, d)
     }
     pub fn invalid_grant(d: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", d)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidGrant, d)
     }
     pub fn invalid_scope(d: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_scope", d)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidScope, d)
     }
     pub fn unauthorized_client(d: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", d)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::UnauthorizedClient, d)
     }
     pub fn unsupported_grant_type(d: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", d)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::UnsupportedGrantType, d)
     }
     /// 401 with a Basic challenge (RFC 6749 §5.2).
     pub fn invalid_client(d: impl Into<String>) -> Self {
         OAuthError {
             challenge: Some("Basic realm=\"interkom\"".into()),
-            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_client", d)
+            ..Self::new(StatusCode::UNAUTHORIZED, ErrorCode::InvalidClient, d)
         }
     }
     /// 401 for a bad bearer token (RFC 6750 §3.1).
@@ -89,14 +149,14 @@ impl OAuthError {
                 "Bearer realm=\"interkom\", error=\"invalid_token\", error_description=\"{}\"",
                 d.replace('"', "'")
             )),
-            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_token", d)
+            ..Self::new(StatusCode::UNAUTHORIZED, ErrorCode::InvalidToken, d)
         }
     }
 }
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": self.error, "error_description": self.description });
+        let body = json!({ "error": self.error.as_str(), "error_description": self.description });
         let mut res = (self.status, axum::Json(body)).into_response();
         let h = res.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -115,7 +175,7 @@ impl From<GatewayError> for OAuthError {
                 tracing::error!(error = %e, "audit store unavailable; refusing to continue");
                 OAuthError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "temporarily_unavailable",
+                    ErrorCode::TemporarilyUnavailable,
                     "the service is temporarily unavailable",
                 )
             }
@@ -124,7 +184,7 @@ impl From<GatewayError> for OAuthError {
                 tracing::error!(error = %e, "database unavailable");
                 OAuthError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "temporarily_unavailable",
+                    ErrorCode::TemporarilyUnavailable,
                     "the service is temporarily unavailable",
                 )
             }
@@ -132,7 +192,7 @@ impl From<GatewayError> for OAuthError {
                 tracing::error!(error = %e, "internal error");
                 OAuthError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
+                    ErrorCode::ServerError,
                     "internal error",
                 )
             }

@@ -59,7 +59,7 @@ use interkom_policy::TenantTree;
 use sqlx::AnyPool;
 
 pub use config::{GatewayConfig, SourcePseudonymisation};
-pub use error::{GatewayError, OAuthError};
+pub use error::{ErrorCode, GatewayError, OAuthError};
 pub use interkom_directory::Argon2Config;
 pub use interkom_types::Clock;
 pub use jws::Signer;
@@ -116,7 +116,7 @@ impl Gateway {
         policy: Arc<interkom_policy::PolicyEngine>,
         clock: Clock,
     ) -> Result<Gateway, GatewayError> {
-        cfg.validate().map_err(GatewayError::Invalid)?;
+        cfg.validate().map_err(GatewayError::Config)?;
         let master = dir.master().clone();
         let tenants = dir.tenants_arc();
         let store = store::Store::new(pool);
@@ -127,7 +127,7 @@ impl Gateway {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(backchannel::TIMEOUT)
             .build()
-            .map_err(|e| GatewayError::Invalid(format!("HTTP client: {e}")))?;
+            .map_err(|e| GatewayError::Config(format!("HTTP client: {e}")))?;
         let upstream_http = reqwest::Client::builder()
             .dns_resolver(Arc::new(sources::oidc::PublicResolver {
                 allow_loopback: cfg.upstream_allow_loopback,
@@ -136,7 +136,7 @@ impl Gateway {
             .connect_timeout(std::time::Duration::from_secs(3))
             .timeout(std::time::Duration::from_secs(30))
             .build()
-            .map_err(|e| GatewayError::Invalid(format!("HTTP client: {e}")))?;
+            .map_err(|e| GatewayError::Config(format!("HTTP client: {e}")))?;
         Ok(Gateway(Arc::new(Inner {
             http,
             upstream_http,

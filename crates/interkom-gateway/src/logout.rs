@@ -45,6 +45,30 @@ const PASSED_ON: [&str; 5] = [
     "ui_locales",
 ];
 
+/// A logout request as checked: where to go afterwards and who asked.
+struct Asked {
+    params: Params,
+    lang: Lang,
+    /// The claims of a valid `id_token_hint`.
+    hint: Option<Value>,
+    client_id: Option<String>,
+    /// A registered `post_logout_redirect_uri`, with `state` appended.
+    continue_to: Option<String>,
+}
+
+impl Asked {
+    fn get(&self, name: &str) -> Option<String> {
+        self.params.get(name).ok().flatten().map(str::to_owned)
+    }
+}
+
+/// The session a logout ends and how it came to be.
+struct Ended {
+    /// The upstream it came from, the account and the sealed ID token of
+    /// the upstream (to log out there too).
+    upstream: Option<(String, String, Option<String>)>,
+}
+
 async fn logout(
     gw: Gateway,
     meta: Meta,
@@ -52,181 +76,209 @@ async fn logout(
     raw: &[u8],
     is_post: bool,
 ) -> Response {
-    let p = Params::parse(raw).ok();
-    let get = |n: &str| {
-        p.as_ref()
-            .and_then(|p| p.get(n).ok().flatten())
-            .map(str::to_owned)
+    let asked = match check(&gw, &meta, raw).await {
+        Ok(a) => a,
+        Err(page) => return page,
     };
-    let lang = Lang::negotiate(
-        get("ui_locales").as_deref(),
-        meta.accept_language.as_deref(),
-    );
-    let bad = |msg: &str| {
-        web::error_page(
-            &gw,
-            lang,
-            StatusCode::BAD_REQUEST,
-            lang.texts().bad_request,
-            Some(msg),
-        )
-    };
-    let Some(p) = p.as_ref() else {
-        return bad("invalid_request");
-    };
-    if PASSED_ON.iter().any(|n| p.get(n).is_err()) {
-        return bad("invalid_request: repeated parameter");
-    }
-    let now = gw.clock.now();
-
-    // The hint is checked for our signature only: an expired ID token is a
-    // fine hint (OIDC RP-Initiated Logout §2).
-    let hint: Option<Value> = match get("id_token_hint") {
-        Some(t) => match gw.keys.fresh(now).await {
-            Ok(keys) => match jws::verify(&keys, &t, "JWT", now) {
-                Ok(c) if c.get("iss").and_then(Value::as_str) == Some(gw.cfg.issuer_str()) => {
-                    Some(c)
-                }
-                _ => return bad("invalid_request: id_token_hint is not valid"),
-            },
-            Err(e) => return web::internal(&gw, lang, e),
-        },
-        None => None,
-    };
-    let hint_aud = hint.as_ref().and_then(|h| match h.get("aud") {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Array(a)) => a.first().and_then(Value::as_str).map(str::to_owned),
-        _ => None,
-    });
-    let client_id = match (get("client_id"), hint_aud) {
-        (Some(c), Some(a)) if c != a => {
-            return bad("invalid_request: client_id does not match id_token_hint")
-        }
-        (c, a) => c.or(a),
-    };
-    let redirect = match get("post_logout_redirect_uri") {
-        None => None,
-        Some(uri) => {
-            let Some(cid) = &client_id else {
-                return bad(
-                    "invalid_request: post_logout_redirect_uri needs client_id or id_token_hint",
-                );
-            };
-            let client = match gw.client(cid).await {
-                Ok(Some(c)) => c,
-                Ok(None) => return bad("invalid_client"),
-                Err(e) => return web::internal(&gw, lang, e),
-            };
-            if !client.post_logout_redirect_uris.contains(&uri) {
-                return bad("invalid_request: post_logout_redirect_uri is not registered");
-            }
-            Some(uri)
-        }
-    };
-
-    let handle = web::cookie(&headers, SESSION_COOKIE);
-    let session = match &handle {
-        Some(h) => match session::session_by_handle(&gw, h, now).await {
-            Ok(s) => s,
-            Err(e) => return web::internal(&gw, lang, e),
-        },
-        None => None,
-    };
-
-    // The upstream the session came from, to log out there too.
-    let mut upstream_logout: Option<(String, String, Option<String>)> = None;
-    if let (Some(s), Some(h)) = (&session, &handle) {
-        let hint_matches = hint.as_ref().is_some_and(|c| {
-            c.get("sid").and_then(Value::as_str) == Some(s.sid.as_str())
-                || c.get("sub").and_then(Value::as_str) == Some(s.user_id.as_str())
-        });
-        let csrf = gw.master.keyed_hash(&format!("logout|{h}"));
-        let confirmed = is_post
-            && get("confirm").as_deref() == Some("yes")
-            && get("csrf_token").is_some_and(|t| ct_eq(&t, &csrf));
-        if !hint_matches && !confirmed {
-            let hidden: Vec<(String, String)> = PASSED_ON
-                .iter()
-                .filter_map(|n| get(n).map(|v| ((*n).to_owned(), v)))
-                .collect();
-            return web::page(
-                &gw,
-                StatusCode::OK,
-                "logout.html",
-                minijinja::context! {
-                    lang => lang.code(),
-                    base => gw.cfg.base_path(),
-                    t => minijinja::Value::from_serialize(lang.texts()),
-                    done => false,
-                    csrf_token => csrf,
-                    hidden => hidden,
-                },
-            );
-        }
-        let upstream_token = match gw.store.upstream_token(&s.sid).await {
-            Ok(t) => t,
-            Err(e) => return web::internal(&gw, lang, e.into()),
-        };
-        if let Err(e) = session::end_session(&gw, &s.sid).await {
-            return web::internal(&gw, lang, e);
-        }
-        upstream_logout = s
-            .upstream
-            .clone()
-            .map(|u| (u, s.user_id.clone(), upstream_token));
-        let user = gw.dir.user(&s.user_id).await.ok().flatten();
-        let mut ev = AuditEvent::new(Action::Logout, Outcome::Success)
-            .subject(&s.user_id, user.as_ref().map(|u| u.tenant.clone()))
-            .correlation(meta.request_id.clone())
-            .source(meta.source.clone())
-            .details(serde_json::json!({ "sid": s.sid }));
-        if let Some(c) = &client_id {
-            ev = ev.client(c);
-        }
-        if let Some(t) = user.as_ref().and_then(|u| gw.tenants.get(&u.tenant)) {
-            ev = ev.tenant(&t.id, t.path_string());
-        }
-        if let Err(e) = gw.audit.append(ev).await {
-            return web::internal(&gw, lang, e.into());
-        }
-    }
-
-    let continue_to = match redirect {
-        Some(uri) => {
-            let mut u = uri.clone();
-            if let Some(state) = get("state") {
-                let mut parsed = match url::Url::parse(&uri) {
-                    Ok(x) => x,
-                    Err(_) => return bad("invalid_request"),
-                };
-                parsed.query_pairs_mut().append_pair("state", &state);
-                u = parsed.to_string();
-            }
-            Some(u)
-        }
-        None => None,
+    let ended = match end_session(&gw, &meta, &headers, &asked, is_post).await {
+        Ok(Some(e)) => Some(e),
+        Ok(None) => None,
+        Err(page) => return page,
     };
     // Logged in through an upstream: end its session too, then on.
-    let upstream_url = match &upstream_logout {
+    let upstream_url = match ended.and_then(|e| e.upstream) {
         Some((up, user, token)) => {
             crate::sources::oidc::logout_url(
                 &gw,
-                up,
-                user,
+                &up,
+                &user,
                 token.as_deref(),
-                continue_to.as_deref(),
+                asked.continue_to.as_deref(),
             )
             .await
         }
         None => None,
     };
-    let mut res = match (upstream_url, continue_to) {
+    let mut res = match (upstream_url, asked.continue_to) {
         (Some(u), _) | (None, Some(u)) => web::see_other(&u),
-        (None, None) => web::logged_out_page(&gw, lang),
+        (None, None) => web::logged_out_page(&gw, asked.lang),
     };
     res.headers_mut().append(
         header::SET_COOKIE,
         web::set_cookie(&gw, SESSION_COOKIE, "", 0),
     );
     res
+}
+
+/// Checks the request: parameters once each, the hint signed by interkom,
+/// `client_id` matching it, the redirect registered for that client.
+async fn check(gw: &Gateway, meta: &Meta, raw: &[u8]) -> Result<Asked, Response> {
+    let p = Params::parse(raw).ok();
+    let ui = p
+        .as_ref()
+        .and_then(|p| p.get("ui_locales").ok().flatten().map(str::to_owned));
+    let lang = Lang::negotiate(ui.as_deref(), meta.accept_language.as_deref());
+    let bad = |msg: &str| {
+        web::error_page(
+            gw,
+            lang,
+            StatusCode::BAD_REQUEST,
+            lang.texts().bad_request,
+            Some(msg),
+        )
+    };
+    let Some(params) = p else {
+        return Err(bad("invalid_request"));
+    };
+    if PASSED_ON.iter().any(|n| params.get(n).is_err()) {
+        return Err(bad("invalid_request: repeated parameter"));
+    }
+    let mut asked = Asked {
+        params,
+        lang,
+        hint: None,
+        client_id: None,
+        continue_to: None,
+    };
+    let now = gw.clock.now();
+    // The hint is checked for our signature only: an expired ID token is a
+    // fine hint (OIDC RP-Initiated Logout §2).
+    if let Some(t) = asked.get("id_token_hint") {
+        let keys = gw
+            .keys
+            .fresh(now)
+            .await
+            .map_err(|e| web::internal(gw, lang, e))?;
+        match jws::verify(&keys, &t, "JWT", now) {
+            Ok(c) if c.get("iss").and_then(Value::as_str) == Some(gw.cfg.issuer_str()) => {
+                asked.hint = Some(c)
+            }
+            _ => return Err(bad("invalid_request: id_token_hint is not valid")),
+        }
+    }
+    let hint_aud = asked.hint.as_ref().and_then(|h| match h.get("aud") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Array(a)) => a.first().and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    });
+    asked.client_id = match (asked.get("client_id"), hint_aud) {
+        (Some(c), Some(a)) if c != a => {
+            return Err(bad(
+                "invalid_request: client_id does not match id_token_hint",
+            ))
+        }
+        (c, a) => c.or(a),
+    };
+    let Some(uri) = asked.get("post_logout_redirect_uri") else {
+        return Ok(asked);
+    };
+    let Some(cid) = &asked.client_id else {
+        return Err(bad(
+            "invalid_request: post_logout_redirect_uri needs client_id or id_token_hint",
+        ));
+    };
+    let client = match gw.client(cid).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return Err(bad("invalid_client")),
+        Err(e) => return Err(web::internal(gw, lang, e)),
+    };
+    if !client.post_logout_redirect_uris.contains(&uri) {
+        return Err(bad(
+            "invalid_request: post_logout_redirect_uri is not registered",
+        ));
+    }
+    asked.continue_to = match asked.get("state") {
+        None => Some(uri),
+        Some(state) => {
+            let mut parsed = url::Url::parse(&uri).map_err(|_| bad("invalid_request"))?;
+            parsed.query_pairs_mut().append_pair("state", &state);
+            Some(parsed.to_string())
+        }
+    };
+    Ok(asked)
+}
+
+/// Ends this browser's session — at once with a hint for it, else after
+/// the user confirmed on a CSRF-protected page — and audits it. `None`:
+/// no session; `Err`: the page to answer with (the confirmation, or a
+/// failure).
+async fn end_session(
+    gw: &Gateway,
+    meta: &Meta,
+    headers: &HeaderMap,
+    asked: &Asked,
+    is_post: bool,
+) -> Result<Option<Ended>, Response> {
+    let lang = asked.lang;
+    let now = gw.clock.now();
+    let Some(h) = web::cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let Some(s) = session::session_by_handle(gw, &h, now)
+        .await
+        .map_err(|e| web::internal(gw, lang, e))?
+    else {
+        return Ok(None);
+    };
+    let hint_matches = asked.hint.as_ref().is_some_and(|c| {
+        c.get("sid").and_then(Value::as_str) == Some(s.sid.as_str())
+            || c.get("sub").and_then(Value::as_str) == Some(s.user_id.as_str())
+    });
+    let csrf = gw.master.keyed_hash(&format!("logout|{h}"));
+    let confirmed = is_post
+        && asked.get("confirm").as_deref() == Some("yes")
+        && asked.get("csrf_token").is_some_and(|t| ct_eq(&t, &csrf));
+    if !hint_matches && !confirmed {
+        return Err(confirmation_page(gw, asked, &csrf));
+    }
+    let upstream_token = gw
+        .store
+        .upstream_token(&s.sid)
+        .await
+        .map_err(|e| web::internal(gw, lang, e.into()))?;
+    session::end_session(gw, &s.sid)
+        .await
+        .map_err(|e| web::internal(gw, lang, e))?;
+    let user = gw.dir.user(&s.user_id).await.ok().flatten();
+    let mut ev = AuditEvent::new(Action::Logout, Outcome::Success)
+        .subject(&s.user_id, user.as_ref().map(|u| u.tenant.clone()))
+        .correlation(meta.request_id.clone())
+        .source(meta.source.clone())
+        .details(serde_json::json!({ "sid": s.sid }));
+    if let Some(c) = &asked.client_id {
+        ev = ev.client(c);
+    }
+    if let Some(t) = user.as_ref().and_then(|u| gw.tenants.get(&u.tenant)) {
+        ev = ev.tenant(&t.id, t.path_string());
+    }
+    gw.audit
+        .append(ev)
+        .await
+        .map_err(|e| web::internal(gw, lang, e.into()))?;
+    Ok(Some(Ended {
+        upstream: s.upstream.map(|u| (u, s.user_id, upstream_token)),
+    }))
+}
+
+/// The page asking the user to confirm the logout (the request's own
+/// parameters travel on as hidden fields).
+fn confirmation_page(gw: &Gateway, asked: &Asked, csrf: &str) -> Response {
+    let lang = asked.lang;
+    let hidden: Vec<(String, String)> = PASSED_ON
+        .iter()
+        .filter_map(|n| asked.get(n).map(|v| ((*n).to_owned(), v)))
+        .collect();
+    web::page(
+        gw,
+        StatusCode::OK,
+        "logout.html",
+        minijinja::context! {
+            lang => lang.code(),
+            base => gw.cfg.base_path(),
+            t => minijinja::Value::from_serialize(lang.texts()),
+            done => false,
+            csrf_token => csrf,
+            hidden => hidden,
+        },
+    )
 }

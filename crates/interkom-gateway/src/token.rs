@@ -397,9 +397,10 @@ async fn prepare_user_tokens(
         .await?
         .filter(|u| u.disabled == 0)
         .ok_or_else(|| OAuthError::invalid_grant("the account is not active"))?;
-    let tenant = gw.tenants.get(&user.tenant).ok_or_else(|| {
-        GatewayError::Invalid(format!("user's tenant `{}` is unknown", user.tenant))
-    })?;
+    let tenant = gw
+        .tenants
+        .get(&user.tenant)
+        .ok_or_else(|| GatewayError::UnknownTenant(user.tenant.clone()))?;
     // Every code exchange and refresh asks the policy again: a withdrawn
     // permission or a login grown too old ends the token family's use.
     let (verdict, reasons) = crate::access::check(

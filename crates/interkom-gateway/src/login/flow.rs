@@ -15,6 +15,7 @@ use url::Url;
 use super::pages;
 use super::plan::{self, Available, Step};
 use super::state::{self, AuthRequest, Checked, Login, LoginRequest};
+use crate::error::ErrorCode;
 use crate::session::{self, Session};
 use crate::sources::{IdentitySource, LocalPassword, OidcUpstream, SourceAsk};
 use crate::store::AuthCode;
@@ -165,7 +166,7 @@ fn finish_unmet(gw: &Gateway, at: &LoginRequest) -> Result<Response, GatewayErro
         gw,
         &at.req.redirect_uri,
         at.req.state.as_deref(),
-        "unmet_authentication_requirements",
+        ErrorCode::UnmetAuthenticationRequirements,
         UNREACHABLE,
     ))
 }
@@ -192,13 +193,13 @@ pub(crate) fn error_redirect(
     gw: &Gateway,
     redirect_uri: &str,
     state: Option<&str>,
-    error: &str,
+    error: ErrorCode,
     description: &str,
 ) -> Response {
     web::see_other(&with_params(
         redirect_uri,
         &[
-            ("error", Some(error)),
+            ("error", Some(error.as_str())),
             ("error_description", Some(description)),
             ("state", state),
             ("iss", Some(gw.cfg.issuer_str())),
@@ -276,7 +277,7 @@ pub(crate) async fn finish_login(
             gw,
             &req.redirect_uri,
             req.state.as_deref(),
-            "access_denied",
+            ErrorCode::AccessDenied,
             "the account is locked",
         ));
     };
@@ -286,7 +287,7 @@ pub(crate) async fn finish_login(
     let mut tx = gw.store.begin().await?;
     // Single use: a second submission of the same form finds nothing.
     if !gw.store.take_login_request(&mut tx, lr).await? {
-        return Err(GatewayError::Invalid("login request used twice".into()));
+        return Err(GatewayError::LoginRequestUsed);
     }
     // A step-up keeps the session (and its sid) with a new handle; a
     // login starts a new one (no session fixation either way).
@@ -316,7 +317,7 @@ pub(crate) async fn finish_login(
                 gw,
                 &req.redirect_uri,
                 req.state.as_deref(),
-                "login_required",
+                ErrorCode::LoginRequired,
                 "the session ended during the step-up",
             ));
         }
@@ -364,14 +365,14 @@ pub(crate) async fn finish_login(
             gw,
             &req.redirect_uri,
             req.state.as_deref(),
-            "access_denied",
+            ErrorCode::AccessDenied,
             ACCESS_DENIED,
         ),
         (None, _) => error_redirect(
             gw,
             &req.redirect_uri,
             req.state.as_deref(),
-            "unmet_authentication_requirements",
+            ErrorCode::UnmetAuthenticationRequirements,
             UNREACHABLE,
         ),
     };

@@ -217,8 +217,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 fn callback_url(gw: &Gateway) -> Result<RedirectUrl, Failure> {
-    RedirectUrl::new(gw.cfg.endpoint(CALLBACK))
-        .map_err(|_| Failure::Internal(GatewayError::Invalid("callback URL".into())))
+    RedirectUrl::new(gw.cfg.endpoint(CALLBACK)).map_err(|_| {
+        Failure::Internal(GatewayError::Config(
+            "the issuer makes no callback URL".into(),
+        ))
+    })
 }
 
 /// What interkom keeps while the user is at the upstream.
