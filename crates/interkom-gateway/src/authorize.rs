@@ -111,6 +111,59 @@ async fn authorize(gw: Gateway, meta: Meta, headers: HeaderMap, raw: &[u8]) -> R
 }
 
 async fn validate(gw: &Gateway, p: &Params) -> Result<(Arc<Client>, AuthRequest), Fail> {
+    let (client, redirect_uri) = trusted_client(gw, p).await?;
+    let state = p.get("state").ok().flatten().map(str::to_owned);
+    let r = Redirected {
+        p,
+        redirect_uri,
+        state: state.clone(),
+    };
+    if p.pairs().iter().filter(|(k, _)| k == "state").count() > 1 {
+        return Err(r.fail(ErrorCode::InvalidRequest, "parameter `state` repeated"));
+    }
+    r.check_response_type(&client)?;
+    let scope = r.scope(&client)?;
+    let code_challenge = r.pkce(&client)?;
+    let (prompt_none, prompt_login) = r.prompt()?;
+    let max_age = match r.get("max_age")? {
+        None => None,
+        Some(v) => Some(v.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
+            r.fail(
+                ErrorCode::InvalidRequest,
+                "max_age must be a non-negative integer",
+            )
+        })?),
+    };
+    let min_acr = r
+        .get("acr_values")?
+        .and_then(|v| v.split(' ').filter_map(Loa::from_acr).min());
+    let nonce = r.get("nonce")?.map(str::to_owned);
+    if nonce.as_ref().is_some_and(|n| n.len() > 512)
+        || state.as_ref().is_some_and(|s| s.len() > 2048)
+    {
+        return Err(r.fail(ErrorCode::InvalidRequest, "state or nonce too long"));
+    }
+    let req = AuthRequest {
+        client_id: client.id.clone(),
+        redirect_uri: r.redirect_uri.to_owned(),
+        scope,
+        state,
+        nonce,
+        code_challenge,
+        prompt_none,
+        prompt_login,
+        max_age,
+        login_hint: r.get("login_hint")?.map(|h| h.chars().take(128).collect()),
+        min_acr,
+        ui_locales: r.get("ui_locales")?.map(str::to_owned),
+        idp_hint: r.get("idp_hint")?.map(|h| h.chars().take(64).collect()),
+    };
+    Ok((client, req))
+}
+
+/// The client and its exact redirect URI (RFC 9700 §4.1.3); until both
+/// are verified, errors are a page and nobody is redirected.
+async fn trusted_client<'p>(gw: &Gateway, p: &'p Params) -> Result<(Arc<Client>, &'p str), Fail> {
     let page = |m: fn(&crate::i18n::Texts) -> &'static str, code: &str| {
         Fail::Page(StatusCode::BAD_REQUEST, m, Some(code.to_owned()))
     };
@@ -126,173 +179,169 @@ async fn validate(gw: &Gateway, p: &Params) -> Result<(Arc<Client>, AuthRequest)
         .get("redirect_uri")
         .map_err(|_| page(|t| t.bad_redirect, "invalid_request: redirect_uri repeated"))?
         .ok_or_else(|| page(|t| t.bad_redirect, "invalid_request: redirect_uri missing"))?;
-    // Exact string comparison, as registered (RFC 9700 §4.1.3).
+    // Exact string comparison, as registered.
     if !client.redirect_uris.iter().any(|r| r == redirect_uri) {
         return Err(page(
             |t| t.bad_redirect,
             "invalid_request: redirect_uri not registered",
         ));
     }
-    let state = p.get("state").ok().flatten().map(str::to_owned);
-    let fail = |error: ErrorCode, description: &str| Fail::Redirect {
-        redirect_uri: redirect_uri.to_owned(),
-        state: state.clone(),
-        error,
-        description: description.to_owned(),
-    };
-    let get = |name: &str| {
-        p.get(name)
-            .map_err(|e| fail(ErrorCode::InvalidRequest, &e.description))
-    };
-    if p.pairs().iter().filter(|(k, _)| k == "state").count() > 1 {
-        return Err(fail(
-            ErrorCode::InvalidRequest,
-            "parameter `state` repeated",
-        ));
-    }
-    if get("request")?.is_some() {
-        return Err(fail(
-            ErrorCode::RequestNotSupported,
-            "request objects are not supported",
-        ));
-    }
-    if get("request_uri")?.is_some() {
-        return Err(fail(
-            ErrorCode::RequestUriNotSupported,
-            "request_uri is not supported",
-        ));
-    }
-    match get("response_type")? {
-        None => return Err(fail(ErrorCode::InvalidRequest, "response_type is missing")),
-        Some("code") => {}
-        Some(_) => {
-            return Err(fail(
-                ErrorCode::UnsupportedResponseType,
-                "only response_type=code is supported",
-            ))
+    Ok((client, redirect_uri))
+}
+
+/// The rest of an authorization request, once its redirect URI is
+/// verified: every error goes back there with `state`.
+struct Redirected<'p> {
+    p: &'p Params,
+    redirect_uri: &'p str,
+    state: Option<String>,
+}
+
+impl<'p> Redirected<'p> {
+    fn fail(&self, error: ErrorCode, description: &str) -> Fail {
+        Fail::Redirect {
+            redirect_uri: self.redirect_uri.to_owned(),
+            state: self.state.clone(),
+            error,
+            description: description.to_owned(),
         }
     }
-    if let Some(mode) = get("response_mode")? {
-        if mode != "query" {
-            return Err(fail(
-                ErrorCode::InvalidRequest,
-                "only response_mode=query is supported",
+
+    fn get(&self, name: &str) -> Result<Option<&'p str>, Fail> {
+        self.p
+            .get(name)
+            .map_err(|e| self.fail(ErrorCode::InvalidRequest, &e.description))
+    }
+
+    /// `code` only, in the query; no request objects; the grant allowed.
+    fn check_response_type(&self, client: &Client) -> Result<(), Fail> {
+        if self.get("request")?.is_some() {
+            return Err(self.fail(
+                ErrorCode::RequestNotSupported,
+                "request objects are not supported",
             ));
         }
-    }
-    if !client.allows(GrantType::AuthorizationCode) {
-        return Err(fail(
-            ErrorCode::UnauthorizedClient,
-            "the client may not use the authorization code grant",
-        ));
-    }
-    let scope: Vec<String> = get("scope")?
-        .unwrap_or("")
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if let Some(s) = scope
-        .iter()
-        .find(|s| !SUPPORTED_SCOPES.contains(&s.as_str()) || !client.scopes.contains(s))
-    {
-        return Err(fail(
-            ErrorCode::InvalidScope,
-            &format!("scope `{s}` is not available to this client"),
-        ));
-    }
-    let code_challenge = get("code_challenge")?;
-    let method = get("code_challenge_method")?;
-    match (code_challenge, method) {
-        (Some(c), Some("S256")) => {
-            if c.len() != 43
-                || !c
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                return Err(fail(
+        if self.get("request_uri")?.is_some() {
+            return Err(self.fail(
+                ErrorCode::RequestUriNotSupported,
+                "request_uri is not supported",
+            ));
+        }
+        match self.get("response_type")? {
+            None => return Err(self.fail(ErrorCode::InvalidRequest, "response_type is missing")),
+            Some("code") => {}
+            Some(_) => {
+                return Err(self.fail(
+                    ErrorCode::UnsupportedResponseType,
+                    "only response_type=code is supported",
+                ))
+            }
+        }
+        if let Some(mode) = self.get("response_mode")? {
+            if mode != "query" {
+                return Err(self.fail(
                     ErrorCode::InvalidRequest,
-                    "code_challenge must be a base64url SHA-256 value",
+                    "only response_mode=query is supported",
                 ));
             }
         }
-        (Some(_), None) | (Some(_), Some("plain")) => {
-            return Err(fail(
-                ErrorCode::InvalidRequest,
-                "code_challenge_method must be S256 (plain is not allowed)",
-            ))
+        if !client.allows(GrantType::AuthorizationCode) {
+            return Err(self.fail(
+                ErrorCode::UnauthorizedClient,
+                "the client may not use the authorization code grant",
+            ));
         }
-        (_, Some(_)) => {
-            return Err(fail(
-                ErrorCode::InvalidRequest,
-                "unsupported or unused code_challenge_method",
-            ))
+        Ok(())
+    }
+
+    /// The scopes asked for: each known and allowed to this client.
+    fn scope(&self, client: &Client) -> Result<Vec<String>, Fail> {
+        let scope: Vec<String> = self
+            .get("scope")?
+            .unwrap_or("")
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(s) = scope
+            .iter()
+            .find(|s| !SUPPORTED_SCOPES.contains(&s.as_str()) || !client.scopes.contains(s))
+        {
+            return Err(self.fail(
+                ErrorCode::InvalidScope,
+                &format!("scope `{s}` is not available to this client"),
+            ));
         }
-        (None, None) => {
-            if client.is_public() {
-                return Err(fail(
+        Ok(scope)
+    }
+
+    /// PKCE: S256 only, required for public clients.
+    fn pkce(&self, client: &Client) -> Result<Option<String>, Fail> {
+        let code_challenge = self.get("code_challenge")?;
+        match (code_challenge, self.get("code_challenge_method")?) {
+            (Some(c), Some("S256")) => {
+                if c.len() != 43
+                    || !c
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    return Err(self.fail(
+                        ErrorCode::InvalidRequest,
+                        "code_challenge must be a base64url SHA-256 value",
+                    ));
+                }
+            }
+            (Some(_), None) | (Some(_), Some("plain")) => {
+                return Err(self.fail(
                     ErrorCode::InvalidRequest,
-                    "PKCE (code_challenge with S256) is required for public clients",
-                ));
+                    "code_challenge_method must be S256 (plain is not allowed)",
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(self.fail(
+                    ErrorCode::InvalidRequest,
+                    "unsupported or unused code_challenge_method",
+                ))
+            }
+            (None, None) => {
+                if client.is_public() {
+                    return Err(self.fail(
+                        ErrorCode::InvalidRequest,
+                        "PKCE (code_challenge with S256) is required for public clients",
+                    ));
+                }
             }
         }
+        Ok(code_challenge.map(str::to_owned))
     }
-    let mut prompt_none = false;
-    let mut prompt_login = false;
-    if let Some(prompt) = get("prompt")? {
+
+    /// `prompt`: (none, login); `consent` needs no screen (first-party).
+    fn prompt(&self) -> Result<(bool, bool), Fail> {
+        let (mut none, mut login) = (false, false);
+        let Some(prompt) = self.get("prompt")? else {
+            return Ok((none, login));
+        };
         for v in prompt.split(' ').filter(|v| !v.is_empty()) {
             match v {
-                "none" => prompt_none = true,
-                "login" | "select_account" => prompt_login = true,
-                // First-party clients need no consent screen.
+                "none" => none = true,
+                "login" | "select_account" => login = true,
                 "consent" => {}
                 _ => {
-                    return Err(fail(
+                    return Err(self.fail(
                         ErrorCode::InvalidRequest,
                         &format!("unsupported prompt value `{v}`"),
                     ))
                 }
             }
         }
-        if prompt_none && prompt.split(' ').filter(|v| !v.is_empty()).count() > 1 {
-            return Err(fail(
+        if none && prompt.split(' ').filter(|v| !v.is_empty()).count() > 1 {
+            return Err(self.fail(
                 ErrorCode::InvalidRequest,
                 "prompt=none cannot be combined with other values",
             ));
         }
+        Ok((none, login))
     }
-    let max_age = match get("max_age")? {
-        None => None,
-        Some(v) => Some(v.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
-            fail(
-                ErrorCode::InvalidRequest,
-                "max_age must be a non-negative integer",
-            )
-        })?),
-    };
-    let min_acr = get("acr_values")?.and_then(|v| v.split(' ').filter_map(Loa::from_acr).min());
-    let nonce = get("nonce")?.map(str::to_owned);
-    if nonce.as_ref().is_some_and(|n| n.len() > 512)
-        || state.as_ref().is_some_and(|s| s.len() > 2048)
-    {
-        return Err(fail(ErrorCode::InvalidRequest, "state or nonce too long"));
-    }
-    let req = AuthRequest {
-        client_id: client.id.clone(),
-        redirect_uri: redirect_uri.to_owned(),
-        scope,
-        state: state.clone(),
-        nonce,
-        code_challenge: code_challenge.map(str::to_owned),
-        prompt_none,
-        prompt_login,
-        max_age,
-        login_hint: get("login_hint")?.map(|h| h.chars().take(128).collect()),
-        min_acr,
-        ui_locales: get("ui_locales")?.map(str::to_owned),
-        idp_hint: get("idp_hint")?.map(|h| h.chars().take(64).collect()),
-    };
-    Ok((client, req))
 }
 
 /// Decides between single sign-on, a step-up, the login form and an error.

@@ -401,41 +401,8 @@ async fn prepare_user_tokens(
         .tenants
         .get(&user.tenant)
         .ok_or_else(|| GatewayError::UnknownTenant(user.tenant.clone()))?;
-    // Every code exchange and refresh asks the policy again: a withdrawn
-    // permission or a login grown too old ends the token family's use.
-    let (verdict, reasons) = crate::access::check(
-        gw,
-        Some(meta),
-        &client.id,
-        &user.id,
-        &g.acr,
-        &g.amr,
-        g.auth_time,
-    )
-    .await?;
-    match verdict {
-        crate::access::Verdict::Allow => {}
-        crate::access::Verdict::Deny => {
-            return Err(OAuthError::invalid_grant(
-                "the access policy no longer permits this user to use this service",
-            ))
-        }
-        _ => {
-            tracing::debug!(?reasons, "step-up needed at the token endpoint");
-            return Err(OAuthError::invalid_grant(
-                "the authentication no longer meets this service's protection need; log in again",
-            ));
-        }
-    }
-    // The roles the policy gives the user for this client's resource; for a
-    // client that is no resource, the roles held in the home tenant.
-    let snap = gw.policy.snapshot();
-    let roles = match snap.resource_for_client(&client.id) {
-        Some(r) => snap.roles_for(&user.id, &r.id),
-        None => interkom_policy::roles::roles_in(gw.store.pool(), &user.id, &user.tenant)
-            .await
-            .map_err(GatewayError::from)?,
-    };
+    still_permitted(gw, meta, client, &user.id, g).await?;
+    let roles = roles_for(gw, client, &user).await?;
     let keys = gw.keys.fresh(now).await?;
     let scope = g.scope.join(" ");
 
@@ -472,26 +439,7 @@ async fn prepare_user_tokens(
         let id_key = keys
             .signing(client.id_token_alg, now)
             .ok_or(GatewayError::Crypto("no ID-token signing key"))?;
-        let mut claims = json!({
-            "iss": gw.cfg.issuer_str(),
-            "sub": user.id,
-            "aud": client.id,
-            "azp": client.id,
-            "exp": now + gw.cfg.id_token_ttl,
-            "iat": now,
-            "auth_time": g.auth_time,
-            "acr": g.acr,
-            "amr": g.amr,
-            "sid": g.sid,
-            "tenant": tenant.id,
-            "tenant_path": tenant.path,
-            "level": tenant.level.as_str(),
-            "roles": roles,
-        });
-        if let Some(n) = &g.nonce {
-            claims["nonce"] = json!(n);
-        }
-        add_profile_claims(&mut claims, &g.scope, &user);
+        let claims = id_token_claims(gw, client, &user, tenant, &roles, g, now);
         out["id_token"] = json!(jws::sign(id_key, "JWT", &claims)?);
     }
     let refresh = if client.allows(GrantType::RefreshToken) {
@@ -525,6 +473,84 @@ async fn prepare_user_tokens(
         refresh,
         audit,
     })
+}
+
+/// Every code exchange and refresh asks the policy again: a withdrawn
+/// permission or a login grown too old ends the token family's use.
+async fn still_permitted(
+    gw: &Gateway,
+    meta: &Meta,
+    client: &Client,
+    user_id: &str,
+    g: &Grant,
+) -> Result<(), OAuthError> {
+    let (verdict, reasons) = crate::access::check(
+        gw,
+        Some(meta),
+        &client.id,
+        user_id,
+        &g.acr,
+        &g.amr,
+        g.auth_time,
+    )
+    .await?;
+    match verdict {
+        crate::access::Verdict::Allow => Ok(()),
+        crate::access::Verdict::Deny => Err(OAuthError::invalid_grant(
+            "the access policy no longer permits this user to use this service",
+        )),
+        _ => {
+            tracing::debug!(?reasons, "step-up needed at the token endpoint");
+            Err(OAuthError::invalid_grant(
+                "the authentication no longer meets this service's protection need; log in again",
+            ))
+        }
+    }
+}
+
+/// The roles the policy gives the user for this client's resource; for a
+/// client that is no resource, the roles held in the home tenant.
+async fn roles_for(gw: &Gateway, client: &Client, user: &User) -> Result<Vec<String>, OAuthError> {
+    let snap = gw.policy.snapshot();
+    Ok(match snap.resource_for_client(&client.id) {
+        Some(r) => snap.roles_for(&user.id, &r.id),
+        None => interkom_policy::roles::roles_in(gw.store.pool(), &user.id, &user.tenant)
+            .await
+            .map_err(GatewayError::from)?,
+    })
+}
+
+/// The claims of an ID token for this grant.
+fn id_token_claims(
+    gw: &Gateway,
+    client: &Client,
+    user: &User,
+    tenant: &interkom_policy::Tenant,
+    roles: &[String],
+    g: &Grant,
+    now: i64,
+) -> Value {
+    let mut claims = json!({
+        "iss": gw.cfg.issuer_str(),
+        "sub": user.id,
+        "aud": client.id,
+        "azp": client.id,
+        "exp": now + gw.cfg.id_token_ttl,
+        "iat": now,
+        "auth_time": g.auth_time,
+        "acr": g.acr,
+        "amr": g.amr,
+        "sid": g.sid,
+        "tenant": tenant.id,
+        "tenant_path": tenant.path,
+        "level": tenant.level.as_str(),
+        "roles": roles,
+    });
+    if let Some(n) = &g.nonce {
+        claims["nonce"] = json!(n);
+    }
+    add_profile_claims(&mut claims, &g.scope, user);
+    claims
 }
 
 pub(crate) fn add_profile_claims(claims: &mut Value, scope: &[String], user: &User) {

@@ -162,10 +162,9 @@ pub(crate) async fn password_form(
 }
 
 fn finish_unmet(gw: &Gateway, at: &LoginRequest) -> Result<Response, GatewayError> {
-    Ok(error_redirect(
+    Ok(to_client(
         gw,
-        &at.req.redirect_uri,
-        at.req.state.as_deref(),
+        &at.req,
         ErrorCode::UnmetAuthenticationRequirements,
         UNREACHABLE,
     ))
@@ -273,10 +272,9 @@ pub(crate) async fn finish_login(
     // Locked while the login was under way: it ends here.
     let Some(user) = user else {
         state::discard(gw, lr).await?;
-        return Ok(error_redirect(
+        return Ok(to_client(
             gw,
-            &req.redirect_uri,
-            req.state.as_deref(),
+            req,
             ErrorCode::AccessDenied,
             "the account is locked",
         ));
@@ -313,10 +311,9 @@ pub(crate) async fn finish_login(
         // reset): nothing of it comes back.
         None if p.sid.is_some() => {
             drop(tx);
-            return Ok(error_redirect(
+            return Ok(to_client(
                 gw,
-                &req.redirect_uri,
-                req.state.as_deref(),
+                req,
                 ErrorCode::LoginRequired,
                 "the session ended during the step-up",
             ));
@@ -361,25 +358,33 @@ pub(crate) async fn finish_login(
     gw.audit.append(ev).await?;
     let mut res = match (code, outcome) {
         (Some(code), _) => code_redirect(gw, req, &code),
-        (None, LoginOutcome::Deny) => error_redirect(
+        (None, LoginOutcome::Deny) => to_client(gw, req, ErrorCode::AccessDenied, ACCESS_DENIED),
+        (None, _) => to_client(
             gw,
-            &req.redirect_uri,
-            req.state.as_deref(),
-            ErrorCode::AccessDenied,
-            ACCESS_DENIED,
-        ),
-        (None, _) => error_redirect(
-            gw,
-            &req.redirect_uri,
-            req.state.as_deref(),
+            req,
             ErrorCode::UnmetAuthenticationRequirements,
             UNREACHABLE,
         ),
     };
-    let h = res.headers_mut();
-    h.append(
+    res.headers_mut().append(
         header::SET_COOKIE,
         web::set_cookie(gw, session::SESSION_COOKIE, &handle, gw.cfg.session_ttl),
     );
     Ok(res.into_response())
+}
+
+/// The client's error for this request, at its verified redirect URI.
+pub(crate) fn to_client(
+    gw: &Gateway,
+    req: &AuthRequest,
+    error: ErrorCode,
+    description: &str,
+) -> Response {
+    error_redirect(
+        gw,
+        &req.redirect_uri,
+        req.state.as_deref(),
+        error,
+        description,
+    )
 }

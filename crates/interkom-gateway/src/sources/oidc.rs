@@ -388,29 +388,7 @@ async fn answer_inner(
         expires_at,
     }) = row
     else {
-        // Replayed, or never sent: named after the issuer it claims, if any.
-        let named = match &cb.iss {
-            Some(iss) => gw
-                .dir
-                .upstreams()
-                .await
-                .ok()
-                .and_then(|l| l.iter().find(|u| same_issuer(&u.cfg.issuer, iss)).cloned()),
-            None => None,
-        };
-        return Err(match named {
-            Some(idp) => fail(&gw, meta, lang, &idp, None, Failure::Replayed).await,
-            None => {
-                let ev = AuditEvent::new(Action::LoginFailed, Outcome::Failure)
-                    .reason(Failure::Replayed.reason())
-                    .correlation(meta.request_id.clone())
-                    .source(meta.source.clone());
-                if let Err(e) = gw.audit.append(ev).await {
-                    return Err(web::internal(&gw, lang, e.into()));
-                }
-                expired(StatusCode::BAD_REQUEST)
-            }
-        });
+        return Err(replayed(&gw, meta, lang, cb.iss.as_deref()).await);
     };
     let idp = match gw.dir.upstream(&idp_id).await {
         Ok(Some(i)) => i,
@@ -483,6 +461,37 @@ async fn answer_inner(
         }
         Err(f) => Err(fail(&gw, meta, lang, &idp, Some(&client.id), f).await),
     }
+}
+
+/// An answer for no login in progress (replayed, or never sent): named
+/// after the issuer it claims, if interkom knows it; audited either way.
+async fn replayed(gw: &Gateway, meta: &Meta, lang: Lang, iss: Option<&str>) -> Response {
+    let named = match iss {
+        Some(iss) => gw
+            .dir
+            .upstreams()
+            .await
+            .ok()
+            .and_then(|l| l.iter().find(|u| same_issuer(&u.cfg.issuer, iss)).cloned()),
+        None => None,
+    };
+    if let Some(idp) = named {
+        return fail(gw, meta, lang, &idp, None, Failure::Replayed).await;
+    }
+    let ev = AuditEvent::new(Action::LoginFailed, Outcome::Failure)
+        .reason(Failure::Replayed.reason())
+        .correlation(meta.request_id.clone())
+        .source(meta.source.clone());
+    if let Err(e) = gw.audit.append(ev).await {
+        return web::internal(gw, lang, e.into());
+    }
+    web::error_page(
+        gw,
+        lang,
+        StatusCode::BAD_REQUEST,
+        lang.texts().expired,
+        None,
+    )
 }
 
 /// Counts, logs and audits a failed upstream login; the page naming the
@@ -695,6 +704,27 @@ async fn complete(
         })
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or_else(|| Failure::InvalidToken("unreadable payload".into()))?;
+    let (loa, amr) = level_and_methods(idp, &claims)?;
+    let auth_time = authenticated_at(&claims, fresh_since, gw.clock.now())?;
+    let subject = claim_str(&raw, &idp.cfg.claims.subject)
+        .filter(|s| !s.is_empty() && s.len() <= 255)
+        .ok_or(Failure::NoAccount("the subject claim is missing"))?;
+    Ok(Asserted {
+        id_token: id_token.to_string(),
+        subject,
+        claims: raw,
+        loa,
+        amr,
+        auth_time,
+    })
+}
+
+/// The level this upstream's `acr` stands for here, and the methods it
+/// names — a second factor only as far as the upstream is trusted.
+fn level_and_methods(
+    idp: &Upstream,
+    claims: &openidconnect::core::CoreIdTokenClaims,
+) -> Result<(Loa, Vec<String>), Failure> {
     let loa = match claims.auth_context_ref().map(|a| a.to_string()) {
         Some(a) => *idp.cfg.acr.get(&a).ok_or(Failure::UnknownAcr(a))?,
         None => idp
@@ -720,7 +750,16 @@ async fn complete(
     if amr.is_empty() {
         amr.push("fed".into());
     }
-    let now = gw.clock.now();
+    Ok((loa, amr))
+}
+
+/// When the person authenticated at the upstream: required (`max_age` is
+/// always sent), and recent when a fresh login was asked for.
+fn authenticated_at(
+    claims: &openidconnect::core::CoreIdTokenClaims,
+    fresh_since: Option<i64>,
+    now: i64,
+) -> Result<i64, Failure> {
     let auth_time = claims
         .auth_time()
         .map(|t| t.timestamp())
@@ -735,19 +774,8 @@ async fn complete(
     }
     // Asked with `max_age`, the upstream must say when: a login of unknown
     // age never passes as a fresh one.
-    let auth_time = auth_time.ok_or_else(|| {
+    auth_time.ok_or_else(|| {
         Failure::InvalidToken("the ID token has no auth_time although max_age was sent".into())
-    })?;
-    let subject = claim_str(&raw, &idp.cfg.claims.subject)
-        .filter(|s| !s.is_empty() && s.len() <= 255)
-        .ok_or(Failure::NoAccount("the subject claim is missing"))?;
-    Ok(Asserted {
-        id_token: id_token.to_string(),
-        subject,
-        claims: raw,
-        loa,
-        amr,
-        auth_time,
     })
 }
 
