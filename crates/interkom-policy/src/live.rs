@@ -1,6 +1,8 @@
 //! The engine as the rest of interkom uses it: the current snapshot, swapped
 //! atomically on every change, and the watch that keeps several nodes in
-//! step through the database.
+//! step through the database. Every compilation takes its time from the
+//! node's clock. The what-if of a change: the decisions it would flip among
+//! the actions, resources and subjects it touches.
 
 use std::sync::Arc;
 use std::time::Duration;

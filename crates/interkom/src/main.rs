@@ -1,4 +1,10 @@
 //! `interkom`: identity and access broker for German local government.
+//!
+//! The command line: its arguments (clap), then one function per command.
+//! `serve`, `migrate` and the commands on tenants, accounts, clients, keys
+//! and the audit trail open a node ([`App`]); `config check`, `dev-cert` and
+//! `policy …` do not (`policy …` reads the live policy without changing
+//! it). Storage is the library crates'; no SQL here.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
