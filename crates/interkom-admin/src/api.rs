@@ -99,7 +99,7 @@ pub(crate) fn json(status: StatusCode, v: Value) -> Response {
 }
 
 /// One administrative change (or a refused attempt) for the audit trail.
-pub(crate) struct Change<'a> {
+pub(crate) struct AdminChange<'a> {
     /// What was changed: `users/<id>`, `policy/lines`, `grants/<id>`, …
     pub(crate) target: String,
     /// The operation: `user.create`, `user.roles.add`, `policy.change`, …
@@ -114,9 +114,9 @@ pub(crate) struct Change<'a> {
     pub(crate) extra: Value,
 }
 
-impl<'a> Change<'a> {
+impl<'a> AdminChange<'a> {
     pub(crate) fn new(op: &'a str, target: impl Into<String>, tenant: Option<String>) -> Self {
-        Change {
+        AdminChange {
             target: target.into(),
             op,
             tenant,
@@ -131,7 +131,7 @@ impl<'a> Change<'a> {
 fn change_event(
     state: &AdminState,
     caller: &Caller,
-    c: &Change<'_>,
+    c: &AdminChange<'_>,
     outcome: Outcome,
 ) -> AuditEvent {
     let mut ev = AuditEvent::new(Action::AdminChange, outcome)
@@ -158,7 +158,7 @@ fn change_event(
 pub(crate) async fn record(
     state: &AdminState,
     caller: &Caller,
-    c: &Change<'_>,
+    c: &AdminChange<'_>,
 ) -> Result<(), AdminError> {
     state
         .0
@@ -179,7 +179,7 @@ pub(crate) async fn record(
 pub(crate) async fn refuse(
     state: &AdminState,
     caller: &Caller,
-    c: &Change<'_>,
+    c: &AdminChange<'_>,
     why: &str,
 ) -> AdminError {
     let ev = change_event(state, caller, c, Outcome::Denied).reason(why);

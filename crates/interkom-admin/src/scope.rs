@@ -74,7 +74,7 @@ impl Scope {
 pub(crate) async fn admin_scope(
     state: &crate::AdminState,
     caller: &Caller,
-    c: &crate::api::Change<'_>,
+    c: &crate::api::AdminChange<'_>,
 ) -> Result<Scope, AdminError> {
     let scope = Scope::load(&state.0.pool, caller).await?;
     if !scope.is_admin() {

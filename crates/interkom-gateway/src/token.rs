@@ -72,7 +72,7 @@ async fn handle(
 }
 
 /// What a user token is issued for.
-struct Grant {
+struct Redeemed {
     user_id: String,
     sid: String,
     scope: Vec<String>,
@@ -148,7 +148,7 @@ async fn authorization_code(
             }
         }
     }
-    let grant = Grant {
+    let grant = Redeemed {
         user_id: row.user_id.clone(),
         sid: row.sid.clone(),
         scope: row
@@ -307,7 +307,7 @@ async fn refresh(
     if !live || row.expires_at <= now {
         return Err(invalid());
     }
-    let grant = Grant {
+    let grant = Redeemed {
         user_id: row.user_id.clone(),
         sid: row.sid.clone(),
         scope,
@@ -387,7 +387,7 @@ async fn prepare_user_tokens(
     gw: &Gateway,
     meta: &Meta,
     client: &Client,
-    g: &Grant,
+    g: &Redeemed,
     action: Action,
 ) -> Result<Issue, OAuthError> {
     let now = gw.clock.now();
@@ -482,7 +482,7 @@ async fn still_permitted(
     meta: &Meta,
     client: &Client,
     user_id: &str,
-    g: &Grant,
+    g: &Redeemed,
 ) -> Result<(), OAuthError> {
     let (verdict, reasons) = crate::access::check(
         gw,
@@ -527,7 +527,7 @@ fn id_token_claims(
     user: &User,
     tenant: &interkom_policy::Tenant,
     roles: &[String],
-    g: &Grant,
+    g: &Redeemed,
     now: i64,
 ) -> Value {
     let mut claims = json!({

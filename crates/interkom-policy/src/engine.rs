@@ -347,7 +347,7 @@ impl Decision {
 
 /// A problem found while compiling the policy (`interkom policy check`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Problem {
+pub struct Finding {
     pub severity: Severity,
     /// Where: `line p, …`, `resource x`, `grant y`, `subject z`.
     pub subject: String,
@@ -435,7 +435,7 @@ impl Snapshot {
         set: &PolicySet,
         live: &LiveData,
         now: i64,
-    ) -> (Snapshot, Vec<Problem>) {
+    ) -> (Snapshot, Vec<Finding>) {
         compile::Compiler::new(set, live, now).run(tree)
     }
 

@@ -30,7 +30,7 @@ pub mod store;
 pub mod tenant;
 
 pub use engine::{
-    AuthContext, Decision, Effect, Problem, Reason, ResourceRef, Severity, Snapshot, SubjectRef,
+    AuthContext, Decision, Effect, Finding, Reason, ResourceRef, Severity, Snapshot, SubjectRef,
 };
 pub use live::{Change, Flip, PolicyEngine};
 pub use loa::{Loa, Protection, ProtectionNeed};

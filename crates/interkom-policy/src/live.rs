@@ -12,7 +12,7 @@ use interkom_types::Clock;
 use serde::Serialize;
 use sqlx::AnyPool;
 
-use crate::engine::{AuthContext, Problem, ResourceRef, Snapshot, SubjectRef};
+use crate::engine::{AuthContext, Finding, ResourceRef, Snapshot, SubjectRef};
 use crate::loa::Loa;
 use crate::policyset::{PolicySet, ResourceSpec, RuleLine};
 use crate::store::{self, Grant, LiveData};
@@ -26,7 +26,7 @@ pub struct PolicyEngine {
     /// The time a compilation judges grants by.
     clock: Clock,
     current: ArcSwap<Snapshot>,
-    problems: ArcSwap<Vec<Problem>>,
+    problems: ArcSwap<Vec<Finding>>,
     reload: tokio::sync::Mutex<()>,
 }
 
@@ -96,7 +96,7 @@ impl PolicyEngine {
     }
 
     /// The problems found when the current snapshot was compiled.
-    pub fn problems(&self) -> Arc<Vec<Problem>> {
+    pub fn problems(&self) -> Arc<Vec<Finding>> {
         self.problems.load_full()
     }
 

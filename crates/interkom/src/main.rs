@@ -18,7 +18,7 @@ use interkom_directory::{AuthMethod, ClientSpec, Directory, GrantType};
 use interkom_gateway::{Alg, Clock};
 use interkom_policy::store::{self, LiveData};
 use interkom_policy::{
-    AuthContext, Change, Effect, PolicyEngine, PolicySet, Problem, ResourceRef, RuleLine, Severity,
+    AuthContext, Change, Effect, Finding, PolicyEngine, PolicySet, ResourceRef, RuleLine, Severity,
     Snapshot, SubjectRef, TenantTree,
 };
 use sqlx::AnyPool;
@@ -664,7 +664,7 @@ async fn policy_check(
     tree: TenantTree,
     live: &LiveData,
     snap: &Snapshot,
-    problems: &[Problem],
+    problems: &[Finding],
 ) -> anyhow::Result<ExitCode> {
     let mut exit = ExitCode::SUCCESS;
     for p in problems {

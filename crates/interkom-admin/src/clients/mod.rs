@@ -9,7 +9,7 @@ use interkom_directory::{Alg, AuthMethod, Client, ClientSpec, DirectoryError, Gr
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::{self, check_if_match, record, refuse, Change, Ids, JsonBody};
+use crate::api::{self, check_if_match, record, refuse, AdminChange, Ids, JsonBody};
 use crate::auth::Caller;
 use crate::scope::admin_scope;
 use crate::scope::Scope;
@@ -61,7 +61,7 @@ pub(crate) async fn tenants(
     State(state): State<AdminState>,
     caller: Caller,
 ) -> Result<Response, AdminError> {
-    let c = Change::new("tenant.list", "tenants", None);
+    let c = AdminChange::new("tenant.list", "tenants", None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let list: Vec<Value> = state
         .0
@@ -98,7 +98,7 @@ pub(crate) async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, AdminError> {
     let q: api::ListQuery = api::parse_query(raw)?;
-    let c = Change::new("client.list", "clients", None);
+    let c = AdminChange::new("client.list", "clients", None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let all = state
         .0
@@ -123,7 +123,7 @@ async fn client_in_scope(
     caller: &Caller,
     scope: &Scope,
     id: &str,
-    c: &Change<'_>,
+    c: &AdminChange<'_>,
 ) -> Result<Client, AdminError> {
     if id == crate::console::CONSOLE_CLIENT {
         return Err(refuse(
@@ -172,7 +172,7 @@ pub(crate) async fn get(
     caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Response, AdminError> {
-    let c = Change::new("client.read", format!("clients/{id}"), None);
+    let c = AdminChange::new("client.read", format!("clients/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let client = client_in_scope(&state, &caller, &scope, &id, &c).await?;
     Ok(api::tagged(StatusCode::OK, &client))
@@ -235,7 +235,7 @@ pub(crate) async fn create(
     caller: Caller,
     JsonBody(body): JsonBody<NewClient>,
 ) -> Result<Response, AdminError> {
-    let mut c = Change::new(
+    let mut c = AdminChange::new(
         "client.create",
         format!("clients/{}", body.id),
         Some(body.tenant.clone()),
@@ -350,7 +350,7 @@ pub(crate) async fn patch(
     headers: HeaderMap,
     JsonBody(body): JsonBody<ClientPatch>,
 ) -> Result<Response, AdminError> {
-    let mut c = Change::new("client.update", format!("clients/{id}"), None);
+    let mut c = AdminChange::new("client.update", format!("clients/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let before = client_in_scope(&state, &caller, &scope, &id, &c).await?;
     c.tenant = Some(before.tenant.clone());
@@ -420,7 +420,7 @@ pub(crate) async fn rotate_secret(
     caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Response, AdminError> {
-    let mut c = Change::new("client.secret_rotate", format!("clients/{id}"), None);
+    let mut c = AdminChange::new("client.secret_rotate", format!("clients/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let client = client_in_scope(&state, &caller, &scope, &id, &c).await?;
     c.tenant = Some(client.tenant.clone());
@@ -458,7 +458,7 @@ pub(crate) async fn keys(
     State(state): State<AdminState>,
     caller: Caller,
 ) -> Result<Response, AdminError> {
-    let c = Change::new("key.list", "keys", None);
+    let c = AdminChange::new("key.list", "keys", None);
     admin_scope(&state, &caller, &c).await?;
     let keys = state
         .0
@@ -484,7 +484,7 @@ pub(crate) async fn rotate_keys(
     State(state): State<AdminState>,
     caller: Caller,
 ) -> Result<Response, AdminError> {
-    let mut c = Change::new("key.rotate", "keys", None);
+    let mut c = AdminChange::new("key.rotate", "keys", None);
     let scope = admin_scope(&state, &caller, &c).await?;
     if !covers_all(&state, &scope) {
         return Err(refuse(&state, &caller, &c, "the signing keys serve every tenant: only an administrator of the whole Kreis rotates them").await);

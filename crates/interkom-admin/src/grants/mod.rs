@@ -12,7 +12,7 @@ use interkom_policy::{Loa, PolicyError, ProtectionNeed};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::{self, record, refuse, Change, Ids, JsonBody};
+use crate::api::{self, record, refuse, AdminChange, Ids, JsonBody};
 use crate::auth::Caller;
 use crate::scope::admin_scope;
 use crate::scope::Scope;
@@ -79,7 +79,7 @@ pub(crate) async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, AdminError> {
     let q: api::ListQuery = api::parse_query(raw)?;
-    let c = Change::new("grant.list", "grants", None);
+    let c = AdminChange::new("grant.list", "grants", None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let rows = interkom_policy::records::grants(&state.0.pool).await?;
     let list: Vec<Value> = rows
@@ -185,7 +185,7 @@ pub(crate) async fn create(
     caller: Caller,
     JsonBody(body): JsonBody<NewGrant>,
 ) -> Result<Response, AdminError> {
-    let mut c = Change::new("grant.create", "grants", None);
+    let mut c = AdminChange::new("grant.create", "grants", None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let (owner, need) = resource_info(&state, &body.resource)
         .ok_or_else(|| AdminError::bad_request(format!("unknown resource `{}`", body.resource)))?;
@@ -333,7 +333,7 @@ async fn grant_in_scope(
     caller: &Caller,
     scope: &Scope,
     id: &str,
-    c: &mut Change<'_>,
+    c: &mut AdminChange<'_>,
 ) -> Result<GrantRecord, AdminError> {
     let row = interkom_policy::records::grant(&state.0.pool, id)
         .await?
@@ -372,7 +372,7 @@ pub(crate) async fn approve(
     caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Response, AdminError> {
-    let mut c = Change::new("grant.approve", format!("grants/{id}"), None);
+    let mut c = AdminChange::new("grant.approve", format!("grants/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let row = grant_in_scope(&state, &caller, &scope, &id, &mut c).await?;
     if row.approver.is_some() {
@@ -438,7 +438,7 @@ pub(crate) async fn revoke(
     caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Response, AdminError> {
-    let mut c = Change::new("grant.revoke", format!("grants/{id}"), None);
+    let mut c = AdminChange::new("grant.revoke", format!("grants/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     grant_in_scope(&state, &caller, &scope, &id, &mut c).await?;
     let now = state.0.gateway.clock().now();

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::api::{self, record, Change, JsonBody};
+use crate::api::{self, record, AdminChange, JsonBody};
 use crate::auth::Caller;
 use crate::proposals::store::propose;
 use crate::scope::admin_scope;
@@ -54,7 +54,7 @@ pub(crate) async fn lines(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, AdminError> {
     let q: api::ListQuery = api::parse_query(raw)?;
-    let c = Change::new("policy.read", "policy/lines", None);
+    let c = AdminChange::new("policy.read", "policy/lines", None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let all = resources(&state).await?;
     let rows = interkom_policy::records::rule_lines(&state.0.pool).await?;
@@ -105,7 +105,7 @@ pub(crate) async fn what_if(
     caller: Caller,
     JsonBody(body): JsonBody<PolicyChangeBody>,
 ) -> Result<Response, AdminError> {
-    let c = Change::new("policy.what_if", "policy/lines", None);
+    let c = AdminChange::new("policy.what_if", "policy/lines", None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let lines = parse_lines(&body)?;
     let all = resources(&state).await?;
@@ -137,7 +137,7 @@ pub(crate) async fn change(
     caller: Caller,
     JsonBody(body): JsonBody<PolicyChangeBody>,
 ) -> Result<Response, AdminError> {
-    let mut c = Change::new("policy.change", "policy/lines", None);
+    let mut c = AdminChange::new("policy.change", "policy/lines", None);
     c.after = serde_json::to_value(&body).unwrap_or(Value::Null);
     let scope = admin_scope(&state, &caller, &c).await?;
     let lines = parse_lines(&body)?;

@@ -5,7 +5,7 @@
 use interkom_policy::{Flip, ProtectionNeed, ResourceSpec, RuleLine};
 use serde::{Deserialize, Serialize};
 
-use crate::api::{refuse, Change};
+use crate::api::{refuse, AdminChange};
 use crate::auth::Caller;
 use crate::proposals::store::Place;
 use crate::scope::Scope;
@@ -147,7 +147,7 @@ pub(crate) async fn authorize_lines(
     scope: &Scope,
     all: &[ResourceSpec],
     lines: &Lines,
-    c: &Change<'_>,
+    c: &AdminChange<'_>,
 ) -> Result<Place, AdminError> {
     let mut places = Vec::new();
     for line in lines.add.iter().chain(&lines.remove) {
@@ -202,7 +202,7 @@ pub(crate) async fn authorize_flips(
     scope: &Scope,
     all: &[ResourceSpec],
     flips: &[Flip],
-    c: &Change<'_>,
+    c: &AdminChange<'_>,
 ) -> Result<(), AdminError> {
     for f in flips {
         let place = match all.iter().find(|r| r.id == f.resource) {
@@ -228,7 +228,7 @@ pub(crate) async fn authorize_allows(
     caller: &Caller,
     all: &[ResourceSpec],
     lines: &Lines,
-    c: &Change<'_>,
+    c: &AdminChange<'_>,
 ) -> Result<(), AdminError> {
     let snap = state.0.gateway.policy().snapshot();
     let now = state.0.gateway.clock().now();

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use interkom_policy::ResourceSpec;
 use serde_json::{json, Value};
 
-use crate::api::{self, record, refuse, Change};
+use crate::api::{self, record, refuse, AdminChange};
 use crate::auth::Caller;
 use crate::policy::rules::{apply_lines, authorize_lines, parse_lines, Lines, PolicyChangeBody};
 use crate::policy::rules::{authorize_flips, preview, resources};
@@ -29,7 +29,7 @@ pub(crate) async fn prepare_approval(
     scope: &Scope,
     kind: &str,
     payload: &Value,
-    c: &mut Change<'_>,
+    c: &mut AdminChange<'_>,
 ) -> Result<Prepared, AdminError> {
     let field = |k: &str| payload.get(k).and_then(Value::as_str).map(str::to_owned);
     match kind {
@@ -106,7 +106,7 @@ pub(crate) async fn apply_approved(
     state: &AdminState,
     caller: &Caller,
     prepared: Prepared,
-    c: &mut Change<'_>,
+    c: &mut AdminChange<'_>,
 ) -> Result<Value, AdminError> {
     match prepared {
         Prepared::Lines(lines, comment) => {

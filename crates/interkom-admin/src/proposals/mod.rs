@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::api::{self, record, refuse, Change, Ids};
+use crate::api::{self, record, refuse, AdminChange, Ids};
 use crate::auth::Caller;
 use crate::scope::admin_scope;
 use crate::scope::may_change;
@@ -60,7 +60,7 @@ pub(crate) async fn proposals(
             ));
         }
     }
-    let c = Change::new("proposal.list", "proposals", None);
+    let c = AdminChange::new("proposal.list", "proposals", None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let rows = store::recent(&state.0.pool).await?;
     let list: Vec<Value> = rows
@@ -91,7 +91,7 @@ pub(crate) async fn proposal_in_scope(
     caller: &Caller,
     scope: &Scope,
     id: &str,
-    c: &Change<'_>,
+    c: &AdminChange<'_>,
 ) -> Result<ProposalRow, AdminError> {
     let row = store::get(&state.0.pool, id)
         .await?
@@ -127,7 +127,7 @@ pub(crate) async fn proposal(
     caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Response, AdminError> {
-    let c = Change::new("proposal.read", format!("proposals/{id}"), None);
+    let c = AdminChange::new("proposal.read", format!("proposals/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let row = proposal_in_scope(&state, &caller, &scope, &id, &c).await?;
     Ok(api::tagged(StatusCode::OK, &row.view()))
@@ -153,7 +153,7 @@ pub(crate) async fn approve(
     caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Response, AdminError> {
-    let mut c = Change::new("proposal.approve", format!("proposals/{id}"), None);
+    let mut c = AdminChange::new("proposal.approve", format!("proposals/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let row = proposal_in_scope(&state, &caller, &scope, &id, &c).await?;
     c.tenant = row.tenant.clone();
@@ -220,7 +220,7 @@ pub(crate) async fn reject(
     caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Response, AdminError> {
-    let mut c = Change::new("proposal.reject", format!("proposals/{id}"), None);
+    let mut c = AdminChange::new("proposal.reject", format!("proposals/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let row = proposal_in_scope(&state, &caller, &scope, &id, &c).await?;
     c.tenant = row.tenant.clone();

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::AnyPool;
 
-use crate::api::{record, Change};
+use crate::api::{record, AdminChange};
 use crate::auth::Caller;
 pub(crate) use crate::scope::Place;
 use crate::{AdminError, AdminState};
@@ -19,7 +19,7 @@ pub(crate) async fn propose(
     payload: &Value,
     place: &Place,
     flips: &[Flip],
-    c: &mut Change<'_>,
+    c: &mut AdminChange<'_>,
 ) -> Result<String, AdminError> {
     let id = uuid::Uuid::new_v4().to_string();
     sqlx::query(

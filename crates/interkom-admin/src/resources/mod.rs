@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::api::{self, check_if_match, record, refuse, Change, Ids, JsonBody};
+use crate::api::{self, check_if_match, record, refuse, AdminChange, Ids, JsonBody};
 use crate::auth::Caller;
 use crate::policy::rules::resources;
 use crate::proposals::store::propose;
@@ -49,7 +49,7 @@ pub(crate) async fn list_resources(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, AdminError> {
     let q: api::ListQuery = api::parse_query(raw)?;
-    let c = Change::new("resource.list", "resources", None);
+    let c = AdminChange::new("resource.list", "resources", None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let list: Vec<ResourceSpec> = resources(&state)
         .await?
@@ -83,7 +83,7 @@ pub(crate) async fn get_resource(
     caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Response, AdminError> {
-    let c = Change::new("resource.read", format!("resources/{id}"), None);
+    let c = AdminChange::new("resource.read", format!("resources/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let r = resources(&state)
         .await?
@@ -128,7 +128,7 @@ pub(crate) async fn put_resource_handler(
     headers: HeaderMap,
     JsonBody(body): JsonBody<ResourceBody>,
 ) -> Result<Response, AdminError> {
-    let mut c = Change::new(
+    let mut c = AdminChange::new(
         "resource.put",
         format!("resources/{id}"),
         body.owner.clone(),

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use interkom_policy::ResourceSpec;
 use serde::Deserialize;
 
-use crate::api::{refuse, Change};
+use crate::api::{refuse, AdminChange};
 use crate::auth::Caller;
 use crate::proposals::store::Place;
 use crate::scope::may_change;
@@ -82,7 +82,7 @@ pub(crate) async fn check_client(
     caller: &Caller,
     scope: &Scope,
     spec: &ResourceSpec,
-    c: &Change<'_>,
+    c: &AdminChange<'_>,
 ) -> Result<(), AdminError> {
     let Some(cl) = &spec.client else {
         return Ok(());

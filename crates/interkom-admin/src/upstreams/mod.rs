@@ -16,7 +16,7 @@ use interkom_directory::{DirectoryError, UpstreamConfig};
 use interkom_policy::Loa;
 use serde_json::{json, Value};
 
-use crate::api::{self, record, refuse, Change, Ids, JsonBody};
+use crate::api::{self, record, refuse, AdminChange, Ids, JsonBody};
 use crate::auth::Caller;
 use crate::scope::admin_scope;
 use crate::scope::Scope;
@@ -69,7 +69,7 @@ pub(crate) async fn list(
     State(state): State<AdminState>,
     caller: Caller,
 ) -> Result<Response, AdminError> {
-    let c = Change::new("upstream.list", "upstreams", None);
+    let c = AdminChange::new("upstream.list", "upstreams", None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let list: Vec<Value> = state
         .0
@@ -101,7 +101,7 @@ pub(crate) async fn get(
     caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Response, AdminError> {
-    let c = Change::new("upstream.read", format!("upstreams/{id}"), None);
+    let c = AdminChange::new("upstream.read", format!("upstreams/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let u = find(&state, &id)
         .await?
@@ -139,7 +139,7 @@ pub(crate) async fn put(
     Ids(id): Ids<String>,
     JsonBody(body): JsonBody<UpstreamConfig>,
 ) -> Result<Response, AdminError> {
-    let mut c = Change::new(
+    let mut c = AdminChange::new(
         "upstream.put",
         format!("upstreams/{id}"),
         Some(body.tenant.clone()),
@@ -245,7 +245,7 @@ pub(crate) async fn delete(
     caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Response, AdminError> {
-    let mut c = Change::new("upstream.delete", format!("upstreams/{id}"), None);
+    let mut c = AdminChange::new("upstream.delete", format!("upstreams/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let u = find(&state, &id)
         .await?

@@ -9,7 +9,7 @@ use interkom_directory::{DirectoryError, NewUser, User};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::api::{self, check_if_match, record, refuse, Change, Ids, JsonBody};
+use crate::api::{self, check_if_match, record, refuse, AdminChange, Ids, JsonBody};
 use crate::auth::Caller;
 use crate::proposals::store::{propose, Place};
 use crate::scope::admin_scope;
@@ -75,7 +75,7 @@ async fn user_in_scope(
     scope: &Scope,
     id: &str,
     write: bool,
-    c: &Change<'_>,
+    c: &AdminChange<'_>,
 ) -> Result<User, AdminError> {
     let user = state
         .0
@@ -145,7 +145,7 @@ pub(crate) async fn list(
 ) -> Result<Response, AdminError> {
     let q: ListQuery = api::parse_query(raw)?;
     let limit = api::page_limit(q.limit.as_deref())?;
-    let c = Change::new("user.list", "users", q.tenant.clone());
+    let c = AdminChange::new("user.list", "users", q.tenant.clone());
     let scope = admin_scope(&state, &caller, &c).await?;
     let tenants: Vec<String> = match &q.tenant {
         Some(t) => {
@@ -259,7 +259,7 @@ pub(crate) async fn create(
     caller: Caller,
     JsonBody(body): JsonBody<NewUserBody>,
 ) -> Result<Response, AdminError> {
-    let mut c = Change::new("user.create", "users", Some(body.tenant.clone()));
+    let mut c = AdminChange::new("user.create", "users", Some(body.tenant.clone()));
     c.after = json!({ "tenant": body.tenant, "username": body.username, "roles": body.roles });
     let scope = admin_scope(&state, &caller, &c).await?;
     let tenant = state
@@ -351,7 +351,7 @@ pub(crate) async fn get(
     caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Response, AdminError> {
-    let c = Change::new("user.read", format!("users/{id}"), None);
+    let c = AdminChange::new("user.read", format!("users/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let user = user_in_scope(&state, &caller, &scope, &id, false, &c).await?;
     Ok(api::tagged(StatusCode::OK, &view(&state, user).await?))
@@ -394,7 +394,7 @@ pub(crate) async fn patch(
     headers: HeaderMap,
     JsonBody(body): JsonBody<UserPatch>,
 ) -> Result<Response, AdminError> {
-    let mut c = Change::new("user.update", format!("users/{id}"), None);
+    let mut c = AdminChange::new("user.update", format!("users/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let user = user_in_scope(&state, &caller, &scope, &id, true, &c).await?;
     c.tenant = Some(user.tenant.clone());
@@ -474,7 +474,7 @@ pub(crate) async fn reset_password(
     caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Response, AdminError> {
-    let mut c = Change::new("user.password_reset", format!("users/{id}"), None);
+    let mut c = AdminChange::new("user.password_reset", format!("users/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let user = user_in_scope(&state, &caller, &scope, &id, true, &c).await?;
     c.tenant = Some(user.tenant.clone());
@@ -537,7 +537,7 @@ pub(crate) async fn reset_second_factor(
     caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Response, AdminError> {
-    let mut c = Change::new("user.second_factor_reset", format!("users/{id}"), None);
+    let mut c = AdminChange::new("user.second_factor_reset", format!("users/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let user = user_in_scope(&state, &caller, &scope, &id, true, &c).await?;
     c.tenant = Some(user.tenant.clone());
@@ -622,7 +622,7 @@ pub(crate) async fn check_role_change(
     id: &str,
     tenant_id: &str,
     role: &str,
-    c: &mut Change<'_>,
+    c: &mut AdminChange<'_>,
 ) -> Result<UserView, AdminError> {
     let user = user_in_scope(state, caller, scope, id, true, c).await?;
     let tenant = state
@@ -667,7 +667,7 @@ pub(crate) async fn apply_role_change(
     tenant_id: &str,
     role: &str,
     add: bool,
-    c: &mut Change<'_>,
+    c: &mut AdminChange<'_>,
 ) -> Result<UserView, AdminError> {
     let id = &before.id;
     let pool = &state.0.pool;
@@ -723,7 +723,7 @@ pub(crate) async fn apply_password_reset(
     caller: &Caller,
     scope: &Scope,
     id: &str,
-    c: &mut Change<'_>,
+    c: &mut AdminChange<'_>,
 ) -> Result<String, AdminError> {
     let user = user_in_scope(state, caller, scope, id, true, c).await?;
     c.tenant = Some(user.tenant.clone());
@@ -752,7 +752,7 @@ async fn change_role(
     } else {
         "user.roles.remove"
     };
-    let mut c = Change::new(
+    let mut c = AdminChange::new(
         op,
         format!("users/{id}/roles/{tenant_id}/{role}"),
         Some(tenant_id.clone()),

@@ -2,10 +2,10 @@
 //! the order their checks need — the tree before everything that names a
 //! tenant, resources before the lines and grants that name them, subjects
 //! before the lines that name them directly, tasks before the lines checked
-//! against them. A pass reports what it leaves out as a [`Problem`].
+//! against them. A pass reports what it leaves out as a [`Finding`].
 
 use super::{
-    need_idx, parse_cond, CGrant, CLine, Cond, FxMap, FxSet, Problem, Reach, Res, Severity,
+    need_idx, parse_cond, CGrant, CLine, Cond, Finding, FxMap, FxSet, Reach, Res, Severity,
     Snapshot, Subj, TNode,
 };
 use crate::loa::ProtectionNeed;
@@ -20,7 +20,7 @@ type LineKey = (u32, u32, u32, u8, u32);
 /// One compilation: the snapshot being built and what was found wrong.
 pub(super) struct Compiler<'a> {
     s: Snapshot,
-    problems: Vec<Problem>,
+    problems: Vec<Finding>,
     set: &'a PolicySet,
     live: &'a LiveData,
     /// The time grants are judged by (only for reporting: decisions judge
@@ -59,7 +59,7 @@ impl<'a> Compiler<'a> {
     }
 
     /// Every pass, in order.
-    pub(super) fn run(mut self, tree: &TenantTree) -> (Snapshot, Vec<Problem>) {
+    pub(super) fn run(mut self, tree: &TenantTree) -> (Snapshot, Vec<Finding>) {
         self.tree(tree);
         self.roles();
         self.resources();
@@ -72,7 +72,7 @@ impl<'a> Compiler<'a> {
     }
 
     fn problem(&mut self, severity: Severity, subject: String, message: String) {
-        self.problems.push(Problem {
+        self.problems.push(Finding {
             severity,
             subject,
             message,
