@@ -399,9 +399,9 @@ async fn proceed(
                     ))
                 }
                 // A fresh password login: the form.
+                // A fresh login, as if there were no session.
                 Step::Password => {
-                    let at = new_login(gw, &browser, req, client, lang, None).await?;
-                    flow::password_form(gw, meta, &at, last_idp).await?
+                    new_login_page(gw, meta, &browser, req, client, lang, last_idp).await?
                 }
                 Step::SecondFactor(offer) => {
                     let mut p = p;
@@ -422,15 +422,7 @@ async fn proceed(
                     "the user must log in",
                 ));
             }
-            // Home-realm discovery: `idp_hint`, or a `login_hint` in a
-            // domain of one upstream, goes there directly.
-            let idps = gw.dir.upstreams().await.map_err(GatewayError::from)?;
-            let chosen = oidc::chosen(&idps, &req).map(|u| u.cfg.id.clone());
-            let at = new_login(gw, &browser, req, client, lang, None).await?;
-            match chosen {
-                Some(id) => flow::go_upstream(gw, meta, &at, &id, None, false).await?,
-                None => flow::password_form(gw, meta, &at, last_idp).await?,
-            }
+            new_login_page(gw, meta, &browser, req, client, lang, last_idp).await?
         }
     };
     res.headers_mut().append(
@@ -438,6 +430,26 @@ async fn proceed(
         web::set_cookie(gw, BROWSER_COOKIE, &browser, gw.cfg.login_request_ttl),
     );
     Ok(res)
+}
+
+/// A new login: home-realm discovery (`idp_hint`, or a `login_hint` in a
+/// domain of one upstream, goes there directly), else the login form.
+async fn new_login_page(
+    gw: &Gateway,
+    meta: &Meta,
+    browser: &str,
+    req: AuthRequest,
+    client: Arc<Client>,
+    lang: Lang,
+    last_idp: Option<String>,
+) -> Result<Response, GatewayError> {
+    let idps = gw.dir.upstreams().await?;
+    let chosen = oidc::chosen(&idps, &req).map(|u| u.cfg.id.clone());
+    let at = new_login(gw, browser, req, client, lang, None).await?;
+    match chosen {
+        Some(id) => flow::go_upstream(gw, meta, &at, &id, None, false).await,
+        None => flow::password_form(gw, meta, &at, last_idp).await,
+    }
 }
 
 /// A new login request of this browser for `req`.
