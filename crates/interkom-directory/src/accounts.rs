@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use interkom_types::Secret;
+use interkom_types::{AccountId, Secret, TenantId};
 use serde::{Deserialize, Serialize};
 use sqlx::AnyPool;
 use tokio::sync::oneshot;
@@ -236,8 +236,8 @@ impl Default for Argon2Config {
 /// An account: staff with a home tenant (citizens and businesses follow).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct User {
-    pub id: String,
-    pub tenant: String,
+    pub id: AccountId,
+    pub tenant: TenantId,
     pub username: String,
     #[serde(skip)]
     pub password_hash: Option<String>,
@@ -275,7 +275,7 @@ async fn user_by_id(pool: &AnyPool, id: &str) -> Result<Option<User>, DirectoryE
 /// A new local account.
 #[derive(Debug, Clone)]
 pub struct NewUser {
-    pub tenant: String,
+    pub tenant: TenantId,
     pub username: String,
     pub password: Secret,
     pub name: Option<String>,

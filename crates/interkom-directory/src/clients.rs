@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use interkom_types::Secret;
+use interkom_types::{ClientId, Secret, TenantId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
@@ -83,8 +83,8 @@ impl AuthMethod {
 /// A registered client.
 #[derive(Debug, Clone, Serialize)]
 pub struct Client {
-    pub id: String,
-    pub tenant: String,
+    pub id: ClientId,
+    pub tenant: TenantId,
     pub name: String,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
@@ -120,8 +120,8 @@ impl Client {
 /// What an administrator registers.
 #[derive(Debug, Clone)]
 pub struct ClientSpec {
-    pub id: String,
-    pub tenant: String,
+    pub id: ClientId,
+    pub tenant: TenantId,
     pub name: String,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
@@ -424,8 +424,8 @@ impl ClientRow {
             first_party: self.first_party != 0,
             backchannel_logout_uri: self.backchannel_logout_uri,
             secret_hash: self.secret_hash,
-            id: self.id,
-            tenant: self.tenant,
+            id: self.id.into(),
+            tenant: self.tenant.into(),
             name: self.name,
         })
     }
@@ -435,7 +435,7 @@ impl ClientRow {
 /// then needs no database read.
 pub(crate) struct ClientCache {
     ttl: i64,
-    map: RwLock<HashMap<String, (Arc<Client>, i64)>>,
+    map: RwLock<HashMap<ClientId, (Arc<Client>, i64)>>,
 }
 
 impl ClientCache {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use interkom_types::{Loa, Secret};
+use interkom_types::{Loa, Secret, TenantId};
 use serde::{Deserialize, Serialize};
 
 use crate::{Directory, DirectoryError, User};
@@ -51,7 +51,7 @@ pub struct UpstreamConfig {
     /// A slug, e.g. `idp-hitzacker`.
     pub id: String,
     /// The tenant whose staff it vouches for (accounts in its subtree).
-    pub tenant: String,
+    pub tenant: TenantId,
     /// Shown on the login page, e.g. "Stadt Hitzacker (Elbe)".
     pub name: String,
     /// The upstream's issuer (discovery at `/.well-known/openid-configuration`).

@@ -376,7 +376,11 @@ async fn upstreams(dir: &Directory, db: &str) {
     assert!(dir.link(&idp, "sub-1", &uid).await.unwrap(), "{db}");
     assert!(!dir.link(&idp, "sub-1", &uid).await.unwrap(), "{db}");
     let linked = dir.linked_account(&idp, "sub-1").await.unwrap();
-    assert_eq!(linked.flatten().map(|u| u.id), Some(uid.clone()), "{db}");
+    assert_eq!(
+        linked.flatten().map(|u| u.id.into_string()),
+        Some(uid.clone()),
+        "{db}"
+    );
     assert_eq!(dir.linked_upstreams(&uid).await.unwrap().len(), 1, "{db}");
     assert!(dir.delete_upstream("idp-hitzacker").await.unwrap());
     assert!(!dir.delete_upstream("idp-hitzacker").await.unwrap());

@@ -117,6 +117,8 @@ async fn audit(
             .source(m.source.clone());
     }
     let home = gw.dir.user(user_id).await?.map(|u| u.tenant);
-    gw.audit.append(ev.subject(user_id, home)).await?;
+    gw.audit
+        .append(ev.subject(user_id, home.map(String::from)))
+        .await?;
     Ok(())
 }

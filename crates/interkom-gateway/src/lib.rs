@@ -322,7 +322,7 @@ impl Gateway {
         ev: interkom_audit::AuditEvent,
         user: &User,
     ) -> interkom_audit::AuditEvent {
-        let ev = ev.subject(&user.id, Some(user.tenant.clone()));
+        let ev = ev.subject(&user.id, Some(user.tenant.to_string()));
         match self.tenants.get(&user.tenant) {
             Some(t) => ev.tenant(&t.id, t.path_string()),
             None => ev,

@@ -241,7 +241,10 @@ async fn end_session(
         .map_err(|e| web::internal(gw, lang, e))?;
     let user = gw.dir.user(&s.user_id).await.ok().flatten();
     let mut ev = AuditEvent::new(Action::Logout, Outcome::Success)
-        .subject(&s.user_id, user.as_ref().map(|u| u.tenant.clone()))
+        .subject(
+            &s.user_id,
+            user.as_ref().map(|u| u.tenant.clone()).map(String::from),
+        )
         .correlation(meta.request_id.clone())
         .source(meta.source.clone())
         .details(serde_json::json!({ "sid": s.sid }));

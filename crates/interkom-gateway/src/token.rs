@@ -400,7 +400,7 @@ async fn prepare_user_tokens(
     let tenant = gw
         .tenants
         .get(&user.tenant)
-        .ok_or_else(|| GatewayError::UnknownTenant(user.tenant.clone()))?;
+        .ok_or_else(|| GatewayError::UnknownTenant(user.tenant.to_string()))?;
     still_permitted(gw, meta, client, &user.id, g).await?;
     let roles = roles_for(gw, client, &user).await?;
     let keys = gw.keys.fresh(now).await?;
@@ -447,8 +447,8 @@ async fn prepare_user_tokens(
         let new = NewRefreshToken {
             hash: gw.master.keyed_hash(&rt),
             family_id: g.family_id.clone(),
-            client_id: client.id.clone(),
-            user_id: user.id.clone(),
+            client_id: client.id.to_string(),
+            user_id: user.id.to_string(),
             sid: g.sid.clone(),
             scope: scope.clone(),
             auth_time: g.auth_time,
@@ -463,7 +463,7 @@ async fn prepare_user_tokens(
     };
     let audit = AuditEvent::new(action, Outcome::Success)
         .tenant(&tenant.id, tenant.path_string())
-        .subject(&user.id, Some(user.tenant.clone()))
+        .subject(&user.id, Some(user.tenant.to_string()))
         .client(&client.id)
         .correlation(meta.request_id.clone())
         .source(meta.source.clone())
@@ -611,7 +611,7 @@ async fn client_credentials(
     let access_token = jws::sign(key, "at+jwt", &claims)?;
     let mut ev = AuditEvent::new(Action::TokenIssued, Outcome::Success)
         .client(&client.id)
-        .subject(&client.id, Some(client.tenant.clone()))
+        .subject(&client.id, Some(client.tenant.to_string()))
         .correlation(meta.request_id.clone())
         .source(meta.source.clone())
         .details(json!({ "grant_type": "client_credentials", "scope": scope, "jti": jti }));

@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`Clock`]: the time every crate reads (tests advance it instead of
 //!   sleeping).
+//! - [`TenantId`], [`AccountId`], [`ClientId`], [`ResourceId`]: ids, each
+//!   its own type.
 //! - [`Loa`]: the level of assurance of a login, carried as `acr`.
 //! - [`Alg`]: the JWS algorithms interkom signs with.
 //! - [`Lang`]: the languages of the pages (and [`cookie`], the one
@@ -11,12 +13,14 @@
 
 mod alg;
 mod clock;
+mod ids;
 mod lang;
 mod loa;
 mod secret;
 
 pub use alg::Alg;
 pub use clock::Clock;
+pub use ids::{AccountId, ClientId, ResourceId, TenantId};
 pub use lang::{cookie, Lang};
 pub use loa::{has_second_factor, Loa, SECOND_FACTOR_AMR};
 pub use secret::Secret;

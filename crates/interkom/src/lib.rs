@@ -134,7 +134,7 @@ impl App {
                 let created = self
                     .directory
                     .add_user(interkom_directory::NewUser {
-                        tenant: u.tenant.clone(),
+                        tenant: u.tenant.clone().into(),
                         username: u.username.clone(),
                         password: u.password.clone(),
                         name: u.name.clone(),
@@ -168,8 +168,8 @@ impl App {
             let registered = self
                 .directory
                 .register_client(ClientSpec {
-                    id: c.id.clone(),
-                    tenant: c.tenant.clone(),
+                    id: c.id.clone().into(),
+                    tenant: c.tenant.clone().into(),
                     name: c.name.clone(),
                     redirect_uris: c.redirect_uris.clone(),
                     post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),

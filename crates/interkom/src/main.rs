@@ -441,7 +441,7 @@ async fn user_add(app: &App, a: UserAdd) -> anyhow::Result<()> {
     let id = app
         .directory
         .add_user(interkom_directory::NewUser {
-            tenant: a.tenant,
+            tenant: a.tenant.into(),
             username: a.username.clone(),
             password: password.into(),
             name: a.name,
@@ -470,7 +470,7 @@ async fn admin_bootstrap(app: &App, tenant: String, username: String) -> anyhow:
     let id = app
         .directory
         .add_user(interkom_directory::NewUser {
-            tenant: tenant.clone(),
+            tenant: tenant.clone().into(),
             username: username.clone(),
             password: password.clone().into(),
             name: None,
@@ -531,8 +531,8 @@ async fn client_add(app: &App, a: ClientAdd) -> anyhow::Result<()> {
         .directory
         .register_client(ClientSpec {
             name: a.name.unwrap_or_else(|| a.id.clone()),
-            id: a.id.clone(),
-            tenant: a.tenant,
+            id: a.id.clone().into(),
+            tenant: a.tenant.into(),
             redirect_uris: a.redirect_uris,
             post_logout_redirect_uris: a.post_logout_redirect_uris,
             grant_types,

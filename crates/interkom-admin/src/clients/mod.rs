@@ -111,7 +111,7 @@ pub(crate) async fn list(
         .filter(|cl| covers_tenant(&state, &scope, &cl.tenant))
         .filter(|cl| q.tenant.as_ref().is_none_or(|t| *t == cl.tenant))
         .collect();
-    let (list, next) = api::page(list, |cl| cl.id.clone(), &q)?;
+    let (list, next) = api::page(list, |cl| cl.id.to_string(), &q)?;
     Ok(api::json(
         StatusCode::OK,
         json!({ "clients": list, "next_cursor": next }),
@@ -264,8 +264,8 @@ pub(crate) async fn create(
         .await);
     }
     let spec = ClientSpec {
-        id: body.id.clone(),
-        tenant: body.tenant.clone(),
+        id: body.id.clone().into(),
+        tenant: body.tenant.clone().into(),
         name: body.name.clone(),
         redirect_uris: body.redirect_uris,
         post_logout_redirect_uris: body.post_logout_redirect_uris,
@@ -353,7 +353,7 @@ pub(crate) async fn patch(
     let mut c = AdminChange::new("client.update", format!("clients/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let before = client_in_scope(&state, &caller, &scope, &id, &c).await?;
-    c.tenant = Some(before.tenant.clone());
+    c.tenant = Some(before.tenant.to_string());
     check_if_match(&headers, &api::etag(&before))?;
     if let Some(n) = &body.name {
         check_name(n)?;
@@ -423,7 +423,7 @@ pub(crate) async fn rotate_secret(
     let mut c = AdminChange::new("client.secret_rotate", format!("clients/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let client = client_in_scope(&state, &caller, &scope, &id, &c).await?;
-    c.tenant = Some(client.tenant.clone());
+    c.tenant = Some(client.tenant.to_string());
     if !client.auth_method.uses_secret() {
         return Err(AdminError::new(
             StatusCode::CONFLICT,

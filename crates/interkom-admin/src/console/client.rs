@@ -15,7 +15,7 @@ pub async fn ensure_client(directory: &Directory, issuer: &str) -> Result<(), Di
             .tenants()
             .iter()
             .find(|t| t.parent.is_none())
-            .map(|t| t.id.clone())
+            .map(|t| t.id.clone().into())
             .ok_or_else(|| DirectoryError::Invalid("no Kreis tenant".into()))?,
         name: "interkom Verwaltungskonsole".into(),
         redirect_uris: vec![format!("{base}/callback")],

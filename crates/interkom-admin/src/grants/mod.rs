@@ -323,7 +323,7 @@ async fn person(state: &AdminState, name: &str) -> Result<String, AdminError> {
         .await
         .map_err(AdminError::from)?
     {
-        return Ok(u.id);
+        return Ok(u.id.to_string());
     }
     Ok(name.to_owned())
 }

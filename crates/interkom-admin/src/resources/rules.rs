@@ -94,7 +94,7 @@ pub(crate) async fn check_client(
         .await
         .map_err(AdminError::from)?
         .ok_or_else(|| AdminError::bad_request(format!("unknown client `{cl}`")))?;
-    if !may_change(state, scope, &Place::Tenant(client.tenant.clone())) {
+    if !may_change(state, scope, &Place::Tenant(client.tenant.to_string())) {
         return Err(refuse(
             state,
             caller,

@@ -142,7 +142,7 @@ pub(crate) async fn put(
     let mut c = AdminChange::new(
         "upstream.put",
         format!("upstreams/{id}"),
-        Some(body.tenant.clone()),
+        Some(body.tenant.to_string()),
     );
     let scope = admin_scope(&state, &caller, &c).await?;
     if body.id != id {
@@ -250,7 +250,7 @@ pub(crate) async fn delete(
     let u = find(&state, &id)
         .await?
         .ok_or_else(|| AdminError::new(StatusCode::NOT_FOUND, format!("no upstream `{id}`")))?;
-    c.tenant = Some(u.0.tenant.clone());
+    c.tenant = Some(u.0.tenant.to_string());
     if !covers(&state, &scope, &u.0.tenant) {
         return Err(refuse(
             &state,

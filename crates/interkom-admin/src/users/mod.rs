@@ -57,8 +57,8 @@ async fn view(state: &AdminState, u: User) -> Result<UserView, AdminError> {
         .collect();
     roles.sort();
     Ok(UserView {
-        id: u.id,
-        tenant: u.tenant,
+        id: u.id.to_string(),
+        tenant: u.tenant.to_string(),
         username: u.username,
         name: u.name,
         email: u.email,
@@ -294,7 +294,7 @@ pub(crate) async fn create(
         .0
         .directory
         .add_user(NewUser {
-            tenant: body.tenant.clone(),
+            tenant: body.tenant.clone().into(),
             username: body.username.clone(),
             password: password.clone().into(),
             name: body.name.clone().filter(|n| !n.is_empty()),
@@ -397,7 +397,7 @@ pub(crate) async fn patch(
     let mut c = AdminChange::new("user.update", format!("users/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let user = user_in_scope(&state, &caller, &scope, &id, true, &c).await?;
-    c.tenant = Some(user.tenant.clone());
+    c.tenant = Some(user.tenant.to_string());
     let before = view(&state, user).await?;
     check_if_match(&headers, &api::etag(&before))?;
     check_profile(body.name.as_deref(), body.email.as_deref())?;
@@ -477,14 +477,14 @@ pub(crate) async fn reset_password(
     let mut c = AdminChange::new("user.password_reset", format!("users/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let user = user_in_scope(&state, &caller, &scope, &id, true, &c).await?;
-    c.tenant = Some(user.tenant.clone());
+    c.tenant = Some(user.tenant.to_string());
     if id == caller.subject {
         return Err(refuse(&state, &caller, &c, "nobody resets their own password here").await);
     }
     // Whoever learns an administrator's new password could act as a
     // second administrator: such a reset needs one.
     if holds_admin(&state, &id).await? {
-        let place = Place::Tenant(user.tenant.clone());
+        let place = Place::Tenant(user.tenant.to_string());
         let payload = json!({ "user": id });
         let pid = propose(
             &state,
@@ -540,7 +540,7 @@ pub(crate) async fn reset_second_factor(
     let mut c = AdminChange::new("user.second_factor_reset", format!("users/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let user = user_in_scope(&state, &caller, &scope, &id, true, &c).await?;
-    c.tenant = Some(user.tenant.clone());
+    c.tenant = Some(user.tenant.to_string());
     if id == caller.subject {
         return Err(refuse(
             &state,
@@ -647,7 +647,7 @@ pub(crate) async fn check_role_change(
         .await);
     }
     // Roles act where they are held: in the user's home tenant or below.
-    if !tenant.path.contains(&home) {
+    if !tenant.path.iter().any(|p| *p == home) {
         return Err(AdminError::bad_request(format!(
             "`{tenant_id}` is not in the subtree of the user's home tenant `{home}`"
         )));
@@ -726,7 +726,7 @@ pub(crate) async fn apply_password_reset(
     c: &mut AdminChange<'_>,
 ) -> Result<String, AdminError> {
     let user = user_in_scope(state, caller, scope, id, true, c).await?;
-    c.tenant = Some(user.tenant.clone());
+    c.tenant = Some(user.tenant.to_string());
     if id == caller.subject {
         return Err(refuse(state, caller, c, "nobody resets their own password here").await);
     }

@@ -240,7 +240,7 @@ async fn begin_registration(
         };
     let id = random_token(16);
     let ceremony = Ceremony {
-        user_id: user.id.clone(),
+        user_id: user.id.to_string(),
         state: serde_json::to_string(&state)?,
         expires_at: gw.clock.now() + CEREMONY_TTL,
     };
@@ -411,7 +411,9 @@ pub(crate) async fn check(
                 .source(meta.source.clone())
                 .details(json!({ "method": "passkey" }));
             let home = gw.dir.user(&p.user_id).await?.map(|u| u.tenant);
-            gw.audit.append(ev.subject(&p.user_id, home)).await?;
+            gw.audit
+                .append(ev.subject(&p.user_id, home.map(String::from)))
+                .await?;
             return Ok(Checked::Page(pages::second_factor_page(
                 gw,
                 at,

@@ -183,7 +183,10 @@ pub(crate) async fn check(
                 .source(meta.source.clone())
                 .details(serde_json::json!({ "scope": "second_factor", "locked_until": until }));
             gw.audit
-                .append(ev.subject(&p.user_id, user.as_ref().map(|u| u.tenant.clone())))
+                .append(ev.subject(
+                    &p.user_id,
+                    user.as_ref().map(|u| u.tenant.clone()).map(String::from),
+                ))
                 .await?;
         }
         tokio::time::sleep(attempt.delay(cfg)).await;
