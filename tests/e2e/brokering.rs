@@ -1554,3 +1554,192 @@ async fn upstream_answers_of_any_shape_get_an_answer_not_a_crash() {
         assert_eq!(tenant, "gartow", "{e:?}");
     }
 }
+
+/// Logs `user` in at the broker through the upstream `idp`; returns the
+/// portal's ID token claims.
+async fn login_through(
+    broker: &TestServer,
+    upstream: &TestServer,
+    idp: &str,
+    user: &str,
+    password: &str,
+) -> Value {
+    let browser = Browser::new();
+    let (url, verifier) = portal_auth(broker, &[]);
+    let page = browser.get(&url).await.text().await.unwrap();
+    let res = choose(&browser, broker, &page, idp).await;
+    let to = location(&res).unwrap();
+    let res = login_upstream(&browser, upstream, &to, user, password).await;
+    assert_eq!(res.status(), 303, "{:?}", res.text().await);
+    let back = redirect_params(&res);
+    portal_id_token(broker, &back["code"], &verifier).await
+}
+
+/// Finding 1 of the security round: a Gemeinde administrator mapped an
+/// upstream group to `admin`, applied at once, and every account the
+/// upstream put in that group became an administrator at its first login,
+/// unaudited. The mapping is now a four-eyes proposal, and each role a
+/// login gives or takes is its own audit event.
+#[tokio::test]
+async fn finding_1_an_upstream_mapping_to_admin_needs_a_second_administrator() {
+    use reqwest::Method;
+    // Trusted for `low`, with no domains: Hitzacker's own to configure.
+    let (upstream, broker) = pair("idp-hitzacker", "hitzacker-elbe", |cfg| {
+        cfg.acr.retain(|_, loa| *loa == Loa::Low);
+        cfg.domains.clear();
+    })
+    .await;
+    // At the Kommune's IdP: an IT lead whose `roles` claim says admin.
+    upstream
+        .app
+        .directory
+        .add_user(interkom_directory::NewUser {
+            tenant: "hitzacker-elbe".into(),
+            username: "it.leitung".into(),
+            password: "IT-Leitung-Passwort-2026!".to_owned().into(),
+            name: None,
+            email: None,
+            roles: vec!["admin".into(), "sachbearbeitung".into()],
+        })
+        .await
+        .unwrap();
+    let hitzacker = admin_account(
+        &broker,
+        "hitzacker-elbe",
+        "admin.hitzacker",
+        &["admin", "sachbearbeitung", "meldebehoerde"],
+    )
+    .await;
+    let second = admin_account(
+        &broker,
+        "hitzacker-elbe",
+        "admin2.hitzacker",
+        &["admin", "sachbearbeitung", "meldebehoerde"],
+    )
+    .await;
+    let (_, current) = admin(
+        &broker,
+        Method::GET,
+        &hitzacker,
+        "/upstreams/idp-hitzacker",
+        None,
+    )
+    .await;
+    let mut body = current.clone();
+    body["roles"]["admin"] = json!("admin");
+    body.as_object_mut().unwrap().remove("has_client_secret");
+
+    // With a secret in it, the request is refused: a proposal holds none.
+    let mut with_secret = body.clone();
+    with_secret["client_secret"] = json!("neues-geheimnis-0123456789");
+    let (st, v) = admin(
+        &broker,
+        Method::PUT,
+        &hitzacker,
+        "/upstreams/idp-hitzacker",
+        Some(with_secret),
+    )
+    .await;
+    assert_eq!(st, 400, "{v}");
+
+    // Without: proposed, not applied.
+    let (st, v) = admin(
+        &broker,
+        Method::PUT,
+        &hitzacker,
+        "/upstreams/idp-hitzacker",
+        Some(body),
+    )
+    .await;
+    assert_eq!(st, 202, "{v}");
+    assert_eq!(v["requires_approval"], true);
+    let proposal = v["proposal"].as_str().unwrap().to_owned();
+    let (_, now) = admin(
+        &broker,
+        Method::GET,
+        &hitzacker,
+        "/upstreams/idp-hitzacker",
+        None,
+    )
+    .await;
+    assert!(now["roles"].get("admin").is_none(), "{now}");
+
+    // Until it is approved, the upstream's admins are no admins here.
+    let id = login_through(
+        &broker,
+        &upstream,
+        "idp-hitzacker",
+        "it.leitung",
+        "IT-Leitung-Passwort-2026!",
+    )
+    .await;
+    let sub = id["sub"].as_str().unwrap().to_owned();
+    let roles = |s: &TestServer, sub: String| {
+        let pool = s.app.pool.clone();
+        async move {
+            interkom_policy::roles::roles_in(&pool, &sub, "hitzacker-elbe")
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        roles(&broker, sub.clone()).await,
+        vec!["sachbearbeitung".to_owned()]
+    );
+    let changed = broker.audit("role_changed").await;
+    assert_eq!(changed.len(), 1, "the role the first login gave");
+    let d: Value = serde_json::from_str(&changed[0].details).unwrap();
+    assert_eq!(
+        (
+            d["role"].as_str(),
+            d["tenant"].as_str(),
+            d["change"].as_str(),
+            d["source"].as_str()
+        ),
+        (
+            Some("sachbearbeitung"),
+            Some("hitzacker-elbe"),
+            Some("assigned"),
+            Some("upstream:idp-hitzacker")
+        )
+    );
+    assert_eq!(changed[0].actor_subject.as_deref(), Some(sub.as_str()));
+    assert_eq!(changed[0].tenant.as_deref(), Some("hitzacker-elbe"));
+
+    // The proposer cannot approve it; a second administrator can.
+    let approve = format!("/proposals/{proposal}/approve");
+    let (st, _) = admin(&broker, Method::POST, &hitzacker, &approve, Some(json!({}))).await;
+    assert_eq!(st, 403);
+    let (st, v) = admin(&broker, Method::POST, &second, &approve, Some(json!({}))).await;
+    assert_eq!(st, 200, "{v}");
+    let (_, now) = admin(
+        &broker,
+        Method::GET,
+        &hitzacker,
+        "/upstreams/idp-hitzacker",
+        None,
+    )
+    .await;
+    assert_eq!(now["roles"]["admin"], "admin");
+    assert_eq!(now["has_client_secret"], true, "the stored secret stays");
+
+    // Now the mapping applies, and the new role is audited by itself.
+    login_through(
+        &broker,
+        &upstream,
+        "idp-hitzacker",
+        "it.leitung",
+        "IT-Leitung-Passwort-2026!",
+    )
+    .await;
+    let mut held = roles(&broker, sub.clone()).await;
+    held.sort();
+    assert_eq!(held, vec!["admin".to_owned(), "sachbearbeitung".to_owned()]);
+    let changed = broker.audit("role_changed").await;
+    assert_eq!(changed.len(), 2);
+    let d: Value = serde_json::from_str(&changed[0].details).unwrap();
+    assert_eq!(
+        (d["role"].as_str(), d["change"].as_str()),
+        (Some("admin"), Some("assigned"))
+    );
+}

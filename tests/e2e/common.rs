@@ -298,7 +298,11 @@ impl Browser {
     ) -> HashMap<String, String> {
         let form = self.open_login(server, auth_url).await;
         let res = self.submit(&form, user, password).await;
-        assert_eq!(res.status(), 303, "login must answer 303 See Other");
+        if res.status() != 303 {
+            let status = res.status();
+            let page = res.text().await.unwrap_or_default();
+            panic!("login must answer 303 See Other, not {status}: {page}");
+        }
         redirect_params(&res)
     }
 }
@@ -309,7 +313,16 @@ pub fn parse_form(server: &TestServer, html: &str) -> LoginForm {
 
 /// The form of a page served under `base` (relative actions resolved there).
 pub fn parse_form_at(base: &str, html: &str) -> LoginForm {
-    let action = attr_after(html, "<form", "action").expect("form action");
+    // The password form where the page has one (a login page also offers
+    // the Kommunen's IdPs in forms of their own), else the first.
+    let password_form = html
+        .match_indices("<form")
+        .map(|(i, _)| &html[i..])
+        .find(|f| {
+            let end = f.find("</form>").unwrap_or(f.len());
+            f[..end].contains("type=\"password\"")
+        });
+    let action = attr_after(password_form.unwrap_or(html), "<form", "action").expect("form action");
     let mut fields = HashMap::new();
     let mut rest = html;
     while let Some(i) = rest.find("<input") {

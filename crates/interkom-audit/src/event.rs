@@ -30,6 +30,9 @@ pub enum Action {
     /// An account was created at a first upstream login.
     AccountProvisioned,
     SecondFactorEnrolled,
+    /// An identity source gave or took a role at a login (by its
+    /// mapping); changes by an administrator are `admin_change`.
+    RoleChanged,
 }
 
 impl Action {
@@ -55,6 +58,7 @@ impl Action {
         Action::AccountLinked,
         Action::AccountProvisioned,
         Action::SecondFactorEnrolled,
+        Action::RoleChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +84,7 @@ impl Action {
             Action::AccountLinked => "account_linked",
             Action::AccountProvisioned => "account_provisioned",
             Action::SecondFactorEnrolled => "second_factor_enrolled",
+            Action::RoleChanged => "role_changed",
         }
     }
 

@@ -38,6 +38,7 @@ pub use query::{normalize_ts, query, AuditQuery};
 pub use verify::{verify, verify_with_keys, VerifyReport};
 pub use writer::{AuditConfig, AuditLog};
 
+use interkom_types::Backend;
 use sqlx::AnyPool;
 
 /// Errors of the audit store.
@@ -59,18 +60,10 @@ pub async fn migrate(pool: &AnyPool) -> Result<(), sqlx::migrate::MigrateError> 
     let mut migrator = sqlx::migrate!("./migrations");
     migrator.set_ignore_missing(true);
     migrator.run(pool).await?;
-    if is_postgres(pool) {
+    if Backend::of(pool).is_postgres() {
         pg_indexes(pool).await?;
     }
     Ok(())
-}
-
-/// Whether the store is on PostgreSQL.
-pub(crate) fn is_postgres(pool: &AnyPool) -> bool {
-    pool.connect_options()
-        .database_url
-        .scheme()
-        .starts_with("postgres")
 }
 
 /// PostgreSQL's secondary indexes. The portable migrations create

@@ -49,7 +49,7 @@ pub async fn query(pool: &AnyPool, q: &AuditQuery) -> Result<Vec<StoredEvent>, A
     // SQLite seeks block by block (block-led indexes); PostgreSQL, whose
     // B-tree inserts cost no page copy per commit, keeps plain indexes
     // (`pg_indexes`) and answers in one query.
-    let plain = crate::is_postgres(pool);
+    let plain = interkom_types::Backend::of(pool).is_postgres();
     let Some(mut keys) = index_keys(q, plain) else {
         return Ok(Vec::new());
     };

@@ -11,6 +11,8 @@
 //!   their identities to accounts.
 //! - [`factors`]: second-factor enrolments (TOTP, recovery codes,
 //!   passkeys).
+//! - [`roles`]: the rule for roles identity sources hand out (four-eyes
+//!   roles, role changes at login).
 //! - `error`: what can go wrong ([`DirectoryError`]).
 //!
 //! Tables are reached through [`Directory`] only; each module owns its
@@ -21,6 +23,7 @@ pub mod clients;
 pub mod crypto;
 pub mod error;
 pub mod factors;
+pub mod roles;
 pub mod upstreams;
 
 use std::sync::Arc;
@@ -33,6 +36,7 @@ pub use accounts::{Argon2Config, NewUser, User};
 pub use clients::{Alg, AuthMethod, Client, ClientSpec, GrantType, SUPPORTED_SCOPES};
 pub use crypto::MasterKey;
 pub use error::{is_outage, DirectoryError};
+pub use roles::{needs_four_eyes, RoleChange};
 pub use upstreams::{ClaimMapping, Upstream, UpstreamConfig};
 
 /// The rules of the directory that come from configuration.

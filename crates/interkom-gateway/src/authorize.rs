@@ -144,7 +144,7 @@ async fn validate(gw: &Gateway, p: &Params) -> Result<(Arc<Client>, AuthRequest)
         return Err(r.fail(ErrorCode::InvalidRequest, "state or nonce too long"));
     }
     let req = AuthRequest {
-        client_id: client.id.to_string(),
+        client_id: client.id.clone(),
         redirect_uri: r.redirect_uri.to_owned(),
         scope,
         state,

@@ -260,7 +260,7 @@ impl Gateway {
     /// as another node announces a rotation (the periodic reload stays as the
     /// fallback, and is all there is on SQLite).
     pub fn spawn_key_watch(&self, database_url: &str) -> Option<tokio::task::JoinHandle<()>> {
-        if !database_url.starts_with("postgres") {
+        if !self.0.store.backend().is_postgres() {
             return None;
         }
         let gw = self.clone();

@@ -10,6 +10,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use interkom_audit::{Action, AuditEvent, Outcome};
+use interkom_types::AccountId;
 use serde_json::Value;
 
 use crate::i18n::{Lang, LangTexts};
@@ -66,7 +67,7 @@ impl Asked {
 struct Ended {
     /// The upstream it came from, the account and the sealed ID token of
     /// the upstream (to log out there too).
-    upstream: Option<(String, String, Option<String>)>,
+    upstream: Option<(String, AccountId, Option<String>)>,
 }
 
 async fn logout(

@@ -56,7 +56,7 @@ pub(crate) async fn create_session(
     let handle = random_token(32);
     let session = Session {
         sid: random_token(16),
-        user_id: user_id.to_owned(),
+        user_id: user_id.to_owned().into(),
         auth_time,
         acr: acr.to_owned(),
         amr: serde_json::to_string(amr)?,

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use interkom_audit::{Action, AuditEvent, Outcome};
+use interkom_types::AccountId;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -73,7 +74,7 @@ async fn handle(
 
 /// What a user token is issued for.
 struct Redeemed {
-    user_id: String,
+    user_id: AccountId,
     sid: String,
     scope: Vec<String>,
     nonce: Option<String>,
@@ -447,8 +448,8 @@ async fn prepare_user_tokens(
         let new = NewRefreshToken {
             hash: gw.master.keyed_hash(&rt),
             family_id: g.family_id.clone(),
-            client_id: client.id.to_string(),
-            user_id: user.id.to_string(),
+            client_id: client.id.clone(),
+            user_id: user.id.clone(),
             sid: g.sid.clone(),
             scope: scope.clone(),
             auth_time: g.auth_time,

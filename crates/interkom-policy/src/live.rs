@@ -145,8 +145,8 @@ impl PolicyEngine {
         database_url: &str,
     ) -> tokio::task::JoinHandle<()> {
         let engine = Arc::clone(self);
-        let url = database_url
-            .starts_with("postgres")
+        let url = interkom_types::Backend::of(&self.pool)
+            .is_postgres()
             .then(|| database_url.to_owned());
         tokio::spawn(async move {
             let listen = async {

@@ -2,6 +2,7 @@
 //! changes the admin API makes. Every change bumps `policy_state.version` in
 //! its own transaction; engines on every node reload when it moves.
 
+use interkom_types::Backend;
 use sqlx::{AnyConnection, AnyPool};
 
 use crate::loa::{Protection, ProtectionNeed};
@@ -45,11 +46,11 @@ pub const CHANNEL: &str = "interkom_policy";
 /// Bumps the live policy's version on the caller's transaction; on
 /// PostgreSQL also announces it (delivered when the transaction commits), so
 /// other nodes reload at once instead of at their next poll.
-pub async fn bump(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+pub async fn bump(conn: &mut AnyConnection, backend: Backend) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE policy_state SET version = version + 1 WHERE id = 1")
         .execute(&mut *conn)
         .await?;
-    if conn.backend_name() == "PostgreSQL" {
+    if backend.is_postgres() {
         sqlx::query(&format!("NOTIFY {CHANNEL}"))
             .execute(&mut *conn)
             .await?;
@@ -61,7 +62,7 @@ pub async fn bump(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
 /// assignments), so every node's engine reloads.
 pub async fn touch(pool: &AnyPool) -> Result<(), PolicyError> {
     let mut conn = pool.acquire().await?;
-    bump(&mut conn).await?;
+    bump(&mut conn, Backend::of(pool)).await?;
     Ok(())
 }
 
@@ -79,8 +80,11 @@ async fn begin_change(
 }
 
 /// Announces a change (see [`bump`]) and commits it.
-async fn commit_change(mut tx: sqlx::Transaction<'static, sqlx::Any>) -> Result<(), PolicyError> {
-    bump(&mut tx).await?;
+async fn commit_change(
+    mut tx: sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
+) -> Result<(), PolicyError> {
+    bump(&mut tx, backend).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -239,7 +243,7 @@ pub async fn import_baseline(
         .bind(&set.version)
         .execute(&mut *tx)
         .await?;
-    if tx.backend_name() == "PostgreSQL" {
+    if Backend::of(pool).is_postgres() {
         sqlx::query(&format!("NOTIFY {CHANNEL}"))
             .execute(&mut *tx)
             .await?;
@@ -352,7 +356,7 @@ pub async fn add_rule(
     let mut tx = begin_change(pool).await?;
     let added = insert_rule(&mut tx, line, source, now).await?;
     if added {
-        bump(&mut tx).await?;
+        bump(&mut tx, Backend::of(pool)).await?;
     }
     tx.commit().await?;
     Ok(added)
@@ -376,7 +380,7 @@ pub async fn remove_rule(pool: &AnyPool, line: &RuleLine) -> Result<bool, Policy
     .await?
     .rows_affected();
     if n > 0 {
-        bump(&mut tx).await?;
+        bump(&mut tx, Backend::of(pool)).await?;
     }
     tx.commit().await?;
     Ok(n > 0)
@@ -391,7 +395,7 @@ pub async fn put_resource(
 ) -> Result<(), PolicyError> {
     let mut tx = begin_change(pool).await?;
     upsert_resource(&mut tx, r, source, now).await?;
-    commit_change(tx).await
+    commit_change(tx, Backend::of(pool)).await
 }
 
 /// Records a grant, unapproved: approval is [`approve_grant`]'s alone, by
@@ -420,7 +424,7 @@ pub async fn add_grant(
     };
     let mut tx = begin_change(pool).await?;
     insert_grant(&mut tx, &g, source, now).await?;
-    commit_change(tx).await
+    commit_change(tx, Backend::of(pool)).await
 }
 
 /// Approves a grant (four-eyes: the approver must not be the grantor, under
@@ -465,7 +469,7 @@ pub async fn approve_grant(
             "grant `{id}` is approved already"
         )));
     }
-    commit_change(tx).await
+    commit_change(tx, Backend::of(pool)).await
 }
 
 /// One person under two names (account id and username) is one person;
@@ -495,7 +499,7 @@ pub async fn revoke_grant(pool: &AnyPool, id: &str, now: i64) -> Result<bool, Po
         .execute(&mut *tx)
         .await?
         .rows_affected();
-    commit_change(tx).await?;
+    commit_change(tx, Backend::of(pool)).await?;
     Ok(n > 0)
 }
 

@@ -1,6 +1,7 @@
 //! interkom's vocabulary as types, shared by every crate.
 //!
 //! # Layout
+//! - [`Backend`]: which database a pool talks to, fixed at connect.
 //! - [`Clock`]: the time every crate reads (tests advance it instead of
 //!   sleeping).
 //! - [`TenantId`], [`AccountId`], [`ClientId`], [`ResourceId`]: ids, each
@@ -12,6 +13,7 @@
 //! - [`Secret`]: a value never printed by `{:?}` or `{}`, wiped on drop.
 
 mod alg;
+mod backend;
 mod clock;
 mod ids;
 mod lang;
@@ -19,6 +21,7 @@ mod loa;
 mod secret;
 
 pub use alg::Alg;
+pub use backend::Backend;
 pub use clock::Clock;
 pub use ids::{AccountId, ClientId, ResourceId, TenantId};
 pub use lang::{cookie, Lang};

@@ -400,7 +400,7 @@ impl FileConfig {
             .map_err(|_| errs.push(format!("issuer: `{}` is not a URL", self.issuer)))
             .ok();
         let url = self.database_url.as_str();
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres:")) {
+        if interkom_types::Backend::from_url(url).is_none() {
             errs.push("database_url must start with sqlite: or postgres:".into());
         }
         let alg = Alg::parse(&self.tokens.access_token_alg);

@@ -4,12 +4,13 @@
 use std::str::FromStr;
 
 use anyhow::Context;
+use interkom_types::Backend;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
 
 pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
     sqlx::any::install_default_drivers();
-    let is_sqlite = url.starts_with("sqlite:");
+    let is_sqlite = Backend::from_url(url) == Some(Backend::Sqlite);
     let url = if is_sqlite {
         sqlite_url(url)?
     } else {

@@ -2,6 +2,7 @@
 //! change themselves, on the state as it is now.
 
 use axum::http::StatusCode;
+use interkom_directory::UpstreamConfig;
 use interkom_policy::ResourceSpec;
 use serde_json::{json, Value};
 
@@ -21,6 +22,7 @@ pub(crate) enum Prepared {
     Resource(ResourceSpec),
     Role(crate::users::UserView, String, String),
     PasswordReset(String),
+    Upstream(Box<UpstreamConfig>, Option<(UpstreamConfig, bool)>),
 }
 
 pub(crate) async fn prepare_approval(
@@ -96,6 +98,21 @@ pub(crate) async fn prepare_approval(
                 field("user").ok_or_else(|| AdminError::internal("malformed reset proposal"))?;
             Ok(Prepared::PasswordReset(user))
         }
+        "upstream" => {
+            let body: UpstreamConfig =
+                serde_json::from_value(payload["config"].clone()).map_err(AdminError::from)?;
+            let current = crate::upstreams::current(state, &body.id).await?;
+            if current.as_ref().map(|(_, tag)| tag.as_str()) != payload["before_etag"].as_str() {
+                return Err(AdminError::new(
+                    StatusCode::CONFLICT,
+                    "the upstream changed since the proposal: propose again",
+                ));
+            }
+            let before = current.map(|(u, _)| u);
+            crate::upstreams::check_upstream(state, caller, scope, before.as_ref(), &body, c)
+                .await?;
+            Ok(Prepared::Upstream(Box::new(body), before))
+        }
         other => Err(AdminError::internal(format!(
             "unknown proposal kind {other}"
         ))),
@@ -134,6 +151,14 @@ pub(crate) async fn apply_approved(
                 crate::users::apply_role_change(state, caller, &before, &tenant, &role, true, c)
                     .await?;
             Ok(serde_json::to_value(after).unwrap_or(Value::Null))
+        }
+        Prepared::Upstream(body, before) => {
+            c.op = "upstream.put";
+            c.target = format!("upstreams/{}", body.id);
+            c.tenant = Some(body.tenant.to_string());
+            let after =
+                crate::upstreams::store_upstream(state, caller, before.as_ref(), *body, c).await?;
+            Ok(json!({ "upstream": after }))
         }
         Prepared::PasswordReset(user) => {
             let scope = Scope::load(&state.0.pool, caller).await?;

@@ -18,9 +18,11 @@ use serde_json::{json, Value};
 
 use crate::api::{self, record, refuse, AdminChange, Ids, JsonBody};
 use crate::auth::Caller;
+use crate::proposals::store::{propose, Place};
 use crate::scope::admin_scope;
 use crate::scope::Scope;
 use crate::{AdminError, AdminState};
+use interkom_directory::roles::new_four_eyes_mappings;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -129,6 +131,7 @@ pub(crate) async fn get(
     responses(
         (status = 200, description = "replaced", body = serde_json::Value),
         (status = 201, description = "created", body = serde_json::Value),
+        (status = 202, description = "a mapping to a four-eyes role: proposed, applied when a second administrator approves", body = serde_json::Value),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -151,41 +154,66 @@ pub(crate) async fn put(
         ));
     }
     let before = find(&state, &id).await?;
+    check_upstream(&state, &caller, &scope, before.as_ref(), &body, &c).await?;
+    // A mapping to a role that administers others hands it to everyone the
+    // upstream puts in that group: a second administrator approves it, as
+    // they approve a direct assignment.
+    let four_eyes = new_four_eyes_mappings(before.as_ref().map(|b| &b.0.roles), &body.roles);
+    if !four_eyes.is_empty() {
+        if body.client_secret.is_some() {
+            return Err(AdminError::bad_request(
+                "a mapping to a four-eyes role is a proposal, which holds no secret: \
+                 set the client secret in a request of its own",
+            ));
+        }
+        let place = Place::Tenant(body.tenant.to_string());
+        let payload = json!({
+            "config": body,
+            "before_etag": before.as_ref().map(|b| api::etag(&view(b))),
+            "mappings": four_eyes,
+        });
+        let pid = propose(&state, &caller, "upstream", &payload, &place, &[], &mut c).await?;
+        return Ok(api::json(
+            StatusCode::ACCEPTED,
+            json!({ "applied": false, "proposal": pid, "requires_approval": true }),
+        ));
+    }
+    let after = store_upstream(&state, &caller, before.as_ref(), body, &mut c).await?;
+    let status = if before.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(api::json(status, after))
+}
+
+/// Whether the caller may give an upstream this configuration (the
+/// requester of a change, and again its approver).
+pub(crate) async fn check_upstream(
+    state: &AdminState,
+    caller: &Caller,
+    scope: &Scope,
+    before: Option<&(UpstreamConfig, bool)>,
+    body: &UpstreamConfig,
+    c: &AdminChange<'_>,
+) -> Result<(), AdminError> {
     for tenant in before.iter().map(|b| &b.0.tenant).chain([&body.tenant]) {
         if state.0.tenants.get(tenant).is_none() {
             return Err(AdminError::bad_request(format!(
                 "unknown tenant `{tenant}`"
             )));
         }
-        if !covers(&state, &scope, tenant) {
+        if !covers(state, scope, tenant) {
             return Err(refuse(
-                &state,
-                &caller,
-                &c,
+                state,
+                caller,
+                c,
                 "the upstream's tenant is outside the caller's subtree",
             )
             .await);
         }
     }
-    // Three settings reach beyond the tenant and are the Kreis's decision:
-    // trust above `low` (it meets protection needs across the county),
-    // linking existing accounts (it takes them over, whatever roles they
-    // hold), and e-mail domains (a `login_hint` there goes to this IdP).
-    let trusted_above_low = body
-        .acr
-        .values()
-        .chain(body.default_loa.iter())
-        .any(|l| *l > Loa::Low);
-    let kreis_only = if trusted_above_low {
-        Some("trusting an upstream above `low` is for an administrator of its Kreis")
-    } else if body.link_existing {
-        Some("linking existing accounts is for an administrator of its Kreis")
-    } else if !body.domains.is_empty() {
-        Some("claiming e-mail domains is for an administrator of its Kreis")
-    } else {
-        None
-    };
-    if let Some(why) = kreis_only {
+    if let Some(why) = kreis_only(body) {
         let kreis = state
             .0
             .tenants
@@ -193,38 +221,80 @@ pub(crate) async fn put(
             .and_then(|t| t.path.first())
             .cloned()
             .unwrap_or_default();
-        if !covers(&state, &scope, &kreis) {
-            return Err(refuse(&state, &caller, &c, why).await);
+        if !covers(state, scope, &kreis) {
+            return Err(refuse(state, caller, c, why).await);
         }
     }
     if let Some(t) = state.0.tenants.get(&body.tenant) {
         for role in body.roles.values() {
             if !scope.holds_at_or_above(role, t) {
                 let why = format!("the caller does not hold the role `{role}` there");
-                return Err(refuse(&state, &caller, &c, &why).await);
+                return Err(refuse(state, caller, c, &why).await);
             }
         }
     }
+    Ok(())
+}
+
+/// Three settings reach beyond the tenant and are the Kreis's decision:
+/// trust above `low` (it meets protection needs across the county),
+/// linking existing accounts (it takes them over, whatever roles they
+/// hold), and e-mail domains (a `login_hint` there goes to this IdP).
+fn kreis_only(body: &UpstreamConfig) -> Option<&'static str> {
+    let trusted_above_low = body
+        .acr
+        .values()
+        .chain(body.default_loa.iter())
+        .any(|l| *l > Loa::Low);
+    if trusted_above_low {
+        Some("trusting an upstream above `low` is for an administrator of its Kreis")
+    } else if body.link_existing {
+        Some("linking existing accounts is for an administrator of its Kreis")
+    } else if !body.domains.is_empty() {
+        Some("claiming e-mail domains is for an administrator of its Kreis")
+    } else {
+        None
+    }
+}
+
+/// Stores a checked configuration and records the change; returns the
+/// upstream as shown.
+pub(crate) async fn store_upstream(
+    state: &AdminState,
+    caller: &Caller,
+    before: Option<&(UpstreamConfig, bool)>,
+    body: UpstreamConfig,
+    c: &mut AdminChange<'_>,
+) -> Result<Value, AdminError> {
+    let id = body.id.clone();
+    let secret_changed = body.client_secret.is_some();
     state
         .0
         .directory
-        .put_upstream(body.clone())
+        .put_upstream(body)
         .await
         .map_err(|e| match e {
             DirectoryError::Invalid(m) => AdminError::bad_request(m),
             e => AdminError::from(e),
         })?;
-    c.before = before.as_ref().map(view).unwrap_or(Value::Null);
-    let after = find(&state, &id).await?.ok_or(AdminError::Internal)?;
+    c.before = before.map(view).unwrap_or(Value::Null);
+    let after = find(state, &id).await?.ok_or(AdminError::Internal)?;
     c.after = view(&after);
-    c.extra = json!({ "client_secret_changed": body.client_secret.is_some() });
-    record(&state, &caller, &c).await?;
-    let status = if before.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok(api::json(status, view(&after)))
+    c.extra = json!({ "client_secret_changed": secret_changed });
+    record(state, caller, c).await?;
+    Ok(view(&after))
+}
+
+/// The upstream `id` as shown, with its tag (what a proposal checks is
+/// unchanged when it is approved).
+pub(crate) async fn current(
+    state: &AdminState,
+    id: &str,
+) -> Result<Option<((UpstreamConfig, bool), String)>, AdminError> {
+    Ok(find(state, id).await?.map(|u| {
+        let tag = api::etag(&view(&u));
+        (u, tag)
+    }))
 }
 
 /// `DELETE /upstreams/{id}`: its logins stop; its links stay, so that it

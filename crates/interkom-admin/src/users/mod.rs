@@ -13,8 +13,9 @@ use crate::api::{self, check_if_match, record, refuse, AdminChange, Ids, JsonBod
 use crate::auth::Caller;
 use crate::proposals::store::{propose, Place};
 use crate::scope::admin_scope;
-use crate::scope::{Scope, ADMIN};
+use crate::scope::Scope;
 use crate::{AdminError, AdminState};
+use interkom_directory::needs_four_eyes;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -277,10 +278,10 @@ pub(crate) async fn create(
         .await);
     }
     check_profile(body.name.as_deref(), body.email.as_deref())?;
-    if body.roles.iter().any(|r| r == ADMIN) {
-        return Err(AdminError::bad_request(
-            "assign `admin` separately: it takes effect when a second administrator approves",
-        ));
+    if let Some(role) = body.roles.iter().find(|r| needs_four_eyes(r)) {
+        return Err(AdminError::bad_request(format!(
+            "assign `{role}` separately: it takes effect when a second administrator approves"
+        )));
     }
     for role in &body.roles {
         known_role(&state, role)?;
@@ -760,7 +761,7 @@ async fn change_role(
     let scope = admin_scope(&state, &caller, &c).await?;
     let before = check_role_change(&state, &caller, &scope, &id, &tenant_id, &role, &mut c).await?;
     // A new administrator is a second pair of eyes: it takes two.
-    if add && role == ADMIN {
+    if add && needs_four_eyes(&role) {
         let place = Place::Tenant(tenant_id.clone());
         let payload = json!({ "user": id, "tenant": tenant_id, "role": role });
         let pid = propose(

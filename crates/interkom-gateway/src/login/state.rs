@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use interkom_directory::Client;
-use interkom_types::Loa;
+use interkom_types::{AccountId, ClientId, Loa};
 use serde::{Deserialize, Serialize};
 
 use crate::i18n::{Lang, LangTexts};
@@ -23,7 +23,7 @@ pub(crate) const BROWSER_COOKIE: &str = "interkom_browser";
 /// A validated authorization request, kept while the user logs in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct AuthRequest {
-    pub(crate) client_id: String,
+    pub(crate) client_id: ClientId,
     pub(crate) redirect_uri: String,
     pub(crate) scope: Vec<String>,
     pub(crate) state: Option<String>,
@@ -45,7 +45,7 @@ pub(crate) struct AuthRequest {
 /// between steps).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Login {
-    pub(crate) user_id: String,
+    pub(crate) user_id: AccountId,
     pub(crate) acr: String,
     pub(crate) amr: Vec<String>,
     pub(crate) auth_time: i64,
@@ -71,7 +71,7 @@ pub(crate) struct Login {
 
 /// What an identity source established about the person logging in.
 pub(crate) struct Authentication {
-    pub(crate) user_id: String,
+    pub(crate) user_id: AccountId,
     pub(crate) loa: Loa,
     pub(crate) amr: Vec<String>,
     pub(crate) auth_time: i64,

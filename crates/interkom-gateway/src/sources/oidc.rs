@@ -445,7 +445,7 @@ async fn answer_inner(
                 .increment(1);
             let source = OidcUpstream(idp.clone());
             let auth = Authentication {
-                user_id: user.id.to_string(),
+                user_id: user.id.clone(),
                 loa: asserted.loa,
                 amr: asserted.amr,
                 auth_time: asserted.auth_time,

@@ -43,7 +43,7 @@ pub(crate) async fn resolve_account(
             .await
             .map_err(GatewayError::from)?;
     }
-    sync_roles(gw, idp, &user, &a.claims).await?;
+    sync_roles(gw, meta, idp, &user, &a.claims).await?;
     Ok(gw
         .dir
         .user(&user.id)
@@ -170,8 +170,10 @@ async fn provision(
 }
 
 /// Roles the mapping names follow the upstream's groups; others stay.
+/// Each change is audited as its own event (role, tenant, source).
 async fn sync_roles(
     gw: &Gateway,
+    meta: &Meta,
     idp: &Upstream,
     user: &User,
     claims: &Value,
@@ -179,40 +181,26 @@ async fn sync_roles(
     let Some(claim) = &idp.cfg.claims.groups else {
         return Ok(());
     };
-    if idp.cfg.roles.is_empty() {
-        return Ok(());
-    }
     let groups = claim_list(claims, claim);
-    let wanted: std::collections::BTreeSet<&String> = idp
-        .cfg
-        .roles
-        .iter()
-        .filter(|(g, _)| groups.contains(g))
-        .map(|(_, r)| r)
-        .collect();
-    let managed: std::collections::BTreeSet<&String> = idp.cfg.roles.values().collect();
-    let held = gw
+    let changes = gw
         .dir
-        .roles_in(&user.id, &idp.cfg.tenant)
+        .sync_source_roles(&user.id, &idp.cfg.tenant, &idp.cfg.roles, &groups)
         .await
         .map_err(GatewayError::from)?;
-    let mut changed = false;
-    for role in managed {
-        let has = held.contains(role);
-        if wanted.contains(role) && !has {
-            interkom_policy::roles::assign(gw.store.pool(), &user.id, &idp.cfg.tenant, role)
-                .await
-                .map_err(GatewayError::from)?;
-            changed = true;
-        } else if !wanted.contains(role) && has {
-            interkom_policy::roles::unassign(gw.store.pool(), &user.id, &idp.cfg.tenant, role)
-                .await
-                .map_err(GatewayError::from)?;
-            changed = true;
-        }
-    }
-    if changed {
-        gw.policy.reload().await.map_err(GatewayError::from)?;
+    for change in changes {
+        let ev = gw.about(
+            AuditEvent::new(Action::RoleChanged, Outcome::Success)
+                .correlation(meta.request_id.clone())
+                .source(meta.source.clone())
+                .details(json!({
+                    "role": change.role,
+                    "tenant": change.tenant,
+                    "change": if change.assigned { "assigned" } else { "removed" },
+                    "source": format!("upstream:{}", idp.cfg.id),
+                })),
+            user,
+        );
+        gw.audit.append(ev).await.map_err(GatewayError::from)?;
     }
     Ok(())
 }

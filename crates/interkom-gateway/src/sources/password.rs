@@ -164,7 +164,7 @@ impl LocalPassword {
             }
         };
         let auth = Authentication {
-            user_id: user.id.to_string(),
+            user_id: user.id.clone(),
             loa: Loa::Low,
             amr: vec!["pwd".to_owned()],
             auth_time: now,

@@ -1,6 +1,7 @@
 //! Authorization codes: stored as keyed hashes with everything the token
 //! endpoint needs, redeemed once.
 
+use interkom_types::{AccountId, ClientId};
 use sqlx::AnyConnection;
 
 use super::Store;
@@ -8,9 +9,9 @@ use super::Store;
 /// An authorization code as stored (without the code itself).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub(crate) struct AuthCode {
-    pub(crate) client_id: String,
+    pub(crate) client_id: ClientId,
     pub(crate) redirect_uri: String,
-    pub(crate) user_id: String,
+    pub(crate) user_id: AccountId,
     pub(crate) sid: String,
     /// Space-separated.
     pub(crate) scope: String,

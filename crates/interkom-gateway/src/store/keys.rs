@@ -110,10 +110,9 @@ impl Store {
     /// Tells the other nodes that the keys changed (PostgreSQL only;
     /// SQLite serves one node).
     pub(crate) async fn announce_rotation(&self) -> Result<(), sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        if conn.backend_name() == "PostgreSQL" {
+        if self.backend.is_postgres() {
             sqlx::query(&format!("NOTIFY {CHANNEL}"))
-                .execute(&mut *conn)
+                .execute(&self.pool)
                 .await?;
         }
         Ok(())

@@ -42,6 +42,7 @@ mod sessions;
 mod throttle;
 mod tokens;
 
+use interkom_types::Backend;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Transaction};
 
@@ -64,11 +65,18 @@ pub async fn migrate(pool: &AnyPool) -> Result<(), sqlx::migrate::MigrateError> 
 #[derive(Clone)]
 pub(crate) struct Store {
     pool: AnyPool,
+    /// Read once from the pool: whether rotations can be announced.
+    backend: Backend,
 }
 
 impl Store {
     pub(crate) fn new(pool: AnyPool) -> Store {
-        Store { pool }
+        let backend = Backend::of(&pool);
+        Store { pool, backend }
+    }
+
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// The pool, for the APIs of other contexts that take one (the

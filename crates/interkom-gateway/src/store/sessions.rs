@@ -2,6 +2,7 @@
 //! created at the end of a login, stepped up in place (a new handle, the
 //! same `sid`), ended by logout, a lock or a reset.
 
+use interkom_types::AccountId;
 use sqlx::AnyConnection;
 
 use super::Store;
@@ -10,7 +11,7 @@ use super::Store;
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub(crate) struct Session {
     pub(crate) sid: String,
-    pub(crate) user_id: String,
+    pub(crate) user_id: AccountId,
     pub(crate) auth_time: i64,
     pub(crate) acr: String,
     /// The methods used, as a JSON array.
@@ -101,7 +102,7 @@ impl Store {
         .await?;
         Ok(expires_at.map(|expires_at| Session {
             sid: up.sid.to_owned(),
-            user_id: up.user_id.to_owned(),
+            user_id: up.user_id.to_owned().into(),
             auth_time: up.auth_time,
             acr: up.acr.to_owned(),
             amr: up.amr.to_owned(),

@@ -7,6 +7,7 @@
 //! tokens are JWTs, so only a revoked one has a row (by `jti`, until it
 //! expires).
 
+use interkom_types::{AccountId, ClientId};
 use sqlx::AnyConnection;
 
 use super::Store;
@@ -23,8 +24,8 @@ pub(crate) struct TokenFamily<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub(crate) struct RefreshToken {
     pub(crate) family_id: String,
-    pub(crate) client_id: String,
-    pub(crate) user_id: String,
+    pub(crate) client_id: ClientId,
+    pub(crate) user_id: AccountId,
     pub(crate) sid: String,
     /// Space-separated.
     pub(crate) scope: String,
@@ -41,8 +42,8 @@ pub(crate) struct RefreshToken {
 pub(crate) struct NewRefreshToken {
     pub(crate) hash: String,
     pub(crate) family_id: String,
-    pub(crate) client_id: String,
-    pub(crate) user_id: String,
+    pub(crate) client_id: ClientId,
+    pub(crate) user_id: AccountId,
     pub(crate) sid: String,
     pub(crate) scope: String,
     pub(crate) auth_time: i64,
@@ -54,8 +55,8 @@ pub(crate) struct NewRefreshToken {
 /// What introspection shows of a refresh token, with its family's state.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub(crate) struct RefreshTokenView {
-    pub(crate) client_id: String,
-    pub(crate) user_id: String,
+    pub(crate) client_id: ClientId,
+    pub(crate) user_id: AccountId,
     pub(crate) scope: String,
     pub(crate) expires_at: i64,
     pub(crate) used_at: Option<i64>,
