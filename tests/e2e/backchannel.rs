@@ -70,6 +70,8 @@ async fn register(s: &TestServer, uri: Option<String>) -> Result<(), String> {
             jwks: None,
             id_token_alg: interkom_gateway::Alg::RS256,
             backchannel_logout_uri: uri,
+            first_party: true,
+            resource_server: false,
         })
         .await
         .map(|_| ())

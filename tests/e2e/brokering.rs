@@ -95,6 +95,8 @@ async fn pair(
             jwks: None,
             id_token_alg: Alg::RS256,
             backchannel_logout_uri: None,
+            first_party: true,
+            resource_server: false,
         })
         .await
         .unwrap();
@@ -1121,42 +1123,6 @@ async fn every_bad_upstream_answer_ends_on_a_page_naming_the_idp() {
 
 // ---------------------------------------------------------------------
 // Administration of upstreams and second factors.
-
-async fn admin(
-    s: &TestServer,
-    method: reqwest::Method,
-    token: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut r = TestServer::http()
-        .request(method, s.url(&format!("/admin/v1{path}")))
-        .bearer_auth(token);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let res = r.send().await.unwrap();
-    let status = res.status().as_u16();
-    let v = res.json().await.unwrap_or(Value::Null);
-    (status, v)
-}
-
-async fn admin_account(s: &TestServer, tenant: &str, username: &str, roles: &[&str]) -> String {
-    let password = format!("{username}-Passwort-2026!");
-    s.app
-        .directory
-        .add_user(interkom_directory::NewUser {
-            tenant: tenant.into(),
-            username: username.into(),
-            password: password.clone().into(),
-            name: None,
-            email: None,
-            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-        })
-        .await
-        .unwrap();
-    console_token(s, username, &password).await
-}
 
 fn upstream_body(id: &str, tenant: &str, acr: Value, roles: Value) -> Value {
     json!({

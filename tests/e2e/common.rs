@@ -626,3 +626,41 @@ pub async fn ewo_id_token(server: &TestServer, code: &str, verifier: &str) -> Va
     let v: Value = res.json().await.unwrap();
     jwt_payload(v["id_token"].as_str().unwrap())
 }
+
+/// An admin API call with a bearer token; returns status and body.
+pub async fn admin(
+    s: &TestServer,
+    method: reqwest::Method,
+    token: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r = TestServer::http()
+        .request(method, s.url(&format!("/admin/v1{path}")))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let res = r.send().await.unwrap();
+    let status = res.status().as_u16();
+    let v = res.json().await.unwrap_or(Value::Null);
+    (status, v)
+}
+
+/// An account with `roles` in `tenant`, and its console token.
+pub async fn admin_account(s: &TestServer, tenant: &str, username: &str, roles: &[&str]) -> String {
+    let password = format!("{username}-Passwort-2026!");
+    s.app
+        .directory
+        .add_user(interkom_directory::NewUser {
+            tenant: tenant.into(),
+            username: username.into(),
+            password: password.clone().into(),
+            name: None,
+            email: None,
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        })
+        .await
+        .unwrap();
+    console_token(s, username, &password).await
+}

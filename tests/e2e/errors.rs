@@ -213,6 +213,8 @@ async fn client_without_the_code_grant_is_unauthorized() {
             jwks: None,
             id_token_alg: interkom_gateway::Alg::RS256,
             backchannel_logout_uri: None,
+            first_party: true,
+            resource_server: false,
         })
         .await
         .unwrap();

@@ -350,6 +350,8 @@ async fn id_token_algorithm_follows_the_client_registration() {
             jwks: None,
             id_token_alg: interkom_gateway::Alg::ES256,
             backchannel_logout_uri: None,
+            first_party: true,
+            resource_server: false,
         })
         .await
         .unwrap();

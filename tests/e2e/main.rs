@@ -27,5 +27,6 @@ mod keys;
 mod metrics;
 mod passkeys;
 mod policy;
+mod security;
 mod tls;
 mod tokens;

@@ -679,7 +679,13 @@ async fn what_if_lists_the_decisions_a_change_would_flip() {
         ],
         ..Default::default()
     };
-    let flips = s.app.policy.what_if(&change, s.clock.now()).await.unwrap();
+    let flips = s
+        .app
+        .policy
+        .what_if(&change, s.clock.now())
+        .await
+        .unwrap()
+        .flips;
     let has = |who: &str, res: &str, after: bool| {
         flips.iter().any(|f| {
             f.subject == who && f.resource == res && f.action == "read" && f.after == after
@@ -820,7 +826,7 @@ async fn what_if_covers_grants_and_protection_needs_too() {
         }],
         ..Default::default()
     };
-    let flips = s.app.policy.what_if(&change, now).await.unwrap();
+    let flips = s.app.policy.what_if(&change, now).await.unwrap().flips;
     let has = |who: &str, act: &str, res: &str, after: bool| {
         flips
             .iter()

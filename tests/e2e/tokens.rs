@@ -378,6 +378,8 @@ async fn pkjwt_client(s: &TestServer) -> Vec<u8> {
             jwks: Some(jwks),
             id_token_alg: interkom_gateway::Alg::RS256,
             backchannel_logout_uri: None,
+            first_party: true,
+            resource_server: false,
         })
         .await
         .unwrap();

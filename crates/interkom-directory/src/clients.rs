@@ -96,6 +96,8 @@ pub struct Client {
     pub jwks: Option<Value>,
     pub id_token_alg: Alg,
     pub first_party: bool,
+    /// May introspect tokens of its tenant's subtree issued to others.
+    pub resource_server: bool,
     /// Where a logout token is sent when a session it had tokens in ends.
     pub backchannel_logout_uri: Option<String>,
 }
@@ -134,6 +136,12 @@ pub struct ClientSpec {
     pub id_token_alg: Alg,
     /// OpenID Connect Back-Channel Logout 1.0 (https, or http on loopback).
     pub backchannel_logout_uri: Option<String>,
+    /// Logs people in without a consent page: the county's own
+    /// Fachverfahren only (the demo's, the console).
+    pub first_party: bool,
+    /// May introspect the tokens of people of its tenant's subtree, not
+    /// only its own (RFC 7662 §4).
+    pub resource_server: bool,
 }
 
 /// Scopes interkom knows.
@@ -178,26 +186,19 @@ pub fn check_outbound_uri(uri: &str, allow_loopback: bool) -> Result<(), String>
     if u.fragment().is_some() || !u.username().is_empty() || u.password().is_some() {
         return Err(format!("`{uri}` must have no fragment and no user name"));
     }
+    // Names are checked again where they are resolved, at every connect
+    // (the gateway's resolver yields public addresses only).
+    let literal = |ip: std::net::IpAddr| {
+        if crate::upstreams::public_ip(ip, true) {
+            Ok(ip.to_canonical().is_loopback())
+        } else {
+            Err(format!("`{uri}`: not an address to send to (internal)"))
+        }
+    };
     let loopback = match u.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => {
-            if ip.is_link_local() || ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
-                return Err(format!("`{uri}`: not an address to send to"));
-            }
-            ip.is_loopback()
-        }
-        Some(url::Host::Ipv6(ip)) => {
-            let ip = ip.to_canonical();
-            if ip.is_unspecified() || ip.is_multicast() {
-                return Err(format!("`{uri}`: not an address to send to"));
-            }
-            if let std::net::IpAddr::V6(v6) = ip {
-                if (v6.segments()[0] & 0xffc0) == 0xfe80 {
-                    return Err(format!("`{uri}`: not an address to send to"));
-                }
-            }
-            ip.is_loopback()
-        }
+        Some(url::Host::Ipv4(ip)) => literal(ip.into())?,
+        Some(url::Host::Ipv6(ip)) => literal(ip.into())?,
         None => return Err(format!("`{uri}` has no host")),
     };
     match (u.scheme(), loopback) {
@@ -264,8 +265,7 @@ impl Directory {
         Ok(())
     }
 
-    /// Registers a client (first-party: registered by an administrator, so
-    /// no consent screen). Returns the generated secret, if one was made.
+    /// Registers a client. Returns the generated secret, if one was made.
     pub async fn register_client(
         &self,
         spec: ClientSpec,
@@ -296,8 +296,8 @@ impl Directory {
         let res = sqlx::query(
             "INSERT INTO clients (id, tenant, name, redirect_uris, post_logout_redirect_uris, grant_types, \
              scopes, auth_method, secret_hash, jwks, id_token_alg, first_party, created_at, \
-             backchannel_logout_uri) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13)",
+             backchannel_logout_uri, resource_server) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&spec.id)
         .bind(&spec.tenant)
@@ -310,8 +310,10 @@ impl Directory {
         .bind(secret_hash)
         .bind(spec.jwks.as_ref().map(Value::to_string))
         .bind(spec.id_token_alg.as_str())
+        .bind(i64::from(spec.first_party))
         .bind(self.0.clock.now())
         .bind(&spec.backchannel_logout_uri)
+        .bind(i64::from(spec.resource_server))
         .execute(&self.0.pool)
         .await;
         if !crate::inserted(res)? {
@@ -327,21 +329,21 @@ impl Directory {
     pub async fn list_clients(&self) -> Result<Vec<Client>, DirectoryError> {
         let rows: Vec<ClientRow> = sqlx::query_as(
             "SELECT id, tenant, name, redirect_uris, post_logout_redirect_uris, grant_types, scopes, \
-             auth_method, secret_hash, jwks, id_token_alg, first_party, backchannel_logout_uri FROM clients ORDER BY id",
+             auth_method, secret_hash, jwks, id_token_alg, first_party, backchannel_logout_uri, resource_server FROM clients ORDER BY id",
         )
         .fetch_all(&self.0.pool)
         .await?;
         rows.into_iter().map(ClientRow::into_client).collect()
     }
 
-    /// Changes a registration (not its id, tenant, authentication method or
-    /// secret). Other nodes see it within their client cache's lifetime.
+    /// Changes a registration (not its id, tenant, authentication method,
+    /// secret or first-party standing). Other nodes see it within their client cache's lifetime.
     pub async fn update_client(&self, spec: ClientSpec) -> Result<(), DirectoryError> {
         self.check_client_spec(&spec)?;
         sqlx::query(
             "UPDATE clients SET name = $1, redirect_uris = $2, post_logout_redirect_uris = $3, \
-             grant_types = $4, scopes = $5, jwks = $6, id_token_alg = $7, backchannel_logout_uri = $8 \
-             WHERE id = $9",
+             grant_types = $4, scopes = $5, jwks = $6, id_token_alg = $7, backchannel_logout_uri = $8, \
+             resource_server = $9 WHERE id = $10",
         )
         .bind(&spec.name)
         .bind(serde_json::to_string(&spec.redirect_uris)?)
@@ -351,6 +353,7 @@ impl Directory {
         .bind(spec.jwks.as_ref().map(Value::to_string))
         .bind(spec.id_token_alg.as_str())
         .bind(&spec.backchannel_logout_uri)
+        .bind(i64::from(spec.resource_server))
         .bind(&spec.id)
         .execute(&self.0.pool)
         .await?;
@@ -380,7 +383,7 @@ impl Directory {
         }
         let row: Option<ClientRow> = sqlx::query_as(
             "SELECT id, tenant, name, redirect_uris, post_logout_redirect_uris, grant_types, scopes, \
-             auth_method, secret_hash, jwks, id_token_alg, first_party, backchannel_logout_uri FROM clients WHERE id = $1",
+             auth_method, secret_hash, jwks, id_token_alg, first_party, backchannel_logout_uri, resource_server FROM clients WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.0.pool)
@@ -407,6 +410,7 @@ struct ClientRow {
     id_token_alg: String,
     first_party: i64,
     backchannel_logout_uri: Option<String>,
+    resource_server: i64,
 }
 
 impl ClientRow {
@@ -422,6 +426,7 @@ impl ClientRow {
             id_token_alg: Alg::parse(&self.id_token_alg)
                 .ok_or(DirectoryError::Corrupt("client ID token algorithm"))?,
             first_party: self.first_party != 0,
+            resource_server: self.resource_server != 0,
             backchannel_logout_uri: self.backchannel_logout_uri,
             secret_hash: self.secret_hash,
             id: self.id.into(),
@@ -496,6 +501,8 @@ mod tests {
             jwks: None,
             id_token_alg: Alg::RS256,
             backchannel_logout_uri: None,
+            first_party: false,
+            resource_server: false,
         };
         assert!(!format!("{spec:?}").contains("sehr-geheimes"));
     }

@@ -16,7 +16,8 @@
 //! - `error`: what can go wrong ([`DirectoryError`]).
 //!
 //! Tables are reached through [`Directory`] only; each module owns its
-//! tables' SQL.
+//! tables' SQL, and [`migrate`] their schema (from version 5001; the
+//! first tables came with the gateway's migrations 3001 and 3004).
 
 pub mod accounts;
 pub mod clients;
@@ -38,6 +39,15 @@ pub use crypto::MasterKey;
 pub use error::{is_outage, DirectoryError};
 pub use roles::{needs_four_eyes, RoleChange};
 pub use upstreams::{ClaimMapping, Upstream, UpstreamConfig};
+
+/// Applies the directory's migrations (its own version range; other
+/// crates' migrations in the same table are left alone). Runs after the
+/// gateway's, which created the directory's first tables.
+pub async fn migrate(pool: &AnyPool) -> Result<(), sqlx::migrate::MigrateError> {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await
+}
 
 /// The rules of the directory that come from configuration.
 #[derive(Debug, Clone)]

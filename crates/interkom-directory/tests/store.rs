@@ -129,6 +129,7 @@ fn tree() -> TenantTree {
 async fn directory(pool: &AnyPool) -> Directory {
     interkom_policy::migrate(pool).await.unwrap();
     interkom_gateway::migrate(pool).await.unwrap();
+    interkom_directory::migrate(pool).await.unwrap();
     let tenants = tree();
     tenants.store(pool).await.unwrap();
     let tenants = Arc::new(TenantTree::load(pool).await.unwrap());
@@ -288,6 +289,8 @@ fn client(id: &str) -> ClientSpec {
         jwks: None,
         id_token_alg: Alg::RS256,
         backchannel_logout_uri: None,
+        first_party: false,
+        resource_server: false,
     }
 }
 

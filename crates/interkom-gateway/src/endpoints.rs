@@ -224,6 +224,9 @@ pub(crate) async fn introspect(
             .get("token")?
             .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
         if let Some(mut claims) = access_token_claims(&gw, token).await? {
+            if !may_introspect(&client, &claims) {
+                return Ok(json!({ "active": false }));
+            }
             claims["active"] = json!(true);
             claims["token_type"] = json!("Bearer");
             return Ok(claims);
@@ -265,6 +268,29 @@ pub(crate) async fn introspect(
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// Whether `caller` may learn about an access token (RFC 7662 §4): the
+/// token's own client, its audience, or a resource server for the people
+/// of its tenant's subtree. Anyone else hears `active: false`, as for a
+/// token that does not exist.
+fn may_introspect(caller: &interkom_directory::Client, claims: &Value) -> bool {
+    let is = |v: &Value| v.as_str() == Some(caller.id.as_str());
+    let own = claims.get("client_id").is_some_and(is);
+    let audience = match claims.get("aud") {
+        Some(Value::Array(a)) => a.iter().any(is),
+        Some(v) => is(v),
+        None => false,
+    };
+    let served = caller.resource_server
+        && claims
+            .get("tenant_path")
+            .and_then(Value::as_array)
+            .is_some_and(|path| {
+                path.iter()
+                    .any(|t| t.as_str() == Some(caller.tenant.as_str()))
+            });
+    own || audience || served
 }
 
 pub(crate) async fn revoke(

@@ -18,7 +18,8 @@
 //!   `factors`: second factors (`totp`, `passkey`) behind another.
 //! - Building blocks: `session` (single sign-on sessions), `backchannel`
 //!   (back-channel logout), `access` (the policy at login), `clients`
-//!   (client authentication), [`keys`] and `jws`, `web` and `i18n`,
+//!   (client authentication), `outbound` (calls to registered addresses:
+//!   public ones only), [`keys`] and `jws`, `web` and `i18n`,
 //!   `params`, `throttle`, `verified`, [`config`], [`error`]. Accounts,
 //!   clients, upstreams and enrolments live in `interkom-directory`.
 //! - `store`: the one place of the gateway's SQL — sessions, codes, tokens,
@@ -39,6 +40,7 @@ mod jws;
 pub mod keys;
 mod login;
 mod logout;
+mod outbound;
 mod params;
 mod second_factor;
 mod session;
@@ -123,20 +125,16 @@ impl Gateway {
         let keys = keys::KeyStore::new(store.clone(), master.clone(), cfg.key_reload_interval);
         keys.ensure(clock.now()).await?;
         let templates = web::templates()?;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(backchannel::TIMEOUT)
-            .build()
-            .map_err(|e| GatewayError::Config(format!("HTTP client: {e}")))?;
-        let upstream_http = reqwest::Client::builder()
-            .dns_resolver(Arc::new(sources::oidc::PublicResolver {
-                allow_loopback: cfg.upstream_allow_loopback,
-            }))
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(std::time::Duration::from_secs(3))
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(|e| GatewayError::Config(format!("HTTP client: {e}")))?;
+        let http = outbound::client(
+            cfg.backchannel_allow_loopback,
+            backchannel::TIMEOUT,
+            backchannel::TIMEOUT,
+        )?;
+        let upstream_http = outbound::client(
+            cfg.upstream_allow_loopback,
+            std::time::Duration::from_secs(3),
+            std::time::Duration::from_secs(30),
+        )?;
         Ok(Gateway(Arc::new(Inner {
             http,
             upstream_http,

@@ -32,7 +32,7 @@ pub mod tenant;
 pub use engine::{
     AuthContext, Decision, Effect, Finding, Reason, ResourceRef, Severity, Snapshot, SubjectRef,
 };
-pub use live::{Change, Flip, PolicyEngine};
+pub use live::{Change, Flip, PolicyEngine, Preview};
 pub use loa::{Loa, Protection, ProtectionNeed};
 pub use policyset::{PolicySet, ResourceSpec, RuleLine};
 pub use tenant::{Level, Tenant, TenantSpec, TenantTree};

@@ -12,7 +12,7 @@ use interkom_types::Clock;
 use serde::Serialize;
 use sqlx::AnyPool;
 
-use crate::engine::{AuthContext, Finding, ResourceRef, Snapshot, SubjectRef};
+use crate::engine::{AuthContext, Finding, ResourceRef, Severity, Snapshot, SubjectRef};
 use crate::loa::Loa;
 use crate::policyset::{PolicySet, ResourceSpec, RuleLine};
 use crate::store::{self, Grant, LiveData};
@@ -195,7 +195,7 @@ impl PolicyEngine {
     /// The decisions a change would flip, among the subjects, actions and
     /// resources it touches. Compared by rules alone (as if the subject had
     /// the strongest, freshest login), so only access itself is compared.
-    pub async fn what_if(&self, change: &Change, now: i64) -> Result<Vec<Flip>, PolicyError> {
+    pub async fn what_if(&self, change: &Change, now: i64) -> Result<Preview, PolicyError> {
         let tree = TenantTree::load(&self.pool).await?;
         let live = store::load(&self.pool).await?;
         let set = self.set.clone();
@@ -206,14 +206,26 @@ impl PolicyEngine {
     }
 }
 
-/// The decisions `change` would flip on `live` (see [`PolicyEngine::what_if`]).
+/// What a change would do, found by compiling the policy with it.
+#[derive(Debug, Clone, Default)]
+pub struct Preview {
+    /// The decisions it flips.
+    pub flips: Vec<Flip>,
+    /// Errors the change brings in (lines the engine would drop: an
+    /// unknown reach or role, a task of a Gemeinde): a change with any is
+    /// refused, so that a mistyped deny never fails open.
+    pub errors: Vec<Finding>,
+}
+
+/// The decisions `change` would flip on `live` and the errors it brings
+/// in (see [`PolicyEngine::what_if`]).
 pub fn what_if(
     tree: &TenantTree,
     set: &PolicySet,
     live: &LiveData,
     change: &Change,
     now: i64,
-) -> Vec<Flip> {
+) -> Preview {
     let mut after = live.clone();
     after.rules.retain(|r| !change.remove.contains(r));
     for a in &change.add {
@@ -238,9 +250,16 @@ pub fn what_if(
         after.resources.retain(|x| x.id != r.id);
         after.resources.push(r.clone());
     }
-    let (before_s, _) = Snapshot::compile(tree, set, live, now);
-    let (after_s, _) = Snapshot::compile(tree, set, &after, now);
-    flips(&before_s, &after_s, live, set, change, now)
+    let (before_s, known) = Snapshot::compile(tree, set, live, now);
+    let (after_s, found) = Snapshot::compile(tree, set, &after, now);
+    let errors = found
+        .into_iter()
+        .filter(|f| f.severity == Severity::Error && !known.contains(f))
+        .collect();
+    Preview {
+        flips: flips(&before_s, &after_s, live, set, change, now),
+        errors,
+    }
 }
 
 /// The `p` lines a change adds or removes.

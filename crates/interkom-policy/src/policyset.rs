@@ -51,6 +51,9 @@ impl RuleLine {
         if values.iter().any(|v| v.is_empty()) {
             return Err("empty value".into());
         }
+        if values.iter().any(|v| v.chars().any(char::is_control)) {
+            return Err("control characters (a line break?) in a value".into());
+        }
         Ok(RuleLine {
             ptype: ptype.to_owned(),
             values,

@@ -330,6 +330,9 @@ pub struct DemoClient {
     /// OpenID Connect Back-Channel Logout 1.0.
     #[serde(default)]
     pub backchannel_logout_uri: Option<String>,
+    /// May introspect the tokens of people of its tenant's subtree.
+    #[serde(default)]
+    pub resource_server: bool,
 }
 
 pub fn default_scopes() -> Vec<String> {

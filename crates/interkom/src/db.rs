@@ -92,6 +92,9 @@ pub async fn migrate(pool: &AnyPool) -> anyhow::Result<()> {
     interkom_gateway::migrate(pool)
         .await
         .context("gateway migrations")?;
+    interkom_directory::migrate(pool)
+        .await
+        .context("directory migrations")?;
     interkom_admin::migrate(pool)
         .await
         .context("admin migrations")?;

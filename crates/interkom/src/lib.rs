@@ -19,6 +19,7 @@ pub mod db;
 pub mod metrics;
 pub mod proxy;
 pub mod tls;
+pub mod trace;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -180,6 +181,8 @@ impl App {
                     jwks: None,
                     id_token_alg: Alg::RS256,
                     backchannel_logout_uri: c.backchannel_logout_uri.clone(),
+                    first_party: true,
+                    resource_server: c.resource_server,
                 })
                 .await;
             if let Err(e) = registered {
@@ -257,7 +260,7 @@ impl App {
         ))
         // Outside the timeout, so that timed-out requests count too.
         .layer(axum::middleware::from_fn(metrics::track))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(trace::request_span))
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
             header::COOKIE,

@@ -252,6 +252,13 @@ struct ClientAdd {
     /// Where logout tokens go when a user's session ends (Back-Channel Logout).
     #[arg(long)]
     backchannel_logout_uri: Option<String>,
+    /// One of the county's own Fachverfahren: logs people in without
+    /// asking their consent.
+    #[arg(long)]
+    first_party: bool,
+    /// May introspect the tokens of people of its tenant's subtree.
+    #[arg(long)]
+    resource_server: bool,
 }
 
 #[derive(Subcommand)]
@@ -547,6 +554,8 @@ async fn client_add(app: &App, a: ClientAdd) -> anyhow::Result<()> {
             id_token_alg: Alg::parse(&a.id_token_alg)
                 .context("--id-token-alg: RS256, ES256 or EdDSA")?,
             backchannel_logout_uri: a.backchannel_logout_uri.clone(),
+            first_party: a.first_party,
+            resource_server: a.resource_server,
         })
         .await?;
     println!("client {} registered", a.id);
@@ -788,7 +797,11 @@ fn policy_what_if(
         remove: w.remove.iter().map(parse).collect::<anyhow::Result<_>>()?,
         ..Default::default()
     };
-    let flips = interkom_policy::live::what_if(tree, set, live, &change, now);
+    let preview = interkom_policy::live::what_if(tree, set, live, &change, now);
+    for e in &preview.errors {
+        println!("error\t{}\t{}", e.subject, e.message);
+    }
+    let flips = preview.flips;
     if flips.is_empty() {
         println!("no decision changes");
     }

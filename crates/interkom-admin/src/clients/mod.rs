@@ -204,6 +204,10 @@ pub(crate) struct NewClient {
     /// (OpenID Connect Back-Channel Logout 1.0; https, or http on loopback).
     #[serde(default)]
     backchannel_logout_uri: Option<String>,
+    /// May introspect the tokens of people of its tenant's subtree, not
+    /// only its own (a resource server, RFC 7662 §4).
+    #[serde(default)]
+    resource_server: bool,
 }
 
 fn default_scopes() -> Vec<String> {
@@ -276,6 +280,9 @@ pub(crate) async fn create(
         jwks: body.jwks,
         id_token_alg: body.id_token_alg.unwrap_or(Alg::RS256),
         backchannel_logout_uri: body.backchannel_logout_uri,
+        // Registered by an administrator of a subtree: people are asked.
+        first_party: false,
+        resource_server: body.resource_server,
     };
     let secret = state
         .0
@@ -325,6 +332,8 @@ pub(crate) struct ClientPatch {
     /// A new back-channel logout URI; the empty string removes it.
     #[serde(default)]
     backchannel_logout_uri: Option<String>,
+    #[serde(default)]
+    resource_server: Option<bool>,
 }
 
 /// `PATCH /clients/{id}` with `If-Match`.
@@ -381,6 +390,8 @@ pub(crate) async fn patch(
             Some(u) => Some(u),
             None => before.backchannel_logout_uri.clone(),
         },
+        first_party: before.first_party,
+        resource_server: body.resource_server.unwrap_or(before.resource_server),
     };
     state
         .0

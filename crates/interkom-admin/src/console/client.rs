@@ -27,6 +27,8 @@ pub async fn ensure_client(directory: &Directory, issuer: &str) -> Result<(), Di
         jwks: None,
         id_token_alg: Alg::ES256,
         backchannel_logout_uri: None,
+        first_party: true,
+        resource_server: false,
     };
     match directory.client(CONSOLE_CLIENT).await? {
         None => match directory.register_client(spec).await {

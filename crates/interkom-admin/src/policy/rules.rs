@@ -127,13 +127,24 @@ pub(crate) async fn preview(
         ..Default::default()
     };
     let now = state.0.gateway.clock().now();
-    let flips = state
+    let preview = state
         .0
         .gateway
         .policy()
         .what_if(&change, now)
         .await
         .map_err(AdminError::from)?;
+    // Compiled before it is accepted: a line the engine would drop is
+    // refused with the reason, never stored.
+    if !preview.errors.is_empty() {
+        let reasons: Vec<String> = preview
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.subject, e.message))
+            .collect();
+        return Err(AdminError::bad_request(reasons.join("; ")));
+    }
+    let flips = preview.flips;
     let touched: Vec<&RuleLine> = lines.add.iter().chain(&lines.remove).collect();
     let four_eyes = touches_sehr_hoch(all, &touched, &flips);
     Ok((flips, four_eyes))

@@ -195,7 +195,8 @@ pub(crate) async fn put_resource_handler(
             .policy()
             .what_if(&change, state.0.gateway.clock().now())
             .await
-            .map_err(AdminError::from)?;
+            .map_err(AdminError::from)?
+            .flips;
         let payload = json!({ "spec": spec, "before_etag": before.as_ref().map(api::etag) });
         let pid = propose(
             &state, &caller, "resource", &payload, &place, &flips, &mut c,

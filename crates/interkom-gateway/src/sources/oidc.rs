@@ -16,7 +16,7 @@ use base64::Engine;
 use futures_util::future::BoxFuture;
 use interkom_audit::{Action, AuditEvent, Outcome};
 use interkom_directory::crypto::ct_eq;
-use interkom_directory::upstreams::{check_endpoint, norm_issuer, public_ip};
+use interkom_directory::upstreams::{check_endpoint, norm_issuer};
 use interkom_directory::Upstream;
 use interkom_types::{Loa, SECOND_FACTOR_AMR};
 use openidconnect::core::{
@@ -61,28 +61,6 @@ pub(crate) type DiscoveryCache = std::sync::Mutex<(
     u64,
     HashMap<String, (Instant, Arc<ProviderMetadataWithLogout>)>,
 )>;
-
-/// Name resolution for calls to upstreams: only public addresses (so a
-/// name that points inside — or is made to, later — reaches nothing there).
-pub(crate) struct PublicResolver {
-    pub(crate) allow_loopback: bool,
-}
-
-impl reqwest::dns::Resolve for PublicResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let allow = self.allow_loopback;
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let found = tokio::net::lookup_host((host.as_str(), 0)).await?;
-            let ok: Vec<std::net::SocketAddr> =
-                found.filter(|a| public_ip(a.ip(), allow)).collect();
-            if ok.is_empty() {
-                return Err(format!("`{host}` resolves to no address interkom may call").into());
-            }
-            Ok(Box::new(ok.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
 
 /// An upstream OpenID Provider of a tenant as identity source.
 pub(crate) struct OidcUpstream(pub(crate) Arc<Upstream>);
