@@ -68,7 +68,7 @@ const GRACE: Duration = Duration::from_secs(10);
 const BACKOFF: Duration = Duration::from_millis(10);
 
 const FORM: &str = "application/x-www-form-urlencoded";
-const CC_BODY: &[u8] = b"grant_type=client_credentials&scope=roles";
+const CC_BODY: &[u8] = b"grant_type=client_credentials&scope=roles+authzen";
 
 #[derive(Parser, Debug)]
 #[command(

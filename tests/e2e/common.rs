@@ -520,7 +520,7 @@ pub async fn cc_token(server: &TestServer) -> String {
         .post_form(
             "/token",
             Some((KFZ, KFZ_SECRET)),
-            &[("grant_type", "client_credentials")],
+            &[("grant_type", "client_credentials"), ("scope", "authzen")],
         )
         .await;
     assert_eq!(res.status(), 200);

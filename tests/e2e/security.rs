@@ -342,3 +342,208 @@ async fn finding_6_a_back_channel_logout_uri_never_reaches_an_internal_address()
     assert!(attempted.is_some(), "the delivery was attempted and failed");
     assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+/// A client-credentials token of a registered client.
+async fn client_token(s: &TestServer, client: (&str, &str), scope: &str) -> String {
+    let res = s
+        .post_form(
+            "/token",
+            Some(client),
+            &[("grant_type", "client_credentials"), ("scope", scope)],
+        )
+        .await;
+    let v: Value = res.json().await.unwrap();
+    v["access_token"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn ask(s: &TestServer, token: &str, path: &str, body: &Value) -> reqwest::Response {
+    TestServer::http()
+        .post(s.url(path))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn question(subject: &str, action: &str, resource: &str) -> Value {
+    json!({
+        "subject": { "type": "user", "id": subject },
+        "action": { "name": action },
+        "resource": { "type": "resource", "id": resource },
+        "context": { "acr": "urn:interkom:loa:high", "amr": ["pwd", "hwk"],
+                     "auth_time": std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() },
+    })
+}
+
+/// Finding 3: any client-credentials client (a Gemeinde administrator can
+/// make one) asked the PDP about any person and resource, read roles,
+/// tenants and lines in the reasons, and told existing usernames from
+/// unknown ones. Now the PDP is a scope an administrator grants, answers
+/// for the client's subtree's resources, explains only about its own
+/// people, and an unknown name reads like anyone without a permit.
+#[tokio::test]
+async fn finding_3_the_pdp_answers_a_client_only_about_its_own_subtree() {
+    let s = TestServer::start().await;
+    let hitz = hitzacker_admin(&s).await;
+    let cc = |id: &str, scopes: Value| {
+        json!({ "id": id, "tenant": "hitzacker-elbe", "name": id,
+                "grant_types": ["client_credentials"], "auth_method": "client_secret_basic",
+                "scopes": scopes })
+    };
+    // Without the grant, no answers at all.
+    let plain = register(&s, &hitz, cc("neugier-hitzacker", json!(["roles"]))).await;
+    let token = client_token(&s, ("neugier-hitzacker", &plain), "roles").await;
+    let q = question("jan.meyer", "read", "ratsinfo-hitzacker");
+    let res = ask(&s, &token, "/access/v1/evaluation", &q).await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(
+        res.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    // Granted: Hitzacker's client asks about Hitzacker's resources ...
+    let secret = register(&s, &hitz, cc("pdp-hitzacker", json!(["authzen"]))).await;
+    let token = client_token(&s, ("pdp-hitzacker", &secret), "authzen").await;
+    let res = ask(&s, &token, "/access/v1/evaluation", &q).await;
+    assert_eq!(res.status(), 200);
+    let own: Value = res.json().await.unwrap();
+    assert_eq!(own["decision"], true);
+    assert!(
+        !own["context"]["reasons"].as_array().unwrap().is_empty(),
+        "its own people: explained"
+    );
+    // ... never about another Gemeinde's, not even in a batch.
+    for (path, body) in [
+        (
+            "/access/v1/evaluation",
+            question("jan.meyer", "read", "meldedaten-gorleben"),
+        ),
+        (
+            "/access/v1/evaluations",
+            json!({ "evaluations": [q.clone(), question("jan.meyer", "read", "meldedaten-gorleben")] }),
+        ),
+    ] {
+        let res = ask(&s, &token, path, &body).await;
+        assert_eq!(res.status(), 403, "{path}");
+    }
+    // About someone of the Kreis: the decision, no roles, tenants or lines;
+    // and an unknown name reads exactly the same.
+    let known: Value = ask(
+        &s,
+        &token,
+        "/access/v1/evaluation",
+        &question("ines.brandt", "delete", "ratsinfo-hitzacker"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(known["decision"], false);
+    assert_eq!(known["context"]["reasons"], json!([]));
+    let unknown: Value = ask(
+        &s,
+        &token,
+        "/access/v1/evaluation",
+        &question("niemand.hier", "delete", "ratsinfo-hitzacker"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(unknown, known);
+    // The Kreis's PDP client hears no `unknown_subject` either.
+    let kreis: Value = ask(
+        &s,
+        &cc_token(&s).await,
+        "/access/v1/evaluation",
+        &question("niemand.hier", "read", "ratsinfo-hitzacker"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert!(!kreis.to_string().contains("unknown_subject"), "{kreis}");
+}
+
+/// Finding 10: one batch wrote up to 1,000 audit events, and a client
+/// could ask as fast as it liked. Now each client has an allowance (429
+/// with `Retry-After` beyond it) and a batch is audited as one summary,
+/// with each permit on a `sehr_hoch` resource still recorded by itself.
+#[tokio::test]
+async fn finding_10_the_pdp_limits_each_client_and_audits_a_batch_once() {
+    let s = TestServer::start_with(|fc| {
+        fc.authzen.rate_limit = 5;
+        fc.authzen.burst = 5;
+    })
+    .await;
+    let token = cc_token(&s).await;
+    let before = interkom_audit::query(
+        &s.app.pool,
+        &interkom_audit::AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .len();
+    // 1,000 denials in one batch: one event.
+    let items: Vec<Value> = (0..1000)
+        .map(|_| question("jan.meyer", "delete", "meldedaten-hitzacker-elbe"))
+        .collect();
+    let res = ask(
+        &s,
+        &token,
+        "/access/v1/evaluations",
+        &json!({ "evaluations": items }),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let after = interkom_audit::query(
+        &s.app.pool,
+        &interkom_audit::AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(after.len() - before, 1, "one summary for the batch");
+    let batch = s.audit("decision_batch").await;
+    let d: Value = serde_json::from_str(&batch[0].details).unwrap();
+    assert_eq!(
+        (d["evaluated"].as_i64(), d["denied"].as_i64()),
+        (Some(1000), Some(1000))
+    );
+    assert_eq!(d["items"].as_array().unwrap().len(), 100);
+    assert_eq!(d["items_truncated"], true);
+    // A permit on sehr_hoch among them is recorded by itself.
+    let items = json!({ "evaluations": [
+        question("anna.schulz", "read", "meldedaten-hitzacker-elbe"),
+        question("jan.meyer", "delete", "meldedaten-hitzacker-elbe"),
+    ] });
+    let res = ask(&s, &token, "/access/v1/evaluations", &items).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(s.audit("decision_permitted_sehr_hoch").await.len(), 1);
+    assert_eq!(s.audit("decision_batch").await.len(), 2);
+    // Beyond the allowance (5, of which 2 are spent): 429, Retry-After.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let res = ask(
+            &s,
+            &token,
+            "/access/v1/evaluation",
+            &question("jan.meyer", "read", "ratsinfo-hitzacker"),
+        )
+        .await;
+        statuses.push(res.status().as_u16());
+        if res.status() == 429 {
+            assert!(res.headers().contains_key("retry-after"));
+            let p: Value = res.json().await.unwrap();
+            assert_eq!(p["status"], 429);
+        }
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(statuses.starts_with(&[200, 200, 200]), "{statuses:?}");
+}

@@ -33,6 +33,8 @@ pub enum Action {
     /// An identity source gave or took a role at a login (by its
     /// mapping); changes by an administrator are `admin_change`.
     RoleChanged,
+    /// The audited decisions of one PDP batch, summarised.
+    DecisionBatch,
 }
 
 impl Action {
@@ -59,6 +61,7 @@ impl Action {
         Action::AccountProvisioned,
         Action::SecondFactorEnrolled,
         Action::RoleChanged,
+        Action::DecisionBatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -85,6 +88,7 @@ impl Action {
             Action::AccountProvisioned => "account_provisioned",
             Action::SecondFactorEnrolled => "second_factor_enrolled",
             Action::RoleChanged => "role_changed",
+            Action::DecisionBatch => "decision_batch",
         }
     }
 

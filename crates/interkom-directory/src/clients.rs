@@ -145,7 +145,15 @@ pub struct ClientSpec {
 }
 
 /// Scopes interkom knows.
-pub const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "email", "roles", "offline_access"];
+pub const SUPPORTED_SCOPES: &[&str] = &[
+    "openid",
+    "profile",
+    "email",
+    "roles",
+    "offline_access",
+    // Asking the AuthZEN PDP (client credentials).
+    "authzen",
+];
 
 fn valid_client_id(id: &str) -> bool {
     !id.is_empty()

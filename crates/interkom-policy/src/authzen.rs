@@ -12,9 +12,15 @@
 //!   `permit_on_first_permit`.
 //!
 //! Callers present a bearer access token from interkom's gateway (client
-//! credentials), checked by [`Pdp::caller`]. What goes wrong is a
-//! [`PdpError`]; the edge answers it as RFC 9457 problem+json, with the
-//! error's text as the detail.
+//! credentials) with the `authzen` scope, which an administrator grants a
+//! client; checked by [`Pdp::caller`]. A client asks only about resources
+//! its tenant's subtree governs, hears the reasons of a decision (roles,
+//! tenants, lines) only about people of that subtree, and never learns
+//! whether a username exists elsewhere. Each client has an allowance of
+//! requests ([`crate::ratelimit`]); a batch is audited as one summary, with
+//! each permit on a `sehr_hoch` resource still recorded by itself. What
+//! goes wrong is a [`PdpError`]; the edge answers it as RFC 9457
+//! problem+json, with the error's text as the detail.
 
 use std::sync::Arc;
 
@@ -23,8 +29,12 @@ use interkom_audit::AuditLog;
 use interkom_types::Clock;
 use serde_json::{json, Map, Value};
 
-use crate::engine::{AuthContext, Decision, Effect, ResourceRef, Snapshot, SubjectRef};
+use interkom_audit::{Action, AuditEvent, Outcome};
+
+use crate::engine::{AuthContext, Decision, Effect, Reason, ResourceRef, Snapshot, SubjectRef};
 use crate::live::PolicyEngine;
+use crate::loa::ProtectionNeed;
+use crate::ratelimit::RateLimit;
 
 /// Who calls the PDP (from the access token).
 #[derive(Debug, Clone)]
@@ -33,7 +43,14 @@ pub struct PdpCaller {
     /// Whether the token is a client's own (client credentials), not a
     /// user's: only clients may ask the PDP.
     pub client_credentials: bool,
+    /// Whether the token carries the `authzen` scope (the PDP granted).
+    pub granted: bool,
+    /// The client's tenant: it asks about its subtree only.
+    pub tenant: Option<String>,
 }
+
+/// The scope that lets a client ask the PDP.
+pub const SCOPE: &str = "authzen";
 
 /// Why a bearer token could not be checked.
 #[derive(Debug)]
@@ -57,6 +74,15 @@ pub enum PdpError {
     /// A user's token: the PDP answers clients only.
     #[error("the PDP answers clients (a client-credentials access token), not users")]
     NotAClient,
+    /// A client not granted the PDP.
+    #[error("this client may not ask the PDP: an administrator grants it the `authzen` scope")]
+    NotGranted,
+    /// A resource outside the subtree of the caller's tenant.
+    #[error("`{0}` is not governed by this client's tenant")]
+    OutsideSubtree(String),
+    /// The client's allowance is spent: retry after this many seconds.
+    #[error("too many requests from this client; retry after {0} s")]
+    TooManyRequests(u64),
     /// The request is malformed; the text says where.
     #[error("{0}")]
     Malformed(String),
@@ -74,6 +100,9 @@ pub enum PdpError {
 /// Most evaluations in one batch.
 pub const MAX_BATCH: usize = 1000;
 
+/// Most decisions a batch's summary event names one by one.
+pub const SUMMARY_ITEMS: usize = 100;
+
 /// The PDP of a node: cheap to clone.
 #[derive(Clone)]
 pub struct Pdp {
@@ -83,6 +112,8 @@ pub struct Pdp {
     /// The issuer URL (the PDP's base).
     pub issuer: String,
     pub clock: Clock,
+    /// Each client's allowance of requests.
+    pub limit: Arc<RateLimit>,
 }
 
 /// One parsed evaluation.
@@ -151,10 +182,17 @@ impl Pdp {
         })
     }
 
-    /// The caller a bearer token stands for: a client acting for itself.
+    /// The caller a bearer token stands for: a client acting for itself,
+    /// granted the PDP, within its allowance.
     pub async fn caller(&self, token: String) -> Result<PdpCaller, PdpError> {
         match (self.authenticate)(token).await {
-            Ok(Some(c)) if c.client_credentials => Ok(c),
+            Ok(Some(c)) if c.client_credentials && c.granted => {
+                self.limit
+                    .take(&c.client_id)
+                    .map_err(PdpError::TooManyRequests)?;
+                Ok(c)
+            }
+            Ok(Some(c)) if c.client_credentials => Err(PdpError::NotGranted),
             Ok(Some(_)) => Err(PdpError::NotAClient),
             Ok(None) => Err(PdpError::InvalidToken),
             Err(AuthFailure::Unavailable(e)) => {
@@ -196,10 +234,11 @@ impl Pdp {
             now,
         )?;
         let snap = self.engine.snapshot();
+        governed(&snap, caller, &e)?;
         let d = decide(&snap, &e);
         self.audit_decision(&snap, caller, &e, &d, request_id)
             .await?;
-        Ok(response(&snap, &d))
+        Ok(response(&snap, &d, explains(&snap, caller, &e)))
     }
 
     /// A batch of evaluations (without items: one, from the top-level
@@ -230,25 +269,89 @@ impl Pdp {
         }
         let evals = parse_batch(m, &items, now)?;
         let snap = self.engine.snapshot();
+        for e in &evals {
+            governed(&snap, caller, e)?;
+        }
         let mut out = Vec::with_capacity(evals.len());
-        let mut audits = Vec::new();
+        let mut decided = Vec::new();
         for e in &evals {
             let d = decide(&snap, e);
             let allowed = d.allowed();
-            out.push(response(&snap, &d));
-            audits.push((e, d));
+            out.push(response(&snap, &d, explains(&snap, caller, e)));
+            decided.push((e, d));
             if semantic.stops_after(allowed) {
                 break;
             }
         }
+        // A permit on `sehr_hoch` is recorded by itself; every other
+        // decision that must be audited goes into one summary.
+        let (alone, summed): (Vec<_>, Vec<_>) = decided
+            .iter()
+            .filter(|(_, d)| d.audit)
+            .partition(|(_, d)| d.allowed() && d.need == Some(ProtectionNeed::SehrHoch));
         let results = futures_util::future::join_all(
-            audits
+            alone
                 .iter()
                 .map(|(e, d)| self.audit_decision(&snap, caller, e, d, request_id.clone())),
         )
         .await;
         results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        self.audit_summary(&snap, caller, decided.len(), &summed, request_id)
+            .await?;
         Ok(json!({ "evaluations": out }))
+    }
+
+    /// One event for the audited decisions of a batch: how many of each
+    /// effect, and (up to [`SUMMARY_ITEMS`]) who, what and on which
+    /// resource.
+    async fn audit_summary(
+        &self,
+        snap: &Snapshot,
+        caller: &PdpCaller,
+        evaluated: usize,
+        summed: &[&(&Eval, Decision)],
+        request_id: Option<String>,
+    ) -> Result<(), PdpError> {
+        if summed.is_empty() {
+            return Ok(());
+        }
+        let count = |f: fn(&Effect) -> bool| summed.iter().filter(|(_, d)| f(&d.effect)).count();
+        let items: Vec<Value> = summed
+            .iter()
+            .take(SUMMARY_ITEMS)
+            .map(|(e, d)| {
+                json!({
+                    "subject": { "type": e.subject_type, "id": e.subject_id },
+                    "action": e.action,
+                    "resource": { "type": e.resource_type, "id": e.resource_id },
+                    "effect": effect_name(d.effect),
+                })
+            })
+            .collect();
+        let denied = count(|e| !matches!(e, Effect::Allow));
+        let outcome = if denied > 0 {
+            Outcome::Denied
+        } else {
+            Outcome::Success
+        };
+        let ev = AuditEvent::new(Action::DecisionBatch, outcome)
+            .client(&caller.client_id)
+            .correlation(request_id)
+            .details(json!({
+                "via": "authzen",
+                "evaluated": evaluated,
+                "audited": summed.len(),
+                "denied": count(|e| matches!(e, Effect::Deny)),
+                "step_up": count(|e| matches!(e, Effect::StepUp { .. })),
+                "permitted": count(|e| matches!(e, Effect::Allow)),
+                "items": items,
+                "items_truncated": summed.len() > SUMMARY_ITEMS,
+                "policy_version": snap.version,
+            }));
+        self.audit.append(ev).await.map(|_| ()).map_err(|err| {
+            tracing::error!(error = %err, "audit append failed");
+            PdpError::NotAudited
+        })
     }
 
     async fn audit_decision(
@@ -473,10 +576,60 @@ fn decide(snap: &Snapshot, e: &Eval) -> Decision {
     d
 }
 
-/// The response object of one evaluation: `decision` and the reasons in
-/// `context`.
-fn response(snap: &Snapshot, d: &Decision) -> Value {
-    let reasons: Vec<Value> = d.reasons.iter().map(|r| snap.describe(r)).collect();
+/// Whether the caller's tenant governs the resource of an evaluation (it
+/// owns it, or is above its owner); a resource no tenant owns is for a
+/// client of the Kreis only.
+fn governed(snap: &Snapshot, caller: &PdpCaller, e: &Eval) -> Result<(), PdpError> {
+    let Some(mine) = caller.tenant.as_deref() else {
+        return Err(PdpError::OutsideSubtree(e.resource_id.clone()));
+    };
+    let ok = match snap.owner_of(&e.resource()) {
+        Some(owner) => snap.within(&owner, mine),
+        None => snap.is_root(mine),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(PdpError::OutsideSubtree(e.resource_id.clone()))
+    }
+}
+
+/// Whether the caller hears why: about the client itself, or a person of
+/// its tenant's subtree. Anyone else (an unknown username included) gets
+/// the decision alone, the same for a person without a permit as for none.
+fn explains(snap: &Snapshot, caller: &PdpCaller, e: &Eval) -> bool {
+    if e.subject_type == "client" {
+        return e.subject_id == caller.client_id;
+    }
+    let Some(mine) = caller.tenant.as_deref() else {
+        return false;
+    };
+    match snap.subject_home(&e.subject_id) {
+        Some(home) => snap.within(home, mine),
+        // Unknown: as a known person of the caller's subtree would be
+        // answered by a client of the Kreis (whose subtree is everyone),
+        // as a person from elsewhere by any other.
+        None if !snap.knows_subject(&e.subject_id) => snap.is_root(mine),
+        None => false,
+    }
+}
+
+/// The response object of one evaluation: `decision` and, for a caller
+/// who may hear them, the reasons in `context`.
+fn response(snap: &Snapshot, d: &Decision, explained: bool) -> Value {
+    // An unknown subject reads as one without a permit: the PDP tells no
+    // one whether a username exists.
+    let reasons: Vec<Value> = if explained {
+        d.reasons
+            .iter()
+            .map(|r| match r {
+                Reason::UnknownSubject => snap.describe(&Reason::NoPermit),
+                r => snap.describe(r),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let summary = reasons
         .iter()
         .filter_map(|r| r.get("message").and_then(Value::as_str))
@@ -487,7 +640,8 @@ fn response(snap: &Snapshot, d: &Decision) -> Value {
         "reasons": reasons,
         "reason_admin": { "en": summary },
     });
-    if let Some(n) = d.need {
+    // (Not told otherwise: a decision about an unknown name has none.)
+    if let Some(n) = d.need.filter(|_| explained || d.allowed()) {
         ctx["protection_need"] = json!(n.as_str());
     }
     if let Effect::StepUp {

@@ -586,6 +586,34 @@ impl Snapshot {
         Some(format!("/{}/", parts.join("/")))
     }
 
+    /// The home tenant of a subject (account id, username or e-mail), if
+    /// known.
+    pub fn subject_home(&self, id: &str) -> Option<&str> {
+        let &i = self.subject_index.get(id)?;
+        let home = self.subjects[i as usize].home?;
+        Some(&self.tenant_names[home as usize])
+    }
+
+    /// Whether tenant `inner` lies in the subtree of tenant `root` (itself
+    /// included).
+    pub fn within(&self, inner: &str, root: &str) -> bool {
+        let mut cur = self.tenant_ids.get(inner).copied();
+        while let Some(t) = cur {
+            if &*self.tenant_names[t as usize] == root {
+                return true;
+            }
+            cur = self.tenants[t as usize].parent;
+        }
+        false
+    }
+
+    /// Whether the tenant is the root of its tree (a Kreis).
+    pub fn is_root(&self, id: &str) -> bool {
+        self.tenant_ids
+            .get(id)
+            .is_some_and(|&t| self.tenants[t as usize].parent.is_none())
+    }
+
     /// Whether the subject (account id, username or policy-set subject) is known.
     pub fn knows_subject(&self, id: &str) -> bool {
         self.subject_index.contains_key(id)

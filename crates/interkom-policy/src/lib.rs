@@ -15,7 +15,8 @@
 //! - [`oracle`]: casbin's enforcer over the same lines, the reference.
 //! - [`authzen`]: the AuthZEN Authorization API's evaluation logic — who
 //!   may ask, parsing, decisions, audit, the JSON answers; its errors are
-//!   values ([`authzen::PdpError`]) the edge turns into HTTP.
+//!   values ([`authzen::PdpError`]) the edge turns into HTTP; [`ratelimit`]
+//!   its allowance per client.
 
 pub mod authzen;
 pub mod engine;
@@ -24,6 +25,7 @@ pub mod live;
 pub mod loa;
 pub mod oracle;
 pub mod policyset;
+pub mod ratelimit;
 pub mod records;
 pub mod roles;
 pub mod store;

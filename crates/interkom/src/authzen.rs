@@ -18,7 +18,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use interkom_gateway::Gateway;
-use interkom_policy::authzen::{parse_body, AuthFailure, Authenticate, Pdp, PdpCaller, PdpError};
+use interkom_policy::authzen::{
+    parse_body, AuthFailure, Authenticate, Pdp, PdpCaller, PdpError, SCOPE,
+};
 use serde_json::{json, Map, Value};
 
 /// The largest request body (a full batch of evaluations fits).
@@ -54,9 +56,12 @@ pub fn authenticate(gateway: Gateway) -> Authenticate {
                 // for a user's session.
                 let client_credentials =
                     s("sub") == Some(id) && c.get("sid").is_none() && c.get("gid").is_none();
+                let granted = s("scope").is_some_and(|sc| sc.split(' ').any(|x| x == SCOPE));
                 Some(PdpCaller {
                     client_id: id.to_owned(),
                     client_credentials,
+                    granted,
+                    tenant: s("tenant").map(str::to_owned),
                 })
             }))
         })
@@ -91,12 +96,20 @@ fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
 fn refused(e: PdpError) -> Response {
     let status = match e {
         PdpError::InvalidToken => StatusCode::UNAUTHORIZED,
-        PdpError::NotAClient => StatusCode::FORBIDDEN,
+        PdpError::NotAClient | PdpError::NotGranted | PdpError::OutsideSubtree(_) => {
+            StatusCode::FORBIDDEN
+        }
+        PdpError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
         PdpError::Malformed(_) => StatusCode::BAD_REQUEST,
         PdpError::Unavailable | PdpError::NotAudited => StatusCode::SERVICE_UNAVAILABLE,
         PdpError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    problem(status, e.to_string())
+    let mut res = problem(status, e.to_string());
+    if let PdpError::TooManyRequests(secs) = e {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    res
 }
 
 fn answer(result: Result<Value, PdpError>) -> Response {

@@ -30,6 +30,7 @@ const ENV_KEYS: &[&str] = &[
     "password",
     "brute_force",
     "backchannel",
+    "authzen",
     "brokering",
     "passkeys",
     "audit",
@@ -87,6 +88,8 @@ pub struct FileConfig {
     pub brute_force: interkom_gateway::BruteForceConfig,
     #[serde(default)]
     pub backchannel: BackchannelFileConfig,
+    #[serde(default)]
+    pub authzen: AuthzenConfig,
     #[serde(default)]
     pub brokering: BrokeringFileConfig,
     #[serde(default)]
@@ -148,6 +151,25 @@ pub struct BackchannelFileConfig {
     /// Allow `backchannel_logout_uri`s on this machine (tests and local
     /// setups only: in production a client there is a way into the host).
     pub allow_loopback: bool,
+}
+
+/// The AuthZEN PDP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthzenConfig {
+    /// Requests per second one client may make (0: no limit).
+    pub rate_limit: u32,
+    /// Requests one client may make at once after a pause.
+    pub burst: u32,
+}
+
+impl Default for AuthzenConfig {
+    fn default() -> Self {
+        AuthzenConfig {
+            rate_limit: 200,
+            burst: 400,
+        }
+    }
 }
 
 /// TLS (rustls): certificate and key files, reloaded when they change.
@@ -354,6 +376,7 @@ pub struct Config {
     pub tenants: Vec<TenantSpec>,
     pub upstreams: Vec<interkom_directory::UpstreamConfig>,
     pub demo: DemoConfig,
+    pub authzen: AuthzenConfig,
     pub policy: interkom_policy::PolicySet,
     pub policy_poll_seconds: u64,
     /// TLS, when interkom terminates it itself.
@@ -436,6 +459,7 @@ impl FileConfig {
                     tenants: self.tenants,
                     upstreams: self.upstreams,
                     demo: self.demo,
+                    authzen: self.authzen,
                     policy,
                     policy_poll_seconds: self.policy_poll_seconds.clamp(1, 3600),
                     tls,

@@ -61,6 +61,8 @@ pub struct App {
     /// The migrations applied when this node started: readiness requires
     /// every one of them still to be there (a restored older backup is not).
     pub migrations: Arc<Vec<i64>>,
+    /// Each client's allowance at the PDP, shared by every router built.
+    pub pdp_limit: Arc<interkom_policy::ratelimit::RateLimit>,
 }
 
 impl App {
@@ -94,7 +96,12 @@ impl App {
             clock,
         )
         .await?;
+        let pdp_limit = Arc::new(interkom_policy::ratelimit::RateLimit::new(
+            config.authzen.rate_limit,
+            config.authzen.burst,
+        ));
         let app = App {
+            pdp_limit,
             migrations,
             config,
             pool,
@@ -202,6 +209,7 @@ impl App {
             authenticate: authzen::authenticate(self.gateway.clone()),
             issuer: self.config.gateway.issuer_str().to_owned(),
             clock: self.gateway.clock().clone(),
+            limit: self.pdp_limit.clone(),
         });
         // The PDP sits beside the OpenID Provider, under the issuer's path.
         let tag = || axum::middleware::from_fn(metrics::tag_route);
