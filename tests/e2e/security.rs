@@ -547,3 +547,171 @@ async fn finding_10_the_pdp_limits_each_client_and_audits_a_batch_once() {
     assert!(statuses.contains(&429), "{statuses:?}");
     assert!(statuses.starts_with(&[200, 200, 200]), "{statuses:?}");
 }
+
+/// The events of `action` a security-staff token reads.
+async fn staff_reads(s: &TestServer, token: &str, query: &str) -> Vec<Value> {
+    let (st, v) = admin(
+        s,
+        Method::GET,
+        token,
+        &format!("/audit/events?{query}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    v["events"].as_array().unwrap().clone()
+}
+
+/// The portal's authorization URL with PKCE; (url, verifier).
+fn portal_url(s: &TestServer) -> (String, String) {
+    let (verifier, challenge) = pkce();
+    let url = authorize_url(
+        s,
+        &[
+            ("response_type", "code"),
+            ("client_id", PORTAL),
+            ("redirect_uri", PORTAL_REDIRECT),
+            ("scope", "openid"),
+            ("state", "s"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    (url, verifier)
+}
+
+async fn fail_login(s: &TestServer, user: &str) {
+    let (url, _) = portal_url(s);
+    let browser = Browser::new();
+    let form = browser.open_login(s, &url).await;
+    let res = browser.submit(&form, user, "falsches-Passwort-1").await;
+    assert_eq!(res.status(), 401, "the form again, 401");
+}
+
+/// Finding 4: security events stored without a tenant (refused
+/// cross-subtree admin calls, code replays, refresh-token reuse, locks)
+/// never appeared in `/admin/v1/audit/events`, not even for the Kreis's
+/// security staff. Now each is attributed, and the Kreis's staff also
+/// read what belongs to no tenant.
+#[tokio::test]
+async fn finding_4_security_events_reach_the_security_staff_concerned() {
+    let s = TestServer::start_with(|fc| {
+        fc.brute_force.lock_after = 3;
+        fc.brute_force.source_lock_after = 8;
+        fc.brute_force.delay_after = 100;
+    })
+    .await;
+    let staff_hitzacker =
+        admin_account(&s, "hitzacker-elbe", "isb.hitzacker", &["security_staff"]).await;
+    let staff_gartow = admin_account(&s, "sg-gartow", "isb.gartow", &["security_staff"]).await;
+    let staff_kreis = console_token(&s, "ines.brandt", "Sicherheit-Demo-2026!").await;
+    let gartow = admin_account(&s, "sg-gartow", "admin.gartow", &["admin"]).await;
+
+    // Gartow's administrator reaches into Hitzacker: refused.
+    let (st, _) = admin(
+        &s,
+        Method::POST,
+        &gartow,
+        "/users",
+        Some(json!({ "tenant": "hitzacker-elbe", "username": "eindringling" })),
+    )
+    .await;
+    assert_eq!(st, 403);
+    // A code of jan.meyer (Hitzacker) redeemed twice.
+    let (url, verifier) = portal_url(&s);
+    let q = Browser::new()
+        .login(&s, &url, CLERK_USER, CLERK_PASSWORD)
+        .await;
+    let redeem = || exchange_code(&s, (PORTAL, PORTAL_SECRET), &q["code"], &verifier);
+    let first = redeem().await.status();
+    let second = redeem().await.status();
+    assert_eq!((first.as_u16(), second.as_u16()), (200, 400));
+    // jan.meyer's account locked; then unknown names lock the source.
+    for _ in 0..3 {
+        fail_login(&s, CLERK_USER).await;
+    }
+    for n in 0..5 {
+        fail_login(&s, &format!("niemand{n}")).await;
+    }
+
+    let refused = "action=admin_change&outcome=denied";
+    for (token, who) in [(&staff_hitzacker, "Hitzacker"), (&staff_gartow, "Gartow")] {
+        let seen = staff_reads(&s, token, refused).await;
+        assert!(
+            seen.iter().any(|e| e["actor_subject"].as_str().is_some()
+                && e["details"].as_str().unwrap().contains("user.create")),
+            "{who}'s staff read the refusal: {seen:?}"
+        );
+    }
+    let replays = staff_reads(&s, &staff_hitzacker, "action=code_replay_detected").await;
+    assert_eq!(replays.len(), 1);
+    assert_eq!(replays[0]["tenant"], "hitzacker-elbe");
+    let locks = staff_reads(&s, &staff_hitzacker, "action=login_locked").await;
+    assert!(locks.iter().all(|e| e["tenant"] == "hitzacker-elbe"));
+    assert!(locks
+        .iter()
+        .any(|e| e["details"].as_str().unwrap().contains("\"account\"")));
+    // The source lock of a name nobody has: the Kreis's staff read it.
+    let kreis_locks = staff_reads(&s, &staff_kreis, "action=login_locked").await;
+    assert!(
+        kreis_locks
+            .iter()
+            .any(|e| e["tenant"].is_null() && e["details"].as_str().unwrap().contains("\"source\"")),
+        "{kreis_locks:?}"
+    );
+    assert!(kreis_locks.len() > locks.len());
+}
+
+/// Finding 7: a Gemeinde administrator registered a resource of a kind
+/// shared across the county, classified `hoch`, in the own tenant, and
+/// every other Kommune's objects of that kind were raised with it (a
+/// Gorleben object went from allow to step-up). Now an object takes its
+/// classification from registered resources of its own tenant and the
+/// tenants above it only.
+#[tokio::test]
+async fn finding_7_a_gemeinde_classifies_only_its_own_objects_of_a_kind() {
+    let s = TestServer::start().await;
+    let hitz = hitzacker_admin(&s).await;
+    let resource = |owner: &str, need: &str| {
+        json!({ "kind": "ratsinformationssystem", "owner": owner, "name": "Ratsinfo",
+                "protection": { "c": need, "i": "normal", "a": "normal" } })
+    };
+    // Gorleben's Ratsinformationssystem is classified normal (baseline).
+    let object = |owner: &str| {
+        json!({
+            "subject": { "type": "user", "id": ADMIN_USER },
+            "action": { "name": "read" },
+            "resource": { "type": "ratsinformationssystem", "id": "sitzung-17",
+                          "properties": { "owner": owner } },
+            "context": { "acr": "urn:interkom:loa:low", "amr": ["pwd"],
+                         "auth_time": std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() },
+        })
+    };
+    let pdp = cc_token(&s).await;
+    let effect = |owner: &'static str| {
+        let (s, pdp) = (&s, &pdp);
+        async move {
+            let v: Value = ask(s, pdp, "/access/v1/evaluation", &object(owner))
+                .await
+                .json()
+                .await
+                .unwrap();
+            v["context"]["effect"].as_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(effect("gorleben").await, "allow");
+    // Hitzacker's administrator classifies a Hitzacker archive as hoch.
+    let (st, v) = admin(
+        &s,
+        Method::PUT,
+        &hitz,
+        "/resources/ratsinfo-archiv-hitzacker",
+        Some(resource("hitzacker-elbe", "hoch")),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    // Hitzacker's objects of the kind follow; Gorleben's do not.
+    assert_eq!(effect("hitzacker-elbe").await, "step_up");
+    assert_eq!(effect("gorleben").await, "allow");
+}

@@ -182,13 +182,26 @@ pub(crate) async fn refuse(
     c: &AdminChange<'_>,
     why: &str,
 ) -> AdminError {
-    let ev = change_event(state, caller, c, Outcome::Denied).reason(why);
-    if let Err(e) = state.0.audit.append(ev).await {
-        tracing::error!(error = %e, "audit store unavailable");
-        return AdminError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the audit store is unavailable",
-        );
+    // Read by the security staff of the target's tenant and of the
+    // caller's: an event for each, unless one's subtree holds the other's.
+    let tree = &state.0.tenants;
+    let home = caller.tenant.as_deref().and_then(|t| tree.get(t));
+    let target = c.tenant.as_deref().and_then(|t| tree.get(t));
+    let refused = || change_event(state, caller, c, Outcome::Denied).reason(why);
+    let at_home = |h: &interkom_policy::Tenant| refused().tenant(h.id.clone(), h.path_string());
+    let events = match (target, home) {
+        (None, Some(h)) => vec![at_home(h)],
+        (Some(t), Some(h)) if !t.path.contains(&h.id) => vec![refused(), at_home(h)],
+        _ => vec![refused()],
+    };
+    for ev in events {
+        if let Err(e) = state.0.audit.append(ev).await {
+            tracing::error!(error = %e, "audit store unavailable");
+            return AdminError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the audit store is unavailable",
+            );
+        }
     }
     AdminError::forbidden(why)
 }

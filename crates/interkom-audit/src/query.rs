@@ -17,6 +17,10 @@ pub struct AuditQuery {
     /// Only events in a tenant subtree: the subtree root's stored path
     /// (`/kreis/samtgemeinde/`); answered by the level column of its depth.
     pub tenant_path_prefix: Option<String>,
+    /// With a subtree: also the events that belong to no tenant (refused
+    /// requests nobody could be attributed for, locks of unknown names),
+    /// for the security staff of a Kreis.
+    pub with_untenanted: bool,
     /// Only events at or after this time (RFC 3339, UTC, as stored).
     pub from_ts: Option<String>,
     /// Only events before this time.
@@ -41,6 +45,27 @@ const MAX_BLOCKS_PER_QUERY: i64 = 1024;
 /// from the first block, a rare one is sought in ever wider windows of
 /// blocks, a few index seeks each.
 pub async fn query(pool: &AnyPool, q: &AuditQuery) -> Result<Vec<StoredEvent>, AuditError> {
+    if !(q.with_untenanted && q.tenant_path_prefix.is_some()) {
+        return query_where(pool, q, false).await;
+    }
+    // The subtree's page and the untenanted page, merged newest first.
+    let mut page = query_where(pool, q, false).await?;
+    let loose = AuditQuery {
+        tenant_path_prefix: None,
+        ..q.clone()
+    };
+    page.extend(query_where(pool, &loose, true).await?);
+    page.sort_by(|a, b| b.seq.cmp(&a.seq));
+    page.truncate(q.limit.clamp(1, 1000) as usize);
+    Ok(page)
+}
+
+/// One page of the filter; `untenanted`: only events without a tenant.
+async fn query_where(
+    pool: &AnyPool,
+    q: &AuditQuery,
+    untenanted: bool,
+) -> Result<Vec<StoredEvent>, AuditError> {
     let limit = q.limit.clamp(1, 1000);
     let (lo, hi) = seq_range(pool, q).await?;
     if lo >= hi {
@@ -58,7 +83,10 @@ pub async fn query(pool: &AnyPool, q: &AuditQuery) -> Result<Vec<StoredEvent>, A
     if let Some(v) = &q.outcome {
         keys.push(("outcome", v.clone()));
     }
-    let (filter, binds) = conditions(keys, driver, q);
+    let (mut filter, binds) = conditions(keys, driver, q);
+    if untenanted {
+        filter.push_str(" AND tenant_path IS NULL");
+    }
     if !indexed || plain {
         // Nothing to seek by, or PostgreSQL: one query, newest first.
         let sql = format!(

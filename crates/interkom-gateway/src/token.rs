@@ -232,17 +232,18 @@ async fn family_compromised(
 ) -> OAuthError {
     let res = async {
         revoke_family(gw, family_id).await?;
-        gw.audit
-            .append(
-                AuditEvent::new(breach.action, Outcome::Denied)
-                    .subject(user_id, None)
-                    .client(&client.id)
-                    .reason(breach.reason)
-                    .correlation(meta.request_id.clone())
-                    .source(meta.source.clone())
-                    .details(json!({ "family": family_id })),
-            )
-            .await?;
+        let ev = AuditEvent::new(breach.action, Outcome::Denied)
+            .client(&client.id)
+            .reason(breach.reason)
+            .correlation(meta.request_id.clone())
+            .source(meta.source.clone())
+            .details(json!({ "family": family_id }));
+        // The account's tenant's security staff read it.
+        let ev = match gw.dir.user(user_id).await? {
+            Some(u) => gw.about(ev, &u),
+            None => ev.subject(user_id, None),
+        };
+        gw.audit.append(ev).await?;
         Ok::<(), GatewayError>(())
     }
     .await;

@@ -31,7 +31,7 @@ type FxSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
 /// The symbol of `*`.
 const ANY: u32 = 0;
 /// A symbol no line uses (an action or object the policy never names).
-const NONE: u32 = u32::MAX;
+pub(super) const NONE: u32 = u32::MAX;
 
 /// How the tenant in which a role is held relates to the resource's owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -388,6 +388,10 @@ pub struct Snapshot {
     requirements: [Option<Requirement>; 3],
     /// Per kind, the highest classification among its registered resources.
     kind_protection: FxMap<u32, Protection>,
+    /// Per kind and owner (`NONE`: no owner), the highest classification
+    /// among the registered resources of that owner: an object takes its
+    /// classification from its own tenant and the tenants above it only.
+    kind_protection_at: FxMap<(u32, u32), Protection>,
     default_need: Option<ProtectionNeed>,
 }
 
@@ -545,11 +549,36 @@ impl Snapshot {
             Some(Value::String(t)) => Some(*self.tenant_ids.get(t.as_str())?),
             Some(_) => return None,
         };
-        if let (Some(p), Some(_)) = (self.kind_protection.get(&kind), owner) {
-            return Some((NONE, kind, owner, *p, None));
+        if let Some(o) = owner.filter(|_| self.kind_protection.contains_key(&kind)) {
+            if let Some(p) = self.kind_protection_above(kind, o) {
+                return Some((NONE, kind, owner, p, None));
+            }
         }
         let n = self.default_need?;
         Some((NONE, kind, owner, Protection { c: n, i: n, a: n }, None))
+    }
+
+    /// How the registered resources of `kind` owned by `owner`, by a
+    /// tenant above it or by none classify an object of `owner`: the
+    /// highest of them. A Gemeinde's own classification never reaches
+    /// another's objects.
+    fn kind_protection_above(&self, kind: u32, owner: u32) -> Option<Protection> {
+        let mut found: Option<Protection> = self.kind_protection_at.get(&(kind, NONE)).copied();
+        let mut cur = Some(owner);
+        while let Some(t) = cur {
+            if let Some(p) = self.kind_protection_at.get(&(kind, t)) {
+                found = Some(match found {
+                    Some(f) => Protection {
+                        c: f.c.max(p.c),
+                        i: f.i.max(p.i),
+                        a: f.a.max(p.a),
+                    },
+                    None => *p,
+                });
+            }
+            cur = self.tenants[t as usize].parent;
+        }
+        found
     }
 
     /// The tenant owning the resource a request names, if any.

@@ -138,6 +138,8 @@ async fn authorize(
         return Err(denied(state, caller, f, "outside the caller's subtree").await);
     }
     q.tenant_path_prefix = Some(tenant.path_string());
+    // A Kreis's security staff see what belongs to no tenant, too.
+    q.with_untenanted = tenant.parent.is_none();
     Ok(q)
 }
 

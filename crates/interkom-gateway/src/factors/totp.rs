@@ -182,12 +182,11 @@ pub(crate) async fn check(
                 .correlation(meta.request_id.clone())
                 .source(meta.source.clone())
                 .details(serde_json::json!({ "scope": "second_factor", "locked_until": until }));
-            gw.audit
-                .append(ev.subject(
-                    &p.user_id,
-                    user.as_ref().map(|u| u.tenant.clone()).map(String::from),
-                ))
-                .await?;
+            let ev = match &user {
+                Some(u) => gw.about(ev, u),
+                None => ev.subject(&p.user_id, None),
+            };
+            gw.audit.append(ev).await?;
         }
         tokio::time::sleep(attempt.delay(cfg)).await;
         if p.otp_failures >= MAX_OTP_FAILURES {

@@ -132,6 +132,12 @@ impl LocalPassword {
                                     "username": username,
                                     "locked_until": until,
                                 }));
+                            // The account's tenant reads it; a name nobody
+                            // has is the Kreis's security staff's.
+                            let ev = match &user {
+                                Some(u) => gw.about(ev, u),
+                                None => ev,
+                            };
                             gw.audit.append(ev).await?;
                         }
                     }

@@ -6,9 +6,9 @@
 
 use super::{
     need_idx, parse_cond, CGrant, CLine, Cond, Finding, FxMap, FxSet, Reach, Res, Severity,
-    Snapshot, Subj, TNode,
+    Snapshot, Subj, TNode, NONE,
 };
-use crate::loa::ProtectionNeed;
+use crate::loa::{Protection, ProtectionNeed};
 use crate::policyset::{PolicySet, RuleLine};
 use crate::store::{Grant, LiveData};
 use crate::tenant::{Level, TenantTree};
@@ -153,13 +153,18 @@ impl<'a> Compiler<'a> {
         let s = &mut self.s;
         for r in &s.resources {
             let p = r.spec.protection;
+            let raise = |k: &mut Protection| {
+                k.c = k.c.max(p.c);
+                k.i = k.i.max(p.i);
+                k.a = k.a.max(p.a);
+            };
             s.kind_protection
                 .entry(r.kind)
-                .and_modify(|k| {
-                    k.c = k.c.max(p.c);
-                    k.i = k.i.max(p.i);
-                    k.a = k.a.max(p.a);
-                })
+                .and_modify(raise)
+                .or_insert(p);
+            s.kind_protection_at
+                .entry((r.kind, r.owner.unwrap_or(NONE)))
+                .and_modify(raise)
                 .or_insert(p);
         }
     }
