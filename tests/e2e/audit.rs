@@ -98,18 +98,8 @@ async fn pruned_events_keep_the_chain_verifiable() {
     portal_tokens(&s, &Browser::new(), ADMIN_USER, ADMIN_PASSWORD).await;
     cc_token(&s).await;
     // Nothing is older than a day yet.
-    assert_eq!(
-        interkom_audit::prune_older_than(&s.app.pool, 1)
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        interkom_audit::prune_older_than(&s.app.pool, 0)
-            .await
-            .unwrap(),
-        3
-    );
+    assert_eq!(s.app.audit.prune_older_than(1).await.unwrap(), 0);
+    assert_eq!(s.app.audit.prune_older_than(0).await.unwrap(), 3);
     let login = &s.audit("login").await[0];
     assert!(login.actor_subject.is_none() && login.source.is_none());
     assert_eq!(login.details, "{}");
@@ -226,7 +216,7 @@ async fn signed_checkpoints_detect_a_rewritten_or_truncated_chain() {
         cc_token(&s).await;
     }
     let keys = [public_key()];
-    let report = interkom_audit::verify_with_keys(&s.app.pool, None, None, &keys)
+    let report = interkom_audit::verify_with_keys(&s.app.pool, None, None, &keys, None)
         .await
         .unwrap();
     assert!(report.ok(), "{report:?}");
@@ -242,7 +232,7 @@ async fn signed_checkpoints_detect_a_rewritten_or_truncated_chain() {
     .unwrap()
     .public_key()
     .to_vec();
-    let report = interkom_audit::verify_with_keys(&s.app.pool, None, None, &[other])
+    let report = interkom_audit::verify_with_keys(&s.app.pool, None, None, &[other], None)
         .await
         .unwrap();
     assert_eq!(report.first_bad.unwrap().0, cps[0].seq);
@@ -267,7 +257,7 @@ async fn signed_checkpoints_detect_a_rewritten_or_truncated_chain() {
         .execute(&s.app.pool)
         .await
         .unwrap();
-    let report = interkom_audit::verify_with_keys(&s.app.pool, None, None, &keys)
+    let report = interkom_audit::verify_with_keys(&s.app.pool, None, None, &keys, None)
         .await
         .unwrap();
     assert_eq!(report.first_bad.unwrap().0, seq + 1);
@@ -320,7 +310,7 @@ async fn a_recomputed_chain_does_not_match_its_signed_checkpoints() {
         .unwrap();
     // Every hash fits its predecessor again; the first signed checkpoint
     // after the forged event names a hash the chain no longer has.
-    let report = interkom_audit::verify_with_keys(&s.app.pool, None, None, &[public_key()])
+    let report = interkom_audit::verify_with_keys(&s.app.pool, None, None, &[public_key()], None)
         .await
         .unwrap();
     let (seq, why) = report.first_bad.unwrap();

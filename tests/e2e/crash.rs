@@ -177,6 +177,7 @@ async fn two_processes_append_to_one_gap_free_chain() {
                 .public_key()
                 .to_vec(),
         ],
+        None,
     )
     .await
     .unwrap();

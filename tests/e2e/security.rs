@@ -715,3 +715,91 @@ async fn finding_7_a_gemeinde_classifies_only_its_own_objects_of_a_kind() {
     assert_eq!(effect("hitzacker-elbe").await, "step_up");
     assert_eq!(effect("gorleben").await, "allow");
 }
+
+/// Finding 5: `audit verify` missed two alterations. (a) An administrative
+/// change minutes old, marked pruned with its actor and details blanked,
+/// still verified. (b) Events after the last signed checkpoint deleted
+/// and the head rewound still verified. Now a prune is on the record and
+/// bounded by the retention, and a signed checkpoint follows a
+/// security-relevant event within seconds.
+#[tokio::test]
+async fn finding_5_audit_verify_finds_a_forged_prune_and_a_cut_off_tail() {
+    let s = TestServer::start_with(|fc| fc.audit.security_checkpoint_seconds = 1).await;
+    let kreis = console_token(&s, ADMIN_USER, ADMIN_PASSWORD).await;
+    let keys = vec![
+        interkom_audit::CheckpointKey::from_base64(&checkpoint_key())
+            .unwrap()
+            .public_key()
+            .to_vec(),
+    ];
+    let verify = || interkom_audit::verify_with_keys(&s.app.pool, None, None, &keys, Some(365));
+    let (st, _) = admin(
+        &s,
+        Method::POST,
+        &kreis,
+        "/users",
+        Some(json!({ "tenant": "gorleben", "username": "neu.angelegt" })),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let change = s
+        .audit("admin_change")
+        .await
+        .into_iter()
+        .find(|e| e.details.contains("user.create"))
+        .unwrap();
+    // (b) The change is anchored by a signed checkpoint within seconds.
+    let mut anchored = false;
+    for _ in 0..100 {
+        let r = verify().await.unwrap();
+        if r.newest_checkpoint.is_some_and(|cp| cp >= change.seq) {
+            anchored = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(anchored, "a checkpoint follows the administrative change");
+    assert!(verify().await.unwrap().ok());
+
+    // (a) Marked pruned, minutes old, actor and details blanked: found.
+    sqlx::query(
+        "UPDATE audit_events SET actor_subject = NULL, target = NULL, reason = NULL, \
+         source = NULL, details = '{}', pruned_at = ts WHERE seq = $1",
+    )
+    .bind(change.seq)
+    .execute(&s.app.pool)
+    .await
+    .unwrap();
+    let r = verify().await.unwrap();
+    assert_eq!(r.first_bad.as_ref().map(|b| b.0), Some(change.seq), "{r:?}");
+    // The admin API's verification says so too.
+    let staff = console_token(&s, "ines.brandt", "Sicherheit-Demo-2026!").await;
+    let (_, v) = admin(&s, Method::GET, &staff, "/audit/verify", None).await;
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["first_bad_seq"], change.seq);
+
+    // (b) The change and everything after it deleted, the head rewound:
+    // the signed checkpoint names what is gone.
+    let prev: (i64, String, String) =
+        sqlx::query_as("SELECT seq, hash, ts FROM audit_events WHERE seq = $1")
+            .bind(change.seq - 1)
+            .fetch_one(&s.app.pool)
+            .await
+            .unwrap();
+    sqlx::query("DELETE FROM audit_events WHERE seq >= $1")
+        .bind(change.seq)
+        .execute(&s.app.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2, ts = $3 WHERE id = 1")
+        .bind(prev.0)
+        .bind(&prev.1)
+        .bind(&prev.2)
+        .execute(&s.app.pool)
+        .await
+        .unwrap();
+    let r = verify().await.unwrap();
+    let (seq, why) = r.first_bad.unwrap();
+    assert_eq!(seq, change.seq);
+    assert!(why.contains("truncated"), "{why}");
+}

@@ -35,6 +35,8 @@ pub enum Action {
     RoleChanged,
     /// The audited decisions of one PDP batch, summarised.
     DecisionBatch,
+    /// Retention erased the personal fields of events before a cutoff.
+    AuditPruned,
 }
 
 impl Action {
@@ -62,7 +64,26 @@ impl Action {
         Action::SecondFactorEnrolled,
         Action::RoleChanged,
         Action::DecisionBatch,
+        Action::AuditPruned,
     ];
+
+    /// Whether a signed checkpoint must follow soon: changes to who may do
+    /// what, signs of an attack, and changes to the trail itself.
+    pub fn is_security(self) -> bool {
+        matches!(
+            self,
+            Action::AdminChange
+                | Action::RoleChanged
+                | Action::CodeReplayDetected
+                | Action::RefreshReuseDetected
+                | Action::LoginLocked
+                | Action::KeyRotated
+                | Action::AuditExport
+                | Action::AuditPruned
+                | Action::SecondFactorEnrolled
+                | Action::AccountLinked
+        )
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -89,6 +110,7 @@ impl Action {
             Action::SecondFactorEnrolled => "second_factor_enrolled",
             Action::RoleChanged => "role_changed",
             Action::DecisionBatch => "decision_batch",
+            Action::AuditPruned => "audit_pruned",
         }
     }
 

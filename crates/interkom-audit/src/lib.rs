@@ -33,7 +33,7 @@ pub mod writer;
 
 pub use checkpoint::{Checkpoint, CheckpointKey};
 pub use event::{Action, AuditEvent, Outcome, StoredEvent};
-pub use prune::prune_older_than;
+pub use prune::retention_cutoff;
 pub use query::{normalize_ts, query, AuditQuery};
 pub use verify::{verify, verify_with_keys, VerifyReport};
 pub use writer::{AuditConfig, AuditLog};

@@ -55,7 +55,7 @@ pub async fn query(pool: &AnyPool, q: &AuditQuery) -> Result<Vec<StoredEvent>, A
         ..q.clone()
     };
     page.extend(query_where(pool, &loose, true).await?);
-    page.sort_by(|a, b| b.seq.cmp(&a.seq));
+    page.sort_by_key(|e| std::cmp::Reverse(e.seq));
     page.truncate(q.limit.clamp(1, 1000) as usize);
     Ok(page)
 }

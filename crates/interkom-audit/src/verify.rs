@@ -9,7 +9,7 @@ use crate::chain::{Canonical, GENESIS};
 use crate::{AuditError, StoredEvent};
 
 /// The result of a verification run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VerifyReport {
     /// Events checked.
     pub checked: u64,
@@ -17,6 +17,30 @@ pub struct VerifyReport {
     pub checkpoints: u64,
     /// The first bad sequence number and what is wrong with it.
     pub first_bad: Option<(i64, String)>,
+    /// The newest signed checkpoint (the sequence number it covers).
+    pub newest_checkpoint: Option<i64>,
+    /// Events after the newest signed checkpoint: the chain alone vouches
+    /// for them, so they could be cut off unnoticed until the next one.
+    pub unanchored: i64,
+}
+
+/// When a pruned event is in order: before the newest recorded prune's
+/// cutoff, and (given the retention) before the retention's.
+#[derive(Debug, Clone, Default)]
+struct PruneRule {
+    recorded_before: Option<String>,
+    retention_before: Option<String>,
+}
+
+impl PruneRule {
+    fn problem(&self, ts: &str) -> Option<&'static str> {
+        match (&self.recorded_before, &self.retention_before) {
+            (None, _) => Some("pruned without a prune on record"),
+            (Some(c), _) if ts >= c.as_str() => Some("pruned after the recorded cutoff"),
+            (_, Some(r)) if ts >= r.as_str() => Some("pruned before its retention ended"),
+            _ => None,
+        }
+    }
 }
 
 impl VerifyReport {
@@ -102,7 +126,7 @@ impl<'a> View<'a> {
     /// What is wrong with this event on its own (its hash is computed from
     /// the predecessor hash it names; whether that is right is checked in
     /// order).
-    fn problem(&self) -> Option<&'static str> {
+    fn problem(&self, rule: &PruneRule) -> Option<&'static str> {
         let mut parts = self
             .tenant_path
             .unwrap_or("")
@@ -126,6 +150,8 @@ impl<'a> View<'a> {
             // A pruned event only ever has its personal fields erased;
             // anything else there was written afterwards.
             return Some("pruned event carries personal data");
+        } else if let Some(why) = rule.problem(self.ts) {
+            return Some(why);
         }
         if !canonical.chain_hash_is(self.prev_hash, self.personal_digest, self.hash) {
             return Some("content does not match its hash");
@@ -133,12 +159,12 @@ impl<'a> View<'a> {
         None
     }
 
-    fn link(&self) -> Link {
+    fn link(&self, rule: &PruneRule) -> Link {
         Link {
             seq: self.seq,
             prev: hex_array(self.prev_hash),
             hash: hex_array(self.hash),
-            problem: self.problem(),
+            problem: self.problem(rule),
         }
     }
 }
@@ -219,7 +245,12 @@ impl InOrder {
 
 /// Checks pages of a SQLite store on two connections at once, hashing the
 /// borrowed columns of each row where they lie (no per-column allocation).
-fn scan_sqlite(path: &str, to: i64, mut order: InOrder) -> Result<InOrder, AuditError> {
+fn scan_sqlite(
+    path: &str,
+    to: i64,
+    mut order: InOrder,
+    rule: &PruneRule,
+) -> Result<InOrder, AuditError> {
     let open = || {
         rusqlite::Connection::open_with_flags(
             path,
@@ -241,7 +272,7 @@ fn scan_sqlite(path: &str, to: i64, mut order: InOrder) -> Result<InOrder, Audit
             let handles: Vec<_> = ranges
                 .iter()
                 .zip(conns.iter_mut())
-                .map(|((a, b), c)| s.spawn(move || sqlite_links(c, *a, *b)))
+                .map(|((a, b), c)| s.spawn(move || sqlite_links(c, *a, *b, rule)))
                 .collect();
             handles
                 .into_iter()
@@ -263,7 +294,12 @@ fn scan_sqlite(path: &str, to: i64, mut order: InOrder) -> Result<InOrder, Audit
     Ok(order)
 }
 
-fn sqlite_links(c: &rusqlite::Connection, from: i64, to: i64) -> rusqlite::Result<Vec<Link>> {
+fn sqlite_links(
+    c: &rusqlite::Connection,
+    from: i64,
+    to: i64,
+    rule: &PruneRule,
+) -> rusqlite::Result<Vec<Link>> {
     let sql = format!(
         "SELECT {} FROM audit_events WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
         crate::event::COLUMNS
@@ -297,13 +333,13 @@ fn sqlite_links(c: &rusqlite::Connection, from: i64, to: i64) -> rusqlite::Resul
             prev_hash: s(19)?,
             hash: s(20)?,
         };
-        out.push(v.link());
+        out.push(v.link(rule));
     }
     Ok(out)
 }
 
 /// Checks a page of rows on all cores.
-fn check_rows(rows: &[StoredEvent]) -> Vec<Link> {
+fn check_rows(rows: &[StoredEvent], rule: &PruneRule) -> Vec<Link> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -312,7 +348,7 @@ fn check_rows(rows: &[StoredEvent]) -> Vec<Link> {
     std::thread::scope(|s| {
         let parts: Vec<_> = rows
             .chunks(chunk)
-            .map(|c| s.spawn(move || c.iter().map(|r| View::of(r).link()).collect::<Vec<_>>()))
+            .map(|c| s.spawn(move || c.iter().map(|r| View::of(r).link(rule)).collect::<Vec<_>>()))
             .collect();
         parts
             .into_iter()
@@ -352,7 +388,13 @@ async fn pg_page(
 
 /// PostgreSQL: the next page is fetched while the current one is checked
 /// on all cores.
-async fn scan_postgres(url: &str, to: i64, mut order: InOrder) -> Result<InOrder, AuditError> {
+async fn scan_postgres(
+    url: &str,
+    to: i64,
+    mut order: InOrder,
+    rule: PruneRule,
+) -> Result<InOrder, AuditError> {
+    let rule = std::sync::Arc::new(rule);
     let conn = PgConnectOptions::from_str(url)?.connect().await?;
     let mut pending =
         (order.expected <= to).then(|| tokio::spawn(pg_page(conn, order.expected, to)));
@@ -367,7 +409,8 @@ async fn scan_postgres(url: &str, to: i64, mut order: InOrder) -> Result<InOrder
         if page_end < to {
             pending = Some(tokio::spawn(pg_page(conn, page_end + 1, to)));
         }
-        let links = tokio::task::spawn_blocking(move || check_rows(&rows))
+        let rule = rule.clone();
+        let links = tokio::task::spawn_blocking(move || check_rows(&rows, &rule))
             .await
             .map_err(|_| AuditError::WriterStopped)?;
         for l in &links {
@@ -379,6 +422,20 @@ async fn scan_postgres(url: &str, to: i64, mut order: InOrder) -> Result<InOrder
     Ok(order)
 }
 
+/// The newest cutoff a recorded prune names (its event is checked with the
+/// chain like any other).
+async fn recorded_prune(pool: &AnyPool) -> Result<Option<String>, AuditError> {
+    let records: Vec<String> =
+        sqlx::query_scalar("SELECT details FROM audit_events WHERE action = 'audit_pruned'")
+            .fetch_all(pool)
+            .await?;
+    Ok(records
+        .iter()
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter_map(|d| d.get("before").and_then(|b| b.as_str()).map(str::to_owned))
+        .max())
+}
+
 /// Verifies the chain over `from..=to` (all when `None`), without checking
 /// checkpoint signatures; see [`verify_with_keys`].
 pub async fn verify(
@@ -386,19 +443,22 @@ pub async fn verify(
     from: Option<i64>,
     to: Option<i64>,
 ) -> Result<VerifyReport, AuditError> {
-    verify_with_keys(pool, from, to, &[]).await
+    verify_with_keys(pool, from, to, &[], None).await
 }
 
 /// Verifies events `from..=to` (all when `None`). Detects modified, deleted,
 /// inserted and reordered events, and a truncated tail (against the head and
 /// against the signed checkpoints). Each checkpoint in the range must match
 /// the event it names and carry a signature by one of `public_keys` (raw
-/// Ed25519; when empty, signatures are not checked).
+/// Ed25519; when empty, signatures are not checked). A pruned event must
+/// lie before the newest recorded prune's cutoff and, with
+/// `retention_days`, be older than the retention.
 pub async fn verify_with_keys(
     pool: &AnyPool,
     from: Option<i64>,
     to: Option<i64>,
     public_keys: &[Vec<u8>],
+    retention_days: Option<u32>,
 ) -> Result<VerifyReport, AuditError> {
     let (head_seq, head_hash): (i64, String) =
         sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
@@ -406,15 +466,19 @@ pub async fn verify_with_keys(
             .await?;
     let from = from.unwrap_or(1).max(1);
     let to = to.unwrap_or(head_seq).min(head_seq);
-    let mut report = VerifyReport {
-        checked: 0,
-        checkpoints: 0,
-        first_bad: None,
-    };
     // A checkpoint beyond the head: events were cut off the end.
     let newest_cp: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints")
         .fetch_one(pool)
         .await?;
+    let mut report = VerifyReport {
+        newest_checkpoint: newest_cp,
+        unanchored: head_seq - newest_cp.unwrap_or(0).min(head_seq),
+        ..VerifyReport::default()
+    };
+    let rule = PruneRule {
+        recorded_before: recorded_prune(pool).await?,
+        retention_before: retention_days.and_then(crate::prune::retention_cutoff),
+    };
     if let Some(cp) = newest_cp.filter(|cp| *cp > head_seq) {
         report.first_bad = Some((
             head_seq + 1,
@@ -449,13 +513,13 @@ pub async fn verify_with_keys(
         report,
     };
     let url = pool.connect_options().database_url.to_string();
-    if url.starts_with("sqlite:") {
+    if interkom_types::Backend::of(pool).is_postgres() {
+        order = scan_postgres(&url, to, order, rule).await?;
+    } else {
         let path = sqlite_path(&url).to_owned();
-        order = tokio::task::spawn_blocking(move || scan_sqlite(&path, to, order))
+        order = tokio::task::spawn_blocking(move || scan_sqlite(&path, to, order, &rule))
             .await
             .map_err(|_| AuditError::WriterStopped)??;
-    } else {
-        order = scan_postgres(&url, to, order).await?;
     }
     if order.report.first_bad.is_none() && order.expected <= to {
         order.report.first_bad = Some((order.expected, "event missing".into()));

@@ -33,6 +33,10 @@ pub struct AuditConfig {
     pub checkpoint_every_events: i64,
     /// … or after this long, whichever comes first.
     pub checkpoint_every: Duration,
+    /// At most this long after a security-relevant event.
+    pub security_checkpoint_within: Duration,
+    /// Days events keep their personal fields (read by `verify`).
+    pub retention_days: u32,
 }
 
 impl Default for AuditConfig {
@@ -43,6 +47,8 @@ impl Default for AuditConfig {
             checkpoint_key: None,
             checkpoint_every_events: 1000,
             checkpoint_every: Duration::from_secs(60),
+            security_checkpoint_within: Duration::from_secs(5),
+            retention_days: 365,
         }
     }
 }
@@ -52,6 +58,10 @@ struct Checkpoints {
     key: Option<Arc<CheckpointKey>>,
     every_events: i64,
     every: Duration,
+    /// How soon after a security-relevant event.
+    security_within: Duration,
+    /// Since when a security-relevant event waits for a checkpoint.
+    security_since: Option<Instant>,
     /// Sequence number of the newest checkpoint, once read from the store.
     last_seq: Option<i64>,
     last_at: Instant,
@@ -61,8 +71,20 @@ struct Checkpoints {
 
 impl Checkpoints {
     fn due(&self, head: i64, last_seq: i64) -> bool {
+        let security = self
+            .security_since
+            .is_some_and(|t| t.elapsed() >= self.security_within / 2);
         head > last_seq
-            && (head - last_seq >= self.every_events || self.last_at.elapsed() >= self.every)
+            && (head - last_seq >= self.every_events
+                || self.last_at.elapsed() >= self.every
+                || security)
+    }
+
+    /// Notes the security-relevant events of a committed batch.
+    fn saw(&mut self, batch: &[Pending]) {
+        if self.security_since.is_none() && batch.iter().any(|p| p.event.action.is_security()) {
+            self.security_since = Some(Instant::now());
+        }
     }
 }
 
@@ -91,6 +113,8 @@ impl AuditLog {
             key: config.checkpoint_key.clone(),
             every_events: config.checkpoint_every_events.max(1),
             every: config.checkpoint_every,
+            security_within: config.security_checkpoint_within,
+            security_since: None,
             last_seq: None,
             last_at: Instant::now(),
             head: 0,
@@ -225,7 +249,12 @@ async fn run_writer(
     let mut conn: Option<WriterConn> = None;
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     // Time-based checkpoints also when no event arrives.
-    let mut ticker = tokio::time::interval(cps.every.max(Duration::from_millis(100)) / 2);
+    let mut ticker = tokio::time::interval(
+        cps.every
+            .min(cps.security_within)
+            .max(Duration::from_millis(100))
+            / 2,
+    );
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
@@ -479,6 +508,9 @@ macro_rules! write_batch {
             if let Some(seq) = signed {
                 cps.last_seq = Some(seq);
                 cps.last_at = Instant::now();
+                cps.security_since = None;
+            } else {
+                cps.saw(batch);
             }
             Ok(head_seq + 1)
         }
@@ -508,6 +540,7 @@ macro_rules! write_batch {
             cps.head = cps.head.max(seq);
             cps.last_seq = Some(seq);
             cps.last_at = Instant::now();
+            cps.security_since = None;
             Ok(())
         }
     };

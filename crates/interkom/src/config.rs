@@ -259,6 +259,13 @@ pub struct AuditFileConfig {
     pub checkpoint_every_events: i64,
     /// … or after this many seconds, whichever comes first.
     pub checkpoint_every_seconds: u64,
+    /// A checkpoint at most this many seconds after a security-relevant
+    /// event (an administrative change, a replay, a lock, a prune): the
+    /// window in which the newest such events could be cut off unnoticed.
+    pub security_checkpoint_seconds: u64,
+    /// Days events keep their personal fields; `audit prune` erases them
+    /// after this and `audit verify` refuses events pruned before.
+    pub retention_days: u32,
     /// Most events committed in one transaction.
     pub max_batch: usize,
     /// How source addresses are recorded: `truncate` (IPv4 /24, IPv6 /48)
@@ -303,6 +310,8 @@ impl Default for AuditFileConfig {
             checkpoint_key_file: None,
             checkpoint_every_events: 1000,
             checkpoint_every_seconds: 60,
+            security_checkpoint_seconds: 5,
+            retention_days: 365,
             max_batch: 1000,
             source_pseudonymisation: SourcePseudonymisation::Truncate,
             forward: None,
@@ -516,6 +525,10 @@ impl FileConfig {
             checkpoint_key: checkpoint_key.map(std::sync::Arc::new),
             checkpoint_every_events: a.checkpoint_every_events,
             checkpoint_every: std::time::Duration::from_secs(a.checkpoint_every_seconds),
+            security_checkpoint_within: std::time::Duration::from_secs(
+                a.security_checkpoint_seconds.max(1),
+            ),
+            retention_days: a.retention_days,
             ..Default::default()
         }
     }

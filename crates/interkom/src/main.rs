@@ -287,8 +287,9 @@ enum AuditCommand {
     /// Erase the personal data (subject, target, reason, source, details) of
     /// events older than DAYS; the chain stays verifiable.
     Prune {
+        /// Days to keep (default and least: `audit.retention_days`).
         #[arg(long, value_name = "DAYS")]
-        older_than: u32,
+        older_than: Option<u32>,
     },
 }
 
@@ -598,8 +599,15 @@ async fn keys_command(app: &App, command: KeysCommand) -> anyhow::Result<()> {
 async fn audit_command(app: &App, command: AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
         AuditCommand::Prune { older_than } => {
-            let n = interkom_audit::prune_older_than(&app.pool, older_than).await?;
-            println!("personal data of {n} events older than {older_than} days erased");
+            let retention = app.config.audit.retention_days;
+            let days = older_than.unwrap_or(retention);
+            if days < retention {
+                anyhow::bail!(
+                    "--older-than {days}: events are kept {retention} days (audit.retention_days)"
+                );
+            }
+            let n = app.audit.prune_older_than(days).await?;
+            println!("personal data of {n} events older than {days} days erased");
         }
         AuditCommand::Checkpoint {
             command: CheckpointCommand::Export,
@@ -634,12 +642,26 @@ async fn audit_verify(app: &App, from: Option<i64>, to: Option<i64>) -> anyhow::
         .iter()
         .map(|k| k.public_key().to_vec())
         .collect();
-    let report = interkom_audit::verify_with_keys(&app.pool, from, to, &keys).await?;
+    let retention = Some(app.config.audit.retention_days);
+    let report = interkom_audit::verify_with_keys(&app.pool, from, to, &keys, retention).await?;
     match report.first_bad {
-        None => println!(
-            "audit chain ok: {} events and {} signed checkpoints verified",
-            report.checked, report.checkpoints
-        ),
+        None => {
+            println!(
+                "audit chain ok: {} events and {} signed checkpoints verified",
+                report.checked, report.checkpoints
+            );
+            // What the chain alone vouches for: cut off, it would not show.
+            match report.newest_checkpoint {
+                Some(cp) => println!(
+                    "newest signed checkpoint: seq {cp}; {} events after it",
+                    report.unanchored
+                ),
+                None => println!(
+                    "no signed checkpoint: the chain alone vouches for all {} events",
+                    report.unanchored
+                ),
+            }
+        }
         Some((seq, why)) => {
             eprintln!("audit chain broken at seq {seq}: {why}");
             return Ok(ExitCode::from(2));

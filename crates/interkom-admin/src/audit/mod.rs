@@ -354,6 +354,8 @@ pub(crate) async fn verify(
         "checkpoints": report.checkpoints,
         "first_bad_seq": report.first_bad.as_ref().map(|b| b.0),
         "reason": report.first_bad.as_ref().map(|b| b.1.clone()),
+        "newest_checkpoint": report.newest_checkpoint,
+        "unanchored": report.unanchored,
     }))
     .into_response())
 }
