@@ -579,6 +579,8 @@ mod tests {
             key: None,
             every_events: 10,
             every: Duration::from_secs(3600),
+            security_within: Duration::from_secs(3600),
+            security_since: None,
             last_seq: Some(0),
             last_at: Instant::now(),
             head: 0,
@@ -586,6 +588,12 @@ mod tests {
         assert!(!c.due(9, 0));
         assert!(c.due(10, 0));
         assert!(!c.due(10, 10), "nothing new since the last checkpoint");
+        // A security-relevant event waits at most half its window here.
+        c.security_since = Some(Instant::now());
+        assert!(!c.due(11, 10));
+        c.security_within = Duration::ZERO;
+        assert!(c.due(11, 10), "a security event is anchored soon");
+        c.security_since = None;
         c.every = Duration::ZERO;
         assert!(c.due(11, 10), "time has come with one new event");
         assert!(!c.due(10, 10));
