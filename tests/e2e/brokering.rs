@@ -84,7 +84,8 @@ async fn pair(
         .directory
         .register_client(ClientSpec {
             id: BROKER_CLIENT.into(),
-            tenant: tenant.into(),
+            // The Kommune's IdP registers the Landkreis's broker.
+            tenant: "lk-luechow-dannenberg".into(),
             name: "interkom (Landkreis)".into(),
             redirect_uris: vec![broker.url("/broker/callback")],
             post_logout_redirect_uris: vec![broker.url("/broker/logged-out")],

@@ -12,8 +12,18 @@ struct Cli {
 
 impl Cli {
     fn run(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+        self.run_with(args, stdin, &[])
+    }
+
+    fn run_with(
+        &self,
+        args: &[&str],
+        stdin: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> (i32, String, String) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_interkom"))
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(repo_root())
             .env("INTERKOM_CONFIG", repo_root().join("config/interkom.toml"))
             .env("INTERKOM_DATABASE_URL", &self.database_url)
@@ -128,6 +138,8 @@ async fn cli_manages_tenants_users_clients_keys_and_audit() {
             "refresh_token",
             "--post-logout-redirect-uri",
             "http://127.0.0.1:9300/",
+            // The Kreis's own Fachverfahren: no consent page.
+            "--first-party",
         ],
         None,
     );
@@ -264,17 +276,31 @@ async fn cli_manages_tenants_users_clients_keys_and_audit() {
         let cp: serde_json::Value = serde_json::from_str(line).unwrap();
         assert!(cp["signature"].is_string() && cp["public_key"].is_string());
     }
-    // Retention: personal data erased, the chain still verifies.
-    let (code, out, err) = cli.run(&["audit", "prune", "--older-than", "0"], None);
+    // Retention: nothing is pruned before it ends (audit.retention_days)
+    let (code, _, err) = cli.run(&["audit", "prune", "--older-than", "0"], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("retention_days"), "{err}");
+    // With a retention of 0 days: personal data erased, the chain still
+    // verifies, and says what its newest signed checkpoint anchors.
+    let none = [("INTERKOM_AUDIT__RETENTION_DAYS", "0")];
+    let (code, out, err) = cli.run_with(&["audit", "prune", "--older-than", "0"], None, &none);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("erased"), "{out}");
-    let (code, _, err) = cli.run(&["audit", "verify"], None);
+    let (code, out, err) = cli.run_with(&["audit", "verify"], None, &none);
     assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("newest signed checkpoint") || out.contains("no signed checkpoint"),
+        "{out}"
+    );
+    // With the year's retention, the events pruned today are refused.
+    let (code, _, err) = cli.run(&["audit", "verify"], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("retention"), "{err}");
     sqlx::query("UPDATE audit_events SET actor_tenant = 'someone-else' WHERE seq = 2")
         .execute(&s.app.pool)
         .await
         .unwrap();
-    let (code, _, err) = cli.run(&["audit", "verify"], None);
+    let (code, _, err) = cli.run_with(&["audit", "verify"], None, &none);
     assert_eq!(code, 2);
     assert!(err.contains("seq 2"), "{err}");
 }

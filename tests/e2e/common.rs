@@ -307,6 +307,49 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Logs in through the form and, if the client asks, agrees on the
+    /// consent page; returns the redirect's query parameters.
+    pub async fn login_consenting(
+        &self,
+        server: &TestServer,
+        auth_url: &str,
+        user: &str,
+        password: &str,
+    ) -> HashMap<String, String> {
+        let form = self.open_login(server, auth_url).await;
+        let res = self.submit(&form, user, password).await;
+        let res = if res.status() == 200 {
+            let page = res.text().await.unwrap();
+            assert!(page.contains("/login/consent"), "a consent page: {page}");
+            self.consent(server, &page, "allow").await
+        } else {
+            res
+        };
+        assert_eq!(res.status(), 303);
+        redirect_params(&res)
+    }
+
+    /// Answers a consent page with `decision` (`allow` or `deny`).
+    pub async fn consent(
+        &self,
+        server: &TestServer,
+        page: &str,
+        decision: &str,
+    ) -> reqwest::Response {
+        self.http
+            .post(server.url("/login/consent"))
+            .form(&[
+                ("login_request", hidden(page, "login_request")),
+                ("csrf_token", hidden(page, "csrf_token")),
+                ("decision", decision.to_owned()),
+            ])
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
 pub fn parse_form(server: &TestServer, html: &str) -> LoginForm {
     parse_form_at(&server.issuer, html)
 }

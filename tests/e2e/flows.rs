@@ -339,7 +339,8 @@ async fn id_token_algorithm_follows_the_client_registration() {
         .directory
         .register_client(interkom_directory::ClientSpec {
             id: "ratsinfo".into(),
-            tenant: "sg-gartow".into(),
+            // Bound to no resource: for the accounts of its subtree.
+            tenant: "sg-elbtalaue".into(),
             name: "Ratsinformationssystem".into(),
             redirect_uris: vec!["http://127.0.0.1:9100/cb".into()],
             post_logout_redirect_uris: vec![],

@@ -240,6 +240,32 @@ async fn finding_8_a_policy_line_the_engine_would_drop_is_refused() {
     assert_eq!((st, &v["applied"]), (200, &json!(true)), "{v}");
 }
 
+/// An RP-initiated logout a person confirms (a third-party client's hint
+/// alone ends nothing).
+async fn logout_confirmed(s: &TestServer, browser: &Browser, id_token: &str) {
+    let mut u = url::Url::parse(&s.url("/logout")).unwrap();
+    u.query_pairs_mut().append_pair("id_token_hint", id_token);
+    let res = browser.get(u.as_str()).await;
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    let res = browser
+        .http
+        .post(s.url("/logout"))
+        .form(&[
+            ("csrf_token", hidden(&page, "csrf_token")),
+            ("id_token_hint", id_token.to_owned()),
+            ("confirm", "yes".to_owned()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.text().await.unwrap().contains("role=\"status\""),
+        "logged out"
+    );
+}
+
 /// Logs the clerk in at a registered client and redeems the code; returns
 /// the token response.
 async fn clerk_tokens_at(s: &TestServer, browser: &Browser, client: (&str, &str)) -> Value {
@@ -257,7 +283,9 @@ async fn clerk_tokens_at(s: &TestServer, browser: &Browser, client: (&str, &str)
             ("code_challenge_method", "S256"),
         ],
     );
-    let q = browser.login(s, &url, CLERK_USER, CLERK_PASSWORD).await;
+    let q = browser
+        .login_consenting(s, &url, CLERK_USER, CLERK_PASSWORD)
+        .await;
     let res = exchange_code(s, client, &q["code"], &verifier).await;
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
@@ -319,10 +347,7 @@ async fn finding_6_a_back_channel_logout_uri_never_reaches_an_internal_address()
     let secret = register(&s, &hitz, client("abmeldung-hitzacker", &uri)).await;
     let browser = Browser::new();
     let t = clerk_tokens_at(&s, &browser, ("abmeldung-hitzacker", &secret)).await;
-    let mut u = url::Url::parse(&s.url("/logout")).unwrap();
-    u.query_pairs_mut()
-        .append_pair("id_token_hint", t["id_token"].as_str().unwrap());
-    browser.get(u.as_str()).await;
+    logout_confirmed(&s, &browser, t["id_token"].as_str().unwrap()).await;
     // ... but the delivery fails at resolution, without a connection.
     let mut attempted = None;
     for _ in 0..100 {
@@ -802,4 +827,171 @@ async fn finding_5_audit_verify_finds_a_forged_prune_and_a_cut_off_tail() {
     let (seq, why) = r.first_bad.unwrap();
     assert_eq!(seq, change.seq);
     assert!(why.contains("truncated"), "{why}");
+}
+
+/// The authorization URL of a client at `PORTAL_REDIRECT`, with PKCE.
+fn client_url(s: &TestServer, client: &str, extra: &[(&str, &str)]) -> (String, String) {
+    let (verifier, challenge) = pkce();
+    let mut p = vec![
+        ("response_type", "code"),
+        ("client_id", client),
+        ("redirect_uri", PORTAL_REDIRECT),
+        ("scope", "openid profile"),
+        ("state", "s"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    // An extra parameter replaces the default of the same name.
+    p.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+    p.extend_from_slice(extra);
+    (authorize_url(s, &p), verifier)
+}
+
+/// Finding 2: a client any administrator registers was first-party (no
+/// consent page), and a client bound to no resource admitted every account
+/// of the county: a Gemeinde administrator's client received the Kreis
+/// administrator's name, mail, tenant and roles with `prompt=none`. Now
+/// such a client admits its own subtree only and asks the person first;
+/// the consent is remembered, revocable, and `prompt=consent` honoured;
+/// its logout hint alone ends no session.
+#[tokio::test]
+async fn finding_2_a_registered_client_asks_before_it_learns_anything() {
+    let s = TestServer::start().await;
+    let hitz = hitzacker_admin(&s).await;
+    let secret = register(
+        &s,
+        &hitz,
+        json!({ "id": "neugier-app", "tenant": "hitzacker-elbe", "name": "Neugier-App",
+                "redirect_uris": [PORTAL_REDIRECT], "grant_types": ["authorization_code"],
+                "auth_method": "client_secret_basic" }),
+    )
+    .await;
+    // The Kreis administrator, signed in at the portal, is not Hitzacker's:
+    // nothing silent, nothing at all.
+    let kreis = Browser::new();
+    portal_tokens(&s, &kreis, ADMIN_USER, ADMIN_PASSWORD).await;
+    let (url, _) = client_url(&s, "neugier-app", &[("prompt", "none")]);
+    let q = redirect_params(&kreis.get(&url).await);
+    assert_eq!(q["error"], "access_denied", "{q:?}");
+    assert!(!q.contains_key("code"));
+
+    // Hitzacker's clerk is asked: prompt=none cannot.
+    let clerk = Browser::new();
+    portal_tokens(&s, &clerk, CLERK_USER, CLERK_PASSWORD).await;
+    let q = redirect_params(&clerk.get(&url).await);
+    assert_eq!(q["error"], "consent_required", "{q:?}");
+    // The page names the client, its Kommune and the data; declining
+    // tells the client access_denied.
+    let (url, verifier) = client_url(&s, "neugier-app", &[]);
+    let page = clerk.get(&url).await.text().await.unwrap();
+    for shown in [
+        "Neugier-App",
+        "Hitzacker (Elbe), Stadt",
+        "profile",
+        "preferred_username",
+    ] {
+        assert!(page.contains(shown), "{shown}: {page}");
+    }
+    let q = redirect_params(&clerk.consent(&s, &page, "deny").await);
+    assert_eq!(q["error"], "access_denied");
+    assert_eq!(s.audit("consent_declined").await.len(), 1);
+    // Agreed: the code; remembered for the same scopes.
+    let page = clerk.get(&url).await.text().await.unwrap();
+    let q = redirect_params(&clerk.consent(&s, &page, "allow").await);
+    let res = exchange_code(&s, ("neugier-app", &secret), &q["code"], &verifier).await;
+    assert_eq!(res.status(), 200);
+    let t: Value = res.json().await.unwrap();
+    let (again, _) = client_url(&s, "neugier-app", &[("prompt", "none")]);
+    assert!(redirect_params(&clerk.get(&again).await).contains_key("code"));
+    // Asked again for more, and for prompt=consent.
+    for extra in [
+        vec![("scope", "openid profile email")],
+        vec![("prompt", "consent")],
+    ] {
+        let (u, _) = client_url(&s, "neugier-app", &extra);
+        let res = clerk.get(&u).await;
+        assert_eq!(res.status(), 200, "{extra:?}: {:?}", location(&res));
+        assert!(res.text().await.unwrap().contains("/login/consent"));
+    }
+    // The person withdraws it on their account page: asked again.
+    let page = clerk
+        .get(&s.url("/account/consents"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Neugier-App"), "{page}");
+    let res = clerk
+        .http
+        .post(s.url("/account/consents"))
+        .form(&[
+            ("csrf_token", hidden(&page, "csrf_token")),
+            ("client_id", "neugier-app".into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        redirect_params(&clerk.get(&again).await)["error"],
+        "consent_required"
+    );
+    assert_eq!(s.audit("consent_withdrawn").await.len(), 1);
+    // Its ID token as a logout hint ends no session by itself.
+    let mut u = url::Url::parse(&s.url("/logout")).unwrap();
+    u.query_pairs_mut()
+        .append_pair("id_token_hint", t["id_token"].as_str().unwrap());
+    let res = clerk.get(u.as_str()).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("name=\"confirm\""));
+    let (portal, _) = portal_url(&s);
+    let portal = format!("{portal}&prompt=none");
+    assert!(
+        redirect_params(&clerk.get(&portal).await).contains_key("code"),
+        "still signed in"
+    );
+    // First-party standing is the Kreis's to give, with a second
+    // administrator of the Kreis.
+    let patch = |token: String| {
+        let s = &s;
+        async move {
+            let url = s.url("/admin/v1/clients/neugier-app");
+            let got = TestServer::http()
+                .get(&url)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            let tag = got.headers()["etag"].to_str().unwrap().to_owned();
+            let res = TestServer::http()
+                .patch(&url)
+                .bearer_auth(&token)
+                .header("if-match", tag)
+                .json(&json!({ "first_party": true }))
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(patch(hitz.clone()).await.0, 403);
+    let kreis_admin = console_token(&s, ADMIN_USER, ADMIN_PASSWORD).await;
+    let (st, v) = patch(kreis_admin.clone()).await;
+    assert_eq!(st, 202, "{v}");
+    let second = admin_account(&s, "lk-luechow-dannenberg", "admin2.kreis", &["admin"]).await;
+    let approve = format!("/proposals/{}/approve", v["proposal"].as_str().unwrap());
+    let (st, v) = admin(&s, Method::POST, &second, &approve, Some(json!({}))).await;
+    assert_eq!(st, 200, "{v}");
+    let (_, c) = admin(&s, Method::GET, &kreis_admin, "/clients/neugier-app", None).await;
+    assert_eq!(c["first_party"], true);
+    assert!(
+        redirect_params(&clerk.get(&again).await).contains_key("code"),
+        "no longer asks"
+    );
+    // The demo's own clients stay first-party: the portal never asked.
+    assert!(s
+        .audit("consent_given")
+        .await
+        .iter()
+        .all(|e| e.actor_client.as_deref() == Some("neugier-app")));
 }

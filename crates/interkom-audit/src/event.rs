@@ -37,6 +37,12 @@ pub enum Action {
     DecisionBatch,
     /// Retention erased the personal fields of events before a cutoff.
     AuditPruned,
+    /// A person agreed that a client receives their data.
+    ConsentGiven,
+    /// A person declined it on the consent page.
+    ConsentDeclined,
+    /// A person withdrew a consent.
+    ConsentWithdrawn,
 }
 
 impl Action {
@@ -65,6 +71,9 @@ impl Action {
         Action::RoleChanged,
         Action::DecisionBatch,
         Action::AuditPruned,
+        Action::ConsentGiven,
+        Action::ConsentDeclined,
+        Action::ConsentWithdrawn,
     ];
 
     /// Whether a signed checkpoint must follow soon: changes to who may do
@@ -111,6 +120,9 @@ impl Action {
             Action::RoleChanged => "role_changed",
             Action::DecisionBatch => "decision_batch",
             Action::AuditPruned => "audit_pruned",
+            Action::ConsentGiven => "consent_given",
+            Action::ConsentDeclined => "consent_declined",
+            Action::ConsentWithdrawn => "consent_withdrawn",
         }
     }
 

@@ -369,6 +369,17 @@ impl Directory {
         Ok(())
     }
 
+    /// Makes a client first-party (no consent page) or takes that away.
+    pub async fn set_first_party(&self, id: &str, first_party: bool) -> Result<(), DirectoryError> {
+        sqlx::query("UPDATE clients SET first_party = $1 WHERE id = $2")
+            .bind(i64::from(first_party))
+            .bind(id)
+            .execute(&self.0.pool)
+            .await?;
+        self.0.clients.forget(id);
+        Ok(())
+    }
+
     /// A new secret for a confidential client (returned once; the old one
     /// stops working at once on this node, on others within the cache's
     /// lifetime).

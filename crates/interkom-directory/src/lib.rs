@@ -7,6 +7,7 @@
 //!   tokens (building block of everything below).
 //! - [`accounts`]: accounts and their passwords (argon2id).
 //! - [`clients`]: registered Fachverfahren (OAuth clients).
+//! - [`consents`]: what a person agreed a client may receive.
 //! - [`upstreams`]: registered upstream OpenID Providers and the links of
 //!   their identities to accounts.
 //! - [`factors`]: second-factor enrolments (TOTP, recovery codes,
@@ -21,6 +22,7 @@
 
 pub mod accounts;
 pub mod clients;
+pub mod consents;
 pub mod crypto;
 pub mod error;
 pub mod factors;

@@ -463,3 +463,55 @@ async fn factors(dir: &Directory, db: &str) {
     assert!(!dir.has_second_factor(&uid).await.unwrap(), "{db}");
 }
 conformance!(second_factor_enrolments_keep_their_contract, factors);
+
+async fn consents(dir: &Directory, db: &str) {
+    let scopes = |s: &[&str]| s.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+    let account = "acc-1";
+    assert!(!dir
+        .has_consented(account, "app", &scopes(&["openid"]))
+        .await
+        .unwrap());
+    dir.grant_consent(account, "app", &scopes(&["openid", "profile"]))
+        .await
+        .unwrap();
+    assert!(
+        dir.has_consented(account, "app", &scopes(&["profile", "openid"]))
+            .await
+            .unwrap(),
+        "{db}"
+    );
+    assert!(
+        !dir.has_consented(account, "app", &scopes(&["openid", "email"]))
+            .await
+            .unwrap(),
+        "{db}: more asks again"
+    );
+    assert!(
+        !dir.has_consented("acc-2", "app", &scopes(&["openid"]))
+            .await
+            .unwrap(),
+        "{db}: per account"
+    );
+    // A later consent adds to the earlier one.
+    dir.grant_consent(account, "app", &scopes(&["email"]))
+        .await
+        .unwrap();
+    let listed = dir.consents_of(account).await.unwrap();
+    assert_eq!(listed.len(), 1, "{db}");
+    assert_eq!(
+        listed[0].scopes,
+        scopes(&["email", "openid", "profile"]),
+        "{db}"
+    );
+    assert!(dir.revoke_consent(&account.into(), "app").await.unwrap());
+    assert!(
+        !dir.revoke_consent(&account.into(), "app").await.unwrap(),
+        "{db}"
+    );
+    assert!(dir.consents_of(account).await.unwrap().is_empty());
+}
+
+conformance!(
+    consents_are_remembered_per_account_grow_and_are_withdrawn,
+    consents
+);

@@ -44,7 +44,7 @@ pub(crate) async fn check(
 ) -> Result<(Verdict, Vec<String>), GatewayError> {
     let snap = gw.policy.snapshot();
     let Some(resource) = snap.resource_for_client(client_id) else {
-        return Ok((Verdict::Allow, Vec::new()));
+        return unbound(gw, &snap, client_id, user_id).await;
     };
     let amr: Vec<&str> = amr.iter().map(String::as_str).collect();
     let ctx = AuthContext::from_claims(Some(acr), &amr, Some(auth_time), gw.clock.now());
@@ -83,6 +83,29 @@ pub(crate) async fn check(
         audit(gw, meta, client_id, user_id, &resource.id, &snap, &d).await?;
     }
     Ok((verdict, reason_messages(&snap, &d)))
+}
+
+/// A client bound to no resource admits the accounts of its own tenant's
+/// subtree only: a client any administrator may register never sees the
+/// rest of the county. (Bound to a resource, the policy decides.)
+async fn unbound(
+    gw: &Gateway,
+    snap: &Snapshot,
+    client_id: &str,
+    user_id: &str,
+) -> Result<(Verdict, Vec<String>), GatewayError> {
+    let tenant = gw.client(client_id).await?.map(|c| c.tenant.to_string());
+    let home = snap.subject_home(user_id);
+    let inside = matches!((home, &tenant), (Some(h), Some(t)) if snap.within(h, t));
+    if inside {
+        return Ok((Verdict::Allow, Vec::new()));
+    }
+    metrics::counter!("interkom_decisions_total", "via" => "login", "result" => "deny")
+        .increment(1);
+    Ok((
+        Verdict::Deny,
+        vec!["the account lies outside the subtree of the client's tenant".into()],
+    ))
 }
 
 fn reason_messages(snap: &Snapshot, d: &Decision) -> Vec<String> {

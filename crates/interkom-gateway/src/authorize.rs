@@ -18,10 +18,10 @@ use serde::Deserialize;
 
 use crate::error::ErrorCode;
 use crate::i18n::{Lang, LangTexts};
-use crate::login::flow;
 use crate::login::pages::{self, Chooser};
 use crate::login::plan::Step;
 use crate::login::state::{self, AuthRequest, Login, LoginRequest, Posted, BROWSER_COOKIE};
+use crate::login::{consent, flow};
 use crate::params::Params;
 use crate::session::{self, SESSION_COOKIE};
 use crate::sources::oidc::{self, IDP_COOKIE};
@@ -124,7 +124,7 @@ async fn validate(gw: &Gateway, p: &Params) -> Result<(Arc<Client>, AuthRequest)
     r.check_response_type(&client)?;
     let scope = r.scope(&client)?;
     let code_challenge = r.pkce(&client)?;
-    let (prompt_none, prompt_login) = r.prompt()?;
+    let (prompt_none, prompt_login, prompt_consent) = r.prompt()?;
     let max_age = match r.get("max_age")? {
         None => None,
         Some(v) => Some(v.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
@@ -152,6 +152,7 @@ async fn validate(gw: &Gateway, p: &Params) -> Result<(Arc<Client>, AuthRequest)
         code_challenge,
         prompt_none,
         prompt_login,
+        prompt_consent,
         max_age,
         login_hint: r.get("login_hint")?.map(|h| h.chars().take(128).collect()),
         min_acr,
@@ -315,17 +316,18 @@ impl<'p> Redirected<'p> {
         Ok(code_challenge.map(str::to_owned))
     }
 
-    /// `prompt`: (none, login); `consent` needs no screen (first-party).
-    fn prompt(&self) -> Result<(bool, bool), Fail> {
-        let (mut none, mut login) = (false, false);
+    /// `prompt`: (none, login, consent); `consent` asks again, except at
+    /// a first-party client, which never asks.
+    fn prompt(&self) -> Result<(bool, bool, bool), Fail> {
+        let (mut none, mut login, mut consent) = (false, false, false);
         let Some(prompt) = self.get("prompt")? else {
-            return Ok((none, login));
+            return Ok((none, login, consent));
         };
         for v in prompt.split(' ').filter(|v| !v.is_empty()) {
             match v {
                 "none" => none = true,
                 "login" | "select_account" => login = true,
-                "consent" => {}
+                "consent" => consent = true,
                 _ => {
                     return Err(self.fail(
                         ErrorCode::InvalidRequest,
@@ -340,7 +342,7 @@ impl<'p> Redirected<'p> {
                 "prompt=none cannot be combined with other values",
             ));
         }
-        Ok((none, login))
+        Ok((none, login, consent))
     }
 }
 
@@ -383,7 +385,19 @@ async fn proceed(
                     "this service needs a further authentication and prompt=none forbids it",
                 ));
             }
+            let consent = step == Step::Issue && consent::needed(gw, &client, &p, &req).await?;
+            if consent && req.prompt_none {
+                return Err(redirect_fail(
+                    ErrorCode::ConsentRequired,
+                    "the user has not agreed that this service receives their data",
+                ));
+            }
             match step {
+                Step::Issue if consent => {
+                    let at = new_login(gw, &browser, req, client, lang, Some(&p)).await?;
+                    state::save(gw, &at.lr, &p).await?;
+                    pages::consent_page(gw, &at)
+                }
                 Step::Issue => {
                     let mut conn = gw.store.acquire().await.map_err(GatewayError::from)?;
                     let code = flow::issue_code(gw, &mut conn, &req, &s).await?;

@@ -72,6 +72,17 @@ pub(crate) struct Texts {
     pub(crate) passkey_added: &'static str,
     pub(crate) otp_heading: &'static str,
     pub(crate) passkey_login_intro: &'static str,
+    pub(crate) consent_title: &'static str,
+    pub(crate) consent_intro: &'static str,
+    pub(crate) consent_remembered: &'static str,
+    pub(crate) consent_allow: &'static str,
+    pub(crate) consent_deny: &'static str,
+    pub(crate) consents_title: &'static str,
+    pub(crate) consents_intro: &'static str,
+    pub(crate) consents_client: &'static str,
+    pub(crate) consents_scopes: &'static str,
+    pub(crate) consents_revoke: &'static str,
+    pub(crate) consents_none: &'static str,
 }
 
 static DE: Texts = Texts {
@@ -126,6 +137,17 @@ static DE: Texts = Texts {
     passkey_added: "Der Passkey ist eingerichtet.",
     otp_heading: "Code aus der Authenticator-App",
     passkey_login_intro: "Bestätigen Sie die Anmeldung mit Ihrem Passkey, um fortzufahren zu",
+    consent_title: "Zustimmung",
+    consent_intro: "möchte folgende Angaben über Sie erhalten:",
+    consent_remembered: "Ihre Zustimmung wird gespeichert; Sie können sie unter „Zustimmungen“ in Ihrem Konto widerrufen.",
+    consent_allow: "Zustimmen",
+    consent_deny: "Ablehnen",
+    consents_title: "Ihre Zustimmungen",
+    consents_intro: "Diese Fachverfahren erhalten Angaben über Sie.",
+    consents_client: "Fachverfahren",
+    consents_scopes: "Angaben",
+    consents_revoke: "Widerrufen",
+    consents_none: "Sie haben keinem Fachverfahren zugestimmt.",
 };
 
 static EN: Texts = Texts {
@@ -180,6 +202,17 @@ static EN: Texts = Texts {
     passkey_added: "The passkey is set up.",
     otp_heading: "Code from the authenticator app",
     passkey_login_intro: "Confirm the sign-in with your passkey to continue to",
+    consent_title: "Consent",
+    consent_intro: "would like to receive the following about you:",
+    consent_remembered: "Your consent is remembered; you can withdraw it under “Consents” in your account.",
+    consent_allow: "Allow",
+    consent_deny: "Deny",
+    consents_title: "Your consents",
+    consents_intro: "These services receive data about you.",
+    consents_client: "Service",
+    consents_scopes: "Data",
+    consents_revoke: "Withdraw",
+    consents_none: "You have not given consent to any service.",
 };
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ mod backchannel;
 mod broker;
 mod clients;
 pub mod config;
+mod consent;
 mod endpoints;
 pub mod error;
 mod factors;
@@ -175,6 +176,11 @@ impl Gateway {
             .route("/login", post(authorize::login))
             .route("/login/idp", post(authorize::choose_idp))
             .route("/login/otp", post(second_factor::otp))
+            .route("/login/consent", post(consent::login_consent))
+            .route(
+                "/account/consents",
+                get(consent::consents_page).post(consent::consents_post),
+            )
             .route(sources::oidc::CALLBACK, get(broker::callback))
             .route(sources::oidc::LOGGED_OUT, get(broker::logged_out))
             .route(

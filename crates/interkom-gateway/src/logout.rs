@@ -229,7 +229,17 @@ async fn end_session(
     let confirmed = is_post
         && asked.get("confirm").as_deref() == Some("yes")
         && asked.get("csrf_token").is_some_and(|t| ct_eq(&t, &csrf));
-    if !hint_matches && !confirmed {
+    // A hint ends the session at once only from one of the county's own
+    // clients; any other client's logout is the person's to confirm.
+    let trusted = match &asked.client_id {
+        Some(c) => gw
+            .client(c)
+            .await
+            .map_err(|e| web::internal(gw, lang, e))?
+            .is_some_and(|c| c.first_party),
+        None => false,
+    };
+    if !(confirmed || hint_matches && trusted) {
         return Err(confirmation_page(gw, asked, &csrf));
     }
     let upstream_token = gw

@@ -23,6 +23,8 @@ pub(crate) fn templates() -> Result<Environment<'static>, GatewayError> {
     env.add_template("otp.html", include_str!("../templates/otp.html"))?;
     env.add_template("totp.html", include_str!("../templates/totp.html"))?;
     env.add_template("passkey.html", include_str!("../templates/passkey.html"))?;
+    env.add_template("consent.html", include_str!("../templates/consent.html"))?;
+    env.add_template("consents.html", include_str!("../templates/consents.html"))?;
     Ok(env)
 }
 

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::api::{self, check_if_match, record, refuse, AdminChange, Ids, JsonBody};
 use crate::auth::Caller;
+use crate::proposals::store::{propose, Place};
 use crate::scope::admin_scope;
 use crate::scope::Scope;
 use crate::{AdminError, AdminState};
@@ -334,6 +335,39 @@ pub(crate) struct ClientPatch {
     backchannel_logout_uri: Option<String>,
     #[serde(default)]
     resource_server: Option<bool>,
+    /// Logs people in without a consent page: the Kreis's decision, in a
+    /// request of its own, applied when a second administrator of the
+    /// Kreis approves (202 and a proposal).
+    #[serde(default)]
+    first_party: Option<bool>,
+}
+
+impl ClientPatch {
+    /// Whether anything but `first_party` is to change.
+    fn more_than_first_party(&self) -> bool {
+        self.name.is_some()
+            || self.redirect_uris.is_some()
+            || self.post_logout_redirect_uris.is_some()
+            || self.grant_types.is_some()
+            || self.scopes.is_some()
+            || self.jwks.is_some()
+            || self.id_token_alg.is_some()
+            || self.backchannel_logout_uri.is_some()
+            || self.resource_server.is_some()
+    }
+}
+
+/// Whether the caller administers the Kreis of a client's tenant: who
+/// decides that a client is the county's own.
+pub(crate) fn covers_kreis(state: &AdminState, scope: &Scope, tenant: &str) -> bool {
+    let kreis = state
+        .0
+        .tenants
+        .get(tenant)
+        .and_then(|t| t.path.first())
+        .cloned()
+        .unwrap_or_default();
+    scope.covers_id(&state.0.tenants, &kreis)
 }
 
 /// `PATCH /clients/{id}` with `If-Match`.
@@ -348,6 +382,7 @@ pub(crate) struct ClientPatch {
     request_body(content = ClientPatch, content_type = "application/json"),
     responses(
         (status = 200, description = "changed (ETag)", body = serde_json::Value),
+        (status = 202, description = "first_party: proposed, applied when a second administrator of the Kreis approves", body = serde_json::Value),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -364,6 +399,33 @@ pub(crate) async fn patch(
     let before = client_in_scope(&state, &caller, &scope, &id, &c).await?;
     c.tenant = Some(before.tenant.to_string());
     check_if_match(&headers, &api::etag(&before))?;
+    if let Some(first_party) = body.first_party.filter(|f| *f != before.first_party) {
+        if body.more_than_first_party() {
+            return Err(AdminError::bad_request(
+                "change `first_party` in a request of its own: it needs a second administrator",
+            ));
+        }
+        if !covers_kreis(&state, &scope, &before.tenant) {
+            let why = "whether a client asks for consent is for an administrator of its Kreis";
+            return Err(refuse(&state, &caller, &c, why).await);
+        }
+        let place = Place::Tenant(before.tenant.to_string());
+        let payload = json!({ "client": before.id, "first_party": first_party });
+        let pid = propose(
+            &state,
+            &caller,
+            "client_first_party",
+            &payload,
+            &place,
+            &[],
+            &mut c,
+        )
+        .await?;
+        return Ok(api::json(
+            StatusCode::ACCEPTED,
+            json!({ "applied": false, "proposal": pid, "requires_approval": true }),
+        ));
+    }
     if let Some(n) = &body.name {
         check_name(n)?;
     }

@@ -23,6 +23,7 @@ pub(crate) enum Prepared {
     Role(crate::users::UserView, String, String),
     PasswordReset(String),
     Upstream(Box<UpstreamConfig>, Option<(UpstreamConfig, bool)>),
+    FirstParty(String, bool),
 }
 
 pub(crate) async fn prepare_approval(
@@ -98,6 +99,26 @@ pub(crate) async fn prepare_approval(
                 field("user").ok_or_else(|| AdminError::internal("malformed reset proposal"))?;
             Ok(Prepared::PasswordReset(user))
         }
+        "client_first_party" => {
+            let (Some(client), Some(first_party)) = (
+                field("client"),
+                payload.get("first_party").and_then(Value::as_bool),
+            ) else {
+                return Err(AdminError::internal("malformed first-party proposal"));
+            };
+            let found = state
+                .0
+                .directory
+                .client(&client)
+                .await
+                .map_err(AdminError::from)?
+                .ok_or_else(|| AdminError::new(StatusCode::CONFLICT, "the client is gone"))?;
+            if !crate::clients::covers_kreis(state, scope, &found.tenant) {
+                let why = "whether a client asks for consent is for an administrator of its Kreis";
+                return Err(refuse(state, caller, c, why).await);
+            }
+            Ok(Prepared::FirstParty(client, first_party))
+        }
         "upstream" => {
             let body: UpstreamConfig =
                 serde_json::from_value(payload["config"].clone()).map_err(AdminError::from)?;
@@ -159,6 +180,19 @@ pub(crate) async fn apply_approved(
             let after =
                 crate::upstreams::store_upstream(state, caller, before.as_ref(), *body, c).await?;
             Ok(json!({ "upstream": after }))
+        }
+        Prepared::FirstParty(client, first_party) => {
+            state
+                .0
+                .directory
+                .set_first_party(&client, first_party)
+                .await
+                .map_err(AdminError::from)?;
+            c.op = "client.first_party";
+            c.target = format!("clients/{client}");
+            c.after = json!({ "first_party": first_party });
+            record(state, caller, c).await?;
+            Ok(json!({ "client": client, "first_party": first_party }))
         }
         Prepared::PasswordReset(user) => {
             let scope = Scope::load(&state.0.pool, caller).await?;

@@ -12,9 +12,9 @@ use interkom_directory::Client;
 use interkom_types::Loa;
 use url::Url;
 
-use super::pages;
 use super::plan::{self, Available, Step};
 use super::state::{self, AuthRequest, Checked, Login, LoginRequest};
+use super::{consent, pages};
 use crate::error::ErrorCode;
 use crate::session::{self, Session};
 use crate::sources::{IdentitySource, LocalPassword, OidcUpstream, SourceAsk};
@@ -24,6 +24,7 @@ use crate::{access, factors, Gateway, GatewayError};
 
 pub(crate) const ACCESS_DENIED: &str =
     "the access policy does not permit this user to use this service";
+pub(crate) const DECLINED: &str = "the user did not agree that this service receives their data";
 pub(crate) const UNREACHABLE: &str =
     "this service's protection need requires a level of assurance no available login method reaches";
 
@@ -80,6 +81,10 @@ pub(crate) async fn advance(
     p: Login,
 ) -> Result<Response, GatewayError> {
     let outcome = match plan(gw, Some(meta), &at.req, &p).await? {
+        Step::Issue if !p.consented && consent::needed(gw, &at.client, &p, &at.req).await? => {
+            state::save(gw, &at.lr, &p).await?;
+            return Ok(pages::consent_page(gw, at));
+        }
         Step::Issue => LoginOutcome::Issue,
         Step::Deny => LoginOutcome::Deny,
         // A password was just entered: asking again would change nothing.
@@ -255,6 +260,8 @@ pub(crate) enum LoginOutcome {
     Issue,
     Deny,
     Unmet,
+    /// The person did not agree to the client receiving their data.
+    Declined,
 }
 
 /// Ends a login: the login request is used up, the session is created (or
@@ -359,6 +366,7 @@ pub(crate) async fn finish_login(
     let mut res = match (code, outcome) {
         (Some(code), _) => code_redirect(gw, req, &code),
         (None, LoginOutcome::Deny) => to_client(gw, req, ErrorCode::AccessDenied, ACCESS_DENIED),
+        (None, LoginOutcome::Declined) => to_client(gw, req, ErrorCode::AccessDenied, DECLINED),
         (None, _) => to_client(
             gw,
             req,

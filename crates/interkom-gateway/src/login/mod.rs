@@ -11,9 +11,11 @@
 //! - `state`: the pending request, the login's state, the binding of its
 //!   forms to the browser.
 //! - `plan`: the planner, a pure function tested as a table.
-//! - `pages`: the login form and the second-factor page.
+//! - `pages`: the login form, the second-factor and the consent page.
+//! - `consent`: whether the person is asked before the client gets data.
 //! - `flow`: carrying a step out; the one place a login ends.
 
+pub(crate) mod consent;
 pub(crate) mod flow;
 pub(crate) mod pages;
 pub(crate) mod plan;

@@ -136,3 +136,34 @@ pub(crate) fn second_factor_page(
         },
     )
 }
+
+/// The consent page: which client, of which Kommune, wants which data.
+pub(crate) fn consent_page(gw: &Gateway, at: &LoginRequest) -> Response {
+    let lang = at.lang;
+    let kommune = gw
+        .tenants
+        .get(&at.client.tenant)
+        .map(|t| t.name.clone())
+        .unwrap_or_else(|| at.client.tenant.to_string());
+    let claims: Vec<(&str, &str)> = at
+        .req
+        .scope
+        .iter()
+        .filter_map(|s| super::consent::claims_of(s).map(|c| (s.as_str(), c)))
+        .collect();
+    web::page(
+        gw,
+        StatusCode::OK,
+        "consent.html",
+        minijinja::context! {
+            lang => lang.code(),
+            base => gw.cfg.base_path(),
+            t => minijinja::Value::from_serialize(lang.texts()),
+            client_name => &at.client.name,
+            kommune => kommune,
+            claims => claims,
+            login_request => &at.lr,
+            csrf_token => csrf_token(gw, &at.browser, &at.lr),
+        },
+    )
+}

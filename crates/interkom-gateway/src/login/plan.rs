@@ -147,6 +147,7 @@ mod tests {
             offer: vec![],
             passkey_state: None,
             upstream_token: None,
+            consented: false,
         }
     }
 

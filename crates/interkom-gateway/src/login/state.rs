@@ -31,6 +31,9 @@ pub(crate) struct AuthRequest {
     pub(crate) code_challenge: Option<String>,
     pub(crate) prompt_none: bool,
     pub(crate) prompt_login: bool,
+    /// `prompt=consent`: ask again, even if agreed before.
+    #[serde(default)]
+    pub(crate) prompt_consent: bool,
     pub(crate) max_age: Option<i64>,
     pub(crate) login_hint: Option<String>,
     /// The lowest of the requested, known `acr_values`.
@@ -67,6 +70,9 @@ pub(crate) struct Login {
     /// The upstream's ID token, sealed (the hint for logging out there).
     #[serde(default)]
     pub(crate) upstream_token: Option<String>,
+    /// The person agreed on the consent page of this login.
+    #[serde(default)]
+    pub(crate) consented: bool,
 }
 
 /// What an identity source established about the person logging in.
@@ -100,6 +106,7 @@ impl Login {
             offer: Vec::new(),
             passkey_state: None,
             upstream_token: a.upstream_token,
+            consented: false,
         }
     }
 
@@ -118,6 +125,7 @@ impl Login {
             offer: Vec::new(),
             passkey_state: None,
             upstream_token: None,
+            consented: false,
         }
     }
 

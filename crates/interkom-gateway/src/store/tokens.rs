@@ -142,6 +142,27 @@ impl Store {
         Ok(())
     }
 
+    /// Revokes the families of user `user_id` at one client (a withdrawn
+    /// consent); returns how many.
+    pub(crate) async fn revoke_families_of_user_at(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        now: i64,
+    ) -> Result<u64, sqlx::Error> {
+        let n = sqlx::query(
+            "UPDATE token_families SET revoked_at = $1 \
+             WHERE user_id = $2 AND client_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(client_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
     /// The refresh token that hashes to `hash`, used or not.
     pub(crate) async fn refresh_token(
         &self,
