@@ -468,3 +468,102 @@ async fn logout_without_hint_asks_for_confirmation() {
     let res = browser.get(&portal_auth(&s, &[("prompt", "none")])).await;
     assert_eq!(redirect_params(&res)["error"], "login_required");
 }
+
+/// `offline_access` (OIDC Core §11), the usual request of certified RP
+/// libraries that want a refresh token: a client with the refresh_token
+/// grant gets one though its registration does not list the scope; a
+/// client without the grant has the scope ignored, not the login failed.
+#[tokio::test]
+async fn offline_access_is_granted_with_the_refresh_grant_and_ignored_without() {
+    let s = TestServer::start().await;
+    let register = |id: &'static str, grants: Vec<interkom_directory::GrantType>| {
+        let s = &s;
+        async move {
+            s.app
+                .directory
+                .register_client(interkom_directory::ClientSpec {
+                    id: id.into(),
+                    tenant: "lk-luechow-dannenberg".into(),
+                    name: id.into(),
+                    redirect_uris: vec!["http://127.0.0.1:9200/cb".into()],
+                    post_logout_redirect_uris: vec![],
+                    grant_types: grants,
+                    scopes: interkom::config::default_scopes(),
+                    auth_method: interkom_directory::AuthMethod::ClientSecretBasic,
+                    secret: Some("offline-secret-0123456789abcdefghijklmnop".into()),
+                    jwks: None,
+                    id_token_alg: interkom_gateway::Alg::RS256,
+                    backchannel_logout_uri: None,
+                    first_party: true,
+                    resource_server: false,
+                })
+                .await
+                .unwrap();
+        }
+    };
+    use interkom_directory::GrantType;
+    register(
+        "mit-refresh",
+        vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+    )
+    .await;
+    register("ohne-refresh", vec![GrantType::AuthorizationCode]).await;
+    for (client, refresh) in [("mit-refresh", true), ("ohne-refresh", false)] {
+        let rp = s
+            .rp(
+                client,
+                Some("offline-secret-0123456789abcdefghijklmnop"),
+                "http://127.0.0.1:9200/cb",
+            )
+            .await;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let (url, _, _) = rp
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .add_scope(Scope::new("profile".into()))
+            .add_scope(Scope::new("email".into()))
+            .add_scope(Scope::new("offline_access".into()))
+            .set_pkce_challenge(challenge)
+            .url();
+        let q = Browser::new()
+            .login(&s, url.as_str(), ADMIN_USER, ADMIN_PASSWORD)
+            .await;
+        assert!(q.contains_key("code"), "{client}: {q:?}");
+        let tokens = rp
+            .exchange_code(AuthorizationCode::new(q["code"].clone()))
+            .unwrap()
+            .set_pkce_verifier(verifier)
+            .request_async(&TestServer::http())
+            .await
+            .unwrap();
+        assert_eq!(tokens.refresh_token().is_some(), refresh, "{client}");
+        let scope = jwt_payload(tokens.access_token().secret())["scope"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            scope.contains("offline_access"),
+            refresh,
+            "{client}: {scope}"
+        );
+    }
+}
+
+/// Whoever opens the address finds the console, the discovery document
+/// and, in the demo, a login to try.
+#[tokio::test]
+async fn the_start_page_shows_the_way_in() {
+    let s = TestServer::start().await;
+    let res = TestServer::http().get(s.url("/")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let page = res.text().await.unwrap();
+    assert!(page.contains("/admin/console/") && page.contains("openid-configuration"));
+    assert!(page.contains("client_id=serviceportal"), "the demo's login");
+}

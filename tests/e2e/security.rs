@@ -587,26 +587,8 @@ async fn staff_reads(s: &TestServer, token: &str, query: &str) -> Vec<Value> {
     v["events"].as_array().unwrap().clone()
 }
 
-/// The portal's authorization URL with PKCE; (url, verifier).
-fn portal_url(s: &TestServer) -> (String, String) {
-    let (verifier, challenge) = pkce();
-    let url = authorize_url(
-        s,
-        &[
-            ("response_type", "code"),
-            ("client_id", PORTAL),
-            ("redirect_uri", PORTAL_REDIRECT),
-            ("scope", "openid"),
-            ("state", "s"),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ],
-    );
-    (url, verifier)
-}
-
 async fn fail_login(s: &TestServer, user: &str) {
-    let (url, _) = portal_url(s);
+    let (url, _) = client_url(s, PORTAL, &[("scope", "openid")]);
     let browser = Browser::new();
     let form = browser.open_login(s, &url).await;
     let res = browser.submit(&form, user, "falsches-Passwort-1").await;
@@ -643,7 +625,7 @@ async fn finding_4_security_events_reach_the_security_staff_concerned() {
     .await;
     assert_eq!(st, 403);
     // A code of jan.meyer (Hitzacker) redeemed twice.
-    let (url, verifier) = portal_url(&s);
+    let (url, verifier) = client_url(&s, PORTAL, &[("scope", "openid")]);
     let q = Browser::new()
         .login(&s, &url, CLERK_USER, CLERK_PASSWORD)
         .await;
@@ -944,7 +926,7 @@ async fn finding_2_a_registered_client_asks_before_it_learns_anything() {
     let res = clerk.get(u.as_str()).await;
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains("name=\"confirm\""));
-    let (portal, _) = portal_url(&s);
+    let (portal, _) = client_url(&s, PORTAL, &[("scope", "openid")]);
     let portal = format!("{portal}&prompt=none");
     assert!(
         redirect_params(&clerk.get(&portal).await).contains_key("code"),

@@ -29,6 +29,9 @@ use crate::sources::LocalPassword;
 use crate::web::{self, Meta};
 use crate::{Gateway, GatewayError};
 
+/// The scope that asks for a refresh token (OIDC Core §11).
+const OFFLINE_ACCESS: &str = "offline_access";
+
 enum Fail {
     /// Shown as a page: the redirect URI is not (yet) trusted.
     Page(
@@ -257,17 +260,21 @@ impl<'p> Redirected<'p> {
 
     /// The scopes asked for: each known and allowed to this client.
     fn scope(&self, client: &Client) -> Result<Vec<String>, Fail> {
-        let scope: Vec<String> = self
+        let mut scope: Vec<String> = self
             .get("scope")?
             .unwrap_or("")
             .split(' ')
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect();
-        if let Some(s) = scope
-            .iter()
-            .find(|s| !SUPPORTED_SCOPES.contains(&s.as_str()) || !client.scopes.contains(s))
-        {
+        // `offline_access` (OIDC Core §11) asks for a refresh token: granted
+        // with the refresh_token grant, and ignored, not failed, without it.
+        let offline = client.allows(GrantType::RefreshToken);
+        scope.retain(|s| s != OFFLINE_ACCESS || offline);
+        if let Some(s) = scope.iter().find(|s| {
+            !SUPPORTED_SCOPES.contains(&s.as_str())
+                || !(client.scopes.contains(s) || *s == OFFLINE_ACCESS)
+        }) {
             return Err(self.fail(
                 ErrorCode::InvalidScope,
                 &format!("scope `{s}` is not available to this client"),

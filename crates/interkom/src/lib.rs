@@ -7,6 +7,7 @@
 //! - [`authzen`]: the HTTP routes of the AuthZEN PDP (its logic is the
 //!   policy crate's).
 //! - [`metrics`]: the Prometheus metrics and the route tags they carry.
+//! - [`start`]: the start page at `/`.
 //! - [`proxy`]: the client's address behind trusted proxies.
 //! - [`tls`]: rustls with certificate reload, and `dev-cert`.
 //! - [`App`]: one node — pool, audit writer, gateway — and its router;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod db;
 pub mod metrics;
 pub mod proxy;
+pub mod start;
 pub mod tls;
 pub mod trace;
 
@@ -250,6 +252,13 @@ impl App {
                 let (pool, audit) = (metrics_pool.clone(), metrics_audit.clone());
                 async move { metrics::render(&pool, &audit) }
             }),
+        )
+        .route(
+            "/",
+            get(start::handler(start::page(
+                self.config.gateway.issuer_str(),
+                self.config.demo.enabled,
+            ))),
         )
         .route("/healthz", get(|| async { "ok" }))
         .route(
