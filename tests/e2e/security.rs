@@ -977,3 +977,121 @@ async fn finding_2_a_registered_client_asks_before_it_learns_anything() {
         .iter()
         .all(|e| e.actor_client.as_deref() == Some("neugier-app")));
 }
+
+/// The demo Kreis administrator's TOTP secret (`config/interkom.toml`).
+const KREIS_TOTP: &str = "KREISADMINDEMOSECRETZWEITAUSEND2";
+
+/// A console token from a login with password and TOTP, as the console
+/// asks for it (`acr_values` substantial).
+async fn console_token_totp(s: &TestServer, user: &str, password: &str, secret: &str) -> String {
+    let (verifier, challenge) = pkce();
+    let redirect = s.url("/admin/console/callback");
+    let url = authorize_url(
+        s,
+        &[
+            ("response_type", "code"),
+            ("client_id", interkom_admin::console::CONSOLE_CLIENT),
+            ("redirect_uri", &redirect),
+            ("scope", "openid profile"),
+            ("state", "s1"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+            ("acr_values", "urn:interkom:loa:substantial"),
+        ],
+    );
+    let browser = Browser::new();
+    let form = browser.open_login(s, &url).await;
+    let res = browser.submit(&form, user, password).await;
+    assert_eq!(res.status(), 200, "the second-factor page");
+    let page = res.text().await.unwrap();
+    let raw = totp_rs::Secret::Encoded(secret.into()).to_bytes().unwrap();
+    let code = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 0, 30, raw)
+        .generate(s.clock.now() as u64);
+    let res = post_step(&browser, s, "/login/otp", &page, &[("code", &code)]).await;
+    let q = redirect_params(&res);
+    let res = s
+        .post_form(
+            "/token",
+            None,
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", interkom_admin::console::CONSOLE_CLIENT),
+                ("code", &q["code"]),
+                ("redirect_uri", &redirect),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    v["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Finding 9: the console's tokens carried `acr` low and the admin API
+/// checked neither `acr` nor `auth_time`, so a phished password approved
+/// `sehr_hoch` proposals. Now administration is a resource with a
+/// protection need: a second factor by default, and approving a change to
+/// `sehr_hoch` data takes a login at most 15 minutes old.
+#[tokio::test]
+async fn finding_9_administration_takes_a_second_factor_and_fresh_approvals() {
+    let s = TestServer::start_with(|fc| {
+        fc.admin = Default::default();
+        fc.tokens.access_token_ttl = 7200;
+    })
+    .await;
+    // A phished password: a token, but no administration with it.
+    let phished = console_token(&s, ADMIN_USER, ADMIN_PASSWORD).await;
+    let (st, v) = admin(&s, Method::GET, &phished, "/tenants", None).await;
+    assert_eq!(st, 403, "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("second factor"),
+        "{v}"
+    );
+    // With the second factor: admitted.
+    let kreis = console_token_totp(&s, ADMIN_USER, ADMIN_PASSWORD, KREIS_TOTP).await;
+    let (st, _) = admin(&s, Method::GET, &kreis, "/tenants", None).await;
+    assert_eq!(st, 200);
+    // A change to sehr_hoch data waits for a second administrator ...
+    let line = "p, meldebehoerde, meldedaten-gorleben, export, members, deny, true";
+    let (st, p) = admin(
+        &s,
+        Method::POST,
+        &kreis,
+        "/policy/changes",
+        Some(json!({ "add": [line] })),
+    )
+    .await;
+    assert_eq!(st, 202, "{p}");
+    let approve = format!("/proposals/{}/approve", p["proposal"].as_str().unwrap());
+    admin_account(
+        &s,
+        "lk-luechow-dannenberg",
+        "zweite.admin",
+        &["admin", "meldebehoerde"],
+    )
+    .await;
+    let second = s
+        .app
+        .directory
+        .find_user("zweite.admin")
+        .await
+        .unwrap()
+        .unwrap();
+    let secret = s
+        .app
+        .gateway
+        .enrol_totp(&second.id, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let password = "zweite.admin-Passwort-2026!";
+    let approver = console_token_totp(&s, "zweite.admin", password, &secret).await;
+    // ... who approves with a login at most 15 minutes old.
+    s.clock.advance(16 * 60);
+    let (st, v) = admin(&s, Method::POST, &approver, &approve, Some(json!({}))).await;
+    assert_eq!(st, 403, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("15 minutes"), "{v}");
+    let approver = console_token_totp(&s, "zweite.admin", password, &secret).await;
+    let (st, v) = admin(&s, Method::POST, &approver, &approve, Some(json!({}))).await;
+    assert_eq!(st, 200, "{v}");
+}

@@ -14,6 +14,24 @@ pub(crate) struct Caller {
     pub(crate) tenant: Option<String>,
     pub(crate) client: Option<String>,
     pub(crate) request_id: Option<String>,
+    /// When the person logged in (`None`: a machine client).
+    pub(crate) auth_time: Option<i64>,
+}
+
+impl Caller {
+    /// Refuses a person whose login is older than `max_age` seconds (for
+    /// approvals that need a fresh one); machine clients pass.
+    pub(crate) fn fresh_within(&self, state: &AdminState, max_age: i64) -> Result<(), AdminError> {
+        match self.auth_time {
+            Some(t) if state.0.gateway.clock().now() - t > max_age => Err(AdminError::forbidden(
+                format!(
+                    "approving a change to sehr_hoch data needs a login at most {} minutes old: log in again",
+                    max_age / 60
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl FromRequestParts<AdminState> for Caller {
@@ -60,6 +78,17 @@ impl FromRequestParts<AdminState> for Caller {
             ));
         }
         let subject = s("sub").ok_or_else(|| unauthorized("the access token has no subject"))?;
+        // Administration is a resource with a protection need: a person's
+        // login must reach its level (by default a second factor), so a
+        // phished password administers nothing.
+        let required = state.rules().required_acr;
+        let acr = s("acr").and_then(|a| interkom_types::Loa::from_acr(&a));
+        if !own_token && acr.is_none_or(|a| a < required) {
+            return Err(AdminError::forbidden(format!(
+                "administration needs a login of at least {} (a second factor): log in again",
+                required.acr()
+            )));
+        }
         Ok(Caller {
             // A client acting for itself is `client:<id>` in role
             // assignments, never to be mistaken for a person's account id.
@@ -70,6 +99,9 @@ impl FromRequestParts<AdminState> for Caller {
             },
             tenant: s("tenant"),
             client: s("client_id"),
+            auth_time: (!own_token)
+                .then(|| claims.get("auth_time").and_then(Value::as_i64))
+                .flatten(),
             request_id: parts
                 .headers
                 .get("x-request-id")

@@ -96,6 +96,28 @@ impl IntoResponse for Problem {
     }
 }
 
+/// Administration as a resource with a protection need: what a person's
+/// login must have shown for the console and the admin API. Machine
+/// clients (client credentials) are bound by their roles instead.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminRules {
+    /// The least level of a person's login (default: substantial, a
+    /// second factor).
+    pub required_acr: interkom_types::Loa,
+    /// Approving a change to `sehr_hoch` data needs a login at most this
+    /// many seconds old.
+    pub approval_max_age: i64,
+}
+
+impl Default for AdminRules {
+    fn default() -> Self {
+        AdminRules {
+            required_acr: interkom_types::Loa::Substantial,
+            approval_max_age: 900,
+        }
+    }
+}
+
 /// What the admin API works with.
 #[derive(Clone)]
 pub struct AdminState(Arc<Inner>);
@@ -106,6 +128,7 @@ struct Inner {
     audit: AuditLog,
     pool: AnyPool,
     tenants: Arc<TenantTree>,
+    rules: AdminRules,
 }
 
 impl AdminState {
@@ -114,6 +137,7 @@ impl AdminState {
         audit: AuditLog,
         pool: AnyPool,
         tenants: Arc<TenantTree>,
+        rules: AdminRules,
     ) -> AdminState {
         AdminState(Arc::new(Inner {
             directory: gateway.directory().clone(),
@@ -121,7 +145,12 @@ impl AdminState {
             audit,
             pool,
             tenants,
+            rules,
         }))
+    }
+
+    pub fn rules(&self) -> AdminRules {
+        self.0.rules
     }
 }
 

@@ -359,6 +359,17 @@ impl Gateway {
         Ok(removed)
     }
 
+    /// Enrols TOTP for an account with a secret the operator hands over
+    /// (given, base32, or made here); the secret, or `None` if the account
+    /// has TOTP already.
+    pub async fn enrol_totp(
+        &self,
+        id: &str,
+        secret_b32: Option<&str>,
+    ) -> Result<Option<String>, GatewayError> {
+        factors::totp::enrol_known(self, id, secret_b32).await
+    }
+
     pub fn audit(&self) -> &AuditLog {
         &self.audit
     }

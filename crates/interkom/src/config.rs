@@ -31,6 +31,7 @@ const ENV_KEYS: &[&str] = &[
     "brute_force",
     "backchannel",
     "authzen",
+    "admin",
     "brokering",
     "passkeys",
     "audit",
@@ -90,6 +91,9 @@ pub struct FileConfig {
     pub backchannel: BackchannelFileConfig,
     #[serde(default)]
     pub authzen: AuthzenConfig,
+    /// Administration as a resource: what a person's login must show.
+    #[serde(default)]
+    pub admin: AdminFileConfig,
     #[serde(default)]
     pub brokering: BrokeringFileConfig,
     #[serde(default)]
@@ -151,6 +155,27 @@ pub struct BackchannelFileConfig {
     /// Allow `backchannel_logout_uri`s on this machine (tests and local
     /// setups only: in production a client there is a way into the host).
     pub allow_loopback: bool,
+}
+
+/// `[admin]`: the console and the admin API as a resource with a
+/// protection need.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminFileConfig {
+    /// The least level of an administrator's login (`substantial`: a
+    /// second factor).
+    pub required_acr: interkom_policy::Loa,
+    /// Seconds a login may be old to approve a change to `sehr_hoch` data.
+    pub approval_max_age_seconds: i64,
+}
+
+impl Default for AdminFileConfig {
+    fn default() -> Self {
+        AdminFileConfig {
+            required_acr: interkom_policy::Loa::Substantial,
+            approval_max_age_seconds: 900,
+        }
+    }
 }
 
 /// The AuthZEN PDP.
@@ -341,6 +366,10 @@ pub struct DemoUser {
     pub email: Option<String>,
     #[serde(default)]
     pub roles: Vec<String>,
+    /// A TOTP secret (base32) enrolled for the account, so that the demo's
+    /// administrators can reach the console (printed in the README).
+    #[serde(default)]
+    pub totp_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -386,6 +415,7 @@ pub struct Config {
     pub upstreams: Vec<interkom_directory::UpstreamConfig>,
     pub demo: DemoConfig,
     pub authzen: AuthzenConfig,
+    pub admin: interkom_admin::AdminRules,
     pub policy: interkom_policy::PolicySet,
     pub policy_poll_seconds: u64,
     /// TLS, when interkom terminates it itself.
@@ -469,6 +499,10 @@ impl FileConfig {
                     upstreams: self.upstreams,
                     demo: self.demo,
                     authzen: self.authzen,
+                    admin: interkom_admin::AdminRules {
+                        required_acr: self.admin.required_acr,
+                        approval_max_age: self.admin.approval_max_age_seconds.max(60),
+                    },
                     policy,
                     policy_poll_seconds: self.policy_poll_seconds.clamp(1, 3600),
                     tls,

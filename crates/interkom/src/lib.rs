@@ -161,6 +161,14 @@ impl App {
                     }
                 }
             }
+            if let (Some(secret), Some(user)) =
+                (&u.totp_secret, self.directory.find_user(&u.username).await?)
+            {
+                self.gateway
+                    .enrol_totp(&user.id, Some(secret))
+                    .await
+                    .with_context(|| format!("demo user {}: TOTP", u.username))?;
+            }
         }
         for c in &self.config.demo.clients {
             if self.directory.client(&c.id).await?.is_some() {
@@ -234,6 +242,7 @@ impl App {
             self.audit.clone(),
             self.pool.clone(),
             self.tenants.clone(),
+            self.config.admin,
         );
         let console =
             interkom_admin::console::router(admin.clone(), self.config.gateway.issuer_str())

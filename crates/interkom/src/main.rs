@@ -499,8 +499,16 @@ async fn admin_bootstrap(app: &App, tenant: String, username: String) -> anyhow:
             })),
         )
         .await?;
+    // Administration takes a second factor: the first administrator's
+    // TOTP comes with the account.
+    let secret = app
+        .gateway
+        .enrol_totp(&id, None)
+        .await?
+        .context("enrolling the administrator's TOTP")?;
     println!("administrator {username} created in {tenant} (subject {id})");
     println!("initial password (shown only now): {password}");
+    println!("TOTP secret (base32, shown only now; SHA1, 6 digits, 30 s): {secret}");
     Ok(())
 }
 

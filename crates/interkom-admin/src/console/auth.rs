@@ -70,6 +70,12 @@ pub(crate) async fn login(
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256")
         .append_pair("ui_locales", lang.code());
+    // The login the admin API will ask for: the second factor at once.
+    let required = c.0.admin.rules().required_acr;
+    if required > interkom_types::Loa::Low {
+        url.query_pairs_mut()
+            .append_pair("acr_values", required.acr());
+    }
     let mut r = Redirect::to(url.as_str()).into_response();
     set_session_cookie(&mut r, &c, &handle);
     with_lang_cookie(r, lang, set, &c)

@@ -375,6 +375,8 @@ pub(crate) async fn approve(
     let mut c = AdminChange::new("grant.approve", format!("grants/{id}"), None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let row = grant_in_scope(&state, &caller, &scope, &id, &mut c).await?;
+    // Only grants to sehr_hoch resources wait for approval: a fresh login.
+    caller.fresh_within(&state, state.rules().approval_max_age)?;
     if row.approver.is_some() {
         return Err(AdminError::new(
             StatusCode::CONFLICT,

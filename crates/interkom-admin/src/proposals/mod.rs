@@ -172,6 +172,11 @@ pub(crate) async fn approve(
         )
         .await);
     }
+    // Changes to sehr_hoch data (policy lines, a resource's protection)
+    // are approved only with a fresh login.
+    if matches!(row.kind.as_str(), "policy_change" | "resource") {
+        caller.fresh_within(&state, state.rules().approval_max_age)?;
+    }
     let payload: Value = serde_json::from_str(&row.payload).map_err(AdminError::from)?;
     c.approver = Some(caller.subject.clone());
     c.extra = json!({ "proposal": id, "proposer": row.proposer });

@@ -445,3 +445,38 @@ mod tests {
         assert_eq!(normalise_recovery(&codes[0].to_lowercase()).len(), 16);
     }
 }
+
+/// Enrols TOTP for an account without its first code (the operator hands
+/// the secret over: the first administrator, the demo's): with the given
+/// base32 secret, or a new one; returns the secret, base32. An account with
+/// a confirmed TOTP keeps it (`None`).
+pub(crate) async fn enrol_known(
+    gw: &Gateway,
+    user_id: &str,
+    secret_b32: Option<&str>,
+) -> Result<Option<String>, GatewayError> {
+    if gw.dir.has_totp(user_id).await? {
+        return Ok(None);
+    }
+    let raw = match secret_b32 {
+        Some(s) => Secret::Encoded(s.to_owned())
+            .to_bytes()
+            .map_err(|_| GatewayError::Config("a TOTP secret must be base32".into()))?,
+        None => {
+            let mut raw = [0u8; 20];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
+            raw.to_vec()
+        }
+    };
+    let encoded = match Secret::Raw(raw.clone()).to_encoded() {
+        Secret::Encoded(s) => s,
+        Secret::Raw(_) => return Err(GatewayError::Crypto("cannot encode the TOTP secret")),
+    };
+    gw.dir.stage_totp(user_id, &raw).await?;
+    let Some(staged) = gw.dir.staged_totp(user_id).await? else {
+        return Ok(None);
+    };
+    // Step 0: every code from now on is new.
+    let confirmed = gw.dir.confirm_totp(user_id, &staged, 0, &[]).await?;
+    Ok(confirmed.then_some(encoded))
+}
