@@ -227,7 +227,8 @@ async fn prompt_and_max_age_control_reauthentication() {
     let q = redirect_params(&res);
     assert_eq!(q["error"], "login_required");
     assert_eq!(q["state"], "st");
-    portal_tokens(&s, &browser, ADMIN_USER, ADMIN_PASSWORD).await;
+    // (An account without a second factor: see the level below.)
+    portal_tokens(&s, &browser, CLERK_USER, CLERK_PASSWORD).await;
     // prompt=none with a session: a code.
     let res = browser.get(&portal_auth(&s, &[("prompt", "none")])).await;
     assert!(redirect_params(&res).contains_key("code"));
