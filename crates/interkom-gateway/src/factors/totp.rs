@@ -415,37 +415,6 @@ async fn confirm(
     Ok(res.into_response())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc6238_vectors_and_skew() {
-        // RFC 6238 appendix B, SHA-1, 8 digits there; the same HOTP values
-        // truncated to 6 digits.
-        let secret = b"12345678901234567890".to_vec();
-        let t = totp(secret.clone());
-        assert_eq!(t.generate(59), "287082");
-        assert_eq!(t.generate(1_111_111_109), "081804");
-        assert_eq!(t.generate(2_000_000_000), "279037");
-        let now = 1_111_111_109;
-        assert_eq!(matching_step(secret.clone(), "081804", now), Some(now / 30));
-        // One step late still counts, two do not.
-        assert!(matching_step(secret.clone(), "081804", now + 30).is_some());
-        assert!(matching_step(secret.clone(), "081804", now + 61).is_none());
-        assert!(matching_step(secret, "08180", now).is_none());
-    }
-
-    #[test]
-    fn recovery_codes_are_distinct_and_normalise() {
-        let codes = new_recovery_codes();
-        assert_eq!(codes.len(), RECOVERY_CODES);
-        let set: std::collections::HashSet<_> = codes.iter().collect();
-        assert_eq!(set.len(), RECOVERY_CODES);
-        assert_eq!(normalise_recovery(&codes[0].to_lowercase()).len(), 16);
-    }
-}
-
 /// Enrols TOTP for an account without its first code (the operator hands
 /// the secret over: the first administrator, the demo's): with the given
 /// base32 secret, or a new one; returns the secret, base32. An account with
@@ -479,4 +448,35 @@ pub(crate) async fn enrol_known(
     // Step 0: every code from now on is new.
     let confirmed = gw.dir.confirm_totp(user_id, &staged, 0, &[]).await?;
     Ok(confirmed.then_some(encoded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc6238_vectors_and_skew() {
+        // RFC 6238 appendix B, SHA-1, 8 digits there; the same HOTP values
+        // truncated to 6 digits.
+        let secret = b"12345678901234567890".to_vec();
+        let t = totp(secret.clone());
+        assert_eq!(t.generate(59), "287082");
+        assert_eq!(t.generate(1_111_111_109), "081804");
+        assert_eq!(t.generate(2_000_000_000), "279037");
+        let now = 1_111_111_109;
+        assert_eq!(matching_step(secret.clone(), "081804", now), Some(now / 30));
+        // One step late still counts, two do not.
+        assert!(matching_step(secret.clone(), "081804", now + 30).is_some());
+        assert!(matching_step(secret.clone(), "081804", now + 61).is_none());
+        assert!(matching_step(secret, "08180", now).is_none());
+    }
+
+    #[test]
+    fn recovery_codes_are_distinct_and_normalise() {
+        let codes = new_recovery_codes();
+        assert_eq!(codes.len(), RECOVERY_CODES);
+        let set: std::collections::HashSet<_> = codes.iter().collect();
+        assert_eq!(set.len(), RECOVERY_CODES);
+        assert_eq!(normalise_recovery(&codes[0].to_lowercase()).len(), 16);
+    }
 }
