@@ -276,7 +276,7 @@ describe('admin console', () => {
       secret: 'upstream-secret-0123456789abcdef',
       domains: 'hitzacker.example',
       acr: 'urn:hitzacker:eid = high\nurn:hitzacker:password = low',
-      roles: 'it-admins = admin',
+      roles: 'it-aufsicht = kommunalaufsicht',
       groups: 'groups',
       link: true,
     });
@@ -289,7 +289,7 @@ describe('admin console', () => {
     assert.match(listed, /hitzacker-elbe/);
     assert.match(listed, /urn:hitzacker:eid\s*→?\s*:?\s*hoch/);
     assert.match(listed, /urn:hitzacker:password\s*→?\s*:?\s*niedrig/);
-    assert.match(listed, /it-admins\s*→?\s*:?\s*admin/);
+    assert.match(listed, /it-aufsicht\s*→?\s*:?\s*kommunalaufsicht/);
     await assertAccessible(page, 'the upstreams page');
     // Edit fills the form with what is stored (never the secret).
     await page.click('a[aria-label="Bearbeiten: Stadt Hitzacker (Elbe)"]');
@@ -302,6 +302,20 @@ describe('admin console', () => {
     // Delete.
     await page.click('button[aria-label="Löschen: Stadt Hitzacker (Elbe)"]');
     await page.locator('[role=status]', { hasText: 'gelöscht' }).waitFor();
+    assert.equal(await page.locator('main table tbody tr', { hasText: 'idp-hitzacker' }).count(), 0);
+    // A mapping to `admin` waits for a second administrator.
+    await fillUpstream(page, {
+      id: 'idp-hitzacker',
+      tenant: 'hitzacker-elbe',
+      name: 'Stadt Hitzacker (Elbe)',
+      issuer: 'https://login.hitzacker.example',
+      clientId: 'interkom',
+      acr: 'urn:hitzacker:password = low',
+      roles: 'it-admins = admin',
+      groups: 'groups',
+    });
+    await page.click(SAVE);
+    await page.locator('[role=status]', { hasText: 'wartet auf Freigabe' }).waitFor();
     assert.equal(await page.locator('main table tbody tr', { hasText: 'idp-hitzacker' }).count(), 0);
     await context.close();
   });

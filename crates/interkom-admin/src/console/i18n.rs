@@ -106,6 +106,7 @@ pub(crate) const TEXTS: &[(&str, &str, &str)] = &[
     ("needs_approval", "Betrifft Daten mit Schutzbedarf „sehr hoch“: wird erst nach Freigabe durch eine zweite Administratorin oder einen zweiten Administrator wirksam.", "Touches data with protection need “sehr hoch”: takes effect only once a second administrator approves."),
     ("applied", "Die Änderung ist wirksam.", "The change is in effect."),
     ("proposed", "Die Änderung wartet auf Freigabe.", "The change awaits approval."),
+    ("second_admin", "Eine Zuordnung zur Rolle „admin“ wird erst wirksam, wenn eine zweite Administratorin oder ein zweiter Administrator zustimmt.", "A mapping to the role “admin” takes effect only once a second administrator approves."),
     ("pending", "Offene Freigaben", "Pending approvals"),
     ("kind", "Art", "Kind"),
     ("proposer", "Vorgeschlagen von", "Proposed by"),

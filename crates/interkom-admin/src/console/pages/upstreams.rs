@@ -242,7 +242,10 @@ pub(crate) async fn upstreams_post(
                 b["client_secret"] = json!(secret);
             }
             let (status, _, v) = c.api(&s, Method::PUT, &uri, Some(b), None).await;
-            let view = if status.is_success() {
+            let view = if status == StatusCode::ACCEPTED {
+                // A mapping to a four-eyes role: a proposal.
+                UpstreamsView::Done("proposed")
+            } else if status.is_success() {
                 UpstreamsView::Done("applied")
             } else {
                 UpstreamsView::Refused(status, detail(status, &v), sent)
