@@ -934,7 +934,7 @@ async fn finding_2_a_registered_client_asks_before_it_learns_anything() {
     );
     // First-party standing is the Kreis's to give, with a second
     // administrator of the Kreis.
-    let patch = |token: String| {
+    let patch_with = |token: String, first_party: bool| {
         let s = &s;
         async move {
             let url = s.url("/admin/v1/clients/neugier-app");
@@ -949,16 +949,16 @@ async fn finding_2_a_registered_client_asks_before_it_learns_anything() {
                 .patch(&url)
                 .bearer_auth(&token)
                 .header("if-match", tag)
-                .json(&json!({ "first_party": true }))
+                .json(&json!({ "first_party": first_party }))
                 .send()
                 .await
                 .unwrap();
             (res.status().as_u16(), res.json::<Value>().await.unwrap())
         }
     };
-    assert_eq!(patch(hitz.clone()).await.0, 403);
+    assert_eq!(patch_with(hitz.clone(), true).await.0, 403);
     let kreis_admin = console_token(&s, ADMIN_USER, ADMIN_PASSWORD).await;
-    let (st, v) = patch(kreis_admin.clone()).await;
+    let (st, v) = patch_with(kreis_admin.clone(), true).await;
     assert_eq!(st, 202, "{v}");
     let second = admin_account(&s, "lk-luechow-dannenberg", "admin2.kreis", &["admin"]).await;
     let approve = format!("/proposals/{}/approve", v["proposal"].as_str().unwrap());
@@ -969,6 +969,13 @@ async fn finding_2_a_registered_client_asks_before_it_learns_anything() {
     assert!(
         redirect_params(&clerk.get(&again).await).contains_key("code"),
         "no longer asks"
+    );
+    // Taking it away is the tenant's administrator's, at once.
+    let (st, v) = patch_with(hitz.clone(), false).await;
+    assert_eq!((st, &v["first_party"]), (200, &json!(false)), "{v}");
+    assert_eq!(
+        redirect_params(&clerk.get(&again).await)["error"],
+        "consent_required"
     );
     // The demo's own clients stay first-party: the portal never asked.
     assert!(s

@@ -402,8 +402,30 @@ pub(crate) async fn patch(
     if let Some(first_party) = body.first_party.filter(|f| *f != before.first_party) {
         if body.more_than_first_party() {
             return Err(AdminError::bad_request(
-                "change `first_party` in a request of its own: it needs a second administrator",
+                "change `first_party` in a request of its own",
             ));
+        }
+        // Taking the standing away makes the client ask again: the
+        // tenant's administrator may do that at once.
+        if !first_party {
+            state
+                .0
+                .directory
+                .set_first_party(&before.id, false)
+                .await
+                .map_err(AdminError::from)?;
+            c.op = "client.first_party";
+            c.before = json!({ "first_party": true });
+            c.after = json!({ "first_party": false });
+            record(&state, &caller, &c).await?;
+            let after = state
+                .0
+                .directory
+                .client(&before.id)
+                .await
+                .map_err(AdminError::from)?
+                .ok_or(AdminError::Internal)?;
+            return Ok(api::tagged(StatusCode::OK, &*after));
         }
         if !covers_kreis(&state, &scope, &before.tenant) {
             let why = "whether a client asks for consent is for an administrator of its Kreis";
