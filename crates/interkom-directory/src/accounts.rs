@@ -5,7 +5,6 @@
 //! stays bounded under a login storm. An unknown username costs the same
 //! verification as a known one (no user enumeration by timing).
 
-use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -18,12 +17,16 @@ use crate::crypto::random_token;
 use crate::{Directory, DirectoryError};
 
 /// argon2id on a small pool of dedicated threads, each keeping its 19 MiB
-/// working memory between hashes: no allocation, zeroing or page faults per
-/// login, memory bounded at threads × m, and the async runtime's workers
-/// never block on a hash.
+/// working memory between hashes while logins keep coming (no allocation or
+/// page faults per login in a burst) and giving it back when they stop:
+/// memory bounded at threads × m under load and none of it at rest, and the
+/// async runtime's workers never block on a hash.
 pub(crate) struct PasswordHasher {
     params: Params,
-    jobs: std::sync::mpsc::SyncSender<Job>,
+    /// One queue per thread (so each can tell when it has been idle),
+    /// served in turn: every hash costs the same.
+    jobs: Vec<std::sync::mpsc::SyncSender<Job>>,
+    next: std::sync::atomic::AtomicUsize,
 }
 
 enum Job {
@@ -43,17 +46,21 @@ impl PasswordHasher {
         } else {
             cfg.max_concurrent
         };
-        let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(1024);
-        let rx = Arc::new(std::sync::Mutex::new(rx));
+        let mut jobs = Vec::with_capacity(threads);
         for i in 0..threads {
-            let rx = rx.clone();
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(1024 / threads.max(1));
             let params = params.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
                 .spawn(move || worker(&rx, &params))
                 .map_err(|_| DirectoryError::Crypto("cannot start password threads"))?;
+            jobs.push(tx);
         }
-        Ok(PasswordHasher { params, jobs })
+        Ok(PasswordHasher {
+            params,
+            jobs,
+            next: Default::default(),
+        })
     }
 
     pub(crate) async fn hash(&self, password: String) -> Result<String, DirectoryError> {
@@ -78,9 +85,10 @@ impl PasswordHasher {
     }
 
     fn send(&self, job: Job) -> Result<(), DirectoryError> {
-        // The queue is deep; a full queue means a login storm, and waiting
+        let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // The queues are deep; a full one means a login storm, and waiting
         // for room briefly on this thread is the back-pressure we want.
-        self.jobs
+        self.jobs[turn % self.jobs.len()]
             .send(job)
             .map_err(|_| DirectoryError::Crypto("password threads stopped"))
     }
@@ -107,12 +115,18 @@ impl PasswordHasher {
     }
 }
 
-fn worker(rx: &std::sync::Mutex<std::sync::mpsc::Receiver<Job>>, params: &Params) {
+/// How long a password thread keeps its working memory without a job: a
+/// burst of logins reuses it, a quiet server gives it back.
+const KEEP_MEMORY: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn worker(rx: &std::sync::mpsc::Receiver<Job>, params: &Params) {
+    use std::sync::mpsc::RecvTimeoutError;
     let mut memory: Vec<Block> = Vec::new();
     loop {
-        let job = match rx.lock() {
-            Ok(r) => r.recv(),
-            Err(_) => return,
+        let job = if memory.is_empty() {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(KEEP_MEMORY)
         };
         match job {
             Ok(Job::Hash(password, reply)) => {
@@ -121,9 +135,25 @@ fn worker(rx: &std::sync::Mutex<std::sync::mpsc::Receiver<Job>>, params: &Params
             Ok(Job::Verify(hash, password, reply)) => {
                 let _ = reply.send(verify_with(&hash, &password, &mut memory));
             }
-            Err(_) => return,
+            Err(RecvTimeoutError::Timeout) => give_back(&mut memory),
+            Err(RecvTimeoutError::Disconnected) => return,
         }
     }
+}
+
+/// Frees the working memory so the allocator can return it to the system.
+/// mimalloc returns freed memory lazily: at its next collection after a
+/// short delay (10 ms), which a quiet server never reaches. A thread that
+/// ends is such a collection, so a short-lived one ends after the delay.
+fn give_back(memory: &mut Vec<Block>) {
+    *memory = Vec::new();
+    let collect = || {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        drop(std::hint::black_box(Box::new(0u64)));
+    };
+    let _ = std::thread::Builder::new()
+        .name("argon2-release".into())
+        .spawn(collect);
 }
 
 /// Runs argon2 into `memory`, growing it when the parameters need more.

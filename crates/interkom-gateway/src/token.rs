@@ -23,7 +23,7 @@ use interkom_directory::{AuthMethod, Client, GrantType, User, SUPPORTED_SCOPES};
 
 use crate::clients;
 use crate::params::{self, Params};
-use crate::store::{AuthCode, NewRefreshToken, RefreshToken, TokenFamily};
+use crate::store::{AuthCode, NewRefreshToken, RefreshToken, Rotation, TokenFamily};
 use crate::web::Meta;
 use crate::{jws, Gateway, GatewayError, OAuthError};
 
@@ -301,12 +301,7 @@ async fn refresh(
     if row.used_at.is_some() {
         return Err(refresh_reused(gw, meta, client, &row).await);
     }
-    let live = gw
-        .store
-        .family_is_live(&row.family_id)
-        .await
-        .map_err(GatewayError::from)?;
-    if !live || row.expires_at <= now {
+    if row.family_revoked_at.is_some() || row.expires_at <= now {
         return Err(invalid());
     }
     let grant = Redeemed {
@@ -319,19 +314,34 @@ async fn refresh(
         amr: serde_json::from_str(&row.amr).unwrap_or_default(),
         family_id: row.family_id.clone(),
     };
-    let issue = prepare_user_tokens(gw, meta, client, &grant, Action::TokenRefreshed).await?;
-    // One transaction: the old token is used up and its successor exists.
-    let mut tx = gw.store.begin().await.map_err(GatewayError::from)?;
+    let Issue {
+        body,
+        refresh,
+        audit,
+    } = prepare_user_tokens(gw, meta, client, &grant, Action::TokenRefreshed).await?;
+    let Some(next) = refresh else {
+        // The client lost the refresh_token grant since: nothing to rotate.
+        return Err(OAuthError::unauthorized_client(
+            "the client may not use the refresh_token grant",
+        ));
+    };
+    // The old token used up and its successor stored, in one commit (shared
+    // with the other rotations of the moment).
+    let rotation = Rotation {
+        used: hash,
+        at: now,
+        next,
+    };
     let used_up = gw
         .store
-        .use_up_refresh_token(&mut tx, &hash, now)
+        .rotate_refresh_token(rotation)
         .await
         .map_err(GatewayError::from)?;
     if !used_up {
-        drop(tx);
         return Err(refresh_reused(gw, meta, client, &row).await);
     }
-    finish(gw, tx, issue).await
+    gw.audit.append(audit).await.map_err(GatewayError::from)?;
+    Ok(body)
 }
 
 /// Reuse of a rotated refresh token: someone else holds a copy. The whole

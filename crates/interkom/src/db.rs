@@ -22,6 +22,9 @@ pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
     let pool = AnyPoolOptions::new()
         .max_connections(max)
         .min_connections(1)
+        // Connections beyond the one kept close after a quiet minute, with
+        // their caches: a node at rest holds little.
+        .idle_timeout(std::time::Duration::from_secs(60))
         // During a database outage requests fail fast (503) instead of
         // queueing for the default 30 s.
         .acquire_timeout(std::time::Duration::from_secs(5))

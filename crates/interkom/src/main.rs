@@ -328,9 +328,19 @@ fn read_stdin_line() -> anyhow::Result<String> {
     Ok(line)
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    match run().await {
+fn main() -> ExitCode {
+    // Threads of blocking work (key generation, policy compilation at
+    // start-up) end soon after it, with their memory: at rest a node keeps
+    // only its workers.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_keep_alive(std::time::Duration::from_secs(1))
+        .build();
+    let result = match runtime {
+        Ok(rt) => rt.block_on(run()),
+        Err(e) => Err(e.into()),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

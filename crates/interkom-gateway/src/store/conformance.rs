@@ -68,6 +68,7 @@ conformance!(
     codes_are_stored_and_redeemed_once,
     of_two_concurrent_redemptions_one_wins,
     refresh_tokens_rotate_once,
+    concurrent_rotations_commit_together_and_each_token_once,
     token_families_are_revoked_by_id_session_and_user,
     access_tokens_and_client_assertions_are_recorded_once,
     login_requests_are_saved_loaded_and_expire,
@@ -291,6 +292,14 @@ fn code(family_id: &str) -> AuthCode {
     }
 }
 
+fn rotation(used: &str, next: &str, family_id: &str, at: i64) -> Rotation {
+    Rotation {
+        used: used.into(),
+        at,
+        next: refresh(next, family_id),
+    }
+}
+
 fn refresh(hash: &str, family_id: &str) -> NewRefreshToken {
     NewRefreshToken {
         hash: hash.into(),
@@ -511,6 +520,7 @@ async fn refresh_tokens_rotate_once(store: Store) {
             amr: r#"["pwd"]"#.into(),
             expires_at: NOW + 3600,
             used_at: None,
+            family_revoked_at: None,
         }
     );
     assert_eq!(store.refresh_token("r2").await.unwrap(), None);
@@ -522,23 +532,11 @@ async fn refresh_tokens_rotate_once(store: Store) {
 
     // Rotation: the old token is used up and its successor stored, in one
     // transaction.
-    let mut tx = store.begin().await.unwrap();
-    assert!(store
-        .use_up_refresh_token(&mut tx, "r1", NOW + 5)
-        .await
-        .unwrap());
-    store
-        .insert_refresh_token(&mut tx, &refresh("r2", "f1"))
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    let mut conn = store.acquire().await.unwrap();
-    // Reuse: the rotated token cannot be used up again.
-    assert!(!store
-        .use_up_refresh_token(&mut conn, "r1", NOW + 6)
-        .await
-        .unwrap());
-    drop(conn);
+    assert!(store.rotate_refresh_token(rotation("r1", "r2", "f1", NOW + 5)).await.unwrap());
+    // Reuse: the rotated token cannot be used up again, and its would-be
+    // successor is not stored.
+    assert!(!store.rotate_refresh_token(rotation("r1", "r2b", "f1", NOW + 6)).await.unwrap());
+    assert_eq!(store.refresh_token("r2b").await.unwrap(), None);
     assert_eq!(
         store.refresh_token("r1").await.unwrap().unwrap().used_at,
         Some(NOW + 5)
@@ -561,6 +559,52 @@ async fn refresh_tokens_rotate_once(store: Store) {
         .unwrap()
         .is_some_and(|v| v.used_at.is_none()));
     assert_eq!(store.refresh_token_view("r3").await.unwrap(), None);
+}
+
+async fn concurrent_rotations_commit_together_and_each_token_once(store: Store) {
+    add_family(&store, "f1", "rp", "u1", "s1").await;
+    let mut tx = store.begin().await.unwrap();
+    for i in 0..40 {
+        store
+            .insert_refresh_token(&mut tx, &refresh(&format!("old{i}"), "f1"))
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    // Forty tokens rotated at once, and the first of them three more times
+    // by as many thieves: the writer batches them, each keeps its outcome.
+    let mut all = Vec::new();
+    for i in 0..40 {
+        all.push(rotation(&format!("old{i}"), &format!("new{i}"), "f1", NOW + 1));
+    }
+    for t in 0..3 {
+        all.push(rotation("old0", &format!("stolen{t}"), "f1", NOW + 2));
+    }
+    let outcomes = futures_util::future::join_all(
+        all.into_iter().map(|r| store.rotate_refresh_token(r)),
+    )
+    .await;
+    let won: usize = outcomes.iter().filter(|o| matches!(o, Ok(true))).count();
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert_eq!(won, 40, "each of the 40 tokens rotates exactly once");
+    let mut successors = 0;
+    for i in 0..40 {
+        assert!(store.refresh_token(&format!("old{i}")).await.unwrap().unwrap().used_at.is_some());
+        successors += usize::from(store.refresh_token(&format!("new{i}")).await.unwrap().is_some());
+    }
+    let stolen = futures_util::future::join_all(
+        (0..3).map(|t| store.refresh_token_family(&format!("stolen{t}"))),
+    )
+    .await;
+    let stolen = stolen.into_iter().filter(|s| matches!(s, Ok(Some(_)))).count();
+    // old0 went to exactly one of its four claimants.
+    assert_eq!(successors + stolen, 40);
+    // The family's revocation is read with the token.
+    store.revoke_family("f1", NOW + 9).await.unwrap();
+    assert_eq!(
+        store.refresh_token("old1").await.unwrap().unwrap().family_revoked_at,
+        Some(NOW + 9)
+    );
 }
 
 async fn token_families_are_revoked_by_id_session_and_user(store: Store) {

@@ -21,6 +21,7 @@
 //! - `codes`: authorization codes.
 //! - `tokens`: token families, refresh tokens, revoked access tokens and
 //!   the `jti`s of client assertions.
+//! - `rotations`: refresh-token rotations, committed in groups.
 //! - `logins`: login requests, logins sent to an upstream, WebAuthn
 //!   ceremonies — what a login keeps between two requests.
 //! - `deliveries`: the outbox of back-channel logout.
@@ -38,6 +39,7 @@ mod deliveries;
 mod keys;
 mod logins;
 mod purge;
+mod rotations;
 mod sessions;
 mod throttle;
 mod tokens;
@@ -51,6 +53,7 @@ pub(crate) use deliveries::Delivery;
 pub use keys::KeyInfo;
 pub(crate) use keys::{NewSigningKey, StoredKey};
 pub(crate) use logins::{Ceremony, NewLoginRequest, UpstreamLogin};
+pub(crate) use rotations::Rotation;
 pub(crate) use sessions::{Session, StepUp};
 pub(crate) use tokens::{NewRefreshToken, RefreshToken, TokenFamily};
 
@@ -67,12 +70,18 @@ pub(crate) struct Store {
     pool: AnyPool,
     /// Read once from the pool: whether rotations can be announced.
     backend: Backend,
+    /// The group commit of refresh-token rotations.
+    rotations: rotations::Rotations,
 }
 
 impl Store {
     pub(crate) fn new(pool: AnyPool) -> Store {
         let backend = Backend::of(&pool);
-        Store { pool, backend }
+        Store {
+            pool,
+            backend,
+            rotations: Default::default(),
+        }
     }
 
     pub(crate) fn backend(&self) -> Backend {

@@ -35,6 +35,8 @@ pub(crate) struct RefreshToken {
     pub(crate) amr: String,
     pub(crate) expires_at: i64,
     pub(crate) used_at: Option<i64>,
+    /// When its family was revoked (logout, reuse, revocation), if it was.
+    pub(crate) family_revoked_at: Option<i64>,
 }
 
 /// A new refresh token, to be stored with its hash.
@@ -163,14 +165,16 @@ impl Store {
         Ok(n)
     }
 
-    /// The refresh token that hashes to `hash`, used or not.
+    /// The refresh token that hashes to `hash`, used or not, with its
+    /// family's revocation (one read on the refresh path).
     pub(crate) async fn refresh_token(
         &self,
         hash: &str,
     ) -> Result<Option<RefreshToken>, sqlx::Error> {
         sqlx::query_as(
-            "SELECT family_id, client_id, user_id, sid, scope, auth_time, acr, amr, expires_at, used_at \
-             FROM refresh_tokens WHERE token_hash = $1",
+            "SELECT r.family_id, r.client_id, r.user_id, r.sid, r.scope, r.auth_time, r.acr, r.amr, \
+             r.expires_at, r.used_at, f.revoked_at AS family_revoked_at \
+             FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id WHERE r.token_hash = $1",
         )
         .bind(hash)
         .fetch_optional(&self.pool)
@@ -210,43 +214,7 @@ impl Store {
         conn: &mut AnyConnection,
         r: &NewRefreshToken,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, sid, scope, auth_time, acr, amr, \
-             expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)",
-        )
-        .bind(&r.hash)
-        .bind(&r.family_id)
-        .bind(&r.client_id)
-        .bind(&r.user_id)
-        .bind(&r.sid)
-        .bind(&r.scope)
-        .bind(r.auth_time)
-        .bind(&r.acr)
-        .bind(&r.amr)
-        .bind(r.expires_at)
-        .execute(conn)
-        .await?;
-        Ok(())
-    }
-
-    /// Marks the refresh token used, in the caller's transaction; false
-    /// when it was used already (a reuse). Atomic like
-    /// [`Store::use_up_code`].
-    pub(crate) async fn use_up_refresh_token(
-        &self,
-        conn: &mut AnyConnection,
-        hash: &str,
-        now: i64,
-    ) -> Result<bool, sqlx::Error> {
-        let n = sqlx::query(
-            "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
-        )
-        .bind(now)
-        .bind(hash)
-        .execute(conn)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        insert_refresh_token(conn, r).await
     }
 
     /// Whether the access token `jti` was revoked.
@@ -289,4 +257,28 @@ impl Store {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Stores a new refresh token on `conn` (also the rotation writer's).
+pub(super) async fn insert_refresh_token(
+    conn: &mut AnyConnection,
+    r: &NewRefreshToken,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, sid, scope, auth_time, acr, amr, \
+         expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)",
+    )
+    .bind(&r.hash)
+    .bind(&r.family_id)
+    .bind(&r.client_id)
+    .bind(&r.user_id)
+    .bind(&r.sid)
+    .bind(&r.scope)
+    .bind(r.auth_time)
+    .bind(&r.acr)
+    .bind(&r.amr)
+    .bind(r.expires_at)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
