@@ -1516,3 +1516,218 @@ async fn lists_are_paged_and_filtered() {
 fn urlencoding(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+/// Every grant the caller sees, page by page of `limit`: each once.
+async fn grant_pages(s: &TestServer, token: &str, query: &str, limit: usize) -> Vec<Value> {
+    let mut seen: Vec<Value> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("/grants?{query}&limit={limit}&cursor={}", urlencoding(c)),
+            None => format!("/grants?{query}&limit={limit}"),
+        };
+        let (page, _) = ok(get(s, token, &url).await, 200).await;
+        let items = page["grants"].as_array().unwrap();
+        assert!(items.len() <= limit, "{url}");
+        for g in items {
+            assert!(
+                seen.iter().all(|x| x["id"] != g["id"]),
+                "{} twice ({url})",
+                g["id"]
+            );
+            seen.push(g.clone());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => {
+                assert_eq!(items.len(), limit, "a page before the last is full");
+                assert_eq!(items.last().unwrap()["id"], c, "the cursor is the last id");
+                cursor = Some(c.to_owned());
+            }
+            None => break,
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn grants_are_paged_one_by_one_and_filtered() {
+    let s = TestServer::start().await;
+    let admin = kreis_admin(&s).await;
+    // Grants the Kreis administrator may give: on the resources they read.
+    let subject = s
+        .app
+        .directory
+        .find_user(ADMIN_USER)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let snap = s.app.gateway.policy().snapshot();
+    let now = s.app.gateway.clock().now();
+    let ctx = interkom_policy::engine::AuthContext {
+        acr: Some(interkom_policy::Loa::High),
+        auth_time: Some(now),
+        second_factor: true,
+        now,
+    };
+    let readable: Vec<&str> = [
+        "haushalt-sg-elbtalaue",
+        "haushalt-hitzacker-elbe",
+        "haushalt-lk",
+        "bauantrag",
+        "kfz-zulassung",
+    ]
+    .into_iter()
+    .filter(|r| {
+        snap.decide(
+            interkom_policy::engine::SubjectRef::User(&subject),
+            "read",
+            interkom_policy::engine::ResourceRef::id(r),
+            &ctx,
+        )
+        .allowed()
+    })
+    .collect();
+    assert!(!readable.is_empty(), "kreis.admin reads some resource");
+    let mut created = Vec::new();
+    for (i, grantee) in [
+        "user:jan.meyer",
+        "*@hitzacker-elbe",
+        "*@gorleben",
+        "user:jan.meyer",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let resource = readable[i % readable.len()];
+        let body = json!({ "grantee": grantee, "resource": resource, "actions": ["read"],
+                           "purpose": format!("Prüfung {i}"), "expires_at": "2099-01-01T00:00:00Z" });
+        let (g, _) = ok(post(&s, &admin, "/grants", body).await, 201).await;
+        created.push(g["grant"].clone());
+    }
+
+    // One by one: every grant exactly once, in the order of their ids, the
+    // same as in one page.
+    let (all, _) = ok(get(&s, &admin, "/grants?limit=1000").await, 200).await;
+    assert!(all["next_cursor"].is_null());
+    let all = all["grants"].as_array().unwrap().clone();
+    let single = grant_pages(&s, &admin, "", 1).await;
+    assert_eq!(single, all);
+    let ids: Vec<&str> = single.iter().map(|g| g["id"].as_str().unwrap()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(ids, sorted);
+    for g in &created {
+        assert_eq!(single.iter().filter(|x| x["id"] == g["id"]).count(), 1);
+        let shown = single.iter().find(|x| x["id"] == g["id"]).unwrap();
+        assert_eq!(shown, g, "a grant reads as it was created");
+    }
+
+    // Filtered by grantee, by resource, by both: exactly the matching ones.
+    let by_subject = grant_pages(&s, &admin, "subject=user%3Ajan.meyer", 1).await;
+    let want: Vec<&Value> = all
+        .iter()
+        .filter(|g| g["grantee"] == "user:jan.meyer")
+        .collect();
+    assert!(want.len() >= 2);
+    assert_eq!(by_subject.iter().collect::<Vec<_>>(), want);
+    let resource = readable[0];
+    let by_resource = grant_pages(&s, &admin, &format!("resource={resource}"), 1).await;
+    let want: Vec<&Value> = all.iter().filter(|g| g["resource"] == resource).collect();
+    assert!(!want.is_empty());
+    assert_eq!(by_resource.iter().collect::<Vec<_>>(), want);
+    let both = grant_pages(
+        &s,
+        &admin,
+        &format!("resource={resource}&subject=user%3Ajan.meyer"),
+        1,
+    )
+    .await;
+    assert!(both
+        .iter()
+        .all(|g| g["resource"] == resource && g["grantee"] == "user:jan.meyer"));
+    assert_eq!(
+        both.len(),
+        all.iter()
+            .filter(|g| g["resource"] == resource && g["grantee"] == "user:jan.meyer")
+            .count()
+    );
+    let (none, _) = ok(
+        get(&s, &admin, "/grants?resource=no-such-resource").await,
+        200,
+    )
+    .await;
+    assert_eq!(none["grants"], json!([]));
+    assert!(none["next_cursor"].is_null());
+
+    // A Gemeinde's administrator pages through none of the Kreis's.
+    let (_, hitz) = account(&s, "hitzacker-elbe", "hitzacker.admin", &["admin"]).await;
+    let theirs = grant_pages(&s, &hitz, "", 1).await;
+    for g in &created {
+        let owner = snap
+            .resource(g["resource"].as_str().unwrap())
+            .and_then(|r| r.owner.clone());
+        if owner.as_deref() != Some("hitzacker-elbe") {
+            assert!(theirs.iter().all(|x| x["id"] != g["id"]));
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_names_a_schema_for_every_answer() {
+    let s = TestServer::start().await;
+    let res = TestServer::http()
+        .get(s.url("/admin/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let doc: Value = res.json().await.unwrap();
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    let mut checked = 0;
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().unwrap() {
+            let Some(responses) = op.get("responses").and_then(Value::as_object) else {
+                continue;
+            };
+            for (status, r) in responses {
+                if !matches!(status.as_str(), "200" | "201" | "202") {
+                    continue;
+                }
+                let content = r["content"].as_object().unwrap();
+                if content.contains_key("application/x-ndjson") {
+                    // The audit export: a stream of lines.
+                    assert_eq!(path, "/audit/export");
+                    continue;
+                }
+                let schema = &content["application/json"]["schema"];
+                let name = schema["$ref"]
+                    .as_str()
+                    .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                    .unwrap_or_else(|| {
+                        panic!("{method} {path} {status}: no named schema: {schema}")
+                    });
+                let component = &schemas[name];
+                // A real schema: properties, or a composition of them.
+                let typed = component["properties"]
+                    .as_object()
+                    .is_some_and(|p| !p.is_empty())
+                    || component.get("allOf").is_some()
+                    || component.get("oneOf").is_some();
+                assert!(
+                    typed,
+                    "{method} {path} {status}: {name} is untyped: {component}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 40, "{checked} answers checked");
+    // Every reference resolves.
+    let text = doc.to_string();
+    for part in text.split("\"#/components/schemas/").skip(1) {
+        let name = part.split('"').next().unwrap();
+        assert!(schemas.contains_key(name), "unresolved {name}");
+    }
+}

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use interkom_audit::{Action, AuditEvent, Outcome};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
@@ -91,7 +91,7 @@ pub(crate) fn tagged(status: StatusCode, v: &impl Serialize) -> Response {
 }
 
 /// A JSON response without a tag (lists, results).
-pub(crate) fn json(status: StatusCode, v: Value) -> Response {
+pub(crate) fn json(status: StatusCode, v: &impl Serialize) -> Response {
     let mut r = (status, axum::Json(v)).into_response();
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -128,23 +128,39 @@ impl<'a> AdminChange<'a> {
     }
 }
 
+/// The details of an `admin_change` event.
+#[derive(Serialize)]
+struct ChangeDetails<'a> {
+    /// The operation (`user.create`, …).
+    op: &'a str,
+    /// The entity before the change (free-form).
+    before: &'a Value,
+    /// The entity after the change (free-form).
+    after: &'a Value,
+    /// The second administrator who approved it.
+    approver: &'a Option<String>,
+    /// Anything else worth keeping (free-form).
+    extra: &'a Value,
+}
+
 fn change_event(
     state: &AdminState,
     caller: &Caller,
     c: &AdminChange<'_>,
     outcome: Outcome,
 ) -> AuditEvent {
+    let details = ChangeDetails {
+        op: c.op,
+        before: &c.before,
+        after: &c.after,
+        approver: &c.approver,
+        extra: &c.extra,
+    };
     let mut ev = AuditEvent::new(Action::AdminChange, outcome)
         .subject(&caller.subject, caller.tenant.clone())
         .correlation(caller.request_id.clone())
         .target(c.target.clone())
-        .details(json!({
-            "op": c.op,
-            "before": c.before,
-            "after": c.after,
-            "approver": c.approver,
-            "extra": c.extra,
-        }));
+        .details(serde_json::to_value(&details).unwrap_or(Value::Null));
     if let Some(t) = c.tenant.as_deref().and_then(|t| state.0.tenants.get(t)) {
         ev = ev.tenant(t.id.clone(), t.path_string());
     }
@@ -279,4 +295,18 @@ pub(crate) fn page<T: Serialize>(
     items.truncate(limit);
     let next = if more { items.last().map(&key) } else { None };
     Ok((items, next))
+}
+
+/// A page read with `limit + 1` rows: the first `limit`, and the key of
+/// the last one as the next cursor when there was more.
+pub(crate) fn keyset_page<T>(
+    mut rows: Vec<T>,
+    limit: i64,
+    key: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = if more { rows.last().map(key) } else { None };
+    (rows, next)
 }

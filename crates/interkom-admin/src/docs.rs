@@ -50,6 +50,32 @@ pub(crate) enum AlgDoc {
     EdDSA,
 }
 
+/// A level of assurance (eIDAS / BSI TR-03107-1).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(crate) enum LoaDoc {
+    Low,
+    Substantial,
+    High,
+}
+
+/// A decision that a change would flip (the what-if of a change).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct FlipDoc {
+    /// The subject whose decision flips (an account id or a role).
+    subject: String,
+    /// The action decided.
+    action: String,
+    /// The resource decided on.
+    resource: String,
+    /// Whether it was allowed before the change.
+    before: bool,
+    /// Whether it is allowed after the change.
+    after: bool,
+}
+
 /// The errors every operation may answer, each as problem+json.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]

@@ -6,8 +6,9 @@
 //!
 //! # Layout
 //! One folder per resource, each with its handlers, its rules and its
-//! OpenAPI annotations, and a `routes()` that [`router`] and the OpenAPI
-//! document are both made from (utoipa-axum: one list):
+//! OpenAPI annotations, its answers as typed views (`view.rs`, whose
+//! schemas the document names), and a `routes()` that [`router`] and the
+//! OpenAPI document are both made from (utoipa-axum: one list):
 //! `users`, `clients` (with tenants and keys), `upstreams`, `grants`,
 //! `audit`, `policy` (lines: read, what-if, change), `resources` (with
 //! their protection needs), `proposals` (four eyes: `store`, `apply`).

@@ -55,6 +55,14 @@ impl Scope {
         roots.peek().is_some() && roots.all(|t| self.covers(t))
     }
 
+    /// The ids of the tenants the caller administers, in tree order.
+    pub(crate) fn tenant_ids(&self, tree: &TenantTree) -> Vec<String> {
+        tree.iter()
+            .filter(|t| self.covers(t))
+            .map(|t| t.id.clone())
+            .collect()
+    }
+
     /// Whether the tenant of this id exists and lies in the caller's reach.
     pub(crate) fn covers_id(&self, tree: &TenantTree, id: &str) -> bool {
         tree.get(id).is_some_and(|t| self.covers(t))

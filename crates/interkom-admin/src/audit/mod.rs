@@ -11,12 +11,17 @@ use interkom_audit::export::{Exporter, Format};
 use interkom_audit::{Action, AuditEvent, AuditQuery, Outcome};
 use interkom_policy::roles::{tenants_with_role, SECURITY_STAFF};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::{AdminError, AdminState};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+
+pub(crate) mod view;
+
+use view::{CheckpointList, EventsPage, VerifyStatus};
+use view::{ExportDetails, FilterDetails, ReadDetails, RefusedDetails};
 
 /// The routes of this resource, with their OpenAPI annotations (one list
 /// for both).
@@ -147,7 +152,9 @@ async fn authorize(
 async fn denied(state: &AdminState, caller: &Caller, f: &Filter, why: &str) -> AdminError {
     let ev = base_event(caller, Action::AuditRead, Outcome::Denied)
         .reason(why)
-        .details(json!({ "tenant": f.tenant }));
+        .details(details(&RefusedDetails {
+            tenant: f.tenant.clone(),
+        }));
     if let Err(e) = state.0.audit.append(ev).await {
         tracing::error!(error = %e, "audit store unavailable");
         return AdminError::new(
@@ -168,12 +175,23 @@ fn base_event(caller: &Caller, action: Action, outcome: Outcome) -> AuditEvent {
     ev
 }
 
-fn describe(q: &AuditQuery) -> serde_json::Value {
-    json!({
-        "tenant_path": q.tenant_path_prefix, "from": q.from_ts, "to": q.to_ts, "actor": q.actor_subject,
-        "action": q.action, "outcome": q.outcome, "client": q.actor_client,
-        "correlation_id": q.correlation_id, "cursor": q.before_seq,
-    })
+fn describe(q: &AuditQuery) -> FilterDetails {
+    FilterDetails {
+        tenant_path: q.tenant_path_prefix.clone(),
+        from: q.from_ts.clone(),
+        to: q.to_ts.clone(),
+        actor: q.actor_subject.clone(),
+        action: q.action.clone(),
+        outcome: q.outcome.clone(),
+        client: q.actor_client.clone(),
+        correlation_id: q.correlation_id.clone(),
+        cursor: q.before_seq,
+    }
+}
+
+/// An event's details as stored (a JSON object).
+fn details(d: &impl serde::Serialize) -> Value {
+    serde_json::to_value(d).unwrap_or(Value::Null)
 }
 
 /// `GET /admin/v1/audit/events`: one page, newest first.
@@ -194,7 +212,7 @@ fn describe(q: &AuditQuery) -> serde_json::Value {
         ("limit" = Option<String>, Query, description = "1..=1000")
     ),
     responses(
-        (status = 200, description = "one page, newest first", body = serde_json::Value),
+        (status = 200, description = "one page, newest first", body = EventsPage),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -216,8 +234,11 @@ pub(crate) async fn events(
             AdminError::Internal
         })?;
     // Reading is audited before the data leaves.
-    let ev = base_event(&caller, Action::AuditRead, Outcome::Success)
-        .details(json!({ "filter": describe(&q), "events": page.len() }));
+    let ev =
+        base_event(&caller, Action::AuditRead, Outcome::Success).details(details(&ReadDetails {
+            filter: describe(&q),
+            events: page.len(),
+        }));
     state.0.audit.append(ev).await.map_err(|_| {
         AdminError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -227,7 +248,11 @@ pub(crate) async fn events(
     let next = (page.len() as i64 == q.limit)
         .then(|| page.last().map(|e| e.seq.to_string()))
         .flatten();
-    let mut r = Json(json!({ "events": page, "next_cursor": next })).into_response();
+    let mut r = Json(EventsPage {
+        events: page,
+        next_cursor: next,
+    })
+    .into_response();
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
@@ -268,9 +293,12 @@ pub(crate) async fn export(
         return Err(AdminError::bad_request("an export has no cursor or limit"));
     }
     let q = authorize(&state, &caller, &f).await?;
-    let ev = base_event(&caller, Action::AuditExport, Outcome::Success).details(
-        json!({ "filter": describe(&q), "format": f.format.as_deref().unwrap_or("jsonl") }),
-    );
+    let ev = base_event(&caller, Action::AuditExport, Outcome::Success).details(details(
+        &ExportDetails {
+            filter: describe(&q),
+            format: f.format.as_deref().unwrap_or("jsonl").to_owned(),
+        },
+    ));
     state.0.audit.append(ev).await.map_err(|_| {
         AdminError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -332,7 +360,7 @@ async fn require_security_staff(state: &AdminState, caller: &Caller) -> Result<(
     path = "/audit/verify",
     tag = "admin",
     responses(
-        (status = 200, description = "verification status", body = serde_json::Value),
+        (status = 200, description = "verification status", body = VerifyStatus),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -348,15 +376,15 @@ pub(crate) async fn verify(
             tracing::error!(error = %e, "audit verification failed");
             AdminError::Internal
         })?;
-    Ok(Json(json!({
-        "ok": report.ok(),
-        "checked": report.checked,
-        "checkpoints": report.checkpoints,
-        "first_bad_seq": report.first_bad.as_ref().map(|b| b.0),
-        "reason": report.first_bad.as_ref().map(|b| b.1.clone()),
-        "newest_checkpoint": report.newest_checkpoint,
-        "unanchored": report.unanchored,
-    }))
+    Ok(Json(VerifyStatus {
+        ok: report.ok(),
+        checked: report.checked,
+        checkpoints: report.checkpoints,
+        first_bad_seq: report.first_bad.as_ref().map(|b| b.0),
+        reason: report.first_bad.as_ref().map(|b| b.1.clone()),
+        newest_checkpoint: report.newest_checkpoint,
+        unanchored: report.unanchored,
+    })
     .into_response())
 }
 
@@ -366,7 +394,7 @@ pub(crate) async fn verify(
     path = "/audit/checkpoints",
     tag = "admin",
     responses(
-        (status = 200, description = "signed checkpoints", body = serde_json::Value),
+        (status = 200, description = "signed checkpoints", body = CheckpointList),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -379,5 +407,5 @@ pub(crate) async fn checkpoints(
     let cps = interkom_audit::checkpoint::list(&state.0.pool, 0, i64::MAX)
         .await
         .map_err(|_| AdminError::Internal)?;
-    Ok(Json(json!({ "checkpoints": cps })).into_response())
+    Ok(Json(CheckpointList { checkpoints: cps }).into_response())
 }

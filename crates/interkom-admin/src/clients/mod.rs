@@ -9,9 +9,15 @@ use interkom_directory::{Alg, AuthMethod, Client, ClientSpec, DirectoryError, Gr
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+pub(crate) mod view;
+
+use view::{ClientCreated, ClientDoc, ClientPage, ClientSecret, KeyList, KeysRotated};
+use view::{TenantList, TenantView};
+
 use crate::api::{self, check_if_match, record, refuse, AdminChange, Ids, JsonBody};
 use crate::auth::Caller;
 use crate::proposals::store::{propose, Place};
+use crate::proposals::view::Proposed;
 use crate::scope::admin_scope;
 use crate::scope::Scope;
 use crate::{AdminError, AdminState};
@@ -53,7 +59,7 @@ fn covers_all(state: &AdminState, scope: &Scope) -> bool {
     path = "/tenants",
     tag = "admin",
     responses(
-        (status = 200, description = "the caller's subtree", body = serde_json::Value),
+        (status = 200, description = "the caller's subtree", body = TenantList),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -64,17 +70,20 @@ pub(crate) async fn tenants(
 ) -> Result<Response, AdminError> {
     let c = AdminChange::new("tenant.list", "tenants", None);
     let scope = admin_scope(&state, &caller, &c).await?;
-    let list: Vec<Value> = state
+    let tenants = state
         .0
         .tenants
         .iter()
         .filter(|t| scope.covers(t))
-        .map(|t| {
-            json!({ "id": t.id, "name": t.name, "level": t.level.as_str(),
-                    "parent": t.parent, "path": t.path_string() })
+        .map(|t| TenantView {
+            id: t.id.clone(),
+            name: t.name.clone(),
+            level: t.level.as_str().to_owned(),
+            parent: t.parent.clone(),
+            path: t.path_string(),
         })
         .collect();
-    Ok(api::json(StatusCode::OK, json!({ "tenants": list })))
+    Ok(api::json(StatusCode::OK, &TenantList { tenants }))
 }
 
 /// `GET /clients`: the Fachverfahren of the caller's subtree.
@@ -88,7 +97,7 @@ pub(crate) async fn tenants(
         ("tenant" = Option<String>, Query, description = "only this tenant's")
     ),
     responses(
-        (status = 200, description = "clients of the subtree", body = serde_json::Value),
+        (status = 200, description = "clients of the subtree, by id", body = ClientPage),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -112,10 +121,13 @@ pub(crate) async fn list(
         .filter(|cl| covers_tenant(&state, &scope, &cl.tenant))
         .filter(|cl| q.tenant.as_ref().is_none_or(|t| *t == cl.tenant))
         .collect();
-    let (list, next) = api::page(list, |cl| cl.id.to_string(), &q)?;
+    let (clients, next_cursor) = api::page(list, |cl| cl.id.to_string(), &q)?;
     Ok(api::json(
         StatusCode::OK,
-        json!({ "clients": list, "next_cursor": next }),
+        &ClientPage {
+            clients,
+            next_cursor,
+        },
     ))
 }
 
@@ -163,7 +175,7 @@ async fn client_in_scope(
         ("id" = String, Path, description = "id")
     ),
     responses(
-        (status = 200, description = "the client (ETag)", body = serde_json::Value),
+        (status = 200, description = "the client (ETag)", body = ClientDoc),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -230,7 +242,7 @@ fn check_name(name: &str) -> Result<(), AdminError> {
     tag = "admin",
     request_body(content = NewClient, content_type = "application/json"),
     responses(
-        (status = 201, description = "registered; a generated secret is shown once", body = serde_json::Value),
+        (status = 201, description = "registered; a generated secret is shown once", body = ClientCreated),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -300,11 +312,15 @@ pub(crate) async fn create(
         .ok_or(AdminError::Internal)?;
     c.after = serde_json::to_value(&*client).unwrap_or(Value::Null);
     record(&state, &caller, &c).await?;
+    let tag = api::etag(&*client);
     let mut r = api::json(
         StatusCode::CREATED,
-        json!({ "client": &*client, "client_secret": secret }),
+        &ClientCreated {
+            client: (*client).clone(),
+            client_secret: secret,
+        },
     );
-    if let Ok(t) = axum::http::HeaderValue::from_str(&api::etag(&*client)) {
+    if let Ok(t) = axum::http::HeaderValue::from_str(&tag) {
         r.headers_mut().insert(axum::http::header::ETAG, t);
     }
     Ok(r)
@@ -381,8 +397,8 @@ pub(crate) fn covers_kreis(state: &AdminState, scope: &Scope, tenant: &str) -> b
     ),
     request_body(content = ClientPatch, content_type = "application/json"),
     responses(
-        (status = 200, description = "changed (ETag)", body = serde_json::Value),
-        (status = 202, description = "first_party: proposed, applied when a second administrator of the Kreis approves", body = serde_json::Value),
+        (status = 200, description = "changed (ETag)", body = ClientDoc),
+        (status = 202, description = "first_party: proposed, applied when a second administrator of the Kreis approves", body = Proposed),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -443,10 +459,7 @@ pub(crate) async fn patch(
             &mut c,
         )
         .await?;
-        return Ok(api::json(
-            StatusCode::ACCEPTED,
-            json!({ "applied": false, "proposal": pid, "requires_approval": true }),
-        ));
+        return Ok(api::json(StatusCode::ACCEPTED, &Proposed::new(pid, None)));
     }
     if let Some(n) = &body.name {
         check_name(n)?;
@@ -505,7 +518,7 @@ pub(crate) async fn patch(
         ("id" = String, Path, description = "id")
     ),
     responses(
-        (status = 200, description = "the new secret, shown once", body = serde_json::Value),
+        (status = 200, description = "the new secret, shown once", body = ClientSecret),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -525,17 +538,14 @@ pub(crate) async fn rotate_secret(
             format!("`{id}` authenticates without a secret"),
         ));
     }
-    let secret = state
+    let client_secret = state
         .0
         .directory
         .rotate_client_secret(&id)
         .await
         .map_err(AdminError::from)?;
     record(&state, &caller, &c).await?;
-    Ok(api::json(
-        StatusCode::OK,
-        json!({ "client_secret": secret }),
-    ))
+    Ok(api::json(StatusCode::OK, &ClientSecret { client_secret }))
 }
 
 /// `GET /keys`: the signing keys (public information).
@@ -544,7 +554,7 @@ pub(crate) async fn rotate_secret(
     path = "/keys",
     tag = "admin",
     responses(
-        (status = 200, description = "signing keys", body = serde_json::Value),
+        (status = 200, description = "signing keys", body = KeyList),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -561,7 +571,7 @@ pub(crate) async fn keys(
         .list_keys()
         .await
         .map_err(AdminError::from)?;
-    Ok(api::json(StatusCode::OK, json!({ "keys": keys })))
+    Ok(api::json(StatusCode::OK, &KeyList { keys }))
 }
 
 /// `POST /keys/rotate`: new signing keys, published before they sign.
@@ -570,7 +580,7 @@ pub(crate) async fn keys(
     path = "/keys/rotate",
     tag = "admin",
     responses(
-        (status = 200, description = "rotated", body = serde_json::Value),
+        (status = 200, description = "rotated", body = KeysRotated),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -607,6 +617,9 @@ pub(crate) async fn rotate_keys(
     record(&state, &caller, &c).await?;
     Ok(api::json(
         StatusCode::OK,
-        json!({ "new_kids": kids, "keys": after }),
+        &KeysRotated {
+            new_kids: kids,
+            keys: after,
+        },
     ))
 }

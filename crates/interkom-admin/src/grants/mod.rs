@@ -12,15 +12,18 @@ use interkom_policy::{Loa, PolicyError, ProtectionNeed};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+pub(crate) mod view;
+
 use crate::api::{self, record, refuse, AdminChange, Ids, JsonBody};
 use crate::auth::Caller;
 use crate::scope::admin_scope;
 use crate::scope::Scope;
 use crate::{AdminError, AdminState};
 
-use interkom_policy::records::GrantRecord;
+use interkom_policy::records::{GrantFilter, GrantRecord, Reach};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use view::{GrantChanged, GrantCreated, GrantPage, GrantView};
 
 /// The routes of this resource, with their OpenAPI annotations (one list
 /// for both).
@@ -31,14 +34,9 @@ pub(crate) fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(revoke))
 }
 
-/// A grant as the API shows it.
-fn view(g: &GrantRecord) -> Value {
-    json!({
-        "id": g.id, "grantee": g.grantee, "resource": g.resource,
-        "actions": g.actions.split(' ').collect::<Vec<_>>(), "purpose": g.purpose,
-        "not_before": g.not_before, "expires_at": g.expires_at, "grantor": g.grantor,
-        "approver": g.approver, "approved_at": g.approved_at, "revoked_at": g.revoked_at,
-    })
+/// A grant as the audit trail keeps it (as the API shows it).
+fn audited(g: &GrantRecord) -> Value {
+    serde_json::to_value(GrantView::from(g)).unwrap_or(Value::Null)
 }
 
 /// The owner tenant of a resource and its overall protection need.
@@ -68,7 +66,7 @@ fn owner_covered(state: &AdminState, scope: &Scope, owner: &Option<String>) -> b
         ("subject" = Option<String>, Query, description = "only grants to this grantee")
     ),
     responses(
-        (status = 200, description = "grants on the subtree's resources", body = serde_json::Value),
+        (status = 200, description = "grants on the subtree's resources, by id", body = GrantPage),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -79,27 +77,34 @@ pub(crate) async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, AdminError> {
     let q: api::ListQuery = api::parse_query(raw)?;
+    let limit = api::page_limit(q.limit.as_deref())?;
     let c = AdminChange::new("grant.list", "grants", None);
     let scope = admin_scope(&state, &caller, &c).await?;
-    let rows = interkom_policy::records::grants(&state.0.pool).await?;
-    let list: Vec<Value> = rows
-        .iter()
-        .filter(|g| {
-            resource_info(&state, &g.resource)
-                .is_some_and(|(owner, _)| owner_covered(&state, &scope, &owner))
-        })
-        .filter(|g| q.resource.as_ref().is_none_or(|r| *r == g.resource))
-        .filter(|g| q.subject.as_ref().is_none_or(|s| *s == g.grantee))
-        .map(view)
-        .collect();
-    let (list, next) = api::page(
-        list,
-        |g| g["id"].as_str().unwrap_or_default().to_owned(),
-        &q,
-    )?;
+    // Grants on resources owned in the caller's subtree (and on resources
+    // of no tenant for who administers every Kreis).
+    let tenants = scope.tenant_ids(&state.0.tenants);
+    let filter = GrantFilter {
+        reach: Reach {
+            tenants: &tenants,
+            everywhere: scope.covers_every_kreis(&state.0.tenants),
+        },
+        resource: q.resource.as_deref(),
+        grantee: q.subject.as_deref(),
+    };
+    let rows = interkom_policy::records::grants_page(
+        &state.0.pool,
+        &filter,
+        q.cursor.as_deref(),
+        limit + 1,
+    )
+    .await?;
+    let (rows, next_cursor) = api::keyset_page(rows, limit, |g| g.id.clone());
     Ok(api::json(
         StatusCode::OK,
-        json!({ "grants": list, "next_cursor": next }),
+        &GrantPage {
+            grants: rows.iter().map(GrantView::from).collect(),
+            next_cursor,
+        },
     ))
 }
 
@@ -175,7 +180,7 @@ async fn check_grantee(state: &AdminState, grantee: &str) -> Result<(), AdminErr
     tag = "admin",
     request_body(content = NewGrant, content_type = "application/json"),
     responses(
-        (status = 201, description = "recorded, unapproved", body = serde_json::Value),
+        (status = 201, description = "recorded, unapproved", body = GrantCreated),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -275,10 +280,12 @@ pub(crate) async fn create(
     c.target = format!("grants/{}", grant.id);
     c.after = serde_json::to_value(&grant).unwrap_or(Value::Null);
     record(&state, &caller, &c).await?;
-    let approval = need == ProtectionNeed::SehrHoch;
     Ok(api::json(
         StatusCode::CREATED,
-        json!({ "grant": grant, "requires_approval": approval }),
+        &GrantCreated {
+            grant: GrantView::from(&grant),
+            requires_approval: need == ProtectionNeed::SehrHoch,
+        },
     ))
 }
 
@@ -338,7 +345,7 @@ async fn grant_in_scope(
     let row = interkom_policy::records::grant(&state.0.pool, id)
         .await?
         .ok_or_else(|| AdminError::new(StatusCode::NOT_FOUND, format!("no grant `{id}`")))?;
-    c.before = view(&row);
+    c.before = audited(&row);
     let owner = resource_info(state, &row.resource).and_then(|(o, _)| o);
     c.tenant = owner.clone();
     if !owner_covered(state, scope, &owner) {
@@ -362,7 +369,7 @@ async fn grant_in_scope(
         ("id" = String, Path, description = "id")
     ),
     responses(
-        (status = 200, description = "approved", body = serde_json::Value),
+        (status = 200, description = "approved", body = GrantChanged),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -415,10 +422,15 @@ pub(crate) async fn approve(
         .await
         .map_err(AdminError::from)?;
     let after = refetch(&state, &id).await?;
-    c.after = view(&after);
+    c.after = audited(&after);
     c.approver = Some(caller.subject.clone());
     record(&state, &caller, &c).await?;
-    Ok(api::json(StatusCode::OK, json!({ "grant": view(&after) })))
+    Ok(api::json(
+        StatusCode::OK,
+        &GrantChanged {
+            grant: GrantView::from(&after),
+        },
+    ))
 }
 
 /// `POST /grants/{id}/revoke`: ends a grant at once.
@@ -430,7 +442,7 @@ pub(crate) async fn approve(
         ("id" = String, Path, description = "id")
     ),
     responses(
-        (status = 200, description = "revoked", body = serde_json::Value),
+        (status = 200, description = "revoked", body = GrantChanged),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -461,9 +473,14 @@ pub(crate) async fn revoke(
         .await
         .map_err(AdminError::from)?;
     let after = refetch(&state, &id).await?;
-    c.after = view(&after);
+    c.after = audited(&after);
     record(&state, &caller, &c).await?;
-    Ok(api::json(StatusCode::OK, json!({ "grant": view(&after) })))
+    Ok(api::json(
+        StatusCode::OK,
+        &GrantChanged {
+            grant: GrantView::from(&after),
+        },
+    ))
 }
 
 async fn refetch(state: &AdminState, id: &str) -> Result<GrantRecord, AdminError> {

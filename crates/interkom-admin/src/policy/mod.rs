@@ -5,6 +5,7 @@
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use interkom_policy::records::{LineFilter, Reach};
 use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -12,16 +13,18 @@ use utoipa_axum::routes;
 use crate::api::{self, record, AdminChange, JsonBody};
 use crate::auth::Caller;
 use crate::proposals::store::propose;
+use crate::proposals::view::Proposed;
 use crate::scope::admin_scope;
-use crate::scope::may_change;
 use crate::{AdminError, AdminState};
 
 pub(crate) mod rules;
+pub(crate) mod view;
 
 use rules::{
-    apply_lines, authorize_allows, authorize_flips, authorize_lines, line_place, parse_lines,
-    preview, resources, PolicyChangeBody,
+    apply_lines, authorize_allows, authorize_flips, authorize_lines, parse_lines, preview,
+    resources, PolicyChangeBody,
 };
+use view::{LineView, LinesChanged, LinesPage, WhatIf};
 
 /// The routes of the policy lines, with their OpenAPI annotations.
 pub(crate) fn routes() -> OpenApiRouter<AdminState> {
@@ -43,7 +46,7 @@ pub(crate) fn routes() -> OpenApiRouter<AdminState> {
         ("resource" = Option<String>, Query, description = "only lines on this object")
     ),
     responses(
-        (status = 200, description = "the live policy's lines", body = serde_json::Value),
+        (status = 200, description = "the live policy's lines, in the order of their text", body = LinesPage),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -54,36 +57,42 @@ pub(crate) async fn lines(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, AdminError> {
     let q: api::ListQuery = api::parse_query(raw)?;
+    let limit = api::page_limit(q.limit.as_deref())?;
     let c = AdminChange::new("policy.read", "policy/lines", None);
     let scope = admin_scope(&state, &caller, &c).await?;
-    let all = resources(&state).await?;
-    let rows = interkom_policy::records::rule_lines(&state.0.pool).await?;
-    // Only the lines the caller administers (the Kreis sees all).
-    let lines: Vec<Value> = rows
+    // Only the lines the caller administers, where they apply (see
+    // `rules::line_place`): the Kreis sees all.
+    let tenants = scope.tenant_ids(&state.0.tenants);
+    let filter = LineFilter {
+        reach: Reach {
+            tenants: &tenants,
+            everywhere: scope.covers_every_kreis(&state.0.tenants),
+        },
+        subject: q.subject.as_deref(),
+        object: q.resource.as_deref(),
+    };
+    let rows = interkom_policy::records::rule_lines_page(
+        &state.0.pool,
+        &filter,
+        q.cursor.as_deref(),
+        limit + 1,
+    )
+    .await?;
+    let lines: Vec<LineView> = rows
         .into_iter()
-        .filter_map(|r| {
-            let line = r.line;
-            let place = line_place(&state, &all, &line).ok()?;
-            let wanted = q
-                .subject
-                .as_ref()
-                .is_none_or(|s| line.values.first() == Some(s))
-                && q.resource
-                    .as_ref()
-                    .is_none_or(|o| line.values.get(1) == Some(o));
-            (wanted && may_change(&state, &scope, &place))
-                .then(|| json!({ "line": line.to_csv(), "source": r.source }))
+        .map(|r| LineView {
+            line: r.line.to_csv(),
+            source: r.source,
         })
         .collect();
-    let version = state.0.gateway.policy().snapshot().version;
-    let (lines, next) = api::page(
-        lines,
-        |l| l["line"].as_str().unwrap_or_default().to_owned(),
-        &q,
-    )?;
+    let (lines, next_cursor) = api::keyset_page(lines, limit, |l| l.line.clone());
     Ok(api::json(
         StatusCode::OK,
-        json!({ "version": version, "lines": lines, "next_cursor": next }),
+        &LinesPage {
+            version: state.0.gateway.policy().snapshot().version,
+            lines,
+            next_cursor,
+        },
     ))
 }
 
@@ -95,7 +104,7 @@ pub(crate) async fn lines(
     tag = "admin",
     request_body(content = PolicyChangeBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "the decisions the change would flip", body = serde_json::Value),
+        (status = 200, description = "the decisions the change would flip", body = WhatIf),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -114,7 +123,10 @@ pub(crate) async fn what_if(
     authorize_flips(&state, &caller, &scope, &all, &flips, &c).await?;
     Ok(api::json(
         StatusCode::OK,
-        json!({ "flips": flips, "requires_approval": four_eyes }),
+        &WhatIf {
+            flips,
+            requires_approval: four_eyes,
+        },
     ))
 }
 
@@ -126,8 +138,8 @@ pub(crate) async fn what_if(
     tag = "admin",
     request_body(content = PolicyChangeBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "applied", body = serde_json::Value),
-        (status = 202, description = "touches sehr_hoch: recorded as a proposal", body = serde_json::Value),
+        (status = 200, description = "applied", body = LinesChanged),
+        (status = 202, description = "touches sehr_hoch: recorded as a proposal", body = Proposed),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -161,7 +173,7 @@ pub(crate) async fn change(
         .await?;
         return Ok(api::json(
             StatusCode::ACCEPTED,
-            json!({ "applied": false, "proposal": id, "flips": flips, "requires_approval": true }),
+            &Proposed::new(id, Some(flips)),
         ));
     }
     let result = apply_lines(&state, &lines).await?;
@@ -171,6 +183,11 @@ pub(crate) async fn change(
     record(&state, &caller, &c).await?;
     Ok(api::json(
         StatusCode::OK,
-        json!({ "applied": true, "added": result.added, "removed": result.removed, "flips": flips }),
+        &LinesChanged {
+            applied: true,
+            added: result.added,
+            removed: result.removed,
+            flips,
+        },
     ))
 }

@@ -10,6 +10,7 @@ use crate::api::{self, record, refuse, AdminChange};
 use crate::auth::Caller;
 use crate::policy::rules::{apply_lines, authorize_lines, parse_lines, Lines, PolicyChangeBody};
 use crate::policy::rules::{authorize_flips, preview, resources};
+use crate::proposals::view::ApprovalResult;
 use crate::resources::rules::check_client;
 use crate::resources::rules::{check_resource, put_resource};
 use crate::scope::Scope;
@@ -145,7 +146,7 @@ pub(crate) async fn apply_approved(
     caller: &Caller,
     prepared: Prepared,
     c: &mut AdminChange<'_>,
-) -> Result<Value, AdminError> {
+) -> Result<ApprovalResult, AdminError> {
     match prepared {
         Prepared::Lines(lines, comment) => {
             let applied = apply_lines(state, &lines).await?;
@@ -155,7 +156,10 @@ pub(crate) async fn apply_approved(
             c.after =
                 json!({ "added": applied.added, "removed": applied.removed, "comment": comment });
             record(state, caller, c).await?;
-            Ok(json!({ "added": applied.added, "removed": applied.removed }))
+            Ok(ApprovalResult::Lines {
+                added: applied.added,
+                removed: applied.removed,
+            })
         }
         Prepared::Resource(spec) => {
             put_resource(state, &spec).await?;
@@ -163,7 +167,7 @@ pub(crate) async fn apply_approved(
             c.target = format!("resources/{}", spec.id);
             c.after = serde_json::to_value(&spec).unwrap_or(Value::Null);
             record(state, caller, c).await?;
-            Ok(json!({ "resource": spec }))
+            Ok(ApprovalResult::Resource { resource: spec })
         }
         Prepared::Role(before, tenant, role) => {
             c.op = "user.roles.add";
@@ -171,7 +175,7 @@ pub(crate) async fn apply_approved(
             let after =
                 crate::users::apply_role_change(state, caller, &before, &tenant, &role, true, c)
                     .await?;
-            Ok(serde_json::to_value(after).unwrap_or(Value::Null))
+            Ok(ApprovalResult::Role(after))
         }
         Prepared::Upstream(body, before) => {
             c.op = "upstream.put";
@@ -179,7 +183,9 @@ pub(crate) async fn apply_approved(
             c.tenant = Some(body.tenant.to_string());
             let after =
                 crate::upstreams::store_upstream(state, caller, before.as_ref(), *body, c).await?;
-            Ok(json!({ "upstream": after }))
+            Ok(ApprovalResult::Upstream {
+                upstream: Box::new(after),
+            })
         }
         Prepared::FirstParty(client, first_party) => {
             state
@@ -192,7 +198,10 @@ pub(crate) async fn apply_approved(
             c.target = format!("clients/{client}");
             c.after = json!({ "first_party": first_party });
             record(state, caller, c).await?;
-            Ok(json!({ "client": client, "first_party": first_party }))
+            Ok(ApprovalResult::FirstParty {
+                client,
+                first_party,
+            })
         }
         Prepared::PasswordReset(user) => {
             let scope = Scope::load(&state.0.pool, caller).await?;
@@ -201,7 +210,9 @@ pub(crate) async fn apply_approved(
             let password =
                 crate::users::apply_password_reset(state, caller, &scope, &user, c).await?;
             record(state, caller, c).await?;
-            Ok(json!({ "initial_password": password }))
+            Ok(ApprovalResult::PasswordReset {
+                initial_password: password,
+            })
         }
     }
 }

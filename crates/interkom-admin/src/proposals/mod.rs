@@ -17,9 +17,11 @@ use crate::{AdminError, AdminState};
 
 pub(crate) mod apply;
 pub(crate) mod store;
+pub(crate) mod view;
 
 use apply::{apply_approved, prepare_approval};
 use store::ProposalRow;
+use view::{Approved, ProposalPage, ProposalView, Rejected};
 
 /// The routes of the proposals, with their OpenAPI annotations.
 pub(crate) fn routes() -> OpenApiRouter<AdminState> {
@@ -42,7 +44,7 @@ pub(crate) fn routes() -> OpenApiRouter<AdminState> {
         ("limit" = Option<String>, Query, description = "1..=1000, default 100")
     ),
     responses(
-        (status = 200, description = "proposals of the subtree", body = serde_json::Value),
+        (status = 200, description = "proposals of the subtree", body = ProposalPage),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -63,26 +65,23 @@ pub(crate) async fn proposals(
     let c = AdminChange::new("proposal.list", "proposals", None);
     let scope = admin_scope(&state, &caller, &c).await?;
     let rows = store::recent(&state.0.pool).await?;
-    let list: Vec<Value> = rows
+    let list: Vec<ProposalView> = rows
         .iter()
         .filter(|p| q.status.as_ref().is_none_or(|s| *s == p.status))
         .filter(|p| may_change(&state, &scope, &p.place()))
         .map(ProposalRow::view)
         .collect();
-    let (list, next) = api::page(
+    let (proposals, next_cursor) = api::page(
         list,
-        |p| {
-            format!(
-                "{:020}-{}",
-                i64::MAX - p["created_at"].as_i64().unwrap_or(0),
-                p["id"].as_str().unwrap_or_default()
-            )
-        },
+        |p| format!("{:020}-{}", i64::MAX - p.created_at, p.id),
         &q,
     )?;
     Ok(api::json(
         StatusCode::OK,
-        json!({ "proposals": list, "next_cursor": next }),
+        &ProposalPage {
+            proposals,
+            next_cursor,
+        },
     ))
 }
 
@@ -117,7 +116,7 @@ pub(crate) async fn proposal_in_scope(
         ("id" = String, Path, description = "id")
     ),
     responses(
-        (status = 200, description = "the proposal (ETag)", body = serde_json::Value),
+        (status = 200, description = "the proposal (ETag)", body = ProposalView),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -143,7 +142,7 @@ pub(crate) async fn proposal(
         ("id" = String, Path, description = "id")
     ),
     responses(
-        (status = 200, description = "approved by a second administrator and applied", body = serde_json::Value),
+        (status = 200, description = "approved by a second administrator and applied", body = Approved),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -195,7 +194,11 @@ pub(crate) async fn approve(
     match apply_approved(&state, &caller, prepared, &mut c).await {
         Ok(result) => Ok(api::json(
             StatusCode::OK,
-            json!({ "applied": true, "proposal": id, "result": result }),
+            &Approved {
+                applied: true,
+                proposal: id,
+                result,
+            },
         )),
         Err(p) => {
             // Not applied: it stays pending.
@@ -215,7 +218,7 @@ pub(crate) async fn approve(
         ("id" = String, Path, description = "id")
     ),
     responses(
-        (status = 200, description = "rejected", body = serde_json::Value),
+        (status = 200, description = "rejected", body = Rejected),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -242,6 +245,9 @@ pub(crate) async fn reject(
     record(&state, &caller, &c).await?;
     Ok(api::json(
         StatusCode::OK,
-        json!({ "rejected": true, "proposal": id }),
+        &Rejected {
+            rejected: true,
+            proposal: id,
+        },
     ))
 }

@@ -8,6 +8,7 @@ use sqlx::AnyPool;
 
 use crate::api::{record, AdminChange};
 use crate::auth::Caller;
+use crate::proposals::view::ProposalView;
 pub(crate) use crate::scope::Place;
 use crate::{AdminError, AdminState};
 
@@ -58,15 +59,19 @@ pub(crate) struct ProposalRow {
 }
 
 impl ProposalRow {
-    pub(crate) fn view(&self) -> Value {
-        json!({
-            "id": self.id, "kind": self.kind,
-            "change": serde_json::from_str::<Value>(&self.payload).unwrap_or(Value::Null),
-            "tenant": self.tenant, "proposer": self.proposer,
-            "flips": serde_json::from_str::<Value>(&self.what_if).unwrap_or(Value::Null),
-            "status": self.status, "decided_by": self.decided_by,
-            "created_at": self.created_at, "decided_at": self.decided_at,
-        })
+    pub(crate) fn view(&self) -> ProposalView {
+        ProposalView {
+            id: self.id.clone(),
+            kind: self.kind.clone(),
+            change: serde_json::from_str(&self.payload).unwrap_or(Value::Null),
+            tenant: self.tenant.clone(),
+            proposer: self.proposer.clone(),
+            flips: serde_json::from_str(&self.what_if).unwrap_or(Value::Null),
+            status: self.status.clone(),
+            decided_by: self.decided_by.clone(),
+            created_at: self.created_at,
+            decided_at: self.decided_at,
+        }
     }
     pub(crate) fn place(&self) -> Place {
         match &self.tenant {

@@ -12,13 +12,16 @@ use crate::api::{self, check_if_match, record, refuse, AdminChange, Ids, JsonBod
 use crate::auth::Caller;
 use crate::policy::rules::resources;
 use crate::proposals::store::propose;
+use crate::proposals::view::Proposed;
 use crate::scope::admin_scope;
 use crate::scope::{may_change, resource_place};
 use crate::{AdminError, AdminState};
 
 pub(crate) mod rules;
+pub(crate) mod view;
 
 use rules::{check_client, check_resource, put_resource, slug, ResourceBody};
+use view::{ResourceDoc, ResourcePage};
 
 /// The routes of the resources, with their OpenAPI annotations.
 pub(crate) fn routes() -> OpenApiRouter<AdminState> {
@@ -38,7 +41,7 @@ pub(crate) fn routes() -> OpenApiRouter<AdminState> {
         ("tenant" = Option<String>, Query, description = "only resources this tenant owns")
     ),
     responses(
-        (status = 200, description = "resources of the subtree", body = serde_json::Value),
+        (status = 200, description = "resources of the subtree, by id", body = ResourcePage),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -57,10 +60,13 @@ pub(crate) async fn list_resources(
         .filter(|r| may_change(&state, &scope, &resource_place(r)))
         .filter(|r| q.tenant.is_none() || r.owner == q.tenant)
         .collect();
-    let (list, next) = api::page(list, |r| r.id.clone(), &q)?;
+    let (resources, next_cursor) = api::page(list, |r| r.id.clone(), &q)?;
     Ok(api::json(
         StatusCode::OK,
-        json!({ "resources": list, "next_cursor": next }),
+        &ResourcePage {
+            resources,
+            next_cursor,
+        },
     ))
 }
 
@@ -73,7 +79,7 @@ pub(crate) async fn list_resources(
         ("id" = String, Path, description = "id")
     ),
     responses(
-        (status = 200, description = "the resource (ETag)", body = serde_json::Value),
+        (status = 200, description = "the resource (ETag)", body = ResourceDoc),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -114,9 +120,9 @@ pub(crate) async fn get_resource(
     ),
     request_body(content = ResourceBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "replaced", body = serde_json::Value),
-        (status = 201, description = "created", body = serde_json::Value),
-        (status = 202, description = "touches sehr_hoch: recorded as a proposal", body = serde_json::Value),
+        (status = 200, description = "replaced", body = ResourceDoc),
+        (status = 201, description = "created", body = ResourceDoc),
+        (status = 202, description = "touches sehr_hoch: recorded as a proposal", body = Proposed),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -204,7 +210,7 @@ pub(crate) async fn put_resource_handler(
         .await?;
         return Ok(api::json(
             StatusCode::ACCEPTED,
-            json!({ "applied": false, "proposal": pid, "flips": flips, "requires_approval": true }),
+            &Proposed::new(pid, Some(flips)),
         ));
     }
     put_resource(&state, &spec).await?;

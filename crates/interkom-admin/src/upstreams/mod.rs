@@ -16,9 +16,14 @@ use interkom_directory::{DirectoryError, UpstreamConfig};
 use interkom_policy::Loa;
 use serde_json::{json, Value};
 
+pub(crate) mod view;
+
+use view::{UpstreamConfigDoc, UpstreamList, UpstreamView};
+
 use crate::api::{self, record, refuse, AdminChange, Ids, JsonBody};
 use crate::auth::Caller;
 use crate::proposals::store::{propose, Place};
+use crate::proposals::view::Proposed;
 use crate::scope::admin_scope;
 use crate::scope::Scope;
 use crate::{AdminError, AdminState};
@@ -35,10 +40,19 @@ pub(crate) fn routes() -> OpenApiRouter<AdminState> {
 }
 
 /// An upstream as shown: the configuration without its secret.
-fn view((u, has_secret): &(UpstreamConfig, bool)) -> Value {
-    let mut v = serde_json::to_value(u).unwrap_or(Value::Null);
-    v["has_client_secret"] = json!(has_secret);
-    v
+fn view(u: &(UpstreamConfig, bool)) -> UpstreamView {
+    UpstreamView::new(u)
+}
+
+/// An upstream as the audit trail keeps it.
+fn audited(u: &(UpstreamConfig, bool)) -> Value {
+    serde_json::to_value(view(u)).unwrap_or(Value::Null)
+}
+
+/// The entity tag of an upstream as shown (over its JSON object with the
+/// keys in order, as proposals made before have it).
+fn tag(u: &(UpstreamConfig, bool)) -> String {
+    api::etag(&audited(u))
 }
 
 async fn find(state: &AdminState, id: &str) -> Result<Option<(UpstreamConfig, bool)>, AdminError> {
@@ -62,7 +76,7 @@ fn covers(state: &AdminState, scope: &Scope, tenant: &str) -> bool {
     path = "/upstreams",
     tag = "admin",
     responses(
-        (status = 200, description = "upstreams of the subtree", body = serde_json::Value),
+        (status = 200, description = "upstreams of the subtree", body = UpstreamList),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -73,7 +87,7 @@ pub(crate) async fn list(
 ) -> Result<Response, AdminError> {
     let c = AdminChange::new("upstream.list", "upstreams", None);
     let scope = admin_scope(&state, &caller, &c).await?;
-    let list: Vec<Value> = state
+    let upstreams = state
         .0
         .directory
         .list_upstreams()
@@ -83,7 +97,7 @@ pub(crate) async fn list(
         .filter(|(u, _)| covers(&state, &scope, &u.tenant))
         .map(view)
         .collect();
-    Ok(api::json(StatusCode::OK, json!({ "upstreams": list })))
+    Ok(api::json(StatusCode::OK, &UpstreamList { upstreams }))
 }
 
 /// `GET /upstreams/{id}`.
@@ -93,7 +107,7 @@ pub(crate) async fn list(
     tag = "admin",
     params(("id" = String, Path, description = "id")),
     responses(
-        (status = 200, description = "the upstream", body = serde_json::Value),
+        (status = 200, description = "the upstream", body = UpstreamView),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -117,7 +131,7 @@ pub(crate) async fn get(
         )
         .await);
     }
-    Ok(api::json(StatusCode::OK, view(&u)))
+    Ok(api::json(StatusCode::OK, &view(&u)))
 }
 
 /// `PUT /upstreams/{id}`: creates or replaces an upstream. A missing
@@ -127,11 +141,11 @@ pub(crate) async fn get(
     path = "/upstreams/{id}",
     tag = "admin",
     params(("id" = String, Path, description = "id")),
-    request_body(content = serde_json::Value, content_type = "application/json"),
+    request_body(content = UpstreamConfigDoc, content_type = "application/json"),
     responses(
-        (status = 200, description = "replaced", body = serde_json::Value),
-        (status = 201, description = "created", body = serde_json::Value),
-        (status = 202, description = "a mapping to a four-eyes role: proposed, applied when a second administrator approves", body = serde_json::Value),
+        (status = 200, description = "replaced", body = UpstreamView),
+        (status = 201, description = "created", body = UpstreamView),
+        (status = 202, description = "a mapping to a four-eyes role: proposed, applied when a second administrator approves", body = Proposed),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -169,14 +183,11 @@ pub(crate) async fn put(
         let place = Place::Tenant(body.tenant.to_string());
         let payload = json!({
             "config": body,
-            "before_etag": before.as_ref().map(|b| api::etag(&view(b))),
+            "before_etag": before.as_ref().map(tag),
             "mappings": four_eyes,
         });
         let pid = propose(&state, &caller, "upstream", &payload, &place, &[], &mut c).await?;
-        return Ok(api::json(
-            StatusCode::ACCEPTED,
-            json!({ "applied": false, "proposal": pid, "requires_approval": true }),
-        ));
+        return Ok(api::json(StatusCode::ACCEPTED, &Proposed::new(pid, None)));
     }
     let after = store_upstream(&state, &caller, before.as_ref(), body, &mut c).await?;
     let status = if before.is_some() {
@@ -184,7 +195,7 @@ pub(crate) async fn put(
     } else {
         StatusCode::CREATED
     };
-    Ok(api::json(status, after))
+    Ok(api::json(status, &after))
 }
 
 /// Whether the caller may give an upstream this configuration (the
@@ -265,7 +276,7 @@ pub(crate) async fn store_upstream(
     before: Option<&(UpstreamConfig, bool)>,
     body: UpstreamConfig,
     c: &mut AdminChange<'_>,
-) -> Result<Value, AdminError> {
+) -> Result<UpstreamView, AdminError> {
     let id = body.id.clone();
     let secret_changed = body.client_secret.is_some();
     state
@@ -277,9 +288,9 @@ pub(crate) async fn store_upstream(
             DirectoryError::Invalid(m) => AdminError::bad_request(m),
             e => AdminError::from(e),
         })?;
-    c.before = before.map(view).unwrap_or(Value::Null);
+    c.before = before.map(audited).unwrap_or(Value::Null);
     let after = find(state, &id).await?.ok_or(AdminError::Internal)?;
-    c.after = view(&after);
+    c.after = audited(&after);
     c.extra = json!({ "client_secret_changed": secret_changed });
     record(state, caller, c).await?;
     Ok(view(&after))
@@ -292,7 +303,7 @@ pub(crate) async fn current(
     id: &str,
 ) -> Result<Option<((UpstreamConfig, bool), String)>, AdminError> {
     Ok(find(state, id).await?.map(|u| {
-        let tag = api::etag(&view(&u));
+        let tag = tag(&u);
         (u, tag)
     }))
 }
@@ -336,7 +347,7 @@ pub(crate) async fn delete(
         .delete_upstream(&id)
         .await
         .map_err(AdminError::from)?;
-    c.before = view(&u);
+    c.before = audited(&u);
     record(&state, &caller, &c).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -6,12 +6,18 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use interkom_directory::{DirectoryError, NewUser, User};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
+
+pub(crate) mod view;
+
+pub(crate) use view::UserView;
+use view::{NewPassword, RoleView, SecondFactorReset, UserCreated, UserPage};
 
 use crate::api::{self, check_if_match, record, refuse, AdminChange, Ids, JsonBody};
 use crate::auth::Caller;
 use crate::proposals::store::{propose, Place};
+use crate::proposals::view::Proposed;
 use crate::scope::admin_scope;
 use crate::scope::Scope;
 use crate::{AdminError, AdminState};
@@ -28,26 +34,6 @@ pub(crate) fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(reset_password))
         .routes(routes!(reset_second_factor))
         .routes(routes!(add_role, remove_role))
-}
-
-/// A user as the admin API shows it (never a password hash).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub(crate) struct UserView {
-    pub(crate) id: String,
-    tenant: String,
-    username: String,
-    name: Option<String>,
-    email: Option<String>,
-    locked: bool,
-    roles: Vec<RoleView>,
-}
-
-#[derive(
-    Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord, sqlx::FromRow, utoipa::ToSchema,
-)]
-pub(crate) struct RoleView {
-    tenant: String,
-    role: String,
 }
 
 async fn view(state: &AdminState, u: User) -> Result<UserView, AdminError> {
@@ -134,7 +120,7 @@ pub(crate) struct ListQuery {
         ("limit" = Option<String>, Query, description = "1..=1000")
     ),
     responses(
-        (status = 200, description = "users by username", body = serde_json::Value),
+        (status = 200, description = "users by username", body = UserPage),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -171,7 +157,10 @@ pub(crate) async fn list(
     if tenants.is_empty() {
         return Ok(api::json(
             StatusCode::OK,
-            json!({ "users": [], "next_cursor": null }),
+            &UserPage {
+                users: Vec::new(),
+                next_cursor: None,
+            },
         ));
     }
     let mut rows = state
@@ -190,7 +179,10 @@ pub(crate) async fn list(
     }
     Ok(api::json(
         StatusCode::OK,
-        json!({ "users": users, "next_cursor": next }),
+        &UserPage {
+            users,
+            next_cursor: next,
+        },
     ))
 }
 
@@ -250,7 +242,7 @@ fn known_role(state: &AdminState, role: &str) -> Result<(), AdminError> {
     tag = "admin",
     request_body(content = NewUserBody, content_type = "application/json"),
     responses(
-        (status = 201, description = "created; the initial password is shown once", body = serde_json::Value),
+        (status = 201, description = "created; the initial password is shown once", body = UserCreated),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -322,7 +314,10 @@ pub(crate) async fn create(
     let tag = api::etag(&v);
     let mut r = api::json(
         StatusCode::CREATED,
-        json!({ "user": v, "initial_password": password }),
+        &UserCreated {
+            user: v,
+            initial_password: password,
+        },
     );
     if let Ok(t) = axum::http::HeaderValue::from_str(&tag) {
         r.headers_mut().insert(axum::http::header::ETAG, t);
@@ -465,7 +460,8 @@ pub(crate) async fn patch(
         ("id" = String, Path, description = "id")
     ),
     responses(
-        (status = 200, description = "a new initial password, shown once", body = serde_json::Value),
+        (status = 200, description = "a new initial password, shown once", body = NewPassword),
+        (status = 202, description = "the account administers others: proposed, applied when a second administrator approves", body = Proposed),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -497,10 +493,7 @@ pub(crate) async fn reset_password(
             &mut c,
         )
         .await?;
-        return Ok(api::json(
-            StatusCode::ACCEPTED,
-            json!({ "applied": false, "proposal": pid, "requires_approval": true }),
-        ));
+        return Ok(api::json(StatusCode::ACCEPTED, &Proposed::new(pid, None)));
     }
     let password = state
         .0
@@ -508,12 +501,9 @@ pub(crate) async fn reset_password(
         .reset_password(&id)
         .await
         .map_err(AdminError::from)?;
-    let password = password.expose();
+    let initial_password = password.expose().to_owned();
     record(&state, &caller, &c).await?;
-    Ok(api::json(
-        StatusCode::OK,
-        json!({ "initial_password": password }),
-    ))
+    Ok(api::json(StatusCode::OK, &NewPassword { initial_password }))
 }
 
 /// `POST /users/{id}/second-factor-reset`: removes the account's TOTP
@@ -528,7 +518,7 @@ pub(crate) async fn reset_password(
         ("id" = String, Path, description = "id")
     ),
     responses(
-        (status = 200, description = "whether there was a second factor to remove", body = serde_json::Value),
+        (status = 200, description = "whether there was a second factor to remove", body = SecondFactorReset),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -559,7 +549,7 @@ pub(crate) async fn reset_second_factor(
         .map_err(AdminError::from)?;
     c.extra = json!({ "removed": removed });
     record(&state, &caller, &c).await?;
-    Ok(api::json(StatusCode::OK, json!({ "removed": removed })))
+    Ok(api::json(StatusCode::OK, &SecondFactorReset { removed }))
 }
 
 /// `PUT /users/{id}/roles/{tenant}/{role}`: assigns a role.
@@ -574,6 +564,7 @@ pub(crate) async fn reset_second_factor(
     ),
     responses(
         (status = 200, description = "assigned", body = UserView),
+        (status = 202, description = "a role that administers others: proposed, applied when a second administrator approves", body = Proposed),
         crate::docs::AdminErrors
     ),
     security(("bearer" = []))
@@ -774,10 +765,7 @@ async fn change_role(
             &mut c,
         )
         .await?;
-        return Ok(api::json(
-            StatusCode::ACCEPTED,
-            json!({ "applied": false, "proposal": pid, "requires_approval": true }),
-        ));
+        return Ok(api::json(StatusCode::ACCEPTED, &Proposed::new(pid, None)));
     }
     let after = apply_role_change(&state, &caller, &before, &tenant_id, &role, add, &mut c).await?;
     Ok(api::tagged(StatusCode::OK, &after))
