@@ -9,13 +9,15 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as oidc from 'openid-client';
 import { chromium } from 'playwright-core';
 import {
-  CHROMIUM, authRequest, checksFor, databaseFor, freePort, insecure, landOn, startServer, stopServer,
+  BIN, CHROMIUM, ROOT, authRequest, checksFor, databaseFor, freePort, insecure, landOn, nodeEnv,
+  startServer, stopServer,
 } from './harness.mjs';
 
 const USER = 'jan.meyer';
@@ -61,6 +63,7 @@ describe('interkom login in headless Chromium, driven by openid-client', { timeo
   let context; // the German browser: carries the single sign-on session
   let portal; // openid-client Configuration for the confidential client
   let ratsinfo; // ... and for the public client
+  let cliEnv; // the running node's settings, for `interkom client add`
   let defined = 0;
   let passed = 0;
 
@@ -80,6 +83,7 @@ describe('interkom login in headless Chromium, driven by openid-client', { timeo
     issuer = `http://127.0.0.1:${port}`;
     const db = databaseFor(dir, 'login');
     server = await startServer(issuer, port, db, dir);
+    cliEnv = nodeEnv(issuer, port, db, dir);
 
     portal = await oidc.discovery(new URL(issuer), PORTAL.id, PORTAL.secret, undefined, insecure);
     ratsinfo = await oidc.discovery(new URL(issuer), RATSINFO.id, undefined, oidc.None(), insecure);
@@ -186,6 +190,74 @@ describe('interkom login in headless Chromium, driven by openid-client', { timeo
     // The role through which the policy lets the clerk at this client.
     assert.deepEqual(tokens.claims().roles, ['sachbearbeitung']);
     await page.close();
+  });
+
+  step('a Fachverfahren registered with the defaults: offline_access, consent, refresh, logout', async () => {
+    // Registered as a Kommune's IT would (`interkom client add` with no
+    // options but the redirect URIs): grants authorization_code and
+    // refresh_token, not first-party.
+    const add = spawnSync(BIN, [
+      'client', 'add', '--id', 'gewerbe-hitzacker', '--tenant', 'hitzacker-elbe',
+      '--redirect-uri', 'http://localhost:9003/callback',
+      '--post-logout-redirect-uri', 'http://localhost:9003/',
+    ], { cwd: ROOT, env: cliEnv, encoding: 'utf8' });
+    assert.equal(add.status, 0, add.stderr);
+    const secret = add.stdout.match(/^client_secret: (\S+)$/m)?.[1];
+    assert.ok(secret, `no secret in: ${add.stdout}`);
+    const rp = await oidc.discovery(new URL(issuer), 'gewerbe-hitzacker', secret, undefined, insecure);
+
+    // The usual request of a certified RP library that wants a refresh token.
+    const req = await authRequest(rp, 'http://localhost:9003/callback', {
+      scope: 'openid profile email offline_access',
+    });
+    // A browser of its own: its logout must not end the other steps' session.
+    const ctx = await newContext('de-DE', 'de-DE,de;q=0.9');
+    try {
+      const page = await openPage(ctx);
+      await page.goto(req.url.href);
+      await page.fill('input[name="username"]', USER);
+      await page.fill('input[name="password"]', PASSWORD);
+      await page.click('button[type="submit"]');
+      // A registered client asks first (OIDC Core §11: offline access is one
+      // of the things asked for).
+      await page.getByRole('heading', { name: 'Zustimmung' }).waitFor();
+      const asked = await page.locator('li code').allTextContents();
+      assert.deepEqual(asked.sort(), ['email', 'offline_access', 'openid', 'profile'], `asked for: ${asked}`);
+      const callback = await landOn(page, 'http://localhost:9003/callback',
+        () => page.getByRole('button', { name: 'Zustimmen' }).click());
+      const tokens = await oidc.authorizationCodeGrant(rp, callback, checksFor(req));
+      assert.equal(tokens.claims().sub, login().claims.sub);
+      assert.ok(tokens.refresh_token, 'offline_access gives a refresh token');
+      assert.deepEqual(tokens.scope.split(' ').sort(), ['email', 'offline_access', 'openid', 'profile']);
+
+      const refreshed = await oidc.refreshTokenGrant(rp, tokens.refresh_token);
+      assert.ok(refreshed.refresh_token && refreshed.refresh_token !== tokens.refresh_token, 'rotated');
+      assert.equal(refreshed.claims().sub, tokens.claims().sub);
+
+      // Logout from a client that is not first-party asks before it ends the
+      // session; afterwards the refresh token is dead.
+      const logoutUrl = oidc.buildEndSessionUrl(rp, {
+        id_token_hint: refreshed.id_token,
+        post_logout_redirect_uri: 'http://localhost:9003/',
+        state: 'tschuess',
+      });
+      await page.goto(logoutUrl.href);
+      const back = await landOn(page, 'http://localhost:9003/',
+        () => page.locator('button[name="confirm"]').click());
+      assert.equal(back.href, 'http://localhost:9003/?state=tschuess');
+      await assert.rejects(
+        oidc.refreshTokenGrant(rp, refreshed.refresh_token),
+        (e) => e.error === 'invalid_grant',
+      );
+
+      // The session is gone: prompt=none is answered with login_required.
+      const again = await authRequest(rp, 'http://localhost:9003/callback', { prompt: 'none' });
+      const cb = await landOn(page, 'http://localhost:9003/callback', () => page.goto(again.url.href));
+      assert.equal(cb.searchParams.get('error'), 'login_required');
+      await page.close();
+    } finally {
+      await ctx.close();
+    }
   });
 
   step('a wrong password shows the German error and does not redirect', async () => {
