@@ -227,6 +227,8 @@ describe('interkom login in headless Chromium, driven by openid-client', { timeo
         () => page.getByRole('button', { name: 'Zustimmen' }).click());
       const tokens = await oidc.authorizationCodeGrant(rp, callback, checksFor(req));
       assert.equal(tokens.claims().sub, login().claims.sub);
+      // Bound to no resource: the roles held in the home tenant.
+      assert.deepEqual(tokens.claims().roles, ['sachbearbeitung']);
       assert.ok(tokens.refresh_token, 'offline_access gives a refresh token');
       assert.deepEqual(tokens.scope.split(' ').sort(), ['email', 'offline_access', 'openid', 'profile']);
 

@@ -5,7 +5,6 @@
 //! stays bounded under a login storm. An unknown username costs the same
 //! verification as a known one (no user enumeration by timing).
 
-
 use argon2::password_hash::{PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use interkom_types::{AccountId, Secret, TenantId};

@@ -414,7 +414,7 @@ async fn prepare_user_tokens(
         .get(&user.tenant)
         .ok_or_else(|| GatewayError::UnknownTenant(user.tenant.to_string()))?;
     still_permitted(gw, meta, client, &user.id, g).await?;
-    let roles = roles_for(gw, client, &user).await?;
+    let roles = roles_for(gw, client, &user);
     let keys = gw.keys.fresh(now).await?;
     let scope = g.scope.join(" ");
 
@@ -522,14 +522,12 @@ async fn still_permitted(
 
 /// The roles the policy gives the user for this client's resource; for a
 /// client that is no resource, the roles held in the home tenant.
-async fn roles_for(gw: &Gateway, client: &Client, user: &User) -> Result<Vec<String>, OAuthError> {
+fn roles_for(gw: &Gateway, client: &Client, user: &User) -> Vec<String> {
     let snap = gw.policy.snapshot();
-    Ok(match snap.resource_for_client(&client.id) {
+    match snap.resource_for_client(&client.id) {
         Some(r) => snap.roles_for(&user.id, &r.id),
-        None => interkom_policy::roles::roles_in(gw.store.pool(), &user.id, &user.tenant)
-            .await
-            .map_err(GatewayError::from)?,
-    })
+        None => snap.roles_in(&user.id, &user.tenant),
+    }
 }
 
 /// The claims of an ID token for this grant.

@@ -908,6 +908,26 @@ impl Snapshot {
         out.into_iter().collect()
     }
 
+    /// The roles `subject` holds in `tenant` itself, sorted: what a token
+    /// for a client bound to no resource carries. The same assignments the
+    /// decisions read (a source's role sync reloads the policy before its
+    /// login ends), without a database read per token.
+    pub fn roles_in(&self, subject: &str, tenant: &str) -> Vec<String> {
+        let (Some(&si), Some(&ti)) = (self.subject_index.get(subject), self.tenant_ids.get(tenant))
+        else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = self.subjects[si as usize]
+            .roles
+            .iter()
+            .filter(|(_, held_in)| *held_in == Some(ti))
+            .map(|&(role, _)| self.name(role).to_owned())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// A reason in words, with the data behind it (for AuthZEN contexts,
     /// `policy explain` and audit events).
     pub fn describe(&self, r: &Reason) -> Value {

@@ -88,12 +88,6 @@ impl Store {
         self.backend
     }
 
-    /// The pool, for the APIs of other contexts that take one (the
-    /// policy's role assignments).
-    pub(crate) fn pool(&self) -> &AnyPool {
-        &self.pool
-    }
-
     /// Starts a transaction for operations that must happen together.
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
         self.pool.begin().await

@@ -79,36 +79,78 @@ async fn write_rotations(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
                 tracing::warn!(error = %e, size = batch.len(), "rotation batch failed; one by one");
                 for job in batch.drain(..) {
                     let outcome = commit_together(&pool, &[&job.rotation]).await;
-                    let _ = job.done.send(outcome.map(|o| o.first().copied().unwrap_or(false)));
+                    let _ = job
+                        .done
+                        .send(outcome.map(|o| o.first().copied().unwrap_or(false)));
                 }
             }
         }
     }
 }
 
-/// One transaction for `rotations`; per rotation, whether it happened.
-async fn commit_together(pool: &AnyPool, rotations: &[&Rotation]) -> Result<Vec<bool>, sqlx::Error> {
+/// One transaction for `rotations`; per rotation, whether it happened. Set
+/// based, so a batch costs four statements however large it is: one
+/// `UPDATE … RETURNING` uses up every token still unused, one multi-row
+/// `INSERT` per chunk stores the successors of those that were.
+async fn commit_together(
+    pool: &AnyPool,
+    rotations: &[&Rotation],
+) -> Result<Vec<bool>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let mut outcomes = Vec::with_capacity(rotations.len());
-    for r in rotations {
-        outcomes.push(rotate(&mut tx, r).await?);
+    let used_up = use_up(&mut tx, rotations).await?;
+    // A token claimed twice in one batch goes to its first claimant only.
+    let mut seen = std::collections::HashSet::new();
+    let outcomes: Vec<bool> = rotations
+        .iter()
+        .map(|r| used_up.contains(r.used.as_str()) && seen.insert(r.used.as_str()))
+        .collect();
+    let winners: Vec<&NewRefreshToken> = rotations
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, won)| **won)
+        .map(|(r, _)| &r.next)
+        .collect();
+    for chunk in winners.chunks(INSERT_ROWS) {
+        super::tokens::insert_refresh_tokens(&mut tx, chunk).await?;
     }
     tx.commit().await?;
     Ok(outcomes)
 }
 
-async fn rotate(conn: &mut AnyConnection, r: &Rotation) -> Result<bool, sqlx::Error> {
-    let used_up = sqlx::query(
-        "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
-    )
-    .bind(r.at)
-    .bind(&r.used)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
-    if used_up {
-        super::tokens::insert_refresh_token(conn, &r.next).await?;
+/// Rows per multi-row `INSERT` (ten parameters each).
+const INSERT_ROWS: usize = 32;
+
+/// Marks every token of `rotations` used that was not; returns their
+/// hashes. One statement per distinct time (a batch spans a second or two).
+async fn use_up(
+    conn: &mut AnyConnection,
+    rotations: &[&Rotation],
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    let mut times: Vec<i64> = rotations.iter().map(|r| r.at).collect();
+    times.sort_unstable();
+    times.dedup();
+    let mut used_up = std::collections::HashSet::new();
+    for at in times {
+        let hashes: Vec<&str> = rotations
+            .iter()
+            .filter(|r| r.at == at)
+            .map(|r| r.used.as_str())
+            .collect();
+        let mut sql = String::from(
+            "UPDATE refresh_tokens SET used_at = $1 WHERE used_at IS NULL AND token_hash IN (",
+        );
+        for i in 0..hashes.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", i + 2));
+        }
+        sql.push_str(") RETURNING token_hash");
+        let mut q = sqlx::query_scalar::<_, String>(&sql).bind(at);
+        for h in &hashes {
+            q = q.bind(*h);
+        }
+        used_up.extend(q.fetch_all(&mut *conn).await?);
     }
     Ok(used_up)
 }

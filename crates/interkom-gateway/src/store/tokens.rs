@@ -214,7 +214,7 @@ impl Store {
         conn: &mut AnyConnection,
         r: &NewRefreshToken,
     ) -> Result<(), sqlx::Error> {
-        insert_refresh_token(conn, r).await
+        insert_refresh_tokens(conn, &[r]).await
     }
 
     /// Whether the access token `jti` was revoked.
@@ -259,26 +259,51 @@ impl Store {
     }
 }
 
-/// Stores a new refresh token on `conn` (also the rotation writer's).
-pub(super) async fn insert_refresh_token(
+/// Stores new refresh tokens on `conn`, in one statement.
+pub(super) async fn insert_refresh_tokens(
     conn: &mut AnyConnection,
-    r: &NewRefreshToken,
+    rows: &[&NewRefreshToken],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut sql = String::from(
         "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, sid, scope, auth_time, acr, amr, \
-         expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)",
-    )
-    .bind(&r.hash)
-    .bind(&r.family_id)
-    .bind(&r.client_id)
-    .bind(&r.user_id)
-    .bind(&r.sid)
-    .bind(&r.scope)
-    .bind(r.auth_time)
-    .bind(&r.acr)
-    .bind(&r.amr)
-    .bind(r.expires_at)
-    .execute(conn)
-    .await?;
+         expires_at, used_at) VALUES ",
+    );
+    for i in 0..rows.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let n = i * 10;
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, NULL)",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4,
+            n + 5,
+            n + 6,
+            n + 7,
+            n + 8,
+            n + 9,
+            n + 10
+        ));
+    }
+    let mut q = sqlx::query(&sql);
+    for r in rows {
+        q = q
+            .bind(&r.hash)
+            .bind(&r.family_id)
+            .bind(&r.client_id)
+            .bind(&r.user_id)
+            .bind(&r.sid)
+            .bind(&r.scope)
+            .bind(r.auth_time)
+            .bind(&r.acr)
+            .bind(&r.amr)
+            .bind(r.expires_at);
+    }
+    q.execute(conn).await?;
     Ok(())
 }
