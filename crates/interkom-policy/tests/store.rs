@@ -16,104 +16,13 @@ use interkom_policy::store::{self, Grant};
 use interkom_policy::{Protection, ResourceSpec, RuleLine};
 use sqlx::AnyPool;
 
-struct Backend {
-    name: &'static str,
-    pool: AnyPool,
-    /// PostgreSQL: the database and the schema to drop at the end.
-    drop: Option<(String, String)>,
-    _dir: Option<TempDir>,
-}
-
-/// A temporary folder, removed on drop.
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-async fn sqlite() -> Backend {
-    sqlx::any::install_default_drivers();
-    let dir = std::env::temp_dir().join(format!("interkom-polstore-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.join("db.sqlite").display());
-    Backend {
-        name: "sqlite",
-        pool: AnyPool::connect(&url).await.unwrap(),
-        drop: None,
-        _dir: Some(TempDir(dir)),
-    }
-}
-
-/// The database the conformance suites share on PostgreSQL; each run gets
-/// a schema of its own in it.
-const PG_DATABASE: &str = "interkom_store_conformance";
-
-async fn postgres() -> Option<Backend> {
-    sqlx::any::install_default_drivers();
-    let server = std::env::var("INTERKOM_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let admin = AnyPool::connect(&format!("{server}/postgres")).await.ok()?;
-    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
-        .bind(PG_DATABASE)
-        .fetch_optional(&admin)
-        .await
-        .unwrap();
-    if exists.is_none() {
-        // Another suite may create it at the same moment.
-        let _ = sqlx::query(&format!("CREATE DATABASE {PG_DATABASE}"))
-            .execute(&admin)
-            .await;
-    }
-    admin.close().await;
-    let url = format!("{server}/{PG_DATABASE}");
-    let schema = format!("ik_polstore_{}", uuid::Uuid::new_v4().simple());
-    let scratch = AnyPool::connect(&url).await.unwrap();
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&scratch)
-        .await
-        .unwrap();
-    scratch.close().await;
-    Some(Backend {
-        name: "postgres",
-        pool: AnyPool::connect(&format!("{url}?options[search_path]={schema}"))
-            .await
-            .unwrap(),
-        drop: Some((url, schema)),
-        _dir: None,
-    })
-}
-
-impl Backend {
-    async fn close(self) {
-        self.pool.close().await;
-        if let Some((url, schema)) = &self.drop {
-            let scratch = AnyPool::connect(url).await.unwrap();
-            let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                .execute(&scratch)
-                .await;
-            scratch.close().await;
-        }
-    }
-}
-
 /// Runs `check` against every backend that is there, on a freshly
 /// migrated database with the resources, grants and lines below.
 macro_rules! conformance {
     ($name:ident, $check:ident) => {
         #[tokio::test]
         async fn $name() {
-            let mut backends = vec![sqlite().await];
-            if let Some(pg) = postgres().await {
-                backends.push(pg);
-            } else {
-                eprintln!(
-                    "PostgreSQL not reachable: {} on SQLite only",
-                    stringify!($name)
-                );
-            }
-            for b in backends {
+            for b in interkom_types::scratch::every("ik_polstore").await {
                 interkom_policy::migrate(&b.pool).await.unwrap();
                 fill(&b.pool).await;
                 $check(&b.pool, b.name).await;

@@ -11,6 +11,8 @@
 //! - [`Lang`]: the languages of the pages (and [`cookie`], the one
 //!   parser of `Cookie` headers).
 //! - [`Secret`]: a value never printed by `{:?}` or `{}`, wiped on drop.
+//! - `scratch` (feature `scratch`, tests only): scratch databases for the
+//!   stores' conformance suites.
 
 mod alg;
 mod backend;
@@ -19,6 +21,8 @@ mod ids;
 mod lang;
 mod loa;
 mod secret;
+#[cfg(feature = "scratch")]
+pub mod scratch;
 
 pub use alg::Alg;
 pub use backend::Backend;

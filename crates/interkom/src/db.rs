@@ -20,6 +20,20 @@ pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
     // SQLite has one writer; more connections only add lock contention.
     let max = if is_sqlite { 8 } else { 16 };
     let pool = AnyPoolOptions::new()
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if is_sqlite {
+                    // A page cache of 1 MiB per connection instead of 2: the
+                    // operating system caches the file for all of them, and
+                    // eight private copies of the hot pages are memory a node
+                    // at rest should not hold.
+                    sqlx::query("PRAGMA cache_size = -1024")
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
         .max_connections(max)
         .min_connections(1)
         // Connections beyond the one kept close after a quiet minute, with
