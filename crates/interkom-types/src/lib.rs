@@ -20,9 +20,9 @@ mod clock;
 mod ids;
 mod lang;
 mod loa;
-mod secret;
 #[cfg(feature = "scratch")]
 pub mod scratch;
+mod secret;
 
 pub use alg::Alg;
 pub use backend::Backend;
