@@ -140,19 +140,10 @@ fn worker(rx: &std::sync::mpsc::Receiver<Job>, params: &Params) {
     }
 }
 
-/// Frees the working memory so the allocator can return it to the system.
-/// mimalloc returns freed memory lazily: at its next collection after a
-/// short delay (10 ms), which a quiet server never reaches. A thread that
-/// ends is such a collection, so a short-lived one ends after the delay.
+/// Frees the working memory; the allocator returns it to the system at its
+/// next collection (the binary makes one a second).
 fn give_back(memory: &mut Vec<Block>) {
     *memory = Vec::new();
-    let collect = || {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        drop(std::hint::black_box(Box::new(0u64)));
-    };
-    let _ = std::thread::Builder::new()
-        .name("argon2-release".into())
-        .spawn(collect);
 }
 
 /// Runs argon2 into `memory`, growing it when the parameters need more.
