@@ -35,6 +35,11 @@ pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
             })
         })
         .max_connections(max)
+        // A ping before every use is a round trip to the connection's
+        // thread; a file cannot go away like a server can, so SQLite skips
+        // it (PostgreSQL keeps it: after a restart, stale connections are
+        // found before a request fails on them).
+        .test_before_acquire(!is_sqlite)
         .min_connections(1)
         // Connections beyond the one kept close after a quiet minute, with
         // their caches: a node at rest holds little.
