@@ -317,6 +317,15 @@ async fn bad_input_gets_problem_json() {
     )
     .await;
     assert_eq!(res.status().as_u16(), 413);
+    // Filters and cursors reach SQL: a NUL (which PostgreSQL refuses in
+    // text) is a 400, never a 500.
+    for path in [
+        "/policy/lines?resource=a%00b",
+        "/grants?subject=%00",
+        "/users?cursor=x%00",
+    ] {
+        problem(get(&s, &admin, path).await, 400).await;
+    }
     // Unknown ids, tenants, roles; invalid policy lines; a taken username.
     problem(get(&s, &admin, "/users/no-such-user").await, 404).await;
     problem(

@@ -238,11 +238,20 @@ pub(crate) fn page_limit(limit: Option<&str>) -> Result<i64, AdminError> {
 pub(crate) fn parse_query<T: DeserializeOwned + Default>(
     raw: Option<String>,
 ) -> Result<T, AdminError> {
-    match raw {
-        None => Ok(T::default()),
-        Some(r) => serde_urlencoded::from_str(&r)
-            .map_err(|e| AdminError::bad_request(format!("invalid query: {e}"))),
+    let Some(r) = raw else {
+        return Ok(T::default());
+    };
+    // Filters and cursors go into SQL: a control character (PostgreSQL
+    // refuses NUL in text) matches nothing stored and is refused here.
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&r)
+        .map_err(|e| AdminError::bad_request(format!("invalid query: {e}")))?;
+    if let Some((name, _)) = pairs.iter().find(|(_, v)| v.chars().any(char::is_control)) {
+        return Err(AdminError::bad_request(format!(
+            "invalid query: `{name}` contains a control character"
+        )));
     }
+    serde_urlencoded::from_str(&r)
+        .map_err(|e| AdminError::bad_request(format!("invalid query: {e}")))
 }
 
 /// Path parameters; a malformed one is a 400 problem.
