@@ -819,39 +819,10 @@ async fn grants_need_a_grantor_who_holds_the_right_and_another_approver() {
 
     // A grant on a resource the grantor may use: recorded unapproved; the
     // grantor cannot approve it, another administrator can.
-    let subject = s
-        .app
-        .directory
-        .find_user(ADMIN_USER)
+    let resource = *readable_by_kreis_admin(&s)
         .await
-        .unwrap()
-        .unwrap()
-        .id;
-    let snap = s.app.gateway.policy().snapshot();
-    let ctx = interkom_policy::engine::AuthContext {
-        acr: Some(interkom_policy::Loa::High),
-        auth_time: Some(s.app.gateway.clock().now()),
-        second_factor: true,
-        now: s.app.gateway.clock().now(),
-    };
-    let resource = [
-        "haushalt-sg-elbtalaue",
-        "haushalt-hitzacker-elbe",
-        "haushalt-lk",
-        "bauantrag",
-        "kfz-zulassung",
-    ]
-    .into_iter()
-    .find(|r| {
-        snap.decide(
-            interkom_policy::engine::SubjectRef::User(&subject),
-            "read",
-            interkom_policy::engine::ResourceRef::id(r),
-            &ctx,
-        )
-        .allowed()
-    })
-    .expect("kreis.admin reads some resource");
+        .first()
+        .expect("kreis.admin reads some resource");
     let body = json!({ "grantee": "user:jan.meyer", "resource": resource, "actions": ["read"],
                        "purpose": "Prüfung", "expires_at": expires });
     let (g, _) = ok(post(&s, &admin, "/grants", body).await, 201).await;
@@ -1563,40 +1534,7 @@ async fn grants_are_paged_one_by_one_and_filtered() {
     let s = TestServer::start().await;
     let admin = kreis_admin(&s).await;
     // Grants the Kreis administrator may give: on the resources they read.
-    let subject = s
-        .app
-        .directory
-        .find_user(ADMIN_USER)
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
-    let snap = s.app.gateway.policy().snapshot();
-    let now = s.app.gateway.clock().now();
-    let ctx = interkom_policy::engine::AuthContext {
-        acr: Some(interkom_policy::Loa::High),
-        auth_time: Some(now),
-        second_factor: true,
-        now,
-    };
-    let readable: Vec<&str> = [
-        "haushalt-sg-elbtalaue",
-        "haushalt-hitzacker-elbe",
-        "haushalt-lk",
-        "bauantrag",
-        "kfz-zulassung",
-    ]
-    .into_iter()
-    .filter(|r| {
-        snap.decide(
-            interkom_policy::engine::SubjectRef::User(&subject),
-            "read",
-            interkom_policy::engine::ResourceRef::id(r),
-            &ctx,
-        )
-        .allowed()
-    })
-    .collect();
+    let readable = readable_by_kreis_admin(&s).await;
     assert!(!readable.is_empty(), "kreis.admin reads some resource");
     let mut created = Vec::new();
     for (i, grantee) in [
@@ -1672,6 +1610,7 @@ async fn grants_are_paged_one_by_one_and_filtered() {
     // A Gemeinde's administrator pages through none of the Kreis's.
     let (_, hitz) = account(&s, "hitzacker-elbe", "hitzacker.admin", &["admin"]).await;
     let theirs = grant_pages(&s, &hitz, "", 1).await;
+    let snap = s.app.gateway.policy().snapshot();
     for g in &created {
         let owner = snap
             .resource(g["resource"].as_str().unwrap())
@@ -1739,4 +1678,43 @@ async fn the_openapi_document_names_a_schema_for_every_answer() {
         let name = part.split('"').next().unwrap();
         assert!(schemas.contains_key(name), "unresolved {name}");
     }
+}
+
+/// The demo resources the Kreis administrator may read (with a strong,
+/// fresh login): the ones they may give grants on.
+async fn readable_by_kreis_admin(s: &TestServer) -> Vec<&'static str> {
+    let subject = s
+        .app
+        .directory
+        .find_user(ADMIN_USER)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let snap = s.app.gateway.policy().snapshot();
+    let now = s.app.gateway.clock().now();
+    let ctx = interkom_policy::engine::AuthContext {
+        acr: Some(interkom_policy::Loa::High),
+        auth_time: Some(now),
+        second_factor: true,
+        now,
+    };
+    [
+        "haushalt-sg-elbtalaue",
+        "haushalt-hitzacker-elbe",
+        "haushalt-lk",
+        "bauantrag",
+        "kfz-zulassung",
+    ]
+    .into_iter()
+    .filter(|r| {
+        snap.decide(
+            interkom_policy::engine::SubjectRef::User(&subject),
+            "read",
+            interkom_policy::engine::ResourceRef::id(r),
+            &ctx,
+        )
+        .allowed()
+    })
+    .collect()
 }
