@@ -34,6 +34,7 @@ mod policy;
 mod proposals;
 mod resources;
 mod scope;
+pub mod directories;
 mod upstreams;
 mod users;
 
@@ -169,6 +170,7 @@ pub(crate) fn resources() -> OpenApiRouter<AdminState> {
         .merge(audit::routes())
         .merge(clients::routes())
         .merge(upstreams::routes())
+        .merge(directories::routes())
         .merge(users::routes())
         .merge(grants::routes())
         .merge(policy::routes())

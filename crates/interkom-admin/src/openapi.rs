@@ -18,6 +18,8 @@ use crate::proposals::view::{
     ApprovalResult, Approved, ProposalPage, ProposalView, Proposed, Rejected,
 };
 use crate::resources::view::{ResourceDoc, ResourcePage};
+use crate::directories::view::{ConnectionTest, DirectoryConfigDoc, DirectoryList, DirectoryView, PersonFound};
+use crate::directories::TestRequest;
 use crate::upstreams::view::{ClaimMappingDoc, UpstreamConfigDoc, UpstreamList, UpstreamView};
 use crate::users::view::{
     NewPassword, RoleView, SecondFactorReset, UserCreated, UserPage, UserView,
@@ -57,6 +59,7 @@ impl Modify for Bearer {
         Proposed, ProposalView, ProposalPage, Approved, ApprovalResult, Rejected,
         ResourceDoc, ResourcePage,
         UpstreamConfigDoc, ClaimMappingDoc, UpstreamView, UpstreamList,
+        DirectoryConfigDoc, DirectoryView, DirectoryList, ConnectionTest, PersonFound, TestRequest,
         UserView, RoleView, UserPage, UserCreated, NewPassword, SecondFactorReset,
     )),
     modifiers(&Bearer)

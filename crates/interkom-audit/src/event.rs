@@ -43,6 +43,11 @@ pub enum Action {
     ConsentDeclined,
     /// A person withdrew a consent.
     ConsentWithdrawn,
+    /// A directory sync found the person removed or disabled there: the
+    /// account is locked and its sessions end.
+    AccountDeactivated,
+    /// The person is back in the directory: the sync's lock is lifted.
+    AccountReactivated,
 }
 
 impl Action {
@@ -74,6 +79,8 @@ impl Action {
         Action::ConsentGiven,
         Action::ConsentDeclined,
         Action::ConsentWithdrawn,
+        Action::AccountDeactivated,
+        Action::AccountReactivated,
     ];
 
     /// Whether a signed checkpoint must follow soon: changes to who may do
@@ -91,6 +98,8 @@ impl Action {
                 | Action::AuditPruned
                 | Action::SecondFactorEnrolled
                 | Action::AccountLinked
+                | Action::AccountDeactivated
+                | Action::AccountReactivated
         )
     }
 
@@ -123,6 +132,8 @@ impl Action {
             Action::ConsentGiven => "consent_given",
             Action::ConsentDeclined => "consent_declined",
             Action::ConsentWithdrawn => "consent_withdrawn",
+            Action::AccountDeactivated => "account_deactivated",
+            Action::AccountReactivated => "account_reactivated",
         }
     }
 

@@ -10,6 +10,8 @@
 //! - [`consents`]: what a person agreed a client may receive.
 //! - [`upstreams`]: registered upstream OpenID Providers and the links of
 //!   their identities to accounts.
+//! - [`ldap`]: the Kommunen's directories (AD, OpenLDAP) as identity
+//!   sources: registrations, the LDAP client, links of entries to accounts.
 //! - [`factors`]: second-factor enrolments (TOTP, recovery codes,
 //!   passkeys).
 //! - [`roles`]: the rule for roles identity sources hand out (four-eyes
@@ -26,6 +28,7 @@ pub mod consents;
 pub mod crypto;
 pub mod error;
 pub mod factors;
+pub mod ldap;
 pub mod roles;
 pub mod upstreams;
 
@@ -77,6 +80,7 @@ struct Inner {
     hasher: accounts::PasswordHasher,
     clients: clients::ClientCache,
     upstreams: upstreams::UpstreamCache,
+    directories: ldap::store::SourceCache,
 }
 
 impl Directory {
@@ -92,6 +96,7 @@ impl Directory {
         Ok(Directory(Arc::new(Inner {
             clients: clients::ClientCache::new(cfg.cache_ttl),
             upstreams: upstreams::UpstreamCache::default(),
+            directories: ldap::store::SourceCache::default(),
             cfg,
             pool,
             master,

@@ -105,7 +105,7 @@ fn default_timeout() -> u64 {
     10
 }
 
-fn valid_slug(id: &str) -> bool {
+pub(crate) fn valid_slug(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id

@@ -25,7 +25,7 @@ use crate::login::{consent, flow};
 use crate::params::Params;
 use crate::session::{self, SESSION_COOKIE};
 use crate::sources::oidc::{self, IDP_COOKIE};
-use crate::sources::LocalPassword;
+use crate::sources::{self, DirectoryLogin, LocalPassword, PasswordSource};
 use crate::web::{self, Meta};
 use crate::{Gateway, GatewayError};
 
@@ -496,6 +496,8 @@ async fn new_login(
 struct LoginForm {
     username: Option<String>,
     password: Option<String>,
+    /// The directory chosen on the login page.
+    directory: Option<String>,
 }
 
 /// `POST /login`: checks the CSRF binding, then the password.
@@ -514,12 +516,31 @@ pub(crate) async fn login(
     if pending.is_some() {
         return state::out_of_step(&gw, at.lang);
     }
-    let source = LocalPassword {
-        last_idp: web::cookie(&headers, IDP_COOKIE),
-    };
     let username = form.username.unwrap_or_default();
     let password = form.password.unwrap_or_default();
-    let checked = source.verify(&gw, &meta, &at, &username, password).await;
+    let checked = match sources::password_source(&gw, form.directory.as_deref(), &username).await {
+        Ok(PasswordSource::Local) => {
+            let source = LocalPassword {
+                last_idp: web::cookie(&headers, IDP_COOKIE),
+            };
+            source.verify(&gw, &meta, &at, &username, password).await
+        }
+        Ok(PasswordSource::Directory(d)) => {
+            DirectoryLogin(d)
+                .verify(&gw, &meta, &at, &username, password)
+                .await
+        }
+        Ok(PasswordSource::Unknown) => {
+            return web::error_page(
+                &gw,
+                at.lang,
+                StatusCode::BAD_REQUEST,
+                at.lang.texts().bad_request,
+                None,
+            )
+        }
+        Err(e) => Err(e),
+    };
     flow::go_on(&gw, &meta, &at, checked).await
 }
 
@@ -552,6 +573,24 @@ pub(crate) async fn choose_idp(
         Ok(l) => l,
         Err(e) => return web::internal(&gw, lang, e.into()),
     };
+    let dirs = match gw.dir.directory_sources().await {
+        Ok(l) => l,
+        Err(e) => return web::internal(&gw, lang, e.into()),
+    };
+    if let Some(id) = form.idp.as_deref().and_then(|i| i.strip_prefix(pages::DIRECTORY_CHOICE)) {
+        let Some(d) = dirs.iter().find(|d| d.cfg.id == id) else {
+            return web::error_page(
+                &gw,
+                lang,
+                StatusCode::BAD_REQUEST,
+                lang.texts().bad_request,
+                None,
+            );
+        };
+        return flow::go_to(&gw, &meta, &at, &DirectoryLogin(d.clone()), None, false)
+            .await
+            .unwrap_or_else(|e| web::internal(&gw, lang, e));
+    }
     if let Some(id) = &form.idp {
         if !idps.iter().any(|u| &u.cfg.id == id) {
             return web::error_page(
@@ -574,6 +613,7 @@ pub(crate) async fn choose_idp(
         None,
         &Chooser::new(
             &idps,
+            &dirs,
             web::cookie(&headers, IDP_COOKIE).as_deref(),
             form.q.as_deref(),
         ),

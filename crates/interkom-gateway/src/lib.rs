@@ -68,6 +68,7 @@ pub use interkom_types::Clock;
 pub use jws::Signer;
 pub use keys::{Alg, KeyInfo};
 pub use store::migrate;
+pub use sources::directory_sync::{SyncError, SyncReport};
 pub use throttle::BruteForceConfig;
 
 /// The gateway: shared state of every OIDC endpoint. Cheap to clone.

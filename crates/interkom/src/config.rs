@@ -102,6 +102,10 @@ pub struct FileConfig {
     /// can be added through the admin API.
     #[serde(default)]
     pub upstreams: Vec<interkom_directory::UpstreamConfig>,
+    /// The municipalities' Active Directories and LDAP servers (staff
+    /// accounts); more can be added through the admin API.
+    #[serde(default)]
+    pub directories: Vec<interkom_directory::ldap::DirectorySourceConfig>,
     #[serde(default)]
     pub audit: AuditFileConfig,
     /// The administrative tree.
@@ -413,6 +417,7 @@ pub struct Config {
     pub forward: Option<interkom_audit::forward::ForwardConfig>,
     pub tenants: Vec<TenantSpec>,
     pub upstreams: Vec<interkom_directory::UpstreamConfig>,
+    pub directories: Vec<interkom_directory::ldap::DirectorySourceConfig>,
     pub demo: DemoConfig,
     pub authzen: AuthzenConfig,
     pub admin: interkom_admin::AdminRules,
@@ -497,6 +502,7 @@ impl FileConfig {
                     forward: self.audit.forward.map(forward_config),
                     tenants: self.tenants,
                     upstreams: self.upstreams,
+                    directories: self.directories,
                     demo: self.demo,
                     authzen: self.authzen,
                     admin: interkom_admin::AdminRules {

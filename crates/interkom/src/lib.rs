@@ -123,6 +123,13 @@ impl App {
                 .await
                 .with_context(|| format!("upstream {}", u.id))?;
         }
+        // Directories likewise.
+        for d in &app.config.directories {
+            app.directory
+                .put_directory_source(d.clone())
+                .await
+                .with_context(|| format!("directory {}", d.id))?;
+        }
         // The admin console is a Fachverfahren of the gateway like others.
         interkom_admin::console::ensure_client(&app.directory, app.config.gateway.issuer_str())
             .await
@@ -393,6 +400,7 @@ pub async fn serve(
         .spawn_key_watch(app.config.database_url.as_str())
         .map(AbortOnDrop);
     let _stop_logout_sender = AbortOnDrop(app.gateway.spawn_logout_sender());
+    let _stop_directory_sync = AbortOnDrop(app.gateway.spawn_directory_sync());
     let _stop_forwarder = app
         .config
         .forward

@@ -127,6 +127,30 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// The Kommunen's directories (Active Directory, LDAP).
+    Directory {
+        #[command(subcommand)]
+        command: DirectoryCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Import the people and groups of a directory now: accounts made or
+    /// linked, roles in step, people removed or disabled there locked
+    /// (their sessions end). Prints what changed as JSON.
+    Sync {
+        #[arg(long, value_name = "ID")]
+        source: String,
+    },
+    /// Bind as the service account, find USERNAME and show their groups
+    /// and the roles they map to (nothing is changed).
+    Test {
+        #[arg(long, value_name = "ID")]
+        source: String,
+        #[arg(long)]
+        username: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -449,6 +473,7 @@ async fn node_command(
         } => client_add(app, a).await?,
         Command::Keys { command } => keys_command(app, command).await?,
         Command::Audit { command } => return audit_command(app, command).await,
+        Command::Directory { command } => return directory_command(app, command).await,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -878,4 +903,34 @@ fn policy_what_if(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `interkom directory …`.
+async fn directory_command(app: &App, command: DirectoryCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DirectoryCommand::Sync { source } => match app.gateway.sync_directory(&source).await {
+            Ok(report) => {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("directory sync failed: {e}");
+                Ok(ExitCode::from(1))
+            }
+        },
+        DirectoryCommand::Test { source, username } => {
+            let report = interkom_admin::directories::test_connection(
+                &app.directory,
+                &source,
+                username.as_deref(),
+            )
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
 }

@@ -24,6 +24,10 @@ pub(crate) enum Prepared {
     Role(crate::users::UserView, String, String),
     PasswordReset(String),
     Upstream(Box<UpstreamConfig>, Option<(UpstreamConfig, bool)>),
+    Directory(
+        Box<interkom_directory::ldap::DirectorySourceConfig>,
+        Option<(interkom_directory::ldap::DirectorySourceConfig, bool)>,
+    ),
     FirstParty(String, bool),
 }
 
@@ -135,6 +139,21 @@ pub(crate) async fn prepare_approval(
                 .await?;
             Ok(Prepared::Upstream(Box::new(body), before))
         }
+        "directory" => {
+            let body: interkom_directory::ldap::DirectorySourceConfig =
+                serde_json::from_value(payload["config"].clone()).map_err(AdminError::from)?;
+            let current = crate::directories::current(state, &body.id).await?;
+            if current.as_ref().map(|(_, tag)| tag.as_str()) != payload["before_etag"].as_str() {
+                return Err(AdminError::new(
+                    StatusCode::CONFLICT,
+                    "the directory changed since the proposal: propose again",
+                ));
+            }
+            let before = current.map(|(d, _)| d);
+            crate::directories::check_directory(state, caller, scope, before.as_ref(), &body, c)
+                .await?;
+            Ok(Prepared::Directory(Box::new(body), before))
+        }
         other => Err(AdminError::internal(format!(
             "unknown proposal kind {other}"
         ))),
@@ -185,6 +204,17 @@ pub(crate) async fn apply_approved(
                 crate::upstreams::store_upstream(state, caller, before.as_ref(), *body, c).await?;
             Ok(ApprovalResult::Upstream {
                 upstream: Box::new(after),
+            })
+        }
+        Prepared::Directory(body, before) => {
+            c.op = "directory.put";
+            c.target = format!("directories/{}", body.id);
+            c.tenant = Some(body.tenant.to_string());
+            let after =
+                crate::directories::store_directory(state, caller, before.as_ref(), *body, c)
+                    .await?;
+            Ok(ApprovalResult::Directory {
+                directory: Box::new(after),
             })
         }
         Prepared::FirstParty(client, first_party) => {

@@ -102,6 +102,10 @@ pub(crate) enum ApprovalResult {
     Role(UserView),
     /// `upstream`: the upstream as it is now.
     Upstream { upstream: Box<UpstreamView> },
+    /// `directory`: the directory as it is now.
+    Directory {
+        directory: Box<crate::directories::view::DirectoryView>,
+    },
     /// `client_first_party`: the client and its new standing.
     FirstParty { client: String, first_party: bool },
     /// `password_reset`: the new initial password, shown this once (to

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::Response;
+use interkom_directory::ldap::DirectorySource;
 use interkom_directory::{Client, Upstream};
 use serde::Serialize;
 
@@ -13,47 +14,83 @@ use crate::i18n::{Lang, LangTexts};
 use crate::web;
 use crate::Gateway;
 
-/// The upstreams offered on the login page.
+/// The upstreams and directories offered on the login page, and the
+/// directory the password form is for (when one was chosen).
 #[derive(Serialize)]
 pub(crate) struct Chooser {
     idps: Vec<IdpEntry>,
     query: String,
-    /// Upstreams exist at all (the section is shown).
+    /// Upstreams or directories exist at all (the section is shown).
     any: bool,
+    /// The directory the password goes to (a hidden field of the form).
+    directory: Option<IdpEntry>,
 }
 
 #[derive(Serialize)]
 struct IdpEntry {
+    /// The button's value: an upstream's id, or `dir:` and a directory's.
     id: String,
     name: String,
     last: bool,
 }
 
+/// The prefix that marks a directory among the choices.
+pub(crate) const DIRECTORY_CHOICE: &str = "dir:";
+
 impl Chooser {
-    /// The upstreams matching `query` (name, id or domain), the one chosen
-    /// last first.
-    pub(crate) fn new(list: &[Arc<Upstream>], last: Option<&str>, query: Option<&str>) -> Chooser {
+    /// The upstreams and directories matching `query` (name, id or
+    /// domain), the one chosen last first.
+    pub(crate) fn new(
+        list: &[Arc<Upstream>],
+        dirs: &[Arc<DirectorySource>],
+        last: Option<&str>,
+        query: Option<&str>,
+    ) -> Chooser {
         let q = query.unwrap_or("").trim().to_lowercase();
+        let matches = |name: &str, id: &str, domains: &[String]| {
+            q.is_empty()
+                || name.to_lowercase().contains(&q)
+                || id.contains(&q)
+                || domains.iter().any(|d| d.to_lowercase().contains(&q))
+        };
         let mut idps: Vec<IdpEntry> = list
             .iter()
-            .filter(|u| {
-                q.is_empty()
-                    || u.cfg.name.to_lowercase().contains(&q)
-                    || u.cfg.id.contains(&q)
-                    || u.cfg.domains.iter().any(|d| d.to_lowercase().contains(&q))
-            })
+            .filter(|u| matches(&u.cfg.name, &u.cfg.id, &u.cfg.domains))
             .map(|u| IdpEntry {
                 id: u.cfg.id.clone(),
                 name: u.cfg.name.clone(),
                 last: Some(u.cfg.id.as_str()) == last,
             })
+            .chain(
+                dirs.iter()
+                    .filter(|d| matches(&d.cfg.name, &d.cfg.id, &d.cfg.domains))
+                    .map(|d| {
+                        let id = format!("{DIRECTORY_CHOICE}{}", d.cfg.id);
+                        IdpEntry {
+                            last: Some(id.as_str()) == last,
+                            id,
+                            name: d.cfg.name.clone(),
+                        }
+                    }),
+            )
             .collect();
         idps.sort_by_key(|e| !e.last);
         Chooser {
             idps,
             query: query.unwrap_or("").chars().take(100).collect(),
-            any: !list.is_empty(),
+            any: !list.is_empty() || !dirs.is_empty(),
+            directory: None,
         }
+    }
+
+    /// The password form for this directory.
+    pub(crate) fn for_directory(mut self, d: &DirectorySource) -> Chooser {
+        self.directory = Some(IdpEntry {
+            id: d.cfg.id.clone(),
+            name: d.cfg.name.clone(),
+            last: false,
+        });
+        self
     }
 }
 

@@ -4,14 +4,22 @@
 //! to the login flow as an [`Authentication`].
 //!
 //! - `password`: the local password (argon2id, brute-force protection).
+//! - `directory`: a Kommune's Active Directory or LDAP (search bind, then
+//!   a bind as the person), with the account linked on the entry's
+//!   immutable id; `directory_sync` imports people and groups ahead of
+//!   their first login.
 //! - `oidc`: an upstream OpenID Provider of a tenant (brokering), with
 //!   `oidc_account` linking or creating the account it vouches for.
+//! - `guard`: brute-force protection of every password a form takes.
 //!
-//! Adding a source (LDAP, SAML): implement the trait in a module of its
+//! Adding a source (SAML): implement the trait in a module of its
 //! own, let its endpoint (a form post or a callback) turn its answer into
 //! an [`Authentication`] and hand it to `login::flow::advance`, and audit
 //! every refusal as `login_failed` with a reason.
 
+pub(crate) mod directory;
+pub(crate) mod directory_sync;
+mod guard;
 pub(crate) mod oidc;
 mod oidc_account;
 mod oidc_answer;
@@ -26,6 +34,7 @@ use crate::login::state::LoginRequest;
 use crate::web::Meta;
 use crate::{Gateway, GatewayError};
 
+pub(crate) use directory::DirectoryLogin;
 pub(crate) use oidc::OidcUpstream;
 pub(crate) use password::LocalPassword;
 
@@ -52,4 +61,55 @@ pub(crate) trait IdentitySource: Sync {
         gw: &'a Gateway,
         ask: &'a SourceAsk<'a>,
     ) -> BoxFuture<'a, Result<Response, GatewayError>>;
+}
+
+/// Where the password of a login form goes.
+pub(crate) enum PasswordSource {
+    Local,
+    Directory(std::sync::Arc<interkom_directory::ldap::DirectorySource>),
+    /// The form names a directory that does not exist.
+    Unknown,
+}
+
+/// The source a password typed as `username` is checked by: the directory
+/// chosen on the page; else the directory whose login domain (or id) the
+/// name ends in (`m.mueller@hitzacker.example`); else the directory an
+/// existing account without a local password comes from; else the local
+/// password.
+pub(crate) async fn password_source(
+    gw: &Gateway,
+    chosen: Option<&str>,
+    username: &str,
+) -> Result<PasswordSource, GatewayError> {
+    let dirs = gw.dir.directory_sources().await?;
+    if let Some(id) = chosen.filter(|c| !c.is_empty()) {
+        return Ok(match dirs.iter().find(|d| d.cfg.id == id) {
+            Some(d) => PasswordSource::Directory(d.clone()),
+            None => PasswordSource::Unknown,
+        });
+    }
+    if dirs.is_empty() {
+        return Ok(PasswordSource::Local);
+    }
+    if let Some((_, domain)) = username.rsplit_once('@') {
+        if let Some(d) = dirs
+            .iter()
+            .find(|d| d.cfg.has_domain(domain) || d.cfg.id == domain)
+        {
+            return Ok(PasswordSource::Directory(d.clone()));
+        }
+    }
+    if username.is_empty() || username.len() > 128 {
+        return Ok(PasswordSource::Local);
+    }
+    if let Some(u) = gw.dir.find_user(username).await? {
+        if u.password_hash.is_none() {
+            if let Some(id) = gw.dir.directory_of(&u.id).await? {
+                if let Some(d) = dirs.iter().find(|d| d.cfg.id == id) {
+                    return Ok(PasswordSource::Directory(d.clone()));
+                }
+            }
+        }
+    }
+    Ok(PasswordSource::Local)
 }
