@@ -27,6 +27,10 @@
 //! - `login`: the whole browser login — `GET /authorize`, `POST /login` (an
 //!   argon2id check), `POST /token` with the code and PKCE verifier. Nothing
 //!   is carried between iterations, so each one checks the password.
+//! - `directory_login`: a directory account's login through to the
+//!   authorization code — `GET /authorize`, `POST /login` (search bind,
+//!   groups, a bind as the person, account link, code); with
+//!   `--username-range N` the `{n}` of `--username` runs over 0001…N.
 //!
 //! Output: one JSON line on stdout and a readable summary on stderr.
 //! `requests` counts measured iterations including failed ones; `rps` and the
@@ -118,6 +122,10 @@ struct Cli {
     username: String,
     #[arg(long, default_value = "Kreis-Demo-2026!")]
     password: String,
+    /// Replaces `{n}` in `--username` by 0001…N, a different one at each
+    /// iteration (0: the name as given).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=99_999))]
+    username_range: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -127,6 +135,8 @@ enum Scenario {
     Introspect,
     Refresh,
     Login,
+    #[value(name = "directory_login")]
+    DirectoryLogin,
     Authzen,
     #[value(name = "authzen_batch")]
     AuthzenBatch,
@@ -139,6 +149,7 @@ impl Scenario {
             Scenario::Introspect => "introspect",
             Scenario::Refresh => "refresh",
             Scenario::Login => "login",
+            Scenario::DirectoryLogin => "directory_login",
             Scenario::Authzen => "authzen",
             Scenario::AuthzenBatch => "authzen_batch",
         }
@@ -187,6 +198,9 @@ struct Target {
     redirect_uri_enc: String,
     /// `&username=…&password=…`, form-encoded.
     credentials: String,
+    /// With `--username-range`: the name around `{n}`, and the range.
+    username_parts: Option<(String, String, u32)>,
+    password_enc: String,
 }
 
 impl Target {
@@ -236,7 +250,25 @@ impl Target {
                 enc(&cli.username),
                 enc(&cli.password)
             ),
+            username_parts: match (cli.username_range, cli.username.split_once("{n}")) {
+                (0, _) => None,
+                (n, Some((a, b))) => Some((a.to_owned(), b.to_owned(), n)),
+                (_, None) => bail!("--username-range needs `{{n}}` in --username"),
+            },
+            password_enc: enc(&cli.password),
         })
+    }
+
+    /// The credentials of iteration `i` (the same ones without a range).
+    fn credentials_for(&self, i: u64) -> std::borrow::Cow<'_, str> {
+        match &self.username_parts {
+            None => std::borrow::Cow::Borrowed(&self.credentials),
+            Some((a, b, n)) => std::borrow::Cow::Owned(format!(
+                "&username={}&password={}",
+                enc(&format!("{a}{:04}{b}", i % u64::from(*n) + 1)),
+                self.password_enc
+            )),
+        }
     }
 
     fn get(&self, uri: Uri) -> Request<Full<Bytes>> {
@@ -434,6 +466,33 @@ impl Conn {
 
 /// One full browser login; returns the token endpoint's answer.
 async fn login(conn: &mut Conn, t: &Target) -> Result<Bytes, Failure> {
+    let (code, verifier) = login_code(conn, t, &t.credentials).await?;
+    // 3. The client redeems the code with its secret and the verifier.
+    let form = format!(
+        "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={verifier}",
+        enc(&code),
+        t.redirect_uri_enc
+    );
+    let (parts, body) = conn
+        .exchange(
+            "token",
+            t.post(&t.token, Some(&t.rp_basic), Bytes::from(form)),
+        )
+        .await?;
+    if parts.status == StatusCode::OK && contains(&body, br#""id_token":""#) {
+        Ok(body)
+    } else {
+        Err(Failure::answer("token", parts.status, &body))
+    }
+}
+
+/// The login form, filled in with `credentials`, through to the code;
+/// returns the code and the PKCE verifier.
+async fn login_code(
+    conn: &mut Conn,
+    t: &Target,
+    credentials: &str,
+) -> Result<(String, String), Failure> {
     // 32 random bytes give 43 base64url characters, within RFC 7636's
     // 43..=128 characters of [A-Za-z0-9-._~].
     let verifier = random_b64::<32>();
@@ -476,10 +535,7 @@ async fn login(conn: &mut Conn, t: &Target) -> Result<Bytes, Failure> {
     //    with the code.
     let cookie = HeaderValue::from_str(&format!("interkom_browser={browser}"))
         .map_err(|e| Failure::io("login", e))?;
-    let form = format!(
-        "login_request={login_request}&csrf_token={csrf}{}",
-        t.credentials
-    );
+    let form = format!("login_request={login_request}&csrf_token={csrf}{credentials}");
     let mut req = t.post(&t.login, None, Bytes::from(form));
     req.headers_mut().insert(header::COOKIE, cookie);
     let (parts, body) = conn.exchange("login", req).await?;
@@ -515,24 +571,7 @@ async fn login(conn: &mut Conn, t: &Target) -> Result<Bytes, Failure> {
             format!("redirect without code or with another state: `{location}`"),
         ));
     };
-
-    // 3. The client redeems the code with its secret and the verifier.
-    let form = format!(
-        "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={verifier}",
-        enc(&code),
-        t.redirect_uri_enc
-    );
-    let (parts, body) = conn
-        .exchange(
-            "token",
-            t.post(&t.token, Some(&t.rp_basic), Bytes::from(form)),
-        )
-        .await?;
-    if parts.status == StatusCode::OK && contains(&body, br#""id_token":""#) {
-        Ok(body)
-    } else {
-        Err(Failure::answer("token", parts.status, &body))
-    }
+    Ok((code, verifier))
 }
 
 /// What all connections share.
@@ -562,6 +601,8 @@ impl Ctx {
 /// One connection's state between iterations.
 struct Worker {
     conn: Conn,
+    /// Iterations of this connection (picks the name of a range).
+    round: u64,
     /// The refresh scenario's current (newest) refresh token.
     refresh_token: Option<String>,
 }
@@ -572,6 +613,8 @@ impl Worker {
     async fn setup(ctx: &Ctx, i: usize) -> Result<Worker, Failure> {
         let addr = ctx.target.nodes[i % ctx.target.nodes.len()];
         let mut w = Worker {
+            // Connections start at different names of a range.
+            round: i as u64 * 7,
             conn: Conn::new(addr),
             refresh_token: None,
         };
@@ -637,6 +680,11 @@ impl Worker {
                 Err(Failure::answer("refresh", parts.status, &body))
             }
             Scenario::Login => login(&mut self.conn, t).await.map(drop),
+            Scenario::DirectoryLogin => {
+                self.round += 1;
+                let credentials = t.credentials_for(self.round);
+                login_code(&mut self.conn, t, &credentials).await.map(drop)
+            }
             Scenario::Authzen | Scenario::AuthzenBatch => {
                 let uri = if ctx.scenario == Scenario::Authzen {
                     &t.evaluation

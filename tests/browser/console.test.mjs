@@ -114,7 +114,7 @@ describe('admin console', () => {
     // The first Tab reaches the skip link.
     await page.keyboard.press('Tab');
     assert.equal(await page.evaluate(() => document.activeElement?.className), 'skip');
-    for (const p of ['', 'users', 'policy', 'proposals', 'grants', 'resources', 'clients', 'upstreams', 'audit']) {
+    for (const p of ['', 'users', 'policy', 'proposals', 'grants', 'resources', 'clients', 'upstreams', 'directories', 'audit']) {
       const res = await page.goto(`${issuer}/admin/console/${p}`);
       assert.equal(res.status() < 500, true, p);
       assert.equal(res.headers()['content-security-policy']?.includes("frame-ancestors 'none'"), true);

@@ -40,12 +40,15 @@ export function freePort() {
   });
 }
 
-/** Starts interkom and resolves once /healthz answers 200. */
-export async function startServer(issuer, port, databaseUrl, dir) {
+/**
+ * Starts interkom and resolves once /healthz answers 200; `extraEnv`
+ * overrides the node's environment (another configuration file, say).
+ */
+export async function startServer(issuer, port, databaseUrl, dir, extraEnv = {}) {
   const log = [];
   const proc = spawn(BIN, ['serve'], {
     cwd: ROOT,
-    env: nodeEnv(issuer, port, databaseUrl, dir),
+    env: { ...nodeEnv(issuer, port, databaseUrl, dir), ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   // Kept for the report if something fails; not echoed on success.

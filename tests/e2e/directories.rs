@@ -411,25 +411,45 @@ async fn the_admin_api_keeps_directories_in_the_subtree_and_tests_the_connection
     let gemeinde = admin_account(&s, TENANT, "gem.admin", &["admin", "sachbearbeitung"]).await;
     let mut body = serde_json::to_value(slapd.source(DIR_ID, TENANT)).unwrap();
     body["bind_password"] = json!(crate::slapd::SERVICE_PASSWORD);
-    // The Gemeinde's administrator: no login domains, no role they lack.
-    let (st, _) = admin(&s, reqwest::Method::PUT, &gemeinde, "/directories/ad-hitzacker", Some(body.clone())).await;
-    assert_eq!(st, 403, "domains are the Kreis's decision");
-    body["domains"] = json!([]);
-    let (st, _) = admin(&s, reqwest::Method::PUT, &gemeinde, "/directories/ad-hitzacker", Some(body.clone())).await;
-    assert_eq!(st, 403, "gewerbeamt is not held by the caller");
+    // Where interkom connects is the Kreis's: a Gemeinde's administrator
+    // cannot register a directory (or point one elsewhere).
     let mut mine = body.clone();
+    mine["domains"] = json!([]);
     mine["roles"] = json!({ format!("cn=rathaus,ou=groups,{SUFFIX}"): "sachbearbeitung" });
     let (st, v) = admin(&s, reqwest::Method::PUT, &gemeinde, "/directories/ad-hitzacker", Some(mine.clone())).await;
+    assert_eq!(st, 403, "{v}");
+    let (st, v) = admin(&s, reqwest::Method::PUT, &kreis, "/directories/ad-hitzacker", Some(mine.clone())).await;
     assert_eq!(st, 201, "{v}");
     assert_eq!(v["has_bind_password"], true);
     assert!(v.get("bind_password").is_none(), "never shown");
+    let mut elsewhere = mine.clone();
+    elsewhere.as_object_mut().unwrap().remove("bind_password");
+    elsewhere["servers"] = json!(["ldaps://10.0.0.1:636"]);
+    let (st, _) = admin(&s, reqwest::Method::PUT, &gemeinde, "/directories/ad-hitzacker", Some(elsewhere)).await;
+    assert_eq!(st, 403, "probing the county's network");
+    // The tenant's administrator keeps the mapping: no login domains, no
+    // role they lack.
+    let mut keep = mine.clone();
+    keep.as_object_mut().unwrap().remove("bind_password");
+    keep["domains"] = json!(["hitzacker.example"]);
+    let (st, _) = admin(&s, reqwest::Method::PUT, &gemeinde, "/directories/ad-hitzacker", Some(keep.clone())).await;
+    assert_eq!(st, 403, "domains are the Kreis's decision");
+    keep["domains"] = json!([]);
+    keep["roles"][format!("CN=Bauamt, OU=groups, {SUFFIX}")] = json!("gewerbeamt");
+    let (st, _) = admin(&s, reqwest::Method::PUT, &gemeinde, "/directories/ad-hitzacker", Some(keep.clone())).await;
+    assert_eq!(st, 403, "gewerbeamt is not held by the caller");
+    keep["roles"] = json!({ format!("cn=rathaus,ou=groups,{SUFFIX}"): "sachbearbeitung" });
+    keep["name"] = json!("Stadt Hitzacker");
+    let (st, v) = admin(&s, reqwest::Method::PUT, &gemeinde, "/directories/ad-hitzacker", Some(keep)).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["has_bind_password"], true, "the password stays");
     // Another Gemeinde's tenant is outside the subtree.
     let mut foreign = mine.clone();
     foreign["tenant"] = json!("damnatz");
     foreign["id"] = json!("ad-damnatz");
     let (st, _) = admin(&s, reqwest::Method::PUT, &gemeinde, "/directories/ad-damnatz", Some(foreign)).await;
     assert_eq!(st, 403);
-    // The Kreis may claim the domain.
+    // The Kreis may claim the domain and map what it holds.
     let (st, _) = admin(&s, reqwest::Method::PUT, &kreis, "/directories/ad-hitzacker", Some(body.clone())).await;
     assert_eq!(st, 200);
     // A mapping to `admin` is a proposal for a second administrator.
@@ -615,4 +635,103 @@ async fn active_directory_nested_groups_object_guid_and_bind_sub_codes_as_samba_
     // Provisioning over AD (paged, search references skipped).
     let report = s.app.gateway.sync_directory(DIR_ID).await.unwrap();
     assert!(report.people >= 4, "{report:?}");
+}
+
+#[tokio::test]
+async fn a_directory_account_steps_up_with_a_local_second_factor() {
+    let slapd = Slapd::start();
+    let s = with_directory(&slapd, |_| {}).await;
+    assert_eq!(attempt(&s, "m.mueller@hitzacker.example", PASSWORD).await.0, 303);
+    let u = s
+        .app
+        .directory
+        .find_user("m.mueller@ad-hitzacker")
+        .await
+        .unwrap()
+        .unwrap();
+    let secret = s.app.gateway.enrol_totp(&u.id, None).await.unwrap().unwrap();
+    let secret = totp_rs::Secret::Encoded(secret).to_bytes().unwrap();
+    // The portal asks for `substantial`: the directory's password, then
+    // the TOTP code interkom checks itself.
+    let browser = Browser::new();
+    let (url, verifier) = portal_url(&s);
+    let url = format!("{url}&acr_values=urn%3Ainterkom%3Aloa%3Asubstantial");
+    let form = browser.open_login(&s, &url).await;
+    let res = browser
+        .submit(&form, "m.mueller@hitzacker.example", PASSWORD)
+        .await;
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("/login/otp"), "{page}");
+    s.clock.advance(30);
+    let code = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 0, 30, secret)
+        .generate(s.clock.now() as u64);
+    let res = post_step(&browser, &s, "/login/otp", &page, &[("code", &code)]).await;
+    assert_eq!(res.status(), 303);
+    let q = redirect_params(&res);
+    let res = exchange_code(&s, (PORTAL, PORTAL_SECRET), &q["code"], &verifier).await;
+    let tokens: Value = res.json().await.unwrap();
+    let id = jwt_payload(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id["acr"], "urn:interkom:loa:substantial");
+    assert_eq!(id["amr"], json!(["pwd", "otp", "mfa"]));
+    assert_eq!(id["preferred_username"], "m.mueller@ad-hitzacker");
+}
+
+#[tokio::test]
+async fn the_cli_syncs_and_tests_a_directory() {
+    let slapd = Slapd::start();
+    let s = with_directory(&slapd, |_| {}).await;
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_interkom"))
+            .args(args)
+            .current_dir(repo_root())
+            .env("INTERKOM_CONFIG", repo_root().join("config/interkom.toml"))
+            .env("INTERKOM_DATABASE_URL", &s.database_url)
+            .env("INTERKOM_KEY_ENCRYPTION_KEY", &s.kek)
+            .env("INTERKOM_AUDIT__CHECKPOINT_KEY", checkpoint_key())
+            .env("INTERKOM_DEMO__ENABLED", "false")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&["directory", "test", "--source", DIR_ID, "--username", "a.berg"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["person"]["roles"], json!(["gewerbeamt"]));
+    let (code, out, err) = run(&["directory", "sync", "--source", DIR_ID]);
+    assert_eq!(code, 0, "{out}{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert!(report["linked"].as_u64().unwrap() >= 200, "{report}");
+    assert!(s
+        .app
+        .directory
+        .find_user("last0200@ad-hitzacker")
+        .await
+        .unwrap()
+        .is_some());
+    let (code, _, err) = run(&["directory", "sync", "--source", "nowhere"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no directory `nowhere`"), "{err}");
+}
+
+#[tokio::test]
+async fn concurrent_first_logins_of_one_person_make_one_account() {
+    let slapd = Slapd::start();
+    let s = with_directory(&slapd, |c| c.brute_force.delay_after = 100).await;
+    let logins = (0..8).map(|_| attempt(&s, "last0042@hitzacker.example", "Last-2026!"));
+    for (status, page) in futures_util::future::join_all(logins).await {
+        assert_eq!(status, 303, "{page}");
+    }
+    assert_eq!(s.audit("account_provisioned").await.len(), 1);
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM users WHERE username LIKE 'last0042%'")
+            .fetch_one(&s.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(n, 1, "no second account, not even discarded ones");
+    assert!(s.app.directory.find_user("last0042@ad-hitzacker").await.unwrap().is_some());
 }

@@ -34,6 +34,7 @@ mod policy;
 mod proposals;
 mod resources;
 mod scope;
+mod sources;
 pub mod directories;
 mod upstreams;
 mod users;

@@ -510,6 +510,57 @@ impl Directory {
         Ok(None)
     }
 
+    /// The account of a first login, made with `link` in one transaction
+    /// (so a concurrent first login of the same identity waits, then gets
+    /// the account the first one made): the first free name of
+    /// `candidates`; `Ok(None)` when none is free. `link` inserts the link
+    /// and says whether it was new; when it was not, nothing is kept.
+    pub(crate) async fn provision_linked<F>(
+        &self,
+        tenant: &str,
+        candidates: &[String],
+        name: Option<&str>,
+        email: Option<&str>,
+        link: F,
+    ) -> Result<Option<Result<User, ()>>, DirectoryError>
+    where
+        F: for<'c> Fn(
+            &'c mut sqlx::AnyConnection,
+            &'c str,
+        ) -> futures_util::future::BoxFuture<'c, Result<bool, DirectoryError>>,
+    {
+        let now = self.0.clock.now();
+        for username in candidates {
+            let id = uuid::Uuid::new_v4().to_string();
+            let mut tx = self.0.pool.begin().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO users (id, tenant, username, password_hash, name, email, disabled, created_at) \
+                 VALUES ($1, $2, $3, NULL, $4, $5, 0, $6)",
+            )
+            .bind(&id)
+            .bind(tenant)
+            .bind(username)
+            .bind(name)
+            .bind(email)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+            if !crate::inserted(inserted)? {
+                tx.rollback().await?;
+                continue;
+            }
+            if !link(&mut tx, &id).await? {
+                // Linked by another first login meanwhile.
+                tx.rollback().await?;
+                return Ok(Some(Err(())));
+            }
+            tx.commit().await?;
+            self.policy_changed().await?;
+            return Ok(user_by_id(&self.0.pool, &id).await?.map(Ok));
+        }
+        Ok(None)
+    }
+
     /// Removes an account made a moment ago that is not wanted after all
     /// (a first login that lost a race: no roles, sessions or links yet).
     pub async fn discard(&self, id: &str) -> Result<(), DirectoryError> {

@@ -10,6 +10,7 @@ use super::auth::{callback, login, logout};
 use super::client::{origin, MOUNT};
 use super::pages::audit::{audit, audit_export};
 use super::pages::clients::{clients, clients_post};
+use super::pages::directories::{directories, directories_post};
 use super::pages::grants::{grants, grants_post};
 use super::pages::overview::{not_found, overview, stylesheet};
 use super::pages::policy::{policy, policy_post};
@@ -50,6 +51,7 @@ pub fn router(admin: AdminState, issuer: &str) -> Router {
         .route(&at("/resources"), get(resources).post(resources_post))
         .route(&at("/clients"), get(clients).post(clients_post))
         .route(&at("/upstreams"), get(upstreams).post(upstreams_post))
+        .route(&at("/directories"), get(directories).post(directories_post))
         .route(&at("/audit"), get(audit))
         .route(&at("/audit/export"), get(audit_export))
         .route(&at("/{*rest}"), get(not_found))

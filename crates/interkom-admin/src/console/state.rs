@@ -62,6 +62,10 @@ pub(crate) fn templates() -> Environment<'static> {
         ),
         ("clients.html", include_str!("../../templates/clients.html")),
         (
+            "directories.html",
+            include_str!("../../templates/directories.html"),
+        ),
+        (
             "upstreams.html",
             include_str!("../../templates/upstreams.html"),
         ),

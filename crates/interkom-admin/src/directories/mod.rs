@@ -7,6 +7,13 @@
 //! accounts are the Kreis's decision; the group mapping hands out only
 //! roles the caller holds there, and a mapping to a four-eyes role is a
 //! proposal a second administrator approves.
+//!
+//! Where interkom connects is the Kreis's decision too: directories sit on
+//! the Kommunen's internal networks, which an upstream's public-address
+//! rule cannot protect, so a Gemeinde's administrator who could name any
+//! server could use interkom (and the connection test) to probe the
+//! county's network. The Kreis registers the servers and their CA; the
+//! tenant's administrators map groups, test, and keep the rest in step.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -27,11 +34,9 @@ use view::{DirectoryConfigDoc, DirectoryList, DirectoryView};
 
 use crate::api::{self, record, refuse, AdminChange, Ids, JsonBody};
 use crate::auth::Caller;
-use crate::proposals::store::{propose, Place};
 use crate::proposals::view::Proposed;
 use crate::scope::{admin_scope, Scope};
-use crate::{AdminError, AdminState};
-use interkom_directory::roles::new_four_eyes_mappings;
+use crate::{sources, AdminError, AdminState};
 
 pub(crate) fn routes() -> OpenApiRouter<AdminState> {
     OpenApiRouter::new()
@@ -175,22 +180,13 @@ pub(crate) async fn put(
     }
     let before = find(&state, &id).await?;
     check_directory(&state, &caller, &scope, before.as_ref(), &body, &c).await?;
-    let four_eyes = new_four_eyes_mappings(before.as_ref().map(|b| &b.0.roles), &body.roles);
-    if !four_eyes.is_empty() {
-        if body.bind_password.is_some() {
-            return Err(AdminError::bad_request(
-                "a mapping to a four-eyes role is a proposal, which holds no secret: \
-                 set the bind password in a request of its own",
-            ));
-        }
-        let place = Place::Tenant(body.tenant.to_string());
-        let payload = json!({
-            "config": body,
-            "before_etag": before.as_ref().map(tag),
-            "mappings": four_eyes,
-        });
-        let pid = propose(&state, &caller, "directory", &payload, &place, &[], &mut c).await?;
-        return Ok(api::json(StatusCode::ACCEPTED, &Proposed::new(pid, None)));
+    let secret = body.bind_password.is_some().then_some("bind password");
+    let r = registration(before.as_ref(), &body);
+    let etag = before.as_ref().map(tag);
+    if let Some(proposed) =
+        sources::propose_four_eyes(&state, &caller, &r, &body, etag, secret, &mut c).await?
+    {
+        return Ok(proposed);
     }
     let after = store_directory(&state, &caller, before.as_ref(), body, &mut c).await?;
     let status = if before.is_some() {
@@ -211,48 +207,34 @@ pub(crate) async fn check_directory(
     body: &DirectorySourceConfig,
     c: &AdminChange<'_>,
 ) -> Result<(), AdminError> {
-    for tenant in before.iter().map(|b| &b.0.tenant).chain([&body.tenant]) {
-        if state.0.tenants.get(tenant).is_none() {
-            return Err(AdminError::bad_request(format!("unknown tenant `{tenant}`")));
-        }
-        if !covers(state, scope, tenant) {
-            return Err(refuse(
-                state,
-                caller,
-                c,
-                "the directory's tenant is outside the caller's subtree",
-            )
-            .await);
-        }
-    }
-    let kreis_only = if body.link_existing {
+    sources::check(state, caller, scope, &registration(before, body), c).await
+}
+
+/// What the rules of every source registration look at; where interkom
+/// connects, login domains and taking over accounts are the Kreis's.
+fn registration<'a>(
+    before: Option<&'a Stored>,
+    body: &'a DirectorySourceConfig,
+) -> sources::Registration<'a> {
+    // Decided once by the Kreis, kept by the tenant's administrators.
+    let changed = |f: &dyn Fn(&DirectorySourceConfig) -> bool| before.is_none_or(|b| f(&b.0) != f(body));
+    let kreis_only = if before.is_none_or(|b| b.0.servers != body.servers || b.0.ca_pem != body.ca_pem) {
+        Some("where interkom connects (servers, CA) is for an administrator of the Kreis")
+    } else if body.link_existing && changed(&|d| d.link_existing) {
         Some("linking existing accounts is for an administrator of its Kreis")
-    } else if !body.domains.is_empty() {
+    } else if before.is_none_or(|b| b.0.domains != body.domains) && !body.domains.is_empty() {
         Some("claiming login domains is for an administrator of its Kreis")
     } else {
         None
     };
-    if let Some(why) = kreis_only {
-        let kreis = state
-            .0
-            .tenants
-            .get(&body.tenant)
-            .and_then(|t| t.path.first())
-            .cloned()
-            .unwrap_or_default();
-        if !covers(state, scope, &kreis) {
-            return Err(refuse(state, caller, c, why).await);
-        }
+    sources::Registration {
+        kind: "directory",
+        before: before.map(|b| b.0.tenant.as_str()),
+        tenant: body.tenant.as_str(),
+        kreis_only,
+        roles_before: before.map(|b| &b.0.roles),
+        roles: &body.roles,
     }
-    if let Some(t) = state.0.tenants.get(&body.tenant) {
-        for role in body.roles.values() {
-            if !scope.holds_at_or_above(role, t) {
-                let why = format!("the caller does not hold the role `{role}` there");
-                return Err(refuse(state, caller, c, &why).await);
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Stores a checked configuration and records the change.
@@ -359,9 +341,21 @@ pub(crate) async fn test(
     if username.as_ref().is_some_and(|u| u.len() > 256) {
         return Err(AdminError::bad_request("username is too long"));
     }
-    let report = test_connection(&state.0.directory, &id, username.as_deref())
-        .await
-        .map_err(AdminError::from)?;
+    // Bounded, whatever the directory's timeouts and number of servers.
+    let report = match tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        test_connection(&state.0.directory, &id, username.as_deref()),
+    )
+    .await
+    {
+        Ok(r) => r.map_err(AdminError::from)?,
+        Err(_) => ConnectionTest {
+            ok: false,
+            failure: Some("timeout".into()),
+            message: Some("no answer within 10 s".into()),
+            person: None,
+        },
+    };
     Ok(api::json(StatusCode::OK, &report))
 }
 

@@ -22,12 +22,10 @@ use view::{UpstreamConfigDoc, UpstreamList, UpstreamView};
 
 use crate::api::{self, record, refuse, AdminChange, Ids, JsonBody};
 use crate::auth::Caller;
-use crate::proposals::store::{propose, Place};
 use crate::proposals::view::Proposed;
 use crate::scope::admin_scope;
 use crate::scope::Scope;
-use crate::{AdminError, AdminState};
-use interkom_directory::roles::new_four_eyes_mappings;
+use crate::{sources, AdminError, AdminState};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -170,24 +168,14 @@ pub(crate) async fn put(
     let before = find(&state, &id).await?;
     check_upstream(&state, &caller, &scope, before.as_ref(), &body, &c).await?;
     // A mapping to a role that administers others hands it to everyone the
-    // upstream puts in that group: a second administrator approves it, as
-    // they approve a direct assignment.
-    let four_eyes = new_four_eyes_mappings(before.as_ref().map(|b| &b.0.roles), &body.roles);
-    if !four_eyes.is_empty() {
-        if body.client_secret.is_some() {
-            return Err(AdminError::bad_request(
-                "a mapping to a four-eyes role is a proposal, which holds no secret: \
-                 set the client secret in a request of its own",
-            ));
-        }
-        let place = Place::Tenant(body.tenant.to_string());
-        let payload = json!({
-            "config": body,
-            "before_etag": before.as_ref().map(tag),
-            "mappings": four_eyes,
-        });
-        let pid = propose(&state, &caller, "upstream", &payload, &place, &[], &mut c).await?;
-        return Ok(api::json(StatusCode::ACCEPTED, &Proposed::new(pid, None)));
+    // upstream puts in that group: a second administrator approves it.
+    let secret = body.client_secret.is_some().then_some("client secret");
+    let r = registration(before.as_ref(), &body);
+    let etag = before.as_ref().map(tag);
+    if let Some(proposed) =
+        sources::propose_four_eyes(&state, &caller, &r, &body, etag, secret, &mut c).await?
+    {
+        return Ok(proposed);
     }
     let after = store_upstream(&state, &caller, before.as_ref(), body, &mut c).await?;
     let status = if before.is_some() {
@@ -208,43 +196,22 @@ pub(crate) async fn check_upstream(
     body: &UpstreamConfig,
     c: &AdminChange<'_>,
 ) -> Result<(), AdminError> {
-    for tenant in before.iter().map(|b| &b.0.tenant).chain([&body.tenant]) {
-        if state.0.tenants.get(tenant).is_none() {
-            return Err(AdminError::bad_request(format!(
-                "unknown tenant `{tenant}`"
-            )));
-        }
-        if !covers(state, scope, tenant) {
-            return Err(refuse(
-                state,
-                caller,
-                c,
-                "the upstream's tenant is outside the caller's subtree",
-            )
-            .await);
-        }
+    sources::check(state, caller, scope, &registration(before, body), c).await
+}
+
+/// What the rules of every source registration look at.
+fn registration<'a>(
+    before: Option<&'a (UpstreamConfig, bool)>,
+    body: &'a UpstreamConfig,
+) -> sources::Registration<'a> {
+    sources::Registration {
+        kind: "upstream",
+        before: before.map(|b| b.0.tenant.as_str()),
+        tenant: body.tenant.as_str(),
+        kreis_only: kreis_only(body),
+        roles_before: before.map(|b| &b.0.roles),
+        roles: &body.roles,
     }
-    if let Some(why) = kreis_only(body) {
-        let kreis = state
-            .0
-            .tenants
-            .get(&body.tenant)
-            .and_then(|t| t.path.first())
-            .cloned()
-            .unwrap_or_default();
-        if !covers(state, scope, &kreis) {
-            return Err(refuse(state, caller, c, why).await);
-        }
-    }
-    if let Some(t) = state.0.tenants.get(&body.tenant) {
-        for role in body.roles.values() {
-            if !scope.holds_at_or_above(role, t) {
-                let why = format!("the caller does not hold the role `{role}` there");
-                return Err(refuse(state, caller, c, &why).await);
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Three settings reach beyond the tenant and are the Kreis's decision:

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use interkom_types::{Secret, TenantId};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 
 /// Which kind of server: it picks the default filters and attributes.
@@ -217,7 +219,7 @@ impl DirectorySourceConfig {
             }
         }
         if let Some(pem) = &self.ca_pem {
-            if super::conn::parse_ca(pem).is_err() {
+            if parse_ca(pem).is_err() {
                 errs.push("ca_pem holds no readable certificate".into());
             }
         }
@@ -269,6 +271,17 @@ impl DirectorySourceConfig {
             Err(format!("directory `{}`: {}", self.id, errs.join("; ")))
         }
     }
+}
+
+/// The certificates of a PEM bundle.
+pub(crate) fn parse_ca(pem: &str) -> Result<Vec<CertificateDer<'static>>, ()> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|_| ())?;
+    if certs.is_empty() {
+        return Err(());
+    }
+    Ok(certs)
 }
 
 /// A server URL interkom may use: `ldaps://`, or `ldap://` (StartTLS);

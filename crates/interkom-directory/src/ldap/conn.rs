@@ -7,12 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::config::DirectorySourceConfig;
+use super::config::{parse_ca, DirectorySourceConfig};
 
 /// Why the directory could not be used (as opposed to: the person's
 /// password or account was refused).
@@ -76,17 +75,6 @@ pub(crate) fn classify(e: LdapError) -> LdapFailure {
 
 pub(crate) fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
-}
-
-/// The certificates of a PEM bundle.
-pub(crate) fn parse_ca(pem: &str) -> Result<Vec<CertificateDer<'static>>, ()> {
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|_| ())?;
-    if certs.is_empty() {
-        return Err(());
-    }
-    Ok(certs)
 }
 
 fn tls_config(ca_pem: Option<&str>) -> Result<Arc<ClientConfig>, LdapFailure> {

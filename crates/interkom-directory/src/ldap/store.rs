@@ -200,6 +200,50 @@ impl Directory {
         }
     }
 
+    /// The account of a directory entry's first login: made and linked in
+    /// one transaction, as `<name>` of the first free of `candidates`.
+    /// A concurrent first login of the same entry gets the account the
+    /// other made (`false`: not made here); `None` when no name is free.
+    pub async fn provision_for_entry(
+        &self,
+        source: &str,
+        entry_id: &str,
+        tenant: &str,
+        candidates: &[String],
+        name: Option<&str>,
+        email: Option<&str>,
+    ) -> Result<Option<(User, bool)>, DirectoryError> {
+        let now = self.0.clock.now();
+        let made = self
+            .provision_linked(tenant, candidates, name, email, |conn, user_id| {
+                let (source, entry_id) = (source.to_owned(), entry_id.to_owned());
+                Box::pin(async move {
+                    let r = sqlx::query(
+                        "INSERT INTO directory_links (source, entry_id, user_id, created_at) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(source)
+                    .bind(entry_id)
+                    .bind(user_id)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await;
+                    crate::inserted(r)
+                })
+            })
+            .await?;
+        match made {
+            Some(Ok(u)) => Ok(Some((u, true))),
+            // The other login's account.
+            Some(Err(())) => Ok(self
+                .directory_account(source, entry_id)
+                .await?
+                .flatten()
+                .map(|u| (u, false))),
+            None => Ok(None),
+        }
+    }
+
     /// Links a directory entry to an account; false when it is linked
     /// already (another first login won the race).
     pub async fn link_directory_entry(

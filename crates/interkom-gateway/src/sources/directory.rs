@@ -255,6 +255,9 @@ impl DirectoryLogin {
                 right_password: right,
             })
         };
+        // The directory's share of the login (metrics; the benchmark
+        // splits a login's time by it).
+        let ldap = std::time::Instant::now();
         let Some(person) = self.0.find(typed).await? else {
             return refused("invalid_credentials", None, false);
         };
@@ -267,7 +270,10 @@ impl DirectoryLogin {
         if let Some(r) = person.refusal {
             return refused(account_refusal(r), linked, false);
         }
-        match self.0.check_password(&person.dn, password).await? {
+        let checked = self.0.check_password(&person.dn, password).await?;
+        metrics::histogram!("interkom_directory_ldap_seconds", "directory" => self.id().to_owned())
+            .record(ldap.elapsed().as_secs_f64());
+        match checked {
             PasswordCheck::Valid => {}
             PasswordCheck::Invalid => return refused("invalid_credentials", linked, false),
             PasswordCheck::Refused(r) => return refused(account_refusal(r), linked, false),
@@ -360,7 +366,17 @@ pub(crate) async fn account_for(
         None
     };
     let (user, action) = match existing {
-        Some(u) => (u, Action::AccountLinked),
+        Some(u) => {
+            if !gw
+                .dir
+                .link_directory_entry(&d.cfg.id, &person.id, &u.id)
+                .await?
+            {
+                // Another first login (or a sync) won the race: its link stands.
+                return Ok(gw.dir.directory_account(&d.cfg.id, &person.id).await?.flatten());
+            }
+            (u, Action::AccountLinked)
+        }
         None if d.cfg.create_accounts => {
             let clean: String = person
                 .username
@@ -375,33 +391,25 @@ pub(crate) async fn account_for(
                     n => format!("{clean}-{n}@{}", d.cfg.id),
                 })
                 .collect();
-            match gw
+            let made = gw
                 .dir
-                .provision(
+                .provision_for_entry(
+                    &d.cfg.id,
+                    &person.id,
                     &d.cfg.tenant,
                     &candidates,
                     person.name.as_deref(),
                     person.mail.as_deref(),
                 )
-                .await?
-            {
-                Some(u) => (u, Action::AccountProvisioned),
-                None => return Ok(None),
+                .await?;
+            match made {
+                // Made here (not by a concurrent first login): audited.
+                Some((u, true)) => (u, Action::AccountProvisioned),
+                other => return Ok(other.map(|(u, _)| u)),
             }
         }
         None => return Ok(None),
     };
-    if !gw
-        .dir
-        .link_directory_entry(&d.cfg.id, &person.id, &user.id)
-        .await?
-    {
-        // Another first login (or a sync) won the race: its link stands.
-        if action == Action::AccountProvisioned {
-            gw.dir.discard(&user.id).await?;
-        }
-        return Ok(gw.dir.directory_account(&d.cfg.id, &person.id).await?.flatten());
-    }
     let mut ev = AuditEvent::new(action, Outcome::Success).details(json!({
         "directory": d.cfg.id,
         "username": user.username,

@@ -2,6 +2,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod clients;
+pub(crate) mod directories;
 pub(crate) mod grants;
 pub(crate) mod overview;
 pub(crate) mod policy;
