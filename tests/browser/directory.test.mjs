@@ -150,9 +150,10 @@ roles = { "cn=rathaus,ou=groups,dc=hitzacker,dc=example" = "sachbearbeitung" }
     await page.fill('input[name=username]', KREIS.user);
     await page.fill('input[name=password]', KREIS.password);
     await Promise.all([
-      page.waitForURL((u) => u.pathname.startsWith('/admin/console/directories')),
+      page.waitForURL((u) => u.pathname.startsWith('/admin/console/') && !u.pathname.includes('callback')),
       page.press('input[name=password]', 'Enter'),
     ]);
+    await page.goto(`${issuer}/admin/console/directories`);
     assert.equal(await page.locator('h1').innerText(), 'Verzeichnisse');
     const row = page.locator('main table tbody tr', { hasText: 'ad-hitzacker' });
     assert.equal(await row.count(), 1);

@@ -123,7 +123,10 @@ async fn a_directory_login_links_the_account_on_its_entry_uuid_and_maps_nested_g
     assert!(u.password_hash.is_none(), "no local password");
     assert_eq!(u.email.as_deref(), Some("m.mueller@hitzacker.example"));
     // meldeamt ∈ buergerservice ∈ rathaus → sachbearbeitung; not bauamt.
-    assert_eq!(roles(&s, "m.mueller@ad-hitzacker").await, vec!["sachbearbeitung"]);
+    assert_eq!(
+        roles(&s, "m.mueller@ad-hitzacker").await,
+        vec!["sachbearbeitung"]
+    );
     let provisioned = s.audit("account_provisioned").await;
     assert_eq!(provisioned.len(), 1);
     let d: Value = serde_json::from_str(&provisioned[0].details).unwrap();
@@ -147,13 +150,25 @@ async fn the_login_page_offers_the_directory_and_its_form_takes_the_bare_name() 
     let (url, _) = portal_url(&s);
     let page = browser.get(&url).await.text().await.unwrap();
     assert!(page.contains("Stadt Hitzacker (Verzeichnis)"));
-    let res = post_step(&browser, &s, "/login/idp", &page, &[("idp", "dir:ad-hitzacker")]).await;
+    let res = post_step(
+        &browser,
+        &s,
+        "/login/idp",
+        &page,
+        &[("idp", "dir:ad-hitzacker")],
+    )
+    .await;
     assert_eq!(res.status(), 200);
     let page = res.text().await.unwrap();
     assert!(page.contains("name=\"directory\" value=\"ad-hitzacker\""));
     let form = parse_form(&s, &page);
     let res = browser.submit(&form, "m.mueller", PASSWORD).await;
-    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap_or_default());
+    assert_eq!(
+        res.status(),
+        303,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
     // A directory nobody registered: a clear 400, no login.
     let (url, _) = portal_url(&s);
     let other = Browser::new();
@@ -175,7 +190,11 @@ async fn disabled_expired_and_locked_directory_accounts_are_refused_alike() {
     got.sort();
     assert_eq!(
         got,
-        vec!["account_disabled", "account_expired", "account_locked_in_directory"]
+        vec![
+            "account_disabled",
+            "account_expired",
+            "account_locked_in_directory"
+        ]
     );
     assert!(s.audit("login").await.is_empty());
     assert!(s.audit("account_provisioned").await.is_empty());
@@ -200,7 +219,10 @@ async fn ldap_injection_in_the_username_finds_nobody() {
     }
     assert!(s.audit("login").await.is_empty());
     // The real name still works.
-    assert_eq!(attempt(&s, "m.mueller@hitzacker.example", PASSWORD).await.0, 303);
+    assert_eq!(
+        attempt(&s, "m.mueller@hitzacker.example", PASSWORD).await.0,
+        303
+    );
 }
 
 #[tokio::test]
@@ -212,7 +234,10 @@ async fn empty_passwords_and_locked_names_never_reach_the_directory() {
     })
     .await;
     for _ in 0..3 {
-        assert_eq!(attempt(&s, "m.mueller@hitzacker.example", "falsch").await.0, 401);
+        assert_eq!(
+            attempt(&s, "m.mueller@hitzacker.example", "falsch").await.0,
+            401
+        );
     }
     // With the directory gone, a locked name and an empty password are
     // still answered as refusals: nothing was sent there.
@@ -222,7 +247,9 @@ async fn empty_passwords_and_locked_names_never_reach_the_directory() {
     let (status, _) = attempt(&s, "a.berg@hitzacker.example", "").await;
     assert_eq!(status, 401);
     let failed = s.audit("login_failed").await;
-    assert!(reasons(&failed).iter().all(|r| r != "directory_unreachable"));
+    assert!(reasons(&failed)
+        .iter()
+        .all(|r| r != "directory_unreachable"));
     assert!(reasons(&failed).iter().any(|r| r == "locked"));
     assert_eq!(s.audit("login_locked").await.len(), 1);
 }
@@ -236,7 +263,10 @@ async fn the_next_server_is_tried_when_the_first_is_down() {
         slapd.ldaps_url(),
     ];
     let s = TestServer::start_with(move |c| c.directories = vec![src]).await;
-    assert_eq!(attempt(&s, "m.mueller@hitzacker.example", PASSWORD).await.0, 303);
+    assert_eq!(
+        attempt(&s, "m.mueller@hitzacker.example", PASSWORD).await.0,
+        303
+    );
 }
 
 #[tokio::test]
@@ -245,7 +275,10 @@ async fn starttls_on_the_plain_port_works_and_a_foreign_ca_is_a_tls_failure() {
     let mut src = slapd.source(DIR_ID, TENANT);
     src.servers = vec![format!("ldap://127.0.0.1:{}", slapd.ldap_port)];
     let s = TestServer::start_with(move |c| c.directories = vec![src]).await;
-    assert_eq!(attempt(&s, "m.mueller@hitzacker.example", PASSWORD).await.0, 303);
+    assert_eq!(
+        attempt(&s, "m.mueller@hitzacker.example", PASSWORD).await.0,
+        303
+    );
 
     // Another CA than the directory's: refused, and said so.
     let other = Slapd::start();
@@ -291,7 +324,11 @@ async fn a_directory_that_never_answers_is_named_in_bounded_time_and_others_go_o
     assert_eq!(hung.0, 503);
     assert!(hung.1.contains("nicht erreichbar"), "{}", hung.1);
     assert!(hung.1.contains("Stadt Hitzacker (Verzeichnis)"));
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(other.0 .0, 303);
     assert!(other.1 < Duration::from_secs(2), "{:?}", other.1);
     let failed = s.audit("login_failed").await;
@@ -305,7 +342,9 @@ async fn a_directory_that_never_answers_is_named_in_bounded_time_and_others_go_o
         .await
         .unwrap();
     assert!(
-        metrics.contains("interkom_directory_failures_total{directory=\"ad-hitzacker\",kind=\"timeout\"}"),
+        metrics.contains(
+            "interkom_directory_failures_total{directory=\"ad-hitzacker\",kind=\"timeout\"}"
+        ),
         "{metrics}"
     );
 }
@@ -325,7 +364,9 @@ async fn a_hostile_answer_is_an_error_never_a_panic() {
                         break;
                     }
                     // A BER sequence claiming a huge length, then junk.
-                    let _ = sock.write_all(&[0x30, 0x84, 0x7f, 0xff, 0xff, 0xff, 1, 2, 3]).await;
+                    let _ = sock
+                        .write_all(&[0x30, 0x84, 0x7f, 0xff, 0xff, 0xff, 1, 2, 3])
+                        .await;
                 }
             });
         }
@@ -362,11 +403,26 @@ async fn a_sync_imports_people_and_ends_the_session_of_one_removed_from_the_dire
     assert!(report.people >= 205, "{report:?}");
     assert!(report.linked >= 200, "{report:?}");
     assert_eq!(report.deactivated, 0, "{report:?}");
-    assert!(s.app.directory.find_user("last0042@ad-hitzacker").await.unwrap().is_some());
-    assert!(s.app.directory.find_user("k.schulz@ad-hitzacker").await.unwrap().is_none());
+    assert!(s
+        .app
+        .directory
+        .find_user("last0042@ad-hitzacker")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(s
+        .app
+        .directory
+        .find_user("k.schulz@ad-hitzacker")
+        .await
+        .unwrap()
+        .is_none());
     // A second sync changes nothing.
     let again = s.app.gateway.sync_directory(DIR_ID).await.unwrap();
-    assert_eq!((again.linked, again.deactivated, again.reactivated), (0, 0, 0));
+    assert_eq!(
+        (again.linked, again.deactivated, again.reactivated),
+        (0, 0, 0)
+    );
 
     // m.mueller leaves the Rathaus.
     slapd.admin_tool(
@@ -416,79 +472,198 @@ async fn the_admin_api_keeps_directories_in_the_subtree_and_tests_the_connection
     let mut mine = body.clone();
     mine["domains"] = json!([]);
     mine["roles"] = json!({ format!("cn=rathaus,ou=groups,{SUFFIX}"): "sachbearbeitung" });
-    let (st, v) = admin(&s, reqwest::Method::PUT, &gemeinde, "/directories/ad-hitzacker", Some(mine.clone())).await;
+    let (st, v) = admin(
+        &s,
+        reqwest::Method::PUT,
+        &gemeinde,
+        "/directories/ad-hitzacker",
+        Some(mine.clone()),
+    )
+    .await;
     assert_eq!(st, 403, "{v}");
-    let (st, v) = admin(&s, reqwest::Method::PUT, &kreis, "/directories/ad-hitzacker", Some(mine.clone())).await;
+    let (st, v) = admin(
+        &s,
+        reqwest::Method::PUT,
+        &kreis,
+        "/directories/ad-hitzacker",
+        Some(mine.clone()),
+    )
+    .await;
     assert_eq!(st, 201, "{v}");
     assert_eq!(v["has_bind_password"], true);
     assert!(v.get("bind_password").is_none(), "never shown");
     let mut elsewhere = mine.clone();
     elsewhere.as_object_mut().unwrap().remove("bind_password");
     elsewhere["servers"] = json!(["ldaps://10.0.0.1:636"]);
-    let (st, _) = admin(&s, reqwest::Method::PUT, &gemeinde, "/directories/ad-hitzacker", Some(elsewhere)).await;
+    let (st, _) = admin(
+        &s,
+        reqwest::Method::PUT,
+        &gemeinde,
+        "/directories/ad-hitzacker",
+        Some(elsewhere),
+    )
+    .await;
     assert_eq!(st, 403, "probing the county's network");
     // The tenant's administrator keeps the mapping: no login domains, no
     // role they lack.
     let mut keep = mine.clone();
     keep.as_object_mut().unwrap().remove("bind_password");
     keep["domains"] = json!(["hitzacker.example"]);
-    let (st, _) = admin(&s, reqwest::Method::PUT, &gemeinde, "/directories/ad-hitzacker", Some(keep.clone())).await;
+    let (st, _) = admin(
+        &s,
+        reqwest::Method::PUT,
+        &gemeinde,
+        "/directories/ad-hitzacker",
+        Some(keep.clone()),
+    )
+    .await;
     assert_eq!(st, 403, "domains are the Kreis's decision");
     keep["domains"] = json!([]);
     keep["roles"][format!("CN=Bauamt, OU=groups, {SUFFIX}")] = json!("gewerbeamt");
-    let (st, _) = admin(&s, reqwest::Method::PUT, &gemeinde, "/directories/ad-hitzacker", Some(keep.clone())).await;
+    let (st, _) = admin(
+        &s,
+        reqwest::Method::PUT,
+        &gemeinde,
+        "/directories/ad-hitzacker",
+        Some(keep.clone()),
+    )
+    .await;
     assert_eq!(st, 403, "gewerbeamt is not held by the caller");
     keep["roles"] = json!({ format!("cn=rathaus,ou=groups,{SUFFIX}"): "sachbearbeitung" });
     keep["name"] = json!("Stadt Hitzacker");
-    let (st, v) = admin(&s, reqwest::Method::PUT, &gemeinde, "/directories/ad-hitzacker", Some(keep)).await;
+    let (st, v) = admin(
+        &s,
+        reqwest::Method::PUT,
+        &gemeinde,
+        "/directories/ad-hitzacker",
+        Some(keep),
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["has_bind_password"], true, "the password stays");
     // Another Gemeinde's tenant is outside the subtree.
     let mut foreign = mine.clone();
     foreign["tenant"] = json!("damnatz");
     foreign["id"] = json!("ad-damnatz");
-    let (st, _) = admin(&s, reqwest::Method::PUT, &gemeinde, "/directories/ad-damnatz", Some(foreign)).await;
+    let (st, _) = admin(
+        &s,
+        reqwest::Method::PUT,
+        &gemeinde,
+        "/directories/ad-damnatz",
+        Some(foreign),
+    )
+    .await;
     assert_eq!(st, 403);
     // The Kreis may claim the domain and map what it holds.
-    let (st, _) = admin(&s, reqwest::Method::PUT, &kreis, "/directories/ad-hitzacker", Some(body.clone())).await;
+    let (st, _) = admin(
+        &s,
+        reqwest::Method::PUT,
+        &kreis,
+        "/directories/ad-hitzacker",
+        Some(body.clone()),
+    )
+    .await;
     assert_eq!(st, 200);
     // A mapping to `admin` is a proposal for a second administrator.
     let mut escalate = body.clone();
     escalate.as_object_mut().unwrap().remove("bind_password");
     escalate["roles"][format!("cn=meldeamt,ou=groups,{SUFFIX}")] = json!("admin");
-    let (st, _) = admin(&s, reqwest::Method::PUT, &kreis, "/directories/ad-hitzacker", Some(escalate)).await;
+    let (st, _) = admin(
+        &s,
+        reqwest::Method::PUT,
+        &kreis,
+        "/directories/ad-hitzacker",
+        Some(escalate),
+    )
+    .await;
     assert_eq!(st, 202);
 
     // "Verbindung testen".
-    let (st, v) = admin(&s, reqwest::Method::POST, &gemeinde, "/directories/ad-hitzacker/test", Some(json!({ "username": "m.mueller" }))).await;
+    let (st, v) = admin(
+        &s,
+        reqwest::Method::POST,
+        &gemeinde,
+        "/directories/ad-hitzacker/test",
+        Some(json!({ "username": "m.mueller" })),
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["person"]["username"], "m.mueller");
     assert_eq!(v["person"]["roles"], json!(["sachbearbeitung"]));
-    let (_, v) = admin(&s, reqwest::Method::POST, &gemeinde, "/directories/ad-hitzacker/test", Some(json!({ "username": "niemand" }))).await;
+    let (_, v) = admin(
+        &s,
+        reqwest::Method::POST,
+        &gemeinde,
+        "/directories/ad-hitzacker/test",
+        Some(json!({ "username": "niemand" })),
+    )
+    .await;
     assert_eq!(v["failure"], "not_found");
     // A wrong service password: said so.
     let mut wrong = body.clone();
     wrong["bind_password"] = json!("falsch");
-    let (st, _) = admin(&s, reqwest::Method::PUT, &kreis, "/directories/ad-hitzacker", Some(wrong)).await;
+    let (st, _) = admin(
+        &s,
+        reqwest::Method::PUT,
+        &kreis,
+        "/directories/ad-hitzacker",
+        Some(wrong),
+    )
+    .await;
     assert_eq!(st, 200);
-    let (_, v) = admin(&s, reqwest::Method::POST, &kreis, "/directories/ad-hitzacker/test", Some(json!({}))).await;
+    let (_, v) = admin(
+        &s,
+        reqwest::Method::POST,
+        &kreis,
+        "/directories/ad-hitzacker/test",
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(v["ok"], false);
     assert_eq!(v["failure"], "service_bind", "{v}");
     // Bad input: problem+json, nothing stored.
     let mut bad = body.clone();
     bad["servers"] = json!(["http://dc1.example"]);
-    let (st, v) = admin(&s, reqwest::Method::PUT, &kreis, "/directories/ad-hitzacker", Some(bad)).await;
+    let (st, v) = admin(
+        &s,
+        reqwest::Method::PUT,
+        &kreis,
+        "/directories/ad-hitzacker",
+        Some(bad),
+    )
+    .await;
     assert_eq!(st, 400, "{v}");
     let mut bad = body.clone();
     bad["user_filter"] = json!("(uid={username}");
-    let (st, _) = admin(&s, reqwest::Method::PUT, &kreis, "/directories/ad-hitzacker", Some(bad)).await;
+    let (st, _) = admin(
+        &s,
+        reqwest::Method::PUT,
+        &kreis,
+        "/directories/ad-hitzacker",
+        Some(bad),
+    )
+    .await;
     assert_eq!(st, 400);
-    let (st, v) = admin(&s, reqwest::Method::GET, &kreis, "/directories/ad-hitzacker", None).await;
+    let (st, v) = admin(
+        &s,
+        reqwest::Method::GET,
+        &kreis,
+        "/directories/ad-hitzacker",
+        None,
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(v["servers"], body["servers"]);
     // The Gemeinde's administrator cannot delete another's, can their own.
-    let (st, _) = admin(&s, reqwest::Method::DELETE, &gemeinde, "/directories/ad-hitzacker", None).await;
+    let (st, _) = admin(
+        &s,
+        reqwest::Method::DELETE,
+        &gemeinde,
+        "/directories/ad-hitzacker",
+        None,
+    )
+    .await;
     assert_eq!(st, 204);
 }
 
@@ -571,7 +746,10 @@ async fn active_directory_nested_groups_object_guid_and_bind_sub_codes_as_samba_
     const BASE: &str = "DC=hitzacker,DC=example";
     const PW: &str = "Sommer-2026!x";
     let mut mapping = std::collections::BTreeMap::new();
-    mapping.insert(format!("CN=rathaus,CN=Users,{BASE}"), "sachbearbeitung".to_owned());
+    mapping.insert(
+        format!("CN=rathaus,CN=Users,{BASE}"),
+        "sachbearbeitung".to_owned(),
+    );
     let src = interkom_directory::ldap::DirectorySourceConfig {
         id: DIR_ID.into(),
         tenant: TENANT.into(),
@@ -603,7 +781,10 @@ async fn active_directory_nested_groups_object_guid_and_bind_sub_codes_as_samba_
     let (status, page) = attempt(&s, "m.mueller@hitzacker.example", PW).await;
     assert_eq!(status, 303, "{page}");
     // meldeamt ∈ buergerservice ∈ rathaus, resolved by AD's in-chain rule.
-    assert_eq!(roles(&s, "m.mueller@ad-hitzacker").await, vec!["sachbearbeitung"]);
+    assert_eq!(
+        roles(&s, "m.mueller@ad-hitzacker").await,
+        vec!["sachbearbeitung"]
+    );
     // Linked on objectGUID, in its usual text form.
     let (entry,): (String,) =
         sqlx::query_as("SELECT entry_id FROM directory_links WHERE source = 'ad-hitzacker'")
@@ -619,18 +800,40 @@ async fn active_directory_nested_groups_object_guid_and_bind_sub_codes_as_samba_
     got.sort();
     assert_eq!(got, vec!["account_disabled", "invalid_credentials"]);
     // … and by AD's bind sub-codes, were the entry silent.
-    let d = s.app.directory.directory_source(DIR_ID).await.unwrap().unwrap();
+    let d = s
+        .app
+        .directory
+        .directory_source(DIR_ID)
+        .await
+        .unwrap()
+        .unwrap();
     use interkom_directory::ldap::PasswordCheck;
     let dn = |p: Option<interkom_directory::ldap::Person>| p.unwrap().dn;
     let k = dn(d.find("k.schulz").await.unwrap());
-    assert_eq!(d.check_password(&k, PW).await.unwrap(), PasswordCheck::Refused("disabled"));
+    assert_eq!(
+        d.check_password(&k, PW).await.unwrap(),
+        PasswordCheck::Refused("disabled")
+    );
     let p = dn(d.find("p.alt@hitzacker.example").await.unwrap());
-    assert_eq!(d.check_password(&p, PW).await.unwrap(), PasswordCheck::Refused("expired"));
+    assert_eq!(
+        d.check_password(&p, PW).await.unwrap(),
+        PasswordCheck::Refused("expired")
+    );
     let m = dn(d.find("m.mueller").await.unwrap());
-    assert_eq!(d.check_password(&m, "falsch").await.unwrap(), PasswordCheck::Invalid);
-    assert_eq!(d.check_password(&m, PW).await.unwrap(), PasswordCheck::Valid);
+    assert_eq!(
+        d.check_password(&m, "falsch").await.unwrap(),
+        PasswordCheck::Invalid
+    );
+    assert_eq!(
+        d.check_password(&m, PW).await.unwrap(),
+        PasswordCheck::Valid
+    );
     // Injection against AD's filter too.
-    assert!(d.find("m.mueller)(sAMAccountName=*").await.unwrap().is_none());
+    assert!(d
+        .find("m.mueller)(sAMAccountName=*")
+        .await
+        .unwrap()
+        .is_none());
     assert!(d.find("*").await.unwrap().is_none());
     // Provisioning over AD (paged, search references skipped).
     let report = s.app.gateway.sync_directory(DIR_ID).await.unwrap();
@@ -641,7 +844,10 @@ async fn active_directory_nested_groups_object_guid_and_bind_sub_codes_as_samba_
 async fn a_directory_account_steps_up_with_a_local_second_factor() {
     let slapd = Slapd::start();
     let s = with_directory(&slapd, |_| {}).await;
-    assert_eq!(attempt(&s, "m.mueller@hitzacker.example", PASSWORD).await.0, 303);
+    assert_eq!(
+        attempt(&s, "m.mueller@hitzacker.example", PASSWORD).await.0,
+        303
+    );
     let u = s
         .app
         .directory
@@ -649,7 +855,13 @@ async fn a_directory_account_steps_up_with_a_local_second_factor() {
         .await
         .unwrap()
         .unwrap();
-    let secret = s.app.gateway.enrol_totp(&u.id, None).await.unwrap().unwrap();
+    let secret = s
+        .app
+        .gateway
+        .enrol_totp(&u.id, None)
+        .await
+        .unwrap()
+        .unwrap();
     let secret = totp_rs::Secret::Encoded(secret).to_bytes().unwrap();
     // The portal asks for `substantial`: the directory's password, then
     // the TOTP code interkom checks itself.
@@ -698,7 +910,14 @@ async fn the_cli_syncs_and_tests_a_directory() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let (code, out, err) = run(&["directory", "test", "--source", DIR_ID, "--username", "a.berg"]);
+    let (code, out, err) = run(&[
+        "directory",
+        "test",
+        "--source",
+        DIR_ID,
+        "--username",
+        "a.berg",
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["person"]["roles"], json!(["gewerbeamt"]));
@@ -727,11 +946,16 @@ async fn concurrent_first_logins_of_one_person_make_one_account() {
         assert_eq!(status, 303, "{page}");
     }
     assert_eq!(s.audit("account_provisioned").await.len(), 1);
-    let (n,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM users WHERE username LIKE 'last0042%'")
-            .fetch_one(&s.app.pool)
-            .await
-            .unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users WHERE username LIKE 'last0042%'")
+        .fetch_one(&s.app.pool)
+        .await
+        .unwrap();
     assert_eq!(n, 1, "no second account, not even discarded ones");
-    assert!(s.app.directory.find_user("last0042@ad-hitzacker").await.unwrap().is_some());
+    assert!(s
+        .app
+        .directory
+        .find_user("last0042@ad-hitzacker")
+        .await
+        .unwrap()
+        .is_some());
 }

@@ -134,7 +134,15 @@ impl Slapd {
         use std::io::Write;
         let mut child = Command::new(tool)
             .env("LDAPTLS_CACERT", self.dir.join("ca.pem"))
-            .args(["-H", &self.ldaps_url(), "-x", "-D", ROOT_DN, "-w", ROOT_PASSWORD])
+            .args([
+                "-H",
+                &self.ldaps_url(),
+                "-x",
+                "-D",
+                ROOT_DN,
+                "-w",
+                ROOT_PASSWORD,
+            ])
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

@@ -26,6 +26,7 @@ mod audit;
 mod auth;
 mod clients;
 pub mod console;
+pub mod directories;
 mod docs;
 mod error;
 mod grants;
@@ -35,7 +36,6 @@ mod proposals;
 mod resources;
 mod scope;
 mod sources;
-pub mod directories;
 mod upstreams;
 mod users;
 

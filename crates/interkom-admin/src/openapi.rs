@@ -11,6 +11,10 @@ use crate::clients::view::{
     ClientCreated, ClientDoc, ClientPage, ClientSecret, KeyDoc, KeyList, KeysRotated, TenantList,
     TenantView,
 };
+use crate::directories::view::{
+    ConnectionTest, DirectoryConfigDoc, DirectoryList, DirectoryView, PersonFound,
+};
+use crate::directories::TestRequest;
 use crate::docs::{AlgDoc, AuthMethodDoc, FlipDoc, GrantTypeDoc, LoaDoc, NeedDoc, ProtectionDoc};
 use crate::grants::view::{GrantChanged, GrantCreated, GrantPage, GrantView};
 use crate::policy::view::{LineView, LinesChanged, LinesPage, WhatIf};
@@ -18,8 +22,6 @@ use crate::proposals::view::{
     ApprovalResult, Approved, ProposalPage, ProposalView, Proposed, Rejected,
 };
 use crate::resources::view::{ResourceDoc, ResourcePage};
-use crate::directories::view::{ConnectionTest, DirectoryConfigDoc, DirectoryList, DirectoryView, PersonFound};
-use crate::directories::TestRequest;
 use crate::upstreams::view::{ClaimMappingDoc, UpstreamConfigDoc, UpstreamList, UpstreamView};
 use crate::users::view::{
     NewPassword, RoleView, SecondFactorReset, UserCreated, UserPage, UserView,

@@ -45,7 +45,9 @@ pub(crate) async fn check(
 ) -> Result<(), AdminError> {
     for tenant in r.before.into_iter().chain([r.tenant]) {
         if state.0.tenants.get(tenant).is_none() {
-            return Err(AdminError::bad_request(format!("unknown tenant `{tenant}`")));
+            return Err(AdminError::bad_request(format!(
+                "unknown tenant `{tenant}`"
+            )));
         }
         if !scope.covers_id(&state.0.tenants, tenant) {
             let why = format!("the {}'s tenant is outside the caller's subtree", r.kind);

@@ -577,7 +577,11 @@ pub(crate) async fn choose_idp(
         Ok(l) => l,
         Err(e) => return web::internal(&gw, lang, e.into()),
     };
-    if let Some(id) = form.idp.as_deref().and_then(|i| i.strip_prefix(pages::DIRECTORY_CHOICE)) {
+    if let Some(id) = form
+        .idp
+        .as_deref()
+        .and_then(|i| i.strip_prefix(pages::DIRECTORY_CHOICE))
+    {
         let Some(d) = dirs.iter().find(|d| d.cfg.id == id) else {
             return web::error_page(
                 &gw,

@@ -67,8 +67,8 @@ pub use interkom_directory::Argon2Config;
 pub use interkom_types::Clock;
 pub use jws::Signer;
 pub use keys::{Alg, KeyInfo};
-pub use store::migrate;
 pub use sources::directory_sync::{SyncError, SyncReport};
+pub use store::migrate;
 pub use throttle::BruteForceConfig;
 
 /// The gateway: shared state of every OIDC endpoint. Cheap to clone.

@@ -94,7 +94,13 @@ async fn in_scope(
         .await?
         .ok_or_else(|| AdminError::new(StatusCode::NOT_FOUND, format!("no directory `{id}`")))?;
     if !covers(state, &scope, &d.0.tenant) {
-        return Err(refuse(state, caller, c, "the directory is outside the caller's subtree").await);
+        return Err(refuse(
+            state,
+            caller,
+            c,
+            "the directory is outside the caller's subtree",
+        )
+        .await);
     }
     Ok(d)
 }
@@ -176,7 +182,9 @@ pub(crate) async fn put(
     );
     let scope = admin_scope(&state, &caller, &c).await?;
     if body.id != id {
-        return Err(AdminError::bad_request("the body's id differs from the path's"));
+        return Err(AdminError::bad_request(
+            "the body's id differs from the path's",
+        ));
     }
     let before = find(&state, &id).await?;
     check_directory(&state, &caller, &scope, before.as_ref(), &body, &c).await?;
@@ -217,16 +225,18 @@ fn registration<'a>(
     body: &'a DirectorySourceConfig,
 ) -> sources::Registration<'a> {
     // Decided once by the Kreis, kept by the tenant's administrators.
-    let changed = |f: &dyn Fn(&DirectorySourceConfig) -> bool| before.is_none_or(|b| f(&b.0) != f(body));
-    let kreis_only = if before.is_none_or(|b| b.0.servers != body.servers || b.0.ca_pem != body.ca_pem) {
-        Some("where interkom connects (servers, CA) is for an administrator of the Kreis")
-    } else if body.link_existing && changed(&|d| d.link_existing) {
-        Some("linking existing accounts is for an administrator of its Kreis")
-    } else if before.is_none_or(|b| b.0.domains != body.domains) && !body.domains.is_empty() {
-        Some("claiming login domains is for an administrator of its Kreis")
-    } else {
-        None
-    };
+    let changed =
+        |f: &dyn Fn(&DirectorySourceConfig) -> bool| before.is_none_or(|b| f(&b.0) != f(body));
+    let kreis_only =
+        if before.is_none_or(|b| b.0.servers != body.servers || b.0.ca_pem != body.ca_pem) {
+            Some("where interkom connects (servers, CA) is for an administrator of the Kreis")
+        } else if body.link_existing && changed(&|d| d.link_existing) {
+            Some("linking existing accounts is for an administrator of its Kreis")
+        } else if before.is_none_or(|b| b.0.domains != body.domains) && !body.domains.is_empty() {
+            Some("claiming login domains is for an administrator of its Kreis")
+        } else {
+            None
+        };
     sources::Registration {
         kind: "directory",
         before: before.map(|b| b.0.tenant.as_str()),

@@ -215,15 +215,19 @@ impl DirectorySource {
         let mut refusal = e.refusal(now);
         if refusal.is_none() {
             if let Some(f) = &self.cfg.disabled_filter {
-                if !self.search(&e.dn, Scope::Base, f, &["1.1"], 1).await?.is_empty() {
+                if !self
+                    .search(&e.dn, Scope::Base, f, &["1.1"], 1)
+                    .await?
+                    .is_empty()
+                {
                     refusal = Some("disabled");
                 }
             }
         }
         let groups = self.groups_of(&e).await?;
-        let username = e
-            .text(&self.names.username)
-            .ok_or_else(|| LdapFailure::Protocol(format!("the entry has no `{}`", self.names.username)))?;
+        let username = e.text(&self.names.username).ok_or_else(|| {
+            LdapFailure::Protocol(format!("the entry has no `{}`", self.names.username))
+        })?;
         if username.len() > 128 {
             return Err(LdapFailure::Protocol("the username is too long".into()));
         }
@@ -332,8 +336,10 @@ impl DirectorySource {
         let entries = {
             let mut lease = self.searcher().await?;
             let attrs: Vec<String> = self.person_attrs().iter().map(|s| s.to_string()).collect();
-            let adapters: Vec<Box<dyn Adapter<'_, String, Vec<String>>>> =
-                vec![Box::new(EntriesOnly::new()), Box::new(PagedResults::new(500))];
+            let adapters: Vec<Box<dyn Adapter<'_, String, Vec<String>>>> = vec![
+                Box::new(EntriesOnly::new()),
+                Box::new(PagedResults::new(500)),
+            ];
             let t = self.search.op_timeout();
             let mut stream = lease
                 .ldap()
@@ -370,9 +376,15 @@ impl DirectorySource {
     /// Whether the service account can bind and search the base (the
     /// console's connection test).
     pub async fn ping(&self) -> Result<(), LdapFailure> {
-        self.search(&self.cfg.base_dn, Scope::Base, "(objectClass=*)", &["1.1"], 1)
-            .await
-            .map(|_| ())
+        self.search(
+            &self.cfg.base_dn,
+            Scope::Base,
+            "(objectClass=*)",
+            &["1.1"],
+            1,
+        )
+        .await
+        .map(|_| ())
     }
 }
 
@@ -380,7 +392,11 @@ impl DirectorySource {
 fn ad_subcode(text: &str) -> PasswordCheck {
     let code = text
         .split_once("data ")
-        .map(|(_, rest)| rest.chars().take_while(char::is_ascii_hexdigit).collect::<String>())
+        .map(|(_, rest)| {
+            rest.chars()
+                .take_while(char::is_ascii_hexdigit)
+                .collect::<String>()
+        })
         .unwrap_or_default();
     match code.as_str() {
         "533" => PasswordCheck::Refused("disabled"),
@@ -401,8 +417,14 @@ mod tests {
         let t = "80090308: LdapErr: DSID-0C09042A, comment: AcceptSecurityContext error, data 533, v3839";
         assert_eq!(ad_subcode(t), PasswordCheck::Refused("disabled"));
         assert_eq!(ad_subcode(&t.replace("533", "52e")), PasswordCheck::Invalid);
-        assert_eq!(ad_subcode(&t.replace("533", "701")), PasswordCheck::Refused("expired"));
-        assert_eq!(ad_subcode(&t.replace("533", "775")), PasswordCheck::Refused("locked"));
+        assert_eq!(
+            ad_subcode(&t.replace("533", "701")),
+            PasswordCheck::Refused("expired")
+        );
+        assert_eq!(
+            ad_subcode(&t.replace("533", "775")),
+            PasswordCheck::Refused("locked")
+        );
         assert_eq!(ad_subcode(""), PasswordCheck::Invalid);
     }
 }

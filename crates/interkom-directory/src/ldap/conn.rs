@@ -139,7 +139,9 @@ pub(crate) struct Lease<'p> {
 impl Lease<'_> {
     pub(crate) fn ldap(&mut self) -> &mut Ldap {
         #[allow(clippy::expect_used)]
-        self.ldap.as_mut().expect("a lease holds its connection until dropped")
+        self.ldap
+            .as_mut()
+            .expect("a lease holds its connection until dropped")
     }
 
     /// The connection may serve the next caller.

@@ -28,12 +28,11 @@ impl Entry {
             return Ok(None);
         }
         let bad = |what: &str| LdapFailure::Protocol(format!("malformed entry ({what})"));
-        let mut parts = re
-            .0
-            .match_id(4)
-            .and_then(|t| t.expect_constructed())
-            .ok_or_else(|| bad("not an entry"))?
-            .into_iter();
+        let mut parts =
+            re.0.match_id(4)
+                .and_then(|t| t.expect_constructed())
+                .ok_or_else(|| bad("not an entry"))?
+                .into_iter();
         let dn = parts
             .next()
             .and_then(|t| t.expect_primitive())
@@ -49,7 +48,10 @@ impl Entry {
             .and_then(|t| t.expect_constructed())
             .ok_or_else(|| bad("attributes"))?;
         for pa in list {
-            let mut pa = pa.expect_constructed().ok_or_else(|| bad("attribute"))?.into_iter();
+            let mut pa = pa
+                .expect_constructed()
+                .ok_or_else(|| bad("attribute"))?
+                .into_iter();
             let name = pa
                 .next()
                 .and_then(|t| t.expect_primitive())
@@ -63,7 +65,9 @@ impl Entry {
             for v in values {
                 let v = v.expect_primitive().ok_or_else(|| bad("value"))?;
                 if v.len() > MAX_VALUE {
-                    return Err(bad(&format!("a value of `{name}` exceeds {MAX_VALUE} bytes")));
+                    return Err(bad(&format!(
+                        "a value of `{name}` exceeds {MAX_VALUE} bytes"
+                    )));
                 }
                 count += 1;
                 if count > MAX_VALUES {
@@ -106,9 +110,10 @@ impl Entry {
             LdapFailure::Protocol(format!("the entry has no `{name}` (its immutable id)"))
         })?;
         if name.eq_ignore_ascii_case("objectGUID") {
-            let b: &[u8; 16] = v.as_slice().try_into().map_err(|_| {
-                LdapFailure::Protocol("objectGUID is not 16 bytes".into())
-            })?;
+            let b: &[u8; 16] = v
+                .as_slice()
+                .try_into()
+                .map_err(|_| LdapFailure::Protocol("objectGUID is not 16 bytes".into()))?;
             return Ok(guid_text(b));
         }
         let s = std::str::from_utf8(v)
@@ -116,7 +121,9 @@ impl Entry {
             .trim()
             .to_ascii_lowercase();
         if s.is_empty() || s.len() > 256 {
-            return Err(LdapFailure::Protocol(format!("`{name}` is empty or too long")));
+            return Err(LdapFailure::Protocol(format!(
+                "`{name}` is empty or too long"
+            )));
         }
         Ok(s)
     }
@@ -211,8 +218,14 @@ mod tests {
     fn account_state_as_ad_keeps_it() {
         let now = 1_800_000_000;
         assert_eq!(entry(&[("userAccountControl", "512")]).refusal(now), None);
-        assert_eq!(entry(&[("userAccountControl", "514")]).refusal(now), Some("disabled"));
-        assert_eq!(entry(&[("userAccountControl", "x")]).refusal(now), Some("disabled"));
+        assert_eq!(
+            entry(&[("userAccountControl", "514")]).refusal(now),
+            Some("disabled")
+        );
+        assert_eq!(
+            entry(&[("userAccountControl", "x")]).refusal(now),
+            Some("disabled")
+        );
         assert_eq!(entry(&[("accountExpires", "0")]).refusal(now), None);
         assert_eq!(
             entry(&[("accountExpires", "9223372036854775807")]).refusal(now),
@@ -223,7 +236,10 @@ mod tests {
             entry(&[("accountExpires", "129000000000000000")]).refusal(now),
             Some("expired")
         );
-        assert_eq!(entry(&[("accountExpires", "170000000000000000")]).refusal(now), None);
+        assert_eq!(
+            entry(&[("accountExpires", "170000000000000000")]).refusal(now),
+            None
+        );
         assert_eq!(
             entry(&[("pwdAccountLockedTime", "000001010000Z")]).refusal(now),
             Some("locked")

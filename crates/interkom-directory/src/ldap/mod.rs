@@ -18,3 +18,4 @@ pub(crate) mod store;
 pub use client::{DirectorySource, PasswordCheck, Person};
 pub use config::{AttributeNames, DirectoryKind, DirectorySourceConfig, GroupLookup};
 pub use conn::LdapFailure;
+pub use store::SourceList;

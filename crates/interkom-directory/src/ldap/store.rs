@@ -11,10 +11,13 @@ use super::client::DirectorySource;
 use super::config::DirectorySourceConfig;
 use crate::{Directory, DirectoryError, User};
 
+/// Every registered directory, ordered by name.
+pub type SourceList = Arc<Vec<Arc<DirectorySource>>>;
+
 /// The sources as last read, with the time of reading.
 #[derive(Default)]
 pub(crate) struct SourceCache {
-    list: RwLock<Option<(i64, Arc<Vec<Arc<DirectorySource>>>)>>,
+    list: RwLock<Option<(i64, SourceList)>>,
     /// By id, with the registration's `updated_at`: kept across rereads so
     /// a source keeps its open connections.
     built: RwLock<HashMap<String, (i64, Arc<DirectorySource>)>>,
@@ -101,9 +104,7 @@ impl Directory {
 
     /// Every registered directory, ordered by name; read again after a few
     /// seconds (changes on other nodes), rebuilt only when changed.
-    pub async fn directory_sources(
-        &self,
-    ) -> Result<Arc<Vec<Arc<DirectorySource>>>, DirectoryError> {
+    pub async fn directory_sources(&self) -> Result<SourceList, DirectoryError> {
         let now = self.0.clock.now();
         if let Ok(l) = self.0.directories.list.read() {
             if let Some((at, list)) = l.as_ref() {
@@ -119,13 +120,11 @@ impl Directory {
         let mut list = Vec::with_capacity(rows.len());
         let mut built = HashMap::new();
         for (id, config, sealed, updated_at) in rows {
-            let kept = self
-                .0
-                .directories
-                .built
-                .read()
-                .ok()
-                .and_then(|b| b.get(&id).filter(|(u, _)| *u == updated_at).map(|(_, s)| s.clone()));
+            let kept = self.0.directories.built.read().ok().and_then(|b| {
+                b.get(&id)
+                    .filter(|(u, _)| *u == updated_at)
+                    .map(|(_, s)| s.clone())
+            });
             let source = match kept {
                 Some(s) => s,
                 None => match self.build_source(&id, &config, sealed) {
@@ -147,7 +146,12 @@ impl Directory {
         Ok(list)
     }
 
-    fn build_source(&self, id: &str, config: &str, sealed: Option<String>) -> Option<DirectorySource> {
+    fn build_source(
+        &self,
+        id: &str,
+        config: &str,
+        sealed: Option<String>,
+    ) -> Option<DirectorySource> {
         let cfg: DirectorySourceConfig = match serde_json::from_str(config) {
             Ok(c) => c,
             Err(e) => {
@@ -156,7 +160,12 @@ impl Directory {
             }
         };
         let secret = sealed
-            .and_then(|s| self.0.master.decrypt(&s, &secret_aad(id, &cfg.bind_dn)).ok())
+            .and_then(|s| {
+                self.0
+                    .master
+                    .decrypt(&s, &secret_aad(id, &cfg.bind_dn))
+                    .ok()
+            })
             .and_then(|p| String::from_utf8(p).ok())
             .map(Secret::from);
         match DirectorySource::new(cfg, secret) {
@@ -288,7 +297,10 @@ impl Directory {
         .bind(source)
         .fetch_all(&self.0.pool)
         .await?;
-        Ok(rows.into_iter().map(|(e, u, d)| (e, u, d.is_some())).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(e, u, d)| (e, u, d.is_some()))
+            .collect())
     }
 
     /// Marks a link as deactivated by a sync (`true`) or active again;

@@ -80,7 +80,7 @@ enum Refusal {
     /// or interkom refuses: one message for all, `reason` in the audit.
     Credentials {
         reason: &'static str,
-        user: Option<User>,
+        user: Option<Box<User>>,
         right_password: bool,
     },
     /// The directory could not be asked.
@@ -172,7 +172,7 @@ impl DirectoryLogin {
                         gw,
                         meta,
                         at,
-                        user.as_ref(),
+                        user.as_deref(),
                         right_password,
                         reason,
                         json!({ "username": typed, "directory": self.id() }),
@@ -251,7 +251,7 @@ impl DirectoryLogin {
         let refused = |reason: &'static str, user: Option<User>, right: bool| {
             Err(Refusal::Credentials {
                 reason,
-                user,
+                user: user.map(Box::new),
                 right_password: right,
             })
         };
@@ -295,7 +295,11 @@ impl DirectoryLogin {
                 .await
                 .map_err(internal)?
         {
-            gw.dir.user(&user.id).await.map_err(internal)?.unwrap_or(user)
+            gw.dir
+                .user(&user.id)
+                .await
+                .map_err(internal)?
+                .unwrap_or(user)
         } else {
             user
         };
@@ -305,7 +309,12 @@ impl DirectoryLogin {
         bring_in_step(gw, Some(meta), &self.0, &user, &person)
             .await
             .map_err(internal)?;
-        Ok(gw.dir.user(&user.id).await.map_err(internal)?.unwrap_or(user))
+        Ok(gw
+            .dir
+            .user(&user.id)
+            .await
+            .map_err(internal)?
+            .unwrap_or(user))
     }
 
     /// The account of a first login: an existing one of the same name in
@@ -354,7 +363,12 @@ pub(crate) async fn account_for(
     d: &DirectorySource,
     person: &Person,
 ) -> Result<Option<User>, GatewayError> {
-    if let Some(u) = gw.dir.directory_account(&d.cfg.id, &person.id).await?.flatten() {
+    if let Some(u) = gw
+        .dir
+        .directory_account(&d.cfg.id, &person.id)
+        .await?
+        .flatten()
+    {
         return Ok(Some(u));
     }
     let existing = if d.cfg.link_existing {
@@ -373,7 +387,11 @@ pub(crate) async fn account_for(
                 .await?
             {
                 // Another first login (or a sync) won the race: its link stands.
-                return Ok(gw.dir.directory_account(&d.cfg.id, &person.id).await?.flatten());
+                return Ok(gw
+                    .dir
+                    .directory_account(&d.cfg.id, &person.id)
+                    .await?
+                    .flatten());
             }
             (u, Action::AccountLinked)
         }
@@ -384,7 +402,11 @@ pub(crate) async fn account_for(
                 .filter(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_'))
                 .take(80)
                 .collect();
-            let clean = if clean.is_empty() { "konto".to_owned() } else { clean };
+            let clean = if clean.is_empty() {
+                "konto".to_owned()
+            } else {
+                clean
+            };
             let candidates: Vec<String> = (0..5)
                 .map(|n| match n {
                     0 => format!("{clean}@{}", d.cfg.id),
@@ -416,7 +438,9 @@ pub(crate) async fn account_for(
         "entry": person.dn,
     }));
     if let Some(m) = meta {
-        ev = ev.correlation(m.request_id.clone()).source(m.source.clone());
+        ev = ev
+            .correlation(m.request_id.clone())
+            .source(m.source.clone());
     }
     gw.audit.append(gw.about(ev, &user)).await?;
     Ok(Some(user))
@@ -477,7 +501,9 @@ pub(crate) async fn sync_roles(
             "source": format!("directory:{}", d.cfg.id),
         }));
         if let Some(m) = meta {
-            ev = ev.correlation(m.request_id.clone()).source(m.source.clone());
+            ev = ev
+                .correlation(m.request_id.clone())
+                .source(m.source.clone());
         }
         gw.audit.append(gw.about(ev, user)).await?;
     }

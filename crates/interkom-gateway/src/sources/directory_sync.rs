@@ -69,10 +69,7 @@ impl Gateway {
             ..SyncReport::default()
         };
         let by_id: HashMap<&str, &Person> = people.iter().map(|p| (p.id.as_str(), p)).collect();
-        let linked: HashMap<&str, bool> = links
-            .iter()
-            .map(|(e, _, d)| (e.as_str(), *d))
-            .collect();
+        let linked: HashMap<&str, bool> = links.iter().map(|(e, _, d)| (e.as_str(), *d)).collect();
         for person in &people {
             if person.refusal.is_some() {
                 continue;
@@ -174,7 +171,9 @@ impl Gateway {
                     };
                     match gw.dir.claim_directory_sync(&s.cfg.id, every as i64).await {
                         Ok(true) => match gw.sync_directory(&s.cfg.id).await {
-                            Ok(r) => tracing::info!(directory = %s.cfg.id, people = r.people, linked = r.linked, deactivated = r.deactivated, reactivated = r.reactivated, "directory synced"),
+                            Ok(r) => {
+                                tracing::info!(directory = %s.cfg.id, people = r.people, linked = r.linked, deactivated = r.deactivated, reactivated = r.reactivated, "directory synced")
+                            }
                             Err(e) => {
                                 metrics::counter!("interkom_directory_failures_total", "directory" => s.cfg.id.clone(), "kind" => "sync")
                                     .increment(1);

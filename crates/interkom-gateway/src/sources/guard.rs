@@ -26,7 +26,11 @@ pub(crate) struct Guard {
 impl Guard {
     /// Counts an attempt at `account` (the name as typed, with its realm)
     /// from this request's network.
-    pub(crate) async fn begin(gw: &Gateway, meta: &Meta, account: &str) -> Result<Guard, GatewayError> {
+    pub(crate) async fn begin(
+        gw: &Gateway,
+        meta: &Meta,
+        account: &str,
+    ) -> Result<Guard, GatewayError> {
         let now = gw.clock.now();
         let account_key = format!(
             "a:{}",
@@ -63,8 +67,13 @@ impl Guard {
 
     /// The password was right: the counts start again.
     pub(crate) async fn passed(&self, gw: &Gateway) -> Result<(), GatewayError> {
-        throttle::succeeded(&gw.store, &self.account_key, self.source_key.as_deref(), self.now)
-            .await?;
+        throttle::succeeded(
+            &gw.store,
+            &self.account_key,
+            self.source_key.as_deref(),
+            self.now,
+        )
+        .await?;
         Ok(())
     }
 
@@ -119,7 +128,11 @@ impl Guard {
         }
         let ev = AuditEvent::new(Action::LoginFailed, Outcome::Failure)
             .client(&at.client.id)
-            .reason(if self.attempt.locked { "locked" } else { reason })
+            .reason(if self.attempt.locked {
+                "locked"
+            } else {
+                reason
+            })
             .correlation(meta.request_id.clone())
             .source(meta.source.clone())
             .details(details);

@@ -92,7 +92,12 @@ async fn directories_page(c: &Console, s: &Session, lang: Lang, view: View) -> R
 fn form_of(d: &Value) -> Value {
     let joined = |v: &Value, sep: &str| -> String {
         v.as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(sep))
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(sep)
+            })
             .unwrap_or_default()
     };
     let roles = d["roles"]
@@ -152,12 +157,13 @@ pub(crate) async fn directories_post(
                 "servers": get("servers"), "base_dn": get("base_dn"), "bind_dn": get("bind_dn"),
                 "ca_pem": get("ca_pem"), "domains": get("domains"), "roles": get("roles"),
             });
-            let roles = match mapping_lines(&get("roles"), |r| (!r.is_empty()).then(|| r.to_owned())) {
-                Ok(m) => m,
-                Err(line) => {
-                    return directories_page(&c, &s, lang, View::BadLine(line, sent)).await;
-                }
-            };
+            let roles =
+                match mapping_lines(&get("roles"), |r| (!r.is_empty()).then(|| r.to_owned())) {
+                    Ok(m) => m,
+                    Err(line) => {
+                        return directories_page(&c, &s, lang, View::BadLine(line, sent)).await;
+                    }
+                };
             // A replacement keeps what the form does not show (filters,
             // attributes, timeouts, sync) as they are.
             let (found, _, current) = c.api(&s, Method::GET, &uri, None, None).await;
@@ -178,7 +184,11 @@ pub(crate) async fn directories_post(
                 .filter(|d| !d.is_empty())
                 .collect::<Vec<_>>());
             let ca = get("ca_pem");
-            b["ca_pem"] = if ca.is_empty() { Value::Null } else { json!(ca) };
+            b["ca_pem"] = if ca.is_empty() {
+                Value::Null
+            } else {
+                json!(ca)
+            };
             b["roles"] = Value::Object(roles);
             let password = f.get("bind_password").map(String::as_str).unwrap_or("");
             if !password.is_empty() {
