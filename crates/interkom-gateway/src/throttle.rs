@@ -98,13 +98,14 @@ pub(crate) async fn begin(
     source_key: Option<&str>,
     now: i64,
 ) -> Result<Attempt, GatewayError> {
-    let (account_failures, account_lock) = store
-        .count_attempt(account_key, now, cfg.window_seconds)
+    let keys: Vec<&str> = std::iter::once(account_key).chain(source_key).collect();
+    let counts = store
+        .count_attempts(&keys, now, cfg.window_seconds)
         .await?;
+    let (account_failures, account_lock) = counts.first().copied().unwrap_or((1, 0));
     let mut locked = account_lock > now || account_failures > cfg.lock_after;
     let mut source_failures = 0;
-    if let Some(key) = source_key {
-        let (n, lock) = store.count_attempt(key, now, cfg.window_seconds).await?;
+    if let Some((n, lock)) = counts.get(1).copied() {
         source_failures = n;
         locked |= lock > now || n > cfg.source_lock_after;
     }
@@ -139,10 +140,7 @@ pub(crate) async fn succeeded(
     source_key: Option<&str>,
     now: i64,
 ) -> Result<(), GatewayError> {
-    store.forget_attempts(account_key, now).await?;
-    if let Some(key) = source_key {
-        store.give_back_attempt(key).await?;
-    }
+    store.attempt_passed(account_key, source_key, now).await?;
     Ok(())
 }
 

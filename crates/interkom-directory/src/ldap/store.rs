@@ -189,24 +189,22 @@ impl Directory {
             .cloned())
     }
 
-    /// The account linked to a directory entry: `Some(None)` when the link
-    /// names an account that no longer exists.
+    /// The account linked to a directory entry (one query: every login
+    /// asks). The link's foreign key keeps its account from going away.
     pub async fn directory_account(
         &self,
         source: &str,
         entry_id: &str,
-    ) -> Result<Option<Option<User>>, DirectoryError> {
-        let linked: Option<String> = sqlx::query_scalar(
-            "SELECT user_id FROM directory_links WHERE source = $1 AND entry_id = $2",
+    ) -> Result<Option<User>, DirectoryError> {
+        Ok(sqlx::query_as(
+            "SELECT u.id, u.tenant, u.username, u.password_hash, u.name, u.email, u.disabled \
+             FROM directory_links l JOIN users u ON u.id = l.user_id \
+             WHERE l.source = $1 AND l.entry_id = $2",
         )
         .bind(source)
         .bind(entry_id)
         .fetch_optional(&self.0.pool)
-        .await?;
-        match linked {
-            Some(id) => Ok(Some(self.user(&id).await?)),
-            None => Ok(None),
-        }
+        .await?)
     }
 
     /// The account of a directory entry's first login: made and linked in
@@ -247,7 +245,6 @@ impl Directory {
             Some(Err(())) => Ok(self
                 .directory_account(source, entry_id)
                 .await?
-                .flatten()
                 .map(|u| (u, false))),
             None => Ok(None),
         }

@@ -306,9 +306,12 @@ impl DirectoryLogin {
         if !user.is_enabled() {
             return refused("account_locked", Some(user), true);
         }
-        bring_in_step(gw, Some(meta), &self.0, &user, &person)
+        let renamed = bring_in_step(gw, Some(meta), &self.0, &user, &person)
             .await
             .map_err(internal)?;
+        if !renamed {
+            return Ok(user);
+        }
         Ok(gw
             .dir
             .user(&user.id)
@@ -367,7 +370,6 @@ pub(crate) async fn account_for(
         .dir
         .directory_account(&d.cfg.id, &person.id)
         .await?
-        .flatten()
     {
         return Ok(Some(u));
     }
@@ -390,8 +392,7 @@ pub(crate) async fn account_for(
                 return Ok(gw
                     .dir
                     .directory_account(&d.cfg.id, &person.id)
-                    .await?
-                    .flatten());
+                    .await?);
             }
             (u, Action::AccountLinked)
         }
@@ -447,17 +448,18 @@ pub(crate) async fn account_for(
 }
 
 /// Name, mail and the roles the mapping manages follow the directory;
-/// each role change is its own audit event.
+/// each role change is its own audit event. True when name or mail
+/// changed.
 pub(crate) async fn bring_in_step(
     gw: &Gateway,
     meta: Option<&Meta>,
     d: &DirectorySource,
     user: &User,
     person: &Person,
-) -> Result<(), GatewayError> {
-    if person.name.is_some() && person.name != user.name
-        || person.mail.is_some() && person.mail != user.email
-    {
+) -> Result<bool, GatewayError> {
+    let renamed = person.name.is_some() && person.name != user.name
+        || person.mail.is_some() && person.mail != user.email;
+    if renamed {
         gw.dir
             .set_profile(
                 &user.id,
@@ -471,7 +473,8 @@ pub(crate) async fn bring_in_step(
     } else {
         person.groups.clone()
     };
-    sync_roles(gw, meta, d, user, &groups).await
+    sync_roles(gw, meta, d, user, &groups).await?;
+    Ok(renamed)
 }
 
 /// Brings the roles the directory's mapping manages in step with `groups`

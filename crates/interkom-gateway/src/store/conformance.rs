@@ -888,11 +888,17 @@ async fn brute_force_counts_within_a_window(store: Store) {
             .unwrap(),
         (1, 0)
     );
-    // Forgotten after a success: the next attempt counts from one.
+    // Forgotten after a success: the next attempt counts from one; the
+    // source's count is given back in the same commit.
+    store.count_attempt("s:net", NOW + 1, WINDOW).await.unwrap();
     store
-        .forget_attempts("a:x", NOW + WINDOW + 2)
+        .attempt_passed("a:x", Some("s:net"), NOW + WINDOW + 2)
         .await
         .unwrap();
+    assert_eq!(
+        store.count_attempt("s:net", NOW + 1, WINDOW).await.unwrap(),
+        (2, 0)
+    );
     assert_eq!(
         store
             .count_attempt("a:x", NOW + WINDOW + 2, WINDOW)
@@ -908,6 +914,26 @@ async fn brute_force_counts_within_a_window(store: Store) {
     let mut seen: Vec<i64> = counts.into_iter().map(|c| c.unwrap().0).collect();
     seen.sort();
     assert_eq!(seen, [1, 2, 3, 4, 5, 6]);
+    // Account and source in one statement: each its own count, in the
+    // order asked, also in parallel.
+    let both = futures_util::future::join_all((0..4).map(|_| async {
+        store
+            .count_attempts(&["a:both", "s:both"], NOW, WINDOW)
+            .await
+            .unwrap()
+    }))
+    .await;
+    let mut accounts: Vec<i64> = both.iter().map(|c| c[0].0).collect();
+    let mut sources: Vec<i64> = both.iter().map(|c| c[1].0).collect();
+    accounts.sort();
+    sources.sort();
+    assert_eq!(accounts, [1, 2, 3, 4]);
+    assert_eq!(sources, [1, 2, 3, 4]);
+    store.lock("s:both", NOW + 900, NOW).await.unwrap();
+    assert_eq!(
+        store.count_attempts(&["a:both", "s:both"], NOW, WINDOW).await.unwrap(),
+        vec![(5, 0), (5, NOW + 900)]
+    );
 }
 
 async fn brute_force_locks_are_set_once(store: Store) {
@@ -922,14 +948,14 @@ async fn brute_force_locks_are_set_once(store: Store) {
         (2, NOW + 900)
     );
     // A success does not lift a lock.
-    store.forget_attempts("a:x", NOW + 3).await.unwrap();
+    store.attempt_passed("a:x", None, NOW + 3).await.unwrap();
     assert_eq!(
         store.count_attempt("a:x", NOW + 4, WINDOW).await.unwrap(),
         (3, NOW + 900)
     );
     // Once it has passed, it may be set again, and a success forgets all.
     assert!(store.lock("a:x", NOW + 2000, NOW + 900).await.unwrap());
-    store.forget_attempts("a:x", NOW + 2000).await.unwrap();
+    store.attempt_passed("a:x", None, NOW + 2000).await.unwrap();
     assert_eq!(
         store
             .count_attempt("a:x", NOW + 2000, WINDOW)

@@ -30,14 +30,71 @@ impl Store {
         .await
     }
 
-    /// Drops `key`'s count unless it is locked at `now`.
-    pub(crate) async fn forget_attempts(&self, key: &str, now: i64) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM login_throttle WHERE key = $1 AND locked_until <= $2")
-            .bind(key)
+    /// [`Store::count_attempt`] for several keys in one statement (the
+    /// account's and the source's: one commit per login, not two); the
+    /// count and the lock's end of each, in the order given.
+    pub(crate) async fn count_attempts(
+        &self,
+        keys: &[&str],
+        now: i64,
+        window_seconds: i64,
+    ) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+        if keys.len() == 1 {
+            return Ok(vec![self.count_attempt(keys[0], now, window_seconds).await?]);
+        }
+        // Rows in the order given, so two logins lock them in one order.
+        let values: Vec<String> = (0..keys.len())
+            .map(|i| format!("(${}, 1, $1, 0)", i + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO login_throttle (key, failures, window_start, locked_until) VALUES {} \
+             ON CONFLICT (key) DO UPDATE SET \
+               failures = CASE WHEN login_throttle.window_start < $2 THEN 1 ELSE login_throttle.failures + 1 END, \
+               window_start = CASE WHEN login_throttle.window_start < $2 THEN $1 ELSE login_throttle.window_start END \
+             RETURNING key, failures, locked_until",
+            values.join(", ")
+        );
+        let mut q = sqlx::query_as::<_, (String, i64, i64)>(&sql)
             .bind(now)
-            .execute(&self.pool)
+            .bind(now - window_seconds);
+        for k in keys {
+            q = q.bind(*k);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        Ok(keys
+            .iter()
+            .map(|k| {
+                rows.iter()
+                    .find(|(key, _, _)| key == k)
+                    .map(|(_, f, l)| (*f, *l))
+                    .unwrap_or((1, 0))
+            })
+            .collect())
+    }
+
+    /// A successful login: the account's count goes (unless locked), the
+    /// source gets one back; one commit.
+    pub(crate) async fn attempt_passed(
+        &self,
+        account_key: &str,
+        source_key: Option<&str>,
+        now: i64,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM login_throttle WHERE key = $1 AND locked_until <= $2")
+            .bind(account_key)
+            .bind(now)
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+        if let Some(key) = source_key {
+            sqlx::query(
+                "UPDATE login_throttle SET failures = failures - 1 WHERE key = $1 AND failures > 0",
+            )
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
     }
 
     /// Takes one back from `key`'s count (never below zero).
