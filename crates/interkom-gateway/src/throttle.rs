@@ -99,9 +99,7 @@ pub(crate) async fn begin(
     now: i64,
 ) -> Result<Attempt, GatewayError> {
     let keys: Vec<&str> = std::iter::once(account_key).chain(source_key).collect();
-    let counts = store
-        .count_attempts(&keys, now, cfg.window_seconds)
-        .await?;
+    let counts = store.count_attempts(&keys, now, cfg.window_seconds).await?;
     let (account_failures, account_lock) = counts.first().copied().unwrap_or((1, 0));
     let mut locked = account_lock > now || account_failures > cfg.lock_after;
     let mut source_failures = 0;

@@ -265,8 +265,7 @@ impl DirectoryLogin {
             .dir
             .directory_account(self.id(), &person.id)
             .await
-            .map_err(internal)?
-            .flatten();
+            .map_err(internal)?;
         if let Some(r) = person.refusal {
             return refused(account_refusal(r), linked, false);
         }
@@ -366,11 +365,7 @@ pub(crate) async fn account_for(
     d: &DirectorySource,
     person: &Person,
 ) -> Result<Option<User>, GatewayError> {
-    if let Some(u) = gw
-        .dir
-        .directory_account(&d.cfg.id, &person.id)
-        .await?
-    {
+    if let Some(u) = gw.dir.directory_account(&d.cfg.id, &person.id).await? {
         return Ok(Some(u));
     }
     let existing = if d.cfg.link_existing {
@@ -389,10 +384,7 @@ pub(crate) async fn account_for(
                 .await?
             {
                 // Another first login (or a sync) won the race: its link stands.
-                return Ok(gw
-                    .dir
-                    .directory_account(&d.cfg.id, &person.id)
-                    .await?);
+                return Ok(gw.dir.directory_account(&d.cfg.id, &person.id).await?);
             }
             (u, Action::AccountLinked)
         }

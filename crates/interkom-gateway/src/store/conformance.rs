@@ -931,7 +931,10 @@ async fn brute_force_counts_within_a_window(store: Store) {
     assert_eq!(sources, [1, 2, 3, 4]);
     store.lock("s:both", NOW + 900, NOW).await.unwrap();
     assert_eq!(
-        store.count_attempts(&["a:both", "s:both"], NOW, WINDOW).await.unwrap(),
+        store
+            .count_attempts(&["a:both", "s:both"], NOW, WINDOW)
+            .await
+            .unwrap(),
         vec![(5, 0), (5, NOW + 900)]
     );
 }

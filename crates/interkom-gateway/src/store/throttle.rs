@@ -40,7 +40,9 @@ impl Store {
         window_seconds: i64,
     ) -> Result<Vec<(i64, i64)>, sqlx::Error> {
         if keys.len() == 1 {
-            return Ok(vec![self.count_attempt(keys[0], now, window_seconds).await?]);
+            return Ok(vec![
+                self.count_attempt(keys[0], now, window_seconds).await?,
+            ]);
         }
         // Rows in the order given, so two logins lock them in one order.
         let values: Vec<String> = (0..keys.len())
