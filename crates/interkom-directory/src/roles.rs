@@ -95,7 +95,12 @@ impl Directory {
                 assigned,
             });
         }
-        if !changes.is_empty() {
+        // Also when nothing changed here but this node's policy does not
+        // know the roles yet: a concurrent login of the same person
+        // assigned them a moment ago and its reload is still under way.
+        let known = self.0.policy.snapshot().roles_in(account, tenant);
+        let stale = wanted.iter().any(|r| !known.contains(r));
+        if !changes.is_empty() || stale {
             self.0.policy.reload().await?;
         }
         Ok(changes)
