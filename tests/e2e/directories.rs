@@ -399,7 +399,7 @@ async fn a_sync_imports_people_and_ends_the_session_of_one_removed_from_the_dire
     let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
 
     // The CLI's sync: every person of the directory has an account now.
-    let report = s.app.gateway.sync_directory(DIR_ID).await.unwrap();
+    let report = s.app.gateway.sync_directory(DIR_ID, false).await.unwrap();
     assert!(report.people >= 205, "{report:?}");
     assert!(report.linked >= 200, "{report:?}");
     assert_eq!(report.deactivated, 0, "{report:?}");
@@ -418,11 +418,30 @@ async fn a_sync_imports_people_and_ends_the_session_of_one_removed_from_the_dire
         .unwrap()
         .is_none());
     // A second sync changes nothing.
-    let again = s.app.gateway.sync_directory(DIR_ID).await.unwrap();
+    let again = s.app.gateway.sync_directory(DIR_ID, false).await.unwrap();
     assert_eq!(
         (again.linked, again.deactivated, again.reactivated),
         (0, 0, 0)
     );
+
+    // A filter narrowed by mistake would read as the staff leaving: refused,
+    // nothing changed.
+    let mut narrow = slapd.source(DIR_ID, TENANT);
+    narrow.users_filter = Some("(uid=a.berg)".into());
+    s.app.directory.put_directory_source(narrow).await.unwrap();
+    let err = s
+        .app
+        .gateway
+        .sync_directory(DIR_ID, false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("would be locked"), "{err}");
+    assert!(s.audit("account_deactivated").await.is_empty());
+    s.app
+        .directory
+        .put_directory_source(slapd.source(DIR_ID, TENANT))
+        .await
+        .unwrap();
 
     // m.mueller leaves the Rathaus.
     slapd.admin_tool(
@@ -430,7 +449,7 @@ async fn a_sync_imports_people_and_ends_the_session_of_one_removed_from_the_dire
         &[&format!("uid=m.mueller,ou=people,{SUFFIX}")],
         "",
     );
-    let report = s.app.gateway.sync_directory(DIR_ID).await.unwrap();
+    let report = s.app.gateway.sync_directory(DIR_ID, false).await.unwrap();
     assert_eq!(report.deactivated, 1, "{report:?}");
     let u = s
         .app
@@ -774,6 +793,7 @@ async fn active_directory_nested_groups_object_guid_and_bind_sub_codes_as_samba_
         connect_timeout_ms: 3000,
         timeout_ms: 5000,
         pool_size: 2,
+        max_failures: 4,
         sync_interval_seconds: None,
     };
     let s = TestServer::start_with(move |c| c.directories = vec![src]).await;
@@ -836,7 +856,7 @@ async fn active_directory_nested_groups_object_guid_and_bind_sub_codes_as_samba_
         .is_none());
     assert!(d.find("*").await.unwrap().is_none());
     // Provisioning over AD (paged, search references skipped).
-    let report = s.app.gateway.sync_directory(DIR_ID).await.unwrap();
+    let report = s.app.gateway.sync_directory(DIR_ID, false).await.unwrap();
     assert!(report.people >= 4, "{report:?}");
 }
 
@@ -941,11 +961,15 @@ async fn the_cli_syncs_and_tests_a_directory() {
 async fn concurrent_first_logins_of_one_person_make_one_account() {
     let slapd = Slapd::start();
     let s = with_directory(&slapd, |c| c.brute_force.delay_after = 100).await;
-    let logins = (0..8).map(|_| async {
+    // As many at once as the person's own count lets through (attempts in
+    // flight count, so parallel guesses cannot pass it).
+    let logins = (0..4).map(|_| async {
         let b = Browser::new();
         let (url, _) = portal_url(&s);
         let form = b.open_login(&s, &url).await;
-        let res = b.submit(&form, "last0042@hitzacker.example", "Last-2026!").await;
+        let res = b
+            .submit(&form, "last0042@hitzacker.example", "Last-2026!")
+            .await;
         assert_eq!(res.status(), 303);
         redirect_params(&res)
     });
@@ -967,4 +991,66 @@ async fn concurrent_first_logins_of_one_person_make_one_account() {
         .await
         .unwrap()
         .is_some());
+}
+
+#[tokio::test]
+async fn guessing_under_other_names_for_one_person_stops_before_the_directory_locks_them() {
+    let slapd = Slapd::start();
+    let s = with_directory(&slapd, |c| c.brute_force.delay_after = 100).await;
+    // Four names for one person, each its own count of the name typed: the
+    // person's own count (max_failures = 4) stops the guessing.
+    for typed in [
+        "m.mueller",
+        "m.mueller@hitzacker.example",
+        "M.MUELLER@hitzacker.example",
+        "m.mueller@ad-hitzacker",
+    ] {
+        let b = Browser::new();
+        let (url, _) = portal_url(&s);
+        let page = b.get(&url).await.text().await.unwrap();
+        let res = post_step(&b, &s, "/login/idp", &page, &[("idp", "dir:ad-hitzacker")]).await;
+        let form = parse_form(&s, &res.text().await.unwrap());
+        assert_eq!(
+            b.submit(&form, typed, "falsch").await.status(),
+            401,
+            "{typed}"
+        );
+    }
+    // A fifth name, the right password: not sent to the directory.
+    let (status, _) = attempt(&s, " m.mueller@hitzacker.example ", PASSWORD).await;
+    assert_eq!(status, 401);
+    let reasons = reasons(&s.audit("login_failed").await);
+    assert_eq!(reasons[0], "locked", "{reasons:?}");
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| *r == "invalid_credentials")
+            .count(),
+        4
+    );
+    assert!(s.audit("login").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_local_password_is_never_sent_to_a_directory_whatever_domain_the_name_ends_in() {
+    let slapd = Slapd::start();
+    let s = with_directory(&slapd, |_| {}).await;
+    s.app
+        .directory
+        .add_user(interkom_directory::NewUser {
+            tenant: "damnatz".into(),
+            username: "k.lokal@hitzacker.example".into(),
+            password: "Lokal-Passwort-2026!".into(),
+            name: None,
+            email: None,
+            roles: vec!["sachbearbeitung".into()],
+        })
+        .await
+        .unwrap();
+    let (status, page) = attempt(&s, "k.lokal@hitzacker.example", "Lokal-Passwort-2026!").await;
+    assert_eq!(status, 303, "{page}");
+    let logins = s.audit("login").await;
+    assert_eq!(logins.len(), 1);
+    // Nothing reached the directory for it.
+    assert!(s.audit("login_failed").await.is_empty());
 }

@@ -124,6 +124,7 @@ impl Slapd {
             connect_timeout_ms: 2000,
             timeout_ms: 2000,
             pool_size: 4,
+            max_failures: 4,
             sync_interval_seconds: None,
         }
     }

@@ -89,7 +89,9 @@ pub(crate) async fn propose_four_eyes(
     secret: Option<&'static str>,
     c: &mut AdminChange<'_>,
 ) -> Result<Option<Response>, AdminError> {
-    let four_eyes = new_four_eyes_mappings(r.roles_before, r.roles);
+    // In another tenant every mapping hands out roles anew.
+    let before = r.roles_before.filter(|_| r.before == Some(r.tenant));
+    let four_eyes = new_four_eyes_mappings(before, r.roles);
     if four_eyes.is_empty() {
         return Ok(None);
     }

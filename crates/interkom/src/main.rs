@@ -142,6 +142,10 @@ enum DirectoryCommand {
     Sync {
         #[arg(long, value_name = "ID")]
         source: String,
+        /// Lock however many accounts the directory no longer lists (a
+        /// sync refuses to lock more than a tenth of them otherwise).
+        #[arg(long)]
+        force: bool,
     },
     /// Bind as the service account, find USERNAME and show their groups
     /// and the roles they map to (nothing is changed).
@@ -908,16 +912,18 @@ fn policy_what_if(
 /// `interkom directory …`.
 async fn directory_command(app: &App, command: DirectoryCommand) -> anyhow::Result<ExitCode> {
     match command {
-        DirectoryCommand::Sync { source } => match app.gateway.sync_directory(&source).await {
-            Ok(report) => {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-                Ok(ExitCode::SUCCESS)
+        DirectoryCommand::Sync { source, force } => {
+            match app.gateway.sync_directory(&source, force).await {
+                Ok(report) => {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("directory sync failed: {e}");
+                    Ok(ExitCode::from(1))
+                }
             }
-            Err(e) => {
-                eprintln!("directory sync failed: {e}");
-                Ok(ExitCode::from(1))
-            }
-        },
+        }
         DirectoryCommand::Test { source, username } => {
             let report = interkom_admin::directories::test_connection(
                 &app.directory,

@@ -227,16 +227,18 @@ fn registration<'a>(
     // Decided once by the Kreis, kept by the tenant's administrators.
     let changed =
         |f: &dyn Fn(&DirectorySourceConfig) -> bool| before.is_none_or(|b| f(&b.0) != f(body));
-    let kreis_only =
-        if before.is_none_or(|b| b.0.servers != body.servers || b.0.ca_pem != body.ca_pem) {
-            Some("where interkom connects (servers, CA) is for an administrator of the Kreis")
-        } else if body.link_existing && changed(&|d| d.link_existing) {
-            Some("linking existing accounts is for an administrator of its Kreis")
-        } else if before.is_none_or(|b| b.0.domains != body.domains) && !body.domains.is_empty() {
-            Some("claiming login domains is for an administrator of its Kreis")
-        } else {
-            None
-        };
+    let kreis_only = if before.is_none_or(|b| reach(&b.0) != reach(body)) {
+        Some(
+            "where interkom connects and what it reads there (servers, CA, bind DN, \
+             search bases, filters, attributes) is for an administrator of the Kreis",
+        )
+    } else if body.link_existing && changed(&|d| d.link_existing) {
+        Some("linking existing accounts is for an administrator of its Kreis")
+    } else if before.is_none_or(|b| b.0.domains != body.domains) && !body.domains.is_empty() {
+        Some("claiming login domains is for an administrator of its Kreis")
+    } else {
+        None
+    };
     sources::Registration {
         kind: "directory",
         before: before.map(|b| b.0.tenant.as_str()),
@@ -245,6 +247,38 @@ fn registration<'a>(
         roles_before: before.map(|b| &b.0.roles),
         roles: &body.roles,
     }
+}
+
+/// Where interkom connects, as whom, and which part of a (perhaps
+/// county-wide) directory it reads: the Kreis's settings. The CA compared
+/// as text without line-ending differences (a browser's form sends CRLF).
+#[allow(clippy::type_complexity)]
+fn reach(
+    d: &DirectorySourceConfig,
+) -> (
+    &[String],
+    Option<String>,
+    bool,
+    &str,
+    &str,
+    Option<&str>,
+    Option<&str>,
+    Option<&str>,
+    &interkom_directory::ldap::AttributeNames,
+) {
+    (
+        &d.servers,
+        d.ca_pem
+            .as_deref()
+            .map(|p| p.replace("\r\n", "\n").trim().to_owned()),
+        d.allow_plain,
+        &d.bind_dn,
+        &d.base_dn,
+        d.group_base_dn.as_deref(),
+        d.user_filter.as_deref(),
+        d.users_filter.as_deref(),
+        &d.attributes,
+    )
 }
 
 /// Stores a checked configuration and records the change.

@@ -33,6 +33,15 @@ pub struct Person {
     pub groups: Vec<String>,
 }
 
+/// Every person of a directory, and how many entries could not be read.
+#[derive(Debug)]
+pub struct Listing {
+    pub people: Vec<Person>,
+    /// Entries skipped (no username, no id, …): while any are, nobody is
+    /// taken for removed.
+    pub unreadable: usize,
+}
+
 /// The answer to a person's password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PasswordCheck {
@@ -123,8 +132,7 @@ impl DirectorySource {
         Ok(lease)
     }
 
-    /// One search as the service account; a pooled connection that has
-    /// gone stale is replaced once.
+    /// One search as the service account; see [`Self::search_all`].
     async fn search(
         &self,
         base: &str,
@@ -133,6 +141,20 @@ impl DirectorySource {
         attrs: &[&str],
         limit: i32,
     ) -> Result<Vec<Entry>, LdapFailure> {
+        Ok(self.search_all(base, scope, filter, attrs, limit).await?.0)
+    }
+
+    /// One search as the service account, and whether the server cut it
+    /// at the size limit; a pooled connection that has gone stale is
+    /// replaced once.
+    async fn search_all(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+        limit: i32,
+    ) -> Result<(Vec<Entry>, bool), LdapFailure> {
         let mut last = LdapFailure::Timeout;
         for _ in 0..2 {
             let mut lease = self.searcher().await?;
@@ -145,6 +167,7 @@ impl DirectorySource {
                 .await;
             match r {
                 Ok(sr) => {
+                    let cut = sr.1.rc == 4;
                     checked(sr.1)?;
                     lease.keep();
                     let mut out = Vec::with_capacity(sr.0.len());
@@ -153,7 +176,7 @@ impl DirectorySource {
                             out.push(e);
                         }
                     }
-                    return Ok(out);
+                    return Ok((out, cut));
                 }
                 Err(e) => {
                     last = classify(e);
@@ -191,10 +214,12 @@ impl DirectorySource {
             .replace("{username}", &ldap_escape(self.username_of(typed)))
             .replace("{login}", &ldap_escape(typed));
         let attrs = self.person_attrs();
-        let found = self
-            .search(&self.cfg.base_dn, Scope::Subtree, &filter, &attrs, 2)
+        let (found, cut) = self
+            .search_all(&self.cfg.base_dn, Scope::Subtree, &filter, &attrs, 2)
             .await?;
-        if found.len() != 1 {
+        // More than one match (or a server that stopped at one with "size
+        // limit exceeded"): nobody.
+        if found.len() != 1 || cut {
             if found.len() > 1 {
                 tracing::warn!(directory = %self.cfg.id, "the user filter matches more than one entry");
             }
@@ -332,7 +357,7 @@ impl DirectorySource {
     }
 
     /// Every person of the directory (paged), for provisioning.
-    pub async fn people(&self) -> Result<Vec<Person>, LdapFailure> {
+    pub async fn people(&self) -> Result<Listing, LdapFailure> {
         let entries = {
             let mut lease = self.searcher().await?;
             let attrs: Vec<String> = self.person_attrs().iter().map(|s| s.to_string()).collect();
@@ -362,15 +387,33 @@ impl DirectorySource {
                     return Err(LdapFailure::Protocol("more than 200,000 people".into()));
                 }
             }
-            checked(stream.finish().await)?;
+            // The whole listing or nothing: a listing cut short by a size
+            // limit would read as everyone after the cut having left.
+            let res = stream.finish().await;
+            if res.rc != 0 {
+                checked(res)?;
+                return Err(LdapFailure::Protocol(
+                    "the listing of people was cut short (size limit)".into(),
+                ));
+            }
             lease.keep();
             entries
         };
         let mut people = Vec::with_capacity(entries.len());
+        let mut unreadable = 0;
         for e in entries {
-            people.push(self.person(e).await?);
+            let dn = e.dn.clone();
+            match self.person(e).await {
+                Ok(p) => people.push(p),
+                Err(f @ LdapFailure::Protocol(_)) => {
+                    // One bad entry does not stop the others.
+                    tracing::warn!(directory = %self.cfg.id, entry = %dn, failure = %f, "directory entry skipped");
+                    unreadable += 1;
+                }
+                Err(f) => return Err(f),
+            }
         }
-        Ok(people)
+        Ok(Listing { people, unreadable })
     }
 
     /// Whether the service account can bind and search the base (the

@@ -114,6 +114,11 @@ pub struct DirectorySourceConfig {
     /// Each operation, in milliseconds.
     #[serde(default = "default_op_ms")]
     pub timeout_ms: u64,
+    /// Failed passwords for one person within the brute-force window
+    /// before interkom stops asking the directory (below the directory's
+    /// own lockout threshold, so guessing here never locks them out there).
+    #[serde(default = "default_max_failures")]
+    pub max_failures: i64,
     /// Connections kept open per node (for searches, and again for binds).
     #[serde(default = "default_pool")]
     pub pool_size: usize,
@@ -133,6 +138,9 @@ fn default_op_ms() -> u64 {
     3000
 }
 fn default_pool() -> usize {
+    4
+}
+fn default_max_failures() -> i64 {
     4
 }
 
@@ -259,6 +267,9 @@ impl DirectorySourceConfig {
         {
             errs.push("timeouts must be between 100 and 20000 ms".into());
         }
+        if !(1..=50).contains(&self.max_failures) {
+            errs.push("max_failures must be between 1 and 50".into());
+        }
         if !(1..=32).contains(&self.pool_size) {
             errs.push("pool_size must be between 1 and 32".into());
         }
@@ -288,6 +299,14 @@ pub(crate) fn parse_ca(pem: &str) -> Result<Vec<CertificateDer<'static>>, ()> {
 /// without TLS only when allowed, and only to this machine.
 pub fn check_server(raw: &str, allow_plain: bool) -> Result<(), String> {
     let u = url::Url::parse(raw).map_err(|e| format!("server `{raw}`: {e}"))?;
+    // Exactly as the parser reads it: `LDAP://`, spaces or tabs would be
+    // read one way here and another by the connection (no TLS at all).
+    if u.as_str().trim_end_matches('/') != raw.trim_end_matches('/') {
+        return Err(format!(
+            "server `{raw}`: write it as `{}` (lower-case scheme and host, no spaces)",
+            u.as_str().trim_end_matches('/')
+        ));
+    }
     if u.host_str().is_none_or(str::is_empty) {
         return Err(format!("server `{raw}` has no host"));
     }
@@ -334,5 +353,10 @@ mod tests {
         assert!(check_server("http://dc1.hitzacker.example", false).is_err());
         assert!(check_server("ldaps://dc1/dc=x?cn", false).is_err());
         assert!(check_server("ldaps://", false).is_err());
+        // Read differently by another parser: refused, never plain.
+        assert!(check_server("LDAP://dc1.hitzacker.example", false).is_err());
+        assert!(check_server(" ldap://dc1.hitzacker.example", false).is_err());
+        assert!(check_server("ld\tap://dc1.hitzacker.example", false).is_err());
+        assert!(check_server("ldaps://DC1.hitzacker.example", false).is_err());
     }
 }

@@ -186,7 +186,15 @@ impl Pool {
             .await
             .map_err(|_| LdapFailure::Timeout)?
             .map_err(|_| LdapFailure::Unreachable("pool closed".into()))?;
-        let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
+        // A connection the server closed meanwhile (idle timeout) is dropped.
+        let idle = self.idle.lock().ok().and_then(|mut v| {
+            while let Some(mut l) = v.pop() {
+                if !l.is_closed() {
+                    return Some(l);
+                }
+            }
+            None
+        });
         let (ldap, fresh) = match idle {
             Some(l) => (l, false),
             None => (self.connect().await?, true),
@@ -213,11 +221,13 @@ impl Pool {
     async fn connect(&self) -> Result<Ldap, LdapFailure> {
         let mut last = LdapFailure::Unreachable("no server configured".into());
         for server in &self.servers {
-            let plain = !self.starttls && server.starts_with("ldap://");
+            // TLS decided from the URL as parsed (and validated), never
+            // from its text.
+            let ldap = url::Url::parse(server).is_ok_and(|u| u.scheme() == "ldap");
             let settings = LdapConnSettings::new()
                 .set_conn_timeout(self.connect_timeout)
                 .set_config(self.tls.clone())
-                .set_starttls(server.starts_with("ldap://") && !plain);
+                .set_starttls(ldap && self.starttls);
             match LdapConnAsync::with_settings(settings, server).await {
                 Ok((conn, ldap)) => {
                     tokio::spawn(async move {

@@ -15,7 +15,7 @@ pub mod conn;
 pub mod entry;
 pub(crate) mod store;
 
-pub use client::{DirectorySource, PasswordCheck, Person};
+pub use client::{DirectorySource, Listing, PasswordCheck, Person};
 pub use config::{AttributeNames, DirectoryKind, DirectorySourceConfig, GroupLookup};
 pub use conn::LdapFailure;
 pub use store::SourceList;

@@ -22,7 +22,7 @@ use interkom_directory::User;
 use interkom_types::Loa;
 use serde_json::json;
 
-use super::guard::Guard;
+use super::guard::{Guard, KeyCount};
 use super::{password, Authentication, IdentitySource, SourceAsk};
 use crate::i18n::LangTexts;
 use crate::login::pages::{self, Chooser};
@@ -100,7 +100,19 @@ impl DirectoryLogin {
         &self.0.cfg.id
     }
 
-    /// At most this long for the directory's part of a login.
+    /// Asks the directory, within [`Self::bound`] (only the directory's
+    /// part is bounded: interkom's own writes and audit run to the end).
+    async fn ask<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, LdapFailure>>,
+    ) -> Result<T, Refusal> {
+        match tokio::time::timeout(self.bound(), f).await {
+            Ok(r) => r.map_err(Refusal::Unreachable),
+            Err(_) => Err(Refusal::Unreachable(LdapFailure::Timeout)),
+        }
+    }
+
+    /// At most this long for each question to the directory.
     fn bound(&self) -> Duration {
         let c = &self.0.cfg;
         (c.connect_timeout() * c.servers.len() as u32 + c.op_timeout() * 4)
@@ -117,6 +129,9 @@ impl DirectoryLogin {
         typed: &str,
         password: String,
     ) -> Result<Checked, GatewayError> {
+        // As the directory compares names: surrounding spaces do not make
+        // another person (nor another brute-force count).
+        let typed = typed.trim();
         let name = self.0.username_of(typed);
         let guard = Guard::begin(gw, meta, &format!("{}@{}", name, self.id())).await?;
         let outcome = if typed.is_empty() || typed.len() > 256 || password.is_empty() {
@@ -134,12 +149,7 @@ impl DirectoryLogin {
                 right_password: false,
             })
         } else {
-            match tokio::time::timeout(self.bound(), self.authenticate(gw, meta, typed, &password))
-                .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(Refusal::Unreachable(LdapFailure::Timeout)),
-            }
+            self.authenticate(gw, meta, typed, &password).await
         };
         drop(password);
         match outcome {
@@ -258,9 +268,17 @@ impl DirectoryLogin {
         // The directory's share of the login (metrics; the benchmark
         // splits a login's time by it).
         let ldap = std::time::Instant::now();
-        let Some(person) = self.0.find(typed).await? else {
+        let Some(person) = self.ask(self.0.find(typed)).await? else {
             return refused("invalid_credentials", None, false);
         };
+        // The person's own count, whatever name reached them, kept below
+        // the directory's lockout threshold: past it nothing more is sent.
+        let entry = KeyCount::begin(gw, &format!("{}|{}", self.id(), person.id))
+            .await
+            .map_err(internal)?;
+        if entry.over(self.0.cfg.max_failures) {
+            return refused("locked", None, false);
+        }
         let linked = gw
             .dir
             .directory_account(self.id(), &person.id)
@@ -269,11 +287,13 @@ impl DirectoryLogin {
         if let Some(r) = person.refusal {
             return refused(account_refusal(r), linked, false);
         }
-        let checked = self.0.check_password(&person.dn, password).await?;
+        let checked = self
+            .ask(self.0.check_password(&person.dn, password))
+            .await?;
         metrics::histogram!("interkom_directory_ldap_seconds", "directory" => self.id().to_owned())
             .record(ldap.elapsed().as_secs_f64());
         match checked {
-            PasswordCheck::Valid => {}
+            PasswordCheck::Valid => entry.passed(gw).await.map_err(internal)?,
             PasswordCheck::Invalid => return refused("invalid_credentials", linked, false),
             PasswordCheck::Refused(r) => return refused(account_refusal(r), linked, false),
         }
@@ -366,7 +386,9 @@ pub(crate) async fn account_for(
     person: &Person,
 ) -> Result<Option<User>, GatewayError> {
     if let Some(u) = gw.dir.directory_account(&d.cfg.id, &person.id).await? {
-        return Ok(Some(u));
+        // A link from before the directory moved to another tenant acts
+        // on nothing outside its subtree now.
+        return Ok(in_subtree(gw, &u.tenant, &d.cfg.tenant).then_some(u));
     }
     let existing = if d.cfg.link_existing {
         gw.dir

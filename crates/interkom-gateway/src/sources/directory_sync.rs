@@ -27,6 +27,9 @@ pub struct SyncReport {
     pub deactivated: usize,
     /// Accounts unlocked (back in the directory).
     pub reactivated: usize,
+    /// Entries that could not be read (no username, no id, …); while there
+    /// are any, nobody is taken for removed.
+    pub unreadable: usize,
 }
 
 /// Why a sync did not run.
@@ -38,6 +41,8 @@ pub enum SyncError {
     Directory(#[from] LdapFailure),
     #[error("the directory listed nobody while {0} accounts are linked: nothing was changed (check base_dn and users_filter)")]
     Empty(usize),
+    #[error("{0} of {1} linked accounts would be locked: nothing was changed (check base_dn and users_filter, or sync with --force)")]
+    TooMany(usize, usize),
     #[error(transparent)]
     Internal(#[from] GatewayError),
 }
@@ -50,14 +55,17 @@ impl From<interkom_directory::DirectoryError> for SyncError {
 
 impl Gateway {
     /// Imports the people of directory `id` and brings their accounts in
-    /// step (see the module).
-    pub async fn sync_directory(&self, id: &str) -> Result<SyncReport, SyncError> {
+    /// step (see the module). More than a tenth of the linked accounts
+    /// (at least 3) to lock at once is refused unless `force`: a listing
+    /// narrowed by a wrong filter is not the departure of the staff.
+    pub async fn sync_directory(&self, id: &str, force: bool) -> Result<SyncReport, SyncError> {
         let source = self
             .dir
             .directory_source(id)
             .await?
             .ok_or_else(|| SyncError::Unknown(id.to_owned()))?;
-        let people = source.people().await?;
+        let listing = source.people().await?;
+        let people = listing.people;
         let links = self.dir.directory_links(id).await?;
         // A directory that suddenly lists nobody is a configuration fault,
         // not the departure of every member of staff.
@@ -66,6 +74,7 @@ impl Gateway {
         }
         let mut report = SyncReport {
             people: people.len(),
+            unreadable: listing.unreadable,
             ..SyncReport::default()
         };
         let by_id: HashMap<&str, &Person> = people.iter().map(|p| (p.id.as_str(), p)).collect();
@@ -88,15 +97,24 @@ impl Gateway {
             }
             bring_in_step(self, None, &source, &user, person).await?;
         }
-        for (entry, user_id, deactivated) in &links {
-            let why = match by_id.get(entry.as_str()) {
-                None => "removed",
-                Some(p) => match p.refusal {
-                    Some(r) => r,
-                    None => continue,
-                },
-            };
-            if !deactivated && self.deactivate(&source, entry, user_id, why).await? {
+        let leaving: Vec<(&String, &String, &str)> = links
+            .iter()
+            .filter(|(_, _, deactivated)| !deactivated)
+            .filter_map(|(entry, user_id, _)| {
+                let why = match by_id.get(entry.as_str()) {
+                    // Not listed: removed, unless some entries were unreadable.
+                    None if listing.unreadable == 0 => "removed",
+                    None => return None,
+                    Some(p) => p.refusal?,
+                };
+                Some((entry, user_id, why))
+            })
+            .collect();
+        if !force && leaving.len() > (links.len() / 10).max(3) {
+            return Err(SyncError::TooMany(leaving.len(), links.len()));
+        }
+        for (entry, user_id, why) in leaving {
+            if self.deactivate(&source, entry, user_id, why).await? {
                 report.deactivated += 1;
             }
         }
@@ -112,16 +130,19 @@ impl Gateway {
         user_id: &str,
         why: &str,
     ) -> Result<bool, GatewayError> {
-        if !self
-            .dir
-            .set_directory_link_deactivated(&d.cfg.id, entry, true)
-            .await?
-        {
-            return Ok(false);
-        }
         let Some(user) = self.dir.user(user_id).await? else {
             return Ok(false);
         };
+        // A link from before the directory moved acts on nothing outside
+        // its subtree now.
+        if !super::directory::in_subtree(self, &user.tenant, &d.cfg.tenant)
+            || !self
+                .dir
+                .set_directory_link_deactivated(&d.cfg.id, entry, true)
+                .await?
+        {
+            return Ok(false);
+        }
         sync_roles(self, None, d, &user, &[]).await?;
         self.set_disabled(user_id, true).await?;
         let ev = AuditEvent::new(Action::AccountDeactivated, Outcome::Success)
@@ -170,7 +191,7 @@ impl Gateway {
                         continue;
                     };
                     match gw.dir.claim_directory_sync(&s.cfg.id, every as i64).await {
-                        Ok(true) => match gw.sync_directory(&s.cfg.id).await {
+                        Ok(true) => match gw.sync_directory(&s.cfg.id, false).await {
                             Ok(r) => {
                                 tracing::info!(directory = %s.cfg.id, people = r.people, linked = r.linked, deactivated = r.deactivated, reactivated = r.reactivated, "directory synced")
                             }

@@ -142,6 +142,46 @@ impl Guard {
     }
 }
 
+/// The attempts at one key alone (a directory's person, whatever name
+/// reached them), counted like [`Guard`]'s within the same window.
+pub(crate) struct KeyCount {
+    key: String,
+    failures: i64,
+    locked_until: i64,
+    now: i64,
+}
+
+impl KeyCount {
+    /// Counts this attempt at `raw` (hashed with the key-encryption key).
+    pub(crate) async fn begin(gw: &Gateway, raw: &str) -> Result<KeyCount, GatewayError> {
+        let now = gw.clock.now();
+        let key = format!("e:{}", gw.master.keyed_hash(&format!("login-entry|{raw}")));
+        let counts = gw
+            .store
+            .count_attempts(&[&key], now, gw.cfg.brute_force.window_seconds)
+            .await?;
+        let (failures, locked_until) = counts.first().copied().unwrap_or((1, 0));
+        Ok(KeyCount {
+            key,
+            failures,
+            locked_until,
+            now,
+        })
+    }
+
+    /// More than `max` attempts within the window (this one included) that
+    /// did not pass, or a lock.
+    pub(crate) fn over(&self, max: i64) -> bool {
+        self.failures > max || self.locked_until > self.now
+    }
+
+    /// The password was right: the count starts again.
+    pub(crate) async fn passed(&self, gw: &Gateway) -> Result<(), GatewayError> {
+        gw.store.attempt_passed(&self.key, None, self.now).await?;
+        Ok(())
+    }
+}
+
 /// The network a source is counted by: one /24 or one /64, so that one
 /// host cannot dodge the count by switching addresses within its network.
 fn network(ip: IpAddr) -> String {

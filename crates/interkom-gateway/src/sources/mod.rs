@@ -72,10 +72,10 @@ pub(crate) enum PasswordSource {
 }
 
 /// The source a password typed as `username` is checked by: the directory
-/// chosen on the page; else the directory whose login domain (or id) the
-/// name ends in (`m.mueller@hitzacker.example`); else the directory an
-/// existing account without a local password comes from; else the local
-/// password.
+/// chosen on the page; else an account of exactly that name (local with a
+/// password, or the directory it came from); else the directory whose
+/// login domain (or id) the name ends in (`m.mueller@hitzacker.example`);
+/// else the local password.
 pub(crate) async fn password_source(
     gw: &Gateway,
     chosen: Option<&str>,
@@ -88,27 +88,27 @@ pub(crate) async fn password_source(
             None => PasswordSource::Unknown,
         });
     }
-    if dirs.is_empty() {
+    if dirs.is_empty() || username.is_empty() || username.len() > 256 {
         return Ok(PasswordSource::Local);
     }
-    if let Some((_, domain)) = username.rsplit_once('@') {
+    // An account of exactly this name decides first: a local password is
+    // never sent to a directory, whatever domain the name ends in.
+    if let Some(u) = gw.dir.find_user(username).await? {
+        if u.password_hash.is_some() {
+            return Ok(PasswordSource::Local);
+        }
+        if let Some(id) = gw.dir.directory_of(&u.id).await? {
+            if let Some(d) = dirs.iter().find(|d| d.cfg.id == id) {
+                return Ok(PasswordSource::Directory(d.clone()));
+            }
+        }
+    }
+    if let Some((_, domain)) = username.trim().rsplit_once('@') {
         if let Some(d) = dirs
             .iter()
             .find(|d| d.cfg.has_domain(domain) || d.cfg.id == domain)
         {
             return Ok(PasswordSource::Directory(d.clone()));
-        }
-    }
-    if username.is_empty() || username.len() > 128 {
-        return Ok(PasswordSource::Local);
-    }
-    if let Some(u) = gw.dir.find_user(username).await? {
-        if u.password_hash.is_none() {
-            if let Some(id) = gw.dir.directory_of(&u.id).await? {
-                if let Some(d) = dirs.iter().find(|d| d.cfg.id == id) {
-                    return Ok(PasswordSource::Directory(d.clone()));
-                }
-            }
         }
     }
     Ok(PasswordSource::Local)
