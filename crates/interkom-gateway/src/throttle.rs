@@ -134,11 +134,11 @@ impl Attempt {
 /// gets its count back (a busy office must not lock itself out by logging in).
 pub(crate) async fn succeeded(
     store: &Store,
-    account_key: &str,
+    account_keys: &[&str],
     source_key: Option<&str>,
     now: i64,
 ) -> Result<(), GatewayError> {
-    store.attempt_passed(account_key, source_key, now).await?;
+    store.attempt_passed(account_keys, source_key, now).await?;
     Ok(())
 }
 

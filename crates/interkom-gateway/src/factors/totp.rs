@@ -208,7 +208,7 @@ pub(crate) async fn check(
             Some(lang.texts().code_wrong),
         )));
     };
-    throttle::succeeded(&gw.store, &key, None, now).await?;
+    throttle::succeeded(&gw.store, &[key.as_str()], None, now).await?;
     if kind == Verified::RecoveryCode {
         tracing::info!(user = %p.user_id, "recovery code used");
     }

@@ -67,14 +67,20 @@ impl Guard {
 
     /// The password was right: the counts start again.
     pub(crate) async fn passed(&self, gw: &Gateway) -> Result<(), GatewayError> {
-        throttle::succeeded(
-            &gw.store,
-            &self.account_key,
-            self.source_key.as_deref(),
-            self.now,
-        )
-        .await?;
-        Ok(())
+        self.passed_with(gw, None).await
+    }
+
+    /// The password was right: the counts start again, the person's of a
+    /// directory (`also`) with them, in one commit.
+    pub(crate) async fn passed_with(
+        &self,
+        gw: &Gateway,
+        also: Option<&KeyCount>,
+    ) -> Result<(), GatewayError> {
+        let keys: Vec<&str> = std::iter::once(self.account_key.as_str())
+            .chain(also.map(|k| k.key.as_str()))
+            .collect();
+        throttle::succeeded(&gw.store, &keys, self.source_key.as_deref(), self.now).await
     }
 
     /// The attempt failed: counted (a right password while locked counts
@@ -173,12 +179,6 @@ impl KeyCount {
     /// did not pass, or a lock.
     pub(crate) fn over(&self, max: i64) -> bool {
         self.failures > max || self.locked_until > self.now
-    }
-
-    /// The password was right: the count starts again.
-    pub(crate) async fn passed(&self, gw: &Gateway) -> Result<(), GatewayError> {
-        gw.store.attempt_passed(&self.key, None, self.now).await?;
-        Ok(())
     }
 }
 

@@ -892,7 +892,7 @@ async fn brute_force_counts_within_a_window(store: Store) {
     // source's count is given back in the same commit.
     store.count_attempt("s:net", NOW + 1, WINDOW).await.unwrap();
     store
-        .attempt_passed("a:x", Some("s:net"), NOW + WINDOW + 2)
+        .attempt_passed(&["a:x"], Some("s:net"), NOW + WINDOW + 2)
         .await
         .unwrap();
     assert_eq!(
@@ -951,14 +951,17 @@ async fn brute_force_locks_are_set_once(store: Store) {
         (2, NOW + 900)
     );
     // A success does not lift a lock.
-    store.attempt_passed("a:x", None, NOW + 3).await.unwrap();
+    store.attempt_passed(&["a:x"], None, NOW + 3).await.unwrap();
     assert_eq!(
         store.count_attempt("a:x", NOW + 4, WINDOW).await.unwrap(),
         (3, NOW + 900)
     );
     // Once it has passed, it may be set again, and a success forgets all.
     assert!(store.lock("a:x", NOW + 2000, NOW + 900).await.unwrap());
-    store.attempt_passed("a:x", None, NOW + 2000).await.unwrap();
+    store
+        .attempt_passed(&["a:x"], None, NOW + 2000)
+        .await
+        .unwrap();
     assert_eq!(
         store
             .count_attempt("a:x", NOW + 2000, WINDOW)

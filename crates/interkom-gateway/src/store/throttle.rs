@@ -74,20 +74,23 @@ impl Store {
             .collect())
     }
 
-    /// A successful login: the account's count goes (unless locked), the
-    /// source gets one back; one commit.
+    /// A successful login: the account's counts go (unless locked; the
+    /// name typed, and for a directory the person), the source gets one
+    /// back; one commit.
     pub(crate) async fn attempt_passed(
         &self,
-        account_key: &str,
+        account_keys: &[&str],
         source_key: Option<&str>,
         now: i64,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM login_throttle WHERE key = $1 AND locked_until <= $2")
-            .bind(account_key)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        for key in account_keys {
+            sqlx::query("DELETE FROM login_throttle WHERE key = $1 AND locked_until <= $2")
+                .bind(*key)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
         if let Some(key) = source_key {
             sqlx::query(
                 "UPDATE login_throttle SET failures = failures - 1 WHERE key = $1 AND failures > 0",
