@@ -274,7 +274,7 @@ impl DirectoryLogin {
         let mut ldap = asked.elapsed();
         // The person's own count, whatever name reached them, kept below
         // the directory's lockout threshold: past it nothing more is sent.
-        let entry = KeyCount::begin(gw, &format!("{}|{}", self.id(), person.id))
+        let entry = KeyCount::read(gw, &format!("{}|{}", self.id(), person.id))
             .await
             .map_err(internal)?;
         if entry.over(self.0.cfg.max_failures) {
@@ -297,8 +297,14 @@ impl DirectoryLogin {
             .record(ldap.as_secs_f64());
         match checked {
             PasswordCheck::Valid => {}
-            PasswordCheck::Invalid => return refused("invalid_credentials", linked, false),
-            PasswordCheck::Refused(r) => return refused(account_refusal(r), linked, false),
+            PasswordCheck::Invalid => {
+                entry.failed(gw).await.map_err(internal)?;
+                return refused("invalid_credentials", linked, false);
+            }
+            PasswordCheck::Refused(r) => {
+                entry.failed(gw).await.map_err(internal)?;
+                return refused(account_refusal(r), linked, false);
+            }
         }
         let user = match linked {
             Some(u) => u,

@@ -148,8 +148,10 @@ impl Guard {
     }
 }
 
-/// The attempts at one key alone (a directory's person, whatever name
-/// reached them), counted like [`Guard`]'s within the same window.
+/// The wrong passwords for one key alone (a directory's person, whatever
+/// name reached them), within the brute-force window. Read before the
+/// password is checked, counted only when it was wrong: a person's own
+/// logins, even many at once, never lock them.
 pub(crate) struct KeyCount {
     key: String,
     failures: i64,
@@ -158,15 +160,14 @@ pub(crate) struct KeyCount {
 }
 
 impl KeyCount {
-    /// Counts this attempt at `raw` (hashed with the key-encryption key).
-    pub(crate) async fn begin(gw: &Gateway, raw: &str) -> Result<KeyCount, GatewayError> {
+    /// Reads the count of `raw` (hashed with the key-encryption key).
+    pub(crate) async fn read(gw: &Gateway, raw: &str) -> Result<KeyCount, GatewayError> {
         let now = gw.clock.now();
         let key = format!("e:{}", gw.master.keyed_hash(&format!("login-entry|{raw}")));
-        let counts = gw
+        let (failures, locked_until) = gw
             .store
-            .count_attempts(&[&key], now, gw.cfg.brute_force.window_seconds)
+            .peek_attempts(&key, now, gw.cfg.brute_force.window_seconds)
             .await?;
-        let (failures, locked_until) = counts.first().copied().unwrap_or((1, 0));
         Ok(KeyCount {
             key,
             failures,
@@ -175,10 +176,17 @@ impl KeyCount {
         })
     }
 
-    /// More than `max` attempts within the window (this one included) that
-    /// did not pass, or a lock.
+    /// `max` wrong passwords within the window already, or a lock.
     pub(crate) fn over(&self, max: i64) -> bool {
-        self.failures > max || self.locked_until > self.now
+        self.failures >= max || self.locked_until > self.now
+    }
+
+    /// A wrong password (or one the directory refused): counted.
+    pub(crate) async fn failed(&self, gw: &Gateway) -> Result<(), GatewayError> {
+        gw.store
+            .count_attempt(&self.key, self.now, gw.cfg.brute_force.window_seconds)
+            .await?;
+        Ok(())
     }
 }
 

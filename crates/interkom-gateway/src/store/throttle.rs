@@ -74,6 +74,27 @@ impl Store {
             .collect())
     }
 
+    /// `key`'s count within the window and the lock's end, without
+    /// counting.
+    pub(crate) async fn peek_attempts(
+        &self,
+        key: &str,
+        now: i64,
+        window_seconds: i64,
+    ) -> Result<(i64, i64), sqlx::Error> {
+        let row: Option<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT failures, window_start, locked_until FROM login_throttle WHERE key = $1",
+        )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some((f, start, lock)) if start >= now - window_seconds => (f, lock),
+            Some((_, _, lock)) => (0, lock),
+            None => (0, 0),
+        })
+    }
+
     /// A successful login: the account's counts go (unless locked; the
     /// name typed, and for a directory the person), the source gets one
     /// back; one commit.
