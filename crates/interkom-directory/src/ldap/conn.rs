@@ -131,17 +131,14 @@ pub(crate) struct Pool {
 /// says it is in a known state.
 pub(crate) struct Lease<'p> {
     pool: &'p Pool,
-    pub(crate) ldap: Option<Ldap>,
+    ldap: Ldap,
     keep: bool,
     _slot: OwnedSemaphorePermit,
 }
 
 impl Lease<'_> {
     pub(crate) fn ldap(&mut self) -> &mut Ldap {
-        #[allow(clippy::expect_used)]
-        self.ldap
-            .as_mut()
-            .expect("a lease holds its connection until dropped")
+        &mut self.ldap
     }
 
     /// The connection may serve the next caller.
@@ -152,11 +149,10 @@ impl Lease<'_> {
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        if let Some(mut ldap) = self.ldap.take() {
-            if self.keep && !ldap.is_closed() {
-                if let Ok(mut idle) = self.pool.idle.lock() {
-                    idle.push(ldap);
-                }
+        // A handle shares its connection: the pool keeps a copy.
+        if self.keep && !self.ldap.is_closed() {
+            if let Ok(mut idle) = self.pool.idle.lock() {
+                idle.push(self.ldap.clone());
             }
         }
     }
@@ -202,7 +198,7 @@ impl Pool {
         Ok((
             Lease {
                 pool: self,
-                ldap: Some(ldap),
+                ldap,
                 keep: false,
                 _slot: slot,
             },
