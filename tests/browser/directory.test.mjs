@@ -14,7 +14,7 @@ import path from 'node:path';
 import * as oidc from 'openid-client';
 import { chromium } from 'playwright-core';
 import {
-  CHROMIUM, ROOT, authRequest, checksFor, databaseFor, freePort, insecure, landOn,
+  CHROMIUM, ROOT, answerLocally, authRequest, checksFor, databaseFor, freePort, insecure, landOn,
   startServer, stopServer,
 } from './harness.mjs';
 
@@ -108,17 +108,7 @@ roles = { "cn=rathaus,ou=groups,dc=hitzacker,dc=example" = "sachbearbeitung" }
     const page = await context.newPage();
     // The relying party's address answers with a page of its own (through
     // Chromium's Fetch domain: page.route does not see redirect targets).
-    const cdp = await context.newCDPSession(page);
-    const body = Buffer.from('<!doctype html><title>Relying party</title>').toString('base64');
-    cdp.on('Fetch.requestPaused', (e) => {
-      cdp.send('Fetch.fulfillRequest', {
-        requestId: e.requestId,
-        responseCode: 200,
-        responseHeaders: [{ name: 'Content-Type', value: 'text/html; charset=utf-8' }],
-        body,
-      }).catch(() => {});
-    });
-    await cdp.send('Fetch.enable', { patterns: [{ urlPattern: 'http://localhost:900*' }] });
+    await answerLocally(context, page, ['http://localhost:900*'], '<!doctype html><title>Relying party</title>');
     const req = await authRequest(config, PORTAL.redirect);
     await page.goto(req.url.href);
     await page.click('button:has-text("Stadt Hitzacker (Verzeichnis)")');

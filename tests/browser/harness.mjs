@@ -134,3 +134,25 @@ export async function landOn(page, prefix, action) {
   await Promise.all([page.waitForURL((u) => u.href.startsWith(prefix)), action()]);
   return new URL(page.url());
 }
+
+/**
+ * Answers the page's requests to URLs matching `urlPatterns` (patterns of
+ * Chromium's Fetch domain) with `html`, status 200, so that a redirect to
+ * an address where nothing listens completes as a real one would.
+ * Chromium's Fetch domain directly: Playwright's page.route does not see
+ * the targets of redirects.
+ */
+export async function answerLocally(ctx, page, urlPatterns, html) {
+  const cdp = await ctx.newCDPSession(page);
+  const body = Buffer.from(html).toString('base64');
+  cdp.on('Fetch.requestPaused', (e) => {
+    cdp.send('Fetch.fulfillRequest', {
+      requestId: e.requestId,
+      responseCode: 200,
+      responseHeaders: [{ name: 'Content-Type', value: 'text/html; charset=utf-8' }],
+      body,
+    }).catch(() => {}); // e.g. a favicon request after the page was closed
+  });
+  await cdp.send('Fetch.enable', { patterns: urlPatterns.map((urlPattern) => ({ urlPattern })) });
+  return cdp;
+}

@@ -16,8 +16,8 @@ import path from 'node:path';
 import * as oidc from 'openid-client';
 import { chromium } from 'playwright-core';
 import {
-  BIN, CHROMIUM, ROOT, authRequest, checksFor, databaseFor, freePort, insecure, landOn, nodeEnv,
-  startServer, stopServer,
+  BIN, CHROMIUM, ROOT, answerLocally, authRequest, checksFor, databaseFor, freePort, insecure, landOn,
+  nodeEnv, startServer, stopServer,
 } from './harness.mjs';
 
 const USER = 'jan.meyer';
@@ -41,17 +41,8 @@ const RATSINFO = { id: 'ratsinfo-hitzacker', redirect: 'http://localhost:9002/ca
  */
 async function openPage(ctx) {
   const page = await ctx.newPage();
-  const cdp = await ctx.newCDPSession(page);
-  const body = Buffer.from('<!doctype html><title>Relying party</title><p>callback reached</p>').toString('base64');
-  cdp.on('Fetch.requestPaused', (e) => {
-    cdp.send('Fetch.fulfillRequest', {
-      requestId: e.requestId,
-      responseCode: 200,
-      responseHeaders: [{ name: 'Content-Type', value: 'text/html; charset=utf-8' }],
-      body,
-    }).catch(() => {}); // e.g. a favicon request after the page was closed
-  });
-  await cdp.send('Fetch.enable', { patterns: [{ urlPattern: 'http://localhost:900*' }] });
+  await answerLocally(ctx, page, ['http://localhost:900*'],
+    '<!doctype html><title>Relying party</title><p>callback reached</p>');
   return page;
 }
 

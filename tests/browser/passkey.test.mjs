@@ -20,7 +20,8 @@ import path from 'node:path';
 import * as oidc from 'openid-client';
 import { chromium } from 'playwright-core';
 import {
-  CHROMIUM, authRequest, checksFor, databaseFor, freePort, insecure, landOn, startServer, stopServer,
+  CHROMIUM, answerLocally, authRequest, checksFor, databaseFor, freePort, insecure, landOn, startServer,
+  stopServer,
 } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
@@ -111,19 +112,10 @@ describe('passkeys in headless Chromium with a virtual authenticator', { timeout
     });
     page.on('pageerror', (e) => consoleErrors.push(String(e)));
 
-    cdp = await context.newCDPSession(page);
     // The relying party's callback (where nothing listens) answers with a
     // small page of its own, as in login.test.mjs.
-    const body = Buffer.from('<!doctype html><title>Relying party</title><p>callback reached</p>').toString('base64');
-    cdp.on('Fetch.requestPaused', (e) => {
-      cdp.send('Fetch.fulfillRequest', {
-        requestId: e.requestId,
-        responseCode: 200,
-        responseHeaders: [{ name: 'Content-Type', value: 'text/html; charset=utf-8' }],
-        body,
-      }).catch(() => {});
-    });
-    await cdp.send('Fetch.enable', { patterns: [{ urlPattern: 'http://localhost:9000/*' }] });
+    cdp = await answerLocally(context, page, ['http://localhost:9000/*'],
+      '<!doctype html><title>Relying party</title><p>callback reached</p>');
 
     // A platform authenticator with user verification (a fingerprint or
     // device PIN), presence confirmed automatically.

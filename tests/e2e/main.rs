@@ -23,6 +23,7 @@ mod crash;
 mod directories;
 mod errors;
 mod flows;
+mod forward;
 mod fuzz;
 mod keys;
 mod metrics;

@@ -9,7 +9,8 @@
 //! OpenAPI annotations, its answers as typed views (`view.rs`, whose
 //! schemas the document names), and a `routes()` that [`router`] and the
 //! OpenAPI document are both made from (utoipa-axum: one list):
-//! `users`, `clients` (with tenants and keys), `upstreams`, `grants`,
+//! `users`, `clients` (with tenants and keys), `applications` (protected
+//! by forward authentication), `upstreams`, `directories`, `grants`,
 //! `audit`, `policy` (lines: read, what-if, change), `resources` (with
 //! their protection needs), `proposals` (four eyes: `store`, `apply`).
 //!
@@ -22,6 +23,7 @@
 //! once), `openapi` (the document), and [`console`] (the admin console).
 
 mod api;
+mod applications;
 mod audit;
 mod auth;
 mod clients;
@@ -170,6 +172,7 @@ pub(crate) fn resources() -> OpenApiRouter<AdminState> {
     OpenApiRouter::with_openapi(openapi::AdminApi::openapi())
         .merge(audit::routes())
         .merge(clients::routes())
+        .merge(applications::routes())
         .merge(upstreams::routes())
         .merge(directories::routes())
         .merge(users::routes())

@@ -92,7 +92,7 @@ pub struct Client {
     pub scopes: Vec<String>,
     pub auth_method: AuthMethod,
     #[serde(skip)]
-    secret_hash: Option<String>,
+    pub(crate) secret_hash: Option<String>,
     pub jwks: Option<Value>,
     pub id_token_alg: Alg,
     pub first_party: bool,
@@ -400,6 +400,16 @@ impl Directory {
         if let Some(c) = self.0.clients.get(id, now) {
             return Ok(Some(c));
         }
+        // A protected application's logins run as its login client.
+        if let Some(app_id) = id.strip_prefix(crate::applications::LOGIN_CLIENT_PREFIX) {
+            let idx = self.applications().await?;
+            let Some(app) = idx.get(app_id) else {
+                return Ok(None);
+            };
+            let client = Arc::new(app.login_client());
+            self.0.clients.put(client.clone(), now);
+            return Ok(Some(client));
+        }
         let row: Option<ClientRow> = sqlx::query_as(
             "SELECT id, tenant, name, redirect_uris, post_logout_redirect_uris, grant_types, scopes, \
              auth_method, secret_hash, jwks, id_token_alg, first_party, backchannel_logout_uri, resource_server FROM clients WHERE id = $1",
@@ -424,7 +434,7 @@ struct ClientRow {
     grant_types: String,
     scopes: String,
     auth_method: String,
-    secret_hash: Option<String>,
+    pub(crate) secret_hash: Option<String>,
     jwks: Option<String>,
     id_token_alg: String,
     first_party: i64,
@@ -475,7 +485,7 @@ impl ClientCache {
             .filter(|(_, at)| now - at < self.ttl)
             .map(|(c, _)| c.clone())
     }
-    fn forget(&self, id: &str) {
+    pub(crate) fn forget(&self, id: &str) {
         if let Ok(mut map) = self.map.write() {
             map.remove(id);
         }

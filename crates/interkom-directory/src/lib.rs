@@ -7,6 +7,8 @@
 //!   tokens (building block of everything below).
 //! - [`accounts`]: accounts and their passwords (argon2id).
 //! - [`clients`]: registered Fachverfahren (OAuth clients).
+//! - [`applications`]: protected applications (forward authentication)
+//!   and the login client each one's logins run as.
 //! - [`consents`]: what a person agreed a client may receive.
 //! - [`upstreams`]: registered upstream OpenID Providers and the links of
 //!   their identities to accounts.
@@ -23,6 +25,7 @@
 //! first tables came with the gateway's migrations 3001 and 3004).
 
 pub mod accounts;
+pub mod applications;
 pub mod clients;
 pub mod consents;
 pub mod crypto;
@@ -81,6 +84,7 @@ struct Inner {
     clients: clients::ClientCache,
     upstreams: upstreams::UpstreamCache,
     directories: ldap::store::SourceCache,
+    applications: applications::ApplicationCache,
 }
 
 impl Directory {
@@ -97,6 +101,7 @@ impl Directory {
             clients: clients::ClientCache::new(cfg.cache_ttl),
             upstreams: upstreams::UpstreamCache::default(),
             directories: ldap::store::SourceCache::default(),
+            applications: applications::ApplicationCache::default(),
             cfg,
             pool,
             master,

@@ -1,9 +1,13 @@
 //! Enforcement at login: before a code or token is issued for a client that
 //! is a registered resource, the policy engine decides whether the user may
-//! use it (action `login`) with the authentication at hand.
+//! use it (action `login`; for a protected application the action of the
+//! request that led to the login) with the authentication at hand. The
+//! checks of forward authentication use the same verdict and audit.
 
 use interkom_policy::{AuthContext, Decision, Effect, Loa, ResourceRef, Snapshot, SubjectRef};
 use serde_json::{json, Value};
+
+use interkom_directory::applications::LOGIN_CLIENT_PREFIX;
 
 use crate::web::Meta;
 use crate::{Gateway, GatewayError};
@@ -32,29 +36,64 @@ pub(crate) struct Need {
     pub(crate) fresh: bool,
 }
 
-/// Decides, and audits the decision if the policy says so.
+/// Decides whether `user_id` may do `action` with what `client_id`'s
+/// logins are governed by — its resource, or for a protected
+/// application's login client the application's resource — and audits the
+/// decision if the policy says so.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn check(
     gw: &Gateway,
     meta: Option<&Meta>,
     client_id: &str,
+    action: &str,
     user_id: &str,
     acr: &str,
     amr: &[String],
     auth_time: i64,
 ) -> Result<(Verdict, Vec<String>), GatewayError> {
     let snap = gw.policy.snapshot();
-    let Some(resource) = snap.resource_for_client(client_id) else {
-        return unbound(gw, &snap, client_id, user_id).await;
+    let resource = match snap.resource_for_client(client_id) {
+        Some(r) => r.id.clone(),
+        None => match client_id.strip_prefix(LOGIN_CLIENT_PREFIX) {
+            Some(app) => match gw.dir.applications().await?.get(app) {
+                Some(a) => a.cfg.resource.clone(),
+                None => {
+                    return Ok((
+                        Verdict::Deny,
+                        vec!["the application is no longer registered".into()],
+                    ))
+                }
+            },
+            None => return unbound(gw, &snap, client_id, user_id).await,
+        },
     };
     let amr: Vec<&str> = amr.iter().map(String::as_str).collect();
     let ctx = AuthContext::from_claims(Some(acr), &amr, Some(auth_time), gw.clock.now());
     let d = snap.decide(
         SubjectRef::User(user_id),
-        LOGIN,
-        ResourceRef::id(&resource.id),
+        action,
+        ResourceRef::id(&resource),
         &ctx,
     );
-    let verdict = match d.effect {
+    let verdict = verdict_of(&d, acr);
+    metrics::counter!("interkom_decisions_total", "via" => "login", "result" => verdict.as_str())
+        .increment(1);
+    if d.audit {
+        let at = Decided {
+            via: "login",
+            client_id,
+            user_id,
+            resource: &resource,
+            action,
+        };
+        audit(gw, meta, &at, &snap, &d).await?;
+    }
+    Ok((verdict, reason_messages(&snap, &d)))
+}
+
+/// What the gateway does with the policy's decision for a login at `acr`.
+pub(crate) fn verdict_of(d: &Decision, acr: &str) -> Verdict {
+    match d.effect {
         Effect::Allow => Verdict::Allow,
         Effect::Deny => Verdict::Deny,
         Effect::StepUp { required_acr, .. } => {
@@ -71,18 +110,17 @@ pub(crate) async fn check(
                     .any(|r| matches!(r, interkom_policy::Reason::AuthTooOld { .. })),
             })
         }
-    };
-    let result = match verdict {
-        Verdict::Allow => "allow",
-        Verdict::Deny => "deny",
-        Verdict::StepUp(_) => "step_up",
-    };
-    metrics::counter!("interkom_decisions_total", "via" => "login", "result" => result)
-        .increment(1);
-    if d.audit {
-        audit(gw, meta, client_id, user_id, &resource.id, &snap, &d).await?;
     }
-    Ok((verdict, reason_messages(&snap, &d)))
+}
+
+impl Verdict {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+            Verdict::StepUp(_) => "step_up",
+        }
+    }
 }
 
 /// A client bound to no resource admits the accounts of its own tenant's
@@ -120,28 +158,37 @@ fn reason_messages(snap: &Snapshot, d: &Decision) -> Vec<String> {
         .collect()
 }
 
-async fn audit(
+/// What a decision was about, for its audit event.
+pub(crate) struct Decided<'a> {
+    /// `login`, `forward_auth`.
+    pub(crate) via: &'a str,
+    pub(crate) client_id: &'a str,
+    pub(crate) user_id: &'a str,
+    pub(crate) resource: &'a str,
+    pub(crate) action: &'a str,
+}
+
+/// Appends the decision's event (the policy said it is audited).
+pub(crate) async fn audit(
     gw: &Gateway,
     meta: Option<&Meta>,
-    client_id: &str,
-    user_id: &str,
-    resource: &str,
+    at: &Decided<'_>,
     snap: &Snapshot,
     d: &Decision,
 ) -> Result<(), GatewayError> {
-    let details = json!({ "via": "login", "action": LOGIN, "resource": resource });
-    let Some(mut ev) = snap.decision_event(d, &ResourceRef::id(resource), details) else {
+    let details = json!({ "via": at.via, "action": at.action, "resource": at.resource });
+    let Some(mut ev) = snap.decision_event(d, &ResourceRef::id(at.resource), details) else {
         return Ok(());
     };
-    ev = ev.client(client_id);
+    ev = ev.client(at.client_id);
     if let Some(m) = meta {
         ev = ev
             .correlation(m.request_id.clone())
             .source(m.source.clone());
     }
-    let home = gw.dir.user(user_id).await?.map(|u| u.tenant);
+    let home = gw.dir.user(at.user_id).await?.map(|u| u.tenant);
     gw.audit
-        .append(ev.subject(user_id, home.map(String::from)))
+        .append(ev.subject(at.user_id, home.map(String::from)))
         .await?;
     Ok(())
 }

@@ -11,6 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
+use interkom_directory::applications::LOGIN_CLIENT_PREFIX;
 use interkom_directory::crypto::random_token;
 use interkom_directory::{Client, GrantType, SUPPORTED_SCOPES};
 use interkom_types::Loa;
@@ -161,8 +162,25 @@ async fn validate(gw: &Gateway, p: &Params) -> Result<(Arc<Client>, AuthRequest)
         min_acr,
         ui_locales: r.get("ui_locales")?.map(str::to_owned),
         idp_hint: r.get("idp_hint")?.map(|h| h.chars().take(64).collect()),
+        action: login_action(&client, r.get("interkom_action")?),
     };
     Ok((client, req))
+}
+
+/// The action a login is decided for: for a protected application's
+/// login client the request's (`read` unless a valid name is given; its
+/// every later request is decided again anyway), else `login`.
+fn login_action(client: &Client, asked: Option<&str>) -> Option<String> {
+    if !client.id.starts_with(LOGIN_CLIENT_PREFIX) {
+        return None;
+    }
+    let valid = |a: &&str| {
+        !a.is_empty()
+            && a.len() <= 64
+            && a.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    Some(asked.filter(valid).unwrap_or("read").to_owned())
 }
 
 /// The client and its exact redirect URI (RFC 9700 §4.1.3); until both

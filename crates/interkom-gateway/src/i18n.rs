@@ -87,6 +87,12 @@ pub(crate) struct Texts {
     pub(crate) consents_scopes: &'static str,
     pub(crate) consents_revoke: &'static str,
     pub(crate) consents_none: &'static str,
+    /// Forward authentication: the policy denies this application.
+    pub(crate) app_denied: &'static str,
+    /// The host asked for is no registered application's.
+    pub(crate) app_unknown: &'static str,
+    /// The return address is no registered application's.
+    pub(crate) app_bad_return: &'static str,
 }
 
 static DE: Texts = Texts {
@@ -105,6 +111,9 @@ static DE: Texts = Texts {
     logout_question: "Möchten Sie sich bei interkom abmelden?",
     logout_submit: "Abmelden",
     logged_out: "Sie sind abgemeldet.",
+    app_denied: "Sie haben keinen Zugang zu dieser Anwendung. Wenden Sie sich an die Verwaltung Ihrer Kommune, wenn Sie ihn brauchen.",
+    app_unknown: "Diese Adresse gehört zu keiner bei interkom registrierten Anwendung.",
+    app_bad_return: "Die Rücksprungadresse gehört zu keiner registrierten Anwendung; es wird nicht weitergeleitet.",
     unavailable: "Der Dienst ist vorübergehend nicht verfügbar. Bitte versuchen Sie es später erneut.",
     idp_heading: "Mit dem Konto Ihrer Kommune anmelden",
     idp_search: "Kommune suchen",
@@ -173,6 +182,9 @@ static EN: Texts = Texts {
     logout_question: "Do you want to sign out of interkom?",
     logout_submit: "Sign out",
     logged_out: "You are signed out.",
+    app_denied: "You have no access to this application. Ask your Kommune's administration if you need it.",
+    app_unknown: "This address belongs to no application registered with interkom.",
+    app_bad_return: "The return address belongs to no registered application; you are not sent on.",
     unavailable: "The service is temporarily unavailable. Please try again later.",
     idp_heading: "Sign in with your municipality's account",
     idp_search: "Find your municipality",

@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //! Arrows point down; no file imports one above it.
-//! - Endpoints: `authorize` (the authorization endpoint, the password form
+//! - Endpoints: `forward` (forward authentication: the proxies' checks
+//!   and the pages on a protected host), `authorize` (the authorization endpoint, the password form
 //!   and the choice of IdP), `second_factor` (`/login/otp`,
 //!   `/login/passkey`), `broker` (the upstreams' callbacks), `logout`,
 //!   `token`, `endpoints` (discovery, JWKS, userinfo, introspection,
@@ -16,7 +17,8 @@
 //!   forms, `pages` the login and second-factor pages.
 //! - `sources`: identity sources (`password`, `oidc`) behind one trait;
 //!   `factors`: second factors (`totp`, `passkey`) behind another.
-//! - Building blocks: `session` (single sign-on sessions), `backchannel`
+//! - Building blocks: `session` (single sign-on sessions),
+//!   `host_session` (the cookies of protected hosts), `backchannel`
 //!   (back-channel logout), `access` (the policy at login), `clients`
 //!   (client authentication), `outbound` (calls to registered addresses:
 //!   public ones only), [`keys`] and `jws`, `web` and `i18n`,
@@ -36,6 +38,8 @@ mod consent;
 mod endpoints;
 pub mod error;
 mod factors;
+mod forward;
+mod host_session;
 mod i18n;
 mod jws;
 pub mod keys;
@@ -54,7 +58,7 @@ mod web;
 
 use std::sync::Arc;
 
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use interkom_audit::AuditLog;
 use interkom_directory::{Client, Directory, MasterKey, User};
@@ -100,6 +104,8 @@ pub struct Inner {
     pub(crate) discovery: sources::oidc::DiscoveryCache,
     /// The WebAuthn relying party (none when the issuer is an address).
     pub(crate) webauthn: Option<webauthn_rs::Webauthn>,
+    /// Host sessions of forward authentication read recently.
+    pub(crate) host_sessions: host_session::HostSessionCache,
 }
 
 impl std::ops::Deref for Gateway {
@@ -143,6 +149,7 @@ impl Gateway {
             discovery: Default::default(),
             webauthn: factors::passkey::relying_party(&cfg.issuer),
             logout_wake: tokio::sync::Notify::new(),
+            host_sessions: Default::default(),
             dir,
             cfg,
             store,
@@ -209,6 +216,18 @@ impl Gateway {
             .route("/revoke", post(endpoints::revoke))
             .route("/logout", get(logout::logout_get).post(logout::logout_post))
             .route("/assets/interkom.css", get(web::stylesheet))
+            // Forward authentication: the proxies' checks, and the pages
+            // they pass on from a protected host's `/.interkom/`.
+            .route("/forward-auth/nginx", any(forward::check_nginx))
+            .route("/forward-auth/check", any(forward::check_redirect))
+            .route("/forward-auth/start", get(forward::start))
+            .route("/forward-auth/callback", get(forward::callback))
+            .route("/forward-auth/denied", any(forward::denied))
+            .route("/forward-auth/assets/interkom.css", get(web::stylesheet))
+            .route(
+                "/forward-auth/logout",
+                get(forward::logout).post(forward::logout),
+            )
             .with_state(self.clone())
     }
 

@@ -25,6 +25,7 @@ impl Gateway {
         }
         self.store.revoke_families_of_user(&mut tx, id, now).await?;
         tx.commit().await?;
+        self.host_sessions.forget_user(id);
         self.logout_wake.notify_one();
         Ok(())
     }
@@ -94,6 +95,8 @@ pub(crate) async fn step_up_session(
         upstream,
     };
     let stepped = gw.store.step_up_session(conn, &up, gw.clock.now()).await?;
+    // The hosts' cookies read the new level at once on this node.
+    gw.host_sessions.forget_sid(sid);
     Ok(stepped.map(|s| (handle, s)))
 }
 
@@ -111,6 +114,7 @@ pub(crate) async fn end_session(gw: &Gateway, sid: &str) -> Result<(), GatewayEr
         .revoke_families_of_session(&mut tx, sid, now)
         .await?;
     tx.commit().await?;
+    gw.host_sessions.forget_sid(sid);
     gw.logout_wake.notify_one();
     Ok(())
 }

@@ -500,6 +500,7 @@ async fn still_permitted(
         gw,
         Some(meta),
         &client.id,
+        crate::access::LOGIN,
         user_id,
         &g.acr,
         &g.amr,

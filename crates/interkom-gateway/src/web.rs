@@ -110,13 +110,26 @@ pub(crate) fn error_page(
     message: &str,
     code: Option<&str>,
 ) -> Response {
+    error_page_at(gw, lang, status, message, code, gw.cfg.base_path())
+}
+
+/// The error page, its assets under `base` (a protected host's pages
+/// name interkom's under `/.interkom`).
+pub(crate) fn error_page_at(
+    gw: &Gateway,
+    lang: Lang,
+    status: StatusCode,
+    message: &str,
+    code: Option<&str>,
+    base: &str,
+) -> Response {
     page(
         gw,
         status,
         "error.html",
         minijinja::Value::from_serialize(ErrorCtx {
             lang: lang.code(),
-            base: gw.cfg.base_path(),
+            base,
             t: lang.texts(),
             message,
             code,
@@ -236,13 +249,18 @@ fn truncate(ip: std::net::IpAddr) -> String {
 
 /// The page saying the user is logged out.
 pub(crate) fn logged_out_page(gw: &Gateway, lang: Lang) -> Response {
+    logged_out_page_at(gw, lang, gw.cfg.base_path())
+}
+
+/// The logged-out page, its assets under `base`.
+pub(crate) fn logged_out_page_at(gw: &Gateway, lang: Lang, base: &str) -> Response {
     page(
         gw,
         StatusCode::OK,
         "logout.html",
         minijinja::context! {
             lang => lang.code(),
-            base => gw.cfg.base_path(),
+            base => base,
             t => minijinja::Value::from_serialize(lang.texts()),
             done => true,
         },

@@ -132,6 +132,29 @@ enum Command {
         #[command(subcommand)]
         command: DirectoryCommand,
     },
+    /// Protected applications (forward authentication behind nginx,
+    /// Traefik or Caddy).
+    Application {
+        #[command(subcommand)]
+        command: ApplicationCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApplicationCommand {
+    /// Print every protected application as JSON.
+    List,
+    /// Register or replace an application from a JSON file (`-` for
+    /// stdin) in the admin API's format (`PUT /admin/v1/applications/{id}`).
+    Put {
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Remove an application: its proxies' checks are refused from now on.
+    Delete {
+        #[arg(long, value_name = "ID")]
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -478,6 +501,7 @@ async fn node_command(
         Command::Keys { command } => keys_command(app, command).await?,
         Command::Audit { command } => return audit_command(app, command).await,
         Command::Directory { command } => return directory_command(app, command).await,
+        Command::Application { command } => return application_command(app, command).await,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -910,6 +934,67 @@ fn policy_what_if(
 }
 
 /// `interkom directory …`.
+/// `interkom application list|put|delete`: the operator's changes, audited
+/// as `admin_change` by `cli`.
+async fn application_command(app: &App, command: ApplicationCommand) -> anyhow::Result<ExitCode> {
+    use interkom_audit::{Action, AuditEvent, Outcome};
+    use interkom_directory::applications::ApplicationConfig;
+    let audit = |op: &str, id: &str, after: serde_json::Value| {
+        AuditEvent::new(Action::AdminChange, Outcome::Success)
+            .subject("cli", None)
+            .target(format!("applications/{id}"))
+            .details(serde_json::json!({ "op": op, "after": after, "via": "cli" }))
+    };
+    match command {
+        ApplicationCommand::List => {
+            let idx = app.directory.applications_now().await?;
+            let mut all: Vec<&ApplicationConfig> = idx.all().map(|a| &a.cfg).collect();
+            all.sort_by(|a, b| a.id.cmp(&b.id));
+            println!("{}", serde_json::to_string_pretty(&all)?);
+        }
+        ApplicationCommand::Put { file } => {
+            let text = if file.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::stdin().read_to_string(&mut s)?;
+                s
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            let cfg: ApplicationConfig =
+                serde_json::from_str(&text).context("the application's JSON")?;
+            let id = cfg.id.clone();
+            let after = serde_json::to_value(&cfg)?;
+            match app.directory.put_application(cfg).await {
+                Ok(created) => {
+                    app.audit
+                        .append(audit("application.put", &id, after))
+                        .await?;
+                    println!(
+                        "application {id} {}",
+                        if created { "registered" } else { "replaced" }
+                    );
+                }
+                Err(e) => {
+                    eprintln!("application {id} refused: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        ApplicationCommand::Delete { id } => {
+            if !app.directory.delete_application(&id).await? {
+                eprintln!("no application `{id}`");
+                return Ok(ExitCode::from(1));
+            }
+            app.audit
+                .append(audit("application.delete", &id, serde_json::Value::Null))
+                .await?;
+            println!("application {id} removed");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn directory_command(app: &App, command: DirectoryCommand) -> anyhow::Result<ExitCode> {
     match command {
         DirectoryCommand::Sync { source, force } => {

@@ -29,6 +29,11 @@ pub(crate) enum Prepared {
         Option<(interkom_directory::ldap::DirectorySourceConfig, bool)>,
     ),
     FirstParty(String, bool),
+    /// A protected application to store (`None`: to remove).
+    Application(
+        String,
+        Option<Box<interkom_directory::applications::ApplicationConfig>>,
+    ),
 }
 
 pub(crate) async fn prepare_approval(
@@ -154,6 +159,11 @@ pub(crate) async fn prepare_approval(
                 .await?;
             Ok(Prepared::Directory(Box::new(body), before))
         }
+        "application" => {
+            let (id, after) =
+                crate::applications::prepare(state, caller, scope, payload, c).await?;
+            Ok(Prepared::Application(id, after.map(Box::new)))
+        }
         other => Err(AdminError::internal(format!(
             "unknown proposal kind {other}"
         ))),
@@ -216,6 +226,27 @@ pub(crate) async fn apply_approved(
             Ok(ApprovalResult::Directory {
                 directory: Box::new(after),
             })
+        }
+        Prepared::Application(id, after) => {
+            c.target = format!("applications/{id}");
+            match after {
+                Some(cfg) => {
+                    c.op = "application.put";
+                    c.tenant = Some(cfg.tenant.clone());
+                    c.after = serde_json::to_value(&cfg).unwrap_or(Value::Null);
+                    crate::applications::store(state, *cfg.clone()).await?;
+                    record(state, caller, c).await?;
+                    Ok(ApprovalResult::Application {
+                        application: Some(cfg),
+                    })
+                }
+                None => {
+                    c.op = "application.delete";
+                    crate::applications::remove(state, &id).await?;
+                    record(state, caller, c).await?;
+                    Ok(ApprovalResult::Application { application: None })
+                }
+            }
         }
         Prepared::FirstParty(client, first_party) => {
             state

@@ -106,6 +106,11 @@ pub(crate) enum ApprovalResult {
     Directory {
         directory: Box<crate::directories::view::DirectoryView>,
     },
+    /// `application`: the application as it is now (`null`: removed).
+    Application {
+        #[schema(value_type = Option<crate::applications::view::ApplicationDoc>)]
+        application: Option<Box<interkom_directory::applications::ApplicationConfig>>,
+    },
     /// `client_first_party`: the client and its new standing.
     FirstParty { client: String, first_party: bool },
     /// `password_reset`: the new initial password, shown this once (to

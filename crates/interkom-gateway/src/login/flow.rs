@@ -40,6 +40,7 @@ pub(crate) async fn plan(
         gw,
         meta,
         &req.client_id,
+        req.action.as_deref().unwrap_or(access::LOGIN),
         &p.user_id,
         &p.acr,
         &p.amr,

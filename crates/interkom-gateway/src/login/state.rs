@@ -42,6 +42,11 @@ pub(crate) struct AuthRequest {
     /// The upstream to send the user to without asking (`idp_hint`).
     #[serde(default)]
     pub(crate) idp_hint: Option<String>,
+    /// The policy action the login is decided for (`None`: `login`); a
+    /// protected application's login is decided for the action of the
+    /// request that led to it.
+    #[serde(default)]
+    pub(crate) action: Option<String>,
 }
 
 /// What a login has established so far (kept with the login request

@@ -19,6 +19,7 @@
 //! # Layout
 //! - `sessions`: single sign-on sessions.
 //! - `codes`: authorization codes.
+//! - `forward`: the host sessions of forward authentication.
 //! - `tokens`: token families, refresh tokens, revoked access tokens and
 //!   the `jti`s of client assertions.
 //! - `rotations`: refresh-token rotations, committed in groups.
@@ -36,6 +37,7 @@ mod codes;
 #[cfg(test)]
 mod conformance;
 mod deliveries;
+mod forward;
 mod keys;
 mod logins;
 mod purge;

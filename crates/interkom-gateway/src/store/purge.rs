@@ -29,6 +29,7 @@ impl Store {
                 .await?
                 .rows_affected();
         }
+        n += self.purge_host_sessions(now - 3600).await?;
         n += self.purge_counters(now, throttle_window_seconds).await?;
         // Delivered or given up (every retry is over within minutes).
         n += sqlx::query("DELETE FROM logout_deliveries WHERE created_at < $1")
