@@ -126,6 +126,15 @@ struct Cli {
     /// iteration (0: the name as given).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=99_999))]
     username_range: u32,
+    /// forward_check: the protected application's origin (registered in
+    /// interkom); the login there is made once before the clock starts.
+    #[arg(long, default_value = "http://app.localhost:18081")]
+    app_origin: String,
+    /// forward_check: send the requests to the application through this
+    /// proxy (`127.0.0.1:PORT`, e.g. nginx with the shipped snippet)
+    /// instead of to interkom's check endpoint.
+    #[arg(long)]
+    proxy: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -140,6 +149,10 @@ enum Scenario {
     Authzen,
     #[value(name = "authzen_batch")]
     AuthzenBatch,
+    /// The forward-auth check with a valid host session (as nginx's
+    /// subrequest sends it), or with `--proxy` a request through the proxy.
+    #[value(name = "forward_check")]
+    ForwardCheck,
 }
 
 impl Scenario {
@@ -152,6 +165,7 @@ impl Scenario {
             Scenario::DirectoryLogin => "directory_login",
             Scenario::Authzen => "authzen",
             Scenario::AuthzenBatch => "authzen_batch",
+            Scenario::ForwardCheck => "forward_check",
         }
     }
 }
@@ -185,6 +199,8 @@ struct Target {
     addr: SocketAddr,
     nodes: Vec<SocketAddr>,
     host: HeaderValue,
+    /// The issuer's path (empty at the root).
+    base: String,
     token: Uri,
     introspect: Uri,
     evaluation: Uri,
@@ -230,6 +246,7 @@ impl Target {
             addr: nodes.first().copied().unwrap_or(addr),
             nodes: if nodes.is_empty() { vec![addr] } else { nodes },
             host,
+            base: base.to_owned(),
             token: uri("/token")?,
             introspect: uri("/introspect")?,
             evaluation: uri("/access/v1/evaluation")?,
@@ -508,17 +525,47 @@ async fn login_code(
     )
     .parse()
     .map_err(|e| Failure::io("authorize", e))?;
+    let location = form_login(conn, t, uri, credentials).await?;
+    if !location.starts_with(&t.redirect_uri) {
+        return Err(Failure::note(
+            "login",
+            StatusCode::SEE_OTHER,
+            format!("redirect to `{location}`"),
+        ));
+    }
+    let query = location.split_once('?').map_or("", |(_, q)| q);
+    let mut code = None;
+    let mut state_ok = false;
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "code" => code = Some(v.into_owned()),
+            "state" => state_ok = *v == *state,
+            _ => {}
+        }
+    }
+    let (Some(code), true) = (code, state_ok) else {
+        return Err(Failure::note(
+            "login",
+            StatusCode::SEE_OTHER,
+            format!("redirect without code or with another state: `{location}`"),
+        ));
+    };
+    Ok((code, verifier))
+}
+
+/// The login form at authorization request `uri`, filled in with
+/// `credentials`; returns where the login sends the browser.
+async fn form_login(
+    conn: &mut Conn,
+    t: &Target,
+    uri: Uri,
+    credentials: &str,
+) -> Result<String, Failure> {
     let (parts, body) = conn.exchange("authorize", t.get(uri)).await?;
     if parts.status != StatusCode::OK {
         return Err(Failure::answer("authorize", parts.status, &body));
     }
-    let browser = parts
-        .headers
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("interkom_browser="))
-        .map(|v| v.split_once(';').map_or(v, |(value, _)| value))
+    let browser = cookie_set(&parts, "interkom_browser")
         .ok_or_else(|| Failure::note("authorize", parts.status, "no interkom_browser cookie"))?;
     let (Some(login_request), Some(csrf)) = (
         quoted_after(&body, br#"name="login_request" value=""#),
@@ -542,36 +589,109 @@ async fn login_code(
     if parts.status != StatusCode::SEE_OTHER {
         return Err(Failure::answer("login", parts.status, &body));
     }
-    let location = parts
+    Ok(parts
         .headers
         .get(header::LOCATION)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !location.starts_with(&t.redirect_uri) {
-        return Err(Failure::note(
-            "login",
-            parts.status,
-            format!("redirect to `{location}`"),
-        ));
-    }
-    let query = location.split_once('?').map_or("", |(_, q)| q);
-    let mut code = None;
-    let mut state_ok = false;
-    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-        match &*k {
-            "code" => code = Some(v.into_owned()),
-            "state" => state_ok = *v == *state,
-            _ => {}
-        }
-    }
-    let (Some(code), true) = (code, state_ok) else {
-        return Err(Failure::note(
-            "login",
-            parts.status,
-            format!("redirect without code or with another state: `{location}`"),
-        ));
+        .unwrap_or("")
+        .to_owned())
+}
+
+/// The value of cookie `name` an answer sets.
+fn cookie_set(parts: &Parts, name: &str) -> Option<String> {
+    parts
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(name)?.strip_prefix('='))
+        .map(|v| v.split_once(';').map_or(v, |(value, _)| value).to_owned())
+}
+
+/// A protected application's origin and the host cookie of one login
+/// there, for the forward-auth scenarios.
+struct Forward {
+    /// `host[:port]` of the origin (the `X-Forwarded-Host`).
+    host: HeaderValue,
+    proto: HeaderValue,
+    /// `interkom_app=…`.
+    cookie: HeaderValue,
+    check: Uri,
+    /// The proxy in front (`--proxy`): iterations go there instead.
+    proxy: Option<SocketAddr>,
+}
+
+/// Logs in at the application as a browser behind its proxy would: the
+/// start page on the host, the login form, the callback that sets the
+/// host's cookie.
+async fn forward_login(t: &Target, cli: &Cli) -> anyhow::Result<Forward> {
+    let origin = Url::parse(&cli.app_origin).context("--app-origin")?;
+    let host = match origin.port() {
+        Some(p) => format!("{}:{p}", origin.host_str().unwrap_or("")),
+        None => origin.host_str().unwrap_or("").to_owned(),
     };
-    Ok((code, verifier))
+    let host = HeaderValue::from_str(&host).context("--app-origin host")?;
+    let proto = HeaderValue::from_str(origin.scheme()).context("--app-origin scheme")?;
+    let base = t.base.clone();
+    let forwarded = |mut req: Request<Full<Bytes>>| {
+        req.headers_mut().insert("x-forwarded-host", host.clone());
+        req.headers_mut().insert("x-forwarded-proto", proto.clone());
+        req
+    };
+    let mut conn = Conn::new(t.addr);
+    let rd = format!("{}/", cli.app_origin.trim_end_matches('/'));
+    let start: Uri = format!("{base}/forward-auth/start?m=GET&rd={}", enc(&rd)).parse()?;
+    let (parts, body) = conn
+        .exchange("start", forwarded(t.get(start)))
+        .await
+        .map_err(|f| anyhow!("{f}"))?;
+    if parts.status != StatusCode::SEE_OTHER {
+        bail!("{}", Failure::answer("start", parts.status, &body));
+    }
+    let state_cookie =
+        cookie_set(&parts, "interkom_app_login").context("no interkom_app_login cookie")?;
+    let authorize = parts
+        .headers
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .context("start without a location")?;
+    let authorize = Url::parse(authorize).context("start's location")?;
+    let uri: Uri = format!("{}?{}", authorize.path(), authorize.query().unwrap_or("")).parse()?;
+    let callback = form_login(&mut conn, t, uri, &t.credentials)
+        .await
+        .map_err(|f| anyhow!("{f}"))?;
+    let callback = Url::parse(&callback).context("the login's redirect")?;
+    let uri: Uri = format!(
+        "{base}/forward-auth/callback?{}",
+        callback.query().unwrap_or("")
+    )
+    .parse()?;
+    let mut req = forwarded(t.get(uri));
+    req.headers_mut().insert(
+        header::COOKIE,
+        HeaderValue::from_str(&format!("interkom_app_login={state_cookie}"))?,
+    );
+    let (parts, body) = conn
+        .exchange("callback", req)
+        .await
+        .map_err(|f| anyhow!("{f}"))?;
+    if parts.status != StatusCode::SEE_OTHER {
+        bail!("{}", Failure::answer("callback", parts.status, &body));
+    }
+    let handle = cookie_set(&parts, "interkom_app").context("no interkom_app cookie")?;
+    let proxy = cli
+        .proxy
+        .as_deref()
+        .map(|p| loopback_addr(&Url::parse(&format!("http://{p}"))?))
+        .transpose()
+        .context("--proxy")?;
+    Ok(Forward {
+        cookie: HeaderValue::from_str(&format!("interkom_app={handle}"))?,
+        check: format!("{base}/forward-auth/nginx").parse()?,
+        host,
+        proto,
+        proxy,
+    })
 }
 
 /// What all connections share.
@@ -587,6 +707,8 @@ struct Ctx {
     started: AtomicU64,
     max_requests: u64,
     reported: AtomicBool,
+    /// forward_check: the application and the host cookie.
+    forward: Option<Forward>,
 }
 
 impl Ctx {
@@ -611,7 +733,10 @@ impl Worker {
     /// Connects and, for `refresh`, logs in, all before the clock starts.
     /// Connection `i` goes to node `i mod n`.
     async fn setup(ctx: &Ctx, i: usize) -> Result<Worker, Failure> {
-        let addr = ctx.target.nodes[i % ctx.target.nodes.len()];
+        let addr = match ctx.forward.as_ref().and_then(|f| f.proxy) {
+            Some(proxy) => proxy,
+            None => ctx.target.nodes[i % ctx.target.nodes.len()],
+        };
         let mut w = Worker {
             // Connections start at different names of a range.
             round: i as u64 * 7,
@@ -684,6 +809,34 @@ impl Worker {
                 self.round += 1;
                 let credentials = t.credentials_for(self.round);
                 login_code(&mut self.conn, t, &credentials).await.map(drop)
+            }
+            Scenario::ForwardCheck => {
+                let Some(f) = ctx.forward.as_ref() else {
+                    return Err(Failure::io("check", "no host session"));
+                };
+                let mut req = Request::new(Full::new(Bytes::new()));
+                *req.uri_mut() = match f.proxy {
+                    Some(_) => Uri::from_static("/"),
+                    None => f.check.clone(),
+                };
+                let h = req.headers_mut();
+                h.insert(header::COOKIE, f.cookie.clone());
+                if f.proxy.is_some() {
+                    // Through the proxy: the application's own request.
+                    h.insert(header::HOST, f.host.clone());
+                } else {
+                    h.insert(header::HOST, t.host.clone());
+                    h.insert("x-forwarded-host", f.host.clone());
+                    h.insert("x-forwarded-proto", f.proto.clone());
+                    h.insert("x-original-uri", HeaderValue::from_static("/"));
+                    h.insert("x-original-method", HeaderValue::from_static("GET"));
+                }
+                let (parts, body) = self.conn.exchange("check", req).await?;
+                let user = f.proxy.is_some() || parts.headers.contains_key("x-interkom-user");
+                if parts.status == StatusCode::OK && user {
+                    return Ok(());
+                }
+                Err(Failure::answer("check", parts.status, &body))
             }
             Scenario::Authzen | Scenario::AuthzenBatch => {
                 let uri = if ctx.scenario == Scenario::Authzen {
@@ -837,7 +990,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     } else {
         (None, Bytes::new())
     };
+    let forward = if scenario == Scenario::ForwardCheck {
+        Some(forward_login(&target, &cli).await?)
+    } else {
+        None
+    };
     let ctx = Arc::new(Ctx {
+        forward,
         target,
         scenario,
         introspect_body,

@@ -36,8 +36,10 @@ describe('forward authentication behind Caddy, in headless Chromium', { timeout:
   step('login at app1 through interkom’s login page: the identity headers, no forged ones', async () => {
     const page = await fx.context.newPage();
     // Every request of the flow, the landing on the application included,
-    // carries forged identity headers (and X-Forwarded-* naming app2).
-    await page.setExtraHTTPHeaders(forgedHeaders(host(2)));
+    // carries forged identity headers (and X-Forwarded-* naming app2), one
+    // of them a name interkom never sends: the snippet removes every
+    // X-Interkom-* a client sends (nginx's only overwrites the six).
+    await page.setExtraHTTPHeaders({ ...forgedHeaders(host(2)), 'X-Interkom-Email': 'admin@example.org' });
     const visited = [];
     page.on('request', (r) => { if (r.isNavigationRequest()) visited.push(r.url()); });
     await fx.loginAt(page, 1, `${origin(1)}/akten/liste?jahr=2026&seite=2`);
@@ -50,7 +52,8 @@ describe('forward authentication behind Caddy, in headless Chromium', { timeout:
     // The whole return URL (query with `&`) came back, through Caddy.
     const echo = await echoOn(page);
     assert.equal(echo.url, '/akten/liste?jahr=2026&seite=2');
-    assertJan(echo, { acr: LOA_LOW });
+    const h = assertJan(echo, { acr: LOA_LOW });
+    assert.equal(h['x-interkom-email'], undefined, 'a forged X-Interkom-Email reached the application');
     const cookies = (await fx.context.cookies(origin(1))).filter((c) => c.name === 'interkom_app');
     assert.equal(cookies.length, 1, 'the application’s cookie, set through Caddy');
     assert.equal(cookies[0].domain, 'app1.localhost');
