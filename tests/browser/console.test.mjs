@@ -114,7 +114,7 @@ describe('admin console', () => {
     // The first Tab reaches the skip link.
     await page.keyboard.press('Tab');
     assert.equal(await page.evaluate(() => document.activeElement?.className), 'skip');
-    for (const p of ['', 'users', 'policy', 'proposals', 'grants', 'resources', 'clients', 'upstreams', 'directories', 'audit']) {
+    for (const p of ['', 'users', 'policy', 'proposals', 'grants', 'resources', 'clients', 'upstreams', 'directories', 'applications', 'audit']) {
       const res = await page.goto(`${issuer}/admin/console/${p}`);
       assert.equal(res.status() < 500, true, p);
       assert.equal(res.headers()['content-security-policy']?.includes("frame-ancestors 'none'"), true);
@@ -317,6 +317,53 @@ describe('admin console', () => {
     await page.click(SAVE);
     await page.locator('[role=status]', { hasText: 'wartet auf Freigabe' }).waitFor();
     assert.equal(await page.locator('main table tbody tr', { hasText: 'idp-hitzacker' }).count(), 0);
+    await context.close();
+  });
+
+  it('lets the Kreis administrator register a protected application and lists it', async () => {
+    const { context, page } = await loggedIn(KREIS);
+    await page.goto(`${issuer}/admin/console/applications`);
+    assert.equal(await page.locator('h1').innerText(), 'Anwendungen');
+    assert.equal(await page.getAttribute('nav a[aria-current=page]', 'href'), '/admin/console/applications');
+    // The API's defaults are in the form.
+    assert.equal(await page.inputValue('#a-paths'), '/');
+    assert.equal(await page.isChecked('#a-h-acr'), true);
+    await page.fill('#a-id', 'intranet-hitzacker');
+    await page.selectOption('#a-tenant', 'hitzacker-elbe');
+    await page.fill('#a-name', 'Intranet Hitzacker');
+    await page.fill('#a-origins', 'https://intranet.hitzacker.example');
+    await page.fill('#a-paths', '/\n/akten');
+    await page.selectOption('#a-resource', 'ratsinfo-hitzacker');
+    await page.fill('#a-actions', 'GET = read\nHEAD = read\n* = write');
+    await page.setChecked('#a-h-subject', false);
+    await page.setChecked('#a-jwt', true);
+    await page.click(SAVE);
+    await page.locator('[role=status]', { hasText: 'wirksam' }).waitFor();
+    const row = page.locator('main table tbody tr', { hasText: 'intranet-hitzacker' });
+    assert.equal(await row.count(), 1);
+    const listed = await row.innerText();
+    assert.match(listed, /Intranet Hitzacker/);
+    assert.match(listed, /hitzacker-elbe/);
+    assert.match(listed, /https:\/\/intranet\.hitzacker\.example/);
+    assert.match(listed, /\/akten/);
+    assert.match(listed, /ratsinfo-hitzacker/);
+    assert.doesNotMatch(listed, /X-Interkom-Subject/);
+    assert.match(listed, /X-Interkom-Roles/);
+    assert.match(listed, /\bja\b/);
+    await assertAccessible(page, 'the applications page');
+    // Edit fills the form with what is stored.
+    await page.click('a[aria-label="Bearbeiten: Intranet Hitzacker"]');
+    await page.waitForURL(/edit=intranet-hitzacker/);
+    assert.equal(await page.inputValue('#a-origins'), 'https://intranet.hitzacker.example');
+    assert.equal(await page.isChecked('#a-h-subject'), false);
+    assert.equal(await page.isChecked('#a-jwt'), true);
+    // An API refusal is shown and the form keeps what was sent.
+    await page.fill('#a-origins', 'http://intranet.hitzacker.example');
+    await page.click(SAVE);
+    await page.waitForSelector('[role=alert]');
+    assert.match(await page.locator('[role=alert]').innerText(), /https only/);
+    assert.equal(await page.inputValue('#a-origins'), 'http://intranet.hitzacker.example');
+    await assertAccessible(page, 'the applications page with a refusal');
     await context.close();
   });
 

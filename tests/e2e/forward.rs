@@ -145,6 +145,11 @@ fn app(id: &str, tenant: &str, origin: &str, resource: &str) -> Value {
     })
 }
 
+/// The status of an admin API call without a body.
+async fn status(s: &TestServer, token: &str, method: Method, path: &str) -> u16 {
+    admin(s, method, token, path, None).await.0
+}
+
 async fn register(s: &TestServer, token: &str, body: Value) -> (u16, Value) {
     let id = body["id"].as_str().unwrap().to_owned();
     admin(
@@ -582,15 +587,7 @@ async fn administrators_register_applications_only_within_their_subtree() {
     .await;
     assert_eq!(st, 409, "{v}");
     assert_eq!(
-        admin(
-            &s,
-            Method::GET,
-            &kreis,
-            "/applications/intranet-hitzacker",
-            None
-        )
-        .await
-        .0,
+        status(&s, &kreis, Method::GET, "/applications/intranet-hitzacker").await,
         200
     );
     // Bad input: a problem, never stored.
@@ -615,9 +612,7 @@ async fn administrators_register_applications_only_within_their_subtree() {
         assert_eq!(v["status"], 400, "problem+json: {v}");
     }
     assert_eq!(
-        admin(&s, Method::GET, &kreis, "/applications/bad", None)
-            .await
-            .0,
+        status(&s, &kreis, Method::GET, "/applications/bad").await,
         404
     );
 
@@ -646,27 +641,23 @@ async fn administrators_register_applications_only_within_their_subtree() {
         "{ids:?}"
     );
     assert_eq!(
-        admin(
+        status(
             &s,
-            Method::GET,
             &gemeinde,
-            "/applications/intranet-gorleben",
-            None
+            Method::GET,
+            "/applications/intranet-gorleben"
         )
-        .await
-        .0,
+        .await,
         403
     );
     assert_eq!(
-        admin(
+        status(
             &s,
-            Method::DELETE,
             &gemeinde,
-            "/applications/intranet-gorleben",
-            None
+            Method::DELETE,
+            "/applications/intranet-gorleben"
         )
-        .await
-        .0,
+        .await,
         403
     );
 
@@ -683,24 +674,15 @@ async fn administrators_register_applications_only_within_their_subtree() {
     assert_eq!(st, 202, "{v}");
     let pid = v["proposal"].as_str().unwrap().to_owned();
     assert_eq!(
-        admin(
-            &s,
-            Method::GET,
-            &gemeinde,
-            "/applications/kasse-public",
-            None
-        )
-        .await
-        .0,
+        status(&s, &gemeinde, Method::GET, "/applications/kasse-public").await,
         404,
         "nothing applied before the approval"
     );
-    let (st, _) = admin(
+    let st = status(
         &s,
-        Method::POST,
         &gemeinde,
+        Method::POST,
         &format!("/proposals/{pid}/approve"),
-        None,
     )
     .await;
     assert_eq!(st, 403);
@@ -714,15 +696,7 @@ async fn administrators_register_applications_only_within_their_subtree() {
     .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(
-        admin(
-            &s,
-            Method::GET,
-            &gemeinde,
-            "/applications/kasse-public",
-            None
-        )
-        .await
-        .0,
+        status(&s, &gemeinde, Method::GET, "/applications/kasse-public").await,
         200
     );
     // Removing the Kasse leaves /oeffentlich as it is and the rest denied:

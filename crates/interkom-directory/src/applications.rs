@@ -386,6 +386,25 @@ impl Directory {
         }
     }
 
+    /// The client a login runs as: a registered client, or a protected
+    /// application's login client (`app:<id>`).
+    pub async fn login_client(&self, id: &str) -> Result<Option<Arc<Client>>, DirectoryError> {
+        let Some(app_id) = id.strip_prefix(LOGIN_CLIENT_PREFIX) else {
+            return self.client(id).await;
+        };
+        let now = self.0.clock.now();
+        if let Some(c) = self.0.clients.get(id, now) {
+            return Ok(Some(c));
+        }
+        let idx = self.applications().await?;
+        let Some(app) = idx.get(app_id) else {
+            return Ok(None);
+        };
+        let client = Arc::new(app.login_client());
+        self.0.clients.put(client.clone(), now);
+        Ok(Some(client))
+    }
+
     /// One application, read now.
     pub async fn application(&self, id: &str) -> Result<Option<Application>, DirectoryError> {
         let row: Option<Row> =

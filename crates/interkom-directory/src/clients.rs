@@ -400,16 +400,6 @@ impl Directory {
         if let Some(c) = self.0.clients.get(id, now) {
             return Ok(Some(c));
         }
-        // A protected application's logins run as its login client.
-        if let Some(app_id) = id.strip_prefix(crate::applications::LOGIN_CLIENT_PREFIX) {
-            let idx = self.applications().await?;
-            let Some(app) = idx.get(app_id) else {
-                return Ok(None);
-            };
-            let client = Arc::new(app.login_client());
-            self.0.clients.put(client.clone(), now);
-            return Ok(Some(client));
-        }
         let row: Option<ClientRow> = sqlx::query_as(
             "SELECT id, tenant, name, redirect_uris, post_logout_redirect_uris, grant_types, scopes, \
              auth_method, secret_hash, jwks, id_token_alg, first_party, backchannel_logout_uri, resource_server FROM clients WHERE id = $1",
@@ -479,7 +469,7 @@ impl ClientCache {
             map: RwLock::new(HashMap::new()),
         }
     }
-    fn get(&self, id: &str, now: i64) -> Option<Arc<Client>> {
+    pub(crate) fn get(&self, id: &str, now: i64) -> Option<Arc<Client>> {
         let map = self.map.read().ok()?;
         map.get(id)
             .filter(|(_, at)| now - at < self.ttl)
@@ -490,7 +480,7 @@ impl ClientCache {
             map.remove(id);
         }
     }
-    fn put(&self, c: Arc<Client>, now: i64) {
+    pub(crate) fn put(&self, c: Arc<Client>, now: i64) {
         if let Ok(mut map) = self.map.write() {
             if map.len() > 100_000 {
                 map.clear();

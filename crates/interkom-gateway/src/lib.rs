@@ -336,7 +336,7 @@ impl Gateway {
 
     /// A client, through the directory's short-lived cache.
     pub(crate) async fn client(&self, id: &str) -> Result<Option<Arc<Client>>, GatewayError> {
-        Ok(self.dir.client(id).await?)
+        Ok(self.dir.login_client(id).await?)
     }
 
     /// `ev` about this account: its subject, and the tenant it belongs to

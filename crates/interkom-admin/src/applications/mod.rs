@@ -188,25 +188,18 @@ pub(crate) async fn put(
     .await?;
     c.before = serde_json::to_value(&before).unwrap_or(Value::Null);
     c.after = serde_json::to_value(&body).unwrap_or(Value::Null);
-    if let Some(weaker) = weakened(&state, &current, &id, Some(&body)) {
-        let payload = json!({
-            "id": id,
-            "config": body,
-            "before_etag": before.as_ref().map(tag),
-            "weakened": weaker,
-        });
-        let place = Place::Tenant(body.tenant.clone());
-        let pid = propose(
-            &state,
-            &caller,
-            "application",
-            &payload,
-            &place,
-            &[],
-            &mut c,
-        )
-        .await?;
-        return Ok(api::json(StatusCode::ACCEPTED, &Proposed::new(pid, None)));
+    let proposed = propose_if_weaker(
+        &state,
+        &caller,
+        &current,
+        &id,
+        Some(&body),
+        before.as_ref(),
+        &mut c,
+    )
+    .await?;
+    if let Some(res) = proposed {
+        return Ok(res);
     }
     let created = store(&state, body.clone()).await?;
     record(&state, &caller, &c).await?;
@@ -331,6 +324,47 @@ pub(crate) fn weakened(
     (!weaker.is_empty()).then_some(weaker)
 }
 
+/// A change (`after`; `None`: the removal of `id`) that lowers a path's
+/// protection need is recorded as a proposal: its answer (202). `None`:
+/// apply it.
+async fn propose_if_weaker(
+    state: &AdminState,
+    caller: &Caller,
+    current: &[ApplicationConfig],
+    id: &str,
+    after: Option<&ApplicationConfig>,
+    before: Option<&ApplicationConfig>,
+    c: &mut AdminChange<'_>,
+) -> Result<Option<Response>, AdminError> {
+    let Some(weaker) = weakened(state, current, id, after) else {
+        return Ok(None);
+    };
+    let payload = json!({
+        "id": id,
+        "config": after,
+        "before_etag": before.map(tag),
+        "weakened": weaker,
+    });
+    let tenant = after
+        .or(before)
+        .map(|a| a.tenant.clone())
+        .unwrap_or_default();
+    let pid = propose(
+        state,
+        caller,
+        "application",
+        &payload,
+        &Place::Tenant(tenant),
+        &[],
+        c,
+    )
+    .await?;
+    Ok(Some(api::json(
+        StatusCode::ACCEPTED,
+        &Proposed::new(pid, None),
+    )))
+}
+
 /// Stores a checked registration; true when it is new.
 pub(crate) async fn store(state: &AdminState, cfg: ApplicationConfig) -> Result<bool, AdminError> {
     state
@@ -370,25 +404,10 @@ pub(crate) async fn delete(
     c.tenant = Some(a.tenant.clone());
     c.before = serde_json::to_value(&a).unwrap_or(Value::Null);
     let current = all(&state).await?;
-    if let Some(weaker) = weakened(&state, &current, &id, None) {
-        let payload = json!({
-            "id": id,
-            "config": Value::Null,
-            "before_etag": tag(&a),
-            "weakened": weaker,
-        });
-        let place = Place::Tenant(a.tenant.clone());
-        let pid = propose(
-            &state,
-            &caller,
-            "application",
-            &payload,
-            &place,
-            &[],
-            &mut c,
-        )
-        .await?;
-        return Ok(api::json(StatusCode::ACCEPTED, &Proposed::new(pid, None)));
+    if let Some(res) =
+        propose_if_weaker(&state, &caller, &current, &id, None, Some(&a), &mut c).await?
+    {
+        return Ok(res);
     }
     remove(&state, &id).await?;
     record(&state, &caller, &c).await?;

@@ -8,6 +8,7 @@ use axum::Router;
 
 use super::auth::{callback, login, logout};
 use super::client::{origin, MOUNT};
+use super::pages::applications::{applications, applications_post};
 use super::pages::audit::{audit, audit_export};
 use super::pages::clients::{clients, clients_post};
 use super::pages::directories::{directories, directories_post};
@@ -52,6 +53,10 @@ pub fn router(admin: AdminState, issuer: &str) -> Router {
         .route(&at("/clients"), get(clients).post(clients_post))
         .route(&at("/upstreams"), get(upstreams).post(upstreams_post))
         .route(&at("/directories"), get(directories).post(directories_post))
+        .route(
+            &at("/applications"),
+            get(applications).post(applications_post),
+        )
         .route(&at("/audit"), get(audit))
         .route(&at("/audit/export"), get(audit_export))
         .route(&at("/{*rest}"), get(not_found))

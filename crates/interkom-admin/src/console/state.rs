@@ -69,6 +69,10 @@ pub(crate) fn templates() -> Environment<'static> {
             "upstreams.html",
             include_str!("../../templates/upstreams.html"),
         ),
+        (
+            "applications.html",
+            include_str!("../../templates/applications.html"),
+        ),
         ("audit.html", include_str!("../../templates/audit.html")),
         ("message.html", include_str!("../../templates/message.html")),
     ] {
@@ -411,6 +415,8 @@ mod tests {
             "resources.html",
             "clients.html",
             "upstreams.html",
+            "directories.html",
+            "applications.html",
             "audit.html",
             "message.html",
         ] {
@@ -434,6 +440,7 @@ mod tests {
             include_str!("../../templates/resources.html"),
             include_str!("../../templates/clients.html"),
             include_str!("../../templates/upstreams.html"),
+            include_str!("../../templates/applications.html"),
         ];
         for src in sources {
             for part in src.split("t.").skip(1) {

@@ -1,5 +1,6 @@
 //! The console's pages, one module per resource of the admin API.
 
+pub(crate) mod applications;
 pub(crate) mod audit;
 pub(crate) mod clients;
 pub(crate) mod directories;
