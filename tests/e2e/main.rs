@@ -29,6 +29,7 @@ mod keys;
 mod metrics;
 mod passkeys;
 mod policy;
+mod saml_idp;
 mod security;
 mod slapd;
 mod tls;

@@ -16,6 +16,8 @@
 //!   sources: registrations, the LDAP client, links of entries to accounts.
 //! - [`factors`]: second-factor enrolments (TOTP, recovery codes,
 //!   passkeys).
+//! - [`service_providers`]: SAML service providers and the login client
+//!   each one's logins run as.
 //! - [`roles`]: the rule for roles identity sources hand out (four-eyes
 //!   roles, role changes at login).
 //! - `error`: what can go wrong ([`DirectoryError`]).
@@ -33,6 +35,7 @@ pub mod error;
 pub mod factors;
 pub mod ldap;
 pub mod roles;
+pub mod service_providers;
 pub mod upstreams;
 
 use std::sync::Arc;

@@ -8,6 +8,7 @@ use interkom_policy::{AuthContext, Decision, Effect, Loa, ResourceRef, Snapshot,
 use serde_json::{json, Value};
 
 use interkom_directory::applications::LOGIN_CLIENT_PREFIX;
+use interkom_directory::service_providers::LOGIN_CLIENT_PREFIX as SAML_PREFIX;
 
 use crate::web::Meta;
 use crate::{Gateway, GatewayError};
@@ -64,7 +65,18 @@ pub(crate) async fn check(
                     ))
                 }
             },
-            None => return unbound(gw, &snap, client_id, user_id).await,
+            None => match client_id.strip_prefix(SAML_PREFIX) {
+                Some(sp) => match gw
+                    .dir
+                    .service_provider(sp)
+                    .await?
+                    .and_then(|s| s.cfg.resource)
+                {
+                    Some(r) => r,
+                    None => return unbound(gw, &snap, client_id, user_id).await,
+                },
+                None => return unbound(gw, &snap, client_id, user_id).await,
+            },
         },
     };
     let amr: Vec<&str> = amr.iter().map(String::as_str).collect();

@@ -89,6 +89,22 @@ pub(crate) async fn authorize_post(
     authorize(gw, meta, headers, &body).await
 }
 
+/// Starts the one login flow for a request another answering protocol
+/// validated itself (a SAML AuthnRequest), as if it had come here.
+pub(crate) async fn begin(
+    gw: &Gateway,
+    meta: &Meta,
+    headers: &HeaderMap,
+    lang: Lang,
+    client: Arc<Client>,
+    req: AuthRequest,
+) -> Response {
+    match proceed(gw, meta, headers, lang, client, req).await {
+        Ok(r) => r,
+        Err(f) => fail_response(gw, lang, f),
+    }
+}
+
 async fn authorize(gw: Gateway, meta: Meta, headers: HeaderMap, raw: &[u8]) -> Response {
     let params = Params::parse(raw).ok();
     let ui = params

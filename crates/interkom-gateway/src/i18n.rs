@@ -93,6 +93,11 @@ pub(crate) struct Texts {
     pub(crate) app_unknown: &'static str,
     /// The return address is no registered application's.
     pub(crate) app_bad_return: &'static str,
+    pub(crate) saml_title: &'static str,
+    pub(crate) saml_intro: &'static str,
+    pub(crate) saml_continue: &'static str,
+    /// The SAML request could not be accepted (the reason follows).
+    pub(crate) saml_refused: &'static str,
 }
 
 static DE: Texts = Texts {
@@ -113,6 +118,10 @@ static DE: Texts = Texts {
     logged_out: "Sie sind abgemeldet.",
     app_denied: "Sie haben keinen Zugang zu dieser Anwendung. Wenden Sie sich an die Verwaltung Ihrer Kommune, wenn Sie ihn brauchen.",
     app_unknown: "Diese Adresse gehört zu keiner bei interkom registrierten Anwendung.",
+    saml_title: "Weiter zur Anwendung",
+    saml_intro: "Sie werden zur Anwendung weitergeleitet. Geschieht das nicht von selbst, wählen Sie „Weiter“.",
+    saml_continue: "Weiter",
+    saml_refused: "Die Anmeldeanfrage der Anwendung wurde abgelehnt.",
     app_bad_return: "Die Rücksprungadresse gehört zu keiner registrierten Anwendung; es wird nicht weitergeleitet.",
     unavailable: "Der Dienst ist vorübergehend nicht verfügbar. Bitte versuchen Sie es später erneut.",
     idp_heading: "Mit dem Konto Ihrer Kommune anmelden",
@@ -184,6 +193,10 @@ static EN: Texts = Texts {
     logged_out: "You are signed out.",
     app_denied: "You have no access to this application. Ask your Kommune's administration if you need it.",
     app_unknown: "This address belongs to no application registered with interkom.",
+    saml_title: "On to the application",
+    saml_intro: "You are being sent on to the application. If nothing happens, choose “Continue”.",
+    saml_continue: "Continue",
+    saml_refused: "The application's sign-in request was refused.",
     app_bad_return: "The return address belongs to no registered application; you are not sent on.",
     unavailable: "The service is temporarily unavailable. Please try again later.",
     idp_heading: "Sign in with your municipality's account",

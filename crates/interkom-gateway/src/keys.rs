@@ -39,6 +39,8 @@ pub(crate) struct SigningKey {
     /// Unpublished from this time on.
     retire_at: Option<i64>,
     created_at: i64,
+    /// An RSA key also signs SAML messages, with a certificate made for it.
+    pub(crate) saml: Option<interkom_saml::dsig::SigningKey>,
 }
 
 impl SigningKey {
@@ -156,6 +158,38 @@ fn generate(alg: Alg, kid: &str) -> Result<(Vec<u8>, Value), GatewayError> {
     Ok((der, jwk))
 }
 
+/// The SAML signing key of an RSA key: the key with a self-signed
+/// certificate made from it alone (serial from the kid, validity from its
+/// creation), so every node makes the same certificate.
+fn saml_key(
+    kid: &str,
+    der: &[u8],
+    created_at: i64,
+) -> Result<interkom_saml::dsig::SigningKey, GatewayError> {
+    use sha2::{Digest, Sha256};
+    let bad = |_| GatewayError::Crypto("cannot make the SAML certificate");
+    let kp = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+        &rustls_pki_types::PrivatePkcs8KeyDer::from(der.to_vec()),
+        &rcgen::PKCS_RSA_SHA256,
+    )
+    .map_err(bad)?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(bad)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("interkom SAML {kid}"));
+    let mut serial = Sha256::digest(kid.as_bytes())[..16].to_vec();
+    serial[0] &= 0x7f;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    let from = time::OffsetDateTime::from_unix_timestamp(created_at)
+        .map_err(|_| GatewayError::Crypto("a key's creation time"))?;
+    params.not_before = from;
+    params.not_after = from + time::Duration::days(365 * 20);
+    let cert = params.self_signed(&kp).map_err(bad)?;
+    interkom_saml::dsig::SigningKey::new(der, interkom_saml::dsig::Certificate(cert.der().to_vec()))
+        .map_err(|_| GatewayError::Crypto("cannot load the SAML signing key"))
+}
+
 /// The keys known to this node at one moment.
 #[derive(Default)]
 pub(crate) struct KeySet {
@@ -170,6 +204,26 @@ impl KeySet {
             .iter()
             .filter(|k| k.alg == alg && k.sign_from <= now && k.retire_at.is_none_or(|r| r > now))
             .max_by_key(|k| (k.sign_from, k.created_at))
+    }
+
+    /// The SAML signing key now (the RS256 key that signs).
+    pub(crate) fn saml(&self, now: i64) -> Option<&interkom_saml::dsig::SigningKey> {
+        self.signing(Alg::RS256, now).and_then(|k| k.saml.as_ref())
+    }
+
+    /// The certificates of the SAML keys published now: the one that
+    /// signs first, then one published ahead of a rotation.
+    pub(crate) fn saml_certs(&self, now: i64) -> Vec<interkom_saml::dsig::Certificate> {
+        let current = self.saml(now).map(|k| k.cert.clone());
+        let mut certs: Vec<_> = current.iter().cloned().collect();
+        for k in &self.keys {
+            if let Some(s) = &k.saml {
+                if k.retire_at.is_none_or(|r| r > now) && Some(&s.cert) != current.as_ref() {
+                    certs.push(s.cert.clone());
+                }
+            }
+        }
+        certs
     }
 
     pub(crate) fn by_kid(&self, kid: &str, now: i64) -> Option<&Arc<SigningKey>> {
@@ -254,7 +308,12 @@ impl KeyStore {
             let der = self.master.decrypt(&enc, &kid).map_err(|_| {
                 GatewayError::Crypto("stored key does not decrypt: wrong key-encryption key?")
             })?;
+            let saml = match alg {
+                Alg::RS256 => Some(saml_key(&kid, &der, created_at)?),
+                _ => None,
+            };
             keys.push(Arc::new(SigningKey {
+                saml,
                 pair: parse_pair(alg, &der)?,
                 public_jwk: serde_json::from_str(&jwk)?,
                 kid,
@@ -377,7 +436,12 @@ impl KeySet {
     pub(crate) fn standalone(alg: Alg) -> Result<KeySet, GatewayError> {
         let kid = format!("{}-standalone", alg.as_str().to_ascii_lowercase());
         let (der, public_jwk) = generate(alg, &kid)?;
+        let saml = match alg {
+            Alg::RS256 => Some(saml_key(&kid, &der, 0)?),
+            _ => None,
+        };
         let key = SigningKey {
+            saml,
             pair: parse_pair(alg, &der)?,
             public_jwk,
             kid,

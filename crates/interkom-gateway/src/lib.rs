@@ -6,7 +6,7 @@
 //!
 //! # Layout
 //! Arrows point down; no file imports one above it.
-//! - Endpoints: `forward` (forward authentication: the proxies' checks
+//! - Endpoints: `saml` (the SAML identity provider), `forward` (forward authentication: the proxies' checks
 //!   and the pages on a protected host), `authorize` (the authorization endpoint, the password form
 //!   and the choice of IdP), `second_factor` (`/login/otp`,
 //!   `/login/passkey`), `broker` (the upstreams' callbacks), `logout`,
@@ -47,6 +47,7 @@ mod login;
 mod logout;
 mod outbound;
 mod params;
+mod saml;
 mod second_factor;
 mod session;
 mod sources;
@@ -224,6 +225,11 @@ impl Gateway {
             .route("/forward-auth/callback", get(forward::callback))
             .route("/forward-auth/denied", any(forward::denied))
             .route("/forward-auth/assets/interkom.css", get(web::stylesheet))
+            // SAML identity provider.
+            .route("/saml/metadata", get(saml::metadata))
+            .route("/saml/sso", get(saml::sso_get).post(saml::sso_post))
+            .route("/saml/return", get(saml::saml_return))
+            .route("/assets/saml-post.js", get(web::saml_post_script))
             .route(
                 "/forward-auth/logout",
                 get(forward::logout).post(forward::logout),
@@ -336,6 +342,17 @@ impl Gateway {
 
     /// A client, through the directory's short-lived cache.
     pub(crate) async fn client(&self, id: &str) -> Result<Option<Arc<Client>>, GatewayError> {
+        // A SAML service provider's logins run as its login client, whose
+        // code comes back to the gateway's own return URL.
+        if let Some(sp) =
+            id.strip_prefix(interkom_directory::service_providers::LOGIN_CLIENT_PREFIX)
+        {
+            return Ok(self
+                .dir
+                .service_provider(sp)
+                .await?
+                .map(|sp| Arc::new(sp.login_client(saml::return_url(self)))));
+        }
         Ok(self.dir.login_client(id).await?)
     }
 

@@ -25,10 +25,25 @@ pub(crate) fn templates() -> Result<Environment<'static>, GatewayError> {
     env.add_template("passkey.html", include_str!("../templates/passkey.html"))?;
     env.add_template("consent.html", include_str!("../templates/consent.html"))?;
     env.add_template("consents.html", include_str!("../templates/consents.html"))?;
+    env.add_template(
+        "saml_post.html",
+        include_str!("../templates/saml_post.html"),
+    )?;
     Ok(env)
 }
 
 /// The passkey script of the second-factor and passkey pages.
+pub(crate) async fn saml_post_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../assets/saml-post.js"),
+    )
+        .into_response()
+}
+
 pub(crate) async fn webauthn_script() -> Response {
     (
         [

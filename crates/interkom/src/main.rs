@@ -138,6 +138,39 @@ enum Command {
         #[command(subcommand)]
         command: ApplicationCommand,
     },
+    /// SAML service providers (Fachverfahren that speak only SAML).
+    Sp {
+        #[command(subcommand)]
+        command: SpCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SpCommand {
+    /// Print every SAML service provider as JSON.
+    List,
+    /// Register or replace an SP from a JSON file in the admin API's
+    /// format, or from its metadata (`--metadata FILE --id --tenant --name`).
+    Put {
+        #[arg(long, value_name = "FILE", conflicts_with = "metadata")]
+        file: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        metadata: Option<PathBuf>,
+        #[arg(long, requires = "metadata")]
+        id: Option<String>,
+        #[arg(long, requires = "metadata")]
+        tenant: Option<String>,
+        #[arg(long, requires = "metadata")]
+        name: Option<String>,
+        /// The policy resource its logins are decided on.
+        #[arg(long, requires = "metadata")]
+        resource: Option<String>,
+    },
+    /// Remove an SP: its requests are refused from now on.
+    Delete {
+        #[arg(long, value_name = "ID")]
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -502,6 +535,7 @@ async fn node_command(
         Command::Audit { command } => return audit_command(app, command).await,
         Command::Directory { command } => return directory_command(app, command).await,
         Command::Application { command } => return application_command(app, command).await,
+        Command::Sp { command } => return sp_command(app, command).await,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -934,6 +968,86 @@ fn policy_what_if(
 }
 
 /// `interkom directory …`.
+/// `interkom sp list|put|delete`: the operator's changes, audited as
+/// `admin_change` by `cli`.
+async fn sp_command(app: &App, command: SpCommand) -> anyhow::Result<ExitCode> {
+    use interkom_audit::{Action, AuditEvent, Outcome};
+    use interkom_directory::service_providers::ServiceProviderConfig;
+    let audit = |op: &str, id: &str, after: serde_json::Value| {
+        AuditEvent::new(Action::AdminChange, Outcome::Success)
+            .subject("cli", None)
+            .target(format!("service-providers/{id}"))
+            .details(serde_json::json!({ "op": op, "after": after, "via": "cli" }))
+    };
+    match command {
+        SpCommand::List => {
+            let all: Vec<_> = app
+                .directory
+                .service_providers()
+                .await?
+                .into_iter()
+                .map(|s| s.cfg)
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&all)?);
+        }
+        SpCommand::Put {
+            file,
+            metadata,
+            id,
+            tenant,
+            name,
+            resource,
+        } => {
+            let cfg: ServiceProviderConfig = match (file, metadata) {
+                (Some(f), _) => serde_json::from_str(
+                    &std::fs::read_to_string(&f)
+                        .with_context(|| format!("reading {}", f.display()))?,
+                )
+                .context("the service provider's JSON")?,
+                (None, Some(m)) => {
+                    let xml = std::fs::read_to_string(&m)
+                        .with_context(|| format!("reading {}", m.display()))?;
+                    let (Some(id), Some(tenant)) = (id, tenant) else {
+                        bail!("--metadata needs --id and --tenant");
+                    };
+                    let name = name.unwrap_or_else(|| id.clone());
+                    let mut cfg = ServiceProviderConfig::from_metadata(&id, &tenant, &name, &xml)
+                        .map_err(|e| anyhow::anyhow!("the metadata: {e}"))?;
+                    cfg.resource = resource;
+                    cfg
+                }
+                (None, None) => bail!("--file or --metadata"),
+            };
+            let id = cfg.id.clone();
+            let after = serde_json::to_value(&cfg)?;
+            match app.directory.put_service_provider(cfg).await {
+                Ok(created) => {
+                    app.audit.append(audit("sp.put", &id, after)).await?;
+                    println!(
+                        "service provider {id} {}",
+                        if created { "registered" } else { "replaced" }
+                    );
+                }
+                Err(e) => {
+                    eprintln!("service provider {id} refused: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        SpCommand::Delete { id } => {
+            if !app.directory.delete_service_provider(&id).await? {
+                eprintln!("no service provider `{id}`");
+                return Ok(ExitCode::from(1));
+            }
+            app.audit
+                .append(audit("sp.delete", &id, serde_json::Value::Null))
+                .await?;
+            println!("service provider {id} removed");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `interkom application list|put|delete`: the operator's changes, audited
 /// as `admin_change` by `cli`.
 async fn application_command(app: &App, command: ApplicationCommand) -> anyhow::Result<ExitCode> {

@@ -29,6 +29,7 @@
 //! - `throttle`: the brute-force counters of the login form.
 //! - `keys`: the signing keys, encrypted, and the announcement of a
 //!   rotation.
+//! - `saml`: the replay cache of SAML requests.
 //! - `purge`: the removal of expired rows.
 //!
 //! The store is a building block: it imports nothing of the crate above it.
@@ -42,6 +43,7 @@ mod keys;
 mod logins;
 mod purge;
 mod rotations;
+mod saml;
 mod sessions;
 mod throttle;
 mod tokens;

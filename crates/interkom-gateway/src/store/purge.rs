@@ -22,6 +22,7 @@ impl Store {
             "client_assertions",
             "upstream_logins",
             "webauthn_ceremonies",
+            "saml_requests",
         ] {
             n += sqlx::query(&format!("DELETE FROM {table} WHERE expires_at < $1"))
                 .bind(now - 3600)

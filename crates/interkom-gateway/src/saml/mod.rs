@@ -1,0 +1,7 @@
+//! SAML 2.0: interkom as identity provider for Fachverfahren that speak
+//! only SAML (`idp`). Messages, bindings and XML security are
+//! `interkom-saml`'s; the login is the one login flow's.
+
+mod idp;
+
+pub(crate) use idp::{metadata, return_url, saml_return, sso_get, sso_post};
