@@ -269,3 +269,380 @@ fn fields_of(html: &str) -> Vec<(&'static str, String)> {
         ("RelayState", hidden(html, "RelayState")),
     ]
 }
+
+/// An SP key pair of the test's own (for signed requests).
+fn sp_key() -> interkom_saml::dsig::SigningKey {
+    use rsa::pkcs8::EncodePrivateKey;
+    let private = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+    let der = private.to_pkcs8_der().unwrap();
+    let kp = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+        &rustls_pki_types::PrivatePkcs8KeyDer::from(der.as_bytes().to_vec()),
+        &rcgen::PKCS_RSA_SHA256,
+    )
+    .unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["sp.test".into()])
+        .unwrap()
+        .self_signed(&kp)
+        .unwrap();
+    interkom_saml::dsig::SigningKey::new(
+        der.as_bytes(),
+        interkom_saml::dsig::Certificate(cert.der().to_vec()),
+    )
+    .unwrap()
+}
+
+const ENTITY: &str = "https://fv.hitzacker.example/saml";
+const ACS: &str = "https://fv.hitzacker.example/saml/acs";
+
+fn by_hand(resource: &str, key: Option<&interkom_saml::dsig::SigningKey>) -> ServiceProviderConfig {
+    ServiceProviderConfig {
+        id: "fv-hand".into(),
+        tenant: "hitzacker-elbe".into(),
+        name: "Fachverfahren".into(),
+        entity_id: ENTITY.into(),
+        acs_urls: vec![ACS.into()],
+        slo_url: None,
+        signing_certs: key.iter().map(|k| k.cert.base64()).collect(),
+        encryption_cert: None,
+        encryption: None,
+        name_id_format: Default::default(),
+        attributes: interkom_directory::service_providers::SamlAttribute::ALL.to_vec(),
+        resource: Some(resource.into()),
+        sign_response: true,
+        sign_assertion: true,
+        require_signed_requests: key.is_some(),
+        idp_initiated: false,
+    }
+}
+
+fn request(s: &TestServer, id: &str, at: i64) -> interkom_saml::authn::AuthnRequest {
+    interkom_saml::authn::AuthnRequest {
+        id: id.into(),
+        issue_instant: at,
+        issuer: ENTITY.into(),
+        destination: Some(s.url("/saml/sso")),
+        acs_url: Some(ACS.into()),
+        acs_index: None,
+        protocol_binding: Some(interkom_saml::authn::BINDING_POST.into()),
+        force_authn: false,
+        is_passive: false,
+        name_id_format: None,
+        requested: None,
+    }
+}
+
+fn redirect(s: &TestServer, xml: &str, key: Option<&interkom_saml::dsig::SigningKey>) -> String {
+    let sign = |m: &[u8]| key.unwrap().sign_raw(m);
+    interkom_saml::binding::redirect_url(
+        &s.url("/saml/sso"),
+        interkom_saml::binding::Param::Request,
+        xml,
+        Some("r"),
+        key.map(|_| &sign as interkom_saml::binding::QuerySigner<'_>),
+    )
+    .unwrap()
+}
+
+/// A refused request: a 400 page that posts nothing anywhere, and an
+/// audit event.
+async fn refused(res: reqwest::Response, what: &str) {
+    assert_eq!(res.status(), 400, "{what}");
+    let html = res.text().await.unwrap();
+    assert!(
+        !html.contains("<form"),
+        "{what}: the page posts nothing: {html}"
+    );
+    assert!(!html.contains(ACS), "{what}");
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_with_a_page_and_audited() {
+    let s = TestServer::start().await;
+    let key = sp_key();
+    s.app
+        .directory
+        .put_service_provider(by_hand("ratsinfo-hitzacker", Some(&key)))
+        .await
+        .unwrap();
+    let now = s.clock.now();
+    let http = TestServer::http();
+    let good = request(&s, "_good", now).to_xml(None);
+    // Signed over the query, fresh, ours: the login form.
+    let res = http
+        .get(redirect(&s, &good, Some(&key)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "a good request reaches the login form");
+
+    let other = sp_key();
+    let cases: Vec<(&str, String)> = vec![
+        ("not base64", s.url("/saml/sso?SAMLRequest=%25%25%25")),
+        ("no request", s.url("/saml/sso")),
+        (
+            "unsigned where required",
+            redirect(&s, &request(&s, "_u", now).to_xml(None), None),
+        ),
+        (
+            "signed by another key",
+            redirect(&s, &request(&s, "_o", now).to_xml(None), Some(&other)),
+        ),
+        ("replayed", redirect(&s, &good, Some(&key))),
+        (
+            "expired",
+            redirect(&s, &request(&s, "_e", now - 3600).to_xml(None), Some(&key)),
+        ),
+        (
+            "from the future",
+            redirect(&s, &request(&s, "_f", now + 3600).to_xml(None), Some(&key)),
+        ),
+        (
+            "an ACS URL not registered",
+            redirect(
+                &s,
+                &interkom_saml::authn::AuthnRequest {
+                    acs_url: Some("https://evil.example/acs".into()),
+                    ..request(&s, "_a", now)
+                }
+                .to_xml(None),
+                Some(&key),
+            ),
+        ),
+        (
+            "meant for another IdP",
+            redirect(
+                &s,
+                &interkom_saml::authn::AuthnRequest {
+                    destination: Some("https://other-idp.example/sso".into()),
+                    ..request(&s, "_d", now)
+                }
+                .to_xml(None),
+                Some(&key),
+            ),
+        ),
+        (
+            "an SP nobody registered",
+            redirect(
+                &s,
+                &interkom_saml::authn::AuthnRequest {
+                    issuer: "https://unbekannt.example".into(),
+                    ..request(&s, "_n", now)
+                }
+                .to_xml(None),
+                Some(&key),
+            ),
+        ),
+        (
+            "a DTD (billion laughs)",
+            redirect(
+                &s,
+                &format!(
+                    "<!DOCTYPE r [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;\">]>{}",
+                    request(&s, "_x", now).to_xml(None)
+                ),
+                Some(&key),
+            ),
+        ),
+        (
+            "oversized",
+            redirect(
+                &s,
+                &request(&s, &format!("_{}", "x".repeat(300 * 1024)), now).to_xml(None),
+                Some(&key),
+            ),
+        ),
+        ("not XML", redirect(&s, "<samlp:AuthnRequest", Some(&key))),
+    ];
+    for (what, url) in cases {
+        refused(http.get(url).send().await.unwrap(), what).await;
+    }
+    // POST with a repeated field, and POST of garbage.
+    let res = http
+        .post(s.url("/saml/sso"))
+        .form(&[("SAMLRequest", "a"), ("SAMLRequest", "b")])
+        .send()
+        .await
+        .unwrap();
+    refused(res, "a field twice").await;
+    let failed = s.audit("login_failed").await;
+    let saml: Vec<_> = failed
+        .iter()
+        .filter(|e| e.details.contains("\"via\":\"saml\""))
+        .collect();
+    assert!(saml.len() >= 14, "each refusal audited: {}", saml.len());
+    assert!(saml.iter().any(|e| e.details.contains("replay")));
+}
+
+#[tokio::test]
+async fn the_policy_denies_and_an_unreachable_level_is_answered_to_the_sp() {
+    let s = TestServer::start().await;
+    // Gorleben's Ratsinfo: a Hitzacker clerk may not use it.
+    s.app
+        .directory
+        .put_service_provider(by_hand("ratsinfo-gorleben", None))
+        .await
+        .unwrap();
+    let now = s.clock.now();
+    let browser = Browser::new();
+    let form = browser
+        .open_login(
+            &s,
+            &redirect(&s, &request(&s, "_deny", now).to_xml(None), None),
+        )
+        .await;
+    let res = browser
+        .submit(&form, "jan.meyer", "Hitzacker-Demo-2026!")
+        .await;
+    let res = browser.get(&location(&res).unwrap()).await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    let (action, fields) = post_form(&html);
+    assert_eq!(action, ACS, "the SP hears the denial");
+    let xml = interkom_saml::binding::post_decode(&fields[0].1).unwrap();
+    assert!(
+        xml.contains("urn:oasis:names:tc:SAML:2.0:status:RequestDenied"),
+        "{xml}"
+    );
+    assert!(!xml.contains("Assertion"), "no assertion");
+    let denied = s.audit("decision_denied").await;
+    assert!(denied
+        .iter()
+        .any(|e| e.actor_client.as_deref() == Some("saml:fv-hand")));
+
+    // A level no method of this account reaches (high, asked by the SP).
+    s.app
+        .directory
+        .put_service_provider(by_hand("ratsinfo-hitzacker", None))
+        .await
+        .unwrap();
+    let high = interkom_saml::authn::AuthnRequest {
+        requested: Some(interkom_saml::authn::RequestedContext {
+            comparison: "minimum".into(),
+            class_refs: vec!["http://eidas.europa.eu/LoA/high".into()],
+        }),
+        ..request(&s, "_high", now)
+    };
+    let browser = Browser::new();
+    let form = browser
+        .open_login(&s, &redirect(&s, &high.to_xml(None), None))
+        .await;
+    let res = browser
+        .submit(&form, "jan.meyer", "Hitzacker-Demo-2026!")
+        .await;
+    let res = browser.get(&location(&res).unwrap()).await;
+    let (_, fields) = post_form(&res.text().await.unwrap());
+    let xml = interkom_saml::binding::post_decode(&fields[0].1).unwrap();
+    assert!(xml.contains("status:NoAuthnContext"), "{xml}");
+}
+
+#[tokio::test]
+async fn idp_initiated_login_only_where_switched_on() {
+    let s = TestServer::start().await;
+    let mut cfg = by_hand("ratsinfo-hitzacker", None);
+    s.app
+        .directory
+        .put_service_provider(cfg.clone())
+        .await
+        .unwrap();
+    let browser = Browser::new();
+    let res = browser.get(&s.url("/saml/start?sp=fv-hand")).await;
+    assert_eq!(res.status(), 400, "off by default");
+    cfg.idp_initiated = true;
+    s.app.directory.put_service_provider(cfg).await.unwrap();
+    let form = browser
+        .open_login(&s, &s.url("/saml/start?sp=fv-hand&RelayState=/akten"))
+        .await;
+    let res = browser
+        .submit(&form, "jan.meyer", "Hitzacker-Demo-2026!")
+        .await;
+    let res = browser.get(&location(&res).unwrap()).await;
+    let html = res.text().await.unwrap();
+    let (action, fields) = post_form(&html);
+    assert_eq!(action, ACS);
+    assert_eq!(fields[1], ("RelayState".to_owned(), "/akten".to_owned()));
+    let xml = interkom_saml::binding::post_decode(&fields[0].1).unwrap();
+    assert!(!xml.contains("InResponseTo"), "answers no request: {xml}");
+    assert!(xml.contains("status:Success"));
+}
+
+#[tokio::test]
+async fn the_admin_api_keeps_service_providers_in_the_subtree() {
+    let s = TestServer::start().await;
+    let kreis = admin_account(
+        &s,
+        "lk-luechow-dannenberg",
+        "kreis.it",
+        &["admin", "sachbearbeitung"],
+    )
+    .await;
+    let gemeinde = admin_account(
+        &s,
+        "hitzacker-elbe",
+        "gem.admin",
+        &["admin", "sachbearbeitung"],
+    )
+    .await;
+    let body = serde_json::to_value(by_hand("ratsinfo-hitzacker", None)).unwrap();
+    let put = |token: &str, b: serde_json::Value| {
+        let token = token.to_owned();
+        let s = &s;
+        async move {
+            admin(
+                s,
+                reqwest::Method::PUT,
+                &token,
+                "/service-providers/fv-hand",
+                Some(b),
+            )
+            .await
+        }
+    };
+    let (st, v) = put(&gemeinde, body.clone()).await;
+    assert_eq!(st, 201, "{v}");
+    // Another Kommune's resource, or tenant: refused.
+    let mut foreign = body.clone();
+    foreign["resource"] = serde_json::json!("kfz-zulassung");
+    assert_eq!(put(&gemeinde, foreign).await.0, 403);
+    let mut elsewhere = body.clone();
+    elsewhere["tenant"] = serde_json::json!("gorleben");
+    assert_eq!(put(&gemeinde, elsewhere).await.0, 403);
+    // Bad input as problem+json.
+    for (k, v) in [
+        ("acs_urls", serde_json::json!(["http://fv.example/acs"])),
+        ("signing_certs", serde_json::json!(["kein Zertifikat"])),
+        ("encryption", serde_json::json!({ "content": "des" })),
+    ] {
+        let mut b = body.clone();
+        b[k] = v;
+        let (st, p) = put(&gemeinde, b).await;
+        assert_eq!(st, 400, "{k}: {p}");
+    }
+    // Dropping the resource lowers the protection need: a proposal.
+    let mut unbound = body.clone();
+    unbound["resource"] = serde_json::Value::Null;
+    let (st, v) = put(&gemeinde, unbound).await;
+    assert_eq!(st, 202, "{v}");
+    // From metadata fetched at an address interkom may not call.
+    let (st, v) = admin(
+        &s,
+        reqwest::Method::PUT,
+        &kreis,
+        "/service-providers/fv-md/metadata",
+        Some(serde_json::json!({
+            "tenant": "hitzacker-elbe", "name": "X",
+            "metadata_url": "https://169.254.169.254/latest/meta-data"
+        })),
+    )
+    .await;
+    assert_eq!(st, 400, "{v}");
+    let (st, v) = admin(
+        &s,
+        reqwest::Method::GET,
+        &gemeinde,
+        "/service-providers",
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(v["service_providers"].as_array().unwrap().len(), 1);
+}

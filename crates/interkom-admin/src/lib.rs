@@ -10,7 +10,7 @@
 //! schemas the document names), and a `routes()` that [`router`] and the
 //! OpenAPI document are both made from (utoipa-axum: one list):
 //! `users`, `clients` (with tenants and keys), `applications` (protected
-//! by forward authentication), `upstreams`, `directories`, `grants`,
+//! by forward authentication), `service_providers` (SAML), `upstreams`, `directories`, `grants`,
 //! `audit`, `policy` (lines: read, what-if, change), `resources` (with
 //! their protection needs), `proposals` (four eyes: `store`, `apply`).
 //!
@@ -37,6 +37,7 @@ mod policy;
 mod proposals;
 mod resources;
 mod scope;
+mod service_providers;
 mod sources;
 mod upstreams;
 mod users;
@@ -173,6 +174,7 @@ pub(crate) fn resources() -> OpenApiRouter<AdminState> {
         .merge(audit::routes())
         .merge(clients::routes())
         .merge(applications::routes())
+        .merge(service_providers::routes())
         .merge(upstreams::routes())
         .merge(directories::routes())
         .merge(users::routes())

@@ -229,6 +229,7 @@ impl Gateway {
             .route("/saml/metadata", get(saml::metadata))
             .route("/saml/sso", get(saml::sso_get).post(saml::sso_post))
             .route("/saml/return", get(saml::saml_return))
+            .route("/saml/start", get(saml::idp_initiated))
             .route("/assets/saml-post.js", get(web::saml_post_script))
             .route(
                 "/forward-auth/logout",
@@ -303,6 +304,33 @@ impl Gateway {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         }))
+    }
+
+    /// A partner's SAML metadata fetched once from `url`: https and public
+    /// addresses only (the rule for upstream issuers), no redirects, at
+    /// most 1 MiB.
+    pub async fn fetch_saml_metadata(&self, url: &str) -> Result<String, String> {
+        interkom_directory::clients::check_outbound_uri(url, self.cfg.upstream_allow_loopback)?;
+        let res = self
+            .upstream_http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("`{url}` could not be fetched: {e}"))?;
+        if !res.status().is_success() {
+            return Err(format!("`{url}` answered {}", res.status()));
+        }
+        if res.content_length().is_some_and(|l| l > 1 << 20) {
+            return Err(format!("`{url}`: metadata larger than 1 MiB"));
+        }
+        let body = res
+            .bytes()
+            .await
+            .map_err(|e| format!("`{url}` could not be read: {e}"))?;
+        if body.len() > 1 << 20 {
+            return Err(format!("`{url}`: metadata larger than 1 MiB"));
+        }
+        String::from_utf8(body.to_vec()).map_err(|_| format!("`{url}`: not UTF-8"))
     }
 
     /// Validates one of interkom's access tokens (signature, issuer, expiry,

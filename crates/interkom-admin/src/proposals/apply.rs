@@ -29,6 +29,8 @@ pub(crate) enum Prepared {
         Option<(interkom_directory::ldap::DirectorySourceConfig, bool)>,
     ),
     FirstParty(String, bool),
+    /// A SAML service provider to store.
+    ServiceProvider(Box<interkom_directory::service_providers::ServiceProviderConfig>),
     /// A protected application to store (`None`: to remove).
     Application(
         String,
@@ -159,6 +161,10 @@ pub(crate) async fn prepare_approval(
                 .await?;
             Ok(Prepared::Directory(Box::new(body), before))
         }
+        "service_provider" => {
+            let cfg = crate::service_providers::prepare(state, caller, scope, payload, c).await?;
+            Ok(Prepared::ServiceProvider(Box::new(cfg)))
+        }
         "application" => {
             let (id, after) =
                 crate::applications::prepare(state, caller, scope, payload, c).await?;
@@ -225,6 +231,17 @@ pub(crate) async fn apply_approved(
                     .await?;
             Ok(ApprovalResult::Directory {
                 directory: Box::new(after),
+            })
+        }
+        Prepared::ServiceProvider(cfg) => {
+            c.op = "sp.put";
+            c.target = format!("service-providers/{}", cfg.id);
+            c.tenant = Some(cfg.tenant.clone());
+            c.after = serde_json::to_value(&cfg).unwrap_or(Value::Null);
+            crate::service_providers::store(state, *cfg.clone()).await?;
+            record(state, caller, c).await?;
+            Ok(ApprovalResult::ServiceProvider {
+                service_provider: cfg,
             })
         }
         Prepared::Application(id, after) => {

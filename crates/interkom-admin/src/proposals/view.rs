@@ -106,6 +106,11 @@ pub(crate) enum ApprovalResult {
     Directory {
         directory: Box<crate::directories::view::DirectoryView>,
     },
+    /// `service_provider`: the SAML service provider as it is now.
+    ServiceProvider {
+        #[schema(value_type = crate::service_providers::view::ServiceProviderDoc)]
+        service_provider: Box<interkom_directory::service_providers::ServiceProviderConfig>,
+    },
     /// `application`: the application as it is now (`null`: removed).
     Application {
         #[schema(value_type = Option<crate::applications::view::ApplicationDoc>)]

@@ -172,6 +172,60 @@ pub(crate) async fn sso_post(
     sso(&gw, &meta, &headers, incoming).await
 }
 
+/// `GET /saml/start?sp=ID[&RelayState=…]`: a login that starts here, for
+/// an SP that has IdP-initiated SSO switched on (its default ACS URL, no
+/// request to answer).
+pub(crate) async fn idp_initiated(
+    State(gw): State<Gateway>,
+    meta: Meta,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q: Vec<(String, String)> = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
+    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let sp = match get("sp") {
+        Some(id) => match gw.dir.service_provider(&id).await {
+            Ok(sp) => sp,
+            Err(e) => return web::internal(&gw, lang_of(&meta), e.into()),
+        },
+        None => None,
+    };
+    let Some(sp) = sp.filter(|s| s.cfg.idp_initiated) else {
+        let why = "no service provider with IdP-initiated login of that id";
+        audit_refusal(&gw, &meta, None, why).await;
+        return refused(&gw, &meta, StatusCode::BAD_REQUEST, why);
+    };
+    let acs = sp.cfg.acs_urls[0].clone();
+    let relay_state = get("RelayState").filter(|r| r.len() <= 800);
+    let req = AuthnRequest {
+        id: String::new(),
+        issue_instant: gw.clock.now(),
+        issuer: sp.cfg.entity_id.clone(),
+        destination: None,
+        acs_url: None,
+        acs_index: None,
+        protocol_binding: None,
+        force_authn: false,
+        is_passive: false,
+        name_id_format: None,
+        requested: None,
+    };
+    start(
+        &gw,
+        &meta,
+        &headers,
+        Accepted {
+            sp,
+            req,
+            acs,
+            relay_state,
+        },
+    )
+    .await
+}
+
 /// Why a request is refused: for the page and the audit trail.
 fn refused(gw: &Gateway, meta: &Meta, status: StatusCode, why: &str) -> Response {
     let lang = lang_of(meta);
@@ -349,7 +403,8 @@ async fn start(gw: &Gateway, meta: &Meta, headers: &HeaderMap, a: Accepted) -> R
     let now = gw.clock.now();
     let pending = Pending {
         sp: a.sp.cfg.id.clone(),
-        request_id: Some(a.req.id.clone()),
+        // IdP-initiated: nothing to answer.
+        request_id: Some(a.req.id.clone()).filter(|i| !i.is_empty()),
         acs: a.acs,
         relay_state: a.relay_state,
         eidas,

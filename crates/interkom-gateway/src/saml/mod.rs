@@ -4,4 +4,4 @@
 
 mod idp;
 
-pub(crate) use idp::{metadata, return_url, saml_return, sso_get, sso_post};
+pub(crate) use idp::{idp_initiated, metadata, return_url, saml_return, sso_get, sso_post};
