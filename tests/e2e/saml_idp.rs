@@ -646,3 +646,87 @@ async fn the_admin_api_keeps_service_providers_in_the_subtree() {
     assert_eq!(st, 200);
     assert_eq!(v["service_providers"].as_array().unwrap().len(), 1);
 }
+
+/// Registers a pysaml2 SP under `id` (from its metadata: ACS, SLO, keys).
+async fn register_as(s: &TestServer, sp: &PySp, id: &str) {
+    let md = TestServer::http()
+        .get(sp.url("/metadata"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut cfg = ServiceProviderConfig::from_metadata(id, "hitzacker-elbe", id, &md).unwrap();
+    cfg.resource = Some("ratsinfo-hitzacker".into());
+    assert!(
+        cfg.slo_url.is_some(),
+        "the SP's metadata names its SLO endpoint"
+    );
+    s.app.directory.put_service_provider(cfg).await.unwrap();
+}
+
+/// Follows redirects (303/302) from `url` as a browser does, returning
+/// the final answer.
+async fn follow(browser: &Browser, url: &str) -> reqwest::Response {
+    let mut res = browser.get(url).await;
+    for _ in 0..10 {
+        if !matches!(res.status().as_u16(), 302 | 303) {
+            break;
+        }
+        res = browser.get(&location(&res).unwrap()).await;
+    }
+    res
+}
+
+#[tokio::test]
+async fn single_logout_from_one_sp_reaches_the_other_and_ends_the_session() {
+    let s = TestServer::start().await;
+    let one = PySp::start(&s.url("/saml/metadata"), &["--binding", "redirect"]);
+    let two = PySp::start(&s.url("/saml/metadata"), &["--binding", "redirect"]);
+    register_as(&s, &one, "fv-eins").await;
+    register_as(&s, &two, "fv-zwei").await;
+    let browser = Browser::new();
+    login(&s, &one, &browser, "").await;
+    // Single sign-on into the second SP.
+    let res = browser.get(&two.url("/login")).await;
+    let res = browser.get(&location(&res).unwrap()).await;
+    assert_eq!(res.status(), 303, "no login form");
+    let res = browser.get(&location(&res).unwrap()).await;
+    let (action, fields) = post_form(&res.text().await.unwrap());
+    assert_eq!(
+        browser
+            .http
+            .post(&action)
+            .form(&fields)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        303
+    );
+    assert_eq!(browser.get(&two.url("/whoami")).await.status(), 200);
+
+    // Logout at the first: interkom, then the second SP, then back.
+    let res = follow(&browser, &one.url("/logout")).await;
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("Success"),
+        "the first SP got a successful LogoutResponse: {text}"
+    );
+    assert_eq!(
+        browser.get(&two.url("/whoami")).await.status(),
+        401,
+        "the second SP was told"
+    );
+    // interkom's session ended: the next login asks for the password.
+    let res = browser.get(&one.url("/login")).await;
+    let res = browser.get(&location(&res).unwrap()).await;
+    assert_eq!(res.status(), 200, "the login form again");
+    let logouts = s.audit("logout").await;
+    assert!(logouts
+        .iter()
+        .any(|e| e.details.contains("\"via\":\"saml\"")));
+}

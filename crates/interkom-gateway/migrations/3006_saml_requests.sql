@@ -8,3 +8,13 @@ CREATE TABLE saml_requests (
     PRIMARY KEY (sp, request_id)
 );
 CREATE INDEX saml_requests_expires ON saml_requests (expires_at);
+
+-- Which service providers got an assertion in a single sign-on session,
+-- with the NameID they know the person by: single logout tells each.
+CREATE TABLE saml_sessions (
+    sid        TEXT   NOT NULL,
+    sp         TEXT   NOT NULL,
+    name_id    TEXT   NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (sid, sp)
+);

@@ -230,6 +230,7 @@ impl Gateway {
             .route("/saml/sso", get(saml::sso_get).post(saml::sso_post))
             .route("/saml/return", get(saml::saml_return))
             .route("/saml/start", get(saml::idp_initiated))
+            .route("/saml/slo", get(saml::slo_get).post(saml::slo_post))
             .route("/assets/saml-post.js", get(web::saml_post_script))
             .route(
                 "/forward-auth/logout",

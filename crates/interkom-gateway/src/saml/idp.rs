@@ -91,7 +91,7 @@ pub(crate) async fn metadata(State(gw): State<Gateway>, meta: Meta) -> Response 
         .into_response()
 }
 
-fn lang_of(meta: &Meta) -> Lang {
+pub(crate) fn lang_of(meta: &Meta) -> Lang {
     Lang::negotiate(None, meta.accept_language.as_deref())
 }
 
@@ -227,12 +227,12 @@ pub(crate) async fn idp_initiated(
 }
 
 /// Why a request is refused: for the page and the audit trail.
-fn refused(gw: &Gateway, meta: &Meta, status: StatusCode, why: &str) -> Response {
+pub(crate) fn refused(gw: &Gateway, meta: &Meta, status: StatusCode, why: &str) -> Response {
     let lang = lang_of(meta);
     web::error_page(gw, lang, status, lang.texts().saml_refused, Some(why))
 }
 
-async fn audit_refusal(gw: &Gateway, meta: &Meta, sp: Option<&str>, why: &str) {
+pub(crate) async fn audit_refusal(gw: &Gateway, meta: &Meta, sp: Option<&str>, why: &str) {
     let mut ev = AuditEvent::new(Action::LoginFailed, Outcome::Failure)
         .reason("saml_request_refused")
         .correlation(meta.request_id.clone())
@@ -448,7 +448,7 @@ async fn start(gw: &Gateway, meta: &Meta, headers: &HeaderMap, a: Accepted) -> R
     res
 }
 
-fn pending_cookie(gw: &Gateway, value: &str, max_age: i64) -> HeaderValue {
+pub(crate) fn pending_cookie(gw: &Gateway, value: &str, max_age: i64) -> HeaderValue {
     let secure = if gw.cfg.secure_cookies() {
         "; Secure"
     } else {
@@ -687,6 +687,10 @@ async fn answer(
         &user,
     );
     gw.audit.append(ev).await?;
+    // Single logout will tell this SP.
+    gw.store
+        .saml_participant(&c.sid, &sp.cfg.id, &assertion.name_id, now)
+        .await?;
     Ok(post_page(gw, &p, &xml))
 }
 
@@ -698,7 +702,18 @@ fn saml_err(e: interkom_saml::SamlError) -> GatewayError {
 /// The page that posts the Response to the ACS URL (at once with the
 /// script, else by its button); the pending request is used up.
 fn post_page(gw: &Gateway, p: &Pending, xml: &str) -> Response {
-    let fields = binding::post_fields(Param::Response, xml, p.relay_state.as_deref());
+    post_to(gw, &p.acs, Param::Response, xml, p.relay_state.as_deref())
+}
+
+/// The page that posts a message to `action` (at once with the script).
+pub(crate) fn post_to(
+    gw: &Gateway,
+    action: &str,
+    param: Param,
+    xml: &str,
+    relay_state: Option<&str>,
+) -> Response {
+    let fields = binding::post_fields(param, xml, relay_state);
     let lang = Lang::De;
     let mut res = web::page(
         gw,
@@ -708,7 +723,7 @@ fn post_page(gw: &Gateway, p: &Pending, xml: &str) -> Response {
             lang => lang.code(),
             base => gw.cfg.base_path(),
             t => minijinja::Value::from_serialize(lang.texts()),
-            action => p.acs,
+            action => action,
             fields => fields,
         },
     );

@@ -38,6 +38,13 @@ impl Store {
             .execute(&self.pool)
             .await?
             .rows_affected();
+        // The service providers of sessions that ended.
+        n += sqlx::query(
+            "DELETE FROM saml_sessions WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.sid = saml_sessions.sid)",
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
         Ok(n)
     }
 }

@@ -137,6 +137,14 @@ impl Store {
         Ok(t.flatten())
     }
 
+    /// The account of session `sid`, while it lasts.
+    pub(crate) async fn session_user(&self, sid: &str) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT user_id FROM sessions WHERE sid = $1")
+            .bind(sid)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
     /// Whether session `sid` still exists, seen from the caller's
     /// transaction.
     pub(crate) async fn session_exists(
