@@ -730,3 +730,44 @@ async fn single_logout_from_one_sp_reaches_the_other_and_ends_the_session() {
         .iter()
         .any(|e| e.details.contains("\"via\":\"saml\"")));
 }
+
+#[tokio::test]
+async fn a_level_asked_for_in_the_request_steps_up_with_the_second_factor() {
+    let s = TestServer::start().await;
+    s.app
+        .directory
+        .put_service_provider(by_hand("ratsinfo-hitzacker", None))
+        .await
+        .unwrap();
+    let now = s.clock.now();
+    let substantial = interkom_saml::authn::AuthnRequest {
+        requested: Some(interkom_saml::authn::RequestedContext {
+            comparison: "minimum".into(),
+            class_refs: vec!["urn:interkom:loa:substantial".into()],
+        }),
+        ..request(&s, "_step", now)
+    };
+    // The Kommunalaufsicht reads every Ratsinfo; her password alone is low.
+    let browser = Browser::new();
+    let form = browser
+        .open_login(&s, &redirect(&s, &substantial.to_xml(None), None))
+        .await;
+    let res = browser.submit(&form, "kreis.admin", "Kreis-Demo-2026!").await;
+    assert_eq!(res.status(), 200, "the second-factor page");
+    let page = res.text().await.unwrap();
+    let raw = totp_rs::Secret::Encoded("KREISADMINDEMOSECRETZWEITAUSEND2".into())
+        .to_bytes()
+        .unwrap();
+    let code = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 0, 30, raw)
+        .generate(s.clock.now() as u64);
+    let res = post_step(&browser, &s, "/login/otp", &page, &[("code", &code)]).await;
+    assert_eq!(res.status(), 303);
+    let res = browser.get(&location(&res).unwrap()).await;
+    let (_, fields) = post_form(&res.text().await.unwrap());
+    let xml = interkom_saml::binding::post_decode(&fields[0].1).unwrap();
+    assert!(xml.contains("status:Success"), "{xml}");
+    assert!(
+        xml.contains("<saml:AuthnContextClassRef>urn:interkom:loa:substantial</saml:AuthnContextClassRef>"),
+        "the level reached: {xml}"
+    );
+}
