@@ -135,6 +135,11 @@ struct Cli {
     /// instead of to interkom's check endpoint.
     #[arg(long)]
     proxy: Option<String>,
+    /// saml_sso: the registered SP's entity id and ACS URL.
+    #[arg(long, default_value = "https://bench-sp.example/saml")]
+    sp_entity: String,
+    #[arg(long, default_value = "https://bench-sp.example/saml/acs")]
+    sp_acs: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -153,6 +158,10 @@ enum Scenario {
     /// subrequest sends it), or with `--proxy` a request through the proxy.
     #[value(name = "forward_check")]
     ForwardCheck,
+    /// A SAML login with an existing session: an AuthnRequest in (Redirect
+    /// binding), the signed Response out (`/saml/sso`, then `/saml/return`).
+    #[value(name = "saml_sso")]
+    SamlSso,
 }
 
 impl Scenario {
@@ -166,6 +175,7 @@ impl Scenario {
             Scenario::Authzen => "authzen",
             Scenario::AuthzenBatch => "authzen_batch",
             Scenario::ForwardCheck => "forward_check",
+            Scenario::SamlSso => "saml_sso",
         }
     }
 }
@@ -417,11 +427,17 @@ impl fmt::Display for Failure {
 struct Conn {
     addr: SocketAddr,
     sender: Option<SendRequest<Full<Bytes>>>,
+    /// The `interkom_session` cookie the last login set (saml_sso).
+    last_session: Option<String>,
 }
 
 impl Conn {
     fn new(addr: SocketAddr) -> Conn {
-        Conn { addr, sender: None }
+        Conn {
+            addr,
+            sender: None,
+            last_session: None,
+        }
     }
 
     async fn open(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, Failure> {
@@ -589,6 +605,7 @@ async fn form_login(
     if parts.status != StatusCode::SEE_OTHER {
         return Err(Failure::answer("login", parts.status, &body));
     }
+    conn.last_session = cookie_set(&parts, "interkom_session");
     Ok(parts
         .headers
         .get(header::LOCATION)
@@ -606,6 +623,69 @@ fn cookie_set(parts: &Parts, name: &str) -> Option<String> {
         .filter_map(|v| v.to_str().ok())
         .find_map(|v| v.strip_prefix(name)?.strip_prefix('='))
         .map(|v| v.split_once(';').map_or(v, |(value, _)| value).to_owned())
+}
+
+/// The SP of the saml_sso scenario and interkom's session cookie.
+struct Saml {
+    entity: String,
+    acs: String,
+    /// `interkom_session=…`.
+    session: HeaderValue,
+    sso: String,
+}
+
+impl Saml {
+    /// A fresh AuthnRequest over the Redirect binding (a new id each time:
+    /// interkom refuses replays).
+    fn sso_uri(&self, t: &Target) -> anyhow::Result<Uri> {
+        let req = interkom_saml::authn::AuthnRequest {
+            id: interkom_saml::new_id(),
+            issue_instant: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs() as i64,
+            issuer: self.entity.clone(),
+            destination: Some(self.sso.clone()),
+            acs_url: Some(self.acs.clone()),
+            acs_index: None,
+            protocol_binding: Some(interkom_saml::authn::BINDING_POST.into()),
+            force_authn: false,
+            is_passive: false,
+            name_id_format: None,
+            requested: None,
+        };
+        let url = interkom_saml::binding::redirect_url(
+            &format!("{}/saml/sso", t.base),
+            interkom_saml::binding::Param::Request,
+            &req.to_xml(None),
+            None,
+            None,
+        )?;
+        Ok(url.parse()?)
+    }
+}
+
+/// Logs in once through a SAML request (the login form), keeping the
+/// session cookie every later request rides on.
+async fn saml_login(t: &Target, cli: &Cli) -> anyhow::Result<Saml> {
+    let mut sm = Saml {
+        entity: cli.sp_entity.clone(),
+        acs: cli.sp_acs.clone(),
+        session: HeaderValue::from_static("interkom_session=none"),
+        sso: format!("{}/saml/sso", cli.issuer.trim_end_matches('/')),
+    };
+    let mut conn = Conn::new(t.addr);
+    let location = form_login(&mut conn, t, sm.sso_uri(t)?, &t.credentials)
+        .await
+        .map_err(|f| anyhow!("{f}"))?;
+    if !location.contains("/saml/return?") {
+        bail!("the SAML login went to `{location}`");
+    }
+    let session = conn
+        .last_session
+        .take()
+        .context("no interkom_session cookie after the login")?;
+    sm.session = HeaderValue::from_str(&format!("interkom_session={session}"))?;
+    Ok(sm)
 }
 
 /// A protected application's origin and the host cookie of one login
@@ -709,6 +789,8 @@ struct Ctx {
     reported: AtomicBool,
     /// forward_check: the application and the host cookie.
     forward: Option<Forward>,
+    /// saml_sso: the SP and the interkom session.
+    saml: Option<Saml>,
 }
 
 impl Ctx {
@@ -837,6 +919,43 @@ impl Worker {
                     return Ok(());
                 }
                 Err(Failure::answer("check", parts.status, &body))
+            }
+            Scenario::SamlSso => {
+                let Some(sm) = ctx.saml.as_ref() else {
+                    return Err(Failure::io("sso", "no session"));
+                };
+                let uri = sm.sso_uri(t).map_err(|e| Failure::io("sso", e))?;
+                let mut req = t.get(uri);
+                req.headers_mut().insert(header::COOKIE, sm.session.clone());
+                let (parts, body) = self.conn.exchange("sso", req).await?;
+                if parts.status != StatusCode::SEE_OTHER {
+                    return Err(Failure::answer("sso", parts.status, &body));
+                }
+                let pending = cookie_set(&parts, "interkom_saml")
+                    .ok_or_else(|| Failure::note("sso", parts.status, "no interkom_saml cookie"))?;
+                let back = parts
+                    .headers
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|l| Url::parse(l).ok())
+                    .ok_or_else(|| Failure::note("sso", parts.status, "no location"))?;
+                let uri: Uri = format!("{}?{}", back.path(), back.query().unwrap_or(""))
+                    .parse()
+                    .map_err(|e| Failure::io("return", e))?;
+                let mut req = t.get(uri);
+                let cookie = format!(
+                    "{}; interkom_saml={pending}",
+                    sm.session.to_str().unwrap_or("")
+                );
+                req.headers_mut().insert(
+                    header::COOKIE,
+                    HeaderValue::from_str(&cookie).map_err(|e| Failure::io("return", e))?,
+                );
+                let (parts, body) = self.conn.exchange("return", req).await?;
+                if parts.status == StatusCode::OK && contains(&body, b"SAMLResponse") {
+                    return Ok(());
+                }
+                Err(Failure::answer("return", parts.status, &body))
             }
             Scenario::Authzen | Scenario::AuthzenBatch => {
                 let uri = if ctx.scenario == Scenario::Authzen {
@@ -995,7 +1114,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     } else {
         None
     };
+    let saml = if scenario == Scenario::SamlSso {
+        Some(saml_login(&target, &cli).await?)
+    } else {
+        None
+    };
     let ctx = Arc::new(Ctx {
+        saml,
         forward,
         target,
         scenario,
