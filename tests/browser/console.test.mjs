@@ -30,6 +30,39 @@ const GEMEINDE = { user: 'hitzacker.admin', password: 'Hitzacker-Admin-2026!' };
 const SAMTGEMEINDE = { user: 'elbtalaue.admin', password: 'Elbtalaue-Admin-2026!' };
 const LINE = 'p, meldebehoerde, meldedaten-hitzacker-elbe, export, members, deny, true';
 
+// A service provider's SAML metadata as a vendor would hand it over: one
+// self-signed certificate (made once with `openssl req -x509 -newkey
+// rsa:2048 -days 36500`, its key thrown away) for signing and encryption,
+// an ACS for HTTP-POST, a Redirect SLO endpoint.
+const SP_CERT = [
+  'MIIDLTCCAhWgAwIBAgIULYfltAEIYiFZcdXkiodEI7vREO0wDQYJKoZIhvcNAQELBQAwJTEjMCEG',
+  'A1UEAwwacmF0c2luZm8uaGl0emFja2VyLmV4YW1wbGUwIBcNMjYxMjA3MTUzNTQ2WhgPMjEyNjEx',
+  'MTMxNTM1NDZaMCUxIzAhBgNVBAMMGnJhdHNpbmZvLmhpdHphY2tlci5leGFtcGxlMIIBIjANBgkq',
+  'hkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAgygFm3xhiBZ5etNoL8jRmSdukITfA7HogPeRXW1jT8bg',
+  'bm2frUC4/gaiIjEdCsb847y26OulH6XYADnAY/ckuiqx+afbB8uS/qmh7lcl/ZdG4Y+wuzbBXuwN',
+  'SWOoMURyOapi/YU1ucX4eivLs7auc7CkJs2Sm6IkikgASvd52Q/yYqM6DMJqgo05rheXTztoMDnB',
+  '/mA8X5tHYyN4GWmsTZCEKlLYfxUWqwJCa+3Xg+JnQeiZIhSGRuqU7sjdycX90aNM5qijMe7Yjk1G',
+  'rD+SZuT1JCqFgdD929RqPylW6lW0h0w9PgyxSN+bWiL/2W1mlX9lDOnXk6uF0KFGvUdV+QIDAQAB',
+  'o1MwUTAdBgNVHQ4EFgQUqh5WrUbJyB9C1CsUTBNGu7/2JWIwHwYDVR0jBBgwFoAUqh5WrUbJyB9C',
+  '1CsUTBNGu7/2JWIwDwYDVR0TAQH/BAUwAwEB/zANBgkqhkiG9w0BAQsFAAOCAQEAc5x8nWWJl3nR',
+  'LgvCeQoKcM10W9efBUJrguuK9WZQm6Q6aUsVQwPFRxDZKYiIXKyeY8uCtmfZah9RRz+YwR+Y21iE',
+  'OnKFWXTi1qQnZ8W0MgBNOQ09WWYAjLxwLIvGx9LECzlxle5Jvp045JJNICvLyguHFE+gNRUkixUF',
+  'CFd/56ofMHk9P6seegRmk6qjw4Wn27IAoNJX6HuEHig/NtVCoARjPn3D2KGK2OsMLjY7RCbDRcYV',
+  'wiaPr6AAawo0qAH/cWLgiLeGZbIbhsNOYNhWPQtDw5MO+Gg9EPBbRbckn0qatDfFbqt/MbAUX6OP',
+  '2+uHZr1Vzo1SLeplUb+gNmqP1Q==',
+].join('');
+const SP_METADATA = `<?xml version="1.0" encoding="UTF-8"?>
+<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="https://ratsinfo.hitzacker.example/saml/metadata">
+  <md:SPSSODescriptor AuthnRequestsSigned="true" WantAssertionsSigned="true" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+    <md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>${SP_CERT}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
+    <md:KeyDescriptor use="encryption"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>${SP_CERT}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
+    <md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://ratsinfo.hitzacker.example/saml/slo"/>
+    <md:NameIDFormat>urn:oasis:names:tc:SAML:2.0:nameid-format:persistent</md:NameIDFormat>
+    <md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://ratsinfo.hitzacker.example/saml/acs" index="0" isDefault="true"/>
+  </md:SPSSODescriptor>
+</md:EntityDescriptor>
+`;
+
 /** Runs the CLI against the node's database. */
 function cli(env, args, stdin) {
   return new Promise((resolve, reject) => {
@@ -114,7 +147,7 @@ describe('admin console', () => {
     // The first Tab reaches the skip link.
     await page.keyboard.press('Tab');
     assert.equal(await page.evaluate(() => document.activeElement?.className), 'skip');
-    for (const p of ['', 'users', 'policy', 'proposals', 'grants', 'resources', 'clients', 'upstreams', 'directories', 'applications', 'audit']) {
+    for (const p of ['', 'users', 'policy', 'proposals', 'grants', 'resources', 'clients', 'upstreams', 'directories', 'applications', 'service-providers', 'audit']) {
       const res = await page.goto(`${issuer}/admin/console/${p}`);
       assert.equal(res.status() < 500, true, p);
       assert.equal(res.headers()['content-security-policy']?.includes("frame-ancestors 'none'"), true);
@@ -261,6 +294,8 @@ describe('admin console', () => {
   }
 
   const SAVE = 'form[aria-labelledby=save-h] button[type=submit]';
+  const MD_SAVE = 'form[aria-labelledby=md-h] button[type=submit]';
+  const EDIT_SAVE = 'form[aria-labelledby=edit-h] button[type=submit]';
 
   it('lets the Kreis administrator add, list and delete an upstream identity provider', async () => {
     const { context, page } = await loggedIn(KREIS);
@@ -364,6 +399,74 @@ describe('admin console', () => {
     assert.match(await page.locator('[role=alert]').innerText(), /https only/);
     assert.equal(await page.inputValue('#a-origins'), 'http://intranet.hitzacker.example');
     await assertAccessible(page, 'the applications page with a refusal');
+    await context.close();
+  });
+
+  it('lets the Kreis administrator register a SAML service provider from its metadata and change it', async () => {
+    const { context, page } = await loggedIn(KREIS);
+    await page.goto(`${issuer}/admin/console/service-providers`);
+    assert.equal(await page.locator('h1').innerText(), 'SAML-Anwendungen');
+    assert.equal(await page.getAttribute('nav a[aria-current=page]', 'href'), '/admin/console/service-providers');
+    // Neither metadata nor its URL: the console says so, nothing is sent.
+    await page.selectOption('#m-tenant', 'hitzacker-elbe');
+    await page.fill('#m-id', 'ratsinfo-saml');
+    await page.fill('#m-name', 'Ratsinfo (SAML)');
+    await page.click(MD_SAVE);
+    await page.waitForSelector('[role=alert]');
+    assert.match(await page.locator('[role=alert]').innerText(), /Entweder die Metadaten/);
+    assert.equal(await page.inputValue('#m-id'), 'ratsinfo-saml');
+    // From the metadata text, for Hitzacker's Ratsinfo, encrypted.
+    await page.selectOption('#m-resource', 'ratsinfo-hitzacker');
+    await page.fill('#m-metadata', SP_METADATA);
+    await page.setChecked('#m-encrypt', true);
+    await page.click(MD_SAVE);
+    await page.locator('[role=status]', { hasText: 'wirksam' }).waitFor();
+    const row = page.locator('main table tbody tr', { hasText: 'ratsinfo-saml' });
+    assert.equal(await row.count(), 1);
+    const listed = await row.innerText();
+    assert.match(listed, /Ratsinfo \(SAML\)/);
+    assert.match(listed, /hitzacker-elbe/);
+    assert.match(listed, /https:\/\/ratsinfo\.hitzacker\.example\/saml\/metadata/);
+    assert.match(listed, /https:\/\/ratsinfo\.hitzacker\.example\/saml\/acs/);
+    assert.match(listed, /ratsinfo-hitzacker/);
+    assert.match(listed, /aes256-gcm, rsa-oaep-mgf1p/);
+    assert.match(listed, /persistent/);
+    await assertAccessible(page, 'the service providers page');
+    // By hand: the form shows what is stored; a change keeps what it does
+    // not show (entity id, certificates, SLO).
+    await page.click('a[aria-label="Bearbeiten: Ratsinfo (SAML)"]');
+    await page.waitForURL(/edit=ratsinfo-saml/);
+    assert.equal(await page.inputValue('#e-acs'), 'https://ratsinfo.hitzacker.example/saml/acs');
+    assert.equal(await page.inputValue('#e-encryption'), 'aes256-gcm+rsa-oaep-mgf1p');
+    assert.equal(await page.inputValue('#e-nameid'), 'persistent');
+    assert.equal(await page.isChecked('#e-require_signed_requests'), true, 'AuthnRequestsSigned of the metadata');
+    assert.equal(await page.isChecked('#e-a-mail'), true);
+    await assertAccessible(page, 'the service providers page with the form by hand');
+    await page.fill('#e-name', 'Ratsinfo Hitzacker (SAML)');
+    await page.fill('#e-acs', 'https://ratsinfo.hitzacker.example/saml/acs\nhttps://ratsinfo.hitzacker.example/saml/acs2');
+    await page.selectOption('#e-encryption', 'aes256-cbc+rsa-oaep-mgf1p');
+    await page.selectOption('#e-nameid', 'transient');
+    await page.setChecked('#e-a-mail', false);
+    await page.click(EDIT_SAVE);
+    await page.locator('[role=status]', { hasText: 'wirksam' }).waitFor();
+    const changed = await row.innerText();
+    assert.match(changed, /Ratsinfo Hitzacker \(SAML\)/);
+    assert.match(changed, /saml\/acs2/);
+    assert.match(changed, /aes256-cbc, rsa-oaep-mgf1p/);
+    assert.match(changed, /transient/);
+    assert.match(changed, /https:\/\/ratsinfo\.hitzacker\.example\/saml\/metadata/);
+    // Without a resource its logins would be decided on less: a proposal.
+    await page.click('a[aria-label="Bearbeiten: Ratsinfo Hitzacker (SAML)"]');
+    await page.waitForURL(/edit=ratsinfo-saml/);
+    assert.equal(await page.isChecked('#e-a-mail'), false);
+    await page.selectOption('#e-resource', '');
+    await page.click(EDIT_SAVE);
+    await page.locator('[role=status]', { hasText: 'wartet auf Freigabe' }).waitFor();
+    assert.match(await row.innerText(), /ratsinfo-hitzacker/);
+    // Delete.
+    await page.click('button[aria-label="Löschen: Ratsinfo Hitzacker (SAML)"]');
+    await page.locator('[role=status]', { hasText: 'gelöscht' }).waitFor();
+    assert.equal(await page.locator('main table tbody tr', { hasText: 'ratsinfo-saml' }).count(), 0);
     await context.close();
   });
 

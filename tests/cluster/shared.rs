@@ -191,3 +191,105 @@ async fn logins_and_grants_spread_over_the_nodes_land_in_one_chain() {
     // Three writers, one chain: no gaps, checkpoints verify.
     audit_verify(&cluster).await;
 }
+
+#[tokio::test]
+#[ignore = "cluster test: run by scripts/test (PostgreSQL, one at a time)"]
+async fn a_saml_login_starts_at_one_node_and_ends_at_another() {
+    use interkom_saml::authn::{AuthnRequest, BINDING_POST};
+    use interkom_saml::binding::{self, Param};
+    let cluster = Cluster::start(3).await;
+    // The SP, registered by the operator's CLI on the shared database.
+    let dir = std::env::temp_dir().join(format!("ik-cluster-sp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sp = dir.join("sp.json");
+    std::fs::write(
+        &sp,
+        r#"{ "id": "fv-cluster", "tenant": "hitzacker-elbe", "name": "Fachverfahren",
+             "entity_id": "https://fv.example/saml", "acs_urls": ["https://fv.example/acs"],
+             "resource": "ratsinfo-hitzacker" }"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_interkom"))
+        .args(["sp", "put", "--file"])
+        .arg(&sp)
+        .current_dir(repo_root())
+        .env("INTERKOM_CONFIG", repo_root().join("config/interkom.toml"))
+        .env("INTERKOM_DATABASE_URL", &cluster.database_url)
+        .env("INTERKOM_KEY_ENCRYPTION_KEY", &cluster.kek)
+        .env("INTERKOM_AUDIT__CHECKPOINT_KEY", checkpoint_key())
+        .env("INTERKOM_ISSUER", &cluster.issuer)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let req = AuthnRequest {
+        id: "_cluster1".into(),
+        issue_instant: now,
+        issuer: "https://fv.example/saml".into(),
+        destination: Some(format!("{}/saml/sso", cluster.issuer)),
+        acs_url: Some("https://fv.example/acs".into()),
+        acs_index: None,
+        protocol_binding: Some(BINDING_POST.into()),
+        force_authn: false,
+        is_passive: false,
+        name_id_format: None,
+        requested: None,
+    };
+    let url = binding::redirect_url(
+        &format!("{}/saml/sso", cluster.issuer),
+        Param::Request,
+        &req.to_xml(None),
+        None,
+        None,
+    )
+    .unwrap();
+    let browser = Browser::new();
+    // The request at node A, the password at node B, the Response at C.
+    let res = browser.get(&cluster.to_node(0, &url)).await;
+    assert_eq!(res.status(), 200, "the login form at A");
+    let form = parse_form_at(&cluster.issuer, &res.text().await.unwrap());
+    let mut fields = form.fields.clone();
+    fields.insert("username".into(), CLERK_USER.into());
+    fields.insert("password".into(), CLERK_PASSWORD.into());
+    let res = browser
+        .http
+        .post(cluster.to_node(1, &form.action))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "the password at B");
+    let back = location(&res).unwrap();
+    let res = browser.get(&cluster.to_node(2, &back)).await;
+    assert_eq!(res.status(), 200, "the Response at C");
+    let html = res.text().await.unwrap();
+    let xml = binding::post_decode(&hidden(&html, "SAMLResponse")).unwrap();
+    // Signed with the key every node shares, as the metadata (from A) says.
+    let md = browser
+        .get(&cluster.at(0, "/saml/metadata"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let idp = interkom_saml::metadata::PartnerIdp::read(&md).unwrap();
+    let trusted = interkom_saml::dsig::Trusted::new(&idp.signing).unwrap();
+    let read = interkom_saml::response::read(&xml, &trusted, None).unwrap();
+    assert_eq!(read.envelope.in_response_to.as_deref(), Some("_cluster1"));
+    let a = read.assertion.unwrap();
+    assert_eq!(a.audience, "https://fv.example/saml");
+    assert!(a
+        .attributes
+        .iter()
+        .any(|x| x.values.iter().any(|v| v == CLERK_USER)));
+    // The same request at another node: a replay, refused everywhere.
+    let res = browser.get(&cluster.to_node(1, &url)).await;
+    assert_eq!(res.status(), 400);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -752,7 +752,9 @@ async fn a_level_asked_for_in_the_request_steps_up_with_the_second_factor() {
     let form = browser
         .open_login(&s, &redirect(&s, &substantial.to_xml(None), None))
         .await;
-    let res = browser.submit(&form, "kreis.admin", "Kreis-Demo-2026!").await;
+    let res = browser
+        .submit(&form, "kreis.admin", "Kreis-Demo-2026!")
+        .await;
     assert_eq!(res.status(), 200, "the second-factor page");
     let page = res.text().await.unwrap();
     let raw = totp_rs::Secret::Encoded("KREISADMINDEMOSECRETZWEITAUSEND2".into())
@@ -767,7 +769,9 @@ async fn a_level_asked_for_in_the_request_steps_up_with_the_second_factor() {
     let xml = interkom_saml::binding::post_decode(&fields[0].1).unwrap();
     assert!(xml.contains("status:Success"), "{xml}");
     assert!(
-        xml.contains("<saml:AuthnContextClassRef>urn:interkom:loa:substantial</saml:AuthnContextClassRef>"),
+        xml.contains(
+            "<saml:AuthnContextClassRef>urn:interkom:loa:substantial</saml:AuthnContextClassRef>"
+        ),
         "the level reached: {xml}"
     );
 }

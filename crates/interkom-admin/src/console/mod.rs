@@ -10,8 +10,8 @@
 //! # Layout
 //! - `routes`: the console's routes (top).
 //! - `pages`: one module per resource (users, policy, proposals, grants,
-//!   resources, clients, upstreams, directories, applications, audit,
-//!   overview).
+//!   resources, clients, upstreams, directories, applications,
+//!   service_providers (SAML), audit, overview).
 //! - `auth`: the administrator's login and logout.
 //! - `state`: the console's state, templates, secure headers, the
 //!   in-process calls of the token endpoint and of the admin API.

@@ -17,6 +17,7 @@ use super::pages::overview::{not_found, overview, stylesheet};
 use super::pages::policy::{policy, policy_post};
 use super::pages::proposals::{proposals, proposals_post};
 use super::pages::resources::{resources, resources_post};
+use super::pages::service_providers::{service_providers, service_providers_post};
 use super::pages::upstreams::{upstreams, upstreams_post};
 use super::pages::users::{users, users_post};
 use super::state::{templates, Console, Inner};
@@ -56,6 +57,10 @@ pub fn router(admin: AdminState, issuer: &str) -> Router {
         .route(
             &at("/applications"),
             get(applications).post(applications_post),
+        )
+        .route(
+            &at("/service-providers"),
+            get(service_providers).post(service_providers_post),
         )
         .route(&at("/audit"), get(audit))
         .route(&at("/audit/export"), get(audit_export))

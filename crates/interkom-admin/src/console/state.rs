@@ -73,6 +73,10 @@ pub(crate) fn templates() -> Environment<'static> {
             "applications.html",
             include_str!("../../templates/applications.html"),
         ),
+        (
+            "service_providers.html",
+            include_str!("../../templates/service_providers.html"),
+        ),
         ("audit.html", include_str!("../../templates/audit.html")),
         ("message.html", include_str!("../../templates/message.html")),
     ] {
@@ -417,6 +421,7 @@ mod tests {
             "upstreams.html",
             "directories.html",
             "applications.html",
+            "service_providers.html",
             "audit.html",
             "message.html",
         ] {
@@ -441,6 +446,7 @@ mod tests {
             include_str!("../../templates/clients.html"),
             include_str!("../../templates/upstreams.html"),
             include_str!("../../templates/applications.html"),
+            include_str!("../../templates/service_providers.html"),
         ];
         for src in sources {
             for part in src.split("t.").skip(1) {

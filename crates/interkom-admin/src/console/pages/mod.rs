@@ -9,5 +9,6 @@ pub(crate) mod overview;
 pub(crate) mod policy;
 pub(crate) mod proposals;
 pub(crate) mod resources;
+pub(crate) mod service_providers;
 pub(crate) mod upstreams;
 pub(crate) mod users;
