@@ -21,13 +21,13 @@ const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 /// The client's back-channel endpoint: answers with `status`, hands every
 /// logout token to the test.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     status: Arc<AtomicU16>,
     tokens: mpsc::UnboundedReceiver<String>,
 }
 
-async fn receiver() -> Receiver {
+pub(crate) async fn receiver() -> Receiver {
     let (tx, tokens) = mpsc::unbounded_channel();
     let status = Arc::new(AtomicU16::new(200));
     let app = axum::Router::new()
@@ -54,7 +54,7 @@ async fn receiver() -> Receiver {
     }
 }
 
-async fn register(s: &TestServer, uri: Option<String>) -> Result<(), String> {
+pub(crate) async fn register(s: &TestServer, uri: Option<String>) -> Result<(), String> {
     s.app
         .directory
         .register_client(ClientSpec {
@@ -79,7 +79,7 @@ async fn register(s: &TestServer, uri: Option<String>) -> Result<(), String> {
 }
 
 /// Logs in at the client through `browser` and returns the token response.
-async fn tokens(s: &TestServer, browser: &Browser) -> Value {
+pub(crate) async fn tokens(s: &TestServer, browser: &Browser) -> Value {
     let (verifier, challenge) = pkce();
     let url = authorize_url(
         s,
@@ -126,7 +126,7 @@ async fn audited(s: &TestServer, n: usize) -> Vec<interkom_audit::StoredEvent> {
     s.audit("backchannel_logout").await
 }
 
-async fn next_token(r: &mut Receiver) -> String {
+pub(crate) async fn next_token(r: &mut Receiver) -> String {
     tokio::time::timeout(Duration::from_secs(10), r.tokens.recv())
         .await
         .expect("a logout token within 10 s")
@@ -135,7 +135,7 @@ async fn next_token(r: &mut Receiver) -> String {
 
 /// Verifies a logout token as a relying party must (§2.6): signature from
 /// the JWKS, issuer, audience, `typ`, the event, `sid`, no `nonce`.
-async fn verify(s: &TestServer, token: &str) -> Value {
+pub(crate) async fn verify(s: &TestServer, token: &str) -> Value {
     let h = jwt_header(token);
     assert_eq!(h["typ"], "logout+jwt");
     let jwks = jwks(s).await;

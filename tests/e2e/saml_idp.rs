@@ -775,3 +775,28 @@ async fn a_level_asked_for_in_the_request_steps_up_with_the_second_factor() {
         "the level reached: {xml}"
     );
 }
+
+#[tokio::test]
+async fn single_logout_from_a_saml_sp_reaches_an_oidc_client_by_back_channel() {
+    let s = TestServer::start_with(|c| c.backchannel.allow_loopback = true).await;
+    let mut r = crate::backchannel::receiver().await;
+    crate::backchannel::register(&s, Some(r.url.clone()))
+        .await
+        .unwrap();
+    let sp = PySp::start(&s.url("/saml/metadata"), &["--binding", "redirect"]);
+    register_as(&s, &sp, "fv-eins").await;
+    // One session: the SAML SP first, then the OIDC client by single
+    // sign-on.
+    let browser = Browser::new();
+    login(&s, &sp, &browser, "").await;
+    let t = crate::backchannel::tokens(&s, &browser).await;
+    let id = jwt_payload(t["id_token"].as_str().unwrap());
+    // Logout at the SAML SP: the OIDC client hears of it.
+    let res = follow(&browser, &sp.url("/logout")).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("Success"));
+    let claims =
+        crate::backchannel::verify(&s, &crate::backchannel::next_token(&mut r).await).await;
+    assert_eq!(claims["sid"], id["sid"]);
+    assert_eq!(claims["sub"], id["sub"]);
+}

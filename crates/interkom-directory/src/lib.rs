@@ -88,6 +88,7 @@ struct Inner {
     upstreams: upstreams::UpstreamCache,
     directories: ldap::store::SourceCache,
     applications: applications::ApplicationCache,
+    service_providers: service_providers::ServiceProviderCache,
 }
 
 impl Directory {
@@ -105,6 +106,7 @@ impl Directory {
             upstreams: upstreams::UpstreamCache::default(),
             directories: ldap::store::SourceCache::default(),
             applications: applications::ApplicationCache::default(),
+            service_providers: service_providers::ServiceProviderCache::default(),
             cfg,
             pool,
             master,

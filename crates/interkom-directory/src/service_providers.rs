@@ -297,8 +297,15 @@ fn row(r: Row) -> Result<ServiceProvider, DirectoryError> {
     })
 }
 
+/// The service providers as last read, with the time of reading: every
+/// SAML login reads its SP several times.
+#[derive(Default)]
+pub(crate) struct ServiceProviderCache {
+    current: std::sync::RwLock<Option<(i64, std::sync::Arc<Vec<ServiceProvider>>)>>,
+}
+
 impl Directory {
-    /// Every service provider, by id.
+    /// Every service provider, by id, read now (what administrators see).
     pub async fn service_providers(&self) -> Result<Vec<ServiceProvider>, DirectoryError> {
         let rows: Vec<Row> =
             sqlx::query_as("SELECT config, updated_at FROM service_providers ORDER BY id")
@@ -307,16 +314,42 @@ impl Directory {
         rows.into_iter().map(row).collect()
     }
 
+    /// Every service provider as read within the cache's lifetime (a change
+    /// on another node is seen within it; on this node at once).
+    async fn service_providers_cached(
+        &self,
+    ) -> Result<std::sync::Arc<Vec<ServiceProvider>>, DirectoryError> {
+        let now = self.0.clock.now();
+        if let Ok(cur) = self.0.service_providers.current.read() {
+            if let Some((at, list)) = cur.as_ref() {
+                if now - at < self.0.cfg.cache_ttl.max(1) {
+                    return Ok(list.clone());
+                }
+            }
+        }
+        let list = std::sync::Arc::new(self.service_providers().await?);
+        if let Ok(mut cur) = self.0.service_providers.current.write() {
+            *cur = Some((now, list.clone()));
+        }
+        Ok(list)
+    }
+
+    fn forget_service_providers(&self) {
+        if let Ok(mut cur) = self.0.service_providers.current.write() {
+            *cur = None;
+        }
+    }
+
     pub async fn service_provider(
         &self,
         id: &str,
     ) -> Result<Option<ServiceProvider>, DirectoryError> {
-        let r: Option<Row> =
-            sqlx::query_as("SELECT config, updated_at FROM service_providers WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.0.pool)
-                .await?;
-        r.map(row).transpose()
+        Ok(self
+            .service_providers_cached()
+            .await?
+            .iter()
+            .find(|s| s.cfg.id == id)
+            .cloned())
     }
 
     /// The SP with this entity id (an AuthnRequest's Issuer).
@@ -324,12 +357,12 @@ impl Directory {
         &self,
         entity_id: &str,
     ) -> Result<Option<ServiceProvider>, DirectoryError> {
-        let r: Option<Row> =
-            sqlx::query_as("SELECT config, updated_at FROM service_providers WHERE entity_id = $1")
-                .bind(entity_id)
-                .fetch_optional(&self.0.pool)
-                .await?;
-        r.map(row).transpose()
+        Ok(self
+            .service_providers_cached()
+            .await?
+            .iter()
+            .find(|s| s.cfg.entity_id == entity_id)
+            .cloned())
     }
 
     /// Creates or replaces an SP; true when it is new.
@@ -353,6 +386,7 @@ impl Directory {
         .await;
         let taken =
             || DirectoryError::Taken(format!("entity id `{}` is another SP's", cfg.entity_id));
+        self.forget_service_providers();
         match updated {
             Ok(r) if r.rows_affected() == 1 => return Ok(false),
             Ok(_) => {}
@@ -369,6 +403,7 @@ impl Directory {
         .bind(now)
         .execute(&self.0.pool)
         .await;
+        self.forget_service_providers();
         if crate::inserted(r)? {
             Ok(true)
         } else {
@@ -377,11 +412,12 @@ impl Directory {
     }
 
     pub async fn delete_service_provider(&self, id: &str) -> Result<bool, DirectoryError> {
-        Ok(sqlx::query("DELETE FROM service_providers WHERE id = $1")
+        let n = sqlx::query("DELETE FROM service_providers WHERE id = $1")
             .bind(id)
             .execute(&self.0.pool)
             .await?
-            .rows_affected()
-            == 1)
+            .rows_affected();
+        self.forget_service_providers();
+        Ok(n == 1)
     }
 }
