@@ -55,6 +55,15 @@ pub(crate) fn etag(v: &impl Serialize) -> String {
 
 /// An update must name the version it changes (`If-Match`): 428 without
 /// it, 412 when someone changed the entity in between.
+/// [`check_if_match`] where the caller sent `If-Match` (a console form
+/// sends the ETag it read; a first registration has none).
+pub(crate) fn check_if_match_sent(headers: &HeaderMap, current: &str) -> Result<(), AdminError> {
+    if headers.contains_key(header::IF_MATCH) {
+        check_if_match(headers, current)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn check_if_match(headers: &HeaderMap, current: &str) -> Result<(), AdminError> {
     let Some(v) = headers.get(header::IF_MATCH) else {
         return Err(AdminError::new(

@@ -40,6 +40,17 @@ impl AdminError {
         AdminError::new(StatusCode::CONFLICT, detail)
     }
 
+    /// A registration the directory refused: a broken rule is 400, a name
+    /// or place already taken 409, anything else as [`From`] says.
+    pub fn registration(e: interkom_directory::DirectoryError) -> AdminError {
+        use interkom_directory::DirectoryError;
+        match e {
+            DirectoryError::Invalid(m) => AdminError::bad_request(m),
+            DirectoryError::Taken(m) => AdminError::conflict(m),
+            e => AdminError::from(e),
+        }
+    }
+
     /// An internal failure with a cause that is not an error value (a
     /// stored row that no longer reads): logged, 500.
     pub fn internal(cause: impl std::fmt::Display) -> AdminError {

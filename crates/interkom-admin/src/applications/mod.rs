@@ -15,7 +15,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use interkom_directory::applications::{Application, ApplicationConfig, ApplicationIndex};
-use interkom_directory::DirectoryError;
 use interkom_policy::ProtectionNeed;
 use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
@@ -174,7 +173,7 @@ pub(crate) async fn put(
     let current = all(&state).await?;
     let before = current.iter().find(|a| a.id == id).cloned();
     if let Some(b) = &before {
-        check_if_match_present(&headers, &tag(b))?;
+        api::check_if_match_sent(&headers, &tag(b))?;
     }
     check_application(
         &state,
@@ -209,14 +208,6 @@ pub(crate) async fn put(
         StatusCode::OK
     };
     Ok(api::tagged(status, &body))
-}
-
-/// `If-Match` is checked when sent (a console form sends the ETag it read).
-fn check_if_match_present(headers: &HeaderMap, current: &str) -> Result<(), AdminError> {
-    if headers.contains_key(axum::http::header::IF_MATCH) {
-        api::check_if_match(headers, current)?;
-    }
-    Ok(())
 }
 
 /// Whether the caller may make this change (the requester, and again the
@@ -372,11 +363,7 @@ pub(crate) async fn store(state: &AdminState, cfg: ApplicationConfig) -> Result<
         .directory
         .put_application(cfg)
         .await
-        .map_err(|e| match e {
-            DirectoryError::Invalid(m) => AdminError::bad_request(m),
-            DirectoryError::Taken(m) => AdminError::new(StatusCode::CONFLICT, m),
-            e => AdminError::from(e),
-        })
+        .map_err(AdminError::registration)
 }
 
 /// `DELETE /applications/{id}`: the proxy's checks for it are refused from

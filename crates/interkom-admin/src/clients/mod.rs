@@ -5,7 +5,7 @@
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use interkom_directory::{Alg, AuthMethod, Client, ClientSpec, DirectoryError, GrantType};
+use interkom_directory::{Alg, AuthMethod, Client, ClientSpec, GrantType};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -34,14 +34,6 @@ pub(crate) fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(rotate_secret))
         .routes(routes!(keys))
         .routes(routes!(rotate_keys))
-}
-
-fn invalid(e: DirectoryError) -> AdminError {
-    match e {
-        DirectoryError::Taken(m) => AdminError::new(StatusCode::CONFLICT, m),
-        DirectoryError::Invalid(m) => AdminError::bad_request(m),
-        e => AdminError::from(e),
-    }
 }
 
 fn covers_tenant(state: &AdminState, scope: &Scope, tenant: &str) -> bool {
@@ -302,7 +294,7 @@ pub(crate) async fn create(
         .directory
         .register_client(spec)
         .await
-        .map_err(invalid)?;
+        .map_err(AdminError::registration)?;
     let client = state
         .0
         .directory
@@ -495,7 +487,7 @@ pub(crate) async fn patch(
         .directory
         .update_client(spec)
         .await
-        .map_err(invalid)?;
+        .map_err(AdminError::registration)?;
     let after = state
         .0
         .directory

@@ -296,10 +296,7 @@ pub(crate) async fn store_directory(
         .directory
         .put_directory_source(body)
         .await
-        .map_err(|e| match e {
-            DirectoryError::Invalid(m) => AdminError::bad_request(m),
-            e => AdminError::from(e),
-        })?;
+        .map_err(AdminError::registration)?;
     c.before = before.map(audited).unwrap_or(Value::Null);
     let after = find(state, &id).await?.ok_or(AdminError::Internal)?;
     c.after = audited(&after);

@@ -13,7 +13,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use interkom_directory::service_providers::{Encryption, ServiceProviderConfig};
-use interkom_directory::DirectoryError;
 use interkom_policy::ProtectionNeed;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -269,9 +268,7 @@ async fn store_checked(
     let current = all(state).await?;
     let before = current.iter().find(|s| s.id == id).cloned();
     if let Some(b) = &before {
-        if headers.contains_key(axum::http::header::IF_MATCH) {
-            api::check_if_match(headers, &tag(b))?;
-        }
+        api::check_if_match_sent(headers, &tag(b))?;
     }
     check(state, caller, &scope, before.as_ref(), &body, &c).await?;
     c.before = serde_json::to_value(&before).unwrap_or(Value::Null);
@@ -373,11 +370,7 @@ pub(crate) async fn store(
         .directory
         .put_service_provider(cfg)
         .await
-        .map_err(|e| match e {
-            DirectoryError::Invalid(m) => AdminError::bad_request(m),
-            DirectoryError::Taken(m) => AdminError::new(StatusCode::CONFLICT, m),
-            e => AdminError::from(e),
-        })
+        .map_err(AdminError::registration)
 }
 
 /// `DELETE /service-providers/{id}`: its requests are refused from now on.

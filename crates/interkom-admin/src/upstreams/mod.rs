@@ -12,7 +12,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use interkom_directory::{DirectoryError, UpstreamConfig};
+use interkom_directory::UpstreamConfig;
 use interkom_policy::Loa;
 use serde_json::{json, Value};
 
@@ -251,10 +251,7 @@ pub(crate) async fn store_upstream(
         .directory
         .put_upstream(body)
         .await
-        .map_err(|e| match e {
-            DirectoryError::Invalid(m) => AdminError::bad_request(m),
-            e => AdminError::from(e),
-        })?;
+        .map_err(AdminError::registration)?;
     c.before = before.map(audited).unwrap_or(Value::Null);
     let after = find(state, &id).await?.ok_or(AdminError::Internal)?;
     c.after = audited(&after);

@@ -5,7 +5,7 @@
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use interkom_directory::{DirectoryError, NewUser, User};
+use interkom_directory::{NewUser, User};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -295,11 +295,7 @@ pub(crate) async fn create(
             roles: body.roles.clone(),
         })
         .await
-        .map_err(|e| match e {
-            DirectoryError::Taken(m) => AdminError::new(StatusCode::CONFLICT, m),
-            DirectoryError::Invalid(m) => AdminError::bad_request(m),
-            e => AdminError::from(e),
-        })?;
+        .map_err(AdminError::registration)?;
     let user = state
         .0
         .directory
