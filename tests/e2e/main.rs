@@ -30,6 +30,7 @@ mod metrics;
 mod passkeys;
 mod policy;
 mod saml_idp;
+mod saml_sources;
 mod security;
 mod slapd;
 mod tls;

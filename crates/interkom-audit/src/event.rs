@@ -48,6 +48,9 @@ pub enum Action {
     AccountDeactivated,
     /// The person is back in the directory: the sync's lock is lifted.
     AccountReactivated,
+    /// A citizen's or business's account was deleted after the time
+    /// without login (DSGVO); its subject is pseudonymous.
+    AccountDeleted,
 }
 
 impl Action {
@@ -81,6 +84,7 @@ impl Action {
         Action::ConsentWithdrawn,
         Action::AccountDeactivated,
         Action::AccountReactivated,
+        Action::AccountDeleted,
     ];
 
     /// Whether a signed checkpoint must follow soon: changes to who may do
@@ -134,6 +138,7 @@ impl Action {
             Action::ConsentWithdrawn => "consent_withdrawn",
             Action::AccountDeactivated => "account_deactivated",
             Action::AccountReactivated => "account_reactivated",
+            Action::AccountDeleted => "account_deleted",
         }
     }
 

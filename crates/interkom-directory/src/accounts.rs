@@ -253,7 +253,8 @@ impl Default for Argon2Config {
     }
 }
 
-/// An account: staff with a home tenant (citizens and businesses follow).
+/// An account: staff with a home tenant, or a citizen or a business
+/// (`population`; see `people`).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct User {
     pub id: AccountId,
@@ -264,19 +265,27 @@ pub struct User {
     pub name: Option<String>,
     pub email: Option<String>,
     pub disabled: i64,
+    /// `staff`, `citizen` or `business`.
+    #[serde(skip)]
+    pub population: String,
 }
 
 impl User {
     pub fn is_enabled(&self) -> bool {
         self.disabled == 0
     }
+
+    /// Staff (not a citizen or a business).
+    pub fn is_staff(&self) -> bool {
+        self.population == "staff"
+    }
 }
 
-const USER_COLUMNS: &str = "id, tenant, username, password_hash, name, email, disabled";
+const USER_COLUMNS: &str = "id, tenant, username, password_hash, name, email, disabled, population";
 
 async fn user_by_username(pool: &AnyPool, username: &str) -> Result<Option<User>, DirectoryError> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE username = $1"
+        "SELECT {USER_COLUMNS} FROM users WHERE username = $1 AND population = 'staff'"
     ))
     .bind(username)
     .fetch_optional(pool)
@@ -407,7 +416,7 @@ impl Directory {
         }
         let marks: Vec<String> = (1..=tenants.len()).map(|i| format!("${i}")).collect();
         let mut sql = format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE tenant IN ({})",
+            "SELECT {USER_COLUMNS} FROM users WHERE population = 'staff' AND tenant IN ({})",
             marks.join(",")
         );
         if after.is_some() {

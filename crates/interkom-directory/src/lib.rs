@@ -18,6 +18,10 @@
 //!   passkeys).
 //! - [`service_providers`]: SAML service providers and the login client
 //!   each one's logins run as.
+//! - [`saml_sources`]: SAML identity providers interkom is a service
+//!   provider of (BundID, Mein Unternehmenskonto, eIDAS).
+//! - [`people`]: citizens and businesses, a population apart from staff,
+//!   linked on a source's pseudonym.
 //! - [`roles`]: the rule for roles identity sources hand out (four-eyes
 //!   roles, role changes at login).
 //! - `error`: what can go wrong ([`DirectoryError`]).
@@ -34,7 +38,9 @@ pub mod crypto;
 pub mod error;
 pub mod factors;
 pub mod ldap;
+pub mod people;
 pub mod roles;
+pub mod saml_sources;
 pub mod service_providers;
 pub mod upstreams;
 
@@ -89,6 +95,7 @@ struct Inner {
     directories: ldap::store::SourceCache,
     applications: applications::ApplicationCache,
     service_providers: service_providers::ServiceProviderCache,
+    saml_sources: saml_sources::SamlSourceCache,
 }
 
 impl Directory {
@@ -107,6 +114,7 @@ impl Directory {
             directories: ldap::store::SourceCache::default(),
             applications: applications::ApplicationCache::default(),
             service_providers: service_providers::ServiceProviderCache::default(),
+            saml_sources: saml_sources::SamlSourceCache::default(),
             cfg,
             pool,
             master,

@@ -53,6 +53,9 @@ pub(crate) async fn check(
     auth_time: i64,
 ) -> Result<(Verdict, Vec<String>), GatewayError> {
     let snap = gw.policy.snapshot();
+    if let Some(l) = snap.leistung_for_client(client_id) {
+        return leistung(gw, l, user_id, acr).await;
+    }
     let resource = match snap.resource_for_client(client_id) {
         Some(r) => r.id.clone(),
         None => match client_id.strip_prefix(LOGIN_CLIENT_PREFIX) {
@@ -101,6 +104,45 @@ pub(crate) async fn check(
         audit(gw, meta, &at, &snap, &d).await?;
     }
     Ok((verdict, reason_messages(&snap, &d)))
+}
+
+/// A Leistung admits the accounts of the populations it serves, at the
+/// level it requires (staff accounts never: they log in to Fachverfahren).
+async fn leistung(
+    gw: &Gateway,
+    l: &interkom_policy::LeistungSpec,
+    user_id: &str,
+    acr: &str,
+) -> Result<(Verdict, Vec<String>), GatewayError> {
+    let population = gw
+        .dir
+        .user(user_id)
+        .await?
+        .and_then(|u| interkom_policy::Population::parse(&u.population));
+    let (verdict, reasons) = match population {
+        Some(p) if l.populations.contains(&p) => {
+            let have = Loa::from_acr(acr).unwrap_or(Loa::Low);
+            if have >= l.loa {
+                (Verdict::Allow, Vec::new())
+            } else {
+                (
+                    Verdict::StepUp(Need {
+                        loa: l.loa,
+                        second_factor: false,
+                        fresh: false,
+                    }),
+                    vec![format!("the Leistung requires {}", l.loa.acr())],
+                )
+            }
+        }
+        _ => (
+            Verdict::Deny,
+            vec!["the Leistung serves no account of this kind".to_owned()],
+        ),
+    };
+    metrics::counter!("interkom_decisions_total", "via" => "leistung", "result" => verdict.as_str())
+        .increment(1);
+    Ok((verdict, reasons))
 }
 
 /// What the gateway does with the policy's decision for a login at `acr`.

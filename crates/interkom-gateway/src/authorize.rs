@@ -22,7 +22,7 @@ use crate::i18n::{Lang, LangTexts};
 use crate::login::pages::{self, Chooser};
 use crate::login::plan::Step;
 use crate::login::state::{self, AuthRequest, Login, LoginRequest, Posted, BROWSER_COOKIE};
-use crate::login::{consent, flow};
+use crate::login::{consent, flow, leistung};
 use crate::params::Params;
 use crate::session::{self, SESSION_COOKIE};
 use crate::sources::oidc::{self, IDP_COOKIE};
@@ -409,6 +409,32 @@ async fn proceed(
     };
     let session =
         session.filter(|s| !req.prompt_login && req.max_age.is_none_or(|m| now - s.auth_time <= m));
+    // A staff session is no login for a Leistung (nor a citizen's for a
+    // Fachverfahren): such a login starts afresh.
+    let session = match (
+        session,
+        gw.policy.snapshot().leistung_for_client(&req.client_id),
+    ) {
+        // People come only from SAML sources: other sessions are staff's.
+        (Some(s), None)
+            if !s
+                .upstream
+                .as_deref()
+                .is_some_and(|u| u.starts_with(sources::saml::UPSTREAM_PREFIX)) =>
+        {
+            Some(s)
+        }
+        (Some(s), leistung) => {
+            let staff = gw
+                .dir
+                .user(&s.user_id)
+                .await
+                .map_err(GatewayError::from)?
+                .is_some_and(|u| u.is_staff());
+            (staff == leistung.is_none()).then_some(s)
+        }
+        (None, _) => None,
+    };
     let browser = web::cookie(headers, BROWSER_COOKIE)
         .filter(|b| b.len() == 43)
         .unwrap_or_else(|| random_token(32));
@@ -498,6 +524,11 @@ async fn new_login_page(
     lang: Lang,
     last_idp: Option<String>,
 ) -> Result<Response, GatewayError> {
+    // A Leistung: its own page, with the sources that reach its level.
+    if let Some(l) = gw.policy.snapshot().leistung_for_client(&req.client_id) {
+        let at = new_login(gw, browser, req, client, lang, None).await?;
+        return leistung::page(gw, &at, l, StatusCode::OK, None, None).await;
+    }
     let idps = gw.dir.upstreams().await?;
     let chosen = oidc::chosen(&idps, &req).map(|u| u.cfg.id.clone());
     let at = new_login(gw, browser, req, client, lang, None).await?;

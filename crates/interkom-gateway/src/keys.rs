@@ -211,6 +211,21 @@ impl KeySet {
         self.signing(Alg::RS256, now).and_then(|k| k.saml.as_ref())
     }
 
+    /// The SAML keys not retired, the one that signs now first: an IdP may
+    /// encrypt to any certificate our metadata lists.
+    pub(crate) fn saml_keys(&self, now: i64) -> Vec<&interkom_saml::dsig::SigningKey> {
+        let current = self.saml(now);
+        let mut out: Vec<_> = current.into_iter().collect();
+        for k in &self.keys {
+            if let Some(s) = &k.saml {
+                if k.retire_at.is_none_or(|r| r > now) && current.is_none_or(|c| c.cert != s.cert) {
+                    out.push(s);
+                }
+            }
+        }
+        out
+    }
+
     /// The certificates of the SAML keys published now: the one that
     /// signs first, then one published ahead of a rotation.
     pub(crate) fn saml_certs(&self, now: i64) -> Vec<interkom_saml::dsig::Certificate> {

@@ -232,6 +232,11 @@ impl Gateway {
             .route("/saml/start", get(saml::idp_initiated))
             .route("/saml/slo", get(saml::slo_get).post(saml::slo_post))
             .route("/assets/saml-post.js", get(web::saml_post_script))
+            // SAML service provider of the identity sources (BundID, MUK).
+            .route("/saml/sp/metadata", get(saml::sp_metadata))
+            .route("/saml/sp/acs", post(saml::acs))
+            .route("/saml/sp/continue", get(saml::sp_continue))
+            .route("/login/saml", post(saml::choose_source))
             .route(
                 "/forward-auth/logout",
                 get(forward::logout).post(forward::logout),
@@ -305,6 +310,33 @@ impl Gateway {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         }))
+    }
+
+    /// Fetches the metadata of every SAML source that has a URL again and
+    /// keeps it (a source whose metadata cannot be fetched keeps the copy
+    /// it has); how many were refreshed.
+    pub async fn refresh_saml_sources(&self) -> Result<usize, GatewayError> {
+        let mut n = 0;
+        for s in self.dir.saml_sources().await?.iter() {
+            let Some(url) = &s.cfg.metadata_url else {
+                continue;
+            };
+            match self.fetch_saml_metadata(url).await {
+                Ok(md) if md != s.metadata => {
+                    match self.dir.refresh_saml_metadata(&s.cfg.id, &md).await {
+                        Ok(()) => n += 1,
+                        Err(e) => {
+                            tracing::warn!(source = %s.cfg.id, error = %e, "refreshed SAML metadata refused; the copy kept stays")
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(source = %s.cfg.id, error = %e, "SAML metadata could not be refreshed; the copy kept stays")
+                }
+            }
+        }
+        Ok(n)
     }
 
     /// A partner's SAML metadata fetched once from `url`: https and public
@@ -392,11 +424,80 @@ impl Gateway {
         ev: interkom_audit::AuditEvent,
         user: &User,
     ) -> interkom_audit::AuditEvent {
+        if !user.is_staff() {
+            return self.about_person(ev, user);
+        }
         let ev = ev.subject(&user.id, Some(user.tenant.to_string()));
         match self.tenants.get(&user.tenant) {
             Some(t) => ev.tenant(&t.id, t.path_string()),
             None => ev,
         }
+    }
+
+    /// `ev` about a citizen or business, pseudonymised: the subject is a
+    /// keyed hash of the account under a key of the tenant that offers the
+    /// event's Leistung (else of the tenant whose source made the account),
+    /// so the trails of two Kommunen cannot be joined on it; no name, no
+    /// address, no account id.
+    fn about_person(
+        &self,
+        ev: interkom_audit::AuditEvent,
+        user: &User,
+    ) -> interkom_audit::AuditEvent {
+        let tenant = ev
+            .actor_client
+            .as_deref()
+            .and_then(|c| {
+                self.policy
+                    .snapshot()
+                    .leistung_for_client(c)
+                    .map(|l| l.tenant.clone())
+            })
+            .unwrap_or_else(|| user.tenant.to_string());
+        let subject = self.person_pseudonym(&tenant, &user.id);
+        let ev = ev.subject(&subject, None);
+        match self.tenants.get(&tenant) {
+            Some(t) => ev.tenant(&t.id, t.path_string()),
+            None => ev,
+        }
+    }
+
+    /// The audit pseudonym of a person's account for `tenant`.
+    pub(crate) fn person_pseudonym(&self, tenant: &str, user_id: &str) -> String {
+        let h = self
+            .master
+            .keyed_hash(&format!("audit-pseudonym|{tenant}|{user_id}"));
+        format!("pseudonym:{}", &h[..22])
+    }
+
+    /// Deletes the accounts of citizens and businesses without a login for
+    /// `idle_seconds` (DSGVO), each audited pseudonymously; how many went.
+    pub async fn delete_idle_people(&self, idle_seconds: i64) -> Result<u64, GatewayError> {
+        let before = self.clock.now() - idle_seconds;
+        let mut n = 0;
+        for p in self.dir.idle_people(before, 500).await? {
+            if !self.dir.delete_person(&p.user_id).await? {
+                continue;
+            }
+            let ev = interkom_audit::AuditEvent::new(
+                interkom_audit::Action::AccountDeleted,
+                interkom_audit::Outcome::Success,
+            )
+            .reason("no_login_within_retention")
+            .subject(self.person_pseudonym(&p.tenant, &p.user_id), None)
+            .details(serde_json::json!({
+                "source": p.source,
+                "population": p.population,
+                "idle_seconds": idle_seconds,
+            }));
+            let ev = match self.tenants.get(&p.tenant) {
+                Some(t) => ev.tenant(&t.id, t.path_string()),
+                None => ev,
+            };
+            self.audit.append(ev).await?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Gives an account a new random password (returned once, for handing

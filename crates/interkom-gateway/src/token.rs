@@ -409,19 +409,27 @@ async fn prepare_user_tokens(
         .await?
         .filter(|u| u.disabled == 0)
         .ok_or_else(|| OAuthError::invalid_grant("the account is not active"))?;
-    let tenant = gw
-        .tenants
-        .get(&user.tenant)
-        .ok_or_else(|| GatewayError::UnknownTenant(user.tenant.to_string()))?;
+    // Citizens and businesses belong to no tenant and hold no roles.
+    let tenant = match user.is_staff() {
+        true => Some(
+            gw.tenants
+                .get(&user.tenant)
+                .ok_or_else(|| GatewayError::UnknownTenant(user.tenant.to_string()))?,
+        ),
+        false => None,
+    };
     still_permitted(gw, meta, client, &user.id, g).await?;
-    let roles = roles_for(gw, client, &user);
+    let roles = match tenant {
+        Some(_) => roles_for(gw, client, &user),
+        None => Vec::new(),
+    };
     let keys = gw.keys.fresh(now).await?;
     let scope = g.scope.join(" ");
 
     let at_key = keys
         .signing(gw.cfg.access_token_alg, now)
         .ok_or(GatewayError::Crypto("no access-token signing key"))?;
-    let access_claims = json!({
+    let mut access_claims = json!({
         "iss": gw.cfg.issuer_str(),
         "sub": user.id,
         "aud": client.id,
@@ -434,11 +442,13 @@ async fn prepare_user_tokens(
         "acr": g.acr,
         "sid": g.sid,
         "gid": g.family_id,
-        "tenant": tenant.id,
-        "tenant_path": tenant.path,
-        "level": tenant.level.as_str(),
-        "roles": roles,
     });
+    if let Some(tenant) = tenant {
+        access_claims["tenant"] = json!(tenant.id);
+        access_claims["tenant_path"] = json!(tenant.path);
+        access_claims["level"] = json!(tenant.level.as_str());
+        access_claims["roles"] = json!(roles);
+    }
     let access_token = jws::sign(at_key, "at+jwt", &access_claims)?;
 
     let mut out = json!({
@@ -451,7 +461,10 @@ async fn prepare_user_tokens(
         let id_key = keys
             .signing(client.id_token_alg, now)
             .ok_or(GatewayError::Crypto("no ID-token signing key"))?;
-        let claims = id_token_claims(gw, client, &user, tenant, &roles, g, now);
+        let mut claims = id_token_claims(gw, client, &user, tenant, &roles, g, now);
+        if tenant.is_none() {
+            add_leistung_claims(gw, client, &user, &mut claims).await?;
+        }
         out["id_token"] = json!(jws::sign(id_key, "JWT", &claims)?);
     }
     let refresh = if client.allows(GrantType::RefreshToken) {
@@ -473,13 +486,14 @@ async fn prepare_user_tokens(
     } else {
         None
     };
-    let audit = AuditEvent::new(action, Outcome::Success)
-        .tenant(&tenant.id, tenant.path_string())
-        .subject(&user.id, Some(user.tenant.to_string()))
-        .client(&client.id)
-        .correlation(meta.request_id.clone())
-        .source(meta.source.clone())
-        .details(json!({ "scope": scope, "family": g.family_id, "jti": access_claims["jti"] }));
+    let audit = gw.about(
+        AuditEvent::new(action, Outcome::Success)
+            .client(&client.id)
+            .correlation(meta.request_id.clone())
+            .source(meta.source.clone())
+            .details(json!({ "scope": scope, "family": g.family_id, "jti": access_claims["jti"] })),
+        &user,
+    );
     Ok(Issue {
         body: out,
         refresh,
@@ -536,7 +550,7 @@ fn id_token_claims(
     gw: &Gateway,
     client: &Client,
     user: &User,
-    tenant: &interkom_policy::Tenant,
+    tenant: Option<&interkom_policy::Tenant>,
     roles: &[String],
     g: &Redeemed,
     now: i64,
@@ -552,11 +566,13 @@ fn id_token_claims(
         "acr": g.acr,
         "amr": g.amr,
         "sid": g.sid,
-        "tenant": tenant.id,
-        "tenant_path": tenant.path,
-        "level": tenant.level.as_str(),
-        "roles": roles,
     });
+    if let Some(tenant) = tenant {
+        claims["tenant"] = json!(tenant.id);
+        claims["tenant_path"] = json!(tenant.path);
+        claims["level"] = json!(tenant.level.as_str());
+        claims["roles"] = json!(roles);
+    }
     if let Some(n) = &g.nonce {
         claims["nonce"] = json!(n);
     }
@@ -564,7 +580,33 @@ fn id_token_claims(
     claims
 }
 
+/// The claims a Leistung receives of a citizen or business: exactly the
+/// ones it is registered for (data minimisation), from what the identity
+/// source gave.
+async fn add_leistung_claims(
+    gw: &Gateway,
+    client: &Client,
+    user: &User,
+    claims: &mut Value,
+) -> Result<(), GatewayError> {
+    let snap = gw.policy.snapshot();
+    let Some(l) = snap.leistung_for_client(&client.id) else {
+        return Ok(());
+    };
+    let data = gw.dir.person_data(&user.id).await?;
+    for c in &l.claims {
+        if let Some(v) = data.get(c) {
+            claims[c.as_str()] = json!(v);
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn add_profile_claims(claims: &mut Value, scope: &[String], user: &User) {
+    // A citizen's or business's data goes only as its Leistung permits.
+    if !user.is_staff() {
+        return;
+    }
     if scope.iter().any(|s| s == "profile") {
         claims["preferred_username"] = json!(user.username);
         if let Some(n) = &user.name {

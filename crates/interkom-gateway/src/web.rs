@@ -29,6 +29,7 @@ pub(crate) fn templates() -> Result<Environment<'static>, GatewayError> {
         "saml_post.html",
         include_str!("../templates/saml_post.html"),
     )?;
+    env.add_template("leistung.html", include_str!("../templates/leistung.html"))?;
     Ok(env)
 }
 
@@ -149,6 +150,31 @@ pub(crate) fn error_page_at(
             message,
             code,
         }),
+    )
+}
+
+/// The page that posts a SAML message to `action` (at once with the
+/// script, else by its button).
+pub(crate) fn saml_post_page(
+    gw: &Gateway,
+    action: &str,
+    param: interkom_saml::binding::Param,
+    xml: &str,
+    relay_state: Option<&str>,
+) -> Response {
+    let fields = interkom_saml::binding::post_fields(param, xml, relay_state);
+    let lang = Lang::De;
+    page(
+        gw,
+        StatusCode::OK,
+        "saml_post.html",
+        minijinja::context! {
+            lang => lang.code(),
+            base => gw.cfg.base_path(),
+            t => minijinja::Value::from_serialize(lang.texts()),
+            action => action,
+            fields => fields,
+        },
     )
 }
 

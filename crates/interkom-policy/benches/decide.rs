@@ -258,7 +258,7 @@ fn load_from_database(land: &Land) -> (Duration, Duration) {
             sqlx::query("CREATE SCHEMA public").execute(&pool).await.unwrap();
         }
         interkom_policy::migrate(&pool).await.unwrap();
-        sqlx::query("CREATE TABLE users (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, username TEXT NOT NULL, email TEXT, disabled BIGINT NOT NULL DEFAULT 0)")
+        sqlx::query("CREATE TABLE users (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, username TEXT NOT NULL, email TEXT, disabled BIGINT NOT NULL DEFAULT 0, population TEXT NOT NULL DEFAULT 'staff')")
             .execute(&pool)
             .await
             .unwrap();

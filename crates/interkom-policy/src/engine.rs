@@ -393,6 +393,8 @@ pub struct Snapshot {
     /// classification from its own tenant and the tenants above it only.
     kind_protection_at: FxMap<(u32, u32), Protection>,
     default_need: Option<ProtectionNeed>,
+    /// The Leistungen, by the client they log in through.
+    leistungen: FxMap<Box<str>, std::sync::Arc<crate::leistungen::LeistungSpec>>,
 }
 
 fn need_idx(n: ProtectionNeed) -> usize {
@@ -617,6 +619,19 @@ impl Snapshot {
 
     /// The home tenant of a subject (account id, username or e-mail), if
     /// known.
+    /// The Leistung that logs in through `client`, if it is one.
+    pub fn leistung_for_client(
+        &self,
+        client: &str,
+    ) -> Option<&std::sync::Arc<crate::leistungen::LeistungSpec>> {
+        self.leistungen.get(client)
+    }
+
+    /// Every Leistung of the live policy.
+    pub fn leistungen(&self) -> impl Iterator<Item = &crate::leistungen::LeistungSpec> {
+        self.leistungen.values().map(|l| &**l)
+    }
+
     pub fn subject_home(&self, id: &str) -> Option<&str> {
         let &i = self.subject_index.get(id)?;
         let home = self.subjects[i as usize].home?;

@@ -8,6 +8,8 @@
 //! - [`loa`]: levels of assurance, protection needs and their mapping.
 //! - [`policyset`]: the versioned files of `policies/`.
 //! - [`store`]: the live policy in the database.
+//! - [`leistungen`]: online services for citizens and businesses and the
+//!   identification each requires.
 //! - [`engine`]: the compiled snapshot and `decide()`; its compilation, one
 //!   pass per part, in `engine/compile.rs`.
 //! - `events`: the audit event of a decision, wherever it was asked.
@@ -21,6 +23,7 @@
 pub mod authzen;
 pub mod engine;
 mod events;
+pub mod leistungen;
 pub mod live;
 pub mod loa;
 pub mod oracle;
@@ -34,6 +37,7 @@ pub mod tenant;
 pub use engine::{
     AuthContext, Decision, Effect, Finding, Reason, ResourceRef, Severity, Snapshot, SubjectRef,
 };
+pub use leistungen::{LeistungSpec, Population};
 pub use live::{Change, Flip, PolicyEngine, Preview};
 pub use loa::{Loa, Protection, ProtectionNeed};
 pub use policyset::{PolicySet, ResourceSpec, RuleLine};
@@ -52,6 +56,9 @@ pub enum PolicyError {
     InvalidTree(String),
     #[error("{0}")]
     Invalid(String),
+    /// The change collides with what is stored (a name taken).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// Applies this crate's migrations.

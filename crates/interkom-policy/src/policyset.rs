@@ -175,6 +175,7 @@ pub struct PolicySet {
     pub resources: Vec<ResourceSpec>,
     pub grants: Vec<GrantFileSpec>,
     pub subjects: Vec<SubjectSpec>,
+    pub leistungen: Vec<crate::leistungen::LeistungSpec>,
 }
 
 /// An error in a policy file, naming the file and (where known) the line.
@@ -304,6 +305,15 @@ impl PolicySet {
             .toml::<SubjectsFile>("subjects.toml", false)
             .map(|f| f.subjects)
             .unwrap_or_default();
+        let leistungen = r
+            .toml::<crate::leistungen::LeistungenFile>("leistungen.toml", false)
+            .map(|f| f.leistungen)
+            .unwrap_or_default();
+        for l in &leistungen {
+            if let Err(m) = l.check() {
+                r.err("leistungen.toml", None, m);
+            }
+        }
         match (protection, roles, version) {
             (Some(protection), Some(roles), Some(version)) if r.errors.is_empty() => {
                 // Every file's version is part of the baseline's identity.
@@ -311,7 +321,7 @@ impl PolicySet {
                     "{version}+{}+{}+{}",
                     protection.version,
                     roles.version,
-                    content_digest(&lines, &resources, &grants)
+                    content_digest(&lines, &resources, &grants, &leistungen)
                 );
                 Ok(PolicySet {
                     dir: dir.to_owned(),
@@ -323,6 +333,7 @@ impl PolicySet {
                     resources,
                     grants,
                     subjects,
+                    leistungen,
                 })
             }
             _ => Err(r.errors),
@@ -336,6 +347,7 @@ fn content_digest(
     lines: &[RuleLine],
     resources: &[ResourceSpec],
     grants: &[GrantFileSpec],
+    leistungen: &[crate::leistungen::LeistungSpec],
 ) -> String {
     // FNV-1a, 64 bits: stable across releases (std's hasher is not); a
     // collision, which would skip a re-import, is negligibly unlikely.
@@ -375,6 +387,9 @@ fn content_digest(
         for a in &g.actions {
             feed(a);
         }
+    }
+    for l in leistungen {
+        feed(&serde_json::to_string(l).unwrap_or_default());
     }
     format!("{h:016x}")
 }

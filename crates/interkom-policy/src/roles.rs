@@ -40,6 +40,17 @@ pub async fn assign(
     tenant: &str,
     role: &str,
 ) -> Result<(), PolicyError> {
+    // Citizens and businesses hold no roles, whichever path asks.
+    let population: Option<String> =
+        sqlx::query_scalar("SELECT population FROM users WHERE id = $1")
+            .bind(subject)
+            .fetch_optional(pool)
+            .await?;
+    if population.is_some_and(|p| p != "staff") {
+        return Err(PolicyError::Invalid(
+            "a citizen or business account holds no roles".into(),
+        ));
+    }
     sqlx::query(
         "INSERT INTO role_assignments (subject, tenant, role) VALUES ($1, $2, $3) \
          ON CONFLICT (subject, tenant, role) DO NOTHING",

@@ -38,6 +38,7 @@ pub struct LiveData {
     pub users: Vec<(String, String, String, Option<String>)>,
     /// (subject, tenant, role).
     pub assignments: Vec<(String, String, String)>,
+    pub leistungen: Vec<crate::leistungen::LeistungSpec>,
 }
 
 /// The PostgreSQL channel a change is announced on.
@@ -69,7 +70,7 @@ pub async fn touch(pool: &AnyPool) -> Result<(), PolicyError> {
 /// A transaction for a change, holding the state row's lock first: every
 /// change (and a baseline import) takes the locks in the same order, so they
 /// serialise instead of deadlocking or losing an update.
-async fn begin_change(
+pub(crate) async fn begin_change(
     pool: &AnyPool,
 ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
     let mut tx = pool.begin().await?;
@@ -80,7 +81,7 @@ async fn begin_change(
 }
 
 /// Announces a change (see [`bump`]) and commits it.
-async fn commit_change(
+pub(crate) async fn commit_change(
     mut tx: sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
 ) -> Result<(), PolicyError> {
@@ -225,7 +226,7 @@ pub async fn import_baseline(
     }
     // Before the old rows go: what happened to them since.
     let grants = baseline_grants(&mut tx, set, now).await?;
-    for table in ["policy_rules", "resources", "grants"] {
+    for table in ["policy_rules", "resources", "grants", "leistungen"] {
         sqlx::query(&format!("DELETE FROM {table} WHERE source = 'baseline'"))
             .execute(&mut *tx)
             .await?;
@@ -238,6 +239,9 @@ pub async fn import_baseline(
     }
     for grant in &grants {
         insert_grant(&mut tx, grant, "baseline", now).await?;
+    }
+    for l in &set.leistungen {
+        crate::leistungen::upsert(&mut tx, l, "baseline", now).await?;
     }
     sqlx::query("UPDATE policy_state SET version = version + 1, baseline = $1 WHERE id = 1")
         .bind(&set.version)
@@ -528,9 +532,10 @@ async fn load_filtered(pool: &AnyPool, skip_baseline: bool) -> Result<LiveData, 
     let rest = async {
         let resources = load_resources(pool, filter).await?;
         let grants = load_grants(pool, filter).await?;
-        Ok::<_, PolicyError>((resources, grants))
+        let leistungen = crate::leistungen::load(pool, filter).await?;
+        Ok::<_, PolicyError>((resources, grants, leistungen))
     };
-    let (rules, (users, assignments), (resources, grants)) =
+    let (rules, (users, assignments), (resources, grants, leistungen)) =
         tokio::try_join!(load_rules(pool, filter), load_subjects(pool), rest)?;
     Ok(LiveData {
         version,
@@ -539,6 +544,7 @@ async fn load_filtered(pool: &AnyPool, skip_baseline: bool) -> Result<LiveData, 
         grants,
         users,
         assignments,
+        leistungen,
     })
 }
 
@@ -571,7 +577,7 @@ async fn load_subjects(
     pool: &AnyPool,
 ) -> Result<(Vec<UserRow>, Vec<(String, String, String)>), PolicyError> {
     let users = sqlx::query_as::<_, UserRow>(
-        "SELECT id, username, tenant, email FROM users WHERE disabled = 0",
+        "SELECT id, username, tenant, email FROM users WHERE disabled = 0 AND population = 'staff'",
     )
     .fetch_all(pool)
     .await?;

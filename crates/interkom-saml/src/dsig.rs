@@ -90,6 +90,13 @@ impl SigningKey {
         Ok(ctx)
     }
 
+    /// The private key as PKCS#8 PEM: the key encrypted assertions are
+    /// decrypted with (interkom as service provider publishes the same
+    /// certificate for encryption).
+    pub fn private_pem(&self) -> &str {
+        &self.pkcs8_pem
+    }
+
     /// RSASSA-PKCS1-v1_5 with SHA-256 over `msg` (the Redirect binding's
     /// query signature).
     pub fn sign_raw(&self, msg: &[u8]) -> Result<Vec<u8>, SamlError> {

@@ -59,6 +59,63 @@ impl IdpMetadata<'_> {
     }
 }
 
+/// interkom as service provider (of an identity source such as BundID).
+pub struct SpOwnMetadata<'a> {
+    /// Never changes once in production: BundID derives the pseudonym
+    /// from it.
+    pub entity_id: &'a str,
+    pub acs_url: &'a str,
+    /// Where the IdP sends logout messages, if interkom takes them.
+    pub slo_url: Option<&'a str>,
+    /// The certificates, the current one first, then one published ahead
+    /// of a rotation; each for signing and for encryption.
+    pub certs: &'a [Certificate],
+    pub name_id_formats: &'a [&'a str],
+    /// The organisation shown by the IdP (`md:Organization`), if any.
+    pub organization: Option<(&'a str, &'a str)>,
+}
+
+impl SpOwnMetadata<'_> {
+    pub fn to_xml(&self) -> String {
+        let mut x = format!(
+            r#"<md:EntityDescriptor xmlns:md="{}" xmlns:ds="{}" entityID="{}"><md:SPSSODescriptor AuthnRequestsSigned="true" WantAssertionsSigned="true" protocolSupportEnumeration="{}">"#,
+            ns::MD,
+            ns::DS,
+            escape(self.entity_id),
+            ns::SAMLP
+        );
+        for c in self.certs {
+            x.push_str(&key_descriptor("signing", c));
+            x.push_str(&key_descriptor("encryption", c));
+        }
+        for b in [BINDING_REDIRECT, BINDING_POST] {
+            if let Some(slo) = self.slo_url {
+                x.push_str(&format!(
+                    r#"<md:SingleLogoutService Binding="{b}" Location="{}"/>"#,
+                    escape(slo)
+                ));
+            }
+        }
+        for f in self.name_id_formats {
+            x.push_str(&format!("<md:NameIDFormat>{}</md:NameIDFormat>", escape(f)));
+        }
+        x.push_str(&format!(
+            r#"<md:AssertionConsumerService Binding="{BINDING_POST}" Location="{}" index="0" isDefault="true"/>"#,
+            escape(self.acs_url)
+        ));
+        x.push_str("</md:SPSSODescriptor>");
+        if let Some((name, url)) = self.organization {
+            x.push_str(&format!(
+                r#"<md:Organization><md:OrganizationName xml:lang="de">{n}</md:OrganizationName><md:OrganizationDisplayName xml:lang="de">{n}</md:OrganizationDisplayName><md:OrganizationURL xml:lang="de">{u}</md:OrganizationURL></md:Organization>"#,
+                n = escape(name),
+                u = escape(url)
+            ));
+        }
+        x.push_str("</md:EntityDescriptor>");
+        x
+    }
+}
+
 /// An endpoint of a partner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {

@@ -128,6 +128,9 @@ pub struct Status {
     pub code: String,
     pub sub_code: Option<String>,
     pub message: Option<String>,
+    /// The content of `StatusDetail` as XML (BundID's AKDB extension puts
+    /// a JSON error there), as received; shown, never interpreted.
+    pub detail: Option<String>,
 }
 
 impl Status {
@@ -136,6 +139,7 @@ impl Status {
             code: STATUS_SUCCESS.into(),
             sub_code: None,
             message: None,
+            detail: None,
         }
     }
 
@@ -265,6 +269,9 @@ pub fn read(xml: &str, trusted: &Trusted, decrypt_key: Option<&str>) -> Result<R
         Some(m) => Some(xml::text(&doc, m)?),
         None => None,
     };
+    let detail = only_child(&doc, status, ns::SAMLP, "StatusDetail")?
+        .and_then(|d| inner_xml(&doc, d))
+        .map(|d| d.chars().take(4096).collect());
     let issuer = match only_child(&doc, root, ns::SAML, "Issuer")? {
         Some(i) => xml::text(&doc, i)?,
         None => String::new(),
@@ -279,6 +286,7 @@ pub fn read(xml: &str, trusted: &Trusted, decrypt_key: Option<&str>) -> Result<R
             code: attr(&doc, code, "Value").unwrap_or("").to_owned(),
             sub_code,
             message,
+            detail,
         },
     };
     if !envelope.status.is_success() {
@@ -426,9 +434,11 @@ fn attribute_value(doc: &uppsala::Document<'_>, v: uppsala::NodeId) -> String {
     if xml::elements(doc, v).is_empty() {
         return doc.text_content_deep(v).trim().to_owned();
     }
+    inner_xml(doc, v).unwrap_or_default()
+}
+
+/// The content of an element as the XML it was written in.
+fn inner_xml(doc: &uppsala::Document<'_>, v: uppsala::NodeId) -> Option<String> {
     doc.node_source(v)
-        .and_then(|s| Some(&s[s.find('>')? + 1..s.rfind("</")?]))
-        .unwrap_or("")
-        .trim()
-        .to_owned()
+        .and_then(|s| Some(s[s.find('>')? + 1..s.rfind("</")?].trim().to_owned()))
 }

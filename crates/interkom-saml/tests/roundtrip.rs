@@ -243,6 +243,7 @@ fn an_error_status_carries_no_assertion() {
             code: response::STATUS_RESPONDER.into(),
             sub_code: Some(response::STATUS_REQUEST_DENIED.into()),
             message: Some("{\"code\":\"IDP_REQUIRED_ATTRIBUTES_MISSING\"}".into()),
+            detail: None,
         },
         ..envelope()
     };

@@ -106,6 +106,13 @@ pub struct FileConfig {
     /// accounts); more can be added through the admin API.
     #[serde(default)]
     pub directories: Vec<interkom_directory::ldap::DirectorySourceConfig>,
+    /// SAML identity sources of citizens and businesses (BundID, Mein
+    /// Unternehmenskonto), with `metadata_file` or `metadata_url`.
+    #[serde(default)]
+    pub saml_sources: Vec<interkom_directory::saml_sources::SamlSourceConfig>,
+    /// Accounts of citizens and businesses.
+    #[serde(default)]
+    pub people: PeopleFileConfig,
     #[serde(default)]
     pub audit: AuditFileConfig,
     /// The administrative tree.
@@ -123,6 +130,23 @@ pub struct FileConfig {
     pub policy_poll_seconds: u64,
     #[serde(default)]
     pub tls: TlsFileConfig,
+}
+
+/// `[people]`: accounts of citizens and businesses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeopleFileConfig {
+    /// Days without a login after which such an account is deleted
+    /// (DSGVO; default 12 months).
+    pub delete_after_days: i64,
+}
+
+impl Default for PeopleFileConfig {
+    fn default() -> Self {
+        PeopleFileConfig {
+            delete_after_days: 365,
+        }
+    }
 }
 
 /// Passkeys (WebAuthn) as the local second factor.
@@ -418,6 +442,10 @@ pub struct Config {
     pub tenants: Vec<TenantSpec>,
     pub upstreams: Vec<interkom_directory::UpstreamConfig>,
     pub directories: Vec<interkom_directory::ldap::DirectorySourceConfig>,
+    pub saml_sources: Vec<interkom_directory::saml_sources::SamlSourceConfig>,
+    /// Seconds without login after which a citizen's or business's
+    /// account is deleted.
+    pub people_delete_after: i64,
     pub demo: DemoConfig,
     pub authzen: AuthzenConfig,
     pub admin: interkom_admin::AdminRules,
@@ -503,6 +531,8 @@ impl FileConfig {
                     tenants: self.tenants,
                     upstreams: self.upstreams,
                     directories: self.directories,
+                    saml_sources: self.saml_sources,
+                    people_delete_after: self.people.delete_after_days.clamp(1, 3650) * 86_400,
                     demo: self.demo,
                     authzen: self.authzen,
                     admin: interkom_admin::AdminRules {

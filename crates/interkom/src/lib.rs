@@ -130,6 +130,30 @@ impl App {
                 .await
                 .with_context(|| format!("directory {}", d.id))?;
         }
+        // SAML identity sources likewise, their metadata from the file or
+        // fetched (a source whose metadata cannot be had now keeps the copy
+        // it has).
+        for s in &app.config.saml_sources {
+            let metadata = match (&s.metadata_file, &s.metadata_url) {
+                (Some(f), _) => std::fs::read_to_string(f)
+                    .with_context(|| format!("SAML source {}: {}", s.id, f.display()))?,
+                (None, Some(url)) => match app.gateway.fetch_saml_metadata(url).await {
+                    Ok(md) => md,
+                    Err(e) => {
+                        tracing::error!(source = %s.id, error = %e, "SAML metadata could not be fetched; the copy kept (if any) stays");
+                        continue;
+                    }
+                },
+                (None, None) => anyhow::bail!(
+                    "SAML source {}: metadata_file or metadata_url is needed",
+                    s.id
+                ),
+            };
+            app.directory
+                .put_saml_source(s.clone(), &metadata)
+                .await
+                .with_context(|| format!("SAML source {}", s.id))?;
+        }
         // The admin console is a Fachverfahren of the gateway like others.
         interkom_admin::console::ensure_client(&app.directory, app.config.gateway.issuer_str())
             .await
@@ -379,13 +403,25 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let router = app.router();
     let gateway = app.gateway.clone();
+    let delete_after = app.config.people_delete_after;
     let purger = tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(600));
+        let mut round: u64 = 0;
         loop {
             every.tick().await;
             if let Err(e) = gateway.purge_expired().await {
                 tracing::warn!(error = %e, "purging expired records failed");
             }
+            if let Err(e) = gateway.delete_idle_people(delete_after).await {
+                tracing::warn!(error = %e, "deleting idle accounts of citizens and businesses failed");
+            }
+            // SAML metadata every six hours (the first round at start).
+            if round.is_multiple_of(36) {
+                if let Err(e) = gateway.refresh_saml_sources().await {
+                    tracing::warn!(error = %e, "refreshing SAML metadata failed");
+                }
+            }
+            round += 1;
         }
     });
     let _stop_purger = AbortOnDrop(purger);

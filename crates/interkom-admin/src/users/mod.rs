@@ -70,6 +70,9 @@ async fn user_in_scope(
         .user(id)
         .await
         .map_err(AdminError::from)?
+        // Citizens and businesses are no staff accounts: not administered
+        // here (no roles, no passwords, no locks).
+        .filter(User::is_staff)
         .ok_or_else(|| AdminError::new(StatusCode::NOT_FOUND, format!("no user `{id}`")))?;
     let inside = state
         .0

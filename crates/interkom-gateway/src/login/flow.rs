@@ -14,10 +14,11 @@ use url::Url;
 
 use super::plan::{self, Available, Step};
 use super::state::{self, AuthRequest, Checked, Login, LoginRequest};
-use super::{consent, pages};
+use super::{consent, leistung, pages};
 use crate::error::ErrorCode;
 use crate::session::{self, Session};
-use crate::sources::{IdentitySource, LocalPassword, OidcUpstream, SourceAsk};
+use crate::sources::saml::UPSTREAM_PREFIX;
+use crate::sources::{IdentitySource, LocalPassword, OidcUpstream, SamlIdp, SourceAsk};
 use crate::store::AuthCode;
 use crate::web::{self, Meta};
 use crate::{access, factors, Gateway, GatewayError};
@@ -48,6 +49,16 @@ pub(crate) async fn plan(
     )
     .await?;
     let need = plan::target(verdict, p.loa(), req.min_acr);
+    // A Leistung: its level, reached at a source it accepts.
+    if let Some(l) = gw.policy.snapshot().leistung_for_client(&req.client_id) {
+        return Ok(match need {
+            None => Step::Deny,
+            Some(n) if plan::level_ok(&n, p) && !n.fresh && leistung::from_accepted(l, p) => {
+                Step::Issue
+            }
+            Some(n) => leistung::step_up(gw, l, p, leistung::need(l, Some(n.loa))).await?,
+        });
+    }
     if need.is_none_or(|n| plan::level_ok(&n, p) && !n.fresh) {
         return Ok(plan::next(need, p, &Available::default()));
     }
@@ -132,6 +143,12 @@ pub(crate) async fn go_upstream(
     asked: Option<Loa>,
     fresh: bool,
 ) -> Result<Response, GatewayError> {
+    if let Some(source) = id.strip_prefix(UPSTREAM_PREFIX) {
+        let Some(src) = gw.dir.saml_source(source).await? else {
+            return finish_unmet(gw, at);
+        };
+        return go_to(gw, meta, at, &SamlIdp(src), asked, fresh).await;
+    }
     let Some(idp) = gw.dir.upstream(id).await? else {
         return finish_unmet(gw, at);
     };

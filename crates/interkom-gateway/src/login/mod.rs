@@ -13,10 +13,12 @@
 //! - `plan`: the planner, a pure function tested as a table.
 //! - `pages`: the login form, the second-factor and the consent page.
 //! - `consent`: whether the person is asked before the client gets data.
+//! - `leistung`: a Leistung's page and the sources that reach its level.
 //! - `flow`: carrying a step out; the one place a login ends.
 
 pub(crate) mod consent;
 pub(crate) mod flow;
+pub(crate) mod leistung;
 pub(crate) mod pages;
 pub(crate) mod plan;
 pub(crate) mod state;

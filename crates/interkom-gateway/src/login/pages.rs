@@ -204,3 +204,88 @@ pub(crate) fn consent_page(gw: &Gateway, at: &LoginRequest) -> Response {
         },
     )
 }
+
+/// A source offered on a Leistung's page.
+#[derive(Serialize)]
+pub(crate) struct SourceEntry {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) description: String,
+}
+
+/// The German name of a Vertrauensniveau.
+pub(crate) fn niveau(loa: interkom_types::Loa) -> &'static str {
+    match loa {
+        interkom_types::Loa::Low => "niedrig",
+        interkom_types::Loa::Substantial => "substanziell",
+        interkom_types::Loa::High => "hoch",
+    }
+}
+
+/// How the person's data a Leistung receives is named on its page.
+fn claim_label(claim: &str) -> &str {
+    match claim {
+        "given_name" => "Vorname",
+        "family_name" => "Familienname",
+        "birthdate" => "Geburtsdatum",
+        "place_of_birth" => "Geburtsort",
+        "birth_name" => "Geburtsname",
+        "nationality" => "Staatsangehörigkeit",
+        "address" => "Anschrift",
+        "email" => "E-Mail-Adresse",
+        "organisation" => "Unternehmen (Name und Kennung)",
+        other => other,
+    }
+}
+
+/// The page of a Leistung: what it is, who offers it, the level it needs,
+/// the data it receives and its legal basis, and the identity sources that
+/// reach the level (or, after a refusal, why, and the sources to try again
+/// with).
+pub(crate) fn leistung_page(
+    gw: &Gateway,
+    at: &LoginRequest,
+    l: &interkom_policy::LeistungSpec,
+    sources: &[SourceEntry],
+    status: StatusCode,
+    message: Option<&str>,
+    detail: Option<&str>,
+) -> Response {
+    #[derive(Serialize)]
+    struct Claim<'a> {
+        claim: &'a str,
+        label: &'a str,
+    }
+    let claims: Vec<Claim<'_>> = l
+        .claims
+        .iter()
+        .map(|c| Claim {
+            claim: c,
+            label: claim_label(c),
+        })
+        .collect();
+    let kommune = gw
+        .tenants
+        .get(&l.tenant)
+        .map(|t| t.name.clone())
+        .unwrap_or_else(|| l.tenant.clone());
+    web::page(
+        gw,
+        status,
+        "leistung.html",
+        minijinja::context! {
+            lang => Lang::De.code(),
+            base => gw.cfg.base_path(),
+            l => minijinja::Value::from_serialize(l),
+            kommune => kommune,
+            niveau => niveau(l.loa),
+            claims => claims,
+            sources => sources,
+            message => message,
+            detail => detail,
+            retry => message.is_some(),
+            login_request => &at.lr,
+            csrf_token => csrf_token(gw, &at.browser, &at.lr),
+        },
+    )
+}

@@ -81,6 +81,7 @@ pub(crate) struct Login {
 }
 
 /// What an identity source established about the person logging in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Authentication {
     pub(crate) user_id: AccountId,
     pub(crate) loa: Loa,

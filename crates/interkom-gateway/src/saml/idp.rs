@@ -538,6 +538,7 @@ async fn answer(
             code: response::STATUS_RESPONDER.into(),
             sub_code: Some(sub.into()),
             message: get("error_description").map(str::to_owned),
+            detail: None,
         };
         let xml = response::write(
             &env(status),
@@ -705,7 +706,8 @@ fn post_page(gw: &Gateway, p: &Pending, xml: &str) -> Response {
     post_to(gw, &p.acs, Param::Response, xml, p.relay_state.as_deref())
 }
 
-/// The page that posts a message to `action` (at once with the script).
+/// The page that posts a message to `action` (at once with the script);
+/// the pending request's cookie is cleared.
 pub(crate) fn post_to(
     gw: &Gateway,
     action: &str,
@@ -713,20 +715,7 @@ pub(crate) fn post_to(
     xml: &str,
     relay_state: Option<&str>,
 ) -> Response {
-    let fields = binding::post_fields(param, xml, relay_state);
-    let lang = Lang::De;
-    let mut res = web::page(
-        gw,
-        StatusCode::OK,
-        "saml_post.html",
-        minijinja::context! {
-            lang => lang.code(),
-            base => gw.cfg.base_path(),
-            t => minijinja::Value::from_serialize(lang.texts()),
-            action => action,
-            fields => fields,
-        },
-    );
+    let mut res = web::saml_post_page(gw, action, param, xml, relay_state);
     res.headers_mut()
         .append(header::SET_COOKIE, pending_cookie(gw, "", 0));
     res

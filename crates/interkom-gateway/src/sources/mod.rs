@@ -10,11 +10,13 @@
 //!   their first login.
 //! - `oidc`: an upstream OpenID Provider of a tenant (brokering), with
 //!   `oidc_account` linking or creating the account it vouches for.
+//! - `saml`: a SAML identity provider (BundID, Mein Unternehmenskonto):
+//!   the signed AuthnRequest and the checks of its Response.
 //! - `guard`: brute-force protection of every password a form takes.
 //!
-//! Adding a source (SAML): implement the trait in a module of its
-//! own, let its endpoint (a form post or a callback) turn its answer into
-//! an [`Authentication`] and hand it to `login::flow::advance`, and audit
+//! Adding a source: implement the trait in a module of its own, let its
+//! endpoint (a form post or a callback) turn its answer into an
+//! [`Authentication`] and hand it to `login::flow::advance`, and audit
 //! every refusal as `login_failed` with a reason.
 
 pub(crate) mod directory;
@@ -24,6 +26,7 @@ pub(crate) mod oidc;
 mod oidc_account;
 mod oidc_answer;
 pub(crate) mod password;
+pub(crate) mod saml;
 
 use axum::response::Response;
 use futures_util::future::BoxFuture;
@@ -37,6 +40,7 @@ use crate::{Gateway, GatewayError};
 pub(crate) use directory::DirectoryLogin;
 pub(crate) use oidc::OidcUpstream;
 pub(crate) use password::LocalPassword;
+pub(crate) use saml::SamlIdp;
 
 /// What a login at a source asks for.
 pub(crate) struct SourceAsk<'a> {

@@ -58,6 +58,7 @@ pub use keys::KeyInfo;
 pub(crate) use keys::{NewSigningKey, StoredKey};
 pub(crate) use logins::{Ceremony, NewLoginRequest, UpstreamLogin};
 pub(crate) use rotations::Rotation;
+pub(crate) use saml::SentRequest;
 pub(crate) use sessions::{Session, StepUp};
 pub(crate) use tokens::{NewRefreshToken, RefreshToken, TokenFamily};
 

@@ -23,6 +23,8 @@ impl Store {
             "upstream_logins",
             "webauthn_ceremonies",
             "saml_requests",
+            "saml_sp_requests",
+            "saml_assertions",
         ] {
             n += sqlx::query(&format!("DELETE FROM {table} WHERE expires_at < $1"))
                 .bind(now - 3600)

@@ -68,7 +68,31 @@ impl<'a> Compiler<'a> {
         self.lines();
         self.direct_symbols();
         self.grants();
+        self.leistungen();
         (self.s, self.problems)
+    }
+
+    /// The Leistungen, by the client they log in through; one offered by
+    /// a tenant not in the tree is left out.
+    fn leistungen(&mut self) {
+        let live = self.live;
+        for l in &live.leistungen {
+            if !self.s.tenant_ids.contains_key(l.tenant.as_str()) {
+                self.problem(
+                    Severity::Error,
+                    format!("Leistung {}", l.id),
+                    format!("unknown tenant `{}`", l.tenant),
+                );
+                continue;
+            }
+            if let Err(m) = l.check() {
+                self.problem(Severity::Error, format!("Leistung {}", l.id), m);
+                continue;
+            }
+            self.s
+                .leistungen
+                .insert(l.client.as_str().into(), std::sync::Arc::new(l.clone()));
+        }
     }
 
     fn problem(&mut self, severity: Severity, subject: String, message: String) {
@@ -629,6 +653,7 @@ mod tests {
             resources: Vec::new(),
             grants: Vec::new(),
             subjects: Vec::new(),
+            leistungen: Vec::new(),
         };
         let live = LiveData {
             version: 1,

@@ -1,0 +1,292 @@
+//! Leistungen: the online services a tenant offers to citizens and
+//! businesses, and the identification each legally requires — the level of
+//! assurance (Vertrauensniveau), the identity sources accepted, the data the
+//! service receives (data minimisation) and the legal basis shown to the
+//! person. Set in `policies/leistungen.toml`, through the admin API and the
+//! console; part of the live policy, so every node sees a change at once.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, AnyPool};
+
+use crate::loa::Loa;
+use crate::{store, PolicyError};
+
+/// Who a Leistung serves. Accounts of these populations are separate from
+/// staff accounts: no tenant membership, no roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Population {
+    /// Bürgerinnen und Bürger (BundID, eIDAS).
+    Citizen,
+    /// Unternehmen (Mein Unternehmenskonto).
+    Business,
+}
+
+impl Population {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Population::Citizen => "citizen",
+            Population::Business => "business",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Population> {
+        match s {
+            "citizen" => Some(Population::Citizen),
+            "business" => Some(Population::Business),
+            _ => None,
+        }
+    }
+}
+
+/// The claims a Leistung may receive: what interkom takes over from an
+/// identity source, by name. Nothing else leaves interkom.
+pub const CLAIMS: &[&str] = &[
+    "given_name",
+    "family_name",
+    "birthdate",
+    "place_of_birth",
+    "birth_name",
+    "nationality",
+    "address",
+    "email",
+    "organisation",
+];
+
+/// One Leistung.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeistungSpec {
+    /// A slug, e.g. `hundesteuer-hitzacker`.
+    pub id: String,
+    /// Shown to the person, e.g. "Hundesteuer-Anmeldung".
+    pub name: String,
+    /// The tenant that offers it.
+    pub tenant: String,
+    /// The OIDC client, or `saml:<id>` for a SAML service provider, that
+    /// the Leistung logs in through.
+    pub client: String,
+    pub populations: BTreeSet<Population>,
+    /// The required Vertrauensniveau (niedrig / substanziell / hoch).
+    pub loa: Loa,
+    /// The identity sources accepted (empty: every source of the
+    /// populations that reaches the level).
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// The claims it receives (see [`CLAIMS`]).
+    #[serde(default)]
+    pub claims: BTreeSet<String>,
+    /// Why it may ask (free text shown to the person, e.g. "§ 3 HStS").
+    #[serde(default)]
+    pub legal_basis: String,
+}
+
+impl LeistungSpec {
+    /// Checks the form (the tenant and the client are checked where they
+    /// are known).
+    pub fn check(&self) -> Result<(), String> {
+        let slug = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        if !slug(&self.id) {
+            return Err(format!(
+                "Leistung id `{}` must be 1-64 of a-z, 0-9 and `-`",
+                self.id
+            ));
+        }
+        if self.name.trim().is_empty() || self.name.len() > 200 {
+            return Err("a Leistung needs a name of at most 200 characters".into());
+        }
+        if self.client.is_empty() || self.client.len() > 200 {
+            return Err("a Leistung needs a client".into());
+        }
+        if self.populations.is_empty() {
+            return Err("a Leistung serves citizens, businesses or both".into());
+        }
+        if let Some(c) = self.claims.iter().find(|c| !CLAIMS.contains(&c.as_str())) {
+            return Err(format!(
+                "unknown claim `{c}` (known: {})",
+                CLAIMS.join(", ")
+            ));
+        }
+        if self.legal_basis.len() > 2000 {
+            return Err("the legal basis is longer than 2000 characters".into());
+        }
+        Ok(())
+    }
+
+    /// Whether a change from `self` to `next` lowers what the Leistung
+    /// requires or widens what it receives or accepts: such a change needs
+    /// a second administrator's approval.
+    pub fn weakened_by(&self, next: &LeistungSpec) -> bool {
+        next.loa < self.loa
+            || !next.claims.is_subset(&self.claims)
+            || !next.populations.is_subset(&self.populations)
+            || (!self.sources.is_empty()
+                && (next.sources.is_empty()
+                    || next.sources.iter().any(|s| !self.sources.contains(s))))
+    }
+
+    /// Whether the Leistung accepts source `id`.
+    pub fn accepts(&self, source: &str) -> bool {
+        self.sources.is_empty() || self.sources.iter().any(|s| s == source)
+    }
+}
+
+/// `leistungen.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LeistungenFile {
+    #[allow(dead_code)]
+    pub(crate) version: String,
+    #[serde(default)]
+    pub(crate) leistungen: Vec<LeistungSpec>,
+}
+
+pub(crate) async fn upsert(
+    conn: &mut AnyConnection,
+    l: &LeistungSpec,
+    source: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let spec = serde_json::to_string(l).unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO leistungen (id, tenant, client_id, spec, source, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, client_id = excluded.client_id, \
+         spec = excluded.spec, source = excluded.source, updated_at = excluded.updated_at",
+    )
+    .bind(&l.id)
+    .bind(&l.tenant)
+    .bind(&l.client)
+    .bind(spec)
+    .bind(source)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn load(pool: &AnyPool, filter: &str) -> Result<Vec<LeistungSpec>, PolicyError> {
+    let rows: Vec<String> =
+        sqlx::query_scalar(&format!("SELECT spec FROM leistungen{filter} ORDER BY id"))
+            .fetch_all(pool)
+            .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| serde_json::from_str(r).ok())
+        .collect())
+}
+
+/// The Leistungen as stored, in id order.
+pub async fn all(pool: &AnyPool) -> Result<Vec<LeistungSpec>, PolicyError> {
+    load(pool, "").await
+}
+
+/// Registers or replaces a Leistung (checked for form; a client is one
+/// Leistung's).
+pub async fn put(pool: &AnyPool, l: &LeistungSpec, now: i64) -> Result<(), PolicyError> {
+    l.check().map_err(PolicyError::Invalid)?;
+    let mut conn = pool.acquire().await?;
+    let taken: Option<String> =
+        sqlx::query_scalar("SELECT id FROM leistungen WHERE client_id = $1 AND id <> $2")
+            .bind(&l.client)
+            .bind(&l.id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if let Some(other) = taken {
+        return Err(PolicyError::Conflict(format!(
+            "client `{}` is the Leistung `{other}` already",
+            l.client
+        )));
+    }
+    drop(conn);
+    let mut tx = store::begin_change(pool).await?;
+    upsert(&mut tx, l, "admin", now).await?;
+    store::commit_change(tx, interkom_types::Backend::of(pool)).await
+}
+
+/// Removes a Leistung; whether there was one.
+pub async fn delete(pool: &AnyPool, id: &str) -> Result<bool, PolicyError> {
+    let mut tx = store::begin_change(pool).await?;
+    let n = sqlx::query("DELETE FROM leistungen WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    store::commit_change(tx, interkom_types::Backend::of(pool)).await?;
+    Ok(n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> LeistungSpec {
+        LeistungSpec {
+            id: "meldebescheinigung".into(),
+            name: "Meldebescheinigung".into(),
+            tenant: "sg-elbtalaue".into(),
+            client: "meldebescheinigung".into(),
+            populations: [Population::Citizen].into(),
+            loa: Loa::High,
+            sources: vec!["bundid".into()],
+            claims: ["given_name".to_string(), "family_name".to_string()].into(),
+            legal_basis: "§ 18 BMG".into(),
+        }
+    }
+
+    #[test]
+    fn what_weakens_a_leistung() {
+        let a = spec();
+        assert!(!a.weakened_by(&a));
+        let lower = LeistungSpec {
+            loa: Loa::Substantial,
+            ..spec()
+        };
+        assert!(a.weakened_by(&lower));
+        assert!(!lower.weakened_by(&a), "raising the level is no weakening");
+        let more = LeistungSpec {
+            claims: ["given_name", "family_name", "address"]
+                .map(String::from)
+                .into(),
+            ..spec()
+        };
+        assert!(a.weakened_by(&more));
+        let any_source = LeistungSpec {
+            sources: vec![],
+            ..spec()
+        };
+        assert!(a.weakened_by(&any_source));
+        let businesses = LeistungSpec {
+            populations: [Population::Citizen, Population::Business].into(),
+            ..spec()
+        };
+        assert!(a.weakened_by(&businesses));
+        let fewer = LeistungSpec {
+            claims: ["given_name".to_string()].into(),
+            ..spec()
+        };
+        assert!(!a.weakened_by(&fewer));
+    }
+
+    #[test]
+    fn form_is_checked() {
+        assert!(spec().check().is_ok());
+        let bad_claim = LeistungSpec {
+            claims: ["password".to_string()].into(),
+            ..spec()
+        };
+        assert!(bad_claim.check().unwrap_err().contains("unknown claim"));
+        let nobody = LeistungSpec {
+            populations: BTreeSet::new(),
+            ..spec()
+        };
+        assert!(nobody.check().is_err());
+    }
+}

@@ -1,0 +1,457 @@
+//! Citizens and businesses through a SAML identity source: interkom as
+//! service provider of a BundID-like IdP from another ecosystem (pysaml2
+//! with PyPI's xmlsec, `tests/saml/idp.py`): signed AuthnRequests with the
+//! AKDB extension, encrypted (AES-256-GCM, RSA-OAEP-SHA256) and signed
+//! assertions, transient NameIDs, STORK level strings, bPK2. The Leistung
+//! is an OIDC client; the flow runs as a browser would (cookies, forms).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use interkom_directory::saml_sources::{LevelName, RequestBinding, SamlSourceConfig};
+use interkom_policy::{Loa, Population};
+use serde_json::Value;
+
+use crate::common::*;
+
+/// A pysaml2 IdP on a free port; killed when dropped.
+struct PyIdp {
+    child: Child,
+    base: String,
+}
+
+impl Drop for PyIdp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl PyIdp {
+    fn start(sp_metadata: &str, args: &[&str]) -> PyIdp {
+        let python = repo_root().join("target/saml-venv/bin/python");
+        assert!(
+            python.exists(),
+            "the SAML peers' venv is missing: run tests/saml/setup (scripts/test does)"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(python)
+            .arg(repo_root().join("tests/saml/idp.py"))
+            .args(["--port", &port.to_string(), "--sp-metadata", sp_metadata])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(out).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "idp.py did not start");
+        PyIdp {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+const AKDB_EXTENSION: &str = concat!(
+    r#"<akdb:AuthenticationRequest xmlns:akdb="https://www.akdb.de/request/2018/09" "#,
+    r#"xmlns:classic-ui="https://www.akdb.de/request/2018/09/classic-ui/v1" Version="2" EnableStatusDetail="true">"#,
+    r#"<akdb:RequestedAttributes>{requested_attributes}</akdb:RequestedAttributes>"#,
+    r#"<akdb:DisplayInformation><classic-ui:Version><classic-ui:OrganizationDisplayName>{organisation}</classic-ui:OrganizationDisplayName>"#,
+    r#"<classic-ui:OnlineServiceId>{online_service_id}</classic-ui:OnlineServiceId><classic-ui:Lang>{lang}</classic-ui:Lang>"#,
+    r#"</classic-ui:Version></akdb:DisplayInformation></akdb:AuthenticationRequest>"#
+);
+
+/// The BundID registration, with the names of its interface description.
+fn bundid(id: &str, population: Population) -> SamlSourceConfig {
+    let mut attributes = BTreeMap::new();
+    for (claim, name) in [
+        ("given_name", "urn:oid:2.5.4.42"),
+        ("family_name", "urn:oid:2.5.4.4"),
+        ("birthdate", "urn:oid:1.2.40.0.10.2.1.1.55"),
+        ("address", "urn:oid:2.5.4.16"),
+        ("email", "urn:oid:0.9.2342.19200300.100.1.3"),
+        ("organisation", "urn:x-interkom-test:muk:organisation"),
+    ] {
+        attributes.insert(claim.to_owned(), name.to_owned());
+    }
+    let level = |name: &str, loa| LevelName {
+        name: name.into(),
+        loa,
+    };
+    SamlSourceConfig {
+        id: id.into(),
+        tenant: "lk-luechow-dannenberg".into(),
+        name: if population == Population::Citizen {
+            "BundID".into()
+        } else {
+            "Mein Unternehmenskonto".into()
+        },
+        description: String::new(),
+        population,
+        metadata_url: None,
+        metadata_file: None,
+        binding: RequestBinding::Post,
+        levels: vec![
+            level("STORK-QAA-Level-1", Loa::Low),
+            level("STORK-QAA-Level-3", Loa::Substantial),
+            level("STORK-QAA-Level-4", Loa::High),
+        ],
+        level_attribute: Some("urn:oid:1.2.40.0.10.2.1.1.261.94".into()),
+        pseudonym_attribute: if population == Population::Citizen {
+            "urn:oid:1.3.6.1.4.1.25484.494450.3".into()
+        } else {
+            "urn:x-interkom-test:muk:organisationPseudonym".into()
+        },
+        attributes,
+        extensions: Some(AKDB_EXTENSION.into()),
+        requested_attribute: Some(
+            r#"<akdb:RequestedAttribute Name="{name}" RequiredAttribute="{required}"/>"#.into(),
+        ),
+        force_authn: false,
+        clock_skew: 60,
+    }
+}
+
+/// A node with the IdP registered as `bundid` (and as `muk`).
+async fn setup(idp_args: &[&str]) -> (TestServer, PyIdp) {
+    let s = TestServer::start_with(|fc| fc.brokering.allow_loopback = true).await;
+    let idp = PyIdp::start(&s.url("/saml/sp/metadata"), idp_args);
+    let md = TestServer::http()
+        .get(idp.url("/metadata"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    s.app
+        .directory
+        .put_saml_source(bundid("bundid", Population::Citizen), &md)
+        .await
+        .unwrap();
+    (s, idp)
+}
+
+/// A hidden field, or the action, of the first form in a page.
+fn form_of(html: &str) -> (String, Vec<(String, String)>) {
+    let at = html.find("<form").expect("a form");
+    let action = attr(&html[at..], "action");
+    let mut fields = Vec::new();
+    let mut rest = &html[at..];
+    while let Some(i) = rest.find("type=\"hidden\"") {
+        let tail = &rest[i..];
+        let end = tail.find('>').unwrap();
+        let tag = &tail[..end];
+        fields.push((attr(tag, "name"), attr(tag, "value")));
+        rest = &tail[end..];
+    }
+    (action, fields)
+}
+
+struct Started {
+    verifier: String,
+    redirect: String,
+}
+
+/// Opens the Leistung's login: its page, with the sources offered.
+async fn open(s: &TestServer, b: &Browser, client: &str, port: u16) -> (Started, String) {
+    let (verifier, challenge) = pkce();
+    let redirect = format!("http://localhost:{port}/callback");
+    let url = authorize_url(
+        s,
+        &[
+            ("response_type", "code"),
+            ("client_id", client),
+            ("redirect_uri", &redirect),
+            ("scope", "openid profile email"),
+            ("state", "st"),
+            ("nonce", "no"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    let res = b.get(&url).await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    (Started { verifier, redirect }, html)
+}
+
+/// Chooses `source` on the Leistung's page (`html`); returns the IdP's
+/// login page and the AuthnRequest's XML.
+async fn choose(s: &TestServer, b: &Browser, html: &str, source: &str) -> (String, String) {
+    let mut fields = vec![
+        ("login_request".to_owned(), hidden(html, "login_request")),
+        ("csrf_token".to_owned(), hidden(html, "csrf_token")),
+        ("source".to_owned(), source.to_owned()),
+    ];
+    if html.contains("name=\"retry\"") {
+        fields.push(("retry".into(), "1".into()));
+    }
+    let res = b
+        .http
+        .post(s.url("/login/saml"))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the page that posts the AuthnRequest");
+    let (action, fields) = form_of(&res.text().await.unwrap());
+    let request = fields
+        .iter()
+        .find(|(n, _)| n == "SAMLRequest")
+        .unwrap()
+        .1
+        .clone();
+    let xml = String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &request).unwrap(),
+    )
+    .unwrap();
+    let res = b.http.post(&action).form(&fields).send().await.unwrap();
+    assert_eq!(res.status(), 200, "the IdP accepts the signed request");
+    (res.text().await.unwrap(), xml)
+}
+
+/// Logs in at the IdP's page; returns the fields it posts to our ACS.
+async fn idp_login(
+    b: &Browser,
+    idp: &PyIdp,
+    page: &str,
+    user: &str,
+    level: &str,
+) -> (String, Vec<(String, String)>) {
+    let token = hidden(page, "token");
+    let res = b
+        .http
+        .post(idp.url("/login"))
+        .form(&[
+            ("token", token.as_str()),
+            ("user", user),
+            ("level", level),
+            ("action", "login"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    form_of(&res.text().await.unwrap())
+}
+
+/// Posts the Response to the ACS and follows to the end of the login.
+async fn post_acs(b: &Browser, action: &str, fields: &[(String, String)]) -> reqwest::Response {
+    let res = b.http.post(action).form(fields).send().await.unwrap();
+    if res.status() != 303 {
+        return res;
+    }
+    b.get(&location(&res).unwrap()).await
+}
+
+async fn tokens(s: &TestServer, client: &str, st: &Started, res: &reqwest::Response) -> Value {
+    assert_eq!(res.status(), 303);
+    let to = location(res).unwrap();
+    assert!(to.starts_with(&st.redirect), "back at the Leistung: {to}");
+    let code = redirect_params(res)["code"].clone();
+    let res = s
+        .post_form(
+            "/token",
+            None,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &st.redirect),
+                ("client_id", client),
+                ("code_verifier", &st.verifier),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_citizen_logs_in_at_hoch_and_the_leistung_gets_only_its_data() {
+    let (s, idp) = setup(&[]).await;
+    let b = Browser::new();
+    let (st, html) = open(&s, &b, "meldebescheinigung-elbtalaue", 9012).await;
+    // The page names the Leistung, the Kommune, the level and the data.
+    assert!(html.contains("Meldebescheinigung"), "{html}");
+    assert!(html.contains("Samtgemeinde Elbtalaue"));
+    assert!(html.contains(">hoch<"));
+    assert!(html.contains("§ 18 Abs. 1 Bundesmeldegesetz"));
+    assert!(html.contains("data-claim=\"birthdate\""));
+    assert!(html.contains("value=\"bundid\""));
+    let (page, request) = choose(&s, &b, &html, "bundid").await;
+    // Signed, asking for the level in BundID's names, with the extension.
+    assert!(request.contains("<ds:Signature"), "{request}");
+    assert!(request.contains(r#"Comparison="minimum""#));
+    assert!(request.contains("STORK-QAA-Level-4"));
+    assert!(request.contains("meldebescheinigung-elbtalaue"));
+    assert!(
+        page.contains("id=\"online-service-id\">meldebescheinigung-elbtalaue"),
+        "{page}"
+    );
+    assert!(
+        page.contains("urn:oid:1.2.40.0.10.2.1.1.55"),
+        "the birthdate is asked for"
+    );
+    assert!(
+        page.contains("id=\"level-3\" value=\"STORK-QAA-Level-3\" disabled"),
+        "{page}"
+    );
+    let (action, fields) = idp_login(&b, &idp, &page, "erika", "STORK-QAA-Level-4").await;
+    assert_eq!(action, s.url("/saml/sp/acs"));
+    let res = post_acs(&b, &action, &fields).await;
+    let t = tokens(&s, "meldebescheinigung-elbtalaue", &st, &res).await;
+    let id = jwt_payload(t["id_token"].as_str().unwrap());
+    assert_eq!(id["acr"], "urn:interkom:loa:high");
+    assert_eq!(id["given_name"], "Erika");
+    assert_eq!(id["family_name"], "Mustermann");
+    assert!(
+        id["birthdate"].is_string() && id["address"].is_string(),
+        "{id}"
+    );
+    // Data minimisation: nothing the Leistung is not registered for.
+    for absent in ["email", "tenant", "roles", "preferred_username", "name"] {
+        assert!(id.get(absent).is_none(), "{absent} leaked: {id}");
+    }
+    let at = jwt_payload(t["access_token"].as_str().unwrap());
+    assert!(at.get("tenant").is_none() && at.get("roles").is_none());
+
+    // The same Response again: refused, on every node (replay cache).
+    let again = b.http.post(&action).form(&fields).send().await.unwrap();
+    assert_eq!(again.status(), 400);
+
+    // The audit trail is pseudonymous: no name, no account id.
+    let logins = s.audit("login").await;
+    let ev = logins.last().unwrap();
+    let subject = ev.actor_subject.clone().unwrap();
+    assert!(subject.starts_with("pseudonym:"), "{subject}");
+    assert_eq!(ev.tenant.as_deref(), Some("sg-elbtalaue"));
+    let mut all = Vec::new();
+    for a in [
+        "login",
+        "token_issued",
+        "account_provisioned",
+        "login_failed",
+    ] {
+        all.extend(s.audit(a).await);
+    }
+    let text = serde_json::to_string(
+        &all.iter()
+            .map(|e| (&e.actor_subject, &e.details))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert!(
+        !text.contains("Erika")
+            && !text.contains("Mustermann")
+            && !text.contains(id["sub"].as_str().unwrap()),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_level_below_the_leistungs_is_shown_and_stepped_up_with_force_authn() {
+    let (s, idp) = setup(&["--allow-lower-level"]).await;
+    let b = Browser::new();
+    let (st, html) = open(&s, &b, "bewohnerparken-dannenberg", 9011).await;
+    let (page, request) = choose(&s, &b, &html, "bundid").await;
+    assert!(request.contains("STORK-QAA-Level-3"));
+    assert!(!request.contains("ForceAuthn"));
+    // The IdP (wrongly) answers at level 1: the level comes from the
+    // assertion, never from the request.
+    let (action, fields) = idp_login(&b, &idp, &page, "max", "STORK-QAA-Level-1").await;
+    let res = post_acs(&b, &action, &fields).await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("„niedrig“") && html.contains("„substanziell“"),
+        "{html}"
+    );
+    assert!(html.contains("name=\"retry\""));
+    let failed = s.audit("login_failed").await;
+    assert_eq!(
+        failed.last().unwrap().reason.as_deref(),
+        Some("level_too_low")
+    );
+    // Again, with a stronger means: ForceAuthn this time.
+    let (page, request) = choose(&s, &b, &html, "bundid").await;
+    assert!(request.contains(r#"ForceAuthn="true""#), "{request}");
+    let (action, fields) = idp_login(&b, &idp, &page, "max", "STORK-QAA-Level-3").await;
+    let res = post_acs(&b, &action, &fields).await;
+    let t = tokens(&s, "bewohnerparken-dannenberg", &st, &res).await;
+    let id = jwt_payload(t["id_token"].as_str().unwrap());
+    assert_eq!(id["acr"], "urn:interkom:loa:substantial");
+    assert_eq!(id["given_name"], "Max Jürgen");
+}
+
+#[tokio::test]
+async fn responses_of_no_request_of_ours_and_dtds_are_refused_with_a_page() {
+    let (s, _idp) = setup(&[]).await;
+    let b = Browser::new();
+    let post = |xml: String| {
+        let b = &b;
+        let s = &s;
+        async move {
+            let v = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, xml);
+            b.http
+                .post(s.url("/saml/sp/acs"))
+                .form(&[("SAMLResponse", v)])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let unsolicited = r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_1" Version="2.0" IssueInstant="2026-12-07T00:00:00Z"><samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status></samlp:Response>"#;
+    let res = post(unsolicited.into()).await;
+    assert_eq!(res.status(), 400);
+    assert!(
+        !res.text().await.unwrap().contains("<form"),
+        "the page posts nothing"
+    );
+    let unknown = unsolicited.replace("ID=\"_1\"", "ID=\"_1\" InResponseTo=\"_never-sent\"");
+    assert_eq!(post(unknown).await.status(), 400);
+    let dtd = format!("<!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>{unsolicited}");
+    assert_eq!(post(dtd).await.status(), 400);
+    let res = b
+        .http
+        .post(s.url("/saml/sp/acs"))
+        .form(&[("x", "y")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(s.audit("login_failed").await.len() >= 4);
+    // No account was made for any of them.
+    assert!(s.audit("account_provisioned").await.is_empty());
+}
+
+#[tokio::test]
+async fn the_sp_metadata_is_stable_and_has_no_valid_until_or_id() {
+    let (s, _idp) = setup(&[]).await;
+    let md = TestServer::http()
+        .get(s.url("/saml/sp/metadata"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        md.contains(&format!("entityID=\"{}\"", s.url("/saml/sp"))),
+        "{md}"
+    );
+    assert!(!md.contains("validUntil") && !md.contains(" ID="));
+    assert!(md.contains("use=\"encryption\"") && md.contains("use=\"signing\""));
+    assert!(md.contains("AuthnRequestsSigned=\"true\""));
+}
