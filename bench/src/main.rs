@@ -31,6 +31,10 @@
 //!   authorization code — `GET /authorize`, `POST /login` (search bind,
 //!   groups, a bind as the person, account link, code); with
 //!   `--username-range N` the `{n}` of `--username` runs over 0001…N.
+//! - `saml_acs`: a citizen's SAML login as interkom consumes it — the
+//!   signed, encrypted Response at the ACS, the login taken up, the code
+//!   redeemed (see `saml_acs`); the logins are opened and their Responses
+//!   made before the clock starts (`--saml-idp`, `--saml-prepared`).
 //!
 //! Output: one JSON line on stdout and a readable summary on stderr.
 //! `requests` counts measured iterations including failed ones; `rps` and the
@@ -60,6 +64,8 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 use url::Url;
+
+mod saml_acs;
 
 /// Longest measured period a run may ask for.
 const MAX_DURATION_SECS: u64 = 120;
@@ -140,6 +146,14 @@ struct Cli {
     sp_entity: String,
     #[arg(long, default_value = "https://bench-sp.example/saml/acs")]
     sp_acs: String,
+    /// saml_acs: the IdP's key and certificate (`PREFIX.key`, `.crt`, as
+    /// `interkom-bench-idp` writes them; registered as source `bench-idp`).
+    #[arg(long)]
+    saml_idp: Option<String>,
+    /// saml_acs: logins opened and Responses made before the clock starts
+    /// (the run ends when they are used up).
+    #[arg(long, default_value_t = 4000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    saml_prepared: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -162,6 +176,10 @@ enum Scenario {
     /// binding), the signed Response out (`/saml/sso`, then `/saml/return`).
     #[value(name = "saml_sso")]
     SamlSso,
+    /// A citizen's SAML login consumed: the Response at the ACS, the login
+    /// taken up, the code redeemed.
+    #[value(name = "saml_acs")]
+    SamlAcs,
 }
 
 impl Scenario {
@@ -176,6 +194,7 @@ impl Scenario {
             Scenario::AuthzenBatch => "authzen_batch",
             Scenario::ForwardCheck => "forward_check",
             Scenario::SamlSso => "saml_sso",
+            Scenario::SamlAcs => "saml_acs",
         }
     }
 }
@@ -204,6 +223,7 @@ fn main() -> ExitCode {
 }
 
 /// Everything about the server that stays fixed during a run, built once.
+#[derive(Clone)]
 struct Target {
     /// Where the issuer's first connection goes (and the only one, for one node).
     addr: SocketAddr,
@@ -791,6 +811,8 @@ struct Ctx {
     forward: Option<Forward>,
     /// saml_sso: the SP and the interkom session.
     saml: Option<Saml>,
+    /// saml_acs: the logins prepared.
+    acs: Option<saml_acs::Pool>,
 }
 
 impl Ctx {
@@ -957,6 +979,10 @@ impl Worker {
                 }
                 Err(Failure::answer("return", parts.status, &body))
             }
+            Scenario::SamlAcs => match ctx.acs.as_ref() {
+                Some(pool) => pool.iterate(&mut self.conn, t).await,
+                None => Err(Failure::io("acs", "nothing prepared")),
+            },
             Scenario::Authzen | Scenario::AuthzenBatch => {
                 let uri = if ctx.scenario == Scenario::Authzen {
                     &t.evaluation
@@ -1016,6 +1042,10 @@ async fn drive(ctx: Arc<Ctx>, mut w: Worker, tl: Timeline) -> Tally {
             continue;
         }
         if measured && ctx.started.fetch_add(1, Ordering::Relaxed) >= ctx.max_requests {
+            break;
+        }
+        // saml_acs: the prepared logins are used up.
+        if ctx.acs.as_ref().is_some_and(|p| p.len() == 0) {
             break;
         }
         match w.iterate(&ctx).await {
@@ -1119,7 +1149,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     } else {
         None
     };
+    let acs = if scenario == Scenario::SamlAcs {
+        let prefix = cli
+            .saml_idp
+            .as_deref()
+            .context("saml_acs needs --saml-idp PREFIX (interkom-bench-idp)")?;
+        let pool = saml_acs::prepare(
+            &target,
+            prefix,
+            &cli.issuer,
+            cli.saml_prepared as usize,
+            connections,
+        )
+        .await?;
+        eprintln!("interkom-load: {} SAML logins prepared", pool.len());
+        Some(pool)
+    } else {
+        None
+    };
+    let max_requests = match &acs {
+        // Warm-up takes from the pool too.
+        Some(pool) => cli.max_requests.min(pool.len() as u64),
+        None => cli.max_requests,
+    };
     let ctx = Arc::new(Ctx {
+        acs,
         saml,
         forward,
         target,
@@ -1128,7 +1182,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         pdp_auth,
         pdp_body,
         started: AtomicU64::new(0),
-        max_requests: cli.max_requests,
+        max_requests,
         reported: AtomicBool::new(false),
     });
 

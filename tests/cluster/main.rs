@@ -19,6 +19,8 @@
 #[path = "../e2e/common.rs"]
 mod common;
 mod faults;
+#[path = "../e2e/saml_forge.rs"]
+mod saml_forge;
 mod shared;
 
 use std::process::Stdio;

@@ -293,3 +293,145 @@ async fn a_saml_login_starts_at_one_node_and_ends_at_another() {
     assert_eq!(res.status(), 400);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+#[ignore = "cluster test: run by scripts/test (PostgreSQL, one at a time)"]
+async fn a_citizens_saml_login_crosses_the_nodes() {
+    use crate::saml_forge::{self, Forge};
+    let cluster = Cluster::start(2).await;
+    // The source, registered by the operator's CLI on the shared database.
+    let dir = std::env::temp_dir().join(format!("ik-cluster-src-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cfg, md) = (dir.join("source.json"), dir.join("idp.xml"));
+    std::fs::write(&cfg, serde_json::to_string(&saml_forge::source()).unwrap()).unwrap();
+    std::fs::write(&md, saml_forge::metadata()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_interkom"))
+        .args(["saml-source", "put", "--file"])
+        .arg(&cfg)
+        .arg("--metadata")
+        .arg(&md)
+        .current_dir(repo_root())
+        .env("INTERKOM_CONFIG", repo_root().join("config/interkom.toml"))
+        .env("INTERKOM_DATABASE_URL", &cluster.database_url)
+        .env("INTERKOM_KEY_ENCRYPTION_KEY", &cluster.kek)
+        .env("INTERKOM_AUDIT__CHECKPOINT_KEY", checkpoint_key())
+        .env("INTERKOM_ISSUER", &cluster.issuer)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (verifier, challenge) = pkce();
+    let redirect = "http://localhost:9010/callback";
+    let mut auth = url::Url::parse(&format!("{}/authorize", cluster.issuer)).unwrap();
+    auth.query_pairs_mut().extend_pairs([
+        ("response_type", "code"),
+        ("client_id", "hundesteuer-hitzacker"),
+        ("redirect_uri", redirect),
+        ("scope", "openid"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ]);
+    // Each node sees the new source within its cache's lifetime.
+    for node in [0, 1] {
+        let mut seen = false;
+        for _ in 0..40 {
+            let page = Browser::new()
+                .get(&cluster.to_node(node, auth.as_str()))
+                .await
+                .text()
+                .await
+                .unwrap();
+            if page.contains("value=\"forged\"") {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert!(seen, "node {node} never offered the source");
+    }
+    // The Leistung's page at A.
+    let browser = Browser::new();
+    let html = browser
+        .get(&cluster.to_node(0, auth.as_str()))
+        .await
+        .text()
+        .await
+        .unwrap();
+    // The choice at B, the Response at A, the login taken up at B.
+    let res = browser
+        .http
+        .post(cluster.at(1, "/login/saml"))
+        .form(&[
+            ("login_request", hidden(&html, "login_request")),
+            ("csrf_token", hidden(&html, "csrf_token")),
+            ("source", "forged".into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let irt = saml_forge::request_id(&res.text().await.unwrap());
+    let sp_md = browser
+        .get(&cluster.at(1, "/saml/sp/metadata"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let ours = interkom_saml::metadata::SpMetadata::read(&sp_md)
+        .unwrap()
+        .encryption[0]
+        .clone();
+    let f = Forge {
+        irt,
+        acs: format!("{}/saml/sp/acs", cluster.issuer),
+        audience: format!("{}/saml/sp", cluster.issuer),
+        now: saml_forge::now(),
+    };
+    let response = f.encrypted(&f.assertion("bpk2-cluster"), &ours);
+    let field = [(
+        "SAMLResponse",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &response),
+    )];
+    let res = browser
+        .http
+        .post(cluster.at(0, "/saml/sp/acs"))
+        .form(&field)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "the Response at A");
+    let res = browser
+        .get(&cluster.to_node(1, &location(&res).unwrap()))
+        .await;
+    assert_eq!(res.status(), 303, "taken up at B");
+    let code = redirect_params(&res)["code"].clone();
+    let res = TestServer::http()
+        .post(cluster.at(0, "/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect),
+            ("client_id", "hundesteuer-hitzacker"),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let t: serde_json::Value = res.json().await.unwrap();
+    let id = jwt_payload(t["id_token"].as_str().unwrap());
+    assert_eq!(id["acr"], "urn:interkom:loa:high");
+    assert_eq!(id["given_name"], "Erika");
+    // The same Response at the other node: the replay cache is shared.
+    let res = browser
+        .http
+        .post(cluster.at(1, "/saml/sp/acs"))
+        .form(&field)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -901,7 +901,7 @@ async fn clients_tenants_and_keys() {
 
     // A Fachverfahren of the Gemeinde, registered by its administrator.
     let (c, tag) = ok(
-        post(&s, &hitz, "/clients", json!({ "id": "hundesteuer-hitzacker", "tenant": "hitzacker-elbe",
+        post(&s, &hitz, "/clients", json!({ "id": "steuerverfahren-hitzacker", "tenant": "hitzacker-elbe",
             "name": "Hundesteuer", "grant_types": ["client_credentials"], "auth_method": "client_secret_basic",
             "scopes": ["openid"] })).await,
         201,
@@ -914,7 +914,7 @@ async fn clients_tenants_and_keys() {
         async move {
             s.post_form(
                 "/token",
-                Some(("hundesteuer-hitzacker", &secret)),
+                Some(("steuerverfahren-hitzacker", &secret)),
                 &[("grant_type", "client_credentials")],
             )
             .await
@@ -928,7 +928,7 @@ async fn clients_tenants_and_keys() {
         post(
             &s,
             &hitz,
-            "/clients/hundesteuer-hitzacker/secret",
+            "/clients/steuerverfahren-hitzacker/secret",
             json!({}),
         )
         .await,
@@ -939,9 +939,13 @@ async fn clients_tenants_and_keys() {
     assert_eq!(cc(secret).await, 401);
     assert_eq!(cc(new_secret).await, 200);
     // Changes need If-Match; bad redirect URIs are refused.
-    let (cur, tag) = ok(get(&s, &hitz, "/clients/hundesteuer-hitzacker").await, 200).await;
+    let (cur, tag) = ok(
+        get(&s, &hitz, "/clients/steuerverfahren-hitzacker").await,
+        200,
+    )
+    .await;
     assert_eq!(cur["name"], "Hundesteuer");
-    let path = "/clients/hundesteuer-hitzacker";
+    let path = "/clients/steuerverfahren-hitzacker";
     problem(
         call(
             &s,
@@ -1003,7 +1007,7 @@ async fn clients_tenants_and_keys() {
             &s,
             &admin,
             "/clients",
-            json!({ "id": "hundesteuer-hitzacker", "tenant": "hitzacker-elbe", "name": "dup",
+            json!({ "id": "steuerverfahren-hitzacker", "tenant": "hitzacker-elbe", "name": "dup",
             "grant_types": ["client_credentials"], "auth_method": "client_secret_basic" }),
         )
         .await,

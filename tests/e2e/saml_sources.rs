@@ -455,3 +455,377 @@ async fn the_sp_metadata_is_stable_and_has_no_valid_until_or_id() {
     assert!(md.contains("use=\"encryption\"") && md.contains("use=\"signing\""));
     assert!(md.contains("AuthnRequestsSigned=\"true\""));
 }
+
+#[tokio::test]
+async fn leistungen_are_administered_within_the_subtree_and_weakening_needs_a_second_administrator()
+{
+    use reqwest::Method;
+    let (s, _idp) = setup(&[]).await;
+    let kreis = console_token(&s, ADMIN_USER, ADMIN_PASSWORD).await;
+    let gemeinde = admin_account(&s, "hitzacker-elbe", "gem.admin", &["admin"]).await;
+    let second = admin_account(&s, "hitzacker-elbe", "gem.admin2", &["admin"]).await;
+    // The Kreis sees the four of the demo county; Hitzacker its own.
+    let (st, all) = admin(&s, Method::GET, &kreis, "/leistungen", None).await;
+    assert_eq!(st, 200, "{all}");
+    assert_eq!(all["leistungen"].as_array().unwrap().len(), 4);
+    let (_, own) = admin(&s, Method::GET, &gemeinde, "/leistungen", None).await;
+    let ids: Vec<&str> = own["leistungen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["hundesteuer-hitzacker"]);
+    // Another Kommune's Leistung: refused, read or written.
+    let (st, _) = admin(
+        &s,
+        Method::GET,
+        &gemeinde,
+        "/leistungen/bewohnerparken-dannenberg",
+        None,
+    )
+    .await;
+    assert_eq!(st, 403);
+    let (_, mut parken) = admin(
+        &s,
+        Method::GET,
+        &kreis,
+        "/leistungen/bewohnerparken-dannenberg",
+        None,
+    )
+    .await;
+    parken["loa"] = "high".into();
+    let (st, _) = admin(
+        &s,
+        Method::PUT,
+        &gemeinde,
+        "/leistungen/bewohnerparken-dannenberg",
+        Some(parken),
+    )
+    .await;
+    assert_eq!(st, 403);
+    // Its own Leistung through a client of another Kommune: refused.
+    let (_, hund) = admin(
+        &s,
+        Method::GET,
+        &gemeinde,
+        "/leistungen/hundesteuer-hitzacker",
+        None,
+    )
+    .await;
+    let mut other = hund.clone();
+    other["client"] = "bewohnerparken-dannenberg".into();
+    let (st, v) = admin(
+        &s,
+        Method::PUT,
+        &gemeinde,
+        "/leistungen/hundesteuer-hitzacker",
+        Some(other),
+    )
+    .await;
+    assert_eq!(st, 403, "{v}");
+    let mut unknown = hund.clone();
+    unknown["sources"] = serde_json::json!(["nowhere"]);
+    let (st, v) = admin(
+        &s,
+        Method::PUT,
+        &gemeinde,
+        "/leistungen/hundesteuer-hitzacker",
+        Some(unknown),
+    )
+    .await;
+    assert_eq!(st, 400, "{v}");
+    // Raising the level: applied at once.
+    let mut raised = hund.clone();
+    raised["loa"] = "substantial".into();
+    let (st, v) = admin(
+        &s,
+        Method::PUT,
+        &gemeinde,
+        "/leistungen/hundesteuer-hitzacker",
+        Some(raised),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    // Lowering it again, or widening the data: proposals.
+    for (what, change) in [
+        ("a lower level", serde_json::json!({"loa": "low"})),
+        (
+            "more data",
+            serde_json::json!({"claims": ["given_name", "family_name", "address", "email"]}),
+        ),
+    ] {
+        let (_, mut now) = admin(
+            &s,
+            Method::GET,
+            &gemeinde,
+            "/leistungen/hundesteuer-hitzacker",
+            None,
+        )
+        .await;
+        let before = now.clone();
+        for (k, v) in change.as_object().unwrap() {
+            now[k] = v.clone();
+        }
+        let (st, v) = admin(
+            &s,
+            Method::PUT,
+            &gemeinde,
+            "/leistungen/hundesteuer-hitzacker",
+            Some(now),
+        )
+        .await;
+        assert_eq!(st, 202, "{what}: {v}");
+        let pid = v["proposal"].as_str().unwrap().to_owned();
+        let path = format!("/proposals/{pid}/approve");
+        let (st, _) = admin(&s, Method::POST, &gemeinde, &path, None).await;
+        assert_eq!(st, 403, "{what}: the proposer cannot approve");
+        let (_, still) = admin(
+            &s,
+            Method::GET,
+            &gemeinde,
+            "/leistungen/hundesteuer-hitzacker",
+            None,
+        )
+        .await;
+        assert_eq!(still, before, "{what}: nothing applied yet");
+        let (st, v) = admin(&s, Method::POST, &second, &path, None).await;
+        assert_eq!(st, 200, "{what}: {v}");
+    }
+    let (_, after) = admin(
+        &s,
+        Method::GET,
+        &gemeinde,
+        "/leistungen/hundesteuer-hitzacker",
+        None,
+    )
+    .await;
+    assert_eq!(after["loa"], "low");
+    assert!(after["claims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c == "email"));
+    // The change reached the login at once: the page shows the new level.
+    let b = Browser::new();
+    let (_, html) = open(&s, &b, "hundesteuer-hitzacker", 9010).await;
+    assert!(
+        html.contains(">niedrig<") && html.contains("data-claim=\"email\""),
+        "{html}"
+    );
+    let changes = s.audit("admin_change").await;
+    assert!(changes
+        .iter()
+        .any(|e| e.details.to_string().contains("leistung.put")));
+}
+
+#[tokio::test]
+async fn a_business_logs_in_and_its_organisation_arrives_as_xml() {
+    let (s, _bundid) = setup(&[]).await;
+    // Mein Unternehmenskonto: another IdP (entity id), another population.
+    let muk = PyIdp::start(
+        &s.url("/saml/sp/metadata"),
+        &["--entity-id", "urn:x-interkom-test:muk"],
+    );
+    let md = TestServer::http()
+        .get(muk.url("/metadata"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    s.app
+        .directory
+        .put_saml_source(bundid("muk", Population::Business), &md)
+        .await
+        .unwrap();
+    let b = Browser::new();
+    let (st, html) = open(&s, &b, "gewerbeanmeldung-kreis", 9013).await;
+    // Only the business source is offered for a business Leistung.
+    assert!(
+        html.contains("value=\"muk\"") && !html.contains("value=\"bundid\""),
+        "{html}"
+    );
+    let (page, _) = choose(&s, &b, &html, "muk").await;
+    let (action, fields) = idp_login(&b, &muk, &page, "muk", "STORK-QAA-Level-3").await;
+    let res = post_acs(&b, &action, &fields).await;
+    let t = tokens(&s, "gewerbeanmeldung-kreis", &st, &res).await;
+    let id = jwt_payload(t["id_token"].as_str().unwrap());
+    assert_eq!(id["acr"], "urn:interkom:loa:substantial");
+    let org = id["organisation"].as_str().unwrap();
+    assert!(
+        org.contains("<muk:Name>Musterbau GmbH</muk:Name>") && org.contains("HRB 123456"),
+        "{org}"
+    );
+    assert_eq!(id["email"], "j.bauer@musterbau.example");
+    assert!(
+        id.get("given_name").is_none(),
+        "not registered for the Leistung: {id}"
+    );
+    // A citizen's Leistung is not a business's: the business source is
+    // not offered there.
+    let (_, html) = open(&s, &b, "hundesteuer-hitzacker", 9010).await;
+    assert!(!html.contains("value=\"muk\""));
+}
+
+#[tokio::test]
+async fn the_idps_refusal_with_its_status_detail_is_shown_and_can_be_retried() {
+    let (s, idp) = setup(&[]).await;
+    // The Leistung asks for the mail address, which Max's account lacks.
+    let mut parken = s
+        .app
+        .policy
+        .snapshot()
+        .leistung_for_client("bewohnerparken-dannenberg")
+        .map(|l| (**l).clone())
+        .unwrap();
+    parken.claims.insert("email".into());
+    interkom_policy::store::put_leistung(&s.app.pool, &parken, 0)
+        .await
+        .unwrap();
+    s.app.policy.reload().await.unwrap();
+    let b = Browser::new();
+    let (_st, html) = open(&s, &b, "bewohnerparken-dannenberg", 9011).await;
+    let (page, request) = choose(&s, &b, &html, "bundid").await;
+    assert!(
+        request.contains(r#"Name="urn:oid:0.9.2342.19200300.100.1.3" RequiredAttribute="true""#),
+        "{request}"
+    );
+    let (action, fields) = idp_login(&b, &idp, &page, "max", "STORK-QAA-Level-3").await;
+    let res = post_acs(&b, &action, &fields).await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("RequestDenied"), "{html}");
+    assert!(
+        html.contains("IDP_REQUIRED_ATTRIBUTES_MISSING"),
+        "the detail is shown: {html}"
+    );
+    assert!(
+        html.contains("fehlen Angaben, die diese Leistung benötigt: E-Mail-Adresse"),
+        "{html}"
+    );
+    assert!(html.contains("name=\"retry\""));
+    let failed = s.audit("login_failed").await;
+    assert!(failed.iter().any(|e| e.details.contains("RequestDenied")));
+}
+
+/// A citizen logged in at the Hundesteuer-Anmeldung (level 1).
+async fn logged_in(s: &TestServer, idp: &PyIdp, b: &Browser) {
+    let (st, html) = open(s, b, "hundesteuer-hitzacker", 9010).await;
+    let (page, _) = choose(s, b, &html, "bundid").await;
+    let (action, fields) = idp_login(b, idp, &page, "erika", "STORK-QAA-Level-1").await;
+    let res = post_acs(b, &action, &fields).await;
+    tokens(s, "hundesteuer-hitzacker", &st, &res).await;
+}
+
+/// Whether this browser still has a session (single sign-on at the
+/// Leistung goes straight back with a code).
+async fn has_session(s: &TestServer, b: &Browser) -> bool {
+    let (verifier, challenge) = pkce();
+    let _ = verifier;
+    let url = authorize_url(
+        s,
+        &[
+            ("response_type", "code"),
+            ("client_id", "hundesteuer-hitzacker"),
+            ("redirect_uri", "http://localhost:9010/callback"),
+            ("scope", "openid"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    b.get(&url).await.status() == 303
+}
+
+#[tokio::test]
+async fn single_logout_runs_both_ways_between_interkom_and_the_source() {
+    let (s, idp) = setup(&[]).await;
+    // Started at interkom: the session ends here, a signed LogoutRequest
+    // ends the source's, its LogoutResponse comes back.
+    let b = Browser::new();
+    logged_in(&s, &idp, &b).await;
+    assert!(has_session(&s, &b).await);
+    let page = b.get(&s.url("/logout")).await.text().await.unwrap();
+    let res = b
+        .http
+        .post(s.url("/logout"))
+        .form(&[
+            ("confirm", "yes"),
+            ("csrf_token", &hidden(&page, "csrf_token")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let to_idp = location(&res).unwrap();
+    assert!(
+        to_idp.starts_with(&idp.url("/slo?SAMLRequest=")),
+        "{to_idp}"
+    );
+    assert!(to_idp.contains("&Signature="));
+    let res = b.get(&to_idp).await;
+    assert_eq!(res.status(), 303, "the IdP ends its session and answers");
+    let back = location(&res).unwrap();
+    assert!(
+        back.starts_with(&s.url("/saml/sp/slo?SAMLResponse=")),
+        "{back}"
+    );
+    let res = b.get(&back).await;
+    assert_eq!(res.status(), 200, "the logged-out page");
+    assert!(!has_session(&s, &b).await);
+
+    // Started at the source: its signed LogoutRequest ends interkom's
+    // session, interkom answers with a signed LogoutResponse.
+    let b = Browser::new();
+    logged_in(&s, &idp, &b).await;
+    assert!(has_session(&s, &b).await);
+    let res = b.get(&idp.url("/logout")).await;
+    assert_eq!(res.status(), 303);
+    let to_us = location(&res).unwrap();
+    assert!(
+        to_us.starts_with(&s.url("/saml/sp/slo?SAMLRequest=")),
+        "{to_us}"
+    );
+    let res = b.get(&to_us).await;
+    assert_eq!(res.status(), 303);
+    let answer = location(&res).unwrap();
+    assert!(answer.starts_with(&idp.url("/slo?SAMLResponse=")) && answer.contains("&Signature="));
+    let res = b.get(&answer).await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("Abgemeldet") && html.contains("Success"),
+        "{html}"
+    );
+    assert!(!has_session(&s, &b).await);
+    let logouts = s.audit("logout").await;
+    assert!(logouts.iter().any(|e| e.details.contains("saml_source")
+        && e.actor_subject
+            .as_deref()
+            .is_some_and(|x| x.starts_with("pseudonym:"))));
+
+    // A LogoutRequest not signed by the source ends nothing.
+    let b = Browser::new();
+    logged_in(&s, &idp, &b).await;
+    let unsigned = interkom_saml::logout::LogoutRequest {
+        id: "_forged".into(),
+        issue_instant: 0,
+        issuer: idp.url("/idp"),
+        destination: None,
+        name_id: "_anyone".into(),
+        name_id_format: None,
+        sp_name_qualifier: None,
+        session_indexes: vec![],
+    };
+    let url = interkom_saml::binding::redirect_url(
+        &s.url("/saml/sp/slo"),
+        interkom_saml::binding::Param::Request,
+        &unsigned.to_xml(),
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(b.get(&url).await.status(), 400);
+    assert!(has_session(&s, &b).await);
+}

@@ -10,7 +10,7 @@
 //! schemas the document names), and a `routes()` that [`router`] and the
 //! OpenAPI document are both made from (utoipa-axum: one list):
 //! `users`, `clients` (with tenants and keys), `applications` (protected
-//! by forward authentication), `service_providers` (SAML), `upstreams`, `directories`, `grants`,
+//! by forward authentication), `service_providers` (SAML), `leistungen` (online services for citizens and businesses), `upstreams`, `directories`, `grants`,
 //! `audit`, `policy` (lines: read, what-if, change), `resources` (with
 //! their protection needs), `proposals` (four eyes: `store`, `apply`).
 //!
@@ -32,6 +32,7 @@ pub mod directories;
 mod docs;
 mod error;
 mod grants;
+mod leistungen;
 mod openapi;
 mod policy;
 mod proposals;
@@ -175,6 +176,7 @@ pub(crate) fn resources() -> OpenApiRouter<AdminState> {
         .merge(clients::routes())
         .merge(applications::routes())
         .merge(service_providers::routes())
+        .merge(leistungen::routes())
         .merge(upstreams::routes())
         .merge(directories::routes())
         .merge(users::routes())

@@ -211,7 +211,7 @@ pub fn check_outbound_uri(uri: &str, allow_loopback: bool) -> Result<(), String>
     };
     match (u.scheme(), loopback) {
         (_, true) if !allow_loopback => Err(format!(
-            "`{uri}`: this machine is not a client (allowed only with backchannel.allow_loopback)"
+            "`{uri}` is this machine (allowed only with backchannel.allow_loopback, or brokering.allow_loopback for upstreams and SAML metadata)"
         )),
         ("https", _) | ("http", true) => Ok(()),
         _ => Err(format!("`{uri}`: must be https")),

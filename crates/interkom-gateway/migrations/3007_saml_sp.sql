@@ -22,3 +22,8 @@ CREATE TABLE saml_assertions (
     PRIMARY KEY (source, assertion_id)
 );
 CREATE INDEX saml_assertions_expires ON saml_assertions (expires_at);
+
+-- How a SAML source names the login of a session (a keyed hash of its
+-- NameID): the source's LogoutRequest finds the session by it.
+ALTER TABLE sessions ADD COLUMN upstream_subject TEXT;
+CREATE INDEX sessions_upstream_subject ON sessions (upstream_subject);

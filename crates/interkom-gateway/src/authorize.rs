@@ -409,8 +409,8 @@ async fn proceed(
     };
     let session =
         session.filter(|s| !req.prompt_login && req.max_age.is_none_or(|m| now - s.auth_time <= m));
-    // A staff session is no login for a Leistung (nor a citizen's for a
-    // Fachverfahren): such a login starts afresh.
+    // A staff session is no login for a Leistung, a citizen's none for a
+    // Fachverfahren or a business's Leistung: such a login starts afresh.
     let session = match (
         session,
         gw.policy.snapshot().leistung_for_client(&req.client_id),
@@ -425,13 +425,19 @@ async fn proceed(
             Some(s)
         }
         (Some(s), leistung) => {
-            let staff = gw
+            let population = gw
                 .dir
                 .user(&s.user_id)
                 .await
                 .map_err(GatewayError::from)?
-                .is_some_and(|u| u.is_staff());
-            (staff == leistung.is_none()).then_some(s)
+                .map(|u| u.population);
+            let fits = match (population.as_deref(), leistung) {
+                (Some("staff"), None) => true,
+                (Some(p), Some(l)) => interkom_policy::Population::parse(p)
+                    .is_some_and(|p| l.populations.contains(&p)),
+                _ => false,
+            };
+            fits.then_some(s)
         }
         (None, _) => None,
     };

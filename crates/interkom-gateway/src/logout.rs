@@ -88,6 +88,16 @@ async fn logout(
     };
     // Logged in through an upstream: end its session too, then on.
     let upstream_url = match ended.and_then(|e| e.upstream) {
+        Some((up, user, token)) if up.starts_with(crate::sources::saml::UPSTREAM_PREFIX) => {
+            crate::sources::saml::logout_url(
+                &gw,
+                &up,
+                &user,
+                token.as_deref(),
+                asked.continue_to.as_deref(),
+            )
+            .await
+        }
         Some((up, user, token)) => {
             crate::sources::oidc::logout_url(
                 &gw,
@@ -252,19 +262,17 @@ async fn end_session(
         .map_err(|e| web::internal(gw, lang, e))?;
     let user = gw.dir.user(&s.user_id).await.ok().flatten();
     let mut ev = AuditEvent::new(Action::Logout, Outcome::Success)
-        .subject(
-            &s.user_id,
-            user.as_ref().map(|u| u.tenant.clone()).map(String::from),
-        )
         .correlation(meta.request_id.clone())
         .source(meta.source.clone())
         .details(serde_json::json!({ "sid": s.sid }));
     if let Some(c) = &asked.client_id {
         ev = ev.client(c);
     }
-    if let Some(t) = user.as_ref().and_then(|u| gw.tenants.get(&u.tenant)) {
-        ev = ev.tenant(&t.id, t.path_string());
-    }
+    // The account and its tenant (a citizen's pseudonymised).
+    ev = match &user {
+        Some(u) => gw.about(ev, u),
+        None => ev.subject(&s.user_id, None),
+    };
     gw.audit
         .append(ev)
         .await

@@ -8,10 +8,8 @@
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyConnection, AnyPool};
 
 use crate::loa::Loa;
-use crate::{store, PolicyError};
 
 /// Who a Leistung serves. Accounts of these populations are separate from
 /// staff accounts: no tenant membership, no roles.
@@ -146,81 +144,6 @@ pub(crate) struct LeistungenFile {
     pub(crate) version: String,
     #[serde(default)]
     pub(crate) leistungen: Vec<LeistungSpec>,
-}
-
-pub(crate) async fn upsert(
-    conn: &mut AnyConnection,
-    l: &LeistungSpec,
-    source: &str,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    let spec = serde_json::to_string(l).unwrap_or_default();
-    sqlx::query(
-        "INSERT INTO leistungen (id, tenant, client_id, spec, source, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, client_id = excluded.client_id, \
-         spec = excluded.spec, source = excluded.source, updated_at = excluded.updated_at",
-    )
-    .bind(&l.id)
-    .bind(&l.tenant)
-    .bind(&l.client)
-    .bind(spec)
-    .bind(source)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-pub(crate) async fn load(pool: &AnyPool, filter: &str) -> Result<Vec<LeistungSpec>, PolicyError> {
-    let rows: Vec<String> =
-        sqlx::query_scalar(&format!("SELECT spec FROM leistungen{filter} ORDER BY id"))
-            .fetch_all(pool)
-            .await?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| serde_json::from_str(r).ok())
-        .collect())
-}
-
-/// The Leistungen as stored, in id order.
-pub async fn all(pool: &AnyPool) -> Result<Vec<LeistungSpec>, PolicyError> {
-    load(pool, "").await
-}
-
-/// Registers or replaces a Leistung (checked for form; a client is one
-/// Leistung's).
-pub async fn put(pool: &AnyPool, l: &LeistungSpec, now: i64) -> Result<(), PolicyError> {
-    l.check().map_err(PolicyError::Invalid)?;
-    let mut conn = pool.acquire().await?;
-    let taken: Option<String> =
-        sqlx::query_scalar("SELECT id FROM leistungen WHERE client_id = $1 AND id <> $2")
-            .bind(&l.client)
-            .bind(&l.id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    if let Some(other) = taken {
-        return Err(PolicyError::Conflict(format!(
-            "client `{}` is the Leistung `{other}` already",
-            l.client
-        )));
-    }
-    drop(conn);
-    let mut tx = store::begin_change(pool).await?;
-    upsert(&mut tx, l, "admin", now).await?;
-    store::commit_change(tx, interkom_types::Backend::of(pool)).await
-}
-
-/// Removes a Leistung; whether there was one.
-pub async fn delete(pool: &AnyPool, id: &str) -> Result<bool, PolicyError> {
-    let mut tx = store::begin_change(pool).await?;
-    let n = sqlx::query("DELETE FROM leistungen WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    store::commit_change(tx, interkom_types::Backend::of(pool)).await?;
-    Ok(n > 0)
 }
 
 #[cfg(test)]

@@ -70,7 +70,7 @@ pub async fn touch(pool: &AnyPool) -> Result<(), PolicyError> {
 /// A transaction for a change, holding the state row's lock first: every
 /// change (and a baseline import) takes the locks in the same order, so they
 /// serialise instead of deadlocking or losing an update.
-pub(crate) async fn begin_change(
+async fn begin_change(
     pool: &AnyPool,
 ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
     let mut tx = pool.begin().await?;
@@ -81,7 +81,7 @@ pub(crate) async fn begin_change(
 }
 
 /// Announces a change (see [`bump`]) and commits it.
-pub(crate) async fn commit_change(
+async fn commit_change(
     mut tx: sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
 ) -> Result<(), PolicyError> {
@@ -241,7 +241,7 @@ pub async fn import_baseline(
         insert_grant(&mut tx, grant, "baseline", now).await?;
     }
     for l in &set.leistungen {
-        crate::leistungen::upsert(&mut tx, l, "baseline", now).await?;
+        upsert_leistung(&mut tx, l, "baseline", now).await?;
     }
     sqlx::query("UPDATE policy_state SET version = version + 1, baseline = $1 WHERE id = 1")
         .bind(&set.version)
@@ -532,7 +532,7 @@ async fn load_filtered(pool: &AnyPool, skip_baseline: bool) -> Result<LiveData, 
     let rest = async {
         let resources = load_resources(pool, filter).await?;
         let grants = load_grants(pool, filter).await?;
-        let leistungen = crate::leistungen::load(pool, filter).await?;
+        let leistungen = load_leistungen(pool, filter).await?;
         Ok::<_, PolicyError>((resources, grants, leistungen))
     };
     let (rules, (users, assignments), (resources, grants, leistungen)) =
@@ -658,4 +658,90 @@ async fn load_grants(pool: &AnyPool, filter: &str) -> Result<Vec<Grant>, PolicyE
         revoked_at,
     })
     .collect())
+}
+
+// Leistungen (see `crate::leistungen`).
+
+pub(crate) async fn upsert_leistung(
+    conn: &mut AnyConnection,
+    l: &crate::leistungen::LeistungSpec,
+    source: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let spec = serde_json::to_string(l).unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO leistungen (id, tenant, client_id, spec, source, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, client_id = excluded.client_id, \
+         spec = excluded.spec, source = excluded.source, updated_at = excluded.updated_at",
+    )
+    .bind(&l.id)
+    .bind(&l.tenant)
+    .bind(&l.client)
+    .bind(spec)
+    .bind(source)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn load_leistungen(
+    pool: &AnyPool,
+    filter: &str,
+) -> Result<Vec<crate::leistungen::LeistungSpec>, PolicyError> {
+    let rows: Vec<String> =
+        sqlx::query_scalar(&format!("SELECT spec FROM leistungen{filter} ORDER BY id"))
+            .fetch_all(pool)
+            .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| serde_json::from_str(r).ok())
+        .collect())
+}
+
+/// The Leistungen as stored, in id order.
+pub async fn leistungen(
+    pool: &AnyPool,
+) -> Result<Vec<crate::leistungen::LeistungSpec>, PolicyError> {
+    load_leistungen(pool, "").await
+}
+
+/// Registers or replaces a Leistung (checked for form; a client is one
+/// Leistung's).
+pub async fn put_leistung(
+    pool: &AnyPool,
+    l: &crate::leistungen::LeistungSpec,
+    now: i64,
+) -> Result<(), PolicyError> {
+    l.check().map_err(PolicyError::Invalid)?;
+    let mut conn = pool.acquire().await?;
+    let taken: Option<String> =
+        sqlx::query_scalar("SELECT id FROM leistungen WHERE client_id = $1 AND id <> $2")
+            .bind(&l.client)
+            .bind(&l.id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if let Some(other) = taken {
+        return Err(PolicyError::Conflict(format!(
+            "client `{}` is the Leistung `{other}` already",
+            l.client
+        )));
+    }
+    drop(conn);
+    let mut tx = begin_change(pool).await?;
+    upsert_leistung(&mut tx, l, "admin", now).await?;
+    commit_change(tx, Backend::of(pool)).await
+}
+
+/// Removes a Leistung; whether there was one.
+pub async fn delete_leistung(pool: &AnyPool, id: &str) -> Result<bool, PolicyError> {
+    let mut tx = begin_change(pool).await?;
+    let n = sqlx::query("DELETE FROM leistungen WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    commit_change(tx, Backend::of(pool)).await?;
+    Ok(n > 0)
 }

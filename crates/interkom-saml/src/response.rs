@@ -128,8 +128,8 @@ pub struct Status {
     pub code: String,
     pub sub_code: Option<String>,
     pub message: Option<String>,
-    /// The content of `StatusDetail` as XML (BundID's AKDB extension puts
-    /// a JSON error there), as received; shown, never interpreted.
+    /// The text of `StatusDetail` (BundID's AKDB extension puts a JSON
+    /// error there), as received.
     pub detail: Option<String>,
 }
 
@@ -270,8 +270,14 @@ pub fn read(xml: &str, trusted: &Trusted, decrypt_key: Option<&str>) -> Result<R
         None => None,
     };
     let detail = only_child(&doc, status, ns::SAMLP, "StatusDetail")?
-        .and_then(|d| inner_xml(&doc, d))
-        .map(|d| d.chars().take(4096).collect());
+        .map(|d| {
+            doc.text_content_deep(d)
+                .trim()
+                .chars()
+                .take(4096)
+                .collect::<String>()
+        })
+        .filter(|d| !d.is_empty());
     let issuer = match only_child(&doc, root, ns::SAML, "Issuer")? {
         Some(i) => xml::text(&doc, i)?,
         None => String::new(),
@@ -389,7 +395,7 @@ fn read_assertion(doc: &uppsala::Document<'_>, a: uppsala::NodeId) -> Result<Ass
                 .into_iter()
                 .filter(|v| xml::is(doc, *v, ns::SAML, "AttributeValue"))
                 .map(|v| attribute_value(doc, v))
-                .collect();
+                .collect::<Result<Vec<_>, _>>()?;
             attributes.push(Attribute {
                 name: attr(doc, at, "Name").unwrap_or("").to_owned(),
                 friendly_name: attr(doc, at, "FriendlyName").map(str::to_owned),
@@ -430,11 +436,13 @@ fn read_assertion(doc: &uppsala::Document<'_>, a: uppsala::NodeId) -> Result<Ass
 
 /// A value as text, or — where it is complex (Mein Unternehmenskonto) —
 /// as the XML of its content.
-fn attribute_value(doc: &uppsala::Document<'_>, v: uppsala::NodeId) -> String {
+/// A simple value split by a comment is refused (as in a NameID): a
+/// signature does not cover comments, so its parts could be read apart.
+fn attribute_value(doc: &uppsala::Document<'_>, v: uppsala::NodeId) -> Result<String, SamlError> {
     if xml::elements(doc, v).is_empty() {
-        return doc.text_content_deep(v).trim().to_owned();
+        return xml::text(doc, v);
     }
-    inner_xml(doc, v).unwrap_or_default()
+    Ok(inner_xml(doc, v).unwrap_or_default())
 }
 
 /// The content of an element as the XML it was written in.

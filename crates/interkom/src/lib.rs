@@ -258,6 +258,11 @@ impl App {
             .gateway
             .router()
             .layer(RequestBodyLimitLayer::new(64 * 1024))
+            .merge(
+                self.gateway
+                    .saml_router()
+                    .layer(RequestBodyLimitLayer::new(1024 * 1024)),
+            )
             .merge(pdp)
             .route_layer(tag());
         let base = self.config.gateway.base_path().to_owned();

@@ -143,6 +143,32 @@ enum Command {
         #[command(subcommand)]
         command: SpCommand,
     },
+    /// SAML identity sources of citizens and businesses (BundID, Mein
+    /// Unternehmenskonto).
+    SamlSource {
+        #[command(subcommand)]
+        command: SamlSourceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SamlSourceCommand {
+    /// Print every SAML identity source as JSON.
+    List,
+    /// Register or replace a source from a JSON file (the keys of
+    /// `[[saml_sources]]`) with the IdP's metadata (`--metadata FILE`, or
+    /// the file's `metadata_url`, fetched).
+    Put {
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        metadata: Option<PathBuf>,
+    },
+    /// Remove a source: its Responses are refused from now on.
+    Delete {
+        #[arg(long, value_name = "ID")]
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -536,6 +562,7 @@ async fn node_command(
         Command::Directory { command } => return directory_command(app, command).await,
         Command::Application { command } => return application_command(app, command).await,
         Command::Sp { command } => return sp_command(app, command).await,
+        Command::SamlSource { command } => return saml_source_command(app, command).await,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1043,6 +1070,72 @@ async fn sp_command(app: &App, command: SpCommand) -> anyhow::Result<ExitCode> {
                 .append(audit("sp.delete", &id, serde_json::Value::Null))
                 .await?;
             println!("service provider {id} removed");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `interkom saml-source list|put|delete`: the operator's changes, audited
+/// as `admin_change` by `cli`.
+async fn saml_source_command(app: &App, command: SamlSourceCommand) -> anyhow::Result<ExitCode> {
+    use interkom_audit::{Action, AuditEvent, Outcome};
+    use interkom_directory::saml_sources::SamlSourceConfig;
+    let audit = |op: &str, id: &str, after: serde_json::Value| {
+        AuditEvent::new(Action::AdminChange, Outcome::Success)
+            .subject("cli", None)
+            .target(format!("saml-sources/{id}"))
+            .details(serde_json::json!({ "op": op, "after": after, "via": "cli" }))
+    };
+    match command {
+        SamlSourceCommand::List => {
+            let all: Vec<_> = app
+                .directory
+                .saml_sources()
+                .await?
+                .iter()
+                .map(|s| s.cfg.clone())
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&all)?);
+        }
+        SamlSourceCommand::Put { file, metadata } => {
+            let cfg: SamlSourceConfig = serde_json::from_str(
+                &std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?,
+            )
+            .context("the source's JSON")?;
+            let xml = match (
+                metadata.or_else(|| cfg.metadata_file.clone()),
+                &cfg.metadata_url,
+            ) {
+                (Some(m), _) => std::fs::read_to_string(&m)
+                    .with_context(|| format!("reading {}", m.display()))?,
+                (None, Some(url)) => app
+                    .gateway
+                    .fetch_saml_metadata(url)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))?,
+                (None, None) => bail!("--metadata, or metadata_url in the file"),
+            };
+            let id = cfg.id.clone();
+            let after = serde_json::to_value(&cfg)?;
+            if let Err(e) = app.directory.put_saml_source(cfg, &xml).await {
+                eprintln!("SAML source {id} refused: {e}");
+                return Ok(ExitCode::from(1));
+            }
+            app.audit
+                .append(audit("saml_source.put", &id, after))
+                .await?;
+            println!("SAML source {id} registered");
+        }
+        SamlSourceCommand::Delete { id } => {
+            if !app.directory.delete_saml_source(&id).await? {
+                eprintln!("no SAML source `{id}`");
+                return Ok(ExitCode::from(1));
+            }
+            app.audit
+                .append(audit("saml_source.delete", &id, serde_json::Value::Null))
+                .await?;
+            println!("SAML source {id} removed");
         }
     }
     Ok(ExitCode::SUCCESS)

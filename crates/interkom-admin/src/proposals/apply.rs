@@ -29,6 +29,8 @@ pub(crate) enum Prepared {
         Option<(interkom_directory::ldap::DirectorySourceConfig, bool)>,
     ),
     FirstParty(String, bool),
+    /// A Leistung to store.
+    Leistung(Box<interkom_policy::LeistungSpec>),
     /// A SAML service provider to store.
     ServiceProvider(Box<interkom_directory::service_providers::ServiceProviderConfig>),
     /// A protected application to store (`None`: to remove).
@@ -161,6 +163,10 @@ pub(crate) async fn prepare_approval(
                 .await?;
             Ok(Prepared::Directory(Box::new(body), before))
         }
+        "leistung" => {
+            let l = crate::leistungen::prepare(state, caller, scope, payload, c).await?;
+            Ok(Prepared::Leistung(Box::new(l)))
+        }
         "service_provider" => {
             let cfg = crate::service_providers::prepare(state, caller, scope, payload, c).await?;
             Ok(Prepared::ServiceProvider(Box::new(cfg)))
@@ -232,6 +238,15 @@ pub(crate) async fn apply_approved(
             Ok(ApprovalResult::Directory {
                 directory: Box::new(after),
             })
+        }
+        Prepared::Leistung(l) => {
+            c.op = "leistung.put";
+            c.target = format!("leistungen/{}", l.id);
+            c.tenant = Some(l.tenant.clone());
+            c.after = serde_json::to_value(&l).unwrap_or(Value::Null);
+            crate::leistungen::store(state, &l).await?;
+            record(state, caller, c).await?;
+            Ok(ApprovalResult::Leistung { leistung: l })
         }
         Prepared::ServiceProvider(cfg) => {
             c.op = "sp.put";

@@ -106,6 +106,11 @@ pub(crate) enum ApprovalResult {
     Directory {
         directory: Box<crate::directories::view::DirectoryView>,
     },
+    /// `leistung`: the Leistung as it is now.
+    Leistung {
+        #[schema(value_type = crate::leistungen::view::LeistungDoc)]
+        leistung: Box<interkom_policy::LeistungSpec>,
+    },
     /// `service_provider`: the SAML service provider as it is now.
     ServiceProvider {
         #[schema(value_type = crate::service_providers::view::ServiceProviderDoc)]

@@ -197,7 +197,7 @@ impl Directory {
         entry_id: &str,
     ) -> Result<Option<User>, DirectoryError> {
         Ok(sqlx::query_as(
-            "SELECT u.id, u.tenant, u.username, u.password_hash, u.name, u.email, u.disabled \
+            "SELECT u.id, u.tenant, u.username, u.password_hash, u.name, u.email, u.disabled, u.population \
              FROM directory_links l JOIN users u ON u.id = l.user_id \
              WHERE l.source = $1 AND l.entry_id = $2",
         )

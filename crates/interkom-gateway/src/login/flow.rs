@@ -361,6 +361,11 @@ pub(crate) async fn finish_login(
             .set_upstream_token(&mut tx, &session.sid, t)
             .await?;
     }
+    if let Some(subject) = &p.upstream_subject {
+        gw.store
+            .set_upstream_subject(&mut tx, &session.sid, subject)
+            .await?;
+    }
     let code = match outcome {
         LoginOutcome::Issue => Some(issue_code(gw, &mut tx, req, &session).await?),
         _ => None,

@@ -223,7 +223,7 @@ pub(crate) fn niveau(loa: interkom_types::Loa) -> &'static str {
 }
 
 /// How the person's data a Leistung receives is named on its page.
-fn claim_label(claim: &str) -> &str {
+pub(crate) fn claim_label(claim: &str) -> &str {
     match claim {
         "given_name" => "Vorname",
         "family_name" => "Familienname",
@@ -256,9 +256,10 @@ pub(crate) fn leistung_page(
         claim: &'a str,
         label: &'a str,
     }
-    let claims: Vec<Claim<'_>> = l
-        .claims
+    // In the order a person reads them (names first), not the set's.
+    let claims: Vec<Claim<'_>> = interkom_policy::leistungen::CLAIMS
         .iter()
+        .filter(|c| l.claims.contains(**c))
         .map(|c| Claim {
             claim: c,
             label: claim_label(c),

@@ -148,6 +148,7 @@ mod tests {
             passkey_state: None,
             upstream_token: None,
             consented: false,
+            upstream_subject: None,
         }
     }
 

@@ -78,6 +78,10 @@ pub(crate) struct Login {
     /// The person agreed on the consent page of this login.
     #[serde(default)]
     pub(crate) consented: bool,
+    /// How the upstream names this login, hashed (a SAML source's NameID):
+    /// its logout request finds the session by it.
+    #[serde(default)]
+    pub(crate) upstream_subject: Option<String>,
 }
 
 /// What an identity source established about the person logging in.
@@ -93,6 +97,9 @@ pub(crate) struct Authentication {
     pub(crate) method: String,
     /// The upstream's ID token, sealed (its hint when logging out there).
     pub(crate) upstream_token: Option<String>,
+    /// How the upstream names this login, hashed (see [`Login`]).
+    #[serde(default)]
+    pub(crate) upstream_subject: Option<String>,
 }
 
 impl Login {
@@ -113,6 +120,7 @@ impl Login {
             passkey_state: None,
             upstream_token: a.upstream_token,
             consented: false,
+            upstream_subject: a.upstream_subject,
         }
     }
 
@@ -132,6 +140,7 @@ impl Login {
             passkey_state: None,
             upstream_token: None,
             consented: false,
+            upstream_subject: None,
         }
     }
 

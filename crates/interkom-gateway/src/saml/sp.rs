@@ -14,6 +14,11 @@
 //!   goes on — or, when the level fell short or the IdP refused, the
 //!   Leistung's page says why and offers the sources again.
 //! - `POST /login/saml`: the person's choice of source on that page.
+//! - `/saml/sp/slo` (Redirect, POST): the source's LogoutRequest (signed by
+//!   its metadata's keys) ends the sessions its login made and is answered
+//!   with a signed LogoutResponse; its LogoutResponse to interkom's own
+//!   request (a logout at interkom of a session from a source) ends the
+//!   logout where it was going.
 //!
 //! Every refusal is audited (`login_failed`, with the reason) and answered
 //! with a page that posts nothing anywhere; never a 500.
@@ -24,6 +29,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use interkom_audit::{Action, AuditEvent, Outcome};
 use interkom_directory::crypto::ct_eq;
+use interkom_saml::binding::{self, Param};
+use interkom_saml::dsig;
+use interkom_saml::logout::{LogoutRequest, LogoutResponse};
 use interkom_saml::metadata::SpOwnMetadata;
 use interkom_saml::response::{NAMEID_PERSISTENT, NAMEID_TRANSIENT};
 use serde::{Deserialize, Serialize};
@@ -47,10 +55,11 @@ pub(crate) async fn sp_metadata(State(gw): State<Gateway>, meta: Meta) -> Respon
     let certs = keys.saml_certs(now);
     let entity = sp_entity_id(&gw);
     let acs = acs_url(&gw);
+    let slo = format!("{}/saml/sp/slo", gw.cfg.issuer_str());
     let xml = SpOwnMetadata {
         entity_id: &entity,
         acs_url: &acs,
-        slo_url: None,
+        slo_url: Some(&slo),
         certs: &certs,
         name_id_formats: &[NAMEID_TRANSIENT, NAMEID_PERSISTENT],
         organization: None,
@@ -122,10 +131,15 @@ pub(crate) async fn acs(State(gw): State<Gateway>, meta: Meta, body: Bytes) -> R
             {
                 return web::internal(&gw, lang, e);
             }
-            let message = match status.message {
+            let mut message = match status.message {
                 Some(m) => format!("Der Anmeldedienst hat die Anmeldung abgelehnt ({short}): {m}"),
                 None => format!("Der Anmeldedienst hat die Anmeldung abgelehnt ({short})."),
             };
+            if let Some(missing) = missing_data(&gw, &sent.source, status.detail.as_deref()).await {
+                message.push_str(&format!(
+                    " Ihrem Konto fehlen Angaben, die diese Leistung benötigt: {missing}."
+                ));
+            }
             keep(
                 &gw,
                 &request_id,
@@ -137,6 +151,31 @@ pub(crate) async fn acs(State(gw): State<Gateway>, meta: Meta, body: Bytes) -> R
             .await
         }
     }
+}
+
+/// The data a BundID refusal says the account lacks
+/// (`IDP_REQUIRED_ATTRIBUTES_MISSING`), named as on the Leistung's page.
+async fn missing_data(gw: &Gateway, source: &str, detail: Option<&str>) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(detail?).ok()?;
+    if v["errorCode"] != "IDP_REQUIRED_ATTRIBUTES_MISSING" {
+        return None;
+    }
+    let src = gw.dir.saml_source(source).await.ok()??;
+    let names: Vec<String> = v["missingAttributes"]
+        .as_array()?
+        .iter()
+        .filter_map(|n| n.as_str())
+        .map(|n| {
+            src.cfg
+                .attributes
+                .iter()
+                .find(|(_, a)| a.as_str() == n)
+                .map_or(n.to_owned(), |(claim, _)| {
+                    pages::claim_label(claim).to_owned()
+                })
+        })
+        .collect();
+    (!names.is_empty()).then(|| names.join(", "))
 }
 
 /// The client of a login request (for the audit trail), if it is open.
@@ -205,6 +244,8 @@ async fn accept(gw: &Gateway, meta: &Meta, c: Consumed) -> Result<Response, Gate
         .as_deref()
         .and_then(interkom_types::Loa::from_acr);
     let idp = SamlIdp(c.source.clone());
+    // How the source names this login: its logout finds the session.
+    let (named, subject) = source::named_login(gw, &src.id, &user.id, &c.assertion);
     let auth = Authentication {
         user_id: user.id.clone(),
         loa: c.loa,
@@ -212,7 +253,8 @@ async fn accept(gw: &Gateway, meta: &Meta, c: Consumed) -> Result<Response, Gate
         auth_time: c.assertion.authn_instant.min(now),
         upstream: Some(idp.upstream()),
         method: idp.method(asked),
-        upstream_token: None,
+        upstream_token: named,
+        upstream_subject: Some(subject),
     };
     metrics::counter!("interkom_saml_source_logins_total", "source" => src.id.clone(), "result" => "success")
         .increment(1);
@@ -443,4 +485,250 @@ pub(crate) async fn choose_source(
     flow::go_to(&gw, &meta, &at, &SamlIdp(src), Some(need), fresh)
         .await
         .unwrap_or_else(|e| web::internal(&gw, lang, e))
+}
+
+/// `GET /saml/sp/slo`: a source's LogoutRequest or LogoutResponse over
+/// HTTP-Redirect (its query signature checked against its metadata).
+pub(crate) async fn slo_get(
+    State(gw): State<Gateway>,
+    meta: Meta,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let raw = query.unwrap_or_default();
+    let param = if raw.contains("SAMLRequest=") {
+        Param::Request
+    } else {
+        Param::Response
+    };
+    let msg = match binding::redirect_read(&raw, param) {
+        Ok(m) => m,
+        Err(e) => return slo_refused(&gw, &meta, None, &e.to_string()).await,
+    };
+    let signature = match (&msg.sig_alg, &msg.signature) {
+        (Some(alg), Some(sig)) => Some((msg.signed_part.clone(), alg.clone(), sig.clone())),
+        _ => None,
+    };
+    slo(
+        &gw,
+        &meta,
+        param,
+        &msg.xml,
+        msg.relay_state.as_deref(),
+        signature,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct SloForm {
+    #[serde(rename = "SAMLRequest")]
+    request: Option<String>,
+    #[serde(rename = "SAMLResponse")]
+    response: Option<String>,
+    #[serde(rename = "RelayState")]
+    relay_state: Option<String>,
+}
+
+/// `POST /saml/sp/slo`: the same over HTTP-POST (the XML signature).
+pub(crate) async fn slo_post(State(gw): State<Gateway>, meta: Meta, body: Bytes) -> Response {
+    let Ok(form) = serde_urlencoded::from_bytes::<SloForm>(&body) else {
+        return slo_refused(&gw, &meta, None, "a malformed form").await;
+    };
+    let (param, value) = match (form.request, form.response) {
+        (Some(r), None) => (Param::Request, r),
+        (None, Some(r)) => (Param::Response, r),
+        _ => return slo_refused(&gw, &meta, None, "neither a request nor a response").await,
+    };
+    match binding::post_decode(&value) {
+        Ok(xml) => slo(&gw, &meta, param, &xml, form.relay_state.as_deref(), None).await,
+        Err(e) => slo_refused(&gw, &meta, None, &e.to_string()).await,
+    }
+}
+
+/// A query signature: the signed octets, `SigAlg`, the signature.
+type QuerySignature = (String, String, Vec<u8>);
+
+/// Whether a source's message is signed by a key of its metadata: the
+/// query signature (Redirect) or an XML signature on the root (POST).
+fn signed_by(
+    src: &interkom_directory::saml_sources::SamlSource,
+    xml: &str,
+    query: Option<&QuerySignature>,
+) -> bool {
+    match query {
+        Some((part, alg, sig)) => dsig::verify_redirect(part, alg, sig, &src.idp.signing).is_ok(),
+        None => dsig::Trusted::new(&src.idp.signing).is_ok_and(|t| {
+            interkom_saml::xml::parse(xml).is_ok_and(|doc| {
+                doc.document_element()
+                    .is_some_and(|root| t.covers(&doc, xml, root).unwrap_or(false))
+            })
+        }),
+    }
+}
+
+async fn slo(
+    gw: &Gateway,
+    meta: &Meta,
+    param: Param,
+    xml: &str,
+    relay: Option<&str>,
+    query: Option<QuerySignature>,
+) -> Response {
+    let lang = Lang::De;
+    match param {
+        // Back from the source's logout that interkom asked for.
+        Param::Response => {
+            let Ok(res) = LogoutResponse::read(xml) else {
+                return slo_refused(gw, meta, None, "a malformed LogoutResponse").await;
+            };
+            let src = source_by_entity(gw, &res.issuer).await;
+            // Signed, if anything: a forged answer could only choose
+            // between our own pages, but a wrong signature is refused.
+            if let Some(src) = &src {
+                let has_signature = query.is_some() || xml.contains("Signature");
+                if has_signature && !signed_by(src, xml, query.as_ref()) {
+                    return slo_refused(
+                        gw,
+                        meta,
+                        Some(&src.cfg.id),
+                        "the LogoutResponse's signature",
+                    )
+                    .await;
+                }
+            }
+            match source::logged_out_to(gw, relay) {
+                Some(to) => web::see_other(&to),
+                None => web::logged_out_page(gw, lang),
+            }
+        }
+        // The source ends its session: interkom ends the sessions it made
+        // from that login, and answers.
+        Param::Request => {
+            let (req, _) = match LogoutRequest::read(xml, None) {
+                Ok(r) => r,
+                Err(e) => return slo_refused(gw, meta, None, &e.to_string()).await,
+            };
+            let Some(src) = source_by_entity(gw, &req.issuer).await else {
+                return slo_refused(gw, meta, None, "a LogoutRequest of no registered source")
+                    .await;
+            };
+            if !signed_by(&src, xml, query.as_ref()) {
+                return slo_refused(
+                    gw,
+                    meta,
+                    Some(&src.cfg.id),
+                    "the LogoutRequest is not signed by the source",
+                )
+                .await;
+            }
+            match end_sessions(gw, meta, &src, &req).await {
+                Ok(()) => {}
+                Err(e) => return web::internal(gw, lang, e),
+            }
+            logout_response(gw, &src, &req, relay).await
+        }
+    }
+}
+
+async fn source_by_entity(
+    gw: &Gateway,
+    entity: &str,
+) -> Option<std::sync::Arc<interkom_directory::saml_sources::SamlSource>> {
+    gw.dir
+        .saml_sources()
+        .await
+        .ok()?
+        .iter()
+        .find(|s| s.idp.entity_id == entity)
+        .cloned()
+}
+
+/// Ends every session the source's login (NameID, SessionIndex) made,
+/// each with the back-channel logout of the Leistungen, and audits it.
+async fn end_sessions(
+    gw: &Gateway,
+    meta: &Meta,
+    src: &interkom_directory::saml_sources::SamlSource,
+    req: &LogoutRequest,
+) -> Result<(), GatewayError> {
+    let subject = source::subject_key(gw, &src.cfg.id, &req.name_id);
+    for (sid, user_id, _) in gw.store.sessions_by_upstream_subject(&subject).await? {
+        crate::session::end_session(gw, &sid).await?;
+        let ev = AuditEvent::new(Action::Logout, Outcome::Success)
+            .correlation(meta.request_id.clone())
+            .source(meta.source.clone())
+            .details(json!({ "sid": sid, "via": "saml_source", "saml_source": src.cfg.id }));
+        let ev = match gw.dir.user(&user_id).await? {
+            Some(u) => gw.about(ev, &u),
+            None => ev,
+        };
+        gw.audit.append(ev).await?;
+    }
+    Ok(())
+}
+
+/// The signed LogoutResponse (Success) to the source, over HTTP-Redirect.
+async fn logout_response(
+    gw: &Gateway,
+    src: &interkom_directory::saml_sources::SamlSource,
+    req: &LogoutRequest,
+    relay: Option<&str>,
+) -> Response {
+    let lang = Lang::De;
+    let Some(endpoint) = source::slo_endpoint(src) else {
+        return web::logged_out_page(gw, lang);
+    };
+    let now = gw.clock.now();
+    let keys = match gw.keys.fresh(now).await {
+        Ok(k) => k,
+        Err(e) => return web::internal(gw, lang, e),
+    };
+    let Some(key) = keys.saml(now) else {
+        return web::internal(gw, lang, GatewayError::Crypto("no SAML signing key"));
+    };
+    let res = LogoutResponse {
+        id: interkom_saml::new_id(),
+        issue_instant: now,
+        issuer: sp_entity_id(gw),
+        destination: Some(endpoint.to_owned()),
+        in_response_to: req.id.clone(),
+        status: interkom_saml::response::STATUS_SUCCESS.into(),
+    };
+    let signer = |m: &[u8]| key.sign_raw(m);
+    match binding::redirect_url(
+        endpoint,
+        Param::Response,
+        &res.to_xml(),
+        relay,
+        Some(&signer),
+    ) {
+        Ok(url) => web::see_other(&url),
+        Err(e) => {
+            tracing::error!(error = %e, "a LogoutResponse could not be made");
+            web::internal(
+                gw,
+                lang,
+                GatewayError::Crypto("a LogoutResponse could not be made"),
+            )
+        }
+    }
+}
+
+async fn slo_refused(gw: &Gateway, meta: &Meta, source: Option<&str>, why: &str) -> Response {
+    let lang = Lang::De;
+    let ev = AuditEvent::new(Action::Logout, Outcome::Failure)
+        .reason("saml_logout_refused")
+        .correlation(meta.request_id.clone())
+        .source(meta.source.clone())
+        .details(json!({ "saml_source": source, "detail": why }));
+    if let Err(e) = gw.audit.append(ev).await {
+        return web::internal(gw, lang, e.into());
+    }
+    web::error_page(
+        gw,
+        lang,
+        StatusCode::BAD_REQUEST,
+        "Die Abmeldung des Anmeldedienstes wurde abgelehnt.",
+        Some(why),
+    )
 }

@@ -166,6 +166,7 @@ impl DirectoryLogin {
                         upstream: None,
                         method: password::METHOD.to_owned(),
                         upstream_token: None,
+                        upstream_subject: None,
                     },
                     None,
                 )))

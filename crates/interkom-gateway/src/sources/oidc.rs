@@ -430,6 +430,7 @@ async fn answer_inner(
                 upstream: Some(idp.cfg.id.clone()),
                 method: source.method(asked),
                 upstream_token: gw.seal(&asserted.id_token, &token_aad(&user.id)),
+                upstream_subject: None,
             };
             Ok(Answer::Authenticated(Box::new(Answered {
                 at,

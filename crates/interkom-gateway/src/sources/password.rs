@@ -119,6 +119,7 @@ impl LocalPassword {
             upstream: None,
             method: METHOD.to_owned(),
             upstream_token: None,
+            upstream_subject: None,
         };
         Ok(Checked::Passed(Login::authenticated(auth, None)))
     }

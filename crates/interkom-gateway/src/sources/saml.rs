@@ -425,3 +425,105 @@ pub(crate) fn claims_of(
     }
     out
 }
+
+/// How the source named a login (kept sealed with the session): what a
+/// LogoutRequest to it must say.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct NamedLogin {
+    pub(crate) name_id: String,
+    pub(crate) format: String,
+    pub(crate) sp_name_qualifier: Option<String>,
+    pub(crate) session_index: String,
+}
+
+fn named_aad(user_id: &str) -> String {
+    format!("saml-source-login|{user_id}")
+}
+
+/// The sealed form of how `a` names the login of `user_id`, and the keyed
+/// hash its LogoutRequest finds the session by.
+pub(crate) fn named_login(
+    gw: &Gateway,
+    source: &str,
+    user_id: &str,
+    a: &Assertion,
+) -> (Option<String>, String) {
+    let named = NamedLogin {
+        name_id: a.name_id.clone(),
+        format: a.name_id_format.clone(),
+        sp_name_qualifier: a.sp_name_qualifier.clone(),
+        session_index: a.session_index.clone(),
+    };
+    let sealed = serde_json::to_string(&named)
+        .ok()
+        .and_then(|j| gw.seal(&j, &named_aad(user_id)));
+    (sealed, subject_key(gw, source, &a.name_id))
+}
+
+/// The keyed hash of a NameID of `source`.
+pub(crate) fn subject_key(gw: &Gateway, source: &str, name_id: &str) -> String {
+    gw.master
+        .keyed_hash(&format!("saml-subject|{source}|{name_id}"))
+}
+
+/// The source's single-logout endpoint for HTTP-Redirect, if it has one.
+pub(crate) fn slo_endpoint(src: &SamlSource) -> Option<&str> {
+    src.idp
+        .slo
+        .iter()
+        .find(|e| e.binding == BINDING_REDIRECT)
+        .map(|e| e.location.as_str())
+}
+
+/// The signed LogoutRequest that ends the source's session of this login
+/// too (HTTP-Redirect), back to `/saml/sp/slo` with `continue_to` sealed
+/// into the RelayState. `None` when the source has no logout endpoint or
+/// the login's name is not kept.
+pub(crate) async fn logout_url(
+    gw: &Gateway,
+    upstream: &str,
+    user_id: &str,
+    sealed: Option<&str>,
+    continue_to: Option<&str>,
+) -> Option<String> {
+    let id = upstream.strip_prefix(UPSTREAM_PREFIX)?;
+    let src = gw.dir.saml_source(id).await.ok().flatten()?;
+    let endpoint = slo_endpoint(&src)?.to_owned();
+    let named: NamedLogin = serde_json::from_str(&gw.open(sealed?, &named_aad(user_id))?).ok()?;
+    let now = gw.clock.now();
+    let keys = gw.keys.fresh(now).await.ok()?;
+    let key = keys.saml(now)?;
+    let req = interkom_saml::logout::LogoutRequest {
+        id: interkom_saml::new_id(),
+        issue_instant: now,
+        issuer: sp_entity_id(gw),
+        destination: Some(endpoint.clone()),
+        name_id: named.name_id,
+        name_id_format: Some(named.format),
+        sp_name_qualifier: named.sp_name_qualifier,
+        session_indexes: vec![named.session_index],
+    };
+    let relay = gw.seal(
+        &serde_json::json!({ "to": continue_to, "exp": now + 600 }).to_string(),
+        "saml-source-logout",
+    )?;
+    let signer = |m: &[u8]| key.sign_raw(m);
+    binding::redirect_url(
+        &endpoint,
+        Param::Request,
+        &req.to_xml(),
+        Some(&relay),
+        Some(&signer),
+    )
+    .ok()
+}
+
+/// Where a logout was going, from the RelayState this node sealed (fresh).
+pub(crate) fn logged_out_to(gw: &Gateway, relay: Option<&str>) -> Option<String> {
+    let v: serde_json::Value =
+        serde_json::from_str(&gw.open(relay?, "saml-source-logout")?).ok()?;
+    if v["exp"].as_i64().is_none_or(|e| e <= gw.clock.now()) {
+        return None;
+    }
+    v["to"].as_str().map(str::to_owned)
+}

@@ -127,6 +127,35 @@ impl Store {
         Ok(())
     }
 
+    /// Keeps how the upstream names the login of session `sid` (hashed).
+    pub(crate) async fn set_upstream_subject(
+        &self,
+        conn: &mut AnyConnection,
+        sid: &str,
+        subject: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE sessions SET upstream_subject = $1 WHERE sid = $2")
+            .bind(subject)
+            .bind(sid)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The sessions whose upstream names their login `subject`, with the
+    /// account and the sealed token kept with each.
+    pub(crate) async fn sessions_by_upstream_subject(
+        &self,
+        subject: &str,
+    ) -> Result<Vec<(String, String, Option<String>)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT sid, user_id, upstream_token FROM sessions WHERE upstream_subject = $1",
+        )
+        .bind(subject)
+        .fetch_all(&self.pool)
+        .await
+    }
+
     /// The upstream's sealed ID token kept with session `sid`, if any.
     pub(crate) async fn upstream_token(&self, sid: &str) -> Result<Option<String>, sqlx::Error> {
         let t: Option<Option<String>> =
