@@ -331,6 +331,11 @@ async fn a_citizen_logs_in_at_hoch_and_the_leistung_gets_only_its_data() {
     let again = b.http.post(&action).form(&fields).send().await.unwrap();
     assert_eq!(again.status(), 400);
 
+    // The consent to the transfer: which data, required and achieved level.
+    let consents = s.audit("consent_given").await;
+    let c = consents.last().unwrap();
+    assert!(c.details.contains("meldebescheinigung-elbtalaue") && c.details.contains("birthdate"));
+    assert!(c.details.contains("urn:interkom:loa:high"));
     // The audit trail is pseudonymous: no name, no account id.
     let logins = s.audit("login").await;
     let ev = logins.last().unwrap();

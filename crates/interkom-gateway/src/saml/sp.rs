@@ -434,12 +434,46 @@ pub(crate) async fn sp_continue(
                 );
                 return page(message, None).await;
             }
+            // The person chose a source on the page that named the data
+            // the Leistung receives and why: the consent to that transfer.
+            if let Err(e) = consented(&gw, &meta, &at.client.id, &l, &auth, &sent.source).await {
+                return web::internal(&gw, lang, e);
+            }
             let p = state::Login::authenticated(auth, pending.as_ref());
             flow::advance(&gw, &meta, &at, p)
                 .await
                 .unwrap_or_else(|e| web::internal(&gw, lang, e))
         }
     }
+}
+
+/// Audits the consent to the Leistung's data transfer (pseudonymised):
+/// which data, on which legal basis, through which source, at which level.
+async fn consented(
+    gw: &Gateway,
+    meta: &Meta,
+    client: &str,
+    l: &interkom_policy::LeistungSpec,
+    auth: &Authentication,
+    source: &str,
+) -> Result<(), GatewayError> {
+    let Some(user) = gw.dir.user(&auth.user_id).await? else {
+        return Ok(());
+    };
+    let ev = AuditEvent::new(Action::ConsentGiven, Outcome::Success)
+        .client(client)
+        .correlation(meta.request_id.clone())
+        .source(meta.source.clone())
+        .details(json!({
+            "leistung": l.id,
+            "claims": l.claims,
+            "legal_basis": l.legal_basis,
+            "saml_source": source,
+            "required": l.loa.acr(),
+            "achieved": auth.loa.acr(),
+        }));
+    gw.audit.append(gw.about(ev, &user)).await?;
+    Ok(())
 }
 
 #[derive(Deserialize)]
