@@ -15,21 +15,17 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as oidc from 'openid-client';
 import { chromium } from 'playwright-core';
+import { assertAccessible, startSamlPeer, stopSamlPeer } from './saml-peers.mjs';
 import {
   CHROMIUM, ROOT, answerLocally, authRequest, checksFor, databaseFor, freePort, insecure, landOn,
   startServer, stopServer,
 } from './harness.mjs';
 
-const require = createRequire(import.meta.url);
-const AXE = require.resolve('axe-core/axe.min.js');
-const PYTHON = path.join(ROOT, 'target/saml-venv/bin/python');
 
 // Two Leistungen of the demo configuration (policies/leistungen.toml).
 const MELDEBESCHEINIGUNG = { id: 'meldebescheinigung-elbtalaue', redirect: 'http://localhost:9012/callback' };
@@ -64,58 +60,8 @@ requested_attribute = '<akdb:RequestedAttribute Name="{name}" RequiredAttribute=
 `;
 }
 
-/** WCAG 2.1 A/AA violations on the current page (axe-core), none allowed. */
-async function assertAccessible(page, what) {
-  await page.addScriptTag({ path: AXE });
-  const result = await page.evaluate(() =>
-    // eslint-disable-next-line no-undef
-    axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }));
-  const v = result.violations.map((x) => `${x.id}: ${x.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-  assert.deepEqual(v, [], `${what} has accessibility violations`);
-}
-
-/**
- * Starts tests/saml/idp.py on a free port; resolves once it prints `ready`.
- * It reads the SP metadata at its first request, so interkom may start
- * after it (and must: interkom fetches the IdP's metadata at start).
- */
-async function startIdp(spMetadata, args) {
-  if (!existsSync(PYTHON)) {
-    const r = spawnSync(path.join(ROOT, 'tests/saml/setup'), { cwd: ROOT, encoding: 'utf8' });
-    assert.equal(r.status, 0, `tests/saml/setup failed:\n${r.stderr}`);
-  }
-  const port = await freePort();
-  const log = [];
-  const proc = spawn(PYTHON, [path.join(ROOT, 'tests/saml/idp.py'), '--port', String(port),
-    '--sp-metadata', spMetadata, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  proc.stderr.on('data', (d) => log.push(d.toString()));
-  await new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`idp.py did not start:\n${log.join('')}`)), 30_000);
-    proc.stdout.on('data', (d) => {
-      out += d;
-      if (out.split('\n').some((l) => l.trim() === 'ready')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`idp.py exited (${code}):\n${log.join('')}`));
-    });
-  });
-  return { proc, log, url: (p) => `http://127.0.0.1:${port}${p}` };
-}
-
-/** SIGTERM (idp.py removes its key directory), SIGKILL after 5 s. */
-async function stopIdp(proc) {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const gone = new Promise((r) => proc.once('exit', r));
-  proc.kill('SIGTERM');
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
-  await gone;
-  clearTimeout(timer);
-}
+const startIdp = (metadata, args) => startSamlPeer('idp.py', '--sp-metadata', metadata, args);
+const stopIdp = stopSamlPeer;
 
 describe('citizens through a BundID-like SAML identity source, in headless Chromium', { timeout: 240_000 }, () => {
   let dir;

@@ -15,20 +15,17 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as oidc from 'openid-client';
 import { chromium } from 'playwright-core';
+import { assertAccessible, startSamlPeer, stopSamlPeer } from './saml-peers.mjs';
 import {
-  CHROMIUM, ROOT, answerLocally, authRequest, checksFor, databaseFor, freePort, insecure, landOn,
+  CHROMIUM, answerLocally, authRequest, checksFor, databaseFor, freePort, insecure, landOn,
   startServer, stopServer,
 } from './harness.mjs';
 
-const require = createRequire(import.meta.url);
-const AXE = require.resolve('axe-core/axe.min.js');
 
 const KREIS = { user: 'kreis.admin', password: 'Kreis-Demo-2026!' };
 // A clerk (sachbearbeitung) of Hitzacker, a demo user of config/interkom.toml.
@@ -36,60 +33,10 @@ const JAN = { user: 'jan.meyer', password: 'Hitzacker-Demo-2026!', tenant: 'hitz
 const SP_ID = 'ratsinfo-saml';
 const RESOURCE = 'ratsinfo-hitzacker';
 const ENCRYPTION = { content: 'aes256-gcm', key_transport: 'rsa-oaep-mgf1p' };
-const PYTHON = path.join(ROOT, 'target/saml-venv/bin/python');
 const UID = 'urn:oid:0.9.2342.19200300.100.1.1';
 
-/** WCAG 2.1 A/AA violations on the current page (axe-core), none allowed. */
-async function assertAccessible(page, what) {
-  await page.addScriptTag({ path: AXE });
-  const result = await page.evaluate(() =>
-    // eslint-disable-next-line no-undef
-    axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }));
-  const v = result.violations.map((x) => `${x.id}: ${x.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-  assert.deepEqual(v, [], `${what} has accessibility violations`);
-}
-
-/**
- * Starts tests/saml/sp.py on a free port; resolves once it prints `ready`.
- * Its log (stderr) is kept for the report.
- */
-async function startSp(idpMetadata, args) {
-  if (!existsSync(PYTHON)) {
-    const r = spawnSync(path.join(ROOT, 'tests/saml/setup'), { cwd: ROOT, encoding: 'utf8' });
-    assert.equal(r.status, 0, `tests/saml/setup failed:\n${r.stderr}`);
-  }
-  const port = await freePort();
-  const log = [];
-  const proc = spawn(PYTHON, [path.join(ROOT, 'tests/saml/sp.py'), '--port', String(port),
-    '--idp-metadata', idpMetadata, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  proc.stderr.on('data', (d) => log.push(d.toString()));
-  await new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`sp.py did not start:\n${log.join('')}`)), 30_000);
-    proc.stdout.on('data', (d) => {
-      out += d;
-      if (out.split('\n').some((l) => l.trim() === 'ready')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`sp.py exited (${code}):\n${log.join('')}`));
-    });
-  });
-  return { proc, log, url: (p) => `http://127.0.0.1:${port}${p}` };
-}
-
-/** SIGTERM (sp.py removes its key directory), SIGKILL after 5 s. */
-async function stopSp(proc) {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const gone = new Promise((r) => proc.once('exit', r));
-  proc.kill('SIGTERM');
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
-  await gone;
-  clearTimeout(timer);
-}
+const startSp = (metadata, args) => startSamlPeer('sp.py', '--idp-metadata', metadata, args);
+const stopSp = stopSamlPeer;
 
 describe('interkom as SAML identity provider of a pysaml2 SP, in headless Chromium', { timeout: 240_000 }, () => {
   let dir;

@@ -711,3 +711,69 @@ pub async fn admin_account(s: &TestServer, tenant: &str, username: &str, roles: 
         .unwrap();
     console_token(s, username, &password).await
 }
+
+/// A SAML peer from another ecosystem (`tests/saml/sp.py` or `idp.py`,
+/// pysaml2 in `target/saml-venv`, made by `tests/saml/setup`) on a free
+/// port; killed when dropped.
+pub struct PyPeer {
+    child: std::process::Child,
+    pub base: String,
+}
+
+impl Drop for PyPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl PyPeer {
+    /// Starts `tests/saml/{script}` with `{metadata_flag} {metadata}` (the
+    /// other side's metadata) and `args`; returns once it prints `ready`.
+    pub fn start(script: &str, metadata_flag: &str, metadata: &str, args: &[&str]) -> PyPeer {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let python = repo_root().join("target/saml-venv/bin/python");
+        assert!(
+            python.exists(),
+            "the SAML peers' venv is missing: run tests/saml/setup (scripts/test does)"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(python)
+            .arg(repo_root().join("tests/saml").join(script))
+            .args(["--port", &port.to_string(), metadata_flag, metadata])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(out).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "{script} did not start");
+        PyPeer {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Its metadata.
+    pub async fn metadata(&self) -> String {
+        TestServer::http()
+            .get(self.url("/metadata"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}

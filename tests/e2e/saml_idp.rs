@@ -5,72 +5,14 @@
 //! does: signatures against interkom's metadata only, the schema, the
 //! encryption, InResponseTo, Destination, Audience, Recipient, times.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
 use interkom_directory::service_providers::{Encryption, ServiceProviderConfig};
 use serde_json::Value;
 
 use crate::common::*;
 
-/// A pysaml2 SP on a free port; killed when dropped.
-struct PySp {
-    child: Child,
-    base: String,
-}
-
-impl Drop for PySp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl PySp {
-    fn start(idp_metadata: &str, args: &[&str]) -> PySp {
-        let python = repo_root().join("target/saml-venv/bin/python");
-        assert!(
-            python.exists(),
-            "the SAML peers' venv is missing: run tests/saml/setup (scripts/test does)"
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new(python)
-            .arg(repo_root().join("tests/saml/sp.py"))
-            .args(["--port", &port.to_string(), "--idp-metadata", idp_metadata])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(out).read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "ready", "sp.py did not start");
-        PySp {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
 /// Registers the SP from its metadata, for Hitzacker's Ratsinfo resource.
-async fn register(s: &TestServer, sp: &PySp, encrypt: bool) -> ServiceProviderConfig {
-    let md = TestServer::http()
-        .get(sp.url("/metadata"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+async fn register(s: &TestServer, sp: &PyPeer, encrypt: bool) -> ServiceProviderConfig {
+    let md = sp.metadata().await;
     let mut cfg = ServiceProviderConfig::from_metadata(
         "fv-saml",
         "hitzacker-elbe",
@@ -106,7 +48,7 @@ fn post_form(html: &str) -> (String, Vec<(String, String)>) {
 
 /// Follows an SP-initiated login through interkom's login form to the
 /// SP's `/whoami`.
-async fn login(s: &TestServer, sp: &PySp, browser: &Browser, query: &str) -> Value {
+async fn login(s: &TestServer, sp: &PyPeer, browser: &Browser, query: &str) -> Value {
     let res = browser.get(&sp.url(&format!("/login?{query}"))).await;
     assert_eq!(res.status(), 303, "the SP sends the browser to interkom");
     let sso = location(&res).unwrap();
@@ -144,7 +86,9 @@ async fn login(s: &TestServer, sp: &PySp, browser: &Browser, query: &str) -> Val
 #[tokio::test]
 async fn a_pysaml2_sp_logs_in_over_redirect_with_an_encrypted_signed_assertion() {
     let s = TestServer::start().await;
-    let sp = PySp::start(
+    let sp = PyPeer::start(
+        "sp.py",
+        "--idp-metadata",
         &s.url("/saml/metadata"),
         &["--encryption-key", "--binding", "redirect"],
     );
@@ -204,7 +148,12 @@ async fn a_pysaml2_sp_logs_in_over_redirect_with_an_encrypted_signed_assertion()
 #[tokio::test]
 async fn a_signed_post_request_and_a_level_asked_for() {
     let s = TestServer::start().await;
-    let sp = PySp::start(&s.url("/saml/metadata"), &["--binding", "post"]);
+    let sp = PyPeer::start(
+        "sp.py",
+        "--idp-metadata",
+        &s.url("/saml/metadata"),
+        &["--binding", "post"],
+    );
     register(&s, &sp, false).await;
     let browser = Browser::new();
     // POST binding: the SP's page posts the signed AuthnRequest.
@@ -638,15 +587,8 @@ async fn the_admin_api_keeps_service_providers_in_the_subtree() {
 }
 
 /// Registers a pysaml2 SP under `id` (from its metadata: ACS, SLO, keys).
-async fn register_as(s: &TestServer, sp: &PySp, id: &str) {
-    let md = TestServer::http()
-        .get(sp.url("/metadata"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+async fn register_as(s: &TestServer, sp: &PyPeer, id: &str) {
+    let md = sp.metadata().await;
     let mut cfg = ServiceProviderConfig::from_metadata(id, "hitzacker-elbe", id, &md).unwrap();
     cfg.resource = Some("ratsinfo-hitzacker".into());
     assert!(
@@ -672,8 +614,18 @@ async fn follow(browser: &Browser, url: &str) -> reqwest::Response {
 #[tokio::test]
 async fn single_logout_from_one_sp_reaches_the_other_and_ends_the_session() {
     let s = TestServer::start().await;
-    let one = PySp::start(&s.url("/saml/metadata"), &["--binding", "redirect"]);
-    let two = PySp::start(&s.url("/saml/metadata"), &["--binding", "redirect"]);
+    let one = PyPeer::start(
+        "sp.py",
+        "--idp-metadata",
+        &s.url("/saml/metadata"),
+        &["--binding", "redirect"],
+    );
+    let two = PyPeer::start(
+        "sp.py",
+        "--idp-metadata",
+        &s.url("/saml/metadata"),
+        &["--binding", "redirect"],
+    );
     register_as(&s, &one, "fv-eins").await;
     register_as(&s, &two, "fv-zwei").await;
     let browser = Browser::new();
@@ -773,7 +725,12 @@ async fn single_logout_from_a_saml_sp_reaches_an_oidc_client_by_back_channel() {
     crate::backchannel::register(&s, Some(r.url.clone()))
         .await
         .unwrap();
-    let sp = PySp::start(&s.url("/saml/metadata"), &["--binding", "redirect"]);
+    let sp = PyPeer::start(
+        "sp.py",
+        "--idp-metadata",
+        &s.url("/saml/metadata"),
+        &["--binding", "redirect"],
+    );
     register_as(&s, &sp, "fv-eins").await;
     // One session: the SAML SP first, then the OIDC client by single
     // sign-on.

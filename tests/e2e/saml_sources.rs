@@ -6,62 +6,12 @@
 //! is an OIDC client; the flow runs as a browser would (cookies, forms).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 
 use interkom_directory::saml_sources::{LevelName, RequestBinding, SamlSourceConfig};
 use interkom_policy::{Loa, Population};
 use serde_json::Value;
 
 use crate::common::*;
-
-/// A pysaml2 IdP on a free port; killed when dropped.
-struct PyIdp {
-    child: Child,
-    base: String,
-}
-
-impl Drop for PyIdp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl PyIdp {
-    fn start(sp_metadata: &str, args: &[&str]) -> PyIdp {
-        let python = repo_root().join("target/saml-venv/bin/python");
-        assert!(
-            python.exists(),
-            "the SAML peers' venv is missing: run tests/saml/setup (scripts/test does)"
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new(python)
-            .arg(repo_root().join("tests/saml/idp.py"))
-            .args(["--port", &port.to_string(), "--sp-metadata", sp_metadata])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(out).read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "ready", "idp.py did not start");
-        PyIdp {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
 
 const AKDB_EXTENSION: &str = concat!(
     r#"<akdb:AuthenticationRequest xmlns:akdb="https://www.akdb.de/request/2018/09" "#,
@@ -124,20 +74,17 @@ fn bundid(id: &str, population: Population) -> SamlSourceConfig {
 }
 
 /// A node with the IdP registered as `bundid` (and as `muk`).
-async fn setup(idp_args: &[&str]) -> (TestServer, PyIdp) {
+async fn setup(idp_args: &[&str]) -> (TestServer, PyPeer) {
     let s = TestServer::start_with(|fc| fc.brokering.allow_loopback = true).await;
-    let idp = PyIdp::start(&s.url("/saml/sp/metadata"), idp_args);
-    let md = TestServer::http()
-        .get(idp.url("/metadata"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let idp = PyPeer::start(
+        "idp.py",
+        "--sp-metadata",
+        &s.url("/saml/sp/metadata"),
+        idp_args,
+    );
     s.app
         .directory
-        .put_saml_source(bundid("bundid", Population::Citizen), &md)
+        .put_saml_source(bundid("bundid", Population::Citizen), &idp.metadata().await)
         .await
         .unwrap();
     (s, idp)
@@ -164,8 +111,9 @@ struct Started {
     redirect: String,
 }
 
-/// Opens the Leistung's login: its page, with the sources offered.
-async fn open(s: &TestServer, b: &Browser, client: &str, port: u16) -> (Started, String) {
+/// The authorization URL of the Leistung `client` (its demo redirect on
+/// `port`), with a PKCE challenge; the verifier.
+fn leistung_url(s: &TestServer, client: &str, port: u16) -> (String, Started) {
     let (verifier, challenge) = pkce();
     let redirect = format!("http://localhost:{port}/callback");
     let url = authorize_url(
@@ -181,10 +129,16 @@ async fn open(s: &TestServer, b: &Browser, client: &str, port: u16) -> (Started,
             ("code_challenge_method", "S256"),
         ],
     );
+    (url, Started { verifier, redirect })
+}
+
+/// Opens the Leistung's login: its page, with the sources offered.
+async fn open(s: &TestServer, b: &Browser, client: &str, port: u16) -> (Started, String) {
+    let (url, started) = leistung_url(s, client, port);
     let res = b.get(&url).await;
     assert_eq!(res.status(), 200);
     let html = res.text().await.unwrap();
-    (Started { verifier, redirect }, html)
+    (started, html)
 }
 
 /// Chooses `source` on the Leistung's page (`html`); returns the IdP's
@@ -225,7 +179,7 @@ async fn choose(s: &TestServer, b: &Browser, html: &str, source: &str) -> (Strin
 /// Logs in at the IdP's page; returns the fields it posts to our ACS.
 async fn idp_login(
     b: &Browser,
-    idp: &PyIdp,
+    idp: &PyPeer,
     page: &str,
     user: &str,
     level: &str,
@@ -628,21 +582,15 @@ async fn leistungen_are_administered_within_the_subtree_and_weakening_needs_a_se
 async fn a_business_logs_in_and_its_organisation_arrives_as_xml() {
     let (s, _bundid) = setup(&[]).await;
     // Mein Unternehmenskonto: another IdP (entity id), another population.
-    let muk = PyIdp::start(
+    let muk = PyPeer::start(
+        "idp.py",
+        "--sp-metadata",
         &s.url("/saml/sp/metadata"),
         &["--entity-id", "urn:x-interkom-test:muk"],
     );
-    let md = TestServer::http()
-        .get(muk.url("/metadata"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     s.app
         .directory
-        .put_saml_source(bundid("muk", Population::Business), &md)
+        .put_saml_source(bundid("muk", Population::Business), &muk.metadata().await)
         .await
         .unwrap();
     let b = Browser::new();
@@ -716,7 +664,7 @@ async fn the_idps_refusal_with_its_status_detail_is_shown_and_can_be_retried() {
 }
 
 /// A citizen logged in at the Hundesteuer-Anmeldung (level 1).
-async fn logged_in(s: &TestServer, idp: &PyIdp, b: &Browser) {
+async fn logged_in(s: &TestServer, idp: &PyPeer, b: &Browser) {
     let (st, html) = open(s, b, "hundesteuer-hitzacker", 9010).await;
     let (page, _) = choose(s, b, &html, "bundid").await;
     let (action, fields) = idp_login(b, idp, &page, "erika", "STORK-QAA-Level-1").await;
@@ -727,19 +675,7 @@ async fn logged_in(s: &TestServer, idp: &PyIdp, b: &Browser) {
 /// Whether this browser still has a session (single sign-on at the
 /// Leistung goes straight back with a code).
 async fn has_session(s: &TestServer, b: &Browser) -> bool {
-    let (verifier, challenge) = pkce();
-    let _ = verifier;
-    let url = authorize_url(
-        s,
-        &[
-            ("response_type", "code"),
-            ("client_id", "hundesteuer-hitzacker"),
-            ("redirect_uri", "http://localhost:9010/callback"),
-            ("scope", "openid"),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ],
-    );
+    let (url, _) = leistung_url(s, "hundesteuer-hitzacker", 9010);
     b.get(&url).await.status() == 303
 }
 
