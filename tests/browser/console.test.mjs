@@ -63,6 +63,17 @@ const SP_METADATA = `<?xml version="1.0" encoding="UTF-8"?>
 </md:EntityDescriptor>
 `;
 
+// An identity service's SAML metadata (a Kommune's own citizen account
+// service), signed with the same throwaway certificate.
+const IDP_METADATA = `<?xml version="1.0" encoding="UTF-8"?>
+<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="https://konto.hitzacker.example/idp">
+  <md:IDPSSODescriptor WantAuthnRequestsSigned="true" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+    <md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>${SP_CERT}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
+    <md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://konto.hitzacker.example/idp/sso"/>
+  </md:IDPSSODescriptor>
+</md:EntityDescriptor>
+`;
+
 /** Runs the CLI against the node's database. */
 function cli(env, args, stdin) {
   return new Promise((resolve, reject) => {
@@ -147,7 +158,7 @@ describe('admin console', () => {
     // The first Tab reaches the skip link.
     await page.keyboard.press('Tab');
     assert.equal(await page.evaluate(() => document.activeElement?.className), 'skip');
-    for (const p of ['', 'users', 'policy', 'proposals', 'grants', 'resources', 'clients', 'upstreams', 'directories', 'applications', 'service-providers', 'audit']) {
+    for (const p of ['', 'users', 'policy', 'proposals', 'grants', 'resources', 'clients', 'upstreams', 'directories', 'applications', 'service-providers', 'leistungen', 'saml-sources', 'audit']) {
       const res = await page.goto(`${issuer}/admin/console/${p}`);
       assert.equal(res.status() < 500, true, p);
       assert.equal(res.headers()['content-security-policy']?.includes("frame-ancestors 'none'"), true);
@@ -529,6 +540,93 @@ describe('admin console', () => {
     assert.equal(res.status(), 403);
     await page.goto(`${issuer}/admin/console/users`);
     assert.doesNotMatch(await page.locator('main').innerText(), /csrf\.test/);
+    await context.close();
+  });
+  it('shows the Leistungen with what a change would do before it is made', async () => {
+    const { context, page } = await loggedIn(KREIS);
+    await page.goto(`${issuer}/admin/console/leistungen`);
+    assert.equal(await page.locator('h1').innerText(), 'Leistungen');
+    const rows = page.locator('main table').first().locator('tbody tr');
+    assert.equal(await rows.count(), 4, 'the demo county\'s four');
+    const parken = rows.filter({ hasText: 'Bewohnerparkausweis' });
+    assert.match(await parken.innerText(), /substanziell/);
+    await page.click('a[aria-label^="Bearbeiten: Bewohnerparkausweis"]');
+    await page.waitForURL(/edit=bewohnerparken-dannenberg/);
+    assert.equal(await page.inputValue('#e-loa'), 'substantial');
+    // The what-if of a lower level and one more datum: nothing is stored.
+    await page.selectOption('#e-loa', 'low');
+    await page.setChecked('#e-c-email', true);
+    await page.click('button[value=preview]');
+    await page.locator('.what-if').waitFor();
+    const whatIf = await page.locator('.what-if').innerText();
+    assert.match(whatIf, /zweite Administratorin/);
+    assert.match(whatIf, /Vertrauensniveau\s+substanziell\s+niedrig/);
+    assert.match(whatIf, /E-Mail-Adresse – kommt hinzu/);
+    assert.equal(await page.inputValue('#e-loa'), 'low', 'the form as sent');
+    assert.equal(await page.isChecked('#e-c-email'), true);
+    await assertAccessible(page, 'the Leistungen page with a what-if');
+    await page.goto(`${issuer}/admin/console/leistungen`);
+    assert.match(await rows.filter({ hasText: 'Bewohnerparkausweis' }).innerText(), /substanziell/, 'a preview changes nothing');
+    // Saved, it waits for a second administrator.
+    await page.click('a[aria-label^="Bearbeiten: Bewohnerparkausweis"]');
+    await page.selectOption('#e-loa', 'low');
+    await page.click('button[value=save]');
+    await page.locator('[role=status]', { hasText: 'wartet auf Freigabe' }).waitFor();
+    assert.match(await rows.filter({ hasText: 'Bewohnerparkausweis' }).innerText(), /substanziell/);
+    // Raising a level is in effect at once.
+    await page.click('a[aria-label^="Bearbeiten: Hundesteuer"]');
+    await page.selectOption('#e-loa', 'substantial');
+    await page.click('button[value=save]');
+    await page.locator('[role=status]', { hasText: 'wirksam' }).waitFor();
+    assert.match(await rows.filter({ hasText: 'Hundesteuer' }).innerText(), /substanziell/);
+    await context.close();
+    // A Gemeinde's administrator sees the Gemeinde's own only.
+    const gem = await loggedIn(GEMEINDE);
+    await gem.page.goto(`${issuer}/admin/console/leistungen`);
+    const own = gem.page.locator('main table').first().locator('tbody tr');
+    assert.equal(await own.count(), 1);
+    assert.match(await own.innerText(), /Hundesteuer/);
+    await assertAccessible(gem.page, 'the Leistungen page of a Gemeinde');
+    await gem.context.close();
+  });
+  it("lets a Gemeinde's administrator register its own identity service; more trust waits for a second", async () => {
+    const { context, page } = await loggedIn(GEMEINDE);
+    await page.goto(`${issuer}/admin/console/saml-sources`);
+    assert.equal(await page.locator('h1').innerText(), 'Anmeldedienste (SAML)');
+    await page.selectOption('#s-tenant', 'hitzacker-elbe');
+    await page.fill('#s-id', 'buergerkonto-hitzacker');
+    await page.fill('#s-name', 'Bürgerkonto Hitzacker');
+    await page.fill('#s-metadata', IDP_METADATA);
+    await page.fill('#s-levels', 'STORK-QAA-Level-1 = low\nSTORK-QAA-Level-3');
+    await page.fill('#s-pseudonym', 'urn:oid:1.3.6.1.4.1.25484.494450.3');
+    await page.fill('#s-attributes', 'given_name = urn:oid:2.5.4.42');
+    await page.click('button[value=save]');
+    await page.waitForSelector('[role=alert]');
+    assert.match(await page.locator('[role=alert]').innerText(), /STORK-QAA-Level-3/);
+    assert.equal(await page.inputValue('#s-name'), 'Bürgerkonto Hitzacker', 'the form as sent');
+    await page.fill('#s-metadata', IDP_METADATA);
+    await page.fill('#s-levels', 'STORK-QAA-Level-1 = low\nSTORK-QAA-Level-3 = substantial');
+    await page.click('button[value=save]');
+    await page.locator('[role=status]', { hasText: 'wirksam' }).waitFor();
+    const row = page.locator('main table tbody tr', { hasText: 'buergerkonto-hitzacker' });
+    const listed = await row.innerText();
+    assert.match(listed, /https:\/\/konto\.hitzacker\.example\/idp/);
+    assert.match(listed, /STORK-QAA-Level-3 → substanziell/);
+    await assertAccessible(page, 'the identity services page');
+    // A level name standing for more: a second administrator approves.
+    await page.click('a[aria-label="Bearbeiten: Bürgerkonto Hitzacker"]');
+    await page.waitForURL(/edit=buergerkonto-hitzacker/);
+    assert.equal(await page.inputValue('#s-attributes'), 'given_name = urn:oid:2.5.4.42');
+    await page.fill('#s-levels', 'STORK-QAA-Level-1 = high');
+    await page.click('button[value=save]');
+    await page.locator('[role=status]', { hasText: 'wartet auf Freigabe' }).waitFor();
+    assert.match(await row.innerText(), /STORK-QAA-Level-1 → niedrig/);
+    // A new description is in effect at once; the metadata is kept.
+    await page.click('a[aria-label="Bearbeiten: Bürgerkonto Hitzacker"]');
+    await page.fill('#s-description', 'Servicekonto der Stadt');
+    await page.click('button[value=save]');
+    await page.locator('[role=status]', { hasText: 'wirksam' }).waitFor();
+    assert.match(await row.innerText(), /https:\/\/konto\.hitzacker\.example\/idp/);
     await context.close();
   });
 });

@@ -611,43 +611,44 @@ async fn follow(browser: &Browser, url: &str) -> reqwest::Response {
     res
 }
 
-#[tokio::test]
-async fn single_logout_from_one_sp_reaches_the_other_and_ends_the_session() {
-    let s = TestServer::start().await;
-    let one = PyPeer::start(
-        "sp.py",
-        "--idp-metadata",
-        &s.url("/saml/metadata"),
-        &["--binding", "redirect"],
-    );
-    let two = PyPeer::start(
-        "sp.py",
-        "--idp-metadata",
-        &s.url("/saml/metadata"),
-        &["--binding", "redirect"],
-    );
-    register_as(&s, &one, "fv-eins").await;
-    register_as(&s, &two, "fv-zwei").await;
+/// Two pysaml2 SPs registered as `fv-eins` and `fv-zwei`, and a browser
+/// with one interkom session logged in at both (the second by single
+/// sign-on, no form).
+async fn two_sps_one_session(s: &TestServer) -> (PyPeer, PyPeer, Browser) {
+    let start = || {
+        PyPeer::start(
+            "sp.py",
+            "--idp-metadata",
+            &s.url("/saml/metadata"),
+            &["--binding", "redirect"],
+        )
+    };
+    let (one, two) = (start(), start());
+    register_as(s, &one, "fv-eins").await;
+    register_as(s, &two, "fv-zwei").await;
     let browser = Browser::new();
-    login(&s, &one, &browser, "").await;
-    // Single sign-on into the second SP.
+    login(s, &one, &browser, "").await;
     let res = browser.get(&two.url("/login")).await;
     let res = browser.get(&location(&res).unwrap()).await;
     assert_eq!(res.status(), 303, "no login form");
     let res = browser.get(&location(&res).unwrap()).await;
     let (action, fields) = post_form(&res.text().await.unwrap());
-    assert_eq!(
-        browser
-            .http
-            .post(&action)
-            .form(&fields)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        303
-    );
+    let res = browser
+        .http
+        .post(&action)
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
     assert_eq!(browser.get(&two.url("/whoami")).await.status(), 200);
+    (one, two, browser)
+}
+
+#[tokio::test]
+async fn single_logout_from_one_sp_reaches_the_other_and_ends_the_session() {
+    let s = TestServer::start().await;
+    let (one, two, browser) = two_sps_one_session(&s).await;
 
     // Logout at the first: interkom, then the second SP, then back.
     let res = follow(&browser, &one.url("/logout")).await;
@@ -746,4 +747,112 @@ async fn single_logout_from_a_saml_sp_reaches_an_oidc_client_by_back_channel() {
         crate::backchannel::verify(&s, &crate::backchannel::next_token(&mut r).await).await;
     assert_eq!(claims["sid"], id["sid"]);
     assert_eq!(claims["sub"], id["sub"]);
+}
+
+/// Follows redirects from `url` until one leaves for `stop` (not fetched).
+async fn follow_until(browser: &Browser, url: &str, stop: &str) -> Vec<String> {
+    let mut seen = vec![url.to_owned()];
+    let mut res = browser.get(url).await;
+    for _ in 0..10 {
+        assert!(
+            matches!(res.status().as_u16(), 302 | 303),
+            "a redirect from {}: {}",
+            seen.last().unwrap(),
+            res.status()
+        );
+        let to = location(&res).unwrap();
+        seen.push(to.clone());
+        if to.starts_with(stop) {
+            return seen;
+        }
+        res = browser.get(&to).await;
+    }
+    panic!("never reached {stop}: {seen:?}");
+}
+
+#[tokio::test]
+async fn a_logout_at_an_oidc_client_reaches_the_saml_sps_and_ends_where_it_asked() {
+    let s = TestServer::start().await;
+    crate::backchannel::register(&s, None).await.unwrap();
+    // One session: both SAML SPs, then the OIDC client by single sign-on.
+    let (one, two, browser) = two_sps_one_session(&s).await;
+    let t = crate::backchannel::tokens(&s, &browser).await;
+
+    // The OIDC client logs out with its hint, to its registered page.
+    let mut u = url::Url::parse(&s.url("/logout")).unwrap();
+    u.query_pairs_mut()
+        .append_pair("id_token_hint", t["id_token"].as_str().unwrap())
+        .append_pair("post_logout_redirect_uri", PORTAL_LOGOUT)
+        .append_pair("state", "after-logout");
+    let hops = follow_until(&browser, u.as_str(), PORTAL_LOGOUT).await;
+    let to_sps: Vec<&String> = hops
+        .iter()
+        .filter(|h| h.contains("/slo?SAMLRequest="))
+        .collect();
+    assert_eq!(to_sps.len(), 2, "each SP got a LogoutRequest: {hops:?}");
+    assert!(to_sps.iter().all(|h| h.contains("&Signature=")), "signed");
+    assert_eq!(
+        hops.last().unwrap(),
+        &format!("{PORTAL_LOGOUT}?state=after-logout"),
+        "on to the client's page at the end"
+    );
+    for sp in [&one, &two] {
+        assert_eq!(
+            browser.get(&sp.url("/whoami")).await.status(),
+            401,
+            "the SP ended its session"
+        );
+    }
+    // interkom's session ended too: the next login asks for the password.
+    let res = browser.get(&one.url("/login")).await;
+    let res = browser.get(&location(&res).unwrap()).await;
+    assert_eq!(res.status(), 200, "the login form again");
+}
+
+#[tokio::test]
+async fn a_logout_confirmed_at_interkom_reaches_the_saml_sp() {
+    let s = TestServer::start().await;
+    let sp = PyPeer::start(
+        "sp.py",
+        "--idp-metadata",
+        &s.url("/saml/metadata"),
+        &["--binding", "redirect"],
+    );
+    register_as(&s, &sp, "fv-eins").await;
+    let browser = Browser::new();
+    login(&s, &sp, &browser, "").await;
+    // No hint: the person confirms on interkom's page.
+    let res = browser.get(&s.url("/logout")).await;
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    let res = browser
+        .http
+        .post(s.url("/logout"))
+        .form(&[
+            ("confirm", "yes"),
+            ("csrf_token", &hidden(&page, "csrf_token")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "to the SP first");
+    let to_sp = location(&res).unwrap();
+    assert!(to_sp.starts_with(&sp.url("/slo?SAMLRequest=")), "{to_sp}");
+    let res = browser.get(&to_sp).await;
+    assert_eq!(res.status(), 303, "the SP answers");
+    let answer = location(&res).unwrap();
+    assert!(
+        answer.starts_with(&s.url("/saml/slo?SAMLResponse=")),
+        "{answer}"
+    );
+    let res = browser.get(&answer).await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.text().await.unwrap().contains("Sie sind abgemeldet."),
+        "interkom's logged-out page at the end"
+    );
+    assert_eq!(browser.get(&sp.url("/whoami")).await.status(), 401);
+    // The same LogoutResponse again finds no logout waiting.
+    let again = browser.get(&answer).await;
+    assert_eq!(again.status(), 400);
 }

@@ -770,3 +770,200 @@ async fn single_logout_runs_both_ways_between_interkom_and_the_source() {
     assert_eq!(b.get(&url).await.status(), 400);
     assert!(has_session(&s, &b).await);
 }
+
+#[tokio::test]
+async fn saml_sources_are_administered_within_the_subtree_and_serve_it_only() {
+    use reqwest::Method;
+    let (s, bund) = setup(&[]).await;
+    let kreis = console_token(&s, ADMIN_USER, ADMIN_PASSWORD).await;
+    let gemeinde = admin_account(&s, "hitzacker-elbe", "gem.admin", &["admin"]).await;
+    let second = admin_account(&s, "hitzacker-elbe", "gem.admin2", &["admin"]).await;
+    // The Kreis sees BundID with its IdP's entity id; Hitzacker nothing,
+    // and may neither read nor change it.
+    let (st, all) = admin(&s, Method::GET, &kreis, "/saml-sources", None).await;
+    assert_eq!(st, 200, "{all}");
+    let listed = all["saml_sources"].as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], "bundid");
+    assert!(listed[0]["entity_id"].as_str().unwrap().starts_with("http"));
+    let (_, own) = admin(&s, Method::GET, &gemeinde, "/saml-sources", None).await;
+    assert_eq!(own["saml_sources"].as_array().unwrap().len(), 0);
+    let (st, _) = admin(&s, Method::GET, &gemeinde, "/saml-sources/bundid", None).await;
+    assert_eq!(st, 403);
+    let bund_md = bund.metadata().await;
+    let body =
+        serde_json::json!({ "source": bundid("bundid", Population::Citizen), "metadata": bund_md });
+    let (st, _) = admin(
+        &s,
+        Method::PUT,
+        &gemeinde,
+        "/saml-sources/bundid",
+        Some(body),
+    )
+    .await;
+    assert_eq!(st, 403, "the Kreis's source");
+
+    // Hitzacker registers an IdP of its own.
+    let idp = PyPeer::start("idp.py", "--sp-metadata", &s.url("/saml/sp/metadata"), &[]);
+    let md = idp.metadata().await;
+    let mut cfg = bundid("buergerkonto-hitzacker", Population::Citizen);
+    cfg.tenant = "hitzacker-elbe".into();
+    cfg.name = "Bürgerkonto Hitzacker".into();
+    let path = "/saml-sources/buergerkonto-hitzacker";
+    let with = |k: &str, v: Value| {
+        let mut x = serde_json::to_value(&cfg).unwrap();
+        x[k] = v;
+        x
+    };
+    for (what, body, status) in [
+        (
+            "for the Kreis",
+            serde_json::json!({ "source": with("tenant", "lk-luechow-dannenberg".into()), "metadata": md }),
+            403,
+        ),
+        (
+            "BundID's entity id",
+            serde_json::json!({ "source": cfg, "metadata": bund_md }),
+            409,
+        ),
+        (
+            "a file on the server",
+            serde_json::json!({ "source": with("metadata_file", "/etc/passwd".into()), "metadata": md }),
+            400,
+        ),
+        ("no metadata", serde_json::json!({ "source": cfg }), 400),
+    ] {
+        let (st, v) = admin(&s, Method::PUT, &gemeinde, path, Some(body)).await;
+        assert_eq!(st, status, "{what}: {v}");
+    }
+    let (st, v) = admin(
+        &s,
+        Method::PUT,
+        &gemeinde,
+        path,
+        Some(serde_json::json!({ "source": cfg, "metadata": md })),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["tenant"], "hitzacker-elbe");
+
+    // Its own Leistung offers it; Dannenberg's, naming no sources, does
+    // not — BundID, the Kreis's, both do.
+    let b = Browser::new();
+    let (_, html) = open(&s, &b, "hundesteuer-hitzacker", 9010).await;
+    assert!(html.contains("value=\"buergerkonto-hitzacker\""), "{html}");
+    assert!(html.contains("value=\"bundid\""));
+    let (_, html) = open(&s, &b, "bewohnerparken-dannenberg", 9011).await;
+    assert!(!html.contains("value=\"buergerkonto-hitzacker\""), "{html}");
+    assert!(html.contains("value=\"bundid\""));
+
+    // A new name: at once. A level name standing for more, or keys given
+    // anew: a second administrator approves.
+    let (_, mut now) = admin(&s, Method::GET, &gemeinde, path, None).await;
+    now["name"] = "Servicekonto Hitzacker".into();
+    let strip = |mut v: Value| {
+        let o = v.as_object_mut().unwrap();
+        o.remove("entity_id");
+        o.remove("metadata_fetched_at");
+        v
+    };
+    let (st, v) = admin(
+        &s,
+        Method::PUT,
+        &gemeinde,
+        path,
+        Some(serde_json::json!({ "source": strip(now.clone()) })),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["name"], "Servicekonto Hitzacker");
+    for what in ["a higher level", "keys given anew"] {
+        let (_, before) = admin(&s, Method::GET, &gemeinde, path, None).await;
+        let body = if what == "a higher level" {
+            let mut higher = strip(before.clone());
+            higher["levels"][0]["loa"] = "high".into();
+            serde_json::json!({ "source": higher })
+        } else {
+            serde_json::json!({ "source": strip(before.clone()), "metadata": format!("{md}\n") })
+        };
+        let (st, p) = admin(&s, Method::PUT, &gemeinde, path, Some(body)).await;
+        assert_eq!(st, 202, "{what}: {p}");
+        let approve = format!("/proposals/{}/approve", p["proposal"].as_str().unwrap());
+        let (st, _) = admin(&s, Method::POST, &gemeinde, &approve, None).await;
+        assert_eq!(st, 403, "{what}: the proposer cannot approve");
+        let (_, still) = admin(&s, Method::GET, &gemeinde, path, None).await;
+        assert_eq!(still, before, "{what}: nothing applied yet");
+        let (st, r) = admin(&s, Method::POST, &second, &approve, None).await;
+        assert_eq!(st, 200, "{what}: {r}");
+    }
+    let (_, after) = admin(&s, Method::GET, &gemeinde, path, None).await;
+    assert_eq!(after["levels"][0]["loa"], "high");
+
+    let (st, _) = admin(&s, Method::DELETE, &gemeinde, path, None).await;
+    assert_eq!(st, 204);
+    let (_, html) = open(&s, &b, "hundesteuer-hitzacker", 9010).await;
+    assert!(!html.contains("value=\"buergerkonto-hitzacker\""));
+    let changes = s.audit("admin_change").await;
+    for op in ["saml_source.put", "saml_source.delete"] {
+        assert!(
+            changes.iter().any(|e| e.details.contains(op)),
+            "{op} audited"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_what_if_of_a_leistung_says_what_would_change_and_stores_nothing() {
+    use reqwest::Method;
+    let (s, _idp) = setup(&[]).await;
+    let kreis = console_token(&s, ADMIN_USER, ADMIN_PASSWORD).await;
+    let gemeinde = admin_account(&s, "hitzacker-elbe", "gem.admin", &["admin"]).await;
+    let path = "/leistungen/meldebescheinigung-elbtalaue";
+    let (_, before) = admin(&s, Method::GET, &kreis, path, None).await;
+    assert_eq!(before["loa"], "high");
+    let mut lower = before.clone();
+    lower["loa"] = "substantial".into();
+    let mut claims: Vec<Value> = before["claims"].as_array().unwrap().clone();
+    assert!(!claims.contains(&"email".into()));
+    claims.push("email".into());
+    lower["claims"] = claims.into();
+    let what_if = format!("{path}/what-if");
+    let (st, w) = admin(&s, Method::POST, &kreis, &what_if, Some(lower.clone())).await;
+    assert_eq!(st, 200, "{w}");
+    assert_eq!(w["needs_approval"], true);
+    assert_eq!(w["before"]["loa"], "high");
+    assert_eq!(w["after"]["loa"], "substantial");
+    assert_eq!(w["claims_gained"], serde_json::json!(["email"]));
+    assert_eq!(w["claims_lost"], serde_json::json!([]));
+    // BundID, named by the Leistung, reaches both levels: offered before
+    // and after.
+    assert_eq!(w["after"]["sources"][0]["id"], "bundid");
+    assert_eq!(w["after"]["sources"][0]["max_loa"], "high");
+    assert_eq!(w["sources_gained"], serde_json::json!([]));
+    let (_, still) = admin(&s, Method::GET, &kreis, path, None).await;
+    assert_eq!(still, before, "a what-if stores nothing");
+    assert!(s.audit("admin_change").await.is_empty());
+    // Raising a level needs no second administrator.
+    let (_, mut hund) = admin(
+        &s,
+        Method::GET,
+        &kreis,
+        "/leistungen/hundesteuer-hitzacker",
+        None,
+    )
+    .await;
+    hund["loa"] = "substantial".into();
+    let (st, w) = admin(
+        &s,
+        Method::POST,
+        &gemeinde,
+        "/leistungen/hundesteuer-hitzacker/what-if",
+        Some(hund),
+    )
+    .await;
+    assert_eq!(st, 200, "{w}");
+    assert_eq!(w["needs_approval"], false);
+    // Another Kommune's Leistung: no what-if either.
+    let (st, _) = admin(&s, Method::POST, &gemeinde, &what_if, Some(lower)).await;
+    assert_eq!(st, 403);
+}

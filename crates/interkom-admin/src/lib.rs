@@ -10,7 +10,7 @@
 //! schemas the document names), and a `routes()` that [`router`] and the
 //! OpenAPI document are both made from (utoipa-axum: one list):
 //! `users`, `clients` (with tenants and keys), `applications` (protected
-//! by forward authentication), `service_providers` (SAML), `leistungen` (online services for citizens and businesses), `upstreams`, `directories`, `grants`,
+//! by forward authentication), `service_providers` (SAML), `leistungen` (online services for citizens and businesses), `saml_sources` (the identity services citizens and businesses log in at), `upstreams`, `directories`, `grants`,
 //! `audit`, `policy` (lines: read, what-if, change), `resources` (with
 //! their protection needs), `proposals` (four eyes: `store`, `apply`).
 //!
@@ -37,6 +37,7 @@ mod openapi;
 mod policy;
 mod proposals;
 mod resources;
+mod saml_sources;
 mod scope;
 mod service_providers;
 mod sources;
@@ -177,6 +178,7 @@ pub(crate) fn resources() -> OpenApiRouter<AdminState> {
         .merge(applications::routes())
         .merge(service_providers::routes())
         .merge(leistungen::routes())
+        .merge(saml_sources::routes())
         .merge(upstreams::routes())
         .merge(directories::routes())
         .merge(users::routes())

@@ -24,6 +24,17 @@ pub struct Linked {
     pub user: User,
     /// The account was made by this login.
     pub created: bool,
+    /// What is kept of the person's data (for [`Directory::person_logged_in`];
+    /// a new account was made with the data given).
+    pub kept: PersonData,
+}
+
+/// A person's account with its sealed data, read in one statement.
+#[derive(sqlx::FromRow)]
+struct PersonRow {
+    #[sqlx(flatten)]
+    user: User,
+    data_enc: Option<String>,
 }
 
 /// An account idle long enough to be deleted.
@@ -56,22 +67,27 @@ impl Directory {
         source: &str,
         tenant: &str,
         pseudonym: &str,
+        data: &PersonData,
     ) -> Result<Linked, DirectoryError> {
         let key = self.pseudonym_key(source, pseudonym);
         for _ in 0..2 {
-            if let Some(user) = self.person_by_key(source, &key).await? {
-                if user.population != population.as_str() {
+            if let Some(row) = self.person_by_key(source, &key).await? {
+                if row.user.population != population.as_str() {
                     return Err(DirectoryError::Invalid(
                         "the pseudonym belongs to an account of another population".into(),
                     ));
                 }
+                let kept = self.unseal(&row.user.id, row.data_enc.as_deref())?;
                 return Ok(Linked {
-                    user,
+                    user: row.user,
                     created: false,
+                    kept,
                 });
             }
             let now = self.0.clock.now();
             let id = uuid::Uuid::new_v4().to_string();
+            // A first login keeps its data with the link: no update after.
+            let sealed = self.seal(&id, data)?;
             let mut tx = self.0.pool.begin().await?;
             sqlx::query(
                 "INSERT INTO users (id, tenant, username, password_hash, name, email, disabled, created_at, population) \
@@ -86,11 +102,12 @@ impl Directory {
             .await?;
             let r = sqlx::query(
                 "INSERT INTO people (user_id, source, pseudonym, data_enc, created_at, last_login_at) \
-                 VALUES ($1, $2, $3, NULL, $4, $4)",
+                 VALUES ($1, $2, $3, $4, $5, $5)",
             )
             .bind(&id)
             .bind(source)
             .bind(&key)
+            .bind(sealed)
             .bind(now)
             .execute(&mut *tx)
             .await;
@@ -100,51 +117,55 @@ impl Directory {
                 continue;
             }
             tx.commit().await?;
-            if let Some(user) = self.user(&id).await? {
-                return Ok(Linked {
-                    user,
-                    created: true,
-                });
-            }
+            // As inserted: no second round trip to read it back.
+            return Ok(Linked {
+                user: User {
+                    id: id.clone().into(),
+                    tenant: tenant.to_owned().into(),
+                    username: format!("{}:{id}", population.as_str()),
+                    password_hash: None,
+                    name: None,
+                    email: None,
+                    disabled: 0,
+                    population: population.as_str().to_owned(),
+                },
+                created: true,
+                kept: PersonData::new(),
+            });
         }
         Err(DirectoryError::Invalid(
             "the person could not be linked".into(),
         ))
     }
 
-    async fn person_by_key(&self, source: &str, key: &str) -> Result<Option<User>, DirectoryError> {
-        let id: Option<String> =
-            sqlx::query_scalar("SELECT user_id FROM people WHERE source = $1 AND pseudonym = $2")
-                .bind(source)
-                .bind(key)
-                .fetch_optional(&self.0.pool)
-                .await?;
-        match id {
-            Some(id) => self.user(&id).await,
-            None => Ok(None),
-        }
+    async fn person_by_key(
+        &self,
+        source: &str,
+        key: &str,
+    ) -> Result<Option<PersonRow>, DirectoryError> {
+        Ok(sqlx::query_as(
+            "SELECT u.id, u.tenant, u.username, u.password_hash, u.name, u.email, u.disabled, \
+             u.population, p.data_enc FROM people p JOIN users u ON u.id = p.user_id \
+             WHERE p.source = $1 AND p.pseudonym = $2",
+        )
+        .bind(source)
+        .bind(key)
+        .fetch_optional(&self.0.pool)
+        .await?)
     }
 
-    /// Records a login of a person and keeps the data given (merged over
-    /// what was kept: only what some Leistung needed is ever given).
+    /// Records a login of a person and keeps the data given, merged over
+    /// `kept` (what [`Directory::link_person`] found; only what some
+    /// Leistung needed is ever given).
     pub async fn person_logged_in(
         &self,
         user_id: &str,
+        mut kept: PersonData,
         data: &PersonData,
     ) -> Result<(), DirectoryError> {
         let now = self.0.clock.now();
-        let mut kept = self.person_data(user_id).await?;
         kept.extend(data.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let sealed = if kept.is_empty() {
-            None
-        } else {
-            Some(
-                self.0
-                    .master
-                    .encrypt(serde_json::to_string(&kept)?.as_bytes(), &data_aad(user_id))
-                    .map_err(|_| DirectoryError::Crypto("cannot seal a person's data"))?,
-            )
-        };
+        let sealed = self.seal(user_id, &kept)?;
         sqlx::query("UPDATE people SET last_login_at = $1, data_enc = $2 WHERE user_id = $3")
             .bind(now)
             .bind(sealed)
@@ -161,13 +182,29 @@ impl Directory {
                 .bind(user_id)
                 .fetch_optional(&self.0.pool)
                 .await?;
-        let Some(Some(sealed)) = sealed else {
+        self.unseal(user_id, sealed.flatten().as_deref())
+    }
+
+    fn seal(&self, user_id: &str, data: &PersonData) -> Result<Option<String>, DirectoryError> {
+        if data.is_empty() {
+            return Ok(None);
+        }
+        let sealed = self
+            .0
+            .master
+            .encrypt(serde_json::to_string(data)?.as_bytes(), &data_aad(user_id))
+            .map_err(|_| DirectoryError::Crypto("cannot seal a person's data"))?;
+        Ok(Some(sealed))
+    }
+
+    fn unseal(&self, user_id: &str, sealed: Option<&str>) -> Result<PersonData, DirectoryError> {
+        let Some(sealed) = sealed else {
             return Ok(PersonData::new());
         };
         let plain = self
             .0
             .master
-            .decrypt(&sealed, &data_aad(user_id))
+            .decrypt(sealed, &data_aad(user_id))
             .map_err(|_| DirectoryError::Corrupt("a person's data"))?;
         serde_json::from_slice(&plain).map_err(|_| DirectoryError::Corrupt("a person's data"))
     }

@@ -255,6 +255,11 @@ impl Directory {
         }
     }
 
+    /// Checks a registration as storing it would (before it is proposed).
+    pub fn check_saml_source(&self, cfg: &SamlSourceConfig) -> Result<(), String> {
+        cfg.validate(&self.0.tenants, self.0.cfg.upstream_allow_loopback)
+    }
+
     /// Registers or replaces a source with its IdP's metadata (read and
     /// checked here: an entity id is one source's).
     pub async fn put_saml_source(

@@ -4,6 +4,10 @@
 //! once; without one the user confirms (a CSRF-protected form), so a foreign
 //! page cannot log people out. Redirects go only to a
 //! `post_logout_redirect_uri` registered for the client, matched exactly.
+//! The SAML service providers that got an assertion in the session are
+//! sent a LogoutRequest each (front channel), the OIDC clients hear by
+//! back-channel logout, and an upstream the session came from is logged
+//! out at last.
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -65,6 +69,9 @@ impl Asked {
 
 /// The session a logout ends and how it came to be.
 struct Ended {
+    sid: String,
+    /// The SAML service providers told of the session: (SP, NameID).
+    saml: Vec<(String, String)>,
     /// The upstream it came from, the account and the sealed ID token of
     /// the upstream (to log out there too).
     upstream: Option<(String, AccountId, Option<String>)>,
@@ -81,13 +88,13 @@ async fn logout(
         Ok(a) => a,
         Err(page) => return page,
     };
-    let ended = match end_session(&gw, &meta, &headers, &asked, is_post).await {
+    let mut ended = match end_session(&gw, &meta, &headers, &asked, is_post).await {
         Ok(Some(e)) => Some(e),
         Ok(None) => None,
         Err(page) => return page,
     };
     // Logged in through an upstream: end its session too, then on.
-    let upstream_url = match ended.and_then(|e| e.upstream) {
+    let upstream_url = match ended.as_mut().and_then(|e| e.upstream.take()) {
         Some((up, user, token)) if up.starts_with(crate::sources::saml::UPSTREAM_PREFIX) => {
             crate::sources::saml::logout_url(
                 &gw,
@@ -110,8 +117,22 @@ async fn logout(
         }
         None => None,
     };
-    let mut res = match (upstream_url, asked.continue_to) {
-        (Some(u), _) | (None, Some(u)) => web::see_other(&u),
+    let then = upstream_url.or(asked.continue_to);
+    // The SAML service providers first: the chain ends at `then`.
+    let chain = match ended {
+        Some(e) if !e.saml.is_empty() => {
+            match crate::saml::tell_service_providers(&gw, &e.sid, e.saml, then.clone(), asked.lang)
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => return web::internal(&gw, asked.lang, e),
+            }
+        }
+        _ => None,
+    };
+    let mut res = match (chain, then) {
+        (Some(r), _) => r,
+        (None, Some(u)) => web::see_other(&u),
         (None, None) => web::logged_out_page(&gw, asked.lang),
     };
     res.headers_mut().append(
@@ -257,9 +278,18 @@ async fn end_session(
         .upstream_token(&s.sid)
         .await
         .map_err(|e| web::internal(gw, lang, e.into()))?;
+    let saml = gw
+        .store
+        .saml_participants(&s.sid)
+        .await
+        .map_err(|e| web::internal(gw, lang, e.into()))?;
     session::end_session(gw, &s.sid)
         .await
         .map_err(|e| web::internal(gw, lang, e))?;
+    gw.store
+        .forget_saml_participants(&s.sid)
+        .await
+        .map_err(|e| web::internal(gw, lang, e.into()))?;
     let user = gw.dir.user(&s.user_id).await.ok().flatten();
     let mut ev = AuditEvent::new(Action::Logout, Outcome::Success)
         .correlation(meta.request_id.clone())
@@ -278,6 +308,8 @@ async fn end_session(
         .await
         .map_err(|e| web::internal(gw, lang, e.into()))?;
     Ok(Some(Ended {
+        sid: s.sid.clone(),
+        saml,
         upstream: s.upstream.map(|u| (u, s.user_id, upstream_token)),
     }))
 }

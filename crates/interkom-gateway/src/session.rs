@@ -8,7 +8,7 @@
 use interkom_directory::crypto::random_token;
 
 pub(crate) use crate::store::Session;
-use crate::store::StepUp;
+use crate::store::{SessionUpstream, StepUp};
 use crate::{Gateway, GatewayError};
 
 impl Gateway {
@@ -44,6 +44,7 @@ pub(crate) async fn session_by_handle(
 
 /// Creates a session on `conn` (the caller's transaction); returns
 /// (cookie handle, session).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn create_session(
     gw: &Gateway,
     conn: &mut sqlx::AnyConnection,
@@ -52,6 +53,7 @@ pub(crate) async fn create_session(
     amr: &[&str],
     auth_time: i64,
     upstream: Option<&str>,
+    login: SessionUpstream<'_>,
 ) -> Result<(String, Session), GatewayError> {
     let now = gw.clock.now();
     let handle = random_token(32);
@@ -65,7 +67,7 @@ pub(crate) async fn create_session(
         upstream: upstream.map(str::to_owned),
     };
     gw.store
-        .insert_session(conn, &gw.master.keyed_hash(&handle), &session, now)
+        .insert_session(conn, &gw.master.keyed_hash(&handle), &session, now, login)
         .await?;
     Ok((handle, session))
 }

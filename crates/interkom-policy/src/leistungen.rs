@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::loa::Loa;
+use crate::tenant::TenantTree;
 
 /// Who a Leistung serves. Accounts of these populations are separate from
 /// staff accounts: no tenant membership, no roles.
@@ -130,9 +131,19 @@ impl LeistungSpec {
                     || next.sources.iter().any(|s| !self.sources.contains(s))))
     }
 
-    /// Whether the Leistung accepts source `id`.
-    pub fn accepts(&self, source: &str) -> bool {
-        self.sources.is_empty() || self.sources.iter().any(|s| s == source)
+    /// Whether the Leistung accepts source `source`, registered by tenant
+    /// `source_tenant`: one it names, or — naming none — any registered by
+    /// its own tenant or a tenant above it. A Gemeinde's source serves its
+    /// own Leistungen, never a neighbour's or the Kreis's unless named
+    /// there (and naming one more is a change a second administrator
+    /// approves).
+    pub fn accepts(&self, source: &str, source_tenant: &str, tenants: &TenantTree) -> bool {
+        if !self.sources.is_empty() {
+            return self.sources.iter().any(|s| s == source);
+        }
+        tenants
+            .get(&self.tenant)
+            .is_some_and(|t| t.path.iter().any(|p| p.as_str() == source_tenant))
     }
 }
 

@@ -52,10 +52,12 @@ impl Certificate {
     }
 }
 
-/// An RSA private key (PKCS#8 DER) with its certificate.
+/// An RSA private key (PKCS#8 DER) with its certificate, parsed once:
+/// parsing (and the key's CRT values) would otherwise be paid per message.
 #[derive(Clone)]
 pub struct SigningKey {
-    pkcs8_pem: String,
+    key: bergshamra::keys::Key,
+    rsa: rsa::RsaPrivateKey,
     pub cert: Certificate,
 }
 
@@ -74,37 +76,30 @@ impl SigningKey {
             pem.push('\n');
         }
         pem.push_str("-----END PRIVATE KEY-----\n");
-        loader::load_rsa_private_pem(pem.as_bytes()).map_err(|e| SamlError::Key(e.to_string()))?;
-        Ok(SigningKey {
-            pkcs8_pem: pem,
-            cert,
-        })
-    }
-
-    fn context(&self) -> Result<DsigContext, SamlError> {
-        let key = loader::load_rsa_private_pem(self.pkcs8_pem.as_bytes())
+        let key = loader::load_rsa_private_pem(pem.as_bytes())
             .map_err(|e| SamlError::Key(e.to_string()))?;
-        let mut km = KeysManager::new();
-        km.add_key(key);
-        let ctx = DsigContext::new(km);
-        Ok(ctx)
+        use rsa::pkcs8::DecodePrivateKey;
+        let rsa = rsa::RsaPrivateKey::from_pkcs8_der(pkcs8_der)
+            .map_err(|e| SamlError::Key(e.to_string()))?;
+        Ok(SigningKey { key, rsa, cert })
     }
 
-    /// The private key as PKCS#8 PEM: the key encrypted assertions are
-    /// decrypted with (interkom as service provider publishes the same
-    /// certificate for encryption).
-    pub fn private_pem(&self) -> &str {
-        &self.pkcs8_pem
+    fn context(&self) -> DsigContext {
+        let mut km = KeysManager::new();
+        km.add_key(self.key.clone());
+        DsigContext::new(km)
+    }
+
+    /// The parsed key, for decryption.
+    pub(crate) fn key(&self) -> &bergshamra::keys::Key {
+        &self.key
     }
 
     /// RSASSA-PKCS1-v1_5 with SHA-256 over `msg` (the Redirect binding's
     /// query signature).
     pub fn sign_raw(&self, msg: &[u8]) -> Result<Vec<u8>, SamlError> {
-        use rsa::pkcs8::DecodePrivateKey;
         use rsa::signature::{SignatureEncoding, Signer};
-        let key = rsa::RsaPrivateKey::from_pkcs8_pem(&self.pkcs8_pem)
-            .map_err(|e| SamlError::Key(e.to_string()))?;
-        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key);
+        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(self.rsa.clone());
         Ok(signer.sign(msg).to_vec())
     }
 }
@@ -148,7 +143,7 @@ pub fn sign(xml: &str, id: &str, key: &SigningKey) -> Result<String, SamlError> 
     templated.push_str(&xml[..at]);
     templated.push_str(&sig);
     templated.push_str(&xml[at..]);
-    bergshamra::sign(&key.context()?, &templated).map_err(|e| SamlError::Signature(e.to_string()))
+    bergshamra::sign(&key.context(), &templated).map_err(|e| SamlError::Signature(e.to_string()))
 }
 
 /// Keys a message is checked against (an IdP's or SP's certificates).

@@ -6,7 +6,7 @@
 use bergshamra::keys::loader;
 use bergshamra::{EncContext, KeysManager};
 
-use crate::dsig::Certificate;
+use crate::dsig::{Certificate, SigningKey};
 use crate::SamlError;
 
 pub const AES256_GCM: &str = "http://www.w3.org/2009/xmlenc11#aes256-gcm";
@@ -102,18 +102,15 @@ pub fn encrypt(xml: &str, cert: &Certificate, method: Method) -> Result<String, 
 }
 
 /// Decrypts an `<xenc:EncryptedData>` (as its own document) with the
-/// recipient's private key (PKCS#8 PEM); returns the element it held.
-pub fn decrypt(encrypted_data: &str, private_pem: &str) -> Result<String, SamlError> {
+/// recipient's private key; returns the element it held.
+pub fn decrypt(encrypted_data: &str, key: &SigningKey) -> Result<String, SamlError> {
     if encrypted_data.contains(RSA_1_5) {
         return Err(SamlError::Encryption(
             "RSA PKCS#1 v1.5 key transport is refused".into(),
         ));
     }
     let mut km = KeysManager::new();
-    km.add_key(
-        loader::load_rsa_private_pem(private_pem.as_bytes())
-            .map_err(|e| SamlError::Key(e.to_string()))?,
-    );
+    km.add_key(key.key().clone());
     let ctx = EncContext::new(km).with_disable_cipher_reference(true);
     bergshamra::decrypt(&ctx, encrypted_data).map_err(|e| SamlError::Encryption(e.to_string()))
 }

@@ -246,7 +246,11 @@ pub struct Read {
 /// Reads a Response. The assertion must be signed by a key in `trusted`
 /// (itself, or the Response holding it); `decrypt_key`: the SP's private
 /// key (PKCS#8 PEM) for an EncryptedAssertion.
-pub fn read(xml: &str, trusted: &Trusted, decrypt_key: Option<&str>) -> Result<Read, SamlError> {
+pub fn read(
+    xml: &str,
+    trusted: &Trusted,
+    decrypt_key: Option<&SigningKey>,
+) -> Result<Read, SamlError> {
     let doc = xml::parse(xml)?;
     let root = doc
         .document_element()

@@ -15,17 +15,15 @@ use interkom_saml::logout::{LogoutRequest, LogoutResponse};
 use interkom_saml::metadata::{IdpMetadata, PartnerIdp};
 use interkom_saml::response::{self, Assertion, Attribute, Envelope, Protection, Status};
 use interkom_saml::SamlError;
-use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+use rsa::pkcs8::EncodePrivateKey;
 
 struct Party {
     key: SigningKey,
-    pem: String,
 }
 
 fn party() -> Party {
     let private = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
     let der = private.to_pkcs8_der().unwrap();
-    let pem = private.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
     let kp = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
         &rustls_pki_types_der(der.as_bytes()),
         &rcgen::PKCS_RSA_SHA256,
@@ -38,7 +36,6 @@ fn party() -> Party {
     let cert = Certificate(cert.der().to_vec());
     Party {
         key: SigningKey::new(der.as_bytes(), cert).unwrap(),
-        pem,
     }
 }
 
@@ -126,16 +123,16 @@ fn a_response_signed_twice_and_encrypted_reads_back() {
             encrypt_to: Some((&sp().key.cert, method)),
         });
         assert!(!xml.contains("j.meyer"), "the attributes are encrypted");
-        let read = response::read(&xml, &trusted(idp()), Some(&sp().pem)).unwrap();
+        let read = response::read(&xml, &trusted(idp()), Some(&sp().key)).unwrap();
         assert_eq!(
             read.assertion.unwrap(),
-            assertion_with_id(&read_id(&xml, &sp().pem))
+            assertion_with_id(&read_id(&xml, &sp().key))
         );
     }
 }
 
-fn read_id(xml: &str, pem: &str) -> String {
-    response::read(xml, &trusted(idp()), Some(pem))
+fn read_id(xml: &str, key: &SigningKey) -> String {
+    response::read(xml, &trusted(idp()), Some(key))
         .unwrap()
         .assertion
         .unwrap()
@@ -226,12 +223,12 @@ fn rsa_1_5_key_transport_and_dtds_are_refused() {
     });
     let weak = xml.replace(enc::RSA_OAEP_MGF1P, enc::RSA_1_5);
     assert!(matches!(
-        response::read(&weak, &trusted(idp()), Some(&sp().pem)),
+        response::read(&weak, &trusted(idp()), Some(&sp().key)),
         Err(SamlError::Encryption(_))
     ));
     let dtd = format!("<!DOCTYPE r [<!ENTITY x \"y\">]>{xml}");
     assert!(matches!(
-        response::read(&dtd, &trusted(idp()), Some(&sp().pem)),
+        response::read(&dtd, &trusted(idp()), Some(&sp().key)),
         Err(SamlError::Dtd)
     ));
 }

@@ -30,6 +30,18 @@ pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
                     sqlx::query("PRAGMA cache_size = -1024")
                         .execute(&mut *conn)
                         .await?;
+                    // No fsync at each commit: with WAL this loses no
+                    // consistency, and the write lock is held for the
+                    // append only, not for a flush (under load the flush
+                    // made writers queue in SQLite's sleeping busy
+                    // handler). Durability comes with the audit writer,
+                    // whose commits stay `FULL` and sync the one WAL, and
+                    // with it every frame written before: a change is on
+                    // disk once an audit event appended after it is
+                    // (`append` returns after that commit).
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
                 }
                 Ok(())
             })

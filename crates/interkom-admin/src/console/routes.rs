@@ -13,10 +13,12 @@ use super::pages::audit::{audit, audit_export};
 use super::pages::clients::{clients, clients_post};
 use super::pages::directories::{directories, directories_post};
 use super::pages::grants::{grants, grants_post};
+use super::pages::leistungen::{leistungen, leistungen_post};
 use super::pages::overview::{not_found, overview, stylesheet};
 use super::pages::policy::{policy, policy_post};
 use super::pages::proposals::{proposals, proposals_post};
 use super::pages::resources::{resources, resources_post};
+use super::pages::saml_sources::{saml_sources, saml_sources_post};
 use super::pages::service_providers::{service_providers, service_providers_post};
 use super::pages::upstreams::{upstreams, upstreams_post};
 use super::pages::users::{users, users_post};
@@ -57,6 +59,11 @@ pub fn router(admin: AdminState, issuer: &str) -> Router {
         .route(
             &at("/applications"),
             get(applications).post(applications_post),
+        )
+        .route(&at("/leistungen"), get(leistungen).post(leistungen_post))
+        .route(
+            &at("/saml-sources"),
+            get(saml_sources).post(saml_sources_post),
         )
         .route(
             &at("/service-providers"),

@@ -77,6 +77,14 @@ pub(crate) fn templates() -> Environment<'static> {
             "service_providers.html",
             include_str!("../../templates/service_providers.html"),
         ),
+        (
+            "leistungen.html",
+            include_str!("../../templates/leistungen.html"),
+        ),
+        (
+            "saml_sources.html",
+            include_str!("../../templates/saml_sources.html"),
+        ),
         ("audit.html", include_str!("../../templates/audit.html")),
         ("message.html", include_str!("../../templates/message.html")),
     ] {
@@ -422,6 +430,8 @@ mod tests {
             "directories.html",
             "applications.html",
             "service_providers.html",
+            "leistungen.html",
+            "saml_sources.html",
             "audit.html",
             "message.html",
         ] {
@@ -447,6 +457,8 @@ mod tests {
             include_str!("../../templates/upstreams.html"),
             include_str!("../../templates/applications.html"),
             include_str!("../../templates/service_providers.html"),
+            include_str!("../../templates/leistungen.html"),
+            include_str!("../../templates/saml_sources.html"),
         ];
         for src in sources {
             for part in src.split("t.").skip(1) {

@@ -18,6 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub(crate) mod view;
+mod what_if;
 
 use view::{LeistungDoc, LeistungList};
 
@@ -32,6 +33,7 @@ pub(crate) fn routes() -> OpenApiRouter<AdminState> {
     OpenApiRouter::new()
         .routes(routes!(list))
         .routes(routes!(get, put, delete))
+        .routes(routes!(what_if::what_if))
 }
 
 async fn all(state: &AdminState) -> Result<Vec<LeistungSpec>, AdminError> {

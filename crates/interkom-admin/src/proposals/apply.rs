@@ -31,6 +31,11 @@ pub(crate) enum Prepared {
     FirstParty(String, bool),
     /// A Leistung to store.
     Leistung(Box<interkom_policy::LeistungSpec>),
+    /// A SAML identity source to store, with its IdP's metadata.
+    SamlSource(
+        Box<interkom_directory::saml_sources::SamlSourceConfig>,
+        String,
+    ),
     /// A SAML service provider to store.
     ServiceProvider(Box<interkom_directory::service_providers::ServiceProviderConfig>),
     /// A protected application to store (`None`: to remove).
@@ -167,6 +172,11 @@ pub(crate) async fn prepare_approval(
             let l = crate::leistungen::prepare(state, caller, scope, payload, c).await?;
             Ok(Prepared::Leistung(Box::new(l)))
         }
+        "saml_source" => {
+            let (cfg, metadata) =
+                crate::saml_sources::prepare(state, caller, scope, payload, c).await?;
+            Ok(Prepared::SamlSource(Box::new(cfg), metadata))
+        }
         "service_provider" => {
             let cfg = crate::service_providers::prepare(state, caller, scope, payload, c).await?;
             Ok(Prepared::ServiceProvider(Box::new(cfg)))
@@ -247,6 +257,17 @@ pub(crate) async fn apply_approved(
             crate::leistungen::store(state, &l).await?;
             record(state, caller, c).await?;
             Ok(ApprovalResult::Leistung { leistung: l })
+        }
+        Prepared::SamlSource(cfg, metadata) => {
+            c.op = "saml_source.put";
+            c.target = format!("saml-sources/{}", cfg.id);
+            c.tenant = Some(cfg.tenant.clone());
+            c.after = serde_json::to_value(&cfg).unwrap_or(Value::Null);
+            let after = crate::saml_sources::apply(state, *cfg, &metadata).await?;
+            record(state, caller, c).await?;
+            Ok(ApprovalResult::SamlSource {
+                saml_source: Box::new(after),
+            })
         }
         Prepared::ServiceProvider(cfg) => {
             c.op = "sp.put";

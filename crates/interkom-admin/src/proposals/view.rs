@@ -111,6 +111,11 @@ pub(crate) enum ApprovalResult {
         #[schema(value_type = crate::leistungen::view::LeistungDoc)]
         leistung: Box<interkom_policy::LeistungSpec>,
     },
+    /// `saml_source`: the SAML identity source as it is now.
+    SamlSource {
+        #[schema(value_type = crate::saml_sources::view::SamlSourceDoc)]
+        saml_source: Box<crate::saml_sources::view::SamlSourceView>,
+    },
     /// `service_provider`: the SAML service provider as it is now.
     ServiceProvider {
         #[schema(value_type = crate::service_providers::view::ServiceProviderDoc)]

@@ -19,7 +19,7 @@ use crate::error::ErrorCode;
 use crate::session::{self, Session};
 use crate::sources::saml::UPSTREAM_PREFIX;
 use crate::sources::{IdentitySource, LocalPassword, OidcUpstream, SamlIdp, SourceAsk};
-use crate::store::AuthCode;
+use crate::store::{AuthCode, SessionUpstream};
 use crate::web::{self, Meta};
 use crate::{access, factors, Gateway, GatewayError};
 
@@ -53,7 +53,11 @@ pub(crate) async fn plan(
     if let Some(l) = gw.policy.snapshot().leistung_for_client(&req.client_id) {
         return Ok(match need {
             None => Step::Deny,
-            Some(n) if plan::level_ok(&n, p) && !n.fresh && leistung::from_accepted(l, p) => {
+            Some(n)
+                if plan::level_ok(&n, p)
+                    && !n.fresh
+                    && leistung::from_accepted(gw, l, p).await? =>
+            {
                 Step::Issue
             }
             Some(n) => leistung::step_up(gw, l, p, leistung::need(l, Some(n.loa))).await?,
@@ -344,6 +348,10 @@ pub(crate) async fn finish_login(
             ));
         }
         None => {
+            let login = SessionUpstream {
+                token: p.upstream_token.as_deref(),
+                subject: p.upstream_subject.as_deref(),
+            };
             session::create_session(
                 gw,
                 &mut tx,
@@ -352,19 +360,23 @@ pub(crate) async fn finish_login(
                 &amr,
                 p.auth_time,
                 p.upstream.as_deref(),
+                login,
             )
             .await?
         }
     };
-    if let Some(t) = &p.upstream_token {
-        gw.store
-            .set_upstream_token(&mut tx, &session.sid, t)
-            .await?;
-    }
-    if let Some(subject) = &p.upstream_subject {
-        gw.store
-            .set_upstream_subject(&mut tx, &session.sid, subject)
-            .await?;
+    // A stepped-up session keeps its row: the upstream's part is updated.
+    if p.sid.is_some() {
+        if let Some(t) = &p.upstream_token {
+            gw.store
+                .set_upstream_token(&mut tx, &session.sid, t)
+                .await?;
+        }
+        if let Some(subject) = &p.upstream_subject {
+            gw.store
+                .set_upstream_subject(&mut tx, &session.sid, subject)
+                .await?;
+        }
     }
     let code = match outcome {
         LoginOutcome::Issue => Some(issue_code(gw, &mut tx, req, &session).await?),

@@ -38,7 +38,7 @@ pub(crate) async fn offered(
         .iter()
         .filter(|s| {
             l.populations.contains(&s.cfg.population)
-                && l.accepts(&s.cfg.id)
+                && l.accepts(&s.cfg.id, &s.cfg.tenant, &gw.tenants)
                 && s.cfg.max_loa().is_some_and(|m| m >= need)
         })
         .cloned()
@@ -70,11 +70,23 @@ pub(crate) async fn page(
 }
 
 /// Whether the login came from a source the Leistung accepts.
-pub(crate) fn from_accepted(l: &LeistungSpec, p: &Login) -> bool {
-    p.upstream
+pub(crate) async fn from_accepted(
+    gw: &Gateway,
+    l: &LeistungSpec,
+    p: &Login,
+) -> Result<bool, GatewayError> {
+    let Some(id) = p
+        .upstream
         .as_deref()
         .and_then(|u| u.strip_prefix(UPSTREAM_PREFIX))
-        .is_some_and(|id| l.accepts(id))
+    else {
+        return Ok(false);
+    };
+    Ok(gw
+        .dir
+        .saml_source(id)
+        .await?
+        .is_some_and(|s| l.accepts(id, &s.cfg.tenant, &gw.tenants)))
 }
 
 /// The next step of a login that does not (yet) meet the Leistung: a

@@ -9,7 +9,7 @@ mod slo;
 mod sp;
 
 pub(crate) use idp::{idp_initiated, metadata, return_url, saml_return, sso_get, sso_post};
-pub(crate) use slo::{slo_get, slo_post};
+pub(crate) use slo::{slo_get, slo_post, tell_service_providers};
 pub(crate) use sp::{
     acs, choose_source, slo_get as sp_slo_get, slo_post as sp_slo_post, sp_continue, sp_metadata,
 };

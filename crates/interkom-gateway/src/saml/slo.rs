@@ -6,7 +6,10 @@
 //! an assertion in that session and has an SLO endpoint is sent a signed
 //! LogoutRequest in turn (the browser goes there and comes back with the
 //! LogoutResponse), and at the end the SP that asked gets its
-//! LogoutResponse. What is still to do travels sealed in a cookie.
+//! LogoutResponse. A logout at interkom (`/logout`, by the person or an
+//! OIDC client) tells the SPs the same way and then goes on where that
+//! logout was checked to go. What is still to do travels sealed in a
+//! cookie.
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -20,18 +23,32 @@ use interkom_saml::response;
 use serde::{Deserialize, Serialize};
 
 use super::idp::{audit_refusal, entity_id, lang_of, refused};
+use crate::i18n::Lang;
 use crate::web::{self, Meta};
 use crate::{session, Gateway, GatewayError};
 
 const CHAIN_COOKIE: &str = "interkom_saml_slo";
 
+/// Where a logout started, and so where it ends.
+#[derive(Serialize, Deserialize)]
+enum Origin {
+    /// An SP's LogoutRequest (the SP, the request's id, its RelayState):
+    /// answered with a LogoutResponse.
+    Sp {
+        id: String,
+        request: String,
+        relay_state: Option<String>,
+    },
+    /// A logout at interkom: on to `then` (a registered
+    /// `post_logout_redirect_uri` or an upstream's logout, as `/logout`
+    /// checked them) or the logged-out page in `lang`.
+    Logout { then: Option<String>, lang: String },
+}
+
 /// A logout under way.
 #[derive(Serialize, Deserialize)]
 struct Chain {
-    /// The SP that asked (its id, its request's id) and its RelayState.
-    origin: String,
-    origin_request: String,
-    relay_state: Option<String>,
+    origin: Origin,
     /// SPs still to tell: (id, NameID).
     remaining: Vec<(String, String)>,
     sid: String,
@@ -203,27 +220,63 @@ async fn logout_request(
         ev = ev.subject(u.as_str(), None);
     }
     gw.audit.append(ev).await?;
-    let mut remaining = Vec::new();
-    for (other, name_id) in parts {
-        if other == sp.cfg.id {
-            continue;
-        }
-        if let Some(o) = gw.dir.service_provider(&other).await? {
-            if o.cfg.slo_url.is_some() {
-                remaining.push((other, name_id));
-            }
-        }
-    }
+    let others = parts.into_iter().filter(|(o, _)| *o != sp.cfg.id).collect();
     let chain = Chain {
-        origin: sp.cfg.id.clone(),
-        origin_request: req.id,
-        relay_state: i.relay_state,
-        remaining,
+        origin: Origin::Sp {
+            id: sp.cfg.id.clone(),
+            request: req.id,
+            relay_state: i.relay_state,
+        },
+        remaining: with_slo(gw, others).await?,
         sid,
         sent: None,
         exp: gw.clock.now() + gw.cfg.login_request_ttl,
     };
     Ok(Ok(next(gw, chain).await?))
+}
+
+/// The participants whose SP has an SLO endpoint.
+async fn with_slo(
+    gw: &Gateway,
+    parts: Vec<(String, String)>,
+) -> Result<Vec<(String, String)>, GatewayError> {
+    let mut remaining = Vec::new();
+    for (sp, name_id) in parts {
+        if let Some(o) = gw.dir.service_provider(&sp).await? {
+            if o.cfg.slo_url.is_some() {
+                remaining.push((sp, name_id));
+            }
+        }
+    }
+    Ok(remaining)
+}
+
+/// A logout at interkom of session `sid` (already ended): the SPs that got
+/// an assertion in it (`parts`: SP, NameID) are told one after the other,
+/// then the browser goes on to `then` — a URL `/logout` checked — or to
+/// the logged-out page. `None` when no SP has an SLO endpoint.
+pub(crate) async fn tell_service_providers(
+    gw: &Gateway,
+    sid: &str,
+    parts: Vec<(String, String)>,
+    then: Option<String>,
+    lang: Lang,
+) -> Result<Option<Response>, GatewayError> {
+    let remaining = with_slo(gw, parts).await?;
+    if remaining.is_empty() {
+        return Ok(None);
+    }
+    let chain = Chain {
+        origin: Origin::Logout {
+            then,
+            lang: lang.code().to_owned(),
+        },
+        remaining,
+        sid: sid.to_owned(),
+        sent: None,
+        exp: gw.clock.now() + gw.cfg.login_request_ttl,
+    };
+    Ok(Some(next(gw, chain).await?))
 }
 
 /// An SP answers the LogoutRequest interkom sent it: on to the next.
@@ -297,19 +350,20 @@ async fn next(gw: &Gateway, mut chain: Chain) -> Result<Response, GatewayError> 
         );
         return Ok(res);
     }
-    let origin = gw.dir.service_provider(&chain.origin).await?;
-    let (slo, issuer) = match &origin {
-        Some(o) => (sp_slo(o), o.cfg.entity_id.clone()),
-        None => (None, String::new()),
+    let mut res = match chain.origin {
+        Origin::Sp {
+            id,
+            request,
+            relay_state,
+        } => {
+            let slo = gw.dir.service_provider(&id).await?.and_then(|o| sp_slo(&o));
+            finish(gw, &slo, &request, relay_state.as_deref(), Some(key))?
+        }
+        Origin::Logout { then: Some(to), .. } => web::see_other(&to),
+        Origin::Logout { then: None, lang } => {
+            web::logged_out_page(gw, Lang::negotiate(Some(&lang), None))
+        }
     };
-    let _ = issuer;
-    let mut res = finish(
-        gw,
-        &slo,
-        &chain.origin_request,
-        chain.relay_state.as_deref(),
-        Some(key),
-    )?;
     res.headers_mut()
         .append(header::SET_COOKIE, chain_cookie(gw, "", 0));
     Ok(res)

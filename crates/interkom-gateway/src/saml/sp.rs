@@ -197,13 +197,16 @@ async fn accept(gw: &Gateway, meta: &Meta, c: Consumed) -> Result<Response, Gate
     let snap = gw.policy.snapshot();
     let l = snap.leistung_for_client(&req.client_id);
     let client = req.client_id.to_string();
-    if !l.is_some_and(|l| l.populations.contains(&src.population) && l.accepts(&src.id)) {
+    if !l.is_some_and(|l| {
+        l.populations.contains(&src.population) && l.accepts(&src.id, &src.tenant, &gw.tenants)
+    }) {
         let why = "the service does not accept this identity source";
         return Ok(refused_page(gw, meta, Some(&src.id), Some(&client), why).await);
     }
+    let data = source::claims_of(&c.source, &c.assertion, l.map(|l| &**l));
     let linked = match gw
         .dir
-        .link_person(src.population, &src.id, &src.tenant, &c.pseudonym)
+        .link_person(src.population, &src.id, &src.tenant, &c.pseudonym, &data)
         .await
     {
         Ok(l) => l,
@@ -212,7 +215,7 @@ async fn accept(gw: &Gateway, meta: &Meta, c: Consumed) -> Result<Response, Gate
         }
         Err(e) => return Err(e.into()),
     };
-    let user = linked.user;
+    let (user, kept) = (linked.user, linked.kept);
     // A step-up must come back as the same person.
     if pending.as_ref().is_some_and(|p| p.user_id != user.id) {
         let why = "the step-up came back as another person";
@@ -228,8 +231,9 @@ async fn accept(gw: &Gateway, meta: &Meta, c: Consumed) -> Result<Response, Gate
         )
         .await);
     }
-    let data = source::claims_of(&c.source, &c.assertion, l.map(|l| &**l));
-    gw.dir.person_logged_in(&user.id, &data).await?;
+    if !linked.created {
+        gw.dir.person_logged_in(&user.id, kept, &data).await?;
+    }
     if linked.created {
         let ev = AuditEvent::new(Action::AccountProvisioned, Outcome::Success)
             .client(&client)

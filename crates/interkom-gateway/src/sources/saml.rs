@@ -283,7 +283,7 @@ pub(crate) async fn consume(gw: &Gateway, posted: &str) -> Result<Consumed, Refu
     // The IdP may encrypt to any certificate our metadata lists.
     let mut read = Err(SamlError::Encryption("no key".into()));
     for k in keys.saml_keys(now) {
-        read = response::read(&xml, &trusted, Some(k.private_pem()));
+        read = response::read(&xml, &trusted, Some(k));
         if !matches!(read, Err(SamlError::Encryption(_))) {
             break;
         }

@@ -255,7 +255,7 @@ fn session(sid: &str, user_id: &str, expires_at: i64) -> Session {
 async fn add_session(store: &Store, handle_hash: &str, s: &Session) {
     let mut tx = store.begin().await.unwrap();
     store
-        .insert_session(&mut tx, handle_hash, s, NOW)
+        .insert_session(&mut tx, handle_hash, s, NOW, Default::default())
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -447,7 +447,13 @@ async fn sessions_are_seen_from_a_transaction(store: Store) {
     let mut tx = store.begin().await.unwrap();
     assert!(!store.session_exists(&mut tx, "s1").await.unwrap());
     store
-        .insert_session(&mut tx, "h1", &session("s1", "u1", NOW + 100), NOW)
+        .insert_session(
+            &mut tx,
+            "h1",
+            &session("s1", "u1", NOW + 100),
+            NOW,
+            Default::default(),
+        )
         .await
         .unwrap();
     assert!(store.session_exists(&mut tx, "s1").await.unwrap());

@@ -59,7 +59,7 @@ pub(crate) use keys::{NewSigningKey, StoredKey};
 pub(crate) use logins::{Ceremony, NewLoginRequest, UpstreamLogin};
 pub(crate) use rotations::Rotation;
 pub(crate) use saml::SentRequest;
-pub(crate) use sessions::{Session, StepUp};
+pub(crate) use sessions::{Session, SessionUpstream, StepUp};
 pub(crate) use tokens::{NewRefreshToken, RefreshToken, TokenFamily};
 
 /// Applies the migrations of the gateway's tables.

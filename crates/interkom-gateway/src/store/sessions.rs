@@ -33,6 +33,15 @@ pub(crate) struct StepUp<'a> {
     pub(crate) upstream: Option<&'a str>,
 }
 
+/// What an upstream's logout needs of a session made by its login.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SessionUpstream<'a> {
+    /// The upstream's sealed ID token, or how a SAML source names the login.
+    pub(crate) token: Option<&'a str>,
+    /// The login's subject at the upstream (hashed).
+    pub(crate) subject: Option<&'a str>,
+}
+
 impl Store {
     /// The session whose handle hashes to `handle_hash`, if it has not
     /// expired by `now`.
@@ -51,17 +60,20 @@ impl Store {
     }
 
     /// Creates session `s` with its handle's hash, on the caller's
-    /// transaction.
+    /// transaction; `upstream` is what an upstream's logout needs of it
+    /// (its sealed ID token or the name of the login, the login's subject
+    /// hashed).
     pub(crate) async fn insert_session(
         &self,
         conn: &mut AnyConnection,
         handle_hash: &str,
         s: &Session,
         now: i64,
+        upstream: SessionUpstream<'_>,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO sessions (handle_hash, sid, user_id, auth_time, acr, amr, created_at, expires_at, upstream) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO sessions (handle_hash, sid, user_id, auth_time, acr, amr, created_at, expires_at, upstream, \
+             upstream_token, upstream_subject) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(handle_hash)
         .bind(&s.sid)
@@ -72,6 +84,8 @@ impl Store {
         .bind(now)
         .bind(s.expires_at)
         .bind(&s.upstream)
+        .bind(upstream.token)
+        .bind(upstream.subject)
         .execute(conn)
         .await?;
         Ok(())
