@@ -594,8 +594,11 @@ describe('admin console', () => {
     await page.goto(`${issuer}/admin/console/saml-sources`);
     assert.equal(await page.locator('h1').innerText(), 'Anmeldedienste (SAML)');
     await page.selectOption('#s-tenant', 'hitzacker-elbe');
-    await page.fill('#s-id', 'buergerkonto-hitzacker');
-    await page.fill('#s-name', 'Bürgerkonto Hitzacker');
+    // For businesses: no Leistung of Hitzacker serves them, so nothing
+    // accepts it yet and it is registered at once.
+    await page.selectOption('#s-population', 'business');
+    await page.fill('#s-id', 'firmenkonto-hitzacker');
+    await page.fill('#s-name', 'Firmenkonto Hitzacker');
     await page.fill('#s-metadata', IDP_METADATA);
     await page.fill('#s-levels', 'STORK-QAA-Level-1 = low\nSTORK-QAA-Level-3');
     await page.fill('#s-pseudonym', 'urn:oid:1.3.6.1.4.1.25484.494450.3');
@@ -603,26 +606,26 @@ describe('admin console', () => {
     await page.click('button[value=save]');
     await page.waitForSelector('[role=alert]');
     assert.match(await page.locator('[role=alert]').innerText(), /STORK-QAA-Level-3/);
-    assert.equal(await page.inputValue('#s-name'), 'Bürgerkonto Hitzacker', 'the form as sent');
+    assert.equal(await page.inputValue('#s-name'), 'Firmenkonto Hitzacker', 'the form as sent');
     await page.fill('#s-metadata', IDP_METADATA);
     await page.fill('#s-levels', 'STORK-QAA-Level-1 = low\nSTORK-QAA-Level-3 = substantial');
     await page.click('button[value=save]');
     await page.locator('[role=status]', { hasText: 'wirksam' }).waitFor();
-    const row = page.locator('main table tbody tr', { hasText: 'buergerkonto-hitzacker' });
+    const row = page.locator('main table tbody tr', { hasText: 'firmenkonto-hitzacker' });
     const listed = await row.innerText();
     assert.match(listed, /https:\/\/konto\.hitzacker\.example\/idp/);
     assert.match(listed, /STORK-QAA-Level-3 → substanziell/);
     await assertAccessible(page, 'the identity services page');
     // A level name standing for more: a second administrator approves.
-    await page.click('a[aria-label="Bearbeiten: Bürgerkonto Hitzacker"]');
-    await page.waitForURL(/edit=buergerkonto-hitzacker/);
+    await page.click('a[aria-label="Bearbeiten: Firmenkonto Hitzacker"]');
+    await page.waitForURL(/edit=firmenkonto-hitzacker/);
     assert.equal(await page.inputValue('#s-attributes'), 'given_name = urn:oid:2.5.4.42');
     await page.fill('#s-levels', 'STORK-QAA-Level-1 = high');
     await page.click('button[value=save]');
     await page.locator('[role=status]', { hasText: 'wartet auf Freigabe' }).waitFor();
     assert.match(await row.innerText(), /STORK-QAA-Level-1 → niedrig/);
     // A new description is in effect at once; the metadata is kept.
-    await page.click('a[aria-label="Bearbeiten: Bürgerkonto Hitzacker"]');
+    await page.click('a[aria-label="Bearbeiten: Firmenkonto Hitzacker"]');
     await page.fill('#s-description', 'Servicekonto der Stadt');
     await page.click('button[value=save]');
     await page.locator('[role=status]', { hasText: 'wirksam' }).waitFor();

@@ -844,8 +844,31 @@ async fn saml_sources_are_administered_within_the_subtree_and_serve_it_only() {
         Some(serde_json::json!({ "source": cfg, "metadata": md })),
     )
     .await;
-    assert_eq!(st, 201, "{v}");
+    // Hitzacker's Hundesteuer, naming no sources, would accept it: a new
+    // source it accepts waits for a second administrator.
+    assert_eq!(st, 202, "{v}");
+    let approve = format!("/proposals/{}/approve", v["proposal"].as_str().unwrap());
+    let (st, _) = admin(&s, Method::POST, &gemeinde, &approve, None).await;
+    assert_eq!(st, 403, "the proposer cannot approve");
+    let (st, _) = admin(&s, Method::GET, &gemeinde, path, None).await;
+    assert_eq!(st, 404, "nothing registered yet");
+    let (st, r) = admin(&s, Method::POST, &second, &approve, None).await;
+    assert_eq!(st, 200, "{r}");
+    let (_, v) = admin(&s, Method::GET, &gemeinde, path, None).await;
     assert_eq!(v["tenant"], "hitzacker-elbe");
+    // One for businesses, which no Leistung of Hitzacker serves: at once.
+    let other = PyPeer::start("idp.py", "--sp-metadata", &s.url("/saml/sp/metadata"), &[]);
+    let mut firmen = bundid("firmenkonto-hitzacker", Population::Business);
+    firmen.tenant = "hitzacker-elbe".into();
+    let (st, v) = admin(
+        &s,
+        Method::PUT,
+        &gemeinde,
+        "/saml-sources/firmenkonto-hitzacker",
+        Some(serde_json::json!({ "source": firmen, "metadata": other.metadata().await })),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
 
     // Its own Leistung offers it; Dannenberg's, naming no sources, does
     // not — BundID, the Kreis's, both do.
@@ -903,6 +926,35 @@ async fn saml_sources_are_administered_within_the_subtree_and_serve_it_only() {
     assert_eq!(st, 204);
     let (_, html) = open(&s, &b, "hundesteuer-hitzacker", 9010).await;
     assert!(!html.contains("value=\"buergerkonto-hitzacker\""));
+    // A Gemeinde taking the id the Kreis's Gewerbeanmeldung names: the
+    // Leistung still offers nothing of it.
+    let mut muk = bundid("muk", Population::Business);
+    muk.tenant = "hitzacker-elbe".into();
+    let (st, v) = admin(
+        &s,
+        Method::PUT,
+        &gemeinde,
+        "/saml-sources/muk",
+        Some(serde_json::json!({ "source": muk, "metadata": md })),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let (_, html) = open(&s, &b, "gewerbeanmeldung-kreis", 9013).await;
+    assert!(!html.contains("value=\"muk\""), "{html}");
+    // Deleting BundID and registering it again with other keys is no way
+    // around a second administrator.
+    let (st, _) = admin(&s, Method::DELETE, &kreis, "/saml-sources/bundid", None).await;
+    assert_eq!(st, 204);
+    let third = PyPeer::start("idp.py", "--sp-metadata", &s.url("/saml/sp/metadata"), &[]);
+    let (st, v) = admin(
+        &s,
+        Method::PUT,
+        &kreis,
+        "/saml-sources/bundid",
+        Some(serde_json::json!({ "source": bundid("bundid", Population::Citizen), "metadata": third.metadata().await })),
+    )
+    .await;
+    assert_eq!(st, 202, "{v}");
     let changes = s.audit("admin_change").await;
     for op in ["saml_source.put", "saml_source.delete"] {
         assert!(

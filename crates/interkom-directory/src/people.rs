@@ -24,8 +24,9 @@ pub struct Linked {
     pub user: User,
     /// The account was made by this login.
     pub created: bool,
-    /// What is kept of the person's data (for [`Directory::person_logged_in`];
-    /// a new account was made with the data given).
+    /// What was kept of the person's data (for
+    /// [`Directory::person_logged_in`]); empty for a new account, which
+    /// was made with the data given.
     pub kept: PersonData,
 }
 
@@ -173,6 +174,16 @@ impl Directory {
             .execute(&self.0.pool)
             .await?;
         Ok(())
+    }
+
+    /// Whether any person is linked on source `source`.
+    pub async fn source_has_people(&self, source: &str) -> Result<bool, DirectoryError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM people WHERE source = $1 LIMIT 1")
+                .bind(source)
+                .fetch_optional(&self.0.pool)
+                .await?;
+        Ok(found.is_some())
     }
 
     /// What is kept of a person's data (empty for staff).

@@ -173,6 +173,24 @@ impl SamlSourceConfig {
     }
 }
 
+/// An IdP's metadata as a source needs it: signing keys and an SSO
+/// endpoint.
+fn read_metadata(metadata: &str) -> Result<PartnerIdp, DirectoryError> {
+    let idp = PartnerIdp::read(metadata)
+        .map_err(|e| DirectoryError::Invalid(format!("the IdP's metadata: {e}")))?;
+    if idp.signing.is_empty() {
+        return Err(DirectoryError::Invalid(
+            "the IdP's metadata names no signing certificate".into(),
+        ));
+    }
+    if idp.sso.is_empty() {
+        return Err(DirectoryError::Invalid(
+            "the IdP's metadata names no SingleSignOnService".into(),
+        ));
+    }
+    Ok(idp)
+}
+
 /// A registered source with its IdP's metadata, read.
 #[derive(Debug, Clone)]
 pub struct SamlSource {
@@ -255,9 +273,30 @@ impl Directory {
         }
     }
 
-    /// Checks a registration as storing it would (before it is proposed).
-    pub fn check_saml_source(&self, cfg: &SamlSourceConfig) -> Result<(), String> {
+    /// Checks a registration as storing it would (before it is proposed):
+    /// the configuration, the metadata, and its entity id no other
+    /// source's.
+    pub async fn check_saml_source(
+        &self,
+        cfg: &SamlSourceConfig,
+        metadata: &str,
+    ) -> Result<(), DirectoryError> {
         cfg.validate(&self.0.tenants, self.0.cfg.upstream_allow_loopback)
+            .map_err(DirectoryError::Invalid)?;
+        let idp = read_metadata(metadata)?;
+        let other: Option<String> =
+            sqlx::query_scalar("SELECT id FROM saml_sources WHERE entity_id = $1 AND id <> $2")
+                .bind(&idp.entity_id)
+                .bind(&cfg.id)
+                .fetch_optional(&self.0.pool)
+                .await?;
+        match other {
+            Some(_) => Err(DirectoryError::Taken(format!(
+                "entity id `{}` is another source's",
+                idp.entity_id
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Registers or replaces a source with its IdP's metadata (read and
@@ -269,18 +308,7 @@ impl Directory {
     ) -> Result<(), DirectoryError> {
         cfg.validate(&self.0.tenants, self.0.cfg.upstream_allow_loopback)
             .map_err(DirectoryError::Invalid)?;
-        let idp = PartnerIdp::read(metadata)
-            .map_err(|e| DirectoryError::Invalid(format!("the IdP's metadata: {e}")))?;
-        if idp.signing.is_empty() {
-            return Err(DirectoryError::Invalid(
-                "the IdP's metadata names no signing certificate".into(),
-            ));
-        }
-        if idp.sso.is_empty() {
-            return Err(DirectoryError::Invalid(
-                "the IdP's metadata names no SingleSignOnService".into(),
-            ));
-        }
+        let idp = read_metadata(metadata)?;
         let now = self.0.clock.now();
         let config = serde_json::to_string(&cfg)?;
         let mut tx = self.0.pool.begin().await?;

@@ -71,7 +71,8 @@ pub struct LeistungSpec {
     /// The required Vertrauensniveau (niedrig / substanziell / hoch).
     pub loa: Loa,
     /// The identity sources accepted (empty: every source of the
-    /// populations that reaches the level).
+    /// populations that reaches the level); only sources of the
+    /// Leistung's tenant or a tenant above it count.
     #[serde(default)]
     pub sources: Vec<String>,
     /// The claims it receives (see [`CLAIMS`]).
@@ -123,7 +124,9 @@ impl LeistungSpec {
     /// requires or widens what it receives or accepts: such a change needs
     /// a second administrator's approval.
     pub fn weakened_by(&self, next: &LeistungSpec) -> bool {
-        next.loa < self.loa
+        // Another tenant changes which tenants' sources it accepts.
+        next.tenant != self.tenant
+            || next.loa < self.loa
             || !next.claims.is_subset(&self.claims)
             || !next.populations.is_subset(&self.populations)
             || (!self.sources.is_empty()
@@ -132,18 +135,16 @@ impl LeistungSpec {
     }
 
     /// Whether the Leistung accepts source `source`, registered by tenant
-    /// `source_tenant`: one it names, or — naming none — any registered by
-    /// its own tenant or a tenant above it. A Gemeinde's source serves its
-    /// own Leistungen, never a neighbour's or the Kreis's unless named
-    /// there (and naming one more is a change a second administrator
-    /// approves).
+    /// `source_tenant`: only a source of its own tenant or a tenant above
+    /// it — one it names, or, naming none, any such. A Gemeinde's source
+    /// never serves a neighbour's or the Kreis's Leistung, and a name
+    /// alone (source ids are one namespace) never makes a source another
+    /// Kommune registered acceptable.
     pub fn accepts(&self, source: &str, source_tenant: &str, tenants: &TenantTree) -> bool {
-        if !self.sources.is_empty() {
-            return self.sources.iter().any(|s| s == source);
-        }
-        tenants
+        let above = tenants
             .get(&self.tenant)
-            .is_some_and(|t| t.path.iter().any(|p| p.as_str() == source_tenant))
+            .is_some_and(|t| t.path.iter().any(|p| p.as_str() == source_tenant));
+        above && (self.sources.is_empty() || self.sources.iter().any(|s| s == source))
     }
 }
 
@@ -207,6 +208,52 @@ mod tests {
             ..spec()
         };
         assert!(!a.weakened_by(&fewer));
+        let moved = LeistungSpec {
+            tenant: "hitzacker".into(),
+            ..spec()
+        };
+        assert!(
+            a.weakened_by(&moved),
+            "another tenant accepts other sources"
+        );
+    }
+
+    #[test]
+    fn only_sources_of_the_own_tenant_or_above_are_accepted() {
+        use crate::tenant::{Level, TenantSpec};
+        let t = |id: &str, level, parent: Option<&str>| TenantSpec {
+            id: id.into(),
+            name: id.into(),
+            level,
+            parent: parent.map(str::to_owned),
+        };
+        let tree = TenantTree::from_specs(&[
+            t("lk", Level::Kreis, None),
+            t("sg-elbtalaue", Level::Samtgemeinde, Some("lk")),
+            t("hitzacker", Level::Gemeinde, Some("sg-elbtalaue")),
+            t("damnatz", Level::Gemeinde, Some("sg-elbtalaue")),
+        ])
+        .unwrap();
+        let named = spec();
+        assert!(named.accepts("bundid", "lk", &tree));
+        assert!(named.accepts("bundid", "sg-elbtalaue", &tree));
+        assert!(!named.accepts("muk", "lk", &tree), "not named");
+        assert!(
+            !named.accepts("bundid", "hitzacker", &tree),
+            "a member Gemeinde's source of the same id"
+        );
+        let any = LeistungSpec {
+            sources: vec![],
+            tenant: "hitzacker".into(),
+            ..spec()
+        };
+        assert!(any.accepts("konto-hitzacker", "hitzacker", &tree));
+        assert!(any.accepts("bundid", "lk", &tree));
+        assert!(
+            !any.accepts("konto-damnatz", "damnatz", &tree),
+            "a neighbour's"
+        );
+        assert!(!any.accepts("x", "nowhere", &tree));
     }
 
     #[test]

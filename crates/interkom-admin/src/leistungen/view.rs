@@ -30,7 +30,8 @@ pub(crate) struct LeistungDoc {
     /// (substanziell), `high` (hoch).
     loa: String,
     /// The identity sources accepted (empty: all of its populations that
-    /// reach the level).
+    /// reach the level); only those of its tenant or a tenant above it
+    /// count.
     sources: Option<Vec<String>>,
     /// The claims it receives: `given_name`, `family_name`, `birthdate`,
     /// `place_of_birth`, `birth_name`, `nationality`, `address`, `email`,

@@ -2,15 +2,18 @@
 //! BundID, Mein Unternehmenskonto, eIDAS): registered with their IdP's
 //! metadata, given or fetched from an https URL on a public address.
 //!
-//! A source lies in its tenant's subtree, and a Leistung that names no
-//! sources accepts only those of its own tenant and the tenants above it:
-//! a Gemeinde's source serves the Gemeinde's Leistungen. A change to what
+//! A source lies in its tenant's subtree, and a Leistung accepts only
+//! those of its own tenant and the tenants above it: a Gemeinde's source
+//! serves the Gemeinde's Leistungen. A change to what
 //! an existing source is trusted with — its metadata given anew (the
 //! signing keys), where the metadata comes from, a level name standing for
 //! a higher level, the level or pseudonym attribute, the population, the
-//! tenant, a larger clock skew — is a proposal a second administrator
-//! approves: a forged assertion would otherwise be one administrator's
-//! decision.
+//! tenant, a larger clock skew, other attributes for the data, no more
+//! ForceAuthn — is a proposal a second administrator approves: a forged
+//! assertion would otherwise be one administrator's decision. So is a new
+//! source that an existing Leistung would accept, or one under an id
+//! people were linked on (deleting and registering again is no way
+//! around the rule).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -179,11 +182,6 @@ pub(crate) async fn put(
     if let Some(b) = &before {
         api::check_if_match_sent(&headers, &tag(b))?;
     }
-    state
-        .0
-        .directory
-        .check_saml_source(&cfg)
-        .map_err(AdminError::bad_request)?;
     let given = body.metadata.is_some();
     let metadata = match (body.metadata, &cfg.metadata_url, &before) {
         (Some(x), _, _) => x,
@@ -200,15 +198,37 @@ pub(crate) async fn put(
             ))
         }
     };
+    // Refused now rather than at the approval.
+    state
+        .0
+        .directory
+        .check_saml_source(&cfg, &metadata)
+        .await
+        .map_err(AdminError::registration)?;
     c.before = before
         .as_ref()
         .map(|b| json!(SamlSourceView::of(b)))
         .unwrap_or(Value::Null);
     c.after = json!(cfg);
-    if let Some(b) = &before {
-        if let Some(why) = trust_widened(b, &cfg, given.then_some(metadata.as_str())) {
-            let payload =
-                json!({ "source": cfg, "metadata": metadata, "before_etag": tag(b), "why": why });
+    let why = match &before {
+        Some(b) => trust_widened(b, &cfg, given.then_some(metadata.as_str())),
+        None if accepted_by(&state, &cfg) => Some("a Leistung would accept a new source"),
+        // A source registered again under an id people were linked on
+        // would log in as them.
+        None => state
+            .0
+            .directory
+            .source_has_people(&cfg.id)
+            .await
+            .map_err(AdminError::from)?
+            .then_some("people are linked on this source's id"),
+    };
+    if let Some(why) = why {
+        {
+            let payload = json!({
+                "source": cfg, "metadata": metadata,
+                "before_etag": before.as_ref().map(tag), "why": why,
+            });
             let place = Place::Tenant(cfg.tenant.clone());
             let pid = propose(
                 &state,
@@ -267,6 +287,21 @@ async fn check(
     Ok(())
 }
 
+/// Whether an existing Leistung would accept the source: one naming its
+/// id, or one of its population naming none, in the source's tenant or
+/// below. A new source such a Leistung accepts widens what it accepts —
+/// as naming one more source there would — and so needs a second
+/// administrator; one no Leistung accepts yet is the caller's to register
+/// (and deleting a source, then registering it again, is no way around
+/// this).
+fn accepted_by(state: &AdminState, cfg: &SamlSourceConfig) -> bool {
+    let snap = state.0.gateway.policy().snapshot();
+    let accepted = snap.leistungen().any(|l| {
+        l.populations.contains(&cfg.population) && l.accepts(&cfg.id, &cfg.tenant, &state.0.tenants)
+    });
+    accepted
+}
+
 /// What of an existing source's trust the change widens, if anything.
 /// `given`: metadata the caller sent (metadata fetched from an unchanged
 /// URL is what the refresh would fetch anyway).
@@ -300,6 +335,12 @@ fn trust_widened(
     }
     if after.clock_skew > b.clock_skew {
         return Some("a larger clock skew");
+    }
+    if b.attributes != after.attributes {
+        return Some("the attributes the Leistungen' data is read from");
+    }
+    if b.force_authn && !after.force_authn {
+        return Some("no fresh login asked for any more");
     }
     None
 }

@@ -204,9 +204,15 @@ async fn accept(gw: &Gateway, meta: &Meta, c: Consumed) -> Result<Response, Gate
         return Ok(refused_page(gw, meta, Some(&src.id), Some(&client), why).await);
     }
     let data = source::claims_of(&c.source, &c.assertion, l.map(|l| &**l));
+    // A step-up is of someone known: an account it makes is refused below
+    // and keeps no data.
+    let first = match pending {
+        Some(_) => interkom_directory::people::PersonData::new(),
+        None => data.clone(),
+    };
     let linked = match gw
         .dir
-        .link_person(src.population, &src.id, &src.tenant, &c.pseudonym, &data)
+        .link_person(src.population, &src.id, &src.tenant, &c.pseudonym, &first)
         .await
     {
         Ok(l) => l,
