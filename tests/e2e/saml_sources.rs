@@ -1019,3 +1019,47 @@ async fn the_what_if_of_a_leistung_says_what_would_change_and_stores_nothing() {
     let (st, _) = admin(&s, Method::POST, &gemeinde, &what_if, Some(lower)).await;
     assert_eq!(st, 403);
 }
+
+#[tokio::test]
+async fn a_metadata_refresh_fetched_for_an_earlier_registration_changes_nothing() {
+    let (s, idp) = setup(&[]).await;
+    let dir = &s.app.directory;
+    let md = idp.metadata().await;
+    let stored = |dir: &interkom_directory::Directory| {
+        let dir = dir.clone();
+        async move {
+            dir.saml_source("bundid")
+                .await
+                .unwrap()
+                .unwrap()
+                .metadata
+                .clone()
+        }
+    };
+    let old = dir
+        .saml_source("bundid")
+        .await
+        .unwrap()
+        .unwrap()
+        .cfg
+        .clone();
+    // Registered anew while a refresh of the old registration was fetching.
+    let new = SamlSourceConfig {
+        name: "BundID (neu)".into(),
+        ..old.clone()
+    };
+    dir.put_saml_source(new.clone(), &md).await.unwrap();
+    let fetched = format!("{md}\n");
+    dir.refresh_saml_metadata("bundid", &old, &fetched)
+        .await
+        .unwrap();
+    assert_eq!(stored(dir).await, md, "the late refresh is dropped");
+    dir.refresh_saml_metadata("bundid", &new, &fetched)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored(dir).await,
+        fetched,
+        "a refresh of the registration as it is"
+    );
+}

@@ -340,10 +340,14 @@ impl Directory {
         Ok(())
     }
 
-    /// Keeps the refreshed metadata of a source (fetched from its URL).
+    /// Keeps the refreshed metadata of a source (fetched from its URL), as
+    /// long as it is still registered as `fetched_for` says: a change made
+    /// meanwhile (another URL, approved by a second administrator) is not
+    /// undone by a refresh of the old one.
     pub async fn refresh_saml_metadata(
         &self,
         id: &str,
+        fetched_for: &SamlSourceConfig,
         metadata: &str,
     ) -> Result<(), DirectoryError> {
         let idp = PartnerIdp::read(metadata)
@@ -354,13 +358,16 @@ impl Directory {
             ));
         }
         let now = self.0.clock.now();
+        let config = serde_json::to_string(fetched_for)?;
         sqlx::query(
-            "UPDATE saml_sources SET metadata = $1, entity_id = $2, fetched_at = $3 WHERE id = $4",
+            "UPDATE saml_sources SET metadata = $1, entity_id = $2, fetched_at = $3 \
+             WHERE id = $4 AND config = $5",
         )
         .bind(metadata)
         .bind(&idp.entity_id)
         .bind(now)
         .bind(id)
+        .bind(config)
         .execute(&self.0.pool)
         .await?;
         self.forget_saml_sources();

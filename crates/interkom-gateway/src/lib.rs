@@ -336,7 +336,7 @@ impl Gateway {
             };
             match self.fetch_saml_metadata(url).await {
                 Ok(md) if md != s.metadata => {
-                    match self.dir.refresh_saml_metadata(&s.cfg.id, &md).await {
+                    match self.dir.refresh_saml_metadata(&s.cfg.id, &s.cfg, &md).await {
                         Ok(()) => n += 1,
                         Err(e) => {
                             tracing::warn!(source = %s.cfg.id, error = %e, "refreshed SAML metadata refused; the copy kept stays")

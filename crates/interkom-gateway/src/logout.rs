@@ -121,11 +121,12 @@ async fn logout(
     // The SAML service providers first: the chain ends at `then`.
     let chain = match ended {
         Some(e) if !e.saml.is_empty() => {
+            // The session has ended either way: its cookie goes below.
             match crate::saml::tell_service_providers(&gw, &e.sid, e.saml, then.clone(), asked.lang)
                 .await
             {
                 Ok(r) => r,
-                Err(e) => return web::internal(&gw, asked.lang, e),
+                Err(e) => Some(web::internal(&gw, asked.lang, e)),
             }
         }
         _ => None,
